@@ -1,0 +1,176 @@
+#include "llama_graph.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace mikv {
+
+Status LlamaGraph::CreateOperators() {
+  const ModelConfig& c = model_.config();
+  const LlamaWeights& w = model_.weights();
+  MIKV_RETURN_IF_ERROR(quantizer_.Create());
+  layers_.resize(c.n_layers);
+  auto bias = [](const TensorView* t) { return t ? reinterpret_cast<const float*>(t->data) : nullptr; };
+  for (int l = 0; l < c.n_layers; ++l) {
+    const LlamaLayerWeights& L = w.layers[l];
+    LayerOps& ops = layers_[l];
+    MIKV_RETURN_IF_ERROR(ops.wq.Create(*L.wq, bias(L.bq)));
+    MIKV_RETURN_IF_ERROR(ops.wk.Create(*L.wk, bias(L.bk)));
+    MIKV_RETURN_IF_ERROR(ops.wv.Create(*L.wv, bias(L.bv)));
+    MIKV_RETURN_IF_ERROR(ops.wo.Create(*L.wo, nullptr));
+    MIKV_RETURN_IF_ERROR(ops.w1.Create(*L.w1, nullptr));
+    MIKV_RETURN_IF_ERROR(ops.w2.Create(*L.w2, nullptr));
+    MIKV_RETURN_IF_ERROR(ops.w3.Create(*L.w3, nullptr));
+  }
+  MIKV_RETURN_IF_ERROR(classifier_.Create(*w.output, nullptr));
+
+  // RoPE frequencies: theta^(-2i/d), divided by the model's per-frequency factors (Llama 3 scaling).
+  const int half = c.head_dim / 2;
+  inv_freq_.resize(half);
+  const float* factors = w.rope_freqs ? reinterpret_cast<const float*>(w.rope_freqs->data) : nullptr;
+  for (int i = 0; i < half; ++i) {
+    double f = std::pow((double)c.rope_theta, -2.0 * i / c.head_dim);
+    if (factors) f /= factors[i];
+    inv_freq_[i] = (float)f;
+  }
+  return OkStatus();
+}
+
+void LlamaGraph::Carve(Arena* a, size_t attn_scratch_floats) {
+  const ModelConfig& c = model_.config();
+  const size_t T = chunk_;
+  x_ = a->Take<float>(T * c.dim, "activations");
+  xb_ = a->Take<float>(T * std::max(c.dim, c.q_dim()), "activations");
+  xb2_ = a->Take<float>(T * c.dim, "activations");
+  q_ = a->Take<float>(T * c.q_dim(), "activations");
+  k_ = a->Take<float>(T * c.kv_dim(), "activations");
+  v_ = a->Take<float>(T * c.kv_dim(), "activations");
+  att_ = a->Take<float>(T * c.q_dim(), "activations");
+  h1_ = a->Take<float>(T * c.hidden_dim, "activations");
+  h3_ = a->Take<float>(T * c.hidden_dim, "activations");
+  rope_cos_ = a->Take<float>(T * c.head_dim / 2, "activations");
+  rope_sin_ = a->Take<float>(T * c.head_dim / 2, "activations");
+  const size_t widest = std::max({c.dim, c.q_dim(), c.hidden_dim});
+  qd8_ = a->Take<int8_t>(T * (widest + XNN_EXTRA_BYTES), "activations");
+  qd8_params_ = a->Take<xnn_quantization_params>(T + XNN_EXTRA_QUANTIZATION_PARAMS, "activations");
+  attn_scratch_stride_ = (attn_scratch_floats + 15) / 16 * 16;
+  attn_scratch_ = a->Take<float>(attn_scratch_stride_ * threads_, "activations");
+}
+
+void LlamaGraph::RmsNorm(const float* x, const float* w, float* out, int n) const {
+  double ss = 0.0;
+  for (int i = 0; i < n; ++i) ss += (double)x[i] * x[i];
+  const float inv = 1.0f / std::sqrt((float)(ss / n) + model_.config().norm_eps);
+  for (int i = 0; i < n; ++i) out[i] = x[i] * inv * w[i];
+}
+
+// Rotates every head of v[n_tokens][n_heads * head_dim] by its token's angles (rope_cos_/rope_sin_).
+void LlamaGraph::Rope(float* v, int n_tokens, int n_heads, int pos) const {
+  const ModelConfig& c = model_.config();
+  const int d = c.head_dim, half = d / 2;
+  for (int t = 0; t < n_tokens; ++t) {
+    const float* cs = rope_cos_ + (size_t)t * half;
+    const float* sn = rope_sin_ + (size_t)t * half;
+    for (int h = 0; h < n_heads; ++h) {
+      float* x = v + ((size_t)t * n_heads + h) * d;
+      for (int i = 0; i < half; ++i) {
+        // Interleaved pairs (2i, 2i+1); NeoX pairs (i, i + d/2).
+        float* a = c.rope_style == RopeStyle::Interleaved ? &x[2 * i] : &x[i];
+        float* b = c.rope_style == RopeStyle::Interleaved ? &x[2 * i + 1] : &x[i + half];
+        const float x0 = *a, x1 = *b;
+        *a = x0 * cs[i] - x1 * sn[i];
+        *b = x0 * sn[i] + x1 * cs[i];
+      }
+    }
+  }
+}
+
+Status LlamaGraph::Project(Linear& op, LinearInput* in, size_t in_dim, float* out, pthreadpool_t pool) {
+  if (op.needs_qd8() && in->qd8 == nullptr) MIKV_RETURN_IF_ERROR(quantizer_.Quantize(in_dim, qd8_, qd8_params_, in, pool));
+  return op.Run(*in, out, pool);
+}
+
+namespace {
+
+struct AttentionTask {
+  const KvCache* cache;
+  int layer, pos, n_heads, head_dim;
+  const float* q;
+  float* out;
+  float* scratch;
+  size_t scratch_stride;
+};
+
+void RunAttention(void* ctx, size_t thread, size_t item) {
+  const AttentionTask& t = *static_cast<const AttentionTask*>(ctx);
+  const int token = (int)item / t.n_heads, head = (int)item % t.n_heads;
+  const size_t off = ((size_t)token * t.n_heads + head) * t.head_dim;
+  t.cache->Attend(t.layer, t.pos + token, head, t.q + off, t.out + off, t.scratch + thread * t.scratch_stride);
+}
+
+}  // namespace
+
+Status LlamaGraph::Forward(const int32_t* tokens, int n, int pos, KvCache* cache, pthreadpool_t pool,
+                           float* last_logits, float* all_logits) {
+  const ModelConfig& c = model_.config();
+  const LlamaWeights& w = model_.weights();
+  const int half = c.head_dim / 2;
+
+  for (int t = 0; t < n; ++t) {
+    DequantizeRow(*w.tok_embeddings, (uint64_t)tokens[t], x_ + (size_t)t * c.dim);
+    for (int i = 0; i < half; ++i) {
+      const double angle = (double)(pos + t) * inv_freq_[i];
+      rope_cos_[(size_t)t * half + i] = (float)std::cos(angle);
+      rope_sin_[(size_t)t * half + i] = (float)std::sin(angle);
+    }
+  }
+
+  for (int l = 0; l < c.n_layers; ++l) {
+    const LlamaLayerWeights& L = w.layers[l];
+    LayerOps& ops = layers_[l];
+    for (int t = 0; t < n; ++t)
+      RmsNorm(x_ + (size_t)t * c.dim, reinterpret_cast<const float*>(L.attn_norm->data), xb_ + (size_t)t * c.dim, c.dim);
+    LinearInput in{xb_, nullptr, nullptr, (size_t)n};
+    MIKV_RETURN_IF_ERROR(Project(ops.wq, &in, c.dim, q_, pool));
+    MIKV_RETURN_IF_ERROR(Project(ops.wk, &in, c.dim, k_, pool));
+    MIKV_RETURN_IF_ERROR(Project(ops.wv, &in, c.dim, v_, pool));
+    Rope(q_, n, c.n_heads, pos);
+    Rope(k_, n, c.n_kv_heads, pos);
+    cache->Write(l, pos, n, k_, v_);
+
+    AttentionTask task{cache, l, pos, c.n_heads, c.head_dim, q_, att_, attn_scratch_, attn_scratch_stride_};
+    pthreadpool_parallelize_1d_with_thread(pool, RunAttention, &task, (size_t)n * c.n_heads, 0);
+
+    LinearInput att_in{att_, nullptr, nullptr, (size_t)n};
+    MIKV_RETURN_IF_ERROR(Project(ops.wo, &att_in, c.q_dim(), xb2_, pool));
+    for (size_t i = 0; i < (size_t)n * c.dim; ++i) x_[i] += xb2_[i];
+
+    for (int t = 0; t < n; ++t)
+      RmsNorm(x_ + (size_t)t * c.dim, reinterpret_cast<const float*>(L.ffn_norm->data), xb_ + (size_t)t * c.dim, c.dim);
+    LinearInput ffn_in{xb_, nullptr, nullptr, (size_t)n};
+    MIKV_RETURN_IF_ERROR(Project(ops.w1, &ffn_in, c.dim, h1_, pool));
+    MIKV_RETURN_IF_ERROR(Project(ops.w3, &ffn_in, c.dim, h3_, pool));
+    for (size_t i = 0; i < (size_t)n * c.hidden_dim; ++i) {
+      const float g = h1_[i];
+      h1_[i] = g / (1.0f + std::exp(-g)) * h3_[i];  // SwiGLU: silu(gate) * up
+    }
+    LinearInput down_in{h1_, nullptr, nullptr, (size_t)n};
+    MIKV_RETURN_IF_ERROR(Project(ops.w2, &down_in, c.hidden_dim, xb2_, pool));
+    for (size_t i = 0; i < (size_t)n * c.dim; ++i) x_[i] += xb2_[i];
+  }
+
+  const float* norm = reinterpret_cast<const float*>(w.norm->data);
+  if (all_logits) {
+    for (int t = 0; t < n; ++t) RmsNorm(x_ + (size_t)t * c.dim, norm, xb_ + (size_t)t * c.dim, c.dim);
+    LinearInput in{xb_, nullptr, nullptr, (size_t)n};
+    MIKV_RETURN_IF_ERROR(Project(classifier_, &in, c.dim, all_logits, pool));
+    std::copy(all_logits + (size_t)(n - 1) * c.vocab_size, all_logits + (size_t)n * c.vocab_size, last_logits);
+  } else {
+    RmsNorm(x_ + (size_t)(n - 1) * c.dim, norm, xb_, c.dim);
+    LinearInput in{xb_, nullptr, nullptr, 1};
+    MIKV_RETURN_IF_ERROR(Project(classifier_, &in, c.dim, last_logits, pool));
+  }
+  return OkStatus();
+}
+
+}  // namespace mikv

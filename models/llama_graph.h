@@ -1,0 +1,61 @@
+// LlamaGraph: the forward pass of a Llama-family model over a chunk of tokens, in the order llama2.c
+// reads it: embed -> per layer (RMSNorm, q/k/v, RoPE, cache write, attention, output projection,
+// residual, RMSNorm, SwiGLU, residual) -> final RMSNorm -> classifier.
+// Dense matmuls go through XNNPACK (Linear); attention through the session's KvCache.
+#pragma once
+
+#include <pthreadpool.h>
+
+#include <vector>
+
+#include "arena.h"
+#include "kv_cache.h"
+#include "linear.h"
+#include "model.h"
+
+namespace mikv {
+
+class LlamaGraph {
+ public:
+  // `chunk`: most tokens per Forward call; activations are sized for it.
+  LlamaGraph(const Model& model, int chunk, int threads) : model_(model), chunk_(chunk), threads_(threads) {}
+
+  // Creates the XNNPACK operators (packs the weights). Heap memory, once, at session creation.
+  Status CreateOperators();
+  // Takes activation buffers from the arena (measure pass, then real pass), including one attention
+  // scratch of `attn_scratch_floats` per thread.
+  void Carve(Arena* arena, size_t attn_scratch_floats);
+
+  // Runs tokens[0..n) at positions [pos, pos + n), n <= chunk. Writes the classifier output of the
+  // last token to last_logits[vocab], and, if all_logits is not null, of every token to all_logits[n][vocab].
+  Status Forward(const int32_t* tokens, int n, int pos, KvCache* cache, pthreadpool_t pool, float* last_logits,
+                 float* all_logits);
+
+  int chunk() const { return chunk_; }
+
+ private:
+  struct LayerOps {
+    Linear wq, wk, wv, wo, w1, w2, w3;
+  };
+  Status Project(Linear& op, LinearInput* in, size_t in_dim, float* out, pthreadpool_t pool);
+  void RmsNorm(const float* x, const float* w, float* out, int n) const;
+  void Rope(float* v, int n_tokens, int n_heads, int pos) const;
+
+  const Model& model_;
+  int chunk_;
+  int threads_;
+  std::vector<LayerOps> layers_;
+  Linear classifier_;
+  DynamicQuantizer quantizer_;
+  std::vector<float> inv_freq_;  // [head_dim / 2], made at creation
+
+  // Arena buffers.
+  float *x_ = nullptr, *xb_ = nullptr, *xb2_ = nullptr, *q_ = nullptr, *k_ = nullptr, *v_ = nullptr;
+  float *att_ = nullptr, *h1_ = nullptr, *h3_ = nullptr, *rope_cos_ = nullptr, *rope_sin_ = nullptr;
+  float* attn_scratch_ = nullptr;  // [threads][cache scratch]
+  size_t attn_scratch_stride_ = 0;
+  int8_t* qd8_ = nullptr;
+  xnn_quantization_params* qd8_params_ = nullptr;
+};
+
+}  // namespace mikv

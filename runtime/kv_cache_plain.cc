@@ -1,0 +1,74 @@
+#include <cmath>
+
+#include "fp16.h"
+#include "kv_cache.h"
+
+namespace mikv {
+
+void PlainKvCache::Carve(Arena* arena) {
+  const size_t n = (size_t)g_.n_layers * g_.n_kv_heads * g_.capacity * g_.head_dim;
+  const size_t elem = storage_ == KvStorage::F32 ? 4 : 2;
+  keys_ = arena->TakeBytes(n * elem, "kv-cache");
+  values_ = arena->TakeBytes(n * elem, "kv-cache");
+}
+
+void PlainKvCache::Write(int layer, int pos, int n, const float* k, const float* v) {
+  const int kv_dim = g_.kv_dim();
+  for (int t = 0; t < n; ++t) {
+    for (int h = 0; h < g_.n_kv_heads; ++h) {
+      const size_t dst = Offset(layer, h, pos + t);
+      const float* ks = k + (size_t)t * kv_dim + (size_t)h * g_.head_dim;
+      const float* vs = v + (size_t)t * kv_dim + (size_t)h * g_.head_dim;
+      if (storage_ == KvStorage::F32) {
+        float* kd = static_cast<float*>(keys_) + dst;
+        float* vd = static_cast<float*>(values_) + dst;
+        for (int i = 0; i < g_.head_dim; ++i) { kd[i] = ks[i]; vd[i] = vs[i]; }
+      } else {
+        uint16_t* kd = static_cast<uint16_t*>(keys_) + dst;
+        uint16_t* vd = static_cast<uint16_t*>(values_) + dst;
+        for (int i = 0; i < g_.head_dim; ++i) { kd[i] = FloatToHalf(ks[i]); vd[i] = FloatToHalf(vs[i]); }
+      }
+    }
+  }
+}
+
+float PlainKvCache::LoadK(size_t i) const {
+  return storage_ == KvStorage::F32 ? static_cast<const float*>(keys_)[i]
+                                    : HalfToFloat(static_cast<const uint16_t*>(keys_)[i]);
+}
+
+float PlainKvCache::LoadV(size_t i) const {
+  return storage_ == KvStorage::F32 ? static_cast<const float*>(values_)[i]
+                                    : HalfToFloat(static_cast<const uint16_t*>(values_)[i]);
+}
+
+// Scalar reference attention: two passes (scores with their maximum, then the weighted sum).
+void PlainKvCache::Attend(int layer, int pos, int head, const float* q, float* out, float* scores) const {
+  const int d = g_.head_dim;
+  const int kv_head = head / g_.group();
+  const float scale = 1.0f / std::sqrt((float)d);
+  const size_t base = Offset(layer, kv_head, 0);
+  float max_score = -INFINITY;
+  for (int t = 0; t <= pos; ++t) {
+    const size_t row = base + (size_t)t * d;
+    float s = 0.0f;
+    for (int i = 0; i < d; ++i) s += q[i] * LoadK(row + i);
+    s *= scale;
+    scores[t] = s;
+    if (s > max_score) max_score = s;
+  }
+  float sum = 0.0f;
+  for (int t = 0; t <= pos; ++t) {
+    scores[t] = std::exp(scores[t] - max_score);
+    sum += scores[t];
+  }
+  const float inv = 1.0f / sum;
+  for (int i = 0; i < d; ++i) out[i] = 0.0f;
+  for (int t = 0; t <= pos; ++t) {
+    const float p = scores[t] * inv;
+    const size_t row = base + (size_t)t * d;
+    for (int i = 0; i < d; ++i) out[i] += p * LoadV(row + i);
+  }
+}
+
+}  // namespace mikv

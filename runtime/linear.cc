@@ -1,0 +1,133 @@
+#include "linear.h"
+
+#include <limits>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "fp16.h"
+
+namespace mikv {
+
+namespace {
+
+Status XnnError(const char* what, xnn_status s) {
+  return Status(s == xnn_status_out_of_memory ? MIKV_ERR_OUT_OF_MEMORY : MIKV_ERR_INTERNAL,
+                std::string("XNNPACK ") + what + " failed (status " + std::to_string((int)s) + ")");
+}
+
+constexpr float kInf = std::numeric_limits<float>::infinity();
+
+}  // namespace
+
+Status InitXnnpack() {
+  static std::once_flag once;
+  static xnn_status status = xnn_status_success;
+  std::call_once(once, [] { status = xnn_initialize(/*allocator=*/nullptr); });
+  if (status != xnn_status_success) return XnnError("initialisation (is this CPU supported?)", status);
+  return OkStatus();
+}
+
+DynamicQuantizer::~DynamicQuantizer() {
+  if (op_) xnn_delete_operator(op_);
+}
+
+Status DynamicQuantizer::Create() {
+  MIKV_RETURN_IF_ERROR(InitXnnpack());
+  xnn_status s = xnn_create_convert_nc_f32_qd8(0, &op_);
+  return s == xnn_status_success ? OkStatus() : XnnError("create convert f32->qd8", s);
+}
+
+Status DynamicQuantizer::Quantize(size_t channels, int8_t* qd8, xnn_quantization_params* params, LinearInput* in,
+                                  pthreadpool_t pool) {
+  xnn_status s = xnn_reshape_convert_nc_f32_qd8(op_, in->batch, channels, channels, channels + XNN_EXTRA_BYTES, pool);
+  if (s == xnn_status_success) s = xnn_setup_convert_nc_f32_qd8(op_, in->f32, qd8, params);
+  if (s == xnn_status_success) s = xnn_run_operator(op_, pool);
+  if (s != xnn_status_success) return XnnError("convert f32->qd8", s);
+  in->qd8 = qd8;
+  in->qd8_params = params;
+  return OkStatus();
+}
+
+Linear::~Linear() {
+  if (op_) xnn_delete_operator(op_);
+}
+
+Linear::Linear(Linear&& o) noexcept : op_(o.op_), bias_(o.bias_), type_(o.type_), needs_qd8_(o.needs_qd8_), in_(o.in_), out_(o.out_) {
+  o.op_ = nullptr;
+}
+
+Status Linear::Create(const TensorView& w, const float* bias) {
+  MIKV_RETURN_IF_ERROR(InitXnnpack());
+  // The bias is added after the operator runs: XNNPACK's f32_f16 operator wants an f16 bias, and one
+  // path for every encoding keeps the result the same whichever encoding the weights use.
+  bias_ = bias;
+  if (w.rank != 2) return Status(MIKV_ERR_CORRUPT, "tensor '" + w.name + "' is not a matrix");
+  in_ = w.cols();
+  out_ = w.rows();
+  type_ = w.type;
+  xnn_status s = xnn_status_success;
+  switch (w.type) {
+    case WeightType::F32:
+      s = xnn_create_fully_connected_nc_f32(in_, out_, in_, out_, reinterpret_cast<const float*>(w.data), nullptr, -kInf,
+                                            kInf, 0, nullptr, nullptr, &op_);
+      break;
+    case WeightType::F16:
+      s = xnn_create_fully_connected_nc_f32_f16(in_, out_, in_, out_, w.data, nullptr, -kInf, kInf, 0, nullptr, nullptr,
+                                                &op_);
+      break;
+    case WeightType::Int8PerChannel:
+      needs_qd8_ = true;
+      s = xnn_create_fully_connected_nc_qd8_f32_qc8w(in_, out_, in_, out_, w.scales,
+                                                     reinterpret_cast<const int8_t*>(w.data), nullptr, -kInf, kInf, 0,
+                                                     nullptr, nullptr, &op_);
+      break;
+    case WeightType::Int4Group: {
+      needs_qd8_ = true;
+      // XNNPACK takes block scales as bf16; they are packed at creation, so this copy is temporary.
+      std::vector<uint16_t> scales(w.scale_count);
+      for (size_t i = 0; i < scales.size(); ++i) scales[i] = FloatToBf16(w.scales[i]);
+      s = xnn_create_fully_connected_nc_qd8_f32_qb4w(in_, out_, in_, out_, w.group_size, /*kernel_zero_point=*/8,
+                                                     scales.data(), w.data, nullptr, -kInf, kInf, 0, nullptr, nullptr,
+                                                     &op_);
+      break;
+    }
+  }
+  if (s != xnn_status_success)
+    return s == xnn_status_unsupported_hardware
+               ? Status(MIKV_ERR_UNSUPPORTED, std::string("this CPU has no XNNPACK kernel for ") +
+                                                  WeightTypeName(w.type) + " weights ('" + w.name + "')")
+               : XnnError(("create fully-connected for '" + w.name + "'").c_str(), s);
+  return OkStatus();
+}
+
+Status Linear::Run(const LinearInput& in, float* y, pthreadpool_t pool) {
+  xnn_status s = xnn_status_success;
+  switch (type_) {
+    case WeightType::F32:
+      s = xnn_reshape_fully_connected_nc_f32(op_, in.batch, pool);
+      if (s == xnn_status_success) s = xnn_setup_fully_connected_nc_f32(op_, in.f32, y);
+      break;
+    case WeightType::F16:
+      s = xnn_reshape_fully_connected_nc_f32_f16(op_, in.batch, pool);
+      if (s == xnn_status_success) s = xnn_setup_fully_connected_nc_f32_f16(op_, in.f32, y);
+      break;
+    case WeightType::Int8PerChannel:
+      s = xnn_reshape_fully_connected_nc_qd8_f32_qc8w(op_, in.batch, pool);
+      if (s == xnn_status_success) s = xnn_setup_fully_connected_nc_qd8_f32_qc8w(op_, in.qd8, y, in.qd8_params);
+      break;
+    case WeightType::Int4Group:
+      s = xnn_reshape_fully_connected_nc_qd8_f32_qb4w(op_, in.batch, pool);
+      if (s == xnn_status_success) s = xnn_setup_fully_connected_nc_qd8_f32_qb4w(op_, in.qd8, y, in.qd8_params);
+      break;
+  }
+  if (s == xnn_status_success) s = xnn_run_operator(op_, pool);
+  if (s != xnn_status_success) return XnnError("fully-connected run", s);
+  if (bias_) {
+    for (size_t b = 0; b < in.batch; ++b)
+      for (size_t o = 0; o < out_; ++o) y[b * out_ + o] += bias_[o];
+  }
+  return OkStatus();
+}
+
+}  // namespace mikv

@@ -1,0 +1,73 @@
+// Linear: y[batch][out] = x[batch][in] · Wᵀ + b through one XNNPACK fully-connected operator.
+// The operator is chosen from the weight encoding:
+//   f32  -> fully_connected_nc_f32         f16  -> fully_connected_nc_f32_f16
+//   int8 -> fully_connected_nc_qd8_f32_qc8w (activations quantized per row to int8 at run time)
+//   int4 -> fully_connected_nc_qd8_f32_qb4w (blocks of group_size columns, bf16 block scales)
+// XNNPACK packs the weights when the operator is created; the mapped file is not read afterwards.
+#pragma once
+
+#include <xnnpack.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "status.h"
+#include "weights.h"
+
+namespace mikv {
+
+// One batch of activations, in f32 and (when some weight needs it) dynamically quantized to int8.
+// Quantizing once serves every projection that reads the same input (q/k/v, gate/up).
+struct LinearInput {
+  const float* f32 = nullptr;
+  const int8_t* qd8 = nullptr;                     // [batch][in + XNN_EXTRA_BYTES]
+  const xnn_quantization_params* qd8_params = nullptr;  // [batch + XNN_EXTRA_QUANTIZATION_PARAMS]
+  size_t batch = 0;
+};
+
+// Converts f32 rows to XNNPACK's qd8 (int8 + per-row zero point and scale). Buffers come from the arena.
+class DynamicQuantizer {
+ public:
+  DynamicQuantizer() = default;
+  ~DynamicQuantizer();
+  DynamicQuantizer(const DynamicQuantizer&) = delete;
+  DynamicQuantizer& operator=(const DynamicQuantizer&) = delete;
+
+  Status Create();
+  // Fills in->qd8 / in->qd8_params from in->f32 (in->batch rows of `channels`).
+  Status Quantize(size_t channels, int8_t* qd8, xnn_quantization_params* params, LinearInput* in,
+                  pthreadpool_t pool);
+
+ private:
+  xnn_operator_t op_ = nullptr;
+};
+
+class Linear {
+ public:
+  Linear() = default;
+  ~Linear();
+  Linear(const Linear&) = delete;
+  Linear& operator=(const Linear&) = delete;
+  Linear(Linear&& other) noexcept;
+
+  // w: [out][in] (packed now; may be released after Create). bias: [out] floats or nullptr, kept by
+  // pointer (it lives in the model file).
+  Status Create(const TensorView& w, const float* bias);
+  Status Run(const LinearInput& in, float* y, pthreadpool_t pool);
+
+  bool needs_qd8() const { return needs_qd8_; }
+  size_t in_features() const { return in_; }
+  size_t out_features() const { return out_; }
+
+ private:
+  xnn_operator_t op_ = nullptr;
+  const float* bias_ = nullptr;  // points into the model file
+  WeightType type_ = WeightType::F32;
+  bool needs_qd8_ = false;
+  size_t in_ = 0, out_ = 0;
+};
+
+// XNNPACK must be initialised once per process; safe to call from any thread, any number of times.
+Status InitXnnpack();
+
+}  // namespace mikv

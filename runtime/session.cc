@@ -1,0 +1,126 @@
+#include "session.h"
+
+#include <chrono>
+#include <thread>
+
+namespace mikv {
+
+namespace {
+
+Status Normalise(const Model& model, SessionConfig* c) {
+  const ModelConfig& m = model.config();
+  if (c->context < 0) return Status(MIKV_ERR_INVALID_ARGUMENT, "context must be >= 0");
+  if (c->context == 0) c->context = m.max_seq_len;
+  if (c->threads < 0 || c->threads > 256) return Status(MIKV_ERR_INVALID_ARGUMENT, "threads must be 0..256");
+  if (c->threads == 0) c->threads = (int)std::max(1u, std::thread::hardware_concurrency());
+  if (c->prefill_chunk < 1 || c->prefill_chunk > 4096)
+    return Status(MIKV_ERR_INVALID_ARGUMENT, "prefill_chunk must be 1..4096");
+  if (c->sampler.temperature < 0 || c->sampler.top_k < 0 || !(c->sampler.top_p > 0 && c->sampler.top_p <= 1))
+    return Status(MIKV_ERR_INVALID_ARGUMENT, "sampler needs temperature >= 0, top_k >= 0, 0 < top_p <= 1");
+  return OkStatus();
+}
+
+KvGeometry Geometry(const ModelConfig& m, int capacity) {
+  KvGeometry g;
+  g.n_layers = m.n_layers;
+  g.n_heads = m.n_heads;
+  g.n_kv_heads = m.n_kv_heads;
+  g.head_dim = m.head_dim;
+  g.capacity = capacity;
+  return g;
+}
+
+}  // namespace
+
+Session::Session(const Model& model, const SessionConfig& config, int capacity, int threads)
+    : model_(model),
+      config_(config),
+      capacity_(capacity),
+      threads_(threads),
+      cache_(new PlainKvCache(Geometry(model.config(), capacity), config.kv_storage)),
+      graph_(model, config.prefill_chunk, threads),
+      sampler_(model.config().vocab_size, config.sampler) {}
+
+Session::~Session() {
+  if (pool_) pthreadpool_destroy(pool_);
+}
+
+void Session::CarveAll(Arena* arena) {
+  cache_->Carve(arena);
+  graph_.Carve(arena, cache_->ScratchFloats());
+  logits_ = arena->Take<float>(model_.config().vocab_size, "logits");
+  sampler_.Carve(arena);
+}
+
+Status Session::PlanArena(const Model& model, const SessionConfig& config, size_t* bytes,
+                          std::vector<Arena::Region>* regions) {
+  SessionConfig c = config;
+  MIKV_RETURN_IF_ERROR(Normalise(model, &c));
+  Session s(model, c, c.context, c.threads);
+  Arena measure;
+  s.CarveAll(&measure);
+  *bytes = measure.used();
+  if (regions) *regions = measure.regions();
+  return OkStatus();
+}
+
+Status Session::Create(const Model& model, const SessionConfig& config, std::unique_ptr<Session>* out) {
+  SessionConfig c = config;
+  MIKV_RETURN_IF_ERROR(Normalise(model, &c));
+  std::unique_ptr<Session> s(new Session(model, c, c.context, c.threads));
+  Arena measure;
+  s->CarveAll(&measure);
+  if (!s->block_.Allocate(measure.used()))
+    return Status(MIKV_ERR_OUT_OF_MEMORY, "cannot allocate the session arena of " + std::to_string(measure.used()) + " bytes");
+  Arena arena(s->block_.data(), s->block_.size());
+  s->CarveAll(&arena);
+  if (arena.overflowed()) return Status(MIKV_ERR_INTERNAL, "arena plan and carve disagree");
+  s->stats_.arena_bytes = arena.used();
+  MIKV_RETURN_IF_ERROR(s->graph_.CreateOperators());
+  s->pool_ = pthreadpool_create((size_t)c.threads);
+  if (s->pool_ == nullptr) return Status(MIKV_ERR_OUT_OF_MEMORY, "cannot create a thread pool");
+  *out = std::move(s);
+  return OkStatus();
+}
+
+Status Session::Prefill(const int32_t* tokens, size_t n, float* all_logits) {
+  if (n == 0) return Status(MIKV_ERR_INVALID_ARGUMENT, "no tokens to run");
+  if (tokens == nullptr) return Status(MIKV_ERR_INVALID_ARGUMENT, "tokens is null");
+  const int vocab = model_.config().vocab_size;
+  for (size_t i = 0; i < n; ++i)
+    if (tokens[i] < 0 || tokens[i] >= vocab)
+      return Status(MIKV_ERR_BAD_TOKEN, "token id " + std::to_string(tokens[i]) + " at index " + std::to_string(i) +
+                                            " is outside the vocabulary (0.." + std::to_string(vocab - 1) + ")");
+  if (n > (size_t)(capacity_ - pos_))
+    return Status(MIKV_ERR_CONTEXT_OVERFLOW, std::to_string(n) + " tokens do not fit: the context holds " +
+                                                 std::to_string(capacity_) + " and " + std::to_string(pos_) +
+                                                 " are used");
+  const auto t0 = std::chrono::steady_clock::now();
+  for (size_t done = 0; done < n;) {
+    const int step = (int)std::min(n - done, (size_t)graph_.chunk());
+    float* rows = all_logits ? all_logits + done * (size_t)vocab : nullptr;
+    MIKV_RETURN_IF_ERROR(graph_.Forward(tokens + done, step, pos_, cache_.get(), pool_, logits_, rows));
+    pos_ += step;
+    done += (size_t)step;
+  }
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (n == 1 && stats_.prompt_tokens > 0) {
+    stats_.generated_tokens += 1;
+    stats_.decode_seconds += secs;
+  } else {
+    stats_.prompt_tokens += n;
+    stats_.prompt_seconds += secs;
+  }
+  return OkStatus();
+}
+
+void Session::Reset() {
+  pos_ = 0;
+  cache_->Reset();
+  sampler_.Reseed(config_.sampler.seed);
+  const size_t arena = stats_.arena_bytes;
+  stats_ = SessionStats();
+  stats_.arena_bytes = arena;
+}
+
+}  // namespace mikv

@@ -1,0 +1,75 @@
+// Session: one conversation with a model. It owns the arena (all per-token memory), the KV cache,
+// the graph's operators and a thread pool. After Create, Prefill/Decode/Sample allocate nothing.
+// One session per thread; many sessions may share one Model.
+#pragma once
+
+#include <pthreadpool.h>
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "arena.h"
+#include "kv_cache.h"
+#include "llama_graph.h"
+#include "model.h"
+#include "sampler.h"
+
+namespace mikv {
+
+struct SessionConfig {
+  int context = 0;         // tokens the session may hold; 0 = the model's max_seq_len
+  int threads = 0;         // 0 = the machine's cores
+  int prefill_chunk = 64;  // tokens per forward pass while prefilling
+  KvStorage kv_storage = KvStorage::F16;
+  SamplerConfig sampler;
+};
+
+struct SessionStats {
+  uint64_t prompt_tokens = 0, generated_tokens = 0;
+  double prompt_seconds = 0, decode_seconds = 0;
+  size_t arena_bytes = 0;
+};
+
+class Session {
+ public:
+  ~Session();
+  static Status Create(const Model& model, const SessionConfig& config, std::unique_ptr<Session>* out);
+  // Bytes of arena a session with this configuration takes (the same carving code, measuring).
+  static Status PlanArena(const Model& model, const SessionConfig& config, size_t* bytes,
+                          std::vector<Arena::Region>* regions = nullptr);
+
+  // Appends tokens to the context and runs them through the model. If all_logits is given it receives
+  // n x vocab logits (teacher forcing); logits() always holds the last position's.
+  Status Prefill(const int32_t* tokens, size_t n, float* all_logits = nullptr);
+  // Appends one token (e.g. the one just sampled).
+  Status Decode(int32_t token) { return Prefill(&token, 1); }
+  int32_t Sample() { return sampler_.Sample(logits_); }
+
+  const float* logits() const { return logits_; }
+  int position() const { return pos_; }
+  int context() const { return capacity_; }
+  void Reset();
+  const SessionStats& stats() const { return stats_; }
+  const Model& model() const { return model_; }
+  Sampler& sampler() { return sampler_; }
+
+ private:
+  Session(const Model& model, const SessionConfig& config, int capacity, int threads);
+  void CarveAll(Arena* arena);
+
+  const Model& model_;
+  SessionConfig config_;
+  int capacity_;
+  int threads_;
+  std::unique_ptr<KvCache> cache_;
+  LlamaGraph graph_;
+  Sampler sampler_;
+  AlignedBlock block_;
+  float* logits_ = nullptr;
+  pthreadpool_t pool_ = nullptr;
+  int pos_ = 0;
+  SessionStats stats_;
+};
+
+}  // namespace mikv

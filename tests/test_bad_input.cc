@@ -1,0 +1,167 @@
+// Bad input never crashes: every damaged model file, unknown architecture, bad token id and
+// context overflow is a status code with a message, and a failed call leaves the session usable.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <random>
+
+#include "model_file_format.h"
+#include "session.h"
+#include "test_util.h"
+
+namespace mikv::test {
+namespace {
+
+Status LoadBytes(const std::vector<uint8_t>& bytes, const std::string& name) {
+  const std::string path = TempPath(name);
+  WriteBytes(path, bytes);
+  std::unique_ptr<Model> model;
+  return Model::Load(path, &model);
+}
+
+TEST(BadInput, MissingAndEmptyFiles) {
+  std::unique_ptr<Model> model;
+  Status s = Model::Load(TempPath("does-not-exist.mikv"), &model);
+  EXPECT_EQ(s.code(), MIKV_ERR_IO);
+  EXPECT_NE(s.message().find("does-not-exist"), std::string::npos);
+  s = LoadBytes({}, "empty.mikv");
+  EXPECT_EQ(s.code(), MIKV_ERR_CORRUPT);
+  EXPECT_NE(s.message().find("shorter than a .mikv header"), std::string::npos) << s.message();
+  EXPECT_EQ(model, nullptr);
+}
+
+TEST(BadInput, WrongMagic) {
+  std::vector<uint8_t> bytes = ReadBytes(Stories260KFromLlama2c());
+  bytes[0] = 'X';
+  Status s = LoadBytes(bytes, "magic.mikv");
+  EXPECT_EQ(s.code(), MIKV_ERR_BAD_MAGIC);
+  // A GGUF handed to the runtime is told to be converted.
+  s = LoadBytes(ReadBytes(SharedPath("models/stories260K/stories260K-f32.gguf")), "gguf-as-mikv.mikv");
+  EXPECT_EQ(s.code(), MIKV_ERR_BAD_MAGIC);
+  EXPECT_NE(s.message().find("mikv convert"), std::string::npos);
+}
+
+TEST(BadInput, OlderAndNewerVersionsSaySo) {
+  std::vector<uint8_t> bytes = ReadBytes(Stories260KFromLlama2c());
+  FileHeader h;
+  std::memcpy(&h, bytes.data(), sizeof h);
+  h.format_version = kFormatVersion + 1;
+  std::memcpy(bytes.data(), &h, sizeof h);
+  Status s = LoadBytes(bytes, "newer.mikv");
+  EXPECT_EQ(s.code(), MIKV_ERR_VERSION);
+  EXPECT_NE(s.message().find("newer"), std::string::npos) << s.message();
+  h.format_version = 0;
+  std::memcpy(bytes.data(), &h, sizeof h);
+  s = LoadBytes(bytes, "older.mikv");
+  EXPECT_EQ(s.code(), MIKV_ERR_VERSION);
+  EXPECT_NE(s.message().find("older"), std::string::npos) << s.message();
+}
+
+TEST(BadInput, TruncatedAtEveryPlaceIsRefused) {
+  const std::vector<uint8_t> bytes = ReadBytes(Stories260KFromLlama2c());
+  for (size_t cut : {size_t(1), size_t(63), size_t(64), size_t(100), bytes.size() / 4, bytes.size() / 2,
+                     bytes.size() - 64, bytes.size() - 1}) {
+    Status s = LoadBytes(std::vector<uint8_t>(bytes.begin(), bytes.begin() + cut), "truncated.mikv");
+    EXPECT_EQ(s.code(), MIKV_ERR_CORRUPT) << "cut at " << cut << ": " << s.ToString();
+  }
+}
+
+TEST(BadInput, BitFlipsInTheMetadataNeverCrash) {
+  const std::vector<uint8_t> bytes = ReadBytes(Stories260KFromLlama2c());
+  FileHeader h;
+  std::memcpy(&h, bytes.data(), sizeof h);
+  std::mt19937 rng(1234);
+  int refused = 0;
+  for (int trial = 0; trial < 300; ++trial) {
+    std::vector<uint8_t> damaged = bytes;
+    // Flip bits in the header and the FlatBuffer, where a flip changes structure, not just a weight.
+    const size_t limit = h.meta_offset + h.meta_size;
+    for (int k = 0; k < 3; ++k) damaged[rng() % limit] ^= (uint8_t)(1u << (rng() % 8));
+    Status s = LoadBytes(damaged, "flipped.mikv");
+    if (!s.ok()) {
+      ++refused;
+      EXPECT_FALSE(s.message().empty());
+    } else {
+      // A flip the verifier cannot see (a score, a name byte) must still give a runnable model.
+      std::unique_ptr<Model> model;
+      ASSERT_TRUE(Model::Load(TempPath("flipped.mikv"), &model).ok());
+      std::vector<int32_t> out = Greedy(*model, {model->tokenizer().bos_id() >= 0 ? model->tokenizer().bos_id() : 0}, 4, 1);
+      EXPECT_EQ(out.size(), 4u);
+    }
+  }
+  EXPECT_GT(refused, 100);
+}
+
+TEST(BadInput, UnknownArchitectureIsNamed) {
+  convert::ModelSpec spec;
+  const std::string dir = SharedPath("models/stories260K/");
+  ASSERT_TRUE(convert::ReadLlama2c(dir + "stories260K.bin", dir + "tok512.bin", &spec).ok());
+  spec.config.arch = static_cast<Arch>(77);
+  const std::string path = TempPath("arch77.mikv");
+  ASSERT_TRUE(convert::WriteModel(spec, convert::WeightFormat::Auto, path, nullptr, nullptr).ok());
+  std::unique_ptr<Model> model;
+  Status s = Model::Load(path, &model);
+  EXPECT_EQ(s.code(), MIKV_ERR_UNSUPPORTED);
+  EXPECT_NE(s.message().find("77"), std::string::npos) << s.message();
+}
+
+TEST(BadInput, UnsupportedGgufArchitectureIsNamed) {
+  // The gpt-2 vocabulary GGUF declares architecture gpt2 and holds no llama weights.
+  convert::ModelSpec spec;
+  Status s = convert::ReadGguf(SharedPath("tokenizers/llama.cpp-vocab/ggml-vocab-gpt-2.gguf"), &spec, nullptr);
+  EXPECT_EQ(s.code(), MIKV_ERR_UNSUPPORTED);
+  EXPECT_NE(s.message().find("gpt2"), std::string::npos) << s.message();
+}
+
+TEST(BadInput, TokenIdsOutOfRangeAndContextOverflowLeaveTheSessionUsable) {
+  std::unique_ptr<Model> model;
+  ASSERT_TRUE(Model::Load(Stories260KFromLlama2c(), &model).ok());
+  SessionConfig config;
+  config.context = 16;
+  config.threads = 1;
+  std::unique_ptr<Session> session;
+  ASSERT_TRUE(Session::Create(*model, config, &session).ok());
+  const std::vector<int32_t> prompt = {1, 403, 407, 261, 378};
+  ASSERT_TRUE(session->Prefill(prompt.data(), prompt.size()).ok());
+  std::vector<float> before(session->logits(), session->logits() + model->config().vocab_size);
+
+  Status s = session->Decode(512);
+  EXPECT_EQ(s.code(), MIKV_ERR_BAD_TOKEN);
+  s = session->Decode(-1);
+  EXPECT_EQ(s.code(), MIKV_ERR_BAD_TOKEN);
+  const std::vector<int32_t> too_long(12, 100);
+  s = session->Prefill(too_long.data(), too_long.size());
+  EXPECT_EQ(s.code(), MIKV_ERR_CONTEXT_OVERFLOW);
+  EXPECT_NE(s.message().find("16"), std::string::npos) << s.message();
+  // Nothing the session had is lost: same position, same logits, and it goes on.
+  EXPECT_EQ(session->position(), 5);
+  EXPECT_EQ(std::vector<float>(session->logits(), session->logits() + model->config().vocab_size), before);
+  EXPECT_TRUE(session->Decode(session->Sample()).ok());
+}
+
+TEST(BadInput, CorruptLlama2cAndGgufSourcesAreRefused) {
+  const std::string dir = SharedPath("models/stories260K/");
+  std::vector<uint8_t> ckpt = ReadBytes(dir + "stories260K.bin");
+  WriteBytes(TempPath("short.bin"), std::vector<uint8_t>(ckpt.begin(), ckpt.begin() + ckpt.size() / 2));
+  convert::ModelSpec spec;
+  Status s = convert::ReadLlama2c(TempPath("short.bin"), dir + "tok512.bin", &spec);
+  EXPECT_EQ(s.code(), MIKV_ERR_CORRUPT);
+  std::vector<uint8_t> gguf = ReadBytes(dir + "stories260K-f32.gguf");
+  for (size_t cut : {size_t(3), size_t(20), size_t(1000), gguf.size() / 2, gguf.size() - 1}) {
+    WriteBytes(TempPath("short.gguf"), std::vector<uint8_t>(gguf.begin(), gguf.begin() + cut));
+    convert::ModelSpec g;
+    s = convert::ReadGguf(TempPath("short.gguf"), &g, nullptr);
+    EXPECT_FALSE(s.ok()) << "cut at " << cut;
+  }
+  // A GGUF whose tensor count is absurd is refused before anything is allocated.
+  std::vector<uint8_t> lie = gguf;
+  const uint64_t huge = 1000000000000ull;
+  std::memcpy(lie.data() + 8, &huge, 8);
+  WriteBytes(TempPath("lie.gguf"), lie);
+  convert::ModelSpec g;
+  s = convert::ReadGguf(TempPath("lie.gguf"), &g, nullptr);
+  EXPECT_EQ(s.code(), MIKV_ERR_CORRUPT);
+}
+
+}  // namespace
+}  // namespace mikv::test

@@ -1,0 +1,69 @@
+// stories260K (a real trained Llama) reproduces its documented greedy continuation, converted from
+// both the llama2.c checkpoint and the GGUF, through the C++ API and through `mikv run`.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <memory>
+
+#include "test_util.h"
+
+namespace mikv::test {
+namespace {
+
+const char* kPrompt = "Once upon a time";
+const char* kExpected =
+    ", there was a little girl named Lily. She loved to play outside in the park. One day, she saw a big, red ball. "
+    "She wanted to play with it, but it was too high.";
+
+void ExpectDocumentedContinuation(const std::string& path) {
+  std::unique_ptr<Model> model;
+  Status s = Model::Load(path, &model);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  std::vector<int32_t> prompt;
+  ASSERT_TRUE(model->tokenizer().Encode(kPrompt, EncodeOptions(), &prompt).ok());
+  ASSERT_EQ(prompt.front(), model->tokenizer().bos_id());
+  // Tokenize the expected text the same way to know how many tokens it takes.
+  std::vector<int32_t> whole;
+  ASSERT_TRUE(model->tokenizer().Encode(std::string(kPrompt) + kExpected, EncodeOptions(), &whole).ok());
+  const int n = (int)(whole.size() - prompt.size());
+  ASSERT_GT(n, 30);
+  std::vector<int32_t> generated = Greedy(*model, prompt, n);
+  std::string text;
+  for (int32_t id : generated) text += model->tokenizer().TokenBytes(id);
+  EXPECT_EQ(text, kExpected);
+  // Token for token: the generated ids equal the tokenization of the documented text.
+  EXPECT_EQ(generated, std::vector<int32_t>(whole.begin() + prompt.size(), whole.end()));
+}
+
+TEST(Stories260K, Llama2cCheckpointReproducesDocumentedGreedyOutput) {
+  ExpectDocumentedContinuation(Stories260KFromLlama2c());
+}
+
+TEST(Stories260K, GgufReproducesDocumentedGreedyOutput) { ExpectDocumentedContinuation(Stories260KFromGguf()); }
+
+TEST(Stories260K, BothSourcesGiveIdenticalLogits) {
+  std::unique_ptr<Model> a, b;
+  ASSERT_TRUE(Model::Load(Stories260KFromLlama2c(), &a).ok());
+  ASSERT_TRUE(Model::Load(Stories260KFromGguf(), &b).ok());
+  std::vector<int32_t> prompt;
+  ASSERT_TRUE(a->tokenizer().Encode(kPrompt, EncodeOptions(), &prompt).ok());
+  EXPECT_EQ(Greedy(*a, prompt, 100), Greedy(*b, prompt, 100));
+}
+
+TEST(Stories260K, CliStreamsTheContinuation) {
+  const std::string cmd = std::string(MIKV_CLI) + " run -m " + Stories260KFromLlama2c() + " -p \"" + kPrompt +
+                          "\" -n 40 -t 1 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  ASSERT_EQ(pclose(p), 0) << out;
+  EXPECT_EQ(out.rfind(std::string(kPrompt) + ", there was a little girl named Lily.", 0), 0u) << out;
+  EXPECT_NE(out.find("decode 39 tok"), std::string::npos) << out;
+  EXPECT_NE(out.find("peak RSS"), std::string::npos) << out;
+}
+
+}  // namespace
+}  // namespace mikv::test

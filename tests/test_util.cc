@@ -1,0 +1,68 @@
+#include "test_util.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <iterator>
+
+#include "session.h"
+
+namespace mikv::test {
+
+std::string SharedPath(const std::string& relative) { return std::string(MIKV_SHARED_DIR) + "/" + relative; }
+
+std::string TempPath(const std::string& name) {
+  static const std::string dir = [] {
+    char tmpl[] = "/tmp/mikv-test.XXXXXX";
+    const char* d = mkdtemp(tmpl);
+    return std::string(d ? d : "/tmp");
+  }();
+  return dir + "/" + name;
+}
+
+std::vector<uint8_t> ReadBytes(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::vector<uint8_t>(std::istreambuf_iterator<char>(f), {});
+}
+
+void WriteBytes(const std::string& path, const std::vector<uint8_t>& bytes) {
+  std::ofstream f(path, std::ios::binary);
+  f.write(reinterpret_cast<const char*>(bytes.data()), (std::streamsize)bytes.size());
+}
+
+static std::string ConvertOnce(const std::string& out, bool gguf) {
+  if (access(out.c_str(), F_OK) == 0) return out;
+  convert::ModelSpec spec;
+  const std::string dir = SharedPath("models/stories260K/");
+  Status s = gguf ? convert::ReadGguf(dir + "stories260K-f32.gguf", &spec, nullptr)
+                  : convert::ReadLlama2c(dir + "stories260K.bin", dir + "tok512.bin", &spec);
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  s = convert::WriteModel(spec, convert::WeightFormat::Auto, out, nullptr, nullptr);
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  return out;
+}
+
+std::string Stories260KFromLlama2c() { return ConvertOnce(TempPath("stories260K-llama2c.mikv"), false); }
+std::string Stories260KFromGguf() { return ConvertOnce(TempPath("stories260K-gguf.mikv"), true); }
+
+std::vector<int32_t> Greedy(const Model& model, const std::vector<int32_t>& prompt, int n, int threads) {
+  SessionConfig config;
+  config.threads = threads;
+  std::unique_ptr<Session> session;
+  Status s = Session::Create(model, config, &session);
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  if (!s.ok()) return {};
+  s = session->Prefill(prompt.data(), prompt.size());
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  std::vector<int32_t> out;
+  for (int i = 0; i < n && s.ok(); ++i) {
+    out.push_back(session->Sample());
+    if (i + 1 < n) s = session->Decode(out.back());
+  }
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  return out;
+}
+
+}  // namespace mikv::test

@@ -1,0 +1,26 @@
+// Helpers shared by the tests: paths to shared data, scratch files, converting fixtures to .mikv.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "convert/model_spec.h"
+#include "model.h"
+
+namespace mikv::test {
+
+std::string SharedPath(const std::string& relative);
+// A fresh path in the test's scratch folder.
+std::string TempPath(const std::string& name);
+std::vector<uint8_t> ReadBytes(const std::string& path);
+void WriteBytes(const std::string& path, const std::vector<uint8_t>& bytes);
+
+// stories260K converted from its llama2.c checkpoint (made once per test run).
+std::string Stories260KFromLlama2c();
+std::string Stories260KFromGguf();
+
+// Greedy generation of n tokens after the prompt's tokens.
+std::vector<int32_t> Greedy(const Model& model, const std::vector<int32_t>& prompt, int n, int threads = 2);
+
+}  // namespace mikv::test

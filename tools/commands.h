@@ -1,0 +1,18 @@
+// The mikv command line: one file per subcommand, registered here.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include "status.h"
+
+namespace mikv::cli {
+
+void AddConvertCommand(CLI::App& app);
+void AddRunCommand(CLI::App& app);
+
+// Prints the error (as JSON when asked) and returns the process exit code for it.
+int Fail(const Status& status, bool json);
+// Peak resident set size of this process, in bytes.
+size_t PeakRssBytes();
+
+}  // namespace mikv::cli

@@ -1,0 +1,366 @@
+// GGUF (llama.cpp's model format, versions 2 and 3): metadata, tokenizer and tensors of the
+// "llama" and "qwen2" architectures in F32, F16, BF16, Q8_0 and Q4_0.
+// Every count and length is checked against the bytes that remain before anything is allocated.
+#include <cmath>
+#include <map>
+#include <variant>
+
+#include "file_bytes.h"
+#include "fp16.h"
+#include "model_spec.h"
+
+namespace mikv::convert {
+
+namespace {
+
+enum GgufType : uint32_t {
+  kU8 = 0, kI8 = 1, kU16 = 2, kI16 = 3, kU32 = 4, kI32 = 5, kF32 = 6, kBool = 7, kString = 8, kArray = 9,
+  kU64 = 10, kI64 = 11, kF64 = 12
+};
+enum GgmlType : uint32_t { kGgmlF32 = 0, kGgmlF16 = 1, kGgmlQ4_0 = 2, kGgmlQ8_0 = 8, kGgmlBF16 = 30 };
+
+struct Value {
+  uint32_t type = 0;
+  double number = 0;  // every scalar number (and bool)
+  std::string str;
+  std::vector<double> numbers;      // numeric arrays
+  std::vector<std::string> strings;  // string arrays
+};
+
+struct TensorInfo {
+  std::string name;
+  std::vector<uint64_t> ne;  // innermost first
+  uint32_t type;
+  uint64_t offset;
+};
+
+class GgufFile {
+ public:
+  Status Parse(const std::string& path, bool tensors);
+  const Value* Get(const std::string& key) const {
+    auto it = kv_.find(key);
+    return it == kv_.end() ? nullptr : &it->second;
+  }
+  double Number(const std::string& key, double fallback) const {
+    const Value* v = Get(key);
+    return v && v->type != kString && v->type != kArray ? v->number : fallback;
+  }
+  std::string String(const std::string& key) const {
+    const Value* v = Get(key);
+    return v && v->type == kString ? v->str : "";
+  }
+  std::vector<uint8_t> bytes;
+  std::vector<TensorInfo> infos;
+  uint64_t data_start = 0;
+  std::string path;
+
+ private:
+  Status Bad(const std::string& what) const { return Status(MIKV_ERR_CORRUPT, "GGUF '" + path + "': " + what); }
+  bool ReadString(ByteCursor& c, std::string* s) {
+    uint64_t n;
+    return c.Read(&n) && n <= c.remaining() && c.ReadBytes((size_t)n, s);
+  }
+  bool ReadScalar(ByteCursor& c, uint32_t type, double* out);
+  Status ReadValue(ByteCursor& c, uint32_t type, Value* v, int depth);
+  std::map<std::string, Value> kv_;
+};
+
+bool GgufFile::ReadScalar(ByteCursor& c, uint32_t type, double* out) {
+  switch (type) {
+    case kU8: { uint8_t v; if (!c.Read(&v)) return false; *out = v; return true; }
+    case kI8: { int8_t v; if (!c.Read(&v)) return false; *out = v; return true; }
+    case kU16: { uint16_t v; if (!c.Read(&v)) return false; *out = v; return true; }
+    case kI16: { int16_t v; if (!c.Read(&v)) return false; *out = v; return true; }
+    case kU32: { uint32_t v; if (!c.Read(&v)) return false; *out = v; return true; }
+    case kI32: { int32_t v; if (!c.Read(&v)) return false; *out = v; return true; }
+    case kF32: { float v; if (!c.Read(&v)) return false; *out = v; return true; }
+    case kBool: { uint8_t v; if (!c.Read(&v)) return false; *out = v != 0; return true; }
+    case kU64: { uint64_t v; if (!c.Read(&v)) return false; *out = (double)v; return true; }
+    case kI64: { int64_t v; if (!c.Read(&v)) return false; *out = (double)v; return true; }
+    case kF64: { double v; if (!c.Read(&v)) return false; *out = v; return true; }
+    default: return false;
+  }
+}
+
+Status GgufFile::ReadValue(ByteCursor& c, uint32_t type, Value* v, int depth) {
+  v->type = type;
+  if (type == kString) return ReadString(c, &v->str) ? OkStatus() : Bad("truncated string value");
+  if (type != kArray) return ReadScalar(c, type, &v->number) ? OkStatus() : Bad("bad or truncated value of type " + std::to_string(type));
+  uint32_t elem;
+  uint64_t n;
+  if (!c.Read(&elem) || !c.Read(&n)) return Bad("truncated array header");
+  if (n > c.remaining()) return Bad("array claims " + std::to_string(n) + " elements, more than the file holds");
+  if (elem == kArray) return Bad("nested arrays are not supported");
+  if (elem == kString) {
+    v->strings.reserve((size_t)n);
+    for (uint64_t i = 0; i < n; ++i) {
+      std::string s;
+      if (!ReadString(c, &s)) return Bad("truncated string array");
+      v->strings.push_back(std::move(s));
+    }
+  } else {
+    v->numbers.reserve((size_t)n);
+    for (uint64_t i = 0; i < n; ++i) {
+      double d;
+      if (!ReadScalar(c, elem, &d)) return Bad("truncated or mistyped array");
+      v->numbers.push_back(d);
+    }
+  }
+  (void)depth;
+  return OkStatus();
+}
+
+Status GgufFile::Parse(const std::string& p, bool with_tensors) {
+  path = p;
+  MIKV_RETURN_IF_ERROR(ReadWholeFile(path, &bytes));
+  ByteCursor c(bytes.data(), bytes.size());
+  std::string magic;
+  if (!c.ReadBytes(4, &magic) || magic != "GGUF")
+    return Status(MIKV_ERR_BAD_MAGIC, "'" + path + "' is not a GGUF file (wrong magic)");
+  uint32_t version;
+  uint64_t n_tensors, n_kv;
+  if (!c.Read(&version) || !c.Read(&n_tensors) || !c.Read(&n_kv)) return Bad("truncated header");
+  if (version < 2 || version > 3)
+    return Status(MIKV_ERR_UNSUPPORTED, "GGUF '" + path + "' is version " + std::to_string(version) + " (supported: 2, 3)");
+  // Each entry takes at least 8 bytes (a key or name length): a count above that is a lie.
+  if (n_tensors > c.remaining() / 8 || n_kv > c.remaining() / 8)
+    return Bad("claims " + std::to_string(n_tensors) + " tensors and " + std::to_string(n_kv) + " keys, more than the file holds");
+  for (uint64_t i = 0; i < n_kv; ++i) {
+    std::string key;
+    uint32_t type;
+    if (!ReadString(c, &key) || !c.Read(&type)) return Bad("truncated metadata key " + std::to_string(i));
+    Value v;
+    MIKV_RETURN_IF_ERROR(ReadValue(c, type, &v, 0));
+    kv_[key] = std::move(v);
+  }
+  if (!with_tensors) return OkStatus();
+  for (uint64_t i = 0; i < n_tensors; ++i) {
+    TensorInfo t;
+    uint32_t n_dims;
+    if (!ReadString(c, &t.name) || !c.Read(&n_dims) || n_dims == 0 || n_dims > 4) return Bad("bad tensor info " + std::to_string(i));
+    t.ne.resize(n_dims);
+    for (uint64_t& d : t.ne)
+      if (!c.Read(&d) || d == 0 || d > (1ull << 40)) return Bad("bad dimension in tensor '" + t.name + "'");
+    if (!c.Read(&t.type) || !c.Read(&t.offset)) return Bad("truncated tensor info '" + t.name + "'");
+    infos.push_back(std::move(t));
+  }
+  const uint64_t align = (uint64_t)Number("general.alignment", 32);
+  if (align == 0 || align > 4096 || (align & (align - 1))) return Bad("bad alignment");
+  data_start = (c.pos() + align - 1) / align * align;
+  return OkStatus();
+}
+
+// Bytes of a tensor of `n` elements, or 0 for a type this converter does not read.
+uint64_t GgmlBytes(uint32_t type, uint64_t n) {
+  switch (type) {
+    case kGgmlF32: return n * 4;
+    case kGgmlF16: case kGgmlBF16: return n * 2;
+    case kGgmlQ8_0: return n % 32 ? 0 : n / 32 * 34;
+    case kGgmlQ4_0: return n % 32 ? 0 : n / 32 * 18;
+    default: return 0;
+  }
+}
+
+const char* GgmlTypeName(uint32_t t) {
+  switch (t) {
+    case kGgmlF32: return "F32";
+    case kGgmlF16: return "F16";
+    case kGgmlBF16: return "BF16";
+    case kGgmlQ8_0: return "Q8_0";
+    case kGgmlQ4_0: return "Q4_0";
+    default: return nullptr;
+  }
+}
+
+void Dequantize(const uint8_t* p, uint32_t type, uint64_t n, SourceTensor* t) {
+  t->f32.resize(n);
+  float* out = t->f32.data();
+  switch (type) {
+    case kGgmlF32: std::memcpy(out, p, n * 4); break;
+    case kGgmlF16:
+      for (uint64_t i = 0; i < n; ++i) { uint16_t h; std::memcpy(&h, p + 2 * i, 2); out[i] = HalfToFloat(h); }
+      break;
+    case kGgmlBF16:
+      for (uint64_t i = 0; i < n; ++i) { uint16_t h; std::memcpy(&h, p + 2 * i, 2); out[i] = Bf16ToFloat(h); }
+      break;
+    case kGgmlQ8_0:
+      for (uint64_t b = 0; b < n / 32; ++b) {
+        const uint8_t* blk = p + b * 34;
+        uint16_t d; std::memcpy(&d, blk, 2);
+        const float s = HalfToFloat(d);
+        for (int i = 0; i < 32; ++i) out[b * 32 + i] = s * (float)(int8_t)blk[2 + i];
+      }
+      break;
+    case kGgmlQ4_0:
+      // Block: f16 scale, then 16 bytes; byte j holds element j (low nibble) and j + 16 (high nibble).
+      t->q4_codes.resize(n);
+      t->q4_scales.resize(n / 32);
+      for (uint64_t b = 0; b < n / 32; ++b) {
+        const uint8_t* blk = p + b * 18;
+        uint16_t d; std::memcpy(&d, blk, 2);
+        const float s = HalfToFloat(d);
+        t->q4_scales[b] = s;
+        for (int j = 0; j < 16; ++j) {
+          const uint8_t lo = blk[2 + j] & 0xf, hi = blk[2 + j] >> 4;
+          t->q4_codes[b * 32 + j] = lo;
+          t->q4_codes[b * 32 + j + 16] = hi;
+          out[b * 32 + j] = s * (float)(lo - 8);
+          out[b * 32 + j + 16] = s * (float)(hi - 8);
+        }
+      }
+      break;
+  }
+}
+
+// GGUF tensor names -> .mikv names (see models/llama.h).
+bool MapName(const std::string& g, std::string* out) {
+  static const std::map<std::string, std::string> top = {
+      {"token_embd.weight", "tok_embeddings"}, {"output_norm.weight", "norm"}, {"output.weight", "output"},
+      {"rope_freqs.weight", "rope_freqs"}};
+  static const std::map<std::string, std::string> layer = {
+      {"attn_norm.weight", "attn_norm"}, {"attn_q.weight", "wq"}, {"attn_k.weight", "wk"}, {"attn_v.weight", "wv"},
+      {"attn_output.weight", "wo"}, {"attn_q.bias", "bq"}, {"attn_k.bias", "bk"}, {"attn_v.bias", "bv"},
+      {"ffn_norm.weight", "ffn_norm"}, {"ffn_gate.weight", "w1"}, {"ffn_down.weight", "w2"}, {"ffn_up.weight", "w3"}};
+  if (auto it = top.find(g); it != top.end()) { *out = it->second; return true; }
+  if (g.rfind("blk.", 0) != 0) return false;
+  const size_t dot = g.find('.', 4);
+  if (dot == std::string::npos) return false;
+  const std::string index = g.substr(4, dot - 4);
+  if (index.empty() || index.find_first_not_of("0123456789") != std::string::npos) return false;
+  auto it = layer.find(g.substr(dot + 1));
+  if (it == layer.end()) return false;
+  *out = "layers." + index + "." + it->second;
+  return true;
+}
+
+Status TokenizerFromGguf(const GgufFile& g, TokenizerData* td) {
+  const std::string model = g.String("tokenizer.ggml.model");
+  const Value* tokens = g.Get("tokenizer.ggml.tokens");
+  if (model.empty() || !tokens || tokens->strings.empty())
+    return Status(MIKV_ERR_UNSUPPORTED, "GGUF '" + g.path + "' has no tokenizer (tokenizer.ggml.model/tokens)");
+  td->tokens = tokens->strings;
+  const size_t n = td->tokens.size();
+  const std::string pre = g.String("tokenizer.ggml.pre");
+  if (model == "llama") {
+    td->kind = TokenizerKind::SentencePiece;
+    td->add_bos = true;
+    td->add_space_prefix = true;
+  } else if (model == "gpt2") {
+    td->kind = TokenizerKind::ByteLevelBPE;
+    td->add_space_prefix = false;
+    td->add_bos = false;
+    if (pre == "llama3" || pre == "llama-v3" || pre == "llama-bpe") {
+      td->pre = PreTokenizer::Llama3;
+      td->add_bos = true;
+    } else if (pre == "qwen2") {
+      td->pre = PreTokenizer::Qwen2;
+    } else if (pre.empty() || pre == "default" || pre == "gpt-2" || pre == "gpt2" || pre == "smollm") {
+      td->pre = PreTokenizer::Gpt2;
+    } else {
+      return Status(MIKV_ERR_UNSUPPORTED, "GGUF '" + g.path + "': pre-tokenizer '" + pre +
+                                              "' is not supported (supported: llama-bpe, qwen2, gpt-2, smollm)");
+    }
+    const Value* merges = g.Get("tokenizer.ggml.merges");
+    if (!merges || merges->strings.empty()) return Status(MIKV_ERR_CORRUPT, "GGUF '" + g.path + "': BPE tokenizer without merges");
+    td->merges = merges->strings;
+  } else {
+    return Status(MIKV_ERR_UNSUPPORTED, "GGUF '" + g.path + "': tokenizer model '" + model +
+                                            "' is not supported (supported: llama, gpt2)");
+  }
+  if (const Value* s = g.Get("tokenizer.ggml.scores"); s && s->numbers.size() == n)
+    td->scores.assign(s->numbers.begin(), s->numbers.end());
+  if (const Value* t = g.Get("tokenizer.ggml.token_type"); t && t->numbers.size() == n) {
+    td->types.resize(n);
+    for (size_t i = 0; i < n; ++i) td->types[i] = (int8_t)t->numbers[i];
+  }
+  td->bos_id = (int32_t)g.Number("tokenizer.ggml.bos_token_id", -1);
+  td->eos_id = (int32_t)g.Number("tokenizer.ggml.eos_token_id", -1);
+  td->unk_id = (int32_t)g.Number("tokenizer.ggml.unknown_token_id", -1);
+  td->pad_id = (int32_t)g.Number("tokenizer.ggml.padding_token_id", -1);
+  td->add_bos = g.Number("tokenizer.ggml.add_bos_token", td->add_bos) != 0;
+  td->add_eos = g.Number("tokenizer.ggml.add_eos_token", td->add_eos) != 0;
+  td->add_space_prefix = g.Number("tokenizer.ggml.add_space_prefix", td->add_space_prefix) != 0;
+  const double eot = g.Number("tokenizer.ggml.eot_token_id", -1);
+  if (eot >= 0 && eot < n && (int32_t)eot != td->eos_id) td->eot_ids.push_back((int32_t)eot);
+  for (int32_t* id : {&td->bos_id, &td->eos_id, &td->unk_id, &td->pad_id})
+    if (*id >= (int32_t)n) *id = -1;
+  return OkStatus();
+}
+
+}  // namespace
+
+Status ReadGgufTokenizer(const std::string& path, TokenizerData* td) {
+  GgufFile g;
+  MIKV_RETURN_IF_ERROR(g.Parse(path, /*tensors=*/false));
+  return TokenizerFromGguf(g, td);
+}
+
+Status ReadGguf(const std::string& path, ModelSpec* spec, const Progress& progress) {
+  GgufFile g;
+  MIKV_RETURN_IF_ERROR(g.Parse(path, /*tensors=*/true));
+  const std::string arch = g.String("general.architecture");
+  ModelConfig& c = spec->config;
+  if (arch == "llama") {
+    c.arch = Arch::Llama;
+    c.rope_style = RopeStyle::Interleaved;  // llama.cpp's converter permutes q/k back to interleaved pairs
+  } else if (arch == "qwen2") {
+    c.arch = Arch::Qwen2;
+    c.rope_style = RopeStyle::NeoX;
+  } else {
+    return Status(MIKV_ERR_UNSUPPORTED, "GGUF '" + path + "': architecture '" + arch +
+                                            "' is not supported (supported: llama, qwen2)");
+  }
+  auto need = [&](const std::string& key, int* out) -> Status {
+    const double v = g.Number(arch + "." + key, -1);
+    if (!(v >= 1 && v < (1 << 24))) return Status(MIKV_ERR_CORRUPT, "GGUF '" + path + "': missing or bad " + arch + "." + key);
+    *out = (int)v;
+    return OkStatus();
+  };
+  MIKV_RETURN_IF_ERROR(need("embedding_length", &c.dim));
+  MIKV_RETURN_IF_ERROR(need("feed_forward_length", &c.hidden_dim));
+  MIKV_RETURN_IF_ERROR(need("block_count", &c.n_layers));
+  MIKV_RETURN_IF_ERROR(need("attention.head_count", &c.n_heads));
+  MIKV_RETURN_IF_ERROR(need("context_length", &c.max_seq_len));
+  c.n_kv_heads = (int)g.Number(arch + ".attention.head_count_kv", c.n_heads);
+  c.head_dim = (int)g.Number(arch + ".attention.key_length", c.dim / c.n_heads);
+  c.norm_eps = (float)g.Number(arch + ".attention.layer_norm_rms_epsilon", 1e-5);
+  c.rope_theta = (float)g.Number(arch + ".rope.freq_base", 10000.0);
+  c.name = g.String("general.name");
+  spec->source = "gguf";
+  MIKV_RETURN_IF_ERROR(TokenizerFromGguf(g, &spec->tokenizer));
+
+  bool has_output = false;
+  for (size_t i = 0; i < g.infos.size(); ++i) {
+    const TensorInfo& info = g.infos[i];
+    if (progress) progress(i, g.infos.size(), "reading " + info.name);
+    SourceTensor t;
+    if (!MapName(info.name, &t.name))
+      return Status(MIKV_ERR_UNSUPPORTED, "GGUF '" + path + "': tensor '" + info.name + "' is not part of a supported " + arch + " model");
+    const char* tname = GgmlTypeName(info.type);
+    if (!tname)
+      return Status(MIKV_ERR_UNSUPPORTED, "GGUF '" + path + "': tensor '" + info.name + "' has ggml type " +
+                                              std::to_string(info.type) + " (supported: F32, F16, BF16, Q8_0, Q4_0)");
+    uint64_t n = 1;
+    for (auto it = info.ne.rbegin(); it != info.ne.rend(); ++it) {
+      t.shape.push_back(*it);
+      n *= *it;
+    }
+    const uint64_t size = GgmlBytes(info.type, n);
+    if (size == 0 || (info.ne[0] % 32 != 0 && (info.type == kGgmlQ4_0 || info.type == kGgmlQ8_0)))
+      return Status(MIKV_ERR_CORRUPT, "GGUF '" + path + "': tensor '" + info.name + "' has a shape its type cannot hold");
+    if (info.offset > g.bytes.size() || g.data_start > g.bytes.size() - info.offset ||
+        size > g.bytes.size() - g.data_start - info.offset)
+      return Status(MIKV_ERR_CORRUPT, "GGUF '" + path + "': tensor '" + info.name + "' lies past the end of the file");
+    t.source_type = tname;
+    Dequantize(g.bytes.data() + g.data_start + info.offset, info.type, n, &t);
+    if (t.name == "output") has_output = true;
+    if (t.name == "layers.0.bq") c.qkv_bias = true;
+    if (t.name == "tok_embeddings") c.vocab_size = (int)t.shape[0];
+    spec->tensors.push_back(std::move(t));
+  }
+  c.tied_embeddings = !has_output;
+  if (c.vocab_size == 0) return Status(MIKV_ERR_CORRUPT, "GGUF '" + path + "' has no token_embd.weight");
+  return OkStatus();
+}
+
+}  // namespace mikv::convert

@@ -1,0 +1,44 @@
+#include <sys/resource.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "commands.h"
+
+namespace mikv::cli {
+
+int Fail(const Status& status, bool json) {
+  if (json) {
+    nlohmann::json j;
+    j["error"] = {{"code", mikv_status_name(status.code())}, {"message", status.message()}};
+    std::cout << j.dump(2) << "\n";
+  } else {
+    std::fprintf(stderr, "mikv: error: %s\n", status.ToString().c_str());
+  }
+  return 2 + (int)status.code();
+}
+
+size_t PeakRssBytes() {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return (size_t)ru.ru_maxrss * 1024;
+}
+
+}  // namespace mikv::cli
+
+int main(int argc, char** argv) {
+  CLI::App app{"mikv: run small Llama-family models in a fixed memory budget"};
+  app.require_subcommand(1);
+  mikv::cli::AddConvertCommand(app);
+  mikv::cli::AddRunCommand(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::RuntimeError& e) {
+    return e.get_exit_code();
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  return 0;
+}
