@@ -51,7 +51,7 @@ void LlamaGraph::Carve(Arena* a, size_t attn_scratch_floats) {
   rope_cos_ = a->Take<float>(T * c.head_dim / 2, "activations");
   rope_sin_ = a->Take<float>(T * c.head_dim / 2, "activations");
   const size_t widest = std::max({c.dim, c.q_dim(), c.hidden_dim});
-  qd8_ = a->Take<int8_t>(T * (widest + XNN_EXTRA_BYTES), "activations");
+  qd8_ = a->Take<int8_t>(T * widest + XNN_EXTRA_BYTES, "activations");
   qd8_params_ = a->Take<xnn_quantization_params>(T + XNN_EXTRA_QUANTIZATION_PARAMS, "activations");
   attn_scratch_stride_ = (attn_scratch_floats + 15) / 16 * 16;
   attn_scratch_ = a->Take<float>(attn_scratch_stride_ * threads_, "activations");

@@ -40,7 +40,7 @@ Status DynamicQuantizer::Create() {
 
 Status DynamicQuantizer::Quantize(size_t channels, int8_t* qd8, xnn_quantization_params* params, LinearInput* in,
                                   pthreadpool_t pool) {
-  xnn_status s = xnn_reshape_convert_nc_f32_qd8(op_, in->batch, channels, channels, channels + XNN_EXTRA_BYTES, pool);
+  xnn_status s = xnn_reshape_convert_nc_f32_qd8(op_, in->batch, channels, channels, channels, pool);
   if (s == xnn_status_success) s = xnn_setup_convert_nc_f32_qd8(op_, in->f32, qd8, params);
   if (s == xnn_status_success) s = xnn_run_operator(op_, pool);
   if (s != xnn_status_success) return XnnError("convert f32->qd8", s);

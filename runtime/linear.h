@@ -20,7 +20,7 @@ namespace mikv {
 // Quantizing once serves every projection that reads the same input (q/k/v, gate/up).
 struct LinearInput {
   const float* f32 = nullptr;
-  const int8_t* qd8 = nullptr;                     // [batch][in + XNN_EXTRA_BYTES]
+  const int8_t* qd8 = nullptr;  // [batch][in], followed by XNN_EXTRA_BYTES of slack
   const xnn_quantization_params* qd8_params = nullptr;  // [batch + XNN_EXTRA_QUANTIZATION_PARAMS]
   size_t batch = 0;
 };

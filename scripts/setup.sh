@@ -21,6 +21,15 @@ fi
 
 bash scripts/build-xnnpack.sh
 
+# llama.cpp as the tests' oracle: node-llama-cpp's prebuilt CPU build, from the npm registry.
+LLAMACPP_DIR=${MIKV_LLAMACPP_DIR:-$HOME/.cache/mikv-deps/llamacpp}
+if [[ ! -d "$LLAMACPP_DIR/node_modules/@node-llama-cpp/linux-x64" ]]; then
+  echo "setup: installing node-llama-cpp 3.21.1 into $LLAMACPP_DIR"
+  mkdir -p "$LLAMACPP_DIR"
+  (cd "$LLAMACPP_DIR" && { [[ -f package.json ]] || echo '{"name":"mikv-llamacpp-oracle","private":true}' > package.json; } &&
+   npm i -E --omit=optional --no-audit --no-fund node-llama-cpp@3.21.1 @node-llama-cpp/linux-x64@3.21.1 >/dev/null)
+fi
+
 BUILD_TYPE=${BUILD_TYPE:-Release}
 cmake -S . -B build -DCMAKE_BUILD_TYPE="$BUILD_TYPE" >/dev/null
 cmake --build build -j "$(nproc)"

@@ -1,6 +1,8 @@
 // Writes a ModelSpec as .mikv: header, FlatBuffer metadata, then the 64-byte aligned weight blob.
 // Sizes are known from shapes and encodings before any weight is encoded, so the metadata is written
 // first and each tensor is encoded and streamed out one at a time.
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <memory>
@@ -81,11 +83,18 @@ void Encode(const SourceTensor& t, const Planned& p, std::vector<uint8_t>* data,
       break;
     case WeightType::Int4Group: {
       std::vector<uint8_t> codes;
-      if (!t.q4_codes.empty()) {  // exact carry-over of GGUF Q4_0 blocks
-        codes = t.q4_codes;
-        *scales = t.q4_scales;
-      } else {
-        QuantizeInt4Groups(t.f32.data(), p.rows, p.cols, kInt4Group, &codes, scales);
+      QuantizeInt4Groups(t.f32.data(), p.rows, p.cols, kInt4Group, &codes, scales);
+      if (!t.q4_codes.empty()) {
+        // GGUF Q4_0 blocks with a positive scale are carried over bit for bit. Blocks with a negative
+        // scale cannot be (XNNPACK takes positive scales only, and their extreme code would be 16),
+        // so they keep the re-quantization above.
+        for (size_t b = 0; b < scales->size(); ++b) {
+          if (t.q4_scales[b] > 0 && std::isnormal(t.q4_scales[b])) {
+            (*scales)[b] = t.q4_scales[b];
+            std::copy(t.q4_codes.begin() + b * kInt4Group, t.q4_codes.begin() + (b + 1) * kInt4Group,
+                      codes.begin() + b * kInt4Group);
+          }
+        }
       }
       *data = PackNibbles(codes);
       break;
