@@ -7,11 +7,14 @@ cd "$(dirname "$0")/.."
 
 PACKAGES=(build-essential cmake git xz-utils ca-certificates flatbuffers-compiler libflatbuffers-dev
           nlohmann-json3-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev libsimde-dev
-          libfp16-dev libfxdiv-dev libpsimd-dev python3 nodejs npm)
+          libfp16-dev libfxdiv-dev libpsimd-dev python3)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# Node.js runs the llama.cpp oracle in the tests; a machine that already has node and npm (from any
+# source) keeps them, since Debian's npm package conflicts with other Node.js installs.
+command -v node >/dev/null && command -v npm >/dev/null || missing+=(nodejs npm)
 if ((${#missing[@]})); then
   SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO=sudo
   echo "setup: installing ${missing[*]}"
