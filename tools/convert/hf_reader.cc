@@ -1,9 +1,224 @@
+// Hugging Face folders: config.json, model.safetensors or sharded model-*.safetensors (with
+// model.safetensors.index.json), and tokenizer.json (byte-level BPE). Architectures LlamaForCausalLM
+// and Qwen2ForCausalLM; tensors in F32, F16 or BF16. HF checkpoints rotate q/k in NeoX (rotate-half)
+// order, so the model is marked RopeStyle::NeoX and no permutation is needed.
+#include <sys/stat.h>
+
+#include <cmath>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+
+#include "file_bytes.h"
+#include "fp16.h"
 #include "model_spec.h"
 
 namespace mikv::convert {
 
+namespace {
+
+using nlohmann::json;
+
+bool Exists(const std::string& p) {
+  struct stat st;
+  return stat(p.c_str(), &st) == 0;
+}
+
+Status ReadJson(const std::string& path, json* out) {
+  std::ifstream f(path);
+  if (!f) return Status(MIKV_ERR_IO, "cannot open '" + path + "'");
+  *out = json::parse(f, nullptr, /*allow_exceptions=*/false);
+  if (out->is_discarded()) return Status(MIKV_ERR_CORRUPT, "'" + path + "' is not valid JSON");
+  return OkStatus();
+}
+
+// HF tensor names -> .mikv names.
+bool MapName(const std::string& h, std::string* out) {
+  static const std::map<std::string, std::string> top = {
+      {"model.embed_tokens.weight", "tok_embeddings"}, {"model.norm.weight", "norm"}, {"lm_head.weight", "output"}};
+  static const std::map<std::string, std::string> layer = {
+      {"input_layernorm.weight", "attn_norm"}, {"self_attn.q_proj.weight", "wq"}, {"self_attn.k_proj.weight", "wk"},
+      {"self_attn.v_proj.weight", "wv"}, {"self_attn.o_proj.weight", "wo"}, {"self_attn.q_proj.bias", "bq"},
+      {"self_attn.k_proj.bias", "bk"}, {"self_attn.v_proj.bias", "bv"}, {"post_attention_layernorm.weight", "ffn_norm"},
+      {"mlp.gate_proj.weight", "w1"}, {"mlp.down_proj.weight", "w2"}, {"mlp.up_proj.weight", "w3"}};
+  if (auto it = top.find(h); it != top.end()) { *out = it->second; return true; }
+  const std::string prefix = "model.layers.";
+  if (h.rfind(prefix, 0) != 0) return false;
+  const size_t dot = h.find('.', prefix.size());
+  if (dot == std::string::npos) return false;
+  auto it = layer.find(h.substr(dot + 1));
+  if (it == layer.end()) return false;
+  *out = "layers." + h.substr(prefix.size(), dot - prefix.size()) + "." + it->second;
+  return true;
+}
+
+// One .safetensors file: u64 header length, JSON header {name: {dtype, shape, data_offsets}}, data.
+Status ReadSafetensors(const std::string& path, ModelSpec* spec, std::set<std::string>* seen) {
+  std::vector<uint8_t> bytes;
+  MIKV_RETURN_IF_ERROR(ReadWholeFile(path, &bytes));
+  ByteCursor c(bytes.data(), bytes.size());
+  uint64_t n;
+  std::string header;
+  if (!c.Read(&n) || n > c.remaining() || !c.ReadBytes((size_t)n, &header))
+    return Status(MIKV_ERR_CORRUPT, "safetensors '" + path + "': bad header length");
+  json h = json::parse(header, nullptr, false);
+  if (h.is_discarded() || !h.is_object()) return Status(MIKV_ERR_CORRUPT, "safetensors '" + path + "': header is not JSON");
+  const uint64_t data_start = 8 + n, data_size = bytes.size() - data_start;
+  for (auto& [name, info] : h.items()) {
+    if (name == "__metadata__") continue;
+    SourceTensor t;
+    if (!MapName(name, &t.name))
+      return Status(MIKV_ERR_UNSUPPORTED, "safetensors '" + path + "': tensor '" + name + "' is not part of a supported model");
+    if (!info.is_object() || !info["dtype"].is_string() || !info["shape"].is_array() || !info["data_offsets"].is_array() ||
+        info["data_offsets"].size() != 2)
+      return Status(MIKV_ERR_CORRUPT, "safetensors '" + path + "': bad entry for '" + name + "'");
+    const std::string dtype = info["dtype"];
+    const size_t elem = dtype == "F32" ? 4 : (dtype == "F16" || dtype == "BF16") ? 2 : 0;
+    if (elem == 0)
+      return Status(MIKV_ERR_UNSUPPORTED, "safetensors '" + path + "': tensor '" + name + "' is " + dtype + " (supported: F32, F16, BF16)");
+    uint64_t count = 1;
+    for (const auto& d : info["shape"]) {
+      if (!d.is_number_unsigned() || d.get<uint64_t>() == 0 || d.get<uint64_t>() > (1ull << 40))
+        return Status(MIKV_ERR_CORRUPT, "safetensors '" + path + "': bad shape for '" + name + "'");
+      t.shape.push_back(d.get<uint64_t>());
+      count *= t.shape.back();
+    }
+    const uint64_t begin = info["data_offsets"][0].get<uint64_t>(), end = info["data_offsets"][1].get<uint64_t>();
+    if (begin > end || end > data_size || end - begin != count * elem)
+      return Status(MIKV_ERR_CORRUPT, "safetensors '" + path + "': '" + name + "' lies outside the file or disagrees with its shape");
+    const uint8_t* p = bytes.data() + data_start + begin;
+    t.source_type = dtype;
+    t.f32.resize(count);
+    for (uint64_t i = 0; i < count; ++i) {
+      if (elem == 4) {
+        std::memcpy(&t.f32[i], p + 4 * i, 4);
+      } else {
+        uint16_t v;
+        std::memcpy(&v, p + 2 * i, 2);
+        t.f32[i] = dtype == "F16" ? HalfToFloat(v) : Bf16ToFloat(v);
+      }
+    }
+    if (!seen->insert(t.name).second) return Status(MIKV_ERR_CORRUPT, "tensor '" + name + "' appears twice");
+    spec->tensors.push_back(std::move(t));
+  }
+  return OkStatus();
+}
+
+Status ReadTokenizerJson(const std::string& path, PreTokenizer pre, TokenizerData* td) {
+  json j;
+  MIKV_RETURN_IF_ERROR(ReadJson(path, &j));
+  const json& model = j["model"];
+  if (!model.is_object() || model.value("type", "") != "BPE" || !model["vocab"].is_object())
+    return Status(MIKV_ERR_UNSUPPORTED, "'" + path + "': only byte-level BPE tokenizer.json files are supported");
+  size_t n = model["vocab"].size();
+  if (j["added_tokens"].is_array())
+    for (const auto& a : j["added_tokens"]) n = std::max(n, (size_t)a.value("id", 0) + 1);
+  td->kind = TokenizerKind::ByteLevelBPE;
+  td->pre = pre;
+  td->tokens.assign(n, "");
+  td->types.assign(n, (int8_t)TokenType::Normal);
+  for (auto& [text, id] : model["vocab"].items()) {
+    if (!id.is_number_unsigned() || id.get<size_t>() >= n) return Status(MIKV_ERR_CORRUPT, "'" + path + "': bad vocab id");
+    td->tokens[id.get<size_t>()] = text;
+  }
+  if (j["added_tokens"].is_array())
+    for (const auto& a : j["added_tokens"]) {
+      const size_t id = a.value("id", 0);
+      td->tokens[id] = a.value("content", "");
+      td->types[id] = (int8_t)(a.value("special", false) ? TokenType::Control : TokenType::UserDefined);
+    }
+  for (const auto& m : model["merges"]) {
+    if (m.is_string()) td->merges.push_back(m.get<std::string>());
+    else if (m.is_array() && m.size() == 2) td->merges.push_back(m[0].get<std::string>() + " " + m[1].get<std::string>());
+  }
+  td->add_space_prefix = false;
+  td->add_bos = pre == PreTokenizer::Llama3;
+  return OkStatus();
+}
+
+}  // namespace
+
 Status ReadHuggingFace(const std::string& folder, ModelSpec* spec, const Progress& progress) {
-  return Status(MIKV_ERR_UNSUPPORTED, "Hugging Face folders are not readable by this build yet");
+  json cfg;
+  MIKV_RETURN_IF_ERROR(ReadJson(folder + "/config.json", &cfg));
+  std::string arch = cfg["architectures"].is_array() && !cfg["architectures"].empty() ? cfg["architectures"][0].get<std::string>() : "";
+  ModelConfig& c = spec->config;
+  if (arch == "LlamaForCausalLM") c.arch = Arch::Llama;
+  else if (arch == "Qwen2ForCausalLM") c.arch = Arch::Qwen2;
+  else return Status(MIKV_ERR_UNSUPPORTED, "'" + folder + "/config.json': architecture '" + arch +
+                                               "' is not supported (supported: LlamaForCausalLM, Qwen2ForCausalLM)");
+  c.rope_style = RopeStyle::NeoX;
+  c.dim = cfg.value("hidden_size", 0);
+  c.hidden_dim = cfg.value("intermediate_size", 0);
+  c.n_layers = cfg.value("num_hidden_layers", 0);
+  c.n_heads = cfg.value("num_attention_heads", 0);
+  c.n_kv_heads = cfg.value("num_key_value_heads", c.n_heads);
+  c.head_dim = cfg.value("head_dim", c.n_heads ? c.dim / c.n_heads : 0);
+  c.vocab_size = cfg.value("vocab_size", 0);
+  c.max_seq_len = cfg.value("max_position_embeddings", 2048);
+  c.norm_eps = cfg.value("rms_norm_eps", 1e-5f);
+  c.rope_theta = cfg.value("rope_theta", 10000.0f);
+  c.tied_embeddings = cfg.value("tie_word_embeddings", false);
+  c.name = folder.substr(folder.find_last_of('/') + 1);
+  spec->source = "hf";
+
+  std::vector<std::string> shards;
+  if (Exists(folder + "/model.safetensors.index.json")) {
+    json index;
+    MIKV_RETURN_IF_ERROR(ReadJson(folder + "/model.safetensors.index.json", &index));
+    std::set<std::string> files;
+    for (auto& [name, file] : index["weight_map"].items()) files.insert(file.get<std::string>());
+    shards.assign(files.begin(), files.end());
+  } else {
+    shards.push_back("model.safetensors");
+  }
+  std::set<std::string> seen;
+  for (size_t i = 0; i < shards.size(); ++i) {
+    if (progress) progress(i, shards.size(), "reading " + shards[i]);
+    MIKV_RETURN_IF_ERROR(ReadSafetensors(folder + "/" + shards[i], spec, &seen));
+  }
+  c.qkv_bias = seen.count("layers.0.bq") > 0;
+  if (seen.count("output") == 0) c.tied_embeddings = true;
+
+  // Llama 3 RoPE scaling becomes per-frequency divisors (the rope_freqs tensor), as in GGUF.
+  const json& rs = cfg["rope_scaling"];
+  if (rs.is_object() && rs.value("rope_type", rs.value("type", "")) == "llama3") {
+    const double factor = rs.value("factor", 8.0), lo = rs.value("low_freq_factor", 1.0),
+                 hi = rs.value("high_freq_factor", 4.0), old_ctx = rs.value("original_max_position_embeddings", 8192);
+    SourceTensor t;
+    t.name = "rope_freqs";
+    t.shape = {(uint64_t)c.head_dim / 2};
+    for (int i = 0; i < c.head_dim / 2; ++i) {
+      const double freq = std::pow((double)c.rope_theta, -2.0 * i / c.head_dim);
+      const double wavelen = 2 * M_PI / freq;
+      double div = 1.0;
+      if (wavelen > old_ctx / lo) {
+        div = factor;
+      } else if (wavelen >= old_ctx / hi) {
+        const double smooth = (old_ctx / wavelen - lo) / (hi - lo);
+        div = 1.0 / ((1 - smooth) / factor + smooth);
+      }
+      t.f32.push_back((float)div);
+    }
+    spec->tensors.push_back(std::move(t));
+  }
+
+  const PreTokenizer pre = c.arch == Arch::Qwen2 ? PreTokenizer::Qwen2
+                           : c.vocab_size >= 128000 ? PreTokenizer::Llama3 : PreTokenizer::Gpt2;
+  if (!Exists(folder + "/tokenizer.json"))
+    return Status(MIKV_ERR_UNSUPPORTED, "'" + folder + "' has no tokenizer.json (a SentencePiece tokenizer.model is not read yet)");
+  MIKV_RETURN_IF_ERROR(ReadTokenizerJson(folder + "/tokenizer.json", pre, &spec->tokenizer));
+  const int bos = cfg.value("bos_token_id", -1), eos = cfg["eos_token_id"].is_number() ? cfg["eos_token_id"].get<int>() : -1;
+  spec->tokenizer.bos_id = bos;
+  spec->tokenizer.eos_id = eos;
+  if (cfg["eos_token_id"].is_array() && !cfg["eos_token_id"].empty()) {
+    spec->tokenizer.eos_id = cfg["eos_token_id"][0];
+    for (size_t i = 1; i < cfg["eos_token_id"].size(); ++i) spec->tokenizer.eot_ids.push_back(cfg["eos_token_id"][i]);
+  }
+  if (bos < 0) spec->tokenizer.add_bos = false;
+  return OkStatus();
 }
 
 }  // namespace mikv::convert
