@@ -128,6 +128,9 @@ std::vector<uint8_t> Encode(const std::vector<float>& x, GgufWeights w) {
   return out;
 }
 
+// GGML's type id for a tensor stored as `w`.
+uint32_t GgmlType(GgufWeights w) { return w == GgufWeights::F32 ? 0 : w == GgufWeights::Q8_0 ? 8 : 2; }
+
 const char* PreName(PreTokenizer p) {
   switch (p) {
     case PreTokenizer::Llama3: return "llama-bpe";
@@ -176,7 +179,7 @@ Status WriteRandomGguf(const RandomModelShape& s, GgufWeights weights, const std
     std::vector<float> x((size_t)rows * cols);
     for (float& v : x) v = n(rng);
     const GgufWeights w = quantize ? weights : GgufWeights::F32;
-    g.AddTensor({name, {(uint64_t)cols, (uint64_t)rows}, (uint32_t)(w == GgufWeights::F32 ? 0 : w == GgufWeights::Q8_0 ? 8 : 2), Encode(x, w)});
+    g.AddTensor({name, {(uint64_t)cols, (uint64_t)rows}, GgmlType(w), Encode(x, w)});
   };
   auto vec = [&](const std::string& name, int n, float center, float spread) {
     std::uniform_real_distribution<float> u(center - spread, center + spread);
@@ -191,7 +194,7 @@ Status WriteRandomGguf(const RandomModelShape& s, GgufWeights weights, const std
     std::vector<float> x((size_t)vocab * s.dim);
     for (float& v : x) v = n(rng);
     g.AddTensor({"token_embd.weight", {(uint64_t)s.dim, (uint64_t)vocab},
-                 (uint32_t)(weights == GgufWeights::F32 ? 0 : weights == GgufWeights::Q8_0 ? 8 : 2), Encode(x, weights)});
+                 GgmlType(weights), Encode(x, weights)});
   }
   vec("output_norm.weight", s.dim, 1.0f, 0.2f);
   for (int l = 0; l < s.n_layers; ++l) {
