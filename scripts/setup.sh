@@ -37,3 +37,4 @@ BUILD_TYPE=${BUILD_TYPE:-Release}
 cmake -S . -B build -DCMAKE_BUILD_TYPE="$BUILD_TYPE" >/dev/null
 cmake --build build -j "$(nproc)"
 echo "setup: built ./build/tools/mikv"
+bash scripts/convert-default-model.sh

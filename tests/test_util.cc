@@ -47,9 +47,33 @@ static std::string ConvertOnce(const std::string& out, bool gguf) {
 std::string Stories260KFromLlama2c() { return ConvertOnce(TempPath("stories260K-llama2c.mikv"), false); }
 std::string Stories260KFromGguf() { return ConvertOnce(TempPath("stories260K-gguf.mikv"), true); }
 
-std::vector<int32_t> Greedy(const Model& model, const std::vector<int32_t>& prompt, int n, int threads) {
+std::string DefaultModelF32() {
+  const std::string out = TempPath("mikv-default-f32.mikv");
+  if (access(out.c_str(), F_OK) == 0) return out;
+  convert::ModelSpec spec;
+  Status s = convert::ReadHuggingFace(std::string(MIKV_SOURCE_DIR) + "/models/mikv-default-14m", &spec, nullptr);
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  s = convert::WriteModel(spec, convert::WeightFormat::F32, out, nullptr, nullptr);
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  return out;
+}
+
+std::string ReadXz(const std::string& path) {
+  FILE* p = popen(("xz -dc '" + path + "'").c_str(), "r");
+  std::string text;
+  if (!p) return text;
+  char buf[1 << 16];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) text.append(buf, n);
+  pclose(p);
+  return text;
+}
+
+std::vector<int32_t> Greedy(const Model& model, const std::vector<int32_t>& prompt, int n, int threads,
+                            KvStorage kv) {
   SessionConfig config;
   config.threads = threads;
+  config.kv_storage = kv;
   std::unique_ptr<Session> session;
   Status s = Session::Create(model, config, &session);
   EXPECT_TRUE(s.ok()) << s.ToString();

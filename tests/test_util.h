@@ -7,6 +7,7 @@
 
 #include "convert/model_spec.h"
 #include "model.h"
+#include "session.h"
 
 namespace mikv::test {
 
@@ -19,8 +20,13 @@ void WriteBytes(const std::string& path, const std::vector<uint8_t>& bytes);
 // stories260K converted from its llama2.c checkpoint (made once per test run).
 std::string Stories260KFromLlama2c();
 std::string Stories260KFromGguf();
+// The project's bundled model (models/mikv-default-14m, a Hugging Face folder) converted with f32 weights.
+std::string DefaultModelF32();
+// Text of an xz file (the shared corpus), decompressed with the xz tool.
+std::string ReadXz(const std::string& path);
 
 // Greedy generation of n tokens after the prompt's tokens.
-std::vector<int32_t> Greedy(const Model& model, const std::vector<int32_t>& prompt, int n, int threads = 2);
+std::vector<int32_t> Greedy(const Model& model, const std::vector<int32_t>& prompt, int n, int threads = 2,
+                            KvStorage kv = KvStorage::F16);
 
 }  // namespace mikv::test

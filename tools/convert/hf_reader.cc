@@ -8,6 +8,7 @@
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <functional>
 #include <set>
 #include <sstream>
 
@@ -106,6 +107,35 @@ Status ReadSafetensors(const std::string& path, ModelSpec* spec, std::set<std::s
   return OkStatus();
 }
 
+// Which of our pre-tokenizer scanners the tokenizer.json's split pattern is. The three byte-level families differ
+// in how digits are grouped: GPT-2 "\p{N}+" (or ByteLevel's built-in regex), Llama 3 "\p{N}{1,3}", Qwen2 "\p{N}".
+Status DetectPreTokenizer(const std::string& path, const ModelConfig& c, PreTokenizer* pre) {
+  json j;
+  MIKV_RETURN_IF_ERROR(ReadJson(path, &j));
+  std::string pattern;
+  std::function<void(const json&)> find = [&](const json& node) {
+    if (!node.is_object()) return;
+    if (node.value("type", "") == "Split" && node["pattern"].is_object() && node["pattern"].contains("Regex"))
+      pattern = node["pattern"]["Regex"].get<std::string>();
+    if (node["pretokenizers"].is_array())
+      for (const auto& p : node["pretokenizers"]) find(p);
+  };
+  find(j["pre_tokenizer"]);
+  if (pattern.empty()) {
+    *pre = c.arch == Arch::Qwen2 ? PreTokenizer::Qwen2 : PreTokenizer::Gpt2;
+  } else if (pattern.find("\\p{N}{1,3}") != std::string::npos) {
+    *pre = PreTokenizer::Llama3;
+  } else if (pattern.find("|\\p{N}|") != std::string::npos) {
+    *pre = PreTokenizer::Qwen2;
+  } else if (pattern.find("\\p{N}+") != std::string::npos) {
+    *pre = PreTokenizer::Gpt2;
+  } else {
+    return Status(MIKV_ERR_UNSUPPORTED, "'" + path + "': pre-tokenizer pattern '" + pattern +
+                                            "' is none of GPT-2's, Llama 3's or Qwen2's");
+  }
+  return OkStatus();
+}
+
 Status ReadTokenizerJson(const std::string& path, PreTokenizer pre, TokenizerData* td) {
   json j;
   MIKV_RETURN_IF_ERROR(ReadJson(path, &j));
@@ -135,6 +165,11 @@ Status ReadTokenizerJson(const std::string& path, PreTokenizer pre, TokenizerDat
   }
   td->add_space_prefix = false;
   td->add_bos = pre == PreTokenizer::Llama3;
+  // A post-processor whose template starts with a special token adds BOS (Llama 3's and ours do).
+  const json& post = j["post_processor"];
+  if (post.is_object() && post.value("type", "") == "TemplateProcessing" && post["single"].is_array() &&
+      !post["single"].empty())
+    td->add_bos = post["single"][0].contains("SpecialToken");
   return OkStatus();
 }
 
@@ -160,6 +195,8 @@ Status ReadHuggingFace(const std::string& folder, ModelSpec* spec, const Progres
   c.max_seq_len = cfg.value("max_position_embeddings", 2048);
   c.norm_eps = cfg.value("rms_norm_eps", 1e-5f);
   c.rope_theta = cfg.value("rope_theta", 10000.0f);
+  if (cfg["rope_parameters"].is_object())  // transformers 5 keeps it here
+    c.rope_theta = cfg["rope_parameters"].value("rope_theta", c.rope_theta);
   c.tied_embeddings = cfg.value("tie_word_embeddings", false);
   c.name = folder.substr(folder.find_last_of('/') + 1);
   spec->source = "hf";
@@ -205,10 +242,10 @@ Status ReadHuggingFace(const std::string& folder, ModelSpec* spec, const Progres
     spec->tensors.push_back(std::move(t));
   }
 
-  const PreTokenizer pre = c.arch == Arch::Qwen2 ? PreTokenizer::Qwen2
-                           : c.vocab_size >= 128000 ? PreTokenizer::Llama3 : PreTokenizer::Gpt2;
   if (!Exists(folder + "/tokenizer.json"))
     return Status(MIKV_ERR_UNSUPPORTED, "'" + folder + "' has no tokenizer.json (a SentencePiece tokenizer.model is not read yet)");
+  PreTokenizer pre;
+  MIKV_RETURN_IF_ERROR(DetectPreTokenizer(folder + "/tokenizer.json", c, &pre));
   MIKV_RETURN_IF_ERROR(ReadTokenizerJson(folder + "/tokenizer.json", pre, &spec->tokenizer));
   const int bos = cfg.value("bos_token_id", -1), eos = cfg["eos_token_id"].is_number() ? cfg["eos_token_id"].get<int>() : -1;
   spec->tokenizer.bos_id = bos;
