@@ -93,19 +93,28 @@ Status LlamaGraph::Project(Linear& op, LinearInput* in, size_t in_dim, float* ou
 namespace {
 
 struct AttentionTask {
-  const KvCache* cache;
-  int layer, pos, n_heads, head_dim;
+  KvCache* cache;
+  int layer, pos, n, n_heads, n_kv_heads, head_dim;
   const float* q;
   float* out;
   float* scratch;
   size_t scratch_stride;
+  // One query head group (the heads sharing a kv head) of one token.
+  void Run(size_t thread, int token, int kv_head) const {
+    const size_t off = ((size_t)token * n_heads + (size_t)kv_head * (n_heads / n_kv_heads)) * head_dim;
+    cache->Attend(layer, pos + token, kv_head, q + off, out + off, scratch + thread * scratch_stride);
+  }
 };
 
-void RunAttention(void* ctx, size_t thread, size_t item) {
+// Caches that accumulate importance see each kv head's tokens in order on one thread.
+void RunAttentionPerKvHead(void* ctx, size_t thread, size_t kv_head) {
   const AttentionTask& t = *static_cast<const AttentionTask*>(ctx);
-  const int token = (int)item / t.n_heads, head = (int)item % t.n_heads;
-  const size_t off = ((size_t)token * t.n_heads + head) * t.head_dim;
-  t.cache->Attend(t.layer, t.pos + token, head, t.q + off, t.out + off, t.scratch + thread * t.scratch_stride);
+  for (int token = 0; token < t.n; ++token) t.Run(thread, token, (int)kv_head);
+}
+
+void RunAttentionPerTokenAndKvHead(void* ctx, size_t thread, size_t item) {
+  const AttentionTask& t = *static_cast<const AttentionTask*>(ctx);
+  t.Run(thread, (int)item / t.n_kv_heads, (int)item % t.n_kv_heads);
 }
 
 }  // namespace
@@ -136,10 +145,14 @@ Status LlamaGraph::Forward(const int32_t* tokens, int n, int pos, KvCache* cache
     MIKV_RETURN_IF_ERROR(Project(ops.wv, &in, c.dim, v_, pool));
     Rope(q_, n, c.n_heads, pos);
     Rope(k_, n, c.n_kv_heads, pos);
+    cache->Observe(l, n, q_);
     cache->Write(l, pos, n, k_, v_);
 
-    AttentionTask task{cache, l, pos, c.n_heads, c.head_dim, q_, att_, attn_scratch_, attn_scratch_stride_};
-    pthreadpool_parallelize_1d_with_thread(pool, RunAttention, &task, (size_t)n * c.n_heads, 0);
+    AttentionTask task{cache, l, pos, n, c.n_heads, c.n_kv_heads, c.head_dim, q_, att_, attn_scratch_, attn_scratch_stride_};
+    if (cache->ordered_per_kv_head())
+      pthreadpool_parallelize_1d_with_thread(pool, RunAttentionPerKvHead, &task, (size_t)c.n_kv_heads, 0);
+    else
+      pthreadpool_parallelize_1d_with_thread(pool, RunAttentionPerTokenAndKvHead, &task, (size_t)n * c.n_kv_heads, 0);
 
     LinearInput att_in{att_, nullptr, nullptr, (size_t)n};
     MIKV_RETURN_IF_ERROR(Project(ops.wo, &att_in, c.q_dim(), xb2_, pool));

@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "arena.h"
+#include "status.h"
 
 namespace mikv {
 
@@ -20,26 +21,44 @@ struct KvGeometry {
   int kv_dim() const { return n_kv_heads * head_dim; }
 };
 
+// How full a cache is (per layer and kv head; every layer and head holds the same number of tokens).
+struct KvOccupancy {
+  int hi_tokens = 0, lo_tokens = 0;
+  int64_t evicted = 0;  // tokens dropped since the last reset
+};
+
 class KvCache {
  public:
   virtual ~KvCache() = default;
 
   // Takes the cache's storage from the arena. Called twice with the same geometry: once on a measuring
-  // arena (sizes only), then on the real one.
+  // arena (sizes only), then on the real one. The cache is empty after the real carve (Reset).
   virtual void Carve(Arena* arena) = 0;
 
-  // Stores keys and values (post-RoPE) of `n` consecutive tokens at positions [pos, pos + n) of `layer`.
-  // k, v: [n][n_kv_heads * head_dim].
+  // Whether `n` more tokens can be stored. Called before anything is changed, so a refusal loses nothing.
+  virtual Status Reserve(int n) const { (void)n; return OkStatus(); }
+
+  // The queries (post-RoPE, [n][n_heads * head_dim]) of the tokens about to be written: statistics for caches
+  // that balance keys against queries. Called before Write for the same layer.
+  virtual void Observe(int layer, int n, const float* q) { (void)layer, (void)n, (void)q; }
+
+  // Stores keys and values (post-RoPE) of `n` consecutive tokens at positions [pos, pos + n) of `layer`,
+  // making room as the cache's policy says. k, v: [n][n_kv_heads * head_dim]. Single-threaded.
   virtual void Write(int layer, int pos, int n, const float* k, const float* v) = 0;
 
-  // Attention of query head `head` of the token at position `pos` over positions [0, pos] of `layer`:
-  // out[head_dim] = softmax(q·Kᵀ / sqrt(head_dim)) · V. `scratch` holds ScratchFloats() floats and is the
-  // caller's per-thread buffer. Calls for different heads or tokens may run concurrently.
-  virtual void Attend(int layer, int pos, int head, const float* q, float* out, float* scratch) const = 0;
+  // Attention of the group of query heads that share kv head `kv_head`, for the token at position `pos`, over
+  // the cached tokens of `layer` at positions <= pos: for each head h of the group,
+  // out[h][head_dim] = softmax(q[h]·Kᵀ / sqrt(head_dim)) · V. q and out hold the group's heads one after the
+  // other. `scratch` holds ScratchFloats() floats, the caller's per-thread buffer. Calls for different kv heads
+  // may run concurrently; calls for one kv head come in position order (importance is accumulated there).
+  virtual void Attend(int layer, int pos, int kv_head, const float* q, float* out, float* scratch) = 0;
   virtual size_t ScratchFloats() const = 0;
+  // True if Attend must see one kv head's tokens in order on one thread (it accumulates importance).
+  virtual bool ordered_per_kv_head() const { return false; }
 
   // Forgets every token (a new conversation); keeps the memory.
   virtual void Reset() = 0;
+  virtual KvOccupancy Occupancy() const = 0;
 
   virtual const char* name() const = 0;
 };
@@ -52,9 +71,10 @@ class PlainKvCache final : public KvCache {
   PlainKvCache(const KvGeometry& g, KvStorage storage) : g_(g), storage_(storage) {}
   void Carve(Arena* arena) override;
   void Write(int layer, int pos, int n, const float* k, const float* v) override;
-  void Attend(int layer, int pos, int head, const float* q, float* out, float* scratch) const override;
+  void Attend(int layer, int pos, int kv_head, const float* q, float* out, float* scratch) override;
   size_t ScratchFloats() const override { return (size_t)g_.capacity; }
-  void Reset() override {}
+  void Reset() override { used_ = 0; }
+  KvOccupancy Occupancy() const override { return KvOccupancy{used_, 0, 0}; }
   const char* name() const override { return storage_ == KvStorage::F32 ? "plain-f32" : "plain-f16"; }
 
  private:
@@ -64,11 +84,13 @@ class PlainKvCache final : public KvCache {
   }
   float LoadK(size_t i) const;
   float LoadV(size_t i) const;
+  void AttendHead(int layer, int pos, int head, const float* q, float* out, float* scores) const;
 
   KvGeometry g_;
   KvStorage storage_;
   void* keys_ = nullptr;
   void* values_ = nullptr;
+  int used_ = 0;
 };
 
 }  // namespace mikv

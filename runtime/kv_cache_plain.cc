@@ -14,6 +14,7 @@ void PlainKvCache::Carve(Arena* arena) {
 
 void PlainKvCache::Write(int layer, int pos, int n, const float* k, const float* v) {
   const int kv_dim = g_.kv_dim();
+  if (layer == 0) used_ = pos + n;
   for (int t = 0; t < n; ++t) {
     for (int h = 0; h < g_.n_kv_heads; ++h) {
       const size_t dst = Offset(layer, h, pos + t);
@@ -42,8 +43,14 @@ float PlainKvCache::LoadV(size_t i) const {
                                     : HalfToFloat(static_cast<const uint16_t*>(values_)[i]);
 }
 
+void PlainKvCache::Attend(int layer, int pos, int kv_head, const float* q, float* out, float* scratch) {
+  const int group = g_.group();
+  for (int h = 0; h < group; ++h)
+    AttendHead(layer, pos, kv_head * group + h, q + (size_t)h * g_.head_dim, out + (size_t)h * g_.head_dim, scratch);
+}
+
 // Scalar reference attention: two passes (scores with their maximum, then the weighted sum).
-void PlainKvCache::Attend(int layer, int pos, int head, const float* q, float* out, float* scores) const {
+void PlainKvCache::AttendHead(int layer, int pos, int head, const float* q, float* out, float* scores) const {
   const int d = g_.head_dim;
   const int kv_head = head / g_.group();
   const float scale = 1.0f / std::sqrt((float)d);

@@ -1,5 +1,8 @@
 #include "session.h"
 
+#include "kv_cache_mixed.h"
+
+#include <algorithm>
 #include <chrono>
 #include <thread>
 
@@ -7,7 +10,9 @@ namespace mikv {
 
 namespace {
 
-Status Normalise(const Model& model, SessionConfig* c) {
+KvGeometry Geometry(const ModelConfig& m, int capacity);
+
+Status Normalise(const Model& model, SessionConfig* c, KvPlan* plan) {
   const ModelConfig& m = model.config();
   if (c->context < 0) return Status(MIKV_ERR_INVALID_ARGUMENT, "context must be >= 0");
   if (c->context == 0) c->context = m.max_seq_len;
@@ -17,6 +22,12 @@ Status Normalise(const Model& model, SessionConfig* c) {
     return Status(MIKV_ERR_INVALID_ARGUMENT, "prefill_chunk must be 1..4096");
   if (c->sampler.temperature < 0 || c->sampler.top_k < 0 || !(c->sampler.top_p > 0 && c->sampler.top_p <= 1))
     return Status(MIKV_ERR_INVALID_ARGUMENT, "sampler needs temperature >= 0, top_k >= 0, 0 < top_p <= 1");
+  MIKV_RETURN_IF_ERROR(PlanKvCache(Geometry(m, c->context), c->kv, plan));
+  // Caches that demote or evict protect the recent window; a prefill chunk no longer than the window means no
+  // token of a chunk is moved before the chunk's later tokens have seen it.
+  const KvPolicy p = c->kv.policy;
+  if (p == KvPolicy::H2O || p == KvPolicy::Sinks || p == KvPolicy::MiKV)
+    c->prefill_chunk = std::min(c->prefill_chunk, c->kv.window);
   return OkStatus();
 }
 
@@ -32,13 +43,19 @@ KvGeometry Geometry(const ModelConfig& m, int capacity) {
 
 }  // namespace
 
-Session::Session(const Model& model, const SessionConfig& config, int capacity, int threads)
+std::unique_ptr<KvCache> MakeCache(const KvGeometry& g, const SessionConfig& c, const KvPlan& plan) {
+  if (c.kv.policy == KvPolicy::Plain) return std::unique_ptr<KvCache>(new PlainKvCache(g, c.kv_storage));
+  return std::unique_ptr<KvCache>(new MixedKvCache(g, c.kv, plan));
+}
+
+Session::Session(const Model& model, const SessionConfig& config, const KvPlan& plan)
     : model_(model),
       config_(config),
-      capacity_(capacity),
-      threads_(threads),
-      cache_(new PlainKvCache(Geometry(model.config(), capacity), config.kv_storage)),
-      graph_(model, config.prefill_chunk, threads),
+      kv_plan_(plan),
+      capacity_(config.context),
+      threads_(config.threads),
+      cache_(MakeCache(Geometry(model.config(), config.context), config, plan)),
+      graph_(model, config.prefill_chunk, config.threads),
       sampler_(model.config().vocab_size, config.sampler) {}
 
 Session::~Session() {
@@ -55,8 +72,9 @@ void Session::CarveAll(Arena* arena) {
 Status Session::PlanArena(const Model& model, const SessionConfig& config, size_t* bytes,
                           std::vector<Arena::Region>* regions) {
   SessionConfig c = config;
-  MIKV_RETURN_IF_ERROR(Normalise(model, &c));
-  Session s(model, c, c.context, c.threads);
+  KvPlan plan;
+  MIKV_RETURN_IF_ERROR(Normalise(model, &c, &plan));
+  Session s(model, c, plan);
   Arena measure;
   s.CarveAll(&measure);
   *bytes = measure.used();
@@ -66,8 +84,9 @@ Status Session::PlanArena(const Model& model, const SessionConfig& config, size_
 
 Status Session::Create(const Model& model, const SessionConfig& config, std::unique_ptr<Session>* out) {
   SessionConfig c = config;
-  MIKV_RETURN_IF_ERROR(Normalise(model, &c));
-  std::unique_ptr<Session> s(new Session(model, c, c.context, c.threads));
+  KvPlan plan;
+  MIKV_RETURN_IF_ERROR(Normalise(model, &c, &plan));
+  std::unique_ptr<Session> s(new Session(model, c, plan));
   Arena measure;
   s->CarveAll(&measure);
   if (!s->block_.Allocate(measure.used()))
@@ -95,6 +114,7 @@ Status Session::Prefill(const int32_t* tokens, size_t n, float* all_logits) {
     return Status(MIKV_ERR_CONTEXT_OVERFLOW, std::to_string(n) + " tokens do not fit: the context holds " +
                                                  std::to_string(capacity_) + " and " + std::to_string(pos_) +
                                                  " are used");
+  MIKV_RETURN_IF_ERROR(cache_->Reserve((int)n));
   const auto t0 = std::chrono::steady_clock::now();
   for (size_t done = 0; done < n;) {
     const int step = (int)std::min(n - done, (size_t)graph_.chunk());

@@ -11,6 +11,7 @@
 
 #include "arena.h"
 #include "kv_cache.h"
+#include "kv_config.h"
 #include "llama_graph.h"
 #include "model.h"
 #include "sampler.h"
@@ -21,7 +22,8 @@ struct SessionConfig {
   int context = 0;         // tokens the session may hold; 0 = the model's max_seq_len
   int threads = 0;         // 0 = the machine's cores
   int prefill_chunk = 64;  // tokens per forward pass while prefilling
-  KvStorage kv_storage = KvStorage::F16;
+  KvStorage kv_storage = KvStorage::F16;  // the plain cache's storage (kv.policy == Plain)
+  KvCacheConfig kv;                       // which cache: plain, full, uniform, h2o, sinks, mikv
   SamplerConfig sampler;
 };
 
@@ -51,15 +53,19 @@ class Session {
   int context() const { return capacity_; }
   void Reset();
   const SessionStats& stats() const { return stats_; }
+  KvOccupancy kv_occupancy() const { return cache_->Occupancy(); }
+  const KvPlan& kv_plan() const { return kv_plan_; }
+  KvCache& kv_cache() { return *cache_; }
   const Model& model() const { return model_; }
   Sampler& sampler() { return sampler_; }
 
  private:
-  Session(const Model& model, const SessionConfig& config, int capacity, int threads);
+  Session(const Model& model, const SessionConfig& config, const KvPlan& plan);
   void CarveAll(Arena* arena);
 
   const Model& model_;
   SessionConfig config_;
+  KvPlan kv_plan_;
   int capacity_;
   int threads_;
   std::unique_ptr<KvCache> cache_;

@@ -14,6 +14,7 @@ extern "C" const char* mikv_status_name(mikv_status status) {
     case MIKV_ERR_CONTEXT_OVERFLOW: return "MIKV_ERR_CONTEXT_OVERFLOW";
     case MIKV_ERR_BAD_TOKEN: return "MIKV_ERR_BAD_TOKEN";
     case MIKV_ERR_INTERNAL: return "MIKV_ERR_INTERNAL";
+    case MIKV_ERR_CACHE_FULL: return "MIKV_ERR_CACHE_FULL";
   }
   return "MIKV_ERR_UNKNOWN";
 }

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "kv_options.h"
 #include "model.h"
 #include "session.h"
 
@@ -18,6 +19,7 @@ struct RunArgs {
   float temperature = 0.0f, top_p = 0.95f;
   uint64_t seed = 0;
   bool json = false, no_bos = false, parse_special = false;
+  KvArgs kv_args;
 };
 
 int RunRun(const RunArgs& a) {
@@ -29,6 +31,8 @@ int RunRun(const RunArgs& a) {
   config.threads = a.threads;
   if (a.kv == "f32") config.kv_storage = KvStorage::F32;
   else if (a.kv != "f16") return Fail(Status(MIKV_ERR_INVALID_ARGUMENT, "--kv must be f16 or f32"), a.json);
+  s = ToKvConfig(a.kv_args, &config.kv);
+  if (!s.ok()) return Fail(s, a.json);
   config.sampler.temperature = a.temperature;
   config.sampler.top_k = a.top_k;
   config.sampler.top_p = a.top_p;
@@ -82,6 +86,9 @@ int RunRun(const RunArgs& a) {
     j["decode_tokens_per_second"] = decode_tps;
     j["peak_rss_bytes"] = peak;
     j["arena_bytes"] = st.arena_bytes;
+    const KvOccupancy occ = session->kv_occupancy();
+    j["kv"] = {{"policy", a.kv_args.policy}, {"hi_tokens", occ.hi_tokens}, {"lo_tokens", occ.lo_tokens},
+               {"evicted_tokens", occ.evicted}, {"bytes", session->kv_plan().total_bytes}};
     std::cout << j.dump(2) << "\n";
   } else {
     std::printf("\n\n[mikv] prompt %llu tok, %.1f tok/s | decode %llu tok, %.1f tok/s | peak RSS %.1f MiB | arena %.1f MiB\n",
@@ -105,7 +112,8 @@ void AddRunCommand(CLI::App& app) {
   cmd->add_option("--seed", args->seed, "sampling seed")->capture_default_str();
   cmd->add_option("-t,--threads", args->threads, "threads; 0 = all cores")->capture_default_str();
   cmd->add_option("-c,--context", args->context, "context length; 0 = the model's")->capture_default_str();
-  cmd->add_option("--kv", args->kv, "KV cache storage: f16 or f32")->capture_default_str();
+  cmd->add_option("--kv", args->kv, "the plain KV cache's storage: f16 or f32")->capture_default_str();
+  AddKvOptions(cmd, &args->kv_args);
   cmd->add_flag("--no-bos", args->no_bos, "do not add the BOS token");
   cmd->add_flag("--special", args->parse_special, "parse special-token text in the prompt");
   cmd->add_flag("--json", args->json, "print one JSON report instead of streaming text");

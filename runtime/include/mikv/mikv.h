@@ -27,7 +27,8 @@ typedef enum mikv_status {
   MIKV_ERR_BUDGET = 8,            /* the memory budget cannot hold what was asked */
   MIKV_ERR_CONTEXT_OVERFLOW = 9,  /* more tokens than the session's context */
   MIKV_ERR_BAD_TOKEN = 10,        /* a token id outside the vocabulary */
-  MIKV_ERR_INTERNAL = 11          /* a bug or a failure of a dependency (XNNPACK) */
+  MIKV_ERR_INTERNAL = 11,         /* a bug or a failure of a dependency (XNNPACK) */
+  MIKV_ERR_CACHE_FULL = 12        /* the KV cache has no room and its configuration refuses to evict */
 } mikv_status;
 
 /* A short constant name for a status ("MIKV_ERR_CORRUPT"). */

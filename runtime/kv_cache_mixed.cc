@@ -1,0 +1,227 @@
+#include "kv_cache_mixed.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+namespace mikv {
+
+MixedKvCache::MixedKvCache(const KvGeometry& g, const KvCacheConfig& config, const KvPlan& plan)
+    : g_(g), config_(config), balancer_(g, config.balance_keys) {
+  const int group = config.group == 0 ? g.head_dim : config.group;
+  hi_.codec = KvCodec(config.hi, g.head_dim, group);
+  lo_.codec = KvCodec(config.lo, g.head_dim, group);
+  hi_.capacity = plan.hi_tokens;
+  lo_.capacity = plan.lo_tokens;
+}
+
+void MixedKvCache::Carve(Arena* arena) {
+  const size_t streams = (size_t)g_.n_layers * g_.n_kv_heads;
+  for (Region* r : {&hi_, &lo_}) {
+    const char* label = r == &hi_ ? "kv-hi" : "kv-lo";
+    r->keys = arena->Take<uint8_t>(streams * r->capacity * r->codec.bytes(), label);
+    r->values = arena->Take<uint8_t>(streams * r->capacity * r->codec.bytes(), label);
+    r->positions = arena->Take<int32_t>(streams * r->capacity, "kv-tables");
+    r->importance = arena->Take<float>(streams * r->capacity, "kv-tables");
+    r->used = arena->Take<int32_t>(streams, "kv-tables");
+  }
+  balancer_.Carve(arena);
+  tmp_ = arena->Take<float>((size_t)3 * g_.head_dim, "kv-tables");
+  if (!arena->measuring()) Reset();
+}
+
+void MixedKvCache::Reset() {
+  const size_t streams = (size_t)g_.n_layers * g_.n_kv_heads;
+  std::fill(hi_.used, hi_.used + streams, 0);
+  std::fill(lo_.used, lo_.used + streams, 0);
+  balancer_.Reset();
+  evicted_ = 0;
+}
+
+KvOccupancy MixedKvCache::Occupancy() const {
+  return KvOccupancy{hi_.used[0], lo_.used[0], evicted_ / ((int64_t)g_.n_layers * g_.n_kv_heads)};
+}
+
+Status MixedKvCache::Reserve(int n) const {
+  const bool keeps_all = config_.policy == KvPolicy::MiKV || config_.policy == KvPolicy::Uniform;
+  if (!keeps_all || config_.on_full != KvOnFull::Refuse) return OkStatus();
+  const int free = hi_.capacity + lo_.capacity - hi_.used[0] - lo_.used[0];
+  if (n <= free) return OkStatus();
+  return Status(MIKV_ERR_CACHE_FULL, "the " + std::string(name()) + " KV cache holds " +
+                                         std::to_string(hi_.capacity + lo_.capacity) + " tokens and has room for " +
+                                         std::to_string(free) + ", not " + std::to_string(n) +
+                                         " (it is set to refuse rather than evict)");
+}
+
+size_t MixedKvCache::ScratchFloats() const {
+  // Scores of every slot for one head, the balanced query, the accumulated value.
+  return (size_t)hi_.capacity + lo_.capacity + 2 * (size_t)g_.head_dim;
+}
+
+void MixedKvCache::Store(Region& r, size_t s, int slot, int layer, int kv_head, const float* k, const float* v,
+                         int pos, float imp) {
+  if (Balanced(r)) {
+    const float* b = balancer_.Factors(layer, kv_head);
+    for (int c = 0; c < g_.head_dim; ++c) tmp_[2 * g_.head_dim + c] = k[c] * b[c];
+    k = tmp_ + 2 * g_.head_dim;
+  }
+  r.codec.Encode(k, r.K(s, slot));
+  r.codec.Encode(v, r.V(s, slot));
+  r.positions[s * r.capacity + slot] = pos;
+  r.importance[s * r.capacity + slot] = imp;
+}
+
+void MixedKvCache::RemoveSlot(Region& r, size_t s, int slot) {
+  const int last = --r.used[s];
+  if (slot == last) return;
+  std::memcpy(r.K(s, slot), r.K(s, last), r.codec.bytes());
+  std::memcpy(r.V(s, slot), r.V(s, last), r.codec.bytes());
+  r.positions[s * r.capacity + slot] = r.positions[s * r.capacity + last];
+  r.importance[s * r.capacity + slot] = r.importance[s * r.capacity + last];
+}
+
+static int LeastImportant(const float* imp, const int32_t* pos, int used, int first_movable, int last_movable) {
+  int victim = -1;
+  for (int i = 0; i < used; ++i) {
+    if (pos[i] < first_movable || pos[i] > last_movable) continue;
+    if (victim < 0 || imp[i] < imp[victim] || (imp[i] == imp[victim] && pos[i] < pos[victim])) victim = i;
+  }
+  return victim;
+}
+
+void MixedKvCache::InsertLow(size_t s, int layer, int kv_head, const float* k, const float* v, int pos, float imp) {
+  int slot;
+  if (lo_.used[s] < lo_.capacity) {
+    slot = lo_.used[s]++;
+  } else {
+    // Full (Reserve refused earlier if the caller asked for that): the least important low token goes.
+    slot = LeastImportant(lo_.importance + s * lo_.capacity, lo_.positions + s * lo_.capacity, lo_.used[s], 0, pos);
+    ++evicted_;
+  }
+  Store(lo_, s, slot, layer, kv_head, k, v, pos, imp);
+}
+
+void MixedKvCache::MakeRoomHigh(size_t s, int layer, int kv_head, int newest) {
+  const float* imp = hi_.importance + s * hi_.capacity;
+  const int32_t* pos = hi_.positions + s * hi_.capacity;
+  const int first = config_.sinks, last = newest - config_.window;  // movable: not a sink, not recent
+  int victim = -1;
+  if (config_.policy == KvPolicy::Sinks) {
+    for (int i = 0; i < hi_.used[s]; ++i)
+      if (pos[i] >= first && pos[i] <= last && (victim < 0 || pos[i] < pos[victim])) victim = i;
+  } else {
+    victim = LeastImportant(imp, pos, hi_.used[s], first, last);
+  }
+  if (victim < 0) victim = 0;  // unreachable when hi holds >= sinks + window (PlanKvCache checks it)
+  if (config_.policy == KvPolicy::MiKV) {
+    float* k = tmp_;
+    float* v = tmp_ + g_.head_dim;
+    hi_.codec.Decode(hi_.K(s, victim), k);
+    hi_.codec.Decode(hi_.V(s, victim), v);
+    if (Balanced(hi_)) {  // back to plain keys; InsertLow balances again
+      const float* b = balancer_.Factors(layer, kv_head);
+      for (int c = 0; c < g_.head_dim; ++c) k[c] /= b[c];
+    }
+    InsertLow(s, layer, kv_head, k, v, pos[victim], imp[victim]);
+  } else {
+    ++evicted_;
+  }
+  RemoveSlot(hi_, s, victim);
+}
+
+void MixedKvCache::Write(int layer, int pos, int n, const float* k, const float* v) {
+  balancer_.ObserveKeys(layer, n, k);
+  const int d = g_.head_dim;
+  for (int kvh = 0; kvh < g_.n_kv_heads; ++kvh) {
+    const size_t s = Stream(layer, kvh);
+    for (int t = 0; t < n; ++t) {
+      const float* kr = k + ((size_t)t * g_.n_kv_heads + kvh) * d;
+      const float* vr = v + ((size_t)t * g_.n_kv_heads + kvh) * d;
+      if (hi_.capacity == 0) {
+        InsertLow(s, layer, kvh, kr, vr, pos + t, 0.0f);
+        continue;
+      }
+      if (hi_.used[s] == hi_.capacity) MakeRoomHigh(s, layer, kvh, pos + n - 1);
+      const int slot = hi_.used[s]++;
+      Store(hi_, s, slot, layer, kvh, kr, vr, pos + t, 0.0f);
+    }
+  }
+}
+
+// Scores q·k/sqrt(d) of one region's slots; -inf for tokens after `pos` (a prefill chunk's later tokens).
+void MixedKvCache::AttendRegion(const Region& r, size_t s, int pos, const float* q, float scale, float* scores) const {
+  const int32_t* p = r.positions + s * r.capacity;
+  for (int i = 0; i < r.used[s]; ++i)
+    scores[i] = p[i] <= pos ? r.codec.Dot(q, r.K(s, i)) * scale : -INFINITY;
+}
+
+void MixedKvCache::Attend(int layer, int pos, int kv_head, const float* q, float* out, float* scratch) {
+  const int d = g_.head_dim, group = g_.group();
+  const size_t s = Stream(layer, kv_head);
+  const int nh = hi_.used[s], nl = lo_.used[s];
+  float* scores = scratch;  // [nh + nl]
+  float* qb = scratch + hi_.capacity + lo_.capacity;
+  const float scale = 1.0f / std::sqrt((float)d);
+  const float* b = nullptr;
+  if ((Balanced(hi_) && nh > 0) || (Balanced(lo_) && nl > 0)) b = balancer_.Factors(layer, kv_head);
+  float* imp_hi = hi_.importance + s * hi_.capacity;
+  float* imp_lo = lo_.importance + s * lo_.capacity;
+
+  for (int h = 0; h < group; ++h) {
+    const float* qh = q + (size_t)h * d;
+    float* oh = out + (size_t)h * d;
+    if (b)
+      for (int c = 0; c < d; ++c) qb[c] = qh[c] / b[c];
+    AttendRegion(hi_, s, pos, Balanced(hi_) ? qb : qh, scale, scores);
+    AttendRegion(lo_, s, pos, Balanced(lo_) ? qb : qh, scale, scores + nh);
+    // Softmax over both regions, then the weighted sum of values, in slot order (hi first): for `full` the
+    // slots are in position order and the arithmetic is the plain cache's, so the logits are identical.
+    float max_score = -INFINITY;
+    for (int i = 0; i < nh + nl; ++i) max_score = std::max(max_score, scores[i]);
+    float sum = 0.0f;
+    for (int i = 0; i < nh + nl; ++i) {
+      scores[i] = scores[i] == -INFINITY ? 0.0f : std::exp(scores[i] - max_score);
+      sum += scores[i];
+    }
+    const float inv = 1.0f / sum;
+    for (int c = 0; c < d; ++c) oh[c] = 0.0f;
+    for (int i = 0; i < nh + nl; ++i) {
+      if (scores[i] == 0.0f) continue;
+      const float p = scores[i] * inv;
+      if (i < nh) {
+        hi_.codec.Axpy(p, hi_.V(s, i), oh);
+        imp_hi[i] += p;
+      } else {
+        lo_.codec.Axpy(p, lo_.V(s, i - nh), oh);
+        imp_lo[i - nh] += p;
+      }
+    }
+  }
+}
+
+int MixedKvCache::Slots(int layer, int kv_head, SlotView* out, int max) const {
+  const size_t s = Stream(layer, kv_head);
+  int n = 0;
+  for (const Region* r : {&hi_, &lo_})
+    for (int i = 0; i < r->used[s] && n < max; ++i)
+      out[n++] = SlotView{r->positions[s * r->capacity + i], r->importance[s * r->capacity + i], r == &hi_};
+  return n;
+}
+
+bool MixedKvCache::ReadToken(int layer, int kv_head, int position, float* k, float* v) const {
+  const size_t s = Stream(layer, kv_head);
+  for (const Region* r : {&hi_, &lo_})
+    for (int i = 0; i < r->used[s]; ++i)
+      if (r->positions[s * r->capacity + i] == position) {
+        r->codec.Decode(r->K(s, i), k);
+        r->codec.Decode(r->V(s, i), v);
+        if (Balanced(*r)) {
+          const float* b = const_cast<KeyBalancer&>(balancer_).Factors(layer, kv_head);
+          for (int c = 0; c < g_.head_dim; ++c) k[c] /= b[c];
+        }
+        return true;
+      }
+  return false;
+}
+
+}  // namespace mikv

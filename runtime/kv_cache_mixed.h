@@ -1,0 +1,79 @@
+// The mixed-precision KV cache (MiKV, "No Token Left Behind", arXiv 2402.18096) and the policies it is compared
+// with, all in one structure so the comparison is honest:
+//
+//   per layer and kv head ("stream"):  hi region  H slots, K and V at FP16 or INT8
+//                                      lo region  L slots, K and V at INT8/INT4/INT3/INT2
+//                                      tables     slot -> position, slot -> accumulated attention (importance)
+//   per stream:                        key balancer factors (key_balancer.h)
+//
+// New tokens enter the hi region (uniform: the lo region). When the hi region is full, the victim is the hi token
+// that is neither an attention sink (position < sinks) nor in the recent window, with the least accumulated
+// attention (sinks policy: the oldest); mikv demotes it into the lo region, h2o and sinks evict it. When the lo
+// region is full, the least important lo token is evicted, or the write is refused (KvOnFull).
+//
+// Slots of a region are kept dense (0..used-1): removing a slot moves the last one into the hole, so attention
+// loops run over contiguous memory. Layout inside a region: [stream][slot][codec bytes] for K, the same for V.
+#pragma once
+
+#include "key_balancer.h"
+#include "kv_cache.h"
+#include "kv_codec.h"
+#include "kv_config.h"
+
+namespace mikv {
+
+class MixedKvCache final : public KvCache {
+ public:
+  // `plan` comes from PlanKvCache(g, config) (which validated the configuration).
+  MixedKvCache(const KvGeometry& g, const KvCacheConfig& config, const KvPlan& plan);
+
+  void Carve(Arena* arena) override;
+  Status Reserve(int n) const override;
+  void Observe(int layer, int n, const float* q) override { balancer_.ObserveQueries(layer, n, q); }
+  void Write(int layer, int pos, int n, const float* k, const float* v) override;
+  void Attend(int layer, int pos, int kv_head, const float* q, float* out, float* scratch) override;
+  size_t ScratchFloats() const override;
+  bool ordered_per_kv_head() const override { return true; }
+  void Reset() override;
+  KvOccupancy Occupancy() const override;
+  const char* name() const override { return KvPolicyName(config_.policy); }
+
+  // For tests and tools: what a stream holds.
+  struct SlotView {
+    int position;
+    float importance;
+    bool high;
+  };
+  int Slots(int layer, int kv_head, SlotView* out, int max) const;
+  // Decodes the stored key/value of the token at `position` (keys un-balanced back). False if not cached.
+  bool ReadToken(int layer, int kv_head, int position, float* k, float* v) const;
+
+ private:
+  struct Region {
+    KvCodec codec;
+    int capacity = 0;           // slots per stream
+    uint8_t* keys = nullptr;    // [stream][slot][codec.bytes()]
+    uint8_t* values = nullptr;
+    int32_t* positions = nullptr;  // [stream][slot]
+    float* importance = nullptr;   // [stream][slot]
+    int32_t* used = nullptr;       // [stream]
+    uint8_t* K(size_t s, int slot) const { return keys + (s * capacity + slot) * codec.bytes(); }
+    uint8_t* V(size_t s, int slot) const { return values + (s * capacity + slot) * codec.bytes(); }
+  };
+  size_t Stream(int layer, int kv_head) const { return (size_t)layer * g_.n_kv_heads + kv_head; }
+  bool Balanced(const Region& r) const { return r.codec.quantized() && balancer_.enabled(); }
+  void Store(Region& r, size_t s, int slot, int layer, int kv_head, const float* k, const float* v, int pos, float imp);
+  void RemoveSlot(Region& r, size_t s, int slot);
+  void InsertLow(size_t s, int layer, int kv_head, const float* k, const float* v, int pos, float imp);
+  void MakeRoomHigh(size_t s, int layer, int kv_head, int newest);
+  void AttendRegion(const Region& r, size_t s, int pos, const float* q, float scale, float* scores) const;
+
+  KvGeometry g_;
+  KvCacheConfig config_;
+  KeyBalancer balancer_;
+  Region hi_, lo_;
+  float* tmp_ = nullptr;  // 3 × head_dim floats for Write (single-threaded)
+  int64_t evicted_ = 0;
+};
+
+}  // namespace mikv

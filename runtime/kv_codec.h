@@ -1,0 +1,54 @@
+// How one token's key or value vector (head_dim floats) is stored in a KV region: FP16, or INT8/INT4/INT3/INT2
+// with asymmetric per-group min/max quantization (scale and zero in FP16, groups of `group` channels).
+//
+// Layout of one quantized vector of d channels, b bits, groups of g:
+//   [codes: d·b/8 bytes, channel i at bit i·b, least significant bit first][scale: d/g × fp16][zero: d/g × fp16]
+// x ≈ code·scale + zero. A dot product therefore needs Σ q·code per group plus one Σ q per group for the zeros:
+// q·x = Σ_g (scale_g · Σ_i q_i code_i + zero_g · Σ_i q_i).
+//
+// These are the scalar references: the SIMD kernels (kernels_avx/, kernels_neon/) must equal them.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace mikv {
+
+enum class KvPrecision : uint8_t { F16 = 0, Int8 = 1, Int4 = 2, Int3 = 3, Int2 = 4 };
+
+const char* KvPrecisionName(KvPrecision p);            // "f16", "int8", ...
+bool ParseKvPrecision(const char* name, KvPrecision* p);  // inverse of KvPrecisionName
+int KvPrecisionBits(KvPrecision p);                     // 16, 8, 4, 3, 2
+
+class KvCodec {
+ public:
+  KvCodec() = default;
+  KvCodec(KvPrecision p, int head_dim, int group) : p_(p), d_(head_dim), g_(group), bits_(KvPrecisionBits(p)) {}
+
+  KvPrecision precision() const { return p_; }
+  bool quantized() const { return p_ != KvPrecision::F16; }
+  // Bytes of one stored vector, scales and zeros included.
+  size_t bytes() const;
+
+  void Encode(const float* x, uint8_t* dst) const;
+  void Decode(const uint8_t* src, float* x) const;
+  // q · x̂ for the stored vector x̂.
+  float Dot(const float* q, const uint8_t* src) const;
+  // acc += p · x̂.
+  void Axpy(float p, const uint8_t* src, float* acc) const;
+
+  // The largest |x - x̂| Encode may leave in the group holding channel `i` of src (for tests and the docs):
+  // half a quantization step, plus what rounding the zero to FP16 moved.
+  float ErrorBound(const uint8_t* src, int i) const;
+
+ private:
+  uint32_t Code(const uint8_t* codes, int i) const;
+  const uint16_t* Scales(const uint8_t* src) const { return reinterpret_cast<const uint16_t*>(src + CodeBytes()); }
+  const uint16_t* Zeros(const uint8_t* src) const { return Scales(src) + d_ / g_; }
+  size_t CodeBytes() const { return (size_t)d_ * bits_ / 8; }
+
+  KvPrecision p_ = KvPrecision::F16;
+  int d_ = 0, g_ = 0, bits_ = 16;
+};
+
+}  // namespace mikv

@@ -1,0 +1,58 @@
+// What a session's KV cache keeps, at which precision, in how many bytes. The plan (tokens per region) is a
+// pure function of the configuration and the model's geometry, so `mikv budget` and the session agree.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "kv_cache.h"
+#include "kv_codec.h"
+#include "status.h"
+
+namespace mikv {
+
+enum class KvPolicy : uint8_t {
+  Plain = 0,    // every token in f32/f16 (SessionConfig::kv_storage); the reference cache
+  Full = 1,     // every token at the high precision (FP16), through the mixed cache
+  Uniform = 2,  // every token at the low precision
+  H2O = 3,      // heavy hitters (accumulated attention) + sinks + recent window kept high; the rest evicted
+  Sinks = 4,    // StreamingLLM: attention sinks + recent window kept high; the rest evicted
+  MiKV = 5,     // heavy hitters + sinks + recent window kept high; the rest demoted to the low precision
+};
+const char* KvPolicyName(KvPolicy p);
+bool ParseKvPolicy(const std::string& name, KvPolicy* p);
+
+// When a policy that keeps every token (uniform, mikv) has no room left even at low precision.
+enum class KvOnFull : uint8_t { EvictLeastImportant = 0, Refuse = 1 };
+
+struct KvCacheConfig {
+  KvPolicy policy = KvPolicy::Plain;
+  KvPrecision hi = KvPrecision::F16;   // f16 or int8
+  KvPrecision lo = KvPrecision::Int2;  // int8, int4, int3 or int2
+  int group = 32;                      // channels per scale/zero; must divide head_dim (0 = head_dim)
+  int sinks = 4;                       // first tokens always kept high
+  int window = 32;                     // most recent tokens always kept high
+  // Size of the cache. budget_bytes > 0: the KV memory (regions + tables) for all layers; tokens follow from it.
+  // Otherwise the cache holds `tokens` tokens (0 = the session's context).
+  size_t budget_bytes = 0;
+  int tokens = 0;
+  float hi_frac = 0.2f;                // mikv, h2o, sinks without a budget: fraction of the tokens kept high
+  bool balance_keys = true;            // per-channel key balancing before integer quantization
+  KvOnFull on_full = KvOnFull::EvictLeastImportant;
+};
+
+// Tokens each region holds, per layer and kv head, and what that costs.
+struct KvPlan {
+  int hi_tokens = 0, lo_tokens = 0;
+  size_t hi_bytes_per_token = 0, lo_bytes_per_token = 0;  // K + V of one token for one kv head
+  size_t table_bytes_per_token = 0;                        // position + importance
+  size_t total_bytes = 0;                                  // all layers and kv heads, tables and balancer included
+  size_t fp16_bytes_same_tokens = 0;                       // what an FP16 cache of hi + lo tokens would take
+};
+
+// Checks the configuration against the geometry (capacity = the session's context) and plans the regions.
+// Errors name the allowed values or the minimum size.
+Status PlanKvCache(const KvGeometry& g, const KvCacheConfig& c, KvPlan* plan);
+
+}  // namespace mikv

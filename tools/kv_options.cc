@@ -1,0 +1,59 @@
+#include "kv_options.h"
+
+#include <cmath>
+#include <cstdlib>
+
+namespace mikv::cli {
+
+void AddKvOptions(CLI::App* cmd, KvArgs* a) {
+  cmd->add_option("--kv-policy", a->policy, "KV cache: plain, full, uniform, h2o, sinks, mikv")->capture_default_str();
+  cmd->add_option("--kv-budget", a->budget, "KV memory for all layers (e.g. 64MiB); empty = sized by --hi-frac/--kv-tokens");
+  cmd->add_option("--kv-tokens", a->tokens, "tokens the cache holds when no budget is given (0 = the context)");
+  cmd->add_option("--hi-frac", a->hi_frac, "fraction of cached tokens kept at high precision")->capture_default_str();
+  cmd->add_option("--hi", a->hi, "high precision: f16, int8")->capture_default_str();
+  cmd->add_option("--lo", a->lo, "low precision: int8, int4, int3, int2")->capture_default_str();
+  cmd->add_option("--kv-group", a->group, "channels per quantization scale/zero (0 = head dim)")->capture_default_str();
+  cmd->add_option("--sinks", a->sinks, "attention-sink tokens always kept high")->capture_default_str();
+  cmd->add_option("--window", a->window, "recent tokens always kept high")->capture_default_str();
+  cmd->add_flag("--no-balance", a->no_balance, "turn the per-channel key balancer off");
+  cmd->add_flag("--kv-refuse", a->refuse, "when the cache is full, fail instead of evicting the least important token");
+}
+
+Status ParseBytes(const std::string& text, size_t* bytes) {
+  char* end = nullptr;
+  const double v = std::strtod(text.c_str(), &end);
+  const std::string unit = end ? std::string(end) : "";
+  double mult = 0;
+  if (unit.empty() || unit == "B") mult = 1;
+  else if (unit == "KiB" || unit == "K") mult = 1024.0;
+  else if (unit == "MiB" || unit == "M") mult = 1048576.0;
+  else if (unit == "GiB" || unit == "G") mult = 1073741824.0;
+  else if (unit == "kB" || unit == "KB") mult = 1e3;
+  else if (unit == "MB") mult = 1e6;
+  else if (unit == "GB") mult = 1e9;
+  if (end == text.c_str() || mult == 0 || !(v >= 0) || !std::isfinite(v))
+    return Status(MIKV_ERR_INVALID_ARGUMENT, "'" + text + "' is not a size (examples: 65536, 64KiB, 64MiB, 1.5GB)");
+  *bytes = (size_t)std::llround(v * mult);
+  return OkStatus();
+}
+
+Status ToKvConfig(const KvArgs& a, KvCacheConfig* c) {
+  if (!ParseKvPolicy(a.policy, &c->policy))
+    return Status(MIKV_ERR_INVALID_ARGUMENT, "unknown KV policy '" + a.policy + "' (allowed: plain, full, uniform, h2o, sinks, mikv)");
+  if (!ParseKvPrecision(a.hi.c_str(), &c->hi))
+    return Status(MIKV_ERR_INVALID_ARGUMENT, "unknown precision '" + a.hi + "' (allowed for --hi: f16, int8)");
+  if (!ParseKvPrecision(a.lo.c_str(), &c->lo))
+    return Status(MIKV_ERR_INVALID_ARGUMENT, "unknown precision '" + a.lo + "' (allowed for --lo: int8, int4, int3, int2)");
+  c->group = a.group;
+  c->sinks = a.sinks;
+  c->window = a.window;
+  c->tokens = a.tokens;
+  c->hi_frac = a.hi_frac;
+  c->balance_keys = !a.no_balance;
+  c->on_full = a.refuse ? KvOnFull::Refuse : KvOnFull::EvictLeastImportant;
+  c->budget_bytes = 0;
+  if (!a.budget.empty()) return ParseBytes(a.budget, &c->budget_bytes);
+  return OkStatus();
+}
+
+}  // namespace mikv::cli
