@@ -13,6 +13,7 @@ MixedKvCache::MixedKvCache(const KvGeometry& g, const KvCacheConfig& config, con
   lo_.codec = KvCodec(config.lo, g.head_dim, group);
   hi_.capacity = plan.hi_tokens;
   lo_.capacity = plan.lo_tokens;
+  quantizes_ = (hi_.codec.quantized() && hi_.capacity > 0) || (lo_.codec.quantized() && lo_.capacity > 0);
 }
 
 void MixedKvCache::Carve(Arena* arena) {
@@ -25,7 +26,7 @@ void MixedKvCache::Carve(Arena* arena) {
     r->importance = arena->Take<float>(streams * r->capacity, "kv-tables");
     r->used = arena->Take<int32_t>(streams, "kv-tables");
   }
-  balancer_.Carve(arena);
+  if (quantizes_) balancer_.Carve(arena);
   tmp_ = arena->Take<float>((size_t)3 * g_.head_dim, "kv-tables");
   if (!arena->measuring()) Reset();
 }
@@ -34,7 +35,7 @@ void MixedKvCache::Reset() {
   const size_t streams = (size_t)g_.n_layers * g_.n_kv_heads;
   std::fill(hi_.used, hi_.used + streams, 0);
   std::fill(lo_.used, lo_.used + streams, 0);
-  balancer_.Reset();
+  if (quantizes_) balancer_.Reset();
   evicted_ = 0;
 }
 
@@ -130,7 +131,7 @@ void MixedKvCache::MakeRoomHigh(size_t s, int layer, int kv_head, int newest) {
 }
 
 void MixedKvCache::Write(int layer, int pos, int n, const float* k, const float* v) {
-  balancer_.ObserveKeys(layer, n, k);
+  if (quantizes_) balancer_.ObserveKeys(layer, n, k);
   const int d = g_.head_dim;
   for (int kvh = 0; kvh < g_.n_kv_heads; ++kvh) {
     const size_t s = Stream(layer, kvh);

@@ -29,7 +29,9 @@ class MixedKvCache final : public KvCache {
 
   void Carve(Arena* arena) override;
   Status Reserve(int n) const override;
-  void Observe(int layer, int n, const float* q) override { balancer_.ObserveQueries(layer, n, q); }
+  void Observe(int layer, int n, const float* q) override {
+    if (quantizes_) balancer_.ObserveQueries(layer, n, q);
+  }
   void Write(int layer, int pos, int n, const float* k, const float* v) override;
   void Attend(int layer, int pos, int kv_head, const float* q, float* out, float* scratch) override;
   size_t ScratchFloats() const override;
@@ -62,6 +64,7 @@ class MixedKvCache final : public KvCache {
   };
   size_t Stream(int layer, int kv_head) const { return (size_t)layer * g_.n_kv_heads + kv_head; }
   bool Balanced(const Region& r) const { return r.codec.quantized() && balancer_.enabled(); }
+  bool quantizes_ = false;  // some region quantizes keys: the balancer exists
   void Store(Region& r, size_t s, int slot, int layer, int kv_head, const float* k, const float* v, int pos, float imp);
   void RemoveSlot(Region& r, size_t s, int slot);
   void InsertLow(size_t s, int layer, int kv_head, const float* k, const float* v, int pos, float imp);

@@ -23,7 +23,8 @@ Status PlanKvCache(const KvGeometry& g, const KvCacheConfig& c, KvPlan* plan) {
   *plan = KvPlan();
   if (c.policy == KvPolicy::Plain) return OkStatus();
   const int group = c.group == 0 ? g.head_dim : c.group;
-  if (group < 8 || group % 8 != 0 || g.head_dim % group != 0)
+  const bool quantizes = c.hi != KvPrecision::F16 || c.policy == KvPolicy::Uniform || c.policy == KvPolicy::MiKV;
+  if (quantizes && (group < 8 || group % 8 != 0 || g.head_dim % group != 0))
     return Status(MIKV_ERR_INVALID_ARGUMENT, "KV group size " + std::to_string(c.group) +
                                                  " must be a multiple of 8 that divides the head dimension " +
                                                  std::to_string(g.head_dim) + " (e.g. 32, 64, or 0 for the head dimension)");
@@ -42,7 +43,8 @@ Status PlanKvCache(const KvGeometry& g, const KvCacheConfig& c, KvPlan* plan) {
   plan->lo_bytes_per_token = 2 * lo.bytes();
   plan->table_bytes_per_token = sizeof(int32_t) + sizeof(float);
   const size_t streams = (size_t)g.n_layers * g.n_kv_heads;
-  const size_t fixed = streams * g.head_dim * sizeof(float) * 3;  // balancer: factors, max |q|, max |k|
+  // The balancer's tables (factors, max |q|, max |k|, a flag), only where keys are quantized.
+  const size_t fixed = quantizes ? streams * (g.head_dim * sizeof(float) * 3 + 1) : 0;
 
   const bool keeps_hi = c.policy != KvPolicy::Uniform, keeps_lo = c.policy == KvPolicy::Uniform || c.policy == KvPolicy::MiKV;
   const double frac = c.policy == KvPolicy::Full ? 1.0 : c.policy == KvPolicy::Uniform ? 0.0

@@ -1,0 +1,384 @@
+// The mixed-precision KV cache: codec error bounds, the key balancer, demotion by importance, every policy on
+// contexts longer than its high region, `full` against the plain cache, refusal, bad configurations.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <memory>
+#include <random>
+#include <set>
+
+#include "arena.h"
+#include "key_balancer.h"
+#include "kv_cache_mixed.h"
+#include "kv_codec.h"
+#include "test_util.h"
+
+namespace mikv::test {
+namespace {
+
+std::vector<float> RandomVector(std::mt19937& rng, int d, float outlier = 0.0f) {
+  std::normal_distribution<float> n(0.0f, 1.0f);
+  std::vector<float> x(d);
+  for (float& v : x) v = n(rng);
+  if (outlier != 0.0f) x[3] *= outlier;  // a per-channel outlier, as real keys have
+  return x;
+}
+
+TEST(KvCodec, DecodeStaysWithinTheQuantizationBound) {
+  std::mt19937 rng(1);
+  for (KvPrecision p : {KvPrecision::Int8, KvPrecision::Int4, KvPrecision::Int3, KvPrecision::Int2}) {
+    for (int group : {16, 32, 64}) {
+      SCOPED_TRACE(std::string(KvPrecisionName(p)) + " group " + std::to_string(group));
+      const int d = 64;
+      KvCodec codec(p, d, group);
+      EXPECT_EQ(codec.bytes(), (size_t)d * KvPrecisionBits(p) / 8 + (size_t)(d / group) * 4);
+      std::vector<uint8_t> buf(codec.bytes());
+      for (int trial = 0; trial < 50; ++trial) {
+        const auto x = RandomVector(rng, d, trial % 2 ? 20.0f : 0.0f);
+        codec.Encode(x.data(), buf.data());
+        std::vector<float> y(d);
+        codec.Decode(buf.data(), y.data());
+        float worst = 0.0f;
+        for (int i = 0; i < d; ++i) {
+          ASSERT_LE(std::fabs(x[i] - y[i]), codec.ErrorBound(buf.data(), i)) << "channel " << i;
+          worst = std::max(worst, std::fabs(x[i] - y[i]));
+        }
+        EXPECT_GT(worst, 0.0f);  // it really quantized
+        // Dot and Axpy are the decoded vector's.
+        const auto q = RandomVector(rng, d);
+        double ref = 0;
+        for (int i = 0; i < d; ++i) ref += (double)q[i] * y[i];
+        EXPECT_NEAR(codec.Dot(q.data(), buf.data()), ref, 1e-4 * (1 + std::fabs(ref)));
+        std::vector<float> acc(d, 1.0f);
+        codec.Axpy(0.5f, buf.data(), acc.data());
+        for (int i = 0; i < d; ++i) EXPECT_NEAR(acc[i], 1.0f + 0.5f * y[i], 1e-5f * (1 + std::fabs(y[i])));
+      }
+    }
+  }
+}
+
+TEST(KvCodec, CoarserPrecisionHasLargerError) {
+  std::mt19937 rng(2);
+  double err[5] = {};
+  for (KvPrecision p : {KvPrecision::Int8, KvPrecision::Int4, KvPrecision::Int3, KvPrecision::Int2}) {
+    KvCodec codec(p, 64, 32);
+    std::vector<uint8_t> buf(codec.bytes());
+    for (int trial = 0; trial < 100; ++trial) {
+      const auto x = RandomVector(rng, 64);
+      std::vector<float> y(64);
+      codec.Encode(x.data(), buf.data());
+      codec.Decode(buf.data(), y.data());
+      for (int i = 0; i < 64; ++i) err[(int)p] += std::fabs(x[i] - y[i]);
+    }
+  }
+  EXPECT_LT(err[1], err[2]);
+  EXPECT_LT(err[2], err[3]);
+  EXPECT_LT(err[3], err[4]);
+}
+
+KvGeometry SmallGeometry(int capacity) {
+  KvGeometry g;
+  g.n_layers = 1;
+  g.n_heads = 2;
+  g.n_kv_heads = 1;
+  g.head_dim = 16;
+  g.capacity = capacity;
+  return g;
+}
+
+TEST(KeyBalancer, BalancedKeysGiveTheSameScores) {
+  KvGeometry g = SmallGeometry(8);
+  KeyBalancer b(g, true);
+  Arena measure;
+  b.Carve(&measure);
+  AlignedBlock block;
+  ASSERT_TRUE(block.Allocate(measure.used()));
+  Arena arena(block.data(), block.size());
+  b.Carve(&arena);
+  b.Reset();
+  std::mt19937 rng(3);
+  std::vector<float> q, k;
+  for (int t = 0; t < 8; ++t) {
+    for (int h = 0; h < g.n_heads; ++h) {
+      auto v = RandomVector(rng, g.head_dim);
+      v[5] *= 30.0f;  // a query outlier channel
+      q.insert(q.end(), v.begin(), v.end());
+    }
+    auto v = RandomVector(rng, g.head_dim, 12.0f);  // a key outlier channel (3)
+    k.insert(k.end(), v.begin(), v.end());
+  }
+  b.ObserveQueries(0, 8, q.data());
+  b.ObserveKeys(0, 8, k.data());
+  const float* f = b.Factors(0, 0);
+  EXPECT_LT(f[3], 1.0f);  // the key's outlier channel is scaled down
+  EXPECT_GT(f[5], 1.0f);  // the query's outlier channel: the key's is scaled up
+  for (int t = 0; t < 8; ++t)
+    for (int h = 0; h < g.n_heads; ++h) {
+      double plain = 0, balanced = 0;
+      for (int c = 0; c < g.head_dim; ++c) {
+        const float qc = q[((size_t)t * g.n_heads + h) * g.head_dim + c], kc = k[(size_t)t * g.head_dim + c];
+        plain += (double)qc * kc;
+        balanced += (double)(qc / f[c]) * (kc * f[c]);
+      }
+      EXPECT_NEAR(balanced, plain, 1e-5 * (1 + std::fabs(plain)));
+    }
+}
+
+// A bare cache over its own arena.
+struct CacheUnderTest {
+  std::unique_ptr<MixedKvCache> cache;
+  AlignedBlock block;
+  std::vector<float> scratch;
+  KvPlan plan;
+  Status status;
+  CacheUnderTest(const KvGeometry& g, const KvCacheConfig& c) {
+    status = PlanKvCache(g, c, &plan);
+    if (!status.ok()) return;
+    cache.reset(new MixedKvCache(g, c, plan));
+    Arena measure;
+    cache->Carve(&measure);
+    block.Allocate(measure.used());
+    Arena arena(block.data(), block.size());
+    cache->Carve(&arena);
+    scratch.resize(cache->ScratchFloats());
+  }
+};
+
+// Writes `n` tokens one at a time and attends with `query` after each; tokens in `loud` get keys along the
+// query, so they collect attention.
+void Feed(CacheUnderTest& t, const KvGeometry& g, int n, const std::set<int>& loud, std::mt19937& rng,
+          std::vector<std::vector<float>>* keys = nullptr, std::vector<std::vector<float>>* values = nullptr) {
+  std::vector<float> query(g.n_heads * g.head_dim, 0.0f);
+  for (int h = 0; h < g.n_heads; ++h) query[h * g.head_dim] = 4.0f;
+  std::vector<float> out(g.n_heads * g.head_dim);
+  for (int pos = 0; pos < n; ++pos) {
+    auto k = RandomVector(rng, g.head_dim);
+    k[0] = loud.count(pos) ? 3.0f : -1.0f;
+    auto v = RandomVector(rng, g.head_dim);
+    if (keys) keys->push_back(k);
+    if (values) values->push_back(v);
+    t.cache->Observe(0, 1, query.data());
+    t.cache->Write(0, pos, 1, k.data(), v.data());
+    t.cache->Attend(0, pos, 0, query.data(), out.data(), t.scratch.data());
+  }
+}
+
+KvCacheConfig Config(KvPolicy p, int tokens, float hi_frac) {
+  KvCacheConfig c;
+  c.policy = p;
+  c.tokens = tokens;
+  c.hi_frac = hi_frac;
+  c.sinks = 2;
+  c.window = 4;
+  c.group = 16;
+  return c;
+}
+
+TEST(MixedKvCache, DemotionKeepsTheMostImportantTokensHigh) {
+  const KvGeometry g = SmallGeometry(64);
+  CacheUnderTest t(g, Config(KvPolicy::MiKV, 40, 0.25f));  // 10 hi, 30 lo
+  ASSERT_TRUE(t.status.ok()) << t.status.ToString();
+  ASSERT_EQ(t.plan.hi_tokens, 10);
+  std::mt19937 rng(4);
+  const std::set<int> loud = {5, 9, 13, 17};
+  Feed(t, g, 36, loud, rng);
+  std::vector<MixedKvCache::SlotView> slots(64);
+  const int n = t.cache->Slots(0, 0, slots.data(), 64);
+  ASSERT_EQ(n, 36);  // nothing dropped
+  std::set<int> high, low;
+  for (int i = 0; i < n; ++i) (slots[i].high ? high : low).insert(slots[i].position);
+  EXPECT_EQ(high.size(), 10u);
+  for (int p : {0, 1}) EXPECT_TRUE(high.count(p)) << "sink " << p;
+  for (int p = 32; p < 36; ++p) EXPECT_TRUE(high.count(p)) << "recent " << p;
+  for (int p : loud) EXPECT_TRUE(high.count(p)) << "important token " << p << " was demoted";
+  EXPECT_EQ(t.cache->Occupancy().evicted, 0);
+}
+
+TEST(MixedKvCache, DemotedTokensDequantizeWithinTheBound) {
+  const KvGeometry g = SmallGeometry(64);
+  for (KvPrecision lo : {KvPrecision::Int4, KvPrecision::Int2}) {
+    KvCacheConfig c = Config(KvPolicy::MiKV, 40, 0.25f);
+    c.lo = lo;
+    c.balance_keys = false;  // the bound is the codec's on the stored vector itself
+    CacheUnderTest t(g, c);
+    ASSERT_TRUE(t.status.ok());
+    std::mt19937 rng(5);
+    std::vector<std::vector<float>> keys, values;
+    Feed(t, g, 30, {}, rng, &keys, &values);
+    std::vector<MixedKvCache::SlotView> slots(64);
+    const int n = t.cache->Slots(0, 0, slots.data(), 64);
+    int demoted = 0;
+    KvCodec codec(lo, g.head_dim, 16);
+    std::vector<uint8_t> buf(codec.bytes());
+    for (int i = 0; i < n; ++i) {
+      if (slots[i].high) continue;
+      ++demoted;
+      const int p = slots[i].position;
+      std::vector<float> k(g.head_dim), v(g.head_dim);
+      ASSERT_TRUE(t.cache->ReadToken(0, 0, p, k.data(), v.data()));
+      // The original went through FP16 in the hi region first: bound = that rounding + the codec's bound.
+      codec.Encode(keys[p].data(), buf.data());
+      for (int c2 = 0; c2 < g.head_dim; ++c2)
+        EXPECT_LE(std::fabs(k[c2] - keys[p][c2]), codec.ErrorBound(buf.data(), c2) + 1e-3f * std::fabs(keys[p][c2]));
+      codec.Encode(values[p].data(), buf.data());
+      for (int c2 = 0; c2 < g.head_dim; ++c2)
+        EXPECT_LE(std::fabs(v[c2] - values[p][c2]), codec.ErrorBound(buf.data(), c2) + 1e-3f * std::fabs(values[p][c2]));
+    }
+    EXPECT_EQ(demoted, 20);
+  }
+}
+
+TEST(MixedKvCache, SinksPolicyKeepsSinksAndTheNewestTokens) {
+  const KvGeometry g = SmallGeometry(64);
+  CacheUnderTest t(g, Config(KvPolicy::Sinks, 40, 0.25f));  // 10 tokens
+  ASSERT_TRUE(t.status.ok());
+  std::mt19937 rng(6);
+  Feed(t, g, 50, {20, 30}, rng);
+  std::vector<MixedKvCache::SlotView> slots(64);
+  const int n = t.cache->Slots(0, 0, slots.data(), 64);
+  std::set<int> kept;
+  for (int i = 0; i < n; ++i) kept.insert(slots[i].position);
+  EXPECT_EQ(kept, (std::set<int>{0, 1, 42, 43, 44, 45, 46, 47, 48, 49}));
+  EXPECT_EQ(t.cache->Occupancy().evicted, 40);
+}
+
+TEST(MixedKvCache, H2OKeepsHeavyHittersAndEvictsTheRest) {
+  const KvGeometry g = SmallGeometry(64);
+  // H2O favours old tokens (they collected attention while the cache was short); a loud token must stay in the
+  // window long enough to outscore them, so the window is 8 here.
+  KvCacheConfig c = Config(KvPolicy::H2O, 40, 0.5f);  // 20 tokens
+  c.window = 8;
+  CacheUnderTest t(g, c);
+  ASSERT_TRUE(t.status.ok());
+  std::mt19937 rng(7);
+  Feed(t, g, 50, {20, 30}, rng);
+  std::vector<MixedKvCache::SlotView> slots(64);
+  const int n = t.cache->Slots(0, 0, slots.data(), 64);
+  std::set<int> kept;
+  for (int i = 0; i < n; ++i) kept.insert(slots[i].position);
+  EXPECT_EQ(n, 20);
+  std::string list;
+  for (int p : kept) list += std::to_string(p) + " ";
+  EXPECT_TRUE(kept.count(20) && kept.count(30) && kept.count(0) && kept.count(49)) << list;
+  EXPECT_EQ(t.cache->Occupancy().evicted, 30);
+}
+
+TEST(MixedKvCache, BadConfigurationsNameTheLimit) {
+  const KvGeometry g = SmallGeometry(64);
+  KvPlan plan;
+  KvCacheConfig c = Config(KvPolicy::MiKV, 40, 0.1f);  // 4 hi tokens < sinks 2 + window 4
+  Status s = PlanKvCache(g, c, &plan);
+  EXPECT_EQ(s.code(), MIKV_ERR_BUDGET);
+  EXPECT_NE(s.message().find("at least 6"), std::string::npos) << s.message();
+  c = Config(KvPolicy::MiKV, 40, 0.5f);
+  c.group = 24;
+  s = PlanKvCache(g, c, &plan);
+  EXPECT_EQ(s.code(), MIKV_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(s.message().find("divides the head dimension 16"), std::string::npos) << s.message();
+  c.group = 16;
+  c.hi = KvPrecision::Int2;
+  s = PlanKvCache(g, c, &plan);
+  EXPECT_EQ(s.code(), MIKV_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(s.message().find("allowed: f16, int8"), std::string::npos) << s.message();
+  c.hi = KvPrecision::F16;
+  c.budget_bytes = 100;
+  s = PlanKvCache(g, c, &plan);
+  EXPECT_EQ(s.code(), MIKV_ERR_BUDGET);
+  EXPECT_NE(s.message().find("bytes would do"), std::string::npos) << s.message();
+}
+
+// Sessions on stories260K (real weights): every policy past its high region, `full` against `plain`.
+class PolicySessions : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    Status s = Model::Load(Stories260KFromLlama2c(), &model_);
+    ASSERT_TRUE(s.ok()) << s.ToString();
+    std::mt19937 rng(8);
+    for (int i = 0; i < 400; ++i) tokens_.push_back(3 + (int)(rng() % 500));
+  }
+  std::unique_ptr<Session> Make(const KvCacheConfig& kv) {
+    SessionConfig c;
+    c.threads = 2;
+    c.kv = kv;
+    std::unique_ptr<Session> s;
+    Status st = Session::Create(*model_, c, &s);
+    EXPECT_TRUE(st.ok()) << st.ToString();
+    return s;
+  }
+  std::unique_ptr<Model> model_;
+  std::vector<int32_t> tokens_;
+};
+
+TEST_F(PolicySessions, FullReproducesThePlainCacheExactly) {
+  KvCacheConfig plain, full;
+  full.policy = KvPolicy::Full;
+  auto a = Make(plain), b = Make(full);
+  const int vocab = model_->config().vocab_size;
+  std::vector<float> la(tokens_.size() * vocab), lb(tokens_.size() * vocab);
+  ASSERT_TRUE(a->Prefill(tokens_.data(), tokens_.size(), la.data()).ok());
+  ASSERT_TRUE(b->Prefill(tokens_.data(), tokens_.size(), lb.data()).ok());
+  EXPECT_EQ(0, std::memcmp(la.data(), lb.data(), la.size() * sizeof(float)));
+  for (int i = 0; i < 20; ++i) {
+    const int32_t t = a->Sample();
+    ASSERT_EQ(t, b->Sample());
+    ASSERT_TRUE(a->Decode(t).ok());
+    ASSERT_TRUE(b->Decode(t).ok());
+    ASSERT_EQ(0, std::memcmp(a->logits(), b->logits(), vocab * sizeof(float))) << "decode step " << i;
+  }
+}
+
+TEST_F(PolicySessions, EveryPolicyRunsPastItsHighRegion) {
+  const int n = (int)tokens_.size();
+  for (KvPolicy p : {KvPolicy::Uniform, KvPolicy::H2O, KvPolicy::Sinks, KvPolicy::MiKV}) {
+    SCOPED_TRACE(KvPolicyName(p));
+    KvCacheConfig kv;
+    kv.policy = p;
+    kv.tokens = 200;  // half the tokens that will come
+    kv.hi_frac = p == KvPolicy::MiKV ? 0.3f : 0.5f;
+    kv.lo = KvPrecision::Int4;
+    kv.group = 0;  // stories260K's head_dim is 8
+    auto s = Make(kv);
+    ASSERT_TRUE(s);
+    ASSERT_TRUE(s->Prefill(tokens_.data(), n).ok());
+    for (int i = 0; i < 10; ++i) ASSERT_TRUE(s->Decode(s->Sample()).ok());
+    for (int i = 0; i < model_->config().vocab_size; ++i) ASSERT_TRUE(std::isfinite(s->logits()[i]));
+    const KvOccupancy o = s->kv_occupancy();
+    const int held = o.hi_tokens + o.lo_tokens;
+    if (p == KvPolicy::H2O || p == KvPolicy::Sinks) {
+      EXPECT_EQ(o.hi_tokens, 100);
+      EXPECT_EQ(o.lo_tokens, 0);
+      EXPECT_EQ(o.evicted, n + 10 - 100);
+    } else if (p == KvPolicy::Uniform) {
+      EXPECT_EQ(o.hi_tokens, 0);
+      EXPECT_EQ(o.lo_tokens, 200);
+    } else {
+      EXPECT_EQ(o.hi_tokens, 60);
+      EXPECT_EQ(o.lo_tokens, 140);
+    }
+    EXPECT_EQ(held + o.evicted, n + 10);
+  }
+}
+
+TEST_F(PolicySessions, RefusingCacheLosesNothing) {
+  KvCacheConfig kv;
+  kv.policy = KvPolicy::MiKV;
+  kv.tokens = 100;
+  kv.hi_frac = 0.5f;
+  kv.group = 0;
+  kv.on_full = KvOnFull::Refuse;
+  auto s = Make(kv);
+  ASSERT_TRUE(s);
+  ASSERT_TRUE(s->Prefill(tokens_.data(), 90).ok());
+  std::vector<float> before(s->logits(), s->logits() + model_->config().vocab_size);
+  Status st = s->Prefill(tokens_.data() + 90, 20);
+  EXPECT_EQ(st.code(), MIKV_ERR_CACHE_FULL);
+  EXPECT_NE(st.message().find("room for 10"), std::string::npos) << st.message();
+  EXPECT_EQ(s->position(), 90);
+  EXPECT_EQ(0, std::memcmp(before.data(), s->logits(), before.size() * sizeof(float)));
+  EXPECT_TRUE(s->Prefill(tokens_.data() + 90, 10).ok());  // what fits still goes in
+  EXPECT_EQ(s->kv_occupancy().hi_tokens + s->kv_occupancy().lo_tokens, 100);
+}
+
+}  // namespace
+}  // namespace mikv::test
