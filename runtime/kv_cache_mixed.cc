@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cassert>
+#include <cstdint>
 #include <cstring>
 
 namespace mikv {
@@ -61,6 +63,7 @@ size_t MixedKvCache::ScratchFloats() const {
 
 void MixedKvCache::Store(Region& r, size_t s, int slot, int layer, int kv_head, const float* k, const float* v,
                          int pos, float imp) {
+  assert(slot >= 0 && slot < r.capacity && s < (size_t)g_.n_layers * g_.n_kv_heads);
   if (Balanced(r)) {
     const float* b = balancer_.Factors(layer, kv_head);
     for (int c = 0; c < g_.head_dim; ++c) tmp_[2 * g_.head_dim + c] = k[c] * b[c];
@@ -90,14 +93,26 @@ static int LeastImportant(const float* imp, const int32_t* pos, int used, int fi
   return victim;
 }
 
-void MixedKvCache::InsertLow(size_t s, int layer, int kv_head, const float* k, const float* v, int pos, float imp) {
+void MixedKvCache::InsertLow(size_t s, int layer, int kv_head, const float* k, const float* v, int pos, float imp,
+                             bool demoted) {
   int slot;
   if (lo_.used[s] < lo_.capacity) {
     slot = lo_.used[s]++;
   } else {
-    // Full (Reserve refused earlier if the caller asked for that): the least important low token goes.
-    slot = LeastImportant(lo_.importance + s * lo_.capacity, lo_.positions + s * lo_.capacity, lo_.used[s], 0, pos);
+    // Full (Reserve refused earlier if the caller asked for that). A demoted token competes with the low tokens
+    // on importance; a new token (uniform) always enters, replacing the least important one that is neither a
+    // sink nor recent.
     ++evicted_;
+    if (lo_.capacity == 0) return;
+    const float* imps = lo_.importance + s * lo_.capacity;
+    const int32_t* poss = lo_.positions + s * lo_.capacity;
+    if (demoted) {
+      slot = LeastImportant(imps, poss, lo_.used[s], 0, INT32_MAX);
+      if (imps[slot] > imp) return;
+    } else {
+      slot = LeastImportant(imps, poss, lo_.used[s], config_.sinks, pos - config_.window);
+      if (slot < 0) slot = LeastImportant(imps, poss, lo_.used[s], 0, INT32_MAX);
+    }
   }
   Store(lo_, s, slot, layer, kv_head, k, v, pos, imp);
 }
@@ -123,7 +138,7 @@ void MixedKvCache::MakeRoomHigh(size_t s, int layer, int kv_head, int newest) {
       const float* b = balancer_.Factors(layer, kv_head);
       for (int c = 0; c < g_.head_dim; ++c) k[c] /= b[c];
     }
-    InsertLow(s, layer, kv_head, k, v, pos[victim], imp[victim]);
+    InsertLow(s, layer, kv_head, k, v, pos[victim], imp[victim], /*demoted=*/true);
   } else {
     ++evicted_;
   }
@@ -139,7 +154,7 @@ void MixedKvCache::Write(int layer, int pos, int n, const float* k, const float*
       const float* kr = k + ((size_t)t * g_.n_kv_heads + kvh) * d;
       const float* vr = v + ((size_t)t * g_.n_kv_heads + kvh) * d;
       if (hi_.capacity == 0) {
-        InsertLow(s, layer, kvh, kr, vr, pos + t, 0.0f);
+        InsertLow(s, layer, kvh, kr, vr, pos + t, 0.0f, /*demoted=*/false);
         continue;
       }
       if (hi_.used[s] == hi_.capacity) MakeRoomHigh(s, layer, kvh, pos + n - 1);

@@ -67,7 +67,7 @@ class MixedKvCache final : public KvCache {
   bool quantizes_ = false;  // some region quantizes keys: the balancer exists
   void Store(Region& r, size_t s, int slot, int layer, int kv_head, const float* k, const float* v, int pos, float imp);
   void RemoveSlot(Region& r, size_t s, int slot);
-  void InsertLow(size_t s, int layer, int kv_head, const float* k, const float* v, int pos, float imp);
+  void InsertLow(size_t s, int layer, int kv_head, const float* k, const float* v, int pos, float imp, bool demoted);
   void MakeRoomHigh(size_t s, int layer, int kv_head, int newest);
   void AttendRegion(const Region& r, size_t s, int pos, const float* q, float scale, float* scores) const;
 

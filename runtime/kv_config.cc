@@ -62,19 +62,30 @@ Status PlanKvCache(const KvGeometry& g, const KvCacheConfig& c, KvPlan* plan) {
   }
   if (c.policy == KvPolicy::Full) total_tokens = g.capacity;  // full keeps everything by definition
   total_tokens = std::min<long long>(total_tokens, g.capacity);
+  const int min_hi = c.sinks + c.window;
   if (keeps_hi && keeps_lo) {
-    plan->hi_tokens = (int)std::lround(total_tokens * frac);
-    plan->lo_tokens = (int)(total_tokens - plan->hi_tokens);
+    // mikv: hi_frac of the held tokens at high precision, but never fewer than the sinks and the recent window
+    // (which are high by definition); what the budget has left goes to the low region.
+    plan->hi_tokens = std::max((int)std::lround(total_tokens * frac), min_hi);
+    if (c.budget_bytes > 0) {
+      const double hi_cost = (double)streams * (plan->hi_bytes_per_token + plan->table_bytes_per_token);
+      const double lo_cost = (double)streams * (plan->lo_bytes_per_token + plan->table_bytes_per_token);
+      const double left = (double)c.budget_bytes - fixed - plan->hi_tokens * hi_cost;
+      plan->lo_tokens = left > 0 ? (int)std::min<double>(std::floor(left / lo_cost), (double)g.capacity) : 0;
+      if (left < 0) plan->hi_tokens = (int)std::max(0.0, std::floor(((double)c.budget_bytes - fixed) / hi_cost));
+    } else {
+      plan->lo_tokens = (int)std::max<long long>(0, total_tokens - plan->hi_tokens);
+    }
+    plan->hi_tokens = std::min(plan->hi_tokens, g.capacity);
+    plan->lo_tokens = std::min(plan->lo_tokens, g.capacity - plan->hi_tokens);
   } else if (keeps_hi) {
     plan->hi_tokens = (int)total_tokens;
   } else {
     plan->lo_tokens = (int)total_tokens;
   }
 
-  const int min_hi = c.sinks + c.window;
   if (c.policy != KvPolicy::Uniform && c.policy != KvPolicy::Full && plan->hi_tokens < min_hi) {
-    const size_t need_tokens = (size_t)std::ceil(min_hi / std::max(frac, 1e-9));
-    const size_t need = fixed + (size_t)std::ceil(per_token * streams * need_tokens);
+    const size_t need = fixed + streams * (size_t)min_hi * (plan->hi_bytes_per_token + plan->table_bytes_per_token);
     return Status(MIKV_ERR_BUDGET, std::string("the ") + KvPolicyName(c.policy) + " cache keeps " +
                                        std::to_string(plan->hi_tokens) + " tokens at high precision but needs at least " +
                                        std::to_string(min_hi) + " (sinks " + std::to_string(c.sinks) + " + recent window " +

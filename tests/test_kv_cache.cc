@@ -267,7 +267,7 @@ TEST(MixedKvCache, H2OKeepsHeavyHittersAndEvictsTheRest) {
 TEST(MixedKvCache, BadConfigurationsNameTheLimit) {
   const KvGeometry g = SmallGeometry(64);
   KvPlan plan;
-  KvCacheConfig c = Config(KvPolicy::MiKV, 40, 0.1f);  // 4 hi tokens < sinks 2 + window 4
+  KvCacheConfig c = Config(KvPolicy::H2O, 40, 0.1f);  // 4 tokens < sinks 2 + window 4
   Status s = PlanKvCache(g, c, &plan);
   EXPECT_EQ(s.code(), MIKV_ERR_BUDGET);
   EXPECT_NE(s.message().find("at least 6"), std::string::npos) << s.message();
@@ -282,10 +282,18 @@ TEST(MixedKvCache, BadConfigurationsNameTheLimit) {
   EXPECT_EQ(s.code(), MIKV_ERR_INVALID_ARGUMENT);
   EXPECT_NE(s.message().find("allowed: f16, int8"), std::string::npos) << s.message();
   c.hi = KvPrecision::F16;
-  c.budget_bytes = 100;
+  c.budget_bytes = 300;  // mikv raises its high region to sinks + window, but this budget cannot hold even that
   s = PlanKvCache(g, c, &plan);
   EXPECT_EQ(s.code(), MIKV_ERR_BUDGET);
+  EXPECT_NE(s.message().find("at least 6"), std::string::npos) << s.message();
   EXPECT_NE(s.message().find("bytes would do"), std::string::npos) << s.message();
+  // A budget just large enough is accepted, and the plan stays inside it.
+  const size_t need = (size_t)std::stoull(s.message().substr(s.message().find("at least", s.message().find("budget")) + 9));
+  c.budget_bytes = need;
+  s = PlanKvCache(g, c, &plan);
+  EXPECT_TRUE(s.ok()) << s.message();
+  EXPECT_EQ(plan.hi_tokens, 6);
+  EXPECT_LE(plan.total_bytes, need);
 }
 
 // Sessions on stories260K (real weights): every policy past its high region, `full` against `plain`.

@@ -33,6 +33,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   mikv::cli::AddConvertCommand(app);
   mikv::cli::AddRunCommand(app);
+  mikv::cli::AddEvalCommand(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::RuntimeError& e) {

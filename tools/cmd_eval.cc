@@ -1,0 +1,379 @@
+// mikv eval: the evidence for the KV-cache policies. For each configuration (policy × cache size × balancer) it
+// runs the same inputs and reports, against the full FP16 cache:
+//   prose      KL divergence and top-1 agreement of the next-token distribution, and perplexity, on the second
+//              half of long windows of text (where the cache is under pressure);
+//   retrieval  LongEval "lines": exact answers;
+//   recall     a passage, unrelated text, the passage again: top-1 and loss on the repeat (and, once, the same
+//              without the first copy: what the model gets with no memory of it);
+//   ppl        plain perplexity over consecutive windows of the whole context (the training script's measure).
+// The cache size of a configuration is set as a fraction of the FP16 cache of each input's length; the size
+// reported counts everything the cache stores (codes, scales, zeros, positions, importance, balancer).
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "commands.h"
+#include "eval/eval_data.h"
+#include "eval/eval_plot.h"
+#include "kv_options.h"
+#include "model.h"
+#include "progress_bar.h"
+#include "session.h"
+
+namespace mikv::cli {
+
+namespace {
+
+struct EvalArgs {
+  std::string model, text = "../shared/corpus/valid.txt.xz", configs = "full,mikv,h2o,sinks,uniform";
+  std::string ratios = "0.2,0.25", balance = "on", tasks = "prose,retrieval,recall", svg;
+  int windows = 2, length = 0, prompts = 16, recalls = 8, ppl_windows = 32, threads = 0;
+  uint64_t seed = 1;
+  bool json = false;
+  KvArgs kv;
+};
+
+// One configuration row of the report.
+struct Row {
+  std::string name;  // e.g. "mikv@0.05/int2 bal"
+  KvCacheConfig kv;
+  double ratio = 1.0;  // target size / FP16 size
+  double size_sum = 0, size_n = 0;
+  std::map<std::string, double> sum, count;
+  void Add(const std::string& k, double v, double n = 1) { sum[k] += v; count[k] += n; }
+  double Mean(const std::string& k) const {
+    auto it = sum.find(k);
+    return it == sum.end() || count.at(k) == 0 ? NAN : it->second / count.at(k);
+  }
+};
+
+std::vector<std::string> Split(const std::string& s, char sep) {
+  std::vector<std::string> out;
+  std::stringstream in(s);
+  std::string item;
+  while (std::getline(in, item, sep))
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+
+// "policy[@hi_frac][/lo][:gGROUP]"
+Status ParseSpec(const std::string& spec, const KvCacheConfig& base, KvCacheConfig* c) {
+  *c = base;
+  std::string rest = spec;
+  auto take = [&](char sep) {
+    const size_t at = rest.find(sep);
+    if (at == std::string::npos) return std::string();
+    std::string tail = rest.substr(at + 1);
+    rest = rest.substr(0, at);
+    return tail;
+  };
+  const std::string group = take(':'), lo = take('/'), frac = take('@');
+  if (!ParseKvPolicy(rest, &c->policy))
+    return Status(MIKV_ERR_INVALID_ARGUMENT, "unknown policy '" + rest + "' in '" + spec + "' (allowed: plain, full, uniform, h2o, sinks, mikv)");
+  if (!lo.empty() && !ParseKvPrecision(lo.c_str(), &c->lo))
+    return Status(MIKV_ERR_INVALID_ARGUMENT, "unknown precision '" + lo + "' in '" + spec + "' (allowed: int8, int4, int3, int2)");
+  if (!frac.empty()) c->hi_frac = std::strtof(frac.c_str(), nullptr);
+  if (!group.empty()) c->group = std::atoi(group.c_str() + (group[0] == 'g' ? 1 : 0));
+  return OkStatus();
+}
+
+class Evaluator {
+ public:
+  Evaluator(const Model& model, int threads) : model_(model), threads_(threads) {}
+
+  // Runs ids through a fresh session whose cache is `ratio` of the FP16 cache for ids.size() tokens; all logits.
+  Status Run(const KvCacheConfig& kv, double ratio, const std::vector<int32_t>& ids, std::vector<float>* logits,
+             Row* row, std::unique_ptr<Session>* keep = nullptr) {
+    SessionConfig c;
+    c.threads = threads_;
+    c.kv = kv;
+    const ModelConfig& m = model_.config();
+    const double fp16 = (double)m.n_layers * m.n_kv_heads * ids.size() * 4.0 * m.head_dim;
+    if (kv.policy != KvPolicy::Full && kv.policy != KvPolicy::Plain) c.kv.budget_bytes = (size_t)(ratio * fp16);
+    std::unique_ptr<Session> s;
+    MIKV_RETURN_IF_ERROR(Session::Create(model_, c, &s));
+    // Full holds the whole context: its size is its own against FP16 (the tables make it a little more).
+    const double fraction = kv.policy == KvPolicy::Plain ? 1.0
+                            : kv.policy == KvPolicy::Full ? (double)s->kv_plan().total_bytes / s->kv_plan().fp16_bytes_same_tokens
+                                                          : s->kv_plan().total_bytes / fp16;
+    if (row) {
+      row->size_sum += fraction;
+      row->size_n += 1;
+    }
+    logits->resize(ids.size() * (size_t)m.vocab_size);
+    MIKV_RETURN_IF_ERROR(s->Prefill(ids.data(), ids.size(), logits->data()));
+    if (keep) *keep = std::move(s);
+    return OkStatus();
+  }
+
+ private:
+  const Model& model_;
+  int threads_;
+};
+
+void LogSoftmax(const float* x, int n, std::vector<float>* out) {
+  out->resize(n);
+  float m = -INFINITY;
+  for (int i = 0; i < n; ++i) m = std::max(m, x[i]);
+  double s = 0;
+  for (int i = 0; i < n; ++i) s += std::exp((double)x[i] - m);
+  const float lse = m + (float)std::log(s);
+  for (int i = 0; i < n; ++i) (*out)[i] = x[i] - lse;
+}
+
+int Argmax(const float* x, int n) { return (int)(std::max_element(x, x + n) - x); }
+
+std::string Fmt(double v, int digits) {
+  if (std::isnan(v)) return "-";
+  char b[32];
+  std::snprintf(b, sizeof b, "%.*f", digits, v);
+  return b;
+}
+
+int RunEval(const EvalArgs& a) {
+  std::unique_ptr<Model> model;
+  Status s = Model::Load(a.model, &model);
+  if (!s.ok()) return Fail(s, a.json);
+  const ModelConfig& m = model->config();
+  const Tokenizer& tok = model->tokenizer();
+  const int vocab = m.vocab_size;
+  const int T = a.length > 0 ? std::min(a.length, m.max_seq_len) : std::min(m.max_seq_len, 2048);
+  const std::vector<std::string> tasks = Split(a.tasks, ',');
+  auto wants = [&](const char* t) { return std::find(tasks.begin(), tasks.end(), t) != tasks.end(); };
+
+  KvCacheConfig base;
+  s = ToKvConfig(a.kv, &base);
+  if (!s.ok()) return Fail(s, a.json);
+  std::vector<Row> rows;
+  std::vector<double> ratios;
+  for (const auto& r : Split(a.ratios, ',')) ratios.push_back(std::atof(r.c_str()));
+  for (const auto& spec : Split(a.configs, ',')) {
+    KvCacheConfig c;
+    s = ParseSpec(spec, base, &c);
+    if (!s.ok()) return Fail(s, a.json);
+    if (c.policy == KvPolicy::Full || c.policy == KvPolicy::Plain) {
+      Row r;
+      r.name = spec;
+      r.kv = c;
+      rows.push_back(r);
+      continue;
+    }
+    const bool quantizes = c.policy == KvPolicy::MiKV || c.policy == KvPolicy::Uniform || c.hi != KvPrecision::F16;
+    std::vector<bool> balances;
+    if (!quantizes || a.balance == "on") balances = {true};
+    else if (a.balance == "off") balances = {false};
+    else balances = {true, false};
+    for (double ratio : ratios)
+      for (bool b : balances) {
+        Row r;
+        r.kv = c;
+        r.kv.balance_keys = b;
+        r.ratio = ratio;
+        r.name = spec + (quantizes ? (b ? " bal" : " nobal") : "");
+        rows.push_back(r);
+      }
+  }
+
+  std::string text;
+  std::vector<int32_t> ids;
+  if (wants("prose") || wants("recall") || wants("ppl")) {
+    s = eval::ReadText(a.text, &text);
+    if (!s.ok()) return Fail(s, a.json);
+    EncodeOptions no_bos;
+    no_bos.add_special = false;
+    s = tok.Encode(text, no_bos, &ids);
+    if (!s.ok()) return Fail(s, a.json);
+  }
+  const int32_t bos = tok.bos_id() >= 0 ? tok.bos_id() : 0;
+  Evaluator ev(*model, a.threads);
+  ProgressBar bar(!a.json);
+  size_t done = 0;
+  const size_t total = rows.size() * ((wants("prose") ? a.windows : 0) + (wants("retrieval") ? a.prompts : 0) +
+                                      (wants("recall") ? a.recalls : 0)) +
+                       (wants("ppl") ? a.ppl_windows : 0) + (wants("prose") ? a.windows : 0) + (wants("recall") ? a.recalls : 0);
+  std::vector<float> logits, ref_lp, lp;
+  nlohmann::json out;
+  out["model"] = a.model;
+  out["context"] = T;
+
+  if (wants("ppl")) {  // the training script's measure: [BOS] + T-1 consecutive tokens per window
+    KvCacheConfig c = base;
+    double nll = 0;
+    size_t n = 0;
+    int w = 0;
+    for (; w < a.ppl_windows && (size_t)(w + 1) * (T - 1) <= ids.size(); ++w) {
+      std::vector<int32_t> win{bos};
+      win.insert(win.end(), ids.begin() + (size_t)w * (T - 1), ids.begin() + (size_t)(w + 1) * (T - 1));
+      s = ev.Run(c, 1.0, win, &logits, nullptr);
+      if (!s.ok()) return Fail(s, a.json);
+      for (size_t t = 0; t + 1 < win.size(); ++t) {
+        LogSoftmax(&logits[t * vocab], vocab, &lp);
+        nll -= lp[win[t + 1]];
+        ++n;
+      }
+      bar.Update(++done, total, "perplexity");
+    }
+    out["perplexity"] = {{"value", std::exp(nll / n)}, {"windows", w}, {"tokens", n}, {"policy", KvPolicyName(c.policy)}};
+    if (!a.json) std::printf("perplexity (%s cache): %.4f over %d windows of %d tokens\n", KvPolicyName(c.policy), std::exp(nll / n), w, T);
+  }
+
+  KvCacheConfig full = base;
+  full.policy = KvPolicy::Full;
+  if (wants("prose")) {
+    for (int w = 0; w < a.windows; ++w) {
+      const size_t off = (size_t)(w + 1) * (ids.size() - T) / (a.windows + 1);
+      std::vector<int32_t> win{bos};
+      win.insert(win.end(), ids.begin() + off, ids.begin() + off + (T - 1));
+      std::vector<float> ref_logits;
+      s = ev.Run(full, 1.0, win, &ref_logits, nullptr);
+      if (!s.ok()) return Fail(s, a.json);
+      bar.Update(++done, total, "prose: full cache");
+      for (Row& row : rows) {
+        s = ev.Run(row.kv, row.ratio, win, &logits, &row);
+        if (!s.ok()) return Fail(Status(s.code(), row.name + ": " + s.message()), a.json);
+        for (int t = T / 2; t + 1 < T; ++t) {
+          LogSoftmax(&ref_logits[(size_t)t * vocab], vocab, &ref_lp);
+          LogSoftmax(&logits[(size_t)t * vocab], vocab, &lp);
+          double kl = 0;
+          for (int i = 0; i < vocab; ++i) kl += std::exp((double)ref_lp[i]) * (ref_lp[i] - lp[i]);
+          row.Add("kl", kl);
+          row.Add("top1_agreement", Argmax(&logits[(size_t)t * vocab], vocab) == Argmax(&ref_logits[(size_t)t * vocab], vocab));
+          row.Add("nll", -lp[win[t + 1]]);
+        }
+        bar.Update(++done, total, "prose: " + row.name);
+      }
+    }
+  }
+
+  if (wants("retrieval")) {
+    std::mt19937_64 rng(a.seed);
+    for (int i = 0; i < a.prompts; ++i) {
+      const eval::LinePrompt p = eval::MakeLinePrompt(rng, 10 + (i % 4) * 10);
+      std::vector<int32_t> prompt;
+      s = tok.Encode(p.text, EncodeOptions(), &prompt);
+      if (!s.ok()) return Fail(s, a.json);
+      for (Row& row : rows) {
+        std::unique_ptr<Session> sess;
+        s = ev.Run(row.kv, row.ratio, prompt, &logits, &row, &sess);
+        if (!s.ok()) return Fail(Status(s.code(), row.name + ": " + s.message()), a.json);
+        std::string answer;
+        for (int k = 0; k < 8 && s.ok(); ++k) {
+          const int32_t t = Argmax(sess->logits(), vocab);
+          const std::string piece = tok.TokenBytes(t);
+          if (piece.find('>') != std::string::npos || tok.IsEndOfGeneration(t)) break;
+          answer += piece;
+          s = sess->Decode(t);
+        }
+        row.Add("retrieval", answer == p.answer);
+        bar.Update(++done, total, "retrieval: " + row.name);
+      }
+    }
+  }
+
+  if (wants("recall")) {
+    const int passage = std::max(16, T / 8), filler = T / 2;
+    double base_top1 = 0, base_nll = 0, base_n = 0;
+    for (int i = 0; i < a.recalls; ++i) {
+      const size_t span = (size_t)passage * 2 + 4 * (size_t)filler + filler;
+      const size_t off = (size_t)(i + 1) * (ids.size() - span) / (a.recalls + 1);
+      auto score = [&](const eval::RecallSequence& r, const std::vector<float>& lg, double* top1, double* nll, double* n) {
+        for (int t = r.repeat_start; t + 1 < r.repeat_start + r.repeat_len; ++t) {
+          LogSoftmax(&lg[(size_t)t * vocab], vocab, &lp);
+          *top1 += Argmax(&lg[(size_t)t * vocab], vocab) == r.ids[t + 1];
+          *nll -= lp[r.ids[t + 1]];
+          *n += 1;
+        }
+      };
+      const eval::RecallSequence without = eval::MakeRecall(ids, bos, off, passage, filler, false);
+      s = ev.Run(full, 1.0, without.ids, &logits, nullptr);
+      if (!s.ok()) return Fail(s, a.json);
+      score(without, logits, &base_top1, &base_nll, &base_n);
+      bar.Update(++done, total, "recall: no first copy");
+      const eval::RecallSequence with = eval::MakeRecall(ids, bos, off, passage, filler, true);
+      for (Row& row : rows) {
+        s = ev.Run(row.kv, row.ratio, with.ids, &logits, &row);
+        if (!s.ok()) return Fail(Status(s.code(), row.name + ": " + s.message()), a.json);
+        double top1 = 0, nll = 0, n = 0;
+        score(with, logits, &top1, &nll, &n);
+        row.Add("recall_top1", top1, n);
+        row.Add("recall_loss", nll, n);
+        bar.Update(++done, total, "recall: " + row.name);
+      }
+    }
+    out["recall_no_first_copy"] = {{"top1", base_top1 / base_n}, {"loss", base_nll / base_n}};
+  }
+
+  // Report.
+  if (!rows.empty() && (wants("prose") || wants("retrieval") || wants("recall"))) {
+    if (!a.json) {
+      std::printf("\n%-26s %8s %9s %8s %8s %10s %8s %8s\n", "config", "cache %", "KL", "top-1", "ppl", "retrieval",
+                  "recall", "r.loss");
+    }
+    for (const Row& r : rows) {
+      const double size = r.size_n > 0 ? r.size_sum / r.size_n : NAN;
+      const double ppl = std::exp(r.Mean("nll"));
+      nlohmann::json j = {{"config", r.name},
+                          {"policy", KvPolicyName(r.kv.policy)},
+                          {"lo", KvPrecisionName(r.kv.lo)},
+                          {"hi", KvPrecisionName(r.kv.hi)},
+                          {"hi_frac", r.kv.hi_frac},
+                          {"group", r.kv.group},
+                          {"balance_keys", r.kv.balance_keys},
+                          {"target_ratio", r.ratio},
+                          {"cache_fraction_of_fp16", size}};
+      for (const char* k : {"kl", "top1_agreement", "retrieval", "recall_top1", "recall_loss"})
+        if (!std::isnan(r.Mean(k))) j[k] = r.Mean(k);
+      if (!std::isnan(ppl)) j["perplexity"] = ppl;
+      out["rows"].push_back(j);
+      if (!a.json)
+        std::printf("%-26s %8s %9s %8s %8s %10s %8s %8s\n", r.name.c_str(), Fmt(100 * size, 1).c_str(),
+                    Fmt(r.Mean("kl"), 4).c_str(), Fmt(r.Mean("top1_agreement"), 3).c_str(), Fmt(ppl, 2).c_str(),
+                    Fmt(r.Mean("retrieval"), 3).c_str(), Fmt(r.Mean("recall_top1"), 3).c_str(),
+                    Fmt(r.Mean("recall_loss"), 3).c_str());
+    }
+    if (!a.json && out.contains("recall_no_first_copy"))
+      std::printf("recall without the first copy (what the model predicts from nothing): top-1 %.3f, loss %.3f\n",
+                  out["recall_no_first_copy"]["top1"].get<double>(), out["recall_no_first_copy"]["loss"].get<double>());
+  }
+  if (!a.svg.empty()) {
+    s = eval::WritePlot(a.svg, out);
+    if (!s.ok()) return Fail(s, a.json);
+    if (!a.json) std::printf("plot: %s\n", a.svg.c_str());
+  }
+  if (a.json) std::cout << out.dump(2) << "\n";
+  return 0;
+}
+
+}  // namespace
+
+void AddEvalCommand(CLI::App& app) {
+  auto args = std::make_shared<EvalArgs>();
+  args->kv.policy = "full";
+  CLI::App* cmd = app.add_subcommand("eval", "Compare KV-cache policies: KL/top-1/perplexity on prose, line retrieval, recall");
+  cmd->add_option("-m,--model", args->model, "the .mikv model")->required();
+  cmd->add_option("--text", args->text, "evaluation text (.txt or .txt.xz)")->capture_default_str();
+  cmd->add_option("--configs", args->configs,
+                  "comma-separated policy[@hi_frac][/lo][:gGROUP], e.g. mikv@0.05/int2,h2o,uniform/int3")->capture_default_str();
+  cmd->add_option("--ratios", args->ratios, "cache sizes as fractions of the FP16 cache")->capture_default_str();
+  cmd->add_option("--balance", args->balance, "key balancer for quantizing policies: on, off, both")->capture_default_str();
+  cmd->add_option("--tasks", args->tasks, "prose, retrieval, recall, ppl")->capture_default_str();
+  cmd->add_option("--windows", args->windows, "prose windows")->capture_default_str();
+  cmd->add_option("--length", args->length, "tokens per prose window (0 = the model's context, at most 2048)")->capture_default_str();
+  cmd->add_option("--prompts", args->prompts, "line-retrieval prompts (10, 20, 30, 40 lines in turn)")->capture_default_str();
+  cmd->add_option("--recalls", args->recalls, "recall sequences")->capture_default_str();
+  cmd->add_option("--ppl-windows", args->ppl_windows, "windows for the ppl task")->capture_default_str();
+  cmd->add_option("--seed", args->seed, "seed of the retrieval prompts")->capture_default_str();
+  cmd->add_option("-t,--threads", args->threads, "threads; 0 = all cores")->capture_default_str();
+  cmd->add_option("--svg", args->svg, "write a plot of the scores against cache size");
+  cmd->add_flag("--json", args->json, "print the report as JSON");
+  AddKvOptions(cmd, &args->kv);
+  cmd->callback([args] { throw CLI::RuntimeError(RunEval(*args)); });
+}
+
+}  // namespace mikv::cli
