@@ -1,5 +1,7 @@
 #include "kv_cache_mixed.h"
 
+#include "kv_kernels.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cassert>
@@ -11,6 +13,7 @@ namespace mikv {
 MixedKvCache::MixedKvCache(const KvGeometry& g, const KvCacheConfig& config, const KvPlan& plan)
     : g_(g), config_(config), balancer_(g, config.balance_keys) {
   const int group = config.group == 0 ? g.head_dim : config.group;
+  group_ = group;
   hi_.codec = KvCodec(config.hi, g.head_dim, group);
   lo_.codec = KvCodec(config.lo, g.head_dim, group);
   hi_.capacity = plan.hi_tokens;
@@ -58,7 +61,7 @@ Status MixedKvCache::Reserve(int n) const {
 
 size_t MixedKvCache::ScratchFloats() const {
   // Scores of every slot for one head, the balanced query, the accumulated value.
-  return (size_t)hi_.capacity + lo_.capacity + 2 * (size_t)g_.head_dim;
+  return (size_t)hi_.capacity + lo_.capacity + 2 * (size_t)g_.head_dim;  // + balanced query + group sums
 }
 
 void MixedKvCache::Store(Region& r, size_t s, int slot, int layer, int kv_head, const float* k, const float* v,
@@ -165,10 +168,15 @@ void MixedKvCache::Write(int layer, int pos, int n, const float* k, const float*
 }
 
 // Scores q·k/sqrt(d) of one region's slots; -inf for tokens after `pos` (a prefill chunk's later tokens).
-void MixedKvCache::AttendRegion(const Region& r, size_t s, int pos, const float* q, float scale, float* scores) const {
+void MixedKvCache::AttendRegion(const Region& r, size_t s, int pos, const float* q, const float* qsum, float scale,
+                                float* scores) const {
+  const int n = r.used[s];
+  if (n == 0) return;
+  const KvRowFormat f{r.codec.precision(), g_.head_dim, group_, r.codec.bytes()};
+  ActiveKvKernels().scores[(int)f.precision](f, q, qsum, r.K(s, 0), (size_t)n, scale, scores);
   const int32_t* p = r.positions + s * r.capacity;
-  for (int i = 0; i < r.used[s]; ++i)
-    scores[i] = p[i] <= pos ? r.codec.Dot(q, r.K(s, i)) * scale : -INFINITY;
+  for (int i = 0; i < n; ++i)
+    if (p[i] > pos) scores[i] = -INFINITY;
 }
 
 void MixedKvCache::Attend(int layer, int pos, int kv_head, const float* q, float* out, float* scratch) {
@@ -177,41 +185,38 @@ void MixedKvCache::Attend(int layer, int pos, int kv_head, const float* q, float
   const int nh = hi_.used[s], nl = lo_.used[s];
   float* scores = scratch;  // [nh + nl]
   float* qb = scratch + hi_.capacity + lo_.capacity;
+  float* qsum = qb + d;
   const float scale = 1.0f / std::sqrt((float)d);
   const float* b = nullptr;
   if ((Balanced(hi_) && nh > 0) || (Balanced(lo_) && nl > 0)) b = balancer_.Factors(layer, kv_head);
+  const bool any_quantized = (hi_.codec.quantized() && nh > 0) || (lo_.codec.quantized() && nl > 0);
   float* imp_hi = hi_.importance + s * hi_.capacity;
   float* imp_lo = lo_.importance + s * lo_.capacity;
+  const KvKernels& kk = ActiveKvKernels();
 
   for (int h = 0; h < group; ++h) {
     const float* qh = q + (size_t)h * d;
     float* oh = out + (size_t)h * d;
     if (b)
       for (int c = 0; c < d; ++c) qb[c] = qh[c] / b[c];
-    AttendRegion(hi_, s, pos, Balanced(hi_) ? qb : qh, scale, scores);
-    AttendRegion(lo_, s, pos, Balanced(lo_) ? qb : qh, scale, scores + nh);
-    // Softmax over both regions, then the weighted sum of values, in slot order (hi first): for `full` the
-    // slots are in position order and the arithmetic is the plain cache's, so the logits are identical.
-    float max_score = -INFINITY;
-    for (int i = 0; i < nh + nl; ++i) max_score = std::max(max_score, scores[i]);
-    float sum = 0.0f;
-    for (int i = 0; i < nh + nl; ++i) {
-      scores[i] = scores[i] == -INFINITY ? 0.0f : std::exp(scores[i] - max_score);
-      sum += scores[i];
-    }
-    const float inv = 1.0f / sum;
+    // Integer regions store balanced keys (when the balancer is on) and take the balanced query.
+    if (any_quantized) KvQuerySums(b ? qb : qh, d, group_, qsum);
+    AttendRegion(hi_, s, pos, Balanced(hi_) ? qb : qh, qsum, scale, scores);
+    AttendRegion(lo_, s, pos, Balanced(lo_) ? qb : qh, qsum, scale, scores + nh);
+    // Softmax over both regions, then the weighted values, hi rows first: for `full` the slots are in position
+    // order and these are the plain cache's kernels, so the logits are identical.
+    SoftmaxInPlace(scores, (size_t)(nh + nl));
     for (int c = 0; c < d; ++c) oh[c] = 0.0f;
-    for (int i = 0; i < nh + nl; ++i) {
-      if (scores[i] == 0.0f) continue;
-      const float p = scores[i] * inv;
-      if (i < nh) {
-        hi_.codec.Axpy(p, hi_.V(s, i), oh);
-        imp_hi[i] += p;
-      } else {
-        lo_.codec.Axpy(p, lo_.V(s, i - nh), oh);
-        imp_lo[i - nh] += p;
-      }
+    if (nh > 0) {
+      const KvRowFormat f{hi_.codec.precision(), d, group_, hi_.codec.bytes()};
+      kk.values[(int)f.precision](f, scores, hi_.V(s, 0), (size_t)nh, oh);
     }
+    if (nl > 0) {
+      const KvRowFormat f{lo_.codec.precision(), d, group_, lo_.codec.bytes()};
+      kk.values[(int)f.precision](f, scores + nh, lo_.V(s, 0), (size_t)nl, oh);
+    }
+    for (int i = 0; i < nh; ++i) imp_hi[i] += scores[i];
+    for (int i = 0; i < nl; ++i) imp_lo[i] += scores[nh + i];
   }
 }
 

@@ -2,6 +2,8 @@
 
 #include "fp16.h"
 #include "kv_cache.h"
+#include "kv_codec.h"
+#include "kv_kernels.h"
 
 namespace mikv {
 
@@ -49,33 +51,33 @@ void PlainKvCache::Attend(int layer, int pos, int kv_head, const float* q, float
     AttendHead(layer, pos, kv_head * group + h, q + (size_t)h * g_.head_dim, out + (size_t)h * g_.head_dim, scratch);
 }
 
-// Scalar reference attention: two passes (scores with their maximum, then the weighted sum).
+// Attention over positions [0, pos]: scores, softmax, weighted values. FP16 storage goes through the KV kernels
+// (the mixed cache's `full` policy uses the same ones, so the two agree bit for bit); f32 storage is plain loops.
 void PlainKvCache::AttendHead(int layer, int pos, int head, const float* q, float* out, float* scores) const {
   const int d = g_.head_dim;
   const int kv_head = head / g_.group();
   const float scale = 1.0f / std::sqrt((float)d);
   const size_t base = Offset(layer, kv_head, 0);
-  float max_score = -INFINITY;
-  for (int t = 0; t <= pos; ++t) {
-    const size_t row = base + (size_t)t * d;
-    float s = 0.0f;
-    for (int i = 0; i < d; ++i) s += q[i] * LoadK(row + i);
-    s *= scale;
-    scores[t] = s;
-    if (s > max_score) max_score = s;
-  }
-  float sum = 0.0f;
-  for (int t = 0; t <= pos; ++t) {
-    scores[t] = std::exp(scores[t] - max_score);
-    sum += scores[t];
-  }
-  const float inv = 1.0f / sum;
+  const size_t n = (size_t)pos + 1;
   for (int i = 0; i < d; ++i) out[i] = 0.0f;
-  for (int t = 0; t <= pos; ++t) {
-    const float p = scores[t] * inv;
-    const size_t row = base + (size_t)t * d;
-    for (int i = 0; i < d; ++i) out[i] += p * LoadV(row + i);
+  if (storage_ == KvStorage::F16) {
+    const KvKernels& kk = ActiveKvKernels();
+    const KvRowFormat f{KvPrecision::F16, d, d, (size_t)d * 2};
+    kk.scores[0](f, q, nullptr, reinterpret_cast<const uint8_t*>(static_cast<const uint16_t*>(keys_) + base), n, scale, scores);
+    SoftmaxInPlace(scores, n);
+    kk.values[0](f, scores, reinterpret_cast<const uint8_t*>(static_cast<const uint16_t*>(values_) + base), n, out);
+    return;
   }
+  const float* keys = static_cast<const float*>(keys_) + base;
+  const float* values = static_cast<const float*>(values_) + base;
+  for (size_t t = 0; t < n; ++t) {
+    float s = 0.0f;
+    for (int i = 0; i < d; ++i) s += q[i] * keys[t * d + i];
+    scores[t] = s * scale;
+  }
+  SoftmaxInPlace(scores, n);
+  for (size_t t = 0; t < n; ++t)
+    for (int i = 0; i < d; ++i) out[i] += scores[t] * values[t * d + i];
 }
 
 }  // namespace mikv

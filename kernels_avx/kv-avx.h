@@ -1,0 +1,45 @@
+// Shared pieces of the x86 KV kernels (compiled with -mavx2 -mfma -mf16c, or AVX-512 flags for *-avx512.cc).
+#pragma once
+
+#include <immintrin.h>
+
+#include <cstdint>
+#include <cstring>
+
+#include "kv_kernels.h"
+
+namespace mikv::avx {
+
+// ((l0+l1)+(l2+l3))+((l4+l5)+(l6+l7)): the scalar reference's order.
+inline float Hsum8(__m256 v) {
+  const __m128 a = _mm_hadd_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  const __m128 b = _mm_hadd_ps(a, a);
+  return _mm_cvtss_f32(_mm_add_ss(b, _mm_movehdup_ps(b)));
+}
+
+// Eight consecutive codes starting at channel i (a multiple of 8), as floats.
+template <int BITS>
+inline __m256 Codes8(const uint8_t* codes, int i) {
+  if (BITS == 8) {
+    return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(codes + i))));
+  } else {
+    uint32_t w = 0;
+    std::memcpy(&w, codes + (size_t)i * BITS / 8, BITS);  // 8 codes fill BITS bytes exactly
+    const __m256i shifts = _mm256_setr_epi32(0, BITS, 2 * BITS, 3 * BITS, 4 * BITS, 5 * BITS, 6 * BITS, 7 * BITS);
+    const __m256i v = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)w), shifts),
+                                       _mm256_set1_epi32((1 << BITS) - 1));
+    return _mm256_cvtepi32_ps(v);
+  }
+}
+
+inline float Half(uint16_t h) { return _cvtsh_ss(h); }
+
+// AVX2 entry points (kernels_avx/*-avx2.cc), reused by the AVX-512 table where a shape does not fit 16 lanes.
+void F16KvScoresAvx2(const KvRowFormat& f, const float* q, const float* qsum, const uint8_t* rows, size_t n, float scale,
+                     float* out);
+void F16KvValuesAvx2(const KvRowFormat& f, const float* p, const uint8_t* rows, size_t n, float* acc);
+void QuKvScoresAvx2(const KvRowFormat& f, const float* q, const float* qsum, const uint8_t* rows, size_t n, float scale,
+                    float* out);
+void QuKvValuesAvx2(const KvRowFormat& f, const float* p, const uint8_t* rows, size_t n, float* acc);
+
+}  // namespace mikv::avx

@@ -1,0 +1,72 @@
+// qu8/qu4/qu3/qu2-kv-scores and -values, AVX2 + FMA: unsigned codes unpacked eight at a time with one variable
+// shift (vpsrlvd) and a mask, per-group scale and zero folded in after the group's dot product (scores) or into
+// p (values).
+#include "kv-avx.h"
+
+namespace mikv::avx {
+
+namespace {
+
+template <int BITS>
+void Scores(const KvRowFormat& f, const float* q, const float* qsum, const uint8_t* rows, size_t n, float scale, float* out) {
+  const int d = f.head_dim, group = f.group, ng = d / group;
+  const size_t code_bytes = (size_t)d * BITS / 8;
+  for (size_t t = 0; t < n; ++t) {
+    const uint8_t* row = rows + t * f.stride;
+    const uint16_t* sz = reinterpret_cast<const uint16_t*>(row + code_bytes);
+    float total = 0.0f;
+    for (int g = 0; g < ng; ++g) {
+      __m256 a = _mm256_setzero_ps();
+      for (int i = g * group; i < (g + 1) * group; i += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), Codes8<BITS>(row, i), a);
+      total += Half(sz[g]) * Hsum8(a) + Half(sz[ng + g]) * qsum[g];
+    }
+    out[t] = total * scale;
+  }
+}
+
+template <int BITS>
+void Values(const KvRowFormat& f, const float* p, const uint8_t* rows, size_t n, float* acc) {
+  const int d = f.head_dim, group = f.group, ng = d / group;
+  const size_t code_bytes = (size_t)d * BITS / 8;
+  for (size_t t = 0; t < n; ++t) {
+    if (p[t] == 0.0f) continue;
+    const uint8_t* row = rows + t * f.stride;
+    const uint16_t* sz = reinterpret_cast<const uint16_t*>(row + code_bytes);
+    for (int g = 0; g < ng; ++g) {
+      const __m256 ps = _mm256_set1_ps(p[t] * Half(sz[g])), pz = _mm256_set1_ps(p[t] * Half(sz[ng + g]));
+      for (int i = g * group; i < (g + 1) * group; i += 8)
+        _mm256_storeu_ps(acc + i, _mm256_add_ps(_mm256_loadu_ps(acc + i), _mm256_fmadd_ps(ps, Codes8<BITS>(row, i), pz)));
+    }
+  }
+}
+
+}  // namespace
+
+void QuKvScoresAvx2(const KvRowFormat& f, const float* q, const float* qsum, const uint8_t* rows, size_t n, float scale,
+                    float* out) {
+  switch (f.precision) {
+    case KvPrecision::Int8: return Scores<8>(f, q, qsum, rows, n, scale, out);
+    case KvPrecision::Int4: return Scores<4>(f, q, qsum, rows, n, scale, out);
+    case KvPrecision::Int3: return Scores<3>(f, q, qsum, rows, n, scale, out);
+    default: return Scores<2>(f, q, qsum, rows, n, scale, out);
+  }
+}
+
+void QuKvValuesAvx2(const KvRowFormat& f, const float* p, const uint8_t* rows, size_t n, float* acc) {
+  switch (f.precision) {
+    case KvPrecision::Int8: return Values<8>(f, p, rows, n, acc);
+    case KvPrecision::Int4: return Values<4>(f, p, rows, n, acc);
+    case KvPrecision::Int3: return Values<3>(f, p, rows, n, acc);
+    default: return Values<2>(f, p, rows, n, acc);
+  }
+}
+
+}  // namespace mikv::avx
+
+namespace mikv {
+extern const KvKernels kAvx2KvKernels = {
+    "avx2",
+    {avx::F16KvScoresAvx2, avx::QuKvScoresAvx2, avx::QuKvScoresAvx2, avx::QuKvScoresAvx2, avx::QuKvScoresAvx2},
+    {avx::F16KvValuesAvx2, avx::QuKvValuesAvx2, avx::QuKvValuesAvx2, avx::QuKvValuesAvx2, avx::QuKvValuesAvx2},
+};
+}  // namespace mikv

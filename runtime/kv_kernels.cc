@@ -1,0 +1,63 @@
+#include "kv_kernels.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <initializer_list>
+
+namespace mikv {
+
+#if defined(MIKV_HAVE_AVX_KERNELS)
+extern const KvKernels kAvx2KvKernels;
+extern const KvKernels kAvx512KvKernels;
+#endif
+#if defined(MIKV_HAVE_NEON_KERNELS)
+extern const KvKernels kNeonKvKernels;
+#endif
+
+const char* KvIsaName(KvIsa isa) {
+  switch (isa) {
+    case KvIsa::Scalar: return "scalar";
+    case KvIsa::Avx2: return "avx2";
+    case KvIsa::Avx512: return "avx512";
+    case KvIsa::Neon: return "neon";
+  }
+  return "?";
+}
+
+const KvKernels* GetKvKernels(KvIsa isa) {
+  switch (isa) {
+    case KvIsa::Scalar: return &kScalarKvKernels;
+#if defined(MIKV_HAVE_AVX_KERNELS)
+    case KvIsa::Avx2:
+      __builtin_cpu_init();
+      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")
+                 ? &kAvx2KvKernels : nullptr;
+    case KvIsa::Avx512:
+      __builtin_cpu_init();
+      return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                     __builtin_cpu_supports("f16c")
+                 ? &kAvx512KvKernels : nullptr;
+#endif
+#if defined(MIKV_HAVE_NEON_KERNELS)
+    case KvIsa::Neon: return &kNeonKvKernels;  // NEON is part of every AArch64 core
+#endif
+    default: return nullptr;
+  }
+}
+
+static const KvKernels* Pick() {
+  if (const char* forced = std::getenv("MIKV_KV_ISA")) {
+    for (KvIsa isa : {KvIsa::Scalar, KvIsa::Avx2, KvIsa::Avx512, KvIsa::Neon})
+      if (std::strcmp(forced, KvIsaName(isa)) == 0 && GetKvKernels(isa)) return GetKvKernels(isa);
+  }
+  for (KvIsa isa : {KvIsa::Avx512, KvIsa::Avx2, KvIsa::Neon})
+    if (const KvKernels* k = GetKvKernels(isa)) return k;
+  return &kScalarKvKernels;
+}
+
+const KvKernels& ActiveKvKernels() {
+  static const KvKernels* const active = Pick();
+  return *active;
+}
+
+}  // namespace mikv

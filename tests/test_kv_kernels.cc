@@ -1,0 +1,115 @@
+// Every SIMD variant of the KV kernels against the scalar reference, on random shapes with odd row counts, every
+// precision and several group sizes. Tolerance: float rounding of the same sums in another order (FMA, lanes),
+// bounded relative to the sum of absolute terms.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+#include "kv_codec.h"
+#include "kv_kernels.h"
+
+namespace mikv {
+namespace {
+
+struct Shape {
+  int d, group;
+};
+
+std::vector<const KvKernels*> Variants() {
+  std::vector<const KvKernels*> v;
+  for (KvIsa isa : {KvIsa::Avx2, KvIsa::Avx512, KvIsa::Neon})
+    if (const KvKernels* k = GetKvKernels(isa)) v.push_back(k);
+  return v;
+}
+
+TEST(KvKernels, ReportWhichVariantsRunHere) {
+  std::string names;
+  for (const KvKernels* k : Variants()) names += std::string(k->isa) + " ";
+  std::printf("KV kernel variants on this CPU: scalar %s(active: %s)\n", names.c_str(), ActiveKvKernels().isa);
+  EXPECT_NE(GetKvKernels(KvIsa::Scalar), nullptr);
+}
+
+TEST(KvKernels, EveryVariantEqualsTheScalarReference) {
+  std::mt19937 rng(11);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::uniform_int_distribution<int> rows(1, 37);
+  const Shape shapes[] = {{64, 32}, {64, 64}, {64, 16}, {128, 32}, {80, 16}, {64, 8}, {96, 32}};
+  int checked = 0;
+  for (const KvKernels* k : Variants()) {
+    for (int p = 0; p < 5; ++p) {
+      const KvPrecision prec = (KvPrecision)p;
+      for (const Shape& sh : shapes) {
+        SCOPED_TRACE(std::string(k->isa) + " " + KvPrecisionName(prec) + " d=" + std::to_string(sh.d) +
+                     " group=" + std::to_string(sh.group));
+        const KvCodec codec(prec, sh.d, sh.group);
+        const size_t stride = codec.bytes() + 6;  // rows need not be packed
+        const size_t n = (size_t)rows(rng);
+        std::vector<uint8_t> buf(n * stride + 64);
+        std::vector<std::vector<float>> decoded(n, std::vector<float>(sh.d));
+        for (size_t t = 0; t < n; ++t) {
+          std::vector<float> x(sh.d);
+          for (float& v : x) v = normal(rng) * (t % 3 == 0 ? 5.0f : 1.0f);
+          codec.Encode(x.data(), buf.data() + t * stride);
+          codec.Decode(buf.data() + t * stride, decoded[t].data());
+        }
+        std::vector<float> q(sh.d), qsum(sh.d / sh.group), probs(n);
+        for (float& v : q) v = normal(rng);
+        KvQuerySums(q.data(), sh.d, sh.group, qsum.data());
+        for (size_t t = 0; t < n; ++t) probs[t] = t % 5 == 2 ? 0.0f : std::fabs(normal(rng));
+        const KvRowFormat f{prec, sh.d, sh.group, stride};
+
+        std::vector<float> ref(n), got(n);
+        kScalarKvKernels.scores[p](f, q.data(), qsum.data(), buf.data(), n, 0.125f, ref.data());
+        k->scores[p](f, q.data(), qsum.data(), buf.data(), n, 0.125f, got.data());
+        for (size_t t = 0; t < n; ++t) {
+          double mag = 0;
+          for (int i = 0; i < sh.d; ++i) mag += std::fabs(q[i] * decoded[t][i]);
+          ASSERT_NEAR(got[t], ref[t], 1e-5 * 0.125 * mag + 1e-6) << "row " << t;
+        }
+        std::vector<float> acc_ref(sh.d, 0.5f), acc_got(sh.d, 0.5f);
+        kScalarKvKernels.values[p](f, probs.data(), buf.data(), n, acc_ref.data());
+        k->values[p](f, probs.data(), buf.data(), n, acc_got.data());
+        for (int i = 0; i < sh.d; ++i) {
+          double mag = 0.5;
+          for (size_t t = 0; t < n; ++t) mag += std::fabs(probs[t] * decoded[t][i]);
+          ASSERT_NEAR(acc_got[i], acc_ref[i], 1e-5 * mag + 1e-6) << "channel " << i;
+        }
+        ++checked;
+      }
+    }
+  }
+  if (Variants().empty()) GTEST_SKIP() << "no SIMD variant runs on this CPU";
+  EXPECT_EQ(checked, (int)Variants().size() * 5 * (int)(sizeof(shapes) / sizeof(shapes[0])));
+}
+
+TEST(KvKernels, ScalarReferenceMatchesTheCodec) {
+  // The block reference and the codec's per-vector Dot/Axpy describe the same numbers.
+  std::mt19937 rng(12);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  for (int p = 0; p < 5; ++p) {
+    const KvCodec codec((KvPrecision)p, 64, 32);
+    std::vector<uint8_t> row(codec.bytes());
+    std::vector<float> x(64), q(64), qsum(2);
+    for (float& v : x) v = normal(rng);
+    for (float& v : q) v = normal(rng);
+    codec.Encode(x.data(), row.data());
+    KvQuerySums(q.data(), 64, 32, qsum.data());
+    const KvRowFormat f{(KvPrecision)p, 64, 32, codec.bytes()};
+    float score;
+    kScalarKvKernels.scores[p](f, q.data(), qsum.data(), row.data(), 1, 1.0f, &score);
+    EXPECT_NEAR(score, codec.Dot(q.data(), row.data()), 1e-4f * (1 + std::fabs(score)));
+  }
+}
+
+TEST(KvKernels, SoftmaxSumsToOneAndZeroesMaskedScores) {
+  std::vector<float> s = {1.0f, -INFINITY, 3.0f, 0.5f, -INFINITY};
+  SoftmaxInPlace(s.data(), s.size());
+  EXPECT_EQ(s[1], 0.0f);
+  EXPECT_EQ(s[4], 0.0f);
+  EXPECT_NEAR(s[0] + s[2] + s[3], 1.0f, 1e-6f);
+  EXPECT_GT(s[2], s[0]);
+}
+
+}  // namespace
+}  // namespace mikv
