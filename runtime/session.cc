@@ -70,7 +70,7 @@ void Session::CarveAll(Arena* arena) {
 }
 
 Status Session::PlanArena(const Model& model, const SessionConfig& config, size_t* bytes,
-                          std::vector<Arena::Region>* regions) {
+                          std::vector<Arena::Region>* regions, KvPlan* kv_plan) {
   SessionConfig c = config;
   KvPlan plan;
   MIKV_RETURN_IF_ERROR(Normalise(model, &c, &plan));
@@ -79,19 +79,41 @@ Status Session::PlanArena(const Model& model, const SessionConfig& config, size_
   s.CarveAll(&measure);
   *bytes = measure.used();
   if (regions) *regions = measure.regions();
+  if (kv_plan) *kv_plan = plan;
   return OkStatus();
 }
 
 Status Session::Create(const Model& model, const SessionConfig& config, std::unique_ptr<Session>* out) {
+  return CreateImpl(model, config, nullptr, 0, out);
+}
+
+Status Session::CreateInBuffer(const Model& model, const SessionConfig& config, void* buffer, size_t size,
+                               std::unique_ptr<Session>* out) {
+  if (buffer == nullptr) return Status(MIKV_ERR_INVALID_ARGUMENT, "the arena buffer is null");
+  if (reinterpret_cast<uintptr_t>(buffer) % Arena::kAlignment != 0)
+    return Status(MIKV_ERR_INVALID_ARGUMENT, "the arena buffer must be aligned to " + std::to_string(Arena::kAlignment) + " bytes");
+  return CreateImpl(model, config, buffer, size, out);
+}
+
+Status Session::CreateImpl(const Model& model, const SessionConfig& config, void* buffer, size_t size,
+                           std::unique_ptr<Session>* out) {
   SessionConfig c = config;
   KvPlan plan;
   MIKV_RETURN_IF_ERROR(Normalise(model, &c, &plan));
   std::unique_ptr<Session> s(new Session(model, c, plan));
   Arena measure;
   s->CarveAll(&measure);
-  if (!s->block_.Allocate(measure.used()))
-    return Status(MIKV_ERR_OUT_OF_MEMORY, "cannot allocate the session arena of " + std::to_string(measure.used()) + " bytes");
-  Arena arena(s->block_.data(), s->block_.size());
+  if (buffer != nullptr) {
+    if (size < measure.used())
+      return Status(MIKV_ERR_BUDGET, "the arena buffer has " + std::to_string(size) + " bytes; this configuration needs " +
+                                         std::to_string(measure.used()));
+  } else {
+    if (!s->block_.Allocate(measure.used()))
+      return Status(MIKV_ERR_OUT_OF_MEMORY, "cannot allocate the session arena of " + std::to_string(measure.used()) + " bytes");
+    buffer = s->block_.data();
+    size = s->block_.size();
+  }
+  Arena arena(buffer, size);
   s->CarveAll(&arena);
   if (arena.overflowed()) return Status(MIKV_ERR_INTERNAL, "arena plan and carve disagree");
   s->stats_.arena_bytes = arena.used();

@@ -37,9 +37,12 @@ class Session {
  public:
   ~Session();
   static Status Create(const Model& model, const SessionConfig& config, std::unique_ptr<Session>* out);
+  // The same, with the caller's memory as the arena (aligned to Arena::kAlignment, at least PlanArena bytes).
+  static Status CreateInBuffer(const Model& model, const SessionConfig& config, void* buffer, size_t size,
+                               std::unique_ptr<Session>* out);
   // Bytes of arena a session with this configuration takes (the same carving code, measuring).
   static Status PlanArena(const Model& model, const SessionConfig& config, size_t* bytes,
-                          std::vector<Arena::Region>* regions = nullptr);
+                          std::vector<Arena::Region>* regions = nullptr, KvPlan* kv_plan = nullptr);
 
   // Appends tokens to the context and runs them through the model. If all_logits is given it receives
   // n x vocab logits (teacher forcing); logits() always holds the last position's.
@@ -57,11 +60,14 @@ class Session {
   const KvPlan& kv_plan() const { return kv_plan_; }
   KvCache& kv_cache() { return *cache_; }
   const Model& model() const { return model_; }
+  const SessionConfig& config() const { return config_; }
   Sampler& sampler() { return sampler_; }
 
  private:
   Session(const Model& model, const SessionConfig& config, const KvPlan& plan);
   void CarveAll(Arena* arena);
+  static Status CreateImpl(const Model& model, const SessionConfig& config, void* buffer, size_t size,
+                           std::unique_ptr<Session>* out);
 
   const Model& model_;
   SessionConfig config_;

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PACKAGES=(build-essential cmake git xz-utils ca-certificates flatbuffers-compiler libflatbuffers-dev
+PACKAGES=(build-essential cmake git xz-utils pkg-config ca-certificates flatbuffers-compiler libflatbuffers-dev
           nlohmann-json3-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev libsimde-dev
           libfp16-dev libfxdiv-dev libpsimd-dev python3)
 missing=()

@@ -3,8 +3,11 @@
  * the message of the last failure is kept per handle (mikv_model_error / mikv_session_error) or,
  * for calls that have no handle yet, per thread (mikv_last_error).
  *
- * Threads: a mikv_model is immutable after loading and may be shared by many sessions; a
- * mikv_session must be used by one thread at a time. */
+ * Threads: a mikv_model is immutable after loading and may be shared by many sessions in many threads; a
+ * mikv_session must be used by one thread at a time.
+ *
+ * Structs passed in carry their size (struct_size) so that a library built against a newer or older header
+ * reads only what both know; a size smaller than the first version's is MIKV_ERR_INVALID_ARGUMENT. */
 #ifndef MIKV_H_
 #define MIKV_H_
 
@@ -33,6 +36,127 @@ typedef enum mikv_status {
 
 /* A short constant name for a status ("MIKV_ERR_CORRUPT"). */
 const char* mikv_status_name(mikv_status status);
+
+#define MIKV_API_VERSION 1
+/* "0.1.0" */
+const char* mikv_version(void);
+/* The message of the last failed call on this thread that had no handle to keep it (load, plan, create). */
+const char* mikv_last_error(void);
+
+/* ---- Models: loaded once, immutable, shareable across threads and sessions. ---- */
+typedef struct mikv_model mikv_model;
+
+mikv_status mikv_model_load(const char* path, mikv_model** out);
+/* `data` must stay valid and unchanged until mikv_model_free (it is used in place, like a mapping). */
+mikv_status mikv_model_load_from_memory(const void* data, size_t size, mikv_model** out);
+void mikv_model_free(mikv_model* model);
+
+typedef struct mikv_model_info {
+  uint32_t struct_size; /* set to sizeof(mikv_model_info) by the caller */
+  char architecture[16];
+  char name[64];
+  int32_t n_layers, dim, hidden_dim, n_heads, n_kv_heads, head_dim, vocab_size, max_context;
+  int32_t bos_token, eos_token;
+  uint64_t parameters;
+  uint64_t file_bytes; /* the .mikv file: what is mapped */
+} mikv_model_info;
+mikv_status mikv_model_get_info(const mikv_model* model, mikv_model_info* info);
+
+/* Tokens of `text` (BOS added when add_bos is nonzero and the model has one). Writes at most `capacity` ids and
+ * always sets *n_tokens to the number needed; MIKV_ERR_INVALID_ARGUMENT when it exceeds capacity. */
+mikv_status mikv_tokenize(const mikv_model* model, const char* text, size_t text_len, int add_bos, int32_t* tokens,
+                          size_t capacity, size_t* n_tokens);
+/* The bytes a token stands for (not NUL-terminated); sets *len to the length needed. */
+mikv_status mikv_token_to_text(const mikv_model* model, int32_t token, char* buf, size_t capacity, size_t* len);
+
+/* ---- Session configuration ---- */
+typedef enum mikv_kv_policy {
+  MIKV_KV_PLAIN = 0,   /* every token FP16 (or f32), the reference */
+  MIKV_KV_FULL = 1,    /* every token FP16 through the mixed cache */
+  MIKV_KV_UNIFORM = 2, /* every token at the low precision */
+  MIKV_KV_H2O = 3,     /* heavy hitters + sinks + window kept; the rest evicted */
+  MIKV_KV_SINKS = 4,   /* StreamingLLM: sinks + window kept; the rest evicted */
+  MIKV_KV_MIKV = 5     /* heavy hitters + sinks + window high; the rest demoted to the low precision */
+} mikv_kv_policy;
+
+typedef enum mikv_precision {
+  MIKV_PRECISION_F16 = 0,
+  MIKV_PRECISION_INT8 = 1,
+  MIKV_PRECISION_INT4 = 2,
+  MIKV_PRECISION_INT3 = 3,
+  MIKV_PRECISION_INT2 = 4
+} mikv_precision;
+
+typedef struct mikv_session_config {
+  uint32_t struct_size; /* sizeof(mikv_session_config); mikv_session_config_init sets it */
+  uint32_t api_version; /* MIKV_API_VERSION */
+  int32_t context;      /* tokens (positions); 0 = the model's */
+  int32_t threads;      /* 0 = all cores */
+  int32_t prefill_chunk;
+  mikv_kv_policy kv_policy;
+  mikv_precision kv_high, kv_low;
+  int32_t kv_group;        /* channels per scale/zero (0 = head dimension) */
+  int32_t kv_sinks, kv_window;
+  uint64_t kv_budget_bytes; /* 0 = sized by kv_tokens / kv_high_fraction */
+  int32_t kv_tokens;
+  float kv_high_fraction;
+  int32_t kv_balance_keys;
+  int32_t kv_refuse_when_full; /* nonzero: MIKV_ERR_CACHE_FULL instead of evicting */
+  float temperature;           /* 0 = greedy */
+  int32_t top_k;
+  float top_p;
+  uint64_t seed;
+} mikv_session_config;
+
+/* Defaults: plain FP16 cache, all cores, greedy. */
+void mikv_session_config_init(mikv_session_config* config);
+
+/* The bytes a session with this configuration takes: the arena (activations, KV regions and tables, logits,
+ * sampler) and the KV cache's share of it. */
+typedef struct mikv_plan {
+  uint32_t struct_size;
+  uint64_t arena_bytes;
+  uint64_t kv_bytes;
+  int32_t kv_high_tokens, kv_low_tokens; /* per layer and kv head */
+  uint64_t arena_alignment;              /* a caller-provided arena must be aligned to this */
+} mikv_plan;
+mikv_status mikv_plan_session(const mikv_model* model, const mikv_session_config* config, mikv_plan* plan);
+
+/* ---- Sessions: one conversation; all memory taken at creation; one thread at a time. ---- */
+typedef struct mikv_session mikv_session;
+
+mikv_status mikv_session_create(const mikv_model* model, const mikv_session_config* config, mikv_session** out);
+/* Uses the caller's buffer as the arena (at least mikv_plan.arena_bytes, aligned to arena_alignment). */
+mikv_status mikv_session_create_in_buffer(const mikv_model* model, const mikv_session_config* config, void* buffer,
+                                          size_t size, mikv_session** out);
+void mikv_session_free(mikv_session* session);
+/* The message of this session's last failure ("" if none). Valid until the next call on the session. */
+const char* mikv_session_error(const mikv_session* session);
+
+mikv_status mikv_session_prefill(mikv_session* session, const int32_t* tokens, size_t n);
+mikv_status mikv_session_decode(mikv_session* session, int32_t token);
+mikv_status mikv_session_sample(mikv_session* session, int32_t* token);
+/* The last position's logits (vocab_size floats, owned by the session). */
+mikv_status mikv_session_logits(mikv_session* session, const float** logits, size_t* n);
+
+/* Called for each generated token; return nonzero to stop. */
+typedef int (*mikv_token_callback)(void* user, int32_t token, const char* text, size_t text_len);
+/* Prefills `prompt`, then samples and decodes up to max_tokens, streaming each through `callback`. Stops at the
+ * model's end-of-generation tokens, at the context's end, or when the callback asks. */
+mikv_status mikv_session_generate(mikv_session* session, const int32_t* prompt, size_t n_prompt, int32_t max_tokens,
+                                  mikv_token_callback callback, void* user);
+mikv_status mikv_session_reset(mikv_session* session);
+
+typedef struct mikv_session_stats {
+  uint32_t struct_size;
+  uint64_t prompt_tokens, generated_tokens;
+  double prompt_tokens_per_second, decode_tokens_per_second;
+  uint64_t arena_bytes, kv_bytes;
+  int32_t kv_high_tokens, kv_low_tokens; /* per layer and kv head */
+  int64_t kv_evicted_tokens;
+  int32_t position, context;
+} mikv_session_stats;
+mikv_status mikv_session_get_stats(const mikv_session* session, mikv_session_stats* stats);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,88 @@
+// mikv.hpp — the C++ API: RAII handles over the C API (mikv.h), errors as mikv::Error exceptions on this side
+// of the boundary only. Header-only; link libmikv.a as for C.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "mikv.h"
+
+namespace mikv {
+
+struct Error : std::runtime_error {
+  mikv_status status;
+  Error(mikv_status s, const std::string& message)
+      : std::runtime_error(std::string(mikv_status_name(s)) + ": " + message), status(s) {}
+};
+
+inline void Check(mikv_status s, const char* message) {
+  if (s != MIKV_OK) throw Error(s, message);
+}
+
+class ModelHandle {
+ public:
+  explicit ModelHandle(const std::string& path) { Check(mikv_model_load(path.c_str(), &m_), mikv_last_error()); }
+  ~ModelHandle() { mikv_model_free(m_); }
+  ModelHandle(const ModelHandle&) = delete;
+  ModelHandle& operator=(const ModelHandle&) = delete;
+  const mikv_model* get() const { return m_; }
+
+  mikv_model_info Info() const {
+    mikv_model_info i{};
+    i.struct_size = sizeof i;
+    Check(mikv_model_get_info(m_, &i), mikv_last_error());
+    return i;
+  }
+  std::vector<int32_t> Tokenize(const std::string& text, bool add_bos = true) const {
+    size_t n = 0;
+    mikv_tokenize(m_, text.data(), text.size(), add_bos, nullptr, 0, &n);
+    std::vector<int32_t> ids(n);
+    Check(mikv_tokenize(m_, text.data(), text.size(), add_bos, ids.data(), ids.size(), &n), mikv_last_error());
+    return ids;
+  }
+
+ private:
+  mikv_model* m_ = nullptr;
+};
+
+class SessionHandle {
+ public:
+  SessionHandle(const ModelHandle& model, const mikv_session_config& config) {
+    Check(mikv_session_create(model.get(), &config, &s_), mikv_last_error());
+  }
+  ~SessionHandle() { mikv_session_free(s_); }
+  SessionHandle(const SessionHandle&) = delete;
+  SessionHandle& operator=(const SessionHandle&) = delete;
+
+  void Prefill(const std::vector<int32_t>& tokens) { Check(mikv_session_prefill(s_, tokens.data(), tokens.size()), mikv_session_error(s_)); }
+  void Decode(int32_t token) { Check(mikv_session_decode(s_, token), mikv_session_error(s_)); }
+  int32_t Sample() {
+    int32_t t = -1;
+    Check(mikv_session_sample(s_, &t), mikv_session_error(s_));
+    return t;
+  }
+  // Streams pieces of text to `on_text` (return false to stop).
+  void Generate(const std::vector<int32_t>& prompt, int max_tokens, const std::function<bool(const std::string&)>& on_text) {
+    auto cb = [](void* user, int32_t, const char* text, size_t len) -> int {
+      return (*static_cast<const std::function<bool(const std::string&)>*>(user))(std::string(text, len)) ? 0 : 1;
+    };
+    Check(mikv_session_generate(s_, prompt.data(), prompt.size(), max_tokens, cb,
+                                const_cast<std::function<bool(const std::string&)>*>(&on_text)),
+          mikv_session_error(s_));
+  }
+  mikv_session_stats Stats() const {
+    mikv_session_stats st{};
+    st.struct_size = sizeof st;
+    Check(mikv_session_get_stats(s_, &st), mikv_session_error(s_));
+    return st;
+  }
+  void Reset() { Check(mikv_session_reset(s_), mikv_session_error(s_)); }
+
+ private:
+  mikv_session* s_ = nullptr;
+};
+
+}  // namespace mikv
