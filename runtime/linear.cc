@@ -1,4 +1,5 @@
 #include "linear.h"
+#include "xnn_memory.h"
 
 #include <limits>
 #include <mutex>
@@ -23,7 +24,7 @@ constexpr float kInf = std::numeric_limits<float>::infinity();
 Status InitXnnpack() {
   static std::once_flag once;
   static xnn_status status = xnn_status_success;
-  std::call_once(once, [] { status = xnn_initialize(/*allocator=*/nullptr); });
+  std::call_once(once, [] { status = xnn_initialize(CountingXnnAllocator()); });
   if (status != xnn_status_success) return XnnError("initialisation (is this CPU supported?)", status);
   return OkStatus();
 }

@@ -1,6 +1,9 @@
 #include "session.h"
 
 #include "kv_cache_mixed.h"
+#include "xnn_memory.h"
+
+#include <malloc.h>
 
 #include <algorithm>
 #include <chrono>
@@ -103,11 +106,20 @@ Status Session::CreateImpl(const Model& model, const SessionConfig& config, void
   std::unique_ptr<Session> s(new Session(model, c, plan));
   Arena measure;
   s->CarveAll(&measure);
-  if (buffer != nullptr) {
-    if (size < measure.used())
-      return Status(MIKV_ERR_BUDGET, "the arena buffer has " + std::to_string(size) + " bytes; this configuration needs " +
-                                         std::to_string(measure.used()));
-  } else {
+  if (buffer != nullptr && size < measure.used())
+    return Status(MIKV_ERR_BUDGET, "the arena buffer has " + std::to_string(size) + " bytes; this configuration needs " +
+                                       std::to_string(measure.used()));
+  // Operators first: packing the weights uses temporary buffers, which are given back to the system before the
+  // arena is touched, so the process's peak is the larger of the two phases, not their sum.
+  const size_t xnn_before = XnnpackLiveBytes();  // (sessions created concurrently would mix their counts)
+  ResetXnnpackPeak();
+  MIKV_RETURN_IF_ERROR(s->graph_.CreateOperators());
+  s->stats_.operator_bytes = XnnpackLiveBytes() - xnn_before;
+  s->stats_.operator_peak_bytes = XnnpackPeakBytes() - xnn_before;
+#if defined(__GLIBC__)
+  malloc_trim(0);
+#endif
+  if (buffer == nullptr) {
     if (!s->block_.Allocate(measure.used()))
       return Status(MIKV_ERR_OUT_OF_MEMORY, "cannot allocate the session arena of " + std::to_string(measure.used()) + " bytes");
     buffer = s->block_.data();
@@ -117,7 +129,6 @@ Status Session::CreateImpl(const Model& model, const SessionConfig& config, void
   s->CarveAll(&arena);
   if (arena.overflowed()) return Status(MIKV_ERR_INTERNAL, "arena plan and carve disagree");
   s->stats_.arena_bytes = arena.used();
-  MIKV_RETURN_IF_ERROR(s->graph_.CreateOperators());
   s->pool_ = pthreadpool_create((size_t)c.threads);
   if (s->pool_ == nullptr) return Status(MIKV_ERR_OUT_OF_MEMORY, "cannot create a thread pool");
   *out = std::move(s);
@@ -160,9 +171,11 @@ void Session::Reset() {
   pos_ = 0;
   cache_->Reset();
   sampler_.Reseed(config_.sampler.seed);
-  const size_t arena = stats_.arena_bytes;
+  const SessionStats kept = stats_;
   stats_ = SessionStats();
-  stats_.arena_bytes = arena;
+  stats_.arena_bytes = kept.arena_bytes;
+  stats_.operator_bytes = kept.operator_bytes;
+  stats_.operator_peak_bytes = kept.operator_peak_bytes;
 }
 
 }  // namespace mikv

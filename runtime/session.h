@@ -31,6 +31,8 @@ struct SessionStats {
   uint64_t prompt_tokens = 0, generated_tokens = 0;
   double prompt_seconds = 0, decode_seconds = 0;
   size_t arena_bytes = 0;
+  size_t operator_bytes = 0;       // what this session's XNNPACK operators hold (packed weights)
+  size_t operator_peak_bytes = 0;  // the most they held while packing
 };
 
 class Session {

@@ -10,6 +10,7 @@ namespace mikv::cli {
 void AddConvertCommand(CLI::App& app);
 void AddRunCommand(CLI::App& app);
 void AddEvalCommand(CLI::App& app);
+void AddBudgetCommand(CLI::App& app);
 
 // Prints the error (as JSON when asked) and returns the process exit code for it.
 int Fail(const Status& status, bool json);

@@ -34,6 +34,7 @@ int main(int argc, char** argv) {
   mikv::cli::AddConvertCommand(app);
   mikv::cli::AddRunCommand(app);
   mikv::cli::AddEvalCommand(app);
+  mikv::cli::AddBudgetCommand(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::RuntimeError& e) {

@@ -1,0 +1,287 @@
+// mikv budget: what a model, a context and a cache configuration cost, before committing to them.
+//   plan:     mapped weights, packed weights (XNNPACK's copy), model tables (tokenizer), the session arena split
+//             into its regions (activations, KV high / low regions, KV tables, logits, sampler), and the process's
+//             own fixed overhead (code and libraries, measured at start);
+//   inverse:  for a memory budget, the longest context each cache configuration fits;
+//   measure:  fills the context and puts the process's peak RSS next to the plan.
+#include <malloc.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <map>
+#include <random>
+#include <sstream>
+
+#include "commands.h"
+#include "kv_options.h"
+#include "model.h"
+#include "session.h"
+
+namespace mikv::cli {
+
+namespace {
+
+struct BudgetArgs {
+  std::string model, memory, svg;
+  int context = 0, threads = 0;
+  bool json = false, measure = false;
+  KvArgs kv;
+};
+
+size_t ReadStatusKb(const char* key) {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind(key, 0) == 0) return (size_t)std::strtoull(line.c_str() + std::strlen(key), nullptr, 10) * 1024;
+  return 0;
+}
+
+std::string MiB(double bytes) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%.2f MiB", bytes / 1048576.0);
+  return b;
+}
+
+// A named cache configuration for the inverse table.
+struct Candidate {
+  std::string name;
+  KvCacheConfig kv;
+};
+
+std::vector<Candidate> Candidates(const ModelConfig& m) {
+  std::vector<Candidate> out;
+  auto add = [&](const std::string& name, KvPolicy p, KvPrecision hi, KvPrecision lo, float frac) {
+    Candidate c;
+    c.name = name;
+    c.kv.policy = p;
+    c.kv.hi = hi;
+    c.kv.lo = lo;
+    c.kv.hi_frac = frac;
+    c.kv.group = m.head_dim % 32 == 0 ? 32 : 0;
+    out.push_back(c);
+  };
+  add("full FP16", KvPolicy::Full, KvPrecision::F16, KvPrecision::Int2, 1.0f);
+  add("uniform INT4", KvPolicy::Uniform, KvPrecision::F16, KvPrecision::Int4, 0.0f);
+  add("uniform INT2", KvPolicy::Uniform, KvPrecision::F16, KvPrecision::Int2, 0.0f);
+  add("mikv FP16/INT2, 10% high", KvPolicy::MiKV, KvPrecision::F16, KvPrecision::Int2, 0.1f);
+  add("mikv INT8/INT2, 10% high", KvPolicy::MiKV, KvPrecision::Int8, KvPrecision::Int2, 0.1f);
+  add("mikv FP16/INT4, 20% high", KvPolicy::MiKV, KvPrecision::F16, KvPrecision::Int4, 0.2f);
+  return out;
+}
+
+// Arena bytes of a session holding `context` tokens in configuration kv (0 if the configuration is invalid).
+size_t ArenaFor(const Model& model, const KvCacheConfig& kv, int context, int threads) {
+  SessionConfig c;
+  c.context = context;
+  c.threads = threads;
+  c.kv = kv;
+  size_t bytes = 0;
+  return Session::PlanArena(model, c, &bytes).ok() ? bytes : 0;
+}
+
+int LongestContext(const Model& model, const KvCacheConfig& kv, size_t fixed, size_t memory, int threads) {
+  int lo = 0, hi = 1 << 20;
+  while (lo < hi) {
+    const int mid = lo + (hi - lo + 1) / 2;
+    const size_t arena = ArenaFor(model, kv, mid, threads);
+    if (arena > 0 && fixed + arena <= memory) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
+}
+
+Status WriteChart(const std::string& path, const nlohmann::json& plan, const nlohmann::json& curves) {
+  std::ostringstream svg;
+  const int W = 760, H = 520;
+  svg << "<svg xmlns='http://www.w3.org/2000/svg' width='" << W << "' height='" << H
+      << "' font-family='sans-serif' font-size='11'><rect width='100%' height='100%' fill='white'/>\n";
+  // Breakdown: one stacked bar.
+  const char* colors[] = {"#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"};
+  const double total = plan["total_bytes"].get<double>();
+  svg << "<text x='20' y='22' font-size='13' font-weight='bold'>Memory plan: " << MiB(total) << "</text>\n";
+  double x = 20;
+  int i = 0, legend_y = 70;
+  for (const auto& part : plan["parts"]) {
+    const double w = part["bytes"].get<double>() / total * (W - 40);
+    svg << "<rect x='" << x << "' y='32' width='" << std::max(w, 0.5) << "' height='22' fill='" << colors[i % 10] << "'/>\n";
+    svg << "<rect x='20' y='" << legend_y - 9 << "' width='10' height='10' fill='" << colors[i % 10] << "'/><text x='36' y='"
+        << legend_y << "'>" << part["name"].get<std::string>() << ": " << MiB(part["bytes"].get<double>()) << "</text>\n";
+    x += w;
+    legend_y += 15;
+    ++i;
+  }
+  // Max context against budget, log-log.
+  const int x0 = 70, y0 = legend_y + 30, pw = W - 300, ph = H - y0 - 40;
+  double bmin = 1e30, bmax = 0, cmax = 1;
+  for (const auto& c : curves)
+    for (const auto& p : c["points"]) {
+      bmin = std::min(bmin, p[0].get<double>());
+      bmax = std::max(bmax, p[0].get<double>());
+      cmax = std::max(cmax, p[1].get<double>());
+    }
+  auto X = [&](double b) { return x0 + std::log(b / bmin) / std::log(bmax / bmin) * pw; };
+  auto Y = [&](double c) { return y0 + ph - std::log2(std::max(c, 1.0)) / std::log2(cmax) * ph; };
+  svg << "<text x='" << x0 << "' y='" << y0 - 10 << "' font-size='13' font-weight='bold'>Longest context that fits, by memory budget</text>\n";
+  svg << "<rect x='" << x0 << "' y='" << y0 << "' width='" << pw << "' height='" << ph << "' fill='none' stroke='#999'/>\n";
+  for (double c = 1; c <= cmax; c *= 4)
+    svg << "<text x='" << x0 - 4 << "' y='" << Y(c) + 4 << "' text-anchor='end'>" << (long long)c << "</text>\n";
+  for (const auto& p : curves[0]["points"])
+    svg << "<text x='" << X(p[0].get<double>()) << "' y='" << y0 + ph + 14 << "' text-anchor='middle'>"
+        << (long long)(p[0].get<double>() / 1048576) << "M</text>\n";
+  i = 0;
+  for (const auto& c : curves) {
+    svg << "<polyline fill='none' stroke='" << colors[i % 10] << "' stroke-width='2' points='";
+    for (const auto& p : c["points"])
+      if (p[1].get<double>() > 0) svg << X(p[0].get<double>()) << "," << Y(p[1].get<double>()) << " ";
+    svg << "'/><text x='" << x0 + pw + 10 << "' y='" << y0 + 14 + 16 * i << "' fill='" << colors[i % 10] << "'>"
+        << c["name"].get<std::string>() << "</text>\n";
+    ++i;
+  }
+  svg << "</svg>\n";
+  std::ofstream f(path);
+  f << svg.str();
+  return f ? OkStatus() : Status(MIKV_ERR_IO, "cannot write '" + path + "'");
+}
+
+int RunBudget(const BudgetArgs& a) {
+  const size_t baseline = ReadStatusKb("VmRSS:");  // this process before the model: code, libraries, stacks
+  const size_t heap0 = mallinfo2().uordblks;
+  std::unique_ptr<Model> model;
+  Status s = Model::Load(a.model, &model);
+  if (!s.ok()) return Fail(s, a.json);
+  const size_t model_heap = mallinfo2().uordblks - heap0;
+  const ModelConfig& m = model->config();
+  SessionConfig config;
+  config.context = a.context;
+  config.threads = a.threads;
+  s = ToKvConfig(a.kv, &config.kv);
+  if (!s.ok()) return Fail(s, a.json);
+  std::vector<Arena::Region> regions;
+  size_t arena = 0;
+  KvPlan kv_plan;
+  s = Session::PlanArena(*model, config, &arena, &regions, &kv_plan);
+  if (!s.ok()) return Fail(s, a.json);
+  // The packed weights depend on the CPU's kernels: create the session's operators once and count.
+  std::unique_ptr<Session> session;
+  s = Session::Create(*model, config, &session);
+  if (!s.ok()) return Fail(s, a.json);
+  const size_t packed = session->stats().operator_bytes;
+  const size_t file = model->file().file_size();
+
+  nlohmann::json plan;
+  std::vector<std::pair<std::string, size_t>> parts = {{"runtime (code, libraries)", baseline},
+                                                       {"weights (mapped .mikv)", file},
+                                                       {"packed weights (XNNPACK)", packed},
+                                                       {"model tables (tokenizer)", model_heap}};
+  std::map<std::string, size_t> by_label;
+  for (const auto& r : regions) by_label[r.label] += r.bytes;
+  for (const auto& [label, bytes] : by_label) parts.push_back({"arena: " + label, bytes});
+  size_t steady = 0;
+  for (const auto& [name, bytes] : parts) {
+    plan["parts"].push_back({{"name", name}, {"bytes", bytes}});
+    steady += bytes;
+  }
+  // While the weights are packed, XNNPACK briefly holds more than it keeps (and XNNPACK 4ea82e5 converts an f16
+  // matrix to f32 in a plain malloc'd buffer while packing it); the arena is taken after that.
+  size_t transient = 0;
+  auto consider = [&](const TensorView* t) {
+    if (t && t->type == WeightType::F16) transient = std::max<size_t>(transient, t->rows() * t->cols() * sizeof(float));
+  };
+  const LlamaWeights& w = model->weights();
+  consider(w.output);
+  for (const auto& L : w.layers)
+    for (const TensorView* t : {L.wq, L.wk, L.wv, L.wo, L.w1, L.w2, L.w3}) consider(t);
+  const size_t packing_peak = baseline + file + model_heap + session->stats().operator_peak_bytes + transient;
+  const size_t total = std::max(steady, packing_peak);
+  plan["steady_bytes"] = steady;
+  plan["packing_peak_bytes"] = packing_peak;
+  plan["total_bytes"] = total;
+  plan["arena_bytes"] = arena;
+  plan["context"] = session->context();
+  plan["kv"] = {{"policy", KvPolicyName(config.kv.policy)}, {"high_tokens", kv_plan.hi_tokens},
+                {"low_tokens", kv_plan.lo_tokens}, {"bytes", kv_plan.total_bytes}};
+  nlohmann::json out;
+  out["model"] = a.model;
+  out["plan"] = plan;
+
+  // Inverse: the longest context per configuration for a budget (and for a range of budgets, for the chart).
+  const size_t fixed = baseline + file + packed + model_heap;
+  size_t memory = 0;
+  if (!a.memory.empty()) {
+    s = ParseBytes(a.memory, &memory);
+    if (!s.ok()) return Fail(s, a.json);
+  }
+  nlohmann::json curves = nlohmann::json::array();
+  for (const Candidate& c : Candidates(m)) {
+    nlohmann::json curve = {{"name", c.name}};
+    for (double mb = 64; mb <= 8192; mb *= 2) {
+      const size_t bytes = (size_t)(mb * 1048576);
+      curve["points"].push_back({bytes, bytes > fixed ? LongestContext(*model, c.kv, fixed, bytes, config.threads) : 0});
+    }
+    if (memory > 0) {
+      const int ctx = memory > fixed ? LongestContext(*model, c.kv, fixed, memory, config.threads) : 0;
+      out["max_context"].push_back({{"config", c.name}, {"memory_bytes", memory}, {"context", ctx}});
+    }
+    curves.push_back(curve);
+  }
+  out["max_context_curves"] = curves;
+
+  if (a.measure) {  // fill the whole context, then read the high-water mark
+    std::mt19937 rng(1);
+    std::vector<int32_t> tokens(session->context());
+    for (int32_t& t : tokens) t = (int32_t)(rng() % m.vocab_size);
+    s = session->Prefill(tokens.data(), tokens.size());
+    if (!s.ok()) return Fail(s, a.json);
+    const size_t peak = ReadStatusKb("VmHWM:");
+    const double diff = (double)peak - (double)total;
+    out["measured"] = {{"peak_rss_bytes", peak}, {"heap_bytes", mallinfo2().uordblks}, {"plan_bytes", total},
+                       {"difference_bytes", diff}, {"difference_fraction", diff / total}};
+  }
+  if (!a.svg.empty()) {
+    s = WriteChart(a.svg, plan, curves);
+    if (!s.ok()) return Fail(s, a.json);
+  }
+  if (a.json) {
+    std::cout << out.dump(2) << "\n";
+    return 0;
+  }
+  std::printf("%s: %s, context %d, KV cache %s (%d high + %d low tokens per layer and kv head)\n\n", a.model.c_str(),
+              m.name.c_str(), session->context(), KvPolicyName(config.kv.policy), kv_plan.hi_tokens, kv_plan.lo_tokens);
+  for (const auto& [name, bytes] : parts) std::printf("  %-34s %12zu  %s\n", name.c_str(), bytes, MiB(bytes).c_str());
+  std::printf("  %-34s %12zu  %s\n", "total (running)", steady, MiB(steady).c_str());
+  std::printf("  %-34s %12zu  %s\n", "while packing weights", packing_peak, MiB(packing_peak).c_str());
+  std::printf("  %-34s %12zu  %s\n", "plan: the larger", total, MiB(total).c_str());
+  if (out.contains("max_context")) {
+    std::printf("\nlongest context within %s:\n", MiB(memory).c_str());
+    for (const auto& r : out["max_context"])
+      std::printf("  %-30s %9d tokens\n", r["config"].get<std::string>().c_str(), r["context"].get<int>());
+  }
+  if (out.contains("measured"))
+    std::printf("\nmeasured peak RSS %s against the plan's %s (%+.2f%%)\n", MiB(out["measured"]["peak_rss_bytes"].get<double>()).c_str(),
+                MiB(total).c_str(), 100 * out["measured"]["difference_fraction"].get<double>());
+  if (!a.svg.empty()) std::printf("chart: %s\n", a.svg.c_str());
+  return 0;
+}
+
+}  // namespace
+
+void AddBudgetCommand(CLI::App& app) {
+  auto args = std::make_shared<BudgetArgs>();
+  CLI::App* cmd = app.add_subcommand("budget", "Byte plan of a model + context + KV cache, and the longest context a budget fits");
+  cmd->add_option("-m,--model", args->model, "the .mikv model")->required();
+  cmd->add_option("-c,--context", args->context, "context length; 0 = the model's")->capture_default_str();
+  cmd->add_option("--memory", args->memory, "a memory budget (e.g. 512MiB): the longest context per cache configuration");
+  cmd->add_option("-t,--threads", args->threads, "threads; 0 = all cores")->capture_default_str();
+  cmd->add_option("--svg", args->svg, "write the breakdown and the context-vs-budget chart");
+  cmd->add_flag("--measure", args->measure, "fill the context and report the measured peak RSS next to the plan");
+  cmd->add_flag("--json", args->json, "print the plan as JSON");
+  AddKvOptions(cmd, &args->kv);
+  cmd->callback([args] { throw CLI::RuntimeError(RunBudget(*args)); });
+}
+
+}  // namespace mikv::cli
