@@ -10,6 +10,9 @@
 #include "kv_kernels.h"
 
 namespace mikv {
+#if defined(MIKV_TEST_NEON_EMULATED)
+extern const KvKernels kNeonKvKernelsEmulated;  // kernels_neon/ through SIMDe
+#endif
 namespace {
 
 struct Shape {
@@ -20,6 +23,9 @@ std::vector<const KvKernels*> Variants() {
   std::vector<const KvKernels*> v;
   for (KvIsa isa : {KvIsa::Avx2, KvIsa::Avx512, KvIsa::Neon})
     if (const KvKernels* k = GetKvKernels(isa)) v.push_back(k);
+#if defined(MIKV_TEST_NEON_EMULATED)
+  v.push_back(&kNeonKvKernelsEmulated);
+#endif
   return v;
 }
 

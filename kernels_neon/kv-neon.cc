@@ -1,0 +1,107 @@
+// f16-kv-scores/values and qu8/qu4/qu3/qu2-kv-scores/values, NEON (AArch64 baseline). FP16 rows widen with
+// vcvt_f32_f16; codes unpack eight at a time with a per-lane variable shift and a mask; per-group scale and zero
+// are folded in after the group's dot product (scores) or into p (values).
+#include "kv-neon.h"
+
+namespace mikv::neon {
+
+namespace {
+
+
+void F16ScoresImpl(const KvRowFormat& f, const float* q, const float*, const uint8_t* rows, size_t n, float scale,
+                   float* out) {
+  const int d = f.head_dim;
+  for (size_t t = 0; t < n; ++t) {
+    const uint16_t* r = reinterpret_cast<const uint16_t*>(rows + t * f.stride);
+    F8 a = {vdupq_n_f32(0.0f), vdupq_n_f32(0.0f)};
+    for (int i = 0; i < d; i += 8) {
+      a.lo = vfmaq_f32(a.lo, vld1q_f32(q + i), HalfToFloat4(r + i));
+      a.hi = vfmaq_f32(a.hi, vld1q_f32(q + i + 4), HalfToFloat4(r + i + 4));
+    }
+    out[t] = Hsum8(a) * scale;
+  }
+}
+
+void F16Values(const KvRowFormat& f, const float* p, const uint8_t* rows, size_t n, float* acc) {
+  const int d = f.head_dim;
+  for (size_t t = 0; t < n; ++t) {
+    if (p[t] == 0.0f) continue;
+    const float32x4_t pt = vdupq_n_f32(p[t]);
+    const uint16_t* r = reinterpret_cast<const uint16_t*>(rows + t * f.stride);
+    for (int i = 0; i < d; i += 4) vst1q_f32(acc + i, vfmaq_f32(vld1q_f32(acc + i), pt, HalfToFloat4(r + i)));
+  }
+}
+
+template <int BITS>
+void Scores(const KvRowFormat& f, const float* q, const float* qsum, const uint8_t* rows, size_t n, float scale, float* out) {
+  const int d = f.head_dim, group = f.group, ng = d / group;
+  const size_t code_bytes = (size_t)d * BITS / 8;
+  for (size_t t = 0; t < n; ++t) {
+    const uint8_t* row = rows + t * f.stride;
+    const uint16_t* sz = reinterpret_cast<const uint16_t*>(row + code_bytes);
+    float total = 0.0f;
+    for (int g = 0; g < ng; ++g) {
+      F8 a = {vdupq_n_f32(0.0f), vdupq_n_f32(0.0f)};
+      for (int i = g * group; i < (g + 1) * group; i += 8) {
+        const F8 c = Codes8<BITS>(row, i);
+        a.lo = vfmaq_f32(a.lo, vld1q_f32(q + i), c.lo);
+        a.hi = vfmaq_f32(a.hi, vld1q_f32(q + i + 4), c.hi);
+      }
+      total += Half(sz[g]) * Hsum8(a) + Half(sz[ng + g]) * qsum[g];
+    }
+    out[t] = total * scale;
+  }
+}
+
+template <int BITS>
+void Values(const KvRowFormat& f, const float* p, const uint8_t* rows, size_t n, float* acc) {
+  const int d = f.head_dim, group = f.group, ng = d / group;
+  const size_t code_bytes = (size_t)d * BITS / 8;
+  for (size_t t = 0; t < n; ++t) {
+    if (p[t] == 0.0f) continue;
+    const uint8_t* row = rows + t * f.stride;
+    const uint16_t* sz = reinterpret_cast<const uint16_t*>(row + code_bytes);
+    for (int g = 0; g < ng; ++g) {
+      const float32x4_t ps = vdupq_n_f32(p[t] * Half(sz[g])), pz = vdupq_n_f32(p[t] * Half(sz[ng + g]));
+      for (int i = g * group; i < (g + 1) * group; i += 8) {
+        const F8 c = Codes8<BITS>(row, i);
+        vst1q_f32(acc + i, vaddq_f32(vld1q_f32(acc + i), vfmaq_f32(pz, ps, c.lo)));
+        vst1q_f32(acc + i + 4, vaddq_f32(vld1q_f32(acc + i + 4), vfmaq_f32(pz, ps, c.hi)));
+      }
+    }
+  }
+}
+
+void QuScores(const KvRowFormat& f, const float* q, const float* qsum, const uint8_t* rows, size_t n, float scale, float* out) {
+  switch (f.precision) {
+    case KvPrecision::Int8: return Scores<8>(f, q, qsum, rows, n, scale, out);
+    case KvPrecision::Int4: return Scores<4>(f, q, qsum, rows, n, scale, out);
+    case KvPrecision::Int3: return Scores<3>(f, q, qsum, rows, n, scale, out);
+    default: return Scores<2>(f, q, qsum, rows, n, scale, out);
+  }
+}
+
+void QuValues(const KvRowFormat& f, const float* p, const uint8_t* rows, size_t n, float* acc) {
+  switch (f.precision) {
+    case KvPrecision::Int8: return Values<8>(f, p, rows, n, acc);
+    case KvPrecision::Int4: return Values<4>(f, p, rows, n, acc);
+    case KvPrecision::Int3: return Values<3>(f, p, rows, n, acc);
+    default: return Values<2>(f, p, rows, n, acc);
+  }
+}
+
+}  // namespace
+}  // namespace mikv::neon
+
+namespace mikv {
+// On AArch64 this is the build's NEON table; on x86 (SIMDe) the tests reach it as kNeonKvKernelsEmulated.
+#if defined(__aarch64__)
+extern const KvKernels kNeonKvKernels = {
+#else
+extern const KvKernels kNeonKvKernelsEmulated = {
+#endif
+    "neon",
+    {neon::F16ScoresImpl, neon::QuScores, neon::QuScores, neon::QuScores, neon::QuScores},
+    {neon::F16Values, neon::QuValues, neon::QuValues, neon::QuValues, neon::QuValues},
+};
+}  // namespace mikv

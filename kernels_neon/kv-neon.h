@@ -1,0 +1,52 @@
+// Shared pieces of the NEON KV kernels. On AArch64 they compile to NEON; on x86 the same source compiles through
+// SIMDe's NEON emulation, so the kernels are tested on every CI machine (tests/test_kv_kernels.cc).
+#pragma once
+
+#if defined(__aarch64__)
+#include <arm_neon.h>
+#else
+#define SIMDE_ENABLE_NATIVE_ALIASES
+#include <simde/arm/neon.h>
+#endif
+
+#include <cstdint>
+#include <cstring>
+
+#include "kv_kernels.h"
+
+namespace mikv::neon {
+
+// Eight floats as two halves of four: lanes 0-3 and 4-7 of the reference's eight-lane sums.
+struct F8 {
+  float32x4_t lo, hi;
+};
+
+inline float Hsum8(F8 v) {  // ((l0+l1)+(l2+l3))+((l4+l5)+(l6+l7))
+  const float32x4_t pairs = vpaddq_f32(v.lo, v.hi);  // l0+l1, l2+l3, l4+l5, l6+l7
+  const float32x4_t quads = vpaddq_f32(pairs, pairs);
+  return vgetq_lane_f32(quads, 0) + vgetq_lane_f32(quads, 1);
+}
+
+inline float32x4_t HalfToFloat4(const uint16_t* h) { return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(h))); }
+
+// Eight consecutive codes starting at channel i (a multiple of 8), as floats.
+template <int BITS>
+inline F8 Codes8(const uint8_t* codes, int i) {
+  if (BITS == 8) {
+    const uint16x8_t w = vmovl_u8(vld1_u8(codes + i));
+    return {vcvtq_f32_u32(vmovl_u16(vget_low_u16(w))), vcvtq_f32_u32(vmovl_u16(vget_high_u16(w)))};
+  } else {
+    uint32_t w = 0;
+    std::memcpy(&w, codes + (size_t)i * BITS / 8, BITS);
+    const uint32x4_t word = vdupq_n_u32(w);
+    const int32x4_t shift_lo = {0, -BITS, -2 * BITS, -3 * BITS};
+    const int32x4_t shift_hi = {-4 * BITS, -5 * BITS, -6 * BITS, -7 * BITS};
+    const uint32x4_t mask = vdupq_n_u32((1u << BITS) - 1);
+    return {vcvtq_f32_u32(vandq_u32(vshlq_u32(word, shift_lo), mask)),
+            vcvtq_f32_u32(vandq_u32(vshlq_u32(word, shift_hi), mask))};
+  }
+}
+
+inline float Half(uint16_t h) { return vgetq_lane_f32(vcvt_f32_f16(vreinterpret_f16_u16(vdup_n_u16(h))), 0); }
+
+}  // namespace mikv::neon
