@@ -1,0 +1,166 @@
+/* JNI glue for org.mikv.Mikv over the C API. Failures throw org.mikv.MikvException; nothing crashes on a null or
+ * closed handle. */
+#include <jni.h>
+#include <mikv/mikv.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void throw_status(JNIEnv* env, mikv_status s, const char* message) {
+  jclass cls = (*env)->FindClass(env, "org/mikv/MikvException");
+  if (cls == NULL) return;
+  jmethodID ctor = (*env)->GetMethodID(env, cls, "<init>", "(Ljava/lang/String;Ljava/lang/String;)V");
+  jstring name = (*env)->NewStringUTF(env, mikv_status_name(s));
+  jstring msg = (*env)->NewStringUTF(env, message ? message : "");
+  jobject ex = (*env)->NewObject(env, cls, ctor, name, msg);
+  (*env)->Throw(env, (jthrowable)ex);
+}
+
+JNIEXPORT jlong JNICALL Java_org_mikv_Mikv_nativeLoad(JNIEnv* env, jclass cls, jstring path) {
+  (void)cls;
+  if (path == NULL) {
+    throw_status(env, MIKV_ERR_INVALID_ARGUMENT, "path is null");
+    return 0;
+  }
+  const char* p = (*env)->GetStringUTFChars(env, path, NULL);
+  mikv_model* model = NULL;
+  mikv_status s = mikv_model_load(p, &model);
+  (*env)->ReleaseStringUTFChars(env, path, p);
+  if (s != MIKV_OK) throw_status(env, s, mikv_last_error());
+  return (jlong)(intptr_t)model;
+}
+
+JNIEXPORT jint JNICALL Java_org_mikv_Mikv_nativeVocabSize(JNIEnv* env, jclass cls, jlong handle) {
+  (void)cls;
+  mikv_model_info info;
+  info.struct_size = sizeof info;
+  mikv_status s = mikv_model_get_info((const mikv_model*)(intptr_t)handle, &info);
+  if (s != MIKV_OK) {
+    throw_status(env, s, mikv_last_error());
+    return 0;
+  }
+  return info.vocab_size;
+}
+
+JNIEXPORT void JNICALL Java_org_mikv_Mikv_nativeFreeModel(JNIEnv* env, jclass cls, jlong handle) {
+  (void)env, (void)cls;
+  mikv_model_free((mikv_model*)(intptr_t)handle);
+}
+
+static int parse_policy(const char* name, mikv_kv_policy* out) {
+  static const char* const names[] = {"plain", "full", "uniform", "h2o", "sinks", "mikv"};
+  for (int i = 0; i < 6; ++i)
+    if (strcmp(name, names[i]) == 0) {
+      *out = (mikv_kv_policy)i;
+      return 1;
+    }
+  return 0;
+}
+
+JNIEXPORT jlong JNICALL Java_org_mikv_Mikv_nativeCreate(JNIEnv* env, jclass cls, jlong model, jint context,
+                                                         jint threads, jstring policy, jlong budget) {
+  (void)cls;
+  mikv_session_config c;
+  mikv_session_config_init(&c);
+  c.context = context;
+  c.threads = threads;
+  c.kv_budget_bytes = (uint64_t)budget;
+  if (policy != NULL) {
+    const char* p = (*env)->GetStringUTFChars(env, policy, NULL);
+    const int ok = parse_policy(p, &c.kv_policy);
+    (*env)->ReleaseStringUTFChars(env, policy, p);
+    if (!ok) {
+      throw_status(env, MIKV_ERR_INVALID_ARGUMENT, "unknown policy (allowed: plain, full, uniform, h2o, sinks, mikv)");
+      return 0;
+    }
+  }
+  mikv_session* s = NULL;
+  mikv_status st = mikv_session_create((const mikv_model*)(intptr_t)model, &c, &s);
+  if (st != MIKV_OK) throw_status(env, st, mikv_last_error());
+  return (jlong)(intptr_t)s;
+}
+
+struct listener {
+  JNIEnv* env;
+  jobject obj;
+  jmethodID on_text;
+  char* text;
+  size_t len, cap;
+};
+
+static int on_token(void* user, int32_t token, const char* piece, size_t n) {
+  (void)token;
+  struct listener* l = (struct listener*)user;
+  if (l->len + n + 1 > l->cap) {
+    size_t cap = (l->cap + n + 1) * 2;
+    char* t = (char*)realloc(l->text, cap);
+    if (t == NULL) return 1;
+    l->text = t;
+    l->cap = cap;
+  }
+  memcpy(l->text + l->len, piece, n);
+  l->len += n;
+  l->text[l->len] = 0;
+  if (l->obj == NULL) return 0;
+  char* copy = (char*)malloc(n + 1);
+  if (copy == NULL) return 1;
+  memcpy(copy, piece, n);
+  copy[n] = 0;
+  jstring s = (*l->env)->NewStringUTF(l->env, copy);
+  free(copy);
+  const jboolean go_on = (*l->env)->CallBooleanMethod(l->env, l->obj, l->on_text, s);
+  (*l->env)->DeleteLocalRef(l->env, s);
+  return (*l->env)->ExceptionCheck(l->env) || !go_on;
+}
+
+JNIEXPORT jstring JNICALL Java_org_mikv_Mikv_nativeGenerate(JNIEnv* env, jclass cls, jlong model_handle,
+                                                             jlong session_handle, jstring prompt, jint max_tokens,
+                                                             jobject listener) {
+  (void)cls;
+  const mikv_model* model = (const mikv_model*)(intptr_t)model_handle;
+  mikv_session* s = (mikv_session*)(intptr_t)session_handle;
+  if (model == NULL || s == NULL || prompt == NULL) {
+    throw_status(env, MIKV_ERR_INVALID_ARGUMENT, "model, session or prompt is null (closed?)");
+    return NULL;
+  }
+  const char* text = (*env)->GetStringUTFChars(env, prompt, NULL);
+  size_t n = 0;
+  mikv_tokenize(model, text, strlen(text), 1, NULL, 0, &n); /* asks for the size */
+  int32_t* ids = (int32_t*)malloc((n ? n : 1) * sizeof(int32_t));
+  mikv_status st = ids ? mikv_tokenize(model, text, strlen(text), 1, ids, n, &n) : MIKV_ERR_OUT_OF_MEMORY;
+  (*env)->ReleaseStringUTFChars(env, prompt, text);
+  if (st != MIKV_OK) {
+    free(ids);
+    throw_status(env, st, mikv_last_error());
+    return NULL;
+  }
+  struct listener l = {env, listener, NULL, NULL, 0, 0};
+  if (listener != NULL) {
+    jclass lc = (*env)->GetObjectClass(env, listener);
+    l.on_text = (*env)->GetMethodID(env, lc, "onText", "(Ljava/lang/String;)Z");
+  }
+  st = mikv_session_generate(s, ids, n, max_tokens, on_token, &l);
+  free(ids);
+  if ((*env)->ExceptionCheck(env)) {
+    free(l.text);
+    return NULL;
+  }
+  if (st != MIKV_OK) {
+    free(l.text);
+    throw_status(env, st, mikv_session_error(s));
+    return NULL;
+  }
+  jstring out = (*env)->NewStringUTF(env, l.text ? l.text : "");
+  free(l.text);
+  return out;
+}
+
+JNIEXPORT void JNICALL Java_org_mikv_Mikv_nativeReset(JNIEnv* env, jclass cls, jlong handle) {
+  (void)cls;
+  mikv_status st = mikv_session_reset((mikv_session*)(intptr_t)handle);
+  if (st != MIKV_OK) throw_status(env, st, mikv_last_error());
+}
+
+JNIEXPORT void JNICALL Java_org_mikv_Mikv_nativeFreeSession(JNIEnv* env, jclass cls, jlong handle) {
+  (void)env, (void)cls;
+  mikv_session_free((mikv_session*)(intptr_t)handle);
+}

@@ -1,0 +1,76 @@
+package org.mikv;
+
+/**
+ * The Java binding of mikv (for Android apps and the JVM): a model loaded once, sessions that generate text.
+ * Every native failure becomes a {@link MikvException} carrying mikv's status name and message.
+ * Threads: a Model may be shared; a Session belongs to one thread at a time.
+ */
+public final class Mikv {
+  static {
+    System.loadLibrary("mikv_jni");
+  }
+
+  private Mikv() {}
+
+  /** A loaded .mikv model. Close it after its sessions. */
+  public static final class Model implements AutoCloseable {
+    long handle;
+
+    public Model(String path) {
+      handle = nativeLoad(path);
+    }
+
+    public int vocabSize() {
+      return nativeVocabSize(handle);
+    }
+
+    @Override
+    public void close() {
+      nativeFreeModel(handle);
+      handle = 0;
+    }
+  }
+
+  /** Streams generated text, piece by piece; return false to stop. */
+  public interface TokenListener {
+    boolean onText(String piece);
+  }
+
+  /** One conversation. All its memory is taken when it is created. */
+  public static final class Session implements AutoCloseable {
+    long handle;
+    private final Model model;
+
+    /**
+     * @param policy one of "plain", "full", "uniform", "h2o", "sinks", "mikv"
+     * @param kvBudgetBytes KV memory for the mixed cache (0 = sized to the context)
+     */
+    public Session(Model model, int context, int threads, String policy, long kvBudgetBytes) {
+      this.model = model;
+      handle = nativeCreate(model.handle, context, threads, policy, kvBudgetBytes);
+    }
+
+    /** Greedy (temperature 0) continuation of the prompt, at most maxTokens tokens. */
+    public String generate(String prompt, int maxTokens, TokenListener listener) {
+      return nativeGenerate(model.handle, handle, prompt, maxTokens, listener);
+    }
+
+    public void reset() {
+      nativeReset(handle);
+    }
+
+    @Override
+    public void close() {
+      nativeFreeSession(handle);
+      handle = 0;
+    }
+  }
+
+  static native long nativeLoad(String path);
+  static native int nativeVocabSize(long model);
+  static native void nativeFreeModel(long model);
+  static native long nativeCreate(long model, int context, int threads, String policy, long kvBudgetBytes);
+  static native String nativeGenerate(long model, long session, String prompt, int maxTokens, TokenListener listener);
+  static native void nativeReset(long session);
+  static native void nativeFreeSession(long session);
+}
