@@ -11,6 +11,7 @@ void AddConvertCommand(CLI::App& app);
 void AddRunCommand(CLI::App& app);
 void AddEvalCommand(CLI::App& app);
 void AddBudgetCommand(CLI::App& app);
+void AddBenchCommand(CLI::App& app);
 
 // Prints the error (as JSON when asked) and returns the process exit code for it.
 int Fail(const Status& status, bool json);

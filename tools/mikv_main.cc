@@ -35,6 +35,7 @@ int main(int argc, char** argv) {
   mikv::cli::AddRunCommand(app);
   mikv::cli::AddEvalCommand(app);
   mikv::cli::AddBudgetCommand(app);
+  mikv::cli::AddBenchCommand(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::RuntimeError& e) {

@@ -1,0 +1,190 @@
+// mikv bench: speed in one run, so ratios compare like with like on a noisy machine.
+//   copy       a STREAM-style copy (bytes read + written per second): the memory ceiling of this machine;
+//   attention  the KV kernels of one kv head (scores, softmax, values) over 1k-32k cached tokens per precision:
+//              KV bytes read per second, and that as a share of the copy bandwidth;
+//   model      prefill and decode tokens/s of a model (-m), and decode's effective bandwidth: (packed weights +
+//              KV bytes) read per token × tokens/s.
+// Google Benchmark does the timing (repetitions, minimum time); --json prints everything machine-readable.
+#include <benchmark/benchmark.h>
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <iostream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <sstream>
+
+#include "commands.h"
+#include "kv_codec.h"
+#include "kv_kernels.h"
+#include "kv_options.h"
+#include "model.h"
+#include "session.h"
+
+namespace mikv::cli {
+
+namespace {
+
+struct BenchArgs {
+  std::string model, tokens = "1024,4096,16384,32768", precisions = "f16,int8,int4,int2";
+  int head_dim = 64, prompt = 512, decode = 64, threads = 0;
+  double min_time = 0.2;
+  bool json = false;
+  KvArgs kv;
+};
+
+// Collects each benchmark's rate instead of printing Google Benchmark's table.
+class Collector : public benchmark::BenchmarkReporter {
+ public:
+  bool ReportContext(const Context&) override { return true; }
+  void ReportRuns(const std::vector<Run>& runs) override {
+    for (const Run& r : runs) {
+      if (r.run_type != Run::RT_Iteration) continue;
+      auto it = r.counters.find("bytes_per_second");
+      if (it != r.counters.end()) rates[r.run_name.function_name] = it->second.value;
+    }
+  }
+  std::map<std::string, double> rates;
+};
+
+void BenchCopy(benchmark::State& state) {
+  const size_t n = (size_t)1 << 26;  // 64 MiB each way: far beyond the caches
+  std::vector<uint8_t> a(n, 1), b(n, 2);
+  for (auto _ : state) {
+    std::memcpy(b.data(), a.data(), n);
+    benchmark::DoNotOptimize(b.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed((int64_t)state.iterations() * 2 * (int64_t)n);
+}
+
+void BenchAttention(benchmark::State& state, KvPrecision p, int d, size_t n) {
+  const int group = std::min(32, d);
+  const KvCodec codec(p, d, group);
+  std::vector<uint8_t> keys(n * codec.bytes()), values(n * codec.bytes());
+  std::mt19937 rng(1);
+  std::normal_distribution<float> normal;
+  std::vector<float> x(d);
+  for (size_t t = 0; t < n; ++t) {
+    for (float& v : x) v = normal(rng);
+    codec.Encode(x.data(), keys.data() + t * codec.bytes());
+    codec.Encode(x.data(), values.data() + t * codec.bytes());
+  }
+  std::vector<float> q(d), qsum(d / group), scores(n), out(d);
+  for (float& v : q) v = normal(rng) * 0.1f;
+  const KvKernels& k = ActiveKvKernels();
+  const KvRowFormat f{p, d, group, codec.bytes()};
+  for (auto _ : state) {
+    KvQuerySums(q.data(), d, group, qsum.data());
+    k.scores[(int)p](f, q.data(), qsum.data(), keys.data(), n, 0.125f, scores.data());
+    SoftmaxInPlace(scores.data(), n);
+    std::fill(out.begin(), out.end(), 0.0f);
+    k.values[(int)p](f, scores.data(), values.data(), n, out.data());
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.SetBytesProcessed((int64_t)state.iterations() * (int64_t)(2 * n * codec.bytes()));
+}
+
+std::vector<std::string> Split(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream in(s);
+  std::string item;
+  while (std::getline(in, item, ','))
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+
+int RunBench(const BenchArgs& a) {
+  nlohmann::json out;
+  out["kernels"] = ActiveKvKernels().isa;
+  benchmark::RegisterBenchmark("copy", BenchCopy)->MinTime(a.min_time)->UseRealTime();
+  std::vector<std::pair<std::string, std::pair<std::string, size_t>>> rows;
+  for (const std::string& ps : Split(a.precisions)) {
+    KvPrecision p;
+    if (!ParseKvPrecision(ps.c_str(), &p))
+      return Fail(Status(MIKV_ERR_INVALID_ARGUMENT, "unknown precision '" + ps + "' (f16, int8, int4, int3, int2)"), a.json);
+    for (const std::string& ts : Split(a.tokens)) {
+      const size_t n = std::stoul(ts);
+      const std::string name = "attention/" + ps + "/" + ts;
+      benchmark::RegisterBenchmark(name.c_str(), [p, n, d = a.head_dim](benchmark::State& s) { BenchAttention(s, p, d, n); })
+          ->MinTime(a.min_time)
+          ->UseRealTime();
+      rows.push_back({name, {ps, n}});
+    }
+  }
+  Collector collector;
+  benchmark::RunSpecifiedBenchmarks(&collector);
+  benchmark::ClearRegisteredBenchmarks();
+  const double copy = collector.rates["copy"];
+  out["copy_bytes_per_second"] = copy;
+  if (!a.json) {
+    std::printf("KV kernels: %s, head_dim %d, one thread\n", ActiveKvKernels().isa, a.head_dim);
+    std::printf("copy (read + write):             %8.2f GB/s\n\n", copy / 1e9);
+    std::printf("%-10s %8s %14s %10s\n", "precision", "tokens", "KV read GB/s", "of copy");
+  }
+  for (const auto& [name, pn] : rows) {
+    const double r = collector.rates[name];
+    out["attention"].push_back({{"precision", pn.first}, {"tokens", pn.second}, {"bytes_per_second", r}, {"fraction_of_copy", r / copy}});
+    if (!a.json) std::printf("%-10s %8zu %14.2f %9.0f%%\n", pn.first.c_str(), pn.second, r / 1e9, 100 * r / copy);
+  }
+
+  if (!a.model.empty()) {
+    std::unique_ptr<Model> model;
+    Status s = Model::Load(a.model, &model);
+    if (!s.ok()) return Fail(s, a.json);
+    SessionConfig c;
+    c.threads = a.threads;
+    c.context = a.prompt + a.decode + 1;
+    s = ToKvConfig(a.kv, &c.kv);
+    if (!s.ok()) return Fail(s, a.json);
+    std::unique_ptr<Session> session;
+    s = Session::Create(*model, c, &session);
+    if (!s.ok()) return Fail(s, a.json);
+    std::mt19937 rng(2);
+    std::vector<int32_t> prompt(a.prompt);
+    for (int32_t& t : prompt) t = (int32_t)(rng() % model->config().vocab_size);
+    s = session->Prefill(prompt.data(), prompt.size());
+    for (int i = 0; i < a.decode && s.ok(); ++i) s = session->Decode(session->Sample());
+    if (!s.ok()) return Fail(s, a.json);
+    const SessionStats& st = session->stats();
+    const double prefill_tps = st.prompt_tokens / st.prompt_seconds, decode_tps = st.generated_tokens / st.decode_seconds;
+    // Bytes decode reads per token: every packed weight, plus the KV cache at the mean decode position.
+    const ModelConfig& m = model->config();
+    const double kv_per_token_fp16 = (double)m.n_layers * m.n_kv_heads * 4.0 * m.head_dim;
+    const double kv_bytes = c.kv.policy == KvPolicy::Plain
+                                ? kv_per_token_fp16 * (a.prompt + a.decode / 2.0)
+                                : (double)session->kv_plan().total_bytes * std::min(1.0, (a.prompt + a.decode / 2.0) / c.context);
+    const double bytes = (double)st.operator_bytes + kv_bytes;
+    out["model"] = {{"path", a.model}, {"threads", c.threads}, {"prompt_tokens", a.prompt}, {"decode_tokens", a.decode},
+                    {"prefill_tokens_per_second", prefill_tps}, {"decode_tokens_per_second", decode_tps},
+                    {"bytes_per_decoded_token", bytes}, {"decode_bytes_per_second", bytes * decode_tps}};
+    if (!a.json)
+      std::printf("\nmodel %s: prefill %.1f tok/s, decode %.1f tok/s; decode reads %.1f MB/token = %.2f GB/s (%.0f%% of copy)\n",
+                  m.name.c_str(), prefill_tps, decode_tps, bytes / 1e6, bytes * decode_tps / 1e9, 100 * bytes * decode_tps / copy);
+  }
+  if (a.json) std::cout << out.dump(2) << "\n";
+  return 0;
+}
+
+}  // namespace
+
+void AddBenchCommand(CLI::App& app) {
+  auto args = std::make_shared<BenchArgs>();
+  CLI::App* cmd = app.add_subcommand("bench", "Copy bandwidth, KV attention kernel bandwidth per precision, model tokens/s");
+  cmd->add_option("-m,--model", args->model, "a .mikv model for prefill/decode tokens/s");
+  cmd->add_option("--tokens", args->tokens, "cached tokens for the attention kernels")->capture_default_str();
+  cmd->add_option("--precisions", args->precisions, "KV precisions")->capture_default_str();
+  cmd->add_option("--head-dim", args->head_dim, "head dimension")->capture_default_str();
+  cmd->add_option("--prompt", args->prompt, "prompt tokens for the model benchmark")->capture_default_str();
+  cmd->add_option("--decode", args->decode, "decoded tokens for the model benchmark")->capture_default_str();
+  cmd->add_option("--min-time", args->min_time, "seconds per kernel benchmark")->capture_default_str();
+  cmd->add_option("-t,--threads", args->threads, "threads for the model; 0 = all cores")->capture_default_str();
+  cmd->add_flag("--json", args->json, "print JSON");
+  AddKvOptions(cmd, &args->kv);
+  cmd->callback([args] { throw CLI::RuntimeError(RunBench(*args)); });
+}
+
+}  // namespace mikv::cli
