@@ -35,7 +35,9 @@ int main(int argc, char** argv) {
   mikv::cli::AddRunCommand(app);
   mikv::cli::AddEvalCommand(app);
   mikv::cli::AddBudgetCommand(app);
+#if defined(MIKV_HAVE_BENCH)
   mikv::cli::AddBenchCommand(app);
+#endif
   try {
     app.parse(argc, argv);
   } catch (const CLI::RuntimeError& e) {
