@@ -1,0 +1,30 @@
+// The C API's configuration handling: arbitrary bytes as a mikv_session_config (struct size, version, enums,
+// budgets, fractions) through mikv_plan_session and, when the plan is small, mikv_session_create.
+#include <cstdlib>
+#include <cstring>
+
+#include "mikv/mikv.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  static mikv_model* model = [] {
+    mikv_model* m = nullptr;
+    const char* path = std::getenv("MIKV_FUZZ_SPM_MODEL");
+    if (!path || mikv_model_load(path, &m) != MIKV_OK) std::abort();
+    return m;
+  }();
+  mikv_session_config c;
+  mikv_session_config_init(&c);
+  std::memcpy(&c, data, size < sizeof c ? size : sizeof c);
+  if (c.threads > 4 || c.threads < 0) c.threads = 1;  // keep runs short, not the point of this target
+  mikv_plan plan;
+  plan.struct_size = sizeof plan;
+  if (mikv_plan_session(model, &c, &plan) == MIKV_OK && plan.arena_bytes < (64u << 20)) {
+    mikv_session* s = nullptr;
+    if (mikv_session_create(model, &c, &s) == MIKV_OK) {
+      const int32_t t = 1;
+      (void)mikv_session_prefill(s, &t, 1);
+      mikv_session_free(s);
+    }
+  }
+  return 0;
+}

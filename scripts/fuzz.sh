@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer targets (clang, ASan + UBSan) and runs each for a bounded time from seeds made of the real
+# files in ../shared. Usage: scripts/fuzz.sh [seconds per target, default 60]. Prints executions and crashes per
+# target; a crash fails the script and leaves its input in build-fuzz/crashes/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECONDS_PER_TARGET=${1:-60}
+SHARED=${MIKV_SHARED:-../shared}
+FLAGS="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -g -O1"
+CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Release -DMIKV_BUILD_FUZZERS=ON -DMIKV_BUILD_TESTS=OFF \
+  -DMIKV_BUILD_JAVA=OFF -DCMAKE_C_FLAGS="$FLAGS" -DCMAKE_CXX_FLAGS="$FLAGS" \
+  -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=address,undefined" >/dev/null
+cmake --build build-fuzz -j "$(nproc)" >/dev/null
+B=build-fuzz
+mkdir -p $B/seeds $B/crashes
+for t in mikv_loader gguf llama2c safetensors tokenizers c_api_config; do mkdir -p $B/seeds/$t; done
+S=$SHARED/models/stories260K
+[[ -f $B/stories.mikv ]] || $B/tools/mikv convert $S/stories260K.bin --tokenizer $S/tok512.bin -o $B/stories.mikv >/dev/null
+[[ -f $B/default.mikv ]] || $B/tools/mikv convert models/mikv-default-14m -o $B/default.mikv --weights int8 >/dev/null
+cp $B/stories.mikv $B/seeds/mikv_loader/
+cp $S/stories260K-f32.gguf $B/seeds/gguf/
+for f in $SHARED/tokenizers/llama.cpp-vocab/*.gguf; do head -c 200000 "$f" > $B/seeds/gguf/$(basename "$f"); done
+{ printf '\x80'; cat $S/stories260K.bin $S/tok512.bin; } > $B/seeds/llama2c/stories
+python3 - "$B/seeds/safetensors/tiny" <<'PY'
+import json, struct, sys
+header = {"model.embed_tokens.weight": {"dtype": "F32", "shape": [4, 8], "data_offsets": [0, 128]}}
+h = json.dumps(header).encode()
+open(sys.argv[1], "wb").write(struct.pack("<Q", len(h)) + h + bytes(128))
+PY
+for f in $SHARED/tokenizers/*/*.inp; do cp "$f" $B/seeds/tokenizers/ 2>/dev/null || true; done
+printf 'Once upon a time' > $B/seeds/tokenizers/plain
+head -c 64 /dev/zero > $B/seeds/c_api_config/zero
+export MIKV_FUZZ_SPM_MODEL=$B/stories.mikv MIKV_FUZZ_BPE_MODEL=$B/default.mikv
+export ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+status=0
+for t in mikv_loader gguf llama2c safetensors tokenizers c_api_config; do
+  log=$B/fuzz_$t.log
+  if $B/fuzz/fuzz_$t -max_total_time="$SECONDS_PER_TARGET" -print_final_stats=1 -max_len=262144 -timeout=20 \
+       -rss_limit_mb=4096 -artifact_prefix=$B/crashes/$t- $B/seeds/$t >"$log" 2>&1; then result=ok; else result=CRASH; status=1; fi
+  execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo "?")
+  echo "fuzz $t: $execs executions, $result"
+done
+exit $status
