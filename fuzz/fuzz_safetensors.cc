@@ -2,6 +2,8 @@
 // with a fixed small config.json and tokenizer.json.
 #include <sys/stat.h>
 
+#include <cstring>
+
 #include "convert/model_spec.h"
 #include "fuzz_common.h"
 
@@ -14,8 +16,8 @@ static std::string Folder() {
   const char* tokenizer =
       R"({"model":{"type":"BPE","vocab":{"a":0,"b":1,"ab":2,"c":3},"merges":["a b"]},"added_tokens":[],)"
       R"("pre_tokenizer":{"type":"ByteLevel","add_prefix_space":false,"use_regex":true}})";
-  mikv::fuzz::WriteFile(dir + "/config.json", reinterpret_cast<const uint8_t*>(config), strlen(config));
-  mikv::fuzz::WriteFile(dir + "/tokenizer.json", reinterpret_cast<const uint8_t*>(tokenizer), strlen(tokenizer));
+  mikv::fuzz::WriteFile(dir + "/config.json", reinterpret_cast<const uint8_t*>(config), std::strlen(config));
+  mikv::fuzz::WriteFile(dir + "/tokenizer.json", reinterpret_cast<const uint8_t*>(tokenizer), std::strlen(tokenizer));
   return dir;
 }
 

@@ -51,14 +51,19 @@ mikv::Status ToSessionConfig(const mikv_session_config* c, mikv::SessionConfig* 
   if (c->api_version == 0 || c->api_version > MIKV_API_VERSION)
     return Status(MIKV_ERR_INVALID_ARGUMENT, "config.api_version " + std::to_string(c->api_version) +
                                                  " is not supported (this library: " + std::to_string(MIKV_API_VERSION) + ")");
-  if ((unsigned)c->kv_policy > MIKV_KV_MIKV || (unsigned)c->kv_high > MIKV_PRECISION_INT2 || (unsigned)c->kv_low > MIKV_PRECISION_INT2)
+  // The enums come from C: read them as the integers they may be before trusting them as enum values.
+  uint32_t policy, high, low;
+  std::memcpy(&policy, &c->kv_policy, sizeof policy);
+  std::memcpy(&high, &c->kv_high, sizeof high);
+  std::memcpy(&low, &c->kv_low, sizeof low);
+  if (policy > MIKV_KV_MIKV || high > MIKV_PRECISION_INT2 || low > MIKV_PRECISION_INT2)
     return Status(MIKV_ERR_INVALID_ARGUMENT, "kv_policy, kv_high or kv_low is out of range");
   out->context = c->context;
   out->threads = c->threads;
   out->prefill_chunk = c->prefill_chunk;
-  out->kv.policy = (mikv::KvPolicy)c->kv_policy;
-  out->kv.hi = (mikv::KvPrecision)c->kv_high;
-  out->kv.lo = (mikv::KvPrecision)c->kv_low;
+  out->kv.policy = (mikv::KvPolicy)policy;
+  out->kv.hi = (mikv::KvPrecision)high;
+  out->kv.lo = (mikv::KvPrecision)low;
   out->kv.group = c->kv_group;
   out->kv.sinks = c->kv_sinks;
   out->kv.window = c->kv_window;

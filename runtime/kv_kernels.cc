@@ -1,5 +1,9 @@
 #include "kv_kernels.h"
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
+
 #include <cstdlib>
 #include <cstring>
 #include <initializer_list>
@@ -9,6 +13,12 @@ namespace mikv {
 #if defined(MIKV_HAVE_AVX_KERNELS)
 extern const KvKernels kAvx2KvKernels;
 extern const KvKernels kAvx512KvKernels;
+
+// F16C from CPUID leaf 1 (ECX bit 29): not every compiler's __builtin_cpu_supports knows the name.
+static bool HasF16c() {
+  unsigned a, b, c, d;
+  return __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29)) != 0;
+}
 #endif
 #if defined(MIKV_HAVE_NEON_KERNELS)
 extern const KvKernels kNeonKvKernels;
@@ -30,12 +40,11 @@ const KvKernels* GetKvKernels(KvIsa isa) {
 #if defined(MIKV_HAVE_AVX_KERNELS)
     case KvIsa::Avx2:
       __builtin_cpu_init();
-      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")
+      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && HasF16c()
                  ? &kAvx2KvKernels : nullptr;
     case KvIsa::Avx512:
       __builtin_cpu_init();
-      return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                     __builtin_cpu_supports("f16c")
+      return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && HasF16c()
                  ? &kAvx512KvKernels : nullptr;
 #endif
 #if defined(MIKV_HAVE_NEON_KERNELS)

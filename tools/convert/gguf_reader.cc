@@ -271,7 +271,12 @@ Status TokenizerFromGguf(const GgufFile& g, TokenizerData* td) {
     td->scores.assign(s->numbers.begin(), s->numbers.end());
   if (const Value* t = g.Get("tokenizer.ggml.token_type"); t && t->numbers.size() == n) {
     td->types.resize(n);
-    for (size_t i = 0; i < n; ++i) td->types[i] = (int8_t)t->numbers[i];
+    for (size_t i = 0; i < n; ++i) {
+      const double v = t->numbers[i];  // llama.cpp's token types are 1..6; anything else is a corrupt file
+      if (!(v >= 0 && v <= 6)) return Status(MIKV_ERR_CORRUPT, "GGUF token type " + std::to_string(v) + " of token " +
+                                                                     std::to_string(i) + " is not one of 0..6");
+      td->types[i] = (int8_t)v;
+    }
   }
   td->bos_id = (int32_t)g.Number("tokenizer.ggml.bos_token_id", -1);
   td->eos_id = (int32_t)g.Number("tokenizer.ggml.eos_token_id", -1);

@@ -115,12 +115,14 @@ Status DetectPreTokenizer(const std::string& path, const ModelConfig& c, PreToke
   std::string pattern;
   std::function<void(const json&)> find = [&](const json& node) {
     if (!node.is_object()) return;
-    if (node.value("type", "") == "Split" && node["pattern"].is_object() && node["pattern"].contains("Regex"))
-      pattern = node["pattern"]["Regex"].get<std::string>();
-    if (node["pretokenizers"].is_array())
-      for (const auto& p : node["pretokenizers"]) find(p);
+    // (const json: look keys up with contains/at; operator[] on a missing key is undefined there)
+    if (node.value("type", "") == "Split" && node.contains("pattern") && node.at("pattern").is_object() &&
+        node.at("pattern").contains("Regex") && node.at("pattern").at("Regex").is_string())
+      pattern = node.at("pattern").at("Regex").get<std::string>();
+    if (node.contains("pretokenizers") && node.at("pretokenizers").is_array())
+      for (const auto& p : node.at("pretokenizers")) find(p);
   };
-  find(j["pre_tokenizer"]);
+  if (j.is_object() && j.contains("pre_tokenizer")) find(j.at("pre_tokenizer"));
   if (pattern.empty()) {
     *pre = c.arch == Arch::Qwen2 ? PreTokenizer::Qwen2 : PreTokenizer::Gpt2;
   } else if (pattern.find("\\p{N}{1,3}") != std::string::npos) {
@@ -140,16 +142,18 @@ Status ReadTokenizerJson(const std::string& path, PreTokenizer pre, TokenizerDat
   json j;
   MIKV_RETURN_IF_ERROR(ReadJson(path, &j));
   const json& model = j["model"];
-  if (!model.is_object() || model.value("type", "") != "BPE" || !model["vocab"].is_object())
+  if (!model.is_object() || model.value("type", "") != "BPE" || !model.contains("vocab") || !model.at("vocab").is_object())
     return Status(MIKV_ERR_UNSUPPORTED, "'" + path + "': only byte-level BPE tokenizer.json files are supported");
-  size_t n = model["vocab"].size();
+  size_t n = model.at("vocab").size();
   if (j["added_tokens"].is_array())
     for (const auto& a : j["added_tokens"]) n = std::max(n, (size_t)a.value("id", 0) + 1);
+  if (n > ((size_t)1 << 22))  // refused before anything is allocated for it
+    return Status(MIKV_ERR_CORRUPT, "'" + path + "': a vocabulary of " + std::to_string(n) + " tokens is implausible");
   td->kind = TokenizerKind::ByteLevelBPE;
   td->pre = pre;
   td->tokens.assign(n, "");
   td->types.assign(n, (int8_t)TokenType::Normal);
-  for (auto& [text, id] : model["vocab"].items()) {
+  for (auto& [text, id] : model.at("vocab").items()) {
     if (!id.is_number_unsigned() || id.get<size_t>() >= n) return Status(MIKV_ERR_CORRUPT, "'" + path + "': bad vocab id");
     td->tokens[id.get<size_t>()] = text;
   }
@@ -159,7 +163,8 @@ Status ReadTokenizerJson(const std::string& path, PreTokenizer pre, TokenizerDat
       td->tokens[id] = a.value("content", "");
       td->types[id] = (int8_t)(a.value("special", false) ? TokenType::Control : TokenType::UserDefined);
     }
-  for (const auto& m : model["merges"]) {
+  if (model.contains("merges") && model.at("merges").is_array())
+  for (const auto& m : model.at("merges")) {
     if (m.is_string()) td->merges.push_back(m.get<std::string>());
     else if (m.is_array() && m.size() == 2) td->merges.push_back(m[0].get<std::string>() + " " + m[1].get<std::string>());
   }
@@ -167,15 +172,27 @@ Status ReadTokenizerJson(const std::string& path, PreTokenizer pre, TokenizerDat
   td->add_bos = pre == PreTokenizer::Llama3;
   // A post-processor whose template starts with a special token adds BOS (Llama 3's and ours do).
   const json& post = j["post_processor"];
-  if (post.is_object() && post.value("type", "") == "TemplateProcessing" && post["single"].is_array() &&
-      !post["single"].empty())
-    td->add_bos = post["single"][0].contains("SpecialToken");
+  if (post.is_object() && post.value("type", "") == "TemplateProcessing" && post.contains("single") &&
+      post.at("single").is_array() && !post.at("single").empty())
+    td->add_bos = post.at("single").at(0).contains("SpecialToken");
   return OkStatus();
 }
 
 }  // namespace
 
+Status ReadHuggingFaceUnchecked(const std::string& folder, ModelSpec* spec, const Progress& progress);
+
+// JSON of the wrong shape (a string where a number belongs, ...) throws inside nlohmann::json: one place turns
+// that into a status.
 Status ReadHuggingFace(const std::string& folder, ModelSpec* spec, const Progress& progress) {
+  try {
+    return ReadHuggingFaceUnchecked(folder, spec, progress);
+  } catch (const std::exception& e) {
+    return Status(MIKV_ERR_CORRUPT, "'" + folder + "': unexpected JSON content (" + e.what() + ")");
+  }
+}
+
+Status ReadHuggingFaceUnchecked(const std::string& folder, ModelSpec* spec, const Progress& progress) {
   json cfg;
   MIKV_RETURN_IF_ERROR(ReadJson(folder + "/config.json", &cfg));
   std::string arch = cfg["architectures"].is_array() && !cfg["architectures"].empty() ? cfg["architectures"][0].get<std::string>() : "";

@@ -7,6 +7,7 @@
 // is restored here, so the same tokenizer code serves every SentencePiece vocabulary).
 #include <cstdio>
 
+#include <cstdint>
 #include "file_bytes.h"
 #include "model_spec.h"
 
@@ -73,7 +74,7 @@ Status ReadLlama2c(const std::string& path, const std::string& tokenizer, ModelS
     if (!cur.Read(&v)) return Bad(path, "shorter than its 28-byte header");
   const int dim = h[0], hidden = h[1], layers = h[2], heads = h[3], kv_heads = h[4], seq = h[6];
   const bool shared = h[5] > 0;
-  const int vocab = shared ? h[5] : -h[5];
+  const int vocab = shared ? h[5] : h[5] == INT32_MIN ? 0 : -h[5];  // negative: an unshared classifier follows
   if (dim <= 0 || hidden <= 0 || layers <= 0 || heads <= 0 || kv_heads <= 0 || vocab <= 0 || seq <= 0 ||
       dim > 1 << 16 || hidden > 1 << 18 || layers > 1024 || vocab > 1 << 22 || seq > 1 << 22 || dim % heads != 0 ||
       heads % kv_heads != 0)
