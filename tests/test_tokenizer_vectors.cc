@@ -98,3 +98,40 @@ TEST(TokenizerVectors, SpecialTokensAreParsedOnlyWhenAsked) {
 
 }  // namespace
 }  // namespace mikv::test
+
+namespace mikv::test {
+namespace {
+
+// The Llama-2 SentencePiece tokenizer.model, read by mikv's own protobuf reader: it round-trips the validation
+// corpus byte for byte, and splits it into the same ids as llama.cpp's Llama-2 vocabulary (the GGUF above).
+TEST(SentencePieceModel, Llama2TokenizerRoundTripsTheValidationCorpus) {
+  TokenizerData data;
+  Status s = convert::ReadSentencePieceModel(SharedPath("tokenizers/llama2-spm/tokenizer.model"), &data);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(data.tokens.size(), 32000u);
+  EXPECT_EQ(data.bos_id, 1);
+  EXPECT_EQ(data.eos_id, 2);
+  std::unique_ptr<Tokenizer> tok;
+  ASSERT_TRUE(Tokenizer::Create(data, &tok).ok());
+  const std::string text = ReadXz(SharedPath("corpus/valid.txt.xz"));
+  ASSERT_GT(text.size(), 3000000u);
+  std::vector<int32_t> ids;
+  ASSERT_TRUE(tok->Encode(text, EncodeOptions(), &ids).ok());
+  ASSERT_EQ(ids.front(), 1);
+  EXPECT_EQ(tok->Decode(ids), text);
+  std::vector<int32_t> gguf_ids;
+  ASSERT_TRUE(VocabTokenizer("llama-spm")->Encode(text, EncodeOptions(), &gguf_ids).ok());
+  EXPECT_EQ(ids, gguf_ids);
+}
+
+TEST(SentencePieceModel, GarbageIsRefused) {
+  const std::string path = TempPath("garbage.model");
+  WriteBytes(path, {0xff, 0xff, 0xff, 0xff, 0x0f});
+  TokenizerData data;
+  EXPECT_EQ(convert::ReadSentencePieceModel(path, &data).code(), MIKV_ERR_CORRUPT);
+  WriteBytes(path, {});
+  EXPECT_NE(convert::ReadSentencePieceModel(path, &data).code(), MIKV_OK);
+}
+
+}  // namespace
+}  // namespace mikv::test

@@ -259,8 +259,12 @@ Status ReadHuggingFaceUnchecked(const std::string& folder, ModelSpec* spec, cons
     spec->tensors.push_back(std::move(t));
   }
 
-  if (!Exists(folder + "/tokenizer.json"))
-    return Status(MIKV_ERR_UNSUPPORTED, "'" + folder + "' has no tokenizer.json (a SentencePiece tokenizer.model is not read yet)");
+  if (!Exists(folder + "/tokenizer.json")) {
+    // Older Llama-2-family folders ship only SentencePiece's tokenizer.model.
+    if (!Exists(folder + "/tokenizer.model"))
+      return Status(MIKV_ERR_UNSUPPORTED, "'" + folder + "' has neither tokenizer.json nor tokenizer.model");
+    return ReadSentencePieceModel(folder + "/tokenizer.model", &spec->tokenizer);
+  }
   PreTokenizer pre;
   MIKV_RETURN_IF_ERROR(DetectPreTokenizer(folder + "/tokenizer.json", c, &pre));
   MIKV_RETURN_IF_ERROR(ReadTokenizerJson(folder + "/tokenizer.json", pre, &spec->tokenizer));

@@ -55,5 +55,7 @@ Status ReadLlama2c(const std::string& checkpoint, const std::string& tokenizer, 
 Status ReadGguf(const std::string& path, ModelSpec* spec, const Progress& progress);
 Status ReadGgufTokenizer(const std::string& path, TokenizerData* tokenizer);
 Status ReadHuggingFace(const std::string& folder, ModelSpec* spec, const Progress& progress);
+// A SentencePiece tokenizer.model (BPE type: Llama 2, TinyLlama, Mistral).
+Status ReadSentencePieceModel(const std::string& path, TokenizerData* tokenizer);
 
 }  // namespace mikv::convert
