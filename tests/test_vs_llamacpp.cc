@@ -64,11 +64,12 @@ nlohmann::json AskLlamaCpp(const std::string& gguf, const nlohmann::json& reques
   return nlohmann::json::parse(f);
 }
 
-std::unique_ptr<Model> ConvertGguf(const std::string& gguf, const std::string& out) {
+std::unique_ptr<Model> ConvertGguf(const std::string& gguf, const std::string& out,
+                                   convert::WeightFormat format = convert::WeightFormat::Auto) {
   convert::ModelSpec spec;
   Status s = convert::ReadGguf(gguf, &spec, nullptr);
   EXPECT_TRUE(s.ok()) << s.ToString();
-  s = convert::WriteModel(spec, convert::WeightFormat::Auto, out, nullptr, nullptr);
+  s = convert::WriteModel(spec, format, out, nullptr, nullptr);
   EXPECT_TRUE(s.ok()) << s.ToString();
   std::unique_ptr<Model> model;
   s = Model::Load(out, &model);
@@ -123,10 +124,11 @@ void ExpectExactF32(const Case& c) {
   EXPECT_EQ(generated, ref["generated"].get<std::vector<int32_t>>());
 }
 
-void ExpectTop1Agreement(const Case& c, GgufWeights weights, const char* tag) {
+void ExpectTop1Agreement(const Case& c, GgufWeights weights, const char* tag,
+                         convert::WeightFormat format = convert::WeightFormat::Auto) {
   const std::string gguf = TempPath(std::string(c.name) + "-" + tag + ".gguf");
   ASSERT_TRUE(WriteRandomGguf(c.shape, weights, SharedPath("tokenizers/llama.cpp-vocab/ggml-vocab-" + std::string(c.vocab) + ".gguf"), 7, gguf).ok());
-  std::unique_ptr<Model> model = ConvertGguf(gguf, TempPath(std::string(c.name) + "-" + tag + ".mikv"));
+  std::unique_ptr<Model> model = ConvertGguf(gguf, TempPath(std::string(c.name) + "-" + tag + ".mikv"), format);
   ASSERT_TRUE(model);
   const int vocab = model->config().vocab_size;
   const std::vector<int32_t> tokens = RandomTokens(256, vocab, 13);
@@ -162,6 +164,16 @@ TEST(VsLlamaCpp, DISABLED_SmolLM2ShapeQ8_0Top1) { ExpectTop1Agreement(SmolLM2(),
 TEST(VsLlamaCpp, DISABLED_SmolLM2ShapeQ4_0Top1) { ExpectTop1Agreement(SmolLM2(), GgufWeights::Q4_0, "q4_0"); }
 TEST(VsLlamaCpp, DISABLED_Qwen25ShapeQ8_0Top1) { ExpectTop1Agreement(Qwen25(), GgufWeights::Q8_0, "q8_0"); }
 TEST(VsLlamaCpp, DISABLED_Qwen25ShapeQ4_0Top1) { ExpectTop1Agreement(Qwen25(), GgufWeights::Q4_0, "q4_0"); }
+// The same GGUFs dequantized exactly to f32 by the converter (--weights f32): the block formats' own values, no
+// re-quantization by mikv. Measured 0.949 (Q4_0) and 0.918 (Q8_0): what is left is llama.cpp quantizing the
+// activations to 8 bits per 32-block inside its dot products, on random models whose top-1 margins are tiny.
+// Reaching 0.98 needs llama.cpp's block arithmetic itself (own Q4_0/Q8_0 x Q8_0 kernels).
+TEST(VsLlamaCpp, DISABLED_SmolLM2ShapeQ4_0DequantizedTop1) {
+  ExpectTop1Agreement(SmolLM2(), GgufWeights::Q4_0, "q4_0-f32", convert::WeightFormat::F32);
+}
+TEST(VsLlamaCpp, DISABLED_SmolLM2ShapeQ8_0DequantizedTop1) {
+  ExpectTop1Agreement(SmolLM2(), GgufWeights::Q8_0, "q8_0-f32", convert::WeightFormat::F32);
+}
 
 }  // namespace
 }  // namespace mikv::test
