@@ -34,6 +34,8 @@ struct TensorInfo {
   uint64_t offset;
 };
 
+uint64_t GgmlBytes(uint32_t type, uint64_t n);  // bytes of n elements of a ggml type (0 if unknown)
+
 class GgufFile {
  public:
   Status Parse(const std::string& path, bool tensors);
@@ -147,6 +149,18 @@ Status GgufFile::Parse(const std::string& p, bool with_tensors) {
   const uint64_t align = (uint64_t)Number("general.alignment", 32);
   if (align == 0 || align > 4096 || (align & (align - 1))) return Bad("bad alignment");
   data_start = (c.pos() + align - 1) / align * align;
+  // Every tensor must fit in the file, checked now (before any metadata is interpreted or anything allocated):
+  // element counts that overflow 64 bits or claim more than the file holds are refused here.
+  for (const TensorInfo& t : infos) {
+    uint64_t n = 1;
+    for (uint64_t d : t.ne) {
+      if (n > bytes.size() * 2 / d) return Bad("tensor '" + t.name + "' claims more elements than the file holds");
+      n *= d;
+    }
+    const uint64_t size = GgmlBytes(t.type, n);
+    if (t.offset > bytes.size() || data_start > bytes.size() - t.offset || size > bytes.size() - data_start - t.offset)
+      return Bad("tensor '" + t.name + "' lies past the end of the file");
+  }
   return OkStatus();
 }
 

@@ -119,6 +119,11 @@ Status WriteModel(const ModelSpec& spec, WeightFormat format, const std::string&
     if (p.rows * p.cols != t.f32.size())
       return Status(MIKV_ERR_CORRUPT, "tensor '" + t.name + "' has " + std::to_string(t.f32.size()) +
                                           " values for its shape");
+    // A NaN or infinity in the weights poisons every output; refuse it here, naming where it is.
+    for (size_t i = 0; i < t.f32.size(); ++i)
+      if (!std::isfinite(t.f32[i]))
+        return Status(MIKV_ERR_CORRUPT, "tensor '" + t.name + "' value " + std::to_string(i) + " is not finite (" +
+                                            (std::isnan(t.f32[i]) ? "NaN" : "infinity") + ")");
     parameters += p.rows * p.cols;
     p.data_size = WeightDataBytes(p.type, p.rows, p.cols, p.type == WeightType::Int4Group ? kInt4Group : 0);
     p.data_offset = cursor;
