@@ -14,13 +14,16 @@ void Scores(const KvRowFormat& f, const float* q, const float* qsum, const uint8
   for (size_t t = 0; t < n; ++t) {
     const uint8_t* row = rows + t * f.stride;
     const uint16_t* sz = reinterpret_cast<const uint16_t*>(row + code_bytes);
-    float total = 0.0f;
+    // Scales are folded in as vectors, so the row needs one horizontal sum, not one per group.
+    __m256 total = _mm256_setzero_ps();
+    float zeros = 0.0f;
     for (int g = 0; g < ng; ++g) {
       __m256 a = _mm256_setzero_ps();
       for (int i = g * group; i < (g + 1) * group; i += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), Codes8<BITS>(row, i), a);
-      total += Half(sz[g]) * Hsum8(a) + Half(sz[ng + g]) * qsum[g];
+      total = _mm256_fmadd_ps(_mm256_set1_ps(Half(sz[g])), a, total);
+      zeros += Half(sz[ng + g]) * qsum[g];
     }
-    out[t] = total * scale;
+    out[t] = (Hsum8(total) + zeros) * scale;
   }
 }
 

@@ -35,13 +35,15 @@ void Scores(const KvRowFormat& f, const float* q, const float* qsum, const uint8
   for (size_t t = 0; t < n; ++t) {
     const uint8_t* row = rows + t * f.stride;
     const uint16_t* sz = reinterpret_cast<const uint16_t*>(row + code_bytes);
-    float total = 0.0f;
+    __m512 total = _mm512_setzero_ps();
+    float zeros = 0.0f;
     for (int g = 0; g < ng; ++g) {
       __m512 a = _mm512_setzero_ps();
       for (int i = g * group; i < (g + 1) * group; i += 16) a = _mm512_fmadd_ps(_mm512_loadu_ps(q + i), Codes16<BITS>(row, i), a);
-      total += Half(sz[g]) * Hsum16(a) + Half(sz[ng + g]) * qsum[g];
+      total = _mm512_fmadd_ps(_mm512_set1_ps(Half(sz[g])), a, total);
+      zeros += Half(sz[ng + g]) * qsum[g];
     }
-    out[t] = total * scale;
+    out[t] = (Hsum16(total) + zeros) * scale;
   }
 }
 
