@@ -82,8 +82,12 @@ void DecodeWithoutAllocating(const Model& model, const KvCacheConfig& kv, int pr
   ASSERT_TRUE(ok);
   EXPECT_EQ(allocations.load(), 0) << "allocations during prefill/decode/sample";
   const KvOccupancy o = s->kv_occupancy();
-  if (kv.policy == KvPolicy::MiKV) EXPECT_GT(o.lo_tokens, 0) << "the test must demote";
-  if (kv.policy == KvPolicy::H2O || kv.policy == KvPolicy::Sinks) EXPECT_GT(o.evicted, 0) << "the test must evict";
+  if (kv.policy == KvPolicy::MiKV) {
+    EXPECT_GT(o.lo_tokens, 0) << "the test must demote";
+  }
+  if (kv.policy == KvPolicy::H2O || kv.policy == KvPolicy::Sinks) {
+    EXPECT_GT(o.evicted, 0) << "the test must evict";
+  }
 }
 
 TEST(NoAllocation, LongDecodeForEveryPolicy) {
