@@ -4,6 +4,7 @@
 // exactly as many tokens as the Hugging Face tokenizer did.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -47,6 +48,38 @@ TEST(DefaultModel, TokenizesTheValidationCorpusLikeHuggingFace) {
   std::string decoded;
   for (int32_t id : ids) decoded += model->tokenizer().TokenBytes(id);
   EXPECT_EQ(decoded, text);
+}
+
+}  // namespace
+}  // namespace mikv::test
+
+namespace mikv::test {
+namespace {
+
+// `mikv budget --measure`: the plan (runtime measured at start, mapped and packed weights, tokenizer tables, the
+// arena by region, the weight-packing transient) against the process's peak RSS after filling the context.
+TEST(DefaultModel, BudgetPlanMatchesMeasuredPeakRss) {
+  convert::ModelSpec spec;
+  const std::string path = TempPath("mikv-default-f16.mikv");
+  ASSERT_TRUE(convert::ReadHuggingFace(std::string(MIKV_SOURCE_DIR) + "/models/mikv-default-14m", &spec, nullptr).ok());
+  ASSERT_TRUE(convert::WriteModel(spec, convert::WeightFormat::Auto, path, nullptr, nullptr).ok());
+  for (const char* config : {"", "--kv-policy mikv --hi-frac 0.1", "--kv-policy uniform --lo int4",
+                             "--kv-policy h2o --hi-frac 0.25"}) {
+    SCOPED_TRACE(config);
+    const std::string cmd = std::string(MIKV_CLI) + " budget -m " + path + " -c 2048 -t 2 --measure --json " + config;
+    FILE* p = popen(cmd.c_str(), "r");
+    ASSERT_NE(p, nullptr);
+    std::string out;
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+    ASSERT_EQ(pclose(p), 0) << out;
+    const auto j = nlohmann::json::parse(out);
+    const double plan = j["measured"]["plan_bytes"], peak = j["measured"]["peak_rss_bytes"];
+    std::printf("%-34s plan %.2f MiB, measured peak %.2f MiB (%+.2f%%)\n", config, plan / 1048576, peak / 1048576,
+                100 * (peak - plan) / plan);
+    EXPECT_LE(std::fabs(peak - plan), std::max(0.02 * plan, 256.0 * 1024));
+  }
 }
 
 }  // namespace
