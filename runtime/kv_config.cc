@@ -33,8 +33,8 @@ Status PlanKvCache(const KvGeometry& g, const KvCacheConfig& c, KvPlan* plan) {
                                                  "' is not allowed (allowed: f16, int8)");
   if (c.lo == KvPrecision::F16)
     return Status(MIKV_ERR_INVALID_ARGUMENT, "low precision must be one of int8, int4, int3, int2");
-  if (c.sinks < 0 || c.window < 1)
-    return Status(MIKV_ERR_INVALID_ARGUMENT, "sinks must be >= 0 and the recent window >= 1");
+  if (c.sinks < 0 || c.window < 1 || c.sinks > (1 << 24) || c.window > (1 << 24))
+    return Status(MIKV_ERR_INVALID_ARGUMENT, "sinks must be within 0..16777216 and the recent window within 1..16777216");
   if (!(c.hi_frac >= 0 && c.hi_frac <= 1)) return Status(MIKV_ERR_INVALID_ARGUMENT, "hi_frac must be within 0..1");
   if (c.tokens < 0) return Status(MIKV_ERR_INVALID_ARGUMENT, "cache tokens must be >= 0");
 
