@@ -35,7 +35,7 @@ export ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrac
 status=0
 for t in mikv_loader gguf llama2c safetensors tokenizers c_api_config; do
   log=$B/fuzz_$t.log
-  if $B/fuzz/fuzz_$t -max_total_time="$SECONDS_PER_TARGET" -print_final_stats=1 -max_len=262144 -timeout=20 \
+  if $B/fuzz/fuzz_$t -max_total_time="$SECONDS_PER_TARGET" -print_final_stats=1 -seed=1 -max_len=262144 -timeout=20 \
        -rss_limit_mb=4096 -artifact_prefix=$B/crashes/$t- $B/seeds/$t >"$log" 2>&1; then result=ok; else result=CRASH; status=1; fi
   execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo "?")
   echo "fuzz $t: $execs executions, $result"
