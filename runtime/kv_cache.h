@@ -82,8 +82,6 @@ class PlainKvCache final : public KvCache {
   size_t Offset(int layer, int kv_head, int pos) const {
     return (((size_t)layer * g_.n_kv_heads + kv_head) * g_.capacity + pos) * g_.head_dim;
   }
-  float LoadK(size_t i) const;
-  float LoadV(size_t i) const;
   void AttendHead(int layer, int pos, int head, const float* q, float* out, float* scores) const;
 
   KvGeometry g_;

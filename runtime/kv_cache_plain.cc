@@ -35,16 +35,6 @@ void PlainKvCache::Write(int layer, int pos, int n, const float* k, const float*
   }
 }
 
-float PlainKvCache::LoadK(size_t i) const {
-  return storage_ == KvStorage::F32 ? static_cast<const float*>(keys_)[i]
-                                    : HalfToFloat(static_cast<const uint16_t*>(keys_)[i]);
-}
-
-float PlainKvCache::LoadV(size_t i) const {
-  return storage_ == KvStorage::F32 ? static_cast<const float*>(values_)[i]
-                                    : HalfToFloat(static_cast<const uint16_t*>(values_)[i]);
-}
-
 void PlainKvCache::Attend(int layer, int pos, int kv_head, const float* q, float* out, float* scratch) {
   const int group = g_.group();
   for (int h = 0; h < group; ++h)

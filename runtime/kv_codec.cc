@@ -29,16 +29,6 @@ size_t KvCodec::bytes() const {
   return CodeBytes() + (size_t)(d_ / g_) * 4;
 }
 
-uint32_t KvCodec::Code(const uint8_t* codes, int i) const {
-  if (bits_ == 8) return codes[i];
-  const size_t bit = (size_t)i * bits_;
-  // Codes of 2 and 4 bits never straddle a byte; 3-bit ones may, so read two bytes (d·3/8 is whole, and the
-  // second byte is only read when the code straddles, which never happens for the last code).
-  uint32_t word = codes[bit >> 3];
-  if ((bit & 7) + bits_ > 8) word |= (uint32_t)codes[(bit >> 3) + 1] << 8;
-  return (word >> (bit & 7)) & ((1u << bits_) - 1);
-}
-
 void KvCodec::Encode(const float* x, uint8_t* dst) const {
   if (!quantized()) {
     uint16_t* h = reinterpret_cast<uint16_t*>(dst);
@@ -81,42 +71,7 @@ void KvCodec::Decode(const uint8_t* src, float* x) const {
   }
   for (int i = 0; i < d_; ++i) {
     const int g = i / g_;
-    x[i] = (float)Code(src, i) * HalfToFloat(Scales(src)[g]) + HalfToFloat(Zeros(src)[g]);
-  }
-}
-
-// Sums in 8 lanes (then lane 0 + ... + lane 7): a fixed order the compiler can vectorize without reassociating,
-// and the order the SIMD kernels reproduce. head_dim is a multiple of 8.
-static float DotHalf(const float* q, const uint16_t* h, int d) {
-  float lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  for (int i = 0; i < d; i += 8)
-    for (int j = 0; j < 8; ++j) lane[j] += q[i + j] * HalfToFloat(h[i + j]);
-  return ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
-}
-
-float KvCodec::Dot(const float* q, const uint8_t* src) const {
-  if (!quantized()) return DotHalf(q, reinterpret_cast<const uint16_t*>(src), d_);
-  float total = 0.0f;
-  for (int g = 0; g < d_ / g_; ++g) {
-    float qc = 0.0f, qs = 0.0f;
-    for (int i = g * g_; i < (g + 1) * g_; ++i) {
-      qc += q[i] * (float)Code(src, i);
-      qs += q[i];
-    }
-    total += HalfToFloat(Scales(src)[g]) * qc + HalfToFloat(Zeros(src)[g]) * qs;
-  }
-  return total;
-}
-
-void KvCodec::Axpy(float p, const uint8_t* src, float* acc) const {
-  if (!quantized()) {
-    const uint16_t* h = reinterpret_cast<const uint16_t*>(src);
-    for (int i = 0; i < d_; ++i) acc[i] += p * HalfToFloat(h[i]);
-    return;
-  }
-  for (int g = 0; g < d_ / g_; ++g) {
-    const float ps = p * HalfToFloat(Scales(src)[g]), pz = p * HalfToFloat(Zeros(src)[g]);
-    for (int i = g * g_; i < (g + 1) * g_; ++i) acc[i] += ps * (float)Code(src, i) + pz;
+    x[i] = (float)KvCodeAt(src, i, bits_) * HalfToFloat(Scales(src)[g]) + HalfToFloat(Zeros(src)[g]);
   }
 }
 

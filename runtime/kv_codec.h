@@ -20,6 +20,17 @@ const char* KvPrecisionName(KvPrecision p);            // "f16", "int8", ...
 bool ParseKvPrecision(const char* name, KvPrecision* p);  // inverse of KvPrecisionName
 int KvPrecisionBits(KvPrecision p);                     // 16, 8, 4, 3, 2
 
+// Code of channel i in a packed code array of `bits` bits per channel (the layout above). Codes of 2, 4 and 8 bits
+// never straddle a byte; 3-bit ones may, so two bytes are read then (d·3/8 is whole, and the second byte is only
+// read when the code straddles, which never happens for the last code).
+inline uint32_t KvCodeAt(const uint8_t* codes, int i, int bits) {
+  if (bits == 8) return codes[i];
+  const size_t bit = (size_t)i * bits;
+  uint32_t word = codes[bit >> 3];
+  if ((bit & 7) + bits > 8) word |= (uint32_t)codes[(bit >> 3) + 1] << 8;
+  return (word >> (bit & 7)) & ((1u << bits) - 1);
+}
+
 class KvCodec {
  public:
   KvCodec() = default;
@@ -32,17 +43,13 @@ class KvCodec {
 
   void Encode(const float* x, uint8_t* dst) const;
   void Decode(const uint8_t* src, float* x) const;
-  // q · x̂ for the stored vector x̂.
-  float Dot(const float* q, const uint8_t* src) const;
-  // acc += p · x̂.
-  void Axpy(float p, const uint8_t* src, float* acc) const;
+  // (Dot products and weighted sums over stored vectors are the KV kernels': kv_kernels.h.)
 
   // The largest |x - x̂| Encode may leave in the group holding channel `i` of src (for tests and the docs):
   // half a quantization step, plus what rounding the zero to FP16 moved.
   float ErrorBound(const uint8_t* src, int i) const;
 
  private:
-  uint32_t Code(const uint8_t* codes, int i) const;
   const uint16_t* Scales(const uint8_t* src) const { return reinterpret_cast<const uint16_t*>(src + CodeBytes()); }
   const uint16_t* Zeros(const uint8_t* src) const { return Scales(src) + d_ / g_; }
   size_t CodeBytes() const { return (size_t)d_ * bits_ / 8; }

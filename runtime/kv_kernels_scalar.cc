@@ -8,14 +8,6 @@ namespace mikv {
 
 namespace {
 
-inline uint32_t CodeAt(const uint8_t* codes, int i, int bits) {
-  if (bits == 8) return codes[i];
-  const size_t bit = (size_t)i * bits;
-  uint32_t word = codes[bit >> 3];
-  if ((bit & 7) + bits > 8) word |= (uint32_t)codes[(bit >> 3) + 1] << 8;
-  return (word >> (bit & 7)) & ((1u << bits) - 1);
-}
-
 // Lanes of 8, summed pairwise at the end: the order the SIMD variants keep (up to FMA rounding).
 float DotHalf(const float* q, const uint16_t* h, int d) {
   float lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
@@ -41,7 +33,7 @@ void ScoresQuantized(const KvRowFormat& f, const float* q, const float* qsum, co
     for (int g = 0; g < ng; ++g) {
       float lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
       for (int i = g * f.group; i < (g + 1) * f.group; i += 8)
-        for (int j = 0; j < 8; ++j) lane[j] += q[i + j] * (float)CodeAt(row, i + j, bits);
+        for (int j = 0; j < 8; ++j) lane[j] += q[i + j] * (float)KvCodeAt(row, i + j, bits);
       const float qc = ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
       total += HalfToFloat(scales[g]) * qc + HalfToFloat(scales[ng + g]) * qsum[g];
     }
@@ -66,7 +58,7 @@ void ValuesQuantized(const KvRowFormat& f, const float* p, const uint8_t* rows, 
     const uint16_t* scales = reinterpret_cast<const uint16_t*>(row + code_bytes);
     for (int g = 0; g < ng; ++g) {
       const float ps = p[t] * HalfToFloat(scales[g]), pz = p[t] * HalfToFloat(scales[ng + g]);
-      for (int i = g * f.group; i < (g + 1) * f.group; ++i) acc[i] += ps * (float)CodeAt(row, i, bits) + pz;
+      for (int i = g * f.group; i < (g + 1) * f.group; ++i) acc[i] += ps * (float)KvCodeAt(row, i, bits) + pz;
     }
   }
 }

@@ -12,6 +12,7 @@
 #include "key_balancer.h"
 #include "kv_cache_mixed.h"
 #include "kv_codec.h"
+#include "kv_kernels.h"
 #include "test_util.h"
 
 namespace mikv::test {
@@ -45,13 +46,19 @@ TEST(KvCodec, DecodeStaysWithinTheQuantizationBound) {
           worst = std::max(worst, std::fabs(x[i] - y[i]));
         }
         EXPECT_GT(worst, 0.0f);  // it really quantized
-        // Dot and Axpy are the decoded vector's.
+        // The reference kernels' score and weighted sum are the decoded vector's.
         const auto q = RandomVector(rng, d);
         double ref = 0;
         for (int i = 0; i < d; ++i) ref += (double)q[i] * y[i];
-        EXPECT_NEAR(codec.Dot(q.data(), buf.data()), ref, 1e-4 * (1 + std::fabs(ref)));
+        const KvRowFormat f{p, d, group, codec.bytes()};
+        std::vector<float> qsum(d / group);
+        KvQuerySums(q.data(), d, group, qsum.data());
+        float score;
+        kScalarKvKernels.scores[(int)p](f, q.data(), qsum.data(), buf.data(), 1, 1.0f, &score);
+        EXPECT_NEAR(score, ref, 1e-4 * (1 + std::fabs(ref)));
         std::vector<float> acc(d, 1.0f);
-        codec.Axpy(0.5f, buf.data(), acc.data());
+        const float half = 0.5f;
+        kScalarKvKernels.values[(int)p](f, &half, buf.data(), 1, acc.data());
         for (int i = 0; i < d; ++i) EXPECT_NEAR(acc[i], 1.0f + 0.5f * y[i], 1e-5f * (1 + std::fabs(y[i])));
       }
     }
