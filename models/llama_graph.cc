@@ -1,7 +1,5 @@
 #include "llama_graph.h"
 
-#include <malloc.h>
-
 #include <algorithm>
 #include <cmath>
 
@@ -23,11 +21,6 @@ Status LlamaGraph::CreateOperators() {
     MIKV_RETURN_IF_ERROR(ops.w1.Create(*L.w1, nullptr));
     MIKV_RETURN_IF_ERROR(ops.w2.Create(*L.w2, nullptr));
     MIKV_RETURN_IF_ERROR(ops.w3.Create(*L.w3, nullptr));
-#if defined(__GLIBC__)
-    // XNNPACK frees its temporary copies while packing; give those pages back now, so they do not pile up into
-    // the process's peak (glibc keeps freed heap pages otherwise).
-    malloc_trim(0);
-#endif
   }
   MIKV_RETURN_IF_ERROR(classifier_.Create(*w.output, nullptr));
 

@@ -3,8 +3,6 @@
 #include "kv_cache_mixed.h"
 #include "xnn_memory.h"
 
-#include <malloc.h>
-
 #include <algorithm>
 #include <chrono>
 #include <thread>
@@ -116,9 +114,6 @@ Status Session::CreateImpl(const Model& model, const SessionConfig& config, void
   MIKV_RETURN_IF_ERROR(s->graph_.CreateOperators());
   s->stats_.operator_bytes = XnnpackLiveBytes() - xnn_before;
   s->stats_.operator_peak_bytes = XnnpackPeakBytes() - xnn_before;
-#if defined(__GLIBC__)
-  malloc_trim(0);
-#endif
   if (buffer == nullptr) {
     if (!s->block_.Allocate(measure.used()))
       return Status(MIKV_ERR_OUT_OF_MEMORY, "cannot allocate the session arena of " + std::to_string(measure.used()) + " bytes");
