@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 PACKAGES=(build-essential cmake git xz-utils pkg-config ca-certificates flatbuffers-compiler libflatbuffers-dev
           nlohmann-json3-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev libsimde-dev
           libfp16-dev libfxdiv-dev libpsimd-dev python3
-          default-jdk-headless g++-aarch64-linux-gnu qemu-user file)
+          default-jdk-headless g++-aarch64-linux-gnu qemu-user file clang libclang-rt-14-dev)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -67,13 +67,9 @@ TEST(DefaultModel, BudgetPlanMatchesMeasuredPeakRss) {
                              "--kv-policy h2o --hi-frac 0.25"}) {
     SCOPED_TRACE(config);
     const std::string cmd = std::string(MIKV_CLI) + " budget -m " + path + " -c 2048 -t 2 --measure --json " + config;
-    FILE* p = popen(cmd.c_str(), "r");
-    ASSERT_NE(p, nullptr);
-    std::string out;
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-    ASSERT_EQ(pclose(p), 0) << out;
+    int status;
+    const std::string out = CommandOutput(cmd, &status);
+    ASSERT_EQ(status, 0) << out;
     const auto j = nlohmann::json::parse(out);
     const double plan = j["measured"]["plan_bytes"], peak = j["measured"]["peak_rss_bytes"];
     std::printf("%-34s plan %.2f MiB, measured peak %.2f MiB (%+.2f%%)\n", config, plan / 1048576, peak / 1048576,

@@ -2,10 +2,8 @@
 // run (and under ASan + UBSan in scripts/test-sanitizers.sh): each must now give a status, not a crash.
 #include <dirent.h>
 #include <gtest/gtest.h>
-#include <sys/stat.h>
 
 #include <cstring>
-#include <fstream>
 
 #include "mikv/mikv.h"
 #include "test_util.h"
@@ -60,14 +58,7 @@ TEST(FuzzRegressions, Llama2cCheckpoints) {
 TEST(FuzzRegressions, SafetensorsFolders) {
   const auto inputs = Inputs("safetensors-");
   ASSERT_GE(inputs.size(), 1u);
-  const std::string dir = TempPath("regress-hf");
-  mkdir(dir.c_str(), 0755);
-  std::ofstream(dir + "/config.json")
-      << R"({"architectures":["LlamaForCausalLM"],"hidden_size":8,"intermediate_size":16,"num_hidden_layers":1,)"
-         R"("num_attention_heads":2,"num_key_value_heads":1,"vocab_size":4,"max_position_embeddings":32,"bos_token_id":0})";
-  std::ofstream(dir + "/tokenizer.json")
-      << R"({"model":{"type":"BPE","vocab":{"a":0,"b":1,"ab":2,"c":3},"merges":["a b"]},"added_tokens":[],)"
-         R"("pre_tokenizer":{"type":"ByteLevel","add_prefix_space":false,"use_regex":true}})";
+  const std::string dir = TinyHuggingFaceFolder();  // the safetensors fuzzer's folder
   for (const std::string& path : inputs) {
     WriteBytes(dir + "/model.safetensors", ReadBytes(path));
     convert::ModelSpec spec;

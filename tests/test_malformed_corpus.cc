@@ -2,7 +2,6 @@
 // shapes and values. Each goes through its reader and the .mikv writer, and must fail with the status code and
 // message written in tests/malformed/expected.json — before allocating what the lie asks for.
 #include <gtest/gtest.h>
-#include <sys/stat.h>
 
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -22,12 +21,7 @@ Status Convert(const std::string& reader, const std::string& file) {
   } else if (reader == "llama2c") {
     s = convert::ReadLlama2c(file, SharedPath("models/stories260K/tok512.bin"), &spec);
   } else {  // safetensors: inside a small Hugging Face folder
-    const std::string dir = TempPath("malformed-hf");
-    mkdir(dir.c_str(), 0755);
-    std::ofstream(dir + "/config.json")
-        << R"({"architectures":["LlamaForCausalLM"],"hidden_size":8,"intermediate_size":16,"num_hidden_layers":1,)"
-           R"("num_attention_heads":2,"num_key_value_heads":1,"vocab_size":4,"max_position_embeddings":32})";
-    std::ofstream(dir + "/tokenizer.json") << R"({"model":{"type":"BPE","vocab":{"a":0,"b":1,"ab":2,"c":3},"merges":["a b"]}})";
+    const std::string dir = TinyHuggingFaceFolder();
     WriteBytes(dir + "/model.safetensors", ReadBytes(file));
     s = convert::ReadHuggingFace(dir, &spec, nullptr);
   }

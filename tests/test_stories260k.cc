@@ -53,13 +53,9 @@ TEST(Stories260K, BothSourcesGiveIdenticalLogits) {
 TEST(Stories260K, CliStreamsTheContinuation) {
   const std::string cmd = std::string(MIKV_CLI) + " run -m " + Stories260KFromLlama2c() + " -p \"" + kPrompt +
                           "\" -n 40 -t 1 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  ASSERT_NE(p, nullptr);
-  std::string out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  ASSERT_EQ(pclose(p), 0) << out;
+  int status;
+  const std::string out = CommandOutput(cmd, &status);
+  ASSERT_EQ(status, 0) << out;
   EXPECT_EQ(out.rfind(std::string(kPrompt) + ", there was a little girl named Lily.", 0), 0u) << out;
   EXPECT_NE(out.find("decode 39 tok"), std::string::npos) << out;
   EXPECT_NE(out.find("peak RSS"), std::string::npos) << out;

@@ -1,6 +1,7 @@
 #include "test_util.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -58,15 +59,31 @@ std::string DefaultModelF32() {
   return out;
 }
 
-std::string ReadXz(const std::string& path) {
-  FILE* p = popen(("xz -dc '" + path + "'").c_str(), "r");
-  std::string text;
-  if (!p) return text;
+std::string CommandOutput(const std::string& command, int* status) {
+  FILE* p = popen(command.c_str(), "r");
+  if (status) *status = -1;
+  std::string out;
+  if (!p) return out;
   char buf[1 << 16];
   size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) text.append(buf, n);
-  pclose(p);
-  return text;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  const int rc = pclose(p);
+  if (status) *status = rc;
+  return out;
+}
+
+std::string ReadXz(const std::string& path) { return CommandOutput("xz -dc '" + path + "'"); }
+
+std::string TinyHuggingFaceFolder() {
+  const std::string dir = TempPath("tiny-hf");
+  mkdir(dir.c_str(), 0755);
+  std::ofstream(dir + "/config.json")
+      << R"({"architectures":["LlamaForCausalLM"],"hidden_size":8,"intermediate_size":16,"num_hidden_layers":1,)"
+         R"("num_attention_heads":2,"num_key_value_heads":1,"vocab_size":4,"max_position_embeddings":32,"bos_token_id":0})";
+  std::ofstream(dir + "/tokenizer.json")
+      << R"({"model":{"type":"BPE","vocab":{"a":0,"b":1,"ab":2,"c":3},"merges":["a b"]},"added_tokens":[],)"
+         R"("pre_tokenizer":{"type":"ByteLevel","add_prefix_space":false,"use_regex":true}})";
+  return dir;
 }
 
 std::vector<int32_t> Greedy(const Model& model, const std::vector<int32_t>& prompt, int n, int threads,

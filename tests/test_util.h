@@ -24,6 +24,11 @@ std::string Stories260KFromGguf();
 std::string DefaultModelF32();
 // Text of an xz file (the shared corpus), decompressed with the xz tool.
 std::string ReadXz(const std::string& path);
+// Everything a shell command prints on stdout; *status gets its exit status (pclose's), -1 if it could not start.
+std::string CommandOutput(const std::string& command, int* status = nullptr);
+// A small Hugging Face folder (config.json: 1-layer Llama, dim 8; a 4-token byte-level tokenizer.json) under the
+// test's scratch folder: the fuzzers' fixture, for feeding safetensors files to the HF reader.
+std::string TinyHuggingFaceFolder();
 
 // Greedy generation of n tokens after the prompt's tokens.
 std::vector<int32_t> Greedy(const Model& model, const std::vector<int32_t>& prompt, int n, int threads = 2,

@@ -88,25 +88,16 @@ void BenchAttention(benchmark::State& state, KvPrecision p, int d, size_t n) {
   state.SetBytesProcessed((int64_t)state.iterations() * (int64_t)(2 * n * codec.bytes()));
 }
 
-std::vector<std::string> Split(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream in(s);
-  std::string item;
-  while (std::getline(in, item, ','))
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
-
 int RunBench(const BenchArgs& a) {
   nlohmann::json out;
   out["kernels"] = ActiveKvKernels().isa;
   benchmark::RegisterBenchmark("copy", BenchCopy)->MinTime(a.min_time)->UseRealTime();
   std::vector<std::pair<std::string, std::pair<std::string, size_t>>> rows;
-  for (const std::string& ps : Split(a.precisions)) {
+  for (const std::string& ps : SplitList(a.precisions)) {
     KvPrecision p;
     if (!ParseKvPrecision(ps.c_str(), &p))
       return Fail(Status(MIKV_ERR_INVALID_ARGUMENT, "unknown precision '" + ps + "' (f16, int8, int4, int3, int2)"), a.json);
-    for (const std::string& ts : Split(a.tokens)) {
+    for (const std::string& ts : SplitList(a.tokens)) {
       const size_t n = std::stoul(ts);
       const std::string name = "attention/" + ps + "/" + ts;
       benchmark::RegisterBenchmark(name.c_str(), [p, n, d = a.head_dim](benchmark::State& s) { BenchAttention(s, p, d, n); })

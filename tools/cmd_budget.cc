@@ -237,7 +237,7 @@ int RunBudget(const BudgetArgs& a) {
     for (int32_t& t : tokens) t = (int32_t)(rng() % m.vocab_size);
     s = session->Prefill(tokens.data(), tokens.size());
     if (!s.ok()) return Fail(s, a.json);
-    const size_t peak = ReadStatusKb("VmHWM:");
+    const size_t peak = PeakRssBytes();  // what `mikv run` reports as peak RSS, too
     const double diff = (double)peak - (double)total;
     out["measured"] = {{"peak_rss_bytes", peak}, {"heap_bytes", mallinfo2().uordblks}, {"plan_bytes", total},
                        {"difference_bytes", diff}, {"difference_fraction", diff / total}};

@@ -53,15 +53,6 @@ struct Row {
   }
 };
 
-std::vector<std::string> Split(const std::string& s, char sep) {
-  std::vector<std::string> out;
-  std::stringstream in(s);
-  std::string item;
-  while (std::getline(in, item, sep))
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
-
 // "policy[@hi_frac][/lo][:gGROUP]"
 Status ParseSpec(const std::string& spec, const KvCacheConfig& base, KvCacheConfig* c) {
   *c = base;
@@ -144,7 +135,7 @@ int RunEval(const EvalArgs& a) {
   const Tokenizer& tok = model->tokenizer();
   const int vocab = m.vocab_size;
   const int T = a.length > 0 ? std::min(a.length, m.max_seq_len) : std::min(m.max_seq_len, 2048);
-  const std::vector<std::string> tasks = Split(a.tasks, ',');
+  const std::vector<std::string> tasks = SplitList(a.tasks, ',');
   auto wants = [&](const char* t) { return std::find(tasks.begin(), tasks.end(), t) != tasks.end(); };
 
   KvCacheConfig base;
@@ -152,8 +143,8 @@ int RunEval(const EvalArgs& a) {
   if (!s.ok()) return Fail(s, a.json);
   std::vector<Row> rows;
   std::vector<double> ratios;
-  for (const auto& r : Split(a.ratios, ',')) ratios.push_back(std::atof(r.c_str()));
-  for (const auto& spec : Split(a.configs, ',')) {
+  for (const auto& r : SplitList(a.ratios, ',')) ratios.push_back(std::atof(r.c_str()));
+  for (const auto& spec : SplitList(a.configs, ',')) {
     KvCacheConfig c;
     s = ParseSpec(spec, base, &c);
     if (!s.ok()) return Fail(s, a.json);

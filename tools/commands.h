@@ -2,6 +2,8 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <string>
+#include <vector>
 
 #include "status.h"
 
@@ -17,5 +19,7 @@ void AddBenchCommand(CLI::App& app);
 int Fail(const Status& status, bool json);
 // Peak resident set size of this process, in bytes.
 size_t PeakRssBytes();
+// "a,b,,c" → {"a", "b", "c"}: the comma lists of options like --configs and --tokens.
+std::vector<std::string> SplitList(const std::string& text, char sep = ',');
 
 }  // namespace mikv::cli
