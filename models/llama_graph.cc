@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "ggml_blocks.h"
+
 namespace mikv {
 
 Status LlamaGraph::CreateOperators() {
@@ -53,6 +55,14 @@ void LlamaGraph::Carve(Arena* a, size_t attn_scratch_floats) {
   const size_t widest = std::max({c.dim, c.q_dim(), c.hidden_dim});
   qd8_ = a->Take<int8_t>(T * widest + XNN_EXTRA_BYTES, "activations");
   qd8_params_ = a->Take<xnn_quantization_params>(T + XNN_EXTRA_QUANTIZATION_PARAMS, "activations");
+  // (Decided from the weights, not the operators: the plan is carved before the operators exist.)
+  auto blocks = [](const TensorView* t) { return t->type == WeightType::Q8_0 || t->type == WeightType::Q4_0; };
+  const LlamaWeights& w = model_.weights();
+  bool any_q8_blocks = blocks(w.output);
+  for (const LlamaLayerWeights& L : w.layers)
+    for (const TensorView* t : {L.wq, L.wk, L.wv, L.wo, L.w1, L.w2, L.w3}) any_q8_blocks = any_q8_blocks || blocks(t);
+  // Q8_0 activation blocks only where some weight is q8_0/q4_0 (widest is a multiple of 32 then: checked at load).
+  q8_blocks_ = any_q8_blocks ? a->Take<uint8_t>(T * (widest / kQBlock) * kQ8_0BlockBytes, "activations") : nullptr;
   attn_scratch_stride_ = (attn_scratch_floats + 15) / 16 * 16;
   attn_scratch_ = a->Take<float>(attn_scratch_stride_ * threads_, "activations");
 }
@@ -87,6 +97,11 @@ void LlamaGraph::Rope(float* v, int n_tokens, int n_heads, int pos) const {
 
 Status LlamaGraph::Project(Linear& op, LinearInput* in, size_t in_dim, float* out, pthreadpool_t pool) {
   if (op.needs_qd8() && in->qd8 == nullptr) MIKV_RETURN_IF_ERROR(quantizer_.Quantize(in_dim, qd8_, qd8_params_, in, pool));
+  if (op.needs_q8_blocks() && in->q8_blocks == nullptr) {
+    const size_t row_bytes = in_dim / kQBlock * kQ8_0BlockBytes;
+    for (size_t b = 0; b < in->batch; ++b) QuantizeActivationsQ8_0(in->f32 + b * in_dim, in_dim, q8_blocks_ + b * row_bytes);
+    in->q8_blocks = q8_blocks_;
+  }
   return op.Run(*in, out, pool);
 }
 

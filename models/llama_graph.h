@@ -56,6 +56,7 @@ class LlamaGraph {
   size_t attn_scratch_stride_ = 0;
   int8_t* qd8_ = nullptr;
   xnn_quantization_params* qd8_params_ = nullptr;
+  uint8_t* q8_blocks_ = nullptr;  // Q8_0 activation blocks for q8_0/q4_0 weights (nullptr when none has them)
 };
 
 }  // namespace mikv

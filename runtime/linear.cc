@@ -9,6 +9,8 @@
 #include <vector>
 
 #include "fp16.h"
+#include "ggml_blocks.h"
+#include "qb32_gemm.h"
 
 namespace mikv {
 
@@ -56,7 +58,9 @@ Linear::~Linear() {
   if (op_) xnn_delete_operator(op_);
 }
 
-Linear::Linear(Linear&& o) noexcept : op_(o.op_), bias_(o.bias_), type_(o.type_), needs_qd8_(o.needs_qd8_), in_(o.in_), out_(o.out_) {
+Linear::Linear(Linear&& o) noexcept
+    : op_(o.op_), bias_(o.bias_), blocks_(o.blocks_), row_bytes_(o.row_bytes_), type_(o.type_), needs_qd8_(o.needs_qd8_),
+      in_(o.in_), out_(o.out_) {
   o.op_ = nullptr;
 }
 
@@ -100,6 +104,12 @@ Status Linear::Create(const TensorView& w, const float* bias) {
                                                      &op_);
       break;
     }
+    case WeightType::Q8_0:
+    case WeightType::Q4_0:
+      if (in_ % kQBlock != 0) return Status(MIKV_ERR_CORRUPT, "tensor '" + w.name + "' is not whole blocks of 32");
+      blocks_ = w.data;
+      row_bytes_ = in_ / kQBlock * (w.type == WeightType::Q8_0 ? kQ8_0BlockBytes : kQ4_0BlockBytes);
+      break;
   }
   if (s != xnn_status_success)
     return s == xnn_status_unsupported_hardware
@@ -109,7 +119,32 @@ Status Linear::Create(const TensorView& w, const float* bias) {
   return OkStatus();
 }
 
+namespace {
+
+struct Qb32Task {
+  Qb32GemmFn fn;
+  Qb32GemmArgs args;
+};
+
+void RunQb32Tile(void* context, size_t begin, size_t count) {
+  const Qb32Task* t = static_cast<const Qb32Task*>(context);
+  t->fn(t->args, begin, begin + count);
+}
+
+}  // namespace
+
 Status Linear::Run(const LinearInput& in, float* y, pthreadpool_t pool) {
+  if (needs_q8_blocks()) {
+    const Qb32Kernels& k = ActiveQb32Kernels();
+    const size_t blocks = in_ / kQBlock;
+    Qb32Task task{type_ == WeightType::Q8_0 ? k.q8_0 : k.q4_0,
+                  {blocks_, row_bytes_, in.q8_blocks, blocks * kQ8_0BlockBytes, blocks, in.batch, y, out_}};
+    // Output rows split across threads in tiles of 16: a weight row is read once per call however many
+    // activation rows there are, and each thread streams its own part of the matrix.
+    pthreadpool_parallelize_1d_tile_1d(pool, RunQb32Tile, &task, out_, 16, PTHREADPOOL_FLAG_DISABLE_DENORMALS);
+    AddBias(in.batch, y);
+    return OkStatus();
+  }
   xnn_status s = xnn_status_success;
   switch (type_) {
     case WeightType::F32:
@@ -128,14 +163,20 @@ Status Linear::Run(const LinearInput& in, float* y, pthreadpool_t pool) {
       s = xnn_reshape_fully_connected_nc_qd8_f32_qb4w(op_, in.batch, pool);
       if (s == xnn_status_success) s = xnn_setup_fully_connected_nc_qd8_f32_qb4w(op_, in.qd8, y, in.qd8_params);
       break;
+    case WeightType::Q8_0:
+    case WeightType::Q4_0:
+      break;  // handled above
   }
   if (s == xnn_status_success) s = xnn_run_operator(op_, pool);
   if (s != xnn_status_success) return XnnError("fully-connected run", s);
-  if (bias_) {
-    for (size_t b = 0; b < in.batch; ++b)
-      for (size_t o = 0; o < out_; ++o) y[b * out_ + o] += bias_[o];
-  }
+  AddBias(in.batch, y);
   return OkStatus();
+}
+
+void Linear::AddBias(size_t batch, float* y) const {
+  if (!bias_) return;
+  for (size_t b = 0; b < batch; ++b)
+    for (size_t o = 0; o < out_; ++o) y[b * out_ + o] += bias_[o];
 }
 
 }  // namespace mikv

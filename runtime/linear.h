@@ -3,7 +3,9 @@
 //   f32  -> fully_connected_nc_f32         f16  -> fully_connected_nc_f32_f16
 //   int8 -> fully_connected_nc_qd8_f32_qc8w (activations quantized per row to int8 at run time)
 //   int4 -> fully_connected_nc_qd8_f32_qb4w (blocks of group_size columns, bf16 block scales)
-// XNNPACK packs the weights when the operator is created; the mapped file is not read afterwards.
+//   q8_0, q4_0 -> mikv's qb32 kernels (qb32_gemm.h) on activations quantized to Q8_0 blocks, as llama.cpp does
+// XNNPACK packs the weights when the operator is created, and the mapped file is not read afterwards; q8_0 and
+// q4_0 weights are read where they lie in the mapped file (no copy).
 #pragma once
 
 #include <xnnpack.h>
@@ -23,6 +25,7 @@ struct LinearInput {
   const int8_t* qd8 = nullptr;  // [batch][in], followed by XNN_EXTRA_BYTES of slack
   const xnn_quantization_params* qd8_params = nullptr;  // [batch + XNN_EXTRA_QUANTIZATION_PARAMS]
   size_t batch = 0;
+  const uint8_t* q8_blocks = nullptr;  // [batch][in / 32] Q8_0 blocks (ggml_blocks.h), for q8_0/q4_0 weights
 };
 
 // Converts f32 rows to XNNPACK's qd8 (int8 + per-row zero point and scale). Buffers come from the arena.
@@ -56,12 +59,17 @@ class Linear {
   Status Run(const LinearInput& in, float* y, pthreadpool_t pool);
 
   bool needs_qd8() const { return needs_qd8_; }
+  bool needs_q8_blocks() const { return type_ == WeightType::Q8_0 || type_ == WeightType::Q4_0; }
   size_t in_features() const { return in_; }
   size_t out_features() const { return out_; }
 
  private:
+  void AddBias(size_t batch, float* y) const;
+
   xnn_operator_t op_ = nullptr;
   const float* bias_ = nullptr;  // points into the model file
+  const uint8_t* blocks_ = nullptr;  // q8_0/q4_0: the weight rows in the model file
+  size_t row_bytes_ = 0;
   WeightType type_ = WeightType::F32;
   bool needs_qd8_ = false;
   size_t in_ = 0, out_ = 0;

@@ -85,11 +85,13 @@ Status ModelFile::Verify() {
   std::memcpy(&h, base_, sizeof h);
   if (std::memcmp(h.magic, kFileMagic, sizeof kFileMagic) != 0)
     return Status(MIKV_ERR_BAD_MAGIC, "not a .mikv model file (wrong magic; convert it with 'mikv convert')");
-  if (h.format_version != kFormatVersion) {
-    const char* which = h.format_version < kFormatVersion ? "an older" : "a newer";
-    return Status(MIKV_ERR_VERSION, std::string("model file was written by ") + which + " mikv (format version " +
-                                        std::to_string(h.format_version) + "; this build reads version " +
-                                        std::to_string(kFormatVersion) + "): convert it again with this mikv");
+  if (h.format_version < kOldestReadableFormatVersion || h.format_version > kFormatVersion) {
+    const bool older = h.format_version < kOldestReadableFormatVersion;
+    return Status(MIKV_ERR_VERSION, std::string("model file was written by ") + (older ? "an older" : "a newer") +
+                                        " mikv (format version " + std::to_string(h.format_version) +
+                                        "; this build reads versions " + std::to_string(kOldestReadableFormatVersion) +
+                                        " to " + std::to_string(kFormatVersion) + "): " +
+                                        (older ? "convert it again with this mikv" : "update mikv to run it"));
   }
   if (h.header_size != sizeof(FileHeader)) return Corrupt("header size " + std::to_string(h.header_size));
   if (h.file_size != size_)
@@ -106,7 +108,7 @@ Status ModelFile::Verify() {
   flatbuffers::Verifier verifier(meta, (size_t)h.meta_size, /*max_depth=*/64, /*max_tables=*/4000000);
   if (!fb::VerifyModelBuffer(verifier)) return Corrupt("metadata fails FlatBuffers verification");
   meta_ = fb::GetModel(meta);
-  if (meta_->format_version() != kFormatVersion)
+  if (meta_->format_version() != h.format_version)
     return Status(MIKV_ERR_VERSION, "metadata format version " + std::to_string(meta_->format_version()) +
                                         " differs from the header's");
 
@@ -119,6 +121,9 @@ Status ModelFile::Verify() {
     v.name = t->name()->str();
     if ((uint8_t)t->type() > (uint8_t)fb::WeightType::MAX) return Corrupt("tensor '" + v.name + "' has an unknown type");
     v.type = static_cast<WeightType>(t->type());
+    if (h.format_version < 2 && (v.type == WeightType::Q8_0 || v.type == WeightType::Q4_0))
+      return Corrupt("tensor '" + v.name + "' has a type that format version " + std::to_string(h.format_version) +
+                     " does not have");
     const auto* shape = t->shape();
     if (shape->size() < 1 || shape->size() > 4)
       return Corrupt("tensor '" + v.name + "' has rank " + std::to_string(shape->size()));

@@ -11,8 +11,11 @@
 namespace mikv {
 
 inline constexpr char kFileMagic[8] = {'M', 'I', 'K', 'V', 'M', 'O', 'D', 'L'};
-// Bumped whenever the layout or the meaning of a field changes; readers refuse other versions.
-inline constexpr uint32_t kFormatVersion = 1;
+// Bumped whenever the layout or the meaning of a field changes. A reader takes versions from
+// kOldestReadableFormatVersion to its own and refuses the rest, saying which side is out of date.
+//   1: the first layout.   2: adds the Q8_0 and Q4_0 weight types (a version-1 reader cannot run them).
+inline constexpr uint32_t kFormatVersion = 2;
+inline constexpr uint32_t kOldestReadableFormatVersion = 1;
 inline constexpr uint64_t kBlobAlignment = 64;
 
 struct FileHeader {

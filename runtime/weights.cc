@@ -3,6 +3,7 @@
 #include <limits>
 
 #include "fp16.h"
+#include "ggml_blocks.h"
 
 namespace mikv {
 
@@ -12,6 +13,8 @@ const char* WeightTypeName(WeightType type) {
     case WeightType::F16: return "f16";
     case WeightType::Int8PerChannel: return "int8";
     case WeightType::Int4Group: return "int4";
+    case WeightType::Q8_0: return "q8_0";
+    case WeightType::Q4_0: return "q4_0";
   }
   return "unknown";
 }
@@ -38,6 +41,10 @@ uint64_t WeightDataBytes(WeightType type, uint64_t rows, uint64_t cols, uint32_t
     case WeightType::Int4Group:
       if (cols % 2 != 0 || group_size == 0 || cols % group_size != 0) return 0;
       return n / 2;
+    case WeightType::Q8_0:
+      return cols % kQBlock != 0 ? 0 : n / kQBlock * kQ8_0BlockBytes;
+    case WeightType::Q4_0:
+      return cols % kQBlock != 0 ? 0 : n / kQBlock * kQ4_0BlockBytes;
   }
   return 0;
 }
@@ -80,6 +87,12 @@ void DequantizeRow(const TensorView& t, uint64_t r, float* out) {
       }
       break;
     }
+    case WeightType::Q8_0:
+      DequantizeRowQ8_0(t.data + r * (cols / kQBlock) * kQ8_0BlockBytes, cols, out);
+      break;
+    case WeightType::Q4_0:
+      DequantizeRowQ4_0(t.data + r * (cols / kQBlock) * kQ4_0BlockBytes, cols, out);
+      break;
   }
 }
 

@@ -8,7 +8,7 @@
 
 namespace mikv {
 
-enum class WeightType : uint8_t { F32 = 0, F16 = 1, Int8PerChannel = 2, Int4Group = 3 };
+enum class WeightType : uint8_t { F32 = 0, F16 = 1, Int8PerChannel = 2, Int4Group = 3, Q8_0 = 4, Q4_0 = 5 };
 
 const char* WeightTypeName(WeightType type);
 

@@ -5,6 +5,8 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 
@@ -14,13 +16,29 @@ namespace mikv::test {
 
 std::string SharedPath(const std::string& relative) { return std::string(MIKV_SHARED_DIR) + "/" + relative; }
 
-std::string TempPath(const std::string& name) {
-  static const std::string dir = [] {
+namespace {
+
+// One scratch folder per test process, removed when the process ends (ctest runs every test in its own
+// process; converted models are large, and a suite run must not leave gigabytes behind).
+// MIKV_KEEP_TEST_FILES=1 keeps it for inspection.
+struct TempDir {
+  std::string path;
+  TempDir() {
     char tmpl[] = "/tmp/mikv-test.XXXXXX";
-    const char* d = mkdtemp(tmpl);
-    return std::string(d ? d : "/tmp");
-  }();
-  return dir + "/" + name;
+    if (const char* d = mkdtemp(tmpl)) path = d;
+  }
+  ~TempDir() {
+    if (path.empty() || std::getenv("MIKV_KEEP_TEST_FILES")) return;
+    std::error_code ignored;
+    std::filesystem::remove_all(path, ignored);
+  }
+};
+
+}  // namespace
+
+std::string TempPath(const std::string& name) {
+  static const TempDir dir;
+  return (dir.path.empty() ? std::string("/tmp") : dir.path) + "/" + name;
 }
 
 std::vector<uint8_t> ReadBytes(const std::string& path) {

@@ -37,7 +37,7 @@ std::string DetectFormat(const std::string& input) {
 int RunConvert(const ConvertArgs& a) {
   convert::WeightFormat format;
   if (!convert::ParseWeightFormat(a.weights, &format))
-    return Fail(Status(MIKV_ERR_INVALID_ARGUMENT, "--weights must be auto, f32, f16, int8 or int4"), a.json);
+    return Fail(Status(MIKV_ERR_INVALID_ARGUMENT, "--weights must be auto, f32, f16, int8, int4, q8_0 or q4_0"), a.json);
   const std::string from = a.from == "auto" ? DetectFormat(a.input) : a.from;
   ProgressBar bar(!a.json);
   auto progress = [&bar](size_t d, size_t t, const std::string& w) { bar.Update(d, t, w); };
@@ -87,7 +87,7 @@ void AddConvertCommand(CLI::App& app) {
   cmd->add_option("-o,--output", args->output, "the .mikv file to write")->required();
   cmd->add_option("--from", args->from, "input format: auto, gguf, hf, llama2c")->capture_default_str();
   cmd->add_option("--tokenizer", args->tokenizer, "llama2.c tokenizer .bin (llama2c input only)");
-  cmd->add_option("--weights", args->weights, "weight encoding: auto (as the source), f32, f16, int8, int4")
+  cmd->add_option("--weights", args->weights, "weight encoding: auto (as the source), f32, f16, int8, int4 (XNNPACK), q8_0, q4_0 (llama.cpp's blocks)")
       ->capture_default_str();
   cmd->add_flag("--json", args->json, "print a JSON summary");
   cmd->callback([args] { throw CLI::RuntimeError(RunConvert(*args)); });

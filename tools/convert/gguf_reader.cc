@@ -7,6 +7,7 @@
 
 #include "file_bytes.h"
 #include "fp16.h"
+#include "ggml_blocks.h"
 #include "model_spec.h"
 
 namespace mikv::convert {
@@ -198,30 +199,12 @@ void Dequantize(const uint8_t* p, uint32_t type, uint64_t n, SourceTensor* t) {
       for (uint64_t i = 0; i < n; ++i) { uint16_t h; std::memcpy(&h, p + 2 * i, 2); out[i] = Bf16ToFloat(h); }
       break;
     case kGgmlQ8_0:
-      for (uint64_t b = 0; b < n / 32; ++b) {
-        const uint8_t* blk = p + b * 34;
-        uint16_t d; std::memcpy(&d, blk, 2);
-        const float s = HalfToFloat(d);
-        for (int i = 0; i < 32; ++i) out[b * 32 + i] = s * (float)(int8_t)blk[2 + i];
-      }
+      t->ggml_blocks.assign(p, p + n / 32 * kQ8_0BlockBytes);
+      DequantizeRowQ8_0(p, n, out);
       break;
     case kGgmlQ4_0:
-      // Block: f16 scale, then 16 bytes; byte j holds element j (low nibble) and j + 16 (high nibble).
-      t->q4_codes.resize(n);
-      t->q4_scales.resize(n / 32);
-      for (uint64_t b = 0; b < n / 32; ++b) {
-        const uint8_t* blk = p + b * 18;
-        uint16_t d; std::memcpy(&d, blk, 2);
-        const float s = HalfToFloat(d);
-        t->q4_scales[b] = s;
-        for (int j = 0; j < 16; ++j) {
-          const uint8_t lo = blk[2 + j] & 0xf, hi = blk[2 + j] >> 4;
-          t->q4_codes[b * 32 + j] = lo;
-          t->q4_codes[b * 32 + j + 16] = hi;
-          out[b * 32 + j] = s * (float)(lo - 8);
-          out[b * 32 + j + 16] = s * (float)(hi - 8);
-        }
-      }
+      t->ggml_blocks.assign(p, p + n / 32 * kQ4_0BlockBytes);
+      DequantizeRowQ4_0(p, n, out);
       break;
   }
 }

@@ -1,6 +1,6 @@
 // ModelSpec: a model as the converter holds it between reading a source format and writing .mikv —
-// the configuration, the tokenizer and every tensor in f32 (plus the source's own 4-bit blocks where
-// they can be carried over exactly).
+// the configuration, the tokenizer and every tensor in f32 (plus a GGUF's own Q8_0/Q4_0 blocks, so they
+// can be carried over bit for bit).
 #pragma once
 
 #include <cstdint>
@@ -20,10 +20,8 @@ struct SourceTensor {
   std::vector<uint64_t> shape;     // outermost first
   std::vector<float> f32;          // the values, dequantized if the source was quantized
   std::string source_type = "F32"; // what the source stored ("F32", "F16", "Q8_0", "Q4_0", "BF16")
-  // For Q4_0 sources: the exact int4 codes (0..15, zero point 8) and one scale per 32 values, so an
-  // int4 output reproduces the source bit for bit.
-  std::vector<uint8_t> q4_codes;
-  std::vector<float> q4_scales;
+  // For Q8_0 / Q4_0 sources: the source's blocks as they were (runtime/ggml_blocks.h).
+  std::vector<uint8_t> ggml_blocks;
 };
 
 struct ModelSpec {
@@ -33,9 +31,10 @@ struct ModelSpec {
   std::vector<SourceTensor> tensors;
 };
 
-// What the weight matrices are written as. Auto keeps the source's precision
-// (F32 -> f32, F16/BF16 -> f16, Q8_0 -> int8, Q4_0 -> int4).
-enum class WeightFormat { Auto, F32, F16, Int8, Int4 };
+// What the weight matrices are written as. Auto keeps the source's precision and encoding
+// (F32 -> f32, F16/BF16 -> f16, Q8_0 -> q8_0, Q4_0 -> q4_0, the blocks copied as they are).
+// q8_0/q4_0 from other sources quantize as llama.cpp's quantize tool does.
+enum class WeightFormat { Auto, F32, F16, Int8, Int4, Q8_0, Q4_0 };
 bool ParseWeightFormat(const std::string& s, WeightFormat* out);
 
 // Progress: (done, total, what). The CLI draws a bar from it.

@@ -8,6 +8,7 @@
 #include <memory>
 
 #include "fp16.h"
+#include "ggml_blocks.h"
 #include "model_file_format.h"
 #include "model_spec.h"
 #include "mikv_model_generated.h"
@@ -21,6 +22,8 @@ bool ParseWeightFormat(const std::string& s, WeightFormat* out) {
   else if (s == "f16") *out = WeightFormat::F16;
   else if (s == "int8") *out = WeightFormat::Int8;
   else if (s == "int4") *out = WeightFormat::Int4;
+  else if (s == "q8_0") *out = WeightFormat::Q8_0;
+  else if (s == "q4_0") *out = WeightFormat::Q4_0;
   else return false;
   return true;
 }
@@ -47,14 +50,17 @@ WeightType ChooseType(const SourceTensor& t, WeightFormat f) {
     case WeightFormat::F16: w = WeightType::F16; break;
     case WeightFormat::Int8: w = WeightType::Int8PerChannel; break;
     case WeightFormat::Int4: w = WeightType::Int4Group; break;
+    case WeightFormat::Q8_0: w = WeightType::Q8_0; break;
+    case WeightFormat::Q4_0: w = WeightType::Q4_0; break;
     default:
       if (t.source_type == "F16" || t.source_type == "BF16") w = WeightType::F16;
-      else if (t.source_type == "Q8_0") w = WeightType::Int8PerChannel;
-      else if (t.source_type == "Q4_0") w = WeightType::Int4Group;
+      else if (t.source_type == "Q8_0") w = WeightType::Q8_0;
+      else if (t.source_type == "Q4_0") w = WeightType::Q4_0;
       else w = WeightType::F32;
   }
-  // int4 groups need whole groups of 32 columns; such a matrix falls back to int8.
-  if (w == WeightType::Int4Group && t.shape[1] % kInt4Group != 0) w = WeightType::Int8PerChannel;
+  // Groups and blocks need whole runs of 32 columns; such a matrix falls back to int8 per row.
+  const bool grouped = w == WeightType::Int4Group || w == WeightType::Q8_0 || w == WeightType::Q4_0;
+  if (grouped && t.shape[1] % kInt4Group != 0) w = WeightType::Int8PerChannel;
   return w;
 }
 
@@ -84,19 +90,38 @@ void Encode(const SourceTensor& t, const Planned& p, std::vector<uint8_t>* data,
     case WeightType::Int4Group: {
       std::vector<uint8_t> codes;
       QuantizeInt4Groups(t.f32.data(), p.rows, p.cols, kInt4Group, &codes, scales);
-      if (!t.q4_codes.empty()) {
+      if (t.source_type == "Q4_0") {
         // GGUF Q4_0 blocks with a positive scale are carried over bit for bit. Blocks with a negative
         // scale cannot be (XNNPACK takes positive scales only, and their extreme code would be 16),
-        // so they keep the re-quantization above.
+        // so they keep the re-quantization above. (--weights q4_0 keeps every block as it is.)
         for (size_t b = 0; b < scales->size(); ++b) {
-          if (t.q4_scales[b] > 0 && std::isnormal(t.q4_scales[b])) {
-            (*scales)[b] = t.q4_scales[b];
-            std::copy(t.q4_codes.begin() + b * kInt4Group, t.q4_codes.begin() + (b + 1) * kInt4Group,
-                      codes.begin() + b * kInt4Group);
+          const uint8_t* blk = t.ggml_blocks.data() + b * kQ4_0BlockBytes;
+          uint16_t h;
+          std::memcpy(&h, blk, 2);
+          const float d = HalfToFloat(h);
+          if (d > 0 && std::isnormal(d)) {
+            (*scales)[b] = d;
+            for (size_t j = 0; j < kQBlock / 2; ++j) {
+              codes[b * kQBlock + j] = blk[2 + j] & 0xf;
+              codes[b * kQBlock + j + 16] = blk[2 + j] >> 4;
+            }
           }
         }
       }
       *data = PackNibbles(codes);
+      break;
+    }
+    case WeightType::Q8_0:
+    case WeightType::Q4_0: {
+      const bool q8 = p.type == WeightType::Q8_0;
+      if (t.source_type == (q8 ? "Q8_0" : "Q4_0")) {  // the source's own blocks, bit for bit
+        *data = t.ggml_blocks;
+        break;
+      }
+      const size_t row_bytes = p.cols / kQBlock * (q8 ? kQ8_0BlockBytes : kQ4_0BlockBytes);
+      data->resize(p.rows * row_bytes);
+      for (uint64_t r = 0; r < p.rows; ++r)
+        (q8 ? QuantizeRowQ8_0 : QuantizeRowQ4_0)(t.f32.data() + r * p.cols, p.cols, data->data() + r * row_bytes);
       break;
     }
   }

@@ -1,0 +1,53 @@
+#include "qb32_gemm.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
+
+#include <cstdlib>
+#include <cstring>
+#include <initializer_list>
+
+namespace mikv {
+
+#if defined(MIKV_HAVE_AVX_KERNELS)
+extern const Qb32Kernels kAvx2Qb32Kernels;
+#endif
+#if defined(MIKV_HAVE_NEON_KERNELS)
+extern const Qb32Kernels kNeonQb32Kernels;
+#endif
+
+const Qb32Kernels* GetQb32Kernels(const char* isa) {
+  if (std::strcmp(isa, "scalar") == 0) return &kScalarQb32Kernels;
+#if defined(MIKV_HAVE_AVX_KERNELS)
+  if (std::strcmp(isa, "avx2") == 0) {
+    unsigned a, b, c, d;
+    const bool f16c = __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29)) != 0;
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c ? &kAvx2Qb32Kernels : nullptr;
+  }
+#endif
+#if defined(MIKV_HAVE_NEON_KERNELS)
+  if (std::strcmp(isa, "neon") == 0) return &kNeonQb32Kernels;  // NEON is part of every AArch64 core
+#endif
+  return nullptr;
+}
+
+namespace {
+const Qb32Kernels* g_override = nullptr;
+}
+
+void OverrideQb32KernelsForTesting(const Qb32Kernels* kernels) { g_override = kernels; }
+
+const Qb32Kernels& ActiveQb32Kernels() {
+  if (g_override) return *g_override;
+  static const Qb32Kernels* active = [] {
+    if (const char* forced = std::getenv("MIKV_QB32_ISA"))
+      if (const Qb32Kernels* k = GetQb32Kernels(forced)) return k;
+    for (const char* isa : {"avx2", "neon"})
+      if (const Qb32Kernels* k = GetQb32Kernels(isa)) return k;
+    return &kScalarQb32Kernels;
+  }();
+  return *active;
+}
+
+}  // namespace mikv
