@@ -1,5 +1,7 @@
 #include "random_gguf.h"
 
+#include "ggml_blocks.h"
+
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -93,37 +95,19 @@ class GgufBuilder {
   std::vector<Tensor> tensors_;
 };
 
-// GGML's reference quantizers (Q8_0: absmax/127; Q4_0: signed max / -8, codes + 8), so the files
-// are what llama.cpp's own quantize tool would write for these values.
+// GGML's reference quantizers (runtime/ggml_blocks.h), so the files are what llama.cpp's own quantize tool
+// would write for these values.
 std::vector<uint8_t> Encode(const std::vector<float>& x, GgufWeights w) {
   std::vector<uint8_t> out;
   if (w == GgufWeights::F32) {
     out.resize(x.size() * 4);
     std::memcpy(out.data(), x.data(), out.size());
-    return out;
-  }
-  for (size_t b = 0; b < x.size() / 32; ++b) {
-    const float* v = x.data() + b * 32;
-    if (w == GgufWeights::Q8_0) {
-      float amax = 0;
-      for (int i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(v[i]));
-      const float d = amax / 127.0f, id = d ? 1.0f / d : 0.0f;
-      const uint16_t h = FloatToHalf(d);
-      out.insert(out.end(), (const uint8_t*)&h, (const uint8_t*)&h + 2);
-      for (int i = 0; i < 32; ++i) out.push_back((uint8_t)(int8_t)std::lround(v[i] * id));
-    } else {
-      float amax = 0, max = 0;
-      for (int i = 0; i < 32; ++i)
-        if (std::fabs(v[i]) > amax) { amax = std::fabs(v[i]); max = v[i]; }
-      const float d = max / -8.0f, id = d ? 1.0f / d : 0.0f;
-      const uint16_t h = FloatToHalf(d);
-      out.insert(out.end(), (const uint8_t*)&h, (const uint8_t*)&h + 2);
-      for (int j = 0; j < 16; ++j) {
-        const uint8_t lo = (uint8_t)std::min(15, (int)(v[j] * id + 8.5f));
-        const uint8_t hi = (uint8_t)std::min(15, (int)(v[j + 16] * id + 8.5f));
-        out.push_back((uint8_t)(lo | (hi << 4)));
-      }
-    }
+  } else if (w == GgufWeights::Q8_0) {
+    out.resize(x.size() / kQBlock * kQ8_0BlockBytes);
+    QuantizeRowQ8_0(x.data(), x.size(), out.data());
+  } else {
+    out.resize(x.size() / kQBlock * kQ4_0BlockBytes);
+    QuantizeRowQ4_0(x.data(), x.size(), out.data());
   }
   return out;
 }
