@@ -32,6 +32,7 @@ class ModelFile {
   const TensorView* Find(const std::string& name) const;
   const std::vector<TensorView>& tensors() const { return tensors_; }
   size_t file_size() const { return size_; }
+  const uint8_t* data() const { return base_; }
 
  private:
   ModelFile() = default;

@@ -121,6 +121,8 @@ Status Session::CreateImpl(const Model& model, const SessionConfig& config, void
     size = s->block_.size();
   }
   Arena arena(buffer, size);
+  s->arena_data_ = buffer;
+  s->arena_size_ = size;
   s->CarveAll(&arena);
   if (arena.overflowed()) return Status(MIKV_ERR_INTERNAL, "arena plan and carve disagree");
   s->stats_.arena_bytes = arena.used();

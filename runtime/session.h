@@ -58,6 +58,9 @@ class Session {
   int context() const { return capacity_; }
   void Reset();
   const SessionStats& stats() const { return stats_; }
+  // The memory the arena occupies (the session's own block or the caller's buffer).
+  const void* arena_data() const { return arena_data_; }
+  size_t arena_size() const { return arena_size_; }
   KvOccupancy kv_occupancy() const { return cache_->Occupancy(); }
   const KvPlan& kv_plan() const { return kv_plan_; }
   KvCache& kv_cache() { return *cache_; }
@@ -80,6 +83,8 @@ class Session {
   LlamaGraph graph_;
   Sampler sampler_;
   AlignedBlock block_;
+  const void* arena_data_ = nullptr;
+  size_t arena_size_ = 0;
   float* logits_ = nullptr;
   pthreadpool_t pool_ = nullptr;
   int pos_ = 0;

@@ -56,26 +56,13 @@ TEST(DefaultModel, TokenizesTheValidationCorpusLikeHuggingFace) {
 namespace mikv::test {
 namespace {
 
-// `mikv budget --measure`: the plan (runtime measured at start, mapped and packed weights, tokenizer tables, the
-// arena by region, the weight-packing transient) against the process's peak RSS after filling the context.
 TEST(DefaultModel, BudgetPlanMatchesMeasuredPeakRss) {
   convert::ModelSpec spec;
   const std::string path = TempPath("mikv-default-f16.mikv");
   ASSERT_TRUE(convert::ReadHuggingFace(std::string(MIKV_SOURCE_DIR) + "/models/mikv-default-14m", &spec, nullptr).ok());
   ASSERT_TRUE(convert::WriteModel(spec, convert::WeightFormat::Auto, path, nullptr, nullptr).ok());
-  for (const char* config : {"", "--kv-policy mikv --hi-frac 0.1", "--kv-policy uniform --lo int4",
-                             "--kv-policy h2o --hi-frac 0.25"}) {
-    SCOPED_TRACE(config);
-    const std::string cmd = std::string(MIKV_CLI) + " budget -m " + path + " -c 2048 -t 2 --measure --json " + config;
-    int status;
-    const std::string out = CommandOutput(cmd, &status);
-    ASSERT_EQ(status, 0) << out;
-    const auto j = nlohmann::json::parse(out);
-    const double plan = j["measured"]["plan_bytes"], peak = j["measured"]["peak_rss_bytes"];
-    std::printf("%-34s plan %.2f MiB, measured peak %.2f MiB (%+.2f%%)\n", config, plan / 1048576, peak / 1048576,
-                100 * (peak - plan) / plan);
-    EXPECT_LE(std::fabs(peak - plan), std::max(0.02 * plan, 256.0 * 1024));
-  }
+  ExpectBudgetPlanMatchesPeakRss(path, 2048, {"", "--kv-policy mikv --hi-frac 0.1", "--kv-policy uniform --lo int4",
+                                              "--kv-policy h2o --hi-frac 0.25"});
 }
 
 }  // namespace

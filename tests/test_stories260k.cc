@@ -61,5 +61,12 @@ TEST(Stories260K, CliStreamsTheContinuation) {
   EXPECT_NE(out.find("peak RSS"), std::string::npos) << out;
 }
 
+// The budget's plan against the measured peak: a model this small (7 MiB in all, most of it the process itself)
+// is where unplanned code pages or stacks would show.
+TEST(Stories260K, BudgetPlanMatchesMeasuredPeakRss) {
+  ExpectBudgetPlanMatchesPeakRss(Stories260KFromLlama2c(), 512, {"", "--kv-policy mikv --hi-frac 0.1 --kv-group 8",
+                                                                 "--kv-policy uniform --lo int4 --kv-group 8"});
+}
+
 }  // namespace
 }  // namespace mikv::test

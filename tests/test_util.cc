@@ -9,6 +9,8 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <cmath>
+#include <nlohmann/json.hpp>
 
 #include "session.h"
 
@@ -51,20 +53,24 @@ void WriteBytes(const std::string& path, const std::vector<uint8_t>& bytes) {
   f.write(reinterpret_cast<const char*>(bytes.data()), (std::streamsize)bytes.size());
 }
 
-static std::string ConvertOnce(const std::string& out, bool gguf) {
+static std::string ConvertOnce(const std::string& out, bool gguf,
+                               convert::WeightFormat format = convert::WeightFormat::Auto) {
   if (access(out.c_str(), F_OK) == 0) return out;
   convert::ModelSpec spec;
   const std::string dir = SharedPath("models/stories260K/");
   Status s = gguf ? convert::ReadGguf(dir + "stories260K-f32.gguf", &spec, nullptr)
                   : convert::ReadLlama2c(dir + "stories260K.bin", dir + "tok512.bin", &spec);
   EXPECT_TRUE(s.ok()) << s.ToString();
-  s = convert::WriteModel(spec, convert::WeightFormat::Auto, out, nullptr, nullptr);
+  s = convert::WriteModel(spec, format, out, nullptr, nullptr);
   EXPECT_TRUE(s.ok()) << s.ToString();
   return out;
 }
 
 std::string Stories260KFromLlama2c() { return ConvertOnce(TempPath("stories260K-llama2c.mikv"), false); }
 std::string Stories260KFromGguf() { return ConvertOnce(TempPath("stories260K-gguf.mikv"), true); }
+std::string Stories260KQ8_0() {
+  return ConvertOnce(TempPath("stories260K-q8_0.mikv"), false, convert::WeightFormat::Q8_0);
+}
 
 std::string DefaultModelF32() {
   const std::string out = TempPath("mikv-default-f32.mikv");
@@ -122,6 +128,22 @@ std::vector<int32_t> Greedy(const Model& model, const std::vector<int32_t>& prom
   }
   EXPECT_TRUE(s.ok()) << s.ToString();
   return out;
+}
+
+void ExpectBudgetPlanMatchesPeakRss(const std::string& model, int context, const std::vector<std::string>& configs) {
+  for (const std::string& config : configs) {
+    SCOPED_TRACE(config);
+    const std::string cmd = std::string(MIKV_CLI) + " budget -m " + model + " -c " + std::to_string(context) +
+                            " -t 2 --measure --json " + config;
+    int status;
+    const std::string out = CommandOutput(cmd, &status);
+    ASSERT_EQ(status, 0) << out;
+    const auto j = nlohmann::json::parse(out);
+    const double plan = j["measured"]["plan_bytes"], peak = j["measured"]["peak_rss_bytes"];
+    std::printf("%-34s plan %.2f MiB, measured peak %.2f MiB (%+.2f%%)\n", config.c_str(), plan / 1048576,
+                peak / 1048576, 100 * (peak - plan) / plan);
+    EXPECT_LE(std::fabs(peak - plan), std::max(0.02 * plan, 256.0 * 1024));
+  }
 }
 
 }  // namespace mikv::test

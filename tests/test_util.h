@@ -20,6 +20,8 @@ void WriteBytes(const std::string& path, const std::vector<uint8_t>& bytes);
 // stories260K converted from its llama2.c checkpoint (made once per test run).
 std::string Stories260KFromLlama2c();
 std::string Stories260KFromGguf();
+// stories260K with its matrices in ggml's Q8_0 blocks (where the columns allow; the rest int8).
+std::string Stories260KQ8_0();
 // The project's bundled model (models/mikv-default-14m, a Hugging Face folder) converted with f32 weights.
 std::string DefaultModelF32();
 // Text of an xz file (the shared corpus), decompressed with the xz tool.
@@ -29,6 +31,11 @@ std::string CommandOutput(const std::string& command, int* status = nullptr);
 // A small Hugging Face folder (config.json: 1-layer Llama, dim 8; a 4-token byte-level tokenizer.json) under the
 // test's scratch folder: the fuzzers' fixture, for feeding safetensors files to the HF reader.
 std::string TinyHuggingFaceFolder();
+
+// `mikv budget --measure` (the plan: runtime measured at start and over one step, mapped and packed weights,
+// tokenizer tables, the arena by region, the weight-packing transient) against the process's peak RSS after
+// filling `context` tokens, for each configuration (CLI flags): within 2% or 256 KiB, whichever is larger.
+void ExpectBudgetPlanMatchesPeakRss(const std::string& model, int context, const std::vector<std::string>& configs);
 
 // Greedy generation of n tokens after the prompt's tokens.
 std::vector<int32_t> Greedy(const Model& model, const std::vector<int32_t>& prompt, int n, int threads = 2,

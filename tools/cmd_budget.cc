@@ -1,7 +1,7 @@
 // mikv budget: what a model, a context and a cache configuration cost, before committing to them.
 //   plan:     mapped weights, packed weights (XNNPACK's copy), model tables (tokenizer), the session arena split
 //             into its regions (activations, KV high / low regions, KV tables, logits, sampler), and the process's
-//             own fixed overhead (code and libraries, measured at start);
+//             own fixed overhead (code, libraries, stacks: the resident set after one step, less the data);
 //   inverse:  for a memory budget, the longest context each cache configuration fits;
 //   measure:  fills the context and puts the process's peak RSS next to the plan.
 #include <malloc.h>
@@ -16,6 +16,9 @@
 #include <map>
 #include <random>
 #include <sstream>
+
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "commands.h"
 #include "kv_options.h"
@@ -38,6 +41,37 @@ size_t ReadStatusKb(const char* key) {
   std::string line;
   while (std::getline(f, line))
     if (line.rfind(key, 0) == 0) return (size_t)std::strtoull(line.c_str() + std::strlen(key), nullptr, 10) * 1024;
+  return 0;
+}
+
+// Bytes of [data, data + size) that are resident now (mincore over the pages it spans; anonymous memory only).
+size_t ResidentBytes(const void* data, size_t size) {
+  if (data == nullptr || size == 0) return 0;
+  const size_t page = (size_t)sysconf(_SC_PAGESIZE);
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(data) / page * page;
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(data) + size + page - 1) / page * page;
+  std::vector<unsigned char> resident((end - begin) / page);
+  if (mincore(reinterpret_cast<void*>(begin), end - begin, resident.data()) != 0) return 0;
+  size_t pages = 0;
+  for (unsigned char r : resident) pages += r & 1;
+  return pages * page;
+}
+
+// This process's resident bytes of the mapping that holds `address` (/proc/self/smaps). For a mapped file this is
+// what the process has touched, where mincore would report the page cache.
+size_t MappingRssBytes(const void* address) {
+  std::ifstream f("/proc/self/smaps");
+  std::string line;
+  const uintptr_t a = reinterpret_cast<uintptr_t>(address);
+  bool inside = false;
+  while (std::getline(f, line)) {
+    unsigned long long begin = 0, end = 0;
+    if (std::sscanf(line.c_str(), "%llx-%llx ", &begin, &end) == 2 && line.find(':') > line.find('-')) {
+      inside = a >= begin && a < end;
+      continue;
+    }
+    if (inside && line.rfind("Rss:", 0) == 0) return (size_t)std::strtoull(line.c_str() + 4, nullptr, 10) * 1024;
+  }
   return 0;
 }
 
@@ -149,7 +183,7 @@ Status WriteChart(const std::string& path, const nlohmann::json& plan, const nlo
 }
 
 int RunBudget(const BudgetArgs& a) {
-  const size_t baseline = ReadStatusKb("VmRSS:");  // this process before the model: code, libraries, stacks
+  const size_t baseline = ReadStatusKb("VmRSS:");  // this process before the model (the packing-time estimate)
   const size_t heap0 = mallinfo2().uordblks;
   std::unique_ptr<Model> model;
   Status s = Model::Load(a.model, &model);
@@ -166,15 +200,49 @@ int RunBudget(const BudgetArgs& a) {
   KvPlan kv_plan;
   s = Session::PlanArena(*model, config, &arena, &regions, &kv_plan);
   if (!s.ok()) return Fail(s, a.json);
+  // The process's own part: code and libraries (what loading and the forward pass touch), thread stacks, the
+  // allocator's overhead. A small session of the same configuration is filled to the end first, so every path the
+  // cache takes (demotion, eviction, quantization) has run; then the real session takes one step, and the resident
+  // set less the data planned below in full (the weights as this process has them mapped, the packed weights, the
+  // tokenizer tables, the arena pages touched so far) is the runtime's.
+  {
+    // The smallest context (from 64, doubling) that this configuration accepts: an eviction policy needs its
+    // high region to hold the sinks and the recent window.
+    const int full = config.context > 0 ? config.context : (int)m.max_seq_len;
+    std::unique_ptr<Session> warm;
+    for (int ctx = std::min(full, 64);; ctx = std::min(full, ctx * 2)) {
+      SessionConfig small = config;
+      small.context = ctx;
+      s = Session::Create(*model, small, &warm);
+      if (s.ok() || ctx == full) break;
+    }
+    if (!s.ok()) return Fail(s, a.json);
+    std::vector<int32_t> tokens(warm->context());
+    for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = (int32_t)((i * 7919) % m.vocab_size);
+    s = warm->Prefill(tokens.data(), tokens.size());
+    if (!s.ok()) return Fail(s, a.json);
+  }
+#if defined(__GLIBC__)
+  malloc_trim(0);  // the small session's packed weights go back before the real one packs its own
+#endif
   // The packed weights depend on the CPU's kernels: create the session's operators once and count.
+  const size_t file = model->file().file_size();
   std::unique_ptr<Session> session;
   s = Session::Create(*model, config, &session);
   if (!s.ok()) return Fail(s, a.json);
   const size_t packed = session->stats().operator_bytes;
-  const size_t file = model->file().file_size();
-
+  {
+    const int32_t token = 0;
+    s = session->Prefill(&token, 1);
+    if (!s.ok()) return Fail(s, a.json);
+    session->Reset();
+  }
+  const double residual = (double)ReadStatusKb("VmRSS:") - (double)MappingRssBytes(model->file().data()) -
+                          (double)packed - (double)model_heap -
+                          (double)ResidentBytes(session->arena_data(), session->arena_size());
+  const size_t runtime = residual > (double)baseline ? (size_t)residual : baseline;
   nlohmann::json plan;
-  std::vector<std::pair<std::string, size_t>> parts = {{"runtime (code, libraries)", baseline},
+  std::vector<std::pair<std::string, size_t>> parts = {{"runtime (code, libraries, stacks)", runtime},
                                                        {"weights (mapped .mikv)", file},
                                                        {"packed weights (XNNPACK)", packed},
                                                        {"model tables (tokenizer)", model_heap}};
@@ -210,7 +278,7 @@ int RunBudget(const BudgetArgs& a) {
   out["plan"] = plan;
 
   // Inverse: the longest context per configuration for a budget (and for a range of budgets, for the chart).
-  const size_t fixed = baseline + file + packed + model_heap;
+  const size_t fixed = runtime + file + packed + model_heap;
   size_t memory = 0;
   if (!a.memory.empty()) {
     s = ParseBytes(a.memory, &memory);
