@@ -10,7 +10,7 @@ XNN=${MIKV_XNNPACK_PREFIX:-$CACHE_ROOT/xnnpack-4ea82e5}
 B=build-tsan
 FLAGS="-fsanitize=thread -fno-omit-frame-pointer -g -O1"
 
-deps=$B/deps
+deps=$PWD/$B/deps
 if [[ ! -f $deps/.complete ]]; then
   rm -rf "$deps" && mkdir -p "$deps/src/pthreadpool" "$deps/src/fxdiv" "$deps/lib" "$deps/include"
   tar -xf "$(ls "$CACHE_ROOT"/src/pthreadpool_*.orig.tar.* | head -n1)" -C "$deps/src/pthreadpool" --strip-components=1
@@ -27,7 +27,7 @@ if [[ ! -f $deps/.complete ]]; then
 fi
 
 cmake -S . -B $B -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMIKV_BUILD_TESTS=ON -DMIKV_BUILD_TOOLS=ON -DMIKV_BUILD_JAVA=OFF \
-  -DMIKV_XNNPACK_PREFIX="$PWD/$deps" -DCMAKE_CXX_FLAGS="$FLAGS" -DCMAKE_C_FLAGS="$FLAGS" \
+  -DMIKV_XNNPACK_PREFIX="$deps" -DCMAKE_CXX_FLAGS="$FLAGS" -DCMAKE_C_FLAGS="$FLAGS" \
   -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=thread" >/dev/null
 cmake --build $B -j "$(nproc)" --target mikv_cli mikv_tests
 TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
