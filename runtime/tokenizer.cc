@@ -44,7 +44,7 @@ Status Tokenizer::Create(TokenizerData data, std::unique_ptr<Tokenizer>* out) {
 }
 
 int32_t Tokenizer::Find(std::string_view text) const {
-  auto it = by_text_.find(std::string(text));
+  auto it = by_text_.find(text);
   return it == by_text_.end() ? -1 : it->second;
 }
 

@@ -66,13 +66,17 @@ class Tokenizer {
 
  protected:
   explicit Tokenizer(TokenizerData data);
+  Tokenizer(const Tokenizer&) = delete;
+  Tokenizer& operator=(const Tokenizer&) = delete;
   // Tokenizes a run of plain text (no special tokens inside). `first` is true for the text that
   // starts the input or follows a special token (where SentencePiece adds its dummy prefix).
   virtual void EncodeText(std::string_view text, bool first, std::vector<int32_t>* ids) const = 0;
   virtual std::string PieceBytes(int32_t id) const = 0;
 
   TokenizerData data_;
-  std::unordered_map<std::string, int32_t> by_text_;
+  // Keys view data_.tokens, which never changes after construction (so a Tokenizer is neither copied nor moved):
+  // lookups of any text slice allocate nothing.
+  std::unordered_map<std::string_view, int32_t> by_text_;
   std::vector<int32_t> specials_;  // control / user-defined tokens, longest text first
 };
 

@@ -39,7 +39,8 @@ struct Symbol {
 struct Bigram {
   int left, right;
   int rank;
-  std::string text;
+  size_t left_n, right_n;  // the two symbols' sizes when queued: a symbol only grows from a fixed start, so the same
+                           // sizes (and still neighbours) mean the same text
 };
 
 struct BigramOrder {
@@ -97,15 +98,15 @@ class ByteLevelBpeTokenizer final : public Tokenizer {
     if (symbols.empty()) return;
     symbols.back().next = -1;
     std::priority_queue<Bigram, std::vector<Bigram>, BigramOrder> queue;
+    std::string key;  // "left right", reused
     auto try_add = [&](int left, int right) {
       if (left < 0 || right < 0) return;
-      std::string key(symbols[left].text, symbols[left].n);
+      key.assign(symbols[left].text, symbols[left].n);
       key.push_back(' ');
       key.append(symbols[right].text, symbols[right].n);
-      auto it = ranks_.find(key);
+      auto it = ranks_.find(std::string_view(key));
       if (it == ranks_.end()) return;
-      queue.push({left, right, it->second,
-                  std::string(symbols[left].text, symbols[left].n) + std::string(symbols[right].text, symbols[right].n)});
+      queue.push({left, right, it->second, symbols[left].n, symbols[right].n});
     };
     for (size_t i = 1; i < symbols.size(); ++i) try_add((int)i - 1, (int)i);
     while (!queue.empty()) {
@@ -113,9 +114,7 @@ class ByteLevelBpeTokenizer final : public Tokenizer {
       queue.pop();
       Symbol& l = symbols[b.left];
       Symbol& r = symbols[b.right];
-      if (l.n == 0 || r.n == 0 || l.n + r.n != b.text.size() ||
-          b.text.compare(0, l.n, l.text, l.n) != 0 || b.text.compare(l.n, r.n, r.text, r.n) != 0)
-        continue;  // stale: one side has merged since
+      if (l.n != b.left_n || r.n != b.right_n || l.next != b.right) continue;  // stale: one side has merged since
       l.n += r.n;
       r.n = 0;
       l.next = r.next;
@@ -124,20 +123,20 @@ class ByteLevelBpeTokenizer final : public Tokenizer {
       try_add(b.left, l.next);
     }
     for (int i = 0; i != -1; i = symbols[i].next) {
-      const std::string text(symbols[i].text, symbols[i].n);
+      const std::string_view text(symbols[i].text, symbols[i].n);
       const int32_t id = Find(text);
       if (id >= 0) {
         ids->push_back(id);
         continue;
       }
       for (char c : text) {  // as llama.cpp: single bytes that happen to be tokens, the rest dropped
-        const int32_t b = Find(std::string(1, c));
+        const int32_t b = Find(std::string_view(&c, 1));
         if (b >= 0) ids->push_back(b);
       }
     }
   }
 
-  std::unordered_map<std::string, int> ranks_;
+  std::unordered_map<std::string_view, int> ranks_;  // views into data_.merges (fixed after construction)
   bool ignore_merges_ = false;
 };
 

@@ -60,10 +60,10 @@ class SentencePieceTokenizer final : public Tokenizer {
     symbols.back().next = -1;
 
     std::priority_queue<Bigram, std::vector<Bigram>, BigramOrder> queue;
-    std::unordered_map<std::string, std::pair<int, int>> unmerge;
+    std::unordered_map<std::string_view, std::pair<int, int>> unmerge;  // views into `text`
     auto try_add = [&](int left, int right) {
       if (left < 0 || right < 0) return;
-      std::string merged(symbols[left].text, symbols[left].n + symbols[right].n);
+      const std::string_view merged(symbols[left].text, symbols[left].n + symbols[right].n);
       const int32_t id = Find(merged);
       if (id < 0) return;
       queue.push({left, right, data_.scores[id], merged.size()});
@@ -104,9 +104,10 @@ class SentencePieceTokenizer final : public Tokenizer {
   }
 
  private:
-  void Resegment(const std::vector<Symbol>& symbols, const std::unordered_map<std::string, std::pair<int, int>>& unmerge,
-                 const Symbol& s, std::vector<int32_t>* ids) const {
-    const std::string text(s.text, s.n);
+  void Resegment(const std::vector<Symbol>& symbols,
+                 const std::unordered_map<std::string_view, std::pair<int, int>>& unmerge, const Symbol& s,
+                 std::vector<int32_t>* ids) const {
+    const std::string_view text(s.text, s.n);
     const int32_t id = Find(text);
     if (id >= 0) {
       ids->push_back(id);
