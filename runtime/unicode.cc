@@ -74,8 +74,15 @@ void AppendUtf8(uint32_t cp, std::string* out) {
   }
 }
 
-bool IsLetter(uint32_t cp) { return InRanges(kLetterRanges, cp); }
-bool IsNumber(uint32_t cp) { return InRanges(kNumberRanges, cp); }
+// ASCII, most of any text, without the binary search.
+bool IsLetter(uint32_t cp) {
+  if (cp < 0x80) return (cp | 0x20) - 'a' < 26;
+  return InRanges(kLetterRanges, cp);
+}
+bool IsNumber(uint32_t cp) {
+  if (cp < 0x80) return cp - '0' < 10;
+  return InRanges(kNumberRanges, cp);
+}
 
 bool IsWhitespace(uint32_t cp) {
   switch (cp) {
