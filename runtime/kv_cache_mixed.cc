@@ -1,5 +1,6 @@
 #include "kv_cache_mixed.h"
 
+#include "hadamard.h"
 #include "kv_kernels.h"
 
 #include <algorithm>
@@ -32,7 +33,7 @@ void MixedKvCache::Carve(Arena* arena) {
     r->used = arena->Take<int32_t>(streams, "kv-tables");
   }
   if (quantizes_) balancer_.Carve(arena);
-  tmp_ = arena->Take<float>((size_t)3 * g_.head_dim, "kv-tables");
+  tmp_ = arena->Take<float>((size_t)4 * g_.head_dim, "kv-tables");
   if (!arena->measuring()) Reset();
 }
 
@@ -60,20 +61,46 @@ Status MixedKvCache::Reserve(int n) const {
 }
 
 size_t MixedKvCache::ScratchFloats() const {
-  // Scores of every slot for one head, the balanced query, the accumulated value.
-  return (size_t)hi_.capacity + lo_.capacity + 2 * (size_t)g_.head_dim;  // + balanced query + group sums
+  // Scores of every slot for one head; the balanced query, the group sums, the plain and balanced queries rotated.
+  return (size_t)hi_.capacity + lo_.capacity + 4 * (size_t)g_.head_dim;
+}
+
+void MixedKvCache::Transform(const Region& r, int layer, int kv_head, const float* k, const float* v, float* out_k,
+                             float* out_v) {
+  const int d = g_.head_dim;
+  if (Balanced(r)) {
+    const float* b = balancer_.Factors(layer, kv_head);
+    for (int c = 0; c < d; ++c) out_k[c] = k[c] * b[c];
+  } else {
+    std::memcpy(out_k, k, d * sizeof(float));
+  }
+  std::memcpy(out_v, v, d * sizeof(float));
+  if (config_.rotate) {
+    HadamardRotate(out_k, d);
+    HadamardRotate(out_v, d);
+  }
+}
+
+void MixedKvCache::Untransform(const Region& r, int layer, int kv_head, float* k, float* v) {
+  const int d = g_.head_dim;
+  if (config_.rotate) {
+    HadamardUnrotate(k, d);
+    HadamardUnrotate(v, d);
+  }
+  if (Balanced(r)) {
+    const float* b = balancer_.Factors(layer, kv_head);
+    for (int c = 0; c < d; ++c) k[c] /= b[c];
+  }
 }
 
 void MixedKvCache::Store(Region& r, size_t s, int slot, int layer, int kv_head, const float* k, const float* v,
                          int pos, float imp) {
   assert(slot >= 0 && slot < r.capacity && s < (size_t)g_.n_layers * g_.n_kv_heads);
-  if (Balanced(r)) {
-    const float* b = balancer_.Factors(layer, kv_head);
-    for (int c = 0; c < g_.head_dim; ++c) tmp_[2 * g_.head_dim + c] = k[c] * b[c];
-    k = tmp_ + 2 * g_.head_dim;
-  }
-  r.codec.Encode(k, r.K(s, slot));
-  r.codec.Encode(v, r.V(s, slot));
+  float* tk = tmp_ + 2 * g_.head_dim;
+  float* tv = tmp_ + 3 * g_.head_dim;
+  Transform(r, layer, kv_head, k, v, tk, tv);
+  r.codec.Encode(tk, r.K(s, slot));
+  r.codec.Encode(tv, r.V(s, slot));
   r.positions[s * r.capacity + slot] = pos;
   r.importance[s * r.capacity + slot] = imp;
 }
@@ -137,10 +164,7 @@ void MixedKvCache::MakeRoomHigh(size_t s, int layer, int kv_head, int newest) {
     float* v = tmp_ + g_.head_dim;
     hi_.codec.Decode(hi_.K(s, victim), k);
     hi_.codec.Decode(hi_.V(s, victim), v);
-    if (Balanced(hi_)) {  // back to plain keys; InsertLow balances again
-      const float* b = balancer_.Factors(layer, kv_head);
-      for (int c = 0; c < g_.head_dim; ++c) k[c] /= b[c];
-    }
+    Untransform(hi_, layer, kv_head, k, v);  // back to plain keys and values; InsertLow transforms for lo
     InsertLow(s, layer, kv_head, k, v, pos[victim], imp[victim], /*demoted=*/true);
   } else {
     ++evicted_;
@@ -186,6 +210,9 @@ void MixedKvCache::Attend(int layer, int pos, int kv_head, const float* q, float
   float* scores = scratch;  // [nh + nl]
   float* qb = scratch + hi_.capacity + lo_.capacity;
   float* qsum = qb + d;
+  float* qr = qsum + d;   // the plain query, rotated
+  float* qbr = qr + d;    // the balanced query, rotated
+  const bool rotate = config_.rotate;
   const float scale = 1.0f / std::sqrt((float)d);
   const float* b = nullptr;
   if ((Balanced(hi_) && nh > 0) || (Balanced(lo_) && nl > 0)) b = balancer_.Factors(layer, kv_head);
@@ -199,10 +226,25 @@ void MixedKvCache::Attend(int layer, int pos, int kv_head, const float* q, float
     float* oh = out + (size_t)h * d;
     if (b)
       for (int c = 0; c < d; ++c) qb[c] = qh[c] / b[c];
-    // Integer regions store balanced keys (when the balancer is on) and take the balanced query.
-    if (any_quantized) KvQuerySums(b ? qb : qh, d, group_, qsum);
-    AttendRegion(hi_, s, pos, Balanced(hi_) ? qb : qh, qsum, scale, scores);
-    AttendRegion(lo_, s, pos, Balanced(lo_) ? qb : qh, qsum, scale, scores + nh);
+    // Integer regions store balanced keys (when the balancer is on) and take the balanced query; with the rotation
+    // every region's keys are rotated, and so is the query each region takes.
+    const float* q_plain = qh;
+    const float* q_bal = b ? qb : qh;
+    if (rotate) {
+      std::memcpy(qr, qh, d * sizeof(float));
+      HadamardRotate(qr, d);
+      q_plain = qr;
+      if (b) {
+        std::memcpy(qbr, qb, d * sizeof(float));
+        HadamardRotate(qbr, d);
+        q_bal = qbr;
+      } else {
+        q_bal = qr;
+      }
+    }
+    if (any_quantized) KvQuerySums(q_bal, d, group_, qsum);
+    AttendRegion(hi_, s, pos, Balanced(hi_) ? q_bal : q_plain, qsum, scale, scores);
+    AttendRegion(lo_, s, pos, Balanced(lo_) ? q_bal : q_plain, qsum, scale, scores + nh);
     // Softmax over both regions, then the weighted values, hi rows first: for `full` the slots are in position
     // order and these are the plain cache's kernels, so the logits are identical.
     SoftmaxInPlace(scores, (size_t)(nh + nl));
@@ -215,6 +257,7 @@ void MixedKvCache::Attend(int layer, int pos, int kv_head, const float* q, float
       const KvRowFormat f{lo_.codec.precision(), d, group_, lo_.codec.bytes()};
       kk.values[(int)f.precision](f, scores + nh, lo_.V(s, 0), (size_t)nl, oh);
     }
+    if (rotate) HadamardUnrotate(oh, d);  // Σ p·(R v) = R·Σ p·v
     for (int i = 0; i < nh; ++i) imp_hi[i] += scores[i];
     for (int i = 0; i < nl; ++i) imp_lo[i] += scores[nh + i];
   }
@@ -236,10 +279,7 @@ bool MixedKvCache::ReadToken(int layer, int kv_head, int position, float* k, flo
       if (r->positions[s * r->capacity + i] == position) {
         r->codec.Decode(r->K(s, i), k);
         r->codec.Decode(r->V(s, i), v);
-        if (Balanced(*r)) {
-          const float* b = const_cast<KeyBalancer&>(balancer_).Factors(layer, kv_head);
-          for (int c = 0; c < g_.head_dim; ++c) k[c] /= b[c];
-        }
+        const_cast<MixedKvCache*>(this)->Untransform(*r, layer, kv_head, k, v);  // may fix balancer factors
         return true;
       }
   return false;

@@ -6,6 +6,9 @@
 //                                      tables     slot -> position, slot -> accumulated attention (importance)
 //   per stream:                        key balancer factors (key_balancer.h)
 //
+// With `rotate`, every region stores R·k and R·v (hadamard.h; keys balanced first where the region balances), the
+// query is rotated the same way, and the attention output is turned back with Rᵀ once per head and step.
+//
 // New tokens enter the hi region (uniform: the lo region). When the hi region is full, the victim is the hi token
 // that is neither an attention sink (position < sinks) nor in the recent window, with the least accumulated
 // attention (sinks policy: the oldest); mikv demotes it into the lo region, h2o and sinks evict it. When the lo
@@ -77,7 +80,14 @@ class MixedKvCache final : public KvCache {
   KvCacheConfig config_;
   KeyBalancer balancer_;
   Region hi_, lo_;
-  float* tmp_ = nullptr;  // 3 × head_dim floats for Write (single-threaded)
+  // Keys/values as stored: balanced (where the region balances) and rotated (when configured), into out_k/out_v.
+  // (Not const: the first use of a stream's balancer factors fixes them.)
+  void Transform(const Region& r, int layer, int kv_head, const float* k, const float* v, float* out_k,
+                 float* out_v);
+  // The inverse, in place: stored (decoded) rows back to plain keys and values.
+  void Untransform(const Region& r, int layer, int kv_head, float* k, float* v);
+
+  float* tmp_ = nullptr;  // 4 × head_dim floats for Write (single-threaded)
   int64_t evicted_ = 0;
 };
 

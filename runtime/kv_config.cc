@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "hadamard.h"
+
 namespace mikv {
 
 namespace {
@@ -37,6 +39,9 @@ Status PlanKvCache(const KvGeometry& g, const KvCacheConfig& c, KvPlan* plan) {
     return Status(MIKV_ERR_INVALID_ARGUMENT, "sinks must be within 0..16777216 and the recent window within 1..16777216");
   if (!(c.hi_frac >= 0 && c.hi_frac <= 1)) return Status(MIKV_ERR_INVALID_ARGUMENT, "hi_frac must be within 0..1");
   if (c.tokens < 0) return Status(MIKV_ERR_INVALID_ARGUMENT, "cache tokens must be >= 0");
+  if (c.rotate && !HadamardSizeOk(g.head_dim))
+    return Status(MIKV_ERR_INVALID_ARGUMENT, "the Hadamard rotation needs a head dimension that is a power of two "
+                                             "(this model's is " + std::to_string(g.head_dim) + ")");
 
   const KvCodec hi(c.hi, g.head_dim, group), lo(c.lo, g.head_dim, group);
   plan->hi_bytes_per_token = 2 * hi.bytes();

@@ -39,6 +39,7 @@ struct KvCacheConfig {
   int tokens = 0;
   float hi_frac = 0.2f;                // mikv, h2o, sinks without a budget: fraction of the tokens kept high
   bool balance_keys = true;            // per-channel key balancing before integer quantization
+  bool rotate = false;                 // Hadamard-rotate keys, queries and values (hadamard.h); head_dim 2^k
   KvOnFull on_full = KvOnFull::EvictLeastImportant;
 };
 

@@ -16,6 +16,7 @@ void AddKvOptions(CLI::App* cmd, KvArgs* a) {
   cmd->add_option("--sinks", a->sinks, "attention-sink tokens always kept high")->capture_default_str();
   cmd->add_option("--window", a->window, "recent tokens always kept high")->capture_default_str();
   cmd->add_flag("--no-balance", a->no_balance, "turn the per-channel key balancer off");
+  cmd->add_flag("--kv-rotate", a->rotate, "Hadamard-rotate keys, queries and values before quantizing");
   cmd->add_flag("--kv-refuse", a->refuse, "when the cache is full, fail instead of evicting the least important token");
 }
 
@@ -50,6 +51,7 @@ Status ToKvConfig(const KvArgs& a, KvCacheConfig* c) {
   c->tokens = a.tokens;
   c->hi_frac = a.hi_frac;
   c->balance_keys = !a.no_balance;
+  c->rotate = a.rotate;
   c->on_full = a.refuse ? KvOnFull::Refuse : KvOnFull::EvictLeastImportant;
   c->budget_bytes = 0;
   if (!a.budget.empty()) return ParseBytes(a.budget, &c->budget_bytes);

@@ -1,6 +1,6 @@
 // The KV-cache options every command that creates sessions shares (run, eval, budget):
 //   --kv-policy full|uniform|h2o|sinks|mikv|plain  --kv-budget 64MiB  --hi-frac 0.1  --hi f16|int8  --lo int2
-//   --kv-group 32  --sinks 4  --window 32  --no-balance  --kv-refuse
+//   --kv-group 32  --sinks 4  --window 32  --no-balance  --kv-rotate  --kv-refuse
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -15,7 +15,7 @@ struct KvArgs {
   std::string policy = "plain", hi = "f16", lo = "int2", budget;
   int group = 32, sinks = 4, window = 32, tokens = 0;
   float hi_frac = 0.2f;
-  bool no_balance = false, refuse = false;
+  bool no_balance = false, refuse = false, rotate = false;
 };
 
 void AddKvOptions(CLI::App* cmd, KvArgs* a);
