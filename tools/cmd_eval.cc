@@ -53,10 +53,15 @@ struct Row {
   }
 };
 
-// "policy[@hi_frac][/lo][:gGROUP]"
+// "policy[@hi_frac][/lo][:gGROUP][+rot]"
 Status ParseSpec(const std::string& spec, const KvCacheConfig& base, KvCacheConfig* c) {
   *c = base;
   std::string rest = spec;
+  const std::string rot = "+rot";
+  if (rest.size() > rot.size() && rest.compare(rest.size() - rot.size(), rot.size(), rot) == 0) {
+    c->rotate = true;
+    rest.resize(rest.size() - rot.size());
+  }
   auto take = [&](char sep) {
     const size_t at = rest.find(sep);
     if (at == std::string::npos) return std::string();
@@ -316,6 +321,7 @@ int RunEval(const EvalArgs& a) {
                           {"hi_frac", r.kv.hi_frac},
                           {"group", r.kv.group},
                           {"balance_keys", r.kv.balance_keys},
+                          {"rotate", r.kv.rotate},
                           {"target_ratio", r.ratio},
                           {"cache_fraction_of_fp16", size}};
       for (const char* k : {"kl", "top1_agreement", "retrieval", "recall_top1", "recall_loss"})
@@ -351,7 +357,7 @@ void AddEvalCommand(CLI::App& app) {
   cmd->add_option("-m,--model", args->model, "the .mikv model")->required();
   cmd->add_option("--text", args->text, "evaluation text (.txt or .txt.xz)")->capture_default_str();
   cmd->add_option("--configs", args->configs,
-                  "comma-separated policy[@hi_frac][/lo][:gGROUP], e.g. mikv@0.05/int2,h2o,uniform/int3")->capture_default_str();
+                  "comma-separated policy[@hi_frac][/lo][:gGROUP][+rot], e.g. mikv@0.05/int2,h2o,uniform/int3+rot")->capture_default_str();
   cmd->add_option("--ratios", args->ratios, "cache sizes as fractions of the FP16 cache")->capture_default_str();
   cmd->add_option("--balance", args->balance, "key balancer for quantizing policies: on, off, both")->capture_default_str();
   cmd->add_option("--tasks", args->tasks, "prose, retrieval, recall, ppl")->capture_default_str();
