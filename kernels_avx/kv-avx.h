@@ -35,6 +35,7 @@ inline __m256 Codes8(const uint8_t* codes, int i) {
 inline float Half(uint16_t h) { return _cvtsh_ss(h); }
 
 // AVX2 entry points (kernels_avx/*-avx2.cc), reused by the AVX-512 table where a shape does not fit 16 lanes.
+void FwhtAvx2(float* x, int d);
 void F16KvScoresAvx2(const KvRowFormat& f, const float* q, const float* qsum, const uint8_t* rows, size_t n, float scale,
                      float* out);
 void F16KvValuesAvx2(const KvRowFormat& f, const float* p, const uint8_t* rows, size_t n, float* acc);

@@ -71,5 +71,6 @@ extern const KvKernels kAvx2KvKernels = {
     "avx2",
     {avx::F16KvScoresAvx2, avx::QuKvScoresAvx2, avx::QuKvScoresAvx2, avx::QuKvScoresAvx2, avx::QuKvScoresAvx2},
     {avx::F16KvValuesAvx2, avx::QuKvValuesAvx2, avx::QuKvValuesAvx2, avx::QuKvValuesAvx2, avx::QuKvValuesAvx2},
+    avx::FwhtAvx2,
 };
 }  // namespace mikv

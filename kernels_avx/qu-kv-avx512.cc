@@ -92,5 +92,6 @@ extern const KvKernels kAvx512KvKernels = {
     "avx512",
     {avx::F16KvScoresAvx512Entry, avx::QuKvScoresAvx512, avx::QuKvScoresAvx512, avx::QuKvScoresAvx512, avx::QuKvScoresAvx512},
     {avx::F16KvValuesAvx512Entry, avx::QuKvValuesAvx512, avx::QuKvValuesAvx512, avx::QuKvValuesAvx512, avx::QuKvValuesAvx512},
+    avx::FwhtAvx2,
 };
 }  // namespace mikv

@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "kv_kernels.h"
+
 namespace mikv {
 
 namespace {
@@ -29,16 +31,8 @@ const float* SignTable() {
   return signs.v;
 }
 
-// In-place fast Walsh–Hadamard transform (unnormalised): log2(d) passes of butterflies.
-void Fwht(float* x, int d) {
-  for (int h = 1; h < d; h *= 2)
-    for (int i = 0; i < d; i += 2 * h)
-      for (int j = i; j < i + h; ++j) {
-        const float a = x[j], b = x[j + h];
-        x[j] = a + b;
-        x[j + h] = a - b;
-      }
-}
+// The unnormalised transform, from the KV kernels (in-register SIMD where the CPU has it).
+void Fwht(float* x, int d) { ActiveKvKernels().fwht(x, d); }
 
 }  // namespace
 

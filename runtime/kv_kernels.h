@@ -28,11 +28,16 @@ struct KvRowFormat {
 using KvScoresFn = void (*)(const KvRowFormat& f, const float* q, const float* qsum, const uint8_t* rows, size_t n,
                             float scale, float* out);
 using KvValuesFn = void (*)(const KvRowFormat& f, const float* p, const uint8_t* rows, size_t n, float* acc);
+// In place, unnormalised fast Walsh–Hadamard transform of x[d], d a power of two: stages h = 1, 2, 4, ... of
+// butterflies (x[j], x[j+h]) <- (x[j] + x[j+h], x[j] - x[j+h]). Every variant does the same additions in the same
+// order, so they agree bit for bit (hadamard.h builds the rotation on it).
+using KvFwhtFn = void (*)(float* x, int d);
 
 struct KvKernels {
   const char* isa;
   KvScoresFn scores[5];  // by KvPrecision
   KvValuesFn values[5];
+  KvFwhtFn fwht;
 };
 
 enum class KvIsa : uint8_t { Scalar = 0, Avx2 = 1, Avx512 = 2, Neon = 3 };
@@ -51,5 +56,6 @@ void SoftmaxInPlace(float* s, size_t n);
 
 // The scalar reference kernels (also the fallback for precisions a SIMD variant does not cover).
 extern const KvKernels kScalarKvKernels;
+void FwhtScalar(float* x, int d);
 
 }  // namespace mikv

@@ -65,10 +65,21 @@ void ValuesQuantized(const KvRowFormat& f, const float* p, const uint8_t* rows, 
 
 }  // namespace
 
+void FwhtScalar(float* x, int d) {
+  for (int h = 1; h < d; h *= 2)
+    for (int i = 0; i < d; i += 2 * h)
+      for (int j = i; j < i + h; ++j) {
+        const float a = x[j], b = x[j + h];
+        x[j] = a + b;
+        x[j + h] = a - b;
+      }
+}
+
 const KvKernels kScalarKvKernels = {
     "scalar",
     {ScoresF16, ScoresQuantized, ScoresQuantized, ScoresQuantized, ScoresQuantized},
     {ValuesF16, ValuesQuantized, ValuesQuantized, ValuesQuantized, ValuesQuantized},
+    FwhtScalar,
 };
 
 void KvQuerySums(const float* q, int head_dim, int group, float* qsum) {

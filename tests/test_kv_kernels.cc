@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <random>
 
 #include "kv_codec.h"
@@ -118,6 +119,33 @@ TEST(KvKernels, SoftmaxSumsToOneAndZeroesMaskedScores) {
   EXPECT_EQ(s[4], 0.0f);
   EXPECT_NEAR(s[0] + s[2] + s[3], 1.0f, 1e-6f);
   EXPECT_GT(s[2], s[0]);
+}
+
+}  // namespace
+}  // namespace mikv
+
+namespace mikv {
+namespace {
+
+TEST(KvKernels, EveryFwhtEqualsTheScalarReferenceBitForBit) {
+  std::mt19937 rng(21);
+  std::normal_distribution<float> n(0.0f, 3.0f);
+  for (const KvKernels* k : Variants()) {
+    for (int d = 2; d <= 1024; d *= 2) {
+      std::vector<float> x(d);
+      for (float& v : x) v = n(rng);
+      std::vector<float> ref = x;
+      FwhtScalar(ref.data(), d);
+      k->fwht(x.data(), d);
+      EXPECT_EQ(0, std::memcmp(x.data(), ref.data(), d * sizeof(float))) << k->isa << " d=" << d;
+    }
+  }
+  // The reference is the Walsh–Hadamard matrix: transforming twice multiplies by d.
+  std::vector<float> x = {1, 2, 3, 4, 5, 6, 7, 8}, y = x;
+  FwhtScalar(y.data(), 8);
+  EXPECT_EQ(y[0], 36.0f);
+  FwhtScalar(y.data(), 8);
+  for (int i = 0; i < 8; ++i) EXPECT_EQ(y[i], 8 * x[i]);
 }
 
 }  // namespace
