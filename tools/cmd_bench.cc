@@ -2,6 +2,9 @@
 //   copy       a STREAM-style copy (bytes read + written per second): the memory ceiling of this machine;
 //   attention  the KV kernels of one kv head (scores, softmax, values) over 1k-32k cached tokens per precision:
 //              KV bytes read per second, and that as a share of the copy bandwidth;
+//   weights    one decode-step matrix-vector product (2048 x 2048, one thread) per weight encoding: mikv's own
+//              qb32 kernels on ggml's q8_0/q4_0 blocks against XNNPACK's qd8 int8/int4 operators — bytes of
+//              weights read per second;
 //   model      prefill and decode tokens/s of a model (-m), and decode's effective bandwidth: (packed weights +
 //              KV bytes) read per token × tokens/s.
 // Google Benchmark does the timing (repetitions, minimum time); --json prints everything machine-readable.
@@ -18,6 +21,9 @@
 #include <sstream>
 
 #include "commands.h"
+#include "convert/quantize.h"
+#include "ggml_blocks.h"
+#include "linear.h"
 #include "kv_codec.h"
 #include "kv_kernels.h"
 #include "kv_options.h"
@@ -88,6 +94,67 @@ void BenchAttention(benchmark::State& state, KvPrecision p, int d, size_t n) {
   state.SetBytesProcessed((int64_t)state.iterations() * (int64_t)(2 * n * codec.bytes()));
 }
 
+// y = W·x for one activation row, W rows x cols in `type`, through Linear (what the forward pass runs).
+void BenchWeights(benchmark::State& state, WeightType type, size_t rows, size_t cols) {
+  std::mt19937 rng(3);
+  std::normal_distribution<float> normal(0.0f, 0.05f);
+  std::vector<float> w(rows * cols), x(cols), y(rows);
+  for (float& v : w) v = normal(rng);
+  for (float& v : x) v = normal(rng) * 20;
+  TensorView t;
+  t.name = "bench";
+  t.type = type;
+  t.rank = 2;
+  t.shape[0] = rows;
+  t.shape[1] = cols;
+  std::vector<uint8_t> data;
+  std::vector<float> scales;
+  switch (type) {
+    case WeightType::Q8_0:
+    case WeightType::Q4_0: {
+      const size_t row_bytes = cols / kQBlock * (type == WeightType::Q8_0 ? kQ8_0BlockBytes : kQ4_0BlockBytes);
+      data.resize(rows * row_bytes);
+      for (size_t r = 0; r < rows; ++r)
+        (type == WeightType::Q8_0 ? QuantizeRowQ8_0 : QuantizeRowQ4_0)(w.data() + r * cols, cols, data.data() + r * row_bytes);
+      break;
+    }
+    case WeightType::Int8PerChannel:
+      convert::QuantizeInt8PerRow(w.data(), rows, cols, &data, &scales);
+      break;
+    default: {
+      std::vector<uint8_t> codes;
+      convert::QuantizeInt4Groups(w.data(), rows, cols, 32, &codes, &scales);
+      data = convert::PackNibbles(codes);
+      t.group_size = 32;
+      break;
+    }
+  }
+  t.data = data.data();
+  t.data_size = data.size();
+  t.scales = scales.data();
+  t.scale_count = scales.size();
+  Linear op;
+  DynamicQuantizer quantizer;
+  if (!op.Create(t, nullptr).ok() || !quantizer.Create().ok()) {
+    state.SkipWithError("cannot create the operator");
+    return;
+  }
+  std::vector<int8_t> qd8(cols + XNN_EXTRA_BYTES);
+  std::vector<xnn_quantization_params> params(1 + XNN_EXTRA_QUANTIZATION_PARAMS);
+  std::vector<uint8_t> blocks(cols / kQBlock * kQ8_0BlockBytes);
+  for (auto _ : state) {
+    LinearInput in{x.data(), nullptr, nullptr, 1};
+    if (op.needs_qd8()) (void)quantizer.Quantize(cols, qd8.data(), params.data(), &in, nullptr);
+    if (op.needs_q8_blocks()) {
+      QuantizeActivationsQ8_0(x.data(), cols, blocks.data());
+      in.q8_blocks = blocks.data();
+    }
+    (void)op.Run(in, y.data(), nullptr);
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.SetBytesProcessed((int64_t)state.iterations() * (int64_t)(data.size() + scales.size() * sizeof(float)));
+}
+
 int RunBench(const BenchArgs& a) {
   nlohmann::json out;
   out["kernels"] = ActiveKvKernels().isa;
@@ -106,6 +173,14 @@ int RunBench(const BenchArgs& a) {
       rows.push_back({name, {ps, n}});
     }
   }
+  const std::vector<std::pair<std::string, WeightType>> weight_kinds = {
+      {"q4_0 (mikv qb32)", WeightType::Q4_0}, {"int4 (XNNPACK qd8-qb4w)", WeightType::Int4Group},
+      {"q8_0 (mikv qb32)", WeightType::Q8_0}, {"int8 (XNNPACK qd8-qc8w)", WeightType::Int8PerChannel}};
+  for (const auto& [label, type] : weight_kinds) {
+    benchmark::RegisterBenchmark(("weights/" + label).c_str(), [type = type](benchmark::State& s) { BenchWeights(s, type, 2048, 2048); })
+        ->MinTime(a.min_time)
+        ->UseRealTime();
+  }
   Collector collector;
   benchmark::RunSpecifiedBenchmarks(&collector);
   benchmark::ClearRegisteredBenchmarks();
@@ -120,6 +195,13 @@ int RunBench(const BenchArgs& a) {
     const double r = collector.rates[name];
     out["attention"].push_back({{"precision", pn.first}, {"tokens", pn.second}, {"bytes_per_second", r}, {"fraction_of_copy", r / copy}});
     if (!a.json) std::printf("%-10s %8zu %14.2f %9.0f%%\n", pn.first.c_str(), pn.second, r / 1e9, 100 * r / copy);
+  }
+
+  if (!a.json) std::printf("\n%-26s %16s %9s\n", "weights (2048 x 2048, gemv)", "weights GB/s", "of copy");
+  for (const auto& [label, type] : weight_kinds) {
+    const double r = collector.rates["weights/" + label];
+    out["weights"].push_back({{"encoding", label}, {"bytes_per_second", r}, {"fraction_of_copy", r / copy}});
+    if (!a.json) std::printf("%-26s %16.2f %8.0f%%\n", label.c_str(), r / 1e9, 100 * r / copy);
   }
 
   if (!a.model.empty()) {
