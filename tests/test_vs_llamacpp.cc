@@ -55,10 +55,10 @@ std::vector<int32_t> RandomTokens(int n, int vocab, uint64_t seed) {
   return t;
 }
 
-nlohmann::json AskLlamaCpp(const std::string& gguf, const nlohmann::json& request) {
+nlohmann::json AskLlamaCpp(const std::string& gguf, const nlohmann::json& request, const std::string& dir = LlamaCppDir()) {
   const std::string req = gguf + ".request.json", ans = gguf + ".answer.json";
   std::ofstream(req) << request.dump();
-  const std::string cmd = "node " + std::string(MIKV_SOURCE_DIR) + "/tests/llamacpp_oracle.mjs " + LlamaCppDir() +
+  const std::string cmd = "node " + std::string(MIKV_SOURCE_DIR) + "/tests/llamacpp_oracle.mjs " + dir +
                           " " + gguf + " " + req + " " + ans;
   const int rc = std::system(cmd.c_str());
   EXPECT_EQ(rc, 0) << cmd << " (install node-llama-cpp with scripts/setup.sh)";
@@ -81,14 +81,15 @@ std::unique_ptr<Model> ConvertGguf(const std::string& gguf, const std::string& o
 }
 
 // Last-position logits to `tolerance` relative, and (when generate > 0) that many greedy tokens.
-void ExpectSameLogits(const Case& c, GgufWeights weights, const char* tag, double tolerance, int generate) {
+void ExpectSameLogits(const Case& c, GgufWeights weights, const char* tag, double tolerance, int generate,
+                      const std::string& llamacpp = LlamaCppDir()) {
   const std::string gguf = TempPath(std::string(c.name) + "-" + tag + ".gguf");
   ASSERT_TRUE(WriteRandomGguf(c.shape, weights, SharedPath("tokenizers/llama.cpp-vocab/ggml-vocab-" + std::string(c.vocab) + ".gguf"), 7, gguf).ok());
   std::unique_ptr<Model> model = ConvertGguf(gguf, TempPath(std::string(c.name) + "-" + tag + ".mikv"));
   ASSERT_TRUE(model);
   const int vocab = model->config().vocab_size;
   const std::vector<int32_t> prompt = RandomTokens(64, vocab, 11);
-  nlohmann::json ref = AskLlamaCpp(gguf, {{"tokens", prompt}, {"generate", generate}, {"kv", "F32"}, {"threads", 2}});
+  nlohmann::json ref = AskLlamaCpp(gguf, {{"tokens", prompt}, {"generate", generate}, {"kv", "F32"}, {"threads", 2}}, llamacpp);
   ASSERT_TRUE(ref.contains("last_logprobs"));
 
   SessionConfig config;
@@ -132,7 +133,7 @@ void ExpectSameLogits(const Case& c, GgufWeights weights, const char* tag, doubl
 
 // Teacher-forced top-1 over 256 positions of the full-depth model. Quantized activations make two correct
 // implementations drift apart: a 1-ulp difference anywhere before a rounding to int8 can move a code by one step,
-// and over 24-30 random layers such steps compound (2 layers agree to ~1e-6, 4 layers already differ by ~1%). The
+// and over 24-30 random layers such steps compound (1 layer agrees to ~1e-6, 2-4 layers may differ by ~1%). The
 // yardstick is therefore mikv against itself with the same arithmetic summed in another order (the scalar
 // reference kernels instead of the SIMD ones): agreement with llama.cpp must be as good as that, and >= 0.9.
 void ExpectTop1Agreement(const Case& c, GgufWeights weights, const char* tag) {
@@ -178,21 +179,20 @@ void ExpectTop1Agreement(const Case& c, GgufWeights weights, const char* tag) {
 }
 
 Case Shallow(Case c) {
-  c.shape.n_layers = 2;
+  c.shape.n_layers = 1;
   return c;
 }
 
 TEST(VsLlamaCpp, SmolLM2ShapeF32LogitsAndGreedyTokens) { ExpectSameLogits(SmolLM2(), GgufWeights::F32, "f32", 1e-4, 32); }
 TEST(VsLlamaCpp, Qwen25ShapeF32LogitsAndGreedyTokens) { ExpectSameLogits(Qwen25(), GgufWeights::F32, "f32", 1e-4, 32); }
 // Q8_0 / Q4_0: the blocks are kept and multiplied as llama.cpp does (activations quantized to Q8_0 blocks), so
-// where quantization noise has not yet compounded (2 layers of the real shapes) Q8_0 logits agree to 1e-4
-// (measured ~1e-6). Q4_0 is not exact yet: 0.8-0.9% measured, against 2% with the blocks dequantized to f32
-// (no activation quantization) and 4% re-quantized to q8_0 — llama.cpp repacks Q4_0 for x86 (q4_0_8x8) and
-// something in that path rounds differently; the bound records where it stands.
-TEST(VsLlamaCpp, SmolLM2ShapeQ8_0ArithmeticIsLlamaCpps) { ExpectSameLogits(Shallow(SmolLM2()), GgufWeights::Q8_0, "q8_0-2l", 1e-4, 0); }
-TEST(VsLlamaCpp, SmolLM2ShapeQ4_0ArithmeticIsNearLlamaCpps) { ExpectSameLogits(Shallow(SmolLM2()), GgufWeights::Q4_0, "q4_0-2l", 1.2e-2, 0); }
-TEST(VsLlamaCpp, Qwen25ShapeQ8_0ArithmeticIsLlamaCpps) { ExpectSameLogits(Shallow(Qwen25()), GgufWeights::Q8_0, "q8_0-2l", 1e-4, 0); }
-TEST(VsLlamaCpp, Qwen25ShapeQ4_0ArithmeticIsNearLlamaCpps) { ExpectSameLogits(Shallow(Qwen25()), GgufWeights::Q4_0, "q4_0-2l", 1.2e-2, 0); }
+// where rounding flips have not yet compounded — one layer of the real shapes, every kind of matrix product in it —
+// the logits agree to 1e-4 (measured 5e-7 to 1.2e-5). With two layers a single flip can already cascade (Qwen2.5's
+// Q4_0: 0.8%), with either of llama.cpp's CPU builds.
+TEST(VsLlamaCpp, SmolLM2ShapeQ8_0ArithmeticIsLlamaCpps) { ExpectSameLogits(Shallow(SmolLM2()), GgufWeights::Q8_0, "q8_0-1l", 1e-4, 0); }
+TEST(VsLlamaCpp, SmolLM2ShapeQ4_0ArithmeticIsLlamaCpps) { ExpectSameLogits(Shallow(SmolLM2()), GgufWeights::Q4_0, "q4_0-1l", 1e-4, 0); }
+TEST(VsLlamaCpp, Qwen25ShapeQ8_0ArithmeticIsLlamaCpps) { ExpectSameLogits(Shallow(Qwen25()), GgufWeights::Q8_0, "q8_0-1l", 1e-4, 0); }
+TEST(VsLlamaCpp, Qwen25ShapeQ4_0ArithmeticIsLlamaCpps) { ExpectSameLogits(Shallow(Qwen25()), GgufWeights::Q4_0, "q4_0-1l", 1e-4, 0); }
 TEST(VsLlamaCpp, SmolLM2ShapeQ8_0Top1) { ExpectTop1Agreement(SmolLM2(), GgufWeights::Q8_0, "q8_0"); }
 TEST(VsLlamaCpp, SmolLM2ShapeQ4_0Top1) { ExpectTop1Agreement(SmolLM2(), GgufWeights::Q4_0, "q4_0"); }
 TEST(VsLlamaCpp, Qwen25ShapeQ8_0Top1) { ExpectTop1Agreement(Qwen25(), GgufWeights::Q8_0, "q8_0"); }
