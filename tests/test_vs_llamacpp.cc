@@ -175,7 +175,9 @@ void ExpectTop1Agreement(const Case& c, GgufWeights weights, const char* tag) {
   std::printf("[%s %s] top-1 agreement with llama.cpp %.3f; mikv %s vs mikv scalar %.3f\n", c.name, tag, rate,
               ActiveQb32Kernels().isa, self_rate);
   EXPECT_GE(rate, 0.9);
-  if (std::strcmp(ActiveQb32Kernels().isa, "scalar") != 0) EXPECT_GE(rate, self_rate - 0.03);
+  if (std::strcmp(ActiveQb32Kernels().isa, "scalar") != 0) {
+    EXPECT_GE(rate, self_rate - 0.03);
+  }
 }
 
 Case Shallow(Case c) {
