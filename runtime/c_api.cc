@@ -1,6 +1,7 @@
 // The C API (include/mikv/mikv.h) over Model and Session. Nothing throws across it: every entry point checks
 // its handles and struct sizes, and turns Status into a code plus a message kept per session (or per thread).
 #include <algorithm>
+#include <cstddef>
 #include <cstring>
 #include <new>
 #include <string>
@@ -38,8 +39,9 @@ mikv_status Report(mikv_session* s, const mikv::Status& status) {
   return status.code();
 }
 
-// The first version's struct sizes: anything smaller is not a mikv struct.
-constexpr uint32_t kConfigV1 = sizeof(mikv_session_config);
+// The first version's struct sizes: anything smaller is not a mikv struct. Fields added later are read only when
+// the caller's struct_size covers them.
+constexpr uint32_t kConfigV1 = offsetof(mikv_session_config, kv_rotate);
 
 mikv::Status ToSessionConfig(const mikv_session_config* c, mikv::SessionConfig* out) {
   using mikv::Status;
@@ -72,6 +74,7 @@ mikv::Status ToSessionConfig(const mikv_session_config* c, mikv::SessionConfig* 
   out->kv.hi_frac = c->kv_high_fraction;
   out->kv.balance_keys = c->kv_balance_keys != 0;
   out->kv.on_full = c->kv_refuse_when_full ? mikv::KvOnFull::Refuse : mikv::KvOnFull::EvictLeastImportant;
+  if (c->struct_size >= offsetof(mikv_session_config, kv_rotate) + sizeof c->kv_rotate) out->kv.rotate = c->kv_rotate != 0;
   out->sampler.temperature = c->temperature;
   out->sampler.top_k = c->top_k;
   out->sampler.top_p = c->top_p;

@@ -2,6 +2,7 @@
  * greedily from a prompt and prints the text. Exit code 0 only if every check held. */
 #include <mikv/mikv.h>
 #include <stdint.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,6 +62,16 @@ int main(int argc, char** argv) {
   mikv_plan plan;
   plan.struct_size = sizeof plan;
   EXPECT(mikv_plan_session(model, &config, &plan) == MIKV_OK && plan.arena_bytes > 0);
+  bad = config; /* a caller built against API version 1 (no kv_rotate) is still served */
+  bad.struct_size = (uint32_t)offsetof(mikv_session_config, kv_rotate);
+  bad.api_version = 1;
+  EXPECT(mikv_plan_session(model, &bad, &plan) == MIKV_OK);
+  bad = config; /* version 2: the Hadamard rotation */
+  bad.kv_policy = MIKV_KV_UNIFORM;
+  bad.kv_group = 0;
+  bad.kv_rotate = 1;
+  EXPECT(mikv_plan_session(model, &bad, &plan) == MIKV_OK && plan.kv_bytes > 0);
+  EXPECT(mikv_plan_session(model, &config, &plan) == MIKV_OK);
   char* raw = malloc(plan.arena_bytes + 2 * plan.arena_alignment);
   char* aligned = raw + (plan.arena_alignment - (uintptr_t)raw % plan.arena_alignment);
   EXPECT(mikv_session_create_in_buffer(model, &config, aligned + 1, plan.arena_bytes, &session) == MIKV_ERR_INVALID_ARGUMENT);

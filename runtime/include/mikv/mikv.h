@@ -37,7 +37,7 @@ typedef enum mikv_status {
 /* A short constant name for a status ("MIKV_ERR_CORRUPT"). */
 const char* mikv_status_name(mikv_status status);
 
-#define MIKV_API_VERSION 1
+#define MIKV_API_VERSION 2
 /* "0.1.0" */
 const char* mikv_version(void);
 /* The message of the last failed call on this thread that had no handle to keep it (load, plan, create). */
@@ -106,6 +106,8 @@ typedef struct mikv_session_config {
   int32_t top_k;
   float top_p;
   uint64_t seed;
+  /* API version 2 */
+  int32_t kv_rotate; /* nonzero: Hadamard-rotate keys, queries and values before quantizing (power-of-two head_dim) */
 } mikv_session_config;
 
 /* Defaults: plain FP16 cache, all cores, greedy. */
