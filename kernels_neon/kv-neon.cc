@@ -35,7 +35,7 @@ void F16Values(const KvRowFormat& f, const float* p, const uint8_t* rows, size_t
 template <int BITS>
 void Scores(const KvRowFormat& f, const float* q, const float* qsum, const uint8_t* rows, size_t n, float scale, float* out) {
   const int d = f.head_dim, group = f.group, ng = d / group;
-  const size_t code_bytes = (size_t)d * BITS / 8;
+  const size_t code_bytes = KvCodeBytes(d, BITS);
   for (size_t t = 0; t < n; ++t) {
     const uint8_t* row = rows + t * f.stride;
     const uint16_t* sz = reinterpret_cast<const uint16_t*>(row + code_bytes);
@@ -56,7 +56,7 @@ void Scores(const KvRowFormat& f, const float* q, const float* qsum, const uint8
 template <int BITS>
 void Values(const KvRowFormat& f, const float* p, const uint8_t* rows, size_t n, float* acc) {
   const int d = f.head_dim, group = f.group, ng = d / group;
-  const size_t code_bytes = (size_t)d * BITS / 8;
+  const size_t code_bytes = KvCodeBytes(d, BITS);
   for (size_t t = 0; t < n; ++t) {
     if (p[t] == 0.0f) continue;
     const uint8_t* row = rows + t * f.stride;

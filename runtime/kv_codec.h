@@ -31,6 +31,10 @@ inline uint32_t KvCodeAt(const uint8_t* codes, int i, int bits) {
   return (word >> (bit & 7)) & ((1u << bits) - 1);
 }
 
+// Bytes of a row's packed codes, padded to an even count so the FP16 scales and zeros after them are 2-byte
+// aligned (INT3 at head_dim 8 packs into 3 bytes). Every kernel finds the scales here.
+inline size_t KvCodeBytes(int d, int bits) { return ((size_t)d * bits / 8 + 1) & ~(size_t)1; }
+
 class KvCodec {
  public:
   KvCodec() = default;
@@ -52,7 +56,7 @@ class KvCodec {
  private:
   const uint16_t* Scales(const uint8_t* src) const { return reinterpret_cast<const uint16_t*>(src + CodeBytes()); }
   const uint16_t* Zeros(const uint8_t* src) const { return Scales(src) + d_ / g_; }
-  size_t CodeBytes() const { return (size_t)d_ * bits_ / 8; }
+  size_t CodeBytes() const { return KvCodeBytes(d_, bits_); }
 
   KvPrecision p_ = KvPrecision::F16;
   int d_ = 0, g_ = 0, bits_ = 16;

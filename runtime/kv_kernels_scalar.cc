@@ -25,7 +25,7 @@ void ScoresF16(const KvRowFormat& f, const float* q, const float*, const uint8_t
 void ScoresQuantized(const KvRowFormat& f, const float* q, const float* qsum, const uint8_t* rows, size_t n,
                      float scale, float* out) {
   const int bits = KvPrecisionBits(f.precision), ng = f.head_dim / f.group;
-  const size_t code_bytes = (size_t)f.head_dim * bits / 8;
+  const size_t code_bytes = KvCodeBytes(f.head_dim, bits);
   for (size_t t = 0; t < n; ++t) {
     const uint8_t* row = rows + t * f.stride;
     const uint16_t* scales = reinterpret_cast<const uint16_t*>(row + code_bytes);
@@ -51,7 +51,7 @@ void ValuesF16(const KvRowFormat& f, const float* p, const uint8_t* rows, size_t
 
 void ValuesQuantized(const KvRowFormat& f, const float* p, const uint8_t* rows, size_t n, float* acc) {
   const int bits = KvPrecisionBits(f.precision), ng = f.head_dim / f.group;
-  const size_t code_bytes = (size_t)f.head_dim * bits / 8;
+  const size_t code_bytes = KvCodeBytes(f.head_dim, bits);
   for (size_t t = 0; t < n; ++t) {
     if (p[t] == 0.0f) continue;
     const uint8_t* row = rows + t * f.stride;

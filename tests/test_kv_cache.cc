@@ -34,6 +34,7 @@ TEST(KvCodec, DecodeStaysWithinTheQuantizationBound) {
       const int d = 64;
       KvCodec codec(p, d, group);
       EXPECT_EQ(codec.bytes(), (size_t)d * KvPrecisionBits(p) / 8 + (size_t)(d / group) * 4);
+      EXPECT_EQ(KvCodec(p, 8, 8).bytes() % 2, 0u);  // rows keep their FP16 scales aligned (INT3 at d=8: 3+1 code bytes)
       std::vector<uint8_t> buf(codec.bytes());
       for (int trial = 0; trial < 50; ++trial) {
         const auto x = RandomVector(rng, d, trial % 2 ? 20.0f : 0.0f);
