@@ -9,9 +9,6 @@
 #include <simde/arm/neon.h>
 #endif
 
-#include <cstring>
-
-#include "fp16.h"
 
 #include "ggml_blocks.h"
 #include "qb32_gemm.h"
@@ -19,12 +16,6 @@
 namespace mikv::neon {
 
 namespace {
-
-inline float Half(const uint8_t* block) {
-  uint16_t h;
-  std::memcpy(&h, block, 2);
-  return HalfToFloat(h);
-}
 
 struct Codes {
   int8x16_t lo, hi;  // elements 0..15 and 16..31
@@ -69,9 +60,9 @@ void Gemm(const Qb32GemmArgs& a, size_t o_begin, size_t o_end) {
         const uint8_t* wb = wrow + k * W_BLOCK_BYTES;
         const size_t xo = k * kQ8_0BlockBytes;
         const Codes w = CODES(wb);
-        const float dw = Half(wb);
-        acc0 = vmlaq_n_f32(acc0, vcvtq_f32_s32(BlockDot(w, x0 + xo)), dw * Half(x0 + xo));
-        acc1 = vmlaq_n_f32(acc1, vcvtq_f32_s32(BlockDot(w, x1 + xo)), dw * Half(x1 + xo));
+        const float dw = GgmlBlockScale(wb);
+        acc0 = vmlaq_n_f32(acc0, vcvtq_f32_s32(BlockDot(w, x0 + xo)), dw * GgmlBlockScale(x0 + xo));
+        acc1 = vmlaq_n_f32(acc1, vcvtq_f32_s32(BlockDot(w, x1 + xo)), dw * GgmlBlockScale(x1 + xo));
       }
       a.y[b * a.y_stride + o] = vaddvq_f32(acc0);
       a.y[(b + 1) * a.y_stride + o] = vaddvq_f32(acc1);
@@ -82,7 +73,7 @@ void Gemm(const Qb32GemmArgs& a, size_t o_begin, size_t o_end) {
       for (size_t k = 0; k < a.blocks; ++k) {
         const uint8_t* wb = wrow + k * W_BLOCK_BYTES;
         acc = vmlaq_n_f32(acc, vcvtq_f32_s32(BlockDot(CODES(wb), x0 + k * kQ8_0BlockBytes)),
-                          Half(wb) * Half(x0 + k * kQ8_0BlockBytes));
+                          GgmlBlockScale(wb) * GgmlBlockScale(x0 + k * kQ8_0BlockBytes));
       }
       a.y[b * a.y_stride + o] = vaddvq_f32(acc);
     }

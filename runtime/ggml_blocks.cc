@@ -15,12 +15,6 @@ void PutScale(uint8_t* block, float d) {
   std::memcpy(block, &h, 2);
 }
 
-float GetScale(const uint8_t* block) {
-  uint16_t h;
-  std::memcpy(&h, block, 2);
-  return HalfToFloat(h);
-}
-
 }  // namespace
 
 void QuantizeActivationsQ8_0(const float* x, size_t n, uint8_t* blocks) {
@@ -68,7 +62,7 @@ void QuantizeRowQ4_0(const float* x, size_t n, uint8_t* blocks) {
 
 void DequantizeRowQ8_0(const uint8_t* blocks, size_t n, float* out) {
   for (size_t b = 0; b < n / kQBlock; ++b, blocks += kQ8_0BlockBytes, out += kQBlock) {
-    const float d = GetScale(blocks);
+    const float d = GgmlBlockScale(blocks);
     const int8_t* q = reinterpret_cast<const int8_t*>(blocks + 2);
     for (size_t j = 0; j < kQBlock; ++j) out[j] = d * (float)q[j];
   }
@@ -76,7 +70,7 @@ void DequantizeRowQ8_0(const uint8_t* blocks, size_t n, float* out) {
 
 void DequantizeRowQ4_0(const uint8_t* blocks, size_t n, float* out) {
   for (size_t b = 0; b < n / kQBlock; ++b, blocks += kQ4_0BlockBytes, out += kQBlock) {
-    const float d = GetScale(blocks);
+    const float d = GgmlBlockScale(blocks);
     for (size_t j = 0; j < kQBlock / 2; ++j) {
       out[j] = d * (float)((blocks[2 + j] & 0xf) - 8);
       out[j + 16] = d * (float)((blocks[2 + j] >> 4) - 8);

@@ -13,12 +13,22 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
+
+#include "fp16.h"
 
 namespace mikv {
 
 inline constexpr size_t kQBlock = 32;           // values per block
 inline constexpr size_t kQ8_0BlockBytes = 34;   // f16 + 32 int8
 inline constexpr size_t kQ4_0BlockBytes = 18;   // f16 + 16 bytes of nibbles
+
+// The f16 scale every block starts with, as a float.
+inline float GgmlBlockScale(const uint8_t* block) {
+  uint16_t h;
+  std::memcpy(&h, block, 2);
+  return HalfToFloat(h);
+}
 
 // Activations: x[n] (n a multiple of 32) -> n / 32 Q8_0 blocks, as llama.cpp's x86 and ARM code quantizes the
 // input of a Q8_0/Q4_0 matrix product: d = amax / 127 stored as f16, codes round-half-even(x · 127 / amax).

@@ -1,19 +1,10 @@
 // The reference: one block at a time, the integer sum first, then one float multiply-add per block.
-#include <cstring>
-
-#include "fp16.h"
 #include "ggml_blocks.h"
 #include "qb32_gemm.h"
 
 namespace mikv {
 
 namespace {
-
-float Scale(const uint8_t* block) {
-  uint16_t h;
-  std::memcpy(&h, block, 2);
-  return HalfToFloat(h);
-}
 
 // Σ_j w_j · x_j of one block pair, in integers.
 int32_t BlockDotQ8_0(const uint8_t* w, const uint8_t* x) {
@@ -44,7 +35,7 @@ void Gemm(const Qb32GemmArgs& a, size_t o_begin, size_t o_end) {
       for (size_t k = 0; k < a.blocks; ++k) {
         const uint8_t* wb = wrow + k * W_BLOCK_BYTES;
         const uint8_t* xb = xrow + k * kQ8_0BlockBytes;
-        sum += Scale(wb) * Scale(xb) * (float)BLOCK_DOT(wb, xb);
+        sum += GgmlBlockScale(wb) * GgmlBlockScale(xb) * (float)BLOCK_DOT(wb, xb);
       }
       a.y[b * a.y_stride + o] = sum;
     }

@@ -33,12 +33,6 @@ std::vector<float> Random(size_t n, std::mt19937& rng, float scale = 1.0f) {
   return x;
 }
 
-float BlockScale(const uint8_t* block) {
-  uint16_t h;
-  std::memcpy(&h, block, 2);
-  return HalfToFloat(h);
-}
-
 TEST(GgmlBlocks, QuantizersStayWithinHalfAStepAndRoundTrip) {
   std::mt19937 rng(3);
   const size_t n = 32 * 50;
@@ -52,8 +46,8 @@ TEST(GgmlBlocks, QuantizersStayWithinHalfAStepAndRoundTrip) {
   DequantizeRowQ8_0(q8.data(), n, y8.data());
   DequantizeRowQ4_0(q4.data(), n, y4.data());
   for (size_t b = 0; b < n / 32; ++b) {
-    const float d8 = std::fabs(BlockScale(&q8[b * kQ8_0BlockBytes]));
-    const float d4 = std::fabs(BlockScale(&q4[b * kQ4_0BlockBytes]));
+    const float d8 = std::fabs(GgmlBlockScale(&q8[b * kQ8_0BlockBytes]));
+    const float d4 = std::fabs(GgmlBlockScale(&q4[b * kQ4_0BlockBytes]));
     for (size_t j = b * 32; j < b * 32 + 32; ++j) {
       // f16 rounding of the scale adds at most 2^-11 relative on top of half a step. Q4_0's codes reach −8·d on
       // the side of the block's extreme but only +7·d on the other, so there a value may be a whole step off.
@@ -61,7 +55,7 @@ TEST(GgmlBlocks, QuantizersStayWithinHalfAStepAndRoundTrip) {
       EXPECT_LE(std::fabs(x[j] - y4[j]), 1.0f * d4 + std::fabs(x[j]) * 1e-3f) << j;
     }
   }
-  EXPECT_EQ(BlockScale(&q8[2 * kQ8_0BlockBytes]), 0.0f);
+  EXPECT_EQ(GgmlBlockScale(&q8[2 * kQ8_0BlockBytes]), 0.0f);
   // Requantizing dequantized values reproduces the blocks (the codes are a fixed point).
   std::vector<uint8_t> again(q8.size());
   QuantizeRowQ8_0(y8.data(), n, again.data());
@@ -80,7 +74,7 @@ TEST(GgmlBlocks, ActivationCodesAreRoundedHalfEvenOnTheAmaxScale) {
   std::vector<uint8_t> q(kQ8_0BlockBytes);
   QuantizeActivationsQ8_0(x.data(), 32, q.data());
   const int8_t* c = reinterpret_cast<const int8_t*>(q.data() + 2);
-  EXPECT_EQ(BlockScale(q.data()), 1.0f);
+  EXPECT_EQ(GgmlBlockScale(q.data()), 1.0f);
   EXPECT_EQ(c[0], 127);
   EXPECT_EQ(c[1], 2);
   EXPECT_EQ(c[2], 4);

@@ -96,9 +96,7 @@ void Encode(const SourceTensor& t, const Planned& p, std::vector<uint8_t>* data,
         // so they keep the re-quantization above. (--weights q4_0 keeps every block as it is.)
         for (size_t b = 0; b < scales->size(); ++b) {
           const uint8_t* blk = t.ggml_blocks.data() + b * kQ4_0BlockBytes;
-          uint16_t h;
-          std::memcpy(&h, blk, 2);
-          const float d = HalfToFloat(h);
+          const float d = GgmlBlockScale(blk);
           if (d > 0 && std::isnormal(d)) {
             (*scales)[b] = d;
             for (size_t j = 0; j < kQBlock / 2; ++j) {
