@@ -1,8 +1,6 @@
 #include "qb32_gemm.h"
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <cpuid.h>
-#endif
+#include "kv_kernels.h"
 
 #include <cstdlib>
 #include <cstring>
@@ -20,11 +18,8 @@ extern const Qb32Kernels kNeonQb32Kernels;
 const Qb32Kernels* GetQb32Kernels(const char* isa) {
   if (std::strcmp(isa, "scalar") == 0) return &kScalarQb32Kernels;
 #if defined(MIKV_HAVE_AVX_KERNELS)
-  if (std::strcmp(isa, "avx2") == 0) {
-    unsigned a, b, c, d;
-    const bool f16c = __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29)) != 0;
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c ? &kAvx2Qb32Kernels : nullptr;
-  }
+  // The KV kernels' dispatch decides what this CPU runs (AVX2 + FMA + F16C), for both families of kernels.
+  if (std::strcmp(isa, "avx2") == 0) return GetKvKernels(KvIsa::Avx2) ? &kAvx2Qb32Kernels : nullptr;
 #endif
 #if defined(MIKV_HAVE_NEON_KERNELS)
   if (std::strcmp(isa, "neon") == 0) return &kNeonQb32Kernels;  // NEON is part of every AArch64 core
