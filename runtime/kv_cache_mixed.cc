@@ -65,19 +65,22 @@ size_t MixedKvCache::ScratchFloats() const {
   return (size_t)hi_.capacity + lo_.capacity + 4 * (size_t)g_.head_dim;
 }
 
-void MixedKvCache::Transform(const Region& r, int layer, int kv_head, const float* k, const float* v, float* out_k,
-                             float* out_v) {
+void MixedKvCache::Transform(const Region& r, int layer, int kv_head, const float** k, const float** v) {
   const int d = g_.head_dim;
+  float* tk = tmp_ + 2 * g_.head_dim;
+  float* tv = tmp_ + 3 * g_.head_dim;
   if (Balanced(r)) {
     const float* b = balancer_.Factors(layer, kv_head);
-    for (int c = 0; c < d; ++c) out_k[c] = k[c] * b[c];
-  } else {
-    std::memcpy(out_k, k, d * sizeof(float));
+    for (int c = 0; c < d; ++c) tk[c] = (*k)[c] * b[c];
+    *k = tk;
   }
-  std::memcpy(out_v, v, d * sizeof(float));
   if (config_.rotate) {
-    HadamardRotate(out_k, d);
-    HadamardRotate(out_v, d);
+    if (*k != tk) std::memcpy(tk, *k, d * sizeof(float));
+    std::memcpy(tv, *v, d * sizeof(float));
+    HadamardRotate(tk, d);
+    HadamardRotate(tv, d);
+    *k = tk;
+    *v = tv;
   }
 }
 
@@ -96,11 +99,9 @@ void MixedKvCache::Untransform(const Region& r, int layer, int kv_head, float* k
 void MixedKvCache::Store(Region& r, size_t s, int slot, int layer, int kv_head, const float* k, const float* v,
                          int pos, float imp) {
   assert(slot >= 0 && slot < r.capacity && s < (size_t)g_.n_layers * g_.n_kv_heads);
-  float* tk = tmp_ + 2 * g_.head_dim;
-  float* tv = tmp_ + 3 * g_.head_dim;
-  Transform(r, layer, kv_head, k, v, tk, tv);
-  r.codec.Encode(tk, r.K(s, slot));
-  r.codec.Encode(tv, r.V(s, slot));
+  Transform(r, layer, kv_head, &k, &v);
+  r.codec.Encode(k, r.K(s, slot));
+  r.codec.Encode(v, r.V(s, slot));
   r.positions[s * r.capacity + slot] = pos;
   r.importance[s * r.capacity + slot] = imp;
 }

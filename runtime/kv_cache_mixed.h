@@ -80,10 +80,10 @@ class MixedKvCache final : public KvCache {
   KvCacheConfig config_;
   KeyBalancer balancer_;
   Region hi_, lo_;
-  // Keys/values as stored: balanced (where the region balances) and rotated (when configured), into out_k/out_v.
+  // Keys/values as stored: balanced (where the region balances) and rotated (when configured). Points k and v at
+  // the transformed vectors in tmp_, or leaves them alone when there is nothing to do.
   // (Not const: the first use of a stream's balancer factors fixes them.)
-  void Transform(const Region& r, int layer, int kv_head, const float* k, const float* v, float* out_k,
-                 float* out_v);
+  void Transform(const Region& r, int layer, int kv_head, const float** k, const float** v);
   // The inverse, in place: stored (decoded) rows back to plain keys and values.
   void Untransform(const Region& r, int layer, int kv_head, float* k, float* v);
 
