@@ -22,16 +22,22 @@ std::vector<std::string> Inputs(const std::string& prefix) {
   return out;
 }
 
+// A fuzz input read as fuzz_c_api_config reads it: its bytes over a default-initialised config.
+mikv_session_config ConfigFromFuzzInput(const std::string& path) {
+  const std::vector<uint8_t> bytes = ReadBytes(path);
+  mikv_session_config c;
+  mikv_session_config_init(&c);
+  std::memcpy(&c, bytes.data(), std::min(bytes.size(), sizeof c));
+  return c;
+}
+
 TEST(FuzzRegressions, CApiConfigurations) {
   mikv_model* model = nullptr;
   ASSERT_EQ(mikv_model_load(Stories260KFromLlama2c().c_str(), &model), MIKV_OK);
   const auto inputs = Inputs("c_api_config-");
   ASSERT_GE(inputs.size(), 3u);
   for (const std::string& path : inputs) {
-    const std::vector<uint8_t> bytes = ReadBytes(path);
-    mikv_session_config c;
-    mikv_session_config_init(&c);
-    std::memcpy(&c, bytes.data(), std::min(bytes.size(), sizeof c));
+    mikv_session_config c = ConfigFromFuzzInput(path);
     mikv_plan plan;
     plan.struct_size = sizeof plan;
     const mikv_status s = mikv_plan_session(model, &c, &plan);
@@ -48,10 +54,7 @@ TEST(FuzzRegressions, CApiSessionsRun) {
   const auto inputs = Inputs("c_api_session-");
   ASSERT_GE(inputs.size(), 1u);
   for (const std::string& path : inputs) {
-    const std::vector<uint8_t> bytes = ReadBytes(path);
-    mikv_session_config c;
-    mikv_session_config_init(&c);
-    std::memcpy(&c, bytes.data(), std::min(bytes.size(), sizeof c));
+    mikv_session_config c = ConfigFromFuzzInput(path);
     c.threads = 1;  // as the fuzzer ran it
     mikv_session* session = nullptr;
     ASSERT_EQ(mikv_session_create(model, &c, &session), MIKV_OK) << path << ": " << mikv_last_error();

@@ -13,19 +13,11 @@
 namespace mikv::test {
 namespace {
 
-std::vector<float> Gaussian(std::mt19937& rng, int d, float outlier = 0.0f) {
-  std::normal_distribution<float> n(0.0f, 1.0f);
-  std::vector<float> x(d);
-  for (float& v : x) v = n(rng);
-  if (outlier != 0.0f) x[5] *= outlier;
-  return x;
-}
-
 TEST(Hadamard, IsOrthonormal) {
   std::mt19937 rng(1);
   for (int d : {2, 8, 64, 128, 1024}) {
     SCOPED_TRACE(d);
-    const auto x = Gaussian(rng, d), y = Gaussian(rng, d);
+    const auto x = RandomVector(rng, d), y = RandomVector(rng, d);
     auto rx = x, ry = y;
     HadamardRotate(rx.data(), d);
     HadamardRotate(ry.data(), d);
@@ -65,32 +57,16 @@ KvGeometry Geometry() {
   return g;
 }
 
-struct Cache {
-  KvPlan plan;
-  std::unique_ptr<MixedKvCache> cache;
-  AlignedBlock block;
-  std::vector<float> scratch;
-  Cache(const KvGeometry& g, const KvCacheConfig& c) {
-    EXPECT_TRUE(PlanKvCache(g, c, &plan).ok());
-    cache = std::make_unique<MixedKvCache>(g, c, plan);
-    Arena measure;
-    cache->Carve(&measure);
-    block.Allocate(measure.used());
-    Arena arena(block.data(), block.size());
-    cache->Carve(&arena);
-    scratch.resize(cache->ScratchFloats());
-  }
-};
-
 // Feeds n tokens whose keys have an outlier channel; returns the last step's attention output for both heads.
 std::vector<float> AttendAll(const KvCacheConfig& c, int n, std::vector<std::vector<float>>* keys = nullptr) {
   const KvGeometry g = Geometry();
-  Cache t(g, c);
+  CacheUnderTest t(g, c);
+  EXPECT_TRUE(t.status.ok()) << t.status.ToString();
   std::mt19937 rng(7);
   std::vector<float> out(g.n_heads * g.head_dim);
   for (int pos = 0; pos < n; ++pos) {
-    std::vector<float> q = Gaussian(rng, g.n_heads * g.head_dim);
-    const auto k = Gaussian(rng, g.head_dim, 12.0f), v = Gaussian(rng, g.head_dim, 6.0f);
+    std::vector<float> q = RandomVector(rng, g.n_heads * g.head_dim);
+    const auto k = RandomVector(rng, g.head_dim, 12.0f, 5), v = RandomVector(rng, g.head_dim, 6.0f, 5);
     if (keys) keys->push_back(k);
     t.cache->Observe(0, 1, q.data());
     t.cache->Write(0, pos, 1, k.data(), v.data());

@@ -18,14 +18,6 @@
 namespace mikv::test {
 namespace {
 
-std::vector<float> RandomVector(std::mt19937& rng, int d, float outlier = 0.0f) {
-  std::normal_distribution<float> n(0.0f, 1.0f);
-  std::vector<float> x(d);
-  for (float& v : x) v = n(rng);
-  if (outlier != 0.0f) x[3] *= outlier;  // a per-channel outlier, as real keys have
-  return x;
-}
-
 TEST(KvCodec, DecodeStaysWithinTheQuantizationBound) {
   std::mt19937 rng(1);
   for (KvPrecision p : {KvPrecision::Int8, KvPrecision::Int4, KvPrecision::Int3, KvPrecision::Int2}) {
@@ -132,26 +124,6 @@ TEST(KeyBalancer, BalancedKeysGiveTheSameScores) {
       EXPECT_NEAR(balanced, plain, 1e-5 * (1 + std::fabs(plain)));
     }
 }
-
-// A bare cache over its own arena.
-struct CacheUnderTest {
-  std::unique_ptr<MixedKvCache> cache;
-  AlignedBlock block;
-  std::vector<float> scratch;
-  KvPlan plan;
-  Status status;
-  CacheUnderTest(const KvGeometry& g, const KvCacheConfig& c) {
-    status = PlanKvCache(g, c, &plan);
-    if (!status.ok()) return;
-    cache.reset(new MixedKvCache(g, c, plan));
-    Arena measure;
-    cache->Carve(&measure);
-    block.Allocate(measure.used());
-    Arena arena(block.data(), block.size());
-    cache->Carve(&arena);
-    scratch.resize(cache->ScratchFloats());
-  }
-};
 
 // Writes `n` tokens one at a time and attends with `query` after each; tokens in `loud` get keys along the
 // query, so they collect attention.

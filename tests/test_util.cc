@@ -146,4 +146,24 @@ void ExpectBudgetPlanMatchesPeakRss(const std::string& model, int context, const
   }
 }
 
+std::vector<float> RandomVector(std::mt19937& rng, int d, float outlier, int outlier_channel) {
+  std::normal_distribution<float> n(0.0f, 1.0f);
+  std::vector<float> x(d);
+  for (float& v : x) v = n(rng);
+  if (outlier != 0.0f) x[outlier_channel] *= outlier;
+  return x;
+}
+
+CacheUnderTest::CacheUnderTest(const KvGeometry& g, const KvCacheConfig& c) {
+  status = PlanKvCache(g, c, &plan);
+  if (!status.ok()) return;
+  cache.reset(new MixedKvCache(g, c, plan));
+  Arena measure;
+  cache->Carve(&measure);
+  block.Allocate(measure.used());
+  Arena arena(block.data(), block.size());
+  cache->Carve(&arena);
+  scratch.resize(cache->ScratchFloats());
+}
+
 }  // namespace mikv::test

@@ -2,10 +2,13 @@
 #pragma once
 
 #include <memory>
+#include <random>
 #include <string>
 #include <vector>
 
+#include "arena.h"
 #include "convert/model_spec.h"
+#include "kv_cache_mixed.h"
 #include "model.h"
 #include "session.h"
 
@@ -40,5 +43,18 @@ void ExpectBudgetPlanMatchesPeakRss(const std::string& model, int context, const
 // Greedy generation of n tokens after the prompt's tokens.
 std::vector<int32_t> Greedy(const Model& model, const std::vector<int32_t>& prompt, int n, int threads = 2,
                             KvStorage kv = KvStorage::F16);
+
+// d standard-normal values; with `outlier` != 0, channel `outlier_channel` is scaled by it (as real keys have).
+std::vector<float> RandomVector(std::mt19937& rng, int d, float outlier = 0.0f, int outlier_channel = 3);
+
+// A bare mixed KV cache over its own arena (status says whether the configuration was accepted).
+struct CacheUnderTest {
+  std::unique_ptr<MixedKvCache> cache;
+  AlignedBlock block;
+  std::vector<float> scratch;
+  KvPlan plan;
+  Status status;
+  CacheUnderTest(const KvGeometry& g, const KvCacheConfig& c);
+};
 
 }  // namespace mikv::test
