@@ -3,6 +3,8 @@
 
 #include <immintrin.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 
@@ -34,13 +36,17 @@ inline __m256 Codes8(const uint8_t* codes, int i) {
 
 inline float Half(uint16_t h) { return _cvtsh_ss(h); }
 
-// AVX2 entry points (kernels_avx/*-avx2.cc), reused by the AVX-512 table where a shape does not fit 16 lanes.
+// AVX2 entry points (QuKv*: INT8 and INT3 rows; Qu4Qu2Kv*: INT4 and INT2 rows) (kernels_avx/*-avx2.cc), reused by the AVX-512 table where a shape does not fit 16 lanes.
 void FwhtAvx2(float* x, int d);
+void SoftmaxAvx2(float* s, size_t n);
 void F16KvScoresAvx2(const KvRowFormat& f, const float* q, const float* qsum, const uint8_t* rows, size_t n, float scale,
                      float* out);
 void F16KvValuesAvx2(const KvRowFormat& f, const float* p, const uint8_t* rows, size_t n, float* acc);
 void QuKvScoresAvx2(const KvRowFormat& f, const float* q, const float* qsum, const uint8_t* rows, size_t n, float scale,
                     float* out);
 void QuKvValuesAvx2(const KvRowFormat& f, const float* p, const uint8_t* rows, size_t n, float* acc);
+void Qu4Qu2KvScoresAvx2(const KvRowFormat& f, const float* q, const float* qsum, const uint8_t* rows, size_t n,
+                        float scale, float* out);
+void Qu4Qu2KvValuesAvx2(const KvRowFormat& f, const float* p, const uint8_t* rows, size_t n, float* acc);
 
 }  // namespace mikv::avx

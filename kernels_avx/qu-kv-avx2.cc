@@ -1,4 +1,4 @@
-// qu8/qu4/qu3/qu2-kv-scores and -values, AVX2 + FMA: unsigned codes unpacked eight at a time with one variable
+// qu8/qu3-kv-scores and -values, AVX2 + FMA (INT4 and INT2 rows: qu4-qu2-kv-avx2.cc): unsigned codes unpacked eight at a time with one variable
 // shift (vpsrlvd) and a mask, per-group scale and zero folded in after the group's dot product (scores) or into
 // p (values).
 #include "kv-avx.h"
@@ -49,18 +49,14 @@ void QuKvScoresAvx2(const KvRowFormat& f, const float* q, const float* qsum, con
                     float* out) {
   switch (f.precision) {
     case KvPrecision::Int8: return Scores<8>(f, q, qsum, rows, n, scale, out);
-    case KvPrecision::Int4: return Scores<4>(f, q, qsum, rows, n, scale, out);
-    case KvPrecision::Int3: return Scores<3>(f, q, qsum, rows, n, scale, out);
-    default: return Scores<2>(f, q, qsum, rows, n, scale, out);
+    default: return Scores<3>(f, q, qsum, rows, n, scale, out);
   }
 }
 
 void QuKvValuesAvx2(const KvRowFormat& f, const float* p, const uint8_t* rows, size_t n, float* acc) {
   switch (f.precision) {
     case KvPrecision::Int8: return Values<8>(f, p, rows, n, acc);
-    case KvPrecision::Int4: return Values<4>(f, p, rows, n, acc);
-    case KvPrecision::Int3: return Values<3>(f, p, rows, n, acc);
-    default: return Values<2>(f, p, rows, n, acc);
+    default: return Values<3>(f, p, rows, n, acc);
   }
 }
 
@@ -69,8 +65,9 @@ void QuKvValuesAvx2(const KvRowFormat& f, const float* p, const uint8_t* rows, s
 namespace mikv {
 extern const KvKernels kAvx2KvKernels = {
     "avx2",
-    {avx::F16KvScoresAvx2, avx::QuKvScoresAvx2, avx::QuKvScoresAvx2, avx::QuKvScoresAvx2, avx::QuKvScoresAvx2},
-    {avx::F16KvValuesAvx2, avx::QuKvValuesAvx2, avx::QuKvValuesAvx2, avx::QuKvValuesAvx2, avx::QuKvValuesAvx2},
+    {avx::F16KvScoresAvx2, avx::QuKvScoresAvx2, avx::Qu4Qu2KvScoresAvx2, avx::QuKvScoresAvx2, avx::Qu4Qu2KvScoresAvx2},
+    {avx::F16KvValuesAvx2, avx::QuKvValuesAvx2, avx::Qu4Qu2KvValuesAvx2, avx::QuKvValuesAvx2, avx::Qu4Qu2KvValuesAvx2},
     avx::FwhtAvx2,
+    avx::SoftmaxAvx2,
 };
 }  // namespace mikv

@@ -1,4 +1,4 @@
-// qu8/qu4/qu3/qu2-kv-scores and -values, AVX-512F: sixteen codes per step (two 8-code words broadcast into the
+// qu8/qu3-kv-scores and -values, AVX-512F (INT4 and INT2 rows use the AVX2 integer kernels, qu4-qu2-kv-avx2.cc): sixteen codes per step (two 8-code words broadcast into the
 // two halves of a register, one variable shift, one mask). Groups that are not a multiple of 16 channels go to
 // the AVX2 kernels.
 #include "kv-avx.h"
@@ -68,9 +68,7 @@ void QuKvScoresAvx512(const KvRowFormat& f, const float* q, const float* qsum, c
   if (f.group % 16 != 0) return QuKvScoresAvx2(f, q, qsum, rows, n, scale, out);
   switch (f.precision) {
     case KvPrecision::Int8: return Scores<8>(f, q, qsum, rows, n, scale, out);
-    case KvPrecision::Int4: return Scores<4>(f, q, qsum, rows, n, scale, out);
-    case KvPrecision::Int3: return Scores<3>(f, q, qsum, rows, n, scale, out);
-    default: return Scores<2>(f, q, qsum, rows, n, scale, out);
+    default: return Scores<3>(f, q, qsum, rows, n, scale, out);
   }
 }
 
@@ -78,9 +76,7 @@ void QuKvValuesAvx512(const KvRowFormat& f, const float* p, const uint8_t* rows,
   if (f.group % 16 != 0) return QuKvValuesAvx2(f, p, rows, n, acc);
   switch (f.precision) {
     case KvPrecision::Int8: return Values<8>(f, p, rows, n, acc);
-    case KvPrecision::Int4: return Values<4>(f, p, rows, n, acc);
-    case KvPrecision::Int3: return Values<3>(f, p, rows, n, acc);
-    default: return Values<2>(f, p, rows, n, acc);
+    default: return Values<3>(f, p, rows, n, acc);
   }
 }
 
@@ -90,8 +86,9 @@ void QuKvValuesAvx512(const KvRowFormat& f, const float* p, const uint8_t* rows,
 namespace mikv {
 extern const KvKernels kAvx512KvKernels = {
     "avx512",
-    {avx::F16KvScoresAvx512Entry, avx::QuKvScoresAvx512, avx::QuKvScoresAvx512, avx::QuKvScoresAvx512, avx::QuKvScoresAvx512},
-    {avx::F16KvValuesAvx512Entry, avx::QuKvValuesAvx512, avx::QuKvValuesAvx512, avx::QuKvValuesAvx512, avx::QuKvValuesAvx512},
+    {avx::F16KvScoresAvx512Entry, avx::QuKvScoresAvx512, avx::Qu4Qu2KvScoresAvx2, avx::QuKvScoresAvx512, avx::Qu4Qu2KvScoresAvx2},
+    {avx::F16KvValuesAvx512Entry, avx::QuKvValuesAvx512, avx::Qu4Qu2KvValuesAvx2, avx::QuKvValuesAvx512, avx::Qu4Qu2KvValuesAvx2},
     avx::FwhtAvx2,
+    avx::SoftmaxAvx2,
 };
 }  // namespace mikv

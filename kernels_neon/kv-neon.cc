@@ -75,18 +75,14 @@ void Values(const KvRowFormat& f, const float* p, const uint8_t* rows, size_t n,
 void QuScores(const KvRowFormat& f, const float* q, const float* qsum, const uint8_t* rows, size_t n, float scale, float* out) {
   switch (f.precision) {
     case KvPrecision::Int8: return Scores<8>(f, q, qsum, rows, n, scale, out);
-    case KvPrecision::Int4: return Scores<4>(f, q, qsum, rows, n, scale, out);
-    case KvPrecision::Int3: return Scores<3>(f, q, qsum, rows, n, scale, out);
-    default: return Scores<2>(f, q, qsum, rows, n, scale, out);
+    default: return Scores<3>(f, q, qsum, rows, n, scale, out);
   }
 }
 
 void QuValues(const KvRowFormat& f, const float* p, const uint8_t* rows, size_t n, float* acc) {
   switch (f.precision) {
     case KvPrecision::Int8: return Values<8>(f, p, rows, n, acc);
-    case KvPrecision::Int4: return Values<4>(f, p, rows, n, acc);
-    case KvPrecision::Int3: return Values<3>(f, p, rows, n, acc);
-    default: return Values<2>(f, p, rows, n, acc);
+    default: return Values<3>(f, p, rows, n, acc);
   }
 }
 
@@ -122,8 +118,9 @@ extern const KvKernels kNeonKvKernels = {
 extern const KvKernels kNeonKvKernelsEmulated = {
 #endif
     "neon",
-    {neon::F16ScoresImpl, neon::QuScores, neon::QuScores, neon::QuScores, neon::QuScores},
-    {neon::F16Values, neon::QuValues, neon::QuValues, neon::QuValues, neon::QuValues},
+    {neon::F16ScoresImpl, neon::QuScores, neon::Qu4Qu2Scores, neon::QuScores, neon::Qu4Qu2Scores},
+    {neon::F16Values, neon::QuValues, neon::Qu4Qu2Values, neon::QuValues, neon::Qu4Qu2Values},
     neon::Fwht,
+    SoftmaxInPlace,
 };
 }  // namespace mikv

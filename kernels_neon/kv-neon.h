@@ -47,6 +47,11 @@ inline F8 Codes8(const uint8_t* codes, int i) {
   }
 }
 
+// INT4 and INT2 rows, in integers (qu4-qu2-kv-neon.cc).
+void Qu4Qu2Scores(const KvRowFormat& f, const float* q, const float* qsum, const uint8_t* rows, size_t n, float scale,
+                  float* out);
+void Qu4Qu2Values(const KvRowFormat& f, const float* p, const uint8_t* rows, size_t n, float* acc);
+
 inline float Half(uint16_t h) { return vgetq_lane_f32(vcvt_f32_f16(vreinterpret_f16_u16(vdup_n_u16(h))), 0); }
 
 }  // namespace mikv::neon

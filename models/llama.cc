@@ -1,5 +1,7 @@
 #include "llama.h"
 
+#include "kv_codec.h"
+
 namespace mikv {
 
 const char* ArchName(Arch arch) {
@@ -34,7 +36,7 @@ Status ReadLlamaConfig(const fb::Model& m, ModelConfig* c) {
   if (!Reasonable(m.n_heads(), 1024)) return Bad("n_heads " + std::to_string(m.n_heads()));
   if (!Reasonable(m.n_kv_heads(), m.n_heads()) || m.n_heads() % m.n_kv_heads() != 0)
     return Bad("n_kv_heads " + std::to_string(m.n_kv_heads()) + " does not divide n_heads " + std::to_string(m.n_heads()));
-  if (!Reasonable(m.head_dim(), 1024) || m.head_dim() % 2 != 0) return Bad("head_dim " + std::to_string(m.head_dim()));
+  if (!Reasonable(m.head_dim(), kMaxHeadDim) || m.head_dim() % 2 != 0) return Bad("head_dim " + std::to_string(m.head_dim()));
   if (!Reasonable(m.vocab_size(), 1 << 22)) return Bad("vocab_size " + std::to_string(m.vocab_size()));
   if (!Reasonable(m.max_seq_len(), 1 << 22)) return Bad("max_seq_len " + std::to_string(m.max_seq_len()));
   if (!(m.norm_eps() > 0.0f && m.norm_eps() < 1.0f)) return Bad("norm_eps");

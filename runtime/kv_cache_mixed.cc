@@ -248,7 +248,7 @@ void MixedKvCache::Attend(int layer, int pos, int kv_head, const float* q, float
     AttendRegion(lo_, s, pos, Balanced(lo_) ? q_bal : q_plain, qsum, scale, scores + nh);
     // Softmax over both regions, then the weighted values, hi rows first: for `full` the slots are in position
     // order and these are the plain cache's kernels, so the logits are identical.
-    SoftmaxInPlace(scores, (size_t)(nh + nl));
+    kk.softmax(scores, (size_t)(nh + nl));
     for (int c = 0; c < d; ++c) oh[c] = 0.0f;
     if (nh > 0) {
       const KvRowFormat f{hi_.codec.precision(), d, group_, hi_.codec.bytes()};

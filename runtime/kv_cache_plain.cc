@@ -54,7 +54,7 @@ void PlainKvCache::AttendHead(int layer, int pos, int head, const float* q, floa
     const KvKernels& kk = ActiveKvKernels();
     const KvRowFormat f{KvPrecision::F16, d, d, (size_t)d * 2};
     kk.scores[0](f, q, nullptr, reinterpret_cast<const uint8_t*>(static_cast<const uint16_t*>(keys_) + base), n, scale, scores);
-    SoftmaxInPlace(scores, n);
+    kk.softmax(scores, n);
     kk.values[0](f, scores, reinterpret_cast<const uint8_t*>(static_cast<const uint16_t*>(values_) + base), n, out);
     return;
   }

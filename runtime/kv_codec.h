@@ -14,6 +14,9 @@
 
 namespace mikv {
 
+// The largest head dimension a model may declare (models/llama.cc checks it): the kernels' stack buffers hold one.
+constexpr int kMaxHeadDim = 1024;
+
 enum class KvPrecision : uint8_t { F16 = 0, Int8 = 1, Int4 = 2, Int3 = 3, Int2 = 4 };
 
 const char* KvPrecisionName(KvPrecision p);            // "f16", "int8", ...

@@ -6,6 +6,16 @@
 // For quantized rows, decode(row)_i = code_i · scale_g + zero_g, so a score is
 //   Σ_g scale_g · (Σ_{i∈g} q_i · code_i) + zero_g · qsum_g,  with qsum_g = Σ_{i∈g} q_i computed once per query.
 //
+// INT4 and INT2 rows are read in integers — what lets a 2-bit token cost less to read than a 16-bit one:
+//   scores:  the query is quantized once per call to int8 per group (KvQuantizeQuery: qs_g = max|q_i| / 127,
+//            q8_i = round(q_i / qs_g)), and score = scale · Σ_g (scale_g · qs_g · Σ_{i∈g} q8_i·code_i + zero_g · qsum_g);
+//   values:  rows go in blocks of kKvValueBlock; in a block, each row's weight in group g, w = p·scale_g, is
+//            quantized to 0..127 against the block's largest (KvQuantizeBlockWeights), and per block
+//            acc_i += ws_g · Σ_t w8_{t,g}·code_{t,i}; after the last block acc_i += Σ_t p_t·zero_{t,g}.
+// The integer sums are exact in every variant (SIMD ones use int8 multiply-adds); what differs is float rounding.
+// The query's int8 rounding moves a score by at most Σ_i qs_g/2·|k_i|, the weights' by ws/2 per row and channel —
+// far inside INT4/INT2's own quantization step. INT8 and INT3 rows keep the float definition above.
+//
 // Variants: the scalar reference (kv_kernels_scalar.cc, the definition), AVX2+FMA+F16C and AVX-512
 // (kernels_avx/), NEON and NEON dotprod (kernels_neon/). Every variant equals the reference within float
 // rounding (tests/test_kv_kernels.cc). On x86 the best variant is chosen at run time from the CPU's features; on
@@ -32,12 +42,16 @@ using KvValuesFn = void (*)(const KvRowFormat& f, const float* p, const uint8_t*
 // butterflies (x[j], x[j+h]) <- (x[j] + x[j+h], x[j] - x[j+h]). Every variant does the same additions in the same
 // order, so they agree bit for bit (hadamard.h builds the rotation on it).
 using KvFwhtFn = void (*)(float* x, int d);
+// In place: s = softmax(s) over n scores (-inf entries become exactly 0). Variants compute exp their own way, within
+// a few ulp of the reference's std::exp.
+using KvSoftmaxFn = void (*)(float* s, size_t n);
 
 struct KvKernels {
   const char* isa;
   KvScoresFn scores[5];  // by KvPrecision
   KvValuesFn values[5];
   KvFwhtFn fwht;
+  KvSoftmaxFn softmax;
 };
 
 enum class KvIsa : uint8_t { Scalar = 0, Avx2 = 1, Avx512 = 2, Neon = 3 };
@@ -48,10 +62,19 @@ const KvKernels* GetKvKernels(KvIsa isa);
 // The kernels every cache uses: the best the CPU runs, unless MIKV_KV_ISA names another.
 const KvKernels& ActiveKvKernels();
 
+constexpr int kKvValueBlock = 16;  // rows per block of quantized weights in the integer values kernels
+inline bool KvReadsInIntegers(KvPrecision p) { return p == KvPrecision::Int4 || p == KvPrecision::Int2; }
+
+// q8[i] = round(q[i] / qs[g]) with qs[g] = max |q| over group g / 127 (0 when the group is all zeros).
+void KvQuantizeQuery(const float* q, int head_dim, int group, int8_t* q8, float* qs);
+// For nb <= kKvValueBlock rows (stride f.stride, codes of `bits`): w8[t * ng + g] = round(w / ws[g]) with
+// w = max(0, p[t]·scale_{t,g}) and ws[g] = the block's largest w in group g / 127.
+void KvQuantizeBlockWeights(const KvRowFormat& f, const float* p, const uint8_t* rows, int nb, uint8_t* w8, float* ws);
+
 // qsum[g] = Σ q over group g (what quantized scores need once per query).
 void KvQuerySums(const float* q, int head_dim, int group, float* qsum);
 
-// In place: s = softmax(s) over n scores (-inf entries become 0).
+// In place: s = softmax(s) over n scores (-inf entries become 0), with std::exp: the reference's softmax.
 void SoftmaxInPlace(float* s, size_t n);
 
 // The scalar reference kernels (also the fallback for precisions a SIMD variant does not cover).

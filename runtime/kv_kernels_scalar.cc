@@ -1,4 +1,5 @@
 // The scalar reference of the KV attention kernels: the definition every SIMD variant is tested against.
+#include <algorithm>
 #include <cmath>
 
 #include "fp16.h"
@@ -41,6 +42,50 @@ void ScoresQuantized(const KvRowFormat& f, const float* q, const float* qsum, co
   }
 }
 
+// INT4/INT2: the integer definition of kv_kernels.h.
+void ScoresInIntegers(const KvRowFormat& f, const float* q, const float* qsum, const uint8_t* rows, size_t n,
+                      float scale, float* out) {
+  const int bits = KvPrecisionBits(f.precision), ng = f.head_dim / f.group;
+  const size_t code_bytes = KvCodeBytes(f.head_dim, bits);
+  int8_t q8[kMaxHeadDim];
+  float qs[kMaxHeadDim / 8];
+  KvQuantizeQuery(q, f.head_dim, f.group, q8, qs);
+  for (size_t t = 0; t < n; ++t) {
+    const uint8_t* row = rows + t * f.stride;
+    const uint16_t* scales = reinterpret_cast<const uint16_t*>(row + code_bytes);
+    float total = 0.0f;
+    for (int g = 0; g < ng; ++g) {
+      int32_t dot = 0;
+      for (int i = g * f.group; i < (g + 1) * f.group; ++i) dot += q8[i] * (int32_t)KvCodeAt(row, i, bits);
+      total += HalfToFloat(scales[g]) * qs[g] * (float)dot + HalfToFloat(scales[ng + g]) * qsum[g];
+    }
+    out[t] = total * scale;
+  }
+}
+
+void ValuesInIntegers(const KvRowFormat& f, const float* p, const uint8_t* rows, size_t n, float* acc) {
+  const int bits = KvPrecisionBits(f.precision), ng = f.head_dim / f.group;
+  const size_t code_bytes = KvCodeBytes(f.head_dim, bits);
+  uint8_t w8[kKvValueBlock * (kMaxHeadDim / 8)];
+  float ws[kMaxHeadDim / 8], zsum[kMaxHeadDim / 8] = {};
+  for (size_t b = 0; b < n; b += kKvValueBlock) {
+    const int nb = (int)std::min<size_t>(kKvValueBlock, n - b);
+    KvQuantizeBlockWeights(f, p + b, rows + b * f.stride, nb, w8, ws);
+    for (int i = 0; i < f.head_dim; ++i) {
+      const int g = i / f.group;
+      int32_t dot = 0;
+      for (int t = 0; t < nb; ++t) dot += w8[t * ng + g] * (int32_t)KvCodeAt(rows + (b + t) * f.stride, i, bits);
+      acc[i] += ws[g] * (float)dot;
+    }
+  }
+  for (size_t t = 0; t < n; ++t) {
+    if (p[t] == 0.0f) continue;
+    const uint16_t* zeros = reinterpret_cast<const uint16_t*>(rows + t * f.stride + code_bytes) + ng;
+    for (int g = 0; g < ng; ++g) zsum[g] += p[t] * HalfToFloat(zeros[g]);
+  }
+  for (int i = 0; i < f.head_dim; ++i) acc[i] += zsum[i / f.group];
+}
+
 void ValuesF16(const KvRowFormat& f, const float* p, const uint8_t* rows, size_t n, float* acc) {
   for (size_t t = 0; t < n; ++t) {
     if (p[t] == 0.0f) continue;
@@ -77,10 +122,41 @@ void FwhtScalar(float* x, int d) {
 
 const KvKernels kScalarKvKernels = {
     "scalar",
-    {ScoresF16, ScoresQuantized, ScoresQuantized, ScoresQuantized, ScoresQuantized},
-    {ValuesF16, ValuesQuantized, ValuesQuantized, ValuesQuantized, ValuesQuantized},
+    {ScoresF16, ScoresQuantized, ScoresInIntegers, ScoresQuantized, ScoresInIntegers},
+    {ValuesF16, ValuesQuantized, ValuesInIntegers, ValuesQuantized, ValuesInIntegers},
     FwhtScalar,
+    SoftmaxInPlace,
 };
+
+void KvQuantizeQuery(const float* q, int head_dim, int group, int8_t* q8, float* qs) {
+  for (int g = 0; g < head_dim / group; ++g) {
+    float amax = 0.0f;
+    for (int i = g * group; i < (g + 1) * group; ++i) amax = std::max(amax, std::fabs(q[i]));
+    const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+    qs[g] = amax / 127.0f;
+    for (int i = g * group; i < (g + 1) * group; ++i) q8[i] = (int8_t)std::nearbyint(q[i] * inv);
+  }
+}
+
+void KvQuantizeBlockWeights(const KvRowFormat& f, const float* p, const uint8_t* rows, int nb, uint8_t* w8, float* ws) {
+  const int ng = f.head_dim / f.group;
+  const size_t code_bytes = KvCodeBytes(f.head_dim, KvPrecisionBits(f.precision));
+  float w[kKvValueBlock * (kMaxHeadDim / 8)];
+  for (int g = 0; g < ng; ++g) ws[g] = 0.0f;
+  for (int t = 0; t < nb; ++t) {
+    const uint16_t* scales = reinterpret_cast<const uint16_t*>(rows + t * f.stride + code_bytes);
+    for (int g = 0; g < ng; ++g) {
+      const float v = std::max(0.0f, p[t] * HalfToFloat(scales[g]));
+      w[t * ng + g] = v;
+      ws[g] = std::max(ws[g], v);
+    }
+  }
+  for (int g = 0; g < ng; ++g) {
+    const float inv = ws[g] > 0.0f ? 127.0f / ws[g] : 0.0f;
+    for (int t = 0; t < nb; ++t) w8[t * ng + g] = (uint8_t)std::nearbyint(w[t * ng + g] * inv);
+    ws[g] /= 127.0f;
+  }
+}
 
 void KvQuerySums(const float* q, int head_dim, int group, float* qsum) {
   for (int g = 0; g < head_dim / group; ++g) {

@@ -3,12 +3,14 @@
 // bounded relative to the sum of absolute terms.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <random>
 
 #include "kv_codec.h"
 #include "kv_kernels.h"
+#include "test_util.h"
 
 namespace mikv {
 #if defined(MIKV_TEST_NEON_EMULATED)
@@ -91,10 +93,12 @@ TEST(KvKernels, EveryVariantEqualsTheScalarReference) {
 }
 
 TEST(KvKernels, ScalarReferenceScoresTheDecodedVector) {
-  // The reference's score of a stored row is q · (the codec's decoding of that row), for every precision.
+  // The reference's score of a stored row is q · (the codec's decoding of that row), for every precision; INT4 and
+  // INT2 rows are scored with the query rounded to int8 per group (QueryRoundingBound).
   std::mt19937 rng(12);
   std::normal_distribution<float> normal(0.0f, 1.0f);
   for (int p = 0; p < 5; ++p) {
+    SCOPED_TRACE(KvPrecisionName((KvPrecision)p));
     const KvCodec codec((KvPrecision)p, 64, 32);
     std::vector<uint8_t> row(codec.bytes());
     std::vector<float> x(64), y(64), q(64), qsum(2);
@@ -104,11 +108,86 @@ TEST(KvKernels, ScalarReferenceScoresTheDecodedVector) {
     codec.Decode(row.data(), y.data());
     double ref = 0;
     for (int i = 0; i < 64; ++i) ref += (double)q[i] * y[i];
+    if (KvReadsInIntegers((KvPrecision)p)) {
+      std::vector<int8_t> q8(64);
+      float qs[2];
+      KvQuantizeQuery(q.data(), 64, 32, q8.data(), qs);
+      for (int i = 0; i < 64; ++i)
+        EXPECT_LE(std::fabs(q8[i] * qs[i / 32] - q[i]), qs[i / 32] * 0.5f * 1.0001f) << "channel " << i;
+    }
+    const double rounding = test::QueryRoundingBound((KvPrecision)p, 64, 32, row.data(), q.data());
     KvQuerySums(q.data(), 64, 32, qsum.data());
     const KvRowFormat f{(KvPrecision)p, 64, 32, codec.bytes()};
     float score;
     kScalarKvKernels.scores[p](f, q.data(), qsum.data(), row.data(), 1, 1.0f, &score);
-    EXPECT_NEAR(score, ref, 1e-4f * (1 + std::fabs(score)));
+    EXPECT_NEAR(score, ref, rounding + 1e-4f * (1 + std::fabs(score)));
+  }
+}
+
+TEST(KvKernels, ScalarReferenceValuesAreTheWeightedSumOfDecodedRows) {
+  // acc += Σ p_t · decode(row t); INT4/INT2 round each row's p·scale to 0..127 of its block's largest, which may move
+  // channel i by Σ_t ws/2 · code_{t,i} ≤ Σ_t ws/2 · (2^bits - 1).
+  std::mt19937 rng(13);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  const int d = 64, group = 32, n = 37;
+  for (int p = 1; p < 5; ++p) {
+    SCOPED_TRACE(KvPrecisionName((KvPrecision)p));
+    const KvCodec codec((KvPrecision)p, d, group);
+    std::vector<uint8_t> buf(n * codec.bytes());
+    std::vector<std::vector<float>> y(n, std::vector<float>(d));
+    std::vector<float> probs(n), x(d);
+    for (int t = 0; t < n; ++t) {
+      for (float& v : x) v = normal(rng);
+      codec.Encode(x.data(), buf.data() + t * codec.bytes());
+      codec.Decode(buf.data() + t * codec.bytes(), y[t].data());
+      probs[t] = t == 5 ? 0.9f : std::fabs(normal(rng)) * 0.003f;
+    }
+    std::vector<double> bound(d, 1e-5);
+    if (KvReadsInIntegers((KvPrecision)p)) {
+      const KvRowFormat f{(KvPrecision)p, d, group, codec.bytes()};
+      std::vector<uint8_t> w8(kKvValueBlock * 2);
+      float ws[2];
+      for (int b = 0; b < n; b += kKvValueBlock) {
+        const int nb = std::min(kKvValueBlock, n - b);
+        KvQuantizeBlockWeights(f, probs.data() + b, buf.data() + b * codec.bytes(), nb, w8.data(), ws);
+        for (int i = 0; i < d; ++i) bound[i] += nb * ws[i / group] * 0.5 * ((1 << KvPrecisionBits((KvPrecision)p)) - 1);
+      }
+    }
+    std::vector<float> acc(d, 0.25f);
+    const KvRowFormat f{(KvPrecision)p, d, group, codec.bytes()};
+    kScalarKvKernels.values[p](f, probs.data(), buf.data(), n, acc.data());
+    for (int i = 0; i < d; ++i) {
+      double ref = 0.25;
+      for (int t = 0; t < n; ++t) ref += (double)probs[t] * y[t][i];
+      EXPECT_NEAR(acc[i], ref, bound[i]) << "channel " << i;
+    }
+  }
+}
+
+TEST(KvKernels, EverySoftmaxEqualsTheReferenceWithin1e6) {
+  std::mt19937 rng(14);
+  std::normal_distribution<float> normal(0.0f, 4.0f);
+  for (const KvKernels* k : Variants()) {
+    for (size_t n : {1, 7, 8, 9, 31, 200, 1001}) {
+      SCOPED_TRACE(std::string(k->isa) + " n=" + std::to_string(n));
+      std::vector<float> ref(n), got;
+      for (size_t i = 0; i < n; ++i) ref[i] = i % 7 == 3 ? -INFINITY : normal(rng) - (i % 11 == 0 ? 90.0f : 0.0f);
+      got = ref;
+      SoftmaxInPlace(ref.data(), n);
+      k->softmax(got.data(), n);
+      float total = 0.0f;
+      for (size_t i = 0; i < n; ++i) {
+        ASSERT_NEAR(got[i], ref[i], 1e-6f * ref[i] + 1e-30f) << "score " << i;
+        if (ref[i] == 0.0f) ASSERT_EQ(got[i], 0.0f) << "masked or underflowed score " << i;
+        total += got[i];
+      }
+      EXPECT_NEAR(total, 1.0f, 1e-5f);
+    }
+    std::vector<float> masked = {-INFINITY, -INFINITY, -INFINITY};
+    std::vector<float> masked_ref = masked;
+    SoftmaxInPlace(masked_ref.data(), 3);
+    k->softmax(masked.data(), 3);
+    for (int i = 0; i < 3; ++i) EXPECT_EQ(std::isnan(masked[i]), std::isnan(masked_ref[i]));
   }
 }
 

@@ -12,6 +12,8 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 
+#include "fp16.h"
+#include "kv_kernels.h"
 #include "session.h"
 
 namespace mikv::test {
@@ -144,6 +146,19 @@ void ExpectBudgetPlanMatchesPeakRss(const std::string& model, int context, const
                 peak / 1048576, 100 * (peak - plan) / plan);
     EXPECT_LE(std::fabs(peak - plan), std::max(0.02 * plan, 256.0 * 1024));
   }
+}
+
+double QueryRoundingBound(KvPrecision p, int d, int group, const uint8_t* row, const float* q) {
+  if (!KvReadsInIntegers(p)) return 0.0;
+  const int bits = KvPrecisionBits(p);
+  const uint16_t* scales = reinterpret_cast<const uint16_t*>(row + KvCodeBytes(d, bits));
+  std::vector<int8_t> q8(d);
+  std::vector<float> qs(d / group);
+  KvQuantizeQuery(q, d, group, q8.data(), qs.data());
+  double bound = 0.0;
+  for (int i = 0; i < d; ++i)
+    bound += 0.5 * qs[i / group] * KvCodeAt(row, i, bits) * std::fabs(HalfToFloat(scales[i / group]));
+  return bound;
 }
 
 std::vector<float> RandomVector(std::mt19937& rng, int d, float outlier, int outlier_channel) {

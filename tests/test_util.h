@@ -48,6 +48,11 @@ std::vector<int32_t> Greedy(const Model& model, const std::vector<int32_t>& prom
 std::vector<float> RandomVector(std::mt19937& rng, int d, float outlier = 0.0f, int outlier_channel = 3);
 
 // A bare mixed KV cache over its own arena (status says whether the configuration was accepted).
+// How far the integer kernels' int8 rounding of the query (kv_kernels.h) may move the score of one stored row
+// from q · decode(row): Σ_i qs_g/2 · |code_i · scale_g| (the zeros are multiplied by the exact Σ q). 0 for
+// precisions scored in floats.
+double QueryRoundingBound(KvPrecision p, int d, int group, const uint8_t* row, const float* q);
+
 struct CacheUnderTest {
   std::unique_ptr<MixedKvCache> cache;
   AlignedBlock block;

@@ -38,7 +38,7 @@ struct BenchArgs {
   std::string model, tokens = "1024,4096,16384,32768", precisions = "f16,int8,int4,int2";
   int head_dim = 64, prompt = 512, decode = 64, threads = 0;
   double min_time = 0.2;
-  bool json = false;
+  bool json = false, model_only = false;
   KvArgs kv;
 };
 
@@ -86,7 +86,7 @@ void BenchAttention(benchmark::State& state, KvPrecision p, int d, size_t n) {
   for (auto _ : state) {
     KvQuerySums(q.data(), d, group, qsum.data());
     k.scores[(int)p](f, q.data(), qsum.data(), keys.data(), n, 0.125f, scores.data());
-    SoftmaxInPlace(scores.data(), n);
+    k.softmax(scores.data(), n);
     std::fill(out.begin(), out.end(), 0.0f);
     k.values[(int)p](f, scores.data(), values.data(), n, out.data());
     benchmark::DoNotOptimize(out.data());
@@ -160,7 +160,7 @@ int RunBench(const BenchArgs& a) {
   out["kernels"] = ActiveKvKernels().isa;
   benchmark::RegisterBenchmark("copy", BenchCopy)->MinTime(a.min_time)->UseRealTime();
   std::vector<std::pair<std::string, std::pair<std::string, size_t>>> rows;
-  for (const std::string& ps : SplitList(a.precisions)) {
+  for (const std::string& ps : a.model_only ? std::vector<std::string>{} : SplitList(a.precisions)) {
     KvPrecision p;
     if (!ParseKvPrecision(ps.c_str(), &p))
       return Fail(Status(MIKV_ERR_INVALID_ARGUMENT, "unknown precision '" + ps + "' (f16, int8, int4, int3, int2)"), a.json);
@@ -177,6 +177,7 @@ int RunBench(const BenchArgs& a) {
       {"q4_0 (mikv qb32)", WeightType::Q4_0}, {"int4 (XNNPACK qd8-qb4w)", WeightType::Int4Group},
       {"q8_0 (mikv qb32)", WeightType::Q8_0}, {"int8 (XNNPACK qd8-qc8w)", WeightType::Int8PerChannel}};
   for (const auto& [label, type] : weight_kinds) {
+    if (a.model_only) break;
     benchmark::RegisterBenchmark(("weights/" + label).c_str(), [type = type](benchmark::State& s) { BenchWeights(s, type, 2048, 2048); })
         ->MinTime(a.min_time)
         ->UseRealTime();
@@ -197,8 +198,9 @@ int RunBench(const BenchArgs& a) {
     if (!a.json) std::printf("%-10s %8zu %14.2f %9.0f%%\n", pn.first.c_str(), pn.second, r / 1e9, 100 * r / copy);
   }
 
-  if (!a.json) std::printf("\n%-26s %16s %9s\n", "weights (2048 x 2048, gemv)", "weights GB/s", "of copy");
+  if (!a.json && !a.model_only) std::printf("\n%-26s %16s %9s\n", "weights (2048 x 2048, gemv)", "weights GB/s", "of copy");
   for (const auto& [label, type] : weight_kinds) {
+    if (a.model_only) break;
     const double r = collector.rates["weights/" + label];
     out["weights"].push_back({{"encoding", label}, {"bytes_per_second", r}, {"fraction_of_copy", r / copy}});
     if (!a.json) std::printf("%-26s %16.2f %8.0f%%\n", label.c_str(), r / 1e9, 100 * r / copy);
@@ -233,7 +235,9 @@ int RunBench(const BenchArgs& a) {
     const double bytes = (double)st.operator_bytes + kv_bytes;
     out["model"] = {{"path", a.model}, {"threads", c.threads}, {"prompt_tokens", a.prompt}, {"decode_tokens", a.decode},
                     {"prefill_tokens_per_second", prefill_tps}, {"decode_tokens_per_second", decode_tps},
-                    {"bytes_per_decoded_token", bytes}, {"decode_bytes_per_second", bytes * decode_tps}};
+                    {"bytes_per_decoded_token", bytes}, {"weight_bytes_per_decoded_token", (double)st.operator_bytes},
+                    {"kv_bytes_per_decoded_token", kv_bytes}, {"kv_plan_bytes", session->kv_plan().total_bytes},
+                    {"decode_bytes_per_second", bytes * decode_tps}};
     if (!a.json)
       std::printf("\nmodel %s: prefill %.1f tok/s, decode %.1f tok/s; decode reads %.1f MB/token = %.2f GB/s (%.0f%% of copy)\n",
                   m.name.c_str(), prefill_tps, decode_tps, bytes / 1e6, bytes * decode_tps / 1e9, 100 * bytes * decode_tps / copy);
@@ -256,6 +260,7 @@ void AddBenchCommand(CLI::App& app) {
   cmd->add_option("--min-time", args->min_time, "seconds per kernel benchmark")->capture_default_str();
   cmd->add_option("-t,--threads", args->threads, "threads for the model; 0 = all cores")->capture_default_str();
   cmd->add_flag("--json", args->json, "print JSON");
+  cmd->add_flag("--model-only", args->model_only, "only the copy and model benchmarks (needs -m)");
   AddKvOptions(cmd, &args->kv);
   cmd->callback([args] { throw CLI::RuntimeError(RunBench(*args)); });
 }

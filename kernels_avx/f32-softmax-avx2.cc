@@ -1,0 +1,62 @@
+// f32-softmax, AVX2 + FMA: max, exp and sum eight scores at a time. exp(x) = 2^n · e^r with n = round(x·log2 e),
+// r = x - n·ln 2 (ln 2 split in two for exactness), e^r by a degree-6 polynomial on |r| <= ln2/2 (Cephes' expf
+// coefficients): within 2 ulp of std::exp over the range softmax uses (x <= 0). -inf scores (masked) give exactly 0.
+#include "kv-avx.h"
+
+namespace mikv::avx {
+
+namespace {
+
+inline __m256 Exp(__m256 x) {
+  const __m256 lo = _mm256_set1_ps(-87.33654f);  // below this e^x is subnormal: flushed to 0
+  const __m256 small = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
+  x = _mm256_max_ps(x, lo);
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+  p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+  const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_andnot_ps(small, _mm256_mul_ps(p, _mm256_castsi256_ps(e)));
+}
+
+}  // namespace
+
+void SoftmaxAvx2(float* s, size_t n) {
+  __m256 vmax = _mm256_set1_ps(-INFINITY);
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(s + i));
+  vmax = _mm256_max_ps(vmax, _mm256_permute2f128_ps(vmax, vmax, 1));
+  vmax = _mm256_max_ps(vmax, _mm256_shuffle_ps(vmax, vmax, 0x4E));
+  vmax = _mm256_max_ps(vmax, _mm256_shuffle_ps(vmax, vmax, 0xB1));
+  float max_score = _mm256_cvtss_f32(vmax);
+  for (size_t j = i; j < n; ++j) max_score = s[j] > max_score ? s[j] : max_score;
+  if (max_score == -INFINITY) return SoftmaxInPlace(s, n);  // nothing unmasked: the reference's answer
+
+  const __m256 m = _mm256_set1_ps(max_score);
+  __m256 vsum = _mm256_setzero_ps();
+  for (i = 0; i + 8 <= n; i += 8) {
+    const __m256 e = Exp(_mm256_sub_ps(_mm256_loadu_ps(s + i), m));
+    _mm256_storeu_ps(s + i, e);
+    vsum = _mm256_add_ps(vsum, e);
+  }
+  if (i < n) {  // the tail through the same vector code, padded with -inf
+    alignas(32) float tail[8];
+    for (int j = 0; j < 8; ++j) tail[j] = i + j < n ? s[i + j] : -INFINITY;
+    const __m256 e = Exp(_mm256_sub_ps(_mm256_load_ps(tail), m));
+    _mm256_store_ps(tail, e);
+    vsum = _mm256_add_ps(vsum, e);
+    for (size_t j = i; j < n; ++j) s[j] = tail[j - i];
+  }
+  const __m256 inv = _mm256_set1_ps(1.0f / Hsum8(vsum));
+  for (i = 0; i + 8 <= n; i += 8) _mm256_storeu_ps(s + i, _mm256_mul_ps(_mm256_loadu_ps(s + i), inv));
+  for (; i < n; ++i) s[i] *= _mm256_cvtss_f32(inv);
+}
+
+}  // namespace mikv::avx

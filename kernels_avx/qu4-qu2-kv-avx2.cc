@@ -1,0 +1,268 @@
+// qu4-kv-scores/values and qu2-kv-scores/values, AVX2: the integer definition of kv_kernels.h with byte
+// multiply-adds (vpmaddubsw), reading the codes as they lie in the row.
+//
+// A row's codes are read 64 channels (a "chunk") at a time into two registers of one code per byte, A and B,
+// without reordering them — the query and the weights are reordered once per call instead. Which channel byte j
+// (0..31) of A or B holds (ChunkChannel):
+//   INT4, 32 code bytes x:             A = x & 15      -> channel 2j        B = x >> 4 & 15  -> channel 2j+1
+//   INT2, 16 code bytes x in both      A = x >> {0|2}  -> 4j  | 4(j-16)+1   B = x >> {4|6}   -> 4j+2 | 4(j-16)+3
+//         halves of the register:          & 3 (j < 16 | j >= 16)              & 3
+// Scores: vpmaddubsw(A, q8 in A's order) + vpmaddubsw(B, ...) -> int16 (|sum| <= 2·15·127·2 < 2^15), vpmaddwd -> eight
+// int32 lanes, each within one group (groups are whole multiples of 32 channels); the row's scales and zeros are
+// spread over the lanes with one vpermps each, eight rows are summed across lanes together.
+// Values: two rows at a time, their codes interleaved byte by byte (vpunpcklbw), times their quantized weights
+// interleaved the same way: one vpmaddubsw gives w_t·code_t + w_u·code_u per channel in int16 (a block of 16 rows
+// sums to at most 16·15·127 < 2^15); at the end of a block the int16 sums widen to float, times the block's weight
+// scale. The float accumulator is kept in that permuted channel order and put back at the end.
+//
+// The fast path covers head_dim 64 and 128 with groups of 32, 64 or 128 channels (every Llama-family model here);
+// other shapes go to the scalar reference.
+#include "kv-avx.h"
+
+namespace mikv::avx {
+
+namespace {
+
+template <int BITS>
+constexpr int ChunkChannel(int reg, int j) {
+  if (BITS == 4) return 2 * j + reg;
+  return j < 16 ? 4 * j + 2 * reg : 4 * (j - 16) + 1 + 2 * reg;
+}
+
+struct Chunk {
+  __m256i a, b;
+};
+
+template <int BITS>
+inline Chunk LoadChunk(const uint8_t* codes, int c) {
+  if (BITS == 4) {
+    const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes + 32 * c));
+    const __m256i m = _mm256_set1_epi8(15);
+    return {_mm256_and_si256(x, m), _mm256_and_si256(_mm256_srli_epi16(x, 4), m)};
+  } else {
+    const __m256i x = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(codes + 16 * c)));
+    const __m256i m = _mm256_set1_epi8(3);
+    return {_mm256_and_si256(_mm256_srlv_epi32(x, _mm256_setr_epi32(0, 0, 0, 0, 2, 2, 2, 2)), m),
+            _mm256_and_si256(_mm256_srlv_epi32(x, _mm256_setr_epi32(4, 4, 4, 4, 6, 6, 6, 6)), m)};
+  }
+}
+
+// A row's ng scales then ng zeros (ng = 1, 2 or 4) as floats in the low lanes.
+inline __m256 LoadScalesAndZeros(const uint8_t* p, int ng) {
+  __m128i h;
+  if (ng == 1) {
+    int32_t v;
+    std::memcpy(&v, p, 4);
+    h = _mm_cvtsi32_si128(v);
+  } else if (ng == 2) {
+    h = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
+  } else {
+    h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  }
+  return _mm256_cvtph_ps(h);
+}
+
+// Eight rows' lane vectors -> their eight sums, in one register.
+inline __m256 SumEach(const __m256* r) {
+  const __m256 h01 = _mm256_hadd_ps(_mm256_hadd_ps(r[0], r[1]), _mm256_hadd_ps(r[2], r[3]));
+  const __m256 h23 = _mm256_hadd_ps(_mm256_hadd_ps(r[4], r[5]), _mm256_hadd_ps(r[6], r[7]));
+  return _mm256_add_ps(_mm256_permute2f128_ps(h01, h23, 0x20), _mm256_permute2f128_ps(h01, h23, 0x31));
+}
+
+template <int BITS, int NC>
+void ScoresFast(const KvRowFormat& f, const float* q, const float* qsum, const uint8_t* rows, size_t n, float scale,
+                float* out) {
+  constexpr int d = 64 * NC;
+  const int group = f.group, ng = d / group;
+  const size_t code_bytes = KvCodeBytes(d, BITS);
+  int8_t q8[d];
+  float qs[4];
+  KvQuantizeQuery(q, d, group, q8, qs);
+
+  alignas(32) int8_t qa[NC][32], qb[NC][32];
+  alignas(32) int32_t gs[NC][8], gz[NC][8];
+  alignas(32) float qsl[NC][8], qzl[NC][8];
+  int lanes_of_group[4] = {0, 0, 0, 0};
+  for (int c = 0; c < NC; ++c) {
+    for (int j = 0; j < 32; ++j) {
+      qa[c][j] = q8[64 * c + ChunkChannel<BITS>(0, j)];
+      qb[c][j] = q8[64 * c + ChunkChannel<BITS>(1, j)];
+    }
+    for (int k = 0; k < 8; ++k) {
+      gs[c][k] = (64 * c + ChunkChannel<BITS>(0, 4 * k)) / group;
+      gz[c][k] = gs[c][k] + ng;
+      ++lanes_of_group[gs[c][k]];
+    }
+  }
+  for (int c = 0; c < NC; ++c)
+    for (int k = 0; k < 8; ++k) {
+      qsl[c][k] = qs[gs[c][k]];
+      qzl[c][k] = qsum[gs[c][k]] / (float)lanes_of_group[gs[c][k]];
+    }
+  __m256i QA[NC], QB[NC], GS[NC], GZ[NC];
+  __m256 QSL[NC], QZL[NC];
+  for (int c = 0; c < NC; ++c) {
+    QA[c] = _mm256_load_si256(reinterpret_cast<const __m256i*>(qa[c]));
+    QB[c] = _mm256_load_si256(reinterpret_cast<const __m256i*>(qb[c]));
+    GS[c] = _mm256_load_si256(reinterpret_cast<const __m256i*>(gs[c]));
+    GZ[c] = _mm256_load_si256(reinterpret_cast<const __m256i*>(gz[c]));
+    QSL[c] = _mm256_load_ps(qsl[c]);
+    QZL[c] = _mm256_load_ps(qzl[c]);
+  }
+  const __m256i ones = _mm256_set1_epi16(1);
+  auto row_lanes = [&](const uint8_t* row) {
+    const __m256 sz = LoadScalesAndZeros(row + code_bytes, ng);
+    __m256 acc = _mm256_setzero_ps();
+    for (int c = 0; c < NC; ++c) {
+      const Chunk ch = LoadChunk<BITS>(row, c);
+      const __m256i s16 = _mm256_add_epi16(_mm256_maddubs_epi16(ch.a, QA[c]), _mm256_maddubs_epi16(ch.b, QB[c]));
+      const __m256 dot = _mm256_cvtepi32_ps(_mm256_madd_epi16(s16, ones));
+      acc = _mm256_fmadd_ps(dot, _mm256_mul_ps(_mm256_permutevar8x32_ps(sz, GS[c]), QSL[c]), acc);
+      acc = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(sz, GZ[c]), QZL[c], acc);
+    }
+    return acc;
+  };
+  const __m256 vscale = _mm256_set1_ps(scale);
+  size_t t = 0;
+  for (; t + 8 <= n; t += 8) {
+    __m256 r[8];
+    for (int i = 0; i < 8; ++i) r[i] = row_lanes(rows + (t + i) * f.stride);
+    _mm256_storeu_ps(out + t, _mm256_mul_ps(SumEach(r), vscale));
+  }
+  for (; t < n; ++t) out[t] = Hsum8(row_lanes(rows + t * f.stride)) * scale;
+}
+
+// Eight rows' halfs h and h+1 of their scales-and-zeros (a dword each, gathered) as two registers of floats.
+inline void GatherHalfPair(const uint8_t* base, __m256i offsets, __m256i mask, __m256* even, __m256* odd) {
+  const __m256i d = _mm256_mask_i32gather_epi32(_mm256_setzero_si256(), reinterpret_cast<const int*>(base), offsets, mask, 1);
+  const __m256i packed = _mm256_permute4x64_epi64(
+      _mm256_packus_epi32(_mm256_and_si256(d, _mm256_set1_epi32(0xFFFF)), _mm256_srli_epi32(d, 16)), 0xD8);
+  *even = _mm256_cvtph_ps(_mm256_castsi256_si128(packed));
+  *odd = _mm256_cvtph_ps(_mm256_extracti128_si256(packed, 1));
+}
+
+// KvQuantizeBlockWeights for nb <= 16 rows with the same float operations (so the same bytes), eight rows per
+// register: w8[g][t] (rows nb..15 get 0), ws[g]. Also adds p·zero of the block's rows into zacc[g] (eight lanes).
+inline void BlockWeights(const KvRowFormat& f, int ng, size_t code_bytes, const float* p, const uint8_t* rows, int nb,
+                         uint8_t (*w8)[16], float* ws, __m256* zacc) {
+  const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const __m256i mask0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(nb), iota);
+  const __m256i mask1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(nb - 8), iota);
+  const __m256i off0 = _mm256_mullo_epi32(iota, _mm256_set1_epi32((int)f.stride));
+  const __m256i off1 = _mm256_add_epi32(off0, _mm256_set1_epi32((int)(8 * f.stride)));
+  const __m256 p0 = _mm256_maskload_ps(p, mask0), p1 = _mm256_maskload_ps(p + 8, mask1), zero = _mm256_setzero_ps();
+  __m256 sz0[8], sz1[8];  // half h of the row's [scales, zeros], rows 0-7 and 8-15
+  for (int h = 0; h < 2 * ng; h += 2) {
+    GatherHalfPair(rows + code_bytes + 2 * h, off0, mask0, &sz0[h], &sz0[h + 1]);
+    GatherHalfPair(rows + code_bytes + 2 * h, off1, mask1, &sz1[h], &sz1[h + 1]);
+  }
+  for (int g = 0; g < ng; ++g) {
+    zacc[g] = _mm256_fmadd_ps(p0, sz0[ng + g], _mm256_fmadd_ps(p1, sz1[ng + g], zacc[g]));
+    const __m256 w0 = _mm256_max_ps(zero, _mm256_mul_ps(p0, sz0[g]));
+    const __m256 w1 = _mm256_max_ps(zero, _mm256_mul_ps(p1, sz1[g]));
+    __m256 m = _mm256_max_ps(w0, w1);
+    m = _mm256_max_ps(m, _mm256_permute2f128_ps(m, m, 1));
+    m = _mm256_max_ps(m, _mm256_shuffle_ps(m, m, 0x4E));
+    m = _mm256_max_ps(m, _mm256_shuffle_ps(m, m, 0xB1));
+    const float largest = _mm256_cvtss_f32(m);
+    const __m256 inv = _mm256_set1_ps(largest > 0.0f ? 127.0f / largest : 0.0f);
+    const __m256i q0 = _mm256_cvtps_epi32(_mm256_mul_ps(w0, inv)), q1 = _mm256_cvtps_epi32(_mm256_mul_ps(w1, inv));
+    const __m128i h0 = _mm_packs_epi32(_mm256_castsi256_si128(q0), _mm256_extracti128_si256(q0, 1));
+    const __m128i h1 = _mm_packs_epi32(_mm256_castsi256_si128(q1), _mm256_extracti128_si256(q1, 1));
+    _mm_store_si128(reinterpret_cast<__m128i*>(w8[g]), _mm_packus_epi16(h0, h1));
+    ws[g] = largest / 127.0f;
+  }
+}
+
+template <int BITS, int NC>
+void ValuesFast(const KvRowFormat& f, const float* p, const uint8_t* rows, size_t n, float* acc) {
+  constexpr int d = 64 * NC;
+  const int group = f.group, ng = d / group;
+  const size_t code_bytes = KvCodeBytes(d, BITS);
+  // Accumulator slot (c, v, e) <- int16 lane of register r = v / 2 (A lo/hi, B lo/hi), 128-bit half L = v % 2.
+  alignas(32) float fa[d];
+  int channel[d], group_of_vector[NC * 8];
+  for (int c = 0; c < NC; ++c)
+    for (int v = 0; v < 8; ++v) {
+      const int r = v / 2, half = v % 2;
+      for (int e = 0; e < 8; ++e) {
+        const int slot = (c * 8 + v) * 8 + e;
+        channel[slot] = 64 * c + ChunkChannel<BITS>(r / 2, 16 * half + (r % 2) * 8 + e);
+        fa[slot] = acc[channel[slot]];
+      }
+      group_of_vector[c * 8 + v] = channel[(c * 8 + v) * 8] / group;
+    }
+  // The weights an int16 lane needs: unpacklo (r even) and unpackhi (r odd) reach different channels, and each
+  // 128-bit half its own; per block, a register holds the 16 rows' weights of the group of each half, and one
+  // vpshufb per pair of rows spreads (w_t, w_t+1) over the lanes.
+  int half_group[NC][2][2];
+  for (int c = 0; c < NC; ++c)
+    for (int odd = 0; odd < 2; ++odd)
+      for (int half = 0; half < 2; ++half) half_group[c][odd][half] = (64 * c + ChunkChannel<BITS>(0, 16 * half + odd * 8)) / group;
+  __m256i pick[8];
+  for (int k = 0; k < 8; ++k) pick[k] = _mm256_set1_epi16((short)((2 * k) | (2 * k + 1) << 8));
+
+  alignas(16) uint8_t w8[4][16];
+  float ws[4];
+  __m256 zacc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+  for (size_t b = 0; b < n; b += kKvValueBlock) {
+    const int nb = (int)std::min<size_t>(kKvValueBlock, n - b);
+    BlockWeights(f, ng, code_bytes, p + b, rows + b * f.stride, nb, w8, ws, zacc);
+    __m256i wv[NC][2];
+    for (int c = 0; c < NC; ++c)
+      for (int odd = 0; odd < 2; ++odd)
+        wv[c][odd] = _mm256_inserti128_si256(
+            _mm256_castsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(w8[half_group[c][odd][0]]))),
+            _mm_load_si128(reinterpret_cast<const __m128i*>(w8[half_group[c][odd][1]])), 1);
+    __m256i a16[NC][4];
+    for (int c = 0; c < NC; ++c)
+      for (int r = 0; r < 4; ++r) a16[c][r] = _mm256_setzero_si256();
+    for (int t = 0; t < nb; t += 2) {
+      const uint8_t* rt = rows + (b + t) * f.stride;
+      const uint8_t* ru = t + 1 < nb ? rt + f.stride : rt;  // its weight is 0 when it is the same row
+      for (int c = 0; c < NC; ++c) {
+        const Chunk ct = LoadChunk<BITS>(rt, c), cu = LoadChunk<BITS>(ru, c);
+        const __m256i w_lo = _mm256_shuffle_epi8(wv[c][0], pick[t / 2]), w_hi = _mm256_shuffle_epi8(wv[c][1], pick[t / 2]);
+        a16[c][0] = _mm256_add_epi16(a16[c][0], _mm256_maddubs_epi16(_mm256_unpacklo_epi8(ct.a, cu.a), w_lo));
+        a16[c][1] = _mm256_add_epi16(a16[c][1], _mm256_maddubs_epi16(_mm256_unpackhi_epi8(ct.a, cu.a), w_hi));
+        a16[c][2] = _mm256_add_epi16(a16[c][2], _mm256_maddubs_epi16(_mm256_unpacklo_epi8(ct.b, cu.b), w_lo));
+        a16[c][3] = _mm256_add_epi16(a16[c][3], _mm256_maddubs_epi16(_mm256_unpackhi_epi8(ct.b, cu.b), w_hi));
+      }
+    }
+    for (int c = 0; c < NC; ++c)
+      for (int r = 0; r < 4; ++r)
+        for (int half = 0; half < 2; ++half) {
+          const int v = 2 * r + half;
+          const __m128i s16 = half ? _mm256_extracti128_si256(a16[c][r], 1) : _mm256_castsi256_si128(a16[c][r]);
+          const __m256 dot = _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(s16));
+          float* slot = fa + (c * 8 + v) * 8;
+          _mm256_store_ps(slot, _mm256_add_ps(_mm256_load_ps(slot), _mm256_mul_ps(_mm256_set1_ps(ws[group_of_vector[c * 8 + v]]), dot)));
+        }
+  }
+  float zsum[4];
+  for (int g = 0; g < ng; ++g) zsum[g] = Hsum8(zacc[g]);
+  for (int slot = 0; slot < d; ++slot) acc[channel[slot]] = fa[slot] + zsum[channel[slot] / group];
+}
+
+bool FastShape(const KvRowFormat& f) {
+  return (f.head_dim == 64 || f.head_dim == 128) && f.group % 32 == 0 && f.head_dim / f.group <= 4;
+}
+
+}  // namespace
+
+void Qu4Qu2KvScoresAvx2(const KvRowFormat& f, const float* q, const float* qsum, const uint8_t* rows, size_t n,
+                        float scale, float* out) {
+  const bool two = f.precision == KvPrecision::Int2;
+  if (!FastShape(f)) return kScalarKvKernels.scores[(int)f.precision](f, q, qsum, rows, n, scale, out);
+  if (f.head_dim == 64) return two ? ScoresFast<2, 1>(f, q, qsum, rows, n, scale, out) : ScoresFast<4, 1>(f, q, qsum, rows, n, scale, out);
+  return two ? ScoresFast<2, 2>(f, q, qsum, rows, n, scale, out) : ScoresFast<4, 2>(f, q, qsum, rows, n, scale, out);
+}
+
+void Qu4Qu2KvValuesAvx2(const KvRowFormat& f, const float* p, const uint8_t* rows, size_t n, float* acc) {
+  const bool two = f.precision == KvPrecision::Int2;
+  if (!FastShape(f)) return kScalarKvKernels.values[(int)f.precision](f, p, rows, n, acc);
+  if (f.head_dim == 64) return two ? ValuesFast<2, 1>(f, p, rows, n, acc) : ValuesFast<4, 1>(f, p, rows, n, acc);
+  return two ? ValuesFast<2, 2>(f, p, rows, n, acc) : ValuesFast<4, 2>(f, p, rows, n, acc);
+}
+
+}  // namespace mikv::avx

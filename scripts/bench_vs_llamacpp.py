@@ -1,0 +1,120 @@
+#!/usr/bin/env python3
+"""Decode and prefill speed, mikv against llama.cpp, on the same random-weight Q4_0 GGUFs.
+
+For each shape (SmolLM2-135M, Qwen2.5-0.5B, Llama-3.2-1B) and context: llama.cpp (node-llama-cpp 3.21.1's
+prebuilt CPU build, flash attention, KV cache q8_0 and q4_0) and mikv (the GGUF converted bit for bit, `mikv`
+policy with a KV budget of --kv-frac of the FP16 cache), same prompt, same thread count, runs interleaved
+(mikv, llama q8_0, llama q4_0, mikv, ...), medians of --repeats runs.
+
+Decode is bound by the bytes read per token (weights + KV cache), so the gain mikv's smaller cache can give over
+a llama.cpp setting is (weights + llama.cpp's KV bytes) / (weights + mikv's KV bytes); the table prints it next to
+the measured ratio against llama.cpp's faster setting.
+
+  scripts/bench_vs_llamacpp.py [--shapes ...] [--contexts 512,4096] [--decode 32] [--repeats 3] [--json out.json]
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHAPES = {  # name: (layers, kv heads, head dim, vocab gguf)
+    "smollm2-135m": (30, 3, 64, "llama-spm"),
+    "qwen2.5-0.5b": (24, 2, 64, "qwen2"),
+    "llama-3.2-1b": (16, 8, 64, "llama-bpe"),
+}
+LLAMA_KV_BYTES_PER_VALUE = {"q8_0": 34 / 32, "q4_0": 18 / 32, "f16": 2.0}
+
+
+def run(cmd, **kw):
+    return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw).stdout
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--shapes", default=",".join(SHAPES))
+    ap.add_argument("--contexts", default="512,4096,16384,32768")
+    ap.add_argument("--decode", type=int, default=32)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--kv-frac", type=float, default=0.2, help="mikv's KV budget as a fraction of the FP16 cache")
+    ap.add_argument("--mikv-kv", default="--kv-policy mikv --hi-frac 0.04 --lo int2",
+                    help="mikv's cache options besides the budget")
+    ap.add_argument("--build", default=os.path.join(ROOT, "build"))
+    ap.add_argument("--llamacpp", default=os.path.expanduser("~/.cache/mikv-deps/llamacpp"))
+    ap.add_argument("--shared", default=os.path.join(os.path.dirname(ROOT), "shared"))
+    ap.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "mikv-vs-llamacpp"))
+    ap.add_argument("--json", help="write every measurement here")
+    a = ap.parse_args()
+
+    os.makedirs(a.work, exist_ok=True)
+    mikv = os.path.join(a.build, "tools", "mikv")
+    gen = os.path.join(a.build, "tests", "mikv_random_gguf")
+    contexts = [int(c) for c in a.contexts.split(",")]
+    rows = []
+    for shape in a.shapes.split(","):
+        layers, kv_heads, head_dim, vocab = SHAPES[shape]
+        gguf = os.path.join(a.work, f"{shape}-q4_0.gguf")
+        model = os.path.join(a.work, f"{shape}-q4_0.mikv")
+        if not os.path.exists(model):
+            vocab_gguf = os.path.join(a.shared, "tokenizers", "llama.cpp-vocab", f"ggml-vocab-{vocab}.gguf")
+            print(f"[{shape}] writing a random Q4_0 GGUF and converting it", file=sys.stderr)
+            run([gen, shape, "q4_0", str(max(contexts) + a.decode + 8), vocab_gguf, gguf])
+            run([mikv, "convert", gguf, "-o", model])
+        for n in contexts:
+            position = n + a.decode / 2  # mean cached tokens while decoding
+            fp16_kv = layers * kv_heads * head_dim * 2 * 2 * (n + a.decode + 1)
+            budget = int(a.kv_frac * fp16_kv)
+            prompt = [300 + (i * 7919) % 20000 for i in range(n)]
+            req = os.path.join(a.work, f"{shape}-{n}.json")
+            results = {"mikv": [], "q8_0": [], "q4_0": []}
+            mikv_info = {}
+            for r in range(a.repeats):
+                out = json.loads(run([mikv, "bench", "-m", model, "--model-only", "--json", "--prompt", str(n), "--decode",
+                                      str(a.decode), "-t", str(a.threads), "--kv-budget", str(budget)] + a.mikv_kv.split()))
+                results["mikv"].append(out["model"])
+                mikv_info = out["model"]
+                for kv in ("q8_0", "q4_0"):
+                    with open(req, "w") as f:
+                        json.dump({"prompt": prompt, "decode": a.decode, "threads": a.threads, "kv": kv}, f)
+                    results[kv].append(json.loads(run(["node", os.path.join(ROOT, "scripts", "llamacpp_speed.mjs"),
+                                                       a.llamacpp, gguf, req])))
+                print(f"[{shape} {n}] run {r + 1}/{a.repeats}: mikv {results['mikv'][-1]['decode_tokens_per_second']:.1f}, "
+                      f"llama.cpp q8_0 {results['q8_0'][-1]['decode_tokens_per_second']:.1f}, "
+                      f"q4_0 {results['q4_0'][-1]['decode_tokens_per_second']:.1f} decode tok/s", file=sys.stderr)
+            med = {k: {m: statistics.median(x[m] for x in v) for m in ("decode_tokens_per_second", "prefill_tokens_per_second")}
+                   for k, v in results.items()}
+            weights = mikv_info["weight_bytes_per_decoded_token"]
+            mikv_kv = mikv_info["kv_bytes_per_decoded_token"]
+            llama_kv = {kv: layers * kv_heads * head_dim * 2 * LLAMA_KV_BYTES_PER_VALUE[kv] * position for kv in ("q8_0", "q4_0")}
+            best = max(("q8_0", "q4_0"), key=lambda kv: med[kv]["decode_tokens_per_second"])
+            row = {
+                "shape": shape, "context": n, "decode_tokens": a.decode, "threads": a.threads, "repeats": a.repeats,
+                "mikv_kv_plan_bytes": mikv_info["kv_plan_bytes"], "fp16_kv_bytes": fp16_kv,
+                "weight_bytes_per_token": weights, "mikv_kv_bytes_per_token": mikv_kv,
+                "llama_kv_bytes_per_token": llama_kv, "median": med, "runs": results, "faster_llama_kv": best,
+                "decode_ratio": med["mikv"]["decode_tokens_per_second"] / med[best]["decode_tokens_per_second"],
+                "possible_gain": (weights + llama_kv[best]) / (weights + mikv_kv),
+                "prefill_ratio": med["mikv"]["prefill_tokens_per_second"] / max(med[kv]["prefill_tokens_per_second"] for kv in ("q8_0", "q4_0")),
+            }
+            row["share_of_possible_gain"] = row["decode_ratio"] / row["possible_gain"]
+            rows.append(row)
+            if a.json:
+                with open(a.json, "w") as f:
+                    json.dump(rows, f, indent=1)
+
+    print(f"\n| shape | context | mikv KV (% of FP16) | decode tok/s mikv | llama.cpp q8_0 | llama.cpp q4_0 | ratio vs faster | possible gain | share of possible | prefill ratio |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        m = r["median"]
+        print(f"| {r['shape']} | {r['context']} | {100 * r['mikv_kv_plan_bytes'] / r['fp16_kv_bytes']:.0f}% | "
+              f"{m['mikv']['decode_tokens_per_second']:.1f} | {m['q8_0']['decode_tokens_per_second']:.1f} | "
+              f"{m['q4_0']['decode_tokens_per_second']:.1f} | {r['decode_ratio']:.2f}× | {r['possible_gain']:.2f}× | "
+              f"{100 * r['share_of_possible_gain']:.0f}% | {r['prefill_ratio']:.2f}× |")
+
+
+if __name__ == "__main__":
+    main()
