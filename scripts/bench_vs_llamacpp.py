@@ -2,13 +2,15 @@
 """Decode and prefill speed, mikv against llama.cpp, on the same random-weight Q4_0 GGUFs.
 
 For each shape (SmolLM2-135M, Qwen2.5-0.5B, Llama-3.2-1B) and context: llama.cpp (node-llama-cpp 3.21.1's
-prebuilt CPU build, flash attention, KV cache q8_0 and q4_0) and mikv (the GGUF converted bit for bit, `mikv`
-policy with a KV budget of --kv-frac of the FP16 cache), same prompt, same thread count, runs interleaved
-(mikv, llama q8_0, llama q4_0, mikv, ...), medians of --repeats runs.
+prebuilt CPU build, flash attention, KV cache q8_0 and q4_0) and mikv (`mikv` policy with a KV budget of
+--kv-frac of the FP16 cache) on the GGUF converted two ways: q4_0 (ggml's blocks kept bit for bit, multiplied by
+mikv's qb32 kernels as llama.cpp multiplies them) and int4 (the same weights re-encoded for XNNPACK's qd8-qb4w
+operator, mikv's default fast path); same prompt, same thread count, runs interleaved (mikv q4_0, mikv int4,
+llama q8_0, llama q4_0, mikv q4_0, ...), medians of --repeats runs.
 
 Decode is bound by the bytes read per token (weights + KV cache), so the gain mikv's smaller cache can give over
 a llama.cpp setting is (weights + llama.cpp's KV bytes) / (weights + mikv's KV bytes); the table prints it next to
-the measured ratio against llama.cpp's faster setting.
+the measured ratio (mikv's faster encoding against llama.cpp's faster KV setting).
 
   scripts/bench_vs_llamacpp.py [--shapes ...] [--contexts 512,4096] [--decode 32] [--repeats 3] [--json out.json]
 """
@@ -43,6 +45,7 @@ def main():
     ap.add_argument("--kv-frac", type=float, default=0.2, help="mikv's KV budget as a fraction of the FP16 cache")
     ap.add_argument("--mikv-kv", default="--kv-policy mikv --hi-frac 0.04 --lo int2",
                     help="mikv's cache options besides the budget")
+    ap.add_argument("--mikv-weights", default="q4_0,int4", help="mikv conversions of the GGUF to run")
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
     ap.add_argument("--llamacpp", default=os.path.expanduser("~/.cache/mikv-deps/llamacpp"))
     ap.add_argument("--shared", default=os.path.join(os.path.dirname(ROOT), "shared"))
@@ -58,47 +61,52 @@ def main():
     for shape in a.shapes.split(","):
         layers, kv_heads, head_dim, vocab = SHAPES[shape]
         gguf = os.path.join(a.work, f"{shape}-q4_0.gguf")
-        model = os.path.join(a.work, f"{shape}-q4_0.mikv")
-        if not os.path.exists(model):
+        encodings = a.mikv_weights.split(",")
+        models = {w: os.path.join(a.work, f"{shape}-q4_0-as-{w}.mikv") for w in encodings}
+        if not os.path.exists(gguf):
             vocab_gguf = os.path.join(a.shared, "tokenizers", "llama.cpp-vocab", f"ggml-vocab-{vocab}.gguf")
-            print(f"[{shape}] writing a random Q4_0 GGUF and converting it", file=sys.stderr)
+            print(f"[{shape}] writing a random Q4_0 GGUF", file=sys.stderr)
             run([gen, shape, "q4_0", str(max(contexts) + a.decode + 8), vocab_gguf, gguf])
-            run([mikv, "convert", gguf, "-o", model])
+        for w, model in models.items():
+            if not os.path.exists(model):
+                run([mikv, "convert", gguf, "-o", model, "--weights", w])
         for n in contexts:
             position = n + a.decode / 2  # mean cached tokens while decoding
             fp16_kv = layers * kv_heads * head_dim * 2 * 2 * (n + a.decode + 1)
             budget = int(a.kv_frac * fp16_kv)
             prompt = [300 + (i * 7919) % 20000 for i in range(n)]
             req = os.path.join(a.work, f"{shape}-{n}.json")
-            results = {"mikv": [], "q8_0": [], "q4_0": []}
+            results = {**{"mikv " + w: [] for w in encodings}, "q8_0": [], "q4_0": []}
             mikv_info = {}
             for r in range(a.repeats):
-                out = json.loads(run([mikv, "bench", "-m", model, "--model-only", "--json", "--prompt", str(n), "--decode",
-                                      str(a.decode), "-t", str(a.threads), "--kv-budget", str(budget)] + a.mikv_kv.split()))
-                results["mikv"].append(out["model"])
-                mikv_info = out["model"]
+                for w, model in models.items():
+                    out = json.loads(run([mikv, "bench", "-m", model, "--model-only", "--json", "--prompt", str(n), "--decode",
+                                          str(a.decode), "-t", str(a.threads), "--kv-budget", str(budget)] + a.mikv_kv.split()))
+                    results["mikv " + w].append(out["model"])
+                    mikv_info[w] = out["model"]
                 for kv in ("q8_0", "q4_0"):
                     with open(req, "w") as f:
                         json.dump({"prompt": prompt, "decode": a.decode, "threads": a.threads, "kv": kv}, f)
                     results[kv].append(json.loads(run(["node", os.path.join(ROOT, "scripts", "llamacpp_speed.mjs"),
                                                        a.llamacpp, gguf, req])))
-                print(f"[{shape} {n}] run {r + 1}/{a.repeats}: mikv {results['mikv'][-1]['decode_tokens_per_second']:.1f}, "
-                      f"llama.cpp q8_0 {results['q8_0'][-1]['decode_tokens_per_second']:.1f}, "
-                      f"q4_0 {results['q4_0'][-1]['decode_tokens_per_second']:.1f} decode tok/s", file=sys.stderr)
+                print(f"[{shape} {n}] run {r + 1}/{a.repeats} decode tok/s: " +
+                      ", ".join(f"{k} {v[-1]['decode_tokens_per_second']:.1f}" for k, v in results.items()), file=sys.stderr)
             med = {k: {m: statistics.median(x[m] for x in v) for m in ("decode_tokens_per_second", "prefill_tokens_per_second")}
                    for k, v in results.items()}
-            weights = mikv_info["weight_bytes_per_decoded_token"]
-            mikv_kv = mikv_info["kv_bytes_per_decoded_token"]
+            mine = max(encodings, key=lambda w: med["mikv " + w]["decode_tokens_per_second"])
+            weights = mikv_info[mine]["weight_bytes_per_decoded_token"]
+            mikv_kv = mikv_info[mine]["kv_bytes_per_decoded_token"]
             llama_kv = {kv: layers * kv_heads * head_dim * 2 * LLAMA_KV_BYTES_PER_VALUE[kv] * position for kv in ("q8_0", "q4_0")}
             best = max(("q8_0", "q4_0"), key=lambda kv: med[kv]["decode_tokens_per_second"])
             row = {
                 "shape": shape, "context": n, "decode_tokens": a.decode, "threads": a.threads, "repeats": a.repeats,
-                "mikv_kv_plan_bytes": mikv_info["kv_plan_bytes"], "fp16_kv_bytes": fp16_kv,
+                "mikv_kv_plan_bytes": mikv_info[mine]["kv_plan_bytes"], "fp16_kv_bytes": fp16_kv, "faster_mikv": mine,
                 "weight_bytes_per_token": weights, "mikv_kv_bytes_per_token": mikv_kv,
                 "llama_kv_bytes_per_token": llama_kv, "median": med, "runs": results, "faster_llama_kv": best,
-                "decode_ratio": med["mikv"]["decode_tokens_per_second"] / med[best]["decode_tokens_per_second"],
+                "decode_ratio": med["mikv " + mine]["decode_tokens_per_second"] / med[best]["decode_tokens_per_second"],
                 "possible_gain": (weights + llama_kv[best]) / (weights + mikv_kv),
-                "prefill_ratio": med["mikv"]["prefill_tokens_per_second"] / max(med[kv]["prefill_tokens_per_second"] for kv in ("q8_0", "q4_0")),
+                "prefill_ratio": max(med["mikv " + w]["prefill_tokens_per_second"] for w in encodings) /
+                                 max(med[kv]["prefill_tokens_per_second"] for kv in ("q8_0", "q4_0")),
             }
             row["share_of_possible_gain"] = row["decode_ratio"] / row["possible_gain"]
             rows.append(row)
@@ -106,14 +114,17 @@ def main():
                 with open(a.json, "w") as f:
                     json.dump(rows, f, indent=1)
 
-    print(f"\n| shape | context | mikv KV (% of FP16) | decode tok/s mikv | llama.cpp q8_0 | llama.cpp q4_0 | ratio vs faster | possible gain | share of possible | prefill ratio |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    encodings = a.mikv_weights.split(",")
+    print("\n| shape | context | mikv KV (% of FP16) | " + " | ".join(f"mikv {w} decode tok/s" for w in encodings) +
+          " | llama.cpp q8_0 | llama.cpp q4_0 | ratio (faster vs faster) | possible gain | share of possible | prefill ratio |")
+    print("|---|---|---|" + "---|" * len(encodings) + "---|---|---|---|---|---|")
     for r in rows:
         m = r["median"]
-        print(f"| {r['shape']} | {r['context']} | {100 * r['mikv_kv_plan_bytes'] / r['fp16_kv_bytes']:.0f}% | "
-              f"{m['mikv']['decode_tokens_per_second']:.1f} | {m['q8_0']['decode_tokens_per_second']:.1f} | "
-              f"{m['q4_0']['decode_tokens_per_second']:.1f} | {r['decode_ratio']:.2f}× | {r['possible_gain']:.2f}× | "
-              f"{100 * r['share_of_possible_gain']:.0f}% | {r['prefill_ratio']:.2f}× |")
+        print(f"| {r['shape']} | {r['context']} | {100 * r['mikv_kv_plan_bytes'] / r['fp16_kv_bytes']:.0f}% | " +
+              " | ".join(f"{m['mikv ' + w]['decode_tokens_per_second']:.1f}" for w in encodings) +
+              f" | {m['q8_0']['decode_tokens_per_second']:.1f} | {m['q4_0']['decode_tokens_per_second']:.1f} | "
+              f"{r['decode_ratio']:.2f}× | {r['possible_gain']:.2f}× | {100 * r['share_of_possible_gain']:.0f}% | "
+              f"{r['prefill_ratio']:.2f}× |")
 
 
 if __name__ == "__main__":

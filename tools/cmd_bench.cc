@@ -1,12 +1,14 @@
 // mikv bench: speed in one run, so ratios compare like with like on a noisy machine.
-//   copy       a STREAM-style copy (bytes read + written per second): the memory ceiling of this machine;
+//   copy       a STREAM-style copy (bytes read + written per second): the memory ceiling of this machine, on one
+//              thread (for the one-thread kernels) and, with -m, on the model's threads;
 //   attention  the KV kernels of one kv head (scores, softmax, values) over 1k-32k cached tokens per precision:
 //              KV bytes read per second, and that as a share of the copy bandwidth;
 //   weights    one decode-step matrix-vector product (2048 x 2048, one thread) per weight encoding: mikv's own
 //              qb32 kernels on ggml's q8_0/q4_0 blocks against XNNPACK's qd8 int8/int4 operators — bytes of
 //              weights read per second;
-//   model      prefill and decode tokens/s of a model (-m), and decode's effective bandwidth: (packed weights +
-//              KV bytes) read per token × tokens/s.
+//   model      prefill and decode tokens/s of a model (-m), and decode's effective bandwidth: (weights as the
+//              kernels read them — XNNPACK's packed copies or ggml blocks in the mapping — + KV bytes) read per
+//              token × tokens/s.
 // Google Benchmark does the timing (repetitions, minimum time); --json prints everything machine-readable.
 #include <benchmark/benchmark.h>
 
@@ -19,6 +21,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
+#include <thread>
 
 #include "commands.h"
 #include "convert/quantize.h"
@@ -56,11 +59,20 @@ class Collector : public benchmark::BenchmarkReporter {
   std::map<std::string, double> rates;
 };
 
-void BenchCopy(benchmark::State& state) {
+// `threads` threads each copy their slice (the model's decode runs on that many).
+void BenchCopy(benchmark::State& state, int threads) {
   const size_t n = (size_t)1 << 26;  // 64 MiB each way: far beyond the caches
   std::vector<uint8_t> a(n, 1), b(n, 2);
+  const size_t slice = n / threads;
   for (auto _ : state) {
-    std::memcpy(b.data(), a.data(), n);
+    if (threads == 1) {
+      std::memcpy(b.data(), a.data(), n);
+    } else {
+      std::vector<std::thread> pool;
+      for (int t = 0; t < threads; ++t)
+        pool.emplace_back([&, t] { std::memcpy(b.data() + t * slice, a.data() + t * slice, slice); });
+      for (std::thread& th : pool) th.join();
+    }
     benchmark::DoNotOptimize(b.data());
     benchmark::ClobberMemory();
   }
@@ -155,10 +167,28 @@ void BenchWeights(benchmark::State& state, WeightType type, size_t rows, size_t 
   state.SetBytesProcessed((int64_t)state.iterations() * (int64_t)(data.size() + scales.size() * sizeof(float)));
 }
 
+// Bytes of ggml-block weights the qb32 kernels read in place from the mapping per decoded token (XNNPACK's
+// packed copies are in SessionStats::operator_bytes).
+double InPlaceWeightBytes(const Model& m) {
+  auto in_place = [](const TensorView* t) {
+    return t && (t->type == WeightType::Q8_0 || t->type == WeightType::Q4_0) ? (double)t->data_size : 0.0;
+  };
+  const LlamaWeights& w = m.weights();
+  double bytes = in_place(w.output);
+  for (const LlamaLayerWeights& L : w.layers)
+    for (const TensorView* t : {L.wq, L.wk, L.wv, L.wo, L.w1, L.w2, L.w3}) bytes += in_place(t);
+  return bytes;
+}
+
 int RunBench(const BenchArgs& a) {
   nlohmann::json out;
   out["kernels"] = ActiveKvKernels().isa;
-  benchmark::RegisterBenchmark("copy", BenchCopy)->MinTime(a.min_time)->UseRealTime();
+  const int model_threads = a.threads > 0 ? a.threads : (int)std::max(1u, std::thread::hardware_concurrency());
+  benchmark::RegisterBenchmark("copy", [](benchmark::State& s) { BenchCopy(s, 1); })->MinTime(a.min_time)->UseRealTime();
+  if (!a.model.empty() && model_threads > 1)
+    benchmark::RegisterBenchmark("copy_threads", [model_threads](benchmark::State& s) { BenchCopy(s, model_threads); })
+        ->MinTime(a.min_time)
+        ->UseRealTime();
   std::vector<std::pair<std::string, std::pair<std::string, size_t>>> rows;
   for (const std::string& ps : a.model_only ? std::vector<std::string>{} : SplitList(a.precisions)) {
     KvPrecision p;
@@ -186,11 +216,14 @@ int RunBench(const BenchArgs& a) {
   benchmark::RunSpecifiedBenchmarks(&collector);
   benchmark::ClearRegisteredBenchmarks();
   const double copy = collector.rates["copy"];
+  const double copy_model = model_threads > 1 && collector.rates.count("copy_threads") ? collector.rates["copy_threads"] : copy;
   out["copy_bytes_per_second"] = copy;
   if (!a.json) {
     std::printf("KV kernels: %s, head_dim %d, one thread\n", ActiveKvKernels().isa, a.head_dim);
-    std::printf("copy (read + write):             %8.2f GB/s\n\n", copy / 1e9);
-    std::printf("%-10s %8s %14s %10s\n", "precision", "tokens", "KV read GB/s", "of copy");
+    std::printf("copy (read + write), one thread: %8.2f GB/s\n", copy / 1e9);
+    if (!a.model.empty()) std::printf("copy, %d threads (the model's):  %8.2f GB/s\n", model_threads, copy_model / 1e9);
+    std::printf("\n");
+    if (!a.model_only) std::printf("%-10s %8s %14s %10s\n", "precision", "tokens", "KV read GB/s", "of copy");
   }
   for (const auto& [name, pn] : rows) {
     const double r = collector.rates[name];
@@ -232,15 +265,17 @@ int RunBench(const BenchArgs& a) {
     const double kv_bytes = c.kv.policy == KvPolicy::Plain
                                 ? kv_per_token_fp16 * (a.prompt + a.decode / 2.0)
                                 : (double)session->kv_plan().total_bytes * std::min(1.0, (a.prompt + a.decode / 2.0) / c.context);
-    const double bytes = (double)st.operator_bytes + kv_bytes;
+    const double weight_bytes = (double)st.operator_bytes + InPlaceWeightBytes(*model);
+    const double bytes = weight_bytes + kv_bytes;
     out["model"] = {{"path", a.model}, {"threads", c.threads}, {"prompt_tokens", a.prompt}, {"decode_tokens", a.decode},
                     {"prefill_tokens_per_second", prefill_tps}, {"decode_tokens_per_second", decode_tps},
-                    {"bytes_per_decoded_token", bytes}, {"weight_bytes_per_decoded_token", (double)st.operator_bytes},
+                    {"bytes_per_decoded_token", bytes}, {"weight_bytes_per_decoded_token", weight_bytes},
                     {"kv_bytes_per_decoded_token", kv_bytes}, {"kv_plan_bytes", session->kv_plan().total_bytes},
-                    {"decode_bytes_per_second", bytes * decode_tps}};
+                    {"decode_bytes_per_second", bytes * decode_tps}, {"copy_bytes_per_second_same_threads", copy_model},
+                    {"decode_fraction_of_copy", bytes * decode_tps / copy_model}};
     if (!a.json)
       std::printf("\nmodel %s: prefill %.1f tok/s, decode %.1f tok/s; decode reads %.1f MB/token = %.2f GB/s (%.0f%% of copy)\n",
-                  m.name.c_str(), prefill_tps, decode_tps, bytes / 1e6, bytes * decode_tps / 1e9, 100 * bytes * decode_tps / copy);
+                  m.name.c_str(), prefill_tps, decode_tps, bytes / 1e6, bytes * decode_tps / 1e9, 100 * bytes * decode_tps / copy_model);
   }
   if (a.json) std::cout << out.dump(2) << "\n";
   return 0;
