@@ -12,6 +12,10 @@
 
 namespace mikv::avx {
 
+// Helpers have internal linkage: the files including this are compiled for different instruction sets, and the
+// linker must not keep one file's copy for all.
+namespace {
+
 // ((l0+l1)+(l2+l3))+((l4+l5)+(l6+l7)): the scalar reference's order.
 inline float Hsum8(__m256 v) {
   const __m128 a = _mm_hadd_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -35,6 +39,8 @@ inline __m256 Codes8(const uint8_t* codes, int i) {
 }
 
 inline float Half(uint16_t h) { return _cvtsh_ss(h); }
+
+}  // namespace
 
 // AVX2 entry points (QuKv*: INT8 and INT3 rows; Qu4Qu2Kv*: INT4 and INT2 rows) (kernels_avx/*-avx2.cc), reused by the AVX-512 table where a shape does not fit 16 lanes.
 void FwhtAvx2(float* x, int d);

@@ -63,6 +63,8 @@ void Values(const KvRowFormat& f, const float* p, const uint8_t* rows, size_t n,
   }
 }
 
+}  // namespace
+
 void QuKvScoresAvx512(const KvRowFormat& f, const float* q, const float* qsum, const uint8_t* rows, size_t n, float scale,
                       float* out) {
   if (f.group % 16 != 0) return QuKvScoresAvx2(f, q, qsum, rows, n, scale, out);
@@ -80,7 +82,6 @@ void QuKvValuesAvx512(const KvRowFormat& f, const float* p, const uint8_t* rows,
   }
 }
 
-}  // namespace
 }  // namespace mikv::avx
 
 namespace mikv {

@@ -13,6 +13,7 @@ namespace mikv {
 #if defined(MIKV_HAVE_AVX_KERNELS)
 extern const KvKernels kAvx2KvKernels;
 extern const KvKernels kAvx512KvKernels;
+extern const KvKernels kAvx512VnniKvKernels;
 
 // F16C from CPUID leaf 1 (ECX bit 29): not every compiler's __builtin_cpu_supports knows the name.
 static bool HasF16c() {
@@ -30,6 +31,7 @@ const char* KvIsaName(KvIsa isa) {
     case KvIsa::Avx2: return "avx2";
     case KvIsa::Avx512: return "avx512";
     case KvIsa::Neon: return "neon";
+    case KvIsa::Avx512Vnni: return "avx512vnni";
   }
   return "?";
 }
@@ -46,6 +48,10 @@ const KvKernels* GetKvKernels(KvIsa isa) {
       __builtin_cpu_init();
       return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && HasF16c()
                  ? &kAvx512KvKernels : nullptr;
+    case KvIsa::Avx512Vnni:
+      return GetKvKernels(KvIsa::Avx512) && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+                     __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vnni")
+                 ? &kAvx512VnniKvKernels : nullptr;
 #endif
 #if defined(MIKV_HAVE_NEON_KERNELS)
     case KvIsa::Neon: return &kNeonKvKernels;  // NEON is part of every AArch64 core
@@ -56,10 +62,10 @@ const KvKernels* GetKvKernels(KvIsa isa) {
 
 static const KvKernels* Pick() {
   if (const char* forced = std::getenv("MIKV_KV_ISA")) {
-    for (KvIsa isa : {KvIsa::Scalar, KvIsa::Avx2, KvIsa::Avx512, KvIsa::Neon})
+    for (KvIsa isa : {KvIsa::Scalar, KvIsa::Avx2, KvIsa::Avx512, KvIsa::Avx512Vnni, KvIsa::Neon})
       if (std::strcmp(forced, KvIsaName(isa)) == 0 && GetKvKernels(isa)) return GetKvKernels(isa);
   }
-  for (KvIsa isa : {KvIsa::Avx512, KvIsa::Avx2, KvIsa::Neon})
+  for (KvIsa isa : {KvIsa::Avx512Vnni, KvIsa::Avx512, KvIsa::Avx2, KvIsa::Neon})
     if (const KvKernels* k = GetKvKernels(isa)) return k;
   return &kScalarKvKernels;
 }

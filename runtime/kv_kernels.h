@@ -16,10 +16,10 @@
 // The query's int8 rounding moves a score by at most Σ_i qs_g/2·|k_i|, the weights' by ws/2 per row and channel —
 // far inside INT4/INT2's own quantization step. INT8 and INT3 rows keep the float definition above.
 //
-// Variants: the scalar reference (kv_kernels_scalar.cc, the definition), AVX2+FMA+F16C and AVX-512
-// (kernels_avx/), NEON and NEON dotprod (kernels_neon/). Every variant equals the reference within float
+// Variants: the scalar reference (kv_kernels_scalar.cc, the definition), AVX2+FMA+F16C, AVX-512 and AVX-512 with
+// VNNI (kernels_avx/), NEON and NEON dotprod (kernels_neon/). Every variant equals the reference within float
 // rounding (tests/test_kv_kernels.cc). On x86 the best variant is chosen at run time from the CPU's features; on
-// ARM at compile time. MIKV_KV_ISA=scalar|avx2|avx512|neon forces one (tests and benchmarks).
+// ARM at compile time. MIKV_KV_ISA=scalar|avx2|avx512|avx512vnni|neon forces one (tests and benchmarks).
 #pragma once
 
 #include <cstddef>
@@ -54,7 +54,7 @@ struct KvKernels {
   KvSoftmaxFn softmax;
 };
 
-enum class KvIsa : uint8_t { Scalar = 0, Avx2 = 1, Avx512 = 2, Neon = 3 };
+enum class KvIsa : uint8_t { Scalar = 0, Avx2 = 1, Avx512 = 2, Neon = 3, Avx512Vnni = 4 };
 const char* KvIsaName(KvIsa isa);
 
 // The kernels of an ISA, or nullptr when this build or this CPU lacks it.

@@ -66,7 +66,7 @@ def main():
         if not os.path.exists(gguf):
             vocab_gguf = os.path.join(a.shared, "tokenizers", "llama.cpp-vocab", f"ggml-vocab-{vocab}.gguf")
             print(f"[{shape}] writing a random Q4_0 GGUF", file=sys.stderr)
-            run([gen, shape, "q4_0", str(max(contexts) + a.decode + 8), vocab_gguf, gguf])
+            run([gen, shape, "q4_0", str(max(max(contexts), 32768) + a.decode + 64), vocab_gguf, gguf])
         for w, model in models.items():
             if not os.path.exists(model):
                 run([mikv, "convert", gguf, "-o", model, "--weights", w])

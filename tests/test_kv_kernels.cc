@@ -24,7 +24,7 @@ struct Shape {
 
 std::vector<const KvKernels*> Variants() {
   std::vector<const KvKernels*> v;
-  for (KvIsa isa : {KvIsa::Avx2, KvIsa::Avx512, KvIsa::Neon})
+  for (KvIsa isa : {KvIsa::Avx2, KvIsa::Avx512, KvIsa::Avx512Vnni, KvIsa::Neon})
     if (const KvKernels* k = GetKvKernels(isa)) v.push_back(k);
 #if defined(MIKV_TEST_NEON_EMULATED)
   v.push_back(&kNeonKvKernelsEmulated);
