@@ -1,4 +1,4 @@
-// qu4-kv-scores/values and qu2-kv-scores/values, AVX-512 VNNI (vpdpbusd: four unsigned-by-signed byte products
+// qu4-kv-scores/values and qu2-kv-scores/values, AVX-512 VNNI + VBMI (vpdpbusd: four unsigned-by-signed byte products
 // summed into each int32 lane, no int16 step): the integer definition of kv_kernels.h.
 //
 // A 64-channel chunk of a row's codes fills one register, one code per byte, in the order Channel64 gives:
@@ -6,10 +6,10 @@
 //   INT4, 32 code bytes x: low half x & 15, high half x >> 4 & 15:  byte j -> channel 2j, byte 32+j -> channel 2j+1
 // Scores: one vpdpbusd of the codes with the query's int8 codes in that order gives sixteen int32 lanes, each inside
 // one group; scales and zeros are spread over the lanes with vpermps, as in the AVX2 kernel.
-// Values: four rows at a time, their code registers interleaved byte by byte and then in byte pairs (vpunpck*bw,
-// vpunpck*wd) so that each int32 lane holds one channel of the four rows; one vpdpbusd with the four rows' weights
-// (0..127, a vpermd of the block's weight bytes per lane's group) accumulates Σ_t w_t·code_t per channel. A block
-// of 16 rows is four such steps; then the int32 sums are scaled into the float accumulator.
+// Values: four rows at a time, their packed bytes interleaved by one vpermb (AVX-512 VBMI) so that each int32 lane
+// holds one channel of the four rows after a shift and a mask; one vpdpbusd with the four rows' weights (0..127,
+// a vpermd of the block's weight bytes per lane's group) accumulates Σ_t w_t·code_t per channel. A block of 16 rows
+// is four such steps; then the int32 sums are scaled into the float accumulator.
 // Shapes: head_dim 64 or 128, groups of 32, 64 or 128 channels; others go to the AVX2 entry points.
 #include "qu4-qu2-kv-avx.h"
 
@@ -100,68 +100,95 @@ void Scores(const KvRowFormat& f, const float* q, const float* qsum, const uint8
   for (; t < n; ++t) out[t] = Hsum8(row_lanes(rows + t * f.stride)) * scale;
 }
 
+// Values, four rows at a time: their packed code bytes side by side in the four 128-bit lanes, one vpermb so that
+// dword j holds byte j of the four rows, then shifts and masks give registers R_s whose dword j holds one channel
+// of the four rows (ChannelOf) — ready for vpdpbusd with the four rows' weights.
+template <int BITS>
+constexpr int ChannelOf(int c, int s, int j) {
+  if (BITS == 2) return 64 * c + 4 * j + s;  // byte j holds channels 4j..4j+3; R_s takes bits 2s, 2s+1
+  return 64 * c + 32 * (s / 2) + 2 * j + s % 2;  // bytes 0-15 (s = 0, 1) then 16-31 (s = 2, 3); low nibble even
+}
+
+inline __m512i FourRows(const uint8_t* const* row, size_t offset) {
+  __m512i x = _mm512_castsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row[0] + offset)));
+  x = _mm512_inserti32x4(x, _mm_loadu_si128(reinterpret_cast<const __m128i*>(row[1] + offset)), 1);
+  x = _mm512_inserti32x4(x, _mm_loadu_si128(reinterpret_cast<const __m128i*>(row[2] + offset)), 2);
+  return _mm512_inserti32x4(x, _mm_loadu_si128(reinterpret_cast<const __m128i*>(row[3] + offset)), 3);
+}
+
 template <int BITS, int NC>
 void Values(const KvRowFormat& f, const float* p, const uint8_t* rows, size_t n, float* acc) {
   constexpr int d = 64 * NC;
   const int group = f.group, ng = d / group;
   const size_t code_bytes = KvCodeBytes(d, BITS);
-  // Lane (L, m) of quad register r holds byte 16L + 4r + m of the chunk's code register.
   alignas(64) float fa_init[NC][4][16];
   alignas(64) int32_t gq[NC][4][16];
-  int channel[NC][4][16];
+  alignas(64) uint8_t interleave[64];
+  for (int j = 0; j < 16; ++j)
+    for (int i = 0; i < 4; ++i) interleave[4 * j + i] = (uint8_t)(16 * i + j);
   for (int c = 0; c < NC; ++c)
-    for (int r = 0; r < 4; ++r)
-      for (int lane = 0; lane < 16; ++lane) {
-        const int ch = 64 * c + Channel64<BITS>(16 * (lane / 4) + 4 * r + lane % 4);
-        channel[c][r][lane] = ch;
-        fa_init[c][r][lane] = acc[ch];
-        gq[c][r][lane] = 4 * (ch / group);  // dword 4g + k of the weight register: group g, rows 4k..4k+3
+    for (int s = 0; s < 4; ++s)
+      for (int j = 0; j < 16; ++j) {
+        const int ch = ChannelOf<BITS>(c, s, j);
+        fa_init[c][s][j] = acc[ch];
+        gq[c][s][j] = 4 * (ch / group);  // dword 4g + k of the weight register: group g, rows 4k..4k+3
       }
+  const __m512i spread = _mm512_load_si512(interleave);
   __m512 fa[NC][4];
   __m512i GQ[NC][4], GW[NC][4];
   for (int c = 0; c < NC; ++c)
-    for (int r = 0; r < 4; ++r) {
-      fa[c][r] = _mm512_load_ps(fa_init[c][r]);
-      GQ[c][r] = _mm512_load_si512(gq[c][r]);
-      GW[c][r] = _mm512_srli_epi32(GQ[c][r], 2);  // the lane's group, for the weight scales
+    for (int s = 0; s < 4; ++s) {
+      fa[c][s] = _mm512_load_ps(fa_init[c][s]);
+      GQ[c][s] = _mm512_load_si512(gq[c][s]);
+      GW[c][s] = _mm512_srli_epi32(GQ[c][s], 2);  // the lane's group, for the weight scales
     }
 
   alignas(64) uint8_t w8[4][16] = {};
   alignas(16) float ws[4] = {0, 0, 0, 0};
   __m256 zacc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+  const __m512i mask = _mm512_set1_epi8(BITS == 2 ? 3 : 15);
   for (size_t b = 0; b < n; b += kKvValueBlock) {
     const int nb = (int)std::min<size_t>(kKvValueBlock, n - b);
     BlockWeights(f, ng, code_bytes, p + b, rows + b * f.stride, nb, w8, ws, zacc);
     const __m512i weights = _mm512_load_si512(w8);
     __m512i sums[NC][4];
     for (int c = 0; c < NC; ++c)
-      for (int r = 0; r < 4; ++r) sums[c][r] = _mm512_setzero_si512();
+      for (int s = 0; s < 4; ++s) sums[c][s] = _mm512_setzero_si512();
     for (int k = 0; 4 * k < nb; ++k) {
       const uint8_t* row[4];
       for (int i = 0; i < 4; ++i) row[i] = rows + (b + std::min(4 * k + i, nb - 1)) * f.stride;  // padding rows weigh 0
       const __m512i kk = _mm512_set1_epi32(k);
       for (int c = 0; c < NC; ++c) {
-        const __m512i a0 = Codes64<BITS>(row[0], c), a1 = Codes64<BITS>(row[1], c);
-        const __m512i a2 = Codes64<BITS>(row[2], c), a3 = Codes64<BITS>(row[3], c);
-        const __m512i lo01 = _mm512_unpacklo_epi8(a0, a1), hi01 = _mm512_unpackhi_epi8(a0, a1);
-        const __m512i lo23 = _mm512_unpacklo_epi8(a2, a3), hi23 = _mm512_unpackhi_epi8(a2, a3);
-        const __m512i quad[4] = {_mm512_unpacklo_epi16(lo01, lo23), _mm512_unpackhi_epi16(lo01, lo23),
-                                 _mm512_unpacklo_epi16(hi01, hi23), _mm512_unpackhi_epi16(hi01, hi23)};
-        for (int r = 0; r < 4; ++r)
-          sums[c][r] = _mm512_dpbusd_epi32(sums[c][r], quad[r], _mm512_permutexvar_epi32(_mm512_add_epi32(GQ[c][r], kk), weights));
+        __m512i r[4];
+        if (BITS == 2) {
+          const __m512i x = _mm512_permutexvar_epi8(spread, FourRows(row, 16 * c));
+          for (int s = 0; s < 4; ++s) r[s] = _mm512_and_si512(_mm512_srli_epi32(x, 2 * s), mask);
+        } else {
+          const __m512i x0 = _mm512_permutexvar_epi8(spread, FourRows(row, 32 * c));
+          const __m512i x1 = _mm512_permutexvar_epi8(spread, FourRows(row, 32 * c + 16));
+          r[0] = _mm512_and_si512(x0, mask);
+          r[1] = _mm512_and_si512(_mm512_srli_epi32(x0, 4), mask);
+          r[2] = _mm512_and_si512(x1, mask);
+          r[3] = _mm512_and_si512(_mm512_srli_epi32(x1, 4), mask);
+        }
+        for (int s = 0; s < 4; ++s)
+          sums[c][s] = _mm512_dpbusd_epi32(sums[c][s], r[s], _mm512_permutexvar_epi32(_mm512_add_epi32(GQ[c][s], kk), weights));
       }
     }
     const __m512 wsv = _mm512_castps128_ps512(_mm_load_ps(ws));
     for (int c = 0; c < NC; ++c)
-      for (int r = 0; r < 4; ++r)
-        fa[c][r] = _mm512_add_ps(fa[c][r], _mm512_mul_ps(_mm512_permutexvar_ps(GW[c][r], wsv), _mm512_cvtepi32_ps(sums[c][r])));
+      for (int s = 0; s < 4; ++s)
+        fa[c][s] = _mm512_add_ps(fa[c][s], _mm512_mul_ps(_mm512_permutexvar_ps(GW[c][s], wsv), _mm512_cvtepi32_ps(sums[c][s])));
   }
   float zsum[4];
   for (int g = 0; g < ng; ++g) zsum[g] = Hsum8(zacc[g]);
   for (int c = 0; c < NC; ++c)
-    for (int r = 0; r < 4; ++r) {
-      _mm512_store_ps(fa_init[c][r], fa[c][r]);
-      for (int lane = 0; lane < 16; ++lane) acc[channel[c][r][lane]] = fa_init[c][r][lane] + zsum[channel[c][r][lane] / group];
+    for (int s = 0; s < 4; ++s) {
+      _mm512_store_ps(fa_init[c][s], fa[c][s]);
+      for (int j = 0; j < 16; ++j) {
+        const int ch = ChannelOf<BITS>(c, s, j);
+        acc[ch] = fa_init[c][s][j] + zsum[ch / group];
+      }
     }
 }
 

@@ -178,7 +178,9 @@ TEST(KvKernels, EverySoftmaxEqualsTheReferenceWithin1e6) {
       float total = 0.0f;
       for (size_t i = 0; i < n; ++i) {
         ASSERT_NEAR(got[i], ref[i], 1e-6f * ref[i] + 1e-30f) << "score " << i;
-        if (ref[i] == 0.0f) ASSERT_EQ(got[i], 0.0f) << "masked or underflowed score " << i;
+        if (ref[i] == 0.0f) {
+          ASSERT_EQ(got[i], 0.0f) << "masked or underflowed score " << i;
+        }
         total += got[i];
       }
       EXPECT_NEAR(total, 1.0f, 1e-5f);
