@@ -45,6 +45,7 @@ inline float Half(uint16_t h) { return _cvtsh_ss(h); }
 // AVX2 entry points (QuKv*: INT8 and INT3 rows; Qu4Qu2Kv*: INT4 and INT2 rows) (kernels_avx/*-avx2.cc), reused by the AVX-512 table where a shape does not fit 16 lanes.
 void FwhtAvx2(float* x, int d);
 void SoftmaxAvx2(float* s, size_t n);
+void KvEncodeAvx2(const KvRowFormat& f, const float* x, uint8_t* dst);
 void F16KvScoresAvx2(const KvRowFormat& f, const float* q, const float* qsum, const uint8_t* rows, size_t n, float scale,
                      float* out);
 void F16KvValuesAvx2(const KvRowFormat& f, const float* p, const uint8_t* rows, size_t n, float* acc);
@@ -54,5 +55,9 @@ void QuKvValuesAvx2(const KvRowFormat& f, const float* p, const uint8_t* rows, s
 void Qu4Qu2KvScoresAvx2(const KvRowFormat& f, const float* q, const float* qsum, const uint8_t* rows, size_t n,
                         float scale, float* out);
 void Qu4Qu2KvValuesAvx2(const KvRowFormat& f, const float* p, const uint8_t* rows, size_t n, float* acc);
+void Qu4Qu2KvScoresGroupAvx2(const KvRowFormat& f, int nq, const float* q, const float* qsum, const uint8_t* rows,
+                             size_t n, float scale, float* out, size_t out_stride);
+void Qu4Qu2KvValuesGroupAvx2(const KvRowFormat& f, int nq, const float* p, size_t p_stride, const uint8_t* rows, size_t n,
+                             float* acc);
 
 }  // namespace mikv::avx

@@ -69,5 +69,10 @@ extern const KvKernels kAvx2KvKernels = {
     {avx::F16KvValuesAvx2, avx::QuKvValuesAvx2, avx::Qu4Qu2KvValuesAvx2, avx::QuKvValuesAvx2, avx::Qu4Qu2KvValuesAvx2},
     avx::FwhtAvx2,
     avx::SoftmaxAvx2,
+    avx::KvEncodeAvx2,
+    {KvScoresEachQuery<avx::F16KvScoresAvx2>, KvScoresEachQuery<avx::QuKvScoresAvx2>, avx::Qu4Qu2KvScoresGroupAvx2,
+     KvScoresEachQuery<avx::QuKvScoresAvx2>, avx::Qu4Qu2KvScoresGroupAvx2},
+    {KvValuesEachQuery<avx::F16KvValuesAvx2>, KvValuesEachQuery<avx::QuKvValuesAvx2>, avx::Qu4Qu2KvValuesGroupAvx2,
+     KvValuesEachQuery<avx::QuKvValuesAvx2>, avx::Qu4Qu2KvValuesGroupAvx2},
 };
 }  // namespace mikv

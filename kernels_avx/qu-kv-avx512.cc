@@ -91,5 +91,10 @@ extern const KvKernels kAvx512KvKernels = {
     {avx::F16KvValuesAvx512Entry, avx::QuKvValuesAvx512, avx::Qu4Qu2KvValuesAvx2, avx::QuKvValuesAvx512, avx::Qu4Qu2KvValuesAvx2},
     avx::FwhtAvx2,
     avx::SoftmaxAvx2,
+    avx::KvEncodeAvx2,
+    {KvScoresEachQuery<avx::F16KvScoresAvx512Entry>, KvScoresEachQuery<avx::QuKvScoresAvx512>, avx::Qu4Qu2KvScoresGroupAvx2,
+     KvScoresEachQuery<avx::QuKvScoresAvx512>, avx::Qu4Qu2KvScoresGroupAvx2},
+    {KvValuesEachQuery<avx::F16KvValuesAvx512Entry>, KvValuesEachQuery<avx::QuKvValuesAvx512>, avx::Qu4Qu2KvValuesGroupAvx2,
+     KvValuesEachQuery<avx::QuKvValuesAvx512>, avx::Qu4Qu2KvValuesGroupAvx2},
 };
 }  // namespace mikv

@@ -39,25 +39,36 @@ inline void GatherHalfPair(const uint8_t* base, __m256i offsets, __m256i mask, _
   *odd = _mm256_cvtph_ps(_mm256_extracti128_si256(packed, 1));
 }
 
-// KvQuantizeBlockWeights for nb <= 16 rows with the same float operations (so the same bytes), eight rows per
-// register: w8[g][t] (rows nb..15 get 0), ws[g]. Also adds p·zero of the block's rows into zacc[g] (eight lanes).
-inline void BlockWeights(const KvRowFormat& f, int ng, size_t code_bytes, const float* p, const uint8_t* rows, int nb,
-                         uint8_t (*w8)[16], float* ws, __m256* zacc) {
+// The scales and zeros of a block of nb <= 16 rows, as floats: half h of the rows' [scales, zeros] in sz0[h] (rows
+// 0-7) and sz1[h] (rows 8-15); rows past nb read as 0. Shared by every query that weighs the block.
+struct BlockScales {
+  __m256 sz0[8], sz1[8];
+  __m256i mask0, mask1;
+  int nb;
+};
+
+inline void GatherBlockScales(const KvRowFormat& f, int ng, size_t code_bytes, const uint8_t* rows, int nb, BlockScales* b) {
   const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-  const __m256i mask0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(nb), iota);
-  const __m256i mask1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(nb - 8), iota);
+  b->nb = nb;
+  b->mask0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(nb), iota);
+  b->mask1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(nb - 8), iota);
   const __m256i off0 = _mm256_mullo_epi32(iota, _mm256_set1_epi32((int)f.stride));
   const __m256i off1 = _mm256_add_epi32(off0, _mm256_set1_epi32((int)(8 * f.stride)));
-  const __m256 p0 = _mm256_maskload_ps(p, mask0), p1 = _mm256_maskload_ps(p + 8, mask1), zero = _mm256_setzero_ps();
-  __m256 sz0[8], sz1[8];  // half h of the row's [scales, zeros], rows 0-7 and 8-15
   for (int h = 0; h < 2 * ng; h += 2) {
-    GatherHalfPair(rows + code_bytes + 2 * h, off0, mask0, &sz0[h], &sz0[h + 1]);
-    GatherHalfPair(rows + code_bytes + 2 * h, off1, mask1, &sz1[h], &sz1[h + 1]);
+    GatherHalfPair(rows + code_bytes + 2 * h, off0, b->mask0, &b->sz0[h], &b->sz0[h + 1]);
+    GatherHalfPair(rows + code_bytes + 2 * h, off1, b->mask1, &b->sz1[h], &b->sz1[h + 1]);
   }
+}
+
+// KvQuantizeBlockWeights for one query's p over a gathered block, with the same float operations (so the same
+// bytes), eight rows per register: w8[g][t] (rows nb..15 get 0), ws[g]. Also adds p·zero of the block's rows into
+// zacc[g] (eight lanes).
+inline void QuantizeBlockWeights(const BlockScales& b, int ng, const float* p, uint8_t (*w8)[16], float* ws, __m256* zacc) {
+  const __m256 p0 = _mm256_maskload_ps(p, b.mask0), p1 = _mm256_maskload_ps(p + 8, b.mask1), zero = _mm256_setzero_ps();
   for (int g = 0; g < ng; ++g) {
-    zacc[g] = _mm256_fmadd_ps(p0, sz0[ng + g], _mm256_fmadd_ps(p1, sz1[ng + g], zacc[g]));
-    const __m256 w0 = _mm256_max_ps(zero, _mm256_mul_ps(p0, sz0[g]));
-    const __m256 w1 = _mm256_max_ps(zero, _mm256_mul_ps(p1, sz1[g]));
+    zacc[g] = _mm256_fmadd_ps(p0, b.sz0[ng + g], _mm256_fmadd_ps(p1, b.sz1[ng + g], zacc[g]));
+    const __m256 w0 = _mm256_max_ps(zero, _mm256_mul_ps(p0, b.sz0[g]));
+    const __m256 w1 = _mm256_max_ps(zero, _mm256_mul_ps(p1, b.sz1[g]));
     __m256 m = _mm256_max_ps(w0, w1);
     m = _mm256_max_ps(m, _mm256_permute2f128_ps(m, m, 1));
     m = _mm256_max_ps(m, _mm256_shuffle_ps(m, m, 0x4E));
@@ -70,6 +81,13 @@ inline void BlockWeights(const KvRowFormat& f, int ng, size_t code_bytes, const 
     _mm_store_si128(reinterpret_cast<__m128i*>(w8[g]), _mm_packus_epi16(h0, h1));
     ws[g] = largest / 127.0f;
   }
+}
+
+inline void BlockWeights(const KvRowFormat& f, int ng, size_t code_bytes, const float* p, const uint8_t* rows, int nb,
+                         uint8_t (*w8)[16], float* ws, __m256* zacc) {
+  BlockScales b;
+  GatherBlockScales(f, ng, code_bytes, rows, nb, &b);
+  QuantizeBlockWeights(b, ng, p, w8, ws, zacc);
 }
 
 }  // namespace

@@ -47,76 +47,88 @@ inline Chunk LoadChunk(const uint8_t* codes, int c) {
   }
 }
 
+// Up to kPass queries of one GQA group share each row's loads, unpacking and scale spreading.
+constexpr int kPass = 8;
+
 template <int BITS, int NC>
-void ScoresFast(const KvRowFormat& f, const float* q, const float* qsum, const uint8_t* rows, size_t n, float scale,
-                float* out) {
+void ScoresFast(const KvRowFormat& f, int nq, const float* q, const float* qsum, const uint8_t* rows, size_t n,
+                float scale, float* out, size_t out_stride) {
   constexpr int d = 64 * NC;
   const int group = f.group, ng = d / group;
   const size_t code_bytes = KvCodeBytes(d, BITS);
-  int8_t q8[d];
-  float qs[4];
-  KvQuantizeQuery(q, d, group, q8, qs);
-
-  alignas(32) int8_t qa[NC][32], qb[NC][32];
+  alignas(32) int8_t qa[kPass][NC][32], qb[kPass][NC][32];
   alignas(32) int32_t gs[NC][8], gz[NC][8];
-  alignas(32) float qsl[NC][8], qzl[NC][8];
+  alignas(32) float qsl[kPass][NC][8], qzl[kPass][NC][8];
   int lanes_of_group[4] = {0, 0, 0, 0};
-  for (int c = 0; c < NC; ++c) {
-    for (int j = 0; j < 32; ++j) {
-      qa[c][j] = q8[64 * c + ChunkChannel<BITS>(0, j)];
-      qb[c][j] = q8[64 * c + ChunkChannel<BITS>(1, j)];
-    }
+  for (int c = 0; c < NC; ++c)
     for (int k = 0; k < 8; ++k) {
       gs[c][k] = (64 * c + ChunkChannel<BITS>(0, 4 * k)) / group;
       gz[c][k] = gs[c][k] + ng;
       ++lanes_of_group[gs[c][k]];
     }
-  }
-  for (int c = 0; c < NC; ++c)
-    for (int k = 0; k < 8; ++k) {
-      qsl[c][k] = qs[gs[c][k]];
-      qzl[c][k] = qsum[gs[c][k]] / (float)lanes_of_group[gs[c][k]];
+  for (int h = 0; h < nq; ++h) {
+    int8_t q8[d];
+    float qs[4];
+    KvQuantizeQuery(q + h * d, d, group, q8, qs);
+    for (int c = 0; c < NC; ++c) {
+      for (int j = 0; j < 32; ++j) {
+        qa[h][c][j] = q8[64 * c + ChunkChannel<BITS>(0, j)];
+        qb[h][c][j] = q8[64 * c + ChunkChannel<BITS>(1, j)];
+      }
+      for (int k = 0; k < 8; ++k) {
+        qsl[h][c][k] = qs[gs[c][k]];
+        qzl[h][c][k] = qsum[h * ng + gs[c][k]] / (float)lanes_of_group[gs[c][k]];
+      }
     }
-  __m256i QA[NC], QB[NC], GS[NC], GZ[NC];
-  __m256 QSL[NC], QZL[NC];
+  }
+  __m256i GS[NC], GZ[NC];
   for (int c = 0; c < NC; ++c) {
-    QA[c] = _mm256_load_si256(reinterpret_cast<const __m256i*>(qa[c]));
-    QB[c] = _mm256_load_si256(reinterpret_cast<const __m256i*>(qb[c]));
     GS[c] = _mm256_load_si256(reinterpret_cast<const __m256i*>(gs[c]));
     GZ[c] = _mm256_load_si256(reinterpret_cast<const __m256i*>(gz[c]));
-    QSL[c] = _mm256_load_ps(qsl[c]);
-    QZL[c] = _mm256_load_ps(qzl[c]);
   }
   const __m256i ones = _mm256_set1_epi16(1);
-  auto row_lanes = [&](const uint8_t* row) {
+  // Every query's eight lane sums of one row (lanes[h]); the row is read and unpacked once.
+  auto row_lanes = [&](const uint8_t* row, __m256* lanes) {
     const __m256 sz = LoadScalesAndZeros(row + code_bytes, ng);
-    __m256 acc = _mm256_setzero_ps();
+    for (int h = 0; h < nq; ++h) lanes[h] = _mm256_setzero_ps();
     for (int c = 0; c < NC; ++c) {
       const Chunk ch = LoadChunk<BITS>(row, c);
-      const __m256i s16 = _mm256_add_epi16(_mm256_maddubs_epi16(ch.a, QA[c]), _mm256_maddubs_epi16(ch.b, QB[c]));
-      const __m256 dot = _mm256_cvtepi32_ps(_mm256_madd_epi16(s16, ones));
-      acc = _mm256_fmadd_ps(dot, _mm256_mul_ps(_mm256_permutevar8x32_ps(sz, GS[c]), QSL[c]), acc);
-      acc = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(sz, GZ[c]), QZL[c], acc);
+      const __m256 s = _mm256_permutevar8x32_ps(sz, GS[c]), z = _mm256_permutevar8x32_ps(sz, GZ[c]);
+      for (int h = 0; h < nq; ++h) {
+        const __m256i s16 = _mm256_add_epi16(
+            _mm256_maddubs_epi16(ch.a, _mm256_load_si256(reinterpret_cast<const __m256i*>(qa[h][c]))),
+            _mm256_maddubs_epi16(ch.b, _mm256_load_si256(reinterpret_cast<const __m256i*>(qb[h][c]))));
+        const __m256 dot = _mm256_cvtepi32_ps(_mm256_madd_epi16(s16, ones));
+        lanes[h] = _mm256_fmadd_ps(dot, _mm256_mul_ps(s, _mm256_load_ps(qsl[h][c])), lanes[h]);
+        lanes[h] = _mm256_fmadd_ps(z, _mm256_load_ps(qzl[h][c]), lanes[h]);
+      }
     }
-    return acc;
   };
   const __m256 vscale = _mm256_set1_ps(scale);
   size_t t = 0;
   for (; t + 8 <= n; t += 8) {
-    __m256 r[8];
-    for (int i = 0; i < 8; ++i) r[i] = row_lanes(rows + (t + i) * f.stride);
-    _mm256_storeu_ps(out + t, _mm256_mul_ps(SumEach(r), vscale));
+    __m256 lanes[8][kPass];  // [row][query]
+    for (int i = 0; i < 8; ++i) row_lanes(rows + (t + i) * f.stride, lanes[i]);
+    for (int h = 0; h < nq; ++h) {
+      __m256 r[8];
+      for (int i = 0; i < 8; ++i) r[i] = lanes[i][h];
+      _mm256_storeu_ps(out + h * out_stride + t, _mm256_mul_ps(SumEach(r), vscale));
+    }
   }
-  for (; t < n; ++t) out[t] = Hsum8(row_lanes(rows + t * f.stride)) * scale;
+  for (; t < n; ++t) {
+    __m256 lanes[kPass];
+    row_lanes(rows + t * f.stride, lanes);
+    for (int h = 0; h < nq; ++h) out[h * out_stride + t] = Hsum8(lanes[h]) * scale;
+  }
 }
 
 template <int BITS, int NC>
-void ValuesFast(const KvRowFormat& f, const float* p, const uint8_t* rows, size_t n, float* acc) {
+void ValuesFast(const KvRowFormat& f, int nq, const float* p, size_t p_stride, const uint8_t* rows, size_t n, float* acc) {
   constexpr int d = 64 * NC;
   const int group = f.group, ng = d / group;
   const size_t code_bytes = KvCodeBytes(d, BITS);
   // Accumulator slot (c, v, e) <- int16 lane of register r = v / 2 (A lo/hi, B lo/hi), 128-bit half L = v % 2.
-  alignas(32) float fa[d];
+  alignas(32) float fa[kPass][d];
   int channel[d], group_of_vector[NC * 8];
   for (int c = 0; c < NC; ++c)
     for (int v = 0; v < 8; ++v) {
@@ -124,7 +136,7 @@ void ValuesFast(const KvRowFormat& f, const float* p, const uint8_t* rows, size_
       for (int e = 0; e < 8; ++e) {
         const int slot = (c * 8 + v) * 8 + e;
         channel[slot] = 64 * c + ChunkChannel<BITS>(r / 2, 16 * half + (r % 2) * 8 + e);
-        fa[slot] = acc[channel[slot]];
+        for (int h = 0; h < nq; ++h) fa[h][slot] = acc[h * d + channel[slot]];
       }
       group_of_vector[c * 8 + v] = channel[(c * 8 + v) * 8] / group;
     }
@@ -138,46 +150,62 @@ void ValuesFast(const KvRowFormat& f, const float* p, const uint8_t* rows, size_
   __m256i pick[8];
   for (int k = 0; k < 8; ++k) pick[k] = _mm256_set1_epi16((short)((2 * k) | (2 * k + 1) << 8));
 
-  alignas(16) uint8_t w8[4][16];
-  float ws[4];
-  __m256 zacc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+  alignas(16) uint8_t w8[kPass][4][16];
+  float ws[kPass][4];
+  __m256 zacc[kPass][4];
+  for (int h = 0; h < nq; ++h)
+    for (int g = 0; g < 4; ++g) zacc[h][g] = _mm256_setzero_ps();
   for (size_t b = 0; b < n; b += kKvValueBlock) {
     const int nb = (int)std::min<size_t>(kKvValueBlock, n - b);
-    BlockWeights(f, ng, code_bytes, p + b, rows + b * f.stride, nb, w8, ws, zacc);
-    __m256i wv[NC][2];
-    for (int c = 0; c < NC; ++c)
-      for (int odd = 0; odd < 2; ++odd)
-        wv[c][odd] = _mm256_inserti128_si256(
-            _mm256_castsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(w8[half_group[c][odd][0]]))),
-            _mm_load_si128(reinterpret_cast<const __m128i*>(w8[half_group[c][odd][1]])), 1);
-    __m256i a16[NC][4];
-    for (int c = 0; c < NC; ++c)
-      for (int r = 0; r < 4; ++r) a16[c][r] = _mm256_setzero_si256();
+    BlockScales scales;
+    GatherBlockScales(f, ng, code_bytes, rows + b * f.stride, nb, &scales);
+    __m256i wv[kPass][NC][2];
+    for (int h = 0; h < nq; ++h) {
+      QuantizeBlockWeights(scales, ng, p + h * p_stride + b, w8[h], ws[h], zacc[h]);
+      for (int c = 0; c < NC; ++c)
+        for (int odd = 0; odd < 2; ++odd)
+          wv[h][c][odd] = _mm256_inserti128_si256(
+              _mm256_castsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(w8[h][half_group[c][odd][0]]))),
+              _mm_load_si128(reinterpret_cast<const __m128i*>(w8[h][half_group[c][odd][1]])), 1);
+    }
+    __m256i a16[kPass][NC][4];
+    for (int h = 0; h < nq; ++h)
+      for (int c = 0; c < NC; ++c)
+        for (int r = 0; r < 4; ++r) a16[h][c][r] = _mm256_setzero_si256();
     for (int t = 0; t < nb; t += 2) {
       const uint8_t* rt = rows + (b + t) * f.stride;
       const uint8_t* ru = t + 1 < nb ? rt + f.stride : rt;  // its weight is 0 when it is the same row
       for (int c = 0; c < NC; ++c) {
         const Chunk ct = LoadChunk<BITS>(rt, c), cu = LoadChunk<BITS>(ru, c);
-        const __m256i w_lo = _mm256_shuffle_epi8(wv[c][0], pick[t / 2]), w_hi = _mm256_shuffle_epi8(wv[c][1], pick[t / 2]);
-        a16[c][0] = _mm256_add_epi16(a16[c][0], _mm256_maddubs_epi16(_mm256_unpacklo_epi8(ct.a, cu.a), w_lo));
-        a16[c][1] = _mm256_add_epi16(a16[c][1], _mm256_maddubs_epi16(_mm256_unpackhi_epi8(ct.a, cu.a), w_hi));
-        a16[c][2] = _mm256_add_epi16(a16[c][2], _mm256_maddubs_epi16(_mm256_unpacklo_epi8(ct.b, cu.b), w_lo));
-        a16[c][3] = _mm256_add_epi16(a16[c][3], _mm256_maddubs_epi16(_mm256_unpackhi_epi8(ct.b, cu.b), w_hi));
+        const __m256i a_lo = _mm256_unpacklo_epi8(ct.a, cu.a), a_hi = _mm256_unpackhi_epi8(ct.a, cu.a);
+        const __m256i b_lo = _mm256_unpacklo_epi8(ct.b, cu.b), b_hi = _mm256_unpackhi_epi8(ct.b, cu.b);
+        for (int h = 0; h < nq; ++h) {
+          const __m256i w_lo = _mm256_shuffle_epi8(wv[h][c][0], pick[t / 2]);
+          const __m256i w_hi = _mm256_shuffle_epi8(wv[h][c][1], pick[t / 2]);
+          a16[h][c][0] = _mm256_add_epi16(a16[h][c][0], _mm256_maddubs_epi16(a_lo, w_lo));
+          a16[h][c][1] = _mm256_add_epi16(a16[h][c][1], _mm256_maddubs_epi16(a_hi, w_hi));
+          a16[h][c][2] = _mm256_add_epi16(a16[h][c][2], _mm256_maddubs_epi16(b_lo, w_lo));
+          a16[h][c][3] = _mm256_add_epi16(a16[h][c][3], _mm256_maddubs_epi16(b_hi, w_hi));
+        }
       }
     }
-    for (int c = 0; c < NC; ++c)
-      for (int r = 0; r < 4; ++r)
-        for (int half = 0; half < 2; ++half) {
-          const int v = 2 * r + half;
-          const __m128i s16 = half ? _mm256_extracti128_si256(a16[c][r], 1) : _mm256_castsi256_si128(a16[c][r]);
-          const __m256 dot = _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(s16));
-          float* slot = fa + (c * 8 + v) * 8;
-          _mm256_store_ps(slot, _mm256_add_ps(_mm256_load_ps(slot), _mm256_mul_ps(_mm256_set1_ps(ws[group_of_vector[c * 8 + v]]), dot)));
-        }
+    for (int h = 0; h < nq; ++h)
+      for (int c = 0; c < NC; ++c)
+        for (int r = 0; r < 4; ++r)
+          for (int half = 0; half < 2; ++half) {
+            const int v = 2 * r + half;
+            const __m128i s16 = half ? _mm256_extracti128_si256(a16[h][c][r], 1) : _mm256_castsi256_si128(a16[h][c][r]);
+            const __m256 dot = _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(s16));
+            float* slot = fa[h] + (c * 8 + v) * 8;
+            _mm256_store_ps(slot, _mm256_add_ps(_mm256_load_ps(slot),
+                                                _mm256_mul_ps(_mm256_set1_ps(ws[h][group_of_vector[c * 8 + v]]), dot)));
+          }
   }
-  float zsum[4];
-  for (int g = 0; g < ng; ++g) zsum[g] = Hsum8(zacc[g]);
-  for (int slot = 0; slot < d; ++slot) acc[channel[slot]] = fa[slot] + zsum[channel[slot] / group];
+  for (int h = 0; h < nq; ++h) {
+    float zsum[4];
+    for (int g = 0; g < ng; ++g) zsum[g] = Hsum8(zacc[h][g]);
+    for (int slot = 0; slot < d; ++slot) acc[h * d + channel[slot]] = fa[h][slot] + zsum[channel[slot] / group];
+  }
 }
 
 bool FastShape(const KvRowFormat& f) {
@@ -186,19 +214,53 @@ bool FastShape(const KvRowFormat& f) {
 
 }  // namespace
 
+void Qu4Qu2KvScoresGroupAvx2(const KvRowFormat& f, int nq, const float* q, const float* qsum, const uint8_t* rows,
+                             size_t n, float scale, float* out, size_t out_stride) {
+  const int d = f.head_dim, ng = d / f.group;
+  if (!FastShape(f)) {
+    for (int h = 0; h < nq; ++h)
+      kScalarKvKernels.scores[(int)f.precision](f, q + h * d, qsum + h * ng, rows, n, scale, out + h * out_stride);
+    return;
+  }
+  const bool two = f.precision == KvPrecision::Int2;
+  for (int h = 0; h < nq; h += kPass) {
+    const int m = std::min(kPass, nq - h);
+    const float* qh = q + h * d;
+    const float* sh = qsum + h * ng;
+    float* oh = out + h * out_stride;
+    if (d == 64)
+      two ? ScoresFast<2, 1>(f, m, qh, sh, rows, n, scale, oh, out_stride) : ScoresFast<4, 1>(f, m, qh, sh, rows, n, scale, oh, out_stride);
+    else
+      two ? ScoresFast<2, 2>(f, m, qh, sh, rows, n, scale, oh, out_stride) : ScoresFast<4, 2>(f, m, qh, sh, rows, n, scale, oh, out_stride);
+  }
+}
+
+void Qu4Qu2KvValuesGroupAvx2(const KvRowFormat& f, int nq, const float* p, size_t p_stride, const uint8_t* rows, size_t n,
+                             float* acc) {
+  const int d = f.head_dim;
+  if (!FastShape(f)) {
+    for (int h = 0; h < nq; ++h) kScalarKvKernels.values[(int)f.precision](f, p + h * p_stride, rows, n, acc + h * d);
+    return;
+  }
+  const bool two = f.precision == KvPrecision::Int2;
+  for (int h = 0; h < nq; h += kPass) {
+    const int m = std::min(kPass, nq - h);
+    if (d == 64)
+      two ? ValuesFast<2, 1>(f, m, p + h * p_stride, p_stride, rows, n, acc + h * d)
+          : ValuesFast<4, 1>(f, m, p + h * p_stride, p_stride, rows, n, acc + h * d);
+    else
+      two ? ValuesFast<2, 2>(f, m, p + h * p_stride, p_stride, rows, n, acc + h * d)
+          : ValuesFast<4, 2>(f, m, p + h * p_stride, p_stride, rows, n, acc + h * d);
+  }
+}
+
 void Qu4Qu2KvScoresAvx2(const KvRowFormat& f, const float* q, const float* qsum, const uint8_t* rows, size_t n,
                         float scale, float* out) {
-  const bool two = f.precision == KvPrecision::Int2;
-  if (!FastShape(f)) return kScalarKvKernels.scores[(int)f.precision](f, q, qsum, rows, n, scale, out);
-  if (f.head_dim == 64) return two ? ScoresFast<2, 1>(f, q, qsum, rows, n, scale, out) : ScoresFast<4, 1>(f, q, qsum, rows, n, scale, out);
-  return two ? ScoresFast<2, 2>(f, q, qsum, rows, n, scale, out) : ScoresFast<4, 2>(f, q, qsum, rows, n, scale, out);
+  Qu4Qu2KvScoresGroupAvx2(f, 1, q, qsum, rows, n, scale, out, n);
 }
 
 void Qu4Qu2KvValuesAvx2(const KvRowFormat& f, const float* p, const uint8_t* rows, size_t n, float* acc) {
-  const bool two = f.precision == KvPrecision::Int2;
-  if (!FastShape(f)) return kScalarKvKernels.values[(int)f.precision](f, p, rows, n, acc);
-  if (f.head_dim == 64) return two ? ValuesFast<2, 1>(f, p, rows, n, acc) : ValuesFast<4, 1>(f, p, rows, n, acc);
-  return two ? ValuesFast<2, 2>(f, p, rows, n, acc) : ValuesFast<4, 2>(f, p, rows, n, acc);
+  Qu4Qu2KvValuesGroupAvx2(f, 1, p, n, rows, n, acc);
 }
 
 }  // namespace mikv::avx

@@ -221,5 +221,12 @@ extern const KvKernels kAvx512VnniKvKernels = {
     {avx::F16KvValuesAvx512Entry, avx::QuKvValuesAvx512, avx::Qu4Qu2ValuesVnni, avx::QuKvValuesAvx512, avx::Qu4Qu2ValuesVnni},
     avx::FwhtAvx2,
     avx::SoftmaxAvx2,
+    avx::KvEncodeAvx2,
+    {KvScoresEachQuery<avx::F16KvScoresAvx512Entry>, KvScoresEachQuery<avx::QuKvScoresAvx512>,
+     KvScoresEachQuery<avx::Qu4Qu2ScoresVnni>, KvScoresEachQuery<avx::QuKvScoresAvx512>,
+     KvScoresEachQuery<avx::Qu4Qu2ScoresVnni>},
+    {KvValuesEachQuery<avx::F16KvValuesAvx512Entry>, KvValuesEachQuery<avx::QuKvValuesAvx512>,
+     KvValuesEachQuery<avx::Qu4Qu2ValuesVnni>, KvValuesEachQuery<avx::QuKvValuesAvx512>,
+     KvValuesEachQuery<avx::Qu4Qu2ValuesVnni>},
 };
 }  // namespace mikv

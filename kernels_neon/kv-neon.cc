@@ -122,5 +122,10 @@ extern const KvKernels kNeonKvKernelsEmulated = {
     {neon::F16Values, neon::QuValues, neon::Qu4Qu2Values, neon::QuValues, neon::Qu4Qu2Values},
     neon::Fwht,
     SoftmaxInPlace,
+    neon::KvEncode,
+    {KvScoresEachQuery<neon::F16ScoresImpl>, KvScoresEachQuery<neon::QuScores>, KvScoresEachQuery<neon::Qu4Qu2Scores>,
+     KvScoresEachQuery<neon::QuScores>, KvScoresEachQuery<neon::Qu4Qu2Scores>},
+    {KvValuesEachQuery<neon::F16Values>, KvValuesEachQuery<neon::QuValues>, KvValuesEachQuery<neon::Qu4Qu2Values>,
+     KvValuesEachQuery<neon::QuValues>, KvValuesEachQuery<neon::Qu4Qu2Values>},
 };
 }  // namespace mikv

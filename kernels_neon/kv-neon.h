@@ -47,6 +47,7 @@ inline F8 Codes8(const uint8_t* codes, int i) {
   }
 }
 
+void KvEncode(const KvRowFormat& f, const float* x, uint8_t* dst);  // kv-encode-neon.cc
 // INT4 and INT2 rows, in integers (qu4-qu2-kv-neon.cc).
 void Qu4Qu2Scores(const KvRowFormat& f, const float* q, const float* qsum, const uint8_t* rows, size_t n, float scale,
                   float* out);

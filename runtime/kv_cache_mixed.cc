@@ -61,8 +61,9 @@ Status MixedKvCache::Reserve(int n) const {
 }
 
 size_t MixedKvCache::ScratchFloats() const {
-  // Scores of every slot for one head; the balanced query, the group sums, the plain and balanced queries rotated.
-  return (size_t)hi_.capacity + lo_.capacity + 4 * (size_t)g_.head_dim;
+  // For each head of a GQA group (attended together): scores of every slot; the balanced query, the group sums, the
+  // plain and balanced queries rotated.
+  return (size_t)g_.group() * ((size_t)hi_.capacity + lo_.capacity + 4 * (size_t)g_.head_dim);
 }
 
 void MixedKvCache::Transform(const Region& r, int layer, int kv_head, const float** k, const float** v) {
@@ -100,8 +101,10 @@ void MixedKvCache::Store(Region& r, size_t s, int slot, int layer, int kv_head, 
                          int pos, float imp) {
   assert(slot >= 0 && slot < r.capacity && s < (size_t)g_.n_layers * g_.n_kv_heads);
   Transform(r, layer, kv_head, &k, &v);
-  r.codec.Encode(k, r.K(s, slot));
-  r.codec.Encode(v, r.V(s, slot));
+  const KvRowFormat f{r.codec.precision(), g_.head_dim, group_, r.codec.bytes()};
+  const KvEncodeFn encode = ActiveKvKernels().encode;
+  encode(f, k, r.K(s, slot));
+  encode(f, v, r.V(s, slot));
   r.positions[s * r.capacity + slot] = pos;
   r.importance[s * r.capacity + slot] = imp;
 }
@@ -192,27 +195,32 @@ void MixedKvCache::Write(int layer, int pos, int n, const float* k, const float*
   }
 }
 
-// Scores q·k/sqrt(d) of one region's slots; -inf for tokens after `pos` (a prefill chunk's later tokens).
-void MixedKvCache::AttendRegion(const Region& r, size_t s, int pos, const float* q, const float* qsum, float scale,
-                                float* scores) const {
+// Scores q·k/sqrt(d) of one region's slots for the group's nq queries (q[h·d], qsum[h·ng], scores[h·stride]);
+// -inf for tokens after `pos` (a prefill chunk's later tokens).
+void MixedKvCache::AttendRegion(const Region& r, size_t s, int pos, int nq, const float* q, const float* qsum,
+                                float scale, float* scores, size_t stride) const {
   const int n = r.used[s];
   if (n == 0) return;
   const KvRowFormat f{r.codec.precision(), g_.head_dim, group_, r.codec.bytes()};
-  ActiveKvKernels().scores[(int)f.precision](f, q, qsum, r.K(s, 0), (size_t)n, scale, scores);
+  ActiveKvKernels().scores_group[(int)f.precision](f, nq, q, r.codec.quantized() ? qsum : nullptr, r.K(s, 0), (size_t)n,
+                                                    scale, scores, stride);
   const int32_t* p = r.positions + s * r.capacity;
   for (int i = 0; i < n; ++i)
-    if (p[i] > pos) scores[i] = -INFINITY;
+    if (p[i] > pos)
+      for (int h = 0; h < nq; ++h) scores[h * stride + i] = -INFINITY;
 }
 
 void MixedKvCache::Attend(int layer, int pos, int kv_head, const float* q, float* out, float* scratch) {
   const int d = g_.head_dim, group = g_.group();
   const size_t s = Stream(layer, kv_head);
   const int nh = hi_.used[s], nl = lo_.used[s];
-  float* scores = scratch;  // [nh + nl]
-  float* qb = scratch + hi_.capacity + lo_.capacity;
-  float* qsum = qb + d;
-  float* qr = qsum + d;   // the plain query, rotated
-  float* qbr = qr + d;    // the balanced query, rotated
+  const size_t stride = (size_t)hi_.capacity + lo_.capacity;
+  // Per head h of the group: scores[h·stride], and its query as the regions take it (h·d apart in each array).
+  float* scores = scratch;
+  float* qb = scratch + group * stride;  // balanced
+  float* qsum = qb + group * d;
+  float* qr = qsum + group * d;   // plain, rotated
+  float* qbr = qr + group * d;    // balanced, rotated
   const bool rotate = config_.rotate;
   const float scale = 1.0f / std::sqrt((float)d);
   const float* b = nullptr;
@@ -222,45 +230,42 @@ void MixedKvCache::Attend(int layer, int pos, int kv_head, const float* q, float
   float* imp_lo = lo_.importance + s * lo_.capacity;
   const KvKernels& kk = ActiveKvKernels();
 
+  // Integer regions store balanced keys (when the balancer is on) and take the balanced query; with the rotation
+  // every region's keys are rotated, and so is the query each region takes.
+  const float* q_plain = rotate ? qr : q;
+  const float* q_bal = b ? (rotate ? qbr : qb) : q_plain;
   for (int h = 0; h < group; ++h) {
     const float* qh = q + (size_t)h * d;
-    float* oh = out + (size_t)h * d;
     if (b)
-      for (int c = 0; c < d; ++c) qb[c] = qh[c] / b[c];
-    // Integer regions store balanced keys (when the balancer is on) and take the balanced query; with the rotation
-    // every region's keys are rotated, and so is the query each region takes.
-    const float* q_plain = qh;
-    const float* q_bal = b ? qb : qh;
+      for (int c = 0; c < d; ++c) qb[h * d + c] = qh[c] / b[c];
     if (rotate) {
-      std::memcpy(qr, qh, d * sizeof(float));
-      HadamardRotate(qr, d);
-      q_plain = qr;
+      std::memcpy(qr + h * d, qh, d * sizeof(float));
+      HadamardRotate(qr + h * d, d);
       if (b) {
-        std::memcpy(qbr, qb, d * sizeof(float));
-        HadamardRotate(qbr, d);
-        q_bal = qbr;
-      } else {
-        q_bal = qr;
+        std::memcpy(qbr + h * d, qb + h * d, d * sizeof(float));
+        HadamardRotate(qbr + h * d, d);
       }
     }
-    if (any_quantized) KvQuerySums(q_bal, d, group_, qsum);
-    AttendRegion(hi_, s, pos, Balanced(hi_) ? q_bal : q_plain, qsum, scale, scores);
-    AttendRegion(lo_, s, pos, Balanced(lo_) ? q_bal : q_plain, qsum, scale, scores + nh);
-    // Softmax over both regions, then the weighted values, hi rows first: for `full` the slots are in position
-    // order and these are the plain cache's kernels, so the logits are identical.
-    kk.softmax(scores, (size_t)(nh + nl));
-    for (int c = 0; c < d; ++c) oh[c] = 0.0f;
-    if (nh > 0) {
-      const KvRowFormat f{hi_.codec.precision(), d, group_, hi_.codec.bytes()};
-      kk.values[(int)f.precision](f, scores, hi_.V(s, 0), (size_t)nh, oh);
-    }
-    if (nl > 0) {
-      const KvRowFormat f{lo_.codec.precision(), d, group_, lo_.codec.bytes()};
-      kk.values[(int)f.precision](f, scores + nh, lo_.V(s, 0), (size_t)nl, oh);
-    }
-    if (rotate) HadamardUnrotate(oh, d);  // Σ p·(R v) = R·Σ p·v
-    for (int i = 0; i < nh; ++i) imp_hi[i] += scores[i];
-    for (int i = 0; i < nl; ++i) imp_lo[i] += scores[nh + i];
+    if (any_quantized) KvQuerySums(q_bal + h * d, d, group_, qsum + h * (d / group_));
+  }
+  // All heads of the group read each row once; then per head: softmax over both regions, hi rows first (for `full`
+  // the slots are in position order and these are the plain cache's kernels, so the logits are identical).
+  AttendRegion(hi_, s, pos, group, Balanced(hi_) ? q_bal : q_plain, qsum, scale, scores, stride);
+  AttendRegion(lo_, s, pos, group, Balanced(lo_) ? q_bal : q_plain, qsum, scale, scores + nh, stride);
+  for (int h = 0; h < group; ++h) kk.softmax(scores + h * stride, (size_t)(nh + nl));
+  for (int i = 0; i < group * d; ++i) out[i] = 0.0f;
+  if (nh > 0) {
+    const KvRowFormat f{hi_.codec.precision(), d, group_, hi_.codec.bytes()};
+    kk.values_group[(int)f.precision](f, group, scores, stride, hi_.V(s, 0), (size_t)nh, out);
+  }
+  if (nl > 0) {
+    const KvRowFormat f{lo_.codec.precision(), d, group_, lo_.codec.bytes()};
+    kk.values_group[(int)f.precision](f, group, scores + nh, stride, lo_.V(s, 0), (size_t)nl, out);
+  }
+  for (int h = 0; h < group; ++h) {
+    if (rotate) HadamardUnrotate(out + (size_t)h * d, d);  // Σ p·(R v) = R·Σ p·v
+    for (int i = 0; i < nh; ++i) imp_hi[i] += scores[h * stride + i];
+    for (int i = 0; i < nl; ++i) imp_lo[i] += scores[h * stride + nh + i];
   }
 }
 

@@ -72,8 +72,8 @@ class MixedKvCache final : public KvCache {
   void RemoveSlot(Region& r, size_t s, int slot);
   void InsertLow(size_t s, int layer, int kv_head, const float* k, const float* v, int pos, float imp, bool demoted);
   void MakeRoomHigh(size_t s, int layer, int kv_head, int newest);
-  void AttendRegion(const Region& r, size_t s, int pos, const float* q, const float* qsum, float scale,
-                    float* scores) const;
+  void AttendRegion(const Region& r, size_t s, int pos, int nq, const float* q, const float* qsum, float scale,
+                    float* scores, size_t stride) const;
 
   KvGeometry g_;
   int group_ = 0;  // channels per scale/zero

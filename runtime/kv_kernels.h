@@ -45,6 +45,32 @@ using KvFwhtFn = void (*)(float* x, int d);
 // In place: s = softmax(s) over n scores (-inf entries become exactly 0). Variants compute exp their own way, within
 // a few ulp of the reference's std::exp.
 using KvSoftmaxFn = void (*)(float* s, size_t n);
+// One token's key or value vector (head_dim floats) into a row of f's precision: KvCodec::Encode's bytes exactly
+// (every variant does the same float operations; tests compare bytes).
+using KvEncodeFn = void (*)(const KvRowFormat& f, const float* x, uint8_t* dst);
+
+// The heads of one GQA group against the same rows, in one call: nq queries q[h·head_dim + i] with group sums
+// qsum[h·ng + g] (nullptr for FP16 rows) into out[h·out_stride + t]; values: weights p[h·p_stride + t] into
+// acc[h·head_dim + i]. Each query's result is what the one-query kernel gives; the batched INT4/INT2 kernels read and
+// unpack each row once for all the queries.
+using KvScoresGroupFn = void (*)(const KvRowFormat& f, int nq, const float* q, const float* qsum, const uint8_t* rows,
+                                 size_t n, float scale, float* out, size_t out_stride);
+using KvValuesGroupFn = void (*)(const KvRowFormat& f, int nq, const float* p, size_t p_stride, const uint8_t* rows,
+                                 size_t n, float* acc);
+
+template <KvScoresFn F>
+void KvScoresEachQuery(const KvRowFormat& f, int nq, const float* q, const float* qsum, const uint8_t* rows, size_t n,
+                       float scale, float* out, size_t out_stride) {
+  const int ng = f.head_dim / f.group;
+  for (int h = 0; h < nq; ++h)
+    F(f, q + (size_t)h * f.head_dim, qsum ? qsum + (size_t)h * ng : nullptr, rows, n, scale, out + h * out_stride);
+}
+
+template <KvValuesFn F>
+void KvValuesEachQuery(const KvRowFormat& f, int nq, const float* p, size_t p_stride, const uint8_t* rows, size_t n,
+                       float* acc) {
+  for (int h = 0; h < nq; ++h) F(f, p + h * p_stride, rows, n, acc + (size_t)h * f.head_dim);
+}
 
 struct KvKernels {
   const char* isa;
@@ -52,6 +78,9 @@ struct KvKernels {
   KvValuesFn values[5];
   KvFwhtFn fwht;
   KvSoftmaxFn softmax;
+  KvEncodeFn encode;
+  KvScoresGroupFn scores_group[5];
+  KvValuesGroupFn values_group[5];
 };
 
 enum class KvIsa : uint8_t { Scalar = 0, Avx2 = 1, Avx512 = 2, Neon = 3, Avx512Vnni = 4 };
@@ -80,5 +109,6 @@ void SoftmaxInPlace(float* s, size_t n);
 // The scalar reference kernels (also the fallback for precisions a SIMD variant does not cover).
 extern const KvKernels kScalarKvKernels;
 void FwhtScalar(float* x, int d);
+void KvEncodeScalar(const KvRowFormat& f, const float* x, uint8_t* dst);  // KvCodec::Encode
 
 }  // namespace mikv

@@ -126,7 +126,16 @@ const KvKernels kScalarKvKernels = {
     {ValuesF16, ValuesQuantized, ValuesInIntegers, ValuesQuantized, ValuesInIntegers},
     FwhtScalar,
     SoftmaxInPlace,
+    KvEncodeScalar,
+    {KvScoresEachQuery<ScoresF16>, KvScoresEachQuery<ScoresQuantized>, KvScoresEachQuery<ScoresInIntegers>,
+     KvScoresEachQuery<ScoresQuantized>, KvScoresEachQuery<ScoresInIntegers>},
+    {KvValuesEachQuery<ValuesF16>, KvValuesEachQuery<ValuesQuantized>, KvValuesEachQuery<ValuesInIntegers>,
+     KvValuesEachQuery<ValuesQuantized>, KvValuesEachQuery<ValuesInIntegers>},
 };
+
+void KvEncodeScalar(const KvRowFormat& f, const float* x, uint8_t* dst) {
+  KvCodec(f.precision, f.head_dim, f.group).Encode(x, dst);
+}
 
 void KvQuantizeQuery(const float* q, int head_dim, int group, int8_t* q8, float* qs) {
   for (int g = 0; g < head_dim / group; ++g) {

@@ -92,6 +92,85 @@ TEST(KvKernels, EveryVariantEqualsTheScalarReference) {
   EXPECT_EQ(checked, (int)Variants().size() * 5 * (int)(sizeof(shapes) / sizeof(shapes[0])));
 }
 
+TEST(KvKernels, GroupKernelsGiveEachQueryTheOneQueryResult) {
+  // The heads of a GQA group attend in one call (scores_group / values_group); each head's result must be exactly
+  // what the one-query kernel of the same variant gives, for any number of heads (the AVX2 integer kernels take
+  // eight at a time) and odd row counts.
+  std::mt19937 rng(16);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  const Shape shapes[] = {{64, 32}, {128, 32}, {64, 64}, {64, 16}};
+  std::vector<const KvKernels*> kernels = Variants();
+  kernels.push_back(&kScalarKvKernels);
+  for (const KvKernels* k : kernels) {
+    for (int p = 0; p < 5; ++p) {
+      for (const Shape& sh : shapes) {
+        for (int nq : {1, 3, 7, 9}) {
+          SCOPED_TRACE(std::string(k->isa) + " " + KvPrecisionName((KvPrecision)p) + " d=" + std::to_string(sh.d) +
+                       " group=" + std::to_string(sh.group) + " nq=" + std::to_string(nq));
+          const KvCodec codec((KvPrecision)p, sh.d, sh.group);
+          const size_t n = 1 + rng() % 45, stride = n + 3, ng = sh.d / sh.group;
+          std::vector<uint8_t> buf(n * codec.bytes());
+          std::vector<float> x(sh.d);
+          for (size_t t = 0; t < n; ++t) {
+            for (float& v : x) v = normal(rng);
+            codec.Encode(x.data(), buf.data() + t * codec.bytes());
+          }
+          std::vector<float> q(nq * sh.d), qsum(nq * ng), probs(nq * stride);
+          for (float& v : q) v = normal(rng);
+          for (int h = 0; h < nq; ++h) KvQuerySums(q.data() + h * sh.d, sh.d, sh.group, qsum.data() + h * ng);
+          for (float& v : probs) v = std::fabs(normal(rng)) * 0.05f;
+          const KvRowFormat f{(KvPrecision)p, sh.d, sh.group, codec.bytes()};
+          std::vector<float> got(nq * stride, -1.0f), one(n);
+          k->scores_group[p](f, nq, q.data(), qsum.data(), buf.data(), n, 0.125f, got.data(), stride);
+          std::vector<float> acc(nq * sh.d, 0.5f), acc_one(sh.d);
+          k->values_group[p](f, nq, probs.data(), stride, buf.data(), n, acc.data());
+          for (int h = 0; h < nq; ++h) {
+            k->scores[p](f, q.data() + h * sh.d, qsum.data() + h * ng, buf.data(), n, 0.125f, one.data());
+            for (size_t t = 0; t < n; ++t) ASSERT_EQ(got[h * stride + t], one[t]) << "head " << h << " row " << t;
+            std::fill(acc_one.begin(), acc_one.end(), 0.5f);
+            k->values[p](f, probs.data() + h * stride, buf.data(), n, acc_one.data());
+            for (int i = 0; i < sh.d; ++i) ASSERT_EQ(acc[h * sh.d + i], acc_one[i]) << "head " << h << " channel " << i;
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(KvKernels, EveryEncodeWritesTheCodecsBytes) {
+  // New and demoted tokens go through the kernels' encode; the bytes must be KvCodec::Encode's, for every precision,
+  // shape and kind of group (outliers, all equal: scale 0, all negative).
+  std::mt19937 rng(15);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  const Shape shapes[] = {{64, 32}, {64, 64}, {64, 16}, {128, 32}, {80, 16}, {64, 8}, {96, 32}, {8, 8}};
+  int checked = 0;
+  for (const KvKernels* k : Variants()) {
+    for (int p = 0; p < 5; ++p) {
+      for (const Shape& sh : shapes) {
+        SCOPED_TRACE(std::string(k->isa) + " " + KvPrecisionName((KvPrecision)p) + " d=" + std::to_string(sh.d) +
+                     " group=" + std::to_string(sh.group));
+        const KvCodec codec((KvPrecision)p, sh.d, sh.group);
+        const KvRowFormat f{(KvPrecision)p, sh.d, sh.group, codec.bytes()};
+        for (int trial = 0; trial < 20; ++trial) {
+          std::vector<float> x(sh.d);
+          for (int i = 0; i < sh.d; ++i) {
+            x[i] = normal(rng) * (trial % 4 == 1 ? 30.0f : 1.0f) + (trial % 4 == 2 ? -50.0f : 0.0f);
+            if (trial % 4 == 3 && i < sh.group) x[i] = 0.75f;  // a constant group
+            if (trial % 5 == 4 && i == 3) x[i] = 400.0f;      // an outlier channel
+          }
+          std::vector<uint8_t> ref(codec.bytes(), 0xAA), got(codec.bytes(), 0x55);
+          codec.Encode(x.data(), ref.data());
+          k->encode(f, x.data(), got.data());
+          ASSERT_EQ(got, ref) << "trial " << trial;
+        }
+        ++checked;
+      }
+    }
+  }
+  if (Variants().empty()) GTEST_SKIP() << "no SIMD variant runs on this CPU";
+  EXPECT_EQ(checked, (int)Variants().size() * 5 * (int)(sizeof(shapes) / sizeof(shapes[0])));
+}
+
 TEST(KvKernels, ScalarReferenceScoresTheDecodedVector) {
   // The reference's score of a stored row is q · (the codec's decoding of that row), for every precision; INT4 and
   // INT2 rows are scored with the query rounded to int8 per group (QueryRoundingBound).
