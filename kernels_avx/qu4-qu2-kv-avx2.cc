@@ -47,11 +47,12 @@ inline Chunk LoadChunk(const uint8_t* codes, int c) {
   }
 }
 
-// Up to kPass queries of one GQA group share each row's loads, unpacking and scale spreading.
-constexpr int kPass = 8;
+// Up to kPass queries of one GQA group share each row's loads, unpacking and scale spreading; the count is a
+// template parameter so the per-query accumulators stay in registers.
+constexpr int kPass = 4;
 
-template <int BITS, int NC>
-void ScoresFast(const KvRowFormat& f, int nq, const float* q, const float* qsum, const uint8_t* rows, size_t n,
+template <int BITS, int NC, int NQ>
+void ScoresFast(const KvRowFormat& f, const float* q, const float* qsum, const uint8_t* rows, size_t n,
                 float scale, float* out, size_t out_stride) {
   constexpr int d = 64 * NC;
   const int group = f.group, ng = d / group;
@@ -66,7 +67,7 @@ void ScoresFast(const KvRowFormat& f, int nq, const float* q, const float* qsum,
       gz[c][k] = gs[c][k] + ng;
       ++lanes_of_group[gs[c][k]];
     }
-  for (int h = 0; h < nq; ++h) {
+  for (int h = 0; h < NQ; ++h) {
     int8_t q8[d];
     float qs[4];
     KvQuantizeQuery(q + h * d, d, group, q8, qs);
@@ -90,11 +91,11 @@ void ScoresFast(const KvRowFormat& f, int nq, const float* q, const float* qsum,
   // Every query's eight lane sums of one row (lanes[h]); the row is read and unpacked once.
   auto row_lanes = [&](const uint8_t* row, __m256* lanes) {
     const __m256 sz = LoadScalesAndZeros(row + code_bytes, ng);
-    for (int h = 0; h < nq; ++h) lanes[h] = _mm256_setzero_ps();
+    for (int h = 0; h < NQ; ++h) lanes[h] = _mm256_setzero_ps();
     for (int c = 0; c < NC; ++c) {
       const Chunk ch = LoadChunk<BITS>(row, c);
       const __m256 s = _mm256_permutevar8x32_ps(sz, GS[c]), z = _mm256_permutevar8x32_ps(sz, GZ[c]);
-      for (int h = 0; h < nq; ++h) {
+      for (int h = 0; h < NQ; ++h) {
         const __m256i s16 = _mm256_add_epi16(
             _mm256_maddubs_epi16(ch.a, _mm256_load_si256(reinterpret_cast<const __m256i*>(qa[h][c]))),
             _mm256_maddubs_epi16(ch.b, _mm256_load_si256(reinterpret_cast<const __m256i*>(qb[h][c]))));
@@ -109,7 +110,7 @@ void ScoresFast(const KvRowFormat& f, int nq, const float* q, const float* qsum,
   for (; t + 8 <= n; t += 8) {
     __m256 lanes[8][kPass];  // [row][query]
     for (int i = 0; i < 8; ++i) row_lanes(rows + (t + i) * f.stride, lanes[i]);
-    for (int h = 0; h < nq; ++h) {
+    for (int h = 0; h < NQ; ++h) {
       __m256 r[8];
       for (int i = 0; i < 8; ++i) r[i] = lanes[i][h];
       _mm256_storeu_ps(out + h * out_stride + t, _mm256_mul_ps(SumEach(r), vscale));
@@ -118,12 +119,12 @@ void ScoresFast(const KvRowFormat& f, int nq, const float* q, const float* qsum,
   for (; t < n; ++t) {
     __m256 lanes[kPass];
     row_lanes(rows + t * f.stride, lanes);
-    for (int h = 0; h < nq; ++h) out[h * out_stride + t] = Hsum8(lanes[h]) * scale;
+    for (int h = 0; h < NQ; ++h) out[h * out_stride + t] = Hsum8(lanes[h]) * scale;
   }
 }
 
-template <int BITS, int NC>
-void ValuesFast(const KvRowFormat& f, int nq, const float* p, size_t p_stride, const uint8_t* rows, size_t n, float* acc) {
+template <int BITS, int NC, int NQ>
+void ValuesFast(const KvRowFormat& f, const float* p, size_t p_stride, const uint8_t* rows, size_t n, float* acc) {
   constexpr int d = 64 * NC;
   const int group = f.group, ng = d / group;
   const size_t code_bytes = KvCodeBytes(d, BITS);
@@ -136,7 +137,7 @@ void ValuesFast(const KvRowFormat& f, int nq, const float* p, size_t p_stride, c
       for (int e = 0; e < 8; ++e) {
         const int slot = (c * 8 + v) * 8 + e;
         channel[slot] = 64 * c + ChunkChannel<BITS>(r / 2, 16 * half + (r % 2) * 8 + e);
-        for (int h = 0; h < nq; ++h) fa[h][slot] = acc[h * d + channel[slot]];
+        for (int h = 0; h < NQ; ++h) fa[h][slot] = acc[h * d + channel[slot]];
       }
       group_of_vector[c * 8 + v] = channel[(c * 8 + v) * 8] / group;
     }
@@ -153,14 +154,14 @@ void ValuesFast(const KvRowFormat& f, int nq, const float* p, size_t p_stride, c
   alignas(16) uint8_t w8[kPass][4][16];
   float ws[kPass][4];
   __m256 zacc[kPass][4];
-  for (int h = 0; h < nq; ++h)
+  for (int h = 0; h < NQ; ++h)
     for (int g = 0; g < 4; ++g) zacc[h][g] = _mm256_setzero_ps();
   for (size_t b = 0; b < n; b += kKvValueBlock) {
     const int nb = (int)std::min<size_t>(kKvValueBlock, n - b);
     BlockScales scales;
     GatherBlockScales(f, ng, code_bytes, rows + b * f.stride, nb, &scales);
     __m256i wv[kPass][NC][2];
-    for (int h = 0; h < nq; ++h) {
+    for (int h = 0; h < NQ; ++h) {
       QuantizeBlockWeights(scales, ng, p + h * p_stride + b, w8[h], ws[h], zacc[h]);
       for (int c = 0; c < NC; ++c)
         for (int odd = 0; odd < 2; ++odd)
@@ -169,7 +170,7 @@ void ValuesFast(const KvRowFormat& f, int nq, const float* p, size_t p_stride, c
               _mm_load_si128(reinterpret_cast<const __m128i*>(w8[h][half_group[c][odd][1]])), 1);
     }
     __m256i a16[kPass][NC][4];
-    for (int h = 0; h < nq; ++h)
+    for (int h = 0; h < NQ; ++h)
       for (int c = 0; c < NC; ++c)
         for (int r = 0; r < 4; ++r) a16[h][c][r] = _mm256_setzero_si256();
     for (int t = 0; t < nb; t += 2) {
@@ -179,7 +180,7 @@ void ValuesFast(const KvRowFormat& f, int nq, const float* p, size_t p_stride, c
         const Chunk ct = LoadChunk<BITS>(rt, c), cu = LoadChunk<BITS>(ru, c);
         const __m256i a_lo = _mm256_unpacklo_epi8(ct.a, cu.a), a_hi = _mm256_unpackhi_epi8(ct.a, cu.a);
         const __m256i b_lo = _mm256_unpacklo_epi8(ct.b, cu.b), b_hi = _mm256_unpackhi_epi8(ct.b, cu.b);
-        for (int h = 0; h < nq; ++h) {
+        for (int h = 0; h < NQ; ++h) {
           const __m256i w_lo = _mm256_shuffle_epi8(wv[h][c][0], pick[t / 2]);
           const __m256i w_hi = _mm256_shuffle_epi8(wv[h][c][1], pick[t / 2]);
           a16[h][c][0] = _mm256_add_epi16(a16[h][c][0], _mm256_maddubs_epi16(a_lo, w_lo));
@@ -189,7 +190,7 @@ void ValuesFast(const KvRowFormat& f, int nq, const float* p, size_t p_stride, c
         }
       }
     }
-    for (int h = 0; h < nq; ++h)
+    for (int h = 0; h < NQ; ++h)
       for (int c = 0; c < NC; ++c)
         for (int r = 0; r < 4; ++r)
           for (int half = 0; half < 2; ++half) {
@@ -201,7 +202,7 @@ void ValuesFast(const KvRowFormat& f, int nq, const float* p, size_t p_stride, c
                                                 _mm256_mul_ps(_mm256_set1_ps(ws[h][group_of_vector[c * 8 + v]]), dot)));
           }
   }
-  for (int h = 0; h < nq; ++h) {
+  for (int h = 0; h < NQ; ++h) {
     float zsum[4];
     for (int g = 0; g < ng; ++g) zsum[g] = Hsum8(zacc[h][g]);
     for (int slot = 0; slot < d; ++slot) acc[h * d + channel[slot]] = fa[h][slot] + zsum[channel[slot] / group];
@@ -210,6 +211,38 @@ void ValuesFast(const KvRowFormat& f, int nq, const float* p, size_t p_stride, c
 
 bool FastShape(const KvRowFormat& f) {
   return (f.head_dim == 64 || f.head_dim == 128) && f.group % 32 == 0 && f.head_dim / f.group <= 4;
+}
+
+template <int BITS, int NC>
+void ScoresPasses(const KvRowFormat& f, int nq, const float* q, const float* qsum, const uint8_t* rows, size_t n, float scale,
+                  float* out, size_t out_stride) {
+  const int d = f.head_dim, ng = d / f.group;
+  for (int h = 0; h < nq; h += kPass) {
+    const float* qh = q + h * d;
+    const float* sh = qsum + h * ng;
+    float* oh = out + h * out_stride;
+    switch (std::min(kPass, nq - h)) {
+      case 1: ScoresFast<BITS, NC, 1>(f, qh, sh, rows, n, scale, oh, out_stride); break;
+      case 2: ScoresFast<BITS, NC, 2>(f, qh, sh, rows, n, scale, oh, out_stride); break;
+      case 3: ScoresFast<BITS, NC, 3>(f, qh, sh, rows, n, scale, oh, out_stride); break;
+      default: ScoresFast<BITS, NC, 4>(f, qh, sh, rows, n, scale, oh, out_stride); break;
+    }
+  }
+}
+
+template <int BITS, int NC>
+void ValuesPasses(const KvRowFormat& f, int nq, const float* p, size_t p_stride, const uint8_t* rows, size_t n, float* acc) {
+  const int d = f.head_dim;
+  for (int h = 0; h < nq; h += kPass) {
+    const float* ph = p + h * p_stride;
+    float* ah = acc + h * d;
+    switch (std::min(kPass, nq - h)) {
+      case 1: ValuesFast<BITS, NC, 1>(f, ph, p_stride, rows, n, ah); break;
+      case 2: ValuesFast<BITS, NC, 2>(f, ph, p_stride, rows, n, ah); break;
+      case 3: ValuesFast<BITS, NC, 3>(f, ph, p_stride, rows, n, ah); break;
+      default: ValuesFast<BITS, NC, 4>(f, ph, p_stride, rows, n, ah); break;
+    }
+  }
 }
 
 }  // namespace
@@ -223,16 +256,11 @@ void Qu4Qu2KvScoresGroupAvx2(const KvRowFormat& f, int nq, const float* q, const
     return;
   }
   const bool two = f.precision == KvPrecision::Int2;
-  for (int h = 0; h < nq; h += kPass) {
-    const int m = std::min(kPass, nq - h);
-    const float* qh = q + h * d;
-    const float* sh = qsum + h * ng;
-    float* oh = out + h * out_stride;
-    if (d == 64)
-      two ? ScoresFast<2, 1>(f, m, qh, sh, rows, n, scale, oh, out_stride) : ScoresFast<4, 1>(f, m, qh, sh, rows, n, scale, oh, out_stride);
-    else
-      two ? ScoresFast<2, 2>(f, m, qh, sh, rows, n, scale, oh, out_stride) : ScoresFast<4, 2>(f, m, qh, sh, rows, n, scale, oh, out_stride);
-  }
+  if (d == 64)
+    return two ? ScoresPasses<2, 1>(f, nq, q, qsum, rows, n, scale, out, out_stride)
+               : ScoresPasses<4, 1>(f, nq, q, qsum, rows, n, scale, out, out_stride);
+  return two ? ScoresPasses<2, 2>(f, nq, q, qsum, rows, n, scale, out, out_stride)
+             : ScoresPasses<4, 2>(f, nq, q, qsum, rows, n, scale, out, out_stride);
 }
 
 void Qu4Qu2KvValuesGroupAvx2(const KvRowFormat& f, int nq, const float* p, size_t p_stride, const uint8_t* rows, size_t n,
@@ -243,15 +271,8 @@ void Qu4Qu2KvValuesGroupAvx2(const KvRowFormat& f, int nq, const float* p, size_
     return;
   }
   const bool two = f.precision == KvPrecision::Int2;
-  for (int h = 0; h < nq; h += kPass) {
-    const int m = std::min(kPass, nq - h);
-    if (d == 64)
-      two ? ValuesFast<2, 1>(f, m, p + h * p_stride, p_stride, rows, n, acc + h * d)
-          : ValuesFast<4, 1>(f, m, p + h * p_stride, p_stride, rows, n, acc + h * d);
-    else
-      two ? ValuesFast<2, 2>(f, m, p + h * p_stride, p_stride, rows, n, acc + h * d)
-          : ValuesFast<4, 2>(f, m, p + h * p_stride, p_stride, rows, n, acc + h * d);
-  }
+  if (d == 64) return two ? ValuesPasses<2, 1>(f, nq, p, p_stride, rows, n, acc) : ValuesPasses<4, 1>(f, nq, p, p_stride, rows, n, acc);
+  return two ? ValuesPasses<2, 2>(f, nq, p, p_stride, rows, n, acc) : ValuesPasses<4, 2>(f, nq, p, p_stride, rows, n, acc);
 }
 
 void Qu4Qu2KvScoresAvx2(const KvRowFormat& f, const float* q, const float* qsum, const uint8_t* rows, size_t n,

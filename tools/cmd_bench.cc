@@ -1,8 +1,8 @@
 // mikv bench: speed in one run, so ratios compare like with like on a noisy machine.
 //   copy       a STREAM-style copy (bytes read + written per second): the memory ceiling of this machine, on one
 //              thread (for the one-thread kernels) and, with -m, on the model's threads;
-//   attention  the KV kernels of one kv head (scores, softmax, values) over 1k-32k cached tokens per precision:
-//              KV bytes read per second, and that as a share of the copy bandwidth;
+//   attention  the KV kernels of one kv head (scores, softmax, values; --gqa query heads in one pass) over 1k-32k
+//              cached tokens per precision: KV bytes read per second, and that as a share of the copy bandwidth;
 //   weights    one decode-step matrix-vector product (2048 x 2048, one thread) per weight encoding: mikv's own
 //              qb32 kernels on ggml's q8_0/q4_0 blocks against XNNPACK's qd8 int8/int4 operators — bytes of
 //              weights read per second;
@@ -39,7 +39,7 @@ namespace {
 
 struct BenchArgs {
   std::string model, tokens = "1024,4096,16384,32768", precisions = "f16,int8,int4,int2";
-  int head_dim = 64, prompt = 512, decode = 64, threads = 0;
+  int head_dim = 64, prompt = 512, decode = 64, threads = 0, gqa = 1;
   double min_time = 0.2;
   bool json = false, model_only = false;
   KvArgs kv;
@@ -79,7 +79,8 @@ void BenchCopy(benchmark::State& state, int threads) {
   state.SetBytesProcessed((int64_t)state.iterations() * 2 * (int64_t)n);
 }
 
-void BenchAttention(benchmark::State& state, KvPrecision p, int d, size_t n) {
+// `nq` query heads sharing the kv head (GQA) attend in one pass, as the mixed cache does.
+void BenchAttention(benchmark::State& state, KvPrecision p, int d, size_t n, int nq) {
   const int group = std::min(32, d);
   const KvCodec codec(p, d, group);
   std::vector<uint8_t> keys(n * codec.bytes()), values(n * codec.bytes());
@@ -91,16 +92,17 @@ void BenchAttention(benchmark::State& state, KvPrecision p, int d, size_t n) {
     codec.Encode(x.data(), keys.data() + t * codec.bytes());
     codec.Encode(x.data(), values.data() + t * codec.bytes());
   }
-  std::vector<float> q(d), qsum(d / group), scores(n), out(d);
+  const int ng = d / group;
+  std::vector<float> q(nq * d), qsum(nq * ng), scores(nq * n), out(nq * d);
   for (float& v : q) v = normal(rng) * 0.1f;
   const KvKernels& k = ActiveKvKernels();
   const KvRowFormat f{p, d, group, codec.bytes()};
   for (auto _ : state) {
-    KvQuerySums(q.data(), d, group, qsum.data());
-    k.scores[(int)p](f, q.data(), qsum.data(), keys.data(), n, 0.125f, scores.data());
-    k.softmax(scores.data(), n);
+    for (int h = 0; h < nq; ++h) KvQuerySums(q.data() + h * d, d, group, qsum.data() + h * ng);
+    k.scores_group[(int)p](f, nq, q.data(), qsum.data(), keys.data(), n, 0.125f, scores.data(), n);
+    for (int h = 0; h < nq; ++h) k.softmax(scores.data() + h * n, n);
     std::fill(out.begin(), out.end(), 0.0f);
-    k.values[(int)p](f, scores.data(), values.data(), n, out.data());
+    k.values_group[(int)p](f, nq, scores.data(), n, values.data(), n, out.data());
     benchmark::DoNotOptimize(out.data());
   }
   state.SetBytesProcessed((int64_t)state.iterations() * (int64_t)(2 * n * codec.bytes()));
@@ -183,6 +185,8 @@ double InPlaceWeightBytes(const Model& m) {
 int RunBench(const BenchArgs& a) {
   nlohmann::json out;
   out["kernels"] = ActiveKvKernels().isa;
+  out["query_heads_per_kv_head"] = a.gqa;
+  if (a.gqa < 1 || a.gqa > 64) return Fail(Status(MIKV_ERR_INVALID_ARGUMENT, "--gqa must be 1..64"), a.json);
   const int model_threads = a.threads > 0 ? a.threads : (int)std::max(1u, std::thread::hardware_concurrency());
   benchmark::RegisterBenchmark("copy", [](benchmark::State& s) { BenchCopy(s, 1); })->MinTime(a.min_time)->UseRealTime();
   if (!a.model.empty() && model_threads > 1)
@@ -197,7 +201,7 @@ int RunBench(const BenchArgs& a) {
     for (const std::string& ts : SplitList(a.tokens)) {
       const size_t n = std::stoul(ts);
       const std::string name = "attention/" + ps + "/" + ts;
-      benchmark::RegisterBenchmark(name.c_str(), [p, n, d = a.head_dim](benchmark::State& s) { BenchAttention(s, p, d, n); })
+      benchmark::RegisterBenchmark(name.c_str(), [p, n, d = a.head_dim, nq = a.gqa](benchmark::State& s) { BenchAttention(s, p, d, n, nq); })
           ->MinTime(a.min_time)
           ->UseRealTime();
       rows.push_back({name, {ps, n}});
@@ -219,7 +223,8 @@ int RunBench(const BenchArgs& a) {
   const double copy_model = model_threads > 1 && collector.rates.count("copy_threads") ? collector.rates["copy_threads"] : copy;
   out["copy_bytes_per_second"] = copy;
   if (!a.json) {
-    std::printf("KV kernels: %s, head_dim %d, one thread\n", ActiveKvKernels().isa, a.head_dim);
+    std::printf("KV kernels: %s, head_dim %d, %d query head%s per kv head, one thread\n", ActiveKvKernels().isa, a.head_dim,
+                a.gqa, a.gqa == 1 ? "" : "s");
     std::printf("copy (read + write), one thread: %8.2f GB/s\n", copy / 1e9);
     if (!a.model.empty()) std::printf("copy, %d threads (the model's):  %8.2f GB/s\n", model_threads, copy_model / 1e9);
     std::printf("\n");
@@ -290,6 +295,7 @@ void AddBenchCommand(CLI::App& app) {
   cmd->add_option("--tokens", args->tokens, "cached tokens for the attention kernels")->capture_default_str();
   cmd->add_option("--precisions", args->precisions, "KV precisions")->capture_default_str();
   cmd->add_option("--head-dim", args->head_dim, "head dimension")->capture_default_str();
+  cmd->add_option("--gqa", args->gqa, "query heads per kv head, attended in one pass")->capture_default_str();
   cmd->add_option("--prompt", args->prompt, "prompt tokens for the model benchmark")->capture_default_str();
   cmd->add_option("--decode", args->decode, "decoded tokens for the model benchmark")->capture_default_str();
   cmd->add_option("--min-time", args->min_time, "seconds per kernel benchmark")->capture_default_str();
