@@ -143,7 +143,10 @@ void KvQuantizeQuery(const float* q, int head_dim, int group, int8_t* q8, float*
     for (int i = g * group; i < (g + 1) * group; ++i) amax = std::max(amax, std::fabs(q[i]));
     const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
     qs[g] = amax / 127.0f;
-    for (int i = g * group; i < (g + 1) * group; ++i) q8[i] = (int8_t)std::nearbyint(q[i] * inv);
+    // The clamp changes nothing for finite queries (|q·inv| <= 127); it keeps a NaN or inf from an overflowing
+    // model out of undefined float-to-int conversion.
+    for (int i = g * group; i < (g + 1) * group; ++i)
+      q8[i] = (int8_t)std::nearbyint(std::fmax(-127.0f, std::fmin(127.0f, q[i] * inv)));
   }
 }
 
@@ -162,7 +165,7 @@ void KvQuantizeBlockWeights(const KvRowFormat& f, const float* p, const uint8_t*
   }
   for (int g = 0; g < ng; ++g) {
     const float inv = ws[g] > 0.0f ? 127.0f / ws[g] : 0.0f;
-    for (int t = 0; t < nb; ++t) w8[t * ng + g] = (uint8_t)std::nearbyint(w[t * ng + g] * inv);
+    for (int t = 0; t < nb; ++t) w8[t * ng + g] = (uint8_t)std::nearbyint(std::fmax(0.0f, std::fmin(127.0f, w[t * ng + g] * inv)));
     ws[g] /= 127.0f;
   }
 }

@@ -47,7 +47,7 @@ def main():
                     help="mikv's cache options besides the budget")
     ap.add_argument("--mikv-weights", default="q4_0,int4", help="mikv conversions of the GGUF to run")
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
-    ap.add_argument("--llamacpp", default=os.path.expanduser("~/.cache/mikv-deps/llamacpp"))
+    ap.add_argument("--llamacpp", default=os.environ.get("MIKV_LLAMACPP_DIR", os.path.expanduser("~/.cache/mikv-deps/llamacpp")))
     ap.add_argument("--shared", default=os.path.join(os.path.dirname(ROOT), "shared"))
     ap.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "mikv-vs-llamacpp"))
     ap.add_argument("--json", help="write every measurement here")
