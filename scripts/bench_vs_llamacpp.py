@@ -84,11 +84,13 @@ def main():
                                           str(a.decode), "-t", str(a.threads), "--kv-budget", str(budget)] + a.mikv_kv.split()))
                     results["mikv " + w].append(out["model"])
                     mikv_info[w] = out["model"]
+                    print(f"[{shape} {n}] mikv {w}: {json.dumps(out['model'])}", file=sys.stderr, flush=True)
                 for kv in ("q8_0", "q4_0"):
                     with open(req, "w") as f:
                         json.dump({"prompt": prompt, "decode": a.decode, "threads": a.threads, "kv": kv}, f)
                     results[kv].append(json.loads(run(["node", os.path.join(ROOT, "scripts", "llamacpp_speed.mjs"),
                                                        a.llamacpp, gguf, req])))
+                    print(f"[{shape} {n}] llama.cpp {kv}: {json.dumps(results[kv][-1])}", file=sys.stderr, flush=True)
                 print(f"[{shape} {n}] run {r + 1}/{a.repeats} decode tok/s: " +
                       ", ".join(f"{k} {v[-1]['decode_tokens_per_second']:.1f}" for k, v in results.items()), file=sys.stderr)
             med = {k: {m: statistics.median(x[m] for x in v) for m in ("decode_tokens_per_second", "prefill_tokens_per_second")}
