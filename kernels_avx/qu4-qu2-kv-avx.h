@@ -8,6 +8,12 @@
 namespace mikv::avx {
 namespace {
 
+// The shapes the integer kernels take directly: head_dim 64 or 128 (one or two 64-channel chunks), groups of 32, 64
+// or 128 channels (each int32 lane stays inside one group), at most four groups. Others go to the scalar reference.
+inline bool FastShape(const KvRowFormat& f) {
+  return (f.head_dim == 64 || f.head_dim == 128) && f.group % 32 == 0 && f.head_dim / f.group <= 4;
+}
+
 // A row's ng scales then ng zeros (ng = 1, 2 or 4) as floats in the low lanes.
 inline __m256 LoadScalesAndZeros(const uint8_t* p, int ng) {
   __m128i h;

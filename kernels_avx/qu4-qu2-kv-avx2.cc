@@ -209,10 +209,6 @@ void ValuesFast(const KvRowFormat& f, const float* p, size_t p_stride, const uin
   }
 }
 
-bool FastShape(const KvRowFormat& f) {
-  return (f.head_dim == 64 || f.head_dim == 128) && f.group % 32 == 0 && f.head_dim / f.group <= 4;
-}
-
 template <int BITS, int NC>
 void ScoresPasses(const KvRowFormat& f, int nq, const float* q, const float* qsum, const uint8_t* rows, size_t n, float scale,
                   float* out, size_t out_stride) {

@@ -192,10 +192,6 @@ void Values(const KvRowFormat& f, const float* p, const uint8_t* rows, size_t n,
     }
 }
 
-bool FastShape(const KvRowFormat& f) {
-  return (f.head_dim == 64 || f.head_dim == 128) && f.group % 32 == 0 && f.head_dim / f.group <= 4;
-}
-
 void Qu4Qu2ScoresVnni(const KvRowFormat& f, const float* q, const float* qsum, const uint8_t* rows, size_t n, float scale,
                       float* out) {
   if (!FastShape(f)) return Qu4Qu2KvScoresAvx2(f, q, qsum, rows, n, scale, out);
