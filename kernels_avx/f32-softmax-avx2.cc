@@ -32,10 +32,7 @@ void SoftmaxAvx2(float* s, size_t n) {
   __m256 vmax = _mm256_set1_ps(-INFINITY);
   size_t i = 0;
   for (; i + 8 <= n; i += 8) vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(s + i));
-  vmax = _mm256_max_ps(vmax, _mm256_permute2f128_ps(vmax, vmax, 1));
-  vmax = _mm256_max_ps(vmax, _mm256_shuffle_ps(vmax, vmax, 0x4E));
-  vmax = _mm256_max_ps(vmax, _mm256_shuffle_ps(vmax, vmax, 0xB1));
-  float max_score = _mm256_cvtss_f32(vmax);
+  float max_score = HorizontalMax(vmax);
   for (size_t j = i; j < n; ++j) max_score = s[j] > max_score ? s[j] : max_score;
   if (max_score == -INFINITY) return SoftmaxInPlace(s, n);  // nothing unmasked: the reference's answer
 

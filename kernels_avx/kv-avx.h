@@ -23,6 +23,19 @@ inline float Hsum8(__m256 v) {
   return _mm_cvtss_f32(_mm_add_ss(b, _mm_movehdup_ps(b)));
 }
 
+// The smallest and the largest of eight lanes (exact: min and max do not round).
+inline float HorizontalMin(__m256 v) {
+  v = _mm256_min_ps(v, _mm256_permute2f128_ps(v, v, 1));
+  v = _mm256_min_ps(v, _mm256_shuffle_ps(v, v, 0x4E));
+  return _mm_cvtss_f32(_mm256_castps256_ps128(_mm256_min_ps(v, _mm256_shuffle_ps(v, v, 0xB1))));
+}
+
+inline float HorizontalMax(__m256 v) {
+  v = _mm256_max_ps(v, _mm256_permute2f128_ps(v, v, 1));
+  v = _mm256_max_ps(v, _mm256_shuffle_ps(v, v, 0x4E));
+  return _mm_cvtss_f32(_mm256_castps256_ps128(_mm256_max_ps(v, _mm256_shuffle_ps(v, v, 0xB1))));
+}
+
 // Eight consecutive codes starting at channel i (a multiple of 8), as floats.
 template <int BITS>
 inline __m256 Codes8(const uint8_t* codes, int i) {

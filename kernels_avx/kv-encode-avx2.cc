@@ -10,18 +10,6 @@ namespace mikv::avx {
 
 namespace {
 
-inline float HorizontalMin(__m256 v) {
-  v = _mm256_min_ps(v, _mm256_permute2f128_ps(v, v, 1));
-  v = _mm256_min_ps(v, _mm256_shuffle_ps(v, v, 0x4E));
-  return _mm_cvtss_f32(_mm256_castps256_ps128(_mm256_min_ps(v, _mm256_shuffle_ps(v, v, 0xB1))));
-}
-
-inline float HorizontalMax(__m256 v) {
-  v = _mm256_max_ps(v, _mm256_permute2f128_ps(v, v, 1));
-  v = _mm256_max_ps(v, _mm256_shuffle_ps(v, v, 0x4E));
-  return _mm_cvtss_f32(_mm256_castps256_ps128(_mm256_max_ps(v, _mm256_shuffle_ps(v, v, 0xB1))));
-}
-
 inline uint16_t ToHalf(float f) { return (uint16_t)_cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT); }
 
 template <int BITS>

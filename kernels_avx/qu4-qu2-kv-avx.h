@@ -75,11 +75,7 @@ inline void QuantizeBlockWeights(const BlockScales& b, int ng, const float* p, u
     zacc[g] = _mm256_fmadd_ps(p0, b.sz0[ng + g], _mm256_fmadd_ps(p1, b.sz1[ng + g], zacc[g]));
     const __m256 w0 = _mm256_max_ps(zero, _mm256_mul_ps(p0, b.sz0[g]));
     const __m256 w1 = _mm256_max_ps(zero, _mm256_mul_ps(p1, b.sz1[g]));
-    __m256 m = _mm256_max_ps(w0, w1);
-    m = _mm256_max_ps(m, _mm256_permute2f128_ps(m, m, 1));
-    m = _mm256_max_ps(m, _mm256_shuffle_ps(m, m, 0x4E));
-    m = _mm256_max_ps(m, _mm256_shuffle_ps(m, m, 0xB1));
-    const float largest = _mm256_cvtss_f32(m);
+    const float largest = HorizontalMax(_mm256_max_ps(w0, w1));
     const __m256 inv = _mm256_set1_ps(largest > 0.0f ? 127.0f / largest : 0.0f);
     const __m256i q0 = _mm256_cvtps_epi32(_mm256_mul_ps(w0, inv)), q1 = _mm256_cvtps_epi32(_mm256_mul_ps(w1, inv));
     const __m128i h0 = _mm_packs_epi32(_mm256_castsi256_si128(q0), _mm256_extracti128_si256(q0, 1));

@@ -67,9 +67,8 @@ void Scores(const KvRowFormat& f, const float* q, const float* qsum, const uint8
 template <int BITS>
 void Values(const KvRowFormat& f, const float* p, const uint8_t* rows, size_t n, float* acc) {
   const int d = f.head_dim, group = f.group, ng = d / group;
-  const size_t code_bytes = KvCodeBytes(d, BITS);
   uint8_t w8[kKvValueBlock * (kMaxHeadDim / 8)];
-  float ws[kMaxHeadDim / 8], zsum[kMaxHeadDim / 8] = {};
+  float ws[kMaxHeadDim / 8];
   uint16_t sums[kMaxHeadDim];
   for (size_t b = 0; b < n; b += kKvValueBlock) {
     const int nb = (int)std::min<size_t>(kKvValueBlock, n - b);
@@ -96,12 +95,7 @@ void Values(const KvRowFormat& f, const float* p, const uint8_t* rows, size_t n,
       }
     }
   }
-  for (size_t t = 0; t < n; ++t) {
-    if (p[t] == 0.0f) continue;
-    const uint16_t* zeros = reinterpret_cast<const uint16_t*>(rows + t * f.stride + code_bytes) + ng;
-    for (int g = 0; g < ng; ++g) zsum[g] += p[t] * Half(zeros[g]);
-  }
-  for (int i = 0; i < d; ++i) acc[i] += zsum[i / group];
+  KvAddValueZeros(f, p, rows, n, acc);
 }
 
 }  // namespace

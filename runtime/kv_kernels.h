@@ -100,6 +100,9 @@ void KvQuantizeQuery(const float* q, int head_dim, int group, int8_t* q8, float*
 // w = max(0, p[t]·scale_{t,g}) and ws[g] = the block's largest w in group g / 127.
 void KvQuantizeBlockWeights(const KvRowFormat& f, const float* p, const uint8_t* rows, int nb, uint8_t* w8, float* ws);
 
+// acc_i += Σ_t p[t]·zero_{t,g}: the zeros' part of the integer values kernels, after their blocks (row order).
+void KvAddValueZeros(const KvRowFormat& f, const float* p, const uint8_t* rows, size_t n, float* acc);
+
 // qsum[g] = Σ q over group g (what quantized scores need once per query).
 void KvQuerySums(const float* q, int head_dim, int group, float* qsum);
 

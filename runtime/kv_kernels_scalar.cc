@@ -65,9 +65,8 @@ void ScoresInIntegers(const KvRowFormat& f, const float* q, const float* qsum, c
 
 void ValuesInIntegers(const KvRowFormat& f, const float* p, const uint8_t* rows, size_t n, float* acc) {
   const int bits = KvPrecisionBits(f.precision), ng = f.head_dim / f.group;
-  const size_t code_bytes = KvCodeBytes(f.head_dim, bits);
   uint8_t w8[kKvValueBlock * (kMaxHeadDim / 8)];
-  float ws[kMaxHeadDim / 8], zsum[kMaxHeadDim / 8] = {};
+  float ws[kMaxHeadDim / 8];
   for (size_t b = 0; b < n; b += kKvValueBlock) {
     const int nb = (int)std::min<size_t>(kKvValueBlock, n - b);
     KvQuantizeBlockWeights(f, p + b, rows + b * f.stride, nb, w8, ws);
@@ -78,12 +77,7 @@ void ValuesInIntegers(const KvRowFormat& f, const float* p, const uint8_t* rows,
       acc[i] += ws[g] * (float)dot;
     }
   }
-  for (size_t t = 0; t < n; ++t) {
-    if (p[t] == 0.0f) continue;
-    const uint16_t* zeros = reinterpret_cast<const uint16_t*>(rows + t * f.stride + code_bytes) + ng;
-    for (int g = 0; g < ng; ++g) zsum[g] += p[t] * HalfToFloat(zeros[g]);
-  }
-  for (int i = 0; i < f.head_dim; ++i) acc[i] += zsum[i / f.group];
+  KvAddValueZeros(f, p, rows, n, acc);
 }
 
 void ValuesF16(const KvRowFormat& f, const float* p, const uint8_t* rows, size_t n, float* acc) {
@@ -148,6 +142,18 @@ void KvQuantizeQuery(const float* q, int head_dim, int group, int8_t* q8, float*
     for (int i = g * group; i < (g + 1) * group; ++i)
       q8[i] = (int8_t)std::nearbyint(std::fmax(-127.0f, std::fmin(127.0f, q[i] * inv)));
   }
+}
+
+void KvAddValueZeros(const KvRowFormat& f, const float* p, const uint8_t* rows, size_t n, float* acc) {
+  const int ng = f.head_dim / f.group;
+  const size_t code_bytes = KvCodeBytes(f.head_dim, KvPrecisionBits(f.precision));
+  float zsum[kMaxHeadDim / 8] = {};
+  for (size_t t = 0; t < n; ++t) {
+    if (p[t] == 0.0f) continue;
+    const uint16_t* zeros = reinterpret_cast<const uint16_t*>(rows + t * f.stride + code_bytes) + ng;
+    for (int g = 0; g < ng; ++g) zsum[g] += p[t] * HalfToFloat(zeros[g]);
+  }
+  for (int i = 0; i < f.head_dim; ++i) acc[i] += zsum[i / f.group];
 }
 
 void KvQuantizeBlockWeights(const KvRowFormat& f, const float* p, const uint8_t* rows, int nb, uint8_t* w8, float* ws) {
