@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <numeric>
 
 #include "ggml_blocks.h"
 
@@ -38,7 +39,11 @@ Status LlamaGraph::CreateOperators() {
   return OkStatus();
 }
 
-void LlamaGraph::Carve(Arena* a, size_t attn_scratch_floats) {
+int LlamaGraph::SplitBlocks(int threads, int n_kv_heads) {
+  return threads / std::gcd(threads, n_kv_heads);
+}
+
+void LlamaGraph::Carve(Arena* a, size_t attn_scratch_floats, size_t split_scratch_floats) {
   const ModelConfig& c = model_.config();
   const size_t T = chunk_;
   x_ = a->Take<float>(T * c.dim, "activations");
@@ -65,6 +70,8 @@ void LlamaGraph::Carve(Arena* a, size_t attn_scratch_floats) {
   q8_blocks_ = any_q8_blocks ? a->Take<uint8_t>(T * (widest / kQBlock) * kQ8_0BlockBytes, "activations") : nullptr;
   attn_scratch_stride_ = (attn_scratch_floats + 15) / 16 * 16;
   attn_scratch_ = a->Take<float>(attn_scratch_stride_ * threads_, "activations");
+  attn_split_ = split_blocks_ > 1 && split_scratch_floats > 0 ? a->Take<float>(split_scratch_floats, "activations")
+                                                              : nullptr;
 }
 
 void LlamaGraph::RmsNorm(const float* x, const float* w, float* out, int n) const {
@@ -132,6 +139,37 @@ void RunAttentionPerTokenAndKvHead(void* ctx, size_t thread, size_t item) {
   t.Run(thread, (int)item / t.n_kv_heads, (int)item % t.n_kv_heads);
 }
 
+// One token's attention split across kv heads and blocks of cached tokens (KvCache::AttendBlockScores etc.).
+struct SplitAttentionTask {
+  AttentionTask a;
+  int blocks;
+  float* shared;
+  int group() const { return a.n_heads / a.n_kv_heads; }
+  const float* q(int kv_head) const { return a.q + (size_t)kv_head * group() * a.head_dim; }
+};
+
+void RunSplitScores(void* ctx, size_t thread, size_t item) {
+  const SplitAttentionTask& t = *static_cast<const SplitAttentionTask*>(ctx);
+  const int kv_head = (int)item / t.blocks, block = (int)item % t.blocks;
+  t.a.cache->AttendBlockScores(t.a.layer, t.a.pos, kv_head, block, t.blocks, t.q(kv_head), t.shared,
+                               t.a.scratch + thread * t.a.scratch_stride);
+}
+
+void RunSplitSoftmax(void* ctx, size_t, size_t head) {
+  const SplitAttentionTask& t = *static_cast<const SplitAttentionTask*>(ctx);
+  t.a.cache->AttendSoftmax(t.a.layer, (int)head / t.group(), (int)head % t.group(), t.blocks, t.shared);
+}
+
+void RunSplitValues(void* ctx, size_t, size_t item) {
+  const SplitAttentionTask& t = *static_cast<const SplitAttentionTask*>(ctx);
+  t.a.cache->AttendBlockValues(t.a.layer, (int)item / t.blocks, (int)item % t.blocks, t.blocks, t.shared);
+}
+
+void RunSplitSum(void* ctx, size_t, size_t kv_head) {
+  const SplitAttentionTask& t = *static_cast<const SplitAttentionTask*>(ctx);
+  t.a.cache->AttendSum(t.a.layer, (int)kv_head, t.blocks, t.a.out + kv_head * t.group() * t.a.head_dim, t.shared);
+}
+
 }  // namespace
 
 Status LlamaGraph::Forward(const int32_t* tokens, int n, int pos, KvCache* cache, pthreadpool_t pool,
@@ -164,7 +202,14 @@ Status LlamaGraph::Forward(const int32_t* tokens, int n, int pos, KvCache* cache
     cache->Write(l, pos, n, k_, v_);
 
     AttentionTask task{cache, l, pos, n, c.n_heads, c.n_kv_heads, c.head_dim, q_, att_, attn_scratch_, attn_scratch_stride_};
-    if (cache->ordered_per_kv_head())
+    if (n == 1 && attn_split_ && pos + 1 >= (int64_t)split_min_tokens_ * split_blocks_) {
+      SplitAttentionTask split{task, split_blocks_, attn_split_};
+      const size_t items = (size_t)c.n_kv_heads * split_blocks_;
+      pthreadpool_parallelize_1d_with_thread(pool, RunSplitScores, &split, items, 0);
+      pthreadpool_parallelize_1d_with_thread(pool, RunSplitSoftmax, &split, (size_t)c.n_heads, 0);
+      pthreadpool_parallelize_1d_with_thread(pool, RunSplitValues, &split, items, 0);
+      pthreadpool_parallelize_1d_with_thread(pool, RunSplitSum, &split, (size_t)c.n_kv_heads, 0);
+    } else if (cache->ordered_per_kv_head())
       pthreadpool_parallelize_1d_with_thread(pool, RunAttentionPerKvHead, &task, (size_t)c.n_kv_heads, 0);
     else
       pthreadpool_parallelize_1d_with_thread(pool, RunAttentionPerTokenAndKvHead, &task, (size_t)n * c.n_kv_heads, 0);

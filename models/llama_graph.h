@@ -18,13 +18,24 @@ namespace mikv {
 class LlamaGraph {
  public:
   // `chunk`: most tokens per Forward call; activations are sized for it.
-  LlamaGraph(const Model& model, int chunk, int threads) : model_(model), chunk_(chunk), threads_(threads) {}
+  // `split_min_tokens`: a decode step's attention is split into blocks of cached tokens only when every block gets
+  // at least this many (short contexts: the phases' synchronisation would cost more than the idle thread); 0: never.
+  LlamaGraph(const Model& model, int chunk, int threads, int split_min_tokens)
+      : model_(model), chunk_(chunk), threads_(threads),
+        split_blocks_(split_min_tokens > 0 ? SplitBlocks(threads, model.config().n_kv_heads) : 1),
+        split_min_tokens_(split_min_tokens) {}
+
+  // Blocks of cached tokens per kv head when a decode step's attention is split (KvCache::AttendBlockScores etc.):
+  // the fewest that make kv heads × blocks a multiple of the threads, so the work shares out evenly (1: no split).
+  static int SplitBlocks(int threads, int n_kv_heads);
+  int split_blocks() const { return split_blocks_; }
 
   // Creates the XNNPACK operators (packs the weights). Heap memory, once, at session creation.
   Status CreateOperators();
   // Takes activation buffers from the arena (measure pass, then real pass), including one attention
-  // scratch of `attn_scratch_floats` per thread.
-  void Carve(Arena* arena, size_t attn_scratch_floats);
+  // scratch of `attn_scratch_floats` per thread and, when split_blocks() > 1, the split's shared
+  // `split_scratch_floats` (KvCache::SplitScratchFloats; 0: the cache cannot split).
+  void Carve(Arena* arena, size_t attn_scratch_floats, size_t split_scratch_floats);
 
   // Runs tokens[0..n) at positions [pos, pos + n), n <= chunk. Writes the classifier output of the
   // last token to last_logits[vocab], and, if all_logits is not null, of every token to all_logits[n][vocab].
@@ -44,6 +55,8 @@ class LlamaGraph {
   const Model& model_;
   int chunk_;
   int threads_;
+  int split_blocks_;
+  int split_min_tokens_;
   std::vector<LayerOps> layers_;
   Linear classifier_;
   DynamicQuantizer quantizer_;
@@ -54,6 +67,7 @@ class LlamaGraph {
   float *att_ = nullptr, *h1_ = nullptr, *h3_ = nullptr, *rope_cos_ = nullptr, *rope_sin_ = nullptr;
   float* attn_scratch_ = nullptr;  // [threads][cache scratch]
   size_t attn_scratch_stride_ = 0;
+  float* attn_split_ = nullptr;  // the split's shared scratch (nullptr: decode steps are not split)
   int8_t* qd8_ = nullptr;
   xnn_quantization_params* qd8_params_ = nullptr;
   uint8_t* q8_blocks_ = nullptr;  // Q8_0 activation blocks for q8_0/q4_0 weights (nullptr when none has them)

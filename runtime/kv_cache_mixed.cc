@@ -195,45 +195,51 @@ void MixedKvCache::Write(int layer, int pos, int n, const float* k, const float*
   }
 }
 
-// Scores q·k/sqrt(d) of one region's slots for the group's nq queries (q[h·d], qsum[h·ng], scores[h·stride]);
-// -inf for tokens after `pos` (a prefill chunk's later tokens).
-void MixedKvCache::AttendRegion(const Region& r, size_t s, int pos, int nq, const float* q, const float* qsum,
-                                float scale, float* scores, size_t stride) const {
-  const int n = r.used[s];
-  if (n == 0) return;
+// Scores q·k/sqrt(d) of a region's slots [first, first + n) for the group's nq queries (q[h·d], qsum[h·ng]) into
+// scores[h·stride + slot]; -inf for tokens after `pos` (a prefill chunk's later tokens).
+void MixedKvCache::AttendRegion(const Region& r, size_t s, int first, int n, int pos, int nq, const float* q,
+                                const float* qsum, float scale, float* scores, size_t stride) const {
+  if (n <= 0) return;
   const KvRowFormat f{r.codec.precision(), g_.head_dim, group_, r.codec.bytes()};
-  ActiveKvKernels().scores_group[(int)f.precision](f, nq, q, r.codec.quantized() ? qsum : nullptr, r.K(s, 0), (size_t)n,
-                                                    scale, scores, stride);
+  ActiveKvKernels().scores_group[(int)f.precision](f, nq, q, r.codec.quantized() ? qsum : nullptr, r.K(s, first),
+                                                    (size_t)n, scale, scores + first, stride);
   const int32_t* p = r.positions + s * r.capacity;
-  for (int i = 0; i < n; ++i)
+  for (int i = first; i < first + n; ++i)
     if (p[i] > pos)
       for (int h = 0; h < nq; ++h) scores[h * stride + i] = -INFINITY;
 }
 
-void MixedKvCache::Attend(int layer, int pos, int kv_head, const float* q, float* out, float* scratch) {
+// A block's share of a stream: hi slots [hi0, hi1), lo slots [lo0, lo1). Cuts fall on multiples of
+// kKvValueBlock, so the integer values kernels quantize the same blocks of weights however the rows are split.
+MixedKvCache::Rows MixedKvCache::BlockRows(size_t s, int block, int blocks) const {
+  auto cut = [&](int n, int b) {
+    if (b >= blocks) return n;
+    return std::min(n, (int)((int64_t)n * b / blocks) / kKvValueBlock * kKvValueBlock);
+  };
+  const int nh = hi_.used[s], nl = lo_.used[s];
+  return Rows{cut(nh, block), cut(nh, block + 1), cut(nl, block), cut(nl, block + 1)};
+}
+
+// The group's queries as the regions take them, in `buf` (4 × group × head_dim floats): integer regions store
+// balanced keys (when the balancer is on) and take the balanced query; with the rotation every region's keys are
+// rotated, and so is the query each region takes.
+MixedKvCache::Queries MixedKvCache::PrepareQueries(int layer, int kv_head, const float* q, float* buf) {
   const int d = g_.head_dim, group = g_.group();
   const size_t s = Stream(layer, kv_head);
   const int nh = hi_.used[s], nl = lo_.used[s];
-  const size_t stride = (size_t)hi_.capacity + lo_.capacity;
-  // Per head h of the group: scores[h·stride], and its query as the regions take it (h·d apart in each array).
-  float* scores = scratch;
-  float* qb = scratch + group * stride;  // balanced
+  float* qb = buf;  // balanced
   float* qsum = qb + group * d;
-  float* qr = qsum + group * d;   // plain, rotated
-  float* qbr = qr + group * d;    // balanced, rotated
+  float* qr = qsum + group * d;  // plain, rotated
+  float* qbr = qr + group * d;   // balanced, rotated
   const bool rotate = config_.rotate;
-  const float scale = 1.0f / std::sqrt((float)d);
+  // (The factors were fixed when the first of these tokens was stored: this only reads them.)
   const float* b = nullptr;
   if ((Balanced(hi_) && nh > 0) || (Balanced(lo_) && nl > 0)) b = balancer_.Factors(layer, kv_head);
   const bool any_quantized = (hi_.codec.quantized() && nh > 0) || (lo_.codec.quantized() && nl > 0);
-  float* imp_hi = hi_.importance + s * hi_.capacity;
-  float* imp_lo = lo_.importance + s * lo_.capacity;
-  const KvKernels& kk = ActiveKvKernels();
-
-  // Integer regions store balanced keys (when the balancer is on) and take the balanced query; with the rotation
-  // every region's keys are rotated, and so is the query each region takes.
-  const float* q_plain = rotate ? qr : q;
-  const float* q_bal = b ? (rotate ? qbr : qb) : q_plain;
+  Queries out;
+  out.plain = rotate ? qr : q;
+  out.balanced = b ? (rotate ? qbr : qb) : out.plain;
+  out.qsum = qsum;
   for (int h = 0; h < group; ++h) {
     const float* qh = q + (size_t)h * d;
     if (b)
@@ -246,27 +252,108 @@ void MixedKvCache::Attend(int layer, int pos, int kv_head, const float* q, float
         HadamardRotate(qbr + h * d, d);
       }
     }
-    if (any_quantized) KvQuerySums(q_bal + h * d, d, group_, qsum + h * (d / group_));
+    if (any_quantized) KvQuerySums(out.balanced + h * d, d, group_, qsum + h * (d / group_));
   }
-  // All heads of the group read each row once; then per head: softmax over both regions, hi rows first (for `full`
-  // the slots are in position order and these are the plain cache's kernels, so the logits are identical).
-  AttendRegion(hi_, s, pos, group, Balanced(hi_) ? q_bal : q_plain, qsum, scale, scores, stride);
-  AttendRegion(lo_, s, pos, group, Balanced(lo_) ? q_bal : q_plain, qsum, scale, scores + nh, stride);
-  for (int h = 0; h < group; ++h) kk.softmax(scores + h * stride, (size_t)(nh + nl));
-  for (int i = 0; i < group * d; ++i) out[i] = 0.0f;
-  if (nh > 0) {
+  return out;
+}
+
+// All heads of the group read each row once; hi rows first (for `full` the slots are in position order and these
+// are the plain cache's kernels, so the logits are identical).
+void MixedKvCache::ScoreRows(size_t s, int pos, const Rows& rows, const Queries& q, float* scores, size_t stride) const {
+  const int group = g_.group();
+  const float scale = 1.0f / std::sqrt((float)g_.head_dim);
+  AttendRegion(hi_, s, rows.hi0, rows.hi1 - rows.hi0, pos, group, Balanced(hi_) ? q.balanced : q.plain, q.qsum, scale,
+               scores, stride);
+  AttendRegion(lo_, s, rows.lo0, rows.lo1 - rows.lo0, pos, group, Balanced(lo_) ? q.balanced : q.plain, q.qsum, scale,
+               scores + hi_.used[s], stride);
+}
+
+// out[h·d] += Σ p·v over the rows (probabilities in scores[h·stride + slot], lo slots after the hi ones), and each
+// row's importance += its probabilities over the group's heads.
+void MixedKvCache::WeighRows(size_t s, const Rows& rows, const float* scores, size_t stride, float* out) {
+  const int d = g_.head_dim, group = g_.group(), nh = hi_.used[s];
+  const KvKernels& kk = ActiveKvKernels();
+  if (rows.hi1 > rows.hi0) {
     const KvRowFormat f{hi_.codec.precision(), d, group_, hi_.codec.bytes()};
-    kk.values_group[(int)f.precision](f, group, scores, stride, hi_.V(s, 0), (size_t)nh, out);
+    kk.values_group[(int)f.precision](f, group, scores + rows.hi0, stride, hi_.V(s, rows.hi0),
+                                      (size_t)(rows.hi1 - rows.hi0), out);
   }
-  if (nl > 0) {
+  if (rows.lo1 > rows.lo0) {
     const KvRowFormat f{lo_.codec.precision(), d, group_, lo_.codec.bytes()};
-    kk.values_group[(int)f.precision](f, group, scores + nh, stride, lo_.V(s, 0), (size_t)nl, out);
+    kk.values_group[(int)f.precision](f, group, scores + nh + rows.lo0, stride, lo_.V(s, rows.lo0),
+                                      (size_t)(rows.lo1 - rows.lo0), out);
   }
+  float* imp_hi = hi_.importance + s * hi_.capacity;
+  float* imp_lo = lo_.importance + s * lo_.capacity;
   for (int h = 0; h < group; ++h) {
-    if (rotate) HadamardUnrotate(out + (size_t)h * d, d);  // Σ p·(R v) = R·Σ p·v
-    for (int i = 0; i < nh; ++i) imp_hi[i] += scores[h * stride + i];
-    for (int i = 0; i < nl; ++i) imp_lo[i] += scores[h * stride + nh + i];
+    for (int i = rows.hi0; i < rows.hi1; ++i) imp_hi[i] += scores[h * stride + i];
+    for (int i = rows.lo0; i < rows.lo1; ++i) imp_lo[i] += scores[h * stride + nh + i];
   }
+}
+
+void MixedKvCache::Attend(int layer, int pos, int kv_head, const float* q, float* out, float* scratch) {
+  const int d = g_.head_dim, group = g_.group();
+  const size_t s = Stream(layer, kv_head);
+  const int nh = hi_.used[s], nl = lo_.used[s];
+  const size_t stride = (size_t)hi_.capacity + lo_.capacity;
+  float* scores = scratch;  // per head h of the group: scores[h·stride]
+  const Queries queries = PrepareQueries(layer, kv_head, q, scratch + group * stride);
+  const Rows all{0, nh, 0, nl};
+  ScoreRows(s, pos, all, queries, scores, stride);
+  // Softmax over both regions, hi rows first.
+  for (int h = 0; h < group; ++h) ActiveKvKernels().softmax(scores + h * stride, (size_t)(nh + nl));
+  for (int i = 0; i < group * d; ++i) out[i] = 0.0f;
+  WeighRows(s, all, scores, stride, out);
+  if (config_.rotate)
+    for (int h = 0; h < group; ++h) HadamardUnrotate(out + (size_t)h * d, d);  // Σ p·(R v) = R·Σ p·v
+}
+
+// The split's shared floats, per kv head: the group's scores [group][stride], then each block's share of the
+// output [blocks][group][head_dim].
+size_t MixedKvCache::SplitStride(int blocks) const {
+  const size_t stride = (size_t)hi_.capacity + lo_.capacity;
+  return ((size_t)g_.group() * (stride + (size_t)blocks * g_.head_dim) + 15) / 16 * 16;
+}
+
+size_t MixedKvCache::SplitScratchFloats(int blocks) const { return (size_t)g_.n_kv_heads * SplitStride(blocks); }
+
+void MixedKvCache::AttendBlockScores(int layer, int pos, int kv_head, int block, int blocks, const float* q,
+                                     float* shared, float* scratch) {
+  const size_t s = Stream(layer, kv_head);
+  const size_t stride = (size_t)hi_.capacity + lo_.capacity;
+  const Queries queries = PrepareQueries(layer, kv_head, q, scratch);  // each block its own copy: a few µs at most
+  ScoreRows(s, pos, BlockRows(s, block, blocks), queries, shared + kv_head * SplitStride(blocks), stride);
+}
+
+void MixedKvCache::AttendSoftmax(int layer, int kv_head, int head, int blocks, float* shared) {
+  const size_t s = Stream(layer, kv_head);
+  const size_t stride = (size_t)hi_.capacity + lo_.capacity;
+  float* scores = shared + kv_head * SplitStride(blocks) + head * stride;
+  ActiveKvKernels().softmax(scores, (size_t)(hi_.used[s] + lo_.used[s]));
+}
+
+void MixedKvCache::AttendBlockValues(int layer, int kv_head, int block, int blocks, float* shared) {
+  const int d = g_.head_dim, group = g_.group();
+  const size_t s = Stream(layer, kv_head);
+  const size_t stride = (size_t)hi_.capacity + lo_.capacity;
+  float* scores = shared + kv_head * SplitStride(blocks);
+  float* share = scores + group * stride + (size_t)block * group * d;
+  for (int i = 0; i < group * d; ++i) share[i] = 0.0f;
+  WeighRows(s, BlockRows(s, block, blocks), scores, stride, share);
+}
+
+void MixedKvCache::AttendSum(int layer, int kv_head, int blocks, float* out, float* shared) {
+  (void)layer;
+  const int d = g_.head_dim, group = g_.group();
+  const size_t stride = (size_t)hi_.capacity + lo_.capacity;
+  const float* shares = shared + kv_head * SplitStride(blocks) + group * stride;
+  for (int i = 0; i < group * d; ++i) {
+    float sum = 0.0f;
+    for (int b = 0; b < blocks; ++b) sum += shares[(size_t)b * group * d + i];
+    out[i] = sum;
+  }
+  if (config_.rotate)
+    for (int h = 0; h < group; ++h) HadamardUnrotate(out + (size_t)h * d, d);
 }
 
 int MixedKvCache::Slots(int layer, int kv_head, SlotView* out, int max) const {

@@ -39,6 +39,12 @@ class MixedKvCache final : public KvCache {
   void Attend(int layer, int pos, int kv_head, const float* q, float* out, float* scratch) override;
   size_t ScratchFloats() const override;
   bool ordered_per_kv_head() const override { return true; }
+  size_t SplitScratchFloats(int blocks) const override;
+  void AttendBlockScores(int layer, int pos, int kv_head, int block, int blocks, const float* q, float* shared,
+                         float* scratch) override;
+  void AttendSoftmax(int layer, int kv_head, int head, int blocks, float* shared) override;
+  void AttendBlockValues(int layer, int kv_head, int block, int blocks, float* shared) override;
+  void AttendSum(int layer, int kv_head, int blocks, float* out, float* shared) override;
   void Reset() override;
   KvOccupancy Occupancy() const override;
   const char* name() const override { return KvPolicyName(config_.policy); }
@@ -72,8 +78,19 @@ class MixedKvCache final : public KvCache {
   void RemoveSlot(Region& r, size_t s, int slot);
   void InsertLow(size_t s, int layer, int kv_head, const float* k, const float* v, int pos, float imp, bool demoted);
   void MakeRoomHigh(size_t s, int layer, int kv_head, int newest);
-  void AttendRegion(const Region& r, size_t s, int pos, int nq, const float* q, const float* qsum, float scale,
-                    float* scores, size_t stride) const;
+  void AttendRegion(const Region& r, size_t s, int first, int n, int pos, int nq, const float* q, const float* qsum,
+                    float scale, float* scores, size_t stride) const;
+  struct Rows {
+    int hi0, hi1, lo0, lo1;
+  };
+  struct Queries {
+    const float *plain, *balanced, *qsum;
+  };
+  Rows BlockRows(size_t s, int block, int blocks) const;
+  Queries PrepareQueries(int layer, int kv_head, const float* q, float* buf);
+  void ScoreRows(size_t s, int pos, const Rows& rows, const Queries& q, float* scores, size_t stride) const;
+  void WeighRows(size_t s, const Rows& rows, const float* scores, size_t stride, float* out);
+  size_t SplitStride(int blocks) const;
 
   KvGeometry g_;
   int group_ = 0;  // channels per scale/zero

@@ -19,6 +19,8 @@ Status Normalise(const Model& model, SessionConfig* c, KvPlan* plan) {
   if (c->context == 0) c->context = m.max_seq_len;
   if (c->threads < 0 || c->threads > 256) return Status(MIKV_ERR_INVALID_ARGUMENT, "threads must be 0..256");
   if (c->threads == 0) c->threads = (int)std::max(1u, std::thread::hardware_concurrency());
+  if (c->split_attention_min_tokens < 0)
+    return Status(MIKV_ERR_INVALID_ARGUMENT, "split_attention_min_tokens must be >= 0 (0: never split)");
   if (c->prefill_chunk < 1 || c->prefill_chunk > 4096)
     return Status(MIKV_ERR_INVALID_ARGUMENT, "prefill_chunk must be 1..4096");
   if (c->sampler.temperature < 0 || c->sampler.top_k < 0 || !(c->sampler.top_p > 0 && c->sampler.top_p <= 1))
@@ -56,7 +58,7 @@ Session::Session(const Model& model, const SessionConfig& config, const KvPlan& 
       capacity_(config.context),
       threads_(config.threads),
       cache_(MakeCache(Geometry(model.config(), config.context), config, plan)),
-      graph_(model, config.prefill_chunk, config.threads),
+      graph_(model, config.prefill_chunk, config.threads, config.split_attention_min_tokens),
       sampler_(model.config().vocab_size, config.sampler) {}
 
 Session::~Session() {
@@ -65,7 +67,7 @@ Session::~Session() {
 
 void Session::CarveAll(Arena* arena) {
   cache_->Carve(arena);
-  graph_.Carve(arena, cache_->ScratchFloats());
+  graph_.Carve(arena, cache_->ScratchFloats(), cache_->SplitScratchFloats(graph_.split_blocks()));
   logits_ = arena->Take<float>(model_.config().vocab_size, "logits");
   sampler_.Carve(arena);
 }

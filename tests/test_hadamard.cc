@@ -76,8 +76,9 @@ std::vector<float> AttendAll(const KvCacheConfig& c, int n, std::vector<std::vec
     std::vector<float> k(g.head_dim), v(g.head_dim);
     for (int pos = 0; pos < n; ++pos) {
       EXPECT_TRUE(t.cache->ReadToken(0, 0, pos, k.data(), v.data()));
-      if (c.lo == KvPrecision::F16 || c.policy == KvPolicy::Full)
+      if (c.lo == KvPrecision::F16 || c.policy == KvPolicy::Full) {
         for (int i = 0; i < g.head_dim; ++i) EXPECT_NEAR(k[i], (*keys)[pos][i], 2e-3f * (1 + std::fabs(k[i])));
+      }
     }
   }
   return out;

@@ -286,9 +286,10 @@ class PolicySessions : public ::testing::Test {
     std::mt19937 rng(8);
     for (int i = 0; i < 400; ++i) tokens_.push_back(3 + (int)(rng() % 500));
   }
-  std::unique_ptr<Session> Make(const KvCacheConfig& kv) {
+  std::unique_ptr<Session> Make(const KvCacheConfig& kv, int threads = 2, int split_min_tokens = 1024) {
     SessionConfig c;
-    c.threads = 2;
+    c.threads = threads;
+    c.split_attention_min_tokens = split_min_tokens;
     c.kv = kv;
     std::unique_ptr<Session> s;
     Status st = Session::Create(*model_, c, &s);
@@ -367,6 +368,115 @@ TEST_F(PolicySessions, RefusingCacheLosesNothing) {
   EXPECT_EQ(0, std::memcmp(before.data(), s->logits(), before.size() * sizeof(float)));
   EXPECT_TRUE(s->Prefill(tokens_.data() + 90, 10).ok());  // what fits still goes in
   EXPECT_EQ(s->kv_occupancy().hi_tokens + s->kv_occupancy().lo_tokens, 100);
+}
+
+// The graph splits decode steps once the context is long enough: stories260K has 4 kv heads, so three threads
+// take three blocks each (from 3 × 16 cached tokens on here). Greedy tokens are those of the unsplit session and the
+// logits agree to float rounding (they are not identical: the blocks' shares are summed apart). The `full` policy,
+// so that no rounding to a low-bit code can magnify a last-bit difference step after step (the kernels' equality is
+// MixedKvCache.AttentionSplitIntoTokenBlocksIsAttend's, for every precision).
+TEST_F(PolicySessions, SplitDecodeStepsGiveTheUnsplitTokens) {
+  KvCacheConfig kv;
+  kv.policy = KvPolicy::Full;
+  auto split = Make(kv, 3, 16), whole = Make(kv, 3, 0);
+  ASSERT_TRUE(split && whole);
+  ASSERT_TRUE(split->Prefill(tokens_.data(), 64).ok());
+  ASSERT_TRUE(whole->Prefill(tokens_.data(), 64).ok());
+  const int vocab = model_->config().vocab_size;
+  bool identical = true;
+  for (int i = 0; i < 12; ++i) {
+    float largest = 0, diff = 0;
+    for (int j = 0; j < vocab; ++j) {
+      largest = std::max(largest, std::fabs(whole->logits()[j]));
+      diff = std::max(diff, std::fabs(whole->logits()[j] - split->logits()[j]));
+    }
+    if (i > 0) {  // (the prefill's logits are not split)
+      ASSERT_LE(diff, 1e-4f * largest) << "decode step " << i;
+      identical = identical && diff == 0;
+    }
+    const int32_t t = whole->Sample();
+    ASSERT_EQ(t, split->Sample()) << "decode step " << i;
+    ASSERT_TRUE(whole->Decode(t).ok());
+    ASSERT_TRUE(split->Decode(t).ok());
+  }
+  EXPECT_FALSE(identical);  // the split really ran
+}
+
+// A decode step's attention split across blocks of cached tokens (what the graph does for long contexts with
+// threads to spare) against Attend: one block is Attend bit for bit; more blocks give the same scores, softmax and
+// importance bit for bit (block cuts fall on the kernels' row groups) and the same output up to the order in which
+// the blocks' shares are summed. Two caches are fed the same tokens, one attended whole, one split, so the demotions
+// that follow from the importance must stay in step too.
+TEST(MixedKvCache, AttentionSplitIntoTokenBlocksIsAttend) {
+  KvGeometry g;
+  g.n_layers = 1;
+  g.n_heads = 6;
+  g.n_kv_heads = 2;
+  g.head_dim = 64;
+  g.capacity = 700;
+  struct Variant {
+    const char* name;
+    KvPolicy policy;
+    KvPrecision lo;
+    bool rotate;
+  };
+  for (const Variant& v : {Variant{"mikv int2 rotated", KvPolicy::MiKV, KvPrecision::Int2, true},
+                           Variant{"mikv int4", KvPolicy::MiKV, KvPrecision::Int4, false},
+                           Variant{"uniform int2", KvPolicy::Uniform, KvPrecision::Int2, false},
+                           Variant{"full", KvPolicy::Full, KvPrecision::Int2, false}})
+    for (int blocks : {1, 2, 3, 5}) {
+      SCOPED_TRACE(std::string(v.name) + ", " + std::to_string(blocks) + " blocks");
+      KvCacheConfig c = Config(v.policy, 600, 0.2f);
+      c.lo = v.lo;
+      c.group = 32;
+      c.rotate = v.rotate;
+      c.window = 16;
+      if (v.policy == KvPolicy::Full) c.tokens = 0;
+      CacheUnderTest whole(g, c), split(g, c);
+      ASSERT_TRUE(whole.status.ok()) << whole.status.ToString();
+      std::vector<float> shared(split.cache->SplitScratchFloats(blocks));
+      ASSERT_GT(shared.size(), 0u);
+      std::mt19937 rng(21);
+      const int d = g.head_dim, group = g.group();
+      std::vector<float> out_whole(g.n_heads * d), out_split(g.n_heads * d);
+      double worst = 0;
+      for (int pos = 0; pos < 650; ++pos) {
+        const auto q = RandomVector(rng, g.n_heads * d, 2.0f);
+        const auto k = RandomVector(rng, g.kv_dim(), 2.0f), val = RandomVector(rng, g.kv_dim());
+        for (CacheUnderTest* t : {&whole, &split}) {
+          t->cache->Observe(0, 1, q.data());
+          t->cache->Write(0, pos, 1, k.data(), val.data());
+        }
+        for (int h = 0; h < g.n_kv_heads; ++h)
+          whole.cache->Attend(0, pos, h, q.data() + h * group * d, out_whole.data() + h * group * d, whole.scratch.data());
+        for (int h = 0; h < g.n_kv_heads; ++h)
+          for (int b = 0; b < blocks; ++b)
+            split.cache->AttendBlockScores(0, pos, h, b, blocks, q.data() + h * group * d, shared.data(),
+                                           split.scratch.data());
+        for (int head = 0; head < g.n_heads; ++head) split.cache->AttendSoftmax(0, head / group, head % group, blocks, shared.data());
+        for (int h = 0; h < g.n_kv_heads; ++h)
+          for (int b = 0; b < blocks; ++b) split.cache->AttendBlockValues(0, h, b, blocks, shared.data());
+        for (int h = 0; h < g.n_kv_heads; ++h) split.cache->AttendSum(0, h, blocks, out_split.data() + h * group * d, shared.data());
+        for (size_t i = 0; i < out_whole.size(); ++i) {
+          if (blocks == 1) ASSERT_EQ(out_whole[i], out_split[i]) << "position " << pos << ", element " << i;
+          const double diff = std::fabs(out_whole[i] - out_split[i]);
+          worst = std::max(worst, diff);
+          ASSERT_LE(diff, 1e-5 * (1 + std::fabs(out_whole[i]))) << "position " << pos << ", element " << i;
+        }
+      }
+      for (int h = 0; h < g.n_kv_heads; ++h) {
+        std::vector<MixedKvCache::SlotView> a(g.capacity), b(g.capacity);
+        const int na = whole.cache->Slots(0, h, a.data(), g.capacity), nb = split.cache->Slots(0, h, b.data(), g.capacity);
+        ASSERT_EQ(na, nb);
+        EXPECT_GE(na, 600);
+        for (int i = 0; i < na; ++i) {
+          ASSERT_EQ(a[i].position, b[i].position) << "slot " << i;
+          ASSERT_EQ(a[i].importance, b[i].importance) << "slot " << i;
+          ASSERT_EQ(a[i].high, b[i].high) << "slot " << i;
+        }
+      }
+      if (blocks > 1 && v.policy != KvPolicy::Full) EXPECT_GT(worst, 0.0);  // the shares really were summed apart
+    }
 }
 
 }  // namespace

@@ -39,7 +39,7 @@ namespace {
 
 struct BenchArgs {
   std::string model, tokens = "1024,4096,16384,32768", precisions = "f16,int8,int4,int2";
-  int head_dim = 64, prompt = 512, decode = 64, threads = 0, gqa = 1;
+  int head_dim = 64, prompt = 512, decode = 64, threads = 0, gqa = 1, split_min_tokens = SessionConfig().split_attention_min_tokens;
   double min_time = 0.2;
   bool json = false, model_only = false;
   KvArgs kv;
@@ -250,6 +250,7 @@ int RunBench(const BenchArgs& a) {
     if (!s.ok()) return Fail(s, a.json);
     SessionConfig c;
     c.threads = a.threads;
+    c.split_attention_min_tokens = a.split_min_tokens;
     c.context = a.prompt + a.decode + 1;
     s = ToKvConfig(a.kv, &c.kv);
     if (!s.ok()) return Fail(s, a.json);
@@ -272,7 +273,7 @@ int RunBench(const BenchArgs& a) {
                                 : (double)session->kv_plan().total_bytes * std::min(1.0, (a.prompt + a.decode / 2.0) / c.context);
     const double weight_bytes = (double)st.operator_bytes + InPlaceWeightBytes(*model);
     const double bytes = weight_bytes + kv_bytes;
-    out["model"] = {{"path", a.model}, {"threads", c.threads}, {"prompt_tokens", a.prompt}, {"decode_tokens", a.decode},
+    out["model"] = {{"path", a.model}, {"threads", c.threads}, {"split_attention_min_tokens", a.split_min_tokens}, {"prompt_tokens", a.prompt}, {"decode_tokens", a.decode},
                     {"prefill_tokens_per_second", prefill_tps}, {"decode_tokens_per_second", decode_tps},
                     {"bytes_per_decoded_token", bytes}, {"weight_bytes_per_decoded_token", weight_bytes},
                     {"kv_bytes_per_decoded_token", kv_bytes}, {"kv_plan_bytes", session->kv_plan().total_bytes},
@@ -300,6 +301,10 @@ void AddBenchCommand(CLI::App& app) {
   cmd->add_option("--decode", args->decode, "decoded tokens for the model benchmark")->capture_default_str();
   cmd->add_option("--min-time", args->min_time, "seconds per kernel benchmark")->capture_default_str();
   cmd->add_option("-t,--threads", args->threads, "threads for the model; 0 = all cores")->capture_default_str();
+  cmd->add_option("--split-min-tokens", args->split_min_tokens,
+                  "split a decode step's attention across token blocks of at least this many cached tokens when the "
+                  "kv heads do not share out evenly among the threads (0 = never)")
+      ->capture_default_str();
   cmd->add_flag("--json", args->json, "print JSON");
   cmd->add_flag("--model-only", args->model_only, "only the copy and model benchmarks (needs -m)");
   AddKvOptions(cmd, &args->kv);
