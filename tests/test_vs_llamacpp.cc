@@ -59,7 +59,9 @@ std::vector<int32_t> RandomTokens(int n, int vocab, uint64_t seed) {
 }
 
 nlohmann::json AskLlamaCpp(const std::string& gguf, const nlohmann::json& request, const std::string& dir = LlamaCppDir()) {
-  const std::string req = gguf + ".request.json", ans = gguf + ".answer.json";
+  // One answer file per llama.cpp build asked (kept with MIKV_KEEP_TEST_FILES=1 for comparisons by hand).
+  const std::string build = dir.substr(dir.find_last_of('/') + 1);
+  const std::string req = gguf + ".request.json", ans = gguf + "." + build + ".answer.json";
   std::ofstream(req) << request.dump();
   const std::string cmd = "node " + std::string(MIKV_SOURCE_DIR) + "/tests/llamacpp_oracle.mjs " + dir +
                           " " + gguf + " " + req + " " + ans;
