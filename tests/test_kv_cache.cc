@@ -461,7 +461,9 @@ TEST(MixedKvCache, AttentionSplitIntoTokenBlocksIsAttend) {
           if (blocks == 1) ASSERT_EQ(out_whole[i], out_split[i]) << "position " << pos << ", element " << i;
           const double diff = std::fabs(out_whole[i] - out_split[i]);
           worst = std::max(worst, diff);
-          ASSERT_LE(diff, 1e-5 * (1 + std::fabs(out_whole[i]))) << "position " << pos << ", element " << i;
+          // The shares' sums may round differently: the integer kernels' zero terms (Σ p·zero, ~ the values' size)
+          // cancel down to outputs far smaller, and the rotation back sums 64 of them.
+          ASSERT_LE(diff, 5e-5) << "position " << pos << ", element " << i;
         }
       }
       for (int h = 0; h < g.n_kv_heads; ++h) {
