@@ -458,7 +458,9 @@ TEST(MixedKvCache, AttentionSplitIntoTokenBlocksIsAttend) {
           for (int b = 0; b < blocks; ++b) split.cache->AttendBlockValues(0, h, b, blocks, shared.data());
         for (int h = 0; h < g.n_kv_heads; ++h) split.cache->AttendSum(0, h, blocks, out_split.data() + h * group * d, shared.data());
         for (size_t i = 0; i < out_whole.size(); ++i) {
-          if (blocks == 1) ASSERT_EQ(out_whole[i], out_split[i]) << "position " << pos << ", element " << i;
+          if (blocks == 1) {
+            ASSERT_EQ(out_whole[i], out_split[i]) << "position " << pos << ", element " << i;
+          }
           const double diff = std::fabs(out_whole[i] - out_split[i]);
           worst = std::max(worst, diff);
           // The shares' sums may round differently: the integer kernels' zero terms (Σ p·zero, ~ the values' size)
@@ -477,7 +479,9 @@ TEST(MixedKvCache, AttentionSplitIntoTokenBlocksIsAttend) {
           ASSERT_EQ(a[i].high, b[i].high) << "slot " << i;
         }
       }
-      if (blocks > 1 && v.policy != KvPolicy::Full) EXPECT_GT(worst, 0.0);  // the shares really were summed apart
+      if (blocks > 1 && v.policy != KvPolicy::Full) {
+        EXPECT_GT(worst, 0.0);  // the shares really were summed apart
+      }
     }
 }
 
