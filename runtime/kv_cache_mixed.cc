@@ -63,7 +63,7 @@ Status MixedKvCache::Reserve(int n) const {
 size_t MixedKvCache::ScratchFloats() const {
   // For each head of a GQA group (attended together): scores of every slot; the balanced query, the group sums, the
   // plain and balanced queries rotated.
-  return (size_t)g_.group() * ((size_t)hi_.capacity + lo_.capacity + 4 * (size_t)g_.head_dim);
+  return (size_t)g_.group() * (ScoreStride() + 4 * (size_t)g_.head_dim);
 }
 
 void MixedKvCache::Transform(const Region& r, int layer, int kv_head, const float** k, const float** v) {
@@ -295,7 +295,7 @@ void MixedKvCache::Attend(int layer, int pos, int kv_head, const float* q, float
   const int d = g_.head_dim, group = g_.group();
   const size_t s = Stream(layer, kv_head);
   const int nh = hi_.used[s], nl = lo_.used[s];
-  const size_t stride = (size_t)hi_.capacity + lo_.capacity;
+  const size_t stride = ScoreStride();
   float* scores = scratch;  // per head h of the group: scores[h·stride]
   const Queries queries = PrepareQueries(layer, kv_head, q, scratch + group * stride);
   const Rows all{0, nh, 0, nl};
@@ -304,15 +304,26 @@ void MixedKvCache::Attend(int layer, int pos, int kv_head, const float* q, float
   for (int h = 0; h < group; ++h) ActiveKvKernels().softmax(scores + h * stride, (size_t)(nh + nl));
   for (int i = 0; i < group * d; ++i) out[i] = 0.0f;
   WeighRows(s, all, scores, stride, out);
-  if (config_.rotate)
-    for (int h = 0; h < group; ++h) HadamardUnrotate(out + (size_t)h * d, d);  // Σ p·(R v) = R·Σ p·v
+  UnrotateOutputs(out);
+}
+
+void MixedKvCache::UnrotateOutputs(float* out) const {
+  if (!config_.rotate) return;
+  for (int h = 0; h < g_.group(); ++h) HadamardUnrotate(out + (size_t)h * g_.head_dim, g_.head_dim);  // Σ p·(R v) = R·Σ p·v
 }
 
 // The split's shared floats, per kv head: the group's scores [group][stride], then each block's share of the
 // output [blocks][group][head_dim].
 size_t MixedKvCache::SplitStride(int blocks) const {
-  const size_t stride = (size_t)hi_.capacity + lo_.capacity;
-  return ((size_t)g_.group() * (stride + (size_t)blocks * g_.head_dim) + 15) / 16 * 16;
+  return ((size_t)g_.group() * (ScoreStride() + (size_t)blocks * g_.head_dim) + 15) / 16 * 16;
+}
+
+float* MixedKvCache::SplitScores(float* shared, int kv_head, int blocks) const {
+  return shared + kv_head * SplitStride(blocks);
+}
+
+float* MixedKvCache::SplitShare(float* shared, int kv_head, int block, int blocks) const {
+  return SplitScores(shared, kv_head, blocks) + g_.group() * (ScoreStride() + (size_t)block * g_.head_dim);
 }
 
 size_t MixedKvCache::SplitScratchFloats(int blocks) const { return (size_t)g_.n_kv_heads * SplitStride(blocks); }
@@ -320,40 +331,33 @@ size_t MixedKvCache::SplitScratchFloats(int blocks) const { return (size_t)g_.n_
 void MixedKvCache::AttendBlockScores(int layer, int pos, int kv_head, int block, int blocks, const float* q,
                                      float* shared, float* scratch) {
   const size_t s = Stream(layer, kv_head);
-  const size_t stride = (size_t)hi_.capacity + lo_.capacity;
   const Queries queries = PrepareQueries(layer, kv_head, q, scratch);  // each block its own copy: a few µs at most
-  ScoreRows(s, pos, BlockRows(s, block, blocks), queries, shared + kv_head * SplitStride(blocks), stride);
+  ScoreRows(s, pos, BlockRows(s, block, blocks), queries, SplitScores(shared, kv_head, blocks), ScoreStride());
 }
 
 void MixedKvCache::AttendSoftmax(int layer, int kv_head, int head, int blocks, float* shared) {
   const size_t s = Stream(layer, kv_head);
-  const size_t stride = (size_t)hi_.capacity + lo_.capacity;
-  float* scores = shared + kv_head * SplitStride(blocks) + head * stride;
+  float* scores = SplitScores(shared, kv_head, blocks) + head * ScoreStride();
   ActiveKvKernels().softmax(scores, (size_t)(hi_.used[s] + lo_.used[s]));
 }
 
 void MixedKvCache::AttendBlockValues(int layer, int kv_head, int block, int blocks, float* shared) {
-  const int d = g_.head_dim, group = g_.group();
   const size_t s = Stream(layer, kv_head);
-  const size_t stride = (size_t)hi_.capacity + lo_.capacity;
-  float* scores = shared + kv_head * SplitStride(blocks);
-  float* share = scores + group * stride + (size_t)block * group * d;
-  for (int i = 0; i < group * d; ++i) share[i] = 0.0f;
-  WeighRows(s, BlockRows(s, block, blocks), scores, stride, share);
+  float* share = SplitShare(shared, kv_head, block, blocks);
+  std::fill(share, share + (size_t)g_.group() * g_.head_dim, 0.0f);
+  WeighRows(s, BlockRows(s, block, blocks), SplitScores(shared, kv_head, blocks), ScoreStride(), share);
 }
 
 void MixedKvCache::AttendSum(int layer, int kv_head, int blocks, float* out, float* shared) {
   (void)layer;
-  const int d = g_.head_dim, group = g_.group();
-  const size_t stride = (size_t)hi_.capacity + lo_.capacity;
-  const float* shares = shared + kv_head * SplitStride(blocks) + group * stride;
-  for (int i = 0; i < group * d; ++i) {
+  const size_t n = (size_t)g_.group() * g_.head_dim;
+  const float* shares = SplitShare(shared, kv_head, 0, blocks);
+  for (size_t i = 0; i < n; ++i) {
     float sum = 0.0f;
-    for (int b = 0; b < blocks; ++b) sum += shares[(size_t)b * group * d + i];
+    for (int b = 0; b < blocks; ++b) sum += shares[(size_t)b * n + i];
     out[i] = sum;
   }
-  if (config_.rotate)
-    for (int h = 0; h < group; ++h) HadamardUnrotate(out + (size_t)h * d, d);
+  UnrotateOutputs(out);
 }
 
 int MixedKvCache::Slots(int layer, int kv_head, SlotView* out, int max) const {

@@ -90,7 +90,15 @@ class MixedKvCache final : public KvCache {
   Queries PrepareQueries(int layer, int kv_head, const float* q, float* buf);
   void ScoreRows(size_t s, int pos, const Rows& rows, const Queries& q, float* scores, size_t stride) const;
   void WeighRows(size_t s, const Rows& rows, const float* scores, size_t stride, float* out);
+  // Slots of a stream's scores (hi then lo): the distance between one head's scores and the next's.
+  size_t ScoreStride() const { return (size_t)hi_.capacity + lo_.capacity; }
+  // The attention outputs of a kv head's group turned back from the rotated basis (when the cache rotates).
+  void UnrotateOutputs(float* out) const;
   size_t SplitStride(int blocks) const;
+  // In the split's shared floats: a kv head's scores [group][ScoreStride()], and block `block`'s share of its
+  // output [group][head_dim] (the blocks' shares follow one another).
+  float* SplitScores(float* shared, int kv_head, int blocks) const;
+  float* SplitShare(float* shared, int kv_head, int block, int blocks) const;
 
   KvGeometry g_;
   int group_ = 0;  // channels per scale/zero

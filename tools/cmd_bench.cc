@@ -301,10 +301,7 @@ void AddBenchCommand(CLI::App& app) {
   cmd->add_option("--decode", args->decode, "decoded tokens for the model benchmark")->capture_default_str();
   cmd->add_option("--min-time", args->min_time, "seconds per kernel benchmark")->capture_default_str();
   cmd->add_option("-t,--threads", args->threads, "threads for the model; 0 = all cores")->capture_default_str();
-  cmd->add_option("--split-min-tokens", args->split_min_tokens,
-                  "split a decode step's attention across token blocks of at least this many cached tokens when the "
-                  "kv heads do not share out evenly among the threads (0 = never)")
-      ->capture_default_str();
+  AddSplitAttentionOption(cmd, &args->split_min_tokens);
   cmd->add_flag("--json", args->json, "print JSON");
   cmd->add_flag("--model-only", args->model_only, "only the copy and model benchmarks (needs -m)");
   AddKvOptions(cmd, &args->kv);

@@ -112,10 +112,7 @@ void AddRunCommand(CLI::App& app) {
   cmd->add_option("--top-p", args->top_p, "top-p (nucleus); 1 = off")->capture_default_str();
   cmd->add_option("--seed", args->seed, "sampling seed")->capture_default_str();
   cmd->add_option("-t,--threads", args->threads, "threads; 0 = all cores")->capture_default_str();
-  cmd->add_option("--split-min-tokens", args->split_min_tokens,
-                  "split a decode step's attention across token blocks of at least this many cached tokens when the "
-                  "kv heads do not share out evenly among the threads (0 = never)")
-      ->capture_default_str();
+  AddSplitAttentionOption(cmd, &args->split_min_tokens);
   cmd->add_option("-c,--context", args->context, "context length; 0 = the model's")->capture_default_str();
   cmd->add_option("--kv", args->kv, "the plain KV cache's storage: f16 or f32")->capture_default_str();
   AddKvOptions(cmd, &args->kv_args);

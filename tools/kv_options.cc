@@ -5,6 +5,13 @@
 
 namespace mikv::cli {
 
+void AddSplitAttentionOption(CLI::App* cmd, int* split_min_tokens) {
+  cmd->add_option("--split-min-tokens", *split_min_tokens,
+                  "split a decode step's attention across token blocks of at least this many cached tokens when the "
+                  "kv heads do not share out evenly among the threads (0 = never)")
+      ->capture_default_str();
+}
+
 void AddKvOptions(CLI::App* cmd, KvArgs* a) {
   cmd->add_option("--kv-policy", a->policy, "KV cache: plain, full, uniform, h2o, sinks, mikv")->capture_default_str();
   cmd->add_option("--kv-budget", a->budget, "KV memory for all layers (e.g. 64MiB); empty = sized by --hi-frac/--kv-tokens");

@@ -19,6 +19,8 @@ struct KvArgs {
 };
 
 void AddKvOptions(CLI::App* cmd, KvArgs* a);
+// --split-min-tokens (run, bench): SessionConfig::split_attention_min_tokens.
+void AddSplitAttentionOption(CLI::App* cmd, int* split_min_tokens);
 Status ToKvConfig(const KvArgs& a, KvCacheConfig* c);
 // "64MiB", "1.5GB", "4096" (bytes) → bytes.
 Status ParseBytes(const std::string& text, size_t* bytes);
