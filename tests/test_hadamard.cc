@@ -48,13 +48,7 @@ TEST(Hadamard, SpreadsAnOutlierOverEveryChannel) {
 }
 
 KvGeometry Geometry() {
-  KvGeometry g;
-  g.n_layers = 1;
-  g.n_heads = 2;
-  g.n_kv_heads = 1;
-  g.head_dim = 64;
-  g.capacity = 96;
-  return g;
+  return OneLayerGeometry(2, 1, 64, 96);
 }
 
 // Feeds n tokens whose keys have an outlier channel; returns the last step's attention output for both heads.

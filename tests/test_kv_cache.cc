@@ -79,13 +79,7 @@ TEST(KvCodec, CoarserPrecisionHasLargerError) {
 }
 
 KvGeometry SmallGeometry(int capacity) {
-  KvGeometry g;
-  g.n_layers = 1;
-  g.n_heads = 2;
-  g.n_kv_heads = 1;
-  g.head_dim = 16;
-  g.capacity = capacity;
-  return g;
+  return OneLayerGeometry(2, 1, 16, capacity);
 }
 
 TEST(KeyBalancer, BalancedKeysGiveTheSameScores) {
@@ -408,12 +402,7 @@ TEST_F(PolicySessions, SplitDecodeStepsGiveTheUnsplitTokens) {
 // the blocks' shares are summed. Two caches are fed the same tokens, one attended whole, one split, so the demotions
 // that follow from the importance must stay in step too.
 TEST(MixedKvCache, AttentionSplitIntoTokenBlocksIsAttend) {
-  KvGeometry g;
-  g.n_layers = 1;
-  g.n_heads = 6;
-  g.n_kv_heads = 2;
-  g.head_dim = 64;
-  g.capacity = 700;
+  const KvGeometry g = OneLayerGeometry(6, 2, 64, 700);
   struct Variant {
     const char* name;
     KvPolicy policy;

@@ -169,6 +169,16 @@ std::vector<float> RandomVector(std::mt19937& rng, int d, float outlier, int out
   return x;
 }
 
+KvGeometry OneLayerGeometry(int n_heads, int n_kv_heads, int head_dim, int capacity) {
+  KvGeometry g;
+  g.n_layers = 1;
+  g.n_heads = n_heads;
+  g.n_kv_heads = n_kv_heads;
+  g.head_dim = head_dim;
+  g.capacity = capacity;
+  return g;
+}
+
 CacheUnderTest::CacheUnderTest(const KvGeometry& g, const KvCacheConfig& c) {
   status = PlanKvCache(g, c, &plan);
   if (!status.ok()) return;

@@ -53,6 +53,9 @@ std::vector<float> RandomVector(std::mt19937& rng, int d, float outlier = 0.0f, 
 // precisions scored in floats.
 double QueryRoundingBound(KvPrecision p, int d, int group, const uint8_t* row, const float* q);
 
+// One layer of n_heads query heads over n_kv_heads kv heads, for cache tests.
+KvGeometry OneLayerGeometry(int n_heads, int n_kv_heads, int head_dim, int capacity);
+
 struct CacheUnderTest {
   std::unique_ptr<MixedKvCache> cache;
   AlignedBlock block;
