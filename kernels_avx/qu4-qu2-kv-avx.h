@@ -14,20 +14,19 @@ inline bool FastShape(const KvRowFormat& f) {
   return (f.head_dim == 64 || f.head_dim == 128) && f.group % 32 == 0 && f.head_dim / f.group <= 4;
 }
 
-// A row's ng scales then ng zeros (ng = 1, 2 or 4) as floats in the low lanes.
-inline __m256 LoadScalesAndZeros(const uint8_t* p, int ng) {
-  __m128i h;
+// A row's ng scales then ng zeros (ng = 1, 2 or 4), as FP16 in the low halfs.
+inline __m128i LoadScalesAndZerosHalfs(const uint8_t* p, int ng) {
   if (ng == 1) {
     int32_t v;
     std::memcpy(&v, p, 4);
-    h = _mm_cvtsi32_si128(v);
-  } else if (ng == 2) {
-    h = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
-  } else {
-    h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    return _mm_cvtsi32_si128(v);
   }
-  return _mm256_cvtph_ps(h);
+  if (ng == 2) return _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
+  return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
 }
+
+// The same as floats in the low lanes.
+inline __m256 LoadScalesAndZeros(const uint8_t* p, int ng) { return _mm256_cvtph_ps(LoadScalesAndZerosHalfs(p, ng)); }
 
 // Eight rows' lane vectors -> their eight sums, in one register.
 inline __m256 SumEach(const __m256* r) {
@@ -36,60 +35,100 @@ inline __m256 SumEach(const __m256* r) {
   return _mm256_add_ps(_mm256_permute2f128_ps(h01, h23, 0x20), _mm256_permute2f128_ps(h01, h23, 0x31));
 }
 
-// Eight rows' halfs h and h+1 of their scales-and-zeros (a dword each, gathered) as two registers of floats.
-inline void GatherHalfPair(const uint8_t* base, __m256i offsets, __m256i mask, __m256* even, __m256* odd) {
-  const __m256i d = _mm256_mask_i32gather_epi32(_mm256_setzero_si256(), reinterpret_cast<const int*>(base), offsets, mask, 1);
-  const __m256i packed = _mm256_permute4x64_epi64(
-      _mm256_packus_epi32(_mm256_and_si256(d, _mm256_set1_epi32(0xFFFF)), _mm256_srli_epi32(d, 16)), 0xD8);
-  *even = _mm256_cvtph_ps(_mm256_castsi256_si128(packed));
-  *odd = _mm256_cvtph_ps(_mm256_extracti128_si256(packed, 1));
+// Eight rows' [scales, zeros] as columns of halfs: cols[h] = half h (h < 2·NG) of rows 0-7 (row i at first +
+// i·stride; rows at or past nb read as 0). An 8x8 transpose of 16-bit lanes; with NG known the compiler drops what
+// nobody reads (12 shuffles for NG = 2). Loads and shuffles, not vpgatherdd: gathers are microcoded on the Intel
+// parts this runs on, and were most of the values kernel's time.
+template <int NG>
+inline void ScaleColumns8(const uint8_t* first, size_t stride, int nb, __m128i* cols) {
+  __m128i x[8], a[8], b[8];
+  for (int i = 0; i < 8; ++i) x[i] = i < nb ? LoadScalesAndZerosHalfs(first + i * stride, NG) : _mm_setzero_si128();
+  for (int i = 0; i < 4; ++i) {
+    a[2 * i] = _mm_unpacklo_epi16(x[2 * i], x[2 * i + 1]);      // halfs 0-3 of rows 2i, 2i+1, interleaved
+    a[2 * i + 1] = _mm_unpackhi_epi16(x[2 * i], x[2 * i + 1]);  // halfs 4-7
+  }
+  for (int i = 0; i < 2; ++i)
+    for (int j = 0; j < 2; ++j) {
+      b[4 * i + 2 * j] = _mm_unpacklo_epi32(a[4 * i + j], a[4 * i + j + 2]);      // halfs 4j, 4j+1 of rows 4i..4i+3
+      b[4 * i + 2 * j + 1] = _mm_unpackhi_epi32(a[4 * i + j], a[4 * i + j + 2]);  // halfs 4j+2, 4j+3
+    }
+  for (int k = 0; k < NG; ++k) {
+    cols[2 * k] = _mm_unpacklo_epi64(b[k], b[4 + k]);
+    cols[2 * k + 1] = _mm_unpackhi_epi64(b[k], b[4 + k]);
+  }
 }
 
-// The scales and zeros of a block of nb <= 16 rows, as floats: half h of the rows' [scales, zeros] in sz0[h] (rows
-// 0-7) and sz1[h] (rows 8-15); rows past nb read as 0. Shared by every query that weighs the block.
+// The scales and zeros of a sub-block of 16 rows (nb of them real; nb <= 0: none), as floats: half h of the rows'
+// [scales, zeros] in sz0[h] (rows 0-7) and sz1[h] (rows 8-15); rows past nb are masked out (mask0, mask1). Shared by
+// every query that weighs the block.
 struct BlockScales {
   __m256 sz0[8], sz1[8];
   __m256i mask0, mask1;
   int nb;
 };
 
+template <int NG>
+inline void GatherBlockScalesOf(const uint8_t* first, size_t stride, int nb, BlockScales* b) {
+  __m128i cols[2 * NG];
+  ScaleColumns8<NG>(first, stride, nb, cols);
+  for (int h = 0; h < 2 * NG; ++h) b->sz0[h] = _mm256_cvtph_ps(cols[h]);
+  ScaleColumns8<NG>(first + 8 * stride, stride, nb - 8, cols);
+  for (int h = 0; h < 2 * NG; ++h) b->sz1[h] = _mm256_cvtph_ps(cols[h]);
+}
+
 inline void GatherBlockScales(const KvRowFormat& f, int ng, size_t code_bytes, const uint8_t* rows, int nb, BlockScales* b) {
   const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  nb = std::min(nb, 16);
   b->nb = nb;
   b->mask0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(nb), iota);
   b->mask1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(nb - 8), iota);
-  const __m256i off0 = _mm256_mullo_epi32(iota, _mm256_set1_epi32((int)f.stride));
-  const __m256i off1 = _mm256_add_epi32(off0, _mm256_set1_epi32((int)(8 * f.stride)));
-  for (int h = 0; h < 2 * ng; h += 2) {
-    GatherHalfPair(rows + code_bytes + 2 * h, off0, b->mask0, &b->sz0[h], &b->sz0[h + 1]);
-    GatherHalfPair(rows + code_bytes + 2 * h, off1, b->mask1, &b->sz1[h], &b->sz1[h + 1]);
+  if (nb <= 0) {  // an empty sub-block past the rows: weighs nothing
+    for (int h = 0; h < 2 * ng; ++h) b->sz0[h] = b->sz1[h] = _mm256_setzero_ps();
+    return;
   }
+  if (ng == 1) return GatherBlockScalesOf<1>(rows + code_bytes, f.stride, nb, b);
+  if (ng == 2) return GatherBlockScalesOf<2>(rows + code_bytes, f.stride, nb, b);
+  return GatherBlockScalesOf<4>(rows + code_bytes, f.stride, nb, b);
 }
 
-// KvQuantizeBlockWeights for one query's p over a gathered block, with the same float operations (so the same
-// bytes), eight rows per register: w8[g][t] (rows nb..15 get 0), ws[g]. Also adds p·zero of the block's rows into
-// zacc[g] (eight lanes).
-inline void QuantizeBlockWeights(const BlockScales& b, int ng, const float* p, uint8_t (*w8)[16], float* ws, __m256* zacc) {
-  const __m256 p0 = _mm256_maskload_ps(p, b.mask0), p1 = _mm256_maskload_ps(p + 8, b.mask1), zero = _mm256_setzero_ps();
+// KvQuantizeBlockWeights for one query's p over a block of S gathered 16-row sub-blocks (S·16 =
+// KvValueBlockRows), with the same float operations (so the same bytes), eight rows per register: w8[g][t] (rows
+// past the block's end get 0), ws[g]. Also adds p·zero of the block's rows into zacc[g] (eight lanes).
+template <int S>
+inline void QuantizeBlockWeights(const BlockScales* b, int ng, const float* p, uint8_t (*w8)[16 * S], float* ws, __m256* zacc) {
+  const __m256 zero = _mm256_setzero_ps();
+  __m256 p0[S], p1[S];
+  for (int s = 0; s < S; ++s) {
+    p0[s] = _mm256_maskload_ps(p + 16 * s, b[s].mask0);
+    p1[s] = _mm256_maskload_ps(p + 16 * s + 8, b[s].mask1);
+  }
   for (int g = 0; g < ng; ++g) {
-    zacc[g] = _mm256_fmadd_ps(p0, b.sz0[ng + g], _mm256_fmadd_ps(p1, b.sz1[ng + g], zacc[g]));
-    const __m256 w0 = _mm256_max_ps(zero, _mm256_mul_ps(p0, b.sz0[g]));
-    const __m256 w1 = _mm256_max_ps(zero, _mm256_mul_ps(p1, b.sz1[g]));
-    const float largest = HorizontalMax(_mm256_max_ps(w0, w1));
+    __m256 w0[S], w1[S], big = zero;
+    for (int s = 0; s < S; ++s) {
+      zacc[g] = _mm256_fmadd_ps(p0[s], b[s].sz0[ng + g], _mm256_fmadd_ps(p1[s], b[s].sz1[ng + g], zacc[g]));
+      w0[s] = _mm256_max_ps(zero, _mm256_mul_ps(p0[s], b[s].sz0[g]));
+      w1[s] = _mm256_max_ps(zero, _mm256_mul_ps(p1[s], b[s].sz1[g]));
+      big = _mm256_max_ps(big, _mm256_max_ps(w0[s], w1[s]));
+    }
+    const float largest = HorizontalMax(big);
     const __m256 inv = _mm256_set1_ps(largest > 0.0f ? 127.0f / largest : 0.0f);
-    const __m256i q0 = _mm256_cvtps_epi32(_mm256_mul_ps(w0, inv)), q1 = _mm256_cvtps_epi32(_mm256_mul_ps(w1, inv));
-    const __m128i h0 = _mm_packs_epi32(_mm256_castsi256_si128(q0), _mm256_extracti128_si256(q0, 1));
-    const __m128i h1 = _mm_packs_epi32(_mm256_castsi256_si128(q1), _mm256_extracti128_si256(q1, 1));
-    _mm_store_si128(reinterpret_cast<__m128i*>(w8[g]), _mm_packus_epi16(h0, h1));
+    for (int s = 0; s < S; ++s) {
+      const __m256i q0 = _mm256_cvtps_epi32(_mm256_mul_ps(w0[s], inv)), q1 = _mm256_cvtps_epi32(_mm256_mul_ps(w1[s], inv));
+      const __m128i h0 = _mm_packs_epi32(_mm256_castsi256_si128(q0), _mm256_extracti128_si256(q0, 1));
+      const __m128i h1 = _mm_packs_epi32(_mm256_castsi256_si128(q1), _mm256_extracti128_si256(q1, 1));
+      _mm_store_si128(reinterpret_cast<__m128i*>(w8[g] + 16 * s), _mm_packus_epi16(h0, h1));
+    }
     ws[g] = largest / 127.0f;
   }
 }
 
+// Gathers a block's S sub-blocks (nb rows in all) and quantizes one query's weights over them.
+template <int S>
 inline void BlockWeights(const KvRowFormat& f, int ng, size_t code_bytes, const float* p, const uint8_t* rows, int nb,
-                         uint8_t (*w8)[16], float* ws, __m256* zacc) {
-  BlockScales b;
-  GatherBlockScales(f, ng, code_bytes, rows, nb, &b);
-  QuantizeBlockWeights(b, ng, p, w8, ws, zacc);
+                         uint8_t (*w8)[16 * S], float* ws, __m256* zacc) {
+  BlockScales b[S];
+  for (int s = 0; s < S; ++s) GatherBlockScales(f, ng, code_bytes, rows + 16 * s * f.stride, nb - 16 * s, &b[s]);
+  QuantizeBlockWeights<S>(b, ng, p, w8, ws, zacc);
 }
 
 }  // namespace

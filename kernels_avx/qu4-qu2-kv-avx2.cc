@@ -7,13 +7,16 @@
 //   INT4, 32 code bytes x:             A = x & 15      -> channel 2j        B = x >> 4 & 15  -> channel 2j+1
 //   INT2, 16 code bytes x in both      A = x >> {0|2}  -> 4j  | 4(j-16)+1   B = x >> {4|6}   -> 4j+2 | 4(j-16)+3
 //         halves of the register:          & 3 (j < 16 | j >= 16)              & 3
-// Scores: vpmaddubsw(A, q8 in A's order) + vpmaddubsw(B, ...) -> int16 (|sum| <= 2·15·127·2 < 2^15), vpmaddwd -> eight
-// int32 lanes, each within one group (groups are whole multiples of 32 channels); the row's scales and zeros are
-// spread over the lanes with one vpermps each, eight rows are summed across lanes together.
+// Scores, eight rows at a time. Per row only integer work: vpmaddubsw(A, q8 in A's order) + vpmaddubsw(B, ...) ->
+// int16 (|sum| <= 2·15·127·2 < 2^15), vpmaddwd -> eight int32 lanes, each inside one group. INT2 does better still
+// by reading two rows into one register (row t's 16 bytes low, row t+1's high) and splitting the four 2-bit phases
+// with one shift each. Per eight rows the lanes are reduced to group sums with vphaddd, and the scales and zeros —
+// loaded as columns by an 8x8 transpose of the rows' FP16 halfs — are applied to eight rows per instruction.
 // Values: two rows at a time, their codes interleaved byte by byte (vpunpcklbw), times their quantized weights
-// interleaved the same way: one vpmaddubsw gives w_t·code_t + w_u·code_u per channel in int16 (a block of 16 rows
-// sums to at most 16·15·127 < 2^15); at the end of a block the int16 sums widen to float, times the block's weight
-// scale. The float accumulator is kept in that permuted channel order and put back at the end.
+// interleaved the same way: one vpmaddubsw gives w_t·code_t + w_u·code_u per channel in int16 (a block of
+// KvValueBlockRows sums to at most 16·15·127 (INT4) or 64·3·127 (INT2) < 2^15); at the end of a block the int16
+// sums widen to float, times the block's weight scale. The float accumulator is kept in that permuted channel order
+// and put back at the end.
 //
 // The fast path covers head_dim 64 and 128 with groups of 32, 64 or 128 channels (every Llama-family model here);
 // other shapes go to the scalar reference.
@@ -51,75 +54,97 @@ inline Chunk LoadChunk(const uint8_t* codes, int c) {
 // template parameter so the per-query accumulators stay in registers.
 constexpr int kPass = 4;
 
-template <int BITS, int NC, int NQ>
-void ScoresFast(const KvRowFormat& f, const float* q, const float* qsum, const uint8_t* rows, size_t n,
+// INT4: eight rows' int32 lane vectors of one unit (a 64-channel chunk, or both chunks when a group spans them) ->
+// the rows' sums per group of the unit, rows in order. Lane k holds channels 8k..8k+7 of the chunk, so groups of 32
+// are the two 128-bit halves (GU = 2) and larger groups the whole unit (GU = 1).
+template <int GU>
+inline void GroupSums8(const __m256i* r, __m256i* sums) {
+  const __m256i h0 = _mm256_hadd_epi32(r[0], r[1]), h1 = _mm256_hadd_epi32(r[2], r[3]);
+  const __m256i h2 = _mm256_hadd_epi32(r[4], r[5]), h3 = _mm256_hadd_epi32(r[6], r[7]);
+  // [rows 0-3: lanes 0-3 | rows 0-3: lanes 4-7], then rows 4-7.
+  const __m256i q0 = _mm256_hadd_epi32(h0, h1), q1 = _mm256_hadd_epi32(h2, h3);
+  const __m256i lo = _mm256_permute2x128_si256(q0, q1, 0x20), hi = _mm256_permute2x128_si256(q0, q1, 0x31);
+  if (GU == 1) {
+    sums[0] = _mm256_add_epi32(lo, hi);
+  } else {
+    sums[0] = lo;
+    sums[GU - 1] = hi;
+  }
+}
+
+// Scales and zeros applied to eight rows' group sums at once: total += Σ_g sums_g·(scale_g·qs_g) + zero_g·qsum_g.
+inline __m256 ApplyScales(__m256 total, __m256i sums, __m256 scale, __m256 zero, float qs, float qsum) {
+  total = _mm256_fmadd_ps(zero, _mm256_set1_ps(qsum), total);
+  return _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_mul_ps(scale, _mm256_set1_ps(qs)), total);
+}
+
+// The eight (or, at the end, nb) scores of one query.
+inline void StoreScores(__m256 total, __m256 scale, int nb, float* out) {
+  total = _mm256_mul_ps(total, scale);
+  if (nb == 8) return _mm256_storeu_ps(out, total);
+  alignas(32) float tail[8];
+  _mm256_store_ps(tail, total);
+  std::memcpy(out, tail, nb * sizeof(float));
+}
+
+// INT4 scores. Rows go eight at a time: per row and query only the integer dot products (int32 lanes); then per
+// eight rows the lanes are reduced to group sums, and the scales and zeros (loaded as columns) are applied to eight
+// rows per instruction. n need not be a multiple of 8: the last rows repeat row n-1 and their scores are not stored.
+template <int NC, int NQ, int NG>
+void ScoresInt4(const KvRowFormat& f, const float* q, const float* qsum, const uint8_t* rows, size_t n,
                 float scale, float* out, size_t out_stride) {
-  constexpr int d = 64 * NC;
-  const int group = f.group, ng = d / group;
-  const size_t code_bytes = KvCodeBytes(d, BITS);
+  constexpr int d = 64 * NC, group = d / NG;
+  constexpr int U = group <= 64 ? NC : 1, GU = group <= 64 ? 64 / group : 1;  // units, groups per unit
+  const size_t code_bytes = KvCodeBytes(d, 4);
   alignas(32) int8_t qa[kPass][NC][32], qb[kPass][NC][32];
-  alignas(32) int32_t gs[NC][8], gz[NC][8];
-  alignas(32) float qsl[kPass][NC][8], qzl[kPass][NC][8];
-  int lanes_of_group[4] = {0, 0, 0, 0};
-  for (int c = 0; c < NC; ++c)
-    for (int k = 0; k < 8; ++k) {
-      gs[c][k] = (64 * c + ChunkChannel<BITS>(0, 4 * k)) / group;
-      gz[c][k] = gs[c][k] + ng;
-      ++lanes_of_group[gs[c][k]];
-    }
+  float qs[kPass][NG];
   for (int h = 0; h < NQ; ++h) {
     int8_t q8[d];
-    float qs[4];
-    KvQuantizeQuery(q + h * d, d, group, q8, qs);
-    for (int c = 0; c < NC; ++c) {
+    KvQuantizeQuery(q + h * d, d, group, q8, qs[h]);
+    for (int c = 0; c < NC; ++c)
       for (int j = 0; j < 32; ++j) {
-        qa[h][c][j] = q8[64 * c + ChunkChannel<BITS>(0, j)];
-        qb[h][c][j] = q8[64 * c + ChunkChannel<BITS>(1, j)];
+        qa[h][c][j] = q8[64 * c + ChunkChannel<4>(0, j)];
+        qb[h][c][j] = q8[64 * c + ChunkChannel<4>(1, j)];
       }
-      for (int k = 0; k < 8; ++k) {
-        qsl[h][c][k] = qs[gs[c][k]];
-        qzl[h][c][k] = qsum[h * ng + gs[c][k]] / (float)lanes_of_group[gs[c][k]];
-      }
-    }
-  }
-  __m256i GS[NC], GZ[NC];
-  for (int c = 0; c < NC; ++c) {
-    GS[c] = _mm256_load_si256(reinterpret_cast<const __m256i*>(gs[c]));
-    GZ[c] = _mm256_load_si256(reinterpret_cast<const __m256i*>(gz[c]));
   }
   const __m256i ones = _mm256_set1_epi16(1);
-  // Every query's eight lane sums of one row (lanes[h]); the row is read and unpacked once.
-  auto row_lanes = [&](const uint8_t* row, __m256* lanes) {
-    const __m256 sz = LoadScalesAndZeros(row + code_bytes, ng);
-    for (int h = 0; h < NQ; ++h) lanes[h] = _mm256_setzero_ps();
-    for (int c = 0; c < NC; ++c) {
-      const Chunk ch = LoadChunk<BITS>(row, c);
-      const __m256 s = _mm256_permutevar8x32_ps(sz, GS[c]), z = _mm256_permutevar8x32_ps(sz, GZ[c]);
-      for (int h = 0; h < NQ; ++h) {
-        const __m256i s16 = _mm256_add_epi16(
-            _mm256_maddubs_epi16(ch.a, _mm256_load_si256(reinterpret_cast<const __m256i*>(qa[h][c]))),
-            _mm256_maddubs_epi16(ch.b, _mm256_load_si256(reinterpret_cast<const __m256i*>(qb[h][c]))));
-        const __m256 dot = _mm256_cvtepi32_ps(_mm256_madd_epi16(s16, ones));
-        lanes[h] = _mm256_fmadd_ps(dot, _mm256_mul_ps(s, _mm256_load_ps(qsl[h][c])), lanes[h]);
-        lanes[h] = _mm256_fmadd_ps(z, _mm256_load_ps(qzl[h][c]), lanes[h]);
+  const __m256 vscale = _mm256_set1_ps(scale);
+  for (size_t t = 0; t < n; t += 8) {
+    const int nb = (int)std::min<size_t>(8, n - t);
+    __m256i lanes[NQ][U][8];
+    for (int i = 0; i < 8; ++i) {
+      const uint8_t* row = rows + (t + std::min(i, nb - 1)) * f.stride;
+      for (int c = 0; c < NC; ++c) {
+        const Chunk ch = LoadChunk<4>(row, c);
+        for (int h = 0; h < NQ; ++h) {
+          const __m256i s16 = _mm256_add_epi16(
+              _mm256_maddubs_epi16(ch.a, _mm256_load_si256(reinterpret_cast<const __m256i*>(qa[h][c]))),
+              _mm256_maddubs_epi16(ch.b, _mm256_load_si256(reinterpret_cast<const __m256i*>(qb[h][c]))));
+          const __m256i dot = _mm256_madd_epi16(s16, ones);
+          if (U == NC || c == 0) lanes[h][c][i] = dot;
+          else lanes[h][0][i] = _mm256_add_epi32(lanes[h][0][i], dot);
+        }
       }
     }
-  };
-  const __m256 vscale = _mm256_set1_ps(scale);
-  size_t t = 0;
-  for (; t + 8 <= n; t += 8) {
-    __m256 lanes[8][kPass];  // [row][query]
-    for (int i = 0; i < 8; ++i) row_lanes(rows + (t + i) * f.stride, lanes[i]);
-    for (int h = 0; h < NQ; ++h) {
-      __m256 r[8];
-      for (int i = 0; i < 8; ++i) r[i] = lanes[i][h];
-      _mm256_storeu_ps(out + h * out_stride + t, _mm256_mul_ps(SumEach(r), vscale));
+    __m128i cols[2 * NG];
+    ScaleColumns8<NG>(rows + t * f.stride + code_bytes, f.stride, nb, cols);
+    __m256 sc[NG], zc[NG];
+    for (int g = 0; g < NG; ++g) {
+      sc[g] = _mm256_cvtph_ps(cols[g]);
+      zc[g] = _mm256_cvtph_ps(cols[NG + g]);
     }
-  }
-  for (; t < n; ++t) {
-    __m256 lanes[kPass];
-    row_lanes(rows + t * f.stride, lanes);
-    for (int h = 0; h < NQ; ++h) out[h * out_stride + t] = Hsum8(lanes[h]) * scale;
+    for (int h = 0; h < NQ; ++h) {
+      __m256 total = _mm256_setzero_ps();
+      for (int u = 0; u < U; ++u) {
+        __m256i sums[GU];
+        GroupSums8<GU>(lanes[h][u], sums);
+        for (int j = 0; j < GU; ++j) {
+          const int g = u * GU + j;
+          total = ApplyScales(total, sums[j], sc[g], zc[g], qs[h][g], qsum[h * NG + g]);
+        }
+      }
+      StoreScores(total, vscale, nb, out + h * out_stride + t);
+    }
   }
 }
 
@@ -151,42 +176,47 @@ void ValuesFast(const KvRowFormat& f, const float* p, size_t p_stride, const uin
   __m256i pick[8];
   for (int k = 0; k < 8; ++k) pick[k] = _mm256_set1_epi16((short)((2 * k) | (2 * k + 1) << 8));
 
-  alignas(16) uint8_t w8[kPass][4][16];
+  // A block (KvValueBlockRows: 64 INT2 rows, 16 INT4) is S sub-blocks of 16 rows sharing one weight scale per
+  // group; its int16 sums widen once, at its end.
+  constexpr int kBlock = KvValueBlockRows(BITS == 2 ? KvPrecision::Int2 : KvPrecision::Int4), S = kBlock / 16;
+  alignas(16) uint8_t w8[kPass][4][16 * S];
   float ws[kPass][4];
   __m256 zacc[kPass][4];
   for (int h = 0; h < NQ; ++h)
     for (int g = 0; g < 4; ++g) zacc[h][g] = _mm256_setzero_ps();
-  for (size_t b = 0; b < n; b += kKvValueBlock) {
-    const int nb = (int)std::min<size_t>(kKvValueBlock, n - b);
-    BlockScales scales;
-    GatherBlockScales(f, ng, code_bytes, rows + b * f.stride, nb, &scales);
-    __m256i wv[kPass][NC][2];
-    for (int h = 0; h < NQ; ++h) {
-      QuantizeBlockWeights(scales, ng, p + h * p_stride + b, w8[h], ws[h], zacc[h]);
-      for (int c = 0; c < NC; ++c)
-        for (int odd = 0; odd < 2; ++odd)
-          wv[h][c][odd] = _mm256_inserti128_si256(
-              _mm256_castsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(w8[h][half_group[c][odd][0]]))),
-              _mm_load_si128(reinterpret_cast<const __m128i*>(w8[h][half_group[c][odd][1]])), 1);
-    }
+  for (size_t b = 0; b < n; b += kBlock) {
+    const int nb = (int)std::min<size_t>(kBlock, n - b);
+    BlockScales scales[S];
+    for (int s = 0; s < S; ++s) GatherBlockScales(f, ng, code_bytes, rows + (b + 16 * s) * f.stride, nb - 16 * s, &scales[s]);
+    for (int h = 0; h < NQ; ++h) QuantizeBlockWeights<S>(scales, ng, p + h * p_stride + b, w8[h], ws[h], zacc[h]);
     __m256i a16[kPass][NC][4];
     for (int h = 0; h < NQ; ++h)
       for (int c = 0; c < NC; ++c)
         for (int r = 0; r < 4; ++r) a16[h][c][r] = _mm256_setzero_si256();
-    for (int t = 0; t < nb; t += 2) {
-      const uint8_t* rt = rows + (b + t) * f.stride;
-      const uint8_t* ru = t + 1 < nb ? rt + f.stride : rt;  // its weight is 0 when it is the same row
-      for (int c = 0; c < NC; ++c) {
-        const Chunk ct = LoadChunk<BITS>(rt, c), cu = LoadChunk<BITS>(ru, c);
-        const __m256i a_lo = _mm256_unpacklo_epi8(ct.a, cu.a), a_hi = _mm256_unpackhi_epi8(ct.a, cu.a);
-        const __m256i b_lo = _mm256_unpacklo_epi8(ct.b, cu.b), b_hi = _mm256_unpackhi_epi8(ct.b, cu.b);
-        for (int h = 0; h < NQ; ++h) {
-          const __m256i w_lo = _mm256_shuffle_epi8(wv[h][c][0], pick[t / 2]);
-          const __m256i w_hi = _mm256_shuffle_epi8(wv[h][c][1], pick[t / 2]);
-          a16[h][c][0] = _mm256_add_epi16(a16[h][c][0], _mm256_maddubs_epi16(a_lo, w_lo));
-          a16[h][c][1] = _mm256_add_epi16(a16[h][c][1], _mm256_maddubs_epi16(a_hi, w_hi));
-          a16[h][c][2] = _mm256_add_epi16(a16[h][c][2], _mm256_maddubs_epi16(b_lo, w_lo));
-          a16[h][c][3] = _mm256_add_epi16(a16[h][c][3], _mm256_maddubs_epi16(b_hi, w_hi));
+    for (int s = 0; s < S && 16 * s < nb; ++s) {
+      __m256i wv[kPass][NC][2];
+      for (int h = 0; h < NQ; ++h)
+        for (int c = 0; c < NC; ++c)
+          for (int odd = 0; odd < 2; ++odd)
+            wv[h][c][odd] = _mm256_inserti128_si256(
+                _mm256_castsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(w8[h][half_group[c][odd][0]] + 16 * s))),
+                _mm_load_si128(reinterpret_cast<const __m128i*>(w8[h][half_group[c][odd][1]] + 16 * s)), 1);
+      const int end = std::min(16, nb - 16 * s);
+      for (int t = 0; t < end; t += 2) {
+        const uint8_t* rt = rows + (b + 16 * s + t) * f.stride;
+        const uint8_t* ru = t + 1 < end ? rt + f.stride : rt;  // its weight is 0 when it is the same row
+        for (int c = 0; c < NC; ++c) {
+          const Chunk ct = LoadChunk<BITS>(rt, c), cu = LoadChunk<BITS>(ru, c);
+          const __m256i a_lo = _mm256_unpacklo_epi8(ct.a, cu.a), a_hi = _mm256_unpackhi_epi8(ct.a, cu.a);
+          const __m256i b_lo = _mm256_unpacklo_epi8(ct.b, cu.b), b_hi = _mm256_unpackhi_epi8(ct.b, cu.b);
+          for (int h = 0; h < NQ; ++h) {
+            const __m256i w_lo = _mm256_shuffle_epi8(wv[h][c][0], pick[t / 2]);
+            const __m256i w_hi = _mm256_shuffle_epi8(wv[h][c][1], pick[t / 2]);
+            a16[h][c][0] = _mm256_add_epi16(a16[h][c][0], _mm256_maddubs_epi16(a_lo, w_lo));
+            a16[h][c][1] = _mm256_add_epi16(a16[h][c][1], _mm256_maddubs_epi16(a_hi, w_hi));
+            a16[h][c][2] = _mm256_add_epi16(a16[h][c][2], _mm256_maddubs_epi16(b_lo, w_lo));
+            a16[h][c][3] = _mm256_add_epi16(a16[h][c][3], _mm256_maddubs_epi16(b_hi, w_hi));
+          }
         }
       }
     }
@@ -209,21 +239,111 @@ void ValuesFast(const KvRowFormat& f, const float* p, size_t p_stride, const uin
   }
 }
 
-template <int BITS, int NC>
-void ScoresPasses(const KvRowFormat& f, int nq, const float* q, const float* qsum, const uint8_t* rows, size_t n, float scale,
-                  float* out, size_t out_stride) {
-  const int d = f.head_dim, ng = d / f.group;
-  for (int h = 0; h < nq; h += kPass) {
-    const float* qh = q + h * d;
-    const float* sh = qsum + h * ng;
-    float* oh = out + h * out_stride;
-    switch (std::min(kPass, nq - h)) {
-      case 1: ScoresFast<BITS, NC, 1>(f, qh, sh, rows, n, scale, oh, out_stride); break;
-      case 2: ScoresFast<BITS, NC, 2>(f, qh, sh, rows, n, scale, oh, out_stride); break;
-      case 3: ScoresFast<BITS, NC, 3>(f, qh, sh, rows, n, scale, oh, out_stride); break;
-      default: ScoresFast<BITS, NC, 4>(f, qh, sh, rows, n, scale, oh, out_stride); break;
+// INT2 scores, two rows per register: row t's 16 code bytes of a chunk in the low 128 bits, row t+1's in the high,
+// and the four 2-bit phases as four registers (x >> 2k & 3, one shift each) against the query's channels 4j+k.
+// One vpmaddwd then leaves [row t | row t+1] x four int32 lanes, lane k = channels 16k..16k+15 of the chunk, and
+// one vphaddd of two such pairs is already the rows' group sums for groups of 32.
+template <int NC, int NQ, int NG>
+void ScoresInt2(const KvRowFormat& f, const float* q, const float* qsum, const uint8_t* rows, size_t n,
+                float scale, float* out, size_t out_stride) {
+  constexpr int d = 64 * NC, group = d / NG;
+  constexpr int U = group <= 64 ? NC : 1, GU = group <= 64 ? 64 / group : 1;
+  const size_t code_bytes = KvCodeBytes(d, 2);
+  alignas(32) int8_t qp[kPass][NC][4][32];  // [query][chunk][phase], channels 64c + 4j + phase, j = 0..15, twice
+  float qs[kPass][NG];
+  for (int h = 0; h < NQ; ++h) {
+    int8_t q8[d];
+    KvQuantizeQuery(q + h * d, d, group, q8, qs[h]);
+    for (int c = 0; c < NC; ++c)
+      for (int k = 0; k < 4; ++k)
+        for (int j = 0; j < 32; ++j) qp[h][c][k][j] = q8[64 * c + 4 * (j % 16) + k];
+  }
+  const __m256i ones = _mm256_set1_epi16(1), three = _mm256_set1_epi8(3);
+  const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);  // rows 0 2 4 6 1 3 5 7 -> 0..7
+  const __m256 vscale = _mm256_set1_ps(scale);
+  for (size_t t = 0; t < n; t += 8) {
+    const int nb = (int)std::min<size_t>(8, n - t);
+    __m256i pairs[NQ][U][4];  // [row 2i | row 2i+1] lanes
+    for (int i = 0; i < 4; ++i) {
+      const uint8_t* r0 = rows + (t + std::min(2 * i, nb - 1)) * f.stride;
+      const uint8_t* r1 = rows + (t + std::min(2 * i + 1, nb - 1)) * f.stride;
+      for (int c = 0; c < NC; ++c) {
+        const __m256i x = _mm256_inserti128_si256(
+            _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(r0 + 16 * c))),
+            _mm_loadu_si128(reinterpret_cast<const __m128i*>(r1 + 16 * c)), 1);
+        const __m256i p0 = _mm256_and_si256(x, three), p1 = _mm256_and_si256(_mm256_srli_epi16(x, 2), three);
+        const __m256i p2 = _mm256_and_si256(_mm256_srli_epi16(x, 4), three), p3 = _mm256_and_si256(_mm256_srli_epi16(x, 6), three);
+        for (int h = 0; h < NQ; ++h) {
+          const __m256i* qk = reinterpret_cast<const __m256i*>(qp[h][c]);
+          const __m256i s16 = _mm256_add_epi16(
+              _mm256_add_epi16(_mm256_maddubs_epi16(p0, _mm256_load_si256(qk)), _mm256_maddubs_epi16(p1, _mm256_load_si256(qk + 1))),
+              _mm256_add_epi16(_mm256_maddubs_epi16(p2, _mm256_load_si256(qk + 2)), _mm256_maddubs_epi16(p3, _mm256_load_si256(qk + 3))));
+          const __m256i dot = _mm256_madd_epi16(s16, ones);
+          if (U == NC || c == 0) pairs[h][c][i] = dot;
+          else pairs[h][0][i] = _mm256_add_epi32(pairs[h][0][i], dot);
+        }
+      }
+    }
+    __m128i cols[2 * NG];
+    ScaleColumns8<NG>(rows + t * f.stride + code_bytes, f.stride, nb, cols);
+    __m256 sc[NG], zc[NG];
+    for (int g = 0; g < NG; ++g) {
+      sc[g] = _mm256_cvtph_ps(cols[g]);
+      zc[g] = _mm256_cvtph_ps(cols[NG + g]);
+    }
+    for (int h = 0; h < NQ; ++h) {
+      __m256 total = _mm256_setzero_ps();
+      for (int u = 0; u < U; ++u) {
+        // [r0g0 r0g1 r2g0 r2g1 | r1g0 r1g1 r3g0 r3g1] and rows 4-7 likewise (GU = 2); for GU = 1 one more level.
+        const __m256i h0 = _mm256_hadd_epi32(pairs[h][u][0], pairs[h][u][1]);
+        const __m256i h1 = _mm256_hadd_epi32(pairs[h][u][2], pairs[h][u][3]);
+        __m256i sums[GU];
+        if (GU == 1) {
+          sums[0] = _mm256_permutevar8x32_epi32(_mm256_hadd_epi32(h0, h1), order);
+        } else {
+          sums[0] = _mm256_permutevar8x32_epi32(
+              _mm256_castps_si256(_mm256_shuffle_ps(_mm256_castsi256_ps(h0), _mm256_castsi256_ps(h1), 0x88)), order);
+          sums[GU - 1] = _mm256_permutevar8x32_epi32(
+              _mm256_castps_si256(_mm256_shuffle_ps(_mm256_castsi256_ps(h0), _mm256_castsi256_ps(h1), 0xDD)), order);
+        }
+        for (int j = 0; j < GU; ++j) {
+          const int g = u * GU + j;
+          total = ApplyScales(total, sums[j], sc[g], zc[g], qs[h][g], qsum[h * NG + g]);
+        }
+      }
+      StoreScores(total, vscale, nb, out + h * out_stride + t);
     }
   }
+}
+
+template <int BITS, int NC, int NG>
+void ScoresPasses(const KvRowFormat& f, int nq, const float* q, const float* qsum, const uint8_t* rows, size_t n, float scale,
+                  float* out, size_t out_stride) {
+  const int d = f.head_dim;
+  for (int h = 0; h < nq; h += kPass) {
+    const float* qh = q + h * d;
+    const float* sh = qsum + h * NG;
+    float* oh = out + h * out_stride;
+    switch (std::min(kPass, nq - h)) {
+      case 1: (BITS == 2 ? ScoresInt2<NC, 1, NG> : ScoresInt4<NC, 1, NG>)(f, qh, sh, rows, n, scale, oh, out_stride); break;
+      case 2: (BITS == 2 ? ScoresInt2<NC, 2, NG> : ScoresInt4<NC, 2, NG>)(f, qh, sh, rows, n, scale, oh, out_stride); break;
+      case 3: (BITS == 2 ? ScoresInt2<NC, 3, NG> : ScoresInt4<NC, 3, NG>)(f, qh, sh, rows, n, scale, oh, out_stride); break;
+      default: (BITS == 2 ? ScoresInt2<NC, 4, NG> : ScoresInt4<NC, 4, NG>)(f, qh, sh, rows, n, scale, oh, out_stride); break;
+    }
+  }
+}
+
+template <int BITS>
+void ScoresOfShape(const KvRowFormat& f, int nq, const float* q, const float* qsum, const uint8_t* rows, size_t n, float scale,
+                   float* out, size_t out_stride) {
+  const int ng = f.head_dim / f.group;
+  if (f.head_dim == 64) {
+    if (ng == 1) return ScoresPasses<BITS, 1, 1>(f, nq, q, qsum, rows, n, scale, out, out_stride);
+    return ScoresPasses<BITS, 1, 2>(f, nq, q, qsum, rows, n, scale, out, out_stride);
+  }
+  if (ng == 1) return ScoresPasses<BITS, 2, 1>(f, nq, q, qsum, rows, n, scale, out, out_stride);
+  if (ng == 2) return ScoresPasses<BITS, 2, 2>(f, nq, q, qsum, rows, n, scale, out, out_stride);
+  return ScoresPasses<BITS, 2, 4>(f, nq, q, qsum, rows, n, scale, out, out_stride);
 }
 
 template <int BITS, int NC>
@@ -251,12 +371,8 @@ void Qu4Qu2KvScoresGroupAvx2(const KvRowFormat& f, int nq, const float* q, const
       kScalarKvKernels.scores[(int)f.precision](f, q + h * d, qsum + h * ng, rows, n, scale, out + h * out_stride);
     return;
   }
-  const bool two = f.precision == KvPrecision::Int2;
-  if (d == 64)
-    return two ? ScoresPasses<2, 1>(f, nq, q, qsum, rows, n, scale, out, out_stride)
-               : ScoresPasses<4, 1>(f, nq, q, qsum, rows, n, scale, out, out_stride);
-  return two ? ScoresPasses<2, 2>(f, nq, q, qsum, rows, n, scale, out, out_stride)
-             : ScoresPasses<4, 2>(f, nq, q, qsum, rows, n, scale, out, out_stride);
+  if (f.precision == KvPrecision::Int2) return ScoresOfShape<2>(f, nq, q, qsum, rows, n, scale, out, out_stride);
+  return ScoresOfShape<4>(f, nq, q, qsum, rows, n, scale, out, out_stride);
 }
 
 void Qu4Qu2KvValuesGroupAvx2(const KvRowFormat& f, int nq, const float* p, size_t p_stride, const uint8_t* rows, size_t n,

@@ -8,8 +8,9 @@
 // one group; scales and zeros are spread over the lanes with vpermps, as in the AVX2 kernel.
 // Values: four rows at a time, their packed bytes interleaved by one vpermb (AVX-512 VBMI) so that each int32 lane
 // holds one channel of the four rows after a shift and a mask; one vpdpbusd with the four rows' weights (0..127,
-// a vpermd of the block's weight bytes per lane's group) accumulates Σ_t w_t·code_t per channel. A block of 16 rows
-// is four such steps; then the int32 sums are scaled into the float accumulator.
+// a vpermd of the block's weight bytes per lane's group) accumulates Σ_t w_t·code_t per channel. Sixteen rows (one
+// weights register) are four such steps, a block of KvValueBlockRows (16 or 64 rows) one or four of those; then the
+// int32 sums are scaled into the float accumulator.
 // Shapes: head_dim 64 or 128, groups of 32, 64 or 128 channels; others go to the AVX2 entry points.
 #include "qu4-qu2-kv-avx.h"
 
@@ -143,36 +144,45 @@ void Values(const KvRowFormat& f, const float* p, const uint8_t* rows, size_t n,
       GW[c][s] = _mm512_srli_epi32(GQ[c][s], 2);  // the lane's group, for the weight scales
     }
 
+  // A block of KvValueBlockRows (64 INT2 rows, 16 INT4) shares one weight scale per group; it is weighed 16 rows
+  // (one weights register) at a time.
+  constexpr int kBlock = KvValueBlockRows(BITS == 2 ? KvPrecision::Int2 : KvPrecision::Int4), S = kBlock / 16;
+  alignas(64) uint8_t wb[4][16 * S] = {};
   alignas(64) uint8_t w8[4][16] = {};
   alignas(16) float ws[4] = {0, 0, 0, 0};
   __m256 zacc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
   const __m512i mask = _mm512_set1_epi8(BITS == 2 ? 3 : 15);
-  for (size_t b = 0; b < n; b += kKvValueBlock) {
-    const int nb = (int)std::min<size_t>(kKvValueBlock, n - b);
-    BlockWeights(f, ng, code_bytes, p + b, rows + b * f.stride, nb, w8, ws, zacc);
-    const __m512i weights = _mm512_load_si512(w8);
+  for (size_t b = 0; b < n; b += kBlock) {
+    const int nb = (int)std::min<size_t>(kBlock, n - b);
+    BlockWeights<S>(f, ng, code_bytes, p + b, rows + b * f.stride, nb, wb, ws, zacc);
     __m512i sums[NC][4];
     for (int c = 0; c < NC; ++c)
       for (int s = 0; s < 4; ++s) sums[c][s] = _mm512_setzero_si512();
-    for (int k = 0; 4 * k < nb; ++k) {
-      const uint8_t* row[4];
-      for (int i = 0; i < 4; ++i) row[i] = rows + (b + std::min(4 * k + i, nb - 1)) * f.stride;  // padding rows weigh 0
-      const __m512i kk = _mm512_set1_epi32(k);
-      for (int c = 0; c < NC; ++c) {
-        __m512i r[4];
-        if (BITS == 2) {
-          const __m512i x = _mm512_permutexvar_epi8(spread, FourRows(row, 16 * c));
-          for (int s = 0; s < 4; ++s) r[s] = _mm512_and_si512(_mm512_srli_epi32(x, 2 * s), mask);
-        } else {
-          const __m512i x0 = _mm512_permutexvar_epi8(spread, FourRows(row, 32 * c));
-          const __m512i x1 = _mm512_permutexvar_epi8(spread, FourRows(row, 32 * c + 16));
-          r[0] = _mm512_and_si512(x0, mask);
-          r[1] = _mm512_and_si512(_mm512_srli_epi32(x0, 4), mask);
-          r[2] = _mm512_and_si512(x1, mask);
-          r[3] = _mm512_and_si512(_mm512_srli_epi32(x1, 4), mask);
+    for (int sb = 0; 16 * sb < nb; ++sb) {
+      for (int g = 0; g < ng; ++g) std::memcpy(w8[g], wb[g] + 16 * sb, 16);
+      const __m512i weights = _mm512_load_si512(w8);
+      const int first = 16 * sb, rows_here = std::min(16, nb - first);
+      for (int k = 0; 4 * k < rows_here; ++k) {
+        const uint8_t* row[4];
+        for (int i = 0; i < 4; ++i)  // padding rows weigh 0
+          row[i] = rows + (b + first + std::min(4 * k + i, rows_here - 1)) * f.stride;
+        const __m512i kk = _mm512_set1_epi32(k);
+        for (int c = 0; c < NC; ++c) {
+          __m512i r[4];
+          if (BITS == 2) {
+            const __m512i x = _mm512_permutexvar_epi8(spread, FourRows(row, 16 * c));
+            for (int s = 0; s < 4; ++s) r[s] = _mm512_and_si512(_mm512_srli_epi32(x, 2 * s), mask);
+          } else {
+            const __m512i x0 = _mm512_permutexvar_epi8(spread, FourRows(row, 32 * c));
+            const __m512i x1 = _mm512_permutexvar_epi8(spread, FourRows(row, 32 * c + 16));
+            r[0] = _mm512_and_si512(x0, mask);
+            r[1] = _mm512_and_si512(_mm512_srli_epi32(x0, 4), mask);
+            r[2] = _mm512_and_si512(x1, mask);
+            r[3] = _mm512_and_si512(_mm512_srli_epi32(x1, 4), mask);
+          }
+          for (int s = 0; s < 4; ++s)
+            sums[c][s] = _mm512_dpbusd_epi32(sums[c][s], r[s], _mm512_permutexvar_epi32(_mm512_add_epi32(GQ[c][s], kk), weights));
         }
-        for (int s = 0; s < 4; ++s)
-          sums[c][s] = _mm512_dpbusd_epi32(sums[c][s], r[s], _mm512_permutexvar_epi32(_mm512_add_epi32(GQ[c][s], kk), weights));
       }
     }
     const __m512 wsv = _mm512_castps128_ps512(_mm_load_ps(ws));

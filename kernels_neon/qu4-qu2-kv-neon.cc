@@ -67,11 +67,12 @@ void Scores(const KvRowFormat& f, const float* q, const float* qsum, const uint8
 template <int BITS>
 void Values(const KvRowFormat& f, const float* p, const uint8_t* rows, size_t n, float* acc) {
   const int d = f.head_dim, group = f.group, ng = d / group;
-  uint8_t w8[kKvValueBlock * (kMaxHeadDim / 8)];
+  uint8_t w8[kKvValueBlockMax * (kMaxHeadDim / 8)];
   float ws[kMaxHeadDim / 8];
-  uint16_t sums[kMaxHeadDim];
-  for (size_t b = 0; b < n; b += kKvValueBlock) {
-    const int nb = (int)std::min<size_t>(kKvValueBlock, n - b);
+  uint16_t sums[kMaxHeadDim];  // a block's sums stay below 2^15 (KvValueBlockRows)
+  const size_t block = KvValueBlockRows(f.precision);
+  for (size_t b = 0; b < n; b += block) {
+    const int nb = (int)std::min(block, n - b);
     KvQuantizeBlockWeights(f, p + b, rows + b * f.stride, nb, w8, ws);
     std::memset(sums, 0, sizeof(uint16_t) * d);
     for (int t = 0; t < nb; ++t) {

@@ -210,11 +210,11 @@ void MixedKvCache::AttendRegion(const Region& r, size_t s, int first, int n, int
 }
 
 // A block's share of a stream: hi slots [hi0, hi1), lo slots [lo0, lo1). Cuts fall on multiples of
-// kKvValueBlock, so the integer values kernels quantize the same blocks of weights however the rows are split.
+// kKvValueBlockMax, so the integer values kernels quantize the same blocks of weights however the rows are split.
 MixedKvCache::Rows MixedKvCache::BlockRows(size_t s, int block, int blocks) const {
   auto cut = [&](int n, int b) {
     if (b >= blocks) return n;
-    return std::min(n, (int)((int64_t)n * b / blocks) / kKvValueBlock * kKvValueBlock);
+    return std::min(n, (int)((int64_t)n * b / blocks) / kKvValueBlockMax * kKvValueBlockMax);
   };
   const int nh = hi_.used[s], nl = lo_.used[s];
   return Rows{cut(nh, block), cut(nh, block + 1), cut(nl, block), cut(nl, block + 1)};

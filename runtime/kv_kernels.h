@@ -9,7 +9,7 @@
 // INT4 and INT2 rows are read in integers — what lets a 2-bit token cost less to read than a 16-bit one:
 //   scores:  the query is quantized once per call to int8 per group (KvQuantizeQuery: qs_g = max|q_i| / 127,
 //            q8_i = round(q_i / qs_g)), and score = scale · Σ_g (scale_g · qs_g · Σ_{i∈g} q8_i·code_i + zero_g · qsum_g);
-//   values:  rows go in blocks of kKvValueBlock; in a block, each row's weight in group g, w = p·scale_g, is
+//   values:  rows go in blocks of KvValueBlockRows; in a block, each row's weight in group g, w = p·scale_g, is
 //            quantized to 0..127 against the block's largest (KvQuantizeBlockWeights), and per block
 //            acc_i += ws_g · Σ_t w8_{t,g}·code_{t,i}; after the last block acc_i += Σ_t p_t·zero_{t,g}.
 // The integer sums are exact in every variant (SIMD ones use int8 multiply-adds); what differs is float rounding.
@@ -91,12 +91,16 @@ const KvKernels* GetKvKernels(KvIsa isa);
 // The kernels every cache uses: the best the CPU runs, unless MIKV_KV_ISA names another.
 const KvKernels& ActiveKvKernels();
 
-constexpr int kKvValueBlock = 16;  // rows per block of quantized weights in the integer values kernels
+// Rows per block of quantized weights in the integer values kernels: as many as keep a block's Σ_t w8·code inside
+// int16 (the SIMD kernels sum in int16): 16 INT4 rows (16·15·127 = 30,480), 64 INT2 rows (64·3·127 = 24,384). Fewer
+// blocks per token means fewer weight scales to find and fewer widenings — what INT2 needs to read faster than INT4.
+constexpr int KvValueBlockRows(KvPrecision p) { return p == KvPrecision::Int2 ? 64 : 16; }
+constexpr int kKvValueBlockMax = 64;  // a multiple of every block: where a split of the rows may cut
 inline bool KvReadsInIntegers(KvPrecision p) { return p == KvPrecision::Int4 || p == KvPrecision::Int2; }
 
 // q8[i] = round(q[i] / qs[g]) with qs[g] = max |q| over group g / 127 (0 when the group is all zeros).
 void KvQuantizeQuery(const float* q, int head_dim, int group, int8_t* q8, float* qs);
-// For nb <= kKvValueBlock rows (stride f.stride, codes of `bits`): w8[t * ng + g] = round(w / ws[g]) with
+// For nb <= KvValueBlockRows(f.precision) rows (stride f.stride, codes of `bits`): w8[t * ng + g] = round(w / ws[g]) with
 // w = max(0, p[t]·scale_{t,g}) and ws[g] = the block's largest w in group g / 127.
 void KvQuantizeBlockWeights(const KvRowFormat& f, const float* p, const uint8_t* rows, int nb, uint8_t* w8, float* ws);
 

@@ -65,10 +65,11 @@ void ScoresInIntegers(const KvRowFormat& f, const float* q, const float* qsum, c
 
 void ValuesInIntegers(const KvRowFormat& f, const float* p, const uint8_t* rows, size_t n, float* acc) {
   const int bits = KvPrecisionBits(f.precision), ng = f.head_dim / f.group;
-  uint8_t w8[kKvValueBlock * (kMaxHeadDim / 8)];
+  uint8_t w8[kKvValueBlockMax * (kMaxHeadDim / 8)];
   float ws[kMaxHeadDim / 8];
-  for (size_t b = 0; b < n; b += kKvValueBlock) {
-    const int nb = (int)std::min<size_t>(kKvValueBlock, n - b);
+  const size_t block = KvValueBlockRows(f.precision);
+  for (size_t b = 0; b < n; b += block) {
+    const int nb = (int)std::min(block, n - b);
     KvQuantizeBlockWeights(f, p + b, rows + b * f.stride, nb, w8, ws);
     for (int i = 0; i < f.head_dim; ++i) {
       const int g = i / f.group;
@@ -159,7 +160,7 @@ void KvAddValueZeros(const KvRowFormat& f, const float* p, const uint8_t* rows, 
 void KvQuantizeBlockWeights(const KvRowFormat& f, const float* p, const uint8_t* rows, int nb, uint8_t* w8, float* ws) {
   const int ng = f.head_dim / f.group;
   const size_t code_bytes = KvCodeBytes(f.head_dim, KvPrecisionBits(f.precision));
-  float w[kKvValueBlock * (kMaxHeadDim / 8)];
+  float w[kKvValueBlockMax * (kMaxHeadDim / 8)];
   for (int g = 0; g < ng; ++g) ws[g] = 0.0f;
   for (int t = 0; t < nb; ++t) {
     const uint16_t* scales = reinterpret_cast<const uint16_t*>(rows + t * f.stride + code_bytes);

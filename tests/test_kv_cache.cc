@@ -365,7 +365,8 @@ TEST_F(PolicySessions, RefusingCacheLosesNothing) {
 }
 
 // The graph splits decode steps once the context is long enough: stories260K has 4 kv heads, so three threads
-// take three blocks each (from 3 × 16 cached tokens on here). Greedy tokens are those of the unsplit session and the
+// take three blocks each (from 3 × 16 cached tokens on here; cuts fall on multiples of kKvValueBlockMax = 64, so a
+// 200-token context really makes three blocks). Greedy tokens are those of the unsplit session and the
 // logits agree to float rounding (they are not identical: the blocks' shares are summed apart). The `full` policy,
 // so that no rounding to a low-bit code can magnify a last-bit difference step after step (the kernels' equality is
 // MixedKvCache.AttentionSplitIntoTokenBlocksIsAttend's, for every precision).
@@ -374,8 +375,8 @@ TEST_F(PolicySessions, SplitDecodeStepsGiveTheUnsplitTokens) {
   kv.policy = KvPolicy::Full;
   auto split = Make(kv, 3, 16), whole = Make(kv, 3, 0);
   ASSERT_TRUE(split && whole);
-  ASSERT_TRUE(split->Prefill(tokens_.data(), 64).ok());
-  ASSERT_TRUE(whole->Prefill(tokens_.data(), 64).ok());
+  ASSERT_TRUE(split->Prefill(tokens_.data(), 200).ok());
+  ASSERT_TRUE(whole->Prefill(tokens_.data(), 200).ok());
   const int vocab = model_->config().vocab_size;
   bool identical = true;
   for (int i = 0; i < 12; ++i) {

@@ -224,10 +224,11 @@ TEST(KvKernels, ScalarReferenceValuesAreTheWeightedSumOfDecodedRows) {
     std::vector<double> bound(d, 1e-5);
     if (KvReadsInIntegers((KvPrecision)p)) {
       const KvRowFormat f{(KvPrecision)p, d, group, codec.bytes()};
-      std::vector<uint8_t> w8(kKvValueBlock * 2);
+      const int block = KvValueBlockRows((KvPrecision)p);
+      std::vector<uint8_t> w8(block * 2);
       float ws[2];
-      for (int b = 0; b < n; b += kKvValueBlock) {
-        const int nb = std::min(kKvValueBlock, n - b);
+      for (int b = 0; b < n; b += block) {
+        const int nb = std::min(block, n - b);
         KvQuantizeBlockWeights(f, probs.data() + b, buf.data() + b * codec.bytes(), nb, w8.data(), ws);
         for (int i = 0; i < d; ++i) bound[i] += nb * ws[i / group] * 0.5 * ((1 << KvPrecisionBits((KvPrecision)p)) - 1);
       }
