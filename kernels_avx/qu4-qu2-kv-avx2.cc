@@ -72,19 +72,40 @@ inline void GroupSums8(const __m256i* r, __m256i* sums) {
   }
 }
 
-// Scales and zeros applied to eight rows' group sums at once: total += Σ_g sums_g·(scale_g·qs_g) + zero_g·qsum_g.
-inline __m256 ApplyScales(__m256 total, __m256i sums, __m256 scale, __m256 zero, float qs, float qsum) {
-  total = _mm256_fmadd_ps(zero, _mm256_set1_ps(qsum), total);
-  return _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_mul_ps(scale, _mm256_set1_ps(qs)), total);
-}
-
-// The eight (or, at the end, nb) scores of one query.
-inline void StoreScores(__m256 total, __m256 scale, int nb, float* out) {
-  total = _mm256_mul_ps(total, scale);
-  if (nb == 8) return _mm256_storeu_ps(out, total);
-  alignas(32) float tail[8];
-  _mm256_store_ps(tail, total);
-  std::memcpy(out, tail, nb * sizeof(float));
+// The end of eight rows' scores, shared by INT4 and INT2: their scales and zeros loaded as columns, and per query
+// Σ_g sums_g·(scale_g·qs_g) + zero_g·qsum_g for eight rows per instruction, stored (the first nb). group_sums(h, u,
+// sums) gives query h's int32 group sums of unit u, rows in order.
+template <int NQ, int U, int GU, int NG, typename GroupSumsFn>
+inline void FinishScores(const uint8_t* first_scales, size_t stride, int nb, const float (*qs)[NG], const float* qsum,
+                         float scale, GroupSumsFn group_sums, float* out, size_t out_stride) {
+  __m128i cols[2 * NG];
+  ScaleColumns8<NG>(first_scales, stride, nb, cols);
+  __m256 sc[NG], zc[NG];
+  for (int g = 0; g < NG; ++g) {
+    sc[g] = _mm256_cvtph_ps(cols[g]);
+    zc[g] = _mm256_cvtph_ps(cols[NG + g]);
+  }
+  for (int h = 0; h < NQ; ++h) {
+    __m256 total = _mm256_setzero_ps();
+    for (int u = 0; u < U; ++u) {
+      __m256i sums[GU];
+      group_sums(h, u, sums);
+      for (int j = 0; j < GU; ++j) {
+        const int g = u * GU + j;
+        total = _mm256_fmadd_ps(zc[g], _mm256_set1_ps(qsum[h * NG + g]), total);
+        total = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums[j]), _mm256_mul_ps(sc[g], _mm256_set1_ps(qs[h][g])), total);
+      }
+    }
+    total = _mm256_mul_ps(total, _mm256_set1_ps(scale));
+    float* o = out + h * out_stride;
+    if (nb == 8) {
+      _mm256_storeu_ps(o, total);
+    } else {
+      alignas(32) float tail[8];
+      _mm256_store_ps(tail, total);
+      std::memcpy(o, tail, nb * sizeof(float));
+    }
+  }
 }
 
 // INT4 scores. Rows go eight at a time: per row and query only the integer dot products (int32 lanes); then per
@@ -108,7 +129,6 @@ void ScoresInt4(const KvRowFormat& f, const float* q, const float* qsum, const u
       }
   }
   const __m256i ones = _mm256_set1_epi16(1);
-  const __m256 vscale = _mm256_set1_ps(scale);
   for (size_t t = 0; t < n; t += 8) {
     const int nb = (int)std::min<size_t>(8, n - t);
     __m256i lanes[NQ][U][8];
@@ -126,25 +146,8 @@ void ScoresInt4(const KvRowFormat& f, const float* q, const float* qsum, const u
         }
       }
     }
-    __m128i cols[2 * NG];
-    ScaleColumns8<NG>(rows + t * f.stride + code_bytes, f.stride, nb, cols);
-    __m256 sc[NG], zc[NG];
-    for (int g = 0; g < NG; ++g) {
-      sc[g] = _mm256_cvtph_ps(cols[g]);
-      zc[g] = _mm256_cvtph_ps(cols[NG + g]);
-    }
-    for (int h = 0; h < NQ; ++h) {
-      __m256 total = _mm256_setzero_ps();
-      for (int u = 0; u < U; ++u) {
-        __m256i sums[GU];
-        GroupSums8<GU>(lanes[h][u], sums);
-        for (int j = 0; j < GU; ++j) {
-          const int g = u * GU + j;
-          total = ApplyScales(total, sums[j], sc[g], zc[g], qs[h][g], qsum[h * NG + g]);
-        }
-      }
-      StoreScores(total, vscale, nb, out + h * out_stride + t);
-    }
+    FinishScores<NQ, U, GU, NG>(rows + t * f.stride + code_bytes, f.stride, nb, qs, qsum, scale,
+                                [&](int h, int u, __m256i* sums) { GroupSums8<GU>(lanes[h][u], sums); }, out + t, out_stride);
   }
 }
 
@@ -260,7 +263,6 @@ void ScoresInt2(const KvRowFormat& f, const float* q, const float* qsum, const u
   }
   const __m256i ones = _mm256_set1_epi16(1), three = _mm256_set1_epi8(3);
   const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);  // rows 0 2 4 6 1 3 5 7 -> 0..7
-  const __m256 vscale = _mm256_set1_ps(scale);
   for (size_t t = 0; t < n; t += 8) {
     const int nb = (int)std::min<size_t>(8, n - t);
     __m256i pairs[NQ][U][4];  // [row 2i | row 2i+1] lanes
@@ -284,35 +286,21 @@ void ScoresInt2(const KvRowFormat& f, const float* q, const float* qsum, const u
         }
       }
     }
-    __m128i cols[2 * NG];
-    ScaleColumns8<NG>(rows + t * f.stride + code_bytes, f.stride, nb, cols);
-    __m256 sc[NG], zc[NG];
-    for (int g = 0; g < NG; ++g) {
-      sc[g] = _mm256_cvtph_ps(cols[g]);
-      zc[g] = _mm256_cvtph_ps(cols[NG + g]);
-    }
-    for (int h = 0; h < NQ; ++h) {
-      __m256 total = _mm256_setzero_ps();
-      for (int u = 0; u < U; ++u) {
-        // [r0g0 r0g1 r2g0 r2g1 | r1g0 r1g1 r3g0 r3g1] and rows 4-7 likewise (GU = 2); for GU = 1 one more level.
-        const __m256i h0 = _mm256_hadd_epi32(pairs[h][u][0], pairs[h][u][1]);
-        const __m256i h1 = _mm256_hadd_epi32(pairs[h][u][2], pairs[h][u][3]);
-        __m256i sums[GU];
-        if (GU == 1) {
-          sums[0] = _mm256_permutevar8x32_epi32(_mm256_hadd_epi32(h0, h1), order);
-        } else {
-          sums[0] = _mm256_permutevar8x32_epi32(
-              _mm256_castps_si256(_mm256_shuffle_ps(_mm256_castsi256_ps(h0), _mm256_castsi256_ps(h1), 0x88)), order);
-          sums[GU - 1] = _mm256_permutevar8x32_epi32(
-              _mm256_castps_si256(_mm256_shuffle_ps(_mm256_castsi256_ps(h0), _mm256_castsi256_ps(h1), 0xDD)), order);
-        }
-        for (int j = 0; j < GU; ++j) {
-          const int g = u * GU + j;
-          total = ApplyScales(total, sums[j], sc[g], zc[g], qs[h][g], qsum[h * NG + g]);
-        }
+    // [r0g0 r0g1 r2g0 r2g1 | r1g0 r1g1 r3g0 r3g1] and rows 4-7 likewise (GU = 2); for GU = 1 one more level.
+    auto group_sums = [&](int h, int u, __m256i* sums) {
+      const __m256i h0 = _mm256_hadd_epi32(pairs[h][u][0], pairs[h][u][1]);
+      const __m256i h1 = _mm256_hadd_epi32(pairs[h][u][2], pairs[h][u][3]);
+      if (GU == 1) {
+        sums[0] = _mm256_permutevar8x32_epi32(_mm256_hadd_epi32(h0, h1), order);
+      } else {
+        sums[0] = _mm256_permutevar8x32_epi32(
+            _mm256_castps_si256(_mm256_shuffle_ps(_mm256_castsi256_ps(h0), _mm256_castsi256_ps(h1), 0x88)), order);
+        sums[GU - 1] = _mm256_permutevar8x32_epi32(
+            _mm256_castps_si256(_mm256_shuffle_ps(_mm256_castsi256_ps(h0), _mm256_castsi256_ps(h1), 0xDD)), order);
       }
-      StoreScores(total, vscale, nb, out + h * out_stride + t);
-    }
+    };
+    FinishScores<NQ, U, GU, NG>(rows + t * f.stride + code_bytes, f.stride, nb, qs, qsum, scale, group_sums, out + t,
+                                out_stride);
   }
 }
 
