@@ -1,18 +1,17 @@
 // qu4-kv-scores/values and qu2-kv-scores/values, AVX2: the integer definition of kv_kernels.h with byte
 // multiply-adds (vpmaddubsw), reading the codes as they lie in the row.
 //
-// A row's codes are read 64 channels (a "chunk") at a time into two registers of one code per byte, A and B,
-// without reordering them — the query and the weights are reordered once per call instead. Which channel byte j
-// (0..31) of A or B holds (ChunkChannel):
-//   INT4, 32 code bytes x:             A = x & 15      -> channel 2j        B = x >> 4 & 15  -> channel 2j+1
-//   INT2, 16 code bytes x in both      A = x >> {0|2}  -> 4j  | 4(j-16)+1   B = x >> {4|6}   -> 4j+2 | 4(j-16)+3
-//         halves of the register:          & 3 (j < 16 | j >= 16)              & 3
-// Scores, eight rows at a time. Per row only integer work: vpmaddubsw(A, q8 in A's order) + vpmaddubsw(B, ...) ->
-// int16 (|sum| <= 2·15·127·2 < 2^15), vpmaddwd -> eight int32 lanes, each inside one group. INT2 does better still
-// by reading two rows into one register (row t's 16 bytes low, row t+1's high) and splitting the four 2-bit phases
-// with one shift each. Per eight rows the lanes are reduced to group sums with vphaddd, and the scales and zeros —
+// INT4: a row's codes are read 64 channels (a "chunk", 32 bytes x) at a time into two registers of one code per
+// byte, A = x & 15 (byte j -> channel 2j) and B = x >> 4 & 15 (channel 2j+1), without reordering them — the query
+// and the weights are reordered once per call instead (ChunkChannel).
+// INT2: two rows per register — row t's 16 code bytes of a chunk in the low 128 bits and row t+1's in the high
+// (scores), or the two rows' bytes interleaved (values) — and the four 2-bit phases split with one shift each; byte
+// j of phase k holds channel 4j+k.
+// Scores, eight rows at a time. Per row only integer work: vpmaddubsw of the codes with the query's int8 codes in
+// their order, summed to int16 (INT4 |sum| <= 2·15·127·2, INT2 8·3·127, both < 2^15), vpmaddwd -> int32 lanes, each
+// inside one group. Per eight rows the lanes are reduced to group sums with vphaddd, and the scales and zeros —
 // loaded as columns by an 8x8 transpose of the rows' FP16 halfs — are applied to eight rows per instruction.
-// Values: two rows at a time, their codes interleaved byte by byte (vpunpcklbw), times their quantized weights
+// Values, two rows at a time: their codes interleaved byte by byte (vpunpcklbw), times their quantized weights
 // interleaved the same way: one vpmaddubsw gives w_t·code_t + w_u·code_u per channel in int16 (a block of
 // KvValueBlockRows sums to at most 16·15·127 (INT4) or 64·3·127 (INT2) < 2^15); at the end of a block the int16
 // sums widen to float, times the block's weight scale. The float accumulator is kept in that permuted channel order
@@ -26,28 +25,17 @@ namespace mikv::avx {
 
 namespace {
 
-template <int BITS>
-constexpr int ChunkChannel(int reg, int j) {
-  if (BITS == 4) return 2 * j + reg;
-  return j < 16 ? 4 * j + 2 * reg : 4 * (j - 16) + 1 + 2 * reg;
-}
+// INT4: the channel that byte j (0..31) of register A (reg 0) or B (reg 1) holds.
+constexpr int ChunkChannel(int reg, int j) { return 2 * j + reg; }
 
 struct Chunk {
   __m256i a, b;
 };
 
-template <int BITS>
 inline Chunk LoadChunk(const uint8_t* codes, int c) {
-  if (BITS == 4) {
-    const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes + 32 * c));
-    const __m256i m = _mm256_set1_epi8(15);
-    return {_mm256_and_si256(x, m), _mm256_and_si256(_mm256_srli_epi16(x, 4), m)};
-  } else {
-    const __m256i x = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(codes + 16 * c)));
-    const __m256i m = _mm256_set1_epi8(3);
-    return {_mm256_and_si256(_mm256_srlv_epi32(x, _mm256_setr_epi32(0, 0, 0, 0, 2, 2, 2, 2)), m),
-            _mm256_and_si256(_mm256_srlv_epi32(x, _mm256_setr_epi32(4, 4, 4, 4, 6, 6, 6, 6)), m)};
-  }
+  const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes + 32 * c));
+  const __m256i m = _mm256_set1_epi8(15);
+  return {_mm256_and_si256(x, m), _mm256_and_si256(_mm256_srli_epi16(x, 4), m)};
 }
 
 // Up to kPass queries of one GQA group share each row's loads, unpacking and scale spreading; the count is a
@@ -124,8 +112,8 @@ void ScoresInt4(const KvRowFormat& f, const float* q, const float* qsum, const u
     KvQuantizeQuery(q + h * d, d, group, q8, qs[h]);
     for (int c = 0; c < NC; ++c)
       for (int j = 0; j < 32; ++j) {
-        qa[h][c][j] = q8[64 * c + ChunkChannel<4>(0, j)];
-        qb[h][c][j] = q8[64 * c + ChunkChannel<4>(1, j)];
+        qa[h][c][j] = q8[64 * c + ChunkChannel(0, j)];
+        qb[h][c][j] = q8[64 * c + ChunkChannel(1, j)];
       }
   }
   const __m256i ones = _mm256_set1_epi16(1);
@@ -135,7 +123,7 @@ void ScoresInt4(const KvRowFormat& f, const float* q, const float* qsum, const u
     for (int i = 0; i < 8; ++i) {
       const uint8_t* row = rows + (t + std::min(i, nb - 1)) * f.stride;
       for (int c = 0; c < NC; ++c) {
-        const Chunk ch = LoadChunk<4>(row, c);
+        const Chunk ch = LoadChunk(row, c);
         for (int h = 0; h < NQ; ++h) {
           const __m256i s16 = _mm256_add_epi16(
               _mm256_maddubs_epi16(ch.a, _mm256_load_si256(reinterpret_cast<const __m256i*>(qa[h][c]))),
@@ -151,11 +139,36 @@ void ScoresInt4(const KvRowFormat& f, const float* q, const float* qsum, const u
   }
 }
 
-template <int BITS, int NC, int NQ>
-void ValuesFast(const KvRowFormat& f, const float* p, size_t p_stride, const uint8_t* rows, size_t n, float* acc) {
+// The weights side of the values kernels: per query, the current block's quantized weights (w8[h][g][t], ws[h][g])
+// and the running Σ_t p_t·zero_g (zacc), with the vpshufb patterns that spread a row pair's weights.
+template <int S>
+struct QueryBlockWeights {
+  alignas(16) uint8_t w8[kPass][4][16 * S];
+  float ws[kPass][4];
+  __m256 zacc[kPass][4];
+  __m256i pick[8];  // pick[k]: bytes (2k, 2k+1) of each 128-bit half, in every int16 lane
+
+  QueryBlockWeights() {
+    for (int h = 0; h < kPass; ++h)
+      for (int g = 0; g < 4; ++g) zacc[h][g] = _mm256_setzero_ps();
+    for (int k = 0; k < 8; ++k) pick[k] = _mm256_set1_epi16((short)((2 * k) | (2 * k + 1) << 8));
+  }
+  // The block of nb rows at `rows`: its scales gathered once, each of nq queries' weights quantized over them.
+  void Quantize(const KvRowFormat& f, int ng, size_t code_bytes, int nq, const float* p, size_t p_stride,
+                const uint8_t* rows, int nb) {
+    BlockScales scales[S];
+    for (int s = 0; s < S; ++s) GatherBlockScales(f, ng, code_bytes, rows + 16 * s * f.stride, nb - 16 * s, &scales[s]);
+    for (int h = 0; h < nq; ++h) QuantizeBlockWeights<S>(scales, ng, p + h * p_stride, w8[h], ws[h], zacc[h]);
+  }
+  float ZeroSum(int h, int g) const { return Hsum8(zacc[h][g]); }
+};
+
+// INT4 values.
+template <int NC, int NQ>
+void ValuesInt4(const KvRowFormat& f, const float* p, size_t p_stride, const uint8_t* rows, size_t n, float* acc) {
   constexpr int d = 64 * NC;
   const int group = f.group, ng = d / group;
-  const size_t code_bytes = KvCodeBytes(d, BITS);
+  const size_t code_bytes = KvCodeBytes(d, 4);
   // Accumulator slot (c, v, e) <- int16 lane of register r = v / 2 (A lo/hi, B lo/hi), 128-bit half L = v % 2.
   alignas(32) float fa[kPass][d];
   int channel[d], group_of_vector[NC * 8];
@@ -164,7 +177,7 @@ void ValuesFast(const KvRowFormat& f, const float* p, size_t p_stride, const uin
       const int r = v / 2, half = v % 2;
       for (int e = 0; e < 8; ++e) {
         const int slot = (c * 8 + v) * 8 + e;
-        channel[slot] = 64 * c + ChunkChannel<BITS>(r / 2, 16 * half + (r % 2) * 8 + e);
+        channel[slot] = 64 * c + ChunkChannel(r / 2, 16 * half + (r % 2) * 8 + e);
         for (int h = 0; h < NQ; ++h) fa[h][slot] = acc[h * d + channel[slot]];
       }
       group_of_vector[c * 8 + v] = channel[(c * 8 + v) * 8] / group;
@@ -175,23 +188,16 @@ void ValuesFast(const KvRowFormat& f, const float* p, size_t p_stride, const uin
   int half_group[NC][2][2];
   for (int c = 0; c < NC; ++c)
     for (int odd = 0; odd < 2; ++odd)
-      for (int half = 0; half < 2; ++half) half_group[c][odd][half] = (64 * c + ChunkChannel<BITS>(0, 16 * half + odd * 8)) / group;
-  __m256i pick[8];
-  for (int k = 0; k < 8; ++k) pick[k] = _mm256_set1_epi16((short)((2 * k) | (2 * k + 1) << 8));
-
+      for (int half = 0; half < 2; ++half) half_group[c][odd][half] = (64 * c + ChunkChannel(0, 16 * half + odd * 8)) / group;
   // A block (KvValueBlockRows: 64 INT2 rows, 16 INT4) is S sub-blocks of 16 rows sharing one weight scale per
   // group; its int16 sums widen once, at its end.
-  constexpr int kBlock = KvValueBlockRows(BITS == 2 ? KvPrecision::Int2 : KvPrecision::Int4), S = kBlock / 16;
-  alignas(16) uint8_t w8[kPass][4][16 * S];
-  float ws[kPass][4];
-  __m256 zacc[kPass][4];
-  for (int h = 0; h < NQ; ++h)
-    for (int g = 0; g < 4; ++g) zacc[h][g] = _mm256_setzero_ps();
+  constexpr int kBlock = KvValueBlockRows(KvPrecision::Int4), S = kBlock / 16;
+  QueryBlockWeights<S> qw;
+  auto& w8 = qw.w8;
+  auto& ws = qw.ws;
   for (size_t b = 0; b < n; b += kBlock) {
     const int nb = (int)std::min<size_t>(kBlock, n - b);
-    BlockScales scales[S];
-    for (int s = 0; s < S; ++s) GatherBlockScales(f, ng, code_bytes, rows + (b + 16 * s) * f.stride, nb - 16 * s, &scales[s]);
-    for (int h = 0; h < NQ; ++h) QuantizeBlockWeights<S>(scales, ng, p + h * p_stride + b, w8[h], ws[h], zacc[h]);
+    qw.Quantize(f, ng, code_bytes, NQ, p + b, p_stride, rows + b * f.stride, nb);
     __m256i a16[kPass][NC][4];
     for (int h = 0; h < NQ; ++h)
       for (int c = 0; c < NC; ++c)
@@ -209,12 +215,12 @@ void ValuesFast(const KvRowFormat& f, const float* p, size_t p_stride, const uin
         const uint8_t* rt = rows + (b + 16 * s + t) * f.stride;
         const uint8_t* ru = t + 1 < end ? rt + f.stride : rt;  // its weight is 0 when it is the same row
         for (int c = 0; c < NC; ++c) {
-          const Chunk ct = LoadChunk<BITS>(rt, c), cu = LoadChunk<BITS>(ru, c);
+          const Chunk ct = LoadChunk(rt, c), cu = LoadChunk(ru, c);
           const __m256i a_lo = _mm256_unpacklo_epi8(ct.a, cu.a), a_hi = _mm256_unpackhi_epi8(ct.a, cu.a);
           const __m256i b_lo = _mm256_unpacklo_epi8(ct.b, cu.b), b_hi = _mm256_unpackhi_epi8(ct.b, cu.b);
           for (int h = 0; h < NQ; ++h) {
-            const __m256i w_lo = _mm256_shuffle_epi8(wv[h][c][0], pick[t / 2]);
-            const __m256i w_hi = _mm256_shuffle_epi8(wv[h][c][1], pick[t / 2]);
+            const __m256i w_lo = _mm256_shuffle_epi8(wv[h][c][0], qw.pick[t / 2]);
+            const __m256i w_hi = _mm256_shuffle_epi8(wv[h][c][1], qw.pick[t / 2]);
             a16[h][c][0] = _mm256_add_epi16(a16[h][c][0], _mm256_maddubs_epi16(a_lo, w_lo));
             a16[h][c][1] = _mm256_add_epi16(a16[h][c][1], _mm256_maddubs_epi16(a_hi, w_hi));
             a16[h][c][2] = _mm256_add_epi16(a16[h][c][2], _mm256_maddubs_epi16(b_lo, w_lo));
@@ -237,7 +243,7 @@ void ValuesFast(const KvRowFormat& f, const float* p, size_t p_stride, const uin
   }
   for (int h = 0; h < NQ; ++h) {
     float zsum[4];
-    for (int g = 0; g < ng; ++g) zsum[g] = Hsum8(zacc[h][g]);
+    for (int g = 0; g < ng; ++g) zsum[g] = qw.ZeroSum(h, g);
     for (int slot = 0; slot < d; ++slot) acc[h * d + channel[slot]] = fa[h][slot] + zsum[channel[slot] / group];
   }
 }
@@ -334,6 +340,80 @@ void ScoresOfShape(const KvRowFormat& f, int nq, const float* q, const float* qs
   return ScoresPasses<BITS, 2, 4>(f, nq, q, qsum, rows, n, scale, out, out_stride);
 }
 
+// INT2 values, two rows per register as in ScoresInt2: rows t and t+1's 16 code bytes of a chunk interleaved byte by
+// byte (vpunpcklbw/hbw, bytes 0-7 in the low 128 bits, 8-15 in the high), then the four 2-bit phases with one shift
+// each: byte pair j of phase k holds channel 4j+k of both rows, so one vpmaddubsw with (w_t, w_t+1) gives
+// w_t·code_t + w_t+1·code_t+1 per channel — the low half's channels 0-31 of the chunk, the high half's 32-63, each
+// inside one group, so one vpshufb per pair spreads both groups' weights. Blocks of 64 rows (KvValueBlockRows).
+template <int NC, int NQ>
+void ValuesInt2(const KvRowFormat& f, const float* p, size_t p_stride, const uint8_t* rows, size_t n, float* acc) {
+  constexpr int d = 64 * NC, kBlock = KvValueBlockRows(KvPrecision::Int2), S = kBlock / 16;
+  const int group = f.group, ng = d / group;
+  const size_t code_bytes = KvCodeBytes(d, 2);
+  // Accumulator slot (c, k, e) <- int16 lane e of phase register k of chunk c: channel 64c + 4e + k.
+  alignas(32) float fa[kPass][d];
+  int channel[d];
+  for (int c = 0; c < NC; ++c)
+    for (int k = 0; k < 4; ++k)
+      for (int e = 0; e < 16; ++e) {
+        const int slot = (c * 4 + k) * 16 + e;
+        channel[slot] = 64 * c + 4 * e + k;
+        for (int h = 0; h < NQ; ++h) fa[h][slot] = acc[h * d + channel[slot]];
+      }
+  const __m256i three = _mm256_set1_epi8(3);
+  QueryBlockWeights<S> qw;
+  auto& w8 = qw.w8;
+  auto& ws = qw.ws;
+  for (size_t b = 0; b < n; b += kBlock) {
+    const int nb = (int)std::min<size_t>(kBlock, n - b);
+    qw.Quantize(f, ng, code_bytes, NQ, p + b, p_stride, rows + b * f.stride, nb);
+    __m256i a16[kPass][NC][4];
+    for (int h = 0; h < NQ; ++h)
+      for (int c = 0; c < NC; ++c)
+        for (int k = 0; k < 4; ++k) a16[h][c][k] = _mm256_setzero_si256();
+    for (int s = 0; 16 * s < nb; ++s) {
+      __m256i wv[kPass][NC];  // [the 16 rows' weights in the group of channels 64c..64c+31 | of 64c+32..64c+63]
+      for (int h = 0; h < NQ; ++h)
+        for (int c = 0; c < NC; ++c)
+          wv[h][c] = _mm256_inserti128_si256(
+              _mm256_castsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(w8[h][64 * c / group] + 16 * s))),
+              _mm_load_si128(reinterpret_cast<const __m128i*>(w8[h][(64 * c + 32) / group] + 16 * s)), 1);
+      const int end = std::min(16, nb - 16 * s);
+      for (int t = 0; t < end; t += 2) {
+        const uint8_t* rt = rows + (b + 16 * s + t) * f.stride;
+        const uint8_t* ru = t + 1 < end ? rt + f.stride : rt;  // its weight is 0 when it is the same row
+        for (int c = 0; c < NC; ++c) {
+          const __m128i xt = _mm_loadu_si128(reinterpret_cast<const __m128i*>(rt + 16 * c));
+          const __m128i xu = _mm_loadu_si128(reinterpret_cast<const __m128i*>(ru + 16 * c));
+          const __m256i x = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_unpacklo_epi8(xt, xu)), _mm_unpackhi_epi8(xt, xu), 1);
+          const __m256i ph[4] = {_mm256_and_si256(x, three), _mm256_and_si256(_mm256_srli_epi16(x, 2), three),
+                                 _mm256_and_si256(_mm256_srli_epi16(x, 4), three), _mm256_and_si256(_mm256_srli_epi16(x, 6), three)};
+          for (int h = 0; h < NQ; ++h) {
+            const __m256i w = _mm256_shuffle_epi8(wv[h][c], qw.pick[t / 2]);
+            for (int k = 0; k < 4; ++k) a16[h][c][k] = _mm256_add_epi16(a16[h][c][k], _mm256_maddubs_epi16(ph[k], w));
+          }
+        }
+      }
+    }
+    for (int h = 0; h < NQ; ++h)
+      for (int c = 0; c < NC; ++c) {
+        const __m256 lo_scale = _mm256_set1_ps(ws[h][64 * c / group]), hi_scale = _mm256_set1_ps(ws[h][(64 * c + 32) / group]);
+        for (int k = 0; k < 4; ++k) {
+          float* slot = fa[h] + (c * 4 + k) * 16;
+          const __m256 lo = _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_castsi256_si128(a16[h][c][k])));
+          const __m256 hi = _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_extracti128_si256(a16[h][c][k], 1)));
+          _mm256_store_ps(slot, _mm256_fmadd_ps(lo_scale, lo, _mm256_load_ps(slot)));
+          _mm256_store_ps(slot + 8, _mm256_fmadd_ps(hi_scale, hi, _mm256_load_ps(slot + 8)));
+        }
+      }
+  }
+  for (int h = 0; h < NQ; ++h) {
+    float zsum[4];
+    for (int g = 0; g < ng; ++g) zsum[g] = qw.ZeroSum(h, g);
+    for (int slot = 0; slot < d; ++slot) acc[h * d + channel[slot]] = fa[h][slot] + zsum[channel[slot] / group];
+  }
+}
+
 template <int BITS, int NC>
 void ValuesPasses(const KvRowFormat& f, int nq, const float* p, size_t p_stride, const uint8_t* rows, size_t n, float* acc) {
   const int d = f.head_dim;
@@ -341,10 +421,10 @@ void ValuesPasses(const KvRowFormat& f, int nq, const float* p, size_t p_stride,
     const float* ph = p + h * p_stride;
     float* ah = acc + h * d;
     switch (std::min(kPass, nq - h)) {
-      case 1: ValuesFast<BITS, NC, 1>(f, ph, p_stride, rows, n, ah); break;
-      case 2: ValuesFast<BITS, NC, 2>(f, ph, p_stride, rows, n, ah); break;
-      case 3: ValuesFast<BITS, NC, 3>(f, ph, p_stride, rows, n, ah); break;
-      default: ValuesFast<BITS, NC, 4>(f, ph, p_stride, rows, n, ah); break;
+      case 1: (BITS == 2 ? ValuesInt2<NC, 1> : ValuesInt4<NC, 1>)(f, ph, p_stride, rows, n, ah); break;
+      case 2: (BITS == 2 ? ValuesInt2<NC, 2> : ValuesInt4<NC, 2>)(f, ph, p_stride, rows, n, ah); break;
+      case 3: (BITS == 2 ? ValuesInt2<NC, 3> : ValuesInt4<NC, 3>)(f, ph, p_stride, rows, n, ah); break;
+      default: (BITS == 2 ? ValuesInt2<NC, 4> : ValuesInt4<NC, 4>)(f, ph, p_stride, rows, n, ah); break;
     }
   }
 }

@@ -9,7 +9,9 @@
 //   model      prefill and decode tokens/s of a model (-m), and decode's effective bandwidth: (weights as the
 //              kernels read them — XNNPACK's packed copies or ggml blocks in the mapping — + KV bytes) read per
 //              token × tokens/s.
-// Google Benchmark does the timing (repetitions, minimum time); --json prints everything machine-readable.
+// Google Benchmark does the timing: each benchmark runs --repetitions times (at least --min-time seconds each) and
+// the median counts, so one slow moment of a shared machine moves neither the copy nor a kernel; --json prints
+// everything machine-readable.
 #include <benchmark/benchmark.h>
 
 #include <CLI/CLI.hpp>
@@ -41,6 +43,7 @@ struct BenchArgs {
   std::string model, tokens = "1024,4096,16384,32768", precisions = "f16,int8,int4,int2";
   int head_dim = 64, prompt = 512, decode = 64, threads = 0, gqa = 1, split_min_tokens = SessionConfig().split_attention_min_tokens;
   double min_time = 0.2;
+  int repetitions = 5;
   bool json = false, model_only = false;
   KvArgs kv;
 };
@@ -51,7 +54,8 @@ class Collector : public benchmark::BenchmarkReporter {
   bool ReportContext(const Context&) override { return true; }
   void ReportRuns(const std::vector<Run>& runs) override {
     for (const Run& r : runs) {
-      if (r.run_type != Run::RT_Iteration) continue;
+      // One repetition: the run itself; several: their median.
+      if (r.run_type == Run::RT_Aggregate ? r.aggregate_name != "median" : r.repetitions > 1) continue;
       auto it = r.counters.find("bytes_per_second");
       if (it != r.counters.end()) rates[r.run_name.function_name] = it->second.value;
     }
@@ -188,11 +192,13 @@ int RunBench(const BenchArgs& a) {
   out["query_heads_per_kv_head"] = a.gqa;
   if (a.gqa < 1 || a.gqa > 64) return Fail(Status(MIKV_ERR_INVALID_ARGUMENT, "--gqa must be 1..64"), a.json);
   const int model_threads = a.threads > 0 ? a.threads : (int)std::max(1u, std::thread::hardware_concurrency());
-  benchmark::RegisterBenchmark("copy", [](benchmark::State& s) { BenchCopy(s, 1); })->MinTime(a.min_time)->UseRealTime();
+  // Every benchmark: wall-clock time, --repetitions runs of at least --min-time, only their aggregates reported.
+  auto timed = [&a](benchmark::internal::Benchmark* b) {
+    b->MinTime(a.min_time)->Repetitions(a.repetitions)->ReportAggregatesOnly(true)->UseRealTime();
+  };
+  timed(benchmark::RegisterBenchmark("copy", [](benchmark::State& s) { BenchCopy(s, 1); }));
   if (!a.model.empty() && model_threads > 1)
-    benchmark::RegisterBenchmark("copy_threads", [model_threads](benchmark::State& s) { BenchCopy(s, model_threads); })
-        ->MinTime(a.min_time)
-        ->UseRealTime();
+    timed(benchmark::RegisterBenchmark("copy_threads", [model_threads](benchmark::State& s) { BenchCopy(s, model_threads); }));
   std::vector<std::pair<std::string, std::pair<std::string, size_t>>> rows;
   for (const std::string& ps : a.model_only ? std::vector<std::string>{} : SplitList(a.precisions)) {
     KvPrecision p;
@@ -201,9 +207,9 @@ int RunBench(const BenchArgs& a) {
     for (const std::string& ts : SplitList(a.tokens)) {
       const size_t n = std::stoul(ts);
       const std::string name = "attention/" + ps + "/" + ts;
-      benchmark::RegisterBenchmark(name.c_str(), [p, n, d = a.head_dim, nq = a.gqa](benchmark::State& s) { BenchAttention(s, p, d, n, nq); })
-          ->MinTime(a.min_time)
-          ->UseRealTime();
+      timed(benchmark::RegisterBenchmark(name.c_str(), [p, n, d = a.head_dim, nq = a.gqa](benchmark::State& s) {
+        BenchAttention(s, p, d, n, nq);
+      }));
       rows.push_back({name, {ps, n}});
     }
   }
@@ -212,9 +218,9 @@ int RunBench(const BenchArgs& a) {
       {"q8_0 (mikv qb32)", WeightType::Q8_0}, {"int8 (XNNPACK qd8-qc8w)", WeightType::Int8PerChannel}};
   for (const auto& [label, type] : weight_kinds) {
     if (a.model_only) break;
-    benchmark::RegisterBenchmark(("weights/" + label).c_str(), [type = type](benchmark::State& s) { BenchWeights(s, type, 2048, 2048); })
-        ->MinTime(a.min_time)
-        ->UseRealTime();
+    timed(benchmark::RegisterBenchmark(("weights/" + label).c_str(), [type = type](benchmark::State& s) {
+      BenchWeights(s, type, 2048, 2048);
+    }));
   }
   Collector collector;
   benchmark::RunSpecifiedBenchmarks(&collector);
@@ -300,6 +306,9 @@ void AddBenchCommand(CLI::App& app) {
   cmd->add_option("--prompt", args->prompt, "prompt tokens for the model benchmark")->capture_default_str();
   cmd->add_option("--decode", args->decode, "decoded tokens for the model benchmark")->capture_default_str();
   cmd->add_option("--min-time", args->min_time, "seconds per kernel benchmark")->capture_default_str();
+  cmd->add_option("--repetitions", args->repetitions, "runs per benchmark; the median counts")
+      ->check(CLI::Range(1, 100))
+      ->capture_default_str();
   cmd->add_option("-t,--threads", args->threads, "threads for the model; 0 = all cores")->capture_default_str();
   AddSplitAttentionOption(cmd, &args->split_min_tokens);
   cmd->add_flag("--json", args->json, "print JSON");
