@@ -102,6 +102,8 @@ def main():
                                    **({"seed": seed} if seed else {})}, f)
                     results[kv].append(json.loads(run(["node", os.path.join(ROOT, "scripts", "llamacpp_speed.mjs"),
                                                        a.llamacpp, gguf, req])))
+                    if results[kv][-1]["kv_cells"] != n + a.decode:
+                        sys.exit(f"llama.cpp holds {results[kv][-1]['kv_cells']} cells after {n} + {a.decode} tokens")
                     print(f"[{shape} {n}] llama.cpp {kv}: {json.dumps(results[kv][-1])}", file=sys.stderr, flush=True)
                 print(f"[{shape} {n}] run {r + 1}/{a.repeats} decode tok/s: " +
                       ", ".join(f"{k} {v[-1]['decode_tokens_per_second']:.1f}" for k, v in results.items()), file=sys.stderr)
