@@ -65,7 +65,6 @@ inline void ScaleColumns8(const uint8_t* first, size_t stride, int nb, __m128i* 
 struct BlockScales {
   __m256 sz0[8], sz1[8];
   __m256i mask0, mask1;
-  int nb;
 };
 
 template <int NG>
@@ -80,7 +79,6 @@ inline void GatherBlockScalesOf(const uint8_t* first, size_t stride, int nb, Blo
 inline void GatherBlockScales(const KvRowFormat& f, int ng, size_t code_bytes, const uint8_t* rows, int nb, BlockScales* b) {
   const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   nb = std::min(nb, 16);
-  b->nb = nb;
   b->mask0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(nb), iota);
   b->mask1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(nb - 8), iota);
   if (nb <= 0) {  // an empty sub-block past the rows: weighs nothing

@@ -160,7 +160,15 @@ struct QueryBlockWeights {
     for (int s = 0; s < S; ++s) GatherBlockScales(f, ng, code_bytes, rows + 16 * s * f.stride, nb - 16 * s, &scales[s]);
     for (int h = 0; h < nq; ++h) QuantizeBlockWeights<S>(scales, ng, p + h * p_stride, w8[h], ws[h], zacc[h]);
   }
-  float ZeroSum(int h, int g) const { return Hsum8(zacc[h][g]); }
+  // After the last block: acc[h·d + channel[slot]] = fa[h·d + slot] + Σ p·zero of the slot's group, for each of nq
+  // queries (fa: the kernel's float sums, slots in its own channel order).
+  void Finish(int nq, int d, int group, const int* channel, const float* fa, float* acc) const {
+    for (int h = 0; h < nq; ++h) {
+      float zsum[4];
+      for (int g = 0; g < d / group; ++g) zsum[g] = Hsum8(zacc[h][g]);
+      for (int slot = 0; slot < d; ++slot) acc[h * d + channel[slot]] = fa[h * d + slot] + zsum[channel[slot] / group];
+    }
+  }
 };
 
 // INT4 values.
@@ -189,43 +197,38 @@ void ValuesInt4(const KvRowFormat& f, const float* p, size_t p_stride, const uin
   for (int c = 0; c < NC; ++c)
     for (int odd = 0; odd < 2; ++odd)
       for (int half = 0; half < 2; ++half) half_group[c][odd][half] = (64 * c + ChunkChannel(0, 16 * half + odd * 8)) / group;
-  // A block (KvValueBlockRows: 64 INT2 rows, 16 INT4) is S sub-blocks of 16 rows sharing one weight scale per
-  // group; its int16 sums widen once, at its end.
-  constexpr int kBlock = KvValueBlockRows(KvPrecision::Int4), S = kBlock / 16;
-  QueryBlockWeights<S> qw;
-  auto& w8 = qw.w8;
-  auto& ws = qw.ws;
+  // A block is 16 rows (KvValueBlockRows(Int4)); its int16 sums widen at its end.
+  constexpr int kBlock = KvValueBlockRows(KvPrecision::Int4);
+  static_assert(kBlock == 16, "one weights register per block");
+  QueryBlockWeights<1> qw;
+  const auto& w8 = qw.w8;
+  const auto& ws = qw.ws;
   for (size_t b = 0; b < n; b += kBlock) {
     const int nb = (int)std::min<size_t>(kBlock, n - b);
     qw.Quantize(f, ng, code_bytes, NQ, p + b, p_stride, rows + b * f.stride, nb);
-    __m256i a16[kPass][NC][4];
+    __m256i wv[kPass][NC][2], a16[kPass][NC][4];
     for (int h = 0; h < NQ; ++h)
-      for (int c = 0; c < NC; ++c)
+      for (int c = 0; c < NC; ++c) {
+        for (int odd = 0; odd < 2; ++odd)
+          wv[h][c][odd] = _mm256_inserti128_si256(
+              _mm256_castsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(w8[h][half_group[c][odd][0]]))),
+              _mm_load_si128(reinterpret_cast<const __m128i*>(w8[h][half_group[c][odd][1]])), 1);
         for (int r = 0; r < 4; ++r) a16[h][c][r] = _mm256_setzero_si256();
-    for (int s = 0; s < S && 16 * s < nb; ++s) {
-      __m256i wv[kPass][NC][2];
-      for (int h = 0; h < NQ; ++h)
-        for (int c = 0; c < NC; ++c)
-          for (int odd = 0; odd < 2; ++odd)
-            wv[h][c][odd] = _mm256_inserti128_si256(
-                _mm256_castsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(w8[h][half_group[c][odd][0]] + 16 * s))),
-                _mm_load_si128(reinterpret_cast<const __m128i*>(w8[h][half_group[c][odd][1]] + 16 * s)), 1);
-      const int end = std::min(16, nb - 16 * s);
-      for (int t = 0; t < end; t += 2) {
-        const uint8_t* rt = rows + (b + 16 * s + t) * f.stride;
-        const uint8_t* ru = t + 1 < end ? rt + f.stride : rt;  // its weight is 0 when it is the same row
-        for (int c = 0; c < NC; ++c) {
-          const Chunk ct = LoadChunk(rt, c), cu = LoadChunk(ru, c);
-          const __m256i a_lo = _mm256_unpacklo_epi8(ct.a, cu.a), a_hi = _mm256_unpackhi_epi8(ct.a, cu.a);
-          const __m256i b_lo = _mm256_unpacklo_epi8(ct.b, cu.b), b_hi = _mm256_unpackhi_epi8(ct.b, cu.b);
-          for (int h = 0; h < NQ; ++h) {
-            const __m256i w_lo = _mm256_shuffle_epi8(wv[h][c][0], qw.pick[t / 2]);
-            const __m256i w_hi = _mm256_shuffle_epi8(wv[h][c][1], qw.pick[t / 2]);
-            a16[h][c][0] = _mm256_add_epi16(a16[h][c][0], _mm256_maddubs_epi16(a_lo, w_lo));
-            a16[h][c][1] = _mm256_add_epi16(a16[h][c][1], _mm256_maddubs_epi16(a_hi, w_hi));
-            a16[h][c][2] = _mm256_add_epi16(a16[h][c][2], _mm256_maddubs_epi16(b_lo, w_lo));
-            a16[h][c][3] = _mm256_add_epi16(a16[h][c][3], _mm256_maddubs_epi16(b_hi, w_hi));
-          }
+      }
+    for (int t = 0; t < nb; t += 2) {
+      const uint8_t* rt = rows + (b + t) * f.stride;
+      const uint8_t* ru = t + 1 < nb ? rt + f.stride : rt;  // its weight is 0 when it is the same row
+      for (int c = 0; c < NC; ++c) {
+        const Chunk ct = LoadChunk(rt, c), cu = LoadChunk(ru, c);
+        const __m256i a_lo = _mm256_unpacklo_epi8(ct.a, cu.a), a_hi = _mm256_unpackhi_epi8(ct.a, cu.a);
+        const __m256i b_lo = _mm256_unpacklo_epi8(ct.b, cu.b), b_hi = _mm256_unpackhi_epi8(ct.b, cu.b);
+        for (int h = 0; h < NQ; ++h) {
+          const __m256i w_lo = _mm256_shuffle_epi8(wv[h][c][0], qw.pick[t / 2]);
+          const __m256i w_hi = _mm256_shuffle_epi8(wv[h][c][1], qw.pick[t / 2]);
+          a16[h][c][0] = _mm256_add_epi16(a16[h][c][0], _mm256_maddubs_epi16(a_lo, w_lo));
+          a16[h][c][1] = _mm256_add_epi16(a16[h][c][1], _mm256_maddubs_epi16(a_hi, w_hi));
+          a16[h][c][2] = _mm256_add_epi16(a16[h][c][2], _mm256_maddubs_epi16(b_lo, w_lo));
+          a16[h][c][3] = _mm256_add_epi16(a16[h][c][3], _mm256_maddubs_epi16(b_hi, w_hi));
         }
       }
     }
@@ -241,11 +244,7 @@ void ValuesInt4(const KvRowFormat& f, const float* p, size_t p_stride, const uin
                                                 _mm256_mul_ps(_mm256_set1_ps(ws[h][group_of_vector[c * 8 + v]]), dot)));
           }
   }
-  for (int h = 0; h < NQ; ++h) {
-    float zsum[4];
-    for (int g = 0; g < ng; ++g) zsum[g] = qw.ZeroSum(h, g);
-    for (int slot = 0; slot < d; ++slot) acc[h * d + channel[slot]] = fa[h][slot] + zsum[channel[slot] / group];
-  }
+  qw.Finish(NQ, d, group, channel, fa[0], acc);
 }
 
 // INT2 scores, two rows per register: row t's 16 code bytes of a chunk in the low 128 bits, row t+1's in the high,
@@ -362,8 +361,8 @@ void ValuesInt2(const KvRowFormat& f, const float* p, size_t p_stride, const uin
       }
   const __m256i three = _mm256_set1_epi8(3);
   QueryBlockWeights<S> qw;
-  auto& w8 = qw.w8;
-  auto& ws = qw.ws;
+  const auto& w8 = qw.w8;
+  const auto& ws = qw.ws;
   for (size_t b = 0; b < n; b += kBlock) {
     const int nb = (int)std::min<size_t>(kBlock, n - b);
     qw.Quantize(f, ng, code_bytes, NQ, p + b, p_stride, rows + b * f.stride, nb);
@@ -407,11 +406,7 @@ void ValuesInt2(const KvRowFormat& f, const float* p, size_t p_stride, const uin
         }
       }
   }
-  for (int h = 0; h < NQ; ++h) {
-    float zsum[4];
-    for (int g = 0; g < ng; ++g) zsum[g] = qw.ZeroSum(h, g);
-    for (int slot = 0; slot < d; ++slot) acc[h * d + channel[slot]] = fa[h][slot] + zsum[channel[slot] / group];
-  }
+  qw.Finish(NQ, d, group, channel, fa[0], acc);
 }
 
 template <int BITS, int NC>
