@@ -25,6 +25,7 @@ struct KvGeometry {
 struct KvOccupancy {
   int hi_tokens = 0, lo_tokens = 0;
   int64_t evicted = 0;  // tokens dropped since the last reset
+  int mid_tokens = 0;   // tiered mikv's middle tier
 };
 
 class KvCache {

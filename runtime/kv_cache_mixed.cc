@@ -13,63 +13,73 @@ namespace mikv {
 
 MixedKvCache::MixedKvCache(const KvGeometry& g, const KvCacheConfig& config, const KvPlan& plan)
     : g_(g), config_(config), balancer_(g, config.balance_keys) {
-  const int group = config.group == 0 ? g.head_dim : config.group;
-  group_ = group;
-  hi_.codec = KvCodec(config.hi, g.head_dim, group);
-  lo_.codec = KvCodec(config.lo, g.head_dim, group);
-  hi_.capacity = plan.hi_tokens;
-  lo_.capacity = plan.lo_tokens;
-  quantizes_ = (hi_.codec.quantized() && hi_.capacity > 0) || (lo_.codec.quantized() && lo_.capacity > 0);
+  const int d = g.head_dim;
+  Region& hi = tiers_[kHi];
+  Region& mid = tiers_[kMid];
+  Region& lo = tiers_[kLo];
+  hi.group = KvTierGroup(config, -1, d);
+  mid.group = KvTierGroup(config, config.mid_group, d);
+  lo.group = KvTierGroup(config, config.lo_group, d);
+  hi.codec = KvCodec(config.hi, d, hi.group);
+  mid.codec = KvCodec(config.mid_tier ? config.mid : config.lo, d, mid.group);
+  lo.codec = KvCodec(config.lo, d, lo.group);
+  hi.capacity = plan.hi_tokens;
+  mid.capacity = plan.mid_tokens;
+  lo.capacity = plan.lo_tokens;
+  bool quantizes = false;
+  for (const Region& r : tiers_) quantizes |= r.codec.quantized() && r.capacity > 0;
+  balances_ = quantizes && config.balance_keys;
 }
 
 void MixedKvCache::Carve(Arena* arena) {
   const size_t streams = (size_t)g_.n_layers * g_.n_kv_heads;
-  for (Region* r : {&hi_, &lo_}) {
-    const char* label = r == &hi_ ? "kv-hi" : "kv-lo";
-    r->keys = arena->Take<uint8_t>(streams * r->capacity * r->codec.bytes(), label);
-    r->values = arena->Take<uint8_t>(streams * r->capacity * r->codec.bytes(), label);
+  static const char* const kLabels[kTiers] = {"kv-hi", "kv-mid", "kv-lo"};
+  for (int t = 0; t < kTiers; ++t) {
+    Region* r = &tiers_[t];
+    r->keys = arena->Take<uint8_t>(streams * r->capacity * r->codec.bytes(), kLabels[t]);
+    r->values = arena->Take<uint8_t>(streams * r->capacity * r->codec.bytes(), kLabels[t]);
     r->positions = arena->Take<int32_t>(streams * r->capacity, "kv-tables");
     r->importance = arena->Take<float>(streams * r->capacity, "kv-tables");
     r->used = arena->Take<int32_t>(streams, "kv-tables");
   }
-  if (quantizes_) balancer_.Carve(arena);
-  tmp_ = arena->Take<float>((size_t)4 * g_.head_dim, "kv-tables");
+  if (balances_) balancer_.Carve(arena);
+  tmp_ = arena->Take<float>((size_t)kTmpVectors * g_.head_dim, "kv-tables");
   if (!arena->measuring()) Reset();
 }
 
 void MixedKvCache::Reset() {
   const size_t streams = (size_t)g_.n_layers * g_.n_kv_heads;
-  std::fill(hi_.used, hi_.used + streams, 0);
-  std::fill(lo_.used, lo_.used + streams, 0);
-  if (quantizes_) balancer_.Reset();
+  for (Region& r : tiers_) std::fill(r.used, r.used + streams, 0);
+  if (balances_) balancer_.Reset();
   evicted_ = 0;
 }
 
 KvOccupancy MixedKvCache::Occupancy() const {
-  return KvOccupancy{hi_.used[0], lo_.used[0], evicted_ / ((int64_t)g_.n_layers * g_.n_kv_heads)};
+  KvOccupancy o{tiers_[kHi].used[0], tiers_[kLo].used[0], evicted_ / ((int64_t)g_.n_layers * g_.n_kv_heads)};
+  o.mid_tokens = tiers_[kMid].used[0];
+  return o;
 }
 
 Status MixedKvCache::Reserve(int n) const {
   const bool keeps_all = config_.policy == KvPolicy::MiKV || config_.policy == KvPolicy::Uniform;
   if (!keeps_all || config_.on_full != KvOnFull::Refuse) return OkStatus();
-  const int free = hi_.capacity + lo_.capacity - hi_.used[0] - lo_.used[0];
+  const int free = (int)ScoreStride() - Held(0);
   if (n <= free) return OkStatus();
-  return Status(MIKV_ERR_CACHE_FULL, "the " + std::string(name()) + " KV cache holds " +
-                                         std::to_string(hi_.capacity + lo_.capacity) + " tokens and has room for " +
-                                         std::to_string(free) + ", not " + std::to_string(n) +
-                                         " (it is set to refuse rather than evict)");
+  return Status(MIKV_ERR_CACHE_FULL, "the " + std::string(name()) + " KV cache holds " + std::to_string(ScoreStride()) +
+                                         " tokens and has room for " + std::to_string(free) + ", not " +
+                                         std::to_string(n) + " (it is set to refuse rather than evict)");
 }
 
 size_t MixedKvCache::ScratchFloats() const {
-  // For each head of a GQA group (attended together): scores of every slot; the balanced query, the group sums, the
-  // plain and balanced queries rotated.
+  // For each head of a GQA group (attended together): scores of every slot; the balanced query, the tiers' group
+  // sums, the plain and balanced queries rotated.
   return (size_t)g_.group() * (ScoreStride() + 4 * (size_t)g_.head_dim);
 }
 
 void MixedKvCache::Transform(const Region& r, int layer, int kv_head, const float** k, const float** v) {
   const int d = g_.head_dim;
-  float* tk = tmp_ + 2 * g_.head_dim;
-  float* tv = tmp_ + 3 * g_.head_dim;
+  float* tk = tmp_;
+  float* tv = tmp_ + d;
   if (Balanced(r)) {
     const float* b = balancer_.Factors(layer, kv_head);
     for (int c = 0; c < d; ++c) tk[c] = (*k)[c] * b[c];
@@ -101,12 +111,20 @@ void MixedKvCache::Store(Region& r, size_t s, int slot, int layer, int kv_head, 
                          int pos, float imp) {
   assert(slot >= 0 && slot < r.capacity && s < (size_t)g_.n_layers * g_.n_kv_heads);
   Transform(r, layer, kv_head, &k, &v);
-  const KvRowFormat f{r.codec.precision(), g_.head_dim, group_, r.codec.bytes()};
+  const KvRowFormat f = r.Format(g_.head_dim);
   const KvEncodeFn encode = ActiveKvKernels().encode;
   encode(f, k, r.K(s, slot));
   encode(f, v, r.V(s, slot));
   r.positions[s * r.capacity + slot] = pos;
   r.importance[s * r.capacity + slot] = imp;
+}
+
+void MixedKvCache::Load(const Region& r, size_t s, int slot, int layer, int kv_head, Moving* m) {
+  r.codec.Decode(r.K(s, slot), m->k);
+  r.codec.Decode(r.V(s, slot), m->v);
+  Untransform(r, layer, kv_head, m->k, m->v);  // back to plain keys and values; the next tier transforms for itself
+  m->pos = r.positions[s * r.capacity + slot];
+  m->imp = r.importance[s * r.capacity + slot];
 }
 
 void MixedKvCache::RemoveSlot(Region& r, size_t s, int slot) {
@@ -127,119 +145,128 @@ static int LeastImportant(const float* imp, const int32_t* pos, int used, int fi
   return victim;
 }
 
-void MixedKvCache::InsertLow(size_t s, int layer, int kv_head, const float* k, const float* v, int pos, float imp,
-                             bool demoted) {
-  int slot;
-  if (lo_.used[s] < lo_.capacity) {
-    slot = lo_.used[s]++;
-  } else {
-    // Full (Reserve refused earlier if the caller asked for that). A demoted token competes with the low tokens
-    // on importance; a new token (uniform) always enters, replacing the least important one that is neither a
-    // sink nor recent.
+void MixedKvCache::Insert(int tier, size_t s, int layer, int kv_head, Moving m, bool demoted, int depth) {
+  if (tier >= kTiers) {  // past the lo tier
     ++evicted_;
-    if (lo_.capacity == 0) return;
-    const float* imps = lo_.importance + s * lo_.capacity;
-    const int32_t* poss = lo_.positions + s * lo_.capacity;
-    if (demoted) {
-      slot = LeastImportant(imps, poss, lo_.used[s], 0, INT32_MAX);
-      if (imps[slot] > imp) return;
-    } else {
-      slot = LeastImportant(imps, poss, lo_.used[s], config_.sinks, pos - config_.window);
-      if (slot < 0) slot = LeastImportant(imps, poss, lo_.used[s], 0, INT32_MAX);
-    }
+    return;
   }
-  Store(lo_, s, slot, layer, kv_head, k, v, pos, imp);
+  Region& r = tiers_[tier];
+  if (r.capacity == 0) return Insert(tier + 1, s, layer, kv_head, m, demoted, depth);
+  if (r.used[s] < r.capacity) {
+    Store(r, s, r.used[s]++, layer, kv_head, m.k, m.v, m.pos, m.imp);
+    return;
+  }
+  // Full (Reserve refused earlier if the caller asked for that). A demoted token competes with the tier's tokens on
+  // importance; a new token (uniform) always enters, replacing the least important one that is neither a sink nor
+  // recent.
+  const float* imps = r.importance + s * r.capacity;
+  const int32_t* poss = r.positions + s * r.capacity;
+  int slot;
+  if (demoted) {
+    slot = LeastImportant(imps, poss, r.used[s], 0, INT32_MAX);
+    if (imps[slot] > m.imp) return Insert(tier + 1, s, layer, kv_head, m, true, depth);
+  } else {
+    slot = LeastImportant(imps, poss, r.used[s], config_.sinks, m.pos - config_.window);
+    if (slot < 0) slot = LeastImportant(imps, poss, r.used[s], 0, INT32_MAX);
+  }
+  // The tier's least important token goes one tier down; the newcomer takes its slot.
+  Moving down{tmp_ + (size_t)(2 + 2 * depth) * g_.head_dim, tmp_ + (size_t)(3 + 2 * depth) * g_.head_dim, 0, 0.0f};
+  if (tier + 1 < kTiers) Load(r, s, slot, layer, kv_head, &down);
+  Store(r, s, slot, layer, kv_head, m.k, m.v, m.pos, m.imp);
+  if (tier + 1 < kTiers) Insert(tier + 1, s, layer, kv_head, down, true, depth + 1);
+  else ++evicted_;
 }
 
 void MixedKvCache::MakeRoomHigh(size_t s, int layer, int kv_head, int newest) {
-  const float* imp = hi_.importance + s * hi_.capacity;
-  const int32_t* pos = hi_.positions + s * hi_.capacity;
+  Region& hi = tiers_[kHi];
+  const float* imp = hi.importance + s * hi.capacity;
+  const int32_t* pos = hi.positions + s * hi.capacity;
   const int first = config_.sinks, last = newest - config_.window;  // movable: not a sink, not recent
   int victim = -1;
   if (config_.policy == KvPolicy::Sinks) {
-    for (int i = 0; i < hi_.used[s]; ++i)
+    for (int i = 0; i < hi.used[s]; ++i)
       if (pos[i] >= first && pos[i] <= last && (victim < 0 || pos[i] < pos[victim])) victim = i;
   } else {
-    victim = LeastImportant(imp, pos, hi_.used[s], first, last);
+    victim = LeastImportant(imp, pos, hi.used[s], first, last);
   }
   if (victim < 0) victim = 0;  // unreachable when hi holds >= sinks + window (PlanKvCache checks it)
   if (config_.policy == KvPolicy::MiKV) {
-    float* k = tmp_;
-    float* v = tmp_ + g_.head_dim;
-    hi_.codec.Decode(hi_.K(s, victim), k);
-    hi_.codec.Decode(hi_.V(s, victim), v);
-    Untransform(hi_, layer, kv_head, k, v);  // back to plain keys and values; InsertLow transforms for lo
-    InsertLow(s, layer, kv_head, k, v, pos[victim], imp[victim], /*demoted=*/true);
+    Moving m{tmp_ + 2 * (size_t)g_.head_dim, tmp_ + 3 * (size_t)g_.head_dim, 0, 0.0f};
+    Load(hi, s, victim, layer, kv_head, &m);
+    Insert(kMid, s, layer, kv_head, m, /*demoted=*/true, /*depth=*/1);
   } else {
     ++evicted_;
   }
-  RemoveSlot(hi_, s, victim);
+  RemoveSlot(hi, s, victim);
 }
 
 void MixedKvCache::Write(int layer, int pos, int n, const float* k, const float* v) {
-  if (quantizes_) balancer_.ObserveKeys(layer, n, k);
+  if (balances_) balancer_.ObserveKeys(layer, n, k);
   const int d = g_.head_dim;
+  Region& hi = tiers_[kHi];
   for (int kvh = 0; kvh < g_.n_kv_heads; ++kvh) {
     const size_t s = Stream(layer, kvh);
     for (int t = 0; t < n; ++t) {
       const float* kr = k + ((size_t)t * g_.n_kv_heads + kvh) * d;
       const float* vr = v + ((size_t)t * g_.n_kv_heads + kvh) * d;
-      if (hi_.capacity == 0) {
-        InsertLow(s, layer, kvh, kr, vr, pos + t, 0.0f, /*demoted=*/false);
+      if (hi.capacity == 0) {
+        // (Insert reads the token and never writes it: the caller's rows go in as they are.)
+        Insert(kMid, s, layer, kvh, Moving{const_cast<float*>(kr), const_cast<float*>(vr), pos + t, 0.0f},
+               /*demoted=*/false, /*depth=*/1);
         continue;
       }
-      if (hi_.used[s] == hi_.capacity) MakeRoomHigh(s, layer, kvh, pos + n - 1);
-      const int slot = hi_.used[s]++;
-      Store(hi_, s, slot, layer, kvh, kr, vr, pos + t, 0.0f);
+      if (hi.used[s] == hi.capacity) MakeRoomHigh(s, layer, kvh, pos + n - 1);
+      const int slot = hi.used[s]++;
+      Store(hi, s, slot, layer, kvh, kr, vr, pos + t, 0.0f);
     }
   }
 }
 
-// Scores q·k/sqrt(d) of a region's slots [first, first + n) for the group's nq queries (q[h·d], qsum[h·ng]) into
-// scores[h·stride + slot]; -inf for tokens after `pos` (a prefill chunk's later tokens).
-void MixedKvCache::AttendRegion(const Region& r, size_t s, int first, int n, int pos, int nq, const float* q,
-                                const float* qsum, float scale, float* scores, size_t stride) const {
-  if (n <= 0) return;
-  const KvRowFormat f{r.codec.precision(), g_.head_dim, group_, r.codec.bytes()};
-  ActiveKvKernels().scores_group[(int)f.precision](f, nq, q, r.codec.quantized() ? qsum : nullptr, r.K(s, first),
-                                                    (size_t)n, scale, scores + first, stride);
-  const int32_t* p = r.positions + s * r.capacity;
-  for (int i = first; i < first + n; ++i)
-    if (p[i] > pos)
-      for (int h = 0; h < nq; ++h) scores[h * stride + i] = -INFINITY;
-}
-
-// A block's share of a stream: hi slots [hi0, hi1), lo slots [lo0, lo1). Cuts fall on multiples of
-// kKvValueBlockMax, so the integer values kernels quantize the same blocks of weights however the rows are split.
+// A block's share of a stream: slots [r0[t], r1[t]) of each tier t. Cuts fall on multiples of kKvValueBlockMax, so
+// the integer values kernels quantize the same blocks of weights however the rows are split.
 MixedKvCache::Rows MixedKvCache::BlockRows(size_t s, int block, int blocks) const {
   auto cut = [&](int n, int b) {
     if (b >= blocks) return n;
     return std::min(n, (int)((int64_t)n * b / blocks) / kKvValueBlockMax * kKvValueBlockMax);
   };
-  const int nh = hi_.used[s], nl = lo_.used[s];
-  return Rows{cut(nh, block), cut(nh, block + 1), cut(nl, block), cut(nl, block + 1)};
+  Rows rows;
+  for (int t = 0; t < kTiers; ++t) {
+    rows.r0[t] = cut(tiers_[t].used[s], block);
+    rows.r1[t] = cut(tiers_[t].used[s], block + 1);
+  }
+  return rows;
 }
 
-// The group's queries as the regions take them, in `buf` (4 × group × head_dim floats): integer regions store
-// balanced keys (when the balancer is on) and take the balanced query; with the rotation every region's keys are
-// rotated, and so is the query each region takes.
+MixedKvCache::Rows MixedKvCache::AllRows(size_t s) const {
+  Rows rows;
+  for (int t = 0; t < kTiers; ++t) rows.r0[t] = 0, rows.r1[t] = tiers_[t].used[s];
+  return rows;
+}
+
+int MixedKvCache::ScoreOffset(size_t s, int tier) const {
+  int offset = 0;
+  for (int t = 0; t < tier; ++t) offset += tiers_[t].used[s];
+  return offset;
+}
+
+// The group's queries as the tiers take them, in `buf` (4 × group × head_dim floats): integer tiers store balanced
+// keys (when the balancer is on) and take the balanced query; with the rotation every tier's keys are rotated, and
+// so is the query each tier takes. Each integer tier gets the query's group sums for its own group size.
 MixedKvCache::Queries MixedKvCache::PrepareQueries(int layer, int kv_head, const float* q, float* buf) {
   const int d = g_.head_dim, group = g_.group();
   const size_t s = Stream(layer, kv_head);
-  const int nh = hi_.used[s], nl = lo_.used[s];
   float* qb = buf;  // balanced
-  float* qsum = qb + group * d;
+  float* qsum = qb + group * d;  // tier t's sums at qsum + t·group·d/8 (group sizes are multiples of 8)
   float* qr = qsum + group * d;  // plain, rotated
   float* qbr = qr + group * d;   // balanced, rotated
   const bool rotate = config_.rotate;
+  bool balanced_read = false;
+  for (const Region& r : tiers_) balanced_read |= Balanced(r) && r.used[s] > 0;
   // (The factors were fixed when the first of these tokens was stored: this only reads them.)
-  const float* b = nullptr;
-  if ((Balanced(hi_) && nh > 0) || (Balanced(lo_) && nl > 0)) b = balancer_.Factors(layer, kv_head);
-  const bool any_quantized = (hi_.codec.quantized() && nh > 0) || (lo_.codec.quantized() && nl > 0);
+  const float* b = balanced_read ? balancer_.Factors(layer, kv_head) : nullptr;
   Queries out;
   out.plain = rotate ? qr : q;
   out.balanced = b ? (rotate ? qbr : qb) : out.plain;
-  out.qsum = qsum;
   for (int h = 0; h < group; ++h) {
     const float* qh = q + (size_t)h * d;
     if (b)
@@ -252,56 +279,69 @@ MixedKvCache::Queries MixedKvCache::PrepareQueries(int layer, int kv_head, const
         HadamardRotate(qbr + h * d, d);
       }
     }
-    if (any_quantized) KvQuerySums(out.balanced + h * d, d, group_, qsum + h * (d / group_));
+  }
+  for (int t = 0; t < kTiers; ++t) {
+    const Region& r = tiers_[t];
+    out.qsum[t] = nullptr;
+    if (!r.codec.quantized() || r.used[s] == 0) continue;
+    float* sums = qsum + (size_t)t * group * (d / 8);
+    const int ng = d / r.group;
+    const float* qt = Balanced(r) ? out.balanced : out.plain;
+    for (int h = 0; h < group; ++h) KvQuerySums(qt + (size_t)h * d, d, r.group, sums + h * ng);
+    out.qsum[t] = sums;
   }
   return out;
 }
 
-// All heads of the group read each row once; hi rows first (for `full` the slots are in position order and these
-// are the plain cache's kernels, so the logits are identical).
+// All heads of the group read each row once; tiers in order, hi first (for `full` the slots are in position order
+// and these are the plain cache's kernels, so the logits are identical). -inf for tokens after `pos` (a prefill
+// chunk's later tokens).
 void MixedKvCache::ScoreRows(size_t s, int pos, const Rows& rows, const Queries& q, float* scores, size_t stride) const {
   const int group = g_.group();
   const float scale = 1.0f / std::sqrt((float)g_.head_dim);
-  AttendRegion(hi_, s, rows.hi0, rows.hi1 - rows.hi0, pos, group, Balanced(hi_) ? q.balanced : q.plain, q.qsum, scale,
-               scores, stride);
-  AttendRegion(lo_, s, rows.lo0, rows.lo1 - rows.lo0, pos, group, Balanced(lo_) ? q.balanced : q.plain, q.qsum, scale,
-               scores + hi_.used[s], stride);
+  for (int t = 0; t < kTiers; ++t) {
+    const Region& r = tiers_[t];
+    const int first = rows.r0[t], n = rows.r1[t] - rows.r0[t];
+    if (n <= 0) continue;
+    float* sc = scores + ScoreOffset(s, t);
+    ActiveKvKernels().scores_group[(int)r.codec.precision()](r.Format(g_.head_dim), group,
+                                                             Balanced(r) ? q.balanced : q.plain, q.qsum[t],
+                                                             r.K(s, first), (size_t)n, scale, sc + first, stride);
+    const int32_t* p = r.positions + s * r.capacity;
+    for (int i = first; i < first + n; ++i)
+      if (p[i] > pos)
+        for (int h = 0; h < group; ++h) sc[h * stride + i] = -INFINITY;
+  }
 }
 
-// out[h·d] += Σ p·v over the rows (probabilities in scores[h·stride + slot], lo slots after the hi ones), and each
+// out[h·d] += Σ p·v over the rows (probabilities in scores[h·stride + slot], tiers one after the other), and each
 // row's importance += its probabilities over the group's heads.
 void MixedKvCache::WeighRows(size_t s, const Rows& rows, const float* scores, size_t stride, float* out) {
-  const int d = g_.head_dim, group = g_.group(), nh = hi_.used[s];
+  const int group = g_.group();
   const KvKernels& kk = ActiveKvKernels();
-  if (rows.hi1 > rows.hi0) {
-    const KvRowFormat f{hi_.codec.precision(), d, group_, hi_.codec.bytes()};
-    kk.values_group[(int)f.precision](f, group, scores + rows.hi0, stride, hi_.V(s, rows.hi0),
-                                      (size_t)(rows.hi1 - rows.hi0), out);
-  }
-  if (rows.lo1 > rows.lo0) {
-    const KvRowFormat f{lo_.codec.precision(), d, group_, lo_.codec.bytes()};
-    kk.values_group[(int)f.precision](f, group, scores + nh + rows.lo0, stride, lo_.V(s, rows.lo0),
-                                      (size_t)(rows.lo1 - rows.lo0), out);
-  }
-  float* imp_hi = hi_.importance + s * hi_.capacity;
-  float* imp_lo = lo_.importance + s * lo_.capacity;
-  for (int h = 0; h < group; ++h) {
-    for (int i = rows.hi0; i < rows.hi1; ++i) imp_hi[i] += scores[h * stride + i];
-    for (int i = rows.lo0; i < rows.lo1; ++i) imp_lo[i] += scores[h * stride + nh + i];
+  for (int t = 0; t < kTiers; ++t) {
+    Region& r = tiers_[t];
+    const int first = rows.r0[t], last = rows.r1[t];
+    if (last <= first) continue;
+    const float* sc = scores + ScoreOffset(s, t);
+    kk.values_group[(int)r.codec.precision()](r.Format(g_.head_dim), group, sc + first, stride, r.V(s, first),
+                                              (size_t)(last - first), out);
+    float* imp = r.importance + s * r.capacity;
+    for (int h = 0; h < group; ++h)
+      for (int i = first; i < last; ++i) imp[i] += sc[h * stride + i];
   }
 }
 
 void MixedKvCache::Attend(int layer, int pos, int kv_head, const float* q, float* out, float* scratch) {
   const int d = g_.head_dim, group = g_.group();
   const size_t s = Stream(layer, kv_head);
-  const int nh = hi_.used[s], nl = lo_.used[s];
   const size_t stride = ScoreStride();
   float* scores = scratch;  // per head h of the group: scores[h·stride]
   const Queries queries = PrepareQueries(layer, kv_head, q, scratch + group * stride);
-  const Rows all{0, nh, 0, nl};
+  const Rows all = AllRows(s);
   ScoreRows(s, pos, all, queries, scores, stride);
-  // Softmax over both regions, hi rows first.
-  for (int h = 0; h < group; ++h) ActiveKvKernels().softmax(scores + h * stride, (size_t)(nh + nl));
+  // Softmax over every tier's rows at once.
+  for (int h = 0; h < group; ++h) ActiveKvKernels().softmax(scores + h * stride, (size_t)Held(s));
   for (int i = 0; i < group * d; ++i) out[i] = 0.0f;
   WeighRows(s, all, scores, stride, out);
   UnrotateOutputs(out);
@@ -338,7 +378,7 @@ void MixedKvCache::AttendBlockScores(int layer, int pos, int kv_head, int block,
 void MixedKvCache::AttendSoftmax(int layer, int kv_head, int head, int blocks, float* shared) {
   const size_t s = Stream(layer, kv_head);
   float* scores = SplitScores(shared, kv_head, blocks) + head * ScoreStride();
-  ActiveKvKernels().softmax(scores, (size_t)(hi_.used[s] + lo_.used[s]));
+  ActiveKvKernels().softmax(scores, (size_t)Held(s));
 }
 
 void MixedKvCache::AttendBlockValues(int layer, int kv_head, int block, int blocks, float* shared) {
@@ -363,20 +403,22 @@ void MixedKvCache::AttendSum(int layer, int kv_head, int blocks, float* out, flo
 int MixedKvCache::Slots(int layer, int kv_head, SlotView* out, int max) const {
   const size_t s = Stream(layer, kv_head);
   int n = 0;
-  for (const Region* r : {&hi_, &lo_})
-    for (int i = 0; i < r->used[s] && n < max; ++i)
-      out[n++] = SlotView{r->positions[s * r->capacity + i], r->importance[s * r->capacity + i], r == &hi_};
+  for (int t = 0; t < kTiers; ++t) {
+    const Region& r = tiers_[t];
+    for (int i = 0; i < r.used[s] && n < max; ++i)
+      out[n++] = SlotView{r.positions[s * r.capacity + i], r.importance[s * r.capacity + i], t == kHi, t};
+  }
   return n;
 }
 
 bool MixedKvCache::ReadToken(int layer, int kv_head, int position, float* k, float* v) const {
   const size_t s = Stream(layer, kv_head);
-  for (const Region* r : {&hi_, &lo_})
-    for (int i = 0; i < r->used[s]; ++i)
-      if (r->positions[s * r->capacity + i] == position) {
-        r->codec.Decode(r->K(s, i), k);
-        r->codec.Decode(r->V(s, i), v);
-        const_cast<MixedKvCache*>(this)->Untransform(*r, layer, kv_head, k, v);  // may fix balancer factors
+  for (const Region& r : tiers_)
+    for (int i = 0; i < r.used[s]; ++i)
+      if (r.positions[s * r.capacity + i] == position) {
+        r.codec.Decode(r.K(s, i), k);
+        r.codec.Decode(r.V(s, i), v);
+        const_cast<MixedKvCache*>(this)->Untransform(r, layer, kv_head, k, v);  // may fix balancer factors
         return true;
       }
   return false;

@@ -1,27 +1,31 @@
 // The mixed-precision KV cache (MiKV, "No Token Left Behind", arXiv 2402.18096) and the policies it is compared
 // with, all in one structure so the comparison is honest:
 //
-//   per layer and kv head ("stream"):  hi region  H slots, K and V at FP16 or INT8
-//                                      lo region  L slots, K and V at INT8/INT4/INT3/INT2
-//                                      tables     slot -> position, slot -> accumulated attention (importance)
-//   per stream:                        key balancer factors (key_balancer.h)
+//   per layer and kv head ("stream"):  hi tier   H slots, K and V at FP16 or INT8
+//                                      mid tier  M slots, K and V at INT8/INT4/INT3/INT2 (tiered mikv only; else 0)
+//                                      lo tier   L slots, K and V at INT8/INT4/INT3/INT2
+//                                      tables    slot -> position, slot -> accumulated attention (importance)
+//   per stream:                        key balancer factors (key_balancer.h), when keys are balanced
 //
-// With `rotate`, every region stores R·k and R·v (hadamard.h; keys balanced first where the region balances), the
+// With `rotate`, every tier stores R·k and R·v (hadamard.h; keys balanced first where the tier balances), the
 // query is rotated the same way, and the attention output is turned back with Rᵀ once per head and step.
 //
-// New tokens enter the hi region (uniform: the lo region). When the hi region is full, the victim is the hi token
-// that is neither an attention sink (position < sinks) nor in the recent window, with the least accumulated
-// attention (sinks policy: the oldest); mikv demotes it into the lo region, h2o and sinks evict it. When the lo
-// region is full, the least important lo token is evicted, or the write is refused (KvOnFull).
+// New tokens enter the hi tier (uniform: the lo tier). When the hi tier is full, the victim is the hi token that is
+// neither an attention sink (position < sinks) nor in the recent window, with the least accumulated attention
+// (sinks policy: the oldest); mikv demotes it to the next tier, h2o and sinks evict it. Demotion cascades: when the
+// next tier is full, the less important of the newcomer and that tier's least important token goes one tier further
+// down, and past the lo tier it is evicted — or the write is refused (KvOnFull).
 //
-// Slots of a region are kept dense (0..used-1): removing a slot moves the last one into the hole, so attention
-// loops run over contiguous memory. Layout inside a region: [stream][slot][codec bytes] for K, the same for V.
+// Slots of a tier are kept dense (0..used-1): removing a slot moves the last one into the hole, so attention loops
+// run over contiguous memory. Layout inside a tier: [stream][slot][codec bytes] for K, the same for V. Attention
+// reads the tiers in order (hi, mid, lo): a head's scores are the hi slots', then the mid slots', then the lo ones'.
 #pragma once
 
 #include "key_balancer.h"
 #include "kv_cache.h"
 #include "kv_codec.h"
 #include "kv_config.h"
+#include "kv_kernels.h"
 
 namespace mikv {
 
@@ -33,7 +37,7 @@ class MixedKvCache final : public KvCache {
   void Carve(Arena* arena) override;
   Status Reserve(int n) const override;
   void Observe(int layer, int n, const float* q) override {
-    if (quantizes_) balancer_.ObserveQueries(layer, n, q);
+    if (balances_) balancer_.ObserveQueries(layer, n, q);
   }
   void Write(int layer, int pos, int n, const float* k, const float* v) override;
   void Attend(int layer, int pos, int kv_head, const float* q, float* out, float* scratch) override;
@@ -54,14 +58,17 @@ class MixedKvCache final : public KvCache {
     int position;
     float importance;
     bool high;
+    int tier;  // 0 hi, 1 mid, 2 lo
   };
   int Slots(int layer, int kv_head, SlotView* out, int max) const;
   // Decodes the stored key/value of the token at `position` (keys un-balanced back). False if not cached.
   bool ReadToken(int layer, int kv_head, int position, float* k, float* v) const;
 
  private:
+  static constexpr int kTiers = 3, kHi = 0, kMid = 1, kLo = 2;
   struct Region {
     KvCodec codec;
+    int group = 0;              // channels per scale/zero
     int capacity = 0;           // slots per stream
     uint8_t* keys = nullptr;    // [stream][slot][codec.bytes()]
     uint8_t* values = nullptr;
@@ -70,28 +77,46 @@ class MixedKvCache final : public KvCache {
     int32_t* used = nullptr;       // [stream]
     uint8_t* K(size_t s, int slot) const { return keys + (s * capacity + slot) * codec.bytes(); }
     uint8_t* V(size_t s, int slot) const { return values + (s * capacity + slot) * codec.bytes(); }
+    KvRowFormat Format(int head_dim) const { return KvRowFormat{codec.precision(), head_dim, group, codec.bytes()}; }
+  };
+  // A token on its way between tiers: plain (untransformed) key and value, where it was, how important it is.
+  struct Moving {
+    float* k;
+    float* v;
+    int pos;
+    float imp;
   };
   size_t Stream(int layer, int kv_head) const { return (size_t)layer * g_.n_kv_heads + kv_head; }
-  bool Balanced(const Region& r) const { return r.codec.quantized() && balancer_.enabled(); }
-  bool quantizes_ = false;  // some region quantizes keys: the balancer exists
+  bool Balanced(const Region& r) const { return r.codec.quantized() && balances_; }
+  bool balances_ = false;  // some tier quantizes keys and the balancer is on
   void Store(Region& r, size_t s, int slot, int layer, int kv_head, const float* k, const float* v, int pos, float imp);
   void RemoveSlot(Region& r, size_t s, int slot);
-  void InsertLow(size_t s, int layer, int kv_head, const float* k, const float* v, int pos, float imp, bool demoted);
+  // Decodes slot `slot` of tier r back to plain key and value in m (buffers of m).
+  void Load(const Region& r, size_t s, int slot, int layer, int kv_head, Moving* m);
+  // Puts a token into tier `tier` or, when that tier has no room for it, further down (see the header comment).
+  // `demoted`: it comes from a higher tier (it competes on importance); else it is new (uniform: always enters).
+  void Insert(int tier, size_t s, int layer, int kv_head, Moving m, bool demoted, int depth);
   void MakeRoomHigh(size_t s, int layer, int kv_head, int newest);
-  void AttendRegion(const Region& r, size_t s, int first, int n, int pos, int nq, const float* q, const float* qsum,
-                    float scale, float* scores, size_t stride) const;
+  // The slots each tier gives one block of a split: [r0[t], r1[t]) of tier t.
   struct Rows {
-    int hi0, hi1, lo0, lo1;
+    int r0[kTiers], r1[kTiers];
   };
   struct Queries {
-    const float *plain, *balanced, *qsum;
+    const float *plain, *balanced;
+    const float* qsum[kTiers];  // each tier's group sums of the query it takes ([h][head_dim / group])
   };
   Rows BlockRows(size_t s, int block, int blocks) const;
+  Rows AllRows(size_t s) const;
+  int Held(size_t s) const { return tiers_[kHi].used[s] + tiers_[kMid].used[s] + tiers_[kLo].used[s]; }
+  // Where tier t's slots begin among a stream's scores.
+  int ScoreOffset(size_t s, int tier) const;
   Queries PrepareQueries(int layer, int kv_head, const float* q, float* buf);
   void ScoreRows(size_t s, int pos, const Rows& rows, const Queries& q, float* scores, size_t stride) const;
   void WeighRows(size_t s, const Rows& rows, const float* scores, size_t stride, float* out);
-  // Slots of a stream's scores (hi then lo): the distance between one head's scores and the next's.
-  size_t ScoreStride() const { return (size_t)hi_.capacity + lo_.capacity; }
+  // Slots of a stream's scores (all tiers): the distance between one head's scores and the next's.
+  size_t ScoreStride() const {
+    return (size_t)tiers_[kHi].capacity + tiers_[kMid].capacity + tiers_[kLo].capacity;
+  }
   // The attention outputs of a kv head's group turned back from the rotated basis (when the cache rotates).
   void UnrotateOutputs(float* out) const;
   size_t SplitStride(int blocks) const;
@@ -101,18 +126,20 @@ class MixedKvCache final : public KvCache {
   float* SplitShare(float* shared, int kv_head, int block, int blocks) const;
 
   KvGeometry g_;
-  int group_ = 0;  // channels per scale/zero
   KvCacheConfig config_;
   KeyBalancer balancer_;
-  Region hi_, lo_;
-  // Keys/values as stored: balanced (where the region balances) and rotated (when configured). Points k and v at
+  Region tiers_[kTiers];
+  // Keys/values as stored: balanced (where the tier balances) and rotated (when configured). Points k and v at
   // the transformed vectors in tmp_, or leaves them alone when there is nothing to do.
   // (Not const: the first use of a stream's balancer factors fixes them.)
   void Transform(const Region& r, int layer, int kv_head, const float** k, const float** v);
   // The inverse, in place: stored (decoded) rows back to plain keys and values.
   void Untransform(const Region& r, int layer, int kv_head, float* k, float* v);
 
-  float* tmp_ = nullptr;  // 4 × head_dim floats for Write (single-threaded)
+  // Write's buffers (single-threaded), head_dim floats each: the transformed key and value, and a key and value per
+  // tier a demotion can pass through.
+  static constexpr int kTmpVectors = 2 + 2 * kTiers;
+  float* tmp_ = nullptr;
   int64_t evicted_ = 0;
 };
 

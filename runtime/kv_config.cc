@@ -1,5 +1,6 @@
 #include "kv_config.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "hadamard.h"
@@ -21,72 +22,146 @@ bool ParseKvPolicy(const std::string& name, KvPolicy* p) {
   return false;
 }
 
+int KvTierGroup(const KvCacheConfig& c, int tier_group, int head_dim) {
+  const int group = tier_group >= 0 ? tier_group : c.group;
+  return group == 0 ? head_dim : group;
+}
+
+namespace {
+
+Status CheckGroup(int asked, int group, int head_dim, const char* tier) {
+  if (group >= 8 && group % 8 == 0 && head_dim % group == 0) return OkStatus();
+  return Status(MIKV_ERR_INVALID_ARGUMENT, std::string("KV group size ") + std::to_string(asked) + " (" + tier +
+                                               " tier) must be a multiple of 8 that divides the head dimension " +
+                                               std::to_string(head_dim) + " (e.g. 32, 64, or 0 for the head dimension)");
+}
+
+// The tiered plan (mikv with a middle tier). Costs are per stream (layer and kv head), tables included; `avail` is
+// what the budget leaves per stream (infinite without a budget).
+void PlanTiers(const KvCacheConfig& c, int capacity, double avail, double hc, double mc, double lc, KvPlan* plan) {
+  const int min_hi = c.sinks + c.window;
+  const int wanted = c.tokens > 0 ? std::min(c.tokens, capacity) : capacity;
+  auto hi_of = [&](double n) { return std::min((int)n, std::max((int)std::lround(n * c.hi_frac), min_hi)); };
+  int hi, mid = 0, lo = 0;
+  if (c.mid_frac < 0) {
+    // Every wanted token at least low; the rest of the budget upgrades the most important ones to the middle tier.
+    hi = hi_of(wanted);
+    const int rest = wanted - hi;
+    const double left = avail - hi * hc;
+    if (left >= rest * lc) {
+      mid = mc > lc ? (int)std::min<double>(rest, std::floor((left - rest * lc) / (mc - lc))) : rest;
+      lo = rest - mid;
+    } else if (left >= 0) {
+      lo = (int)std::floor(left / lc);  // not even every token at low precision: no middle tier
+    } else {
+      hi = (int)std::floor(avail / hc);
+    }
+  } else {
+    const double lo_frac = std::max(0.0, 1.0 - c.hi_frac - c.mid_frac);
+    const double per_token = c.hi_frac * hc + c.mid_frac * mc + lo_frac * lc;
+    const double held = std::min<double>(wanted, std::isinf(avail) ? wanted : std::floor(avail / per_token));
+    hi = hi_of(held);
+    mid = std::min((int)std::lround(held * c.mid_frac), wanted - hi);
+    if (std::isinf(avail)) {
+      lo = (int)held - hi - mid;
+    } else {
+      double left = avail - hi * hc;
+      if (left < 0) hi = (int)std::floor(avail / hc), mid = 0, left = 0;
+      mid = std::min(mid, (int)std::floor(left / mc));
+      lo = (int)std::floor((left - mid * mc) / lc);
+    }
+  }
+  plan->hi_tokens = std::max(0, std::min(hi, capacity));
+  plan->mid_tokens = std::max(0, std::min(mid, capacity - plan->hi_tokens));
+  plan->lo_tokens = std::max(0, std::min(lo, capacity - plan->hi_tokens - plan->mid_tokens));
+}
+
+}  // namespace
+
 Status PlanKvCache(const KvGeometry& g, const KvCacheConfig& c, KvPlan* plan) {
   *plan = KvPlan();
   if (c.policy == KvPolicy::Plain) return OkStatus();
-  const int group = c.group == 0 ? g.head_dim : c.group;
-  const bool quantizes = c.hi != KvPrecision::F16 || c.policy == KvPolicy::Uniform || c.policy == KvPolicy::MiKV;
-  if (quantizes && (group < 8 || group % 8 != 0 || g.head_dim % group != 0))
-    return Status(MIKV_ERR_INVALID_ARGUMENT, "KV group size " + std::to_string(c.group) +
-                                                 " must be a multiple of 8 that divides the head dimension " +
-                                                 std::to_string(g.head_dim) + " (e.g. 32, 64, or 0 for the head dimension)");
+  const bool tiered = c.mid_tier;
+  if (tiered && c.policy != KvPolicy::MiKV)
+    return Status(MIKV_ERR_INVALID_ARGUMENT, std::string("a middle tier needs the mikv policy (this cache is ") +
+                                                 KvPolicyName(c.policy) + ")");
+  const bool keeps_lo = c.policy == KvPolicy::Uniform || c.policy == KvPolicy::MiKV;
+  const bool quantizes = c.hi != KvPrecision::F16 || keeps_lo;
+  const int d = g.head_dim;
+  const int hi_group = KvTierGroup(c, -1, d), mid_group = KvTierGroup(c, c.mid_group, d),
+            lo_group = KvTierGroup(c, c.lo_group, d);
+  if (c.hi != KvPrecision::F16) MIKV_RETURN_IF_ERROR(CheckGroup(c.group, hi_group, d, "high"));
+  if (keeps_lo) MIKV_RETURN_IF_ERROR(CheckGroup(c.lo_group >= 0 ? c.lo_group : c.group, lo_group, d, "low"));
+  if (tiered) MIKV_RETURN_IF_ERROR(CheckGroup(c.mid_group >= 0 ? c.mid_group : c.group, mid_group, d, "middle"));
   if (c.hi != KvPrecision::F16 && c.hi != KvPrecision::Int8)
     return Status(MIKV_ERR_INVALID_ARGUMENT, std::string("high precision '") + KvPrecisionName(c.hi) +
                                                  "' is not allowed (allowed: f16, int8)");
   if (c.lo == KvPrecision::F16)
     return Status(MIKV_ERR_INVALID_ARGUMENT, "low precision must be one of int8, int4, int3, int2");
+  if (tiered && c.mid == KvPrecision::F16)
+    return Status(MIKV_ERR_INVALID_ARGUMENT, "middle precision must be one of int8, int4, int3, int2");
   if (c.sinks < 0 || c.window < 1 || c.sinks > (1 << 24) || c.window > (1 << 24))
     return Status(MIKV_ERR_INVALID_ARGUMENT, "sinks must be within 0..16777216 and the recent window within 1..16777216");
   if (!(c.hi_frac >= 0 && c.hi_frac <= 1)) return Status(MIKV_ERR_INVALID_ARGUMENT, "hi_frac must be within 0..1");
+  if (tiered && !(c.mid_frac < 0 || c.hi_frac + c.mid_frac <= 1))
+    return Status(MIKV_ERR_INVALID_ARGUMENT, "mid_frac must be negative (sized from the budget) or within 0..1 - hi_frac");
+  if (tiered && c.mid_frac < 0 && c.budget_bytes == 0)
+    return Status(MIKV_ERR_INVALID_ARGUMENT, "the middle tier is sized from the KV budget: give a budget or a mid_frac");
   if (c.tokens < 0) return Status(MIKV_ERR_INVALID_ARGUMENT, "cache tokens must be >= 0");
-  if (c.rotate && !HadamardSizeOk(g.head_dim))
+  if (c.rotate && !HadamardSizeOk(d))
     return Status(MIKV_ERR_INVALID_ARGUMENT, "the Hadamard rotation needs a head dimension that is a power of two "
-                                             "(this model's is " + std::to_string(g.head_dim) + ")");
+                                             "(this model's is " + std::to_string(d) + ")");
 
-  const KvCodec hi(c.hi, g.head_dim, group), lo(c.lo, g.head_dim, group);
+  const KvCodec hi(c.hi, d, hi_group), mid(c.mid, d, mid_group), lo(c.lo, d, lo_group);
   plan->hi_bytes_per_token = 2 * hi.bytes();
+  plan->mid_bytes_per_token = tiered ? 2 * mid.bytes() : 0;
   plan->lo_bytes_per_token = 2 * lo.bytes();
   plan->table_bytes_per_token = sizeof(int32_t) + sizeof(float);
   const size_t streams = (size_t)g.n_layers * g.n_kv_heads;
-  // The balancer's tables (factors, max |q|, max |k|, a flag), only where keys are quantized.
-  const size_t fixed = quantizes ? streams * (g.head_dim * sizeof(float) * 3 + 1) : 0;
-
-  const bool keeps_hi = c.policy != KvPolicy::Uniform, keeps_lo = c.policy == KvPolicy::Uniform || c.policy == KvPolicy::MiKV;
-  const double frac = c.policy == KvPolicy::Full ? 1.0 : c.policy == KvPolicy::Uniform ? 0.0
-                      : c.policy == KvPolicy::MiKV ? c.hi_frac : 1.0;
-  const double per_token = frac * (plan->hi_bytes_per_token) + (1 - frac) * plan->lo_bytes_per_token +
-                           plan->table_bytes_per_token;
-  long long total_tokens;
-  if (c.budget_bytes > 0) {
-    if (c.budget_bytes <= fixed) total_tokens = 0;
-    else total_tokens = (long long)((double)(c.budget_bytes - fixed) / (per_token * streams));
-  } else {
-    total_tokens = c.tokens > 0 ? c.tokens : g.capacity;
-    // Eviction policies without a budget keep hi_frac of the context (the "cache ratio" of H2O/StreamingLLM).
-    if (c.policy == KvPolicy::H2O || c.policy == KvPolicy::Sinks) total_tokens = (long long)std::lround(total_tokens * c.hi_frac);
-  }
-  if (c.policy == KvPolicy::Full) total_tokens = g.capacity;  // full keeps everything by definition
-  total_tokens = std::min<long long>(total_tokens, g.capacity);
+  // The balancer's tables (factors, max |q|, max |k|, a flag), only where keys are quantized and balanced.
+  const size_t fixed = quantizes && c.balance_keys ? streams * (d * sizeof(float) * 3 + 1) : 0;
   const int min_hi = c.sinks + c.window;
-  if (keeps_hi && keeps_lo) {
-    // mikv: hi_frac of the held tokens at high precision, but never fewer than the sinks and the recent window
-    // (which are high by definition); what the budget has left goes to the low region.
-    plan->hi_tokens = std::max((int)std::lround(total_tokens * frac), min_hi);
-    if (c.budget_bytes > 0) {
-      const double hi_cost = (double)streams * (plan->hi_bytes_per_token + plan->table_bytes_per_token);
-      const double lo_cost = (double)streams * (plan->lo_bytes_per_token + plan->table_bytes_per_token);
-      const double left = (double)c.budget_bytes - fixed - plan->hi_tokens * hi_cost;
-      plan->lo_tokens = left > 0 ? (int)std::min<double>(std::floor(left / lo_cost), (double)g.capacity) : 0;
-      if (left < 0) plan->hi_tokens = (int)std::max(0.0, std::floor(((double)c.budget_bytes - fixed) / hi_cost));
-    } else {
-      plan->lo_tokens = (int)std::max<long long>(0, total_tokens - plan->hi_tokens);
-    }
-    plan->hi_tokens = std::min(plan->hi_tokens, g.capacity);
-    plan->lo_tokens = std::min(plan->lo_tokens, g.capacity - plan->hi_tokens);
-  } else if (keeps_hi) {
-    plan->hi_tokens = (int)total_tokens;
+  const double hc = (double)(plan->hi_bytes_per_token + plan->table_bytes_per_token),
+               mc = (double)(plan->mid_bytes_per_token + plan->table_bytes_per_token),
+               lc = (double)(plan->lo_bytes_per_token + plan->table_bytes_per_token);
+
+  if (tiered) {
+    const double avail = c.budget_bytes > 0 ? ((double)c.budget_bytes - fixed) / streams : INFINITY;
+    PlanTiers(c, g.capacity, avail, hc, mc, lc, plan);
   } else {
-    plan->lo_tokens = (int)total_tokens;
+    const bool keeps_hi = c.policy != KvPolicy::Uniform;
+    const double frac = c.policy == KvPolicy::Full ? 1.0 : c.policy == KvPolicy::Uniform ? 0.0
+                        : c.policy == KvPolicy::MiKV ? c.hi_frac : 1.0;
+    const double per_token = frac * hc + (1 - frac) * lc;
+    long long total_tokens;
+    if (c.budget_bytes > 0) {
+      if (c.budget_bytes <= fixed) total_tokens = 0;
+      else total_tokens = (long long)((double)(c.budget_bytes - fixed) / (per_token * streams));
+    } else {
+      total_tokens = c.tokens > 0 ? c.tokens : g.capacity;
+      // Eviction policies without a budget keep hi_frac of the context (the "cache ratio" of H2O/StreamingLLM).
+      if (c.policy == KvPolicy::H2O || c.policy == KvPolicy::Sinks) total_tokens = (long long)std::lround(total_tokens * c.hi_frac);
+    }
+    if (c.policy == KvPolicy::Full) total_tokens = g.capacity;  // full keeps everything by definition
+    total_tokens = std::min<long long>(total_tokens, g.capacity);
+    if (keeps_hi && keeps_lo) {
+      // mikv: hi_frac of the held tokens at high precision, but never fewer than the sinks and the recent window
+      // (which are high by definition); what the budget has left goes to the low region.
+      plan->hi_tokens = std::max((int)std::lround(total_tokens * frac), min_hi);
+      if (c.budget_bytes > 0) {
+        const double left = (double)c.budget_bytes - fixed - plan->hi_tokens * hc * streams;
+        plan->lo_tokens = left > 0 ? (int)std::min<double>(std::floor(left / (lc * streams)), (double)g.capacity) : 0;
+        if (left < 0) plan->hi_tokens = (int)std::max(0.0, std::floor(((double)c.budget_bytes - fixed) / (hc * streams)));
+      } else {
+        plan->lo_tokens = (int)std::max<long long>(0, total_tokens - plan->hi_tokens);
+      }
+      plan->hi_tokens = std::min(plan->hi_tokens, g.capacity);
+      plan->lo_tokens = std::min(plan->lo_tokens, g.capacity - plan->hi_tokens);
+    } else if (keeps_hi) {
+      plan->hi_tokens = (int)total_tokens;
+    } else {
+      plan->lo_tokens = (int)total_tokens;
+    }
   }
 
   if (c.policy != KvPolicy::Uniform && c.policy != KvPolicy::Full && plan->hi_tokens < min_hi) {
@@ -99,10 +174,12 @@ Status PlanKvCache(const KvGeometry& g, const KvCacheConfig& c, KvPlan* plan) {
   }
   if (c.policy == KvPolicy::Uniform && plan->lo_tokens < 1)
     return Status(MIKV_ERR_BUDGET, "the uniform cache's budget holds no token; at least " +
-                                       std::to_string(fixed + (size_t)std::ceil(per_token * streams)) + " bytes are needed");
+                                       std::to_string(fixed + (size_t)std::ceil(lc * streams)) + " bytes are needed");
   plan->total_bytes = fixed + streams * ((size_t)plan->hi_tokens * (plan->hi_bytes_per_token + plan->table_bytes_per_token) +
+                                         (size_t)plan->mid_tokens * (plan->mid_bytes_per_token + plan->table_bytes_per_token) +
                                          (size_t)plan->lo_tokens * (plan->lo_bytes_per_token + plan->table_bytes_per_token));
-  plan->fp16_bytes_same_tokens = streams * (size_t)(plan->hi_tokens + plan->lo_tokens) * 4 * g.head_dim;
+  plan->fp16_bytes_same_tokens =
+      streams * (size_t)(plan->hi_tokens + plan->mid_tokens + plan->lo_tokens) * 4 * g.head_dim;
   return OkStatus();
 }
 

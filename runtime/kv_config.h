@@ -41,12 +41,24 @@ struct KvCacheConfig {
   bool balance_keys = true;            // per-channel key balancing before integer quantization
   bool rotate = false;                 // Hadamard-rotate keys, queries and values (hadamard.h); head_dim 2^k
   KvOnFull on_full = KvOnFull::EvictLeastImportant;
+  // Tiered mikv (issue 7): a middle tier between the high and the low one. Demotion cascades hi -> mid -> lo ->
+  // evicted, each tier giving up its least important token. mid_frac < 0 sizes the middle tier from the budget:
+  // every token of the context (the session's capacity) fits at least at the low precision, and what the budget has
+  // left upgrades the most important of them to the middle precision. mid_frac >= 0: that fraction of the held
+  // tokens, like hi_frac.
+  bool mid_tier = false;
+  KvPrecision mid = KvPrecision::Int4;  // int8, int4, int3 or int2
+  float mid_frac = -1.0f;
+  int mid_group = -1, lo_group = -1;    // channels per scale/zero of those tiers (-1: `group`)
 };
+
+// The channels per scale/zero a tier uses (`group` resolved: -1 = the config's, 0 = the head dimension).
+int KvTierGroup(const KvCacheConfig& c, int tier_group, int head_dim);
 
 // Tokens each region holds, per layer and kv head, and what that costs.
 struct KvPlan {
-  int hi_tokens = 0, lo_tokens = 0;
-  size_t hi_bytes_per_token = 0, lo_bytes_per_token = 0;  // K + V of one token for one kv head
+  int hi_tokens = 0, mid_tokens = 0, lo_tokens = 0;
+  size_t hi_bytes_per_token = 0, mid_bytes_per_token = 0, lo_bytes_per_token = 0;  // K + V, one token, one kv head
   size_t table_bytes_per_token = 0;                        // position + importance
   size_t total_bytes = 0;                                  // all layers and kv heads, tables and balancer included
   size_t fp16_bytes_same_tokens = 0;                       // what an FP16 cache of hi + lo tokens would take

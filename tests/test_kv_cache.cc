@@ -122,14 +122,16 @@ TEST(KeyBalancer, BalancedKeysGiveTheSameScores) {
 
 // Writes `n` tokens one at a time and attends with `query` after each; tokens in `loud` get keys along the
 // query, so they collect attention.
+// Tokens in `medium` get keys a third as much along it. Positions start at `first`.
 void Feed(CacheUnderTest& t, const KvGeometry& g, int n, const std::set<int>& loud, std::mt19937& rng,
-          std::vector<std::vector<float>>* keys = nullptr, std::vector<std::vector<float>>* values = nullptr) {
+          std::vector<std::vector<float>>* keys = nullptr, std::vector<std::vector<float>>* values = nullptr,
+          const std::set<int>& medium = {}, int first = 0) {
   std::vector<float> query(g.n_heads * g.head_dim, 0.0f);
   for (int h = 0; h < g.n_heads; ++h) query[h * g.head_dim] = 4.0f;
   std::vector<float> out(g.n_heads * g.head_dim);
-  for (int pos = 0; pos < n; ++pos) {
+  for (int pos = first; pos < first + n; ++pos) {
     auto k = RandomVector(rng, g.head_dim);
-    k[0] = loud.count(pos) ? 3.0f : -1.0f;
+    k[0] = loud.count(pos) ? 3.0f : medium.count(pos) ? 1.0f : -1.0f;
     auto v = RandomVector(rng, g.head_dim);
     if (keys) keys->push_back(k);
     if (values) values->push_back(v);
@@ -168,6 +170,105 @@ TEST(MixedKvCache, DemotionKeepsTheMostImportantTokensHigh) {
   for (int p = 32; p < 36; ++p) EXPECT_TRUE(high.count(p)) << "recent " << p;
   for (int p : loud) EXPECT_TRUE(high.count(p)) << "important token " << p << " was demoted";
   EXPECT_EQ(t.cache->Occupancy().evicted, 0);
+}
+
+// Tiered mikv: the loudest tokens stay high, the next loudest in the middle tier, the quiet ones go to the low
+// tier; nothing is lost while the tiers have room.
+TEST(MixedKvCache, TiersCascadeByImportance) {
+  const KvGeometry g = SmallGeometry(64);
+  KvCacheConfig c = Config(KvPolicy::MiKV, 40, 0.25f);  // 10 hi
+  c.mid_tier = true;
+  c.mid = KvPrecision::Int4;
+  c.mid_frac = 0.25f;  // 10 mid, 20 lo
+  CacheUnderTest t(g, c);
+  ASSERT_TRUE(t.status.ok()) << t.status.ToString();
+  ASSERT_EQ(t.plan.hi_tokens, 10);
+  ASSERT_EQ(t.plan.mid_tokens, 10);
+  ASSERT_EQ(t.plan.lo_tokens, 20);
+  std::mt19937 rng(4);
+  // Accumulated attention favours old tokens (H2O's bias): the loud tokens come first and the medium ones next, so
+  // that age and loudness agree and the order loud > medium > quiet holds at every step.
+  const std::set<int> loud = {2, 3, 4, 5}, medium = {6, 7, 8, 9, 10, 11};
+  Feed(t, g, 40, loud, rng, nullptr, nullptr, medium);
+  std::vector<MixedKvCache::SlotView> slots(64);
+  const int n = t.cache->Slots(0, 0, slots.data(), 64);
+  ASSERT_EQ(n, 40);  // nothing dropped
+  std::set<int> tier[3];
+  for (int i = 0; i < n; ++i) tier[slots[i].tier].insert(slots[i].position);
+  EXPECT_EQ(tier[0].size(), 10u);
+  EXPECT_EQ(tier[1].size(), 10u);
+  EXPECT_EQ(tier[2].size(), 20u);
+  for (int p : {0, 1, 36, 37, 38, 39}) EXPECT_TRUE(tier[0].count(p)) << "sink or recent " << p;
+  for (int p : loud) EXPECT_TRUE(tier[0].count(p)) << "loud token " << p << " left the high tier";
+  for (int p : medium) EXPECT_TRUE(tier[1].count(p)) << "medium token " << p << " is not in the middle tier";
+  EXPECT_EQ(t.cache->Occupancy().mid_tokens, 10);
+  EXPECT_EQ(t.cache->Occupancy().evicted, 0);
+  // Past the low tier the least important go: the loud and medium tokens stay where they were.
+  Feed(t, g, 8, {}, rng, nullptr, nullptr, {}, 40);
+  EXPECT_EQ(t.cache->Occupancy().evicted, 8);
+  const int m = t.cache->Slots(0, 0, slots.data(), 64);
+  std::set<int> kept_high, kept_mid;
+  for (int i = 0; i < m; ++i) (slots[i].tier == 0 ? kept_high : slots[i].tier == 1 ? kept_mid : tier[2]).insert(slots[i].position);
+  for (int p : loud) EXPECT_TRUE(kept_high.count(p)) << p;
+  for (int p : medium) EXPECT_TRUE(kept_mid.count(p)) << p;
+}
+
+// The middle tier sized from the budget: every token of the context fits at least low, the rest of the budget
+// upgrades tokens to the middle tier, one more would not fit; a budget that cannot hold every token low gets no
+// middle tier.
+TEST(KvPlan, TieredPlanFillsTheBudget) {
+  const KvGeometry g = SmallGeometry(64);
+  KvCacheConfig c = Config(KvPolicy::MiKV, 0, 0.1f);
+  c.mid_tier = true;
+  c.mid = KvPrecision::Int4;
+  c.lo = KvPrecision::Int2;
+  c.balance_keys = false;
+  const size_t streams = (size_t)g.n_layers * g.n_kv_heads;
+  KvPlan probe;
+  c.mid_frac = 0.0f;
+  ASSERT_TRUE(PlanKvCache(g, c, &probe).ok());
+  const size_t hc = probe.hi_bytes_per_token + probe.table_bytes_per_token,
+               mc = probe.mid_bytes_per_token + probe.table_bytes_per_token,
+               lc = probe.lo_bytes_per_token + probe.table_bytes_per_token;
+  ASSERT_GT(mc, lc);
+  const int hi = std::max(6, (int)std::lround(0.1 * g.capacity));
+  const size_t all_low = streams * (hi * hc + (g.capacity - hi) * lc);
+  c.mid_frac = -1.0f;
+  for (size_t extra : {(size_t)0, streams * (mc - lc) * 7 + 5, streams * (mc - lc) * 1000}) {
+    SCOPED_TRACE("extra " + std::to_string(extra));
+    c.budget_bytes = all_low + extra;
+    KvPlan plan;
+    ASSERT_TRUE(PlanKvCache(g, c, &plan).ok());
+    EXPECT_EQ(plan.hi_tokens, hi);
+    EXPECT_EQ(plan.hi_tokens + plan.mid_tokens + plan.lo_tokens, g.capacity);
+    EXPECT_EQ(plan.mid_tokens, std::min<int>(g.capacity - hi, (int)(extra / (streams * (mc - lc)))));
+    EXPECT_LE(plan.total_bytes, c.budget_bytes);
+  }
+  c.budget_bytes = all_low - streams * lc * 3;  // three tokens short
+  KvPlan plan;
+  ASSERT_TRUE(PlanKvCache(g, c, &plan).ok());
+  EXPECT_EQ(plan.mid_tokens, 0);
+  EXPECT_EQ(plan.hi_tokens + plan.lo_tokens, g.capacity - 3);
+  EXPECT_LE(plan.total_bytes, c.budget_bytes);
+  // What a middle tier cannot be.
+  c.budget_bytes = 0;
+  Status s = PlanKvCache(g, c, &plan);
+  EXPECT_EQ(s.code(), MIKV_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(s.message().find("budget"), std::string::npos) << s.message();
+  c.mid_frac = 0.95f;  // + hi_frac 0.1 > 1
+  EXPECT_EQ(PlanKvCache(g, c, &plan).code(), MIKV_ERR_INVALID_ARGUMENT);
+  c.mid_frac = 0.2f;
+  c.mid = KvPrecision::F16;
+  EXPECT_EQ(PlanKvCache(g, c, &plan).code(), MIKV_ERR_INVALID_ARGUMENT);
+  c.mid = KvPrecision::Int4;
+  c.mid_group = 24;
+  s = PlanKvCache(g, c, &plan);
+  EXPECT_NE(s.message().find("middle tier"), std::string::npos) << s.message();
+  c.mid_group = -1;
+  c.policy = KvPolicy::H2O;
+  s = PlanKvCache(g, c, &plan);
+  EXPECT_EQ(s.code(), MIKV_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(s.message().find("needs the mikv policy"), std::string::npos) << s.message();
 }
 
 TEST(MixedKvCache, DemotedTokensDequantizeWithinTheBound) {
@@ -409,8 +510,10 @@ TEST(MixedKvCache, AttentionSplitIntoTokenBlocksIsAttend) {
     KvPolicy policy;
     KvPrecision lo;
     bool rotate;
+    bool tiered = false;
   };
   for (const Variant& v : {Variant{"mikv int2 rotated", KvPolicy::MiKV, KvPrecision::Int2, true},
+                           Variant{"tiered mikv int3/int2 rotated", KvPolicy::MiKV, KvPrecision::Int2, true, true},
                            Variant{"mikv int4", KvPolicy::MiKV, KvPrecision::Int4, false},
                            Variant{"uniform int2", KvPolicy::Uniform, KvPrecision::Int2, false},
                            Variant{"full", KvPolicy::Full, KvPrecision::Int2, false}})
@@ -422,6 +525,12 @@ TEST(MixedKvCache, AttentionSplitIntoTokenBlocksIsAttend) {
       c.rotate = v.rotate;
       c.window = 16;
       if (v.policy == KvPolicy::Full) c.tokens = 0;
+      if (v.tiered) {
+        c.mid_tier = true;
+        c.mid = KvPrecision::Int3;
+        c.mid_frac = 0.3f;
+        c.lo_group = 64;
+      }
       CacheUnderTest whole(g, c), split(g, c);
       ASSERT_TRUE(whole.status.ok()) << whole.status.ToString();
       std::vector<float> shared(split.cache->SplitScratchFloats(blocks));
@@ -466,7 +575,7 @@ TEST(MixedKvCache, AttentionSplitIntoTokenBlocksIsAttend) {
         for (int i = 0; i < na; ++i) {
           ASSERT_EQ(a[i].position, b[i].position) << "slot " << i;
           ASSERT_EQ(a[i].importance, b[i].importance) << "slot " << i;
-          ASSERT_EQ(a[i].high, b[i].high) << "slot " << i;
+          ASSERT_EQ(a[i].tier, b[i].tier) << "slot " << i;
         }
       }
       if (blocks > 1 && v.policy != KvPolicy::Full) {

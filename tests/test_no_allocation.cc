@@ -85,6 +85,10 @@ void DecodeWithoutAllocating(const Model& model, const KvCacheConfig& kv, int pr
   if (kv.policy == KvPolicy::MiKV) {
     EXPECT_GT(o.lo_tokens, 0) << "the test must demote";
   }
+  if (kv.mid_tier) {
+    EXPECT_GT(o.mid_tokens, 0) << "the test must use the middle tier";
+    EXPECT_GT(o.evicted, 0) << "the test must cascade into eviction";
+  }
   if (kv.policy == KvPolicy::H2O || kv.policy == KvPolicy::Sinks) {
     EXPECT_GT(o.evicted, 0) << "the test must evict";
   }
@@ -101,6 +105,17 @@ TEST(NoAllocation, LongDecodeForEveryPolicy) {
     kv.hi_frac = p == KvPolicy::MiKV ? 0.3f : 0.5f;
     DecodeWithoutAllocating(*model, kv, 300, 200);
   }
+  // Tiered mikv, sized from a budget that cannot hold everything: the cascade runs through every tier into eviction.
+  KvCacheConfig kv;
+  kv.policy = KvPolicy::MiKV;
+  kv.hi_frac = 0.05f;
+  kv.mid_tier = true;
+  kv.mid = KvPrecision::Int4;
+  kv.lo_group = 64;
+  kv.rotate = true;
+  kv.tokens = 400;                      // of the 500 that come
+  kv.budget_bytes = 8 * 2 * 30000;      // 8 layers × 2 kv heads: 400 tokens at INT2 need ~27 kB each, the rest is mid
+  DecodeWithoutAllocating(*model, kv, 300, 200);
 }
 
 }  // namespace

@@ -272,7 +272,7 @@ int RunBudget(const BudgetArgs& a) {
   plan["arena_bytes"] = arena;
   plan["context"] = session->context();
   plan["kv"] = {{"policy", KvPolicyName(config.kv.policy)}, {"high_tokens", kv_plan.hi_tokens},
-                {"low_tokens", kv_plan.lo_tokens}, {"bytes", kv_plan.total_bytes}};
+                {"mid_tokens", kv_plan.mid_tokens}, {"low_tokens", kv_plan.lo_tokens}, {"bytes", kv_plan.total_bytes}};
   nlohmann::json out;
   out["model"] = a.model;
   out["plan"] = plan;
@@ -318,8 +318,9 @@ int RunBudget(const BudgetArgs& a) {
     std::cout << out.dump(2) << "\n";
     return 0;
   }
-  std::printf("%s: %s, context %d, KV cache %s (%d high + %d low tokens per layer and kv head)\n\n", a.model.c_str(),
-              m.name.c_str(), session->context(), KvPolicyName(config.kv.policy), kv_plan.hi_tokens, kv_plan.lo_tokens);
+  std::printf("%s: %s, context %d, KV cache %s (%d high + %d middle + %d low tokens per layer and kv head)\n\n",
+              a.model.c_str(), m.name.c_str(), session->context(), KvPolicyName(config.kv.policy), kv_plan.hi_tokens,
+              kv_plan.mid_tokens, kv_plan.lo_tokens);
   for (const auto& [name, bytes] : parts) std::printf("  %-34s %12zu  %s\n", name.c_str(), bytes, MiB(bytes).c_str());
   std::printf("  %-34s %12zu  %s\n", "total (running)", steady, MiB(steady).c_str());
   std::printf("  %-34s %12zu  %s\n", "while packing weights", packing_peak, MiB(packing_peak).c_str());

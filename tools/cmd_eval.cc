@@ -53,7 +53,9 @@ struct Row {
   }
 };
 
-// "policy[@hi_frac][/lo][:gGROUP][+rot]"
+// "policy[@hi_frac][/tier[/tier]][+rot]", tier = "precision[:gGROUP][@frac]". One tier is the low one; two are the
+// middle and the low tier of tiered mikv (the middle tier's @frac omitted: sized from the budget).
+// Examples: mikv@0.05/int2, uniform/int3:g64+rot, mikv@0.02/int4/int2:g64, mikv@0.02/int4@0.1/int2.
 Status ParseSpec(const std::string& spec, const KvCacheConfig& base, KvCacheConfig* c) {
   *c = base;
   std::string rest = spec;
@@ -62,20 +64,41 @@ Status ParseSpec(const std::string& spec, const KvCacheConfig& base, KvCacheConf
     c->rotate = true;
     rest.resize(rest.size() - rot.size());
   }
-  auto take = [&](char sep) {
-    const size_t at = rest.find(sep);
-    if (at == std::string::npos) return std::string();
-    std::string tail = rest.substr(at + 1);
-    rest = rest.substr(0, at);
-    return tail;
+  const std::vector<std::string> parts = SplitList(rest, '/');
+  auto bad = [&](const std::string& why) { return Status(MIKV_ERR_INVALID_ARGUMENT, why + " in '" + spec + "'"); };
+  if (parts.empty() || parts.size() > 3) return bad("expected policy[@hi_frac][/tier[/tier]][+rot]");
+  // Splits "name@frac" into name and frac (frac < 0 when absent).
+  auto split_frac = [](const std::string& s, std::string* name, float* frac) {
+    const size_t at = s.find('@');
+    *name = s.substr(0, at);
+    *frac = at == std::string::npos ? -1.0f : std::strtof(s.c_str() + at + 1, nullptr);
   };
-  const std::string group = take(':'), lo = take('/'), frac = take('@');
-  if (!ParseKvPolicy(rest, &c->policy))
-    return Status(MIKV_ERR_INVALID_ARGUMENT, "unknown policy '" + rest + "' in '" + spec + "' (allowed: plain, full, uniform, h2o, sinks, mikv)");
-  if (!lo.empty() && !ParseKvPrecision(lo.c_str(), &c->lo))
-    return Status(MIKV_ERR_INVALID_ARGUMENT, "unknown precision '" + lo + "' in '" + spec + "' (allowed: int8, int4, int3, int2)");
-  if (!frac.empty()) c->hi_frac = std::strtof(frac.c_str(), nullptr);
-  if (!group.empty()) c->group = std::atoi(group.c_str() + (group[0] == 'g' ? 1 : 0));
+  std::string policy;
+  float hi_frac;
+  split_frac(parts[0], &policy, &hi_frac);
+  if (!ParseKvPolicy(policy, &c->policy))
+    return bad("unknown policy '" + policy + "' (allowed: plain, full, uniform, h2o, sinks, mikv)");
+  if (hi_frac >= 0) c->hi_frac = hi_frac;
+  if (parts.size() == 3) c->mid_tier = true;
+  for (size_t i = 1; i < parts.size(); ++i) {
+    std::string tier = parts[i], prec;
+    int group = -1;
+    float frac;
+    split_frac(tier, &tier, &frac);
+    const size_t colon = tier.find(':');
+    prec = tier.substr(0, colon);
+    if (colon != std::string::npos) group = std::atoi(tier.c_str() + colon + 1 + (tier[colon + 1] == 'g' ? 1 : 0));
+    const bool mid = parts.size() == 3 && i == 1;
+    if (!ParseKvPrecision(prec.c_str(), mid ? &c->mid : &c->lo))
+      return bad("unknown precision '" + prec + "' (allowed: int8, int4, int3, int2)");
+    if (mid) {
+      c->mid_group = group;
+      c->mid_frac = frac;
+    } else {
+      c->lo_group = group;
+      if (frac >= 0) return bad("the low tier takes what is left: no @fraction");
+    }
+  }
   return OkStatus();
 }
 
@@ -84,10 +107,12 @@ class Evaluator {
   Evaluator(const Model& model, int threads) : model_(model), threads_(threads) {}
 
   // Runs ids through a fresh session whose cache is `ratio` of the FP16 cache for ids.size() tokens; all logits.
+  // The session's context is the input plus `extra` tokens decoded after it: the cache is sized for what it will hold.
   Status Run(const KvCacheConfig& kv, double ratio, const std::vector<int32_t>& ids, std::vector<float>* logits,
-             Row* row, std::unique_ptr<Session>* keep = nullptr) {
+             Row* row, std::unique_ptr<Session>* keep = nullptr, int extra = 0) {
     SessionConfig c;
     c.threads = threads_;
+    c.context = std::min<int>((int)ids.size() + extra, model_.config().max_seq_len);
     c.kv = kv;
     const ModelConfig& m = model_.config();
     const double fp16 = (double)m.n_layers * m.n_kv_heads * ids.size() * 4.0 * m.head_dim;
@@ -248,6 +273,7 @@ int RunEval(const EvalArgs& a) {
   }
 
   if (wants("retrieval")) {
+    constexpr int kAnswerTokens = 8;
     std::mt19937_64 rng(a.seed);
     for (int i = 0; i < a.prompts; ++i) {
       const eval::LinePrompt p = eval::MakeLinePrompt(rng, 10 + (i % 4) * 10);
@@ -256,10 +282,10 @@ int RunEval(const EvalArgs& a) {
       if (!s.ok()) return Fail(s, a.json);
       for (Row& row : rows) {
         std::unique_ptr<Session> sess;
-        s = ev.Run(row.kv, row.ratio, prompt, &logits, &row, &sess);
+        s = ev.Run(row.kv, row.ratio, prompt, &logits, &row, &sess, kAnswerTokens);
         if (!s.ok()) return Fail(Status(s.code(), row.name + ": " + s.message()), a.json);
         std::string answer;
-        for (int k = 0; k < 8 && s.ok(); ++k) {
+        for (int k = 0; k < kAnswerTokens && s.ok(); ++k) {
           const int32_t t = Argmax(sess->logits(), vocab);
           const std::string piece = tok.TokenBytes(t);
           if (piece.find('>') != std::string::npos || tok.IsEndOfGeneration(t)) break;
@@ -322,8 +348,13 @@ int RunEval(const EvalArgs& a) {
                           {"group", r.kv.group},
                           {"balance_keys", r.kv.balance_keys},
                           {"rotate", r.kv.rotate},
+                          {"lo_group", KvTierGroup(r.kv, r.kv.lo_group, m.head_dim)},
                           {"target_ratio", r.ratio},
                           {"cache_fraction_of_fp16", size}};
+      if (r.kv.mid_tier)
+        j["mid"] = {{"precision", KvPrecisionName(r.kv.mid)},
+                    {"frac", r.kv.mid_frac < 0 ? nlohmann::json("auto") : nlohmann::json(r.kv.mid_frac)},
+                    {"group", KvTierGroup(r.kv, r.kv.mid_group, m.head_dim)}};
       for (const char* k : {"kl", "top1_agreement", "retrieval", "recall_top1", "recall_loss"})
         if (!std::isnan(r.Mean(k))) j[k] = r.Mean(k);
       if (!std::isnan(ppl)) j["perplexity"] = ppl;

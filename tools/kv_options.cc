@@ -25,6 +25,13 @@ void AddKvOptions(CLI::App* cmd, KvArgs* a) {
   cmd->add_flag("--no-balance", a->no_balance, "turn the per-channel key balancer off");
   cmd->add_flag("--kv-rotate", a->rotate, "Hadamard-rotate keys, queries and values before quantizing");
   cmd->add_flag("--kv-refuse", a->refuse, "when the cache is full, fail instead of evicting the least important token");
+  cmd->add_option("--mid", a->mid, "tiered mikv: a middle tier between --hi and --lo (int8, int4, int3, int2)");
+  cmd->add_option("--mid-frac", a->mid_frac,
+                  "fraction of cached tokens in the middle tier, or auto: every token of the context at least at "
+                  "--lo, the rest of --kv-budget upgrades the most important to --mid")
+      ->capture_default_str();
+  cmd->add_option("--mid-group", a->mid_group, "channels per scale/zero in the middle tier (-1 = --kv-group)")->capture_default_str();
+  cmd->add_option("--lo-group", a->lo_group, "channels per scale/zero in the low tier (-1 = --kv-group)")->capture_default_str();
 }
 
 Status ParseBytes(const std::string& text, size_t* bytes) {
@@ -60,6 +67,19 @@ Status ToKvConfig(const KvArgs& a, KvCacheConfig* c) {
   c->balance_keys = !a.no_balance;
   c->rotate = a.rotate;
   c->on_full = a.refuse ? KvOnFull::Refuse : KvOnFull::EvictLeastImportant;
+  c->mid_tier = !a.mid.empty();
+  if (c->mid_tier && !ParseKvPrecision(a.mid.c_str(), &c->mid))
+    return Status(MIKV_ERR_INVALID_ARGUMENT, "unknown precision '" + a.mid + "' (allowed for --mid: int8, int4, int3, int2)");
+  if (a.mid_frac == "auto") {
+    c->mid_frac = -1.0f;
+  } else {
+    char* end = nullptr;
+    c->mid_frac = std::strtof(a.mid_frac.c_str(), &end);
+    if (end == a.mid_frac.c_str() || *end != 0 || !(c->mid_frac >= 0 && c->mid_frac <= 1))
+      return Status(MIKV_ERR_INVALID_ARGUMENT, "--mid-frac must be auto or a fraction within 0..1, not '" + a.mid_frac + "'");
+  }
+  c->mid_group = a.mid_group;
+  c->lo_group = a.lo_group;
   c->budget_bytes = 0;
   if (!a.budget.empty()) return ParseBytes(a.budget, &c->budget_bytes);
   return OkStatus();
