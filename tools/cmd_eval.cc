@@ -53,9 +53,10 @@ struct Row {
   }
 };
 
-// "policy[@hi_frac][/tier[/tier]][+rot]", tier = "precision[:gGROUP][@frac]". One tier is the low one; two are the
-// middle and the low tier of tiered mikv (the middle tier's @frac omitted: sized from the budget).
-// Examples: mikv@0.05/int2, uniform/int3:g64+rot, mikv@0.02/int4/int2:g64, mikv@0.02/int4@0.1/int2.
+// "policy[@hi_frac][/tier...][+rot]", tier = "precision[:gGROUP][@frac]". One tier is the low one; two are the
+// middle and the low tier of tiered mikv (the middle tier's @frac omitted: sized from the budget); three are the
+// high, middle and low tiers (the high tier's @frac is hi_frac).
+// Examples: mikv@0.05/int2, uniform/int3:g64+rot, mikv@0.02/int4/int2:g64, mikv/int8@0.02/int3/int2:g64+rot.
 Status ParseSpec(const std::string& spec, const KvCacheConfig& base, KvCacheConfig* c) {
   *c = base;
   std::string rest = spec;
@@ -66,7 +67,7 @@ Status ParseSpec(const std::string& spec, const KvCacheConfig& base, KvCacheConf
   }
   const std::vector<std::string> parts = SplitList(rest, '/');
   auto bad = [&](const std::string& why) { return Status(MIKV_ERR_INVALID_ARGUMENT, why + " in '" + spec + "'"); };
-  if (parts.empty() || parts.size() > 3) return bad("expected policy[@hi_frac][/tier[/tier]][+rot]");
+  if (parts.empty() || parts.size() > 4) return bad("expected policy[@hi_frac][/tier...][+rot]");
   // Splits "name@frac" into name and frac (frac < 0 when absent).
   auto split_frac = [](const std::string& s, std::string* name, float* frac) {
     const size_t at = s.find('@');
@@ -79,7 +80,8 @@ Status ParseSpec(const std::string& spec, const KvCacheConfig& base, KvCacheConf
   if (!ParseKvPolicy(policy, &c->policy))
     return bad("unknown policy '" + policy + "' (allowed: plain, full, uniform, h2o, sinks, mikv)");
   if (hi_frac >= 0) c->hi_frac = hi_frac;
-  if (parts.size() == 3) c->mid_tier = true;
+  const size_t tiers = parts.size() - 1;
+  c->mid_tier = tiers >= 2;
   for (size_t i = 1; i < parts.size(); ++i) {
     std::string tier = parts[i], prec;
     int group = -1;
@@ -88,10 +90,14 @@ Status ParseSpec(const std::string& spec, const KvCacheConfig& base, KvCacheConf
     const size_t colon = tier.find(':');
     prec = tier.substr(0, colon);
     if (colon != std::string::npos) group = std::atoi(tier.c_str() + colon + 1 + (tier[colon + 1] == 'g' ? 1 : 0));
-    const bool mid = parts.size() == 3 && i == 1;
-    if (!ParseKvPrecision(prec.c_str(), mid ? &c->mid : &c->lo))
-      return bad("unknown precision '" + prec + "' (allowed: int8, int4, int3, int2)");
-    if (mid) {
+    const size_t from_low = parts.size() - 1 - i;  // 0 low, 1 middle, 2 high
+    KvPrecision* p = from_low == 0 ? &c->lo : from_low == 1 ? &c->mid : &c->hi;
+    if (!ParseKvPrecision(prec.c_str(), p))
+      return bad("unknown precision '" + prec + "' (allowed: f16 or int8 high, int8, int4, int3, int2 below)");
+    if (from_low == 2) {
+      if (group >= 0) c->group = group;
+      if (frac >= 0) c->hi_frac = frac;
+    } else if (from_low == 1) {
       c->mid_group = group;
       c->mid_frac = frac;
     } else {
@@ -388,7 +394,7 @@ void AddEvalCommand(CLI::App& app) {
   cmd->add_option("-m,--model", args->model, "the .mikv model")->required();
   cmd->add_option("--text", args->text, "evaluation text (.txt or .txt.xz)")->capture_default_str();
   cmd->add_option("--configs", args->configs,
-                  "comma-separated policy[@hi_frac][/lo][:gGROUP][+rot], e.g. mikv@0.05/int2,h2o,uniform/int3+rot")->capture_default_str();
+                  "comma-separated policy[@hi_frac][/tier...][+rot], tier = precision[:gGROUP][@frac]: one tier = low, two = middle/low, three = high/middle/low; e.g. mikv@0.05/int2,h2o,uniform/int3+rot,mikv/int8@0.02/int3/int2:g64+rot")->capture_default_str();
   cmd->add_option("--ratios", args->ratios, "cache sizes as fractions of the FP16 cache")->capture_default_str();
   cmd->add_option("--balance", args->balance, "key balancer for quantizing policies: on, off, both")->capture_default_str();
   cmd->add_option("--tasks", args->tasks, "prose, retrieval, recall, ppl")->capture_default_str();
