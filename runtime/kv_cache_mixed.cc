@@ -20,14 +20,17 @@ MixedKvCache::MixedKvCache(const KvGeometry& g, const KvCacheConfig& config, con
   hi.group = KvTierGroup(config, -1, d);
   mid.group = KvTierGroup(config, config.mid_group, d);
   lo.group = KvTierGroup(config, config.lo_group, d);
-  hi.codec = KvCodec(config.hi, d, hi.group);
-  mid.codec = KvCodec(config.mid_tier ? config.mid : config.lo, d, mid.group);
-  lo.codec = KvCodec(config.lo, d, lo.group);
+  const KvPrecision mid_values = config.mid_tier ? config.mid : config.lo;
+  hi.kcodec = hi.vcodec = KvCodec(config.hi, d, hi.group);
+  mid.kcodec = KvCodec(KvKeyPrecision(mid_values, config.mid_keys), d, mid.group);
+  mid.vcodec = KvCodec(mid_values, d, mid.group);
+  lo.kcodec = KvCodec(KvKeyPrecision(config.lo, config.lo_keys), d, lo.group);
+  lo.vcodec = KvCodec(config.lo, d, lo.group);
   hi.capacity = plan.hi_tokens;
   mid.capacity = plan.mid_tokens;
   lo.capacity = plan.lo_tokens;
   bool quantizes = false;
-  for (const Region& r : tiers_) quantizes |= r.codec.quantized() && r.capacity > 0;
+  for (const Region& r : tiers_) quantizes |= r.kcodec.quantized() && r.capacity > 0;
   balances_ = quantizes && config.balance_keys;
 }
 
@@ -36,8 +39,8 @@ void MixedKvCache::Carve(Arena* arena) {
   static const char* const kLabels[kTiers] = {"kv-hi", "kv-mid", "kv-lo"};
   for (int t = 0; t < kTiers; ++t) {
     Region* r = &tiers_[t];
-    r->keys = arena->Take<uint8_t>(streams * r->capacity * r->codec.bytes(), kLabels[t]);
-    r->values = arena->Take<uint8_t>(streams * r->capacity * r->codec.bytes(), kLabels[t]);
+    r->keys = arena->Take<uint8_t>(streams * r->capacity * r->kcodec.bytes(), kLabels[t]);
+    r->values = arena->Take<uint8_t>(streams * r->capacity * r->vcodec.bytes(), kLabels[t]);
     r->positions = arena->Take<int32_t>(streams * r->capacity, "kv-tables");
     r->importance = arena->Take<float>(streams * r->capacity, "kv-tables");
     r->used = arena->Take<int32_t>(streams, "kv-tables");
@@ -111,17 +114,16 @@ void MixedKvCache::Store(Region& r, size_t s, int slot, int layer, int kv_head, 
                          int pos, float imp) {
   assert(slot >= 0 && slot < r.capacity && s < (size_t)g_.n_layers * g_.n_kv_heads);
   Transform(r, layer, kv_head, &k, &v);
-  const KvRowFormat f = r.Format(g_.head_dim);
   const KvEncodeFn encode = ActiveKvKernels().encode;
-  encode(f, k, r.K(s, slot));
-  encode(f, v, r.V(s, slot));
+  encode(r.KFormat(g_.head_dim), k, r.K(s, slot));
+  encode(r.VFormat(g_.head_dim), v, r.V(s, slot));
   r.positions[s * r.capacity + slot] = pos;
   r.importance[s * r.capacity + slot] = imp;
 }
 
 void MixedKvCache::Load(const Region& r, size_t s, int slot, int layer, int kv_head, Moving* m) {
-  r.codec.Decode(r.K(s, slot), m->k);
-  r.codec.Decode(r.V(s, slot), m->v);
+  r.kcodec.Decode(r.K(s, slot), m->k);
+  r.vcodec.Decode(r.V(s, slot), m->v);
   Untransform(r, layer, kv_head, m->k, m->v);  // back to plain keys and values; the next tier transforms for itself
   m->pos = r.positions[s * r.capacity + slot];
   m->imp = r.importance[s * r.capacity + slot];
@@ -130,8 +132,8 @@ void MixedKvCache::Load(const Region& r, size_t s, int slot, int layer, int kv_h
 void MixedKvCache::RemoveSlot(Region& r, size_t s, int slot) {
   const int last = --r.used[s];
   if (slot == last) return;
-  std::memcpy(r.K(s, slot), r.K(s, last), r.codec.bytes());
-  std::memcpy(r.V(s, slot), r.V(s, last), r.codec.bytes());
+  std::memcpy(r.K(s, slot), r.K(s, last), r.kcodec.bytes());
+  std::memcpy(r.V(s, slot), r.V(s, last), r.vcodec.bytes());
   r.positions[s * r.capacity + slot] = r.positions[s * r.capacity + last];
   r.importance[s * r.capacity + slot] = r.importance[s * r.capacity + last];
 }
@@ -283,7 +285,7 @@ MixedKvCache::Queries MixedKvCache::PrepareQueries(int layer, int kv_head, const
   for (int t = 0; t < kTiers; ++t) {
     const Region& r = tiers_[t];
     out.qsum[t] = nullptr;
-    if (!r.codec.quantized() || r.used[s] == 0) continue;
+    if (!r.kcodec.quantized() || r.used[s] == 0) continue;
     float* sums = qsum + (size_t)t * group * (d / 8);
     const int ng = d / r.group;
     const float* qt = Balanced(r) ? out.balanced : out.plain;
@@ -304,7 +306,7 @@ void MixedKvCache::ScoreRows(size_t s, int pos, const Rows& rows, const Queries&
     const int first = rows.r0[t], n = rows.r1[t] - rows.r0[t];
     if (n <= 0) continue;
     float* sc = scores + ScoreOffset(s, t);
-    ActiveKvKernels().scores_group[(int)r.codec.precision()](r.Format(g_.head_dim), group,
+    ActiveKvKernels().scores_group[(int)r.kcodec.precision()](r.KFormat(g_.head_dim), group,
                                                              Balanced(r) ? q.balanced : q.plain, q.qsum[t],
                                                              r.K(s, first), (size_t)n, scale, sc + first, stride);
     const int32_t* p = r.positions + s * r.capacity;
@@ -324,7 +326,7 @@ void MixedKvCache::WeighRows(size_t s, const Rows& rows, const float* scores, si
     const int first = rows.r0[t], last = rows.r1[t];
     if (last <= first) continue;
     const float* sc = scores + ScoreOffset(s, t);
-    kk.values_group[(int)r.codec.precision()](r.Format(g_.head_dim), group, sc + first, stride, r.V(s, first),
+    kk.values_group[(int)r.vcodec.precision()](r.VFormat(g_.head_dim), group, sc + first, stride, r.V(s, first),
                                               (size_t)(last - first), out);
     float* imp = r.importance + s * r.capacity;
     for (int h = 0; h < group; ++h)
@@ -416,8 +418,8 @@ bool MixedKvCache::ReadToken(int layer, int kv_head, int position, float* k, flo
   for (const Region& r : tiers_)
     for (int i = 0; i < r.used[s]; ++i)
       if (r.positions[s * r.capacity + i] == position) {
-        r.codec.Decode(r.K(s, i), k);
-        r.codec.Decode(r.V(s, i), v);
+        r.kcodec.Decode(r.K(s, i), k);
+        r.vcodec.Decode(r.V(s, i), v);
         const_cast<MixedKvCache*>(this)->Untransform(r, layer, kv_head, k, v);  // may fix balancer factors
         return true;
       }

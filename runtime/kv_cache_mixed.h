@@ -4,6 +4,7 @@
 //   per layer and kv head ("stream"):  hi tier   H slots, K and V at FP16 or INT8
 //                                      mid tier  M slots, K and V at INT8/INT4/INT3/INT2 (tiered mikv only; else 0)
 //                                      lo tier   L slots, K and V at INT8/INT4/INT3/INT2
+//                                      (in mid and lo, keys may be finer than values)
 //                                      tables    slot -> position, slot -> accumulated attention (importance)
 //   per stream:                        key balancer factors (key_balancer.h), when keys are balanced
 //
@@ -67,17 +68,21 @@ class MixedKvCache final : public KvCache {
  private:
   static constexpr int kTiers = 3, kHi = 0, kMid = 1, kLo = 2;
   struct Region {
-    KvCodec codec;
+    KvCodec kcodec, vcodec;     // keys', values' storage
     int group = 0;              // channels per scale/zero
     int capacity = 0;           // slots per stream
-    uint8_t* keys = nullptr;    // [stream][slot][codec.bytes()]
-    uint8_t* values = nullptr;
+    uint8_t* keys = nullptr;    // [stream][slot][kcodec.bytes()]
+    uint8_t* values = nullptr;  // [stream][slot][vcodec.bytes()]
     int32_t* positions = nullptr;  // [stream][slot]
     float* importance = nullptr;   // [stream][slot]
     int32_t* used = nullptr;       // [stream]
-    uint8_t* K(size_t s, int slot) const { return keys + (s * capacity + slot) * codec.bytes(); }
-    uint8_t* V(size_t s, int slot) const { return values + (s * capacity + slot) * codec.bytes(); }
-    KvRowFormat Format(int head_dim) const { return KvRowFormat{codec.precision(), head_dim, group, codec.bytes()}; }
+    uint8_t* K(size_t s, int slot) const { return keys + (s * capacity + slot) * kcodec.bytes(); }
+    uint8_t* V(size_t s, int slot) const { return values + (s * capacity + slot) * vcodec.bytes(); }
+    static KvRowFormat Format(const KvCodec& c, int head_dim, int group) {
+      return KvRowFormat{c.precision(), head_dim, group, c.bytes()};
+    }
+    KvRowFormat KFormat(int head_dim) const { return Format(kcodec, head_dim, group); }
+    KvRowFormat VFormat(int head_dim) const { return Format(vcodec, head_dim, group); }
   };
   // A token on its way between tiers: plain (untransformed) key and value, where it was, how important it is.
   struct Moving {
@@ -87,7 +92,7 @@ class MixedKvCache final : public KvCache {
     float imp;
   };
   size_t Stream(int layer, int kv_head) const { return (size_t)layer * g_.n_kv_heads + kv_head; }
-  bool Balanced(const Region& r) const { return r.codec.quantized() && balances_; }
+  bool Balanced(const Region& r) const { return r.kcodec.quantized() && balances_; }
   bool balances_ = false;  // some tier quantizes keys and the balancer is on
   void Store(Region& r, size_t s, int slot, int layer, int kv_head, const float* k, const float* v, int pos, float imp);
   void RemoveSlot(Region& r, size_t s, int slot);

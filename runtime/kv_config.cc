@@ -100,6 +100,11 @@ Status PlanKvCache(const KvGeometry& g, const KvCacheConfig& c, KvPlan* plan) {
     return Status(MIKV_ERR_INVALID_ARGUMENT, "low precision must be one of int8, int4, int3, int2");
   if (tiered && c.mid == KvPrecision::F16)
     return Status(MIKV_ERR_INVALID_ARGUMENT, "middle precision must be one of int8, int4, int3, int2");
+  if (c.lo_keys != KvPrecision::F16 && !keeps_lo)
+    return Status(MIKV_ERR_INVALID_ARGUMENT, std::string("low-tier keys need a policy with a low tier (this cache is ") +
+                                                 KvPolicyName(c.policy) + ")");
+  if (c.mid_keys != KvPrecision::F16 && !tiered)
+    return Status(MIKV_ERR_INVALID_ARGUMENT, "middle-tier keys need a middle tier");
   if (c.sinks < 0 || c.window < 1 || c.sinks > (1 << 24) || c.window > (1 << 24))
     return Status(MIKV_ERR_INVALID_ARGUMENT, "sinks must be within 0..16777216 and the recent window within 1..16777216");
   if (!(c.hi_frac >= 0 && c.hi_frac <= 1)) return Status(MIKV_ERR_INVALID_ARGUMENT, "hi_frac must be within 0..1");
@@ -112,10 +117,12 @@ Status PlanKvCache(const KvGeometry& g, const KvCacheConfig& c, KvPlan* plan) {
     return Status(MIKV_ERR_INVALID_ARGUMENT, "the Hadamard rotation needs a head dimension that is a power of two "
                                              "(this model's is " + std::to_string(d) + ")");
 
-  const KvCodec hi(c.hi, d, hi_group), mid(c.mid, d, mid_group), lo(c.lo, d, lo_group);
-  plan->hi_bytes_per_token = 2 * hi.bytes();
-  plan->mid_bytes_per_token = tiered ? 2 * mid.bytes() : 0;
-  plan->lo_bytes_per_token = 2 * lo.bytes();
+  auto token_bytes = [&](KvPrecision values, KvPrecision keys, int group) {
+    return KvCodec(KvKeyPrecision(values, keys), d, group).bytes() + KvCodec(values, d, group).bytes();
+  };
+  plan->hi_bytes_per_token = token_bytes(c.hi, KvPrecision::F16, hi_group);
+  plan->mid_bytes_per_token = tiered ? token_bytes(c.mid, c.mid_keys, mid_group) : 0;
+  plan->lo_bytes_per_token = token_bytes(c.lo, c.lo_keys, lo_group);
   plan->table_bytes_per_token = sizeof(int32_t) + sizeof(float);
   const size_t streams = (size_t)g.n_layers * g.n_kv_heads;
   // The balancer's tables (factors, max |q|, max |k|, a flag), only where keys are quantized and balanced.

@@ -50,10 +50,18 @@ struct KvCacheConfig {
   KvPrecision mid = KvPrecision::Int4;  // int8, int4, int3 or int2
   float mid_frac = -1.0f;
   int mid_group = -1, lo_group = -1;    // channels per scale/zero of those tiers (-1: `group`)
+  // Keys finer than values in the middle and low tiers: which token a query picks depends on its key, and on the
+  // default model INT2 keys lose line retrieval where INT2 values do not (README, "keys or values"). F16 here means
+  // "the tier's precision" (keys and values alike); otherwise int8, int4, int3 or int2.
+  KvPrecision mid_keys = KvPrecision::F16, lo_keys = KvPrecision::F16;
 };
 
 // The channels per scale/zero a tier uses (`group` resolved: -1 = the config's, 0 = the head dimension).
 int KvTierGroup(const KvCacheConfig& c, int tier_group, int head_dim);
+// The precision of a tier's keys given its values' precision and the key override (F16 = the same).
+inline KvPrecision KvKeyPrecision(KvPrecision values, KvPrecision keys) {
+  return keys == KvPrecision::F16 ? values : keys;
+}
 
 // Tokens each region holds, per layer and kv head, and what that costs.
 struct KvPlan {

@@ -53,7 +53,8 @@ struct Row {
   }
 };
 
-// "policy[@hi_frac][/tier...][+rot]", tier = "precision[:gGROUP][@frac]". One tier is the low one; two are the
+// "policy[@hi_frac][/tier...][+rot]", tier = "precision[:gGROUP][@frac]", precision = int8..int2 or kKvV (keys at
+// int K, values at int V: k4v2). One tier is the low one; two are the
 // middle and the low tier of tiered mikv (the middle tier's @frac omitted: sized from the budget); three are the
 // high, middle and low tiers (the high tier's @frac is hi_frac).
 // Examples: mikv@0.05/int2, uniform/int3:g64+rot, mikv@0.02/int4/int2:g64, mikv/int8@0.02/int3/int2:g64+rot.
@@ -92,8 +93,15 @@ Status ParseSpec(const std::string& spec, const KvCacheConfig& base, KvCacheConf
     if (colon != std::string::npos) group = std::atoi(tier.c_str() + colon + 1 + (tier[colon + 1] == 'g' ? 1 : 0));
     const size_t from_low = parts.size() - 1 - i;  // 0 low, 1 middle, 2 high
     KvPrecision* p = from_low == 0 ? &c->lo : from_low == 1 ? &c->mid : &c->hi;
-    if (!ParseKvPrecision(prec.c_str(), p))
-      return bad("unknown precision '" + prec + "' (allowed: f16 or int8 high, int8, int4, int3, int2 below)");
+    KvPrecision* keys = from_low == 0 ? &c->lo_keys : from_low == 1 ? &c->mid_keys : nullptr;
+    int kb = 0, vb = 0;
+    if (keys && std::sscanf(prec.c_str(), "k%dv%d", &kb, &vb) == 2) {
+      if (!ParseKvPrecision(("int" + std::to_string(kb)).c_str(), keys) ||
+          !ParseKvPrecision(("int" + std::to_string(vb)).c_str(), p))
+        return bad("unknown key/value bits '" + prec + "' (each of 8, 4, 3, 2)");
+    } else if (!ParseKvPrecision(prec.c_str(), p)) {
+      return bad("unknown precision '" + prec + "' (allowed: f16 or int8 high, int8, int4, int3, int2 or kKvV below)");
+    }
     if (from_low == 2) {
       if (group >= 0) c->group = group;
       if (frac >= 0) c->hi_frac = frac;
@@ -355,12 +363,14 @@ int RunEval(const EvalArgs& a) {
                           {"balance_keys", r.kv.balance_keys},
                           {"rotate", r.kv.rotate},
                           {"lo_group", KvTierGroup(r.kv, r.kv.lo_group, m.head_dim)},
+                          {"lo_keys", KvPrecisionName(KvKeyPrecision(r.kv.lo, r.kv.lo_keys))},
                           {"target_ratio", r.ratio},
                           {"cache_fraction_of_fp16", size}};
       if (r.kv.mid_tier)
         j["mid"] = {{"precision", KvPrecisionName(r.kv.mid)},
                     {"frac", r.kv.mid_frac < 0 ? nlohmann::json("auto") : nlohmann::json(r.kv.mid_frac)},
-                    {"group", KvTierGroup(r.kv, r.kv.mid_group, m.head_dim)}};
+                    {"group", KvTierGroup(r.kv, r.kv.mid_group, m.head_dim)},
+                    {"keys", KvPrecisionName(KvKeyPrecision(r.kv.mid, r.kv.mid_keys))}};
       for (const char* k : {"kl", "top1_agreement", "retrieval", "recall_top1", "recall_loss"})
         if (!std::isnan(r.Mean(k))) j[k] = r.Mean(k);
       if (!std::isnan(ppl)) j["perplexity"] = ppl;

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <tuple>
 
 namespace mikv::cli {
 
@@ -32,6 +33,8 @@ void AddKvOptions(CLI::App* cmd, KvArgs* a) {
       ->capture_default_str();
   cmd->add_option("--mid-group", a->mid_group, "channels per scale/zero in the middle tier (-1 = --kv-group)")->capture_default_str();
   cmd->add_option("--lo-group", a->lo_group, "channels per scale/zero in the low tier (-1 = --kv-group)")->capture_default_str();
+  cmd->add_option("--mid-keys", a->mid_keys, "the middle tier's keys at a finer precision than its values (int8, int4, int3)");
+  cmd->add_option("--lo-keys", a->lo_keys, "the low tier's keys at a finer precision than its values (int8, int4, int3)");
 }
 
 Status ParseBytes(const std::string& text, size_t* bytes) {
@@ -77,6 +80,11 @@ Status ToKvConfig(const KvArgs& a, KvCacheConfig* c) {
     c->mid_frac = std::strtof(a.mid_frac.c_str(), &end);
     if (end == a.mid_frac.c_str() || *end != 0 || !(c->mid_frac >= 0 && c->mid_frac <= 1))
       return Status(MIKV_ERR_INVALID_ARGUMENT, "--mid-frac must be auto or a fraction within 0..1, not '" + a.mid_frac + "'");
+  }
+  for (auto [text, p, flag] : {std::tuple{&a.mid_keys, &c->mid_keys, "--mid-keys"}, std::tuple{&a.lo_keys, &c->lo_keys, "--lo-keys"}}) {
+    *p = KvPrecision::F16;  // the tier's own precision
+    if (!text->empty() && (!ParseKvPrecision(text->c_str(), p) || *p == KvPrecision::F16))
+      return Status(MIKV_ERR_INVALID_ARGUMENT, "unknown precision '" + *text + "' (allowed for " + flag + ": int8, int4, int3, int2)");
   }
   c->mid_group = a.mid_group;
   c->lo_group = a.lo_group;

@@ -2,6 +2,7 @@
 //   --kv-policy full|uniform|h2o|sinks|mikv|plain  --kv-budget 64MiB  --hi-frac 0.1  --hi f16|int8  --lo int2
 //   --kv-group 32  --sinks 4  --window 32  --no-balance  --kv-rotate  --kv-refuse
 //   tiered mikv: --mid int4  --mid-frac auto|0.2  --mid-group 32  --lo-group 64
+//   keys finer than values: --mid-keys int4  --lo-keys int4
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -13,7 +14,7 @@
 namespace mikv::cli {
 
 struct KvArgs {
-  std::string policy = "plain", hi = "f16", lo = "int2", budget, mid, mid_frac = "auto";
+  std::string policy = "plain", hi = "f16", lo = "int2", budget, mid, mid_frac = "auto", mid_keys, lo_keys;
   int group = 32, sinks = 4, window = 32, tokens = 0, mid_group = -1, lo_group = -1;
   float hi_frac = 0.2f;
   bool no_balance = false, refuse = false, rotate = false;
