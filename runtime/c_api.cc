@@ -60,6 +60,21 @@ mikv::Status ToSessionConfig(const mikv_session_config* c, mikv::SessionConfig* 
   std::memcpy(&low, &c->kv_low, sizeof low);
   if (policy > MIKV_KV_MIKV || high > MIKV_PRECISION_INT2 || low > MIKV_PRECISION_INT2)
     return Status(MIKV_ERR_INVALID_ARGUMENT, "kv_policy, kv_high or kv_low is out of range");
+  if (c->struct_size >= offsetof(mikv_session_config, kv_low_keys) + sizeof c->kv_low_keys) {  // version 3
+    uint32_t mid, mid_keys, low_keys;
+    std::memcpy(&mid, &c->kv_mid, sizeof mid);
+    std::memcpy(&mid_keys, &c->kv_mid_keys, sizeof mid_keys);
+    std::memcpy(&low_keys, &c->kv_low_keys, sizeof low_keys);
+    if (mid > MIKV_PRECISION_INT2 || mid_keys > MIKV_PRECISION_INT2 || low_keys > MIKV_PRECISION_INT2)
+      return Status(MIKV_ERR_INVALID_ARGUMENT, "kv_mid, kv_mid_keys or kv_low_keys is out of range");
+    out->kv.mid_tier = c->kv_mid_tier != 0;
+    out->kv.mid = (mikv::KvPrecision)mid;
+    out->kv.mid_frac = c->kv_mid_fraction;
+    out->kv.mid_group = c->kv_mid_group;
+    out->kv.lo_group = c->kv_low_group;
+    out->kv.mid_keys = (mikv::KvPrecision)mid_keys;
+    out->kv.lo_keys = (mikv::KvPrecision)low_keys;
+  }
   out->context = c->context;
   out->threads = c->threads;
   out->prefill_chunk = c->prefill_chunk;
@@ -189,13 +204,20 @@ void mikv_session_config_init(mikv_session_config* c) {
   c->kv_window = d.kv.window;
   c->kv_high_fraction = d.kv.hi_frac;
   c->kv_balance_keys = 1;
+  c->kv_mid = MIKV_PRECISION_INT4;
+  c->kv_mid_fraction = d.kv.mid_frac;
+  c->kv_mid_group = d.kv.mid_group;
+  c->kv_low_group = d.kv.lo_group;
+  c->kv_mid_keys = MIKV_PRECISION_F16;
+  c->kv_low_keys = MIKV_PRECISION_F16;
   c->top_k = d.sampler.top_k;
   c->top_p = d.sampler.top_p;
 }
 
 mikv_status mikv_plan_session(const mikv_model* model, const mikv_session_config* config, mikv_plan* plan) {
   if (model == nullptr || plan == nullptr) return Fail(MIKV_ERR_INVALID_ARGUMENT, "model and plan must not be null");
-  if (plan->struct_size < sizeof(mikv_plan)) return Fail(MIKV_ERR_INVALID_ARGUMENT, "plan.struct_size must be sizeof(mikv_plan)");
+  if (plan->struct_size < offsetof(mikv_plan, kv_mid_tokens))
+    return Fail(MIKV_ERR_INVALID_ARGUMENT, "plan.struct_size must be sizeof(mikv_plan)");
   mikv::SessionConfig c;
   mikv::Status s = ToSessionConfig(config, &c);
   if (!s.ok()) return Fail(s);
@@ -208,6 +230,7 @@ mikv_status mikv_plan_session(const mikv_model* model, const mikv_session_config
   plan->kv_high_tokens = kv.hi_tokens;
   plan->kv_low_tokens = kv.lo_tokens;
   plan->arena_alignment = mikv::Arena::kAlignment;
+  if (plan->struct_size >= sizeof(mikv_plan)) plan->kv_mid_tokens = kv.mid_tokens;
   return MIKV_OK;
 }
 
@@ -297,14 +320,14 @@ mikv_status mikv_session_reset(mikv_session* s) {
 
 mikv_status mikv_session_get_stats(const mikv_session* s, mikv_session_stats* out) {
   if (s == nullptr || out == nullptr) return Fail(MIKV_ERR_INVALID_ARGUMENT, "session and stats must not be null");
-  if (out->struct_size < sizeof(mikv_session_stats))
+  if (out->struct_size < offsetof(mikv_session_stats, kv_mid_tokens))
     return Fail(MIKV_ERR_INVALID_ARGUMENT, "stats.struct_size must be sizeof(mikv_session_stats)");
   const mikv::Session& session = *s->session;
   const mikv::SessionStats& st = session.stats();
   const mikv::KvOccupancy occ = session.kv_occupancy();
   mikv_session_stats r;
   std::memset(&r, 0, sizeof r);
-  r.struct_size = sizeof r;
+  r.struct_size = (uint32_t)std::min<size_t>(sizeof r, out->struct_size);
   r.prompt_tokens = st.prompt_tokens;
   r.generated_tokens = st.generated_tokens;
   r.prompt_tokens_per_second = st.prompt_seconds > 0 ? st.prompt_tokens / st.prompt_seconds : 0;
@@ -316,7 +339,8 @@ mikv_status mikv_session_get_stats(const mikv_session* s, mikv_session_stats* ou
   r.kv_evicted_tokens = occ.evicted;
   r.position = session.position();
   r.context = session.context();
-  std::memcpy(out, &r, sizeof r);
+  r.kv_mid_tokens = occ.mid_tokens;
+  std::memcpy(out, &r, std::min<size_t>(sizeof r, out->struct_size));
   return MIKV_OK;
 }
 

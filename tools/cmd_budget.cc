@@ -3,6 +3,7 @@
 //             into its regions (activations, KV high / low regions, KV tables, logits, sampler), and the process's
 //             own fixed overhead (code, libraries, stacks: the resident set after one step, less the data);
 //   inverse:  for a memory budget, the longest context each cache configuration fits;
+//   proposal: for a memory budget and a context, the cache configuration the eval measured best for what is left;
 //   measure:  fills the context and puts the process's peak RSS next to the plan.
 #include <malloc.h>
 
@@ -21,6 +22,7 @@
 #include <unistd.h>
 
 #include "commands.h"
+#include "hadamard.h"
 #include "kv_options.h"
 #include "model.h"
 #include "session.h"
@@ -105,6 +107,17 @@ std::vector<Candidate> Candidates(const ModelConfig& m) {
   add("mikv FP16/INT2, 10% high", KvPolicy::MiKV, KvPrecision::F16, KvPrecision::Int2, 0.1f);
   add("mikv INT8/INT2, 10% high", KvPolicy::MiKV, KvPrecision::Int8, KvPrecision::Int2, 0.1f);
   add("mikv FP16/INT4, 20% high", KvPolicy::MiKV, KvPrecision::F16, KvPrecision::Int4, 0.2f);
+  if (HadamardSizeOk(m.head_dim) && m.head_dim % 64 == 0) {
+    add("tiered INT8 2%/K3V2 20%/INT2", KvPolicy::MiKV, KvPrecision::Int8, KvPrecision::Int2, 0.02f);
+    Candidate& c = out.back();
+    c.kv.mid_tier = true;
+    c.kv.mid = KvPrecision::Int2;
+    c.kv.mid_keys = KvPrecision::Int3;
+    c.kv.mid_frac = 0.2f;
+    c.kv.mid_group = c.kv.lo_group = 64;
+    c.kv.rotate = true;
+    c.kv.balance_keys = false;
+  }
   return out;
 }
 
@@ -116,6 +129,61 @@ size_t ArenaFor(const Model& model, const KvCacheConfig& kv, int context, int th
   c.kv = kv;
   size_t bytes = 0;
   return Session::PlanArena(model, c, &bytes).ok() ? bytes : 0;
+}
+
+// The cache `mikv budget` proposes for the KV memory a budget leaves: the best configuration `mikv eval` measured on
+// the default model at that size (docs/eval/tiers-default.json; README, "Tiers"). Largest first.
+struct KvPreset {
+  double min_fraction;  // of the FP16 cache of the context
+  const char* spec;     // ParseKvSpec's grammar (what --kv-config takes)
+  const char* evidence;
+};
+const KvPreset kKvPresets[] = {
+    {1.04, "full", "every token FP16"},
+    {0.28, "mikv/int8@0.02/k4v3:g64/k3v2:g64+rot", "at 30% of FP16: line retrieval 94%, recall top-1 0.941 (full: 100%, 0.959)"},
+    {0.0, "mikv/int8@0.02/k3v2:g64/int2:g64+rot", "at 20% of FP16: the best measured, far from the full cache (README)"},
+};
+
+// The configuration proposed for `memory` bytes in all at `context` tokens: the KV memory left after everything
+// else, the preset for that share of the FP16 cache, its budget trimmed until the whole plan fits.
+nlohmann::json Propose(const Model& model, size_t fixed, size_t memory, int context, int threads) {
+  const ModelConfig& m = model.config();
+  const double fp16 = (double)m.n_layers * m.n_kv_heads * context * m.head_dim * 2 * 2;
+  KvCacheConfig plain;
+  plain.policy = KvPolicy::Plain;
+  const size_t arena_plain = ArenaFor(model, plain, context, threads);
+  const double others = (double)arena_plain - fp16;  // activations, logits, ...: the arena without the KV cache
+  const double kv = (double)memory - fixed - others;
+  nlohmann::json out = {{"memory_bytes", memory}, {"context", context}, {"kv_bytes_left", std::max(0.0, kv)},
+                        {"fraction_of_fp16", std::max(0.0, kv) / fp16}};
+  for (const KvPreset& p : kKvPresets) {
+    if (kv / fp16 < p.min_fraction) continue;
+    KvCacheConfig c;
+    KvCacheConfig base;
+    base.balance_keys = false;  // the eval's rows (the balancer hurt on the default model)
+    if (!ParseKvSpec(p.spec, base, &c).ok()) continue;
+    if (c.rotate && !HadamardSizeOk(m.head_dim)) continue;
+    if (c.policy != KvPolicy::Full) c.budget_bytes = (size_t)kv;
+    // The arena beyond the KV cache differs a little between caches (attention scratch): trim to fit.
+    for (int i = 0; i < 8; ++i) {
+      const size_t arena = ArenaFor(model, c, context, threads);
+      if (arena > 0 && fixed + arena <= memory) {
+        out["kv"] = p.spec;
+        out["kv_budget_bytes"] = c.budget_bytes;
+        out["arena_bytes"] = arena;
+        out["evidence"] = p.evidence;
+        out["flags"] = std::string("--kv-config ") + p.spec + (c.budget_bytes ? " --kv-budget " + std::to_string(c.budget_bytes) : "") +
+                       (c.policy == KvPolicy::Full ? "" : " --no-balance") + " -c " + std::to_string(context);
+        return out;
+      }
+      if (c.policy == KvPolicy::Full || arena == 0) break;
+      const size_t over = fixed + arena - memory;
+      if (over >= c.budget_bytes) break;
+      c.budget_bytes -= over + 4096;
+    }
+  }
+  out["kv"] = nullptr;  // nothing fits
+  return out;
 }
 
 int LongestContext(const Model& model, const KvCacheConfig& kv, size_t fixed, size_t memory, int threads) {
@@ -298,6 +366,7 @@ int RunBudget(const BudgetArgs& a) {
     curves.push_back(curve);
   }
   out["max_context_curves"] = curves;
+  if (memory > 0) out["proposal"] = Propose(*model, fixed, memory, session->context(), config.threads);
 
   if (a.measure) {  // fill the whole context, then read the high-water mark
     std::mt19937 rng(1);
@@ -329,6 +398,13 @@ int RunBudget(const BudgetArgs& a) {
     std::printf("\nlongest context within %s:\n", MiB(memory).c_str());
     for (const auto& r : out["max_context"])
       std::printf("  %-30s %9d tokens\n", r["config"].get<std::string>().c_str(), r["context"].get<int>());
+  }
+  if (out.contains("proposal")) {
+    const nlohmann::json& p = out["proposal"];
+    std::printf("\nproposed for %s at context %d (%.1f%% of the FP16 cache left for the KV cache):\n", MiB(memory).c_str(),
+                p["context"].get<int>(), 100 * p["fraction_of_fp16"].get<double>());
+    if (p["kv"].is_null()) std::printf("  nothing fits: less context or more memory\n");
+    else std::printf("  %s\n  (%s)\n", p["flags"].get<std::string>().c_str(), p["evidence"].get<std::string>().c_str());
   }
   if (out.contains("measured"))
     std::printf("\nmeasured peak RSS %s against the plan's %s (%+.2f%%)\n", MiB(out["measured"]["peak_rss_bytes"].get<double>()).c_str(),

@@ -53,69 +53,6 @@ struct Row {
   }
 };
 
-// "policy[@hi_frac][/tier...][+rot]", tier = "precision[:gGROUP][@frac]", precision = int8..int2 or kKvV (keys at
-// int K, values at int V: k4v2). One tier is the low one; two are the
-// middle and the low tier of tiered mikv (the middle tier's @frac omitted: sized from the budget); three are the
-// high, middle and low tiers (the high tier's @frac is hi_frac).
-// Examples: mikv@0.05/int2, uniform/int3:g64+rot, mikv@0.02/int4/int2:g64, mikv/int8@0.02/int3/int2:g64+rot.
-Status ParseSpec(const std::string& spec, const KvCacheConfig& base, KvCacheConfig* c) {
-  *c = base;
-  std::string rest = spec;
-  const std::string rot = "+rot";
-  if (rest.size() > rot.size() && rest.compare(rest.size() - rot.size(), rot.size(), rot) == 0) {
-    c->rotate = true;
-    rest.resize(rest.size() - rot.size());
-  }
-  const std::vector<std::string> parts = SplitList(rest, '/');
-  auto bad = [&](const std::string& why) { return Status(MIKV_ERR_INVALID_ARGUMENT, why + " in '" + spec + "'"); };
-  if (parts.empty() || parts.size() > 4) return bad("expected policy[@hi_frac][/tier...][+rot]");
-  // Splits "name@frac" into name and frac (frac < 0 when absent).
-  auto split_frac = [](const std::string& s, std::string* name, float* frac) {
-    const size_t at = s.find('@');
-    *name = s.substr(0, at);
-    *frac = at == std::string::npos ? -1.0f : std::strtof(s.c_str() + at + 1, nullptr);
-  };
-  std::string policy;
-  float hi_frac;
-  split_frac(parts[0], &policy, &hi_frac);
-  if (!ParseKvPolicy(policy, &c->policy))
-    return bad("unknown policy '" + policy + "' (allowed: plain, full, uniform, h2o, sinks, mikv)");
-  if (hi_frac >= 0) c->hi_frac = hi_frac;
-  const size_t tiers = parts.size() - 1;
-  c->mid_tier = tiers >= 2;
-  for (size_t i = 1; i < parts.size(); ++i) {
-    std::string tier = parts[i], prec;
-    int group = -1;
-    float frac;
-    split_frac(tier, &tier, &frac);
-    const size_t colon = tier.find(':');
-    prec = tier.substr(0, colon);
-    if (colon != std::string::npos) group = std::atoi(tier.c_str() + colon + 1 + (tier[colon + 1] == 'g' ? 1 : 0));
-    const size_t from_low = parts.size() - 1 - i;  // 0 low, 1 middle, 2 high
-    KvPrecision* p = from_low == 0 ? &c->lo : from_low == 1 ? &c->mid : &c->hi;
-    KvPrecision* keys = from_low == 0 ? &c->lo_keys : from_low == 1 ? &c->mid_keys : nullptr;
-    int kb = 0, vb = 0;
-    if (keys && std::sscanf(prec.c_str(), "k%dv%d", &kb, &vb) == 2) {
-      if (!ParseKvPrecision(("int" + std::to_string(kb)).c_str(), keys) ||
-          !ParseKvPrecision(("int" + std::to_string(vb)).c_str(), p))
-        return bad("unknown key/value bits '" + prec + "' (each of 8, 4, 3, 2)");
-    } else if (!ParseKvPrecision(prec.c_str(), p)) {
-      return bad("unknown precision '" + prec + "' (allowed: f16 or int8 high, int8, int4, int3, int2 or kKvV below)");
-    }
-    if (from_low == 2) {
-      if (group >= 0) c->group = group;
-      if (frac >= 0) c->hi_frac = frac;
-    } else if (from_low == 1) {
-      c->mid_group = group;
-      c->mid_frac = frac;
-    } else {
-      c->lo_group = group;
-      if (frac >= 0) return bad("the low tier takes what is left: no @fraction");
-    }
-  }
-  return OkStatus();
-}
-
 class Evaluator {
  public:
   Evaluator(const Model& model, int threads) : model_(model), threads_(threads) {}
@@ -190,7 +127,7 @@ int RunEval(const EvalArgs& a) {
   for (const auto& r : SplitList(a.ratios, ',')) ratios.push_back(std::atof(r.c_str()));
   for (const auto& spec : SplitList(a.configs, ',')) {
     KvCacheConfig c;
-    s = ParseSpec(spec, base, &c);
+    s = ParseKvSpec(spec, base, &c);
     if (!s.ok()) return Fail(s, a.json);
     if (c.policy == KvPolicy::Full || c.policy == KvPolicy::Plain) {
       Row r;

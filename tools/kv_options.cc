@@ -1,6 +1,9 @@
 #include "kv_options.h"
 
 #include <cmath>
+#include <cstdio>
+
+#include "commands.h"
 #include <cstdlib>
 #include <tuple>
 
@@ -15,6 +18,9 @@ void AddSplitAttentionOption(CLI::App* cmd, int* split_min_tokens) {
 
 void AddKvOptions(CLI::App* cmd, KvArgs* a) {
   cmd->add_option("--kv-policy", a->policy, "KV cache: plain, full, uniform, h2o, sinks, mikv")->capture_default_str();
+  cmd->add_option("--kv-config", a->spec,
+                  "the cache in one string, as `mikv eval --configs` and `mikv budget` write it (replaces --kv-policy, "
+                  "--hi, --hi-frac, --mid*, --lo*, --kv-rotate), e.g. mikv/int8@0.02/k3v2:g64/int2:g64+rot");
   cmd->add_option("--kv-budget", a->budget, "KV memory for all layers (e.g. 64MiB); empty = sized by --hi-frac/--kv-tokens");
   cmd->add_option("--kv-tokens", a->tokens, "tokens the cache holds when no budget is given (0 = the context)");
   cmd->add_option("--hi-frac", a->hi_frac, "fraction of cached tokens kept at high precision")->capture_default_str();
@@ -56,6 +62,13 @@ Status ParseBytes(const std::string& text, size_t* bytes) {
 }
 
 Status ToKvConfig(const KvArgs& a, KvCacheConfig* c) {
+  if (!a.spec.empty()) {  // the whole cache in one string; the budget, sinks, window and the rest still apply
+    KvArgs rest = a;
+    rest.spec.clear();
+    KvCacheConfig base;
+    MIKV_RETURN_IF_ERROR(ToKvConfig(rest, &base));
+    return ParseKvSpec(a.spec, base, c);
+  }
   if (!ParseKvPolicy(a.policy, &c->policy))
     return Status(MIKV_ERR_INVALID_ARGUMENT, "unknown KV policy '" + a.policy + "' (allowed: plain, full, uniform, h2o, sinks, mikv)");
   if (!ParseKvPrecision(a.hi.c_str(), &c->hi))
@@ -90,6 +103,65 @@ Status ToKvConfig(const KvArgs& a, KvCacheConfig* c) {
   c->lo_group = a.lo_group;
   c->budget_bytes = 0;
   if (!a.budget.empty()) return ParseBytes(a.budget, &c->budget_bytes);
+  return OkStatus();
+}
+
+// (The grammar is in kv_options.h.)
+Status ParseKvSpec(const std::string& spec, const KvCacheConfig& base, KvCacheConfig* c) {
+  *c = base;
+  std::string rest = spec;
+  const std::string rot = "+rot";
+  if (rest.size() > rot.size() && rest.compare(rest.size() - rot.size(), rot.size(), rot) == 0) {
+    c->rotate = true;
+    rest.resize(rest.size() - rot.size());
+  }
+  const std::vector<std::string> parts = SplitList(rest, '/');
+  auto bad = [&](const std::string& why) { return Status(MIKV_ERR_INVALID_ARGUMENT, why + " in '" + spec + "'"); };
+  if (parts.empty() || parts.size() > 4) return bad("expected policy[@hi_frac][/tier...][+rot]");
+  // Splits "name@frac" into name and frac (frac < 0 when absent).
+  auto split_frac = [](const std::string& s, std::string* name, float* frac) {
+    const size_t at = s.find('@');
+    *name = s.substr(0, at);
+    *frac = at == std::string::npos ? -1.0f : std::strtof(s.c_str() + at + 1, nullptr);
+  };
+  std::string policy;
+  float hi_frac;
+  split_frac(parts[0], &policy, &hi_frac);
+  if (!ParseKvPolicy(policy, &c->policy))
+    return bad("unknown policy '" + policy + "' (allowed: plain, full, uniform, h2o, sinks, mikv)");
+  if (hi_frac >= 0) c->hi_frac = hi_frac;
+  const size_t tiers = parts.size() - 1;
+  c->mid_tier = tiers >= 2;
+  for (size_t i = 1; i < parts.size(); ++i) {
+    std::string tier = parts[i], prec;
+    int group = -1;
+    float frac;
+    split_frac(tier, &tier, &frac);
+    const size_t colon = tier.find(':');
+    prec = tier.substr(0, colon);
+    if (colon != std::string::npos) group = std::atoi(tier.c_str() + colon + 1 + (tier[colon + 1] == 'g' ? 1 : 0));
+    const size_t from_low = parts.size() - 1 - i;  // 0 low, 1 middle, 2 high
+    KvPrecision* p = from_low == 0 ? &c->lo : from_low == 1 ? &c->mid : &c->hi;
+    KvPrecision* keys = from_low == 0 ? &c->lo_keys : from_low == 1 ? &c->mid_keys : nullptr;
+    int kb = 0, vb = 0;
+    if (keys && std::sscanf(prec.c_str(), "k%dv%d", &kb, &vb) == 2) {
+      if (!ParseKvPrecision(("int" + std::to_string(kb)).c_str(), keys) ||
+          !ParseKvPrecision(("int" + std::to_string(vb)).c_str(), p))
+        return bad("unknown key/value bits '" + prec + "' (each of 8, 4, 3, 2)");
+    } else if (!ParseKvPrecision(prec.c_str(), p)) {
+      return bad("unknown precision '" + prec + "' (allowed: f16 or int8 high, int8, int4, int3, int2 or kKvV below)");
+    }
+    if (from_low == 2) {
+      if (group >= 0) c->group = group;
+      if (frac >= 0) c->hi_frac = frac;
+    } else if (from_low == 1) {
+      c->mid_group = group;
+      c->mid_frac = frac;
+    } else {
+      c->lo_group = group;
+      if (frac >= 0) return bad("the low tier takes what is left: no @fraction");
+    }
+  }
   return OkStatus();
 }
 

@@ -14,7 +14,7 @@
 namespace mikv::cli {
 
 struct KvArgs {
-  std::string policy = "plain", hi = "f16", lo = "int2", budget, mid, mid_frac = "auto", mid_keys, lo_keys;
+  std::string policy = "plain", hi = "f16", lo = "int2", budget, mid, mid_frac = "auto", mid_keys, lo_keys, spec;
   int group = 32, sinks = 4, window = 32, tokens = 0, mid_group = -1, lo_group = -1;
   float hi_frac = 0.2f;
   bool no_balance = false, refuse = false, rotate = false;
@@ -24,6 +24,12 @@ void AddKvOptions(CLI::App* cmd, KvArgs* a);
 // --split-min-tokens (run, bench): SessionConfig::split_attention_min_tokens.
 void AddSplitAttentionOption(CLI::App* cmd, int* split_min_tokens);
 Status ToKvConfig(const KvArgs& a, KvCacheConfig* c);
+// A cache in one string: "policy[@hi_frac][/tier...][+rot]", tier = "precision[:gGROUP][@frac]", precision =
+// int8..int2 or kKvV (keys at int K, values at int V: k4v2). One tier is the low one; two are the middle and low
+// tiers of tiered mikv (the middle tier's @frac omitted: sized from the budget); three are high, middle and low
+// (the high tier's @frac is hi_frac). What the string leaves out comes from `base`.
+// Examples: mikv@0.05/int2, uniform/int3:g64+rot, mikv@0.02/int4/int2:g64, mikv/int8@0.02/k3v2:g64/int2:g64+rot.
+Status ParseKvSpec(const std::string& spec, const KvCacheConfig& base, KvCacheConfig* c);
 // "64MiB", "1.5GB", "4096" (bytes) → bytes.
 Status ParseBytes(const std::string& text, size_t* bytes);
 

@@ -71,6 +71,21 @@ int main(int argc, char** argv) {
   bad.kv_group = 0;
   bad.kv_rotate = 1;
   EXPECT(mikv_plan_session(model, &bad, &plan) == MIKV_OK && plan.kv_bytes > 0);
+  bad.struct_size = (uint32_t)offsetof(mikv_session_config, kv_mid_tier); /* version 2 callers are still served */
+  bad.api_version = 2;
+  EXPECT(mikv_plan_session(model, &bad, &plan) == MIKV_OK && plan.kv_mid_tokens == 0);
+  bad = config; /* version 3: tiered mikv, keys finer than values */
+  bad.kv_policy = MIKV_KV_MIKV;
+  bad.kv_group = 0;
+  bad.kv_tokens = 200;
+  bad.kv_high_fraction = 0.1f;
+  bad.kv_mid_tier = 1;
+  bad.kv_mid = MIKV_PRECISION_INT2;
+  bad.kv_mid_keys = MIKV_PRECISION_INT4;
+  bad.kv_mid_fraction = 0.3f;
+  EXPECT(mikv_plan_session(model, &bad, &plan) == MIKV_OK && plan.kv_mid_tokens == 60 && plan.kv_low_tokens == 104);
+  bad.kv_mid_keys = (mikv_precision)9;
+  EXPECT(mikv_plan_session(model, &bad, &plan) == MIKV_ERR_INVALID_ARGUMENT);
   EXPECT(mikv_plan_session(model, &config, &plan) == MIKV_OK);
   char* raw = malloc(plan.arena_bytes + 2 * plan.arena_alignment);
   char* aligned = raw + (plan.arena_alignment - (uintptr_t)raw % plan.arena_alignment);

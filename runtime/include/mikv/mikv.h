@@ -37,7 +37,7 @@ typedef enum mikv_status {
 /* A short constant name for a status ("MIKV_ERR_CORRUPT"). */
 const char* mikv_status_name(mikv_status status);
 
-#define MIKV_API_VERSION 2
+#define MIKV_API_VERSION 3
 /* "0.1.0" */
 const char* mikv_version(void);
 /* The message of the last failed call on this thread that had no handle to keep it (load, plan, create). */
@@ -108,6 +108,12 @@ typedef struct mikv_session_config {
   uint64_t seed;
   /* API version 2 */
   int32_t kv_rotate; /* nonzero: Hadamard-rotate keys, queries and values before quantizing (power-of-two head_dim) */
+  /* API version 3: tiered mikv and keys finer than values */
+  int32_t kv_mid_tier;              /* nonzero: a middle tier between kv_high and kv_low (MIKV_KV_MIKV only) */
+  mikv_precision kv_mid;            /* the middle tier's precision: INT8..INT2 */
+  float kv_mid_fraction;            /* < 0: sized from kv_budget_bytes (every token low at least, the rest upgraded) */
+  int32_t kv_mid_group, kv_low_group;      /* channels per scale/zero of those tiers; -1 = kv_group */
+  mikv_precision kv_mid_keys, kv_low_keys; /* keys finer than values in those tiers; F16 = the tier's precision */
 } mikv_session_config;
 
 /* Defaults: plain FP16 cache, all cores, greedy. */
@@ -121,6 +127,7 @@ typedef struct mikv_plan {
   uint64_t kv_bytes;
   int32_t kv_high_tokens, kv_low_tokens; /* per layer and kv head */
   uint64_t arena_alignment;              /* a caller-provided arena must be aligned to this */
+  int32_t kv_mid_tokens;                 /* API version 3: the middle tier (written when struct_size covers it) */
 } mikv_plan;
 mikv_status mikv_plan_session(const mikv_model* model, const mikv_session_config* config, mikv_plan* plan);
 
@@ -157,6 +164,7 @@ typedef struct mikv_session_stats {
   int32_t kv_high_tokens, kv_low_tokens; /* per layer and kv head */
   int64_t kv_evicted_tokens;
   int32_t position, context;
+  int32_t kv_mid_tokens; /* API version 3: the middle tier (written when struct_size covers it) */
 } mikv_session_stats;
 mikv_status mikv_session_get_stats(const mikv_session* session, mikv_session_stats* stats);
 
