@@ -88,7 +88,7 @@ int RunRun(const RunArgs& a) {
     j["peak_rss_bytes"] = peak;
     j["arena_bytes"] = st.arena_bytes;
     const KvOccupancy occ = session->kv_occupancy();
-    j["kv"] = {{"policy", a.kv_args.policy}, {"hi_tokens", occ.hi_tokens}, {"mid_tokens", occ.mid_tokens}, {"lo_tokens", occ.lo_tokens},
+    j["kv"] = {{"policy", KvPolicyName(session->config().kv.policy)}, {"hi_tokens", occ.hi_tokens}, {"mid_tokens", occ.mid_tokens}, {"lo_tokens", occ.lo_tokens},
                {"evicted_tokens", occ.evicted}, {"bytes", session->kv_plan().total_bytes}};
     std::cout << j.dump(2) << "\n";
   } else {

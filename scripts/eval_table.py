@@ -1,0 +1,28 @@
+#!/usr/bin/env python3
+"""Markdown table of a `mikv eval --json` report (the README's tables): config, cache size, the scores it has,
+and each score as a share of the full cache's where the report has a `full` row."""
+import json
+import sys
+
+
+def main():
+    if len(sys.argv) != 2:
+        sys.exit("usage: eval_table.py report.json")
+    rows = json.load(open(sys.argv[1]))["rows"]
+    keys = [k for k in ("kl", "top1_agreement", "perplexity", "retrieval", "recall_top1", "recall_loss")
+            if any(k in r for r in rows)]
+    full = next((r for r in rows if r["config"] == "full"), None)
+    shares = [k for k in ("retrieval", "recall_top1") if k in keys and full and full.get(k)]
+    print("| config | budget % of FP16 | cache % of FP16 | " + " | ".join(keys) + "".join(f" | {k} / full" for k in shares) + " |")
+    print("|---" * (3 + len(keys) + len(shares)) + "|")
+    for r in rows:
+        # The budget is a fraction of the FP16 cache of each input; the cache takes less where it holds every token.
+        budget = "-" if r["config"] in ("full", "plain") else f"{100 * r['target_ratio']:.0f}"
+        cells = [f"`{r['config']}`", budget, f"{100 * r['cache_fraction_of_fp16']:.1f}"]
+        cells += [f"{100 * r[k]:.0f}%" if k == "retrieval" else f"{r[k]:.3f}" if k in r else "-" for k in keys]
+        cells += [f"{100 * r[k] / full[k]:.0f}%" for k in shares]
+        print("| " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
