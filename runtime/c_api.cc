@@ -43,6 +43,16 @@ mikv_status Report(mikv_session* s, const mikv::Status& status) {
 // the caller's struct_size covers them.
 constexpr uint32_t kConfigV1 = offsetof(mikv_session_config, kv_rotate);
 
+// A precision enum from C, checked as the integer it may be.
+static_assert(sizeof(mikv_precision) == sizeof(uint32_t), "C enums are 32-bit here");
+bool ReadPrecision(const mikv_precision& p, mikv::KvPrecision* out) {
+  uint32_t v;
+  std::memcpy(&v, &p, sizeof v);
+  if (v > MIKV_PRECISION_INT2) return false;
+  *out = (mikv::KvPrecision)v;
+  return true;
+}
+
 mikv::Status ToSessionConfig(const mikv_session_config* c, mikv::SessionConfig* out) {
   using mikv::Status;
   if (c == nullptr) return Status(MIKV_ERR_INVALID_ARGUMENT, "config is null");
@@ -54,33 +64,26 @@ mikv::Status ToSessionConfig(const mikv_session_config* c, mikv::SessionConfig* 
     return Status(MIKV_ERR_INVALID_ARGUMENT, "config.api_version " + std::to_string(c->api_version) +
                                                  " is not supported (this library: " + std::to_string(MIKV_API_VERSION) + ")");
   // The enums come from C: read them as the integers they may be before trusting them as enum values.
-  uint32_t policy, high, low;
+  uint32_t policy;
   std::memcpy(&policy, &c->kv_policy, sizeof policy);
-  std::memcpy(&high, &c->kv_high, sizeof high);
-  std::memcpy(&low, &c->kv_low, sizeof low);
-  if (policy > MIKV_KV_MIKV || high > MIKV_PRECISION_INT2 || low > MIKV_PRECISION_INT2)
+  mikv::KvPrecision high, low;
+  if (policy > MIKV_KV_MIKV || !ReadPrecision(c->kv_high, &high) || !ReadPrecision(c->kv_low, &low))
     return Status(MIKV_ERR_INVALID_ARGUMENT, "kv_policy, kv_high or kv_low is out of range");
   if (c->struct_size >= offsetof(mikv_session_config, kv_low_keys) + sizeof c->kv_low_keys) {  // version 3
-    uint32_t mid, mid_keys, low_keys;
-    std::memcpy(&mid, &c->kv_mid, sizeof mid);
-    std::memcpy(&mid_keys, &c->kv_mid_keys, sizeof mid_keys);
-    std::memcpy(&low_keys, &c->kv_low_keys, sizeof low_keys);
-    if (mid > MIKV_PRECISION_INT2 || mid_keys > MIKV_PRECISION_INT2 || low_keys > MIKV_PRECISION_INT2)
+    if (!ReadPrecision(c->kv_mid, &out->kv.mid) || !ReadPrecision(c->kv_mid_keys, &out->kv.mid_keys) ||
+        !ReadPrecision(c->kv_low_keys, &out->kv.lo_keys))
       return Status(MIKV_ERR_INVALID_ARGUMENT, "kv_mid, kv_mid_keys or kv_low_keys is out of range");
     out->kv.mid_tier = c->kv_mid_tier != 0;
-    out->kv.mid = (mikv::KvPrecision)mid;
     out->kv.mid_frac = c->kv_mid_fraction;
     out->kv.mid_group = c->kv_mid_group;
     out->kv.lo_group = c->kv_low_group;
-    out->kv.mid_keys = (mikv::KvPrecision)mid_keys;
-    out->kv.lo_keys = (mikv::KvPrecision)low_keys;
   }
   out->context = c->context;
   out->threads = c->threads;
   out->prefill_chunk = c->prefill_chunk;
   out->kv.policy = (mikv::KvPolicy)policy;
-  out->kv.hi = (mikv::KvPrecision)high;
-  out->kv.lo = (mikv::KvPrecision)low;
+  out->kv.hi = high;
+  out->kv.lo = low;
   out->kv.group = c->kv_group;
   out->kv.sinks = c->kv_sinks;
   out->kv.window = c->kv_window;
