@@ -147,13 +147,13 @@ static int LeastImportant(const float* imp, const int32_t* pos, int used, int fi
   return victim;
 }
 
-void MixedKvCache::Insert(int tier, size_t s, int layer, int kv_head, Moving m, bool demoted, int depth) {
+void MixedKvCache::Insert(int tier, size_t s, int layer, int kv_head, Moving m, bool demoted) {
   if (tier >= kTiers) {  // past the lo tier
     ++evicted_;
     return;
   }
   Region& r = tiers_[tier];
-  if (r.capacity == 0) return Insert(tier + 1, s, layer, kv_head, m, demoted, depth);
+  if (r.capacity == 0) return Insert(tier + 1, s, layer, kv_head, m, demoted);
   if (r.used[s] < r.capacity) {
     Store(r, s, r.used[s]++, layer, kv_head, m.k, m.v, m.pos, m.imp);
     return;
@@ -166,16 +166,16 @@ void MixedKvCache::Insert(int tier, size_t s, int layer, int kv_head, Moving m, 
   int slot;
   if (demoted) {
     slot = LeastImportant(imps, poss, r.used[s], 0, INT32_MAX);
-    if (imps[slot] > m.imp) return Insert(tier + 1, s, layer, kv_head, m, true, depth);
+    if (imps[slot] > m.imp) return Insert(tier + 1, s, layer, kv_head, m, true);
   } else {
     slot = LeastImportant(imps, poss, r.used[s], config_.sinks, m.pos - config_.window);
     if (slot < 0) slot = LeastImportant(imps, poss, r.used[s], 0, INT32_MAX);
   }
   // The tier's least important token goes one tier down; the newcomer takes its slot.
-  Moving down{tmp_ + (size_t)(2 + 2 * depth) * g_.head_dim, tmp_ + (size_t)(3 + 2 * depth) * g_.head_dim, 0, 0.0f};
+  Moving down = Leaving(tier);
   if (tier + 1 < kTiers) Load(r, s, slot, layer, kv_head, &down);
   Store(r, s, slot, layer, kv_head, m.k, m.v, m.pos, m.imp);
-  if (tier + 1 < kTiers) Insert(tier + 1, s, layer, kv_head, down, true, depth + 1);
+  if (tier + 1 < kTiers) Insert(tier + 1, s, layer, kv_head, down, true);
   else ++evicted_;
 }
 
@@ -193,9 +193,9 @@ void MixedKvCache::MakeRoomHigh(size_t s, int layer, int kv_head, int newest) {
   }
   if (victim < 0) victim = 0;  // unreachable when hi holds >= sinks + window (PlanKvCache checks it)
   if (config_.policy == KvPolicy::MiKV) {
-    Moving m{tmp_ + 2 * (size_t)g_.head_dim, tmp_ + 3 * (size_t)g_.head_dim, 0, 0.0f};
+    Moving m = Leaving(kHi);
     Load(hi, s, victim, layer, kv_head, &m);
-    Insert(kMid, s, layer, kv_head, m, /*demoted=*/true, /*depth=*/1);
+    Insert(kMid, s, layer, kv_head, m, /*demoted=*/true);
   } else {
     ++evicted_;
   }
@@ -214,7 +214,7 @@ void MixedKvCache::Write(int layer, int pos, int n, const float* k, const float*
       if (hi.capacity == 0) {
         // (Insert reads the token and never writes it: the caller's rows go in as they are.)
         Insert(kMid, s, layer, kvh, Moving{const_cast<float*>(kr), const_cast<float*>(vr), pos + t, 0.0f},
-               /*demoted=*/false, /*depth=*/1);
+               /*demoted=*/false);
         continue;
       }
       if (hi.used[s] == hi.capacity) MakeRoomHigh(s, layer, kvh, pos + n - 1);

@@ -100,7 +100,12 @@ class MixedKvCache final : public KvCache {
   void Load(const Region& r, size_t s, int slot, int layer, int kv_head, Moving* m);
   // Puts a token into tier `tier` or, when that tier has no room for it, further down (see the header comment).
   // `demoted`: it comes from a higher tier (it competes on importance); else it is new (uniform: always enters).
-  void Insert(int tier, size_t s, int layer, int kv_head, Moving m, bool demoted, int depth);
+  void Insert(int tier, size_t s, int layer, int kv_head, Moving m, bool demoted);
+  // Write's buffers for a token leaving tier `tier` (its own per tier, so a cascade never overwrites the token it
+  // is still placing).
+  Moving Leaving(int tier) const {
+    return Moving{tmp_ + (size_t)(2 + 2 * tier) * g_.head_dim, tmp_ + (size_t)(3 + 2 * tier) * g_.head_dim, 0, 0.0f};
+  }
   void MakeRoomHigh(size_t s, int layer, int kv_head, int newest);
   // The slots each tier gives one block of a split: [r0[t], r1[t]) of tier t.
   struct Rows {
@@ -142,8 +147,8 @@ class MixedKvCache final : public KvCache {
   void Untransform(const Region& r, int layer, int kv_head, float* k, float* v);
 
   // Write's buffers (single-threaded), head_dim floats each: the transformed key and value, and a key and value per
-  // tier a demotion can pass through.
-  static constexpr int kTmpVectors = 2 + 2 * kTiers;
+  // tier a token can leave downwards (hi, mid).
+  static constexpr int kTmpVectors = 2 + 2 * (kTiers - 1);
   float* tmp_ = nullptr;
   int64_t evicted_ = 0;
 };

@@ -2,10 +2,10 @@
 
 #include <cmath>
 #include <cstdio>
-
-#include "commands.h"
 #include <cstdlib>
 #include <tuple>
+
+#include "commands.h"
 
 namespace mikv::cli {
 
