@@ -1,6 +1,6 @@
 // f32 -> f16 / qu8 / qu4 / qu2 KV row encoding (a new token, or one being demoted), AVX2 + F16C: the codec's
 // definition (kv_codec.h, KvCodec::Encode) with the same float operations in the same order, so the bytes are
-// identical: per group min and max, scale = fp16((max - min) / qmax), zero = fp16(min), code = round-half-even of
+// identical: per group min and max, scale and zero from the codec's KvFitGroup, code = round-half-even of
 // (x - zero)·(1 / scale) clamped to [0, qmax]; eight codes at a time, packed with shifts, ORs and one byte shuffle.
 // INT3 (codes straddle bytes) goes to the reference.
 #include "kv-avx.h"
@@ -30,8 +30,7 @@ void EncodeQuantized(const KvRowFormat& f, const float* x, uint8_t* dst) {
       vhi = _mm256_max_ps(vhi, v);
     }
     const float lo = HorizontalMin(vlo), hi = HorizontalMax(vhi);
-    scales[g] = ToHalf((hi - lo) / (float)qmax);
-    zeros[g] = ToHalf(lo);
+    KvFitGroup(xg, group, BITS, lo, hi, &scales[g], &zeros[g]);
     const float s = Half(scales[g]), z = Half(zeros[g]);
     const __m256 inv = _mm256_set1_ps(s > 0 ? 1.0f / s : 0.0f), vz = _mm256_set1_ps(z);
     for (int i = 0; i < group; i += 8) {

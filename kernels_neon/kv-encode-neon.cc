@@ -1,6 +1,6 @@
 // f32 -> f16 / qu8 / qu4 / qu2 KV row encoding, NEON: the codec's definition (kv_codec.h, KvCodec::Encode) with
 // the same float operations, so the bytes are identical: per group min and max (vminvq/vmaxvq), scale and zero
-// rounded to fp16, code = round-half-even of (x - zero)·(1 / scale) (vrndnq) clamped to [0, qmax], eight codes at
+// from the codec's KvFitGroup, code = round-half-even of (x - zero)·(1 / scale) (vrndnq) clamped to [0, qmax], eight codes at
 // a time narrowed to bytes and packed with shifts and ORs. INT3 (codes straddle bytes) goes to the reference.
 #include "fp16.h"
 #include "kv-neon.h"
@@ -25,8 +25,7 @@ void EncodeQuantized(const KvRowFormat& f, const float* x, uint8_t* dst) {
       vhi = vmaxq_f32(vhi, v);
     }
     const float lo = vminvq_f32(vlo), hi = vmaxvq_f32(vhi);
-    scales[g] = FloatToHalf((hi - lo) / (float)qmax);
-    zeros[g] = FloatToHalf(lo);
+    KvFitGroup(xg, group, BITS, lo, hi, &scales[g], &zeros[g]);
     const float s = HalfToFloat(scales[g]), z = HalfToFloat(zeros[g]);
     const float32x4_t inv = vdupq_n_f32(s > 0 ? 1.0f / s : 0.0f), vz = vdupq_n_f32(z);
     const int32x4_t zero = vdupq_n_s32(0), top = vdupq_n_s32(qmax);

@@ -10,7 +10,53 @@ namespace mikv {
 namespace {
 const char* const kNames[] = {"f16", "int8", "int4", "int3", "int2"};
 const int kBits[] = {16, 8, 4, 3, 2};
+// Codes of x against (scale s, zero z) as Decode reads them: their squared error and the sums a least-squares
+// refit of scale and zero needs (x ≈ s'·code + z').
+struct Trial {
+  double sse = 0, c = 0, cc = 0, cx = 0, x = 0;
+};
+
+Trial TryRange(const float* x, int n, float qmax, uint16_t scale, uint16_t zero) {
+  const float s = HalfToFloat(scale), z = HalfToFloat(zero), inv = s > 0 ? 1.0f / s : 0.0f;
+  Trial t;
+  for (int i = 0; i < n; ++i) {
+    float c = std::nearbyint((x[i] - z) * inv);
+    c = c < 0 ? 0 : c > qmax ? qmax : c;
+    const double e = (double)(c * s + z) - x[i];
+    t.sse += e * e;
+    t.c += c;
+    t.cc += (double)c * c;
+    t.cx += (double)c * x[i];
+    t.x += x[i];
+  }
+  return t;
+}
+
+// Shrinks of [min, max] about its middle that KvFitGroup starts from (1: min/max itself, refitted).
+constexpr float kShrinks[] = {1.0f, 0.9f, 0.8f, 0.7f, 0.6f, 0.5f};
 }  // namespace
+
+void KvFitGroup(const float* x, int n, int bits, float lo, float hi, uint16_t* scale, uint16_t* zero) {
+  const float qmax = (float)((1u << bits) - 1);
+  *scale = FloatToHalf((hi - lo) / qmax);
+  *zero = FloatToHalf(lo);
+  if (bits > 4 || !(hi > lo) || !std::isfinite(hi - lo)) return;
+  double best = TryRange(x, n, qmax, *scale, *zero).sse;
+  const float mid = 0.5f * (lo + hi), half = 0.5f * (hi - lo);
+  for (float shrink : kShrinks) {
+    const uint16_t s0 = FloatToHalf(2.0f * half * shrink / qmax), z0 = FloatToHalf(mid - half * shrink);
+    const Trial t = TryRange(x, n, qmax, s0, z0);
+    if (t.sse < best) best = t.sse, *scale = s0, *zero = z0;
+    // One least-squares refit: the scale and zero that best fit x to these codes.
+    const double det = n * t.cc - t.c * t.c;
+    if (!(det > 0)) continue;
+    const double s = (n * t.cx - t.c * t.x) / det;
+    if (!(s > 0)) continue;
+    const uint16_t s1 = FloatToHalf((float)s), z1 = FloatToHalf((float)((t.x - s * t.c) / n));
+    const double e = TryRange(x, n, qmax, s1, z1).sse;
+    if (e < best) best = e, *scale = s1, *zero = z1;
+  }
+}
 
 const char* KvPrecisionName(KvPrecision p) { return kNames[(int)p]; }
 int KvPrecisionBits(KvPrecision p) { return kBits[(int)p]; }
@@ -48,8 +94,7 @@ void KvCodec::Encode(const float* x, uint8_t* dst) const {
       hi = std::fmax(hi, xg[i]);
     }
     // Scale and zero are stored in FP16; quantize against the stored (rounded) values so decode is consistent.
-    scales[g] = FloatToHalf((hi - lo) / (float)qmax);
-    zeros[g] = FloatToHalf(lo);
+    KvFitGroup(xg, g_, bits_, lo, hi, &scales[g], &zeros[g]);
     const float s = HalfToFloat(scales[g]), z = HalfToFloat(zeros[g]);
     const float inv = s > 0 ? 1.0f / s : 0.0f;
     for (int i = 0; i < g_; ++i) {

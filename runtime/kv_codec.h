@@ -1,6 +1,11 @@
 // How one token's key or value vector (head_dim floats) is stored in a KV region: FP16, or INT8/INT4/INT3/INT2
 // with asymmetric per-group min/max quantization (scale and zero in FP16, groups of `group` channels).
 //
+// Range: INT8 groups take [min, max]. At 4 bits and below, min/max wastes levels on the tails (a rotated vector's
+// channels are near Gaussian, and four INT2 levels spread over ±2.4σ leave twice the squared error of the best
+// four), so KvFitGroup searches clipped ranges, each refitted by least squares, and keeps the one with the least
+// squared error (never more than min/max's). Values outside the range take the end code.
+//
 // Layout of one quantized vector of d channels, b bits, groups of g:
 //   [codes: d·b/8 bytes, channel i at bit i·b, least significant bit first][scale: d/g × fp16][zero: d/g × fp16]
 // x ≈ code·scale + zero. A dot product therefore needs Σ q·code per group plus one Σ q per group for the zeros:
@@ -38,6 +43,10 @@ inline uint32_t KvCodeAt(const uint8_t* codes, int i, int bits) {
 // aligned (INT3 at head_dim 8 packs into 3 bytes). Every kernel finds the scales here.
 inline size_t KvCodeBytes(int d, int bits) { return ((size_t)d * bits / 8 + 1) & ~(size_t)1; }
 
+// The scale and zero (FP16, as stored) of one group of n values whose min and max are lo and hi — the rule above.
+// Every encoder (the reference and the SIMD ones) calls this one function, so all store the same bytes.
+void KvFitGroup(const float* x, int n, int bits, float lo, float hi, uint16_t* scale, uint16_t* zero);
+
 class KvCodec {
  public:
   KvCodec() = default;
@@ -52,8 +61,9 @@ class KvCodec {
   void Decode(const uint8_t* src, float* x) const;
   // (Dot products and weighted sums over stored vectors are the KV kernels': kv_kernels.h.)
 
-  // The largest |x - x̂| Encode may leave in the group holding channel `i` of src (for tests and the docs):
-  // half a quantization step, plus what rounding the zero to FP16 moved.
+  // The largest |x - x̂| Encode may leave for a channel `i` of src whose value lies inside its group's coded range
+  // [zero, zero + qmax·scale] (for tests and the docs): half a quantization step, plus what rounding the zero to FP16
+  // moved. Values outside the range (clipped by KvFitGroup) decode to the range's end.
   float ErrorBound(const uint8_t* src, int i) const;
 
  private:
