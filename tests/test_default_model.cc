@@ -56,13 +56,56 @@ TEST(DefaultModel, TokenizesTheValidationCorpusLikeHuggingFace) {
 namespace mikv::test {
 namespace {
 
+std::string DefaultModelAutoWeights() {
+  static const std::string path = [] {
+    convert::ModelSpec spec;
+    const std::string out = TempPath("mikv-default-auto.mikv");
+    EXPECT_TRUE(convert::ReadHuggingFace(std::string(MIKV_SOURCE_DIR) + "/models/mikv-default-14m", &spec, nullptr).ok());
+    EXPECT_TRUE(convert::WriteModel(spec, convert::WeightFormat::Auto, out, nullptr, nullptr).ok());
+    return out;
+  }();
+  return path;
+}
+
+nlohmann::json CliJson(const std::string& args) {
+  int status;
+  const std::string out = CommandOutput(std::string(MIKV_CLI) + " " + args, &status);
+  EXPECT_EQ(status, 0) << args << "\n" << out;
+  return status == 0 ? nlohmann::json::parse(out) : nlohmann::json();
+}
+
 TEST(DefaultModel, BudgetPlanMatchesMeasuredPeakRss) {
-  convert::ModelSpec spec;
-  const std::string path = TempPath("mikv-default-f16.mikv");
-  ASSERT_TRUE(convert::ReadHuggingFace(std::string(MIKV_SOURCE_DIR) + "/models/mikv-default-14m", &spec, nullptr).ok());
-  ASSERT_TRUE(convert::WriteModel(spec, convert::WeightFormat::Auto, path, nullptr, nullptr).ok());
-  ExpectBudgetPlanMatchesPeakRss(path, 2048, {"", "--kv-policy mikv --hi-frac 0.1", "--kv-policy uniform --lo int4",
-                                              "--kv-policy h2o --hi-frac 0.25"});
+  ExpectBudgetPlanMatchesPeakRss(DefaultModelAutoWeights(), 2048,
+                                 {"", "--kv-policy mikv --hi-frac 0.1", "--kv-policy uniform --lo int4",
+                                  "--kv-policy h2o --hi-frac 0.25"});
+}
+
+// `mikv budget --memory M` proposes a cache for what M leaves; run with the proposed flags, the plan — and the
+// process, filled to the context — stays within M: just above the weights' packing peak (the most the process holds
+// before any cache exists; for this model that leaves a share of FP16 that needs a quantized cache) and with room for
+// the FP16 cache. Below the packing peak nothing fits, and the proposal says why.
+TEST(DefaultModel, BudgetProposalFitsTheMemory) {
+  const std::string model = DefaultModelAutoWeights(), base = "budget -m " + model + " -c 2048 -t 2 --json";
+  const auto roomy = CliJson(base + " --memory 1GiB");
+  const double fp16 = roomy["proposal"]["kv_bytes_left"].get<double>() / roomy["proposal"]["fraction_of_fp16"].get<double>();
+  const double rest = roomy["proposal"]["memory_bytes"].get<double>() - roomy["proposal"]["kv_bytes_left"].get<double>();
+  const double packing = roomy["plan"]["packing_peak_bytes"];
+  const auto none = CliJson(base + " --memory " + std::to_string((size_t)(packing - 1048576)))["proposal"];
+  EXPECT_TRUE(none["kv"].is_null()) << none.dump();
+  EXPECT_NE(none.value("reason", "").find("packing"), std::string::npos) << none.dump();
+  for (const double memory : {packing + 512 * 1024, std::max(packing, rest) + 1.1 * fp16}) {
+    SCOPED_TRACE("memory " + std::to_string(memory));
+    const auto p = CliJson(base + " --memory " + std::to_string((size_t)memory))["proposal"];
+    ASSERT_TRUE(p["kv"].is_string()) << p.dump();
+    const double share = p["fraction_of_fp16"];
+    EXPECT_NEAR(share, (memory - rest) / fp16, 0.05);  // the runtime's resident set is measured anew each run
+    EXPECT_EQ(p["kv"] == "full", share > 1.04) << p["kv"] << " at " << share;
+    const std::string flags = p["flags"];
+    const auto run = CliJson("budget -m " + model + " -t 2 --json --measure " + flags);
+    // The plan includes the runtime's resident set, measured anew in that run: allow the RSS test's 256 KiB.
+    EXPECT_LE(run["plan"]["total_bytes"].get<double>(), memory + 256 * 1024) << flags;
+    EXPECT_LE(run["measured"]["peak_rss_bytes"].get<double>(), memory * 1.02) << flags;
+  }
 }
 
 }  // namespace

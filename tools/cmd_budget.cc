@@ -146,9 +146,20 @@ const KvPreset kKvPresets[] = {
      "eval, default model: at 20% of FP16 line retrieval 25%, recall top-1 0.803; at 15% 6%, 0.615 (full: 100%, 0.959)"},
 };
 
+// What the process needs besides the arena: `fixed` while running (runtime, mapped and packed weights, tables), and
+// `packing_peak` while the weights are packed, before the arena exists. A plan fits a memory budget when both the
+// running total (fixed + arena) and the packing peak do.
+struct Overheads {
+  size_t fixed, packing_peak;
+  bool Fit(size_t arena, size_t memory) const {
+    return arena > 0 && fixed + arena <= memory && packing_peak <= memory;
+  }
+};
+
 // The configuration proposed for `memory` bytes in all at `context` tokens: the KV memory left after everything
 // else, the preset for that share of the FP16 cache, its budget trimmed until the whole plan fits.
-nlohmann::json Propose(const Model& model, size_t fixed, size_t memory, int context, int threads) {
+nlohmann::json Propose(const Model& model, const Overheads& over, size_t memory, int context, int threads) {
+  const size_t fixed = over.fixed;
   const ModelConfig& m = model.config();
   const double fp16 = (double)m.n_layers * m.n_kv_heads * context * m.head_dim * 2 * 2;
   KvCacheConfig plain;
@@ -157,7 +168,11 @@ nlohmann::json Propose(const Model& model, size_t fixed, size_t memory, int cont
   const double others = (double)arena_plain - fp16;  // activations, logits, ...: the arena without the KV cache
   const double kv = (double)memory - fixed - others;
   nlohmann::json out = {{"memory_bytes", memory}, {"context", context}, {"kv_bytes_left", std::max(0.0, kv)},
-                        {"fraction_of_fp16", std::max(0.0, kv) / fp16}};
+                        {"fraction_of_fp16", std::max(0.0, kv) / fp16}, {"kv", nullptr}};
+  if (over.packing_peak > memory) {
+    out["reason"] = "packing the weights alone peaks at " + MiB(over.packing_peak) + ", before any cache exists";
+    return out;
+  }
   for (const KvPreset& p : kKvPresets) {
     if (kv / fp16 < p.min_fraction) continue;
     KvCacheConfig c;
@@ -169,7 +184,7 @@ nlohmann::json Propose(const Model& model, size_t fixed, size_t memory, int cont
     // The arena beyond the KV cache differs a little between caches (attention scratch): trim to fit.
     for (int i = 0; i < 8; ++i) {
       const size_t arena = ArenaFor(model, c, context, threads);
-      if (arena > 0 && fixed + arena <= memory) {
+      if (over.Fit(arena, memory)) {
         out["kv"] = p.spec;
         out["kv_budget_bytes"] = c.budget_bytes;
         out["arena_bytes"] = arena;
@@ -184,16 +199,15 @@ nlohmann::json Propose(const Model& model, size_t fixed, size_t memory, int cont
       c.budget_bytes -= over + 4096;
     }
   }
-  out["kv"] = nullptr;  // nothing fits
+  out["reason"] = "no cache configuration fits the memory left at this context";
   return out;
 }
 
-int LongestContext(const Model& model, const KvCacheConfig& kv, size_t fixed, size_t memory, int threads) {
+int LongestContext(const Model& model, const KvCacheConfig& kv, const Overheads& over, size_t memory, int threads) {
   int lo = 0, hi = 1 << 20;
   while (lo < hi) {
     const int mid = lo + (hi - lo + 1) / 2;
-    const size_t arena = ArenaFor(model, kv, mid, threads);
-    if (arena > 0 && fixed + arena <= memory) lo = mid;
+    if (over.Fit(ArenaFor(model, kv, mid, threads), memory)) lo = mid;
     else hi = mid - 1;
   }
   return lo;
@@ -348,7 +362,7 @@ int RunBudget(const BudgetArgs& a) {
   out["plan"] = plan;
 
   // Inverse: the longest context per configuration for a budget (and for a range of budgets, for the chart).
-  const size_t fixed = runtime + file + packed + model_heap;
+  const Overheads over{runtime + file + packed + model_heap, packing_peak};
   size_t memory = 0;
   if (!a.memory.empty()) {
     s = ParseBytes(a.memory, &memory);
@@ -359,16 +373,16 @@ int RunBudget(const BudgetArgs& a) {
     nlohmann::json curve = {{"name", c.name}};
     for (double mb = 64; mb <= 8192; mb *= 2) {
       const size_t bytes = (size_t)(mb * 1048576);
-      curve["points"].push_back({bytes, bytes > fixed ? LongestContext(*model, c.kv, fixed, bytes, config.threads) : 0});
+      curve["points"].push_back({bytes, LongestContext(*model, c.kv, over, bytes, config.threads)});
     }
     if (memory > 0) {
-      const int ctx = memory > fixed ? LongestContext(*model, c.kv, fixed, memory, config.threads) : 0;
+      const int ctx = LongestContext(*model, c.kv, over, memory, config.threads);
       out["max_context"].push_back({{"config", c.name}, {"memory_bytes", memory}, {"context", ctx}});
     }
     curves.push_back(curve);
   }
   out["max_context_curves"] = curves;
-  if (memory > 0) out["proposal"] = Propose(*model, fixed, memory, session->context(), config.threads);
+  if (memory > 0) out["proposal"] = Propose(*model, over, memory, session->context(), config.threads);
 
   if (a.measure) {  // fill the whole context, then read the high-water mark
     std::mt19937 rng(1);
@@ -405,7 +419,7 @@ int RunBudget(const BudgetArgs& a) {
     const nlohmann::json& p = out["proposal"];
     std::printf("\nproposed for %s at context %d (%.1f%% of the FP16 cache left for the KV cache):\n", MiB(memory).c_str(),
                 p["context"].get<int>(), 100 * p["fraction_of_fp16"].get<double>());
-    if (p["kv"].is_null()) std::printf("  nothing fits: less context or more memory\n");
+    if (p["kv"].is_null()) std::printf("  nothing fits (%s): less context or more memory\n", p["reason"].get<std::string>().c_str());
     else std::printf("  %s\n  (%s)\n", p["flags"].get<std::string>().c_str(), p["evidence"].get<std::string>().c_str());
   }
   if (out.contains("measured"))
