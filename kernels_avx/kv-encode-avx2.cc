@@ -30,7 +30,7 @@ void EncodeQuantized(const KvRowFormat& f, const float* x, uint8_t* dst) {
       vhi = _mm256_max_ps(vhi, v);
     }
     const float lo = HorizontalMin(vlo), hi = HorizontalMax(vhi);
-    KvFitGroup(xg, group, BITS, lo, hi, &scales[g], &zeros[g]);
+    KvFitGroup(xg, group, BITS, lo, hi, f.fit, &scales[g], &zeros[g]);
     const float s = Half(scales[g]), z = Half(zeros[g]);
     const __m256 inv = _mm256_set1_ps(s > 0 ? 1.0f / s : 0.0f), vz = _mm256_set1_ps(z);
     for (int i = 0; i < group; i += 8) {

@@ -25,7 +25,7 @@ void EncodeQuantized(const KvRowFormat& f, const float* x, uint8_t* dst) {
       vhi = vmaxq_f32(vhi, v);
     }
     const float lo = vminvq_f32(vlo), hi = vmaxvq_f32(vhi);
-    KvFitGroup(xg, group, BITS, lo, hi, &scales[g], &zeros[g]);
+    KvFitGroup(xg, group, BITS, lo, hi, f.fit, &scales[g], &zeros[g]);
     const float s = HalfToFloat(scales[g]), z = HalfToFloat(zeros[g]);
     const float32x4_t inv = vdupq_n_f32(s > 0 ? 1.0f / s : 0.0f), vz = vdupq_n_f32(z);
     const int32x4_t zero = vdupq_n_s32(0), top = vdupq_n_s32(qmax);

@@ -21,11 +21,13 @@ MixedKvCache::MixedKvCache(const KvGeometry& g, const KvCacheConfig& config, con
   mid.group = KvTierGroup(config, config.mid_group, d);
   lo.group = KvTierGroup(config, config.lo_group, d);
   const KvPrecision mid_values = config.mid_tier ? config.mid : config.lo;
-  hi.kcodec = hi.vcodec = KvCodec(config.hi, d, hi.group);
-  mid.kcodec = KvCodec(KvKeyPrecision(mid_values, config.mid_keys), d, mid.group);
-  mid.vcodec = KvCodec(mid_values, d, mid.group);
-  lo.kcodec = KvCodec(KvKeyPrecision(config.lo, config.lo_keys), d, lo.group);
-  lo.vcodec = KvCodec(config.lo, d, lo.group);
+  // Ranges are fitted only for rotated vectors (kv_codec.h): there it pays, on unrotated keys it costs.
+  const bool fit = config.rotate;
+  hi.kcodec = hi.vcodec = KvCodec(config.hi, d, hi.group, fit);
+  mid.kcodec = KvCodec(KvKeyPrecision(mid_values, config.mid_keys), d, mid.group, fit);
+  mid.vcodec = KvCodec(mid_values, d, mid.group, fit);
+  lo.kcodec = KvCodec(KvKeyPrecision(config.lo, config.lo_keys), d, lo.group, fit);
+  lo.vcodec = KvCodec(config.lo, d, lo.group, fit);
   hi.capacity = plan.hi_tokens;
   mid.capacity = plan.mid_tokens;
   lo.capacity = plan.lo_tokens;

@@ -79,7 +79,7 @@ class MixedKvCache final : public KvCache {
     uint8_t* K(size_t s, int slot) const { return keys + (s * capacity + slot) * kcodec.bytes(); }
     uint8_t* V(size_t s, int slot) const { return values + (s * capacity + slot) * vcodec.bytes(); }
     static KvRowFormat Format(const KvCodec& c, int head_dim, int group) {
-      return KvRowFormat{c.precision(), head_dim, group, c.bytes()};
+      return KvRowFormat{c.precision(), head_dim, group, c.bytes(), c.fit()};
     }
     KvRowFormat KFormat(int head_dim) const { return Format(kcodec, head_dim, group); }
     KvRowFormat VFormat(int head_dim) const { return Format(vcodec, head_dim, group); }

@@ -36,11 +36,11 @@ Trial TryRange(const float* x, int n, float qmax, uint16_t scale, uint16_t zero)
 constexpr float kShrinks[] = {1.0f, 0.9f, 0.8f, 0.7f, 0.6f, 0.5f};
 }  // namespace
 
-void KvFitGroup(const float* x, int n, int bits, float lo, float hi, uint16_t* scale, uint16_t* zero) {
+void KvFitGroup(const float* x, int n, int bits, float lo, float hi, bool fit, uint16_t* scale, uint16_t* zero) {
   const float qmax = (float)((1u << bits) - 1);
   *scale = FloatToHalf((hi - lo) / qmax);
   *zero = FloatToHalf(lo);
-  if (bits > 4 || !(hi > lo) || !std::isfinite(hi - lo)) return;
+  if (!fit || bits > 4 || !(hi > lo) || !std::isfinite(hi - lo)) return;
   double best = TryRange(x, n, qmax, *scale, *zero).sse;
   const float mid = 0.5f * (lo + hi), half = 0.5f * (hi - lo);
   for (float shrink : kShrinks) {
@@ -94,7 +94,7 @@ void KvCodec::Encode(const float* x, uint8_t* dst) const {
       hi = std::fmax(hi, xg[i]);
     }
     // Scale and zero are stored in FP16; quantize against the stored (rounded) values so decode is consistent.
-    KvFitGroup(xg, g_, bits_, lo, hi, &scales[g], &zeros[g]);
+    KvFitGroup(xg, g_, bits_, lo, hi, fit_, &scales[g], &zeros[g]);
     const float s = HalfToFloat(scales[g]), z = HalfToFloat(zeros[g]);
     const float inv = s > 0 ? 1.0f / s : 0.0f;
     for (int i = 0; i < g_; ++i) {

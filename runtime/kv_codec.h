@@ -1,7 +1,8 @@
 // How one token's key or value vector (head_dim floats) is stored in a KV region: FP16, or INT8/INT4/INT3/INT2
 // with asymmetric per-group min/max quantization (scale and zero in FP16, groups of `group` channels).
 //
-// Range: INT8 groups take [min, max]. At 4 bits and below, min/max wastes levels on the tails (a rotated vector's
+// Range: INT8 groups, and every group of a codec without `fit`, take [min, max]. With `fit` (rotated tiers), at 4
+// bits and below, min/max wastes levels on the tails (a rotated vector's
 // channels are near Gaussian, and four INT2 levels spread over ±2.4σ leave twice the squared error of the best
 // four), so KvFitGroup searches clipped ranges, each refitted by least squares, and keeps the one with the least
 // squared error (never more than min/max's). Values outside the range take the end code.
@@ -45,15 +46,20 @@ inline size_t KvCodeBytes(int d, int bits) { return ((size_t)d * bits / 8 + 1) &
 
 // The scale and zero (FP16, as stored) of one group of n values whose min and max are lo and hi — the rule above.
 // Every encoder (the reference and the SIMD ones) calls this one function, so all store the same bytes.
-void KvFitGroup(const float* x, int n, int bits, float lo, float hi, uint16_t* scale, uint16_t* zero);
+// Without `fit` (vectors that were not rotated: clipping an outlier channel of a key costs attention more than its
+// squared error says), min/max at every precision.
+void KvFitGroup(const float* x, int n, int bits, float lo, float hi, bool fit, uint16_t* scale, uint16_t* zero);
 
 class KvCodec {
  public:
   KvCodec() = default;
-  KvCodec(KvPrecision p, int head_dim, int group) : p_(p), d_(head_dim), g_(group), bits_(KvPrecisionBits(p)) {}
+  // `fit`: ranges fitted by KvFitGroup (the cache asks for it on rotated tiers), else min/max.
+  KvCodec(KvPrecision p, int head_dim, int group, bool fit = false)
+      : p_(p), d_(head_dim), g_(group), bits_(KvPrecisionBits(p)), fit_(fit) {}
 
   KvPrecision precision() const { return p_; }
   bool quantized() const { return p_ != KvPrecision::F16; }
+  bool fit() const { return fit_; }
   // Bytes of one stored vector, scales and zeros included.
   size_t bytes() const;
 
@@ -73,6 +79,7 @@ class KvCodec {
 
   KvPrecision p_ = KvPrecision::F16;
   int d_ = 0, g_ = 0, bits_ = 16;
+  bool fit_ = false;
 };
 
 }  // namespace mikv

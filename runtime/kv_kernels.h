@@ -33,6 +33,7 @@ struct KvRowFormat {
   KvPrecision precision;
   int head_dim, group;
   size_t stride;  // bytes from one row to the next (>= the codec's bytes)
+  bool fit = false;  // encode only: KvCodec's `fit` (fitted ranges below 8 bits)
 };
 
 using KvScoresFn = void (*)(const KvRowFormat& f, const float* q, const float* qsum, const uint8_t* rows, size_t n,

@@ -129,7 +129,7 @@ const KvKernels kScalarKvKernels = {
 };
 
 void KvEncodeScalar(const KvRowFormat& f, const float* x, uint8_t* dst) {
-  KvCodec(f.precision, f.head_dim, f.group).Encode(x, dst);
+  KvCodec(f.precision, f.head_dim, f.group, f.fit).Encode(x, dst);
 }
 
 void KvQuantizeQuery(const float* q, int head_dim, int group, int8_t* q8, float* qs) {

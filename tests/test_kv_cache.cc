@@ -25,7 +25,7 @@ TEST(KvCodec, DecodeStaysWithinTheQuantizationBound) {
     for (int group : {16, 32, 64}) {
       SCOPED_TRACE(std::string(KvPrecisionName(p)) + " group " + std::to_string(group));
       const int d = 64;
-      KvCodec codec(p, d, group);
+      KvCodec codec(p, d, group, /*fit=*/group != 32);  // both ways of choosing ranges
       EXPECT_EQ(codec.bytes(), (size_t)d * KvPrecisionBits(p) / 8 + (size_t)(d / group) * 4);
       EXPECT_EQ(KvCodec(p, 8, 8).bytes() % 2, 0u);  // rows keep their FP16 scales aligned (INT3 at d=8: 3+1 code bytes)
       std::vector<uint8_t> buf(codec.bytes());
@@ -300,7 +300,7 @@ TEST(KvCodec, FittedRangesBeatMinMaxBelowEightBits) {
   for (KvPrecision p : {KvPrecision::Int8, KvPrecision::Int4, KvPrecision::Int3, KvPrecision::Int2}) {
     SCOPED_TRACE(KvPrecisionName(p));
     const int d = 64, bits = KvPrecisionBits(p);
-    KvCodec codec(p, d, d);
+    KvCodec codec(p, d, d, /*fit=*/true);
     std::vector<uint8_t> buf(codec.bytes());
     std::vector<float> x(d), y(d);
     double fitted = 0, minmax = 0;

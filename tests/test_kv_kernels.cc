@@ -149,8 +149,9 @@ TEST(KvKernels, EveryEncodeWritesTheCodecsBytes) {
       for (const Shape& sh : shapes) {
         SCOPED_TRACE(std::string(k->isa) + " " + KvPrecisionName((KvPrecision)p) + " d=" + std::to_string(sh.d) +
                      " group=" + std::to_string(sh.group));
-        const KvCodec codec((KvPrecision)p, sh.d, sh.group);
-        const KvRowFormat f{(KvPrecision)p, sh.d, sh.group, codec.bytes()};
+        for (bool fit : {false, true}) {
+        const KvCodec codec((KvPrecision)p, sh.d, sh.group, fit);
+        const KvRowFormat f{(KvPrecision)p, sh.d, sh.group, codec.bytes(), fit};
         for (int trial = 0; trial < 20; ++trial) {
           std::vector<float> x(sh.d);
           for (int i = 0; i < sh.d; ++i) {
@@ -161,7 +162,8 @@ TEST(KvKernels, EveryEncodeWritesTheCodecsBytes) {
           std::vector<uint8_t> ref(codec.bytes(), 0xAA), got(codec.bytes(), 0x55);
           codec.Encode(x.data(), ref.data());
           k->encode(f, x.data(), got.data());
-          ASSERT_EQ(got, ref) << "trial " << trial;
+          ASSERT_EQ(got, ref) << "trial " << trial << (fit ? " fitted" : " min/max");
+        }
         }
         ++checked;
       }
