@@ -31,6 +31,8 @@ MixedKvCache::MixedKvCache(const KvGeometry& g, const KvCacheConfig& config, con
   hi.capacity = plan.hi_tokens;
   mid.capacity = plan.mid_tokens;
   lo.capacity = plan.lo_tokens;
+  short_positions_ = plan.position_bytes == sizeof(uint16_t);
+  lo_ranked_ = plan.lo_ranked;
   bool quantizes = false;
   for (const Region& r : tiers_) quantizes |= r.kcodec.quantized() && r.capacity > 0;
   balances_ = quantizes && config.balance_keys;
@@ -43,8 +45,10 @@ void MixedKvCache::Carve(Arena* arena) {
     Region* r = &tiers_[t];
     r->keys = arena->Take<uint8_t>(streams * r->capacity * r->kcodec.bytes(), kLabels[t]);
     r->values = arena->Take<uint8_t>(streams * r->capacity * r->vcodec.bytes(), kLabels[t]);
-    r->positions = arena->Take<int32_t>(streams * r->capacity, "kv-tables");
-    r->importance = arena->Take<float>(streams * r->capacity, "kv-tables");
+    r->positions16 = short_positions_ ? arena->Take<uint16_t>(streams * r->capacity, "kv-tables") : nullptr;
+    r->positions32 = short_positions_ ? nullptr : arena->Take<int32_t>(streams * r->capacity, "kv-tables");
+    const bool ranks = t != kLo || lo_ranked_;
+    r->importance = ranks ? arena->Take<float>(streams * r->capacity, "kv-tables") : nullptr;
     r->used = arena->Take<int32_t>(streams, "kv-tables");
   }
   if (balances_) balancer_.Carve(arena);
@@ -119,16 +123,16 @@ void MixedKvCache::Store(Region& r, size_t s, int slot, int layer, int kv_head, 
   const KvEncodeFn encode = ActiveKvKernels().encode;
   encode(r.KFormat(g_.head_dim), k, r.K(s, slot));
   encode(r.VFormat(g_.head_dim), v, r.V(s, slot));
-  r.positions[s * r.capacity + slot] = pos;
-  r.importance[s * r.capacity + slot] = imp;
+  r.SetPosition(s, slot, pos);
+  if (r.importance) r.importance[s * r.capacity + slot] = imp;
 }
 
 void MixedKvCache::Load(const Region& r, size_t s, int slot, int layer, int kv_head, Moving* m) {
   r.kcodec.Decode(r.K(s, slot), m->k);
   r.vcodec.Decode(r.V(s, slot), m->v);
   Untransform(r, layer, kv_head, m->k, m->v);  // back to plain keys and values; the next tier transforms for itself
-  m->pos = r.positions[s * r.capacity + slot];
-  m->imp = r.importance[s * r.capacity + slot];
+  m->pos = r.Position(s, slot);
+  m->imp = r.Importance(s, slot);
 }
 
 void MixedKvCache::RemoveSlot(Region& r, size_t s, int slot) {
@@ -136,15 +140,18 @@ void MixedKvCache::RemoveSlot(Region& r, size_t s, int slot) {
   if (slot == last) return;
   std::memcpy(r.K(s, slot), r.K(s, last), r.kcodec.bytes());
   std::memcpy(r.V(s, slot), r.V(s, last), r.vcodec.bytes());
-  r.positions[s * r.capacity + slot] = r.positions[s * r.capacity + last];
-  r.importance[s * r.capacity + slot] = r.importance[s * r.capacity + last];
+  r.SetPosition(s, slot, r.Position(s, last));
+  if (r.importance) r.importance[s * r.capacity + slot] = r.importance[s * r.capacity + last];
 }
 
-static int LeastImportant(const float* imp, const int32_t* pos, int used, int first_movable, int last_movable) {
-  int victim = -1;
-  for (int i = 0; i < used; ++i) {
-    if (pos[i] < first_movable || pos[i] > last_movable) continue;
-    if (victim < 0 || imp[i] < imp[victim] || (imp[i] == imp[victim] && pos[i] < pos[victim])) victim = i;
+int MixedKvCache::LeastImportant(const Region& r, size_t s, int first_movable, int last_movable) {
+  assert(r.importance);
+  const float* imp = r.importance + s * r.capacity;
+  int victim = -1, victim_pos = 0;
+  for (int i = 0; i < r.used[s]; ++i) {
+    const int pos = r.Position(s, i);
+    if (pos < first_movable || pos > last_movable) continue;
+    if (victim < 0 || imp[i] < imp[victim] || (imp[i] == imp[victim] && pos < victim_pos)) victim = i, victim_pos = pos;
   }
   return victim;
 }
@@ -162,16 +169,19 @@ void MixedKvCache::Insert(int tier, size_t s, int layer, int kv_head, Moving m, 
   }
   // Full (Reserve refused earlier if the caller asked for that). A demoted token competes with the tier's tokens on
   // importance; a new token (uniform) always enters, replacing the least important one that is neither a sink nor
-  // recent.
-  const float* imps = r.importance + s * r.capacity;
-  const int32_t* poss = r.positions + s * r.capacity;
+  // recent. (A tier that does not rank is planned never to fill: more tokens than the context would be needed.)
+  if (!r.importance) {
+    assert(!"a tier without importance filled up");
+    ++evicted_;
+    return;
+  }
   int slot;
   if (demoted) {
-    slot = LeastImportant(imps, poss, r.used[s], 0, INT32_MAX);
-    if (imps[slot] > m.imp) return Insert(tier + 1, s, layer, kv_head, m, true);
+    slot = LeastImportant(r, s, 0, INT32_MAX);
+    if (r.importance[s * r.capacity + slot] > m.imp) return Insert(tier + 1, s, layer, kv_head, m, true);
   } else {
-    slot = LeastImportant(imps, poss, r.used[s], config_.sinks, m.pos - config_.window);
-    if (slot < 0) slot = LeastImportant(imps, poss, r.used[s], 0, INT32_MAX);
+    slot = LeastImportant(r, s, config_.sinks, m.pos - config_.window);
+    if (slot < 0) slot = LeastImportant(r, s, 0, INT32_MAX);
   }
   // The tier's least important token goes one tier down; the newcomer takes its slot.
   Moving down = Leaving(tier);
@@ -183,15 +193,15 @@ void MixedKvCache::Insert(int tier, size_t s, int layer, int kv_head, Moving m, 
 
 void MixedKvCache::MakeRoomHigh(size_t s, int layer, int kv_head, int newest) {
   Region& hi = tiers_[kHi];
-  const float* imp = hi.importance + s * hi.capacity;
-  const int32_t* pos = hi.positions + s * hi.capacity;
   const int first = config_.sinks, last = newest - config_.window;  // movable: not a sink, not recent
   int victim = -1;
   if (config_.policy == KvPolicy::Sinks) {
-    for (int i = 0; i < hi.used[s]; ++i)
-      if (pos[i] >= first && pos[i] <= last && (victim < 0 || pos[i] < pos[victim])) victim = i;
+    for (int i = 0; i < hi.used[s]; ++i) {
+      const int pos = hi.Position(s, i);
+      if (pos >= first && pos <= last && (victim < 0 || pos < hi.Position(s, victim))) victim = i;
+    }
   } else {
-    victim = LeastImportant(imp, pos, hi.used[s], first, last);
+    victim = LeastImportant(hi, s, first, last);
   }
   if (victim < 0) victim = 0;  // unreachable when hi holds >= sinks + window (PlanKvCache checks it)
   if (config_.policy == KvPolicy::MiKV) {
@@ -311,9 +321,8 @@ void MixedKvCache::ScoreRows(size_t s, int pos, const Rows& rows, const Queries&
     ActiveKvKernels().scores_group[(int)r.kcodec.precision()](r.KFormat(g_.head_dim), group,
                                                              Balanced(r) ? q.balanced : q.plain, q.qsum[t],
                                                              r.K(s, first), (size_t)n, scale, sc + first, stride);
-    const int32_t* p = r.positions + s * r.capacity;
     for (int i = first; i < first + n; ++i)
-      if (p[i] > pos)
+      if (r.Position(s, i) > pos)
         for (int h = 0; h < group; ++h) sc[h * stride + i] = -INFINITY;
   }
 }
@@ -330,6 +339,7 @@ void MixedKvCache::WeighRows(size_t s, const Rows& rows, const float* scores, si
     const float* sc = scores + ScoreOffset(s, t);
     kk.values_group[(int)r.vcodec.precision()](r.VFormat(g_.head_dim), group, sc + first, stride, r.V(s, first),
                                               (size_t)(last - first), out);
+    if (!r.importance) continue;
     float* imp = r.importance + s * r.capacity;
     for (int h = 0; h < group; ++h)
       for (int i = first; i < last; ++i) imp[i] += sc[h * stride + i];
@@ -410,7 +420,7 @@ int MixedKvCache::Slots(int layer, int kv_head, SlotView* out, int max) const {
   for (int t = 0; t < kTiers; ++t) {
     const Region& r = tiers_[t];
     for (int i = 0; i < r.used[s] && n < max; ++i)
-      out[n++] = SlotView{r.positions[s * r.capacity + i], r.importance[s * r.capacity + i], t == kHi, t};
+      out[n++] = SlotView{r.Position(s, i), r.Importance(s, i), t == kHi, t};
   }
   return n;
 }
@@ -419,7 +429,7 @@ bool MixedKvCache::ReadToken(int layer, int kv_head, int position, float* k, flo
   const size_t s = Stream(layer, kv_head);
   for (const Region& r : tiers_)
     for (int i = 0; i < r.used[s]; ++i)
-      if (r.positions[s * r.capacity + i] == position) {
+      if (r.Position(s, i) == position) {
         r.kcodec.Decode(r.K(s, i), k);
         r.vcodec.Decode(r.V(s, i), v);
         const_cast<MixedKvCache*>(this)->Untransform(r, layer, kv_head, k, v);  // may fix balancer factors

@@ -5,7 +5,8 @@
 //                                      mid tier  M slots, K and V at INT8/INT4/INT3/INT2 (tiered mikv only; else 0)
 //                                      lo tier   L slots, K and V at INT8/INT4/INT3/INT2
 //                                      (in mid and lo, keys may be finer than values)
-//                                      tables    slot -> position, slot -> accumulated attention (importance)
+//                                      tables    slot -> position (16 or 32 bits), slot -> accumulated attention
+//                                                (importance; not in a low tier that never fills: KvPlan)
 //   per stream:                        key balancer factors (key_balancer.h), when keys are balanced
 //
 // With `rotate`, every tier stores R·k and R·v (hadamard.h; keys balanced first where the tier balances), the
@@ -73,9 +74,20 @@ class MixedKvCache final : public KvCache {
     int capacity = 0;           // slots per stream
     uint8_t* keys = nullptr;    // [stream][slot][kcodec.bytes()]
     uint8_t* values = nullptr;  // [stream][slot][vcodec.bytes()]
-    int32_t* positions = nullptr;  // [stream][slot]
-    float* importance = nullptr;   // [stream][slot]
-    int32_t* used = nullptr;       // [stream]
+    uint16_t* positions16 = nullptr;  // [stream][slot], when the context fits 16 bits
+    int32_t* positions32 = nullptr;   // [stream][slot], otherwise
+    float* importance = nullptr;      // [stream][slot]; null when the tier does not rank its tokens
+    int32_t* used = nullptr;          // [stream]
+    int Position(size_t s, int slot) const {
+      const size_t i = s * capacity + slot;
+      return positions16 ? positions16[i] : positions32[i];
+    }
+    void SetPosition(size_t s, int slot, int pos) {
+      const size_t i = s * capacity + slot;
+      if (positions16) positions16[i] = (uint16_t)pos;
+      else positions32[i] = pos;
+    }
+    float Importance(size_t s, int slot) const { return importance ? importance[s * capacity + slot] : 0.0f; }
     uint8_t* K(size_t s, int slot) const { return keys + (s * capacity + slot) * kcodec.bytes(); }
     uint8_t* V(size_t s, int slot) const { return values + (s * capacity + slot) * vcodec.bytes(); }
     static KvRowFormat Format(const KvCodec& c, int head_dim, int group) {
@@ -96,6 +108,9 @@ class MixedKvCache final : public KvCache {
   bool balances_ = false;  // some tier quantizes keys and the balancer is on
   void Store(Region& r, size_t s, int slot, int layer, int kv_head, const float* k, const float* v, int pos, float imp);
   void RemoveSlot(Region& r, size_t s, int slot);
+  // The slot of stream s in r with the least importance whose position lies in [first_movable, last_movable]
+  // (ties: the oldest); -1 if none. r must rank its tokens.
+  static int LeastImportant(const Region& r, size_t s, int first_movable, int last_movable);
   // Decodes slot `slot` of tier r back to plain key and value in m (buffers of m).
   void Load(const Region& r, size_t s, int slot, int layer, int kv_head, Moving* m);
   // Puts a token into tier `tier` or, when that tier has no room for it, further down (see the header comment).
@@ -137,6 +152,8 @@ class MixedKvCache final : public KvCache {
 
   KvGeometry g_;
   KvCacheConfig config_;
+  bool short_positions_ = false;  // 16-bit positions (KvPlan::position_bytes == 2)
+  bool lo_ranked_ = true;
   KeyBalancer balancer_;
   Region tiers_[kTiers];
   // Keys/values as stored: balanced (where the tier balances) and rotated (when configured). Points k and v at

@@ -123,19 +123,25 @@ Status PlanKvCache(const KvGeometry& g, const KvCacheConfig& c, KvPlan* plan) {
   plan->hi_bytes_per_token = token_bytes(c.hi, KvPrecision::F16, hi_group);
   plan->mid_bytes_per_token = tiered ? token_bytes(c.mid, c.mid_keys, mid_group) : 0;
   plan->lo_bytes_per_token = token_bytes(c.lo, c.lo_keys, lo_group);
-  plan->table_bytes_per_token = sizeof(int32_t) + sizeof(float);
+  plan->position_bytes = g.capacity <= 65536 ? sizeof(uint16_t) : sizeof(int32_t);
+  plan->hi_table_bytes = plan->mid_table_bytes = plan->position_bytes + sizeof(float);
   const size_t streams = (size_t)g.n_layers * g.n_kv_heads;
   // The balancer's tables (factors, max |q|, max |k|, a flag), only where keys are quantized and balanced.
   const size_t fixed = quantizes && c.balance_keys ? streams * (d * sizeof(float) * 3 + 1) : 0;
   const int min_hi = c.sinks + c.window;
-  const double hc = (double)(plan->hi_bytes_per_token + plan->table_bytes_per_token),
-               mc = (double)(plan->mid_bytes_per_token + plan->table_bytes_per_token),
-               lc = (double)(plan->lo_bytes_per_token + plan->table_bytes_per_token);
-
-  if (tiered) {
-    const double avail = c.budget_bytes > 0 ? ((double)c.budget_bytes - fixed) / streams : INFINITY;
-    PlanTiers(c, g.capacity, avail, hc, mc, lc, plan);
-  } else {
+  // Plans the tokens with a low tier that ranks or not; the low tier ranks when the plan holds fewer tokens than the
+  // context (KvPlan), which is only known afterwards: plan without ranking first, and again with it if it fell short.
+  auto plan_tokens = [&](bool lo_ranked) {
+    plan->lo_ranked = lo_ranked;
+    plan->lo_table_bytes = plan->position_bytes + (lo_ranked ? sizeof(float) : 0);
+    const double hc = (double)(plan->hi_bytes_per_token + plan->hi_table_bytes),
+                 mc = (double)(plan->mid_bytes_per_token + plan->mid_table_bytes),
+                 lc = (double)(plan->lo_bytes_per_token + plan->lo_table_bytes);
+    if (tiered) {
+      const double avail = c.budget_bytes > 0 ? ((double)c.budget_bytes - fixed) / streams : INFINITY;
+      PlanTiers(c, g.capacity, avail, hc, mc, lc, plan);
+      return;
+    }
     const bool keeps_hi = c.policy != KvPolicy::Uniform;
     const double frac = c.policy == KvPolicy::Full ? 1.0 : c.policy == KvPolicy::Uniform ? 0.0
                         : c.policy == KvPolicy::MiKV ? c.hi_frac : 1.0;
@@ -151,6 +157,7 @@ Status PlanKvCache(const KvGeometry& g, const KvCacheConfig& c, KvPlan* plan) {
     }
     if (c.policy == KvPolicy::Full) total_tokens = g.capacity;  // full keeps everything by definition
     total_tokens = std::min<long long>(total_tokens, g.capacity);
+    plan->hi_tokens = plan->mid_tokens = plan->lo_tokens = 0;
     if (keeps_hi && keeps_lo) {
       // mikv: hi_frac of the held tokens at high precision, but never fewer than the sinks and the recent window
       // (which are high by definition); what the budget has left goes to the low region.
@@ -169,10 +176,12 @@ Status PlanKvCache(const KvGeometry& g, const KvCacheConfig& c, KvPlan* plan) {
     } else {
       plan->lo_tokens = (int)total_tokens;
     }
-  }
+  };
+  plan_tokens(/*lo_ranked=*/false);
+  if (plan->hi_tokens + plan->mid_tokens + plan->lo_tokens < g.capacity) plan_tokens(/*lo_ranked=*/true);
 
   if (c.policy != KvPolicy::Uniform && c.policy != KvPolicy::Full && plan->hi_tokens < min_hi) {
-    const size_t need = fixed + streams * (size_t)min_hi * (plan->hi_bytes_per_token + plan->table_bytes_per_token);
+    const size_t need = fixed + streams * (size_t)min_hi * (plan->hi_bytes_per_token + plan->hi_table_bytes);
     return Status(MIKV_ERR_BUDGET, std::string("the ") + KvPolicyName(c.policy) + " cache keeps " +
                                        std::to_string(plan->hi_tokens) + " tokens at high precision but needs at least " +
                                        std::to_string(min_hi) + " (sinks " + std::to_string(c.sinks) + " + recent window " +
@@ -181,10 +190,11 @@ Status PlanKvCache(const KvGeometry& g, const KvCacheConfig& c, KvPlan* plan) {
   }
   if (c.policy == KvPolicy::Uniform && plan->lo_tokens < 1)
     return Status(MIKV_ERR_BUDGET, "the uniform cache's budget holds no token; at least " +
-                                       std::to_string(fixed + (size_t)std::ceil(lc * streams)) + " bytes are needed");
-  plan->total_bytes = fixed + streams * ((size_t)plan->hi_tokens * (plan->hi_bytes_per_token + plan->table_bytes_per_token) +
-                                         (size_t)plan->mid_tokens * (plan->mid_bytes_per_token + plan->table_bytes_per_token) +
-                                         (size_t)plan->lo_tokens * (plan->lo_bytes_per_token + plan->table_bytes_per_token));
+                                       std::to_string(fixed + streams * (plan->lo_bytes_per_token + plan->lo_table_bytes)) +
+                                       " bytes are needed");
+  plan->total_bytes = fixed + streams * ((size_t)plan->hi_tokens * (plan->hi_bytes_per_token + plan->hi_table_bytes) +
+                                         (size_t)plan->mid_tokens * (plan->mid_bytes_per_token + plan->mid_table_bytes) +
+                                         (size_t)plan->lo_tokens * (plan->lo_bytes_per_token + plan->lo_table_bytes));
   plan->fp16_bytes_same_tokens =
       streams * (size_t)(plan->hi_tokens + plan->mid_tokens + plan->lo_tokens) * 4 * g.head_dim;
   return OkStatus();

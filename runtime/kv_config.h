@@ -64,10 +64,18 @@ inline KvPrecision KvKeyPrecision(KvPrecision values, KvPrecision keys) {
 }
 
 // Tokens each region holds, per layer and kv head, and what that costs.
+//
+// Besides K and V, each slot has a table entry: its position (16 bits when the context is at most 65,536 tokens,
+// else 32) and, in a tier that ranks its tokens, their accumulated attention (importance, a float). The high and
+// middle tiers always rank (they choose what to demote). The low tier only ranks when it can fill up (the tiers hold
+// fewer tokens than the context, or new tokens enter it directly, as in `uniform`); otherwise nothing ever leaves it
+// and its importance would never be read, so it keeps positions only.
 struct KvPlan {
   int hi_tokens = 0, mid_tokens = 0, lo_tokens = 0;
   size_t hi_bytes_per_token = 0, mid_bytes_per_token = 0, lo_bytes_per_token = 0;  // K + V, one token, one kv head
-  size_t table_bytes_per_token = 0;                        // position + importance
+  size_t position_bytes = 4;                               // 2 or 4
+  bool lo_ranked = true;                                   // the low tier keeps importance
+  size_t hi_table_bytes = 0, mid_table_bytes = 0, lo_table_bytes = 0;  // per token, one kv head
   size_t total_bytes = 0;                                  // all layers and kv heads, tables and balancer included
   size_t fp16_bytes_same_tokens = 0;                       // what an FP16 cache of hi + lo tokens would take
 };

@@ -237,9 +237,15 @@ TEST(KvPlan, TieredPlanFillsTheBudget) {
   KvPlan probe;
   c.mid_frac = 0.0f;
   ASSERT_TRUE(PlanKvCache(g, c, &probe).ok());
-  const size_t hc = probe.hi_bytes_per_token + probe.table_bytes_per_token,
-               mc = probe.mid_bytes_per_token + probe.table_bytes_per_token,
-               lc = probe.lo_bytes_per_token + probe.table_bytes_per_token;
+  // Every token of the context is held, so the low tier never fills and keeps no importance: its table entry is
+  // the (16-bit) position alone.
+  ASSERT_FALSE(probe.lo_ranked);
+  ASSERT_EQ(probe.position_bytes, sizeof(uint16_t));
+  ASSERT_EQ(probe.lo_table_bytes, sizeof(uint16_t));
+  ASSERT_EQ(probe.hi_table_bytes, sizeof(uint16_t) + sizeof(float));
+  const size_t hc = probe.hi_bytes_per_token + probe.hi_table_bytes,
+               mc = probe.mid_bytes_per_token + probe.mid_table_bytes,
+               lc = probe.lo_bytes_per_token + probe.lo_table_bytes;
   ASSERT_GT(mc, lc);
   const int hi = std::max(6, (int)std::lround(0.1 * g.capacity));
   const size_t all_low = streams * (hi * hc + (g.capacity - hi) * lc);
@@ -258,7 +264,13 @@ TEST(KvPlan, TieredPlanFillsTheBudget) {
   KvPlan plan;
   ASSERT_TRUE(PlanKvCache(g, c, &plan).ok());
   EXPECT_EQ(plan.mid_tokens, 0);
-  EXPECT_EQ(plan.hi_tokens + plan.lo_tokens, g.capacity - 3);
+  // The low tier can now fill up, so it ranks its tokens: each costs the importance's 4 bytes more, and the budget
+  // holds fewer of them.
+  EXPECT_TRUE(plan.lo_ranked);
+  EXPECT_EQ(plan.lo_table_bytes, sizeof(uint16_t) + sizeof(float));
+  const size_t lc_ranked = lc + sizeof(float);
+  EXPECT_EQ((size_t)plan.lo_tokens, (c.budget_bytes / streams - hi * hc) / lc_ranked);
+  EXPECT_LT(plan.hi_tokens + plan.lo_tokens, g.capacity - 3);
   EXPECT_LE(plan.total_bytes, c.budget_bytes);
   // What a middle tier cannot be.
   c.budget_bytes = 0;
@@ -358,6 +370,79 @@ TEST(MixedKvCache, DemotedTokensDequantizeWithinTheBound) {
       }
     }
     EXPECT_EQ(demoted, 20);
+  }
+}
+
+// A low tier that never fills keeps no importance (KvPlan): attention, demotion and what each tier holds are those of
+// the same cache with importance kept, bit for bit, in 4 bytes less per low token.
+TEST(MixedKvCache, LowTierWithoutImportanceAttendsTheSame) {
+  const KvGeometry g = SmallGeometry(64);
+  KvCacheConfig c = Config(KvPolicy::MiKV, 0, 0.1f);  // holds the whole context: 6 hi, 16 mid, 42 lo
+  c.mid_tier = true;
+  c.mid = KvPrecision::Int4;
+  c.rotate = true;
+  KvPlan probe;
+  c.mid_frac = 0.25f;
+  ASSERT_TRUE(PlanKvCache(g, c, &probe).ok());
+  ASSERT_FALSE(probe.lo_ranked);
+  CacheUnderTest lean(g, c);
+  CacheUnderTest ranked(g, c, [](KvPlan* p) { p->lo_ranked = true; });
+  ASSERT_TRUE(lean.status.ok() && ranked.status.ok());
+  ASSERT_GT(lean.plan.lo_tokens, 20);
+  EXPECT_GE(ranked.bytes - lean.bytes, (size_t)lean.plan.lo_tokens * sizeof(float));
+  EXPECT_LT(ranked.bytes - lean.bytes, (size_t)lean.plan.lo_tokens * sizeof(float) + 256);  // (arena alignment)
+  std::mt19937 rng(11);
+  std::vector<float> out_lean(g.n_heads * g.head_dim), out_ranked(out_lean.size());
+  for (int pos = 0; pos < g.capacity; ++pos) {
+    const auto q = RandomVector(rng, g.n_heads * g.head_dim), k = RandomVector(rng, g.head_dim, 8.0f, 3),
+               v = RandomVector(rng, g.head_dim);
+    for (CacheUnderTest* t : {&lean, &ranked}) {
+      t->cache->Observe(0, 1, q.data());
+      t->cache->Write(0, pos, 1, k.data(), v.data());
+      t->cache->Attend(0, pos, 0, q.data(), (t == &lean ? out_lean : out_ranked).data(), t->scratch.data());
+    }
+    ASSERT_EQ(out_lean, out_ranked) << "position " << pos;
+  }
+  std::vector<MixedKvCache::SlotView> a(g.capacity), b(g.capacity);
+  const int n = lean.cache->Slots(0, 0, a.data(), g.capacity);
+  ASSERT_EQ(n, ranked.cache->Slots(0, 0, b.data(), g.capacity));
+  ASSERT_EQ(n, g.capacity);  // nothing evicted
+  int low = 0;
+  for (int i = 0; i < n; ++i) {
+    EXPECT_EQ(a[i].position, b[i].position);
+    EXPECT_EQ(a[i].tier, b[i].tier);
+    low += a[i].tier == 2;
+  }
+  EXPECT_EQ(low, lean.plan.lo_tokens);
+  EXPECT_EQ(lean.cache->Occupancy().evicted, 0);
+}
+
+// Positions are stored in 16 bits up to a context of 65,536 tokens and in 32 past it; either way each token keeps its
+// own (a truncated position would unmask the wrong tokens and lose sinks and the recent window).
+TEST(MixedKvCache, PositionsKeepTheirBitsPast65536) {
+  for (int capacity : {65536, 70000}) {
+    SCOPED_TRACE("capacity " + std::to_string(capacity));
+    const KvGeometry g = SmallGeometry(capacity);
+    KvCacheConfig c = Config(KvPolicy::MiKV, 0, 0.0f);
+    c.tokens = 64;  // 6 hi (sinks + window), the rest low
+    CacheUnderTest t(g, c);
+    ASSERT_TRUE(t.status.ok()) << t.status.ToString();
+    EXPECT_EQ(t.plan.position_bytes, capacity <= 65536 ? 2u : 4u);
+    std::mt19937 rng(12);
+    const int first = capacity - 40;
+    Feed(t, g, 40, {first + 10}, rng, nullptr, nullptr, {}, first);
+    std::vector<MixedKvCache::SlotView> slots(64);
+    const int n = t.cache->Slots(0, 0, slots.data(), 64);
+    ASSERT_EQ(n, 40);
+    std::set<int> held, high;
+    for (int i = 0; i < n; ++i) {
+      held.insert(slots[i].position);
+      if (slots[i].high) high.insert(slots[i].position);
+    }
+    EXPECT_EQ(*held.begin(), first);
+    EXPECT_EQ(*held.rbegin(), capacity - 1);
+    EXPECT_EQ(held.size(), 40u);
+    for (int p = capacity - 4; p < capacity; ++p) EXPECT_TRUE(high.count(p)) << "recent " << p;
   }
 }
 

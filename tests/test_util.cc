@@ -179,12 +179,14 @@ KvGeometry OneLayerGeometry(int n_heads, int n_kv_heads, int head_dim, int capac
   return g;
 }
 
-CacheUnderTest::CacheUnderTest(const KvGeometry& g, const KvCacheConfig& c) {
+CacheUnderTest::CacheUnderTest(const KvGeometry& g, const KvCacheConfig& c, void (*edit)(KvPlan*)) {
   status = PlanKvCache(g, c, &plan);
   if (!status.ok()) return;
+  if (edit) edit(&plan);
   cache.reset(new MixedKvCache(g, c, plan));
   Arena measure;
   cache->Carve(&measure);
+  bytes = measure.used();
   block.Allocate(measure.used());
   Arena arena(block.data(), block.size());
   cache->Carve(&arena);

@@ -62,7 +62,9 @@ struct CacheUnderTest {
   std::vector<float> scratch;
   KvPlan plan;
   Status status;
-  CacheUnderTest(const KvGeometry& g, const KvCacheConfig& c);
+  size_t bytes = 0;  // the cache's arena share
+  // `edit` may change the plan before the cache is built (to compare plans that differ in one choice).
+  CacheUnderTest(const KvGeometry& g, const KvCacheConfig& c, void (*edit)(KvPlan*) = nullptr);
 };
 
 }  // namespace mikv::test

@@ -357,7 +357,14 @@ int RunBudget(const BudgetArgs& a) {
   plan["arena_bytes"] = arena;
   plan["context"] = session->context();
   plan["kv"] = {{"policy", KvPolicyName(config.kv.policy)}, {"high_tokens", kv_plan.hi_tokens},
-                {"mid_tokens", kv_plan.mid_tokens}, {"low_tokens", kv_plan.lo_tokens}, {"bytes", kv_plan.total_bytes}};
+                {"mid_tokens", kv_plan.mid_tokens}, {"low_tokens", kv_plan.lo_tokens}, {"bytes", kv_plan.total_bytes},
+                // Per token and kv head: K + V as stored, and the table entry (position, and importance where the
+                // tier ranks its tokens: the low tier only when it can fill up).
+                {"bytes_per_token", {{"high", kv_plan.hi_bytes_per_token}, {"mid", kv_plan.mid_bytes_per_token},
+                                     {"low", kv_plan.lo_bytes_per_token}}},
+                {"table_bytes_per_token", {{"high", kv_plan.hi_table_bytes}, {"mid", kv_plan.mid_table_bytes},
+                                           {"low", kv_plan.lo_table_bytes}}},
+                {"low_tier_ranks", kv_plan.lo_ranked}};
   nlohmann::json out;
   out["model"] = a.model;
   out["plan"] = plan;

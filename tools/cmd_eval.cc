@@ -244,6 +244,7 @@ int RunEval(const EvalArgs& a) {
           s = sess->Decode(t);
         }
         row.Add("retrieval", answer == p.answer);
+        row.Add("retrieval_" + std::to_string(p.lines) + "_lines", answer == p.answer);
         bar.Update(++done, total, "retrieval: " + row.name);
       }
     }
@@ -311,6 +312,10 @@ int RunEval(const EvalArgs& a) {
       for (const char* k : {"kl", "top1_agreement", "retrieval", "recall_top1", "recall_loss"})
         if (!std::isnan(r.Mean(k))) j[k] = r.Mean(k);
       if (!std::isnan(ppl)) j["perplexity"] = ppl;
+      // Retrieval by prompt length: a budget that is a fraction of the prompt's FP16 cache is tightest on the short
+      // prompts, where the high tier's fixed sinks + window take the largest share.
+      for (const auto& [k, n] : r.count)
+        if (k.rfind("retrieval_", 0) == 0 && n > 0) j["retrieval_by_lines"][k.substr(10, k.find('_', 10) - 10)] = r.Mean(k);
       out["rows"].push_back(j);
       if (!a.json)
         std::printf("%-26s %8s %9s %8s %8s %10s %8s %8s\n", r.name.c_str(), Fmt(100 * size, 1).c_str(),
