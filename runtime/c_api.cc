@@ -45,6 +45,10 @@ constexpr uint32_t kConfigV1 = offsetof(mikv_session_config, kv_rotate);
 
 // A precision enum from C, checked as the integer it may be.
 static_assert(sizeof(mikv_precision) == sizeof(uint32_t), "C enums are 32-bit here");
+static_assert((int)MIKV_KV_MIKV == (int)mikv::KvPolicy::MiKV && (int)MIKV_KV_PLAIN == (int)mikv::KvPolicy::Plain &&
+                  (int)MIKV_PRECISION_INT2 == (int)mikv::KvPrecision::Int2 &&
+                  (int)MIKV_PRECISION_F16 == (int)mikv::KvPrecision::F16,
+              "the C enums are the runtime's values");
 bool ReadPrecision(const mikv_precision& p, mikv::KvPrecision* out) {
   uint32_t v;
   std::memcpy(&v, &p, sizeof v);
@@ -215,6 +219,32 @@ void mikv_session_config_init(mikv_session_config* c) {
   c->kv_low_keys = MIKV_PRECISION_F16;
   c->top_k = d.sampler.top_k;
   c->top_p = d.sampler.top_p;
+}
+
+mikv_status mikv_session_config_set_kv(mikv_session_config* c, const char* spec) {
+  if (c == nullptr || spec == nullptr) return Fail(MIKV_ERR_INVALID_ARGUMENT, "config and spec must not be null");
+  if (c->struct_size < offsetof(mikv_session_config, kv_low_keys) + sizeof c->kv_low_keys)
+    return Fail(MIKV_ERR_INVALID_ARGUMENT, "the config predates tiered caches (API version 3): call mikv_session_config_init");
+  mikv::SessionConfig base;
+  mikv::Status s = ToSessionConfig(c, &base);
+  if (!s.ok()) return Fail(s);
+  mikv::KvCacheConfig kv;
+  s = mikv::ParseKvSpec(spec, base.kv, &kv);
+  if (!s.ok()) return Fail(s);
+  c->kv_policy = (mikv_kv_policy)kv.policy;
+  c->kv_high = (mikv_precision)kv.hi;
+  c->kv_low = (mikv_precision)kv.lo;
+  c->kv_group = kv.group;
+  c->kv_high_fraction = kv.hi_frac;
+  c->kv_rotate = kv.rotate;
+  c->kv_mid_tier = kv.mid_tier;
+  c->kv_mid = (mikv_precision)kv.mid;
+  c->kv_mid_fraction = kv.mid_frac;
+  c->kv_mid_group = kv.mid_group;
+  c->kv_low_group = kv.lo_group;
+  c->kv_mid_keys = (mikv_precision)kv.mid_keys;
+  c->kv_low_keys = (mikv_precision)kv.lo_keys;
+  return MIKV_OK;
 }
 
 mikv_status mikv_plan_session(const mikv_model* model, const mikv_session_config* config, mikv_plan* plan) {

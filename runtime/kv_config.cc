@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <vector>
 
 #include "hadamard.h"
 
@@ -199,5 +202,71 @@ Status PlanKvCache(const KvGeometry& g, const KvCacheConfig& c, KvPlan* plan) {
       streams * (size_t)(plan->hi_tokens + plan->mid_tokens + plan->lo_tokens) * 4 * g.head_dim;
   return OkStatus();
 }
+
+// (The grammar is in kv_config.h.)
+Status ParseKvSpec(const std::string& spec, const KvCacheConfig& base, KvCacheConfig* c) {
+  *c = base;
+  std::string rest = spec;
+  const std::string rot = "+rot";
+  if (rest.size() > rot.size() && rest.compare(rest.size() - rot.size(), rot.size(), rot) == 0) {
+    c->rotate = true;
+    rest.resize(rest.size() - rot.size());
+  }
+  std::vector<std::string> parts;
+  for (size_t from = 0;;) {
+    const size_t slash = rest.find('/', from);
+    parts.push_back(rest.substr(from, slash - from));
+    if (slash == std::string::npos) break;
+    from = slash + 1;
+  }
+  auto bad = [&](const std::string& why) { return Status(MIKV_ERR_INVALID_ARGUMENT, why + " in '" + spec + "'"); };
+  if (parts.empty() || parts.size() > 4) return bad("expected policy[@hi_frac][/tier...][+rot]");
+  // Splits "name@frac" into name and frac (frac < 0 when absent).
+  auto split_frac = [](const std::string& s, std::string* name, float* frac) {
+    const size_t at = s.find('@');
+    *name = s.substr(0, at);
+    *frac = at == std::string::npos ? -1.0f : std::strtof(s.c_str() + at + 1, nullptr);
+  };
+  std::string policy;
+  float hi_frac;
+  split_frac(parts[0], &policy, &hi_frac);
+  if (!ParseKvPolicy(policy, &c->policy))
+    return bad("unknown policy '" + policy + "' (allowed: plain, full, uniform, h2o, sinks, mikv)");
+  if (hi_frac >= 0) c->hi_frac = hi_frac;
+  const size_t tiers = parts.size() - 1;
+  c->mid_tier = tiers >= 2;
+  for (size_t i = 1; i < parts.size(); ++i) {
+    std::string tier = parts[i], prec;
+    int group = -1;
+    float frac;
+    split_frac(tier, &tier, &frac);
+    const size_t colon = tier.find(':');
+    prec = tier.substr(0, colon);
+    if (colon != std::string::npos) group = std::atoi(tier.c_str() + colon + 1 + (tier[colon + 1] == 'g' ? 1 : 0));
+    const size_t from_low = parts.size() - 1 - i;  // 0 low, 1 middle, 2 high
+    KvPrecision* p = from_low == 0 ? &c->lo : from_low == 1 ? &c->mid : &c->hi;
+    KvPrecision* keys = from_low == 0 ? &c->lo_keys : from_low == 1 ? &c->mid_keys : nullptr;
+    int kb = 0, vb = 0;
+    if (keys && std::sscanf(prec.c_str(), "k%dv%d", &kb, &vb) == 2) {
+      if (!ParseKvPrecision(("int" + std::to_string(kb)).c_str(), keys) ||
+          !ParseKvPrecision(("int" + std::to_string(vb)).c_str(), p))
+        return bad("unknown key/value bits '" + prec + "' (each of 8, 4, 3, 2)");
+    } else if (!ParseKvPrecision(prec.c_str(), p)) {
+      return bad("unknown precision '" + prec + "' (allowed: f16 or int8 high, int8, int4, int3, int2 or kKvV below)");
+    }
+    if (from_low == 2) {
+      if (group >= 0) c->group = group;
+      if (frac >= 0) c->hi_frac = frac;
+    } else if (from_low == 1) {
+      c->mid_group = group;
+      c->mid_frac = frac;
+    } else {
+      c->lo_group = group;
+      if (frac >= 0) return bad("the low tier takes what is left: no @fraction");
+    }
+  }
+  return OkStatus();
+}
+
 
 }  // namespace mikv

@@ -63,6 +63,14 @@ inline KvPrecision KvKeyPrecision(KvPrecision values, KvPrecision keys) {
   return keys == KvPrecision::F16 ? values : keys;
 }
 
+// A cache in one string (what `mikv eval --configs`, `--kv-config`, `mikv budget`'s proposals and the C and Java APIs
+// take): "policy[@hi_frac][/tier...][+rot]", tier = "precision[:gGROUP][@frac]", precision = int8..int2 or kKvV
+// (keys at int K, values at int V: k4v2). One tier is the low one; two are the middle and low tiers of tiered mikv
+// (the middle tier's @frac omitted: sized from the budget); three are high, middle and low (the high tier's @frac is
+// hi_frac). What the string leaves out (budget, sinks, window, the balancer...) comes from `base`.
+// Examples: mikv@0.05/int2, uniform/int3:g64+rot, mikv@0.02/int4/int2:g64, mikv/int8@0.01/k4v2:g64/int2:g64+rot.
+Status ParseKvSpec(const std::string& spec, const KvCacheConfig& base, KvCacheConfig* c);
+
 // Tokens each region holds, per layer and kv head, and what that costs.
 //
 // Besides K and V, each slot has a table entry: its position (16 bits when the context is at most 65,536 tokens,

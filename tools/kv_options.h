@@ -24,12 +24,7 @@ void AddKvOptions(CLI::App* cmd, KvArgs* a);
 // --split-min-tokens (run, bench): SessionConfig::split_attention_min_tokens.
 void AddSplitAttentionOption(CLI::App* cmd, int* split_min_tokens);
 Status ToKvConfig(const KvArgs& a, KvCacheConfig* c);
-// A cache in one string: "policy[@hi_frac][/tier...][+rot]", tier = "precision[:gGROUP][@frac]", precision =
-// int8..int2 or kKvV (keys at int K, values at int V: k4v2). One tier is the low one; two are the middle and low
-// tiers of tiered mikv (the middle tier's @frac omitted: sized from the budget); three are high, middle and low
-// (the high tier's @frac is hi_frac). What the string leaves out comes from `base`.
-// Examples: mikv@0.05/int2, uniform/int3:g64+rot, mikv@0.02/int4/int2:g64, mikv/int8@0.02/k3v2:g64/int2:g64+rot.
-Status ParseKvSpec(const std::string& spec, const KvCacheConfig& base, KvCacheConfig* c);
+// (--kv-config takes the one-string form of a cache: ParseKvSpec, kv_config.h.)
 // "64MiB", "1.5GB", "4096" (bytes) → bytes.
 Status ParseBytes(const std::string& text, size_t* bytes);
 

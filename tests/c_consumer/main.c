@@ -86,6 +86,22 @@ int main(int argc, char** argv) {
   EXPECT(mikv_plan_session(model, &bad, &plan) == MIKV_OK && plan.kv_mid_tokens == 60 && plan.kv_low_tokens == 104);
   bad.kv_mid_keys = (mikv_precision)9;
   EXPECT(mikv_plan_session(model, &bad, &plan) == MIKV_ERR_INVALID_ARGUMENT);
+  /* The same cache in one string (what mikv budget proposes); a bad string leaves the config as it was. */
+  bad = config;
+  bad.kv_tokens = 200;
+  bad.kv_high_fraction = 0.5f; /* replaced by the string's @0.1 */
+  EXPECT(mikv_session_config_set_kv(&bad, "mikv@0.1/k4v2:g0@0.3/int2:g0") == MIKV_OK);
+  EXPECT(bad.kv_policy == MIKV_KV_MIKV && bad.kv_mid_tier && bad.kv_mid == MIKV_PRECISION_INT2 &&
+         bad.kv_mid_keys == MIKV_PRECISION_INT4 && bad.kv_mid_group == 0 && bad.kv_low_group == 0 && !bad.kv_rotate);
+  EXPECT(mikv_plan_session(model, &bad, &plan) == MIKV_OK && plan.kv_mid_tokens == 60 && plan.kv_low_tokens == 104);
+  {
+    mikv_session_config before = bad;
+    EXPECT(mikv_session_config_set_kv(&bad, "mikv/int9") == MIKV_ERR_INVALID_ARGUMENT);
+    EXPECT(strstr(mikv_last_error(), "int9") != NULL);
+    EXPECT(memcmp(&before, &bad, sizeof bad) == 0);
+    before.struct_size = (uint32_t)offsetof(mikv_session_config, kv_mid_tier); /* a version-2 config has no tiers */
+    EXPECT(mikv_session_config_set_kv(&before, "mikv@0.1/int2") == MIKV_ERR_INVALID_ARGUMENT);
+  }
   EXPECT(mikv_plan_session(model, &config, &plan) == MIKV_OK);
   char* raw = malloc(plan.arena_bytes + 2 * plan.arena_alignment);
   char* aligned = raw + (plan.arena_alignment - (uintptr_t)raw % plan.arena_alignment);

@@ -46,30 +46,23 @@ JNIEXPORT void JNICALL Java_org_mikv_Mikv_nativeFreeModel(JNIEnv* env, jclass cl
   mikv_model_free((mikv_model*)(intptr_t)handle);
 }
 
-static int parse_policy(const char* name, mikv_kv_policy* out) {
-  static const char* const names[] = {"plain", "full", "uniform", "h2o", "sinks", "mikv"};
-  for (int i = 0; i < 6; ++i)
-    if (strcmp(name, names[i]) == 0) {
-      *out = (mikv_kv_policy)i;
-      return 1;
-    }
-  return 0;
-}
-
 JNIEXPORT jlong JNICALL Java_org_mikv_Mikv_nativeCreate(JNIEnv* env, jclass cls, jlong model, jint context,
-                                                         jint threads, jstring policy, jlong budget) {
+                                                         jint threads, jstring kv_config, jlong budget,
+                                                         jboolean balance_keys) {
   (void)cls;
   mikv_session_config c;
   mikv_session_config_init(&c);
   c.context = context;
   c.threads = threads;
   c.kv_budget_bytes = (uint64_t)budget;
-  if (policy != NULL) {
-    const char* p = (*env)->GetStringUTFChars(env, policy, NULL);
-    const int ok = parse_policy(p, &c.kv_policy);
-    (*env)->ReleaseStringUTFChars(env, policy, p);
-    if (!ok) {
-      throw_status(env, MIKV_ERR_INVALID_ARGUMENT, "unknown policy (allowed: plain, full, uniform, h2o, sinks, mikv)");
+  c.kv_balance_keys = balance_keys ? 1 : 0;
+  if (kv_config != NULL) {
+    /* A policy name ("mikv") or a whole cache ("mikv/int8@0.01/k4v2:g64/int2:g64+rot"): the C API parses both. */
+    const char* spec = (*env)->GetStringUTFChars(env, kv_config, NULL);
+    const mikv_status st = mikv_session_config_set_kv(&c, spec);
+    (*env)->ReleaseStringUTFChars(env, kv_config, spec);
+    if (st != MIKV_OK) {
+      throw_status(env, st, mikv_last_error());
       return 0;
     }
   }

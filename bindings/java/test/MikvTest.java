@@ -22,6 +22,17 @@ public class MikvTest {
       } catch (MikvException e) {
         check(e.status.equals("MIKV_ERR_INVALID_ARGUMENT"), "unknown policy status");
       }
+      try {
+        new Mikv.Session(model, 0, 1, "mikv/int9", 0);
+        check(false, "a bad cache string must throw");
+      } catch (MikvException e) {
+        check(e.status.equals("MIKV_ERR_INVALID_ARGUMENT") && e.getMessage().contains("int9"), "bad cache string: " + e.getMessage());
+      }
+      // A tiered, rotated cache in one string (stories260K's head_dim is 8: groups of 8).
+      try (Mikv.Session session = new Mikv.Session(model, 0, 1, "mikv/int8:g8@0.05/k4v2:g8/int2:g8+rot", 150000, false)) {
+        String text = session.generate("Once upon a time", 40, null);
+        check(text.length() > 20, "the tiered cache generates: '" + text + "'");
+      }
       StringBuilder streamed = new StringBuilder();
       try (Mikv.Session session = new Mikv.Session(model, 0, 1, "plain", 0)) {
         String text = session.generate("Once upon a time", 40, piece -> {

@@ -119,6 +119,13 @@ typedef struct mikv_session_config {
 /* Defaults: plain FP16 cache, all cores, greedy. */
 void mikv_session_config_init(mikv_session_config* config);
 
+/* Sets the cache's policy, precisions, tiers, groups and rotation from one string, the form `mikv eval --configs`,
+ * `mikv run --kv-config` and `mikv budget`'s proposals use: "policy[@hi_frac][/tier...][+rot]", e.g. "mikv@0.1/int2"
+ * or "mikv/int8@0.01/k4v2:g64/int2:g64+rot" (runtime/kv_config.h has the grammar). The budget, sinks, window, balancer
+ * and everything else keep their values. On an error (MIKV_ERR_INVALID_ARGUMENT, message in mikv_last_error) the
+ * config is left as it was. Needs an API-version-3 config (mikv_session_config_init sets one). */
+mikv_status mikv_session_config_set_kv(mikv_session_config* config, const char* spec);
+
 /* The bytes a session with this configuration takes: the arena (activations, KV regions and tables, logits,
  * sampler) and the KV cache's share of it. */
 typedef struct mikv_plan {

@@ -42,12 +42,19 @@ public final class Mikv {
     private final Model model;
 
     /**
-     * @param policy one of "plain", "full", "uniform", "h2o", "sinks", "mikv"
+     * @param kvConfig a policy ("plain", "full", "uniform", "h2o", "sinks", "mikv") or a whole cache in the form
+     *     {@code mikv budget} proposes and {@code mikv run --kv-config} takes, e.g.
+     *     "mikv/int8@0.01/k4v2:g64/int2:g64+rot" (runtime/kv_config.h has the grammar)
      * @param kvBudgetBytes KV memory for the mixed cache (0 = sized to the context)
      */
-    public Session(Model model, int context, int threads, String policy, long kvBudgetBytes) {
+    public Session(Model model, int context, int threads, String kvConfig, long kvBudgetBytes) {
+      this(model, context, threads, kvConfig, kvBudgetBytes, true);
+    }
+
+    /** @param balanceKeys the per-channel key balancer ({@code mikv budget}'s proposals turn it off) */
+    public Session(Model model, int context, int threads, String kvConfig, long kvBudgetBytes, boolean balanceKeys) {
       this.model = model;
-      handle = nativeCreate(model.handle, context, threads, policy, kvBudgetBytes);
+      handle = nativeCreate(model.handle, context, threads, kvConfig, kvBudgetBytes, balanceKeys);
     }
 
     /** Greedy (temperature 0) continuation of the prompt, at most maxTokens tokens. */
@@ -69,7 +76,8 @@ public final class Mikv {
   static native long nativeLoad(String path);
   static native int nativeVocabSize(long model);
   static native void nativeFreeModel(long model);
-  static native long nativeCreate(long model, int context, int threads, String policy, long kvBudgetBytes);
+  static native long nativeCreate(long model, int context, int threads, String kvConfig, long kvBudgetBytes,
+                                  boolean balanceKeys);
   static native String nativeGenerate(long model, long session, String prompt, int maxTokens, TokenListener listener);
   static native void nativeReset(long session);
   static native void nativeFreeSession(long session);
