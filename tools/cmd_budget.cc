@@ -144,7 +144,7 @@ const KvPreset kKvPresets[] = {
      "eval, default model: at 25% of FP16 line retrieval 100%, recall top-1 0.947; at 28.9% 100%, 0.949 (full: 100%, 0.959)"},
     {0.0, "mikv/int8@0.01/k4v2:g64/int2:g64+rot",
      "eval, default model: at 20% of FP16 line retrieval 69%, recall top-1 0.891, ahead of k3v2/int2 (56%, 0.890) "
-     "and on the integer kernels: 16k decode 1.26x paper MiKV INT2 (full: 100%, 0.959)"},
+     "and on the integer kernels: 16k decode 1.02x paper MiKV INT2 (full: 100%, 0.959)"},
 };
 
 // What the process needs besides the arena: `fixed` while running (runtime, mapped and packed weights, tables), and
