@@ -481,6 +481,51 @@ TEST(MixedKvCache, H2OKeepsHeavyHittersAndEvictsTheRest) {
   EXPECT_EQ(t.cache->Occupancy().evicted, 30);
 }
 
+// The one-string form (`--kv-config`, `mikv_session_config_set_kv`, the Java binding): each part lands in its field,
+// what the string leaves out stays as in the base, and a bad string names what is wrong.
+TEST(KvConfig, ParsesOneStringCaches) {
+  KvCacheConfig base;
+  base.budget_bytes = 12345;
+  base.balance_keys = false;
+  KvCacheConfig c;
+  ASSERT_TRUE(ParseKvSpec("mikv/int8:g64@0.01/k4v2:g64/int2:g32+rot", base, &c).ok());
+  EXPECT_EQ(c.policy, KvPolicy::MiKV);
+  EXPECT_EQ(c.hi, KvPrecision::Int8);
+  EXPECT_EQ(c.group, 64);
+  EXPECT_FLOAT_EQ(c.hi_frac, 0.01f);
+  EXPECT_TRUE(c.mid_tier);
+  EXPECT_EQ(c.mid, KvPrecision::Int2);
+  EXPECT_EQ(c.mid_keys, KvPrecision::Int4);
+  EXPECT_EQ(c.mid_group, 64);
+  EXPECT_LT(c.mid_frac, 0.0f);  // sized from the budget
+  EXPECT_EQ(c.lo, KvPrecision::Int2);
+  EXPECT_EQ(c.lo_keys, KvPrecision::F16);  // the tier's own precision
+  EXPECT_EQ(c.lo_group, 32);
+  EXPECT_TRUE(c.rotate);
+  EXPECT_EQ(c.budget_bytes, 12345u);  // left alone
+  EXPECT_FALSE(c.balance_keys);
+  ASSERT_TRUE(ParseKvSpec("mikv@0.1/int4@0.3/k3v2", base, &c).ok());
+  EXPECT_FLOAT_EQ(c.hi_frac, 0.1f);
+  EXPECT_FLOAT_EQ(c.mid_frac, 0.3f);
+  EXPECT_EQ(c.mid, KvPrecision::Int4);
+  EXPECT_EQ(c.lo_keys, KvPrecision::Int3);
+  EXPECT_FALSE(c.rotate);
+  ASSERT_TRUE(ParseKvSpec("h2o", base, &c).ok());
+  EXPECT_EQ(c.policy, KvPolicy::H2O);
+  EXPECT_FALSE(c.mid_tier);
+  for (const auto& [bad, says] : std::vector<std::pair<std::string, std::string>>{
+           {"lru", "unknown policy 'lru'"},
+           {"mikv/int9", "unknown precision 'int9'"},
+           {"mikv/k5v2", "unknown key/value bits 'k5v2'"},
+           {"mikv/int4/int2@0.5", "no @fraction"},
+           {"mikv/f16/int8/int4/int2", "expected policy"},
+           {"", "unknown policy ''"}}) {
+    const Status st = ParseKvSpec(bad, base, &c);
+    EXPECT_EQ(st.code(), MIKV_ERR_INVALID_ARGUMENT) << bad;
+    EXPECT_NE(st.message().find(says), std::string::npos) << bad << ": " << st.message();
+  }
+}
+
 TEST(MixedKvCache, BadConfigurationsNameTheLimit) {
   const KvGeometry g = SmallGeometry(64);
   KvPlan plan;
