@@ -19,125 +19,25 @@
 //
 // The fast path covers head_dim 64 and 128 with groups of 32, 64 or 128 channels (every Llama-family model here);
 // other shapes go to the scalar reference.
-#include "qu4-qu2-kv-avx.h"
+#include "qu4-qu2-kv-scores-avx.h"
 
 namespace mikv::avx {
 
 namespace {
 
-// INT4: the channel that byte j (0..31) of register A (reg 0) or B (reg 1) holds.
-constexpr int ChunkChannel(int reg, int j) { return 2 * j + reg; }
-
-struct Chunk {
-  __m256i a, b;
+// The scores' byte dot products in AVX2 (qu4-qu2-kv-scores-avx.h): vpmaddubsw to int16, vpmaddwd to int32 lanes.
+struct MaddubsDot {
+  static __m256i Int4(__m256i a, __m256i b, __m256i qa, __m256i qb) {
+    return _mm256_madd_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(a, qa), _mm256_maddubs_epi16(b, qb)),
+                             _mm256_set1_epi16(1));
+  }
+  static __m256i Int2(const __m256i* p, const __m256i* qk) {
+    const __m256i s16 = _mm256_add_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(p[0], qk[0]), _mm256_maddubs_epi16(p[1], qk[1])),
+                                         _mm256_add_epi16(_mm256_maddubs_epi16(p[2], qk[2]), _mm256_maddubs_epi16(p[3], qk[3])));
+    return _mm256_madd_epi16(s16, _mm256_set1_epi16(1));
+  }
 };
 
-inline Chunk LoadChunk(const uint8_t* codes, int c) {
-  const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes + 32 * c));
-  const __m256i m = _mm256_set1_epi8(15);
-  return {_mm256_and_si256(x, m), _mm256_and_si256(_mm256_srli_epi16(x, 4), m)};
-}
-
-// Up to kPass queries of one GQA group share each row's loads, unpacking and scale spreading; the count is a
-// template parameter so the per-query accumulators stay in registers.
-constexpr int kPass = 4;
-
-// INT4: eight rows' int32 lane vectors of one unit (a 64-channel chunk, or both chunks when a group spans them) ->
-// the rows' sums per group of the unit, rows in order. Lane k holds channels 8k..8k+7 of the chunk, so groups of 32
-// are the two 128-bit halves (GU = 2) and larger groups the whole unit (GU = 1).
-template <int GU>
-inline void GroupSums8(const __m256i* r, __m256i* sums) {
-  const __m256i h0 = _mm256_hadd_epi32(r[0], r[1]), h1 = _mm256_hadd_epi32(r[2], r[3]);
-  const __m256i h2 = _mm256_hadd_epi32(r[4], r[5]), h3 = _mm256_hadd_epi32(r[6], r[7]);
-  // [rows 0-3: lanes 0-3 | rows 0-3: lanes 4-7], then rows 4-7.
-  const __m256i q0 = _mm256_hadd_epi32(h0, h1), q1 = _mm256_hadd_epi32(h2, h3);
-  const __m256i lo = _mm256_permute2x128_si256(q0, q1, 0x20), hi = _mm256_permute2x128_si256(q0, q1, 0x31);
-  if (GU == 1) {
-    sums[0] = _mm256_add_epi32(lo, hi);
-  } else {
-    sums[0] = lo;
-    sums[GU - 1] = hi;
-  }
-}
-
-// The end of eight rows' scores, shared by INT4 and INT2: their scales and zeros loaded as columns, and per query
-// Σ_g sums_g·(scale_g·qs_g) + zero_g·qsum_g for eight rows per instruction, stored (the first nb). group_sums(h, u,
-// sums) gives query h's int32 group sums of unit u, rows in order.
-template <int NQ, int U, int GU, int NG, typename GroupSumsFn>
-inline void FinishScores(const uint8_t* first_scales, size_t stride, int nb, const float (*qs)[NG], const float* qsum,
-                         float scale, GroupSumsFn group_sums, float* out, size_t out_stride) {
-  __m128i cols[2 * NG];
-  ScaleColumns8<NG>(first_scales, stride, nb, cols);
-  __m256 sc[NG], zc[NG];
-  for (int g = 0; g < NG; ++g) {
-    sc[g] = _mm256_cvtph_ps(cols[g]);
-    zc[g] = _mm256_cvtph_ps(cols[NG + g]);
-  }
-  for (int h = 0; h < NQ; ++h) {
-    __m256 total = _mm256_setzero_ps();
-    for (int u = 0; u < U; ++u) {
-      __m256i sums[GU];
-      group_sums(h, u, sums);
-      for (int j = 0; j < GU; ++j) {
-        const int g = u * GU + j;
-        total = _mm256_fmadd_ps(zc[g], _mm256_set1_ps(qsum[h * NG + g]), total);
-        total = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums[j]), _mm256_mul_ps(sc[g], _mm256_set1_ps(qs[h][g])), total);
-      }
-    }
-    total = _mm256_mul_ps(total, _mm256_set1_ps(scale));
-    float* o = out + h * out_stride;
-    if (nb == 8) {
-      _mm256_storeu_ps(o, total);
-    } else {
-      alignas(32) float tail[8];
-      _mm256_store_ps(tail, total);
-      std::memcpy(o, tail, nb * sizeof(float));
-    }
-  }
-}
-
-// INT4 scores. Rows go eight at a time: per row and query only the integer dot products (int32 lanes); then per
-// eight rows the lanes are reduced to group sums, and the scales and zeros (loaded as columns) are applied to eight
-// rows per instruction. n need not be a multiple of 8: the last rows repeat row n-1 and their scores are not stored.
-template <int NC, int NQ, int NG>
-void ScoresInt4(const KvRowFormat& f, const float* q, const float* qsum, const uint8_t* rows, size_t n,
-                float scale, float* out, size_t out_stride) {
-  constexpr int d = 64 * NC, group = d / NG;
-  constexpr int U = group <= 64 ? NC : 1, GU = group <= 64 ? 64 / group : 1;  // units, groups per unit
-  const size_t code_bytes = KvCodeBytes(d, 4);
-  alignas(32) int8_t qa[kPass][NC][32], qb[kPass][NC][32];
-  float qs[kPass][NG];
-  for (int h = 0; h < NQ; ++h) {
-    int8_t q8[d];
-    KvQuantizeQuery(q + h * d, d, group, q8, qs[h]);
-    for (int c = 0; c < NC; ++c)
-      for (int j = 0; j < 32; ++j) {
-        qa[h][c][j] = q8[64 * c + ChunkChannel(0, j)];
-        qb[h][c][j] = q8[64 * c + ChunkChannel(1, j)];
-      }
-  }
-  const __m256i ones = _mm256_set1_epi16(1);
-  for (size_t t = 0; t < n; t += 8) {
-    const int nb = (int)std::min<size_t>(8, n - t);
-    __m256i lanes[NQ][U][8];
-    for (int i = 0; i < 8; ++i) {
-      const uint8_t* row = rows + (t + std::min(i, nb - 1)) * f.stride;
-      for (int c = 0; c < NC; ++c) {
-        const Chunk ch = LoadChunk(row, c);
-        for (int h = 0; h < NQ; ++h) {
-          const __m256i s16 = _mm256_add_epi16(
-              _mm256_maddubs_epi16(ch.a, _mm256_load_si256(reinterpret_cast<const __m256i*>(qa[h][c]))),
-              _mm256_maddubs_epi16(ch.b, _mm256_load_si256(reinterpret_cast<const __m256i*>(qb[h][c]))));
-          const __m256i dot = _mm256_madd_epi16(s16, ones);
-          if (U == NC || c == 0) lanes[h][c][i] = dot;
-          else lanes[h][0][i] = _mm256_add_epi32(lanes[h][0][i], dot);
-        }
-      }
-    }
-    FinishScores<NQ, U, GU, NG>(rows + t * f.stride + code_bytes, f.stride, nb, qs, qsum, scale,
-                                [&](int h, int u, __m256i* sums) { GroupSums8<GU>(lanes[h][u], sums); }, out + t, out_stride);
-  }
-}
 
 // The weights side of the values kernels: per query, the current block's quantized weights (w8[h][g][t], ws[h][g])
 // and the running Σ_t p_t·zero_g (zacc), with the vpshufb patterns that spread a row pair's weights.
@@ -247,98 +147,6 @@ void ValuesInt4(const KvRowFormat& f, const float* p, size_t p_stride, const uin
   qw.Finish(NQ, d, group, channel, fa[0], acc);
 }
 
-// INT2 scores, two rows per register: row t's 16 code bytes of a chunk in the low 128 bits, row t+1's in the high,
-// and the four 2-bit phases as four registers (x >> 2k & 3, one shift each) against the query's channels 4j+k.
-// One vpmaddwd then leaves [row t | row t+1] x four int32 lanes, lane k = channels 16k..16k+15 of the chunk, and
-// one vphaddd of two such pairs is already the rows' group sums for groups of 32.
-template <int NC, int NQ, int NG>
-void ScoresInt2(const KvRowFormat& f, const float* q, const float* qsum, const uint8_t* rows, size_t n,
-                float scale, float* out, size_t out_stride) {
-  constexpr int d = 64 * NC, group = d / NG;
-  constexpr int U = group <= 64 ? NC : 1, GU = group <= 64 ? 64 / group : 1;
-  const size_t code_bytes = KvCodeBytes(d, 2);
-  alignas(32) int8_t qp[kPass][NC][4][32];  // [query][chunk][phase], channels 64c + 4j + phase, j = 0..15, twice
-  float qs[kPass][NG];
-  for (int h = 0; h < NQ; ++h) {
-    int8_t q8[d];
-    KvQuantizeQuery(q + h * d, d, group, q8, qs[h]);
-    for (int c = 0; c < NC; ++c)
-      for (int k = 0; k < 4; ++k)
-        for (int j = 0; j < 32; ++j) qp[h][c][k][j] = q8[64 * c + 4 * (j % 16) + k];
-  }
-  const __m256i ones = _mm256_set1_epi16(1), three = _mm256_set1_epi8(3);
-  const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);  // rows 0 2 4 6 1 3 5 7 -> 0..7
-  for (size_t t = 0; t < n; t += 8) {
-    const int nb = (int)std::min<size_t>(8, n - t);
-    __m256i pairs[NQ][U][4];  // [row 2i | row 2i+1] lanes
-    for (int i = 0; i < 4; ++i) {
-      const uint8_t* r0 = rows + (t + std::min(2 * i, nb - 1)) * f.stride;
-      const uint8_t* r1 = rows + (t + std::min(2 * i + 1, nb - 1)) * f.stride;
-      for (int c = 0; c < NC; ++c) {
-        const __m256i x = _mm256_inserti128_si256(
-            _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(r0 + 16 * c))),
-            _mm_loadu_si128(reinterpret_cast<const __m128i*>(r1 + 16 * c)), 1);
-        const __m256i p0 = _mm256_and_si256(x, three), p1 = _mm256_and_si256(_mm256_srli_epi16(x, 2), three);
-        const __m256i p2 = _mm256_and_si256(_mm256_srli_epi16(x, 4), three), p3 = _mm256_and_si256(_mm256_srli_epi16(x, 6), three);
-        for (int h = 0; h < NQ; ++h) {
-          const __m256i* qk = reinterpret_cast<const __m256i*>(qp[h][c]);
-          const __m256i s16 = _mm256_add_epi16(
-              _mm256_add_epi16(_mm256_maddubs_epi16(p0, _mm256_load_si256(qk)), _mm256_maddubs_epi16(p1, _mm256_load_si256(qk + 1))),
-              _mm256_add_epi16(_mm256_maddubs_epi16(p2, _mm256_load_si256(qk + 2)), _mm256_maddubs_epi16(p3, _mm256_load_si256(qk + 3))));
-          const __m256i dot = _mm256_madd_epi16(s16, ones);
-          if (U == NC || c == 0) pairs[h][c][i] = dot;
-          else pairs[h][0][i] = _mm256_add_epi32(pairs[h][0][i], dot);
-        }
-      }
-    }
-    // [r0g0 r0g1 r2g0 r2g1 | r1g0 r1g1 r3g0 r3g1] and rows 4-7 likewise (GU = 2); for GU = 1 one more level.
-    auto group_sums = [&](int h, int u, __m256i* sums) {
-      const __m256i h0 = _mm256_hadd_epi32(pairs[h][u][0], pairs[h][u][1]);
-      const __m256i h1 = _mm256_hadd_epi32(pairs[h][u][2], pairs[h][u][3]);
-      if (GU == 1) {
-        sums[0] = _mm256_permutevar8x32_epi32(_mm256_hadd_epi32(h0, h1), order);
-      } else {
-        sums[0] = _mm256_permutevar8x32_epi32(
-            _mm256_castps_si256(_mm256_shuffle_ps(_mm256_castsi256_ps(h0), _mm256_castsi256_ps(h1), 0x88)), order);
-        sums[GU - 1] = _mm256_permutevar8x32_epi32(
-            _mm256_castps_si256(_mm256_shuffle_ps(_mm256_castsi256_ps(h0), _mm256_castsi256_ps(h1), 0xDD)), order);
-      }
-    };
-    FinishScores<NQ, U, GU, NG>(rows + t * f.stride + code_bytes, f.stride, nb, qs, qsum, scale, group_sums, out + t,
-                                out_stride);
-  }
-}
-
-template <int BITS, int NC, int NG>
-void ScoresPasses(const KvRowFormat& f, int nq, const float* q, const float* qsum, const uint8_t* rows, size_t n, float scale,
-                  float* out, size_t out_stride) {
-  const int d = f.head_dim;
-  for (int h = 0; h < nq; h += kPass) {
-    const float* qh = q + h * d;
-    const float* sh = qsum + h * NG;
-    float* oh = out + h * out_stride;
-    switch (std::min(kPass, nq - h)) {
-      case 1: (BITS == 2 ? ScoresInt2<NC, 1, NG> : ScoresInt4<NC, 1, NG>)(f, qh, sh, rows, n, scale, oh, out_stride); break;
-      case 2: (BITS == 2 ? ScoresInt2<NC, 2, NG> : ScoresInt4<NC, 2, NG>)(f, qh, sh, rows, n, scale, oh, out_stride); break;
-      case 3: (BITS == 2 ? ScoresInt2<NC, 3, NG> : ScoresInt4<NC, 3, NG>)(f, qh, sh, rows, n, scale, oh, out_stride); break;
-      default: (BITS == 2 ? ScoresInt2<NC, 4, NG> : ScoresInt4<NC, 4, NG>)(f, qh, sh, rows, n, scale, oh, out_stride); break;
-    }
-  }
-}
-
-template <int BITS>
-void ScoresOfShape(const KvRowFormat& f, int nq, const float* q, const float* qsum, const uint8_t* rows, size_t n, float scale,
-                   float* out, size_t out_stride) {
-  const int ng = f.head_dim / f.group;
-  if (f.head_dim == 64) {
-    if (ng == 1) return ScoresPasses<BITS, 1, 1>(f, nq, q, qsum, rows, n, scale, out, out_stride);
-    return ScoresPasses<BITS, 1, 2>(f, nq, q, qsum, rows, n, scale, out, out_stride);
-  }
-  if (ng == 1) return ScoresPasses<BITS, 2, 1>(f, nq, q, qsum, rows, n, scale, out, out_stride);
-  if (ng == 2) return ScoresPasses<BITS, 2, 2>(f, nq, q, qsum, rows, n, scale, out, out_stride);
-  return ScoresPasses<BITS, 2, 4>(f, nq, q, qsum, rows, n, scale, out, out_stride);
-}
-
 // INT2 values, two rows per register as in ScoresInt2: rows t and t+1's 16 code bytes of a chunk interleaved byte by
 // byte (vpunpcklbw/hbw, bytes 0-7 in the low 128 bits, 8-15 in the high), then the four 2-bit phases with one shift
 // each: byte pair j of phase k holds channel 4j+k of both rows, so one vpmaddubsw with (w_t, w_t+1) gives
@@ -434,8 +242,8 @@ void Qu4Qu2KvScoresGroupAvx2(const KvRowFormat& f, int nq, const float* q, const
       kScalarKvKernels.scores[(int)f.precision](f, q + h * d, qsum + h * ng, rows, n, scale, out + h * out_stride);
     return;
   }
-  if (f.precision == KvPrecision::Int2) return ScoresOfShape<2>(f, nq, q, qsum, rows, n, scale, out, out_stride);
-  return ScoresOfShape<4>(f, nq, q, qsum, rows, n, scale, out, out_stride);
+  if (f.precision == KvPrecision::Int2) return ScoresOfShape<MaddubsDot, 2>(f, nq, q, qsum, rows, n, scale, out, out_stride);
+  return ScoresOfShape<MaddubsDot, 4>(f, nq, q, qsum, rows, n, scale, out, out_stride);
 }
 
 void Qu4Qu2KvValuesGroupAvx2(const KvRowFormat& f, int nq, const float* p, size_t p_stride, const uint8_t* rows, size_t n,
