@@ -66,7 +66,7 @@ static const KvKernels* Pick() {
       if (std::strcmp(forced, KvIsaName(isa)) == 0 && GetKvKernels(isa)) return GetKvKernels(isa);
   }
   // AVX-512 VNNI first where the CPU has it: its INT4/INT2 scores (vpdpbusd) are at least as fast as the AVX2 integer
-  // kernels the AVX-512 table takes, the rest being the same (docs/bench/avx512-device.json: 2-5% ahead at 16k tokens
+  // kernels the AVX-512 table takes, the rest being the same (docs/bench/avx512-device.json: 3-6% ahead at 16k tokens
   // by medians of interleaved rounds, level with three query heads).
   for (KvIsa isa : {KvIsa::Avx512Vnni, KvIsa::Avx512, KvIsa::Avx2, KvIsa::Neon})
     if (const KvKernels* k = GetKvKernels(isa)) return k;
