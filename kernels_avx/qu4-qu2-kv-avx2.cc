@@ -10,7 +10,8 @@
 // Scores, eight rows at a time. Per row only integer work: vpmaddubsw of the codes with the query's int8 codes in
 // their order, summed to int16 (INT4 |sum| <= 2·15·127·2, INT2 8·3·127, both < 2^15), vpmaddwd -> int32 lanes, each
 // inside one group. Per eight rows the lanes are reduced to group sums with vphaddd, and the scales and zeros —
-// loaded as columns by an 8x8 transpose of the rows' FP16 halfs — are applied to eight rows per instruction.
+// loaded as columns by an 8x8 transpose of the rows' FP16 halfs — are applied to eight rows per instruction. (The
+// scores' code is in qu4-qu2-kv-scores-avx.h, shared with the AVX-512 VNNI kernels; this file supplies its AVX2 dot.)
 // Values, two rows at a time: their codes interleaved byte by byte (vpunpcklbw), times their quantized weights
 // interleaved the same way: one vpmaddubsw gives w_t·code_t + w_u·code_u per channel in int16 (a block of
 // KvValueBlockRows sums to at most 16·15·127 (INT4) or 64·3·127 (INT2) < 2^15); at the end of a block the int16
@@ -37,7 +38,6 @@ struct MaddubsDot {
     return _mm256_madd_epi16(s16, _mm256_set1_epi16(1));
   }
 };
-
 
 // The weights side of the values kernels: per query, the current block's quantized weights (w8[h][g][t], ws[h][g])
 // and the running Σ_t p_t·zero_g (zacc), with the vpshufb patterns that spread a row pair's weights.
