@@ -268,5 +268,4 @@ Status ParseKvSpec(const std::string& spec, const KvCacheConfig& base, KvCacheCo
   return OkStatus();
 }
 
-
 }  // namespace mikv

@@ -108,15 +108,13 @@ std::vector<Candidate> Candidates(const ModelConfig& m) {
   add("mikv INT8/INT2, 10% high", KvPolicy::MiKV, KvPrecision::Int8, KvPrecision::Int2, 0.1f);
   add("mikv FP16/INT4, 20% high", KvPolicy::MiKV, KvPrecision::F16, KvPrecision::Int4, 0.2f);
   if (HadamardSizeOk(m.head_dim) && m.head_dim % 64 == 0) {
-    add("tiered INT8 1%/K4V2 20%/INT2", KvPolicy::MiKV, KvPrecision::Int8, KvPrecision::Int2, 0.01f);
-    Candidate& c = out.back();
-    c.kv.mid_tier = true;
-    c.kv.mid = KvPrecision::Int2;
-    c.kv.mid_keys = KvPrecision::Int4;
-    c.kv.mid_frac = 0.2f;
-    c.kv.mid_group = c.kv.lo_group = 64;
-    c.kv.rotate = true;
-    c.kv.balance_keys = false;
+    // The preset below 25% (kKvPresets), its middle tier at a fixed 20%: the chart has no budget to size it from.
+    Candidate c;
+    c.name = "tiered INT8 1%/K4V2 20%/INT2";
+    KvCacheConfig base;
+    base.group = 32;
+    base.balance_keys = false;
+    if (ParseKvSpec("mikv/int8@0.01/k4v2:g64@0.2/int2:g64+rot", base, &c.kv).ok()) out.push_back(c);
   }
   return out;
 }
