@@ -68,10 +68,13 @@ void PlanTiers(const KvCacheConfig& c, int capacity, double avail, double hc, do
     if (std::isinf(avail)) {
       lo = (int)held - hi - mid;
     } else {
+      // A budget far beyond the context (up to 2^64 bytes through the C API) must not overflow the casts: clamp to
+      // the context in floating point first.
+      auto fit = [&](double bytes, double cost) { return (int)std::min<double>(wanted, std::floor(bytes / cost)); };
       double left = avail - hi * hc;
-      if (left < 0) hi = (int)std::floor(avail / hc), mid = 0, left = 0;
-      mid = std::min(mid, (int)std::floor(left / mc));
-      lo = (int)std::floor((left - mid * mc) / lc);
+      if (left < 0) hi = fit(avail, hc), mid = 0, left = 0;
+      mid = std::min(mid, fit(left, mc));
+      lo = std::min(wanted - hi - mid, fit(left - mid * mc, lc));
     }
   }
   plan->hi_tokens = std::max(0, std::min(hi, capacity));
@@ -152,7 +155,7 @@ Status PlanKvCache(const KvGeometry& g, const KvCacheConfig& c, KvPlan* plan) {
     long long total_tokens;
     if (c.budget_bytes > 0) {
       if (c.budget_bytes <= fixed) total_tokens = 0;
-      else total_tokens = (long long)((double)(c.budget_bytes - fixed) / (per_token * streams));
+      else total_tokens = (long long)std::min<double>(g.capacity, (double)(c.budget_bytes - fixed) / (per_token * streams));
     } else {
       total_tokens = c.tokens > 0 ? c.tokens : g.capacity;
       // Eviction policies without a budget keep hi_frac of the context (the "cache ratio" of H2O/StreamingLLM).

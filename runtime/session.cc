@@ -56,7 +56,6 @@ Session::Session(const Model& model, const SessionConfig& config, const KvPlan& 
       config_(config),
       kv_plan_(plan),
       capacity_(config.context),
-      threads_(config.threads),
       cache_(MakeCache(Geometry(model.config(), config.context), config, plan)),
       graph_(model, config.prefill_chunk, config.threads, config.split_attention_min_tokens),
       sampler_(model.config().vocab_size, config.sampler) {}

@@ -81,7 +81,6 @@ class Session {
   SessionConfig config_;
   KvPlan kv_plan_;
   int capacity_;
-  int threads_;
   std::unique_ptr<KvCache> cache_;
   LlamaGraph graph_;
   Sampler sampler_;

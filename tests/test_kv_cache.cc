@@ -293,6 +293,29 @@ TEST(KvPlan, TieredPlanFillsTheBudget) {
   EXPECT_NE(s.message().find("needs the mikv policy"), std::string::npos) << s.message();
 }
 
+// A budget far beyond what the context needs (the C API takes any 64-bit byte count) holds the whole context: the
+// token counts are clamped before they become ints (the fuzzer found a fixed-fraction tiered plan whose low tier
+// overflowed to a negative count and was planned empty).
+TEST(KvPlan, HugeBudgetHoldsTheWholeContext) {
+  const KvGeometry g = SmallGeometry(64);
+  for (bool tiered : {false, true}) {
+    SCOPED_TRACE(tiered ? "tiered" : "two tiers");
+    KvCacheConfig c = Config(KvPolicy::MiKV, 0, 0.1f);
+    c.lo = KvPrecision::Int2;
+    c.mid_tier = tiered;
+    c.mid = KvPrecision::Int4;
+    c.mid_frac = 0.2f;
+    for (uint64_t budget : {(uint64_t)1 << 40, (uint64_t)1 << 62, ~(uint64_t)0}) {
+      c.budget_bytes = budget;
+      KvPlan plan;
+      ASSERT_TRUE(PlanKvCache(g, c, &plan).ok()) << budget;
+      EXPECT_EQ(plan.hi_tokens + plan.mid_tokens + plan.lo_tokens, g.capacity) << budget;
+      EXPECT_GT(plan.lo_tokens, 0) << budget;
+      if (tiered) EXPECT_EQ(plan.mid_tokens, (int)std::lround(0.2 * g.capacity)) << budget;
+    }
+  }
+}
+
 // Min/max quantization of one group, written out here independently of the codec: its squared error.
 double MinMaxError(const float* x, int n, int bits) {
   const float lo = *std::min_element(x, x + n), hi = *std::max_element(x, x + n);
