@@ -420,7 +420,7 @@ int MixedKvCache::Slots(int layer, int kv_head, SlotView* out, int max) const {
   for (int t = 0; t < kTiers; ++t) {
     const Region& r = tiers_[t];
     for (int i = 0; i < r.used[s] && n < max; ++i)
-      out[n++] = SlotView{r.Position(s, i), r.Importance(s, i), t == kHi, t};
+      out[n++] = SlotView{r.Position(s, i), r.Importance(s, i), t};
   }
   return n;
 }

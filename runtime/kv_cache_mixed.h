@@ -59,8 +59,8 @@ class MixedKvCache final : public KvCache {
   struct SlotView {
     int position;
     float importance;
-    bool high;
     int tier;  // 0 hi, 1 mid, 2 lo
+    bool high() const { return tier == 0; }
   };
   int Slots(int layer, int kv_head, SlotView* out, int max) const;
   // Decodes the stored key/value of the token at `position` (keys un-balanced back). False if not cached.

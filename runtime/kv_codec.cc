@@ -41,10 +41,12 @@ void KvFitGroup(const float* x, int n, int bits, float lo, float hi, bool fit, u
   *scale = FloatToHalf((hi - lo) / qmax);
   *zero = FloatToHalf(lo);
   if (!fit || bits > 4 || !(hi > lo) || !std::isfinite(hi - lo)) return;
-  double best = TryRange(x, n, qmax, *scale, *zero).sse;
+  double best = INFINITY;
   const float mid = 0.5f * (lo + hi), half = 0.5f * (hi - lo);
   for (float shrink : kShrinks) {
-    const uint16_t s0 = FloatToHalf(2.0f * half * shrink / qmax), z0 = FloatToHalf(mid - half * shrink);
+    // (Shrink 1 is min/max itself, the range set above: tried once, then refitted.)
+    const uint16_t s0 = shrink == 1.0f ? *scale : FloatToHalf(2.0f * half * shrink / qmax),
+                   z0 = shrink == 1.0f ? *zero : FloatToHalf(mid - half * shrink);
     const Trial t = TryRange(x, n, qmax, s0, z0);
     if (t.sse < best) best = t.sse, *scale = s0, *zero = z0;
     // One least-squares refit: the scale and zero that best fit x to these codes.

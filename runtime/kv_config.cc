@@ -202,7 +202,7 @@ Status PlanKvCache(const KvGeometry& g, const KvCacheConfig& c, KvPlan* plan) {
                                          (size_t)plan->mid_tokens * (plan->mid_bytes_per_token + plan->mid_table_bytes) +
                                          (size_t)plan->lo_tokens * (plan->lo_bytes_per_token + plan->lo_table_bytes));
   plan->fp16_bytes_same_tokens =
-      streams * (size_t)(plan->hi_tokens + plan->mid_tokens + plan->lo_tokens) * 4 * g.head_dim;
+      (size_t)Fp16KvBytes(g.n_layers, g.n_kv_heads, g.head_dim, plan->hi_tokens + plan->mid_tokens + plan->lo_tokens);
   return OkStatus();
 }
 

@@ -88,6 +88,12 @@ struct KvPlan {
   size_t fp16_bytes_same_tokens = 0;                       // what an FP16 cache of hi + lo tokens would take
 };
 
+// The bytes an FP16 cache (K and V, 2 bytes a channel) of `tokens` tokens takes over all layers and kv heads: the
+// yardstick every cache size is given against ("20% of the FP16 cache").
+inline double Fp16KvBytes(int n_layers, int n_kv_heads, int head_dim, double tokens) {
+  return (double)n_layers * n_kv_heads * tokens * 2.0 * 2.0 * head_dim;
+}
+
 // Checks the configuration against the geometry (capacity = the session's context) and plans the regions.
 // Errors name the allowed values or the minimum size.
 Status PlanKvCache(const KvGeometry& g, const KvCacheConfig& c, KvPlan* plan);

@@ -49,8 +49,8 @@ const KvKernels* GetKvKernels(KvIsa isa) {
       return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && HasF16c()
                  ? &kAvx512KvKernels : nullptr;
     case KvIsa::Avx512Vnni:
-      return GetKvKernels(KvIsa::Avx512) && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
-                     __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vnni")
+      // What its translation unit is compiled for: AVX-512F (the table's other kernels), VL and VNNI (256-bit vpdpbusd).
+      return GetKvKernels(KvIsa::Avx512) && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni")
                  ? &kAvx512VnniKvKernels : nullptr;
 #endif
 #if defined(MIKV_HAVE_NEON_KERNELS)

@@ -174,7 +174,7 @@ TEST(MixedKvCache, DemotionKeepsTheMostImportantTokensHigh) {
   const int n = t.cache->Slots(0, 0, slots.data(), 64);
   ASSERT_EQ(n, 36);  // nothing dropped
   std::set<int> high, low;
-  for (int i = 0; i < n; ++i) (slots[i].high ? high : low).insert(slots[i].position);
+  for (int i = 0; i < n; ++i) (slots[i].high() ? high : low).insert(slots[i].position);
   EXPECT_EQ(high.size(), 10u);
   for (int p : {0, 1}) EXPECT_TRUE(high.count(p)) << "sink " << p;
   for (int p = 32; p < 36; ++p) EXPECT_TRUE(high.count(p)) << "recent " << p;
@@ -377,7 +377,7 @@ TEST(MixedKvCache, DemotedTokensDequantizeWithinTheBound) {
     KvCodec codec(lo, g.head_dim, 16);
     std::vector<uint8_t> buf(codec.bytes());
     for (int i = 0; i < n; ++i) {
-      if (slots[i].high) continue;
+      if (slots[i].high()) continue;
       ++demoted;
       const int p = slots[i].position;
       std::vector<float> k(g.head_dim), v(g.head_dim);
@@ -460,7 +460,7 @@ TEST(MixedKvCache, PositionsKeepTheirBitsPast65536) {
     std::set<int> held, high;
     for (int i = 0; i < n; ++i) {
       held.insert(slots[i].position);
-      if (slots[i].high) high.insert(slots[i].position);
+      if (slots[i].high()) high.insert(slots[i].position);
     }
     EXPECT_EQ(*held.begin(), first);
     EXPECT_EQ(*held.rbegin(), capacity - 1);

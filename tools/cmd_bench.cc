@@ -279,7 +279,7 @@ int RunBench(const BenchArgs& a) {
     const double prefill_tps = st.prompt_tokens / st.prompt_seconds, decode_tps = st.generated_tokens / st.decode_seconds;
     // Bytes decode reads per token: every packed weight, plus the KV cache at the mean decode position.
     const ModelConfig& m = model->config();
-    const double kv_per_token_fp16 = (double)m.n_layers * m.n_kv_heads * 4.0 * m.head_dim;
+    const double kv_per_token_fp16 = Fp16KvBytes(m.n_layers, m.n_kv_heads, m.head_dim, 1);
     const double kv_bytes = c.kv.policy == KvPolicy::Plain
                                 ? kv_per_token_fp16 * (a.prompt + a.decode / 2.0)
                                 : (double)session->kv_plan().total_bytes * std::min(1.0, (a.prompt + a.decode / 2.0) / c.context);

@@ -160,7 +160,7 @@ struct Overheads {
 nlohmann::json Propose(const Model& model, const Overheads& over, size_t memory, int context, int threads) {
   const size_t fixed = over.fixed;
   const ModelConfig& m = model.config();
-  const double fp16 = (double)m.n_layers * m.n_kv_heads * context * m.head_dim * 2 * 2;
+  const double fp16 = Fp16KvBytes(m.n_layers, m.n_kv_heads, m.head_dim, context);
   KvCacheConfig plain;
   plain.policy = KvPolicy::Plain;
   const size_t arena_plain = ArenaFor(model, plain, context, threads);

@@ -66,7 +66,7 @@ class Evaluator {
     c.context = std::min<int>((int)ids.size() + extra, model_.config().max_seq_len);
     c.kv = kv;
     const ModelConfig& m = model_.config();
-    const double fp16 = (double)m.n_layers * m.n_kv_heads * ids.size() * 4.0 * m.head_dim;
+    const double fp16 = Fp16KvBytes(m.n_layers, m.n_kv_heads, m.head_dim, (double)ids.size());
     if (kv.policy != KvPolicy::Full && kv.policy != KvPolicy::Plain) c.kv.budget_bytes = (size_t)(ratio * fp16);
     std::unique_ptr<Session> s;
     MIKV_RETURN_IF_ERROR(Session::Create(model_, c, &s));
