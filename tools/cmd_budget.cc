@@ -89,6 +89,29 @@ struct Candidate {
   KvCacheConfig kv;
 };
 
+// The cache `mikv budget` proposes for the KV memory a budget leaves: the best configuration `mikv eval` measured on
+// the default model at that size (docs/eval/tiers-default.json; README, "Tiers"). Largest first.
+struct KvPreset {
+  double min_fraction;  // of the FP16 cache of the context
+  const char* spec;     // ParseKvSpec's grammar (what --kv-config takes)
+  const char* evidence;
+};
+const KvPreset kKvPresets[] = {
+    {1.04, "full", "every token FP16"},
+    {0.25, "mikv/int8@0.02/k4v3:g64/k3v2:g64+rot",
+     "eval, default model: at 25% of FP16 line retrieval 100%, recall top-1 0.947; at 28.9% 100%, 0.949 (full: 100%, 0.959)"},
+    {0.0, "mikv/int8@0.01/k4v2:g64/int2:g64+rot",
+     "eval, default model: at 20% of FP16 line retrieval 69%, recall top-1 0.891, ahead of k3v2/int2 (56%, 0.890) "
+     "and on the integer kernels: 16k decode 1.02x paper MiKV INT2 (full: 100%, 0.959)"},
+};
+
+// A preset's configuration, as the eval's rows ran it: the key balancer off (it hurt on the default model).
+Status PresetConfig(const KvPreset& p, KvCacheConfig* c) {
+  KvCacheConfig base;
+  base.balance_keys = false;
+  return ParseKvSpec(p.spec, base, c);
+}
+
 std::vector<Candidate> Candidates(const ModelConfig& m) {
   std::vector<Candidate> out;
   auto add = [&](const std::string& name, KvPolicy p, KvPrecision hi, KvPrecision lo, float frac) {
@@ -108,13 +131,14 @@ std::vector<Candidate> Candidates(const ModelConfig& m) {
   add("mikv INT8/INT2, 10% high", KvPolicy::MiKV, KvPrecision::Int8, KvPrecision::Int2, 0.1f);
   add("mikv FP16/INT4, 20% high", KvPolicy::MiKV, KvPrecision::F16, KvPrecision::Int4, 0.2f);
   if (HadamardSizeOk(m.head_dim) && m.head_dim % 64 == 0) {
-    // The preset below 25% (kKvPresets), its middle tier at a fixed 20%: the chart has no budget to size it from.
+    // The preset below 25% (the last of kKvPresets), its middle tier at a fixed 20%: the chart has no budget to size
+    // it from.
     Candidate c;
     c.name = "tiered INT8 1%/K4V2 20%/INT2";
-    KvCacheConfig base;
-    base.group = 32;
-    base.balance_keys = false;
-    if (ParseKvSpec("mikv/int8@0.01/k4v2:g64@0.2/int2:g64+rot", base, &c.kv).ok()) out.push_back(c);
+    if (PresetConfig(std::end(kKvPresets)[-1], &c.kv).ok()) {
+      c.kv.mid_frac = 0.2f;
+      out.push_back(c);
+    }
   }
   return out;
 }
@@ -128,22 +152,6 @@ size_t ArenaFor(const Model& model, const KvCacheConfig& kv, int context, int th
   size_t bytes = 0;
   return Session::PlanArena(model, c, &bytes).ok() ? bytes : 0;
 }
-
-// The cache `mikv budget` proposes for the KV memory a budget leaves: the best configuration `mikv eval` measured on
-// the default model at that size (docs/eval/tiers-default.json; README, "Tiers"). Largest first.
-struct KvPreset {
-  double min_fraction;  // of the FP16 cache of the context
-  const char* spec;     // ParseKvSpec's grammar (what --kv-config takes)
-  const char* evidence;
-};
-const KvPreset kKvPresets[] = {
-    {1.04, "full", "every token FP16"},
-    {0.25, "mikv/int8@0.02/k4v3:g64/k3v2:g64+rot",
-     "eval, default model: at 25% of FP16 line retrieval 100%, recall top-1 0.947; at 28.9% 100%, 0.949 (full: 100%, 0.959)"},
-    {0.0, "mikv/int8@0.01/k4v2:g64/int2:g64+rot",
-     "eval, default model: at 20% of FP16 line retrieval 69%, recall top-1 0.891, ahead of k3v2/int2 (56%, 0.890) "
-     "and on the integer kernels: 16k decode 1.02x paper MiKV INT2 (full: 100%, 0.959)"},
-};
 
 // What the process needs besides the arena: `fixed` while running (runtime, mapped and packed weights, tables), and
 // `packing_peak` while the weights are packed, before the arena exists. A plan fits a memory budget when both the
@@ -175,9 +183,7 @@ nlohmann::json Propose(const Model& model, const Overheads& over, size_t memory,
   for (const KvPreset& p : kKvPresets) {
     if (kv / fp16 < p.min_fraction) continue;
     KvCacheConfig c;
-    KvCacheConfig base;
-    base.balance_keys = false;  // the eval's rows (the balancer hurt on the default model)
-    if (!ParseKvSpec(p.spec, base, &c).ok()) continue;
+    if (!PresetConfig(p, &c).ok()) continue;
     if (c.rotate && !HadamardSizeOk(m.head_dim)) continue;
     if (c.policy != KvPolicy::Full) c.budget_bytes = (size_t)kv;
     // The arena beyond the KV cache differs a little between caches (attention scratch): trim to fit.
