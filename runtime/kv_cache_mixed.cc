@@ -33,6 +33,7 @@ MixedKvCache::MixedKvCache(const KvGeometry& g, const KvCacheConfig& config, con
   lo.capacity = plan.lo_tokens;
   short_positions_ = plan.position_bytes == sizeof(uint16_t);
   lo_ranked_ = plan.lo_ranked;
+  lo.slot_is_position = config.policy == KvPolicy::Uniform;  // (only read when the tier keeps no positions)
   bool quantizes = false;
   for (const Region& r : tiers_) quantizes |= r.kcodec.quantized() && r.capacity > 0;
   balances_ = quantizes && config.balance_keys;
@@ -45,9 +46,9 @@ void MixedKvCache::Carve(Arena* arena) {
     Region* r = &tiers_[t];
     r->keys = arena->Take<uint8_t>(streams * r->capacity * r->kcodec.bytes(), kLabels[t]);
     r->values = arena->Take<uint8_t>(streams * r->capacity * r->vcodec.bytes(), kLabels[t]);
-    r->positions16 = short_positions_ ? arena->Take<uint16_t>(streams * r->capacity, "kv-tables") : nullptr;
-    r->positions32 = short_positions_ ? nullptr : arena->Take<int32_t>(streams * r->capacity, "kv-tables");
     const bool ranks = t != kLo || lo_ranked_;
+    r->positions16 = ranks && short_positions_ ? arena->Take<uint16_t>(streams * r->capacity, "kv-tables") : nullptr;
+    r->positions32 = ranks && !short_positions_ ? arena->Take<int32_t>(streams * r->capacity, "kv-tables") : nullptr;
     r->importance = ranks ? arena->Take<float>(streams * r->capacity, "kv-tables") : nullptr;
     r->used = arena->Take<int32_t>(streams, "kv-tables");
   }
@@ -215,6 +216,10 @@ void MixedKvCache::MakeRoomHigh(size_t s, int layer, int kv_head, int newest) {
 }
 
 void MixedKvCache::Write(int layer, int pos, int n, const float* k, const float* v) {
+  // A chunk no longer than the window (Session makes it so for the demoting policies) is never demoted while it is
+  // written, so every token below the high tier is older than the chunk's queries: a mikv low tier without
+  // positions relies on it.
+  assert(n <= config_.window || config_.policy != KvPolicy::MiKV || lo_ranked_);
   if (balances_) balancer_.ObserveKeys(layer, n, k);
   const int d = g_.head_dim;
   Region& hi = tiers_[kHi];

@@ -6,7 +6,7 @@
 //                                      lo tier   L slots, K and V at INT8/INT4/INT3/INT2
 //                                      (in mid and lo, keys may be finer than values)
 //                                      tables    slot -> position (16 or 32 bits), slot -> accumulated attention
-//                                                (importance; not in a low tier that never fills: KvPlan)
+//                                                (importance); neither in a low tier that never fills (KvPlan)
 //   per stream:                        key balancer factors (key_balancer.h), when keys are balanced
 //
 // With `rotate`, every tier stores R·k and R·v (hadamard.h; keys balanced first where the tier balances), the
@@ -57,7 +57,7 @@ class MixedKvCache final : public KvCache {
 
   // For tests and tools: what a stream holds.
   struct SlotView {
-    int position;
+    int position;  // -1: not recorded (a token demoted into a low tier that keeps no positions)
     float importance;
     int tier;  // 0 hi, 1 mid, 2 lo
     bool high() const { return tier == 0; }
@@ -74,18 +74,24 @@ class MixedKvCache final : public KvCache {
     int capacity = 0;           // slots per stream
     uint8_t* keys = nullptr;    // [stream][slot][kcodec.bytes()]
     uint8_t* values = nullptr;  // [stream][slot][vcodec.bytes()]
-    uint16_t* positions16 = nullptr;  // [stream][slot], when the context fits 16 bits
-    int32_t* positions32 = nullptr;   // [stream][slot], otherwise
-    float* importance = nullptr;      // [stream][slot]; null when the tier does not rank its tokens
+    // Tables: [stream][slot] each. A tier that does not rank its tokens (a low tier that never fills) has none.
+    uint16_t* positions16 = nullptr;  // when the context fits 16 bits
+    int32_t* positions32 = nullptr;   // otherwise
+    float* importance = nullptr;
     int32_t* used = nullptr;          // [stream]
+    // Without a position table: tokens that enter in position order (uniform) sit at slot = position; tokens demoted
+    // into the tier are older than every query that reads them (Write), so -1 ("before any query") will do.
+    bool slot_is_position = false;
     int Position(size_t s, int slot) const {
       const size_t i = s * capacity + slot;
-      return positions16 ? positions16[i] : positions32[i];
+      if (positions16) return positions16[i];
+      if (positions32) return positions32[i];
+      return slot_is_position ? slot : -1;
     }
     void SetPosition(size_t s, int slot, int pos) {
       const size_t i = s * capacity + slot;
       if (positions16) positions16[i] = (uint16_t)pos;
-      else positions32[i] = pos;
+      else if (positions32) positions32[i] = pos;
     }
     float Importance(size_t s, int slot) const { return importance ? importance[s * capacity + slot] : 0.0f; }
     uint8_t* K(size_t s, int slot) const { return keys + (s * capacity + slot) * kcodec.bytes(); }

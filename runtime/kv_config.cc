@@ -139,7 +139,7 @@ Status PlanKvCache(const KvGeometry& g, const KvCacheConfig& c, KvPlan* plan) {
   // context (KvPlan), which is only known afterwards: plan without ranking first, and again with it if it fell short.
   auto plan_tokens = [&](bool lo_ranked) {
     plan->lo_ranked = lo_ranked;
-    plan->lo_table_bytes = plan->position_bytes + (lo_ranked ? sizeof(float) : 0);
+    plan->lo_table_bytes = lo_ranked ? plan->position_bytes + sizeof(float) : 0;
     const double hc = (double)(plan->hi_bytes_per_token + plan->hi_table_bytes),
                  mc = (double)(plan->mid_bytes_per_token + plan->mid_table_bytes),
                  lc = (double)(plan->lo_bytes_per_token + plan->lo_table_bytes);

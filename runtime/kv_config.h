@@ -73,16 +73,18 @@ Status ParseKvSpec(const std::string& spec, const KvCacheConfig& base, KvCacheCo
 
 // Tokens each region holds, per layer and kv head, and what that costs.
 //
-// Besides K and V, each slot has a table entry: its position (16 bits when the context is at most 65,536 tokens,
-// else 32) and, in a tier that ranks its tokens, their accumulated attention (importance, a float). The high and
-// middle tiers always rank (they choose what to demote). The low tier only ranks when it can fill up (the tiers hold
-// fewer tokens than the context, or new tokens enter it directly, as in `uniform`); otherwise nothing ever leaves it
-// and its importance would never be read, so it keeps positions only.
+// Besides K and V, a slot of a tier that ranks its tokens has a table entry: its position (16 bits when the context
+// is at most 65,536 tokens, else 32) and its accumulated attention (importance, a float). The high and middle tiers
+// always rank (they choose what to demote). The low tier only ranks when it can fill up (the tiers hold fewer tokens
+// than the context); otherwise nothing ever leaves it, so it needs neither table: importance would never be read, and
+// a position is only read to hide a token from the queries before it, which never happens there (tokens enter it in
+// position order, as in `uniform`, where the slot is the position, or by demotion, which only moves tokens older than
+// the chunk being written: MixedKvCache::Write). At head_dim 64 those 2 bytes are 0.8% of the FP16 cache.
 struct KvPlan {
   int hi_tokens = 0, mid_tokens = 0, lo_tokens = 0;
   size_t hi_bytes_per_token = 0, mid_bytes_per_token = 0, lo_bytes_per_token = 0;  // K + V, one token, one kv head
   size_t position_bytes = 4;                               // 2 or 4
-  bool lo_ranked = true;                                   // the low tier keeps importance
+  bool lo_ranked = true;                                   // the low tier keeps importance and positions
   size_t hi_table_bytes = 0, mid_table_bytes = 0, lo_table_bytes = 0;  // per token, one kv head
   size_t total_bytes = 0;                                  // all layers and kv heads, tables and balancer included
   size_t fp16_bytes_same_tokens = 0;                       // what an FP16 cache of hi + lo tokens would take

@@ -237,11 +237,10 @@ TEST(KvPlan, TieredPlanFillsTheBudget) {
   KvPlan probe;
   c.mid_frac = 0.0f;
   ASSERT_TRUE(PlanKvCache(g, c, &probe).ok());
-  // Every token of the context is held, so the low tier never fills and keeps no importance: its table entry is
-  // the (16-bit) position alone.
+  // Every token of the context is held, so the low tier never fills and keeps neither importance nor positions.
   ASSERT_FALSE(probe.lo_ranked);
   ASSERT_EQ(probe.position_bytes, sizeof(uint16_t));
-  ASSERT_EQ(probe.lo_table_bytes, sizeof(uint16_t));
+  ASSERT_EQ(probe.lo_table_bytes, 0u);
   ASSERT_EQ(probe.hi_table_bytes, sizeof(uint16_t) + sizeof(float));
   const size_t hc = probe.hi_bytes_per_token + probe.hi_table_bytes,
                mc = probe.mid_bytes_per_token + probe.mid_table_bytes,
@@ -264,11 +263,11 @@ TEST(KvPlan, TieredPlanFillsTheBudget) {
   KvPlan plan;
   ASSERT_TRUE(PlanKvCache(g, c, &plan).ok());
   EXPECT_EQ(plan.mid_tokens, 0);
-  // The low tier can now fill up, so it ranks its tokens: each costs the importance's 4 bytes more, and the budget
-  // holds fewer of them.
+  // The low tier can now fill up, so it ranks its tokens: each costs a position and an importance more, and the
+  // budget holds fewer of them.
   EXPECT_TRUE(plan.lo_ranked);
   EXPECT_EQ(plan.lo_table_bytes, sizeof(uint16_t) + sizeof(float));
-  const size_t lc_ranked = lc + sizeof(float);
+  const size_t lc_ranked = lc + sizeof(uint16_t) + sizeof(float);
   EXPECT_EQ((size_t)plan.lo_tokens, (c.budget_bytes / streams - hi * hc) / lc_ranked);
   EXPECT_LT(plan.hi_tokens + plan.lo_tokens, g.capacity - 3);
   EXPECT_LE(plan.total_bytes, c.budget_bytes);
@@ -311,7 +310,9 @@ TEST(KvPlan, HugeBudgetHoldsTheWholeContext) {
       ASSERT_TRUE(PlanKvCache(g, c, &plan).ok()) << budget;
       EXPECT_EQ(plan.hi_tokens + plan.mid_tokens + plan.lo_tokens, g.capacity) << budget;
       EXPECT_GT(plan.lo_tokens, 0) << budget;
-      if (tiered) EXPECT_EQ(plan.mid_tokens, (int)std::lround(0.2 * g.capacity)) << budget;
+      if (tiered) {
+        EXPECT_EQ(plan.mid_tokens, (int)std::lround(0.2 * g.capacity)) << budget;
+      }
     }
   }
 }
@@ -396,9 +397,9 @@ TEST(MixedKvCache, DemotedTokensDequantizeWithinTheBound) {
   }
 }
 
-// A low tier that never fills keeps no importance (KvPlan): attention, demotion and what each tier holds are those of
-// the same cache with importance kept, bit for bit, in 4 bytes less per low token.
-TEST(MixedKvCache, LowTierWithoutImportanceAttendsTheSame) {
+// A low tier that never fills keeps no importance and no positions (KvPlan): attention, demotion and what each tier
+// holds are those of the same cache with both tables kept, bit for bit, in 6 bytes less per low token.
+TEST(MixedKvCache, LowTierWithoutTablesAttendsTheSame) {
   const KvGeometry g = SmallGeometry(64);
   KvCacheConfig c = Config(KvPolicy::MiKV, 0, 0.1f);  // holds the whole context: 6 hi, 16 mid, 42 lo
   c.mid_tier = true;
@@ -412,8 +413,9 @@ TEST(MixedKvCache, LowTierWithoutImportanceAttendsTheSame) {
   CacheUnderTest ranked(g, c, [](KvPlan* p) { p->lo_ranked = true; });
   ASSERT_TRUE(lean.status.ok() && ranked.status.ok());
   ASSERT_GT(lean.plan.lo_tokens, 20);
-  EXPECT_GE(ranked.bytes - lean.bytes, (size_t)lean.plan.lo_tokens * sizeof(float));
-  EXPECT_LT(ranked.bytes - lean.bytes, (size_t)lean.plan.lo_tokens * sizeof(float) + 256);  // (arena alignment)
+  const size_t tables = (size_t)lean.plan.lo_tokens * (sizeof(float) + sizeof(uint16_t));
+  EXPECT_GE(ranked.bytes - lean.bytes, tables);
+  EXPECT_LT(ranked.bytes - lean.bytes, tables + 256);  // (arena alignment)
   std::mt19937 rng(11);
   std::vector<float> out_lean(g.n_heads * g.head_dim), out_ranked(out_lean.size());
   for (int pos = 0; pos < g.capacity; ++pos) {
@@ -431,13 +433,62 @@ TEST(MixedKvCache, LowTierWithoutImportanceAttendsTheSame) {
   ASSERT_EQ(n, ranked.cache->Slots(0, 0, b.data(), g.capacity));
   ASSERT_EQ(n, g.capacity);  // nothing evicted
   int low = 0;
+  std::set<int> held;
   for (int i = 0; i < n; ++i) {
-    EXPECT_EQ(a[i].position, b[i].position);
     EXPECT_EQ(a[i].tier, b[i].tier);
+    // The lean low tier does not know its tokens' positions; the others do, and they are the ranked cache's.
+    EXPECT_EQ(a[i].position, a[i].tier == 2 ? -1 : b[i].position);
+    held.insert(b[i].position);
     low += a[i].tier == 2;
   }
   EXPECT_EQ(low, lean.plan.lo_tokens);
+  EXPECT_EQ((int)held.size(), g.capacity);
   EXPECT_EQ(lean.cache->Occupancy().evicted, 0);
+}
+
+// Prefill writes chunks of tokens before their queries attend, so a query must not see the chunk's later tokens. A
+// low tier without positions masks nothing in `mikv` (only tokens older than the chunk are demoted while a chunk no
+// longer than the window is written) and masks by slot in `uniform` (tokens enter in position order): both give the
+// outputs of the same cache with positions kept, bit for bit, chunk by chunk.
+TEST(MixedKvCache, LowTierWithoutPositionsMasksChunks) {
+  const KvGeometry g = SmallGeometry(48);
+  for (KvPolicy policy : {KvPolicy::MiKV, KvPolicy::Uniform}) {
+    SCOPED_TRACE(KvPolicyName(policy));
+    KvCacheConfig c = Config(policy, 0, 0.1f);
+    c.lo = KvPrecision::Int4;
+    c.rotate = true;
+    CacheUnderTest lean(g, c);
+    CacheUnderTest ranked(g, c, [](KvPlan* p) { p->lo_ranked = true; });
+    ASSERT_TRUE(lean.status.ok() && ranked.status.ok());
+    ASSERT_FALSE(lean.plan.lo_ranked);
+    ASSERT_GT(lean.plan.lo_tokens, 30);
+    const int chunk = c.window;  // as Session chunks a prefill for mikv
+    std::mt19937 rng(5);
+    std::vector<float> out_lean(g.n_heads * g.head_dim), out_ranked(out_lean.size());
+    for (int first = 0; first < g.capacity; first += chunk) {
+      const int n = std::min(chunk, g.capacity - first);
+      std::vector<float> q, k, v;
+      for (int t = 0; t < n; ++t) {
+        const auto qt = RandomVector(rng, g.n_heads * g.head_dim), kt = RandomVector(rng, g.head_dim, 8.0f, 3),
+                   vt = RandomVector(rng, g.head_dim);
+        q.insert(q.end(), qt.begin(), qt.end());
+        k.insert(k.end(), kt.begin(), kt.end());
+        v.insert(v.end(), vt.begin(), vt.end());
+      }
+      for (CacheUnderTest* t : {&lean, &ranked}) {
+        t->cache->Observe(0, n, q.data());
+        t->cache->Write(0, first, n, k.data(), v.data());
+      }
+      for (int i = 0; i < n; ++i) {
+        const float* qi = q.data() + (size_t)i * g.n_heads * g.head_dim;
+        lean.cache->Attend(0, first + i, 0, qi, out_lean.data(), lean.scratch.data());
+        ranked.cache->Attend(0, first + i, 0, qi, out_ranked.data(), ranked.scratch.data());
+        ASSERT_EQ(out_lean, out_ranked) << "position " << first + i;
+      }
+    }
+    EXPECT_GT(lean.cache->Occupancy().lo_tokens, 30);
+    EXPECT_EQ(lean.cache->Occupancy().evicted, 0);
+  }
 }
 
 // Positions are stored in 16 bits up to a context of 65,536 tokens and in 32 past it; either way each token keeps its
