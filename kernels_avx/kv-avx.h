@@ -42,8 +42,10 @@ inline __m256 Codes8(const uint8_t* codes, int i) {
   if (BITS == 8) {
     return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(codes + i))));
   } else {
-    uint32_t w = 0;
-    std::memcpy(&w, codes + (size_t)i * BITS / 8, BITS);  // 8 codes fill BITS bytes exactly
+    // 8 codes fill BITS bytes; one 4-byte load (a row's scales and zeros follow its codes, so a byte past the last
+    // code is still the row's), where copying BITS bytes went through the stack and stalled the load after it.
+    uint32_t w;
+    std::memcpy(&w, codes + (size_t)i * BITS / 8, 4);
     const __m256i shifts = _mm256_setr_epi32(0, BITS, 2 * BITS, 3 * BITS, 4 * BITS, 5 * BITS, 6 * BITS, 7 * BITS);
     const __m256i v = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)w), shifts),
                                        _mm256_set1_epi32((1 << BITS) - 1));

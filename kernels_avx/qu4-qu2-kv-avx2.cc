@@ -243,6 +243,7 @@ void Qu4Qu2KvScoresGroupAvx2(const KvRowFormat& f, int nq, const float* q, const
     return;
   }
   if (f.precision == KvPrecision::Int2) return ScoresOfShape<MaddubsDot, 2>(f, nq, q, qsum, rows, n, scale, out, out_stride);
+  if (f.precision == KvPrecision::Int3) return ScoresOfShape<MaddubsDot, 3>(f, nq, q, qsum, rows, n, scale, out, out_stride);
   return ScoresOfShape<MaddubsDot, 4>(f, nq, q, qsum, rows, n, scale, out, out_stride);
 }
 

@@ -39,6 +39,7 @@ void Qu4Qu2ScoresGroupVnni(const KvRowFormat& f, int nq, const float* q, const f
                            float scale, float* out, size_t out_stride) {
   if (!FastShape(f)) return Qu4Qu2KvScoresGroupAvx2(f, nq, q, qsum, rows, n, scale, out, out_stride);
   if (f.precision == KvPrecision::Int2) return ScoresOfShape<VnniDot, 2>(f, nq, q, qsum, rows, n, scale, out, out_stride);
+  if (f.precision == KvPrecision::Int3) return ScoresOfShape<VnniDot, 3>(f, nq, q, qsum, rows, n, scale, out, out_stride);
   return ScoresOfShape<VnniDot, 4>(f, nq, q, qsum, rows, n, scale, out, out_stride);
 }
 
@@ -53,13 +54,13 @@ void Qu4Qu2ScoresVnni(const KvRowFormat& f, const float* q, const float* qsum, c
 namespace mikv {
 extern const KvKernels kAvx512VnniKvKernels = {
     "avx512vnni",
-    {avx::F16KvScoresAvx512Entry, avx::QuKvScoresAvx512, avx::Qu4Qu2ScoresVnni, avx::QuKvScoresAvx512, avx::Qu4Qu2ScoresVnni},
+    {avx::F16KvScoresAvx512Entry, avx::QuKvScoresAvx512, avx::Qu4Qu2ScoresVnni, avx::Qu4Qu2ScoresVnni, avx::Qu4Qu2ScoresVnni},
     {avx::F16KvValuesAvx512Entry, avx::QuKvValuesAvx512, avx::Qu4Qu2KvValuesAvx2, avx::QuKvValuesAvx512, avx::Qu4Qu2KvValuesAvx2},
     avx::FwhtAvx2,
     avx::SoftmaxAvx2,
     avx::KvEncodeAvx2,
     {KvScoresEachQuery<avx::F16KvScoresAvx512Entry>, KvScoresEachQuery<avx::QuKvScoresAvx512>,
-     avx::Qu4Qu2ScoresGroupVnni, KvScoresEachQuery<avx::QuKvScoresAvx512>, avx::Qu4Qu2ScoresGroupVnni},
+     avx::Qu4Qu2ScoresGroupVnni, avx::Qu4Qu2ScoresGroupVnni, avx::Qu4Qu2ScoresGroupVnni},
     {KvValuesEachQuery<avx::F16KvValuesAvx512Entry>, KvValuesEachQuery<avx::QuKvValuesAvx512>,
      avx::Qu4Qu2KvValuesGroupAvx2, KvValuesEachQuery<avx::QuKvValuesAvx512>, avx::Qu4Qu2KvValuesGroupAvx2},
 };

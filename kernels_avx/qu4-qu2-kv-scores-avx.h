@@ -1,4 +1,4 @@
-// The integer scores of INT4 and INT2 rows, eight rows at a time (kernels_avx/qu4-qu2-kv-avx2.cc says how), for
+// The integer scores of INT4, INT3 and INT2 rows, eight rows at a time (kernels_avx/qu4-qu2-kv-avx2.cc says how), for
 // any x86 target that has 256-bit integer byte dot products: the code is written once, and `Dot` supplies the one
 // instruction sequence that differs — AVX2 (vpmaddubsw to int16, vpmaddwd to int32) or AVX-512 VNNI on 256-bit
 // registers (vpdpbusd straight to int32). Both leave lane m of a register = Σ of byte products 4m..4m+3, exactly
@@ -24,6 +24,41 @@ inline Chunk LoadChunk(const uint8_t* codes, int c) {
   const __m256i m = _mm256_set1_epi8(15);
   return {_mm256_and_si256(x, m), _mm256_and_si256(_mm256_srli_epi16(x, 4), m)};
 }
+
+// INT3: a chunk's 24 code bytes (channel i at bits 3i..3i+2) into the INT4 chunk's two registers (byte j of A ->
+// channel 2j, of B -> channel 2j+1), so INT3 takes INT4's dot products and sums. The low 128-bit half reads code
+// bytes 0-15 and the high half bytes 8-23 (never past the chunk), vpshufb puts the byte pair holding a channel's code
+// into each 16-bit lane (0..7 channels 3·c/8 bytes in), vpmullw by 2^(8 - 3c mod 8) lifts the code to bits 8-10, a
+// shift by 8 and vpackuswb make it a byte in A's or B's order, and & 7 drops the neighbours' bits.
+struct Int3Unpack {
+  __m256i shuffle[4], lift[4];  // 0, 1: A's bytes 0-7 | 16-23 and 8-15 | 24-31; 2, 3: B's, the same
+  Int3Unpack() {
+    alignas(32) int8_t sh[4][32];
+    alignas(32) int16_t mul[4][16];
+    for (int k = 0; k < 4; ++k)
+      for (int w = 0; w < 16; ++w) {
+        const int half = w / 8, j = 16 * half + 8 * (k % 2) + w % 8, channel = 2 * j + k / 2;
+        const int byte = 3 * channel / 8 - 8 * half, shift = 3 * channel % 8;
+        sh[k][2 * w] = (int8_t)byte;
+        sh[k][2 * w + 1] = byte + 1 <= 15 ? (int8_t)(byte + 1) : (int8_t)-128;  // (a code in one byte: none needed)
+        mul[k][w] = (int16_t)(1 << (8 - shift));
+      }
+    for (int k = 0; k < 4; ++k) {
+      shuffle[k] = _mm256_load_si256(reinterpret_cast<const __m256i*>(sh[k]));
+      lift[k] = _mm256_load_si256(reinterpret_cast<const __m256i*>(mul[k]));
+    }
+  }
+  Chunk Load(const uint8_t* codes, int c) const {
+    const uint8_t* p = codes + 24 * c;
+    const __m256i x = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))),
+                                              _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 8)), 1);
+    __m256i w[4];
+    for (int k = 0; k < 4; ++k)
+      w[k] = _mm256_srli_epi16(_mm256_mullo_epi16(_mm256_shuffle_epi8(x, shuffle[k]), lift[k]), 8);
+    const __m256i seven = _mm256_set1_epi8(7);
+    return {_mm256_and_si256(_mm256_packus_epi16(w[0], w[1]), seven), _mm256_and_si256(_mm256_packus_epi16(w[2], w[3]), seven)};
+  }
+};
 
 // Up to kPass queries of one GQA group share each row's loads, unpacking and scale spreading; the count is a
 // template parameter so the per-query accumulators stay in registers.
@@ -83,15 +118,18 @@ inline void FinishScores(const uint8_t* first_scales, size_t stride, int nb, con
   }
 }
 
-// INT4 scores. Rows go eight at a time: per row and query only the integer dot products (int32 lanes); then per
-// eight rows the lanes are reduced to group sums, and the scales and zeros (loaded as columns) are applied to eight
-// rows per instruction. n need not be a multiple of 8: the last rows repeat row n-1 and their scores are not stored.
-template <class Dot, int NC, int NQ, int NG>
+// INT4 (and INT3) scores. Rows go eight at a time: per row and query only the integer dot products (int32 lanes);
+// then per eight rows the lanes are reduced to group sums, and the scales and zeros (loaded as columns) are applied to
+// eight rows per instruction. n need not be a multiple of 8: the last rows repeat row n-1 and their scores are not
+// stored.
+template <class Dot, int BITS, int NC, int NQ, int NG>
 void ScoresInt4(const KvRowFormat& f, const float* q, const float* qsum, const uint8_t* rows, size_t n,
                 float scale, float* out, size_t out_stride) {
+  static_assert(BITS == 4 || BITS == 3, "INT4 or INT3 codes");
   constexpr int d = 64 * NC, group = d / NG;
   constexpr int U = group <= 64 ? NC : 1, GU = group <= 64 ? 64 / group : 1;  // units, groups per unit
-  const size_t code_bytes = KvCodeBytes(d, 4);
+  const size_t code_bytes = KvCodeBytes(d, BITS);
+  static const Int3Unpack int3;
   alignas(32) int8_t qa[kPass][NC][32], qb[kPass][NC][32];
   float qs[kPass][NG];
   for (int h = 0; h < NQ; ++h) {
@@ -109,7 +147,7 @@ void ScoresInt4(const KvRowFormat& f, const float* q, const float* qsum, const u
     for (int i = 0; i < 8; ++i) {
       const uint8_t* row = rows + (t + std::min(i, nb - 1)) * f.stride;
       for (int c = 0; c < NC; ++c) {
-        const Chunk ch = LoadChunk(row, c);
+        const Chunk ch = BITS == 3 ? int3.Load(row, c) : LoadChunk(row, c);
         for (int h = 0; h < NQ; ++h) {
           const __m256i dot = Dot::Int4(ch.a, ch.b, _mm256_load_si256(reinterpret_cast<const __m256i*>(qa[h][c])),
                                         _mm256_load_si256(reinterpret_cast<const __m256i*>(qb[h][c])));
@@ -194,10 +232,10 @@ void ScoresPasses(const KvRowFormat& f, int nq, const float* q, const float* qsu
     const float* sh = qsum + h * NG;
     float* oh = out + h * out_stride;
     switch (std::min(kPass, nq - h)) {
-      case 1: (BITS == 2 ? ScoresInt2<Dot, NC, 1, NG> : ScoresInt4<Dot, NC, 1, NG>)(f, qh, sh, rows, n, scale, oh, out_stride); break;
-      case 2: (BITS == 2 ? ScoresInt2<Dot, NC, 2, NG> : ScoresInt4<Dot, NC, 2, NG>)(f, qh, sh, rows, n, scale, oh, out_stride); break;
-      case 3: (BITS == 2 ? ScoresInt2<Dot, NC, 3, NG> : ScoresInt4<Dot, NC, 3, NG>)(f, qh, sh, rows, n, scale, oh, out_stride); break;
-      default: (BITS == 2 ? ScoresInt2<Dot, NC, 4, NG> : ScoresInt4<Dot, NC, 4, NG>)(f, qh, sh, rows, n, scale, oh, out_stride); break;
+      case 1: (BITS == 2 ? ScoresInt2<Dot, NC, 1, NG> : ScoresInt4<Dot, BITS == 2 ? 4 : BITS, NC, 1, NG>)(f, qh, sh, rows, n, scale, oh, out_stride); break;
+      case 2: (BITS == 2 ? ScoresInt2<Dot, NC, 2, NG> : ScoresInt4<Dot, BITS == 2 ? 4 : BITS, NC, 2, NG>)(f, qh, sh, rows, n, scale, oh, out_stride); break;
+      case 3: (BITS == 2 ? ScoresInt2<Dot, NC, 3, NG> : ScoresInt4<Dot, BITS == 2 ? 4 : BITS, NC, 3, NG>)(f, qh, sh, rows, n, scale, oh, out_stride); break;
+      default: (BITS == 2 ? ScoresInt2<Dot, NC, 4, NG> : ScoresInt4<Dot, BITS == 2 ? 4 : BITS, NC, 4, NG>)(f, qh, sh, rows, n, scale, oh, out_stride); break;
     }
   }
 }

@@ -36,8 +36,10 @@ inline F8 Codes8(const uint8_t* codes, int i) {
     const uint16x8_t w = vmovl_u8(vld1_u8(codes + i));
     return {vcvtq_f32_u32(vmovl_u16(vget_low_u16(w))), vcvtq_f32_u32(vmovl_u16(vget_high_u16(w)))};
   } else {
-    uint32_t w = 0;
-    std::memcpy(&w, codes + (size_t)i * BITS / 8, BITS);
+    // 8 codes fill BITS bytes; one 4-byte load (a row's scales and zeros follow its codes, so a byte past the last
+    // code is still the row's), where copying BITS bytes went through the stack and stalled the load after it.
+    uint32_t w;
+    std::memcpy(&w, codes + (size_t)i * BITS / 8, 4);
     const uint32x4_t word = vdupq_n_u32(w);
     const int32x4_t shift_lo = {0, -BITS, -2 * BITS, -3 * BITS};
     const int32x4_t shift_hi = {-4 * BITS, -5 * BITS, -6 * BITS, -7 * BITS};

@@ -1,6 +1,6 @@
-// qu4-kv-scores/values and qu2-kv-scores/values, NEON: the integer definition of kv_kernels.h. A row's codes are
-// unpacked into bytes in channel order (INT4: zip of low and high nibbles; INT2: two rounds of zips of the four
-// 2-bit fields), then
+// qu4-kv-scores/values, qu3-kv-scores and qu2-kv-scores/values, NEON: the integer definition of kv_kernels.h. A row's
+// codes are unpacked into bytes in channel order (INT4: zip of low and high nibbles; INT2: two rounds of zips of the
+// four 2-bit fields; INT3: Int3Spread below), then
 //   scores: int8 products per group — SDOT (vdotq_s32) where the target has dotprod, else vmull_s8 + vpadalq_s16;
 //   values: each row's quantized weight (0..127) times its codes added into uint16 lanes with vmlal_u8 (a block of
 //           16 rows sums to at most 16·15·127 < 2^16), widened to float once per block.
@@ -13,10 +13,36 @@ namespace mikv::neon {
 
 namespace {
 
+// INT3: the byte pair that holds each of 16 channels' codes (vqtbl1q_u8 into 16-bit lanes), shifted right by
+// 3·k mod 8 (vshlq_u16 by a negative count), masked and narrowed. The 6 code bytes of [i, i + 16) are read as 8: a
+// row's scales and zeros follow its codes, so the 2 extra bytes are the row's own.
+struct Int3Spread {
+  uint8x16_t pairs[2];
+  int16x8_t shifts[2];
+  Int3Spread() {
+    uint8_t idx[2][16];
+    int16_t sh[2][8];
+    for (int k = 0; k < 16; ++k) {
+      idx[k / 8][2 * (k % 8)] = (uint8_t)(3 * k / 8);
+      idx[k / 8][2 * (k % 8) + 1] = (uint8_t)(3 * k / 8 + 1);
+      sh[k / 8][k % 8] = (int16_t)-(3 * k % 8);
+    }
+    for (int h = 0; h < 2; ++h) pairs[h] = vld1q_u8(idx[h]), shifts[h] = vld1q_s16(sh[h]);
+  }
+};
+
 // Codes of channels [i, i + 16) as bytes, in channel order.
 template <int BITS>
 inline uint8x16_t Codes16(const uint8_t* codes, int i) {
-  if (BITS == 4) {
+  if (BITS == 3) {
+    static const Int3Spread spread;
+    const uint8x8_t x8 = vld1_u8(codes + 3 * i / 8);
+    const uint8x16_t x = vcombine_u8(x8, x8);
+    const uint16x8_t seven = vdupq_n_u16(7);
+    const uint16x8_t a = vandq_u16(vshlq_u16(vreinterpretq_u16_u8(vqtbl1q_u8(x, spread.pairs[0])), spread.shifts[0]), seven);
+    const uint16x8_t b = vandq_u16(vshlq_u16(vreinterpretq_u16_u8(vqtbl1q_u8(x, spread.pairs[1])), spread.shifts[1]), seven);
+    return vcombine_u8(vmovn_u16(a), vmovn_u16(b));
+  } else if (BITS == 4) {
     const uint8x8_t x = vld1_u8(codes + i / 2);
     const uint8x8x2_t z = vzip_u8(vand_u8(x, vdup_n_u8(15)), vshr_n_u8(x, 4));
     return vcombine_u8(z.val[0], z.val[1]);
@@ -105,6 +131,7 @@ void Qu4Qu2Scores(const KvRowFormat& f, const float* q, const float* qsum, const
                   float* out) {
   if (f.group % 16 != 0) return kScalarKvKernels.scores[(int)f.precision](f, q, qsum, rows, n, scale, out);
   if (f.precision == KvPrecision::Int4) return Scores<4>(f, q, qsum, rows, n, scale, out);
+  if (f.precision == KvPrecision::Int3) return Scores<3>(f, q, qsum, rows, n, scale, out);
   return Scores<2>(f, q, qsum, rows, n, scale, out);
 }
 

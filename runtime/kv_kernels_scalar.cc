@@ -42,7 +42,7 @@ void ScoresQuantized(const KvRowFormat& f, const float* q, const float* qsum, co
   }
 }
 
-// INT4/INT2: the integer definition of kv_kernels.h.
+// INT4/INT3/INT2: the integer definition of kv_kernels.h.
 void ScoresInIntegers(const KvRowFormat& f, const float* q, const float* qsum, const uint8_t* rows, size_t n,
                       float scale, float* out) {
   const int bits = KvPrecisionBits(f.precision), ng = f.head_dim / f.group;
@@ -117,13 +117,13 @@ void FwhtScalar(float* x, int d) {
 
 const KvKernels kScalarKvKernels = {
     "scalar",
-    {ScoresF16, ScoresQuantized, ScoresInIntegers, ScoresQuantized, ScoresInIntegers},
+    {ScoresF16, ScoresQuantized, ScoresInIntegers, ScoresInIntegers, ScoresInIntegers},
     {ValuesF16, ValuesQuantized, ValuesInIntegers, ValuesQuantized, ValuesInIntegers},
     FwhtScalar,
     SoftmaxInPlace,
     KvEncodeScalar,
     {KvScoresEachQuery<ScoresF16>, KvScoresEachQuery<ScoresQuantized>, KvScoresEachQuery<ScoresInIntegers>,
-     KvScoresEachQuery<ScoresQuantized>, KvScoresEachQuery<ScoresInIntegers>},
+     KvScoresEachQuery<ScoresInIntegers>, KvScoresEachQuery<ScoresInIntegers>},
     {KvValuesEachQuery<ValuesF16>, KvValuesEachQuery<ValuesQuantized>, KvValuesEachQuery<ValuesInIntegers>,
      KvValuesEachQuery<ValuesQuantized>, KvValuesEachQuery<ValuesInIntegers>},
 };

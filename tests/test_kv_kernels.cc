@@ -174,8 +174,8 @@ TEST(KvKernels, EveryEncodeWritesTheCodecsBytes) {
 }
 
 TEST(KvKernels, ScalarReferenceScoresTheDecodedVector) {
-  // The reference's score of a stored row is q · (the codec's decoding of that row), for every precision; INT4 and
-  // INT2 rows are scored with the query rounded to int8 per group (QueryRoundingBound).
+  // The reference's score of a stored row is q · (the codec's decoding of that row), for every precision; INT4, INT3
+  // and INT2 rows are scored with the query rounded to int8 per group (QueryRoundingBound).
   std::mt19937 rng(12);
   std::normal_distribution<float> normal(0.0f, 1.0f);
   for (int p = 0; p < 5; ++p) {
@@ -189,7 +189,7 @@ TEST(KvKernels, ScalarReferenceScoresTheDecodedVector) {
     codec.Decode(row.data(), y.data());
     double ref = 0;
     for (int i = 0; i < 64; ++i) ref += (double)q[i] * y[i];
-    if (KvReadsInIntegers((KvPrecision)p)) {
+    if (KvScoresInIntegers((KvPrecision)p)) {
       std::vector<int8_t> q8(64);
       float qs[2];
       KvQuantizeQuery(q.data(), 64, 32, q8.data(), qs);
@@ -224,7 +224,7 @@ TEST(KvKernels, ScalarReferenceValuesAreTheWeightedSumOfDecodedRows) {
       probs[t] = t == 5 ? 0.9f : std::fabs(normal(rng)) * 0.003f;
     }
     std::vector<double> bound(d, 1e-5);
-    if (KvReadsInIntegers((KvPrecision)p)) {
+    if (KvValuesInIntegers((KvPrecision)p)) {
       const KvRowFormat f{(KvPrecision)p, d, group, codec.bytes()};
       const int block = KvValueBlockRows((KvPrecision)p);
       std::vector<uint8_t> w8(block * 2);

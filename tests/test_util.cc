@@ -149,7 +149,7 @@ void ExpectBudgetPlanMatchesPeakRss(const std::string& model, int context, const
 }
 
 double QueryRoundingBound(KvPrecision p, int d, int group, const uint8_t* row, const float* q) {
-  if (!KvReadsInIntegers(p)) return 0.0;
+  if (!KvScoresInIntegers(p)) return 0.0;
   const int bits = KvPrecisionBits(p);
   const uint16_t* scales = reinterpret_cast<const uint16_t*>(row + KvCodeBytes(d, bits));
   std::vector<int8_t> q8(d);
