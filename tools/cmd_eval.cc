@@ -6,8 +6,9 @@
 //   recall     a passage, unrelated text, the passage again: top-1 and loss on the repeat (and, once, the same
 //              without the first copy: what the model gets with no memory of it);
 //   ppl        plain perplexity over consecutive windows of the whole context (the training script's measure).
-// The cache size of a configuration is set as a fraction of the FP16 cache of each input's length; the size
-// reported counts everything the cache stores (codes, scales, zeros, positions, importance, balancer).
+// The cache size of a configuration is set as a fraction of the FP16 cache of what each session holds (the input,
+// and for retrieval the answer it decodes); the size reported counts everything the cache stores (codes, scales,
+// zeros, positions, importance, balancer).
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cmath>
@@ -32,7 +33,7 @@ namespace {
 
 struct EvalArgs {
   std::string model, text = "../shared/corpus/valid.txt.xz", configs = "full,mikv,h2o,sinks,uniform";
-  std::string ratios = "0.2,0.25", balance = "on", tasks = "prose,retrieval,recall", svg;
+  std::string ratios = "0.2,0.25", balance = "on", tasks = "prose,retrieval,recall", svg, lines = "10,20,30,40";
   int windows = 2, length = 0, prompts = 16, recalls = 8, ppl_windows = 32, threads = 0;
   uint64_t seed = 1;
   bool json = false;
@@ -57,8 +58,8 @@ class Evaluator {
  public:
   Evaluator(const Model& model, int threads) : model_(model), threads_(threads) {}
 
-  // Runs ids through a fresh session whose cache is `ratio` of the FP16 cache for ids.size() tokens; all logits.
-  // The session's context is the input plus `extra` tokens decoded after it: the cache is sized for what it will hold.
+  // Runs ids through a fresh session whose context is the input plus `extra` tokens decoded after it, with a cache of
+  // `ratio` of the FP16 cache of that context (what the full cache holds for the same session); all logits.
   Status Run(const KvCacheConfig& kv, double ratio, const std::vector<int32_t>& ids, std::vector<float>* logits,
              Row* row, std::unique_ptr<Session>* keep = nullptr, int extra = 0) {
     SessionConfig c;
@@ -66,7 +67,7 @@ class Evaluator {
     c.context = std::min<int>((int)ids.size() + extra, model_.config().max_seq_len);
     c.kv = kv;
     const ModelConfig& m = model_.config();
-    const double fp16 = Fp16KvBytes(m.n_layers, m.n_kv_heads, m.head_dim, (double)ids.size());
+    const double fp16 = Fp16KvBytes(m.n_layers, m.n_kv_heads, m.head_dim, (double)c.context);
     if (kv.policy != KvPolicy::Full && kv.policy != KvPolicy::Plain) c.kv.budget_bytes = (size_t)(ratio * fp16);
     std::unique_ptr<Session> s;
     MIKV_RETURN_IF_ERROR(Session::Create(model_, c, &s));
@@ -125,6 +126,13 @@ int RunEval(const EvalArgs& a) {
   std::vector<Row> rows;
   std::vector<double> ratios;
   for (const auto& r : SplitList(a.ratios, ',')) ratios.push_back(std::atof(r.c_str()));
+  std::vector<int> line_counts;
+  for (const auto& n : SplitList(a.lines, ',')) {
+    line_counts.push_back(std::atoi(n.c_str()));
+    if (line_counts.back() < 1 || line_counts.back() > 1000)
+      return Fail(Status(MIKV_ERR_INVALID_ARGUMENT, "--lines takes line counts within 1..1000, not '" + n + "'"), a.json);
+  }
+  if (line_counts.empty()) return Fail(Status(MIKV_ERR_INVALID_ARGUMENT, "--lines needs at least one line count"), a.json);
   for (const auto& spec : SplitList(a.configs, ',')) {
     KvCacheConfig c;
     s = ParseKvSpec(spec, base, &c);
@@ -227,7 +235,7 @@ int RunEval(const EvalArgs& a) {
     constexpr int kAnswerTokens = 8;
     std::mt19937_64 rng(a.seed);
     for (int i = 0; i < a.prompts; ++i) {
-      const eval::LinePrompt p = eval::MakeLinePrompt(rng, 10 + (i % 4) * 10);
+      const eval::LinePrompt p = eval::MakeLinePrompt(rng, line_counts[i % line_counts.size()]);
       std::vector<int32_t> prompt;
       s = tok.Encode(p.text, EncodeOptions(), &prompt);
       if (!s.ok()) return Fail(s, a.json);
@@ -352,7 +360,8 @@ void AddEvalCommand(CLI::App& app) {
   cmd->add_option("--tasks", args->tasks, "prose, retrieval, recall, ppl")->capture_default_str();
   cmd->add_option("--windows", args->windows, "prose windows")->capture_default_str();
   cmd->add_option("--length", args->length, "tokens per prose window (0 = the model's context, at most 2048)")->capture_default_str();
-  cmd->add_option("--prompts", args->prompts, "line-retrieval prompts (10, 20, 30, 40 lines in turn)")->capture_default_str();
+  cmd->add_option("--prompts", args->prompts, "line-retrieval prompts (--lines in turn)")->capture_default_str();
+  cmd->add_option("--lines", args->lines, "lines per retrieval prompt, in turn (10 lines are about 170 tokens)")->capture_default_str();
   cmd->add_option("--recalls", args->recalls, "recall sequences")->capture_default_str();
   cmd->add_option("--ppl-windows", args->ppl_windows, "windows for the ppl task")->capture_default_str();
   cmd->add_option("--seed", args->seed, "seed of the retrieval prompts")->capture_default_str();
