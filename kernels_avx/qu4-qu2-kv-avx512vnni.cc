@@ -17,9 +17,6 @@ namespace mikv::avx {
 void F16KvScoresAvx512Entry(const KvRowFormat& f, const float* q, const float* qsum, const uint8_t* rows, size_t n,
                             float scale, float* out);
 void F16KvValuesAvx512Entry(const KvRowFormat& f, const float* p, const uint8_t* rows, size_t n, float* acc);
-void QuKvScoresAvx512(const KvRowFormat& f, const float* q, const float* qsum, const uint8_t* rows, size_t n, float scale,
-                      float* out);
-void QuKvValuesAvx512(const KvRowFormat& f, const float* p, const uint8_t* rows, size_t n, float* acc);
 
 namespace {
 
@@ -54,14 +51,14 @@ void Qu4Qu2ScoresVnni(const KvRowFormat& f, const float* q, const float* qsum, c
 namespace mikv {
 extern const KvKernels kAvx512VnniKvKernels = {
     "avx512vnni",
-    {avx::F16KvScoresAvx512Entry, avx::QuKvScoresAvx512, avx::Qu4Qu2ScoresVnni, avx::Qu4Qu2ScoresVnni, avx::Qu4Qu2ScoresVnni},
-    {avx::F16KvValuesAvx512Entry, avx::QuKvValuesAvx512, avx::Qu4Qu2KvValuesAvx2, avx::QuKvValuesAvx512, avx::Qu4Qu2KvValuesAvx2},
+    {avx::F16KvScoresAvx512Entry, avx::QuKvScoresAvx2, avx::Qu4Qu2ScoresVnni, avx::Qu4Qu2ScoresVnni, avx::Qu4Qu2ScoresVnni},
+    {avx::F16KvValuesAvx512Entry, avx::QuKvValuesAvx2, avx::Qu4Qu2KvValuesAvx2, avx::QuKvValuesAvx2, avx::Qu4Qu2KvValuesAvx2},
     avx::FwhtAvx2,
     avx::SoftmaxAvx2,
     avx::KvEncodeAvx2,
-    {KvScoresEachQuery<avx::F16KvScoresAvx512Entry>, KvScoresEachQuery<avx::QuKvScoresAvx512>,
+    {KvScoresEachQuery<avx::F16KvScoresAvx512Entry>, avx::QuKvScoresGroupAvx2,
      avx::Qu4Qu2ScoresGroupVnni, avx::Qu4Qu2ScoresGroupVnni, avx::Qu4Qu2ScoresGroupVnni},
-    {KvValuesEachQuery<avx::F16KvValuesAvx512Entry>, KvValuesEachQuery<avx::QuKvValuesAvx512>,
-     avx::Qu4Qu2KvValuesGroupAvx2, KvValuesEachQuery<avx::QuKvValuesAvx512>, avx::Qu4Qu2KvValuesGroupAvx2},
+    {KvValuesEachQuery<avx::F16KvValuesAvx512Entry>, avx::QuKvValuesGroupAvx2,
+     avx::Qu4Qu2KvValuesGroupAvx2, avx::QuKvValuesGroupAvx2, avx::Qu4Qu2KvValuesGroupAvx2},
 };
 }  // namespace mikv
