@@ -95,14 +95,21 @@ struct KvPreset {
   double min_fraction;  // of the FP16 cache of the context
   const char* spec;     // ParseKvSpec's grammar (what --kv-config takes)
   const char* evidence;
+  // Only where the budget holds every token of the context at its low precision: a configuration whose low tier
+  // would have to evict (and so loses the lines: README, "Tiers") is passed over for the next one.
+  bool needs_every_token = false;
 };
 const KvPreset kKvPresets[] = {
     {1.04, "full", "every token FP16"},
     {0.25, "mikv/int8@0.02/k4v3:g64/k3v2:g64+rot",
-     "eval, default model: at 25% of FP16 line retrieval 100%, recall top-1 0.947; at 28.9% 100%, 0.949 (full: 100%, 0.959)"},
+     "eval, default model: at 25% of FP16 line retrieval 100%, recall top-1 0.946; at 28.6% 100%, 0.948 (full: 100%, 0.959)"},
+    {0.0, "mikv/int8:g64@0/k4v3:g64/k3v2:g64+rot",
+     "eval, default model: at 20% of FP16 recall top-1 0.917 and line retrieval 96% on 600-1,000-token prompts "
+     "(full: 0.959, 100%); proposed only where every token of the context fits at INT3 keys / INT2 values",
+     /*needs_every_token=*/true},
     {0.0, "mikv/int8@0.01/k4v2:g64/int2:g64+rot",
-     "eval, default model: at 20% of FP16 line retrieval 69%, recall top-1 0.891, ahead of k3v2/int2 (56%, 0.890) "
-     "and on the integer kernels: 16k decode 1.02x paper MiKV INT2 (full: 100%, 0.959)"},
+     "eval, default model: at 20% of FP16 line retrieval 75% (170-600-token prompts; 73% at 600-1,000), recall top-1 "
+     "0.907 (full: 100%, 0.959); on the integer kernels: 16k decode 1.02x paper MiKV INT2"},
 };
 
 // A preset's configuration, as the eval's rows ran it: the key balancer off (it hurt on the default model).
@@ -163,6 +170,15 @@ struct Overheads {
   }
 };
 
+// Whether cache c holds every token of a `context`-token session (nothing evicted).
+bool HoldsEveryToken(const ModelConfig& m, const KvCacheConfig& c, int context) {
+  KvGeometry g;
+  g.n_layers = m.n_layers, g.n_heads = m.n_heads, g.n_kv_heads = m.n_kv_heads, g.head_dim = m.head_dim;
+  g.capacity = context;
+  KvPlan plan;
+  return PlanKvCache(g, c, &plan).ok() && plan.hi_tokens + plan.mid_tokens + plan.lo_tokens >= context;
+}
+
 // The configuration proposed for `memory` bytes in all at `context` tokens: the KV memory left after everything
 // else, the preset for that share of the FP16 cache, its budget trimmed until the whole plan fits.
 nlohmann::json Propose(const Model& model, const Overheads& over, size_t memory, int context, int threads) {
@@ -188,6 +204,7 @@ nlohmann::json Propose(const Model& model, const Overheads& over, size_t memory,
     if (c.policy != KvPolicy::Full) c.budget_bytes = (size_t)kv;
     // The arena beyond the KV cache differs a little between caches (attention scratch): trim to fit.
     for (int i = 0; i < 8; ++i) {
+      if (p.needs_every_token && !HoldsEveryToken(m, c, context)) break;
       const size_t arena = ArenaFor(model, c, context, threads);
       if (over.Fit(arena, memory)) {
         out["kv"] = p.spec;
