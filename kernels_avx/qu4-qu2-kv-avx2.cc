@@ -71,12 +71,14 @@ struct QueryBlockWeights {
   }
 };
 
-// INT4 values.
-template <int NC, int NQ>
+// INT4 values (and INT3: its codes unpacked into the same two registers, qu4-qu2-kv-scores-avx.h's Int3Unpack).
+template <int BITS, int NC, int NQ>
 void ValuesInt4(const KvRowFormat& f, const float* p, size_t p_stride, const uint8_t* rows, size_t n, float* acc) {
+  static_assert(BITS == 4 || BITS == 3, "INT4 or INT3 codes");
   constexpr int d = 64 * NC;
   const int group = f.group, ng = d / group;
-  const size_t code_bytes = KvCodeBytes(d, 4);
+  const size_t code_bytes = KvCodeBytes(d, BITS);
+  static const Int3Unpack int3;
   // Accumulator slot (c, v, e) <- int16 lane of register r = v / 2 (A lo/hi, B lo/hi), 128-bit half L = v % 2.
   alignas(32) float fa[kPass][d];
   int channel[d], group_of_vector[NC * 8];
@@ -97,8 +99,8 @@ void ValuesInt4(const KvRowFormat& f, const float* p, size_t p_stride, const uin
   for (int c = 0; c < NC; ++c)
     for (int odd = 0; odd < 2; ++odd)
       for (int half = 0; half < 2; ++half) half_group[c][odd][half] = (64 * c + ChunkChannel(0, 16 * half + odd * 8)) / group;
-  // A block is 16 rows (KvValueBlockRows(Int4)); its int16 sums widen at its end.
-  constexpr int kBlock = KvValueBlockRows(KvPrecision::Int4);
+  // A block is 16 rows (KvValueBlockRows(Int4), and Int3's); its int16 sums widen at its end.
+  constexpr int kBlock = KvValueBlockRows(BITS == 3 ? KvPrecision::Int3 : KvPrecision::Int4);
   static_assert(kBlock == 16, "one weights register per block");
   QueryBlockWeights<1> qw;
   const auto& w8 = qw.w8;
@@ -119,7 +121,7 @@ void ValuesInt4(const KvRowFormat& f, const float* p, size_t p_stride, const uin
       const uint8_t* rt = rows + (b + t) * f.stride;
       const uint8_t* ru = t + 1 < nb ? rt + f.stride : rt;  // its weight is 0 when it is the same row
       for (int c = 0; c < NC; ++c) {
-        const Chunk ct = LoadChunk(rt, c), cu = LoadChunk(ru, c);
+        const Chunk ct = BITS == 3 ? int3.Load(rt, c) : LoadChunk(rt, c), cu = BITS == 3 ? int3.Load(ru, c) : LoadChunk(ru, c);
         const __m256i a_lo = _mm256_unpacklo_epi8(ct.a, cu.a), a_hi = _mm256_unpackhi_epi8(ct.a, cu.a);
         const __m256i b_lo = _mm256_unpacklo_epi8(ct.b, cu.b), b_hi = _mm256_unpackhi_epi8(ct.b, cu.b);
         for (int h = 0; h < NQ; ++h) {
@@ -223,11 +225,12 @@ void ValuesPasses(const KvRowFormat& f, int nq, const float* p, size_t p_stride,
   for (int h = 0; h < nq; h += kPass) {
     const float* ph = p + h * p_stride;
     float* ah = acc + h * d;
+    constexpr int B4 = BITS == 2 ? 4 : BITS;  // (the INT4 kernel's bits where BITS is 2 and it is not taken)
     switch (std::min(kPass, nq - h)) {
-      case 1: (BITS == 2 ? ValuesInt2<NC, 1> : ValuesInt4<NC, 1>)(f, ph, p_stride, rows, n, ah); break;
-      case 2: (BITS == 2 ? ValuesInt2<NC, 2> : ValuesInt4<NC, 2>)(f, ph, p_stride, rows, n, ah); break;
-      case 3: (BITS == 2 ? ValuesInt2<NC, 3> : ValuesInt4<NC, 3>)(f, ph, p_stride, rows, n, ah); break;
-      default: (BITS == 2 ? ValuesInt2<NC, 4> : ValuesInt4<NC, 4>)(f, ph, p_stride, rows, n, ah); break;
+      case 1: (BITS == 2 ? ValuesInt2<NC, 1> : ValuesInt4<B4, NC, 1>)(f, ph, p_stride, rows, n, ah); break;
+      case 2: (BITS == 2 ? ValuesInt2<NC, 2> : ValuesInt4<B4, NC, 2>)(f, ph, p_stride, rows, n, ah); break;
+      case 3: (BITS == 2 ? ValuesInt2<NC, 3> : ValuesInt4<B4, NC, 3>)(f, ph, p_stride, rows, n, ah); break;
+      default: (BITS == 2 ? ValuesInt2<NC, 4> : ValuesInt4<B4, NC, 4>)(f, ph, p_stride, rows, n, ah); break;
     }
   }
 }
@@ -254,9 +257,11 @@ void Qu4Qu2KvValuesGroupAvx2(const KvRowFormat& f, int nq, const float* p, size_
     for (int h = 0; h < nq; ++h) kScalarKvKernels.values[(int)f.precision](f, p + h * p_stride, rows, n, acc + h * d);
     return;
   }
-  const bool two = f.precision == KvPrecision::Int2;
-  if (d == 64) return two ? ValuesPasses<2, 1>(f, nq, p, p_stride, rows, n, acc) : ValuesPasses<4, 1>(f, nq, p, p_stride, rows, n, acc);
-  return two ? ValuesPasses<2, 2>(f, nq, p, p_stride, rows, n, acc) : ValuesPasses<4, 2>(f, nq, p, p_stride, rows, n, acc);
+  if (f.precision == KvPrecision::Int2)
+    return d == 64 ? ValuesPasses<2, 1>(f, nq, p, p_stride, rows, n, acc) : ValuesPasses<2, 2>(f, nq, p, p_stride, rows, n, acc);
+  if (f.precision == KvPrecision::Int3)
+    return d == 64 ? ValuesPasses<3, 1>(f, nq, p, p_stride, rows, n, acc) : ValuesPasses<3, 2>(f, nq, p, p_stride, rows, n, acc);
+  return d == 64 ? ValuesPasses<4, 1>(f, nq, p, p_stride, rows, n, acc) : ValuesPasses<4, 2>(f, nq, p, p_stride, rows, n, acc);
 }
 
 void Qu4Qu2KvScoresAvx2(const KvRowFormat& f, const float* q, const float* qsum, const uint8_t* rows, size_t n,

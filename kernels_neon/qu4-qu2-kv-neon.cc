@@ -1,4 +1,4 @@
-// qu4-kv-scores/values, qu3-kv-scores and qu2-kv-scores/values, NEON: the integer definition of kv_kernels.h. A row's
+// qu4-, qu3- and qu2-kv-scores/values, NEON: the integer definition of kv_kernels.h. A row's
 // codes are unpacked into bytes in channel order (INT4: zip of low and high nibbles; INT2: two rounds of zips of the
 // four 2-bit fields; INT3: Int3Spread below), then
 //   scores: int8 products per group — SDOT (vdotq_s32) where the target has dotprod, else vmull_s8 + vpadalq_s16;
@@ -138,6 +138,7 @@ void Qu4Qu2Scores(const KvRowFormat& f, const float* q, const float* qsum, const
 void Qu4Qu2Values(const KvRowFormat& f, const float* p, const uint8_t* rows, size_t n, float* acc) {
   if (f.group % 16 != 0) return kScalarKvKernels.values[(int)f.precision](f, p, rows, n, acc);
   if (f.precision == KvPrecision::Int4) return Values<4>(f, p, rows, n, acc);
+  if (f.precision == KvPrecision::Int3) return Values<3>(f, p, rows, n, acc);
   return Values<2>(f, p, rows, n, acc);
 }
 

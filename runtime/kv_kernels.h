@@ -6,16 +6,15 @@
 // For quantized rows, decode(row)_i = code_i · scale_g + zero_g, so a score is
 //   Σ_g scale_g · (Σ_{i∈g} q_i · code_i) + zero_g · qsum_g,  with qsum_g = Σ_{i∈g} q_i computed once per query.
 //
-// INT4 and INT2 rows (and INT3 keys) are read in integers — what lets a 2-bit token cost less to read than a 16-bit
-// one:
-//   scores:  (INT4, INT3, INT2) the query is quantized once per call to int8 per group (KvQuantizeQuery: qs_g = max|q_i| / 127,
+// INT4, INT3 and INT2 rows are read in integers — what lets a 2-bit token cost less to read than a 16-bit one:
+//   scores:  the query is quantized once per call to int8 per group (KvQuantizeQuery: qs_g = max|q_i| / 127,
 //            q8_i = round(q_i / qs_g)), and score = scale · Σ_g (scale_g · qs_g · Σ_{i∈g} q8_i·code_i + zero_g · qsum_g);
-//   values:  (INT4, INT2) rows go in blocks of KvValueBlockRows; in a block, each row's weight in group g, w = p·scale_g, is
+//   values:  rows go in blocks of KvValueBlockRows; in a block, each row's weight in group g, w = p·scale_g, is
 //            quantized to 0..127 against the block's largest (KvQuantizeBlockWeights), and per block
 //            acc_i += ws_g · Σ_t w8_{t,g}·code_{t,i}; after the last block acc_i += Σ_t p_t·zero_{t,g}.
 // The integer sums are exact in every variant (SIMD ones use int8 multiply-adds); what differs is float rounding.
 // The query's int8 rounding moves a score by at most Σ_i qs_g/2·|k_i|, the weights' by ws/2 per row and channel —
-// far inside INT4/INT2's own quantization step. INT8 rows, and INT3 values, keep the float definition above.
+// far inside INT4/INT2's own quantization step. INT8 rows keep the float definition above.
 //
 // Variants: the scalar reference (kv_kernels_scalar.cc, the definition), AVX2+FMA+F16C, AVX-512 and AVX-512 with
 // VNNI (kernels_avx/), NEON and NEON dotprod (kernels_neon/). Every variant equals the reference within float
@@ -94,16 +93,15 @@ const KvKernels* GetKvKernels(KvIsa isa);
 const KvKernels& ActiveKvKernels();
 
 // Rows per block of quantized weights in the integer values kernels: as many as keep a block's Σ_t w8·code inside
-// int16 (the SIMD kernels sum in int16): 16 INT4 rows (16·15·127 = 30,480), 64 INT2 rows (64·3·127 = 24,384). Fewer
+// int16 (the SIMD kernels sum in int16): 16 INT4 or INT3 rows (16·15·127 = 30,480), 64 INT2 rows (64·3·127 = 24,384). Fewer
 // blocks per token means fewer weight scales to find and fewer widenings — what INT2 needs to read faster than INT4.
 constexpr int KvValueBlockRows(KvPrecision p) { return p == KvPrecision::Int2 ? 64 : 16; }
 constexpr int kKvValueBlockMax = 64;  // a multiple of every block: where a split of the rows may cut
-// Which rows the kernels read in integers (the definition above): scores of INT4, INT3 and INT2 keys, values of INT4
-// and INT2 (INT3 values, rare — the tiers put INT3 on keys — keep the float definition).
+// Which rows the kernels read in integers (the definition above): INT4, INT3 and INT2, keys and values.
 inline bool KvScoresInIntegers(KvPrecision p) {
   return p == KvPrecision::Int4 || p == KvPrecision::Int3 || p == KvPrecision::Int2;
 }
-inline bool KvValuesInIntegers(KvPrecision p) { return p == KvPrecision::Int4 || p == KvPrecision::Int2; }
+inline bool KvValuesInIntegers(KvPrecision p) { return KvScoresInIntegers(p); }
 
 // q8[i] = round(q[i] / qs[g]) with qs[g] = max |q| over group g / 127 (0 when the group is all zeros).
 void KvQuantizeQuery(const float* q, int head_dim, int group, int8_t* q8, float* qs);

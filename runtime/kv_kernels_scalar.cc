@@ -118,14 +118,14 @@ void FwhtScalar(float* x, int d) {
 const KvKernels kScalarKvKernels = {
     "scalar",
     {ScoresF16, ScoresQuantized, ScoresInIntegers, ScoresInIntegers, ScoresInIntegers},
-    {ValuesF16, ValuesQuantized, ValuesInIntegers, ValuesQuantized, ValuesInIntegers},
+    {ValuesF16, ValuesQuantized, ValuesInIntegers, ValuesInIntegers, ValuesInIntegers},
     FwhtScalar,
     SoftmaxInPlace,
     KvEncodeScalar,
     {KvScoresEachQuery<ScoresF16>, KvScoresEachQuery<ScoresQuantized>, KvScoresEachQuery<ScoresInIntegers>,
      KvScoresEachQuery<ScoresInIntegers>, KvScoresEachQuery<ScoresInIntegers>},
     {KvValuesEachQuery<ValuesF16>, KvValuesEachQuery<ValuesQuantized>, KvValuesEachQuery<ValuesInIntegers>,
-     KvValuesEachQuery<ValuesQuantized>, KvValuesEachQuery<ValuesInIntegers>},
+     KvValuesEachQuery<ValuesInIntegers>, KvValuesEachQuery<ValuesInIntegers>},
 };
 
 void KvEncodeScalar(const KvRowFormat& f, const float* x, uint8_t* dst) {
