@@ -1,5 +1,5 @@
-// qu8/qu3-kv-scores and -values, AVX2 + FMA (INT4 and INT2 rows: qu4-qu2-kv-avx2.cc): unsigned codes unpacked eight at a time with one variable
-// shift (vpsrlvd) and a mask, per-group scale and zero folded in after the group's dot product (scores) or into
+// qu8-kv-scores and -values, AVX2 + FMA (INT4, INT3 and INT2 rows: qu4-qu2-kv-avx2.cc, in integers): unsigned codes
+// widened eight at a time, per-group scale and zero folded in after the group's dot product (scores) or into
 // p (values). The group variants unpack each row once for all the heads of a GQA group.
 #include <algorithm>
 
@@ -145,29 +145,21 @@ void Values(const KvRowFormat& f, const float* p, const uint8_t* rows, size_t n,
 
 void QuKvScoresGroupAvx2(const KvRowFormat& f, int nq, const float* q, const float* qsum, const uint8_t* rows, size_t n,
                          float scale, float* out, size_t out_stride) {
-  if (f.precision == KvPrecision::Int8) return ScoresGroup<8>(f, nq, q, qsum, rows, n, scale, out, out_stride);
-  return ScoresGroup<3>(f, nq, q, qsum, rows, n, scale, out, out_stride);
+  ScoresGroup<8>(f, nq, q, qsum, rows, n, scale, out, out_stride);
 }
 
 void QuKvValuesGroupAvx2(const KvRowFormat& f, int nq, const float* p, size_t p_stride, const uint8_t* rows, size_t n,
                          float* acc) {
-  if (f.precision == KvPrecision::Int8) return ValuesGroup<8>(f, nq, p, p_stride, rows, n, acc);
-  return ValuesGroup<3>(f, nq, p, p_stride, rows, n, acc);
+  ValuesGroup<8>(f, nq, p, p_stride, rows, n, acc);
 }
 
 void QuKvScoresAvx2(const KvRowFormat& f, const float* q, const float* qsum, const uint8_t* rows, size_t n, float scale,
                     float* out) {
-  switch (f.precision) {
-    case KvPrecision::Int8: return Scores<8>(f, q, qsum, rows, n, scale, out);
-    default: return Scores<3>(f, q, qsum, rows, n, scale, out);
-  }
+  Scores<8>(f, q, qsum, rows, n, scale, out);
 }
 
 void QuKvValuesAvx2(const KvRowFormat& f, const float* p, const uint8_t* rows, size_t n, float* acc) {
-  switch (f.precision) {
-    case KvPrecision::Int8: return Values<8>(f, p, rows, n, acc);
-    default: return Values<3>(f, p, rows, n, acc);
-  }
+  Values<8>(f, p, rows, n, acc);
 }
 
 }  // namespace mikv::avx

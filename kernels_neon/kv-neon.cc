@@ -1,4 +1,4 @@
-// f16-kv-scores/values and qu8/qu4/qu3/qu2-kv-scores/values, NEON (AArch64 baseline). FP16 rows widen with
+// f16-kv-scores/values and qu8-kv-scores/values, NEON (AArch64 baseline). FP16 rows widen with
 // vcvt_f32_f16; codes unpack eight at a time with a per-lane variable shift and a mask; per-group scale and zero
 // are folded in after the group's dot product (scores) or into p (values).
 #include "kv-neon.h"
@@ -73,17 +73,11 @@ void Values(const KvRowFormat& f, const float* p, const uint8_t* rows, size_t n,
 }
 
 void QuScores(const KvRowFormat& f, const float* q, const float* qsum, const uint8_t* rows, size_t n, float scale, float* out) {
-  switch (f.precision) {
-    case KvPrecision::Int8: return Scores<8>(f, q, qsum, rows, n, scale, out);
-    default: return Scores<3>(f, q, qsum, rows, n, scale, out);
-  }
+  Scores<8>(f, q, qsum, rows, n, scale, out);  // (INT4/INT3/INT2 rows: qu4-qu2-kv-neon.cc, in integers)
 }
 
 void QuValues(const KvRowFormat& f, const float* p, const uint8_t* rows, size_t n, float* acc) {
-  switch (f.precision) {
-    case KvPrecision::Int8: return Values<8>(f, p, rows, n, acc);
-    default: return Values<3>(f, p, rows, n, acc);
-  }
+  Values<8>(f, p, rows, n, acc);
 }
 
 // f32-fwht: stages h = 1, 2 inside each register of four floats, the later ones between registers; the same
