@@ -36,21 +36,12 @@ inline float HorizontalMax(__m256 v) {
   return _mm_cvtss_f32(_mm256_castps256_ps128(_mm256_max_ps(v, _mm256_shuffle_ps(v, v, 0xB1))));
 }
 
-// Eight consecutive codes starting at channel i (a multiple of 8), as floats.
+// Eight consecutive INT8 codes starting at channel i (a multiple of 8), as floats. (Narrower codes are read by the
+// integer kernels, qu4-qu2-kv-*.)
 template <int BITS>
 inline __m256 Codes8(const uint8_t* codes, int i) {
-  if (BITS == 8) {
-    return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(codes + i))));
-  } else {
-    // 8 codes fill BITS bytes; one 4-byte load (a row's scales and zeros follow its codes, so a byte past the last
-    // code is still the row's), where copying BITS bytes went through the stack and stalled the load after it.
-    uint32_t w;
-    std::memcpy(&w, codes + (size_t)i * BITS / 8, 4);
-    const __m256i shifts = _mm256_setr_epi32(0, BITS, 2 * BITS, 3 * BITS, 4 * BITS, 5 * BITS, 6 * BITS, 7 * BITS);
-    const __m256i v = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)w), shifts),
-                                       _mm256_set1_epi32((1 << BITS) - 1));
-    return _mm256_cvtepi32_ps(v);
-  }
+  static_assert(BITS == 8, "the float kernels read INT8 rows only");
+  return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(codes + i))));
 }
 
 inline float Half(uint16_t h) { return _cvtsh_ss(h); }

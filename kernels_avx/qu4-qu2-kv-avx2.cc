@@ -78,7 +78,7 @@ void ValuesInt4(const KvRowFormat& f, const float* p, size_t p_stride, const uin
   constexpr int d = 64 * NC;
   const int group = f.group, ng = d / group;
   const size_t code_bytes = KvCodeBytes(d, BITS);
-  static const Int3Unpack int3;
+  const Int3Unpack* const int3 = BITS == 3 ? &Int3Tables() : nullptr;
   // Accumulator slot (c, v, e) <- int16 lane of register r = v / 2 (A lo/hi, B lo/hi), 128-bit half L = v % 2.
   alignas(32) float fa[kPass][d];
   int channel[d], group_of_vector[NC * 8];
@@ -121,7 +121,7 @@ void ValuesInt4(const KvRowFormat& f, const float* p, size_t p_stride, const uin
       const uint8_t* rt = rows + (b + t) * f.stride;
       const uint8_t* ru = t + 1 < nb ? rt + f.stride : rt;  // its weight is 0 when it is the same row
       for (int c = 0; c < NC; ++c) {
-        const Chunk ct = BITS == 3 ? int3.Load(rt, c) : LoadChunk(rt, c), cu = BITS == 3 ? int3.Load(ru, c) : LoadChunk(ru, c);
+        const Chunk ct = LoadCodes<BITS>(int3, rt, c), cu = LoadCodes<BITS>(int3, ru, c);
         const __m256i a_lo = _mm256_unpacklo_epi8(ct.a, cu.a), a_hi = _mm256_unpackhi_epi8(ct.a, cu.a);
         const __m256i b_lo = _mm256_unpacklo_epi8(ct.b, cu.b), b_hi = _mm256_unpackhi_epi8(ct.b, cu.b);
         for (int h = 0; h < NQ; ++h) {

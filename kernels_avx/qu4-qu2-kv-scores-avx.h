@@ -59,6 +59,18 @@ struct Int3Unpack {
     return {_mm256_and_si256(_mm256_packus_epi16(w[0], w[1]), seven), _mm256_and_si256(_mm256_packus_epi16(w[2], w[3]), seven)};
   }
 };
+// Built once, on the first INT3 kernel call (scores and values share it); INT4 kernels never ask.
+inline const Int3Unpack& Int3Tables() {
+  static const Int3Unpack tables;
+  return tables;
+}
+
+// Chunk c of a row's INT4 or INT3 codes in the INT4 chunk's two registers (int3: Int3Tables(), for INT3 only).
+template <int BITS>
+inline Chunk LoadCodes(const Int3Unpack* int3, const uint8_t* codes, int c) {
+  if constexpr (BITS == 3) return int3->Load(codes, c);
+  else return LoadChunk(codes, c);
+}
 
 // Up to kPass queries of one GQA group share each row's loads, unpacking and scale spreading; the count is a
 // template parameter so the per-query accumulators stay in registers.
@@ -129,7 +141,7 @@ void ScoresInt4(const KvRowFormat& f, const float* q, const float* qsum, const u
   constexpr int d = 64 * NC, group = d / NG;
   constexpr int U = group <= 64 ? NC : 1, GU = group <= 64 ? 64 / group : 1;  // units, groups per unit
   const size_t code_bytes = KvCodeBytes(d, BITS);
-  static const Int3Unpack int3;
+  const Int3Unpack* const int3 = BITS == 3 ? &Int3Tables() : nullptr;
   alignas(32) int8_t qa[kPass][NC][32], qb[kPass][NC][32];
   float qs[kPass][NG];
   for (int h = 0; h < NQ; ++h) {
@@ -147,7 +159,7 @@ void ScoresInt4(const KvRowFormat& f, const float* q, const float* qsum, const u
     for (int i = 0; i < 8; ++i) {
       const uint8_t* row = rows + (t + std::min(i, nb - 1)) * f.stride;
       for (int c = 0; c < NC; ++c) {
-        const Chunk ch = BITS == 3 ? int3.Load(row, c) : LoadChunk(row, c);
+        const Chunk ch = LoadCodes<BITS>(int3, row, c);
         for (int h = 0; h < NQ; ++h) {
           const __m256i dot = Dot::Int4(ch.a, ch.b, _mm256_load_si256(reinterpret_cast<const __m256i*>(qa[h][c])),
                                         _mm256_load_si256(reinterpret_cast<const __m256i*>(qb[h][c])));

@@ -29,24 +29,13 @@ inline float Hsum8(F8 v) {  // ((l0+l1)+(l2+l3))+((l4+l5)+(l6+l7))
 
 inline float32x4_t HalfToFloat4(const uint16_t* h) { return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(h))); }
 
-// Eight consecutive codes starting at channel i (a multiple of 8), as floats.
+// Eight consecutive INT8 codes starting at channel i (a multiple of 8), as floats. (Narrower codes are read by the
+// integer kernels, qu4-qu2-kv-neon.cc.)
 template <int BITS>
 inline F8 Codes8(const uint8_t* codes, int i) {
-  if (BITS == 8) {
-    const uint16x8_t w = vmovl_u8(vld1_u8(codes + i));
-    return {vcvtq_f32_u32(vmovl_u16(vget_low_u16(w))), vcvtq_f32_u32(vmovl_u16(vget_high_u16(w)))};
-  } else {
-    // 8 codes fill BITS bytes; one 4-byte load (a row's scales and zeros follow its codes, so a byte past the last
-    // code is still the row's), where copying BITS bytes went through the stack and stalled the load after it.
-    uint32_t w;
-    std::memcpy(&w, codes + (size_t)i * BITS / 8, 4);
-    const uint32x4_t word = vdupq_n_u32(w);
-    const int32x4_t shift_lo = {0, -BITS, -2 * BITS, -3 * BITS};
-    const int32x4_t shift_hi = {-4 * BITS, -5 * BITS, -6 * BITS, -7 * BITS};
-    const uint32x4_t mask = vdupq_n_u32((1u << BITS) - 1);
-    return {vcvtq_f32_u32(vandq_u32(vshlq_u32(word, shift_lo), mask)),
-            vcvtq_f32_u32(vandq_u32(vshlq_u32(word, shift_hi), mask))};
-  }
+  static_assert(BITS == 8, "the float kernels read INT8 rows only");
+  const uint16x8_t w = vmovl_u8(vld1_u8(codes + i));
+  return {vcvtq_f32_u32(vmovl_u16(vget_low_u16(w))), vcvtq_f32_u32(vmovl_u16(vget_high_u16(w)))};
 }
 
 void KvEncode(const KvRowFormat& f, const float* x, uint8_t* dst);  // kv-encode-neon.cc

@@ -150,14 +150,15 @@ std::vector<Candidate> Candidates(const ModelConfig& m) {
   return out;
 }
 
-// Arena bytes of a session holding `context` tokens in configuration kv (0 if the configuration is invalid).
-size_t ArenaFor(const Model& model, const KvCacheConfig& kv, int context, int threads) {
+// Arena bytes of a session holding `context` tokens in configuration kv (0 if the configuration is invalid), and
+// its KV plan where asked.
+size_t ArenaFor(const Model& model, const KvCacheConfig& kv, int context, int threads, KvPlan* kv_plan = nullptr) {
   SessionConfig c;
   c.context = context;
   c.threads = threads;
   c.kv = kv;
   size_t bytes = 0;
-  return Session::PlanArena(model, c, &bytes).ok() ? bytes : 0;
+  return Session::PlanArena(model, c, &bytes, nullptr, kv_plan).ok() ? bytes : 0;
 }
 
 // What the process needs besides the arena: `fixed` while running (runtime, mapped and packed weights, tables), and
@@ -169,15 +170,6 @@ struct Overheads {
     return arena > 0 && fixed + arena <= memory && packing_peak <= memory;
   }
 };
-
-// Whether cache c holds every token of a `context`-token session (nothing evicted).
-bool HoldsEveryToken(const ModelConfig& m, const KvCacheConfig& c, int context) {
-  KvGeometry g;
-  g.n_layers = m.n_layers, g.n_heads = m.n_heads, g.n_kv_heads = m.n_kv_heads, g.head_dim = m.head_dim;
-  g.capacity = context;
-  KvPlan plan;
-  return PlanKvCache(g, c, &plan).ok() && plan.hi_tokens + plan.mid_tokens + plan.lo_tokens >= context;
-}
 
 // The configuration proposed for `memory` bytes in all at `context` tokens: the KV memory left after everything
 // else, the preset for that share of the FP16 cache, its budget trimmed until the whole plan fits.
@@ -204,8 +196,9 @@ nlohmann::json Propose(const Model& model, const Overheads& over, size_t memory,
     if (c.policy != KvPolicy::Full) c.budget_bytes = (size_t)kv;
     // The arena beyond the KV cache differs a little between caches (attention scratch): trim to fit.
     for (int i = 0; i < 8; ++i) {
-      if (p.needs_every_token && !HoldsEveryToken(m, c, context)) break;
-      const size_t arena = ArenaFor(model, c, context, threads);
+      KvPlan plan;
+      const size_t arena = ArenaFor(model, c, context, threads, &plan);
+      if (p.needs_every_token && plan.hi_tokens + plan.mid_tokens + plan.lo_tokens < context) break;
       if (over.Fit(arena, memory)) {
         out["kv"] = p.spec;
         out["kv_budget_bytes"] = c.budget_bytes;
