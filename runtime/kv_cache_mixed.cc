@@ -13,6 +13,9 @@ namespace mikv {
 
 MixedKvCache::MixedKvCache(const KvGeometry& g, const KvCacheConfig& config, const KvPlan& plan)
     : g_(g), config_(config), balancer_(g, config.balance_keys) {
+  // The plan may have shrunk the sinks and the window to hold every token (KvPlan): those are the ones protected.
+  config_.sinks = plan.sinks;
+  config_.window = plan.window;
   const int d = g.head_dim;
   Region& hi = tiers_[kHi];
   Region& mid = tiers_[kMid];

@@ -82,6 +82,11 @@ Status ParseKvSpec(const std::string& spec, const KvCacheConfig& base, KvCacheCo
 // the chunk being written: MixedKvCache::Write). At head_dim 64 those 2 bytes are 0.8% of the FP16 cache.
 struct KvPlan {
   int hi_tokens = 0, mid_tokens = 0, lo_tokens = 0;
+  // The sinks and recent window the cache protects: the configuration's, unless a tiered cache sized from its budget
+  // could hold every token of the context only with a smaller high tier. Then they give way before any token is
+  // evicted (eviction is what loses retrieval): the heavy hitters first, then the sinks down to one, then the window
+  // down to one token (PlanKvCache).
+  int sinks = 0, window = 1;
   size_t hi_bytes_per_token = 0, mid_bytes_per_token = 0, lo_bytes_per_token = 0;  // K + V, one token, one kv head
   size_t position_bytes = 4;                               // 2 or 4
   bool lo_ranked = true;                                   // the low tier keeps importance and positions

@@ -30,7 +30,7 @@ Status Normalise(const Model& model, SessionConfig* c, KvPlan* plan) {
   // token of a chunk is moved before the chunk's later tokens have seen it.
   const KvPolicy p = c->kv.policy;
   if (p == KvPolicy::H2O || p == KvPolicy::Sinks || p == KvPolicy::MiKV)
-    c->prefill_chunk = std::min(c->prefill_chunk, c->kv.window);
+    c->prefill_chunk = std::min(c->prefill_chunk, plan->window);
   return OkStatus();
 }
 

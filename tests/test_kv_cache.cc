@@ -259,9 +259,41 @@ TEST(KvPlan, TieredPlanFillsTheBudget) {
     EXPECT_EQ(plan.mid_tokens, std::min<int>(g.capacity - hi, (int)(extra / (streams * (mc - lc)))));
     EXPECT_LE(plan.total_bytes, c.budget_bytes);
   }
-  c.budget_bytes = all_low - streams * lc * 3;  // three tokens short
+  // Three low tokens short: rather than evict, the high tier gives way (KvPlan): one high token less holds them
+  // (hc - lc > 3 lc), and it comes from the sinks (2 -> 1) before the window.
+  ASSERT_GT(hc - lc, 3 * lc);
+  ASSERT_EQ(hi, c.sinks + c.window);
+  c.budget_bytes = all_low - streams * lc * 3;
   KvPlan plan;
   ASSERT_TRUE(PlanKvCache(g, c, &plan).ok());
+  EXPECT_EQ(plan.hi_tokens, hi - 1);
+  EXPECT_EQ(plan.sinks, c.sinks - 1);
+  EXPECT_EQ(plan.window, c.window);
+  EXPECT_EQ(plan.hi_tokens + plan.mid_tokens + plan.lo_tokens, g.capacity);
+  EXPECT_FALSE(plan.lo_ranked);
+  EXPECT_LE(plan.total_bytes, c.budget_bytes);
+  // Four high tokens less: the window gives the other three, down to its floor of one.
+  c.budget_bytes = all_low - streams * (hc - lc) * 4;
+  ASSERT_TRUE(PlanKvCache(g, c, &plan).ok());
+  EXPECT_EQ(plan.hi_tokens, 2);
+  EXPECT_EQ(plan.sinks, 1);
+  EXPECT_EQ(plan.window, 1);
+  EXPECT_EQ(plan.hi_tokens + plan.mid_tokens + plan.lo_tokens, g.capacity);
+  // Heavy hitters give way before the sinks and the window.
+  KvCacheConfig hh = c;
+  hh.hi_frac = 0.25f;  // 16 high tokens wanted
+  hh.budget_bytes = streams * (16 * hc + (g.capacity - 16) * lc) - streams * (hc - lc) * 3;
+  ASSERT_TRUE(PlanKvCache(g, hh, &plan).ok());
+  EXPECT_EQ(plan.hi_tokens, 13);
+  EXPECT_EQ(plan.sinks, c.sinks);
+  EXPECT_EQ(plan.window, c.window);
+  EXPECT_EQ(plan.hi_tokens + plan.mid_tokens + plan.lo_tokens, g.capacity);
+  // Below one sink and one recent token beside every token low, the cache keeps its sinks and window and evicts.
+  c.budget_bytes = all_low - streams * (hc - lc) * 4 - streams * lc;
+  ASSERT_TRUE(PlanKvCache(g, c, &plan).ok());
+  EXPECT_EQ(plan.hi_tokens, hi);
+  EXPECT_EQ(plan.sinks, c.sinks);
+  EXPECT_EQ(plan.window, c.window);
   EXPECT_EQ(plan.mid_tokens, 0);
   // The low tier can now fill up, so it ranks its tokens: each costs a position and an importance more, and the
   // budget holds fewer of them.
@@ -444,6 +476,46 @@ TEST(MixedKvCache, LowTierWithoutTablesAttendsTheSame) {
   EXPECT_EQ(low, lean.plan.lo_tokens);
   EXPECT_EQ((int)held.size(), g.capacity);
   EXPECT_EQ(lean.cache->Occupancy().evicted, 0);
+}
+
+// Where the budget holds every token only beside a smaller high tier, the plan shrinks the sinks and the window
+// (KvPlan) and the cache protects those: nothing is evicted, and the high tier ends holding exactly the one sink and
+// the two newest tokens left to it (with the configured window of four, two of its slots would be unprotected).
+TEST(MixedKvCache, HighTierGivesWayBeforeEviction) {
+  const KvGeometry g = SmallGeometry(64);
+  KvCacheConfig c = Config(KvPolicy::MiKV, 0, 0.0f);  // sinks 2, window 4
+  c.mid_tier = true;
+  c.mid = KvPrecision::Int4;
+  c.lo = KvPrecision::Int2;
+  c.balance_keys = false;
+  c.mid_frac = 0.0f;
+  KvPlan probe;
+  ASSERT_TRUE(PlanKvCache(g, c, &probe).ok());
+  const size_t streams = (size_t)g.n_layers * g.n_kv_heads,
+               hc = probe.hi_bytes_per_token + probe.hi_table_bytes, lc = probe.lo_bytes_per_token;
+  c.mid_frac = -1.0f;
+  c.budget_bytes = streams * (6 * hc + (g.capacity - 6) * lc) - streams * (hc - lc) * 3;
+  CacheUnderTest t(g, c);
+  ASSERT_TRUE(t.status.ok()) << t.status.ToString();
+  ASSERT_EQ(t.plan.hi_tokens, 3);
+  ASSERT_EQ(t.plan.sinks, 1);
+  ASSERT_EQ(t.plan.window, 2);
+  std::mt19937 rng(3);
+  std::vector<float> out(g.n_heads * g.head_dim);
+  for (int pos = 0; pos < g.capacity; ++pos) {
+    const auto q = RandomVector(rng, g.n_heads * g.head_dim), k = RandomVector(rng, g.head_dim),
+               v = RandomVector(rng, g.head_dim);
+    t.cache->Observe(0, 1, q.data());
+    t.cache->Write(0, pos, 1, k.data(), v.data());
+    t.cache->Attend(0, pos, 0, q.data(), out.data(), t.scratch.data());
+  }
+  EXPECT_EQ(t.cache->Occupancy().evicted, 0);
+  std::vector<MixedKvCache::SlotView> slots(g.capacity);
+  ASSERT_EQ(t.cache->Slots(0, 0, slots.data(), g.capacity), g.capacity);
+  std::set<int> high;
+  for (const auto& s : slots)
+    if (s.tier == 0) high.insert(s.position);
+  EXPECT_EQ(high, (std::set<int>{0, g.capacity - 2, g.capacity - 1}));
 }
 
 // Prefill writes chunks of tokens before their queries attend, so a query must not see the chunk's later tokens. A

@@ -372,6 +372,8 @@ int RunBudget(const BudgetArgs& a) {
   plan["context"] = session->context();
   plan["kv"] = {{"policy", KvPolicyName(config.kv.policy)}, {"high_tokens", kv_plan.hi_tokens},
                 {"mid_tokens", kv_plan.mid_tokens}, {"low_tokens", kv_plan.lo_tokens}, {"bytes", kv_plan.total_bytes},
+                // The sinks and recent window held high: fewer than asked where the budget holds every token only so.
+                {"sinks", kv_plan.sinks}, {"window", kv_plan.window},
                 // Per token and kv head: K + V as stored, and the table entry (position, and importance where the
                 // tier ranks its tokens: the low tier only when it can fill up).
                 {"bytes_per_token", {{"high", kv_plan.hi_bytes_per_token}, {"mid", kv_plan.mid_bytes_per_token},
@@ -425,9 +427,15 @@ int RunBudget(const BudgetArgs& a) {
     std::cout << out.dump(2) << "\n";
     return 0;
   }
-  std::printf("%s: %s, context %d, KV cache %s (%d high + %d middle + %d low tokens per layer and kv head)\n\n",
+  std::printf("%s: %s, context %d, KV cache %s (%d high + %d middle + %d low tokens per layer and kv head)\n",
               a.model.c_str(), m.name.c_str(), session->context(), KvPolicyName(config.kv.policy), kv_plan.hi_tokens,
               kv_plan.mid_tokens, kv_plan.lo_tokens);
+  if (config.kv.policy != KvPolicy::Plain && config.kv.policy != KvPolicy::Full && config.kv.policy != KvPolicy::Uniform) {
+    const bool shrunk = kv_plan.sinks != config.kv.sinks || kv_plan.window != config.kv.window;
+    std::printf("  held high: %d sinks + %d recent tokens%s\n", kv_plan.sinks, kv_plan.window,
+                shrunk ? " (fewer than asked: the budget holds every token only so)" : "");
+  }
+  std::printf("\n");
   for (const auto& [name, bytes] : parts) std::printf("  %-34s %12zu  %s\n", name.c_str(), bytes, MiB(bytes).c_str());
   std::printf("  %-34s %12zu  %s\n", "total (running)", steady, MiB(steady).c_str());
   std::printf("  %-34s %12zu  %s\n", "while packing weights", packing_peak, MiB(packing_peak).c_str());
