@@ -12,6 +12,12 @@
 // Shapes: head_dim 64 or 128, groups of 32, 64 or 128 channels; others go to the AVX2 entry points.
 #include "qu4-qu2-kv-scores-avx.h"
 
+// qu4-qu2-kv-avx512vbmi.cc compiles this file again for AVX-512 VBMI, as its own table.
+#ifndef MIKV_VNNI_TABLE
+#define MIKV_VNNI_TABLE kAvx512VnniKvKernels
+#define MIKV_VNNI_TABLE_NAME "avx512vnni"
+#endif
+
 namespace mikv::avx {
 
 void F16KvScoresAvx512Entry(const KvRowFormat& f, const float* q, const float* qsum, const uint8_t* rows, size_t n,
@@ -49,8 +55,8 @@ void Qu4Qu2ScoresVnni(const KvRowFormat& f, const float* q, const float* qsum, c
 }  // namespace mikv::avx
 
 namespace mikv {
-extern const KvKernels kAvx512VnniKvKernels = {
-    "avx512vnni",
+extern const KvKernels MIKV_VNNI_TABLE = {
+    MIKV_VNNI_TABLE_NAME,
     {avx::F16KvScoresAvx512Entry, avx::QuKvScoresAvx2, avx::Qu4Qu2ScoresVnni, avx::Qu4Qu2ScoresVnni, avx::Qu4Qu2ScoresVnni},
     {avx::F16KvValuesAvx512Entry, avx::QuKvValuesAvx2, avx::Qu4Qu2KvValuesAvx2, avx::Qu4Qu2KvValuesAvx2, avx::Qu4Qu2KvValuesAvx2},
     avx::FwhtAvx2,

@@ -14,6 +14,7 @@ namespace mikv {
 extern const KvKernels kAvx2KvKernels;
 extern const KvKernels kAvx512KvKernels;
 extern const KvKernels kAvx512VnniKvKernels;
+extern const KvKernels kAvx512VbmiKvKernels;
 
 // F16C from CPUID leaf 1 (ECX bit 29): not every compiler's __builtin_cpu_supports knows the name.
 static bool HasF16c() {
@@ -32,6 +33,7 @@ const char* KvIsaName(KvIsa isa) {
     case KvIsa::Avx512: return "avx512";
     case KvIsa::Neon: return "neon";
     case KvIsa::Avx512Vnni: return "avx512vnni";
+    case KvIsa::Avx512Vbmi: return "avx512vbmi";
   }
   return "?";
 }
@@ -52,6 +54,10 @@ const KvKernels* GetKvKernels(KvIsa isa) {
       // What its translation unit is compiled for: AVX-512F (the table's other kernels), VL and VNNI (256-bit vpdpbusd).
       return GetKvKernels(KvIsa::Avx512) && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni")
                  ? &kAvx512VnniKvKernels : nullptr;
+    case KvIsa::Avx512Vbmi:
+      // The VNNI table's translation unit again, with BW (the masked byte load) and VBMI (the INT3 unpack).
+      return GetKvKernels(KvIsa::Avx512Vnni) && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vbmi")
+                 ? &kAvx512VbmiKvKernels : nullptr;
 #endif
 #if defined(MIKV_HAVE_NEON_KERNELS)
     case KvIsa::Neon: return &kNeonKvKernels;  // NEON is part of every AArch64 core
@@ -62,13 +68,13 @@ const KvKernels* GetKvKernels(KvIsa isa) {
 
 static const KvKernels* Pick() {
   if (const char* forced = std::getenv("MIKV_KV_ISA")) {
-    for (KvIsa isa : {KvIsa::Scalar, KvIsa::Avx2, KvIsa::Avx512, KvIsa::Avx512Vnni, KvIsa::Neon})
+    for (KvIsa isa : {KvIsa::Scalar, KvIsa::Avx2, KvIsa::Avx512, KvIsa::Avx512Vnni, KvIsa::Avx512Vbmi, KvIsa::Neon})
       if (std::strcmp(forced, KvIsaName(isa)) == 0 && GetKvKernels(isa)) return GetKvKernels(isa);
   }
-  // AVX-512 VNNI first where the CPU has it: its INT4/INT2 scores (vpdpbusd) are at least as fast as the AVX2 integer
+  // AVX-512 VBMI first (the VNNI table with a cheaper INT3 unpack), then VNNI where the CPU has it: its INT4/INT2 scores (vpdpbusd) are at least as fast as the AVX2 integer
   // kernels the AVX-512 table takes, the rest being the same (docs/bench/avx512-device.json: 3-6% ahead at 16k tokens
   // by medians of interleaved rounds, level with three query heads).
-  for (KvIsa isa : {KvIsa::Avx512Vnni, KvIsa::Avx512, KvIsa::Avx2, KvIsa::Neon})
+  for (KvIsa isa : {KvIsa::Avx512Vbmi, KvIsa::Avx512Vnni, KvIsa::Avx512, KvIsa::Avx2, KvIsa::Neon})
     if (const KvKernels* k = GetKvKernels(isa)) return k;
   return &kScalarKvKernels;
 }

@@ -19,7 +19,7 @@
 // Variants: the scalar reference (kv_kernels_scalar.cc, the definition), AVX2+FMA+F16C, AVX-512 and AVX-512 with
 // VNNI (kernels_avx/), NEON and NEON dotprod (kernels_neon/). Every variant equals the reference within float
 // rounding (tests/test_kv_kernels.cc). On x86 the best variant is chosen at run time from the CPU's features; on
-// ARM at compile time. MIKV_KV_ISA=scalar|avx2|avx512|avx512vnni|neon forces one (tests and benchmarks).
+// ARM at compile time. MIKV_KV_ISA=scalar|avx2|avx512|avx512vnni|avx512vbmi|neon forces one (tests and benchmarks).
 #pragma once
 
 #include <cstddef>
@@ -84,7 +84,7 @@ struct KvKernels {
   KvValuesGroupFn values_group[5];
 };
 
-enum class KvIsa : uint8_t { Scalar = 0, Avx2 = 1, Avx512 = 2, Neon = 3, Avx512Vnni = 4 };
+enum class KvIsa : uint8_t { Scalar = 0, Avx2 = 1, Avx512 = 2, Neon = 3, Avx512Vnni = 4, Avx512Vbmi = 5 };
 const char* KvIsaName(KvIsa isa);
 
 // The kernels of an ISA, or nullptr when this build or this CPU lacks it.
