@@ -263,7 +263,13 @@ mikv_status mikv_plan_session(const mikv_model* model, const mikv_session_config
   plan->kv_high_tokens = kv.hi_tokens;
   plan->kv_low_tokens = kv.lo_tokens;
   plan->arena_alignment = mikv::Arena::kAlignment;
-  if (plan->struct_size >= sizeof(mikv_plan)) plan->kv_mid_tokens = kv.mid_tokens;
+  // Each field only where the caller's struct has it (older callers pass a shorter struct_size).
+  auto covers = [&](size_t end) { return plan->struct_size >= end; };
+  if (covers(offsetof(mikv_plan, kv_mid_tokens) + sizeof(int32_t))) plan->kv_mid_tokens = kv.mid_tokens;
+  if (covers(offsetof(mikv_plan, kv_window) + sizeof(int32_t))) {
+    plan->kv_sinks = kv.sinks;
+    plan->kv_window = kv.window;
+  }
   return MIKV_OK;
 }
 

@@ -84,6 +84,37 @@ int main(int argc, char** argv) {
   bad.kv_mid_keys = MIKV_PRECISION_INT4;
   bad.kv_mid_fraction = 0.3f;
   EXPECT(mikv_plan_session(model, &bad, &plan) == MIKV_OK && plan.kv_mid_tokens == 60 && plan.kv_low_tokens == 104);
+  EXPECT(plan.kv_sinks == bad.kv_sinks && plan.kv_window == bad.kv_window); /* version 4: as configured here */
+  {
+    /* Tiered mikv sized from its budget (version 4 reports the sinks and window it holds). */
+    mikv_session_config tiered = bad;
+    mikv_plan probe;
+    tiered.kv_mid_fraction = -1.0f;
+    tiered.kv_high_fraction = 0.0f;
+    tiered.kv_tokens = 0;
+    tiered.kv_sinks = 4;
+    tiered.kv_window = 8;
+    tiered.kv_budget_bytes = 1u << 30; /* room for everything: the high tier's and the middle tier's full size */
+    probe.struct_size = sizeof probe;
+    EXPECT(mikv_plan_session(model, &tiered, &probe) == MIKV_OK && probe.kv_sinks == 4 && probe.kv_window == 8);
+    const int32_t all = probe.kv_high_tokens + probe.kv_mid_tokens + probe.kv_low_tokens;
+    /* Tighter budgets: the middle tier empties, then the high tier gives way, sinks first, and every token stays. */
+    int sinks_first = 0, window_after = 0;
+    for (uint64_t b = probe.kv_bytes; b > 16 && !window_after; b -= 16) {
+      tiered.kv_budget_bytes = b;
+      if (mikv_plan_session(model, &tiered, &probe) != MIKV_OK) break;
+      if (probe.kv_sinks == 4 && probe.kv_window == 8) continue;
+      EXPECT(probe.kv_high_tokens + probe.kv_mid_tokens + probe.kv_low_tokens == all);
+      EXPECT(probe.kv_high_tokens == probe.kv_sinks + probe.kv_window);
+      if (probe.kv_window == 8) sinks_first = 1;
+      else window_after = probe.kv_sinks == 1;
+    }
+    EXPECT(sinks_first && window_after);
+    mikv_plan v3 = probe; /* a version-3 caller's struct ends at kv_mid_tokens: nothing written past it */
+    v3.struct_size = (uint32_t)(offsetof(mikv_plan, kv_mid_tokens) + sizeof(int32_t));
+    v3.kv_sinks = -7;
+    EXPECT(mikv_plan_session(model, &tiered, &v3) == MIKV_OK && v3.kv_sinks == -7);
+  }
   bad.kv_mid_keys = (mikv_precision)9;
   EXPECT(mikv_plan_session(model, &bad, &plan) == MIKV_ERR_INVALID_ARGUMENT);
   /* The same cache in one string (what mikv budget proposes); a bad string leaves the config as it was. */

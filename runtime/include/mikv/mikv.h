@@ -37,7 +37,7 @@ typedef enum mikv_status {
 /* A short constant name for a status ("MIKV_ERR_CORRUPT"). */
 const char* mikv_status_name(mikv_status status);
 
-#define MIKV_API_VERSION 3
+#define MIKV_API_VERSION 4
 /* "0.1.0" */
 const char* mikv_version(void);
 /* The message of the last failed call on this thread that had no handle to keep it (load, plan, create). */
@@ -135,6 +135,10 @@ typedef struct mikv_plan {
   int32_t kv_high_tokens, kv_low_tokens; /* per layer and kv head */
   uint64_t arena_alignment;              /* a caller-provided arena must be aligned to this */
   int32_t kv_mid_tokens;                 /* API version 3: the middle tier (written when struct_size covers it) */
+  /* API version 4: the attention sinks and recent window held high. Fewer than configured where a tiered cache sized
+   * from its budget holds every token of the context only with a smaller high tier (written when struct_size covers
+   * them). */
+  int32_t kv_sinks, kv_window;
 } mikv_plan;
 mikv_status mikv_plan_session(const mikv_model* model, const mikv_session_config* config, mikv_plan* plan);
 
