@@ -293,7 +293,8 @@ int RunBench(const BenchArgs& a) {
                     {"decode_fraction_of_copy", bytes * decode_tps / copy_model}};
     const KvOccupancy occ = session->kv_occupancy();
     out["model"]["kv"] = {{"policy", KvPolicyName(c.kv.policy)}, {"config", a.kv.spec}, {"hi_tokens", occ.hi_tokens},
-                          {"mid_tokens", occ.mid_tokens}, {"lo_tokens", occ.lo_tokens}, {"evicted_tokens", occ.evicted}};
+                          {"mid_tokens", occ.mid_tokens}, {"lo_tokens", occ.lo_tokens}, {"evicted_tokens", occ.evicted},
+                          {"sinks", session->kv_plan().sinks}, {"window", session->kv_plan().window}};
     if (!a.json)
       std::printf("\nmodel %s: prefill %.1f tok/s, decode %.1f tok/s; decode reads %.1f MB/token = %.2f GB/s (%.0f%% of copy)\n",
                   m.name.c_str(), prefill_tps, decode_tps, bytes / 1e6, bytes * decode_tps / 1e9, 100 * bytes * decode_tps / copy_model);

@@ -89,7 +89,8 @@ int RunRun(const RunArgs& a) {
     j["arena_bytes"] = st.arena_bytes;
     const KvOccupancy occ = session->kv_occupancy();
     j["kv"] = {{"policy", KvPolicyName(session->config().kv.policy)}, {"hi_tokens", occ.hi_tokens}, {"mid_tokens", occ.mid_tokens}, {"lo_tokens", occ.lo_tokens},
-               {"evicted_tokens", occ.evicted}, {"bytes", session->kv_plan().total_bytes}};
+               {"evicted_tokens", occ.evicted}, {"bytes", session->kv_plan().total_bytes},
+               {"sinks", session->kv_plan().sinks}, {"window", session->kv_plan().window}};
     std::cout << j.dump(2) << "\n";
   } else {
     std::printf("\n\n[mikv] prompt %llu tok, %.1f tok/s | decode %llu tok, %.1f tok/s | peak RSS %.1f MiB | arena %.1f MiB\n",
