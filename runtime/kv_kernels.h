@@ -17,7 +17,7 @@
 // far inside INT4/INT2's own quantization step. INT8 rows keep the float definition above.
 //
 // Variants: the scalar reference (kv_kernels_scalar.cc, the definition), AVX2+FMA+F16C, AVX-512 and AVX-512 with
-// VNNI (kernels_avx/), NEON and NEON dotprod (kernels_neon/). Every variant equals the reference within float
+// VNNI (and VNNI + VBMI: a cheaper INT3 unpack) (kernels_avx/), NEON and NEON dotprod (kernels_neon/). Every variant equals the reference within float
 // rounding (tests/test_kv_kernels.cc). On x86 the best variant is chosen at run time from the CPU's features; on
 // ARM at compile time. MIKV_KV_ISA=scalar|avx2|avx512|avx512vnni|avx512vbmi|neon forces one (tests and benchmarks).
 #pragma once
