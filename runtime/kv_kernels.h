@@ -16,9 +16,9 @@
 // The query's int8 rounding moves a score by at most Σ_i qs_g/2·|k_i|, the weights' by ws/2 per row and channel —
 // far inside INT4/INT2's own quantization step. INT8 rows keep the float definition above.
 //
-// Variants: the scalar reference (kv_kernels_scalar.cc, the definition), AVX2+FMA+F16C, AVX-512 and AVX-512 with
-// VNNI (and VNNI + VBMI: a cheaper INT3 unpack) (kernels_avx/), NEON and NEON dotprod (kernels_neon/). Every variant equals the reference within float
-// rounding (tests/test_kv_kernels.cc). On x86 the best variant is chosen at run time from the CPU's features; on
+// Variants: the scalar reference (kv_kernels_scalar.cc, the definition), AVX2+FMA+F16C, AVX-512, AVX-512 with
+// VNNI, and with VNNI + VBMI (a cheaper INT3 unpack) (kernels_avx/), NEON and NEON dotprod (kernels_neon/). Every
+// variant equals the reference within float rounding (tests/test_kv_kernels.cc). On x86 the best variant is chosen at run time from the CPU's features; on
 // ARM at compile time. MIKV_KV_ISA=scalar|avx2|avx512|avx512vnni|avx512vbmi|neon forces one (tests and benchmarks).
 #pragma once
 
