@@ -19,7 +19,8 @@
 // Variants: the scalar reference (kv_kernels_scalar.cc, the definition), AVX2+FMA+F16C, AVX-512, AVX-512 with
 // VNNI, and with VNNI + VBMI (a cheaper INT3 unpack) (kernels_avx/), NEON and NEON dotprod (kernels_neon/). Every
 // variant equals the reference within float rounding (tests/test_kv_kernels.cc). On x86 the best variant is chosen
-// at run time from the CPU's features; on ARM at compile time. MIKV_KV_ISA=scalar|avx2|avx512|avx512vnni|avx512vbmi|neon forces one (tests and benchmarks).
+// at run time from the CPU's features; on ARM at compile time. MIKV_KV_ISA=scalar|avx2|avx512|avx512vnni|avx512vbmi|
+// neon forces one (tests and benchmarks).
 #pragma once
 
 #include <cstddef>
