@@ -349,7 +349,9 @@ int RunEval(const EvalArgs& a) {
 void AddEvalCommand(CLI::App& app) {
   auto args = std::make_shared<EvalArgs>();
   args->kv.policy = "full";
-  args->kv.window = 16;  // the retrieval prompts are short (10 lines ≈ 180 tokens): a 20% cache must hold sinks + window
+  // The retrieval prompts are short (10 lines ≈ 180 tokens): a 20% cache must hold sinks + window (tiered caches sized
+  // from the budget shrink them where even that does not fit: KvPlan).
+  args->kv.window = 16;
   CLI::App* cmd = app.add_subcommand("eval", "Compare KV-cache policies: KL/top-1/perplexity on prose, line retrieval, recall");
   cmd->add_option("-m,--model", args->model, "the .mikv model")->required();
   cmd->add_option("--text", args->text, "evaluation text (.txt or .txt.xz)")->capture_default_str();
