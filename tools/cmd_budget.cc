@@ -104,7 +104,7 @@ const KvPreset kKvPresets[] = {
     {0.25, "mikv/int8@0.02/k4v3:g64/k3v2:g64+rot",
      "eval, default model: at 25% of FP16 line retrieval 100%, recall top-1 0.942; at 28.6% 100%, 0.947 (full: 100%, 0.959)"},
     {0.0, "mikv/int8:g64@0/k4v3:g64/k3v2:g64+rot",
-     "eval, default model: at 20% of FP16 recall top-1 0.924, line retrieval 94.8% on 170-600-token prompts and 95.8% "
+     "eval, default model: at 20% of FP16 recall top-1 0.924, line retrieval 96.5% on 170-600-token prompts and 95.8% "
      "on 600-1,000 (full: 0.959, 100%); 16k decode 1.09x paper MiKV INT2 (Xeon, 8 threads); proposed only where every "
      "token of the context fits at INT3 keys / INT2 values",
      /*needs_every_token=*/true},
