@@ -68,16 +68,12 @@ const KvKernels* GetKvKernels(KvIsa isa) {
 
 static const KvKernels* Pick() {
   if (const char* forced = std::getenv("MIKV_KV_ISA")) {
-    for (KvIsa isa : {KvIsa::Scalar, KvIsa::Avx2, KvIsa::Avx512, KvIsa::Avx512Vnni, KvIsa::Avx512Vbmi, KvIsa::Neon})
+    for (KvIsa isa : kKvIsasPreferredFirst)
       if (std::strcmp(forced, KvIsaName(isa)) == 0 && GetKvKernels(isa)) return GetKvKernels(isa);
   }
-  // AVX-512 VBMI first (the VNNI table with a cheaper INT3 unpack: 1.3x on INT3 attention on the device's Xeon), then
-  // VNNI where the CPU has it: its INT4/INT2 scores (vpdpbusd) are at least as fast as the AVX2 integer kernels the
-  // AVX-512 table takes, the rest being the same (docs/bench/avx512-device.json: 3-6% ahead at 16k tokens by medians
-  // of interleaved rounds, level with three query heads).
-  for (KvIsa isa : {KvIsa::Avx512Vbmi, KvIsa::Avx512Vnni, KvIsa::Avx512, KvIsa::Avx2, KvIsa::Neon})
+  for (KvIsa isa : kKvIsasPreferredFirst)
     if (const KvKernels* k = GetKvKernels(isa)) return k;
-  return &kScalarKvKernels;
+  return &kScalarKvKernels;  // (unreachable: the list ends with the scalar reference)
 }
 
 const KvKernels& ActiveKvKernels() {

@@ -87,6 +87,13 @@ struct KvKernels {
 
 enum class KvIsa : uint8_t { Scalar = 0, Avx2 = 1, Avx512 = 2, Neon = 3, Avx512Vnni = 4, Avx512Vbmi = 5 };
 const char* KvIsaName(KvIsa isa);
+// Every variant, the preferred first (ActiveKvKernels takes the first this build and CPU run; the scalar reference,
+// last, always runs). AVX-512 VBMI leads: the VNNI table with a cheaper INT3 unpack, 1.3x on INT3 attention on the
+// device's Xeon. VNNI's INT4/INT2 scores (vpdpbusd) are at least as fast as the AVX2 integer kernels the AVX-512
+// table takes, the rest being the same (docs/bench/avx512-device.json: 3-6% ahead at 16k tokens by medians of
+// interleaved rounds, level with three query heads).
+inline constexpr KvIsa kKvIsasPreferredFirst[] = {KvIsa::Avx512Vbmi, KvIsa::Avx512Vnni, KvIsa::Avx512,
+                                                  KvIsa::Avx2,       KvIsa::Neon,       KvIsa::Scalar};
 
 // The kernels of an ISA, or nullptr when this build or this CPU lacks it.
 const KvKernels* GetKvKernels(KvIsa isa);

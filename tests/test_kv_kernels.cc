@@ -24,8 +24,8 @@ struct Shape {
 
 std::vector<const KvKernels*> Variants() {
   std::vector<const KvKernels*> v;
-  for (KvIsa isa : {KvIsa::Avx2, KvIsa::Avx512, KvIsa::Avx512Vnni, KvIsa::Avx512Vbmi, KvIsa::Neon})
-    if (const KvKernels* k = GetKvKernels(isa)) v.push_back(k);
+  for (KvIsa isa : kKvIsasPreferredFirst)
+    if (const KvKernels* k = GetKvKernels(isa); k && isa != KvIsa::Scalar) v.push_back(k);
 #if defined(MIKV_TEST_NEON_EMULATED)
   v.push_back(&kNeonKvKernelsEmulated);
 #endif
