@@ -65,6 +65,7 @@ void MixedKvCache::Reset() {
   for (Region& r : tiers_) std::fill(r.used, r.used + streams, 0);
   if (balances_) balancer_.Reset();
   evicted_ = 0;
+  newest_written_ = -1;
 }
 
 KvOccupancy MixedKvCache::Occupancy() const {
@@ -148,11 +149,72 @@ void MixedKvCache::RemoveSlot(Region& r, size_t s, int slot) {
   if (r.importance) r.importance[s * r.capacity + slot] = r.importance[s * r.capacity + last];
 }
 
+namespace {
+
+// Four floats or int32 lanes in the compiler's generic vectors: one SSE or NEON register, on every target.
+typedef float F32x4 __attribute__((vector_size(16)));
+typedef int32_t I32x4 __attribute__((vector_size(16)));
+
+F32x4 Load4(const float* x) {
+  F32x4 v;
+  std::memcpy(&v, x, sizeof v);
+  return v;
+}
+
+// a < b ? a : b per lane (minps's own rule; written with a mask because not every compiler takes ?: on vectors).
+F32x4 Min4(F32x4 a, F32x4 b) {
+  const I32x4 lower = a < b;
+  return (F32x4)(((I32x4)a & lower) | ((I32x4)b & ~lower));
+}
+
+// The least of n values (n > 0), eight lanes at a time in two registers.
+float LeastOf(const float* x, int n) {
+  float least = x[0];
+  int i = 0;
+  if (n >= 8) {
+    F32x4 m0 = Load4(x), m1 = Load4(x + 4);
+    for (i = 8; i + 8 <= n; i += 8) m0 = Min4(Load4(x + i), m0), m1 = Min4(Load4(x + i + 4), m1);
+    m0 = Min4(m1, m0);
+    least = m0[0];
+    for (int j = 1; j < 4; ++j) least = m0[j] < least ? m0[j] : least;
+  }
+  for (; i < n; ++i) least = x[i] < least ? x[i] : least;
+  return least;
+}
+
+// Whether any of x[0..64) equals v.
+bool AnyEqual64(const float* x, float v) {
+  const F32x4 vv = {v, v, v, v};
+  I32x4 hit = {0, 0, 0, 0};
+  for (int i = 0; i < 64; i += 4) hit |= Load4(x + i) == vv;
+  return (hit[0] | hit[1] | hit[2] | hit[3]) != 0;
+}
+
+}  // namespace
+
 int MixedKvCache::LeastImportant(const Region& r, size_t s, int first_movable, int last_movable) {
   assert(r.importance);
   const float* imp = r.importance + s * r.capacity;
+  const int n = r.used[s];
   int victim = -1, victim_pos = 0;
-  for (int i = 0; i < r.used[s]; ++i) {
+  if (first_movable <= 0 && last_movable == INT32_MAX && n > 0) {
+    // Every slot may go (a demoted token competing for a full tier: once per layer, kv head and decoded token, over
+    // the whole low tier): the least importance in vector lanes, then the oldest slot holding it, looking only into
+    // blocks of 64 slots that hold it — the slot the loop below picks. (A ranked tier records every position, so no
+    // slot falls below first_movable = 0 there either; a least of NaN matches nothing, and the loop decides then.)
+    const float least = LeastOf(imp, n);
+    for (int b = 0; b < n; b += 64) {
+      const int end = std::min(n, b + 64);
+      if (end - b == 64 && !AnyEqual64(imp + b, least)) continue;
+      for (int i = b; i < end; ++i) {
+        if (imp[i] != least) continue;
+        const int pos = r.Position(s, i);
+        if (victim < 0 || pos < victim_pos) victim = i, victim_pos = pos;
+      }
+    }
+    if (victim >= 0) return victim;
+  }
+  for (int i = 0; i < n; ++i) {
     const int pos = r.Position(s, i);
     if (pos < first_movable || pos > last_movable) continue;
     if (victim < 0 || imp[i] < imp[victim] || (imp[i] == imp[victim] && pos < victim_pos)) victim = i, victim_pos = pos;
@@ -224,6 +286,7 @@ void MixedKvCache::Write(int layer, int pos, int n, const float* k, const float*
   // positions relies on it.
   assert(n <= config_.window || config_.policy != KvPolicy::MiKV || lo_ranked_);
   if (balances_) balancer_.ObserveKeys(layer, n, k);
+  newest_written_ = std::max(newest_written_, pos + n - 1);
   const int d = g_.head_dim;
   Region& hi = tiers_[kHi];
   for (int kvh = 0; kvh < g_.n_kv_heads; ++kvh) {
@@ -329,6 +392,7 @@ void MixedKvCache::ScoreRows(size_t s, int pos, const Rows& rows, const Queries&
     ActiveKvKernels().scores_group[(int)r.kcodec.precision()](r.KFormat(g_.head_dim), group,
                                                              Balanced(r) ? q.balanced : q.plain, q.qsum[t],
                                                              r.K(s, first), (size_t)n, scale, sc + first, stride);
+    if (pos >= newest_written_) continue;  // no row is later than the query (every decode step): nothing to mask
     for (int i = first; i < first + n; ++i)
       if (r.Position(s, i) > pos)
         for (int h = 0; h < group; ++h) sc[h * stride + i] = -INFINITY;

@@ -174,6 +174,8 @@ class MixedKvCache final : public KvCache {
   static constexpr int kTmpVectors = 2 + 2 * (kTiers - 1);
   float* tmp_ = nullptr;
   int64_t evicted_ = 0;
+  // The latest position written to any stream since Reset: a query at or after it has no later row to mask.
+  int newest_written_ = -1;
 };
 
 }  // namespace mikv
