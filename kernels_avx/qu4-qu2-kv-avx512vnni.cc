@@ -6,11 +6,14 @@
 // vpdpbusd on 256-bit registers for the byte dot products (AVX-512 VL): one instruction per code register straight
 // into int32 lanes where AVX2 needs vpmaddubsw, vpaddw and vpmaddwd. The same integer sums, so the same scores.
 // (The first VNNI scores spread each row's scales over its lanes one row at a time, and were slower than AVX2's.)
-// Values: the AVX2 integer kernels. A VNNI values kernel (four rows per vpdpbusd, interleaved by one vpermb) was
-// measured slower than them on the device's Xeon (docs/bench/avx512-device.json), most of all for GQA groups, which
-// it read once per query head; it was removed.
+// Values: the AVX2 integer kernels (qu4-qu2-kv-values-avx.h) compiled here, where AVX-512 VL gives them 32 vector
+// registers: a GQA group's int16 accumulators no longer spill to the stack (and under VBMI the INT3 codes unpack by
+// vpermb). A VNNI values kernel (four rows per vpdpbusd, interleaved by one vpermb) was measured slower than the
+// AVX2 ones on the device's Xeon (docs/bench/avx512-device.json), most of all for GQA groups, which it read once per
+// query head; it was removed.
 // Shapes: head_dim 64 or 128, groups of 32, 64 or 128 channels; others go to the AVX2 entry points.
 #include "qu4-qu2-kv-scores-avx.h"
+#include "qu4-qu2-kv-values-avx.h"
 
 // qu4-qu2-kv-avx512vbmi.cc compiles this file again for AVX-512 VBMI, as its own table.
 #ifndef MIKV_VNNI_TABLE
@@ -51,6 +54,16 @@ void Qu4Qu2ScoresVnni(const KvRowFormat& f, const float* q, const float* qsum, c
   Qu4Qu2ScoresGroupVnni(f, 1, q, qsum, rows, n, scale, out, n);
 }
 
+void Qu4Qu2ValuesGroupVnni(const KvRowFormat& f, int nq, const float* p, size_t p_stride, const uint8_t* rows, size_t n,
+                           float* acc) {
+  if (!FastShape(f)) return Qu4Qu2KvValuesGroupAvx2(f, nq, p, p_stride, rows, n, acc);
+  ValuesOfShape(f, nq, p, p_stride, rows, n, acc);
+}
+
+void Qu4Qu2ValuesVnni(const KvRowFormat& f, const float* p, const uint8_t* rows, size_t n, float* acc) {
+  Qu4Qu2ValuesGroupVnni(f, 1, p, n, rows, n, acc);
+}
+
 }  // namespace
 }  // namespace mikv::avx
 
@@ -58,13 +71,13 @@ namespace mikv {
 extern const KvKernels MIKV_VNNI_TABLE = {
     MIKV_VNNI_TABLE_NAME,
     {avx::F16KvScoresAvx512Entry, avx::QuKvScoresAvx2, avx::Qu4Qu2ScoresVnni, avx::Qu4Qu2ScoresVnni, avx::Qu4Qu2ScoresVnni},
-    {avx::F16KvValuesAvx512Entry, avx::QuKvValuesAvx2, avx::Qu4Qu2KvValuesAvx2, avx::Qu4Qu2KvValuesAvx2, avx::Qu4Qu2KvValuesAvx2},
+    {avx::F16KvValuesAvx512Entry, avx::QuKvValuesAvx2, avx::Qu4Qu2ValuesVnni, avx::Qu4Qu2ValuesVnni, avx::Qu4Qu2ValuesVnni},
     avx::FwhtAvx2,
     avx::SoftmaxAvx2,
     avx::KvEncodeAvx2,
     {KvScoresEachQuery<avx::F16KvScoresAvx512Entry>, avx::QuKvScoresGroupAvx2,
      avx::Qu4Qu2ScoresGroupVnni, avx::Qu4Qu2ScoresGroupVnni, avx::Qu4Qu2ScoresGroupVnni},
     {KvValuesEachQuery<avx::F16KvValuesAvx512Entry>, avx::QuKvValuesGroupAvx2,
-     avx::Qu4Qu2KvValuesGroupAvx2, avx::Qu4Qu2KvValuesGroupAvx2, avx::Qu4Qu2KvValuesGroupAvx2},
+     avx::Qu4Qu2ValuesGroupVnni, avx::Qu4Qu2ValuesGroupVnni, avx::Qu4Qu2ValuesGroupVnni},
 };
 }  // namespace mikv

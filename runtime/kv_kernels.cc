@@ -51,12 +51,14 @@ const KvKernels* GetKvKernels(KvIsa isa) {
       return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && HasF16c()
                  ? &kAvx512KvKernels : nullptr;
     case KvIsa::Avx512Vnni:
-      // What its translation unit is compiled for: AVX-512F (the table's other kernels), VL and VNNI (256-bit vpdpbusd).
-      return GetKvKernels(KvIsa::Avx512) && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni")
+      // What its translation unit is compiled for: AVX-512F (the table's other kernels), VL and VNNI (256-bit
+      // vpdpbusd), BW (byte and word instructions on all 32 registers; every CPU with VNNI has it).
+      return GetKvKernels(KvIsa::Avx512) && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw") &&
+                     __builtin_cpu_supports("avx512vnni")
                  ? &kAvx512VnniKvKernels : nullptr;
     case KvIsa::Avx512Vbmi:
-      // The VNNI table's translation unit again, with BW (the masked byte load) and VBMI (the INT3 unpack).
-      return GetKvKernels(KvIsa::Avx512Vnni) && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vbmi")
+      // The VNNI table's translation unit again, with VBMI (the INT3 unpack).
+      return GetKvKernels(KvIsa::Avx512Vnni) && __builtin_cpu_supports("avx512vbmi")
                  ? &kAvx512VbmiKvKernels : nullptr;
 #endif
 #if defined(MIKV_HAVE_NEON_KERNELS)
