@@ -6,11 +6,12 @@
 // vpdpbusd on 256-bit registers for the byte dot products (AVX-512 VL): one instruction per code register straight
 // into int32 lanes where AVX2 needs vpmaddubsw, vpaddw and vpmaddwd. The same integer sums, so the same scores.
 // (The first VNNI scores spread each row's scales over its lanes one row at a time, and were slower than AVX2's.)
-// Values: the AVX2 integer kernels (qu4-qu2-kv-values-avx.h) compiled here, where AVX-512 VL gives them 32 vector
-// registers: a GQA group's int16 accumulators no longer spill to the stack (and under VBMI the INT3 codes unpack by
-// vpermb). A VNNI values kernel (four rows per vpdpbusd, interleaved by one vpermb) was measured slower than the
-// AVX2 ones on the device's Xeon (docs/bench/avx512-device.json), most of all for GQA groups, which it read once per
-// query head; it was removed.
+// Values: INT2 with vpdpbusd on 512-bit registers, four rows per instruction (ValuesInt2Vnni below), each row read
+// once for a pass of up to four query heads of a GQA group. An earlier VNNI values kernel of the same idea, which read
+// the rows once per query head, was measured slower than the AVX2 ones on the device's Xeon
+// (docs/bench/avx512-device.json) and removed. INT4 and INT3 take the AVX2 integer kernels (qu4-qu2-kv-values-avx.h)
+// compiled here, where AVX-512 VL+BW gives them 32 vector registers: a GQA group's int16 accumulators no longer spill
+// to the stack (and under VBMI the INT3 codes unpack by vpermb).
 // Shapes: head_dim 64 or 128, groups of 32, 64 or 128 channels; others go to the AVX2 entry points.
 #include "qu4-qu2-kv-scores-avx.h"
 #include "qu4-qu2-kv-values-avx.h"
@@ -54,9 +55,103 @@ void Qu4Qu2ScoresVnni(const KvRowFormat& f, const float* q, const float* qsum, c
   Qu4Qu2ScoresGroupVnni(f, 1, q, qsum, rows, n, scale, out, n);
 }
 
+// INT2 values, four rows per vpdpbusd, 512-bit. A step of four rows t..t+3 and one 64-channel chunk: the rows' 16
+// code bytes go into the four 128-bit lanes of one register and are transposed to byte j of every row in dword j
+// (vpermd: dword L of each row into lane L; vpshufb: 4x4 bytes within each lane). Phase k = (x >> 2k) & 3 then holds
+// in dword j the four rows' codes of channel 4j+k, and one vpdpbusd per phase and query adds w_t·code_t + ... +
+// w_t+3·code_t+3 into int32 lane j — the weights are the block's quantized bytes w8[g][t..t+3], one dword, spread
+// over the lanes of each channel's group by one vpermt2d. The same integer sums as the AVX2 kernel (which takes two
+// rows per vpmaddubsw and needs an add after each), widened at the end of each block of 64 rows and scaled by the
+// same fmadd, so the same values; the float slots are the AVX2 INT2 kernel's (channel 64c + 4j + k at (4c + k)·16 +
+// j). A chunk at a time over the block's rows (the rows stay in L1), so a query needs 4 accumulators and 2 weight
+// registers, and a pass of four queries fits the 32 registers.
+template <int NC, int NQ>
+void ValuesInt2Vnni(const KvRowFormat& f, const float* p, size_t p_stride, const uint8_t* rows, size_t n, float* acc) {
+  constexpr int d = 64 * NC, kBlock = KvValueBlockRows(KvPrecision::Int2), S = kBlock / 16;
+  static_assert(kBlock == 64, "a block's weights of one group are one 64-byte register");
+  const int group = f.group, ng = d / group;
+  const size_t code_bytes = KvCodeBytes(d, 2), stride = f.stride;
+  alignas(64) float fa[kPass][d];
+  int channel[d];
+  for (int c = 0; c < NC; ++c)
+    for (int k = 0; k < 4; ++k)
+      for (int j = 0; j < 16; ++j) {
+        const int slot = (c * 4 + k) * 16 + j;
+        channel[slot] = 64 * c + 4 * j + k;
+        for (int h = 0; h < NQ; ++h) fa[h][slot] = acc[h * d + channel[slot]];
+      }
+  const __m512i three = _mm512_set1_epi8(3);
+  // vpermd: lane L <- dword L of each row (row r's bytes are in lane r); vpshufb: byte 4j + r <- byte 4r + j.
+  const __m512i rows_to_lanes = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  const __m512i transpose4x4 = _mm512_broadcast_i32x4(_mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15));
+  // vpermt2d: lanes 0-7 (channels 0-31 of the chunk) take dword m of the first group's weights, 8-15 of the second's.
+  const __m512i second_half = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 16, 16, 16, 16, 16, 16, 16, 16);
+  QueryBlockWeights<S> qw;
+  for (size_t b = 0; b < n; b += kBlock) {
+    const int nb = (int)std::min<size_t>(kBlock, n - b);
+    const uint8_t* block = rows + b * stride;
+    qw.Quantize(f, ng, code_bytes, NQ, p + b, p_stride, block, nb);
+    const uint8_t* last = block + (size_t)(nb - 1) * stride;  // stands in for rows past nb (their weights are 0)
+    for (int c = 0; c < NC; ++c) {
+      const int g_lo = 64 * c / group, g_hi = (64 * c + 32) / group;
+      __m512i wlo[NQ], whi[NQ], a32[NQ][4];
+      for (int h = 0; h < NQ; ++h) {
+        wlo[h] = _mm512_load_si512(qw.w8[h][g_lo]);
+        whi[h] = _mm512_load_si512(qw.w8[h][g_hi]);
+        for (int k = 0; k < 4; ++k) a32[h][k] = _mm512_setzero_si512();
+      }
+      for (int t = 0; t < nb; t += 4) {
+        const uint8_t* r0 = block + (size_t)t * stride + 16 * c;
+        const uint8_t* r1 = t + 1 < nb ? r0 + stride : last + 16 * c;
+        const uint8_t* r2 = t + 2 < nb ? r0 + 2 * stride : last + 16 * c;
+        const uint8_t* r3 = t + 3 < nb ? r0 + 3 * stride : last + 16 * c;
+        __m512i x = _mm512_castsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(r0)));
+        x = _mm512_inserti32x4(x, _mm_loadu_si128(reinterpret_cast<const __m128i*>(r1)), 1);
+        x = _mm512_inserti32x4(x, _mm_loadu_si128(reinterpret_cast<const __m128i*>(r2)), 2);
+        x = _mm512_inserti32x4(x, _mm_loadu_si128(reinterpret_cast<const __m128i*>(r3)), 3);
+        x = _mm512_shuffle_epi8(_mm512_permutexvar_epi32(rows_to_lanes, x), transpose4x4);
+        const __m512i ph[4] = {_mm512_and_si512(x, three), _mm512_and_si512(_mm512_srli_epi16(x, 2), three),
+                               _mm512_and_si512(_mm512_srli_epi16(x, 4), three), _mm512_and_si512(_mm512_srli_epi16(x, 6), three)};
+        const __m512i pick = _mm512_add_epi32(second_half, _mm512_set1_epi32(t / 4));
+        for (int h = 0; h < NQ; ++h) {
+          const __m512i w = _mm512_permutex2var_epi32(wlo[h], pick, whi[h]);
+          for (int k = 0; k < 4; ++k) a32[h][k] = _mm512_dpbusd_epi32(a32[h][k], ph[k], w);
+        }
+      }
+      for (int h = 0; h < NQ; ++h) {
+        const __m512 scale = _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(qw.ws[h][g_lo]), _mm512_set1_ps(qw.ws[h][g_hi]));
+        for (int k = 0; k < 4; ++k) {
+          float* slot = fa[h] + (c * 4 + k) * 16;
+          _mm512_store_ps(slot, _mm512_fmadd_ps(scale, _mm512_cvtepi32_ps(a32[h][k]), _mm512_load_ps(slot)));
+        }
+      }
+    }
+  }
+  qw.Finish(NQ, d, group, channel, fa[0], acc);
+}
+
+template <int NC>
+void ValuesInt2VnniPasses(const KvRowFormat& f, int nq, const float* p, size_t p_stride, const uint8_t* rows, size_t n,
+                          float* acc) {
+  const int d = f.head_dim;
+  for (int h = 0; h < nq; h += kPass) {
+    const float* ph = p + h * p_stride;
+    float* ah = acc + h * d;
+    switch (std::min(kPass, nq - h)) {
+      case 1: ValuesInt2Vnni<NC, 1>(f, ph, p_stride, rows, n, ah); break;
+      case 2: ValuesInt2Vnni<NC, 2>(f, ph, p_stride, rows, n, ah); break;
+      case 3: ValuesInt2Vnni<NC, 3>(f, ph, p_stride, rows, n, ah); break;
+      default: ValuesInt2Vnni<NC, 4>(f, ph, p_stride, rows, n, ah); break;
+    }
+  }
+}
+
 void Qu4Qu2ValuesGroupVnni(const KvRowFormat& f, int nq, const float* p, size_t p_stride, const uint8_t* rows, size_t n,
                            float* acc) {
   if (!FastShape(f)) return Qu4Qu2KvValuesGroupAvx2(f, nq, p, p_stride, rows, n, acc);
+  if (f.precision == KvPrecision::Int2)
+    return f.head_dim == 64 ? ValuesInt2VnniPasses<1>(f, nq, p, p_stride, rows, n, acc)
+                            : ValuesInt2VnniPasses<2>(f, nq, p, p_stride, rows, n, acc);
   ValuesOfShape(f, nq, p, p_stride, rows, n, acc);
 }
 
