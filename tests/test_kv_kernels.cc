@@ -42,8 +42,9 @@ TEST(KvKernels, ReportWhichVariantsRunHere) {
 TEST(KvKernels, EveryVariantEqualsTheScalarReference) {
   std::mt19937 rng(11);
   std::normal_distribution<float> normal(0.0f, 1.0f);
-  std::uniform_int_distribution<int> rows(1, 37);
-  const Shape shapes[] = {{64, 32}, {64, 64}, {64, 16}, {128, 32}, {80, 16}, {64, 8}, {96, 32}};
+  // Up to 150 rows: several of the integer values kernels' blocks (16 or 64 rows), with a partial one at the end.
+  std::uniform_int_distribution<int> rows(1, 150);
+  const Shape shapes[] = {{64, 32}, {64, 64}, {64, 16}, {128, 32}, {128, 64}, {128, 128}, {80, 16}, {64, 8}, {96, 32}};
   int checked = 0;
   for (const KvKernels* k : Variants()) {
     for (int p = 0; p < 5; ++p) {
