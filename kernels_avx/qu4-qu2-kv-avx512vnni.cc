@@ -55,6 +55,77 @@ void Qu4Qu2ScoresVnni(const KvRowFormat& f, const float* q, const float* qsum, c
   Qu4Qu2ScoresGroupVnni(f, 1, q, qsum, rows, n, scale, out, n);
 }
 
+// The weights side of the INT2 values kernel below, sixteen rows per register: QueryBlockWeights (the AVX2 kernels')
+// with the same float operations on each row, so the same bytes w8[h][g][t] and scales ws[h][g]. For a block of 64
+// rows its per-row work is half the instructions of the eight-row one, which took as much time as the integer sums
+// once those went four rows per vpdpbusd. The sums p·zero are taken in sixteen lanes (another order of the same
+// terms: equal to the reference's within float rounding).
+struct QueryBlockWeights16 {
+  static constexpr int kSub = 4;  // 16-row sub-blocks of a 64-row block
+  alignas(64) uint8_t w8[kPass][4][64];
+  float ws[kPass][4];
+  __m512 zacc[kPass][4];
+
+  QueryBlockWeights16() {
+    for (int h = 0; h < kPass; ++h)
+      for (int g = 0; g < 4; ++g) zacc[h][g] = _mm512_setzero_ps();
+  }
+  template <int NG>
+  static void Columns16(const uint8_t* first, size_t stride, int nb, __m512* sz) {
+    __m128i a[2 * NG], b[2 * NG];
+    ScaleColumns8<NG>(first, stride, nb, a);
+    ScaleColumns8<NG>(first + 8 * stride, stride, nb - 8, b);
+    for (int h = 0; h < 2 * NG; ++h) sz[h] = _mm512_cvtph_ps(_mm256_inserti128_si256(_mm256_castsi128_si256(a[h]), b[h], 1));
+  }
+  // The block of nb rows at `rows`: its scales and zeros as 16-row columns once, then each of nq queries' weights.
+  void Quantize(const KvRowFormat& f, int ng, size_t code_bytes, int nq, const float* p, size_t p_stride,
+                const uint8_t* rows, int nb) {
+    __m512 sz[kSub][8];
+    __mmask16 mask[kSub];
+    for (int s = 0; s < kSub; ++s) {
+      const int left = nb - 16 * s;
+      mask[s] = left >= 16 ? (__mmask16)0xffff : left > 0 ? (__mmask16)((1u << left) - 1) : (__mmask16)0;
+      const uint8_t* first = rows + 16 * s * f.stride + code_bytes;
+      if (left <= 0) {
+        for (int h = 0; h < 2 * ng; ++h) sz[s][h] = _mm512_setzero_ps();
+      } else if (ng == 1) {
+        Columns16<1>(first, f.stride, left, sz[s]);
+      } else if (ng == 2) {
+        Columns16<2>(first, f.stride, left, sz[s]);
+      } else {
+        Columns16<4>(first, f.stride, left, sz[s]);
+      }
+    }
+    const __m512 zero = _mm512_setzero_ps();
+    for (int h = 0; h < nq; ++h) {
+      __m512 ph[kSub];
+      for (int s = 0; s < kSub; ++s) ph[s] = _mm512_maskz_loadu_ps(mask[s], p + h * p_stride + 16 * s);
+      for (int g = 0; g < ng; ++g) {
+        __m512 w[kSub], big = zero;
+        for (int s = 0; s < kSub; ++s) {
+          zacc[h][g] = _mm512_fmadd_ps(ph[s], sz[s][ng + g], zacc[h][g]);
+          w[s] = _mm512_max_ps(zero, _mm512_mul_ps(ph[s], sz[s][g]));
+          big = _mm512_max_ps(big, w[s]);
+        }
+        const float largest = _mm512_reduce_max_ps(big);
+        const __m512 inv = _mm512_set1_ps(largest > 0.0f ? 127.0f / largest : 0.0f);
+        for (int s = 0; s < kSub; ++s)
+          _mm_store_si128(reinterpret_cast<__m128i*>(w8[h][g] + 16 * s),
+                          _mm512_cvtusepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(w[s], inv))));
+        ws[h][g] = largest / 127.0f;
+      }
+    }
+  }
+  // After the last block: acc[h·d + channel[slot]] = fa[h·d + slot] + Σ p·zero of the slot's group.
+  void Finish(int nq, int d, int group, const int* channel, const float* fa, float* acc) const {
+    for (int h = 0; h < nq; ++h) {
+      float zsum[4];
+      for (int g = 0; g < d / group; ++g) zsum[g] = _mm512_reduce_add_ps(zacc[h][g]);
+      for (int slot = 0; slot < d; ++slot) acc[h * d + channel[slot]] = fa[h * d + slot] + zsum[channel[slot] / group];
+    }
+  }
+};
+
 // INT2 values, four rows per vpdpbusd, 512-bit. A step of four rows t..t+3 and one 64-channel chunk: the rows' 16
 // code bytes go into the four 128-bit lanes of one register and are transposed to byte j of every row in dword j
 // (vpermd: dword L of each row into lane L; vpshufb: 4x4 bytes within each lane). Phase k = (x >> 2k) & 3 then holds
@@ -67,7 +138,7 @@ void Qu4Qu2ScoresVnni(const KvRowFormat& f, const float* q, const float* qsum, c
 // registers, and a pass of four queries fits the 32 registers.
 template <int NC, int NQ>
 void ValuesInt2Vnni(const KvRowFormat& f, const float* p, size_t p_stride, const uint8_t* rows, size_t n, float* acc) {
-  constexpr int d = 64 * NC, kBlock = KvValueBlockRows(KvPrecision::Int2), S = kBlock / 16;
+  constexpr int d = 64 * NC, kBlock = KvValueBlockRows(KvPrecision::Int2);
   static_assert(kBlock == 64, "a block's weights of one group are one 64-byte register");
   const int group = f.group, ng = d / group;
   const size_t code_bytes = KvCodeBytes(d, 2), stride = f.stride;
@@ -86,7 +157,7 @@ void ValuesInt2Vnni(const KvRowFormat& f, const float* p, size_t p_stride, const
   const __m512i transpose4x4 = _mm512_broadcast_i32x4(_mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15));
   // vpermt2d: lanes 0-7 (channels 0-31 of the chunk) take dword m of the first group's weights, 8-15 of the second's.
   const __m512i second_half = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 16, 16, 16, 16, 16, 16, 16, 16);
-  QueryBlockWeights<S> qw;
+  QueryBlockWeights16 qw;
   for (size_t b = 0; b < n; b += kBlock) {
     const int nb = (int)std::min<size_t>(kBlock, n - b);
     const uint8_t* block = rows + b * stride;
