@@ -42,10 +42,103 @@ struct VnniDot {
   }
 };
 
+// INT2 scores, four rows per 512-bit register: the shared kernel's scheme (qu4-qu2-kv-scores-avx.h's ScoresInt2,
+// there two rows per 256-bit register) with rows t..t+3's 16 code bytes of a chunk in the four 128-bit lanes, the
+// query's phase bytes repeated in each lane, and four vpdpbusd per query: row r's lane l then holds channels
+// 16l..16l+15 of the chunk. Eight rows are two registers; adjacent lanes are added within each row (and adjacent
+// pairs again for groups of 64 channels or more) and one vpermt2d per group gathers the eight rows' sums in order —
+// the same int32 group sums, handed to the same FinishScores, so the same scores.
+template <int NC, int NQ, int NG>
+void ScoresInt2Quad(const KvRowFormat& f, const float* q, const float* qsum, const uint8_t* rows, size_t n, float scale,
+                    float* out, size_t out_stride) {
+  constexpr int d = 64 * NC, group = d / NG;
+  constexpr int U = group <= 64 ? NC : 1, GU = group <= 64 ? 64 / group : 1;
+  const size_t code_bytes = KvCodeBytes(d, 2);
+  alignas(64) int8_t qp[kPass][NC][4][64];  // [query][chunk][phase]: channels 64c + 4j + phase, j = 0..15, four times
+  float qs[kPass][NG];
+  for (int h = 0; h < NQ; ++h) {
+    int8_t q8[d];
+    KvQuantizeQuery(q + h * d, d, group, q8, qs[h]);
+    for (int c = 0; c < NC; ++c)
+      for (int k = 0; k < 4; ++k)
+        for (int j = 0; j < 64; ++j) qp[h][c][k][j] = q8[64 * c + 4 * (j % 16) + k];
+  }
+  const __m512i three = _mm512_set1_epi8(3);
+  // From [rows 0-3] and [rows 4-7] with each row's group sums in dword 0 (and 2) of its lane: the eight rows in order.
+  const __m512i first_of_lanes = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 0, 0, 0, 0, 0, 0, 0);
+  const __m512i third_of_lanes = _mm512_setr_epi32(2, 6, 10, 14, 18, 22, 26, 30, 0, 0, 0, 0, 0, 0, 0, 0);
+  for (size_t t = 0; t < n; t += 8) {
+    const int nb = (int)std::min<size_t>(8, n - t);
+    __m512i quads[NQ][U][2];  // [row 4i | 4i+1 | 4i+2 | 4i+3] lanes
+    for (int i = 0; i < 2; ++i) {
+      const uint8_t* r[4];
+      for (int j = 0; j < 4; ++j) r[j] = rows + (t + std::min(4 * i + j, nb - 1)) * f.stride;
+      for (int c = 0; c < NC; ++c) {
+        __m512i x = _mm512_castsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(r[0] + 16 * c)));
+        x = _mm512_inserti32x4(x, _mm_loadu_si128(reinterpret_cast<const __m128i*>(r[1] + 16 * c)), 1);
+        x = _mm512_inserti32x4(x, _mm_loadu_si128(reinterpret_cast<const __m128i*>(r[2] + 16 * c)), 2);
+        x = _mm512_inserti32x4(x, _mm_loadu_si128(reinterpret_cast<const __m128i*>(r[3] + 16 * c)), 3);
+        const __m512i ph[4] = {_mm512_and_si512(x, three), _mm512_and_si512(_mm512_srli_epi16(x, 2), three),
+                               _mm512_and_si512(_mm512_srli_epi16(x, 4), three), _mm512_and_si512(_mm512_srli_epi16(x, 6), three)};
+        for (int h = 0; h < NQ; ++h) {
+          __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ph[0], _mm512_load_si512(qp[h][c][0]));
+          for (int k = 1; k < 4; ++k) dot = _mm512_dpbusd_epi32(dot, ph[k], _mm512_load_si512(qp[h][c][k]));
+          if (U == NC || c == 0) quads[h][c][i] = dot;
+          else quads[h][0][i] = _mm512_add_epi32(quads[h][0][i], dot);
+        }
+      }
+    }
+    auto group_sums = [&](int h, int u, __m256i* sums) {
+      __m512i a = quads[h][u][0], b = quads[h][u][1];
+      a = _mm512_add_epi32(a, _mm512_shuffle_epi32(a, _MM_PERM_CDAB));  // dword 0: lanes 0+1, dword 2: lanes 2+3
+      b = _mm512_add_epi32(b, _mm512_shuffle_epi32(b, _MM_PERM_CDAB));
+      if (GU == 1) {
+        a = _mm512_add_epi32(a, _mm512_shuffle_epi32(a, _MM_PERM_BADC));  // dword 0: all four lanes
+        b = _mm512_add_epi32(b, _mm512_shuffle_epi32(b, _MM_PERM_BADC));
+        sums[0] = _mm512_castsi512_si256(_mm512_permutex2var_epi32(a, first_of_lanes, b));
+      } else {
+        sums[0] = _mm512_castsi512_si256(_mm512_permutex2var_epi32(a, first_of_lanes, b));
+        sums[GU - 1] = _mm512_castsi512_si256(_mm512_permutex2var_epi32(a, third_of_lanes, b));
+      }
+    };
+    FinishScores<NQ, U, GU, NG>(rows + t * f.stride + code_bytes, f.stride, nb, qs, qsum, scale, group_sums, out + t,
+                                out_stride);
+  }
+}
+
+template <int NC, int NG>
+void ScoresInt2QuadPasses(const KvRowFormat& f, int nq, const float* q, const float* qsum, const uint8_t* rows, size_t n,
+                          float scale, float* out, size_t out_stride) {
+  const int d = f.head_dim;
+  for (int h = 0; h < nq; h += kPass) {
+    const float* qh = q + h * d;
+    const float* sh = qsum + h * NG;
+    float* oh = out + h * out_stride;
+    switch (std::min(kPass, nq - h)) {
+      case 1: ScoresInt2Quad<NC, 1, NG>(f, qh, sh, rows, n, scale, oh, out_stride); break;
+      case 2: ScoresInt2Quad<NC, 2, NG>(f, qh, sh, rows, n, scale, oh, out_stride); break;
+      case 3: ScoresInt2Quad<NC, 3, NG>(f, qh, sh, rows, n, scale, oh, out_stride); break;
+      default: ScoresInt2Quad<NC, 4, NG>(f, qh, sh, rows, n, scale, oh, out_stride); break;
+    }
+  }
+}
+
+void ScoresInt2QuadOfShape(const KvRowFormat& f, int nq, const float* q, const float* qsum, const uint8_t* rows,
+                           size_t n, float scale, float* out, size_t out_stride) {
+  const int ng = f.head_dim / f.group;
+  if (f.head_dim == 64) {
+    if (ng == 1) return ScoresInt2QuadPasses<1, 1>(f, nq, q, qsum, rows, n, scale, out, out_stride);
+    return ScoresInt2QuadPasses<1, 2>(f, nq, q, qsum, rows, n, scale, out, out_stride);
+  }
+  if (ng == 1) return ScoresInt2QuadPasses<2, 1>(f, nq, q, qsum, rows, n, scale, out, out_stride);
+  if (ng == 2) return ScoresInt2QuadPasses<2, 2>(f, nq, q, qsum, rows, n, scale, out, out_stride);
+  return ScoresInt2QuadPasses<2, 4>(f, nq, q, qsum, rows, n, scale, out, out_stride);
+}
+
 void Qu4Qu2ScoresGroupVnni(const KvRowFormat& f, int nq, const float* q, const float* qsum, const uint8_t* rows, size_t n,
                            float scale, float* out, size_t out_stride) {
   if (!FastShape(f)) return Qu4Qu2KvScoresGroupAvx2(f, nq, q, qsum, rows, n, scale, out, out_stride);
-  if (f.precision == KvPrecision::Int2) return ScoresOfShape<VnniDot, 2>(f, nq, q, qsum, rows, n, scale, out, out_stride);
+  if (f.precision == KvPrecision::Int2) return ScoresInt2QuadOfShape(f, nq, q, qsum, rows, n, scale, out, out_stride);
   if (f.precision == KvPrecision::Int3) return ScoresOfShape<VnniDot, 3>(f, nq, q, qsum, rows, n, scale, out, out_stride);
   return ScoresOfShape<VnniDot, 4>(f, nq, q, qsum, rows, n, scale, out, out_stride);
 }
