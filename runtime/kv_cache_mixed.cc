@@ -399,6 +399,33 @@ void MixedKvCache::ScoreRows(size_t s, int pos, const Rows& rows, const Queries&
   }
 }
 
+namespace {
+
+// imp[i] += p[h·stride + i] for each head h in order (the same sums, in the same order, as one head at a time), in one
+// pass over imp: the group's heads are a template count where it is small, so the compiler vectorizes over i.
+template <int G>
+void AddImportanceOf(float* imp, const float* p, size_t stride, int first, int last) {
+  for (int i = first; i < last; ++i) {
+    float v = imp[i];
+    for (int h = 0; h < G; ++h) v += p[h * stride + i];
+    imp[i] = v;
+  }
+}
+
+void AddImportance(float* imp, const float* p, size_t stride, int group, int first, int last) {
+  switch (group) {
+    case 1: return AddImportanceOf<1>(imp, p, stride, first, last);
+    case 2: return AddImportanceOf<2>(imp, p, stride, first, last);
+    case 3: return AddImportanceOf<3>(imp, p, stride, first, last);
+    case 4: return AddImportanceOf<4>(imp, p, stride, first, last);
+    default:
+      for (int h = 0; h < group; ++h)
+        for (int i = first; i < last; ++i) imp[i] += p[h * stride + i];
+  }
+}
+
+}  // namespace
+
 // out[h·d] += Σ p·v over the rows (probabilities in scores[h·stride + slot], tiers one after the other), and each
 // row's importance += its probabilities over the group's heads.
 void MixedKvCache::WeighRows(size_t s, const Rows& rows, const float* scores, size_t stride, float* out) {
@@ -411,10 +438,7 @@ void MixedKvCache::WeighRows(size_t s, const Rows& rows, const float* scores, si
     const float* sc = scores + ScoreOffset(s, t);
     kk.values_group[(int)r.vcodec.precision()](r.VFormat(g_.head_dim), group, sc + first, stride, r.V(s, first),
                                               (size_t)(last - first), out);
-    if (!r.importance) continue;
-    float* imp = r.importance + s * r.capacity;
-    for (int h = 0; h < group; ++h)
-      for (int i = first; i < last; ++i) imp[i] += sc[h * stride + i];
+    if (r.importance) AddImportance(r.importance + s * r.capacity, sc, stride, group, first, last);
   }
 }
 
