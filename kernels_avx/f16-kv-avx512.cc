@@ -95,7 +95,7 @@ extern const KvKernels kAvx512KvKernels = {
     {avx::F16KvScoresAvx512Entry, avx::QuKvScoresAvx2, avx::Qu4Qu2KvScoresAvx2, avx::Qu4Qu2KvScoresAvx2, avx::Qu4Qu2KvScoresAvx2},
     {avx::F16KvValuesAvx512Entry, avx::QuKvValuesAvx2, avx::Qu4Qu2KvValuesAvx2, avx::Qu4Qu2KvValuesAvx2, avx::Qu4Qu2KvValuesAvx2},
     avx::FwhtAvx2,
-    avx::SoftmaxAvx2,
+    avx::SoftmaxAvx512,
     avx::KvEncodeAvx2,
     {KvScoresEachQuery<avx::F16KvScoresAvx512Entry>, avx::QuKvScoresGroupAvx2, avx::Qu4Qu2KvScoresGroupAvx2,
      avx::Qu4Qu2KvScoresGroupAvx2, avx::Qu4Qu2KvScoresGroupAvx2},

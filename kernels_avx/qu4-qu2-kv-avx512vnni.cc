@@ -332,7 +332,7 @@ extern const KvKernels MIKV_VNNI_TABLE = {
     {avx::F16KvScoresAvx512Entry, avx::QuKvScoresAvx2, avx::Qu4Qu2ScoresVnni, avx::Qu4Qu2ScoresVnni, avx::Qu4Qu2ScoresVnni},
     {avx::F16KvValuesAvx512Entry, avx::QuKvValuesAvx2, avx::Qu4Qu2ValuesVnni, avx::Qu4Qu2ValuesVnni, avx::Qu4Qu2ValuesVnni},
     avx::FwhtAvx2,
-    avx::SoftmaxAvx2,
+    avx::SoftmaxAvx512,
     avx::KvEncodeAvx2,
     {KvScoresEachQuery<avx::F16KvScoresAvx512Entry>, avx::QuKvScoresGroupAvx2,
      avx::Qu4Qu2ScoresGroupVnni, avx::Qu4Qu2ScoresGroupVnni, avx::Qu4Qu2ScoresGroupVnni},
