@@ -56,13 +56,7 @@ void ScoresInt2Quad(const KvRowFormat& f, const float* q, const float* qsum, con
   const size_t code_bytes = KvCodeBytes(d, 2);
   alignas(64) int8_t qp[kPass][NC][4][64];  // [query][chunk][phase]: channels 64c + 4j + phase, j = 0..15, four times
   float qs[kPass][NG];
-  for (int h = 0; h < NQ; ++h) {
-    int8_t q8[d];
-    KvQuantizeQuery(q + h * d, d, group, q8, qs[h]);
-    for (int c = 0; c < NC; ++c)
-      for (int k = 0; k < 4; ++k)
-        for (int j = 0; j < 64; ++j) qp[h][c][k][j] = q8[64 * c + 4 * (j % 16) + k];
-  }
+  Int2QueryPhases<NC, NG, 64>(NQ, q, qp, qs);
   const __m512i three = _mm512_set1_epi8(3);
   // From [rows 0-3] and [rows 4-7] with each row's group sums in dword 0 (and 2) of its lane: the eight rows in order.
   const __m512i first_of_lanes = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 0, 0, 0, 0, 0, 0, 0);

@@ -203,6 +203,21 @@ void ScoresInt4(const KvRowFormat& f, const float* q, const float* qsum, const u
   }
 }
 
+// The INT2 scores' queries: each of nq queries rounded to int8 per group (scales in qs[h]) and laid out by phase,
+// qp[h][c][k][j] = code of channel 64c + 4(j % 16) + k — the phase's 16 channels repeated over the W bytes of a
+// register, one copy per row the register holds (W = 32: two rows; 64: four).
+template <int NC, int NG, int W>
+inline void Int2QueryPhases(int nq, const float* q, int8_t (*qp)[NC][4][W], float (*qs)[NG]) {
+  constexpr int d = 64 * NC;
+  for (int h = 0; h < nq; ++h) {
+    int8_t q8[d];
+    KvQuantizeQuery(q + h * d, d, d / NG, q8, qs[h]);
+    for (int c = 0; c < NC; ++c)
+      for (int k = 0; k < 4; ++k)
+        for (int j = 0; j < W; ++j) qp[h][c][k][j] = q8[64 * c + 4 * (j % 16) + k];
+  }
+}
+
 // INT2 scores, two rows per register: row t's 16 code bytes of a chunk in the low 128 bits, row t+1's in the high,
 // and the four 2-bit phases as four registers (x >> 2k & 3, one shift each) against the query's channels 4j+k.
 // One vpmaddwd then leaves [row t | row t+1] x four int32 lanes, lane k = channels 16k..16k+15 of the chunk, and
@@ -215,13 +230,7 @@ void ScoresInt2(const KvRowFormat& f, const float* q, const float* qsum, const u
   const size_t code_bytes = KvCodeBytes(d, 2);
   alignas(32) int8_t qp[kPass][NC][4][32];  // [query][chunk][phase], channels 64c + 4j + phase, j = 0..15, twice
   float qs[kPass][NG];
-  for (int h = 0; h < NQ; ++h) {
-    int8_t q8[d];
-    KvQuantizeQuery(q + h * d, d, group, q8, qs[h]);
-    for (int c = 0; c < NC; ++c)
-      for (int k = 0; k < 4; ++k)
-        for (int j = 0; j < 32; ++j) qp[h][c][k][j] = q8[64 * c + 4 * (j % 16) + k];
-  }
+  Int2QueryPhases<NC, NG, 32>(NQ, q, qp, qs);
   const __m256i three = _mm256_set1_epi8(3);
   const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);  // rows 0 2 4 6 1 3 5 7 -> 0..7
   for (size_t t = 0; t < n; t += 8) {
