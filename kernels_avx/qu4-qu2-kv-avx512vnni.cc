@@ -35,11 +35,6 @@ struct VnniDot {
   static __m256i Int4(__m256i a, __m256i b, __m256i qa, __m256i qb) {
     return _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), a, qa), b, qb);
   }
-  static __m256i Int2(const __m256i* p, const __m256i* qk) {
-    __m256i acc = _mm256_dpbusd_epi32(_mm256_setzero_si256(), p[0], qk[0]);
-    for (int k = 1; k < 4; ++k) acc = _mm256_dpbusd_epi32(acc, p[k], qk[k]);
-    return acc;
-  }
 };
 
 // INT2 scores, four rows per 512-bit register: the shared kernel's scheme (qu4-qu2-kv-scores-avx.h's ScoresInt2,
@@ -103,18 +98,10 @@ void ScoresInt2Quad(const KvRowFormat& f, const float* q, const float* qsum, con
 template <int NC, int NG>
 void ScoresInt2QuadPasses(const KvRowFormat& f, int nq, const float* q, const float* qsum, const uint8_t* rows, size_t n,
                           float scale, float* out, size_t out_stride) {
-  const int d = f.head_dim;
-  for (int h = 0; h < nq; h += kPass) {
-    const float* qh = q + h * d;
-    const float* sh = qsum + h * NG;
-    float* oh = out + h * out_stride;
-    switch (std::min(kPass, nq - h)) {
-      case 1: ScoresInt2Quad<NC, 1, NG>(f, qh, sh, rows, n, scale, oh, out_stride); break;
-      case 2: ScoresInt2Quad<NC, 2, NG>(f, qh, sh, rows, n, scale, oh, out_stride); break;
-      case 3: ScoresInt2Quad<NC, 3, NG>(f, qh, sh, rows, n, scale, oh, out_stride); break;
-      default: ScoresInt2Quad<NC, 4, NG>(f, qh, sh, rows, n, scale, oh, out_stride); break;
-    }
-  }
+  ForQueryPasses(nq, [&](auto count, int h) {
+    ScoresInt2Quad<NC, decltype(count)::value, NG>(f, q + h * f.head_dim, qsum + h * NG, rows, n, scale,
+                                                   out + h * out_stride, out_stride);
+  });
 }
 
 void ScoresInt2QuadOfShape(const KvRowFormat& f, int nq, const float* q, const float* qsum, const uint8_t* rows,
@@ -291,17 +278,9 @@ void ValuesInt2Vnni(const KvRowFormat& f, const float* p, size_t p_stride, const
 template <int NC>
 void ValuesInt2VnniPasses(const KvRowFormat& f, int nq, const float* p, size_t p_stride, const uint8_t* rows, size_t n,
                           float* acc) {
-  const int d = f.head_dim;
-  for (int h = 0; h < nq; h += kPass) {
-    const float* ph = p + h * p_stride;
-    float* ah = acc + h * d;
-    switch (std::min(kPass, nq - h)) {
-      case 1: ValuesInt2Vnni<NC, 1>(f, ph, p_stride, rows, n, ah); break;
-      case 2: ValuesInt2Vnni<NC, 2>(f, ph, p_stride, rows, n, ah); break;
-      case 3: ValuesInt2Vnni<NC, 3>(f, ph, p_stride, rows, n, ah); break;
-      default: ValuesInt2Vnni<NC, 4>(f, ph, p_stride, rows, n, ah); break;
-    }
-  }
+  ForQueryPasses(nq, [&](auto count, int h) {
+    ValuesInt2Vnni<NC, decltype(count)::value>(f, p + h * p_stride, p_stride, rows, n, acc + h * f.head_dim);
+  });
 }
 
 void Qu4Qu2ValuesGroupVnni(const KvRowFormat& f, int nq, const float* p, size_t p_stride, const uint8_t* rows, size_t n,

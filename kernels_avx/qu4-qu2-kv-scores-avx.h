@@ -8,6 +8,8 @@
 // Everything here has internal linkage: each translation unit compiles its own copy for its own target.
 #pragma once
 
+#include <type_traits>
+
 #include "qu4-qu2-kv-avx.h"
 
 namespace mikv::avx {
@@ -105,6 +107,20 @@ inline Chunk LoadCodes(const Int3Unpack* int3, const uint8_t* codes, int c) {
 // Up to kPass queries of one GQA group share each row's loads, unpacking and scale spreading; the count is a
 // template parameter so the per-query accumulators stay in registers.
 constexpr int kPass = 4;
+
+// Runs pass(count, first) over nq queries in passes of up to kPass, the pass's query count a compile-time constant
+// (std::integral_constant) for the kernel's template.
+template <typename Pass>
+inline void ForQueryPasses(int nq, Pass&& pass) {
+  for (int h = 0; h < nq; h += kPass) {
+    switch (std::min(kPass, nq - h)) {
+      case 1: pass(std::integral_constant<int, 1>(), h); break;
+      case 2: pass(std::integral_constant<int, 2>(), h); break;
+      case 3: pass(std::integral_constant<int, 3>(), h); break;
+      default: pass(std::integral_constant<int, 4>(), h); break;
+    }
+  }
+}
 
 // INT4: eight rows' int32 lane vectors of one unit (a 64-channel chunk, or both chunks when a group spans them) ->
 // the rows' sums per group of the unit, rows in order. Lane k holds channels 8k..8k+7 of the chunk, so groups of 32
@@ -277,18 +293,12 @@ void ScoresInt2(const KvRowFormat& f, const float* q, const float* qsum, const u
 template <class Dot, int BITS, int NC, int NG>
 void ScoresPasses(const KvRowFormat& f, int nq, const float* q, const float* qsum, const uint8_t* rows, size_t n, float scale,
                   float* out, size_t out_stride) {
-  const int d = f.head_dim;
-  for (int h = 0; h < nq; h += kPass) {
-    const float* qh = q + h * d;
-    const float* sh = qsum + h * NG;
-    float* oh = out + h * out_stride;
-    switch (std::min(kPass, nq - h)) {
-      case 1: (BITS == 2 ? ScoresInt2<Dot, NC, 1, NG> : ScoresInt4<Dot, BITS == 2 ? 4 : BITS, NC, 1, NG>)(f, qh, sh, rows, n, scale, oh, out_stride); break;
-      case 2: (BITS == 2 ? ScoresInt2<Dot, NC, 2, NG> : ScoresInt4<Dot, BITS == 2 ? 4 : BITS, NC, 2, NG>)(f, qh, sh, rows, n, scale, oh, out_stride); break;
-      case 3: (BITS == 2 ? ScoresInt2<Dot, NC, 3, NG> : ScoresInt4<Dot, BITS == 2 ? 4 : BITS, NC, 3, NG>)(f, qh, sh, rows, n, scale, oh, out_stride); break;
-      default: (BITS == 2 ? ScoresInt2<Dot, NC, 4, NG> : ScoresInt4<Dot, BITS == 2 ? 4 : BITS, NC, 4, NG>)(f, qh, sh, rows, n, scale, oh, out_stride); break;
-    }
-  }
+  ForQueryPasses(nq, [&](auto count, int h) {
+    constexpr int NQ = decltype(count)::value;
+    const float* qh = q + h * f.head_dim;
+    if constexpr (BITS == 2) ScoresInt2<Dot, NC, NQ, NG>(f, qh, qsum + h * NG, rows, n, scale, out + h * out_stride, out_stride);
+    else ScoresInt4<Dot, BITS, NC, NQ, NG>(f, qh, qsum + h * NG, rows, n, scale, out + h * out_stride, out_stride);
+  });
 }
 
 template <class Dot, int BITS>

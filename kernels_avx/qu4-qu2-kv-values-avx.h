@@ -199,18 +199,11 @@ void ValuesInt2(const KvRowFormat& f, const float* p, size_t p_stride, const uin
 
 template <int BITS, int NC>
 void ValuesPasses(const KvRowFormat& f, int nq, const float* p, size_t p_stride, const uint8_t* rows, size_t n, float* acc) {
-  const int d = f.head_dim;
-  for (int h = 0; h < nq; h += kPass) {
-    const float* ph = p + h * p_stride;
-    float* ah = acc + h * d;
-    constexpr int B4 = BITS == 2 ? 4 : BITS;  // (the INT4 kernel's bits where BITS is 2 and it is not taken)
-    switch (std::min(kPass, nq - h)) {
-      case 1: (BITS == 2 ? ValuesInt2<NC, 1> : ValuesInt4<B4, NC, 1>)(f, ph, p_stride, rows, n, ah); break;
-      case 2: (BITS == 2 ? ValuesInt2<NC, 2> : ValuesInt4<B4, NC, 2>)(f, ph, p_stride, rows, n, ah); break;
-      case 3: (BITS == 2 ? ValuesInt2<NC, 3> : ValuesInt4<B4, NC, 3>)(f, ph, p_stride, rows, n, ah); break;
-      default: (BITS == 2 ? ValuesInt2<NC, 4> : ValuesInt4<B4, NC, 4>)(f, ph, p_stride, rows, n, ah); break;
-    }
-  }
+  ForQueryPasses(nq, [&](auto count, int h) {
+    constexpr int NQ = decltype(count)::value;
+    if constexpr (BITS == 2) ValuesInt2<NC, NQ>(f, p + h * p_stride, p_stride, rows, n, acc + h * f.head_dim);
+    else ValuesInt4<BITS, NC, NQ>(f, p + h * p_stride, p_stride, rows, n, acc + h * f.head_dim);
+  });
 }
 
 // The entry for the fast shapes (FastShape); the caller sends others elsewhere.
