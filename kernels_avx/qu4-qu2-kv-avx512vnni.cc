@@ -207,8 +207,8 @@ struct QueryBlockWeights16 {
 // w_t+3·code_t+3 into int32 lane j — the weights are the block's quantized bytes w8[g][t..t+3], one dword, spread
 // over the lanes of each channel's group by one vpermt2d. The same integer sums as the AVX2 kernel (which takes two
 // rows per vpmaddubsw and needs an add after each), widened at the end of each block of 64 rows and scaled by the
-// same fmadd, so the same values; the float slots are the AVX2 INT2 kernel's (channel 64c + 4j + k at (4c + k)·16 +
-// j). A chunk at a time over the block's rows (the rows stay in L1), so a query needs 4 accumulators and 2 weight
+// same fmadd (only the p·zero terms are summed in another order, QueryBlockWeights16); the float slots are the AVX2
+// INT2 kernel's (channel 64c + 4j + k at (4c + k)·16 + j). A chunk at a time over the block's rows (the rows stay in L1), so a query needs 4 accumulators and 2 weight
 // registers, and a pass of four queries fits the 32 registers.
 template <int NC, int NQ>
 void ValuesInt2Vnni(const KvRowFormat& f, const float* p, size_t p_stride, const uint8_t* rows, size_t n, float* acc) {
