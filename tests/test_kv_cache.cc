@@ -182,6 +182,41 @@ TEST(MixedKvCache, DemotionKeepsTheMostImportantTokensHigh) {
   EXPECT_EQ(t.cache->Occupancy().evicted, 0);
 }
 
+// Tokens that never draw attention (a key so far from the query that its probability is exactly 0) tie at
+// importance 0, and among equals the oldest goes first: out of the high tier (by position, past the sinks) and out
+// of a full low tier (the vector search for its least important slot) alike. So the low tier ends holding the newest
+// quiet tokens below the high tier's, and the oldest were evicted.
+TEST(MixedKvCache, EqualImportanceEvictsTheOldest) {
+  const KvGeometry g = SmallGeometry(160);
+  // 10 hi (2 sinks, window 4), 90 lo: more than one 64-slot block of the low tier's search
+  CacheUnderTest t(g, Config(KvPolicy::MiKV, 100, 0.1f));
+  ASSERT_TRUE(t.status.ok()) << t.status.ToString();
+  ASSERT_EQ(t.plan.hi_tokens, 10);
+  ASSERT_EQ(t.plan.lo_tokens, 90);
+  std::mt19937 rng(6);
+  std::vector<float> query(g.n_heads * g.head_dim, 0.0f), out(g.n_heads * g.head_dim);
+  for (int h = 0; h < g.n_heads; ++h) query[h * g.head_dim] = 4.0f;
+  const int n = 150;
+  for (int pos = 0; pos < n; ++pos) {
+    auto k = RandomVector(rng, g.head_dim);
+    k[0] = pos < 2 ? 3.0f : -200.0f;  // the sinks hold the attention; every other score is ~200 below theirs
+    const auto v = RandomVector(rng, g.head_dim);
+    t.cache->Observe(0, 1, query.data());
+    t.cache->Write(0, pos, 1, k.data(), v.data());
+    t.cache->Attend(0, pos, 0, query.data(), out.data(), t.scratch.data());
+  }
+  std::vector<MixedKvCache::SlotView> slots(160);
+  const int held = t.cache->Slots(0, 0, slots.data(), 160);
+  ASSERT_EQ(held, 100);
+  EXPECT_EQ(t.cache->Occupancy().evicted, n - 100);
+  std::set<int> high, low, want_high = {0, 1}, want_low;
+  for (int i = 0; i < held; ++i) (slots[i].high() ? high : low).insert(slots[i].position);
+  for (int p = n - 8; p < n; ++p) want_high.insert(p);
+  for (int p = n - 98; p < n - 8; ++p) want_low.insert(p);
+  EXPECT_EQ(high, want_high);
+  EXPECT_EQ(low, want_low);
+}
+
 // Tiered mikv: the loudest tokens stay high, the next loudest in the middle tier, the quiet ones go to the low
 // tier; nothing is lost while the tiers have room.
 TEST(MixedKvCache, TiersCascadeByImportance) {
