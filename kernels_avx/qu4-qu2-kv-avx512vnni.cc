@@ -218,13 +218,7 @@ void ValuesInt2Vnni(const KvRowFormat& f, const float* p, size_t p_stride, const
   const size_t code_bytes = KvCodeBytes(d, 2), stride = f.stride;
   alignas(64) float fa[kPass][d];
   int channel[d];
-  for (int c = 0; c < NC; ++c)
-    for (int k = 0; k < 4; ++k)
-      for (int j = 0; j < 16; ++j) {
-        const int slot = (c * 4 + k) * 16 + j;
-        channel[slot] = 64 * c + 4 * j + k;
-        for (int h = 0; h < NQ; ++h) fa[h][slot] = acc[h * d + channel[slot]];
-      }
+  Int2ValueSlots<NC, NQ>(acc, fa, channel);  // the AVX2 INT2 kernel's slots
   const __m512i three = _mm512_set1_epi8(3);
   // vpermd: lane L <- dword L of each row (row r's bytes are in lane r); vpshufb: byte 4j + r <- byte 4r + j.
   const __m512i rows_to_lanes = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);

@@ -127,6 +127,20 @@ void ValuesInt4(const KvRowFormat& f, const float* p, size_t p_stride, const uin
   qw.Finish(NQ, d, group, channel, fa[0], acc);
 }
 
+// The INT2 values kernels' float accumulator (this file's and the AVX-512 VNNI one's): slot (c, k, e) holds channel
+// 64c + 4e + k — lane e of phase k of chunk c — for each of NQ queries, starting from acc; channel[slot] maps back.
+template <int NC, int NQ>
+inline void Int2ValueSlots(const float* acc, float (*fa)[64 * NC], int* channel) {
+  constexpr int d = 64 * NC;
+  for (int c = 0; c < NC; ++c)
+    for (int k = 0; k < 4; ++k)
+      for (int e = 0; e < 16; ++e) {
+        const int slot = (c * 4 + k) * 16 + e;
+        channel[slot] = 64 * c + 4 * e + k;
+        for (int h = 0; h < NQ; ++h) fa[h][slot] = acc[h * d + channel[slot]];
+      }
+}
+
 // INT2 values, two rows per register as in ScoresInt2: rows t and t+1's 16 code bytes of a chunk interleaved byte by
 // byte (vpunpcklbw/hbw, bytes 0-7 in the low 128 bits, 8-15 in the high), then the four 2-bit phases with one shift
 // each: byte pair j of phase k holds channel 4j+k of both rows, so one vpmaddubsw with (w_t, w_t+1) gives
@@ -137,16 +151,9 @@ void ValuesInt2(const KvRowFormat& f, const float* p, size_t p_stride, const uin
   constexpr int d = 64 * NC, kBlock = KvValueBlockRows(KvPrecision::Int2), S = kBlock / 16;
   const int group = f.group, ng = d / group;
   const size_t code_bytes = KvCodeBytes(d, 2);
-  // Accumulator slot (c, k, e) <- int16 lane e of phase register k of chunk c: channel 64c + 4e + k.
   alignas(32) float fa[kPass][d];
   int channel[d];
-  for (int c = 0; c < NC; ++c)
-    for (int k = 0; k < 4; ++k)
-      for (int e = 0; e < 16; ++e) {
-        const int slot = (c * 4 + k) * 16 + e;
-        channel[slot] = 64 * c + 4 * e + k;
-        for (int h = 0; h < NQ; ++h) fa[h][slot] = acc[h * d + channel[slot]];
-      }
+  Int2ValueSlots<NC, NQ>(acc, fa, channel);
   const __m256i three = _mm256_set1_epi8(3);
   QueryBlockWeights<S> qw;
   const auto& w8 = qw.w8;
