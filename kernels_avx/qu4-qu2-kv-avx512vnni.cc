@@ -95,25 +95,13 @@ void ScoresInt2Quad(const KvRowFormat& f, const float* q, const float* qsum, con
   }
 }
 
-template <int NC, int NG>
-void ScoresInt2QuadPasses(const KvRowFormat& f, int nq, const float* q, const float* qsum, const uint8_t* rows, size_t n,
-                          float scale, float* out, size_t out_stride) {
-  ForQueryPasses(nq, [&](auto count, int h) {
-    ScoresInt2Quad<NC, decltype(count)::value, NG>(f, q + h * f.head_dim, qsum + h * NG, rows, n, scale,
-                                                   out + h * out_stride, out_stride);
-  });
-}
-
 void ScoresInt2QuadOfShape(const KvRowFormat& f, int nq, const float* q, const float* qsum, const uint8_t* rows,
                            size_t n, float scale, float* out, size_t out_stride) {
-  const int ng = f.head_dim / f.group;
-  if (f.head_dim == 64) {
-    if (ng == 1) return ScoresInt2QuadPasses<1, 1>(f, nq, q, qsum, rows, n, scale, out, out_stride);
-    return ScoresInt2QuadPasses<1, 2>(f, nq, q, qsum, rows, n, scale, out, out_stride);
-  }
-  if (ng == 1) return ScoresInt2QuadPasses<2, 1>(f, nq, q, qsum, rows, n, scale, out, out_stride);
-  if (ng == 2) return ScoresInt2QuadPasses<2, 2>(f, nq, q, qsum, rows, n, scale, out, out_stride);
-  return ScoresInt2QuadPasses<2, 4>(f, nq, q, qsum, rows, n, scale, out, out_stride);
+  ForScoreShape(f, nq, [&](auto nc, auto ng, auto count, int h) {
+    constexpr int NG = decltype(ng)::value;
+    ScoresInt2Quad<decltype(nc)::value, decltype(count)::value, NG>(f, q + h * f.head_dim, qsum + h * NG, rows, n, scale,
+                                                                     out + h * out_stride, out_stride);
+  });
 }
 
 void Qu4Qu2ScoresGroupVnni(const KvRowFormat& f, int nq, const float* q, const float* qsum, const uint8_t* rows, size_t n,
@@ -208,8 +196,8 @@ struct QueryBlockWeights16 {
 // over the lanes of each channel's group by one vpermt2d. The same integer sums as the AVX2 kernel (which takes two
 // rows per vpmaddubsw and needs an add after each), widened at the end of each block of 64 rows and scaled by the
 // same fmadd (only the p·zero terms are summed in another order, QueryBlockWeights16); the float slots are the AVX2
-// INT2 kernel's (channel 64c + 4j + k at (4c + k)·16 + j). A chunk at a time over the block's rows (the rows stay in L1), so a query needs 4 accumulators and 2 weight
-// registers, and a pass of four queries fits the 32 registers.
+// INT2 kernel's (channel 64c + 4j + k at (4c + k)·16 + j). A chunk at a time over the block's rows (the rows stay in
+// L1), so a query needs 4 accumulators and 2 weight registers, and a pass of four queries fits the 32 registers.
 template <int NC, int NQ>
 void ValuesInt2Vnni(const KvRowFormat& f, const float* p, size_t p_stride, const uint8_t* rows, size_t n, float* acc) {
   constexpr int d = 64 * NC, kBlock = KvValueBlockRows(KvPrecision::Int2);

@@ -290,28 +290,30 @@ void ScoresInt2(const KvRowFormat& f, const float* q, const float* qsum, const u
   }
 }
 
-template <class Dot, int BITS, int NC, int NG>
-void ScoresPasses(const KvRowFormat& f, int nq, const float* q, const float* qsum, const uint8_t* rows, size_t n, float scale,
-                  float* out, size_t out_stride) {
-  ForQueryPasses(nq, [&](auto count, int h) {
-    constexpr int NQ = decltype(count)::value;
-    const float* qh = q + h * f.head_dim;
-    if constexpr (BITS == 2) ScoresInt2<Dot, NC, NQ, NG>(f, qh, qsum + h * NG, rows, n, scale, out + h * out_stride, out_stride);
-    else ScoresInt4<Dot, BITS, NC, NQ, NG>(f, qh, qsum + h * NG, rows, n, scale, out + h * out_stride, out_stride);
-  });
+// Runs kernel(nc, ng, count, first) for a fast shape (FastShape) over nq queries: the chunks (NC: head_dim 64 or 128)
+// and groups (NG) of the shape and the pass's query count (ForQueryPasses) as std::integral_constant, for the
+// kernel's template; first is the pass's first query.
+template <typename Kernel>
+inline void ForScoreShape(const KvRowFormat& f, int nq, Kernel&& kernel) {
+  auto passes = [&](auto nc, auto ng) { ForQueryPasses(nq, [&](auto count, int h) { kernel(nc, ng, count, h); }); };
+  using One = std::integral_constant<int, 1>;
+  using Two = std::integral_constant<int, 2>;
+  const int ng = f.head_dim / f.group;
+  if (f.head_dim == 64) return ng == 1 ? passes(One(), One()) : passes(One(), Two());
+  if (ng == 1) return passes(Two(), One());
+  if (ng == 2) return passes(Two(), Two());
+  passes(Two(), std::integral_constant<int, 4>());
 }
 
 template <class Dot, int BITS>
 void ScoresOfShape(const KvRowFormat& f, int nq, const float* q, const float* qsum, const uint8_t* rows, size_t n, float scale,
                    float* out, size_t out_stride) {
-  const int ng = f.head_dim / f.group;
-  if (f.head_dim == 64) {
-    if (ng == 1) return ScoresPasses<Dot, BITS, 1, 1>(f, nq, q, qsum, rows, n, scale, out, out_stride);
-    return ScoresPasses<Dot, BITS, 1, 2>(f, nq, q, qsum, rows, n, scale, out, out_stride);
-  }
-  if (ng == 1) return ScoresPasses<Dot, BITS, 2, 1>(f, nq, q, qsum, rows, n, scale, out, out_stride);
-  if (ng == 2) return ScoresPasses<Dot, BITS, 2, 2>(f, nq, q, qsum, rows, n, scale, out, out_stride);
-  return ScoresPasses<Dot, BITS, 2, 4>(f, nq, q, qsum, rows, n, scale, out, out_stride);
+  ForScoreShape(f, nq, [&](auto nc, auto ng, auto count, int h) {
+    constexpr int NC = decltype(nc)::value, NG = decltype(ng)::value, NQ = decltype(count)::value;
+    const float* qh = q + h * f.head_dim;
+    if constexpr (BITS == 2) ScoresInt2<Dot, NC, NQ, NG>(f, qh, qsum + h * NG, rows, n, scale, out + h * out_stride, out_stride);
+    else ScoresInt4<Dot, BITS, NC, NQ, NG>(f, qh, qsum + h * NG, rows, n, scale, out + h * out_stride, out_stride);
+  });
 }
 
 }  // namespace
