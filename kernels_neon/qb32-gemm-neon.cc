@@ -90,5 +90,6 @@ extern const Qb32Kernels kNeonQb32Kernels = {
 #else
 extern const Qb32Kernels kNeonQb32KernelsEmulated = {
 #endif
-    "neon", neon::Gemm<kQ8_0BlockBytes, neon::WeightCodesQ8_0>, neon::Gemm<kQ4_0BlockBytes, neon::WeightCodesQ4_0>};
+    "neon", neon::Gemm<kQ8_0BlockBytes, neon::WeightCodesQ8_0>, neon::Gemm<kQ4_0BlockBytes, neon::WeightCodesQ4_0>,
+    /*packed_rows=*/0};
 }  // namespace mikv

@@ -68,6 +68,7 @@ void LlamaGraph::Carve(Arena* a, size_t attn_scratch_floats, size_t split_scratc
     for (const TensorView* t : {L.wq, L.wk, L.wv, L.wo, L.w1, L.w2, L.w3}) any_q8_blocks = any_q8_blocks || blocks(t);
   // Q8_0 activation blocks only where some weight is q8_0/q4_0 (widest is a multiple of 32 then: checked at load).
   q8_blocks_ = any_q8_blocks ? a->Take<uint8_t>(T * (widest / kQBlock) * kQ8_0BlockBytes, "activations") : nullptr;
+  q8_sums_ = any_q8_blocks ? a->Take<int32_t>(T * (widest / kQBlock), "activations") : nullptr;
   attn_scratch_stride_ = (attn_scratch_floats + 15) / 16 * 16;
   attn_scratch_ = a->Take<float>(attn_scratch_stride_ * threads_, "activations");
   attn_split_ = split_blocks_ > 1 && split_scratch_floats > 0 ? a->Take<float>(split_scratch_floats, "activations")
@@ -105,9 +106,11 @@ void LlamaGraph::Rope(float* v, int n_tokens, int n_heads, int pos) const {
 Status LlamaGraph::Project(Linear& op, LinearInput* in, size_t in_dim, float* out, pthreadpool_t pool) {
   if (op.needs_qd8() && in->qd8 == nullptr) MIKV_RETURN_IF_ERROR(quantizer_.Quantize(in_dim, qd8_, qd8_params_, in, pool));
   if (op.needs_q8_blocks() && in->q8_blocks == nullptr) {
-    const size_t row_bytes = in_dim / kQBlock * kQ8_0BlockBytes;
-    for (size_t b = 0; b < in->batch; ++b) QuantizeActivationsQ8_0(in->f32 + b * in_dim, in_dim, q8_blocks_ + b * row_bytes);
+    const size_t blocks = in_dim / kQBlock;
+    for (size_t b = 0; b < in->batch; ++b)
+      QuantizeActivationsQ8_0(in->f32 + b * in_dim, in_dim, q8_blocks_ + b * blocks * kQ8_0BlockBytes, q8_sums_ + b * blocks);
     in->q8_blocks = q8_blocks_;
+    in->q8_sums = q8_sums_;
   }
   return op.Run(*in, out, pool);
 }

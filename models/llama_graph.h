@@ -71,6 +71,7 @@ class LlamaGraph {
   int8_t* qd8_ = nullptr;
   xnn_quantization_params* qd8_params_ = nullptr;
   uint8_t* q8_blocks_ = nullptr;  // Q8_0 activation blocks for q8_0/q4_0 weights (nullptr when none has them)
+  int32_t* q8_sums_ = nullptr;    // Σ codes of each of those blocks
 };
 
 }  // namespace mikv

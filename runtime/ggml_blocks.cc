@@ -17,7 +17,7 @@ void PutScale(uint8_t* block, float d) {
 
 }  // namespace
 
-void QuantizeActivationsQ8_0(const float* x, size_t n, uint8_t* blocks) {
+void QuantizeActivationsQ8_0(const float* x, size_t n, uint8_t* blocks, int32_t* sums) {
   for (size_t b = 0; b < n / kQBlock; ++b, x += kQBlock, blocks += kQ8_0BlockBytes) {
     float amax = 0.0f;
     for (size_t j = 0; j < kQBlock; ++j) amax = std::max(amax, std::fabs(x[j]));
@@ -28,6 +28,11 @@ void QuantizeActivationsQ8_0(const float* x, size_t n, uint8_t* blocks) {
     int8_t* q = reinterpret_cast<int8_t*>(blocks + 2);
     // The clamp only matters for non-finite input (NaN -> -127), which must not be undefined behaviour.
     for (size_t j = 0; j < kQBlock; ++j) q[j] = (int8_t)std::nearbyint(std::min(127.0f, std::max(-127.0f, x[j] * id)));
+    if (sums) {
+      int32_t s = 0;
+      for (size_t j = 0; j < kQBlock; ++j) s += q[j];
+      sums[b] = s;
+    }
   }
 }
 

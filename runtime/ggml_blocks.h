@@ -32,7 +32,8 @@ inline float GgmlBlockScale(const uint8_t* block) {
 
 // Activations: x[n] (n a multiple of 32) -> n / 32 Q8_0 blocks, as llama.cpp's x86 and ARM code quantizes the
 // input of a Q8_0/Q4_0 matrix product: d = amax / 127 stored as f16, codes round-half-even(x · 127 / amax).
-void QuantizeActivationsQ8_0(const float* x, size_t n, uint8_t* blocks);
+// sums (n / 32 of them, or nullptr): each block's Σ codes, which the packed Q4_0 kernels need (qb32_gemm.h).
+void QuantizeActivationsQ8_0(const float* x, size_t n, uint8_t* blocks, int32_t* sums = nullptr);
 
 // Weights, as llama.cpp's quantize tool writes them (ggml's reference quantizers):
 //   Q8_0: d = amax / 127, codes round-half-away(x / d);

@@ -56,12 +56,14 @@ Status DynamicQuantizer::Quantize(size_t channels, int8_t* qd8, xnn_quantization
 
 Linear::~Linear() {
   if (op_) xnn_delete_operator(op_);
+  if (packed_) CountingXnnAllocator()->aligned_deallocate(nullptr, packed_);
 }
 
 Linear::Linear(Linear&& o) noexcept
-    : op_(o.op_), bias_(o.bias_), blocks_(o.blocks_), row_bytes_(o.row_bytes_), type_(o.type_), needs_qd8_(o.needs_qd8_),
-      in_(o.in_), out_(o.out_) {
+    : op_(o.op_), bias_(o.bias_), blocks_(o.blocks_), packed_(o.packed_), qb32_(o.qb32_), row_bytes_(o.row_bytes_),
+      type_(o.type_), needs_qd8_(o.needs_qd8_), in_(o.in_), out_(o.out_) {
   o.op_ = nullptr;
+  o.packed_ = nullptr;
 }
 
 Status Linear::Create(const TensorView& w, const float* bias) {
@@ -105,11 +107,22 @@ Status Linear::Create(const TensorView& w, const float* bias) {
       break;
     }
     case WeightType::Q8_0:
-    case WeightType::Q4_0:
+    case WeightType::Q4_0: {
       if (in_ % kQBlock != 0) return Status(MIKV_ERR_CORRUPT, "tensor '" + w.name + "' is not whole blocks of 32");
+      const size_t block_bytes = w.type == WeightType::Q8_0 ? kQ8_0BlockBytes : kQ4_0BlockBytes;
       blocks_ = w.data;
-      row_bytes_ = in_ / kQBlock * (w.type == WeightType::Q8_0 ? kQ8_0BlockBytes : kQ4_0BlockBytes);
+      row_bytes_ = in_ / kQBlock * block_bytes;
+      qb32_ = &ActiveQb32Kernels();
+      if (qb32_->packed_rows != 0) {
+        const size_t bytes = Qb32PackedBytes(out_, in_ / kQBlock, block_bytes);
+        packed_ = static_cast<uint8_t*>(CountingXnnAllocator()->aligned_allocate(nullptr, 64, bytes));
+        if (!packed_)
+          return Status(MIKV_ERR_OUT_OF_MEMORY, "cannot allocate " + std::to_string(bytes) + " bytes to pack '" + w.name + "'");
+        PackQb32Rows8(w.data, row_bytes_, out_, in_ / kQBlock, block_bytes, packed_);
+        blocks_ = packed_;
+      }
       break;
+    }
   }
   if (s != xnn_status_success)
     return s == xnn_status_unsupported_hardware
@@ -135,12 +148,13 @@ void RunQb32Tile(void* context, size_t begin, size_t count) {
 
 Status Linear::Run(const LinearInput& in, float* y, pthreadpool_t pool) {
   if (needs_q8_blocks()) {
-    const Qb32Kernels& k = ActiveQb32Kernels();
+    if (in.q8_blocks == nullptr || (packed_ && in.q8_sums == nullptr))
+      return Status(MIKV_ERR_INTERNAL, "q8_0/q4_0 weights need the activations as Q8_0 blocks and their sums");
     const size_t blocks = in_ / kQBlock;
-    Qb32Task task{type_ == WeightType::Q8_0 ? k.q8_0 : k.q4_0,
-                  {blocks_, row_bytes_, in.q8_blocks, blocks * kQ8_0BlockBytes, blocks, in.batch, y, out_}};
-    // Output rows split across threads in tiles of 16: a weight row is read once per call however many
-    // activation rows there are, and each thread streams its own part of the matrix.
+    Qb32Task task{type_ == WeightType::Q8_0 ? qb32_->q8_0 : qb32_->q4_0,
+                  {blocks_, row_bytes_, in.q8_blocks, blocks * kQ8_0BlockBytes, blocks, in.batch, y, out_, in.q8_sums}};
+    // Output rows split across threads in tiles of 16 (two packed groups): a weight row is read once per call
+    // however many activation rows there are, and each thread streams its own part of the matrix.
     pthreadpool_parallelize_1d_tile_1d(pool, RunQb32Tile, &task, out_, 16, PTHREADPOOL_FLAG_DISABLE_DENORMALS);
     AddBias(in.batch, y);
     return OkStatus();

@@ -4,8 +4,10 @@
 //   int8 -> fully_connected_nc_qd8_f32_qc8w (activations quantized per row to int8 at run time)
 //   int4 -> fully_connected_nc_qd8_f32_qb4w (blocks of group_size columns, bf16 block scales)
 //   q8_0, q4_0 -> mikv's qb32 kernels (qb32_gemm.h) on activations quantized to Q8_0 blocks, as llama.cpp does
-// XNNPACK packs the weights when the operator is created, and the mapped file is not read afterwards; q8_0 and
-// q4_0 weights are read where they lie in the mapped file (no copy).
+// XNNPACK packs the weights when the operator is created, and the mapped file is not read afterwards. q8_0 and
+// q4_0 weights are read where they lie in the mapped file (no copy) by kernels that take rows as they are (scalar,
+// NEON), and packed eight rows at a time, into a copy of the same size, for those that take that (x86); both
+// copies are counted with XNNPACK's (xnn_memory.h), so a session's operator bytes are its packed weights.
 #pragma once
 
 #include <xnnpack.h>
@@ -13,6 +15,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "qb32_gemm.h"
 #include "status.h"
 #include "weights.h"
 
@@ -26,6 +29,7 @@ struct LinearInput {
   const xnn_quantization_params* qd8_params = nullptr;  // [batch + XNN_EXTRA_QUANTIZATION_PARAMS]
   size_t batch = 0;
   const uint8_t* q8_blocks = nullptr;  // [batch][in / 32] Q8_0 blocks (ggml_blocks.h), for q8_0/q4_0 weights
+  const int32_t* q8_sums = nullptr;    // [batch][in / 32] Σ codes of each of those blocks
 };
 
 // Converts f32 rows to XNNPACK's qd8 (int8 + per-row zero point and scale). Buffers come from the arena.
@@ -68,7 +72,9 @@ class Linear {
 
   xnn_operator_t op_ = nullptr;
   const float* bias_ = nullptr;  // points into the model file
-  const uint8_t* blocks_ = nullptr;  // q8_0/q4_0: the weight rows in the model file
+  const uint8_t* blocks_ = nullptr;  // q8_0/q4_0: the weight rows in the model file, or packed_
+  uint8_t* packed_ = nullptr;        // q8_0/q4_0 packed for qb32_ (nullptr: it reads the rows in place)
+  const Qb32Kernels* qb32_ = nullptr;  // the kernels chosen at creation (the layout of blocks_ is theirs)
   size_t row_bytes_ = 0;
   WeightType type_ = WeightType::F32;
   bool needs_qd8_ = false;

@@ -1,5 +1,6 @@
 // XNNPACK's heap, counted: mikv gives XNNPACK an allocator that keeps a running total, so a session knows how
-// many bytes its operators (above all the packed weights) hold, and the budget can say so.
+// many bytes its operators (above all the packed weights) hold, and the budget can say so. mikv's own packed
+// q8_0/q4_0 weights (Linear) come from it too.
 #pragma once
 
 #include <cstddef>

@@ -1,6 +1,7 @@
 // ggml's block formats and the qb32 matrix-product kernels: quantizers against their definitions, the scalar
 // reference against dequantized float arithmetic, and every SIMD variant against the scalar reference on random
-// shapes (odd batch sizes, partial output ranges, codes at their extremes).
+// shapes (odd batch sizes, partial output ranges and row groups, rows of up to 200 blocks, codes at their extremes):
+// the packed x86 kernels bit for bit, NEON within float rounding.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -18,7 +19,7 @@ namespace {
 
 std::vector<const Qb32Kernels*> SimdVariants() {
   std::vector<const Qb32Kernels*> v;
-  for (const char* isa : {"avx2", "neon"})
+  for (const char* isa : {"avx2", "avx512vnni", "neon"})
     if (const Qb32Kernels* k = GetQb32Kernels(isa)) v.push_back(k);
 #if defined(MIKV_TEST_NEON_EMULATED)
   v.push_back(&kNeonQb32KernelsEmulated);
@@ -86,14 +87,23 @@ TEST(GgmlBlocks, ActivationCodesAreRoundedHalfEvenOnTheAmaxScale) {
 struct Problem {
   size_t rows, blocks, batch;
   std::vector<uint8_t> w, x;
+  std::vector<int32_t> x_sums;
   std::vector<float> w_f32, x_f32;  // the values the blocks stand for
-  Qb32GemmArgs Args(size_t w_block_bytes, float* y) const {
-    return {w.data(), blocks * w_block_bytes, x.data(), blocks * kQ8_0BlockBytes, blocks, batch, y, rows};
+  std::vector<uint8_t> packed;      // w packed for kernels that take packed weights
+  // The arguments for `kernels`: the rows as they are, or packed as the kernels want them.
+  Qb32GemmArgs Args(size_t w_block_bytes, float* y, const Qb32Kernels& kernels) {
+    const uint8_t* weights = w.data();
+    if (kernels.packed_rows != 0) {
+      packed.assign(Qb32PackedBytes(rows, blocks, w_block_bytes), 0xa5);
+      PackQb32Rows8(w.data(), blocks * w_block_bytes, rows, blocks, w_block_bytes, packed.data());
+      weights = packed.data();
+    }
+    return {weights, blocks * w_block_bytes, x.data(), blocks * kQ8_0BlockBytes, blocks, batch, y, rows, x_sums.data()};
   }
 };
 
 Problem MakeProblem(size_t rows, size_t blocks, size_t batch, bool q4, std::mt19937& rng) {
-  Problem p{rows, blocks, batch, {}, {}, {}, {}};
+  Problem p{rows, blocks, batch, {}, {}, {}, {}, {}, {}};
   const size_t cols = blocks * 32, wbb = q4 ? kQ4_0BlockBytes : kQ8_0BlockBytes;
   std::vector<float> wf = Random(rows * cols, rng, 0.05f);
   p.w.resize(rows * blocks * wbb);
@@ -111,9 +121,11 @@ Problem MakeProblem(size_t rows, size_t blocks, size_t batch, bool q4, std::mt19
   }
   std::vector<float> xf = Random(batch * cols, rng, 2.0f);
   p.x.resize(batch * blocks * kQ8_0BlockBytes);
+  p.x_sums.resize(batch * blocks);
   p.x_f32.resize(batch * cols);
   for (size_t b = 0; b < batch; ++b) {
-    QuantizeActivationsQ8_0(xf.data() + b * cols, cols, p.x.data() + b * blocks * kQ8_0BlockBytes);
+    QuantizeActivationsQ8_0(xf.data() + b * cols, cols, p.x.data() + b * blocks * kQ8_0BlockBytes,
+                            p.x_sums.data() + b * blocks);
     DequantizeRowQ8_0(p.x.data() + b * blocks * kQ8_0BlockBytes, cols, p.x_f32.data() + b * cols);
   }
   return p;
@@ -122,10 +134,10 @@ Problem MakeProblem(size_t rows, size_t blocks, size_t batch, bool q4, std::mt19
 TEST(Qb32Gemm, ScalarReferenceIsTheDotProductOfTheDequantizedValues) {
   std::mt19937 rng(5);
   for (bool q4 : {false, true}) {
-    const Problem p = MakeProblem(7, 9, 3, q4, rng);
+    Problem p = MakeProblem(7, 9, 3, q4, rng);
     std::vector<float> y(p.batch * p.rows, -1.0f);
     const Qb32GemmFn fn = q4 ? kScalarQb32Kernels.q4_0 : kScalarQb32Kernels.q8_0;
-    fn(p.Args(q4 ? kQ4_0BlockBytes : kQ8_0BlockBytes, y.data()), 0, p.rows);
+    fn(p.Args(q4 ? kQ4_0BlockBytes : kQ8_0BlockBytes, y.data(), kScalarQb32Kernels), 0, p.rows);
     for (size_t b = 0; b < p.batch; ++b)
       for (size_t o = 0; o < p.rows; ++o) {
         double ref = 0, mag = 0;
@@ -146,20 +158,26 @@ TEST(Qb32Gemm, EverySimdVariantEqualsTheScalarReference) {
   std::printf(" (active: %s)\n", ActiveQb32Kernels().isa);
   for (int trial = 0; trial < 40; ++trial) {
     const bool q4 = trial % 2;
-    const size_t rows = 1 + rng() % 13, blocks = 1 + rng() % 40, batch = 1 + rng() % 9;
-    const Problem p = MakeProblem(rows, blocks, batch, q4, rng);
-    const size_t o_begin = rng() % rows, o_end = o_begin + 1 + rng() % (rows - o_begin);
+    const size_t rows = 1 + rng() % 29, blocks = 1 + rng() % 200, batch = 1 + rng() % 9;
+    Problem p = MakeProblem(rows, blocks, batch, q4, rng);
     const size_t wbb = q4 ? kQ4_0BlockBytes : kQ8_0BlockBytes;
-    std::vector<float> ref(batch * rows, 0.0f);
-    (q4 ? kScalarQb32Kernels.q4_0 : kScalarQb32Kernels.q8_0)(p.Args(wbb, ref.data()), o_begin, o_end);
     for (const Qb32Kernels* k : variants) {
+      // Packed kernels start at a group of rows (the thread pool hands out tiles of 16).
+      const size_t groups = k->packed_rows ? k->packed_rows : 1;
+      const size_t o_begin = rng() % rows / groups * groups, o_end = o_begin + 1 + rng() % (rows - o_begin);
+      std::vector<float> ref(batch * rows, 0.0f);
+      (q4 ? kScalarQb32Kernels.q4_0 : kScalarQb32Kernels.q8_0)(p.Args(wbb, ref.data(), kScalarQb32Kernels), o_begin, o_end);
       std::vector<float> y(batch * rows, 0.0f);
-      (q4 ? k->q4_0 : k->q8_0)(p.Args(wbb, y.data()), o_begin, o_end);
+      (q4 ? k->q4_0 : k->q8_0)(p.Args(wbb, y.data(), *k), o_begin, o_end);
       for (size_t b = 0; b < batch; ++b)
         for (size_t o = 0; o < rows; ++o) {
           const float r = ref[b * rows + o], v = y[b * rows + o];
           if (o < o_begin || o >= o_end) {
             EXPECT_EQ(v, 0.0f) << k->isa << ": wrote outside its rows";
+            continue;
+          }
+          if (k->packed_rows != 0) {  // the reference's operations in its order: bit for bit
+            EXPECT_EQ(v, r) << k->isa << (q4 ? " q4_0" : " q8_0") << " trial " << trial << " b=" << b << " o=" << o;
             continue;
           }
           double mag = 0;

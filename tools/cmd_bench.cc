@@ -160,12 +160,14 @@ void BenchWeights(benchmark::State& state, WeightType type, size_t rows, size_t 
   std::vector<int8_t> qd8(cols + XNN_EXTRA_BYTES);
   std::vector<xnn_quantization_params> params(1 + XNN_EXTRA_QUANTIZATION_PARAMS);
   std::vector<uint8_t> blocks(cols / kQBlock * kQ8_0BlockBytes);
+  std::vector<int32_t> sums(cols / kQBlock);
   for (auto _ : state) {
     LinearInput in{x.data(), nullptr, nullptr, 1};
     if (op.needs_qd8()) (void)quantizer.Quantize(cols, qd8.data(), params.data(), &in, nullptr);
     if (op.needs_q8_blocks()) {
-      QuantizeActivationsQ8_0(x.data(), cols, blocks.data());
+      QuantizeActivationsQ8_0(x.data(), cols, blocks.data(), sums.data());
       in.q8_blocks = blocks.data();
+      in.q8_sums = sums.data();
     }
     (void)op.Run(in, y.data(), nullptr);
     benchmark::DoNotOptimize(y.data());
@@ -174,8 +176,9 @@ void BenchWeights(benchmark::State& state, WeightType type, size_t rows, size_t 
 }
 
 // Bytes of ggml-block weights the qb32 kernels read in place from the mapping per decoded token (XNNPACK's
-// packed copies are in SessionStats::operator_bytes).
+// packed copies, and the qb32 ones of kernels that pack, are in SessionStats::operator_bytes).
 double InPlaceWeightBytes(const Model& m) {
+  if (ActiveQb32Kernels().packed_rows != 0) return 0.0;
   auto in_place = [](const TensorView* t) {
     return t && (t->type == WeightType::Q8_0 || t->type == WeightType::Q4_0) ? (double)t->data_size : 0.0;
   };

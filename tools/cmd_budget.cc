@@ -1,5 +1,5 @@
 // mikv budget: what a model, a context and a cache configuration cost, before committing to them.
-//   plan:     mapped weights, packed weights (XNNPACK's copy), model tables (tokenizer), the session arena split
+//   plan:     mapped weights, packed weights (XNNPACK's copy, the x86 qb32 kernels' copy), model tables (tokenizer), the session arena split
 //             into its regions (activations, KV high / low regions, KV tables, logits, sampler), and the process's
 //             own fixed overhead (code, libraries, stacks: the resident set after one step, less the data);
 //   inverse:  for a memory budget, the longest context each cache configuration fits;
@@ -344,7 +344,7 @@ int RunBudget(const BudgetArgs& a) {
   nlohmann::json plan;
   std::vector<std::pair<std::string, size_t>> parts = {{"runtime (code, libraries, stacks)", runtime},
                                                        {"weights (mapped .mikv)", file},
-                                                       {"packed weights (XNNPACK)", packed},
+                                                       {"packed weights (XNNPACK, qb32)", packed},
                                                        {"model tables (tokenizer)", model_heap}};
   std::map<std::string, size_t> by_label;
   for (const auto& r : regions) by_label[r.label] += r.bytes;

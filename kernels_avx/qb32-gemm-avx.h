@@ -1,0 +1,88 @@
+// qb32-gemm on x86, the parts every variant shares: weights packed eight rows at a time (PackQb32Rows8,
+// qb32_gemm.h), lane r of every vector belongs to row r, and an activation dword is broadcast to all eight. Per block
+// a variant's SUMS<NB>::Sums gives the eight rows' Σ_j w_j · x_j in int32 lanes for NB activation rows; then one
+// multiply and add for the eight rows: those sums as floats times f32(d_w) · f32(d_x). A row's result is the scalar
+// reference's bit for bit: the same integer sums and the same float operations in the same order. Up to four
+// activation rows share each weight vector (prefill); decode is the one-row case.
+//
+// Included by each variant's source, compiled with its flags; everything is in an anonymous namespace so that no
+// copy built for one instruction set is linked in place of another's.
+#pragma once
+
+#include <immintrin.h>
+
+#include <algorithm>
+
+#include "ggml_blocks.h"
+#include "qb32_gemm.h"
+
+namespace mikv::avx {
+namespace {
+
+constexpr size_t kRows = 8;                 // rows per packed group: the eight lanes
+constexpr size_t kScaleBytes = kRows * 2;   // a packed group-block starts with the rows' f16 scales
+
+inline float Half(const uint8_t* block) {
+  uint16_t h;
+  __builtin_memcpy(&h, block, 2);
+  return _cvtsh_ss(h);
+}
+
+inline __m256i Broadcast4(const uint8_t* p) {
+  int32_t v;
+  __builtin_memcpy(&v, p, 4);
+  return _mm256_set1_epi32(v);
+}
+
+// One packed group (rows o..o+n-1, n ≤ 8) against activation rows b0..b0+NB-1.
+template <size_t NB, size_t W_BLOCK_BYTES, void (*BLOCK_SUMS)(const uint8_t*, const uint8_t* const*, const int32_t*,
+                                                              __m256i*)>
+void Group(const uint8_t* g, const Qb32GemmArgs& a, size_t b0, size_t o, size_t n) {
+  __m256 acc[NB];
+  for (size_t b = 0; b < NB; ++b) acc[b] = _mm256_setzero_ps();
+  for (size_t k = 0; k < a.blocks; ++k, g += kRows * W_BLOCK_BYTES) {
+    const uint8_t* x[NB];
+    int32_t x_sums[NB];
+    for (size_t b = 0; b < NB; ++b) {
+      x[b] = a.x + (b0 + b) * a.x_row_bytes + k * kQ8_0BlockBytes;
+      x_sums[b] = a.x_sums[(b0 + b) * a.blocks + k];
+    }
+    __m256i sums[NB];
+    BLOCK_SUMS(g + kScaleBytes, x, x_sums, sums);
+    const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g)));
+    // (d_w · d_x) · sum, rounded, then added: the scalar reference's operations in its order, so each row's result
+    // is the reference's bit for bit (an FMA would round once less and move codes quantized from it downstream).
+    for (size_t b = 0; b < NB; ++b)
+      acc[b] = _mm256_add_ps(acc[b], _mm256_mul_ps(_mm256_mul_ps(dw, _mm256_set1_ps(Half(x[b]))), _mm256_cvtepi32_ps(sums[b])));
+  }
+  for (size_t b = 0; b < NB; ++b) {
+    float* y = a.y + (b0 + b) * a.y_stride + o;
+    if (n == kRows) {
+      _mm256_storeu_ps(y, acc[b]);
+    } else {  // the last group: only its real rows
+      float lanes[kRows];
+      _mm256_storeu_ps(lanes, acc[b]);
+      std::copy(lanes, lanes + n, y);
+    }
+  }
+}
+
+template <size_t W_BLOCK_BYTES, template <size_t> class BLOCK_SUMS>
+void Gemm(const Qb32GemmArgs& a, size_t o_begin, size_t o_end) {
+  const size_t group_bytes = a.blocks * kRows * W_BLOCK_BYTES;
+  for (size_t o = o_begin; o < o_end; o += kRows) {
+    const uint8_t* g = a.w + o / kRows * group_bytes;
+    const size_t n = std::min(kRows, o_end - o);
+    size_t b = 0;
+    for (; b + 4 <= a.batch; b += 4) Group<4, W_BLOCK_BYTES, BLOCK_SUMS<4>::Sums>(g, a, b, o, n);
+    switch (a.batch - b) {
+      case 3: Group<3, W_BLOCK_BYTES, BLOCK_SUMS<3>::Sums>(g, a, b, o, n); break;
+      case 2: Group<2, W_BLOCK_BYTES, BLOCK_SUMS<2>::Sums>(g, a, b, o, n); break;
+      case 1: Group<1, W_BLOCK_BYTES, BLOCK_SUMS<1>::Sums>(g, a, b, o, n); break;
+      default: break;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace mikv::avx
