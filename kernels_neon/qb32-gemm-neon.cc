@@ -1,7 +1,14 @@
-// qb32-gemm (Q8_0 and Q4_0 weights × Q8_0 activations -> f32), NEON. With the dotprod extension (armv8.2-a,
-// compile-time) a block is two SDOTs; without it, widening multiplies into int16 pairs (|w·x| ≤ 128·127, two
-// products per int16 lane fit) summed pairwise into int32. Per block one multiply-add of f32(d_w)·f32(d_x)
-// into four lane sums, as llama.cpp's NEON code does.
+// qb32-gemm (Q8_0 and Q4_0 weights × Q8_0 activations -> f32), NEON, on weights packed eight rows at a time
+// (PackQb32Rows8, qb32_gemm.h): a packed vector's first 16 bytes are rows 0-3 (a dword each), its last 16 rows 4-7,
+// so each half is one int32x4 of four rows' sums and one activation dword serves all four.
+//
+// With the dotprod extension (armv8.2-a, compile time) a dword of four products per lane is one SDOT by lane
+// (vdotq_laneq_s32: the activation dword is a lane of the block, no broadcast). Without it, widening multiplies of
+// two rows' dwords by the dword repeated, summed in int16 (Q4_0: eight products of at most 15 · 127 per lane, 15,240;
+// Q8_0: widened after each, two would reach 32,512) and pairwise into the rows' int32 lanes.
+// Q4_0's nibbles are multiplied as they are (0..15) and 8 · Σx of the activation block is taken off.
+// Per block the rows' sums as floats times f32(d_w) · f32(d_x), then added: the scalar reference's operations in its
+// order, so each row's result is the reference's bit for bit (this file is compiled without fused multiply-adds).
 #if defined(__aarch64__)
 #include <arm_neon.h>
 #else  // x86: the same source through SIMDe, so the tests run it everywhere
@@ -9,74 +16,168 @@
 #include <simde/arm/neon.h>
 #endif
 
+#include <algorithm>
 
 #include "ggml_blocks.h"
 #include "qb32_gemm.h"
+
+// The tests also compile this file through SIMDe with MIKV_NEON_EMULATE_DOTPROD, so the SDOT path runs on x86 too.
+#if defined(__ARM_FEATURE_DOTPROD) || defined(MIKV_NEON_EMULATE_DOTPROD)
+#define MIKV_QB32_SDOT 1
+#endif
 
 namespace mikv::neon {
 
 namespace {
 
-struct Codes {
-  int8x16_t lo, hi;  // elements 0..15 and 16..31
+constexpr size_t kRows = 8;
+constexpr size_t kScaleBytes = kRows * 2;
+
+inline float32x4_t Halves4(const uint8_t* p) {
+  uint16_t h[4];
+  __builtin_memcpy(h, p, sizeof(h));
+  return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(h)));
+}
+
+// Int32 sums of one block for rows 0-3 (lo) and 4-7 (hi) of a packed group-block.
+struct RowSums {
+  int32x4_t lo, hi;
 };
 
-inline Codes WeightCodesQ8_0(const uint8_t* block) {
-  const int8_t* q = reinterpret_cast<const int8_t*>(block + 2);
-  return {vld1q_s8(q), vld1q_s8(q + 16)};
+// An activation block's 32 codes: elements 0-15 and 16-31.
+struct XBlock {
+  int8x16_t e0, e1;
+};
+
+#if defined(MIKV_QB32_SDOT)
+// Lane L of x: the activation dword 4L..4L+3 of that half of the block.
+template <int L>
+inline RowSums Dot(RowSums s, int8x16_t w_lo, int8x16_t w_hi, int8x16_t x) {
+  return {vdotq_laneq_s32(s.lo, w_lo, x, L), vdotq_laneq_s32(s.hi, w_hi, x, L)};
 }
 
-inline Codes WeightCodesQ4_0(const uint8_t* block) {
-  const uint8x16_t packed = vld1q_u8(block + 2);
-  const int8x16_t eight = vdupq_n_s8(8);
-  return {vsubq_s8(vreinterpretq_s8_u8(vandq_u8(packed, vdupq_n_u8(0x0f))), eight),
-          vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(packed, 4)), eight)};
+template <int C>
+inline RowSums StepQ4_0(RowSums s, const uint8_t* codes, const XBlock& x) {
+  const uint8x16_t v0 = vld1q_u8(codes + 32 * C), v1 = vld1q_u8(codes + 32 * C + 16);
+  const uint8x16_t low = vdupq_n_u8(0x0f);
+  s = Dot<C>(s, vreinterpretq_s8_u8(vandq_u8(v0, low)), vreinterpretq_s8_u8(vandq_u8(v1, low)), x.e0);
+  return Dot<C>(s, vreinterpretq_s8_u8(vshrq_n_u8(v0, 4)), vreinterpretq_s8_u8(vshrq_n_u8(v1, 4)), x.e1);
 }
 
-inline int32x4_t BlockDot(const Codes& w, const uint8_t* xblock) {
-  const int8_t* q = reinterpret_cast<const int8_t*>(xblock + 2);
-  const int8x16_t x0 = vld1q_s8(q), x1 = vld1q_s8(q + 16);
-#if defined(__ARM_FEATURE_DOTPROD)
-  return vdotq_s32(vdotq_s32(vdupq_n_s32(0), w.lo, x0), w.hi, x1);
+inline RowSums BlockQ4_0(const uint8_t* codes, const XBlock& x, int32_t x_sum) {
+  RowSums s{vdupq_n_s32(-8 * x_sum), vdupq_n_s32(-8 * x_sum)};
+  s = StepQ4_0<0>(s, codes, x);
+  s = StepQ4_0<1>(s, codes, x);
+  s = StepQ4_0<2>(s, codes, x);
+  return StepQ4_0<3>(s, codes, x);
+}
+
+template <int C>
+inline RowSums StepQ8_0(RowSums s, const uint8_t* codes, const XBlock& x) {
+  return Dot<C % 4>(s, vld1q_s8(reinterpret_cast<const int8_t*>(codes) + 32 * C),
+                    vld1q_s8(reinterpret_cast<const int8_t*>(codes) + 32 * C + 16), C < 4 ? x.e0 : x.e1);
+}
+
+inline RowSums BlockQ8_0(const uint8_t* codes, const XBlock& x, int32_t) {
+  RowSums s{vdupq_n_s32(0), vdupq_n_s32(0)};
+  s = StepQ8_0<0>(s, codes, x);
+  s = StepQ8_0<1>(s, codes, x);
+  s = StepQ8_0<2>(s, codes, x);
+  s = StepQ8_0<3>(s, codes, x);
+  s = StepQ8_0<4>(s, codes, x);
+  s = StepQ8_0<5>(s, codes, x);
+  s = StepQ8_0<6>(s, codes, x);
+  return StepQ8_0<7>(s, codes, x);
+}
 #else
-  int16x8_t p0 = vmull_s8(vget_low_s8(w.lo), vget_low_s8(x0));
-  p0 = vmlal_s8(p0, vget_high_s8(w.lo), vget_high_s8(x0));
-  int16x8_t p1 = vmull_s8(vget_low_s8(w.hi), vget_low_s8(x1));
-  p1 = vmlal_s8(p1, vget_high_s8(w.hi), vget_high_s8(x1));
-  return vaddq_s32(vpaddlq_s16(p0), vpaddlq_s16(p1));
-#endif
+// Products of rows 0-3 in int16: pairs of rows per int16x8 (rows 0-1, 2-3, 4-5, 6-7).
+struct Pairs {
+  int16x8_t r01, r23, r45, r67;
+};
+
+// Activation dword L of x, twice (the two rows of a half vector).
+template <int L>
+inline int8x8_t Dword2(int8x16_t x) {
+  return vreinterpret_s8_s32(vdup_laneq_s32(vreinterpretq_s32_s8(x), L));
 }
 
-template <size_t W_BLOCK_BYTES, Codes (*CODES)(const uint8_t*)>
+inline Pairs MulAdd(Pairs p, int8x16_t w_lo, int8x16_t w_hi, int8x8_t x2) {
+  return {vmlal_s8(p.r01, vget_low_s8(w_lo), x2), vmlal_s8(p.r23, vget_high_s8(w_lo), x2),
+          vmlal_s8(p.r45, vget_low_s8(w_hi), x2), vmlal_s8(p.r67, vget_high_s8(w_hi), x2)};
+}
+
+// Rows 0-3 and 4-7 from pairs of rows: [r0 r0 r1 r1] + [r2 r2 r3 r3] -> [r0 r1 r2 r3].
+inline RowSums Widen(const Pairs& p) {
+  return {vpaddq_s32(vpaddlq_s16(p.r01), vpaddlq_s16(p.r23)), vpaddq_s32(vpaddlq_s16(p.r45), vpaddlq_s16(p.r67))};
+}
+
+template <int C>
+inline Pairs StepQ4_0(Pairs p, const uint8_t* codes, const XBlock& x) {
+  const uint8x16_t v0 = vld1q_u8(codes + 32 * C), v1 = vld1q_u8(codes + 32 * C + 16);
+  const uint8x16_t low = vdupq_n_u8(0x0f);
+  p = MulAdd(p, vreinterpretq_s8_u8(vandq_u8(v0, low)), vreinterpretq_s8_u8(vandq_u8(v1, low)), Dword2<C>(x.e0));
+  return MulAdd(p, vreinterpretq_s8_u8(vshrq_n_u8(v0, 4)), vreinterpretq_s8_u8(vshrq_n_u8(v1, 4)), Dword2<C>(x.e1));
+}
+
+inline RowSums BlockQ4_0(const uint8_t* codes, const XBlock& x, int32_t x_sum) {
+  const int16x8_t zero = vdupq_n_s16(0);
+  Pairs p{zero, zero, zero, zero};
+  p = StepQ4_0<0>(p, codes, x);
+  p = StepQ4_0<1>(p, codes, x);
+  p = StepQ4_0<2>(p, codes, x);
+  p = StepQ4_0<3>(p, codes, x);
+  const RowSums s = Widen(p);
+  const int32x4_t correction = vdupq_n_s32(8 * x_sum);
+  return {vsubq_s32(s.lo, correction), vsubq_s32(s.hi, correction)};
+}
+
+template <int C>
+inline RowSums StepQ8_0(RowSums s, const uint8_t* codes, const XBlock& x) {
+  const int8x16_t w0 = vld1q_s8(reinterpret_cast<const int8_t*>(codes) + 32 * C);
+  const int8x16_t w1 = vld1q_s8(reinterpret_cast<const int8_t*>(codes) + 32 * C + 16);
+  const int16x8_t zero = vdupq_n_s16(0);
+  const RowSums t = Widen(MulAdd({zero, zero, zero, zero}, w0, w1, Dword2<C % 4>(C < 4 ? x.e0 : x.e1)));
+  return {vaddq_s32(s.lo, t.lo), vaddq_s32(s.hi, t.hi)};
+}
+
+inline RowSums BlockQ8_0(const uint8_t* codes, const XBlock& x, int32_t) {
+  RowSums s{vdupq_n_s32(0), vdupq_n_s32(0)};
+  s = StepQ8_0<0>(s, codes, x);
+  s = StepQ8_0<1>(s, codes, x);
+  s = StepQ8_0<2>(s, codes, x);
+  s = StepQ8_0<3>(s, codes, x);
+  s = StepQ8_0<4>(s, codes, x);
+  s = StepQ8_0<5>(s, codes, x);
+  s = StepQ8_0<6>(s, codes, x);
+  return StepQ8_0<7>(s, codes, x);
+}
+#endif
+
+// One packed group (rows o..o+n-1, n ≤ 8) against activation row b.
+template <size_t W_BLOCK_BYTES, RowSums (*BLOCK)(const uint8_t*, const XBlock&, int32_t)>
+void Group(const uint8_t* g, const Qb32GemmArgs& a, size_t b, size_t o, size_t n) {
+  float32x4_t acc_lo = vdupq_n_f32(0.0f), acc_hi = acc_lo;
+  const uint8_t* xrow = a.x + b * a.x_row_bytes;
+  for (size_t k = 0; k < a.blocks; ++k, g += kRows * W_BLOCK_BYTES) {
+    const uint8_t* xb = xrow + k * kQ8_0BlockBytes;
+    const XBlock x{vld1q_s8(reinterpret_cast<const int8_t*>(xb + 2)), vld1q_s8(reinterpret_cast<const int8_t*>(xb + 18))};
+    const RowSums s = BLOCK(g + kScaleBytes, x, a.x_sums[b * a.blocks + k]);
+    const float dx = GgmlBlockScale(xb);
+    acc_lo = vaddq_f32(acc_lo, vmulq_f32(vmulq_n_f32(Halves4(g), dx), vcvtq_f32_s32(s.lo)));
+    acc_hi = vaddq_f32(acc_hi, vmulq_f32(vmulq_n_f32(Halves4(g + 8), dx), vcvtq_f32_s32(s.hi)));
+  }
+  float lanes[kRows];
+  vst1q_f32(lanes, acc_lo);
+  vst1q_f32(lanes + 4, acc_hi);
+  std::copy(lanes, lanes + n, a.y + b * a.y_stride + o);
+}
+
+template <size_t W_BLOCK_BYTES, RowSums (*BLOCK)(const uint8_t*, const XBlock&, int32_t)>
 void Gemm(const Qb32GemmArgs& a, size_t o_begin, size_t o_end) {
-  for (size_t o = o_begin; o < o_end; ++o) {
-    const uint8_t* wrow = a.w + o * a.w_row_bytes;
-    size_t b = 0;
-    for (; b + 2 <= a.batch; b += 2) {
-      const uint8_t* x0 = a.x + b * a.x_row_bytes;
-      const uint8_t* x1 = x0 + a.x_row_bytes;
-      float32x4_t acc0 = vdupq_n_f32(0.0f), acc1 = acc0;
-      for (size_t k = 0; k < a.blocks; ++k) {
-        const uint8_t* wb = wrow + k * W_BLOCK_BYTES;
-        const size_t xo = k * kQ8_0BlockBytes;
-        const Codes w = CODES(wb);
-        const float dw = GgmlBlockScale(wb);
-        acc0 = vmlaq_n_f32(acc0, vcvtq_f32_s32(BlockDot(w, x0 + xo)), dw * GgmlBlockScale(x0 + xo));
-        acc1 = vmlaq_n_f32(acc1, vcvtq_f32_s32(BlockDot(w, x1 + xo)), dw * GgmlBlockScale(x1 + xo));
-      }
-      a.y[b * a.y_stride + o] = vaddvq_f32(acc0);
-      a.y[(b + 1) * a.y_stride + o] = vaddvq_f32(acc1);
-    }
-    for (; b < a.batch; ++b) {
-      const uint8_t* x0 = a.x + b * a.x_row_bytes;
-      float32x4_t acc = vdupq_n_f32(0.0f);
-      for (size_t k = 0; k < a.blocks; ++k) {
-        const uint8_t* wb = wrow + k * W_BLOCK_BYTES;
-        acc = vmlaq_n_f32(acc, vcvtq_f32_s32(BlockDot(CODES(wb), x0 + k * kQ8_0BlockBytes)),
-                          GgmlBlockScale(wb) * GgmlBlockScale(x0 + k * kQ8_0BlockBytes));
-      }
-      a.y[b * a.y_stride + o] = vaddvq_f32(acc);
-    }
+  const size_t group_bytes = a.blocks * kRows * W_BLOCK_BYTES;
+  for (size_t o = o_begin; o < o_end; o += kRows) {
+    const uint8_t* g = a.w + o / kRows * group_bytes;
+    for (size_t b = 0; b < a.batch; ++b) Group<W_BLOCK_BYTES, BLOCK>(g, a, b, o, std::min(kRows, o_end - o));
   }
 }
 
@@ -84,12 +185,19 @@ void Gemm(const Qb32GemmArgs& a, size_t o_begin, size_t o_end) {
 }  // namespace mikv::neon
 
 namespace mikv {
-// On AArch64 this is the build's NEON table; on x86 (SIMDe) the tests reach it as kNeonQb32KernelsEmulated.
+// On AArch64 this is the build's NEON table; on x86 (SIMDe) the tests reach it as kNeonQb32KernelsEmulated, and
+// its SDOT form as kNeonDotQb32KernelsEmulated.
 #if defined(__aarch64__)
 extern const Qb32Kernels kNeonQb32Kernels = {
+#elif defined(MIKV_NEON_EMULATE_DOTPROD)
+extern const Qb32Kernels kNeonDotQb32KernelsEmulated = {
 #else
 extern const Qb32Kernels kNeonQb32KernelsEmulated = {
 #endif
-    "neon", neon::Gemm<kQ8_0BlockBytes, neon::WeightCodesQ8_0>, neon::Gemm<kQ4_0BlockBytes, neon::WeightCodesQ4_0>,
-    /*packed_rows=*/0};
+#if defined(MIKV_QB32_SDOT)
+    "neon-dotprod",
+#else
+    "neon",
+#endif
+    neon::Gemm<kQ8_0BlockBytes, neon::BlockQ8_0>, neon::Gemm<kQ4_0BlockBytes, neon::BlockQ4_0>, /*packed_rows=*/8};
 }  // namespace mikv

@@ -1,7 +1,7 @@
 // ggml's block formats and the qb32 matrix-product kernels: quantizers against their definitions, the scalar
 // reference against dequantized float arithmetic, and every SIMD variant against the scalar reference on random
 // shapes (odd batch sizes, partial output ranges and row groups, rows of up to 200 blocks, codes at their extremes):
-// the packed x86 kernels bit for bit, NEON within float rounding.
+// every packed kernel (x86, NEON with and without SDOT) bit for bit.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -13,7 +13,8 @@
 
 namespace mikv {
 #if defined(MIKV_TEST_NEON_EMULATED)
-extern const Qb32Kernels kNeonQb32KernelsEmulated;  // kernels_neon/ through SIMDe
+extern const Qb32Kernels kNeonQb32KernelsEmulated;     // kernels_neon/ through SIMDe
+extern const Qb32Kernels kNeonDotQb32KernelsEmulated;  // the same, its SDOT path
 #endif
 namespace {
 
@@ -23,6 +24,7 @@ std::vector<const Qb32Kernels*> SimdVariants() {
     if (const Qb32Kernels* k = GetQb32Kernels(isa)) v.push_back(k);
 #if defined(MIKV_TEST_NEON_EMULATED)
   v.push_back(&kNeonQb32KernelsEmulated);
+  v.push_back(&kNeonDotQb32KernelsEmulated);
 #endif
   return v;
 }
@@ -176,14 +178,8 @@ TEST(Qb32Gemm, EverySimdVariantEqualsTheScalarReference) {
             EXPECT_EQ(v, 0.0f) << k->isa << ": wrote outside its rows";
             continue;
           }
-          if (k->packed_rows != 0) {  // the reference's operations in its order: bit for bit
-            EXPECT_EQ(v, r) << k->isa << (q4 ? " q4_0" : " q8_0") << " trial " << trial << " b=" << b << " o=" << o;
-            continue;
-          }
-          double mag = 0;
-          for (size_t c = 0; c < blocks * 32; ++c)
-            mag += std::fabs((double)p.w_f32[o * blocks * 32 + c] * p.x_f32[b * blocks * 32 + c]);
-          EXPECT_NEAR(v, r, 1e-5 * mag + 1e-7) << k->isa << (q4 ? " q4_0" : " q8_0") << " trial " << trial;
+          // The same integer sums and the reference's float operations in its order: bit for bit.
+          EXPECT_EQ(v, r) << k->isa << (q4 ? " q4_0" : " q8_0") << " trial " << trial << " b=" << b << " o=" << o;
         }
     }
   }

@@ -192,6 +192,7 @@ double InPlaceWeightBytes(const Model& m) {
 int RunBench(const BenchArgs& a) {
   nlohmann::json out;
   out["kernels"] = ActiveKvKernels().isa;
+  out["qb32_kernels"] = ActiveQb32Kernels().isa;
   out["query_heads_per_kv_head"] = a.gqa;
   if (a.gqa < 1 || a.gqa > 64) return Fail(Status(MIKV_ERR_INVALID_ARGUMENT, "--gqa must be 1..64"), a.json);
   const int model_threads = a.threads > 0 ? a.threads : (int)std::max(1u, std::thread::hardware_concurrency());
@@ -251,7 +252,9 @@ int RunBench(const BenchArgs& a) {
     if (!a.json) std::printf("%-10s %8zu %14.2f %9.0f%%\n", pn.first.c_str(), pn.second, r / 1e9, 100 * r / copy);
   }
 
-  if (!a.json && !a.model_only) std::printf("\n%-26s %16s %9s\n", "weights (2048 x 2048, gemv)", "weights GB/s", "of copy");
+  if (!a.json && !a.model_only)
+    std::printf("\n%-26s %16s %9s   (qb32 kernels: %s)\n", "weights (2048 x 2048, gemv)", "weights GB/s", "of copy",
+                ActiveQb32Kernels().isa);
   for (const auto& [label, type] : weight_kinds) {
     if (a.model_only) break;
     const double r = collector.rates["weights/" + label];
