@@ -17,6 +17,8 @@
 #endif
 
 #include <algorithm>
+#include <type_traits>
+#include <utility>
 
 #include "ggml_blocks.h"
 #include "qb32_gemm.h"
@@ -49,6 +51,17 @@ struct XBlock {
   int8x16_t e0, e1;
 };
 
+// s = step(s, C) for C = 0..N-1 in order, C a constant (the lane of an SDOT or a dup must be one).
+template <typename S, typename STEP, int... C>
+inline S UnrolledSteps(S s, STEP step, std::integer_sequence<int, C...>) {
+  ((s = step(s, std::integral_constant<int, C>{})), ...);
+  return s;
+}
+template <int N, typename S, typename STEP>
+inline S Unrolled(S s, STEP step) {
+  return UnrolledSteps(s, step, std::make_integer_sequence<int, N>{});
+}
+
 #if defined(MIKV_QB32_SDOT)
 // Lane L of x: the activation dword 4L..4L+3 of that half of the block.
 template <int L>
@@ -65,11 +78,8 @@ inline RowSums StepQ4_0(RowSums s, const uint8_t* codes, const XBlock& x) {
 }
 
 inline RowSums BlockQ4_0(const uint8_t* codes, const XBlock& x, int32_t x_sum) {
-  RowSums s{vdupq_n_s32(-8 * x_sum), vdupq_n_s32(-8 * x_sum)};
-  s = StepQ4_0<0>(s, codes, x);
-  s = StepQ4_0<1>(s, codes, x);
-  s = StepQ4_0<2>(s, codes, x);
-  return StepQ4_0<3>(s, codes, x);
+  const RowSums start{vdupq_n_s32(-8 * x_sum), vdupq_n_s32(-8 * x_sum)};
+  return Unrolled<4>(start, [&](RowSums s, auto c) { return StepQ4_0<decltype(c)::value>(s, codes, x); });
 }
 
 template <int C>
@@ -79,15 +89,8 @@ inline RowSums StepQ8_0(RowSums s, const uint8_t* codes, const XBlock& x) {
 }
 
 inline RowSums BlockQ8_0(const uint8_t* codes, const XBlock& x, int32_t) {
-  RowSums s{vdupq_n_s32(0), vdupq_n_s32(0)};
-  s = StepQ8_0<0>(s, codes, x);
-  s = StepQ8_0<1>(s, codes, x);
-  s = StepQ8_0<2>(s, codes, x);
-  s = StepQ8_0<3>(s, codes, x);
-  s = StepQ8_0<4>(s, codes, x);
-  s = StepQ8_0<5>(s, codes, x);
-  s = StepQ8_0<6>(s, codes, x);
-  return StepQ8_0<7>(s, codes, x);
+  const RowSums zero{vdupq_n_s32(0), vdupq_n_s32(0)};
+  return Unrolled<8>(zero, [&](RowSums s, auto c) { return StepQ8_0<decltype(c)::value>(s, codes, x); });
 }
 #else
 // Products of rows 0-3 in int16: pairs of rows per int16x8 (rows 0-1, 2-3, 4-5, 6-7).
@@ -121,12 +124,8 @@ inline Pairs StepQ4_0(Pairs p, const uint8_t* codes, const XBlock& x) {
 
 inline RowSums BlockQ4_0(const uint8_t* codes, const XBlock& x, int32_t x_sum) {
   const int16x8_t zero = vdupq_n_s16(0);
-  Pairs p{zero, zero, zero, zero};
-  p = StepQ4_0<0>(p, codes, x);
-  p = StepQ4_0<1>(p, codes, x);
-  p = StepQ4_0<2>(p, codes, x);
-  p = StepQ4_0<3>(p, codes, x);
-  const RowSums s = Widen(p);
+  const RowSums s = Widen(Unrolled<4>(Pairs{zero, zero, zero, zero},
+                                      [&](Pairs p, auto c) { return StepQ4_0<decltype(c)::value>(p, codes, x); }));
   const int32x4_t correction = vdupq_n_s32(8 * x_sum);
   return {vsubq_s32(s.lo, correction), vsubq_s32(s.hi, correction)};
 }
@@ -141,15 +140,8 @@ inline RowSums StepQ8_0(RowSums s, const uint8_t* codes, const XBlock& x) {
 }
 
 inline RowSums BlockQ8_0(const uint8_t* codes, const XBlock& x, int32_t) {
-  RowSums s{vdupq_n_s32(0), vdupq_n_s32(0)};
-  s = StepQ8_0<0>(s, codes, x);
-  s = StepQ8_0<1>(s, codes, x);
-  s = StepQ8_0<2>(s, codes, x);
-  s = StepQ8_0<3>(s, codes, x);
-  s = StepQ8_0<4>(s, codes, x);
-  s = StepQ8_0<5>(s, codes, x);
-  s = StepQ8_0<6>(s, codes, x);
-  return StepQ8_0<7>(s, codes, x);
+  const RowSums zero{vdupq_n_s32(0), vdupq_n_s32(0)};
+  return Unrolled<8>(zero, [&](RowSums s, auto c) { return StepQ8_0<decltype(c)::value>(s, codes, x); });
 }
 #endif
 
