@@ -5,9 +5,10 @@
 //   int4 -> fully_connected_nc_qd8_f32_qb4w (blocks of group_size columns, bf16 block scales)
 //   q8_0, q4_0 -> mikv's qb32 kernels (qb32_gemm.h) on activations quantized to Q8_0 blocks, as llama.cpp does
 // XNNPACK packs the weights when the operator is created, and the mapped file is not read afterwards. q8_0 and
-// q4_0 weights are read where they lie in the mapped file (no copy) by kernels that take rows as they are (scalar,
-// NEON), and packed eight rows at a time, into a copy of the same size, for those that take that (x86); both
-// copies are counted with XNNPACK's (xnn_memory.h), so a session's operator bytes are its packed weights.
+// q4_0 weights are read where they lie in the mapped file (no copy) by kernels that take rows as they are (the
+// scalar reference), and packed eight rows at a time, into a copy of the same size, for those that take that (the
+// x86 and NEON ones); that copy is counted with XNNPACK's (xnn_memory.h), so a session's operator bytes are all its
+// packed weights.
 #pragma once
 
 #include <xnnpack.h>

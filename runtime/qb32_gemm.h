@@ -9,11 +9,11 @@
 // Chosen like the KV kernels: at run time on x86 (VNNI where the KV kernels' dispatch finds it), at compile time on
 // ARM; MIKV_QB32_ISA=scalar|avx2|avx512vnni|neon forces one (tests).
 //
-// Weight layouts. The scalar and NEON kernels read the rows where they lie in the mapped file. The x86 kernels read
-// a copy packed eight rows at a time (PackQb32Rows8), made once when the operator is created: a row-major block
-// leaves one row's 32 products in eight lanes, so every block of every row needs a horizontal sum, its own scale
-// broadcast and its own multiply-add (~14 instructions per 18-byte Q4_0 block, 11 GB/s on one Zen 4 core against
-// XNNPACK's 48 on its packed int4). Interleaved, lane r of a vector belongs to row r: one multiply-add applies a
+// Weight layouts. The scalar reference reads the rows where they lie in the mapped file. The SIMD kernels (x86 and
+// NEON) read a copy packed eight rows at a time (PackQb32Rows8), made once when the operator is created: a row-major
+// block leaves one row's 32 products in eight lanes, so every block of every row needs a horizontal sum, its own
+// scale broadcast and its own multiply-add (~14 instructions per 18-byte Q4_0 block, 11 GB/s on one Zen 4 core
+// against XNNPACK's 48 on its packed int4). Interleaved, lane r of a vector belongs to row r: one multiply applies a
 // block's scales to eight rows, and the lanes need no reduction until the end of the row.
 //
 //   packed group of rows 8g..8g+7, block k (groups back to back, blocks back to back within a group):
@@ -57,7 +57,8 @@ struct Qb32Kernels {
 // Bytes of a `rows` × `blocks` matrix of blocks of `w_block_bytes` (kQ8_0BlockBytes or kQ4_0BlockBytes) packed eight
 // rows at a time, and the packing (the layout above). w: rows w_row_bytes apart.
 size_t Qb32PackedBytes(size_t rows, size_t blocks, size_t w_block_bytes);
-void PackQb32Rows8(const uint8_t* w, size_t w_row_bytes, size_t rows, size_t blocks, size_t w_block_bytes, uint8_t* out);
+void PackQb32Rows8(const uint8_t* w, size_t w_row_bytes, size_t rows, size_t blocks, size_t w_block_bytes,
+                   uint8_t* out);
 
 extern const Qb32Kernels kScalarQb32Kernels;
 // The kernels of an ISA name ("scalar", "avx2", "avx512vnni", "neon"), or nullptr when this build or CPU lacks it.

@@ -1,4 +1,4 @@
-// Q8_0/Q4_0 weights packed eight rows at a time for the x86 qb32 kernels (the layout: qb32_gemm.h).
+// Q8_0/Q4_0 weights packed eight rows at a time for the SIMD qb32 kernels (the layout: qb32_gemm.h).
 #include <cstring>
 
 #include "qb32_gemm.h"
@@ -14,7 +14,8 @@ size_t Qb32PackedBytes(size_t rows, size_t blocks, size_t w_block_bytes) {
   return (rows + kRows - 1) / kRows * blocks * kRows * w_block_bytes;
 }
 
-void PackQb32Rows8(const uint8_t* w, size_t w_row_bytes, size_t rows, size_t blocks, size_t w_block_bytes, uint8_t* out) {
+void PackQb32Rows8(const uint8_t* w, size_t w_row_bytes, size_t rows, size_t blocks, size_t w_block_bytes,
+                   uint8_t* out) {
   const size_t code_bytes = w_block_bytes - kScaleBytes;
   for (size_t g = 0; g < rows; g += kRows)
     for (size_t k = 0; k < blocks; ++k) {

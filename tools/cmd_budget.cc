@@ -1,5 +1,5 @@
 // mikv budget: what a model, a context and a cache configuration cost, before committing to them.
-//   plan:     mapped weights, packed weights (XNNPACK's copy, the x86 qb32 kernels' copy), model tables (tokenizer), the session arena split
+//   plan:     mapped weights, packed weights (XNNPACK's copy, the SIMD qb32 kernels' copy), model tables (tokenizer), the session arena split
 //             into its regions (activations, KV high / low regions, KV tables, logits, sampler), and the process's
 //             own fixed overhead (code, libraries, stacks: the resident set after one step, less the data);
 //   inverse:  for a memory budget, the longest context each cache configuration fits;
