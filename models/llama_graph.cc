@@ -17,13 +17,26 @@ Status LlamaGraph::CreateOperators() {
   for (int l = 0; l < c.n_layers; ++l) {
     const LlamaLayerWeights& L = w.layers[l];
     LayerOps& ops = layers_[l];
-    MIKV_RETURN_IF_ERROR(ops.wq.Create(*L.wq, bias(L.bq)));
-    MIKV_RETURN_IF_ERROR(ops.wk.Create(*L.wk, bias(L.bk)));
-    MIKV_RETURN_IF_ERROR(ops.wv.Create(*L.wv, bias(L.bv)));
+    ops.qkv_fused = FusesProjections({L.wq, L.wk, L.wv});
+    if (ops.qkv_fused) {
+      MIKV_RETURN_IF_ERROR(ops.wqkv.CreateFused({L.wq, L.wk, L.wv}, {bias(L.bq), bias(L.bk), bias(L.bv)}));
+    } else {
+      MIKV_RETURN_IF_ERROR(ops.wq.Create(*L.wq, bias(L.bq)));
+      MIKV_RETURN_IF_ERROR(ops.wk.Create(*L.wk, bias(L.bk)));
+      MIKV_RETURN_IF_ERROR(ops.wv.Create(*L.wv, bias(L.bv)));
+    }
     MIKV_RETURN_IF_ERROR(ops.wo.Create(*L.wo, nullptr));
-    MIKV_RETURN_IF_ERROR(ops.w1.Create(*L.w1, nullptr));
-    MIKV_RETURN_IF_ERROR(ops.w2.Create(*L.w2, nullptr));
-    MIKV_RETURN_IF_ERROR(ops.w3.Create(*L.w3, nullptr));
+    // (In the file's order when not fused: the heap the packing leaves behind, which the budget measures, stays as it
+    // was.)
+    ops.gate_up_fused = FusesProjections({L.w1, L.w3});
+    if (ops.gate_up_fused) {
+      MIKV_RETURN_IF_ERROR(ops.w13.CreateFused({L.w1, L.w3}, {nullptr, nullptr}));
+      MIKV_RETURN_IF_ERROR(ops.w2.Create(*L.w2, nullptr));
+    } else {
+      MIKV_RETURN_IF_ERROR(ops.w1.Create(*L.w1, nullptr));
+      MIKV_RETURN_IF_ERROR(ops.w2.Create(*L.w2, nullptr));
+      MIKV_RETURN_IF_ERROR(ops.w3.Create(*L.w3, nullptr));
+    }
   }
   MIKV_RETURN_IF_ERROR(classifier_.Create(*w.output, nullptr));
 
@@ -37,6 +50,10 @@ Status LlamaGraph::CreateOperators() {
     inv_freq_[i] = (float)f;
   }
   return OkStatus();
+}
+
+bool LlamaGraph::FusesProjections(const std::vector<const TensorView*>& parts) {
+  return Linear::CanFuse(parts) && parts[0]->type != WeightType::F32 && parts[0]->type != WeightType::F16;
 }
 
 int LlamaGraph::SplitBlocks(int threads, int n_kv_heads) {
@@ -53,8 +70,7 @@ void LlamaGraph::Carve(Arena* a, size_t attn_scratch_floats, size_t split_scratc
   k_ = a->Take<float>(T * c.kv_dim(), "activations");
   v_ = a->Take<float>(T * c.kv_dim(), "activations");
   att_ = a->Take<float>(T * c.q_dim(), "activations");
-  h1_ = a->Take<float>(T * c.hidden_dim, "activations");
-  h3_ = a->Take<float>(T * c.hidden_dim, "activations");
+  h13_ = a->Take<float>(T * std::max(2 * c.hidden_dim, c.q_dim() + 2 * c.kv_dim()), "activations");
   rope_cos_ = a->Take<float>(T * c.head_dim / 2, "activations");
   rope_sin_ = a->Take<float>(T * c.head_dim / 2, "activations");
   const size_t widest = std::max({c.dim, c.q_dim(), c.hidden_dim});
@@ -196,9 +212,20 @@ Status LlamaGraph::Forward(const int32_t* tokens, int n, int pos, KvCache* cache
     for (int t = 0; t < n; ++t)
       RmsNorm(x_ + (size_t)t * c.dim, reinterpret_cast<const float*>(L.attn_norm->data), xb_ + (size_t)t * c.dim, c.dim);
     LinearInput in{xb_, nullptr, nullptr, (size_t)n};
-    MIKV_RETURN_IF_ERROR(Project(ops.wq, &in, c.dim, q_, pool));
-    MIKV_RETURN_IF_ERROR(Project(ops.wk, &in, c.dim, k_, pool));
-    MIKV_RETURN_IF_ERROR(Project(ops.wv, &in, c.dim, v_, pool));
+    if (ops.qkv_fused) {
+      MIKV_RETURN_IF_ERROR(Project(ops.wqkv, &in, c.dim, h13_, pool));
+      const size_t qd = c.q_dim(), kvd = c.kv_dim(), width = qd + 2 * kvd;
+      for (size_t t = 0; t < (size_t)n; ++t) {
+        const float* row = h13_ + t * width;
+        std::copy(row, row + qd, q_ + t * qd);
+        std::copy(row + qd, row + qd + kvd, k_ + t * kvd);
+        std::copy(row + qd + kvd, row + width, v_ + t * kvd);
+      }
+    } else {
+      MIKV_RETURN_IF_ERROR(Project(ops.wq, &in, c.dim, q_, pool));
+      MIKV_RETURN_IF_ERROR(Project(ops.wk, &in, c.dim, k_, pool));
+      MIKV_RETURN_IF_ERROR(Project(ops.wv, &in, c.dim, v_, pool));
+    }
     Rope(q_, n, c.n_heads, pos);
     Rope(k_, n, c.n_kv_heads, pos);
     cache->Observe(l, n, q_);
@@ -226,13 +253,31 @@ Status LlamaGraph::Forward(const int32_t* tokens, int n, int pos, KvCache* cache
     for (int t = 0; t < n; ++t)
       RmsNorm(x_ + (size_t)t * c.dim, reinterpret_cast<const float*>(L.ffn_norm->data), xb_ + (size_t)t * c.dim, c.dim);
     LinearInput ffn_in{xb_, nullptr, nullptr, (size_t)n};
-    MIKV_RETURN_IF_ERROR(Project(ops.w1, &ffn_in, c.dim, h1_, pool));
-    MIKV_RETURN_IF_ERROR(Project(ops.w3, &ffn_in, c.dim, h3_, pool));
-    for (size_t i = 0; i < (size_t)n * c.hidden_dim; ++i) {
-      const float g = h1_[i];
-      h1_[i] = g / (1.0f + std::exp(-g)) * h3_[i];  // SwiGLU: silu(gate) * up
+    const size_t hidden = c.hidden_dim;
+    // Token t's gate at h13_ + t · row, its up `up` floats further: fused, side by side per token; not fused, the
+    // two operators' outputs one after the other.
+    size_t row = 2 * hidden, up = hidden;
+    if (ops.gate_up_fused) {
+      MIKV_RETURN_IF_ERROR(Project(ops.w13, &ffn_in, c.dim, h13_, pool));
+    } else {
+      row = hidden;
+      up = (size_t)n * hidden;
+      MIKV_RETURN_IF_ERROR(Project(ops.w1, &ffn_in, c.dim, h13_, pool));
+      MIKV_RETURN_IF_ERROR(Project(ops.w3, &ffn_in, c.dim, h13_ + up, pool));
     }
-    LinearInput down_in{h1_, nullptr, nullptr, (size_t)n};
+    // SwiGLU, silu(gate) · up, written over the front of h13_ as [n][hidden], in place: token t's output starts at
+    // its own gate (t = 0, or not fused: each element read before it is written) or ends before it (fused, t ≥ 1:
+    // (t + 1) · hidden ≤ 2t · hidden), never on a row still to be read.
+    for (size_t t = 0; t < (size_t)n; ++t) {
+      const float* gate = h13_ + t * row;
+      const float* up_row = gate + up;
+      float* out = h13_ + t * hidden;
+      for (size_t i = 0; i < hidden; ++i) {
+        const float g = gate[i];
+        out[i] = g / (1.0f + std::exp(-g)) * up_row[i];
+      }
+    }
+    LinearInput down_in{h13_, nullptr, nullptr, (size_t)n};
     MIKV_RETURN_IF_ERROR(Project(ops.w2, &down_in, c.hidden_dim, xb2_, pool));
     for (size_t i = 0; i < (size_t)n * c.dim; ++i) x_[i] += xb2_[i];
   }

@@ -28,6 +28,12 @@ class LlamaGraph {
   // Blocks of cached tokens per kv head when a decode step's attention is split (KvCache::AttendBlockScores etc.):
   // the fewest that make kv heads × blocks a multiple of the threads, so the work shares out evenly (1: no split).
   static int SplitBlocks(int threads, int n_kv_heads);
+
+  // Whether matrices that read the same input (q/k/v, gate/up) run as one fused operator (Linear::CreateFused):
+  // when they can share one and are quantized. Float ones (f32, f16) stay apart: their temporary concatenated copy,
+  // and XNNPACK's f32 copy of an f16 matrix while packing it, would double the packing's transient memory, which the
+  // budget counts (mikv budget), for the models that are least about decode speed.
+  static bool FusesProjections(const std::vector<const TensorView*>& parts);
   int split_blocks() const { return split_blocks_; }
 
   // Creates the XNNPACK operators (packs the weights). Heap memory, once, at session creation.
@@ -45,8 +51,13 @@ class LlamaGraph {
   int chunk() const { return chunk_; }
 
  private:
+  // q/k/v and gate/up each as one fused operator (FusesProjections) — fewer parallel operations per layer, each a
+  // wake and a wait of every thread — else one operator per matrix.
   struct LayerOps {
-    Linear wq, wk, wv, wo, w1, w2, w3;
+    bool qkv_fused = false, gate_up_fused = false;
+    Linear wqkv, w13;           // fused: [q | k | v] and [gate | up] per token
+    Linear wq, wk, wv, w1, w3;  // not fused
+    Linear wo, w2;
   };
   Status Project(Linear& op, LinearInput* in, size_t in_dim, float* out, pthreadpool_t pool);
   void RmsNorm(const float* x, const float* w, float* out, int n) const;
@@ -64,7 +75,10 @@ class LlamaGraph {
 
   // Arena buffers.
   float *x_ = nullptr, *xb_ = nullptr, *xb2_ = nullptr, *q_ = nullptr, *k_ = nullptr, *v_ = nullptr;
-  float *att_ = nullptr, *h1_ = nullptr, *h3_ = nullptr, *rope_cos_ = nullptr, *rope_sin_ = nullptr;
+  float *att_ = nullptr, *rope_cos_ = nullptr, *rope_sin_ = nullptr;
+  // [T][2 · hidden]: gate and up side by side (the fused operator's rows), SwiGLU's output compacted to its front
+  // ([T][hidden]); before that, the fused q/k/v output ([T][q + 2 kv]) on its way to q_, k_, v_.
+  float* h13_ = nullptr;
   float* attn_scratch_ = nullptr;  // [threads][cache scratch]
   size_t attn_scratch_stride_ = 0;
   float* attn_split_ = nullptr;  // the split's shared scratch (nullptr: decode steps are not split)

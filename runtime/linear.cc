@@ -3,6 +3,9 @@
 
 #include <malloc.h>
 
+#include <algorithm>
+#include <cstring>
+
 #include <limits>
 #include <mutex>
 #include <string>
@@ -60,13 +63,88 @@ Linear::~Linear() {
 }
 
 Linear::Linear(Linear&& o) noexcept
-    : op_(o.op_), bias_(o.bias_), blocks_(o.blocks_), packed_(o.packed_), qb32_(o.qb32_), row_bytes_(o.row_bytes_),
-      type_(o.type_), needs_qd8_(o.needs_qd8_), in_(o.in_), out_(o.out_) {
+    : op_(o.op_), bias_(o.bias_), fused_bias_(std::move(o.fused_bias_)), blocks_(o.blocks_), packed_(o.packed_),
+      qb32_(o.qb32_), row_bytes_(o.row_bytes_), type_(o.type_), needs_qd8_(o.needs_qd8_), in_(o.in_), out_(o.out_) {
   o.op_ = nullptr;
   o.packed_ = nullptr;
 }
 
-Status Linear::Create(const TensorView& w, const float* bias) {
+namespace {
+
+// Memory from the counting allocator (xnn_memory.h): a temporary copy then shows in the packing peak.
+class CountedBuffer {
+ public:
+  explicit CountedBuffer(size_t bytes)
+      : p_(static_cast<uint8_t*>(CountingXnnAllocator()->aligned_allocate(nullptr, 64, bytes > 0 ? bytes : 1))) {}
+  ~CountedBuffer() { Release(); }
+  void Release() {
+    if (p_) CountingXnnAllocator()->aligned_deallocate(nullptr, p_);
+    p_ = nullptr;
+  }
+  CountedBuffer(const CountedBuffer&) = delete;
+  CountedBuffer& operator=(const CountedBuffer&) = delete;
+  uint8_t* data() const { return p_; }
+
+ private:
+  uint8_t* p_;
+};
+
+}  // namespace
+
+bool Linear::CanFuse(const std::vector<const TensorView*>& parts) {
+  for (const TensorView* t : parts)
+    if (!t || t->rank != 2 || t->type != parts[0]->type || t->cols() != parts[0]->cols() ||
+        t->group_size != parts[0]->group_size)
+      return false;
+  return !parts.empty();
+}
+
+Status Linear::CreateFused(const std::vector<const TensorView*>& parts, const std::vector<const float*>& biases) {
+  if (!CanFuse(parts) || biases.size() != parts.size())
+    return Status(MIKV_ERR_INTERNAL, "matrices of different encodings or widths cannot share one operator");
+  TensorView fused = *parts[0];
+  fused.shape[0] = 0;
+  fused.data_size = 0;
+  fused.scale_count = 0;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    if (i > 0) fused.name += "+" + parts[i]->name;
+    fused.shape[0] += parts[i]->rows();
+    fused.data_size += parts[i]->data_size;
+    fused.scale_count += parts[i]->scale_count;
+  }
+  CountedBuffer data(fused.data_size), scales(fused.scale_count * sizeof(float));
+  if (!data.data() || !scales.data())
+    return Status(MIKV_ERR_OUT_OF_MEMORY, "cannot allocate the temporary copy of '" + fused.name + "'");
+  size_t data_at = 0, scales_at = 0;
+  bool any_bias = false;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    const TensorView& t = *parts[i];
+    std::memcpy(data.data() + data_at, t.data, t.data_size);
+    if (t.scale_count) std::memcpy(scales.data() + scales_at, t.scales, t.scale_count * sizeof(float));
+    data_at += t.data_size;
+    scales_at += t.scale_count * sizeof(float);
+    any_bias = any_bias || biases[i] != nullptr;
+  }
+  fused.data = data.data();
+  fused.scales = fused.scale_count ? reinterpret_cast<const float*>(scales.data()) : nullptr;
+  if (any_bias) {  // parts without one add zeros
+    fused_bias_.assign(fused.shape[0], 0.0f);
+    size_t rows_at = 0;
+    for (size_t i = 0; i < parts.size(); rows_at += parts[i]->rows(), ++i)
+      if (biases[i]) std::copy(biases[i], biases[i] + parts[i]->rows(), fused_bias_.begin() + rows_at);
+  }
+  const Status created = CreateFrom(fused, any_bias ? fused_bias_.data() : nullptr, /*w_is_temporary=*/true);
+  data.Release();
+  scales.Release();
+#if defined(__GLIBC__)
+  malloc_trim(0);  // the temporary copy's pages back to the system before the next operator packs
+#endif
+  return created;
+}
+
+Status Linear::Create(const TensorView& w, const float* bias) { return CreateFrom(w, bias, false); }
+
+Status Linear::CreateFrom(const TensorView& w, const float* bias, bool w_is_temporary) {
   MIKV_RETURN_IF_ERROR(InitXnnpack());
   // The bias is added after the operator runs: XNNPACK's f32_f16 operator wants an f16 bias, and one
   // path for every encoding keeps the result the same whichever encoding the weights use.
@@ -119,6 +197,11 @@ Status Linear::Create(const TensorView& w, const float* bias) {
         if (!packed_)
           return Status(MIKV_ERR_OUT_OF_MEMORY, "cannot allocate " + std::to_string(bytes) + " bytes to pack '" + w.name + "'");
         PackQb32Rows8(w.data, row_bytes_, out_, in_ / kQBlock, block_bytes, packed_);
+        blocks_ = packed_;
+      } else if (w_is_temporary) {  // kernels that read the rows in place: keep a copy of them
+        packed_ = static_cast<uint8_t*>(CountingXnnAllocator()->aligned_allocate(nullptr, 64, w.data_size));
+        if (!packed_) return Status(MIKV_ERR_OUT_OF_MEMORY, "cannot allocate a copy of '" + w.name + "'");
+        std::memcpy(packed_, w.data, w.data_size);
         blocks_ = packed_;
       }
       break;

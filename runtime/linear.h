@@ -15,6 +15,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "qb32_gemm.h"
 #include "status.h"
@@ -61,6 +62,12 @@ class Linear {
   // w: [out][in] (packed now; may be released after Create). bias: [out] floats or nullptr, kept by
   // pointer (it lives in the model file).
   Status Create(const TensorView& w, const float* bias);
+  // One operator for matrices that read the same input (q/k/v, gate/up): their rows one after another, so
+  // y[batch][Σ out] holds each part's outputs side by side, in one parallel call instead of one per part. The rows
+  // are copied into a temporary matrix (from the counting allocator, so the packing peak includes it) that the
+  // operator packs; biases (each may be nullptr) are copied into memory the operator keeps.
+  static bool CanFuse(const std::vector<const TensorView*>& parts);  // one encoding, one input width, one group
+  Status CreateFused(const std::vector<const TensorView*>& parts, const std::vector<const float*>& biases);
   Status Run(const LinearInput& in, float* y, pthreadpool_t pool);
 
   bool needs_qd8() const { return needs_qd8_; }
@@ -69,10 +76,12 @@ class Linear {
   size_t out_features() const { return out_; }
 
  private:
+  Status CreateFrom(const TensorView& w, const float* bias, bool w_is_temporary);
   void AddBias(size_t batch, float* y) const;
 
   xnn_operator_t op_ = nullptr;
-  const float* bias_ = nullptr;  // points into the model file
+  const float* bias_ = nullptr;  // points into the model file, or into fused_bias_
+  std::vector<float> fused_bias_;
   const uint8_t* blocks_ = nullptr;  // q8_0/q4_0: the weight rows in the model file, or packed_
   uint8_t* packed_ = nullptr;        // q8_0/q4_0 packed for qb32_ (nullptr: it reads the rows in place)
   const Qb32Kernels* qb32_ = nullptr;  // the kernels chosen at creation (the layout of blocks_ is theirs)

@@ -24,6 +24,7 @@
 #include "commands.h"
 #include "hadamard.h"
 #include "kv_options.h"
+#include "llama_graph.h"
 #include "model.h"
 #include "session.h"
 
@@ -357,13 +358,24 @@ int RunBudget(const BudgetArgs& a) {
   // While the weights are packed, XNNPACK briefly holds more than it keeps (and XNNPACK 4ea82e5 converts an f16
   // matrix to f32 in a plain malloc'd buffer while packing it); the arena is taken after that.
   size_t transient = 0;
-  auto consider = [&](const TensorView* t) {
+  auto consider_one = [&](const TensorView* t) {
     if (t && t->type == WeightType::F16) transient = std::max<size_t>(transient, t->rows() * t->cols() * sizeof(float));
   };
+  // The matrices one operator packs: q/k/v and gate/up together where the graph fuses them.
+  auto consider = [&](const std::vector<const TensorView*>& parts) {
+    if (parts.size() > 1 && !LlamaGraph::FusesProjections(parts)) {
+      for (const TensorView* t : parts) consider_one(t);
+      return;
+    }
+    size_t rows = 0;
+    for (const TensorView* t : parts) rows += t->rows();
+    if (parts[0]->type == WeightType::F16) transient = std::max<size_t>(transient, rows * parts[0]->cols() * sizeof(float));
+  };
   const LlamaWeights& w = model->weights();
-  consider(w.output);
+  consider({w.output});
   for (const auto& L : w.layers)
-    for (const TensorView* t : {L.wq, L.wk, L.wv, L.wo, L.w1, L.w2, L.w3}) consider(t);
+    for (const std::vector<const TensorView*>& op : {std::vector<const TensorView*>{L.wq, L.wk, L.wv}, {L.wo}, {L.w1, L.w3}, {L.w2}})
+      consider(op);
   const size_t packing_peak = baseline + file + model_heap + session->stats().operator_peak_bytes + transient;
   const size_t total = std::max(steady, packing_peak);
   plan["steady_bytes"] = steady;
