@@ -1,17 +1,17 @@
-// qu4-kv-scores and qu2-kv-scores, AVX-512 VNNI + VL (vpdpbusd: four unsigned-by-signed byte products summed into
-// each int32 lane, no int16 step): the integer definition of kv_kernels.h.
+// qu4-kv-scores, qu3-kv-scores, qu2-kv-scores and their values, AVX-512 VNNI + VL (vpdpbusd: four unsigned-by-signed
+// byte products summed into each int32 lane, no int16 step): the integer definition of kv_kernels.h.
 //
-// Scores: the AVX2 kernels' eight-row scheme (qu4-qu2-kv-scores-avx.h: codes read as they lie, eight rows' lanes
-// reduced to group sums at once, scales and zeros loaded as columns and applied to eight rows per instruction), with
-// vpdpbusd on 256-bit registers for the byte dot products (AVX-512 VL): one instruction per code register straight
-// into int32 lanes where AVX2 needs vpmaddubsw, vpaddw and vpmaddwd. The same integer sums, so the same scores.
-// (The first VNNI scores spread each row's scales over its lanes one row at a time, and were slower than AVX2's.)
-// Values: INT2 with vpdpbusd on 512-bit registers, four rows per instruction (ValuesInt2Vnni below), each row read
-// once for a pass of up to four query heads of a GQA group. An earlier VNNI values kernel of the same idea, which read
-// the rows once per query head, was measured slower than the AVX2 ones on the device's Xeon
-// (docs/bench/avx512-device.json) and removed. INT4 and INT3 take the AVX2 integer kernels (qu4-qu2-kv-values-avx.h)
-// compiled here, where AVX-512 VL+BW gives them 32 vector registers: a GQA group's int16 accumulators no longer spill
-// to the stack (and under VBMI the INT3 codes unpack by vpermb).
+// Scores: INT4 and INT3 sixteen rows per 512-bit register (ScoresInt4Rows16): the rows' code dwords transposed so
+// that a row's products land in its own lane, the query's bytes broadcast — no horizontal sums. INT2 four rows per
+// register (ScoresInt2Quad), each row in a 128-bit lane, reduced to group sums afterwards. Both finish with the
+// AVX2 kernels' float operations in their order (qu4-qu2-kv-scores-avx.h's FinishScores): the same integer sums, so
+// the same scores. (The first VNNI scores spread each row's scales over its lanes one row at a time, and were slower
+// than AVX2's; the next ones were the AVX2 eight-row kernels with vpdpbusd on 256-bit registers.)
+// Values: INT4, INT3 and INT2 four rows per vpdpbusd on 512-bit registers (ValuesInt4Vnni, ValuesInt2Vnni), dword j
+// holding the four rows' codes of one channel, each row read once for a pass of up to four query heads of a GQA
+// group. An earlier VNNI values kernel of the same idea, which read the rows once per query head, was measured
+// slower than the AVX2 ones on the device's Xeon (docs/bench/avx512-device.json) and removed. Under VBMI the INT3
+// codes unpack by vpermb (qu4-qu2-kv-scores-avx.h's Int3Unpack).
 // Shapes: head_dim 64 or 128, groups of 32, 64 or 128 channels; others go to the AVX2 entry points.
 #include "qu4-qu2-kv-scores-avx.h"
 #include "qu4-qu2-kv-values-avx.h"
@@ -29,13 +29,6 @@ void F16KvScoresAvx512Entry(const KvRowFormat& f, const float* q, const float* q
 void F16KvValuesAvx512Entry(const KvRowFormat& f, const float* p, const uint8_t* rows, size_t n, float* acc);
 
 namespace {
-
-// The scores' byte dot products with AVX-512 VNNI on 256-bit registers (qu4-qu2-kv-scores-avx.h).
-struct VnniDot {
-  static __m256i Int4(__m256i a, __m256i b, __m256i qa, __m256i qb) {
-    return _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), a, qa), b, qb);
-  }
-};
 
 // INT2 scores, four rows per 512-bit register: the shared kernel's scheme (qu4-qu2-kv-scores-avx.h's ScoresInt2,
 // there two rows per 256-bit register) with rows t..t+3's 16 code bytes of a chunk in the four 128-bit lanes, the
@@ -104,12 +97,129 @@ void ScoresInt2QuadOfShape(const KvRowFormat& f, int nq, const float* q, const f
   });
 }
 
+// Sixteen rows' [scales, zeros] as float columns: sz[h] = half h (h < 2·NG) of rows 0-15 (row i at first +
+// i·stride; rows at or past nb read as 0) — ScaleColumns8 twice.
+template <int NG>
+inline void ScaleColumns16(const uint8_t* first, size_t stride, int nb, __m512* sz) {
+  __m128i a[2 * NG], b[2 * NG];
+  ScaleColumns8<NG>(first, stride, nb, a);
+  ScaleColumns8<NG>(first + 8 * stride, stride, nb - 8, b);
+  for (int h = 0; h < 2 * NG; ++h) sz[h] = _mm512_cvtph_ps(_mm256_inserti128_si256(_mm256_castsi128_si256(a[h]), b[h], 1));
+}
+
+// Chunk c (64 channels) of a row's INT4 or INT3 codes as INT4 packs them: channel 2j in the low nibble of byte j,
+// 2j+1 in the high. INT3 rows are unpacked (Int3Unpack) and packed two codes a byte.
+template <int BITS>
+inline __m256i ChunkAsInt4(const Int3Unpack* int3, const uint8_t* row, int c) {
+  if constexpr (BITS == 4) {
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + 32 * c));
+  } else {
+    const Chunk ch = int3->Load(row, c);
+    return _mm256_or_si256(ch.a, _mm256_slli_epi16(ch.b, 4));  // codes <= 7: nothing crosses a byte
+  }
+}
+
+// INT4 and INT3 scores, sixteen rows per register: the rows' chunks in INT4's packing (ChunkAsInt4) are transposed
+// so that register j holds dword j of the sixteen rows (rows i and i + 8 share a register, then an 8x8 dword
+// transpose in each 256-bit half: 24 shuffles), and one vpdpbusd per nibble and query, the query's four int8
+// channels broadcast, adds each row's products of channels 8j + 2b (low nibbles) or 8j + 2b + 1 (high) straight
+// into that row's int32 lane. No lane of a row needs a horizontal sum (the eight-row kernel reduces eight lanes a
+// row, per query), and eight chunk dwords lie inside one group (groups are multiples of 32 channels), so a query
+// keeps one int32 sum per group and row. Then the scales and zeros as sixteen-row columns, and the eight-row
+// kernel's float operations in its order (FinishScores): the same integer sums, so the same scores.
+template <int BITS, int NC, int NQ, int NG>
+void ScoresInt4Rows16(const KvRowFormat& f, const float* q, const float* qsum, const uint8_t* rows, size_t n, float scale,
+                      float* out, size_t out_stride) {
+  static_assert(BITS == 4 || BITS == 3, "INT4 or INT3 codes");
+  constexpr int d = 64 * NC, group = d / NG;
+  constexpr int kSplit = NQ * NG <= 8 ? 2 : 1;  // low and high nibbles in separate sums while registers allow
+  const size_t code_bytes = KvCodeBytes(d, BITS), stride = f.stride;
+  const Int3Unpack* const int3 = BITS == 3 ? &Int3Tables() : nullptr;
+  int32_t qd[kPass][NC][2][8];  // [query][chunk][nibble][dword]: channels 64c + 8j + 2b + nibble, b = 0..3
+  float qs[kPass][NG];
+  for (int h = 0; h < NQ; ++h) {
+    int8_t q8[d];
+    KvQuantizeQuery(q + h * d, d, group, q8, qs[h]);
+    for (int c = 0; c < NC; ++c)
+      for (int nib = 0; nib < 2; ++nib)
+        for (int j = 0; j < 8; ++j) {
+          uint8_t b4[4];
+          for (int b = 0; b < 4; ++b) b4[b] = (uint8_t)q8[64 * c + 8 * j + 2 * b + nib];
+          std::memcpy(&qd[h][c][nib][j], b4, 4);
+        }
+  }
+  const __m512i low4 = _mm512_set1_epi8(0x0f);
+  const __m512i lower_halves = _mm512_setr_epi64(0, 1, 8, 9, 4, 5, 12, 13);   // 128-bit lanes 0 of a, b | 2 of a, b
+  const __m512i upper_halves = _mm512_setr_epi64(2, 3, 10, 11, 6, 7, 14, 15);  // lanes 1 of a, b | 3 of a, b
+  for (size_t t = 0; t < n; t += 16) {
+    const int nb = (int)std::min<size_t>(16, n - t);
+    const uint8_t* block = rows + t * stride;
+    const uint8_t* last = block + (size_t)(nb - 1) * stride;  // stands in for rows past nb (not stored)
+    __m512i sums[NQ][NG][kSplit];
+    for (int h = 0; h < NQ; ++h)
+      for (int g = 0; g < NG; ++g)
+        for (int k = 0; k < kSplit; ++k) sums[h][g][k] = _mm512_setzero_si512();
+    for (int c = 0; c < NC; ++c) {
+      __m512i v[8];  // [row i | row i + 8]
+      for (int i = 0; i < 8; ++i) {
+        const uint8_t* lo = i < nb ? block + (size_t)i * stride : last;
+        const uint8_t* hi = i + 8 < nb ? block + (size_t)(i + 8) * stride : last;
+        v[i] = _mm512_inserti64x4(_mm512_castsi256_si512(ChunkAsInt4<BITS>(int3, lo, c)), ChunkAsInt4<BITS>(int3, hi, c), 1);
+      }
+      __m512i u[8], w[8];
+      for (int i = 0; i < 4; ++i) {
+        u[2 * i] = _mm512_unpacklo_epi32(v[2 * i], v[2 * i + 1]);
+        u[2 * i + 1] = _mm512_unpackhi_epi32(v[2 * i], v[2 * i + 1]);
+      }
+      for (int i = 0; i < 2; ++i)
+        for (int k = 0; k < 2; ++k) {
+          const __m512 a = _mm512_castsi512_ps(u[4 * i + k]), b = _mm512_castsi512_ps(u[4 * i + k + 2]);
+          w[4 * i + 2 * k] = _mm512_castps_si512(_mm512_shuffle_ps(a, b, 0x44));
+          w[4 * i + 2 * k + 1] = _mm512_castps_si512(_mm512_shuffle_ps(a, b, 0xEE));
+        }
+      for (int j = 0; j < 8; ++j) {
+        // w[m] holds, per 128-bit lane L, dword (m % 4) + 4·(L % 2) of rows 4·(m / 4)..+3 (lane L's row half);
+        // dword j of all eight rows of each half: w[j % 4] and w[4 + j % 4], the halves' lanes j / 4.
+        const __m512i x = _mm512_permutex2var_epi64(w[j % 4], j < 4 ? lower_halves : upper_halves, w[4 + j % 4]);
+        const __m512i nib[2] = {_mm512_and_si512(x, low4), _mm512_and_si512(_mm512_srli_epi16(x, 4), low4)};
+        const int g = (64 * c + 8 * j) / group;
+        for (int h = 0; h < NQ; ++h)
+          for (int k = 0; k < 2; ++k)
+            sums[h][g][k % kSplit] = _mm512_dpbusd_epi32(sums[h][g][k % kSplit], nib[k], _mm512_set1_epi32(qd[h][c][k][j]));
+      }
+    }
+    __m512 sz[8];
+    ScaleColumns16<NG>(block + code_bytes, stride, nb, sz);
+    const __mmask16 keep = nb == 16 ? (__mmask16)0xffff : (__mmask16)((1u << nb) - 1);
+    for (int h = 0; h < NQ; ++h) {
+      __m512 total = _mm512_setzero_ps();
+      for (int g = 0; g < NG; ++g) {
+        __m512i s = sums[h][g][0];
+        if (kSplit == 2) s = _mm512_add_epi32(s, sums[h][g][kSplit - 1]);
+        total = _mm512_fmadd_ps(sz[NG + g], _mm512_set1_ps(qsum[h * NG + g]), total);
+        total = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(sz[g], _mm512_set1_ps(qs[h][g])), total);
+      }
+      _mm512_mask_storeu_ps(out + h * out_stride + t, keep, _mm512_mul_ps(total, _mm512_set1_ps(scale)));
+    }
+  }
+}
+
+template <int BITS>
+void ScoresInt4Rows16OfShape(const KvRowFormat& f, int nq, const float* q, const float* qsum, const uint8_t* rows,
+                             size_t n, float scale, float* out, size_t out_stride) {
+  ForScoreShape(f, nq, [&](auto nc, auto ng, auto count, int h) {
+    constexpr int NG = decltype(ng)::value;
+    ScoresInt4Rows16<BITS, decltype(nc)::value, decltype(count)::value, NG>(f, q + h * f.head_dim, qsum + h * NG, rows, n,
+                                                                           scale, out + h * out_stride, out_stride);
+  });
+}
+
 void Qu4Qu2ScoresGroupVnni(const KvRowFormat& f, int nq, const float* q, const float* qsum, const uint8_t* rows, size_t n,
                            float scale, float* out, size_t out_stride) {
   if (!FastShape(f)) return Qu4Qu2KvScoresGroupAvx2(f, nq, q, qsum, rows, n, scale, out, out_stride);
   if (f.precision == KvPrecision::Int2) return ScoresInt2QuadOfShape(f, nq, q, qsum, rows, n, scale, out, out_stride);
-  if (f.precision == KvPrecision::Int3) return ScoresOfShape<VnniDot, 3>(f, nq, q, qsum, rows, n, scale, out, out_stride);
-  return ScoresOfShape<VnniDot, 4>(f, nq, q, qsum, rows, n, scale, out, out_stride);
+  if (f.precision == KvPrecision::Int3) return ScoresInt4Rows16OfShape<3>(f, nq, q, qsum, rows, n, scale, out, out_stride);
+  return ScoresInt4Rows16OfShape<4>(f, nq, q, qsum, rows, n, scale, out, out_stride);
 }
 
 void Qu4Qu2ScoresVnni(const KvRowFormat& f, const float* q, const float* qsum, const uint8_t* rows, size_t n, float scale,
@@ -117,27 +227,20 @@ void Qu4Qu2ScoresVnni(const KvRowFormat& f, const float* q, const float* qsum, c
   Qu4Qu2ScoresGroupVnni(f, 1, q, qsum, rows, n, scale, out, n);
 }
 
-// The weights side of the INT2 values kernel below, sixteen rows per register: QueryBlockWeights (the AVX2 kernels')
+// The weights side of the INT2 and INT4 values kernels below, sixteen rows per register: QueryBlockWeights (the AVX2 kernels')
 // with the same float operations on each row, so the same bytes w8[h][g][t] and scales ws[h][g]. For a block of 64
 // rows its per-row work is half the instructions of the eight-row one, which took as much time as the integer sums
 // once those went four rows per vpdpbusd. The sums p·zero are taken in sixteen lanes (another order of the same
 // terms: equal to the reference's within float rounding).
+template <int kSub>  // 16-row sub-blocks per block: 4 for INT2's 64 rows, 1 for INT4's 16
 struct QueryBlockWeights16 {
-  static constexpr int kSub = 4;  // 16-row sub-blocks of a 64-row block
-  alignas(64) uint8_t w8[kPass][4][64];
+  alignas(64) uint8_t w8[kPass][4][16 * kSub];
   float ws[kPass][4];
   __m512 zacc[kPass][4];
 
   QueryBlockWeights16() {
     for (int h = 0; h < kPass; ++h)
       for (int g = 0; g < 4; ++g) zacc[h][g] = _mm512_setzero_ps();
-  }
-  template <int NG>
-  static void Columns16(const uint8_t* first, size_t stride, int nb, __m512* sz) {
-    __m128i a[2 * NG], b[2 * NG];
-    ScaleColumns8<NG>(first, stride, nb, a);
-    ScaleColumns8<NG>(first + 8 * stride, stride, nb - 8, b);
-    for (int h = 0; h < 2 * NG; ++h) sz[h] = _mm512_cvtph_ps(_mm256_inserti128_si256(_mm256_castsi128_si256(a[h]), b[h], 1));
   }
   // The block of nb rows at `rows`: its scales and zeros as 16-row columns once, then each of nq queries' weights.
   void Quantize(const KvRowFormat& f, int ng, size_t code_bytes, int nq, const float* p, size_t p_stride,
@@ -151,11 +254,11 @@ struct QueryBlockWeights16 {
       if (left <= 0) {
         for (int h = 0; h < 2 * ng; ++h) sz[s][h] = _mm512_setzero_ps();
       } else if (ng == 1) {
-        Columns16<1>(first, f.stride, left, sz[s]);
+        ScaleColumns16<1>(first, f.stride, left, sz[s]);
       } else if (ng == 2) {
-        Columns16<2>(first, f.stride, left, sz[s]);
+        ScaleColumns16<2>(first, f.stride, left, sz[s]);
       } else {
-        Columns16<4>(first, f.stride, left, sz[s]);
+        ScaleColumns16<4>(first, f.stride, left, sz[s]);
       }
     }
     const __m512 zero = _mm512_setzero_ps();
@@ -213,7 +316,7 @@ void ValuesInt2Vnni(const KvRowFormat& f, const float* p, size_t p_stride, const
   const __m512i transpose4x4 = _mm512_broadcast_i32x4(_mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15));
   // vpermt2d: lanes 0-7 (channels 0-31 of the chunk) take dword m of the first group's weights, 8-15 of the second's.
   const __m512i second_half = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 16, 16, 16, 16, 16, 16, 16, 16);
-  QueryBlockWeights16 qw;
+  QueryBlockWeights16<kBlock / 16> qw;
   for (size_t b = 0; b < n; b += kBlock) {
     const int nb = (int)std::min<size_t>(kBlock, n - b);
     const uint8_t* block = rows + b * stride;
@@ -265,13 +368,122 @@ void ValuesInt2VnniPasses(const KvRowFormat& f, int nq, const float* p, size_t p
   });
 }
 
+// Rows r[0..3]'s code bytes 0-15 (x[0]) and 16-31 (x[1]) of chunk c in INT4's packing (channel 2j in the low
+// nibble of byte j, 2j+1 in the high), each in the 128-bit lanes of one register, row i in lane i. INT3 rows are
+// unpacked (Int3Unpack) and packed two codes a byte first.
+template <int BITS>
+inline void FourRowsAsInt4(const Int3Unpack* int3, const uint8_t* const* r, int c, __m512i* x) {
+  if constexpr (BITS == 4) {
+    for (int half = 0; half < 2; ++half) {
+      const int at = 32 * c + 16 * half;
+      __m512i v = _mm512_castsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(r[0] + at)));
+      v = _mm512_inserti32x4(v, _mm_loadu_si128(reinterpret_cast<const __m128i*>(r[1] + at)), 1);
+      v = _mm512_inserti32x4(v, _mm_loadu_si128(reinterpret_cast<const __m128i*>(r[2] + at)), 2);
+      x[half] = _mm512_inserti32x4(v, _mm_loadu_si128(reinterpret_cast<const __m128i*>(r[3] + at)), 3);
+    }
+  } else {
+    __m256i packed[4];
+    for (int i = 0; i < 4; ++i) packed[i] = ChunkAsInt4<BITS>(int3, r[i], c);
+    const __m512i r01 = _mm512_inserti64x4(_mm512_castsi256_si512(packed[0]), packed[1], 1);
+    const __m512i r23 = _mm512_inserti64x4(_mm512_castsi256_si512(packed[2]), packed[3], 1);
+    x[0] = _mm512_shuffle_i32x4(r01, r23, _MM_SHUFFLE(2, 0, 2, 0));  // the rows' bytes 0-15
+    x[1] = _mm512_shuffle_i32x4(r01, r23, _MM_SHUFFLE(3, 1, 3, 1));  // bytes 16-31
+  }
+}
+
+// INT4 and INT3 values, four rows per vpdpbusd, 512-bit: ValuesInt2Vnni's scheme. A step of four rows t..t+3 and
+// one 64-channel chunk: the rows' code bytes 0-15 (channels 0-31) and 16-31 (channels 32-63) in INT4's packing
+// (FourRowsAsInt4) are transposed as there, so dword j holds the four rows' byte j: its low nibbles are channel 2j,
+// its high nibbles channel 2j+1 — four rows' codes of one channel — and a query needs four vpdpbusd, w_t·code_t +
+// ... + w_t+3·code_t+3 into int32 lane j. A 32-channel half lies inside one group (groups are multiples of 32
+// channels), so its weights are one broadcast dword, w8[g][t..t+3]. The int32 sums of a block of 16 rows
+// (KvValueBlockRows) are the AVX2 kernel's int16 ones, widened and scaled by one fmadd at the block's end; the
+// weights are QueryBlockWeights16's (the same bytes). The AVX2 kernel takes two rows per vpmaddubsw, a vpshufb per
+// row pair and query to spread the weights, and an add after each. Float slot (c, k, j), k = 2·half + nibble, holds
+// channel 64c + 32·half + 2j + nibble.
+template <int BITS, int NC, int NQ>
+void ValuesInt4Vnni(const KvRowFormat& f, const float* p, size_t p_stride, const uint8_t* rows, size_t n, float* acc) {
+  static_assert(BITS == 4 || BITS == 3, "INT4 or INT3 codes");
+  constexpr int d = 64 * NC, kBlock = KvValueBlockRows(BITS == 3 ? KvPrecision::Int3 : KvPrecision::Int4);
+  static_assert(kBlock == 16, "a block is four steps of four rows");
+  const int group = f.group, ng = d / group;
+  const size_t code_bytes = KvCodeBytes(d, BITS), stride = f.stride;
+  const Int3Unpack* const int3 = BITS == 3 ? &Int3Tables() : nullptr;
+  alignas(64) float fa[kPass][d];
+  int channel[d];
+  for (int c = 0; c < NC; ++c)
+    for (int k = 0; k < 4; ++k)
+      for (int j = 0; j < 16; ++j) {
+        const int slot = (c * 4 + k) * 16 + j;
+        channel[slot] = 64 * c + 32 * (k / 2) + 2 * j + k % 2;
+        for (int h = 0; h < NQ; ++h) fa[h][slot] = acc[h * d + channel[slot]];
+      }
+  const __m512i low4 = _mm512_set1_epi8(0x0f);
+  // As in ValuesInt2Vnni: vpermd puts dword L of each row into lane L, vpshufb byte 4j + r <- byte 4r + j.
+  const __m512i rows_to_lanes = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  const __m512i transpose4x4 = _mm512_broadcast_i32x4(_mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15));
+  QueryBlockWeights16<1> qw;
+  for (size_t b = 0; b < n; b += kBlock) {
+    const int nb = (int)std::min<size_t>(kBlock, n - b);
+    const uint8_t* block = rows + b * stride;
+    qw.Quantize(f, ng, code_bytes, NQ, p + b, p_stride, block, nb);
+    const uint8_t* last = block + (size_t)(nb - 1) * stride;  // stands in for rows past nb (their weights are 0)
+    for (int c = 0; c < NC; ++c) {
+      const int g_lo = 64 * c / group, g_hi = (64 * c + 32) / group;
+      __m512i a32[NQ][4];
+      for (int h = 0; h < NQ; ++h)
+        for (int k = 0; k < 4; ++k) a32[h][k] = _mm512_setzero_si512();
+      for (int t = 0; t < nb; t += 4) {
+        const uint8_t* r[4];
+        for (int i = 0; i < 4; ++i) r[i] = t + i < nb ? block + (size_t)(t + i) * stride : last;
+        __m512i x[2], nib[4];
+        FourRowsAsInt4<BITS>(int3, r, c, x);
+        for (int half = 0; half < 2; ++half) {
+          const __m512i y = _mm512_shuffle_epi8(_mm512_permutexvar_epi32(rows_to_lanes, x[half]), transpose4x4);
+          nib[2 * half] = _mm512_and_si512(y, low4);
+          nib[2 * half + 1] = _mm512_and_si512(_mm512_srli_epi16(y, 4), low4);
+        }
+        for (int h = 0; h < NQ; ++h) {
+          int32_t lo, hi;
+          std::memcpy(&lo, qw.w8[h][g_lo] + t, 4);
+          std::memcpy(&hi, qw.w8[h][g_hi] + t, 4);
+          const __m512i wlo = _mm512_set1_epi32(lo), whi = _mm512_set1_epi32(hi);
+          a32[h][0] = _mm512_dpbusd_epi32(a32[h][0], nib[0], wlo);
+          a32[h][1] = _mm512_dpbusd_epi32(a32[h][1], nib[1], wlo);
+          a32[h][2] = _mm512_dpbusd_epi32(a32[h][2], nib[2], whi);
+          a32[h][3] = _mm512_dpbusd_epi32(a32[h][3], nib[3], whi);
+        }
+      }
+      for (int h = 0; h < NQ; ++h)
+        for (int k = 0; k < 4; ++k) {
+          float* slot = fa[h] + (c * 4 + k) * 16;
+          const __m512 scale = _mm512_set1_ps(qw.ws[h][k < 2 ? g_lo : g_hi]);
+          _mm512_store_ps(slot, _mm512_fmadd_ps(scale, _mm512_cvtepi32_ps(a32[h][k]), _mm512_load_ps(slot)));
+        }
+    }
+  }
+  qw.Finish(NQ, d, group, channel, fa[0], acc);
+}
+
+template <int BITS, int NC>
+void ValuesInt4VnniPasses(const KvRowFormat& f, int nq, const float* p, size_t p_stride, const uint8_t* rows, size_t n,
+                          float* acc) {
+  ForQueryPasses(nq, [&](auto count, int h) {
+    ValuesInt4Vnni<BITS, NC, decltype(count)::value>(f, p + h * p_stride, p_stride, rows, n, acc + h * f.head_dim);
+  });
+}
+
 void Qu4Qu2ValuesGroupVnni(const KvRowFormat& f, int nq, const float* p, size_t p_stride, const uint8_t* rows, size_t n,
                            float* acc) {
   if (!FastShape(f)) return Qu4Qu2KvValuesGroupAvx2(f, nq, p, p_stride, rows, n, acc);
   if (f.precision == KvPrecision::Int2)
     return f.head_dim == 64 ? ValuesInt2VnniPasses<1>(f, nq, p, p_stride, rows, n, acc)
                             : ValuesInt2VnniPasses<2>(f, nq, p, p_stride, rows, n, acc);
-  ValuesOfShape(f, nq, p, p_stride, rows, n, acc);
+  if (f.precision == KvPrecision::Int3)
+    return f.head_dim == 64 ? ValuesInt4VnniPasses<3, 1>(f, nq, p, p_stride, rows, n, acc)
+                            : ValuesInt4VnniPasses<3, 2>(f, nq, p, p_stride, rows, n, acc);
+  return f.head_dim == 64 ? ValuesInt4VnniPasses<4, 1>(f, nq, p, p_stride, rows, n, acc)
+                          : ValuesInt4VnniPasses<4, 2>(f, nq, p, p_stride, rows, n, acc);
 }
 
 void Qu4Qu2ValuesVnni(const KvRowFormat& f, const float* p, const uint8_t* rows, size_t n, float* acc) {

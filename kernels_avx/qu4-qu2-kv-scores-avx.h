@@ -1,8 +1,9 @@
 // The integer scores of INT4, INT3 and INT2 rows, eight rows at a time (kernels_avx/qu4-qu2-kv-avx2.cc says how), for
-// any x86 target that has 256-bit integer byte dot products: the code is written once, and `Dot` supplies the one
-// instruction sequence that differs — AVX2 (vpmaddubsw to int16, vpmaddwd to int32) or AVX-512 VNNI on 256-bit
-// registers (vpdpbusd straight to int32). Both leave lane m of a register = Σ of byte products 4m..4m+3, exactly
-// (the int16 step cannot overflow: kv_kernels.h), so the two give the same scores bit for bit.
+// x86 targets with 256-bit integer byte dot products: the code is written once, and `Dot` supplies the instruction
+// sequence for the byte products — AVX2's vpmaddubsw to int16, vpmaddwd to int32 (qu4-qu2-kv-avx2.cc's MaddubsDot).
+// It leaves lane m of a register = Σ of byte products 4m..4m+3, exactly (the int16 step cannot overflow:
+// kv_kernels.h). The AVX-512 VNNI tables (qu4-qu2-kv-avx512vnni.cc) have their own kernels and share FinishScores,
+// the INT3 unpack and the INT2 query layout from here, so their scores are these bit for bit.
 //   Dot::Int4(a, b, qa, qb)  = the int32 lanes of a·qa + b·qb       (a, b: unsigned codes; qa, qb: int8 query)
 //   Dot::Int2(p, qk)         = the int32 lanes of Σ_k p[k]·qk[k]     (the four 2-bit phases)
 // Everything here has internal linkage: each translation unit compiles its own copy for its own target.

@@ -1,9 +1,7 @@
-// qu4-kv-values, qu3-kv-values and qu2-kv-values for x86: the integer definition of kv_kernels.h with byte
-// multiply-adds (vpmaddubsw), reading the codes as they lie in the row. Written once, compiled into each x86 table's
-// translation unit for its own instruction set: under AVX-512 (VL) the same code gets 32 vector registers, so a GQA
-// group's accumulators (four per query head and chunk) stay in registers instead of spilling to the stack as they
-// do with AVX2's 16, and under VBMI the INT3 codes are unpacked by vpermb (qu4-qu2-kv-scores-avx.h's Int3Unpack).
-// The same integer sums either way, so the same values.
+// qu4-kv-values, qu3-kv-values and qu2-kv-values for AVX2 (qu4-qu2-kv-avx2.cc): the integer definition of
+// kv_kernels.h with byte multiply-adds (vpmaddubsw), reading the codes as they lie in the row. The AVX-512 VNNI
+// tables have their own 512-bit kernels (qu4-qu2-kv-avx512vnni.cc: four rows per vpdpbusd) and take only the INT2
+// float slots (Int2ValueSlots) from here.
 //
 // Values, two rows at a time: their codes interleaved byte by byte (vpunpcklbw), times their quantized weights
 // interleaved the same way: one vpmaddubsw gives w_t·code_t + w_u·code_u per channel in int16 (a block of

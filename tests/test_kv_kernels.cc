@@ -138,6 +138,48 @@ TEST(KvKernels, GroupKernelsGiveEachQueryTheOneQueryResult) {
   }
 }
 
+TEST(KvKernels, X86IntegerScoresAreTheSameOnEveryTable) {
+  // The x86 tables compute INT4/INT3/INT2 scores with different instructions (vpmaddubsw eight rows at a time,
+  // vpdpbusd four or sixteen rows per register) but the same integer sums and the same float operations in the same
+  // order (qu4-qu2-kv-scores-avx.h's FinishScores), so a model's tokens do not depend on the CPU's table.
+  const KvKernels* avx2 = GetKvKernels(KvIsa::Avx2);
+  if (avx2 == nullptr) GTEST_SKIP() << "no AVX2 here";
+  std::mt19937 rng(17);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  const Shape shapes[] = {{64, 32}, {64, 64}, {128, 32}, {128, 64}, {128, 128}};
+  int compared = 0;
+  for (KvIsa isa : {KvIsa::Avx512, KvIsa::Avx512Vnni, KvIsa::Avx512Vbmi}) {
+    const KvKernels* k = GetKvKernels(isa);
+    if (k == nullptr) continue;
+    for (KvPrecision p : {KvPrecision::Int4, KvPrecision::Int3, KvPrecision::Int2}) {
+      for (const Shape& sh : shapes) {
+        for (int nq : {1, 3, 5}) {
+          SCOPED_TRACE(std::string(k->isa) + " " + KvPrecisionName(p) + " d=" + std::to_string(sh.d) +
+                       " group=" + std::to_string(sh.group) + " nq=" + std::to_string(nq));
+          const KvCodec codec(p, sh.d, sh.group);
+          const size_t n = 1 + rng() % 90, ng = sh.d / sh.group;
+          std::vector<uint8_t> buf(n * codec.bytes());
+          std::vector<float> x(sh.d);
+          for (size_t t = 0; t < n; ++t) {
+            for (float& v : x) v = normal(rng);
+            codec.Encode(x.data(), buf.data() + t * codec.bytes());
+          }
+          std::vector<float> q(nq * sh.d), qsum(nq * ng);
+          for (float& v : q) v = normal(rng);
+          for (int h = 0; h < nq; ++h) KvQuerySums(q.data() + h * sh.d, sh.d, sh.group, qsum.data() + h * ng);
+          const KvRowFormat f{p, sh.d, sh.group, codec.bytes()};
+          std::vector<float> want(nq * n), got(nq * n);
+          avx2->scores_group[(int)p](f, nq, q.data(), qsum.data(), buf.data(), n, 0.125f, want.data(), n);
+          k->scores_group[(int)p](f, nq, q.data(), qsum.data(), buf.data(), n, 0.125f, got.data(), n);
+          for (size_t i = 0; i < want.size(); ++i) ASSERT_EQ(got[i], want[i]) << "query " << i / n << " row " << i % n;
+          ++compared;
+        }
+      }
+    }
+  }
+  if (compared == 0) GTEST_SKIP() << "no AVX-512 table runs on this CPU";
+}
+
 TEST(KvKernels, EveryEncodeWritesTheCodecsBytes) {
   // New and demoted tokens go through the kernels' encode; the bytes must be KvCodec::Encode's, for every precision,
   // shape and kind of group (outliers, all equal: scale 0, all negative).
