@@ -1,12 +1,12 @@
 // qu4-kv-scores, qu3-kv-scores, qu2-kv-scores and their values, AVX-512 VNNI + VL (vpdpbusd: four unsigned-by-signed
 // byte products summed into each int32 lane, no int16 step): the integer definition of kv_kernels.h.
 //
-// Scores: INT4 and INT3 sixteen rows per 512-bit register (ScoresInt4Rows16): the rows' code dwords transposed so
-// that a row's products land in its own lane, the query's bytes broadcast — no horizontal sums. INT2 four rows per
-// register (ScoresInt2Quad), each row in a 128-bit lane, reduced to group sums afterwards. Both finish with the
-// AVX2 kernels' float operations in their order (qu4-qu2-kv-scores-avx.h's FinishScores): the same integer sums, so
-// the same scores. (The first VNNI scores spread each row's scales over its lanes one row at a time, and were slower
-// than AVX2's; the next ones were the AVX2 eight-row kernels with vpdpbusd on 256-bit registers.)
+// Scores: INT4, INT3 and INT2 sixteen rows per 512-bit register (ScoresInt4Rows16, ScoresInt2Rows16): the rows'
+// code dwords transposed so that a row's products land in its own lane, the query's bytes broadcast — no horizontal
+// sums. They finish with the AVX2 kernels' float operations in their order (qu4-qu2-kv-scores-avx.h's
+// FinishScores): the same integer sums, so the same scores. (The first VNNI scores spread each row's scales over its lanes one row at a time, and were slower
+// than AVX2's; the next ones were the AVX2 eight-row kernels with vpdpbusd on 256-bit registers, and INT2 four rows
+// per register, each row in a 128-bit lane reduced afterwards: docs/bench/vnni-kv-rows16-device.txt.)
 // Values: INT4, INT3 and INT2 four rows per vpdpbusd on 512-bit registers (ValuesInt4Vnni, ValuesInt2Vnni), dword j
 // holding the four rows' codes of one channel, each row read once for a pass of up to four query heads of a GQA
 // group. An earlier VNNI values kernel of the same idea, which read the rows once per query head, was measured
@@ -30,73 +30,6 @@ void F16KvValuesAvx512Entry(const KvRowFormat& f, const float* p, const uint8_t*
 
 namespace {
 
-// INT2 scores, four rows per 512-bit register: the shared kernel's scheme (qu4-qu2-kv-scores-avx.h's ScoresInt2,
-// there two rows per 256-bit register) with rows t..t+3's 16 code bytes of a chunk in the four 128-bit lanes, the
-// query's phase bytes repeated in each lane, and four vpdpbusd per query: row r's lane l then holds channels
-// 16l..16l+15 of the chunk. Eight rows are two registers; adjacent lanes are added within each row (and adjacent
-// pairs again for groups of 64 channels or more) and one vpermt2d per group gathers the eight rows' sums in order —
-// the same int32 group sums, handed to the same FinishScores, so the same scores.
-template <int NC, int NQ, int NG>
-void ScoresInt2Quad(const KvRowFormat& f, const float* q, const float* qsum, const uint8_t* rows, size_t n, float scale,
-                    float* out, size_t out_stride) {
-  constexpr int d = 64 * NC, group = d / NG;
-  constexpr int U = group <= 64 ? NC : 1, GU = group <= 64 ? 64 / group : 1;
-  const size_t code_bytes = KvCodeBytes(d, 2);
-  alignas(64) int8_t qp[kPass][NC][4][64];  // [query][chunk][phase]: channels 64c + 4j + phase, j = 0..15, four times
-  float qs[kPass][NG];
-  Int2QueryPhases<NC, NG, 64>(NQ, q, qp, qs);
-  const __m512i three = _mm512_set1_epi8(3);
-  // From [rows 0-3] and [rows 4-7] with each row's group sums in dword 0 (and 2) of its lane: the eight rows in order.
-  const __m512i first_of_lanes = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 0, 0, 0, 0, 0, 0, 0);
-  const __m512i third_of_lanes = _mm512_setr_epi32(2, 6, 10, 14, 18, 22, 26, 30, 0, 0, 0, 0, 0, 0, 0, 0);
-  for (size_t t = 0; t < n; t += 8) {
-    const int nb = (int)std::min<size_t>(8, n - t);
-    __m512i quads[NQ][U][2];  // [row 4i | 4i+1 | 4i+2 | 4i+3] lanes
-    for (int i = 0; i < 2; ++i) {
-      const uint8_t* r[4];
-      for (int j = 0; j < 4; ++j) r[j] = rows + (t + std::min(4 * i + j, nb - 1)) * f.stride;
-      for (int c = 0; c < NC; ++c) {
-        __m512i x = _mm512_castsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(r[0] + 16 * c)));
-        x = _mm512_inserti32x4(x, _mm_loadu_si128(reinterpret_cast<const __m128i*>(r[1] + 16 * c)), 1);
-        x = _mm512_inserti32x4(x, _mm_loadu_si128(reinterpret_cast<const __m128i*>(r[2] + 16 * c)), 2);
-        x = _mm512_inserti32x4(x, _mm_loadu_si128(reinterpret_cast<const __m128i*>(r[3] + 16 * c)), 3);
-        const __m512i ph[4] = {_mm512_and_si512(x, three), _mm512_and_si512(_mm512_srli_epi16(x, 2), three),
-                               _mm512_and_si512(_mm512_srli_epi16(x, 4), three), _mm512_and_si512(_mm512_srli_epi16(x, 6), three)};
-        for (int h = 0; h < NQ; ++h) {
-          __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ph[0], _mm512_load_si512(qp[h][c][0]));
-          for (int k = 1; k < 4; ++k) dot = _mm512_dpbusd_epi32(dot, ph[k], _mm512_load_si512(qp[h][c][k]));
-          if (U == NC || c == 0) quads[h][c][i] = dot;
-          else quads[h][0][i] = _mm512_add_epi32(quads[h][0][i], dot);
-        }
-      }
-    }
-    auto group_sums = [&](int h, int u, __m256i* sums) {
-      __m512i a = quads[h][u][0], b = quads[h][u][1];
-      a = _mm512_add_epi32(a, _mm512_shuffle_epi32(a, _MM_PERM_CDAB));  // dword 0: lanes 0+1, dword 2: lanes 2+3
-      b = _mm512_add_epi32(b, _mm512_shuffle_epi32(b, _MM_PERM_CDAB));
-      if (GU == 1) {
-        a = _mm512_add_epi32(a, _mm512_shuffle_epi32(a, _MM_PERM_BADC));  // dword 0: all four lanes
-        b = _mm512_add_epi32(b, _mm512_shuffle_epi32(b, _MM_PERM_BADC));
-        sums[0] = _mm512_castsi512_si256(_mm512_permutex2var_epi32(a, first_of_lanes, b));
-      } else {
-        sums[0] = _mm512_castsi512_si256(_mm512_permutex2var_epi32(a, first_of_lanes, b));
-        sums[GU - 1] = _mm512_castsi512_si256(_mm512_permutex2var_epi32(a, third_of_lanes, b));
-      }
-    };
-    FinishScores<NQ, U, GU, NG>(rows + t * f.stride + code_bytes, f.stride, nb, qs, qsum, scale, group_sums, out + t,
-                                out_stride);
-  }
-}
-
-void ScoresInt2QuadOfShape(const KvRowFormat& f, int nq, const float* q, const float* qsum, const uint8_t* rows,
-                           size_t n, float scale, float* out, size_t out_stride) {
-  ForScoreShape(f, nq, [&](auto nc, auto ng, auto count, int h) {
-    constexpr int NG = decltype(ng)::value;
-    ScoresInt2Quad<decltype(nc)::value, decltype(count)::value, NG>(f, q + h * f.head_dim, qsum + h * NG, rows, n, scale,
-                                                                     out + h * out_stride, out_stride);
-  });
-}
-
 // Sixteen rows' [scales, zeros] as float columns: sz[h] = half h (h < 2·NG) of rows 0-15 (row i at first +
 // i·stride; rows at or past nb read as 0) — ScaleColumns8 twice.
 template <int NG>
@@ -116,6 +49,28 @@ inline __m256i ChunkAsInt4(const Int3Unpack* int3, const uint8_t* row, int c) {
   } else {
     const Chunk ch = int3->Load(row, c);
     return _mm256_or_si256(ch.a, _mm256_slli_epi16(ch.b, 4));  // codes <= 7: nothing crosses a byte
+  }
+}
+
+// The end of sixteen rows' scores (the sixteen-row kernels below): per query and group the int32 sums of each row's
+// lane (sums[h][g][0] + [1] when the kernel kept two), then the eight-row kernels' FinishScores, its float operations
+// in its order, on sixteen rows per register: the scales and zeros as columns (ScaleColumns16), Σ_g zero_g·qsum_g +
+// sums_g·(scale_g·qs_g), times the score scale; the first nb stored.
+template <int NQ, int NG, int kSplit>
+inline void FinishScores16(const uint8_t* first_scales, size_t stride, int nb, const __m512i (*sums)[NG][kSplit],
+                           const float (*qs)[NG], const float* qsum, float scale, float* out, size_t out_stride) {
+  __m512 sz[8];
+  ScaleColumns16<NG>(first_scales, stride, nb, sz);
+  const __mmask16 keep = nb >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << nb) - 1);
+  for (int h = 0; h < NQ; ++h) {
+    __m512 total = _mm512_setzero_ps();
+    for (int g = 0; g < NG; ++g) {
+      __m512i s = sums[h][g][0];
+      if (kSplit == 2) s = _mm512_add_epi32(s, sums[h][g][kSplit - 1]);
+      total = _mm512_fmadd_ps(sz[NG + g], _mm512_set1_ps(qsum[h * NG + g]), total);
+      total = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(sz[g], _mm512_set1_ps(qs[h][g])), total);
+    }
+    _mm512_mask_storeu_ps(out + h * out_stride, keep, _mm512_mul_ps(total, _mm512_set1_ps(scale)));
   }
 }
 
@@ -188,38 +143,88 @@ void ScoresInt4Rows16(const KvRowFormat& f, const float* q, const float* qsum, c
             sums[h][g][k % kSplit] = _mm512_dpbusd_epi32(sums[h][g][k % kSplit], nib[k], _mm512_set1_epi32(qd[h][c][k][j]));
       }
     }
-    __m512 sz[8];
-    ScaleColumns16<NG>(block + code_bytes, stride, nb, sz);
-    const __mmask16 keep = nb == 16 ? (__mmask16)0xffff : (__mmask16)((1u << nb) - 1);
-    for (int h = 0; h < NQ; ++h) {
-      __m512 total = _mm512_setzero_ps();
-      for (int g = 0; g < NG; ++g) {
-        __m512i s = sums[h][g][0];
-        if (kSplit == 2) s = _mm512_add_epi32(s, sums[h][g][kSplit - 1]);
-        total = _mm512_fmadd_ps(sz[NG + g], _mm512_set1_ps(qsum[h * NG + g]), total);
-        total = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(sz[g], _mm512_set1_ps(qs[h][g])), total);
+    FinishScores16<NQ, NG, kSplit>(block + code_bytes, stride, nb, sums, qs, qsum, scale, out + t, out_stride);
+  }
+}
+
+// INT2 scores, sixteen rows per register (ScoresInt4Rows16's scheme): a chunk's 16 code bytes of rows i, i + 4,
+// i + 8 and i + 12 in the four 128-bit lanes of register i, then a 4x4 dword transpose within each lane (8 unpacks)
+// leaves register j = dword j of the sixteen rows in order. Byte b of dword j holds channels 16j + 4b + k at bits
+// 2k, so the four phases (x >> 2k) & 3 each take one vpdpbusd per query against the query's broadcast channels
+// 16j + 4b + k, into the row's lane and the group of channels 16j..16j+15.
+template <int NC, int NQ, int NG>
+void ScoresInt2Rows16(const KvRowFormat& f, const float* q, const float* qsum, const uint8_t* rows, size_t n, float scale,
+                      float* out, size_t out_stride) {
+  constexpr int d = 64 * NC, group = d / NG;
+  constexpr int kSplit = NQ * NG <= 8 ? 2 : 1;
+  const size_t code_bytes = KvCodeBytes(d, 2), stride = f.stride;
+  int32_t qd[kPass][NC][4][4];  // [query][chunk][phase][dword]: channels 64c + 16j + 4b + phase, b = 0..3
+  float qs[kPass][NG];
+  for (int h = 0; h < NQ; ++h) {
+    int8_t q8[d];
+    KvQuantizeQuery(q + h * d, d, group, q8, qs[h]);
+    for (int c = 0; c < NC; ++c)
+      for (int k = 0; k < 4; ++k)
+        for (int j = 0; j < 4; ++j) {
+          uint8_t b4[4];
+          for (int b = 0; b < 4; ++b) b4[b] = (uint8_t)q8[64 * c + 16 * j + 4 * b + k];
+          std::memcpy(&qd[h][c][k][j], b4, 4);
+        }
+  }
+  const __m512i three = _mm512_set1_epi8(3);
+  for (size_t t = 0; t < n; t += 16) {
+    const int nb = (int)std::min<size_t>(16, n - t);
+    const uint8_t* block = rows + t * stride;
+    const uint8_t* last = block + (size_t)(nb - 1) * stride;  // stands in for rows past nb (not stored)
+    __m512i sums[NQ][NG][kSplit];
+    for (int h = 0; h < NQ; ++h)
+      for (int g = 0; g < NG; ++g)
+        for (int k = 0; k < kSplit; ++k) sums[h][g][k] = _mm512_setzero_si512();
+    for (int c = 0; c < NC; ++c) {
+      __m512i v[4];  // lane L of v[i]: row i + 4L
+      for (int i = 0; i < 4; ++i) {
+        const uint8_t* r[4];
+        for (int L = 0; L < 4; ++L) r[L] = (i + 4 * L < nb ? block + (size_t)(i + 4 * L) * stride : last) + 16 * c;
+        __m512i x = _mm512_castsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(r[0])));
+        x = _mm512_inserti32x4(x, _mm_loadu_si128(reinterpret_cast<const __m128i*>(r[1])), 1);
+        x = _mm512_inserti32x4(x, _mm_loadu_si128(reinterpret_cast<const __m128i*>(r[2])), 2);
+        v[i] = _mm512_inserti32x4(x, _mm_loadu_si128(reinterpret_cast<const __m128i*>(r[3])), 3);
       }
-      _mm512_mask_storeu_ps(out + h * out_stride + t, keep, _mm512_mul_ps(total, _mm512_set1_ps(scale)));
+      const __m512i a0 = _mm512_unpacklo_epi32(v[0], v[1]), a1 = _mm512_unpackhi_epi32(v[0], v[1]);
+      const __m512i a2 = _mm512_unpacklo_epi32(v[2], v[3]), a3 = _mm512_unpackhi_epi32(v[2], v[3]);
+      const __m512i x[4] = {_mm512_unpacklo_epi64(a0, a2), _mm512_unpackhi_epi64(a0, a2), _mm512_unpacklo_epi64(a1, a3),
+                            _mm512_unpackhi_epi64(a1, a3)};
+      for (int j = 0; j < 4; ++j) {
+        const __m512i ph[4] = {_mm512_and_si512(x[j], three), _mm512_and_si512(_mm512_srli_epi16(x[j], 2), three),
+                               _mm512_and_si512(_mm512_srli_epi16(x[j], 4), three), _mm512_and_si512(_mm512_srli_epi16(x[j], 6), three)};
+        const int g = (64 * c + 16 * j) / group;
+        for (int h = 0; h < NQ; ++h)
+          for (int k = 0; k < 4; ++k)
+            sums[h][g][k % kSplit] = _mm512_dpbusd_epi32(sums[h][g][k % kSplit], ph[k], _mm512_set1_epi32(qd[h][c][k][j]));
+      }
     }
+    FinishScores16<NQ, NG, kSplit>(block + code_bytes, stride, nb, sums, qs, qsum, scale, out + t, out_stride);
   }
 }
 
 template <int BITS>
-void ScoresInt4Rows16OfShape(const KvRowFormat& f, int nq, const float* q, const float* qsum, const uint8_t* rows,
+void ScoresRows16OfShape(const KvRowFormat& f, int nq, const float* q, const float* qsum, const uint8_t* rows,
                              size_t n, float scale, float* out, size_t out_stride) {
   ForScoreShape(f, nq, [&](auto nc, auto ng, auto count, int h) {
     constexpr int NG = decltype(ng)::value;
-    ScoresInt4Rows16<BITS, decltype(nc)::value, decltype(count)::value, NG>(f, q + h * f.head_dim, qsum + h * NG, rows, n,
-                                                                           scale, out + h * out_stride, out_stride);
+    constexpr int NC = decltype(nc)::value, NQ = decltype(count)::value;
+    const float* qh = q + h * f.head_dim;
+    if constexpr (BITS == 2) ScoresInt2Rows16<NC, NQ, NG>(f, qh, qsum + h * NG, rows, n, scale, out + h * out_stride, out_stride);
+    else ScoresInt4Rows16<BITS, NC, NQ, NG>(f, qh, qsum + h * NG, rows, n, scale, out + h * out_stride, out_stride);
   });
 }
 
 void Qu4Qu2ScoresGroupVnni(const KvRowFormat& f, int nq, const float* q, const float* qsum, const uint8_t* rows, size_t n,
                            float scale, float* out, size_t out_stride) {
   if (!FastShape(f)) return Qu4Qu2KvScoresGroupAvx2(f, nq, q, qsum, rows, n, scale, out, out_stride);
-  if (f.precision == KvPrecision::Int2) return ScoresInt2QuadOfShape(f, nq, q, qsum, rows, n, scale, out, out_stride);
-  if (f.precision == KvPrecision::Int3) return ScoresInt4Rows16OfShape<3>(f, nq, q, qsum, rows, n, scale, out, out_stride);
-  return ScoresInt4Rows16OfShape<4>(f, nq, q, qsum, rows, n, scale, out, out_stride);
+  if (f.precision == KvPrecision::Int2) return ScoresRows16OfShape<2>(f, nq, q, qsum, rows, n, scale, out, out_stride);
+  if (f.precision == KvPrecision::Int3) return ScoresRows16OfShape<3>(f, nq, q, qsum, rows, n, scale, out, out_stride);
+  return ScoresRows16OfShape<4>(f, nq, q, qsum, rows, n, scale, out, out_stride);
 }
 
 void Qu4Qu2ScoresVnni(const KvRowFormat& f, const float* q, const float* qsum, const uint8_t* rows, size_t n, float scale,

@@ -2,8 +2,9 @@
 // x86 targets with 256-bit integer byte dot products: the code is written once, and `Dot` supplies the instruction
 // sequence for the byte products — AVX2's vpmaddubsw to int16, vpmaddwd to int32 (qu4-qu2-kv-avx2.cc's MaddubsDot).
 // It leaves lane m of a register = Σ of byte products 4m..4m+3, exactly (the int16 step cannot overflow:
-// kv_kernels.h). The AVX-512 VNNI tables (qu4-qu2-kv-avx512vnni.cc) have their own kernels and share FinishScores,
-// the INT3 unpack and the INT2 query layout from here, so their scores are these bit for bit.
+// kv_kernels.h). The AVX-512 VNNI tables (qu4-qu2-kv-avx512vnni.cc) have their own kernels, sixteen rows per register;
+// they take the INT3 unpack from here and finish with FinishScores' float operations in its order, so their scores
+// are these bit for bit (KvKernels.X86IntegerScoresAreTheSameOnEveryTable).
 //   Dot::Int4(a, b, qa, qb)  = the int32 lanes of a·qa + b·qb       (a, b: unsigned codes; qa, qb: int8 query)
 //   Dot::Int2(p, qk)         = the int32 lanes of Σ_k p[k]·qk[k]     (the four 2-bit phases)
 // Everything here has internal linkage: each translation unit compiles its own copy for its own target.
@@ -222,7 +223,7 @@ void ScoresInt4(const KvRowFormat& f, const float* q, const float* qsum, const u
 
 // The INT2 scores' queries: each of nq queries rounded to int8 per group (scales in qs[h]) and laid out by phase,
 // qp[h][c][k][j] = code of channel 64c + 4(j % 16) + k — the phase's 16 channels repeated over the W bytes of a
-// register, one copy per row the register holds (W = 32: two rows; 64: four).
+// register, one copy per row the register holds (W = 32: two rows).
 template <int NC, int NG, int W>
 inline void Int2QueryPhases(int nq, const float* q, int8_t (*qp)[NC][4][W], float (*qs)[NG]) {
   constexpr int d = 64 * NC;
