@@ -267,24 +267,35 @@ struct QueryBlockWeights16 {
       }
     }
     const __m512 zero = _mm512_setzero_ps();
+    __m512 w[kPass][4][kSub];
+    alignas(64) float largest[16] = {};  // [h·ng + g]
     for (int h = 0; h < nq; ++h) {
       __m512 ph[kSub];
       for (int s = 0; s < kSub; ++s) ph[s] = _mm512_maskz_loadu_ps(mask[s], p + h * p_stride + 16 * s);
       for (int g = 0; g < ng; ++g) {
-        __m512 w[kSub], big = zero;
+        __m512 big = zero;
         for (int s = 0; s < kSub; ++s) {
           zacc[h][g] = _mm512_fmadd_ps(ph[s], sz[s][ng + g], zacc[h][g]);
-          w[s] = _mm512_max_ps(zero, _mm512_mul_ps(ph[s], sz[s][g]));
-          big = _mm512_max_ps(big, w[s]);
+          w[h][g][s] = _mm512_max_ps(zero, _mm512_mul_ps(ph[s], sz[s][g]));
+          big = _mm512_max_ps(big, w[h][g][s]);
         }
-        const float largest = _mm512_reduce_max_ps(big);
-        const __m512 inv = _mm512_set1_ps(largest > 0.0f ? 127.0f / largest : 0.0f);
-        for (int s = 0; s < kSub; ++s)
-          _mm_store_si128(reinterpret_cast<__m128i*>(w8[h][g] + 16 * s),
-                          _mm512_cvtusepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(w[s], inv))));
-        ws[h][g] = largest / 127.0f;
+        largest[h * ng + g] = _mm512_reduce_max_ps(big);
       }
     }
+    // The reference's divisions (127 / largest where largest > 0, else 0; largest / 127) for every query and group
+    // at once: two vdivps where one scalar division each took a sixth of the kernel's time.
+    const __m512 l = _mm512_load_ps(largest);
+    alignas(64) float inv[16], scale[16];
+    _mm512_store_ps(inv, _mm512_maskz_div_ps(_mm512_cmp_ps_mask(l, zero, _CMP_GT_OQ), _mm512_set1_ps(127.0f), l));
+    _mm512_store_ps(scale, _mm512_div_ps(l, _mm512_set1_ps(127.0f)));
+    for (int h = 0; h < nq; ++h)
+      for (int g = 0; g < ng; ++g) {
+        const __m512 to_codes = _mm512_set1_ps(inv[h * ng + g]);
+        for (int s = 0; s < kSub; ++s)
+          _mm_store_si128(reinterpret_cast<__m128i*>(w8[h][g] + 16 * s),
+                          _mm512_cvtusepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(w[h][g][s], to_codes))));
+        ws[h][g] = scale[h * ng + g];
+      }
   }
   // After the last block: acc[h·d + channel[slot]] = fa[h·d + slot] + Σ p·zero of the slot's group.
   void Finish(int nq, int d, int group, const int* channel, const float* fa, float* acc) const {
