@@ -52,6 +52,26 @@ inline __m256i ChunkAsInt4(const Int3Unpack* int3, const uint8_t* row, int c) {
   }
 }
 
+// The queries of the sixteen-row score kernels below: each of nq queries rounded to int8 per group (scales in qs[h],
+// KvQuantizeQuery) and laid out as dwords, qd[h][c][k][j] = its channels 64c + 4P·j + P·b + k for b = 0..3 — the
+// channels whose codes byte b of a row's code dword j holds in part k (P parts: INT4's two nibbles, INT2's four
+// 2-bit phases), so one broadcast dword meets sixteen rows' dword j.
+template <int NC, int P, int NG>
+inline void QueryDwords(int nq, const float* q, int32_t (*qd)[NC][P][16 / P], float (*qs)[NG]) {
+  constexpr int d = 64 * NC;
+  for (int h = 0; h < nq; ++h) {
+    int8_t q8[d];
+    KvQuantizeQuery(q + h * d, d, d / NG, q8, qs[h]);
+    for (int c = 0; c < NC; ++c)
+      for (int k = 0; k < P; ++k)
+        for (int j = 0; j < 16 / P; ++j) {
+          uint8_t b4[4];
+          for (int b = 0; b < 4; ++b) b4[b] = (uint8_t)q8[64 * c + 4 * P * j + P * b + k];
+          std::memcpy(&qd[h][c][k][j], b4, 4);
+        }
+  }
+}
+
 // The end of sixteen rows' scores (the sixteen-row kernels below): per query and group the int32 sums of each row's
 // lane (sums[h][g][0] + [1] when the kernel kept two), then the eight-row kernels' FinishScores, its float operations
 // in its order, on sixteen rows per register: the scales and zeros as columns (ScaleColumns16), Σ_g zero_g·qsum_g +
@@ -92,17 +112,7 @@ void ScoresInt4Rows16(const KvRowFormat& f, const float* q, const float* qsum, c
   const Int3Unpack* const int3 = BITS == 3 ? &Int3Tables() : nullptr;
   int32_t qd[kPass][NC][2][8];  // [query][chunk][nibble][dword]: channels 64c + 8j + 2b + nibble, b = 0..3
   float qs[kPass][NG];
-  for (int h = 0; h < NQ; ++h) {
-    int8_t q8[d];
-    KvQuantizeQuery(q + h * d, d, group, q8, qs[h]);
-    for (int c = 0; c < NC; ++c)
-      for (int nib = 0; nib < 2; ++nib)
-        for (int j = 0; j < 8; ++j) {
-          uint8_t b4[4];
-          for (int b = 0; b < 4; ++b) b4[b] = (uint8_t)q8[64 * c + 8 * j + 2 * b + nib];
-          std::memcpy(&qd[h][c][nib][j], b4, 4);
-        }
-  }
+  QueryDwords<NC, 2, NG>(NQ, q, qd, qs);
   const __m512i low4 = _mm512_set1_epi8(0x0f);
   const __m512i lower_halves = _mm512_setr_epi64(0, 1, 8, 9, 4, 5, 12, 13);   // 128-bit lanes 0 of a, b | 2 of a, b
   const __m512i upper_halves = _mm512_setr_epi64(2, 3, 10, 11, 6, 7, 14, 15);  // lanes 1 of a, b | 3 of a, b
@@ -160,17 +170,7 @@ void ScoresInt2Rows16(const KvRowFormat& f, const float* q, const float* qsum, c
   const size_t code_bytes = KvCodeBytes(d, 2), stride = f.stride;
   int32_t qd[kPass][NC][4][4];  // [query][chunk][phase][dword]: channels 64c + 16j + 4b + phase, b = 0..3
   float qs[kPass][NG];
-  for (int h = 0; h < NQ; ++h) {
-    int8_t q8[d];
-    KvQuantizeQuery(q + h * d, d, group, q8, qs[h]);
-    for (int c = 0; c < NC; ++c)
-      for (int k = 0; k < 4; ++k)
-        for (int j = 0; j < 4; ++j) {
-          uint8_t b4[4];
-          for (int b = 0; b < 4; ++b) b4[b] = (uint8_t)q8[64 * c + 16 * j + 4 * b + k];
-          std::memcpy(&qd[h][c][k][j], b4, 4);
-        }
-  }
+  QueryDwords<NC, 4, NG>(NQ, q, qd, qs);
   const __m512i three = _mm512_set1_epi8(3);
   for (size_t t = 0; t < n; t += 16) {
     const int nb = (int)std::min<size_t>(16, n - t);
