@@ -4,9 +4,10 @@
 // Scores: INT4, INT3 and INT2 sixteen rows per 512-bit register (ScoresInt4Rows16, ScoresInt2Rows16): the rows'
 // code dwords transposed so that a row's products land in its own lane, the query's bytes broadcast — no horizontal
 // sums. They finish with the AVX2 kernels' float operations in their order (qu4-qu2-kv-scores-avx.h's
-// FinishScores): the same integer sums, so the same scores. (The first VNNI scores spread each row's scales over its lanes one row at a time, and were slower
-// than AVX2's; the next ones were the AVX2 eight-row kernels with vpdpbusd on 256-bit registers, and INT2 four rows
-// per register, each row in a 128-bit lane reduced afterwards: docs/bench/vnni-kv-rows16-device.txt.)
+// FinishScores): the same integer sums, so the same scores. (The first VNNI scores spread each row's scales over its
+// lanes one row at a time, and were slower than AVX2's; the next ones were the AVX2 eight-row kernels with vpdpbusd
+// on 256-bit registers, and INT2 four rows per register, each row in a 128-bit lane reduced afterwards:
+// docs/bench/vnni-kv-rows16-device.txt.)
 // Values: INT4, INT3 and INT2 four rows per vpdpbusd on 512-bit registers (ValuesInt4Vnni, ValuesInt2Vnni), dword j
 // holding the four rows' codes of one channel, each row read once for a pass of up to four query heads of a GQA
 // group. An earlier VNNI values kernel of the same idea, which read the rows once per query head, was measured
