@@ -24,7 +24,6 @@
 #include "commands.h"
 #include "hadamard.h"
 #include "kv_options.h"
-#include "llama_graph.h"
 #include "model.h"
 #include "session.h"
 
@@ -384,28 +383,18 @@ int RunBudget(const BudgetArgs& a) {
   // While the weights are packed, XNNPACK briefly holds more than it keeps (and XNNPACK 4ea82e5 converts an f16
   // matrix to f32 in a plain malloc'd buffer while packing it); the arena is taken after that.
   size_t transient = 0;
-  auto consider_one = [&](const TensorView* t) {
+  // (Only float matrices have one; the graph fuses q/k/v and gate/up for quantized encodings only, so each float
+  // matrix is packed alone.)
+  auto consider = [&](const TensorView* t) {
     if (t && t->type == WeightType::F16) transient = std::max<size_t>(transient, t->rows() * t->cols() * sizeof(float));
   };
-  // The matrices one operator packs: q/k/v and gate/up together where the graph fuses them.
-  auto consider = [&](const std::vector<const TensorView*>& parts) {
-    if (parts.size() > 1 && !LlamaGraph::FusesProjections(parts)) {
-      for (const TensorView* t : parts) consider_one(t);
-      return;
-    }
-    size_t rows = 0;
-    for (const TensorView* t : parts) rows += t->rows();
-    if (parts[0]->type == WeightType::F16) transient = std::max<size_t>(transient, rows * parts[0]->cols() * sizeof(float));
-  };
   const LlamaWeights& w = model->weights();
-  consider({w.output});
+  consider(w.output);
   for (const auto& L : w.layers)
-    for (const std::vector<const TensorView*>& op : {std::vector<const TensorView*>{L.wq, L.wk, L.wv}, {L.wo}, {L.w1, L.w3}, {L.w2}})
-      consider(op);
-  // The process while packing: its runtime part as measured above (the code the packing runs, thread stacks), not
-  // the bare start-up baseline — the pages of this binary's own code the kernel maps around its faults alone move by
-  // ~0.4 MB from one build's code layout to the next. (A process that packs before its first token holds less; the
-  // plan errs on the side of more.)
+    for (const TensorView* t : {L.wq, L.wk, L.wv, L.wo, L.w1, L.w2, L.w3}) consider(t);
+  // The process while packing: its runtime part as measured above (the libraries' pages the packing touches, thread
+  // stacks), not the bare start-up baseline. (A process that packs before its first token holds less; the plan errs
+  // on the side of more.)
   const size_t packing_peak = runtime + file + model_heap + session->stats().operator_peak_bytes + transient;
   const size_t total = std::max(steady, packing_peak);
   plan["steady_bytes"] = steady;
