@@ -5,7 +5,7 @@
 #include "fp16.h"
 #include "kv-neon.h"
 
-namespace mikv::neon {
+namespace mikv::MIKV_NEON_NS {
 
 namespace {
 
@@ -70,4 +70,4 @@ void KvEncode(const KvRowFormat& f, const float* x, uint8_t* dst) {
   }
 }
 
-}  // namespace mikv::neon
+}  // namespace mikv::MIKV_NEON_NS

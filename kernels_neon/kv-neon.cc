@@ -3,7 +3,7 @@
 // are folded in after the group's dot product (scores) or into p (values).
 #include "kv-neon.h"
 
-namespace mikv::neon {
+namespace mikv::MIKV_NEON_NS {
 
 namespace {
 
@@ -102,24 +102,31 @@ void Fwht(float* x, int d) {
 }
 
 }  // namespace
-}  // namespace mikv::neon
+}  // namespace mikv::MIKV_NEON_NS
 
 namespace mikv {
-// On AArch64 this is the build's NEON table; on x86 (SIMDe) the tests reach it as kNeonKvKernelsEmulated.
-#if defined(__aarch64__)
+namespace nk = MIKV_NEON_NS;  // this compilation's kernels
+
+// On AArch64 this is the build's NEON table (kv-neondot.cc names its dotprod build's own); on x86 (SIMDe) the tests
+// reach it as kNeonKvKernelsEmulated.
+#if defined(MIKV_NEON_KV_TABLE)
+extern const KvKernels MIKV_NEON_KV_TABLE = {
+    MIKV_NEON_KV_TABLE_NAME,
+#elif defined(__aarch64__)
 extern const KvKernels kNeonKvKernels = {
+    "neon",
 #else
 extern const KvKernels kNeonKvKernelsEmulated = {
-#endif
     "neon",
-    {neon::F16ScoresImpl, neon::QuScores, neon::Qu4Qu2Scores, neon::Qu4Qu2Scores, neon::Qu4Qu2Scores},
-    {neon::F16Values, neon::QuValues, neon::Qu4Qu2Values, neon::Qu4Qu2Values, neon::Qu4Qu2Values},
-    neon::Fwht,
-    SoftmaxInPlace,
-    neon::KvEncode,
-    {KvScoresEachQuery<neon::F16ScoresImpl>, KvScoresEachQuery<neon::QuScores>, KvScoresEachQuery<neon::Qu4Qu2Scores>,
-     KvScoresEachQuery<neon::Qu4Qu2Scores>, KvScoresEachQuery<neon::Qu4Qu2Scores>},
-    {KvValuesEachQuery<neon::F16Values>, KvValuesEachQuery<neon::QuValues>, KvValuesEachQuery<neon::Qu4Qu2Values>,
-     KvValuesEachQuery<neon::Qu4Qu2Values>, KvValuesEachQuery<neon::Qu4Qu2Values>},
+#endif
+    {nk::F16ScoresImpl, nk::QuScores, nk::Qu4Qu2Scores, nk::Qu4Qu2Scores, nk::Qu4Qu2Scores},
+    {nk::F16Values, nk::QuValues, nk::Qu4Qu2Values, nk::Qu4Qu2Values, nk::Qu4Qu2Values},
+    nk::Fwht,
+    nk::Softmax,
+    nk::KvEncode,
+    {KvScoresEachQuery<nk::F16ScoresImpl>, KvScoresEachQuery<nk::QuScores>, nk::Qu4Qu2ScoresGroup,
+     nk::Qu4Qu2ScoresGroup, nk::Qu4Qu2ScoresGroup},
+    {KvValuesEachQuery<nk::F16Values>, KvValuesEachQuery<nk::QuValues>, nk::Qu4Qu2ValuesGroup,
+     nk::Qu4Qu2ValuesGroup, nk::Qu4Qu2ValuesGroup},
 };
 }  // namespace mikv

@@ -9,12 +9,20 @@
 #include <simde/arm/neon.h>
 #endif
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 
 #include "kv_kernels.h"
 
-namespace mikv::neon {
+// The namespace of this compilation's kernels: `neon`, or `neon_dot` where kv-neondot.cc compiles the same sources
+// again for armv8.2-a+dotprod (a second table, picked at run time), so that no inline function of one build can stand
+// in for the other's at link time.
+#ifndef MIKV_NEON_NS
+#define MIKV_NEON_NS neon
+#endif
+
+namespace mikv::MIKV_NEON_NS {
 
 // Eight floats as two halves of four: lanes 0-3 and 4-7 of the reference's eight-lane sums.
 struct F8 {
@@ -39,11 +47,17 @@ inline F8 Codes8(const uint8_t* codes, int i) {
 }
 
 void KvEncode(const KvRowFormat& f, const float* x, uint8_t* dst);  // kv-encode-neon.cc
+void Softmax(float* s, size_t n);  // f32-softmax-neon.cc
 // INT4 and INT2 rows, in integers (qu4-qu2-kv-neon.cc).
 void Qu4Qu2Scores(const KvRowFormat& f, const float* q, const float* qsum, const uint8_t* rows, size_t n, float scale,
                   float* out);
 void Qu4Qu2Values(const KvRowFormat& f, const float* p, const uint8_t* rows, size_t n, float* acc);
+// The heads of a GQA group in passes of up to four, each row read and unpacked once per pass.
+void Qu4Qu2ScoresGroup(const KvRowFormat& f, int nq, const float* q, const float* qsum, const uint8_t* rows, size_t n,
+                       float scale, float* out, size_t out_stride);
+void Qu4Qu2ValuesGroup(const KvRowFormat& f, int nq, const float* p, size_t p_stride, const uint8_t* rows, size_t n,
+                       float* acc);
 
 inline float Half(uint16_t h) { return vgetq_lane_f32(vcvt_f32_f16(vreinterpret_f16_u16(vdup_n_u16(h))), 0); }
 
-}  // namespace mikv::neon
+}  // namespace mikv::MIKV_NEON_NS

@@ -28,7 +28,12 @@
 #define MIKV_QB32_SDOT 1
 #endif
 
-namespace mikv::neon {
+// This compilation's namespace: qb32-gemm-neondot.cc compiles the file again for armv8.2-a+dotprod as `neon_dot`.
+#ifndef MIKV_NEON_NS
+#define MIKV_NEON_NS neon
+#endif
+
+namespace mikv::MIKV_NEON_NS {
 
 namespace {
 
@@ -174,12 +179,14 @@ void Gemm(const Qb32GemmArgs& a, size_t o_begin, size_t o_end) {
 }
 
 }  // namespace
-}  // namespace mikv::neon
+}  // namespace mikv::MIKV_NEON_NS
 
 namespace mikv {
-// On AArch64 this is the build's NEON table; on x86 (SIMDe) the tests reach it as kNeonQb32KernelsEmulated, and
-// its SDOT form as kNeonDotQb32KernelsEmulated.
-#if defined(__aarch64__)
+// On AArch64 this is the build's NEON table, and qb32-gemm-neondot.cc's compilation its dotprod table; on x86 (SIMDe)
+// the tests reach it as kNeonQb32KernelsEmulated, and its SDOT form as kNeonDotQb32KernelsEmulated.
+#if defined(MIKV_QB32_NEON_TABLE)
+extern const Qb32Kernels MIKV_QB32_NEON_TABLE = {
+#elif defined(__aarch64__)
 extern const Qb32Kernels kNeonQb32Kernels = {
 #elif defined(MIKV_NEON_EMULATE_DOTPROD)
 extern const Qb32Kernels kNeonDotQb32KernelsEmulated = {
@@ -191,5 +198,6 @@ extern const Qb32Kernels kNeonQb32KernelsEmulated = {
 #else
     "neon",
 #endif
-    neon::Gemm<kQ8_0BlockBytes, neon::BlockQ8_0>, neon::Gemm<kQ4_0BlockBytes, neon::BlockQ4_0>, /*packed_rows=*/8};
+    MIKV_NEON_NS::Gemm<kQ8_0BlockBytes, MIKV_NEON_NS::BlockQ8_0>, MIKV_NEON_NS::Gemm<kQ4_0BlockBytes, MIKV_NEON_NS::BlockQ4_0>,
+    /*packed_rows=*/8};
 }  // namespace mikv

@@ -1,15 +1,22 @@
 // qu4-, qu3- and qu2-kv-scores/values, NEON: the integer definition of kv_kernels.h. A row's
 // codes are unpacked into bytes in channel order (INT4: zip of low and high nibbles; INT2: two rounds of zips of the
 // four 2-bit fields; INT3: Int3Spread below), then
-//   scores: int8 products per group — SDOT (vdotq_s32) where the target has dotprod, else vmull_s8 + vpadalq_s16;
+//   scores: int8 products per group — SDOT (vdotq_s32) where the target has dotprod, else vmull_s8 + vpadalq_s16 —
+//           four rows at a time, whose int32 lanes reduce to one vector by two rounds of pairwise adds, so the
+//           group's scale and zero terms are applied to four rows per instruction;
 //   values: each row's quantized weight (0..127) times its codes added into uint16 lanes with vmlal_u8 (a block of
-//           16 rows sums to at most 16·15·127 < 2^16), widened to float once per block.
+//           16 rows sums to at most 16·15·127 < 2^16), in registers over a block's rows one 16-channel chunk at a
+//           time, widened to float once per block and chunk.
+// The heads of a GQA group go in passes of up to four (kPass): each row is read and unpacked once per pass, not once
+// per head. (Until session 16 the group entry points ran the one-query kernels once per head, and those reduced each
+// row's lanes with its own vaddvq and kept the values' sums in memory.)
 // Groups must be whole multiples of 16 channels (every Llama-family shape); others go to the scalar reference.
 #include <algorithm>
+#include <cstring>
 
 #include "kv-neon.h"
 
-namespace mikv::neon {
+namespace mikv::MIKV_NEON_NS {
 
 namespace {
 
@@ -60,7 +67,7 @@ inline uint8x16_t Codes16(const uint8_t* codes, int i) {
 }
 
 inline int32x4_t DotAccumulate(int32x4_t acc, uint8x16_t codes, int8x16_t q) {
-#if defined(__ARM_FEATURE_DOTPROD)
+#if defined(__ARM_FEATURE_DOTPROD) || defined(MIKV_NEON_EMULATE_DOTPROD)
   return vdotq_s32(acc, vreinterpretq_s8_u8(codes), q);
 #else
   const int8x16_t c = vreinterpretq_s8_u8(codes);
@@ -69,77 +76,221 @@ inline int32x4_t DotAccumulate(int32x4_t acc, uint8x16_t codes, int8x16_t q) {
 #endif
 }
 
-template <int BITS>
-void Scores(const KvRowFormat& f, const float* q, const float* qsum, const uint8_t* rows, size_t n, float scale,
-            float* out) {
+// Queries per pass over the rows: each row is unpacked once for up to this many heads of a GQA group, whose sums
+// (four rows' accumulators per query) and codes then fit the 32 vector registers.
+constexpr int kPass = 4;
+
+// Lanes 0-3: half `index` of rows r[0..3] (a row's scales and zeros follow its codes), as floats.
+inline float32x4_t HalfOf4Rows(const uint8_t* const* r, size_t code_bytes, int index) {
+  uint16_t h[4];
+  for (int i = 0; i < 4; ++i) std::memcpy(&h[i], r[i] + code_bytes + 2 * index, 2);
+  return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(h)));
+}
+
+// The rows t..t+3 (those past n stand in as row n - 1; their results are dropped).
+inline void FourRows(const uint8_t* rows, size_t stride, size_t t, size_t n, const uint8_t** r) {
+  for (size_t i = 0; i < 4; ++i) r[i] = rows + std::min(t + i, n - 1) * stride;
+}
+
+// Scores of NQ queries (int8 q8[h·d], scales qs[h·ng], sums qsum[h·ng]) four rows at a time: per group, each row's
+// 16-channel chunks are unpacked once and dotted with every query; the four rows' int32 lanes reduce to one vector
+// (two rounds of pairwise adds), and the group's float terms are applied to the four rows in lanes.
+template <int BITS, int NQ>
+void ScoresPass(const KvRowFormat& f, const int8_t* q8, const float* qs, const float* qsum, const uint8_t* rows,
+                size_t n, float scale, float* out, size_t out_stride) {
   const int d = f.head_dim, group = f.group, ng = d / group;
   const size_t code_bytes = KvCodeBytes(d, BITS);
-  int8_t q8[kMaxHeadDim];
-  float qs[kMaxHeadDim / 8];
-  KvQuantizeQuery(q, d, group, q8, qs);
-  for (size_t t = 0; t < n; ++t) {
-    const uint8_t* row = rows + t * f.stride;
-    const uint16_t* sz = reinterpret_cast<const uint16_t*>(row + code_bytes);
-    float total = 0.0f;
+  for (size_t t = 0; t < n; t += 4) {
+    const uint8_t* r[4];
+    FourRows(rows, f.stride, t, n, r);
+    float32x4_t total[NQ];
+    for (int h = 0; h < NQ; ++h) total[h] = vdupq_n_f32(0.0f);
     for (int g = 0; g < ng; ++g) {
-      int32x4_t acc = vdupq_n_s32(0);
-      for (int i = g * group; i < (g + 1) * group; i += 16) acc = DotAccumulate(acc, Codes16<BITS>(row, i), vld1q_s8(q8 + i));
-      total += Half(sz[g]) * qs[g] * (float)vaddvq_s32(acc) + Half(sz[ng + g]) * qsum[g];
+      int32x4_t acc[NQ][4];
+      for (int h = 0; h < NQ; ++h)
+        for (int k = 0; k < 4; ++k) acc[h][k] = vdupq_n_s32(0);
+      for (int i = g * group; i < (g + 1) * group; i += 16) {
+        int8x16_t q[NQ];
+        for (int h = 0; h < NQ; ++h) q[h] = vld1q_s8(q8 + h * d + i);
+        for (int k = 0; k < 4; ++k) {
+          const uint8x16_t c = Codes16<BITS>(r[k], i);
+          for (int h = 0; h < NQ; ++h) acc[h][k] = DotAccumulate(acc[h][k], c, q[h]);
+        }
+      }
+      const float32x4_t s = HalfOf4Rows(r, code_bytes, g), z = HalfOf4Rows(r, code_bytes, ng + g);
+      for (int h = 0; h < NQ; ++h) {
+        const int32x4_t sums = vpaddq_s32(vpaddq_s32(acc[h][0], acc[h][1]), vpaddq_s32(acc[h][2], acc[h][3]));
+        const float32x4_t term = vaddq_f32(vmulq_f32(vmulq_n_f32(s, qs[h * ng + g]), vcvtq_f32_s32(sums)),
+                                           vmulq_n_f32(z, qsum[h * ng + g]));
+        total[h] = vaddq_f32(total[h], term);
+      }
     }
-    out[t] = total * scale;
+    for (int h = 0; h < NQ; ++h) {
+      float lanes[4];
+      vst1q_f32(lanes, vmulq_n_f32(total[h], scale));
+      std::copy(lanes, lanes + std::min<size_t>(4, n - t), out + h * out_stride + t);
+    }
+  }
+}
+
+// A block's weights for NQ queries, four rows per instruction: w = max(0, p·scale_g), w8 = round(w / ws_g) against the
+// block's largest w per query and group, ws_g = that largest / 127 (KvQuantizeBlockWeights' rule and roundings), and
+// the zeros' terms Σ_t p·zero_g summed in four lanes over every block (added to acc after the last one).
+template <int NQ>
+struct BlockWeights {
+  static constexpr int kMaxGroups = kMaxHeadDim / 16;  // the integer kernels here take groups of 16 and more
+  uint8_t w8[NQ][kMaxGroups][kKvValueBlockMax];
+  float ws[NQ][kMaxGroups];
+  float32x4_t zsum[NQ][kMaxGroups];
+
+  explicit BlockWeights(int ng) {
+    for (int h = 0; h < NQ; ++h)
+      for (int g = 0; g < ng; ++g) zsum[h][g] = vdupq_n_f32(0.0f);
+  }
+
+  // Rows first..first + nb - 1 (nb <= kKvValueBlockMax), weights p[h·p_stride + t].
+  void Quantize(const KvRowFormat& f, const float* p, size_t p_stride, const uint8_t* first, int nb) {
+    const int ng = f.head_dim / f.group;
+    const size_t code_bytes = KvCodeBytes(f.head_dim, KvPrecisionBits(f.precision));
+    float w[kKvValueBlockMax];
+    for (int h = 0; h < NQ; ++h) {
+      const float* ph = p + h * p_stride;
+      for (int g = 0; g < ng; ++g) {
+        float32x4_t largest = vdupq_n_f32(0.0f);
+        for (int t = 0; t < nb; t += 4) {
+          const uint8_t* r[4];
+          FourRows(first, f.stride, t, nb, r);
+          float p4[4] = {0.0f, 0.0f, 0.0f, 0.0f};  // rows past nb weigh 0
+          std::copy(ph + t, ph + std::min(t + 4, nb), p4);
+          const float32x4_t pv = vld1q_f32(p4);
+          const float32x4_t wv = vmaxnmq_f32(vdupq_n_f32(0.0f), vmulq_f32(pv, HalfOf4Rows(r, code_bytes, g)));
+          vst1q_f32(w + t, wv);
+          largest = vmaxq_f32(largest, wv);
+          zsum[h][g] = vaddq_f32(zsum[h][g], vmulq_f32(pv, HalfOf4Rows(r, code_bytes, ng + g)));
+        }
+        const float top = vmaxvq_f32(largest);
+        const float32x4_t inv = vdupq_n_f32(top > 0.0f ? 127.0f / top : 0.0f);
+        for (int t = 0; t < nb; t += 4) {
+          const float32x4_t q = vminnmq_f32(vdupq_n_f32(127.0f), vmaxnmq_f32(vdupq_n_f32(0.0f), vmulq_f32(vld1q_f32(w + t), inv)));
+          const uint32x4_t u = vcvtq_u32_f32(vrndnq_f32(q));  // to nearest, ties to even: std::nearbyint's rounding
+          uint8_t b[8];
+          vst1_u8(b, vmovn_u16(vcombine_u16(vmovn_u32(u), vmovn_u32(u))));
+          std::copy(b, b + 4, w8[h][g] + t);  // (entries past nb are written and never read)
+        }
+        ws[h][g] = top / 127.0f;
+      }
+    }
+  }
+};
+
+// Values of NQ queries (weights p[h·p_stride + t]) into acc[h·d]: per block of rows, the queries' weights
+// (BlockWeights); then a 16-channel chunk at a time over the block's rows (they stay in L1), each row's chunk is
+// unpacked once and multiplied into every query's uint16 sums in registers (vmlal_u8), which are widened and scaled
+// once per block and chunk.
+template <int BITS, int NQ>
+void ValuesPass(const KvRowFormat& f, const float* p, size_t p_stride, const uint8_t* rows, size_t n, float* acc) {
+  const int d = f.head_dim, group = f.group, ng = d / group;
+  BlockWeights<NQ> bw(ng);
+  const size_t block = KvValueBlockRows(f.precision);
+  for (size_t b = 0; b < n; b += block) {
+    const int nb = (int)std::min(block, n - b);
+    const uint8_t* first = rows + b * f.stride;
+    bw.Quantize(f, p + b, p_stride, first, nb);
+    for (int i = 0; i < d; i += 16) {
+      const int g = i / group;
+      uint16x8_t lo[NQ], hi[NQ];
+      for (int h = 0; h < NQ; ++h) lo[h] = hi[h] = vdupq_n_u16(0);
+      for (int t = 0; t < nb; ++t) {
+        const uint8x16_t c = Codes16<BITS>(first + t * f.stride, i);
+        for (int h = 0; h < NQ; ++h) {
+          const uint8x8_t w = vdup_n_u8(bw.w8[h][g][t]);
+          lo[h] = vmlal_u8(lo[h], vget_low_u8(c), w);
+          hi[h] = vmlal_u8(hi[h], vget_high_u8(c), w);
+        }
+      }
+      for (int h = 0; h < NQ; ++h) {
+        const float32x4_t s = vdupq_n_f32(bw.ws[h][g]);
+        float* a = acc + h * d + i;
+        const uint16x8_t v[2] = {lo[h], hi[h]};
+        for (int j = 0; j < 2; ++j) {
+          const float32x4_t l = vcvtq_f32_u32(vmovl_u16(vget_low_u16(v[j]))), u = vcvtq_f32_u32(vmovl_u16(vget_high_u16(v[j])));
+          vst1q_f32(a + 8 * j, vaddq_f32(vld1q_f32(a + 8 * j), vmulq_f32(s, l)));
+          vst1q_f32(a + 8 * j + 4, vaddq_f32(vld1q_f32(a + 8 * j + 4), vmulq_f32(s, u)));
+        }
+      }
+    }
+  }
+  for (int h = 0; h < NQ; ++h)
+    for (int g = 0; g < ng; ++g) {
+      const float z = vaddvq_f32(bw.zsum[h][g]);
+      for (int i = g * group; i < (g + 1) * group; ++i) acc[h * d + i] += z;
+    }
+}
+
+// Passes of up to kPass queries; the one-query kernels are the group kernels with nq = 1, so each head of a group
+// gets exactly the one-query result.
+template <int BITS>
+void ScoresGroup(const KvRowFormat& f, int nq, const float* q, const float* qsum, const uint8_t* rows, size_t n,
+                 float scale, float* out, size_t out_stride) {
+  const int d = f.head_dim, ng = d / f.group;
+  int8_t q8[kPass * kMaxHeadDim];
+  float qs[kPass * (kMaxHeadDim / 8)];
+  for (int h0 = 0; h0 < nq; h0 += kPass) {
+    const int m = std::min(kPass, nq - h0);
+    for (int h = 0; h < m; ++h) KvQuantizeQuery(q + (size_t)(h0 + h) * d, d, f.group, q8 + h * d, qs + h * ng);
+    const float* qsum_pass = qsum + (size_t)h0 * ng;
+    float* out_pass = out + (size_t)h0 * out_stride;
+    switch (m) {
+      case 1: ScoresPass<BITS, 1>(f, q8, qs, qsum_pass, rows, n, scale, out_pass, out_stride); break;
+      case 2: ScoresPass<BITS, 2>(f, q8, qs, qsum_pass, rows, n, scale, out_pass, out_stride); break;
+      case 3: ScoresPass<BITS, 3>(f, q8, qs, qsum_pass, rows, n, scale, out_pass, out_stride); break;
+      default: ScoresPass<BITS, 4>(f, q8, qs, qsum_pass, rows, n, scale, out_pass, out_stride); break;
+    }
   }
 }
 
 template <int BITS>
-void Values(const KvRowFormat& f, const float* p, const uint8_t* rows, size_t n, float* acc) {
-  const int d = f.head_dim, group = f.group, ng = d / group;
-  uint8_t w8[kKvValueBlockMax * (kMaxHeadDim / 8)];
-  float ws[kMaxHeadDim / 8];
-  uint16_t sums[kMaxHeadDim];  // a block's sums stay below 2^15 (KvValueBlockRows)
-  const size_t block = KvValueBlockRows(f.precision);
-  for (size_t b = 0; b < n; b += block) {
-    const int nb = (int)std::min(block, n - b);
-    KvQuantizeBlockWeights(f, p + b, rows + b * f.stride, nb, w8, ws);
-    std::memset(sums, 0, sizeof(uint16_t) * d);
-    for (int t = 0; t < nb; ++t) {
-      const uint8_t* row = rows + (b + t) * f.stride;
-      for (int g = 0; g < ng; ++g) {
-        const uint8x8_t w = vdup_n_u8(w8[t * ng + g]);
-        for (int i = g * group; i < (g + 1) * group; i += 16) {
-          const uint8x16_t c = Codes16<BITS>(row, i);
-          vst1q_u16(sums + i, vmlal_u8(vld1q_u16(sums + i), vget_low_u8(c), w));
-          vst1q_u16(sums + i + 8, vmlal_u8(vld1q_u16(sums + i + 8), vget_high_u8(c), w));
-        }
-      }
-    }
-    for (int g = 0; g < ng; ++g) {
-      const float32x4_t s = vdupq_n_f32(ws[g]);
-      for (int i = g * group; i < (g + 1) * group; i += 8) {
-        const uint16x8_t v = vld1q_u16(sums + i);
-        const float32x4_t lo = vcvtq_f32_u32(vmovl_u16(vget_low_u16(v))), hi = vcvtq_f32_u32(vmovl_u16(vget_high_u16(v)));
-        vst1q_f32(acc + i, vaddq_f32(vld1q_f32(acc + i), vmulq_f32(s, lo)));
-        vst1q_f32(acc + i + 4, vaddq_f32(vld1q_f32(acc + i + 4), vmulq_f32(s, hi)));
-      }
+void ValuesGroup(const KvRowFormat& f, int nq, const float* p, size_t p_stride, const uint8_t* rows, size_t n,
+                 float* acc) {
+  for (int h0 = 0; h0 < nq; h0 += kPass) {
+    const float* pp = p + (size_t)h0 * p_stride;
+    float* a = acc + (size_t)h0 * f.head_dim;
+    switch (std::min(kPass, nq - h0)) {
+      case 1: ValuesPass<BITS, 1>(f, pp, p_stride, rows, n, a); break;
+      case 2: ValuesPass<BITS, 2>(f, pp, p_stride, rows, n, a); break;
+      case 3: ValuesPass<BITS, 3>(f, pp, p_stride, rows, n, a); break;
+      default: ValuesPass<BITS, 4>(f, pp, p_stride, rows, n, a); break;
     }
   }
-  KvAddValueZeros(f, p, rows, n, acc);
 }
 
 }  // namespace
 
+void Qu4Qu2ScoresGroup(const KvRowFormat& f, int nq, const float* q, const float* qsum, const uint8_t* rows, size_t n,
+                       float scale, float* out, size_t out_stride) {
+  if (f.group % 16 != 0)
+    return kScalarKvKernels.scores_group[(int)f.precision](f, nq, q, qsum, rows, n, scale, out, out_stride);
+  if (n == 0) return;
+  if (f.precision == KvPrecision::Int4) return ScoresGroup<4>(f, nq, q, qsum, rows, n, scale, out, out_stride);
+  if (f.precision == KvPrecision::Int3) return ScoresGroup<3>(f, nq, q, qsum, rows, n, scale, out, out_stride);
+  return ScoresGroup<2>(f, nq, q, qsum, rows, n, scale, out, out_stride);
+}
+
+void Qu4Qu2ValuesGroup(const KvRowFormat& f, int nq, const float* p, size_t p_stride, const uint8_t* rows, size_t n,
+                       float* acc) {
+  if (f.group % 16 != 0) return kScalarKvKernels.values_group[(int)f.precision](f, nq, p, p_stride, rows, n, acc);
+  if (f.precision == KvPrecision::Int4) return ValuesGroup<4>(f, nq, p, p_stride, rows, n, acc);
+  if (f.precision == KvPrecision::Int3) return ValuesGroup<3>(f, nq, p, p_stride, rows, n, acc);
+  return ValuesGroup<2>(f, nq, p, p_stride, rows, n, acc);
+}
+
 void Qu4Qu2Scores(const KvRowFormat& f, const float* q, const float* qsum, const uint8_t* rows, size_t n, float scale,
                   float* out) {
-  if (f.group % 16 != 0) return kScalarKvKernels.scores[(int)f.precision](f, q, qsum, rows, n, scale, out);
-  if (f.precision == KvPrecision::Int4) return Scores<4>(f, q, qsum, rows, n, scale, out);
-  if (f.precision == KvPrecision::Int3) return Scores<3>(f, q, qsum, rows, n, scale, out);
-  return Scores<2>(f, q, qsum, rows, n, scale, out);
+  Qu4Qu2ScoresGroup(f, 1, q, qsum, rows, n, scale, out, 0);
 }
 
 void Qu4Qu2Values(const KvRowFormat& f, const float* p, const uint8_t* rows, size_t n, float* acc) {
-  if (f.group % 16 != 0) return kScalarKvKernels.values[(int)f.precision](f, p, rows, n, acc);
-  if (f.precision == KvPrecision::Int4) return Values<4>(f, p, rows, n, acc);
-  if (f.precision == KvPrecision::Int3) return Values<3>(f, p, rows, n, acc);
-  return Values<2>(f, p, rows, n, acc);
+  Qu4Qu2ValuesGroup(f, 1, p, 0, rows, n, acc);
 }
 
-}  // namespace mikv::neon
+}  // namespace mikv::MIKV_NEON_NS

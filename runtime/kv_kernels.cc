@@ -4,6 +4,11 @@
 #include <cpuid.h>
 #endif
 
+#if defined(MIKV_HAVE_NEON_KERNELS) && defined(__linux__)
+#include <asm/hwcap.h>
+#include <sys/auxv.h>
+#endif
+
 #include <cstdlib>
 #include <cstring>
 #include <initializer_list>
@@ -24,6 +29,18 @@ static bool HasF16c() {
 #endif
 #if defined(MIKV_HAVE_NEON_KERNELS)
 extern const KvKernels kNeonKvKernels;
+extern const KvKernels kNeonDotKvKernels;
+
+// Whether this core has the dotprod extension (SDOT/UDOT): compiled in, or reported by the kernel at run time.
+static bool HasArmDotprod() {
+#if defined(__ARM_FEATURE_DOTPROD)
+  return true;
+#elif defined(__linux__)  // Linux and Android
+  return (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
+#else
+  return false;  // (other systems: the baseline table)
+#endif
+}
 #endif
 
 const char* KvIsaName(KvIsa isa) {
@@ -32,6 +49,7 @@ const char* KvIsaName(KvIsa isa) {
     case KvIsa::Avx2: return "avx2";
     case KvIsa::Avx512: return "avx512";
     case KvIsa::Neon: return "neon";
+    case KvIsa::NeonDotprod: return "neon-dotprod";
     case KvIsa::Avx512Vnni: return "avx512vnni";
     case KvIsa::Avx512Vbmi: return "avx512vbmi";
   }
@@ -63,6 +81,7 @@ const KvKernels* GetKvKernels(KvIsa isa) {
 #endif
 #if defined(MIKV_HAVE_NEON_KERNELS)
     case KvIsa::Neon: return &kNeonKvKernels;  // NEON is part of every AArch64 core
+    case KvIsa::NeonDotprod: return HasArmDotprod() ? &kNeonDotKvKernels : nullptr;
 #endif
     default: return nullptr;
   }

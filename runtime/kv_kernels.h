@@ -19,8 +19,10 @@
 // Variants: the scalar reference (kv_kernels_scalar.cc, the definition), AVX2+FMA+F16C, AVX-512, AVX-512 with
 // VNNI, and with VNNI + VBMI (a cheaper INT3 unpack) (kernels_avx/), NEON and NEON dotprod (kernels_neon/). Every
 // variant equals the reference within float rounding (tests/test_kv_kernels.cc). On x86 the best variant is chosen
-// at run time from the CPU's features; on ARM at compile time. MIKV_KV_ISA=scalar|avx2|avx512|avx512vnni|avx512vbmi|
-// neon forces one (tests and benchmarks).
+// at run time from the CPU's features; on ARM the NEON tables are compiled in (NEON is part of every AArch64 core) and
+// the dotprod one, built from the same sources for armv8.2-a+dotprod, is taken where the CPU reports dotprod at run
+// time (Linux/Android HWCAP_ASIMDDP). MIKV_KV_ISA=scalar|avx2|avx512|avx512vnni|avx512vbmi|neon|neon-dotprod forces
+// one (tests and benchmarks).
 #pragma once
 
 #include <cstddef>
@@ -85,15 +87,17 @@ struct KvKernels {
   KvValuesGroupFn values_group[5];
 };
 
-enum class KvIsa : uint8_t { Scalar = 0, Avx2 = 1, Avx512 = 2, Neon = 3, Avx512Vnni = 4, Avx512Vbmi = 5 };
+enum class KvIsa : uint8_t { Scalar = 0, Avx2 = 1, Avx512 = 2, Neon = 3, Avx512Vnni = 4, Avx512Vbmi = 5, NeonDotprod = 6 };
 const char* KvIsaName(KvIsa isa);
 // Every variant, the preferred first (ActiveKvKernels takes the first this build and CPU run; the scalar reference,
 // last, always runs). AVX-512 VBMI leads: the VNNI table with a cheaper INT3 unpack, 1.3x on INT3 attention on the
 // device's Xeon. VNNI's INT4/INT2 scores (vpdpbusd) are at least as fast as the AVX2 integer kernels the AVX-512
 // table takes, the rest being the same (docs/bench/avx512-device.json: 3-6% ahead at 16k tokens by medians of
 // interleaved rounds, level with three query heads).
+// On AArch64 the dotprod table (SDOT in the integer scores) where the CPU has it, else the baseline NEON one.
 inline constexpr KvIsa kKvIsasPreferredFirst[] = {KvIsa::Avx512Vbmi, KvIsa::Avx512Vnni, KvIsa::Avx512,
-                                                  KvIsa::Avx2,       KvIsa::Neon,       KvIsa::Scalar};
+                                                  KvIsa::Avx2,       KvIsa::NeonDotprod, KvIsa::Neon,
+                                                  KvIsa::Scalar};
 
 // The kernels of an ISA, or nullptr when this build or this CPU lacks it.
 const KvKernels* GetKvKernels(KvIsa isa);

@@ -14,6 +14,7 @@ extern const Qb32Kernels kAvx512VnniQb32Kernels;
 #endif
 #if defined(MIKV_HAVE_NEON_KERNELS)
 extern const Qb32Kernels kNeonQb32Kernels;
+extern const Qb32Kernels kNeonDotQb32Kernels;
 #endif
 
 const Qb32Kernels* GetQb32Kernels(const char* isa) {
@@ -25,6 +26,8 @@ const Qb32Kernels* GetQb32Kernels(const char* isa) {
 #endif
 #if defined(MIKV_HAVE_NEON_KERNELS)
   if (std::strcmp(isa, "neon") == 0) return &kNeonQb32Kernels;  // NEON is part of every AArch64 core
+  // The dotprod build where the KV kernels' dispatch finds dotprod on this CPU.
+  if (std::strcmp(isa, "neon-dotprod") == 0) return GetKvKernels(KvIsa::NeonDotprod) ? &kNeonDotQb32Kernels : nullptr;
 #endif
   return nullptr;
 }
@@ -40,7 +43,7 @@ const Qb32Kernels& ActiveQb32Kernels() {
   static const Qb32Kernels* active = [] {
     if (const char* forced = std::getenv("MIKV_QB32_ISA"))
       if (const Qb32Kernels* k = GetQb32Kernels(forced)) return k;
-    for (const char* isa : {"avx512vnni", "avx2", "neon"})
+    for (const char* isa : {"avx512vnni", "avx2", "neon-dotprod", "neon"})
       if (const Qb32Kernels* k = GetQb32Kernels(isa)) return k;
     return &kScalarQb32Kernels;
   }();

@@ -5,9 +5,11 @@
 // SIMD ones keep per-lane partial sums, as llama.cpp's do), so variants agree within float rounding.
 //
 // Variants: scalar reference (qb32_gemm_scalar.cc), AVX2 (kernels_avx/qb32-gemm-avx2.cc), AVX-512 VNNI
-// (kernels_avx/qb32-gemm-avx512vnni.cc), NEON with dotprod where the target has it (kernels_neon/qb32-gemm-neon.cc).
+// (kernels_avx/qb32-gemm-avx512vnni.cc), NEON baseline and NEON dotprod (kernels_neon/qb32-gemm-neon.cc, built again as
+// qb32-gemm-neondot.cc).
 // Chosen like the KV kernels: at run time on x86 (VNNI where the KV kernels' dispatch finds it), at compile time on
-// ARM; MIKV_QB32_ISA=scalar|avx2|avx512vnni|neon forces one (tests).
+// ARM, with a dotprod build taken where the CPU reports dotprod; MIKV_QB32_ISA=scalar|avx2|avx512vnni|neon|neon-dotprod
+// forces one (tests).
 //
 // Weight layouts. The scalar reference reads the rows where they lie in the mapped file. The SIMD kernels (x86 and
 // NEON) read a copy packed eight rows at a time (PackQb32Rows8), made once when the operator is created: a row-major

@@ -5,16 +5,24 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 
 #include "kv_codec.h"
 #include "kv_kernels.h"
+#include "qb32_gemm.h"
+
+#if defined(__aarch64__) && defined(__linux__)
+#include <asm/hwcap.h>
+#include <sys/auxv.h>
+#endif
 #include "test_util.h"
 
 namespace mikv {
 #if defined(MIKV_TEST_NEON_EMULATED)
-extern const KvKernels kNeonKvKernelsEmulated;  // kernels_neon/ through SIMDe
+extern const KvKernels kNeonKvKernelsEmulated;     // kernels_neon/ through SIMDe
+extern const KvKernels kNeonDotKvKernelsEmulated;  // the same, its dotprod table (SDOT emulated)
 #endif
 namespace {
 
@@ -28,6 +36,7 @@ std::vector<const KvKernels*> Variants() {
     if (const KvKernels* k = GetKvKernels(isa); k && isa != KvIsa::Scalar) v.push_back(k);
 #if defined(MIKV_TEST_NEON_EMULATED)
   v.push_back(&kNeonKvKernelsEmulated);
+  v.push_back(&kNeonDotKvKernelsEmulated);
 #endif
   return v;
 }
@@ -38,6 +47,24 @@ TEST(KvKernels, ReportWhichVariantsRunHere) {
   std::printf("KV kernel variants on this CPU: scalar %s(active: %s)\n", names.c_str(), ActiveKvKernels().isa);
   EXPECT_NE(GetKvKernels(KvIsa::Scalar), nullptr);
 }
+
+#if defined(__aarch64__) && defined(__linux__)
+TEST(KvKernels, AArch64TakesTheDotprodTablesExactlyWhereTheCpuHasDotprod) {
+  // One binary for every AArch64 core: the dotprod tables (SDOT) where the kernel reports the extension, the baseline
+  // ones elsewhere. The aarch64 CI runs this suite under qemu's default CPU (dotprod) and again as a Cortex-A72
+  // (none), where nothing may take an SDOT.
+#if defined(__ARM_FEATURE_DOTPROD)
+  const bool dotprod = true;
+#else
+  const bool dotprod = (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
+#endif
+  EXPECT_EQ(GetKvKernels(KvIsa::NeonDotprod) != nullptr, dotprod);
+  EXPECT_EQ(GetQb32Kernels("neon-dotprod") != nullptr, dotprod);
+  ASSERT_NE(GetKvKernels(KvIsa::Neon), nullptr);
+  if (std::getenv("MIKV_KV_ISA") == nullptr) EXPECT_STREQ(ActiveKvKernels().isa, dotprod ? "neon-dotprod" : "neon");
+  if (std::getenv("MIKV_QB32_ISA") == nullptr) EXPECT_STREQ(ActiveQb32Kernels().isa, dotprod ? "neon-dotprod" : "neon");
+}
+#endif
 
 TEST(KvKernels, EveryVariantEqualsTheScalarReference) {
   std::mt19937 rng(11);

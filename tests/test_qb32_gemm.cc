@@ -20,7 +20,7 @@ namespace {
 
 std::vector<const Qb32Kernels*> SimdVariants() {
   std::vector<const Qb32Kernels*> v;
-  for (const char* isa : {"avx2", "avx512vnni", "neon"})
+  for (const char* isa : {"avx2", "avx512vnni", "neon", "neon-dotprod"})
     if (const Qb32Kernels* k = GetQb32Kernels(isa)) v.push_back(k);
 #if defined(MIKV_TEST_NEON_EMULATED)
   v.push_back(&kNeonQb32KernelsEmulated);
