@@ -28,6 +28,10 @@ namespace mikv::avx {
 void F16KvScoresAvx512Entry(const KvRowFormat& f, const float* q, const float* qsum, const uint8_t* rows, size_t n,
                             float scale, float* out);
 void F16KvValuesAvx512Entry(const KvRowFormat& f, const float* p, const uint8_t* rows, size_t n, float* acc);
+void F16KvScoresGroupAvx512(const KvRowFormat& f, int nq, const float* q, const float* qsum, const uint8_t* rows,
+                            size_t n, float scale, float* out, size_t out_stride);
+void F16KvValuesGroupAvx512(const KvRowFormat& f, int nq, const float* p, size_t p_stride, const uint8_t* rows,
+                            size_t n, float* acc);
 
 namespace {
 
@@ -552,9 +556,9 @@ extern const KvKernels MIKV_VNNI_TABLE = {
     avx::FwhtAvx2,
     avx::SoftmaxAvx512,
     avx::KvEncodeAvx2,
-    {KvScoresEachQuery<avx::F16KvScoresAvx512Entry>, avx::QuKvScoresGroupAvx2,
+    {avx::F16KvScoresGroupAvx512, avx::QuKvScoresGroupAvx2,
      avx::Qu4Qu2ScoresGroupVnni, avx::Qu4Qu2ScoresGroupVnni, avx::Qu4Qu2ScoresGroupVnni},
-    {KvValuesEachQuery<avx::F16KvValuesAvx512Entry>, avx::QuKvValuesGroupAvx2,
+    {avx::F16KvValuesGroupAvx512, avx::QuKvValuesGroupAvx2,
      avx::Qu4Qu2ValuesGroupVnni, avx::Qu4Qu2ValuesGroupVnni, avx::Qu4Qu2ValuesGroupVnni},
 };
 }  // namespace mikv
