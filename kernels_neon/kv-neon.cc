@@ -3,6 +3,8 @@
 // are folded in after the group's dot product (scores) or into p (values).
 #include "kv-neon.h"
 
+#include <algorithm>
+
 namespace mikv::MIKV_NEON_NS {
 
 namespace {
@@ -29,6 +31,63 @@ void F16Values(const KvRowFormat& f, const float* p, const uint8_t* rows, size_t
     const float32x4_t pt = vdupq_n_f32(p[t]);
     const uint16_t* r = reinterpret_cast<const uint16_t*>(rows + t * f.stride);
     for (int i = 0; i < d; i += 4) vst1q_f32(acc + i, vfmaq_f32(vld1q_f32(acc + i), pt, HalfToFloat4(r + i)));
+  }
+}
+
+// FP16 rows for the heads of a GQA group in passes of up to four: each row's chunks are converted once for every head
+// of the pass. Each head's fmadd chain and Hsum8 are the one-query kernels', and a row a head gives no weight is
+// skipped for that head as there, so each head gets the one-query result bit for bit.
+constexpr int kF16Pass = 4;
+
+template <int NQ>
+void F16ScoresPass(const KvRowFormat& f, const float* q, const uint8_t* rows, size_t n, float scale, float* out,
+                   size_t out_stride) {
+  const int d = f.head_dim;
+  for (size_t t = 0; t < n; ++t) {
+    const uint16_t* r = reinterpret_cast<const uint16_t*>(rows + t * f.stride);
+    F8 a[NQ];
+    for (int h = 0; h < NQ; ++h) a[h] = {vdupq_n_f32(0.0f), vdupq_n_f32(0.0f)};
+    for (int i = 0; i < d; i += 8) {
+      const float32x4_t lo = HalfToFloat4(r + i), hi = HalfToFloat4(r + i + 4);
+      for (int h = 0; h < NQ; ++h) {
+        a[h].lo = vfmaq_f32(a[h].lo, vld1q_f32(q + h * d + i), lo);
+        a[h].hi = vfmaq_f32(a[h].hi, vld1q_f32(q + h * d + i + 4), hi);
+      }
+    }
+    for (int h = 0; h < NQ; ++h) out[h * out_stride + t] = Hsum8(a[h]) * scale;
+  }
+}
+
+void F16ScoresGroup(const KvRowFormat& f, int nq, const float* q, const float*, const uint8_t* rows, size_t n,
+                    float scale, float* out, size_t out_stride) {
+  for (int h0 = 0; h0 < nq; h0 += kF16Pass) {
+    const float* qp = q + (size_t)h0 * f.head_dim;
+    float* op = out + (size_t)h0 * out_stride;
+    switch (std::min(kF16Pass, nq - h0)) {
+      case 1: F16ScoresPass<1>(f, qp, rows, n, scale, op, out_stride); break;
+      case 2: F16ScoresPass<2>(f, qp, rows, n, scale, op, out_stride); break;
+      case 3: F16ScoresPass<3>(f, qp, rows, n, scale, op, out_stride); break;
+      default: F16ScoresPass<4>(f, qp, rows, n, scale, op, out_stride); break;
+    }
+  }
+}
+
+// Values: the row's 8-channel chunk converted once, then added into every weighing head's sums (in memory, as the
+// one-query kernel keeps them: d floats per head).
+void F16ValuesGroup(const KvRowFormat& f, int nq, const float* p, size_t p_stride, const uint8_t* rows, size_t n,
+                    float* acc) {
+  const int d = f.head_dim;
+  for (size_t t = 0; t < n; ++t) {
+    const uint16_t* r = reinterpret_cast<const uint16_t*>(rows + t * f.stride);
+    for (int i = 0; i < d; i += 4) {
+      const float32x4_t x = HalfToFloat4(r + i);
+      for (int h = 0; h < nq; ++h) {
+        const float ph = p[h * p_stride + t];
+        if (ph == 0.0f) continue;
+        float* a = acc + (size_t)h * d + i;
+        vst1q_f32(a, vfmaq_f32(vld1q_f32(a), vdupq_n_f32(ph), x));
+      }
+    }
   }
 }
 
@@ -124,9 +183,9 @@ extern const KvKernels kNeonKvKernelsEmulated = {
     nk::Fwht,
     nk::Softmax,
     nk::KvEncode,
-    {KvScoresEachQuery<nk::F16ScoresImpl>, KvScoresEachQuery<nk::QuScores>, nk::Qu4Qu2ScoresGroup,
+    {nk::F16ScoresGroup, KvScoresEachQuery<nk::QuScores>, nk::Qu4Qu2ScoresGroup,
      nk::Qu4Qu2ScoresGroup, nk::Qu4Qu2ScoresGroup},
-    {KvValuesEachQuery<nk::F16Values>, KvValuesEachQuery<nk::QuValues>, nk::Qu4Qu2ValuesGroup,
+    {nk::F16ValuesGroup, KvValuesEachQuery<nk::QuValues>, nk::Qu4Qu2ValuesGroup,
      nk::Qu4Qu2ValuesGroup, nk::Qu4Qu2ValuesGroup},
 };
 }  // namespace mikv
