@@ -2,7 +2,7 @@
 # Builds a modern XNNPACK (qd8 dynamic-int8 and qc4w int4 fully-connected operators) from Debian's own
 # source archive, because Debian 12's libxnnpack-dev (2022) lacks those operators and Debian 13's binary
 # needs a newer glibc. The result is cached outside the build tree:
-#   $MIKV_DEPS_PREFIX (default ~/.cache/mikv-deps/xnnpack-<version>-condvar)
+#   $MIKV_DEPS_PREFIX (default ~/.cache/mikv-deps/xnnpack-<version>)
 # and CMake finds it through -DMIKV_XNNPACK_PREFIX (scripts/setup.sh passes it).
 #
 # Why these versions: they are the ones that build together with bookworm's gcc 12.2; bookworm's own
@@ -15,7 +15,7 @@ CPUINFO_VER=0.0~git20250905.877328f-1
 FXDIV_VER=0.0~git20200417.b408327-4   # header only; pthreadpool would otherwise clone it from the network
 
 CACHE_ROOT=${MIKV_DEPS_CACHE:-$HOME/.cache/mikv-deps}
-PREFIX=${MIKV_DEPS_PREFIX:-$CACHE_ROOT/xnnpack-4ea82e5-condvar}
+PREFIX=${MIKV_DEPS_PREFIX:-$CACHE_ROOT/xnnpack-4ea82e5}
 TOOLCHAIN=${MIKV_XNNPACK_TOOLCHAIN:-}   # optional CMake toolchain file (aarch64 cross build)
 JOBS=${JOBS:-$(nproc)}
 
@@ -91,14 +91,8 @@ cmake -S "$src/cpuinfo" -B "$work/b-cpuinfo" "${common[@]}" -DCPUINFO_LIBRARY_TY
 cmake --build "$work/b-cpuinfo" -j "$JOBS" >/dev/null
 cmake --install "$work/b-cpuinfo" >/dev/null
 
-# pthreadpool's condition-variable build, not its default futex one: the futex build makes two system calls for
-# every parallel operation (a wake of the command word, and the last worker's wake of the completion word) even while
-# every thread is spinning and nobody sleeps; glibc's condition variables and mutexes make none then. A decode step runs
-# ~10 parallel operations per layer, and a system call is not cheap everywhere (this project's dev VMs: +3.5% decode
-# tok/s at 4k and ~+5% at 64 tokens, SmolLM2 shape, two threads; the prefix name says which build it holds).
 echo "xnnpack: building pthreadpool"
 cmake -S "$src/pthreadpool" -B "$work/b-pthreadpool" "${common[@]}" -DPTHREADPOOL_LIBRARY_TYPE=static \
-  -DPTHREADPOOL_SYNC_PRIMITIVE=condvar \
   -DPTHREADPOOL_BUILD_TESTS=OFF -DPTHREADPOOL_BUILD_BENCHMARKS=OFF \
   -DFXDIV_SOURCE_DIR="$src/fxdiv" \
   -DCMAKE_PREFIX_PATH="$PREFIX" >/dev/null

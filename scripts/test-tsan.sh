@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CACHE_ROOT=${MIKV_DEPS_CACHE:-$HOME/.cache/mikv-deps}
-XNN=${MIKV_XNNPACK_PREFIX:-$CACHE_ROOT/xnnpack-4ea82e5-condvar}
+XNN=${MIKV_XNNPACK_PREFIX:-$CACHE_ROOT/xnnpack-4ea82e5}
 B=build-tsan
 FLAGS="-fsanitize=thread -fno-omit-frame-pointer -g -O1"
 
