@@ -418,7 +418,7 @@ void ValuesInt2Vnni(const KvRowFormat& f, const float* p, size_t p_stride, const
 template <int NC>
 void ValuesInt2VnniPasses(const KvRowFormat& f, int nq, const float* p, size_t p_stride, const uint8_t* rows, size_t n,
                           float* acc) {
-  ForQueryPasses(nq, [&](auto count, int h) {
+  KvForQueryPasses(nq, [&](auto count, int h) {
     ValuesInt2Vnni<NC, decltype(count)::value>(f, p + h * p_stride, p_stride, rows, n, acc + h * f.head_dim);
   });
 }
@@ -523,7 +523,7 @@ void ValuesInt4Vnni(const KvRowFormat& f, const float* p, size_t p_stride, const
 template <int BITS, int NC>
 void ValuesInt4VnniPasses(const KvRowFormat& f, int nq, const float* p, size_t p_stride, const uint8_t* rows, size_t n,
                           float* acc) {
-  ForQueryPasses(nq, [&](auto count, int h) {
+  KvForQueryPasses(nq, [&](auto count, int h) {
     ValuesInt4Vnni<BITS, NC, decltype(count)::value>(f, p + h * p_stride, p_stride, rows, n, acc + h * f.head_dim);
   });
 }

@@ -106,23 +106,9 @@ inline Chunk LoadCodes(const Int3Unpack* int3, const uint8_t* codes, int c) {
   else return LoadChunk(codes, c);
 }
 
-// Up to kPass queries of one GQA group share each row's loads, unpacking and scale spreading; the count is a
-// template parameter so the per-query accumulators stay in registers.
-constexpr int kPass = 4;
-
-// Runs pass(count, first) over nq queries in passes of up to kPass, the pass's query count a compile-time constant
-// (std::integral_constant) for the kernel's template.
-template <typename Pass>
-inline void ForQueryPasses(int nq, Pass&& pass) {
-  for (int h = 0; h < nq; h += kPass) {
-    switch (std::min(kPass, nq - h)) {
-      case 1: pass(std::integral_constant<int, 1>(), h); break;
-      case 2: pass(std::integral_constant<int, 2>(), h); break;
-      case 3: pass(std::integral_constant<int, 3>(), h); break;
-      default: pass(std::integral_constant<int, 4>(), h); break;
-    }
-  }
-}
+// Up to kPass queries of one GQA group share each row's loads, unpacking and scale spreading (KvForQueryPasses,
+// kv_kernels.h); the count is a template parameter so the per-query accumulators stay in registers.
+constexpr int kPass = kKvQueryPass;
 
 // INT4: eight rows' int32 lane vectors of one unit (a 64-channel chunk, or both chunks when a group spans them) ->
 // the rows' sums per group of the unit, rows in order. Lane k holds channels 8k..8k+7 of the chunk, so groups of 32
@@ -293,11 +279,11 @@ void ScoresInt2(const KvRowFormat& f, const float* q, const float* qsum, const u
 }
 
 // Runs kernel(nc, ng, count, first) for a fast shape (FastShape) over nq queries: the chunks (NC: head_dim 64 or 128)
-// and groups (NG) of the shape and the pass's query count (ForQueryPasses) as std::integral_constant, for the
+// and groups (NG) of the shape and the pass's query count (KvForQueryPasses) as std::integral_constant, for the
 // kernel's template; first is the pass's first query.
 template <typename Kernel>
 inline void ForScoreShape(const KvRowFormat& f, int nq, Kernel&& kernel) {
-  auto passes = [&](auto nc, auto ng) { ForQueryPasses(nq, [&](auto count, int h) { kernel(nc, ng, count, h); }); };
+  auto passes = [&](auto nc, auto ng) { KvForQueryPasses(nq, [&](auto count, int h) { kernel(nc, ng, count, h); }); };
   using One = std::integral_constant<int, 1>;
   using Two = std::integral_constant<int, 2>;
   const int ng = f.head_dim / f.group;

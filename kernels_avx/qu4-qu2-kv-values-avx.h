@@ -204,7 +204,7 @@ void ValuesInt2(const KvRowFormat& f, const float* p, size_t p_stride, const uin
 
 template <int BITS, int NC>
 void ValuesPasses(const KvRowFormat& f, int nq, const float* p, size_t p_stride, const uint8_t* rows, size_t n, float* acc) {
-  ForQueryPasses(nq, [&](auto count, int h) {
+  KvForQueryPasses(nq, [&](auto count, int h) {
     constexpr int NQ = decltype(count)::value;
     if constexpr (BITS == 2) ValuesInt2<NC, NQ>(f, p + h * p_stride, p_stride, rows, n, acc + h * f.head_dim);
     else ValuesInt4<BITS, NC, NQ>(f, p + h * p_stride, p_stride, rows, n, acc + h * f.head_dim);

@@ -3,42 +3,13 @@
 // are folded in after the group's dot product (scores) or into p (values).
 #include "kv-neon.h"
 
-#include <algorithm>
-
 namespace mikv::MIKV_NEON_NS {
 
 namespace {
 
-
-void F16ScoresImpl(const KvRowFormat& f, const float* q, const float*, const uint8_t* rows, size_t n, float scale,
-                   float* out) {
-  const int d = f.head_dim;
-  for (size_t t = 0; t < n; ++t) {
-    const uint16_t* r = reinterpret_cast<const uint16_t*>(rows + t * f.stride);
-    F8 a = {vdupq_n_f32(0.0f), vdupq_n_f32(0.0f)};
-    for (int i = 0; i < d; i += 8) {
-      a.lo = vfmaq_f32(a.lo, vld1q_f32(q + i), HalfToFloat4(r + i));
-      a.hi = vfmaq_f32(a.hi, vld1q_f32(q + i + 4), HalfToFloat4(r + i + 4));
-    }
-    out[t] = Hsum8(a) * scale;
-  }
-}
-
-void F16Values(const KvRowFormat& f, const float* p, const uint8_t* rows, size_t n, float* acc) {
-  const int d = f.head_dim;
-  for (size_t t = 0; t < n; ++t) {
-    if (p[t] == 0.0f) continue;
-    const float32x4_t pt = vdupq_n_f32(p[t]);
-    const uint16_t* r = reinterpret_cast<const uint16_t*>(rows + t * f.stride);
-    for (int i = 0; i < d; i += 4) vst1q_f32(acc + i, vfmaq_f32(vld1q_f32(acc + i), pt, HalfToFloat4(r + i)));
-  }
-}
-
-// FP16 rows for the heads of a GQA group in passes of up to four: each row's chunks are converted once for every head
-// of the pass. Each head's fmadd chain and Hsum8 are the one-query kernels', and a row a head gives no weight is
-// skipped for that head as there, so each head gets the one-query result bit for bit.
-constexpr int kF16Pass = 4;
-
+// FP16 rows for NQ heads of a GQA group (a pass of KvForQueryPasses; one for the one-query kernels): each row's chunks
+// are converted once for every head, each head with its own fmadd chain and Hsum8, so every head of a group gets the
+// one-query result bit for bit.
 template <int NQ>
 void F16ScoresPass(const KvRowFormat& f, const float* q, const uint8_t* rows, size_t n, float scale, float* out,
                    size_t out_stride) {
@@ -60,20 +31,19 @@ void F16ScoresPass(const KvRowFormat& f, const float* q, const uint8_t* rows, si
 
 void F16ScoresGroup(const KvRowFormat& f, int nq, const float* q, const float*, const uint8_t* rows, size_t n,
                     float scale, float* out, size_t out_stride) {
-  for (int h0 = 0; h0 < nq; h0 += kF16Pass) {
-    const float* qp = q + (size_t)h0 * f.head_dim;
-    float* op = out + (size_t)h0 * out_stride;
-    switch (std::min(kF16Pass, nq - h0)) {
-      case 1: F16ScoresPass<1>(f, qp, rows, n, scale, op, out_stride); break;
-      case 2: F16ScoresPass<2>(f, qp, rows, n, scale, op, out_stride); break;
-      case 3: F16ScoresPass<3>(f, qp, rows, n, scale, op, out_stride); break;
-      default: F16ScoresPass<4>(f, qp, rows, n, scale, op, out_stride); break;
-    }
-  }
+  KvForQueryPasses(nq, [&](auto count, int h) {
+    F16ScoresPass<count()>(f, q + (size_t)h * f.head_dim, rows, n, scale, out + (size_t)h * out_stride, out_stride);
+  });
 }
 
-// Values: the row's 8-channel chunk converted once, then added into every weighing head's sums (in memory, as the
-// one-query kernel keeps them: d floats per head).
+void F16ScoresImpl(const KvRowFormat& f, const float* q, const float*, const uint8_t* rows, size_t n, float scale,
+                   float* out) {
+  F16ScoresPass<1>(f, q, rows, n, scale, out, 0);
+}
+
+// Values: the row's 4-channel chunk converted once, then added into the sums (in memory: d floats per head) of every
+// head that gives the row a weight; a row weighing 0 is skipped, as the reference skips it. nq = 1 is the one-query
+// kernel.
 void F16ValuesGroup(const KvRowFormat& f, int nq, const float* p, size_t p_stride, const uint8_t* rows, size_t n,
                     float* acc) {
   const int d = f.head_dim;
@@ -89,6 +59,10 @@ void F16ValuesGroup(const KvRowFormat& f, int nq, const float* p, size_t p_strid
       }
     }
   }
+}
+
+void F16Values(const KvRowFormat& f, const float* p, const uint8_t* rows, size_t n, float* acc) {
+  F16ValuesGroup(f, 1, p, 0, rows, n, acc);
 }
 
 template <int BITS>

@@ -7,7 +7,7 @@
 //   values: each row's quantized weight (0..127) times its codes added into uint16 lanes with vmlal_u8 (a block of
 //           16 rows sums to at most 16·15·127 < 2^16), in registers over a block's rows one 16-channel chunk at a
 //           time, widened to float once per block and chunk.
-// The heads of a GQA group go in passes of up to four (kPass): each row is read and unpacked once per pass, not once
+// The heads of a GQA group go in passes of up to four (KvForQueryPasses, kv_kernels.h): each row is read and unpacked once per pass, not once
 // per head. (Until session 16 the group entry points ran the one-query kernels once per head, and those reduced each
 // row's lanes with its own vaddvq and kept the values' sums in memory.)
 // Groups must be whole multiples of 16 channels (every Llama-family shape); others go to the scalar reference.
@@ -75,10 +75,6 @@ inline int32x4_t DotAccumulate(int32x4_t acc, uint8x16_t codes, int8x16_t q) {
   return vpadalq_s16(acc, prod);
 #endif
 }
-
-// Queries per pass over the rows: each row is unpacked once for up to this many heads of a GQA group, whose sums
-// (four rows' accumulators per query) and codes then fit the 32 vector registers.
-constexpr int kPass = 4;
 
 // Lanes 0-3: half `index` of rows r[0..3] (a row's scales and zeros follow its codes), as floats.
 inline float32x4_t HalfOf4Rows(const uint8_t* const* r, size_t code_bytes, int index) {
@@ -227,41 +223,27 @@ void ValuesPass(const KvRowFormat& f, const float* p, size_t p_stride, const uin
     }
 }
 
-// Passes of up to kPass queries; the one-query kernels are the group kernels with nq = 1, so each head of a group
-// gets exactly the one-query result.
+// Passes of up to kKvQueryPass queries (each row's 16 code bytes, the queries' sums and four rows' accumulators then
+// fit the 32 vector registers); the one-query kernels are the group kernels with nq = 1, so each head of a group gets
+// exactly the one-query result.
 template <int BITS>
 void ScoresGroup(const KvRowFormat& f, int nq, const float* q, const float* qsum, const uint8_t* rows, size_t n,
                  float scale, float* out, size_t out_stride) {
   const int d = f.head_dim, ng = d / f.group;
-  int8_t q8[kPass * kMaxHeadDim];
-  float qs[kPass * (kMaxHeadDim / 8)];
-  for (int h0 = 0; h0 < nq; h0 += kPass) {
-    const int m = std::min(kPass, nq - h0);
-    for (int h = 0; h < m; ++h) KvQuantizeQuery(q + (size_t)(h0 + h) * d, d, f.group, q8 + h * d, qs + h * ng);
-    const float* qsum_pass = qsum + (size_t)h0 * ng;
-    float* out_pass = out + (size_t)h0 * out_stride;
-    switch (m) {
-      case 1: ScoresPass<BITS, 1>(f, q8, qs, qsum_pass, rows, n, scale, out_pass, out_stride); break;
-      case 2: ScoresPass<BITS, 2>(f, q8, qs, qsum_pass, rows, n, scale, out_pass, out_stride); break;
-      case 3: ScoresPass<BITS, 3>(f, q8, qs, qsum_pass, rows, n, scale, out_pass, out_stride); break;
-      default: ScoresPass<BITS, 4>(f, q8, qs, qsum_pass, rows, n, scale, out_pass, out_stride); break;
-    }
-  }
+  int8_t q8[kKvQueryPass * kMaxHeadDim];
+  float qs[kKvQueryPass * (kMaxHeadDim / 8)];
+  KvForQueryPasses(nq, [&](auto count, int h0) {
+    for (int h = 0; h < count(); ++h) KvQuantizeQuery(q + (size_t)(h0 + h) * d, d, f.group, q8 + h * d, qs + h * ng);
+    ScoresPass<BITS, count()>(f, q8, qs, qsum + (size_t)h0 * ng, rows, n, scale, out + (size_t)h0 * out_stride, out_stride);
+  });
 }
 
 template <int BITS>
 void ValuesGroup(const KvRowFormat& f, int nq, const float* p, size_t p_stride, const uint8_t* rows, size_t n,
                  float* acc) {
-  for (int h0 = 0; h0 < nq; h0 += kPass) {
-    const float* pp = p + (size_t)h0 * p_stride;
-    float* a = acc + (size_t)h0 * f.head_dim;
-    switch (std::min(kPass, nq - h0)) {
-      case 1: ValuesPass<BITS, 1>(f, pp, p_stride, rows, n, a); break;
-      case 2: ValuesPass<BITS, 2>(f, pp, p_stride, rows, n, a); break;
-      case 3: ValuesPass<BITS, 3>(f, pp, p_stride, rows, n, a); break;
-      default: ValuesPass<BITS, 4>(f, pp, p_stride, rows, n, a); break;
-    }
-  }
+  KvForQueryPasses(nq, [&](auto count, int h0) {
+    ValuesPass<BITS, count()>(f, p + (size_t)h0 * p_stride, p_stride, rows, n, acc + (size_t)h0 * f.head_dim);
+  });
 }
 
 }  // namespace

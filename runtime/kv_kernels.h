@@ -27,6 +27,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 
 #include "kv_codec.h"
 
@@ -74,6 +75,22 @@ template <KvValuesFn F>
 void KvValuesEachQuery(const KvRowFormat& f, int nq, const float* p, size_t p_stride, const uint8_t* rows, size_t n,
                        float* acc) {
   for (int h = 0; h < nq; ++h) F(f, p + h * p_stride, rows, n, acc + (size_t)h * f.head_dim);
+}
+
+// The batched kernels take a GQA group's heads in passes of up to kKvQueryPass, the pass's count a template parameter
+// so that each head's accumulators stay in registers. KvForQueryPasses runs pass(count, first) over nq heads, count a
+// std::integral_constant.
+constexpr int kKvQueryPass = 4;
+template <typename Pass>
+inline void KvForQueryPasses(int nq, Pass&& pass) {
+  for (int h = 0; h < nq; h += kKvQueryPass) {
+    switch (nq - h < kKvQueryPass ? nq - h : kKvQueryPass) {
+      case 1: pass(std::integral_constant<int, 1>(), h); break;
+      case 2: pass(std::integral_constant<int, 2>(), h); break;
+      case 3: pass(std::integral_constant<int, 3>(), h); break;
+      default: pass(std::integral_constant<int, 4>(), h); break;
+    }
+  }
 }
 
 struct KvKernels {
