@@ -107,7 +107,7 @@ void F16KvScoresGroupAvx512(const KvRowFormat& f, int nq, const float* q, const 
                             size_t n, float scale, float* out, size_t out_stride) {
   if (f.head_dim % 16 != 0) return KvScoresEachQuery<F16KvScoresAvx2>(f, nq, q, qsum, rows, n, scale, out, out_stride);
   KvForQueryPasses(nq, [&](auto count, int h) {
-    F16ScoresPass<count()>(f, q + (size_t)h * f.head_dim, rows, n, scale, out + (size_t)h * out_stride, out_stride);
+    F16ScoresPass<decltype(count)::value>(f, q + (size_t)h * f.head_dim, rows, n, scale, out + (size_t)h * out_stride, out_stride);
   });
 }
 
@@ -115,7 +115,7 @@ void F16KvValuesGroupAvx512(const KvRowFormat& f, int nq, const float* p, size_t
                             size_t n, float* acc) {
   if (f.head_dim != 64) return KvValuesEachQuery<F16KvValuesAvx512Entry>(f, nq, p, p_stride, rows, n, acc);
   KvForQueryPasses(nq, [&](auto count, int h) {
-    F16ValuesPass64<count()>(p + (size_t)h * p_stride, p_stride, rows, f.stride, n, acc + (size_t)h * 64);
+    F16ValuesPass64<decltype(count)::value>(p + (size_t)h * p_stride, p_stride, rows, f.stride, n, acc + (size_t)h * 64);
   });
 }
 

@@ -32,7 +32,7 @@ void F16ScoresPass(const KvRowFormat& f, const float* q, const uint8_t* rows, si
 void F16ScoresGroup(const KvRowFormat& f, int nq, const float* q, const float*, const uint8_t* rows, size_t n,
                     float scale, float* out, size_t out_stride) {
   KvForQueryPasses(nq, [&](auto count, int h) {
-    F16ScoresPass<count()>(f, q + (size_t)h * f.head_dim, rows, n, scale, out + (size_t)h * out_stride, out_stride);
+    F16ScoresPass<decltype(count)::value>(f, q + (size_t)h * f.head_dim, rows, n, scale, out + (size_t)h * out_stride, out_stride);
   });
 }
 

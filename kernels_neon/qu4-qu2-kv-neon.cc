@@ -233,8 +233,8 @@ void ScoresGroup(const KvRowFormat& f, int nq, const float* q, const float* qsum
   int8_t q8[kKvQueryPass * kMaxHeadDim];
   float qs[kKvQueryPass * (kMaxHeadDim / 8)];
   KvForQueryPasses(nq, [&](auto count, int h0) {
-    for (int h = 0; h < count(); ++h) KvQuantizeQuery(q + (size_t)(h0 + h) * d, d, f.group, q8 + h * d, qs + h * ng);
-    ScoresPass<BITS, count()>(f, q8, qs, qsum + (size_t)h0 * ng, rows, n, scale, out + (size_t)h0 * out_stride, out_stride);
+    for (int h = 0; h < decltype(count)::value; ++h) KvQuantizeQuery(q + (size_t)(h0 + h) * d, d, f.group, q8 + h * d, qs + h * ng);
+    ScoresPass<BITS, decltype(count)::value>(f, q8, qs, qsum + (size_t)h0 * ng, rows, n, scale, out + (size_t)h0 * out_stride, out_stride);
   });
 }
 
@@ -242,7 +242,7 @@ template <int BITS>
 void ValuesGroup(const KvRowFormat& f, int nq, const float* p, size_t p_stride, const uint8_t* rows, size_t n,
                  float* acc) {
   KvForQueryPasses(nq, [&](auto count, int h0) {
-    ValuesPass<BITS, count()>(f, p + (size_t)h0 * p_stride, p_stride, rows, n, acc + (size_t)h0 * f.head_dim);
+    ValuesPass<BITS, decltype(count)::value>(f, p + (size_t)h0 * p_stride, p_stride, rows, n, acc + (size_t)h0 * f.head_dim);
   });
 }
 
