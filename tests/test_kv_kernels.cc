@@ -61,8 +61,12 @@ TEST(KvKernels, AArch64TakesTheDotprodTablesExactlyWhereTheCpuHasDotprod) {
   EXPECT_EQ(GetKvKernels(KvIsa::NeonDotprod) != nullptr, dotprod);
   EXPECT_EQ(GetQb32Kernels("neon-dotprod") != nullptr, dotprod);
   ASSERT_NE(GetKvKernels(KvIsa::Neon), nullptr);
-  if (std::getenv("MIKV_KV_ISA") == nullptr) EXPECT_STREQ(ActiveKvKernels().isa, dotprod ? "neon-dotprod" : "neon");
-  if (std::getenv("MIKV_QB32_ISA") == nullptr) EXPECT_STREQ(ActiveQb32Kernels().isa, dotprod ? "neon-dotprod" : "neon");
+  if (std::getenv("MIKV_KV_ISA") == nullptr) {
+    EXPECT_STREQ(ActiveKvKernels().isa, dotprod ? "neon-dotprod" : "neon");
+  }
+  if (std::getenv("MIKV_QB32_ISA") == nullptr) {
+    EXPECT_STREQ(ActiveQb32Kernels().isa, dotprod ? "neon-dotprod" : "neon");
+  }
 }
 #endif
 
