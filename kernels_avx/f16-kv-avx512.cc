@@ -105,7 +105,7 @@ void F16KvValuesAvx512Entry(const KvRowFormat& f, const float* p, const uint8_t*
 
 void F16KvScoresGroupAvx512(const KvRowFormat& f, int nq, const float* q, const float* qsum, const uint8_t* rows,
                             size_t n, float scale, float* out, size_t out_stride) {
-  if (f.head_dim % 16 != 0) return F16KvScoresGroupAvx2(f, nq, q, qsum, rows, n, scale, out, out_stride);
+  if (f.head_dim % 16 != 0) return KvScoresEachQuery<F16KvScoresAvx2>(f, nq, q, qsum, rows, n, scale, out, out_stride);
   KvForQueryPasses(nq, [&](auto count, int h) {
     F16ScoresPass<decltype(count)::value>(f, q + (size_t)h * f.head_dim, rows, n, scale, out + (size_t)h * out_stride, out_stride);
   });

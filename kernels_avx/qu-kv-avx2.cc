@@ -172,9 +172,9 @@ extern const KvKernels kAvx2KvKernels = {
     avx::FwhtAvx2,
     avx::SoftmaxAvx2,
     avx::KvEncodeAvx2,
-    {avx::F16KvScoresGroupAvx2, avx::QuKvScoresGroupAvx2, avx::Qu4Qu2KvScoresGroupAvx2,
+    {KvScoresEachQuery<avx::F16KvScoresAvx2>, avx::QuKvScoresGroupAvx2, avx::Qu4Qu2KvScoresGroupAvx2,
      avx::Qu4Qu2KvScoresGroupAvx2, avx::Qu4Qu2KvScoresGroupAvx2},
-    {avx::F16KvValuesGroupAvx2, avx::QuKvValuesGroupAvx2, avx::Qu4Qu2KvValuesGroupAvx2,
+    {KvValuesEachQuery<avx::F16KvValuesAvx2>, avx::QuKvValuesGroupAvx2, avx::Qu4Qu2KvValuesGroupAvx2,
      avx::Qu4Qu2KvValuesGroupAvx2, avx::Qu4Qu2KvValuesGroupAvx2},
 };
 }  // namespace mikv
