@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "fp16.h"
+#include "round_even.h"
 
 namespace mikv {
 
@@ -20,7 +21,7 @@ Trial TryRange(const float* x, int n, float qmax, uint16_t scale, uint16_t zero)
   const float s = HalfToFloat(scale), z = HalfToFloat(zero), inv = s > 0 ? 1.0f / s : 0.0f;
   Trial t;
   for (int i = 0; i < n; ++i) {
-    float c = std::nearbyint((x[i] - z) * inv);
+    float c = RoundHalfEven((x[i] - z) * inv);
     c = c < 0 ? 0 : c > qmax ? qmax : c;
     const double e = (double)(c * s + z) - x[i];
     t.sse += e * e;
@@ -100,7 +101,7 @@ void KvCodec::Encode(const float* x, uint8_t* dst) const {
     const float s = HalfToFloat(scales[g]), z = HalfToFloat(zeros[g]);
     const float inv = s > 0 ? 1.0f / s : 0.0f;
     for (int i = 0; i < g_; ++i) {
-      float c = std::nearbyint((xg[i] - z) * inv);
+      float c = RoundHalfEven((xg[i] - z) * inv);
       c = c < 0 ? 0 : c > (float)qmax ? (float)qmax : c;
       const size_t bit = (size_t)(g * g_ + i) * bits_;
       const uint32_t v = (uint32_t)c << (bit & 7);

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <memory>
 #include <random>
 #include <set>
@@ -13,11 +14,46 @@
 #include "key_balancer.h"
 #include "kv_cache_mixed.h"
 #include "kv_codec.h"
+#include "round_even.h"
 #include "kv_kernels.h"
 #include "test_util.h"
 
 namespace mikv::test {
 namespace {
+
+TEST(KvCodec, RoundHalfEvenIsNearbyint) {
+  // The codec rounds codes with RoundHalfEven (round_even.h: the 2^23 trick on baseline x86-64, where nearbyintf is a
+  // library call). It must give std::nearbyint's float bit for bit: ties to even, -0 for small negatives, large
+  // values, NaN and infinities unchanged.
+  auto same = [](float v) {
+    const float want = std::nearbyint(v), got = RoundHalfEven(v);
+    uint32_t a, b;
+    std::memcpy(&a, &want, 4);
+    std::memcpy(&b, &got, 4);
+    return a == b || (std::isnan(want) && std::isnan(got));
+  };
+  int checked = 0;
+  for (int k = -4096; k <= 4096; ++k)  // every half-integer and integer near the codes' range
+    for (float v : {k * 0.5f, k * 0.5f + 0.25f, std::nextafter(k * 0.5f, 1e9f), std::nextafter(k * 0.5f, -1e9f)}) {
+      ASSERT_TRUE(same(v)) << v;
+      ++checked;
+    }
+  for (float edge : {0x1p22f, 0x1p23f, 0x1p24f, 0x1p22f + 0.5f, 0x1p23f - 0.5f, 0x1p23f - 1.5f, 1e30f, 3.4e38f,
+                     1e-30f, 1e-45f, 0.0f, 0.5f, 1.5f, 2.5f, 0.49999997f, INFINITY, NAN})
+    for (float v : {edge, -edge, std::nextafter(edge, 0.0f), -std::nextafter(edge, 0.0f)}) {
+      ASSERT_TRUE(same(v)) << v;
+      ++checked;
+    }
+  std::mt19937 rng(23);
+  for (int i = 0; i < 1000000; ++i) {  // floats of every exponent
+    uint32_t bits = (uint32_t)rng();
+    float v;
+    std::memcpy(&v, &bits, 4);
+    ASSERT_TRUE(same(v)) << v;
+    ++checked;
+  }
+  EXPECT_GT(checked, 1000000);
+}
 
 TEST(KvCodec, DecodeStaysWithinTheQuantizationBound) {
   std::mt19937 rng(1);
