@@ -75,13 +75,15 @@ void F16ValuesPass64(const float* p, size_t p_stride, const uint8_t* rows, size_
     for (int j = 0; j < 4; ++j) _mm512_storeu_ps(acc + h * 64 + 16 * j, a[h][j]);
 }
 
-void F16KvScoresAvx512(const KvRowFormat& f, const float* q, const float* qsum, const uint8_t* rows, size_t n,
-                       float scale, float* out) {
+}  // namespace
+
+void F16KvScoresAvx512Entry(const KvRowFormat& f, const float* q, const float* qsum, const uint8_t* rows, size_t n,
+                            float scale, float* out) {
   if (f.head_dim % 16 != 0) return F16KvScoresAvx2(f, q, qsum, rows, n, scale, out);
   F16ScoresPass<1>(f, q, rows, n, scale, out, 0);
 }
 
-void F16KvValuesAvx512(const KvRowFormat& f, const float* p, const uint8_t* rows, size_t n, float* acc) {
+void F16KvValuesAvx512Entry(const KvRowFormat& f, const float* p, const uint8_t* rows, size_t n, float* acc) {
   const int d = f.head_dim;
   if (d % 16 != 0) return F16KvValuesAvx2(f, p, rows, n, acc);
   if (d == 64) return F16ValuesPass64<1>(p, 0, rows, f.stride, n, acc);
@@ -91,16 +93,6 @@ void F16KvValuesAvx512(const KvRowFormat& f, const float* p, const uint8_t* rows
     const uint16_t* r = reinterpret_cast<const uint16_t*>(rows + t * f.stride);
     for (int i = 0; i < d; i += 16) _mm512_storeu_ps(acc + i, _mm512_fmadd_ps(pt, Load16(r + i), _mm512_loadu_ps(acc + i)));
   }
-}
-
-}  // namespace
-
-void F16KvScoresAvx512Entry(const KvRowFormat& f, const float* q, const float* qsum, const uint8_t* rows, size_t n,
-                            float scale, float* out) {
-  F16KvScoresAvx512(f, q, qsum, rows, n, scale, out);
-}
-void F16KvValuesAvx512Entry(const KvRowFormat& f, const float* p, const uint8_t* rows, size_t n, float* acc) {
-  F16KvValuesAvx512(f, p, rows, n, acc);
 }
 
 void F16KvScoresGroupAvx512(const KvRowFormat& f, int nq, const float* q, const float* qsum, const uint8_t* rows,
