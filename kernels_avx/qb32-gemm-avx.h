@@ -5,7 +5,8 @@
 // reference's bit for bit: the same integer sums and the same float operations in the same order. Up to four
 // activation rows share each weight vector (prefill); decode is the one-row case.
 // Q4_0's nibbles are multiplied unsigned (0..15) and 8 · Σx of the activation block is taken off:
-// Σ (n − 8)·x = Σ n·x − 8·Σx. Q8_0's signed codes become |w| · sign(x, w).
+// Σ (n − 8)·x = Σ n·x − 8·Σx. Q8_0's signed codes become |w| · sign(x, w) on AVX2 (Q8_0Sums); AVX-512 has no vpsignb,
+// and its variant (qb32-gemm-avx512vnni.cc) flips the codes' top bit and takes 128 · Σx off instead.
 //
 // Included by each variant's source, compiled with its flags; everything is in an anonymous namespace so that no
 // copy built for one instruction set is linked in place of another's.
