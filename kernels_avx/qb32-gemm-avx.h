@@ -76,6 +76,40 @@ struct Q8_0Sums {
   }
 };
 
+// QuantizeActivationsQ8_0 (ggml_blocks.h) bit for bit, 32 floats per block in four registers. Each of the
+// reference's std::max / std::min is the vmaxps / vminps that returns its second operand on NaN and on ties, so a
+// NaN input is skipped by the block's amax and clamps to −127, as there; vcvtps2dq rounds half to even, as nearbyint
+// does in the default rounding mode. The lanes' maxima are of non-negative non-NaN values, so their order is free.
+void QuantizeActivations(const float* x, size_t n, uint8_t* blocks, int32_t* sums) {
+  const __m256 magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  const __m256 top = _mm256_set1_ps(127.0f), bottom = _mm256_set1_ps(-127.0f);
+  const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);  // vpackssdw/vpacksswb interleave the halves
+  for (size_t b = 0; b < n / kQBlock; ++b, x += kQBlock, blocks += kQ8_0BlockBytes) {
+    __m256 v[4], m = _mm256_setzero_ps();
+    for (int i = 0; i < 4; ++i) {
+      v[i] = _mm256_loadu_ps(x + 8 * i);
+      m = _mm256_max_ps(_mm256_and_ps(v[i], magnitude), m);  // std::max(amax, |x|)
+    }
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    const float amax = _mm_cvtss_f32(_mm_max_ss(m4, _mm_movehdup_ps(m4)));
+    const uint16_t d = FloatToHalf(amax / 127.0f);
+    __builtin_memcpy(blocks, &d, 2);
+    const __m256 id = _mm256_set1_ps(amax != 0.0f ? 127.0f / amax : 0.0f);
+    __m256i q[4];
+    for (int i = 0; i < 4; ++i)  // std::min(127, std::max(-127, x · id)), rounded
+      q[i] = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(v[i], id), bottom), top));
+    const __m256i bytes = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(blocks + 2), _mm256_permutevar8x32_epi32(bytes, order));
+    if (sums) {
+      const __m256i s8 = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+      __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s8), _mm256_extracti128_si256(s8, 1));
+      s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4e));
+      sums[b] = _mm_cvtsi128_si32(_mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xb1)));
+    }
+  }
+}
+
 // One packed group (rows o..o+n-1, n ≤ 8) against activation rows b0..b0+NB-1.
 template <size_t NB, size_t W_BLOCK_BYTES, void (*BLOCK_SUMS)(const uint8_t*, const uint8_t* const*, const int32_t*,
                                                               __m256i*)>

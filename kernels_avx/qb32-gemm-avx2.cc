@@ -39,5 +39,6 @@ using Q8_0 = Q8_0Sums<NB, AddDots>;
 
 namespace mikv {
 extern const Qb32Kernels kAvx2Qb32Kernels = {"avx2", avx::Gemm<kQ8_0BlockBytes, avx::Q8_0>,
-                                             avx::Gemm<kQ4_0BlockBytes, avx::Q4_0>, /*packed_rows=*/8};
+                                             avx::Gemm<kQ4_0BlockBytes, avx::Q4_0>, /*packed_rows=*/8,
+                                             avx::QuantizeActivations};
 }  // namespace mikv

@@ -74,5 +74,6 @@ struct Q8_0 {
 
 namespace mikv {
 extern const Qb32Kernels kAvx512VnniQb32Kernels = {"avx512vnni", avx::Gemm<kQ8_0BlockBytes, avx::Q8_0>,
-                                                   avx::Gemm<kQ4_0BlockBytes, avx::Q4_0>, /*packed_rows=*/8};
+                                                   avx::Gemm<kQ4_0BlockBytes, avx::Q4_0>, /*packed_rows=*/8,
+                                                   avx::QuantizeActivations};
 }  // namespace mikv

@@ -178,6 +178,38 @@ void Gemm(const Qb32GemmArgs& a, size_t o_begin, size_t o_end) {
   }
 }
 
+// QuantizeActivationsQ8_0 (ggml_blocks.h) bit for bit, 32 floats per block in eight registers. The reference's
+// std::max / std::min skip a NaN operand in favour of the other, as FMAXNM / FMINNM do (a NaN input is left out of
+// the block's amax and clamps to −127); FRINTN rounds half to even, as nearbyint does in the default rounding mode,
+// and the integral result converts exactly.
+// The lanes' maxima are of non-negative non-NaN values, so their order is free.
+void QuantizeActivations(const float* x, size_t n, uint8_t* blocks, int32_t* sums) {
+  const float32x4_t top = vdupq_n_f32(127.0f), bottom = vdupq_n_f32(-127.0f);
+  for (size_t b = 0; b < n / kQBlock; ++b, x += kQBlock, blocks += kQ8_0BlockBytes) {
+    float32x4_t v[8], m = vdupq_n_f32(0.0f);
+    for (int i = 0; i < 8; ++i) {
+      v[i] = vld1q_f32(x + 4 * i);
+      m = vmaxnmq_f32(m, vabsq_f32(v[i]));  // std::max(amax, |x|)
+    }
+    const float amax = vmaxvq_f32(m);
+    const uint16_t d = FloatToHalf(amax / 127.0f);
+    __builtin_memcpy(blocks, &d, 2);
+    const float32x4_t id = vdupq_n_f32(amax != 0.0f ? 127.0f / amax : 0.0f);
+    int32x4_t q[8];
+    for (int i = 0; i < 8; ++i)  // std::min(127, std::max(-127, x · id)), rounded
+      q[i] = vcvtq_s32_f32(vrndnq_f32(vminnmq_f32(vmaxnmq_f32(vmulq_f32(v[i], id), bottom), top)));
+    int8x8_t bytes[4];
+    for (int i = 0; i < 4; ++i) bytes[i] = vqmovn_s16(vcombine_s16(vqmovn_s32(q[2 * i]), vqmovn_s32(q[2 * i + 1])));
+    vst1q_s8(reinterpret_cast<int8_t*>(blocks + 2), vcombine_s8(bytes[0], bytes[1]));
+    vst1q_s8(reinterpret_cast<int8_t*>(blocks + 18), vcombine_s8(bytes[2], bytes[3]));
+    if (sums) {
+      int32x4_t s = q[0];
+      for (int i = 1; i < 8; ++i) s = vaddq_s32(s, q[i]);
+      sums[b] = vaddvq_s32(s);
+    }
+  }
+}
+
 }  // namespace
 }  // namespace mikv::MIKV_NEON_NS
 
@@ -199,5 +231,5 @@ extern const Qb32Kernels kNeonQb32KernelsEmulated = {
     "neon",
 #endif
     MIKV_NEON_NS::Gemm<kQ8_0BlockBytes, MIKV_NEON_NS::BlockQ8_0>, MIKV_NEON_NS::Gemm<kQ4_0BlockBytes, MIKV_NEON_NS::BlockQ4_0>,
-    /*packed_rows=*/8};
+    /*packed_rows=*/8, MIKV_NEON_NS::QuantizeActivations};
 }  // namespace mikv

@@ -124,7 +124,7 @@ Status LlamaGraph::Project(Linear& op, LinearInput* in, size_t in_dim, float* ou
   if (op.needs_q8_blocks() && in->q8_blocks == nullptr) {
     const size_t blocks = in_dim / kQBlock;
     for (size_t b = 0; b < in->batch; ++b)
-      QuantizeActivationsQ8_0(in->f32 + b * in_dim, in_dim, q8_blocks_ + b * blocks * kQ8_0BlockBytes, q8_sums_ + b * blocks);
+      op.QuantizeQ8Blocks(in->f32 + b * in_dim, q8_blocks_ + b * blocks * kQ8_0BlockBytes, q8_sums_ + b * blocks);
     in->q8_blocks = q8_blocks_;
     in->q8_sums = q8_sums_;
   }

@@ -72,6 +72,11 @@ class Linear {
 
   bool needs_qd8() const { return needs_qd8_; }
   bool needs_q8_blocks() const { return type_ == WeightType::Q8_0 || type_ == WeightType::Q4_0; }
+  // For needs_q8_blocks(): one activation row of in_features() floats -> its Q8_0 blocks and their sums, with the
+  // quantizer of the kernels this operator runs (QuantizeActivationsQ8_0 bit for bit).
+  void QuantizeQ8Blocks(const float* x, uint8_t* blocks, int32_t* sums) const {
+    qb32_->quantize_activations(x, in_, blocks, sums);
+  }
   size_t in_features() const { return in_; }
   size_t out_features() const { return out_; }
 

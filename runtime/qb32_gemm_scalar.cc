@@ -45,6 +45,7 @@ void Gemm(const Qb32GemmArgs& a, size_t o_begin, size_t o_end) {
 }  // namespace
 
 const Qb32Kernels kScalarQb32Kernels = {"scalar", Gemm<kQ8_0BlockBytes, BlockDotQ8_0>,
-                                        Gemm<kQ4_0BlockBytes, BlockDotQ4_0>, /*packed_rows=*/0};
+                                        Gemm<kQ4_0BlockBytes, BlockDotQ4_0>, /*packed_rows=*/0,
+                                        QuantizeActivationsQ8_0};
 
 }  // namespace mikv

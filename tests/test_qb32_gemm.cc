@@ -85,6 +85,67 @@ TEST(GgmlBlocks, ActivationCodesAreRoundedHalfEvenOnTheAmaxScale) {
   EXPECT_EQ(c[4], 0);
 }
 
+// Every table's activation quantizer (the SIMD ones run before each product of a decode step) writes the
+// reference's bytes and sums: blocks of random magnitudes, exact ties on a step of 1, an all-zero block, values that
+// clamp, NaN (left out of amax, code −127), infinities, −0 and subnormals, and the row length in whole blocks only.
+TEST(Qb32Gemm, EveryVariantQuantizesActivationsAsTheReference) {
+  std::mt19937 rng(17);
+  std::vector<const Qb32Kernels*> tables = SimdVariants();
+  tables.push_back(&kScalarQb32Kernels);
+  const float nan = std::nanf(""), inf = INFINITY;
+  for (int trial = 0; trial < 60; ++trial) {
+    const size_t blocks = 1 + rng() % 40, n = blocks * kQBlock;
+    std::vector<float> x(n + 7, 1234.0f);  // past n: must not be read into any block
+    std::uniform_real_distribution<float> scale_exp(-30.0f, 30.0f);
+    for (size_t b = 0; b < blocks; ++b) {
+      const float scale = std::exp2(scale_exp(rng));
+      std::normal_distribution<float> normal(0.0f, scale);
+      float* v = x.data() + b * kQBlock;
+      for (size_t j = 0; j < kQBlock; ++j) v[j] = normal(rng);
+      switch (rng() % 6) {
+        case 0:  // a step of exactly 1: every k + 0.5 a tie
+          v[0] = 127.0f;
+          for (size_t j = 1; j < kQBlock; ++j) v[j] = (float)((int)(rng() % 255) - 127) + (rng() % 2 ? 0.5f : 0.0f);
+          break;
+        case 1:
+          std::fill(v, v + kQBlock, 0.0f);
+          if (rng() % 2) v[rng() % kQBlock] = -0.0f;
+          break;
+        case 2:
+          v[rng() % kQBlock] = nan;
+          v[rng() % kQBlock] = -nan;
+          break;
+        case 3:
+          v[rng() % kQBlock] = rng() % 2 ? inf : -inf;
+          break;
+        case 4:
+          for (size_t j = 0; j < kQBlock; ++j) v[j] = (float)((int)(rng() % 2001) - 1000) * 1e-41f;  // subnormal
+          break;
+        default:
+          break;
+      }
+    }
+    std::vector<uint8_t> want(blocks * kQ8_0BlockBytes, 0x5a);
+    std::vector<int32_t> want_sums(blocks, -99);
+    QuantizeActivationsQ8_0(x.data(), n, want.data(), want_sums.data());
+    for (const Qb32Kernels* k : tables) {
+      std::vector<uint8_t> got(blocks * kQ8_0BlockBytes + 5, 0xa5);
+      std::vector<int32_t> got_sums(blocks + 1, 77);
+      k->quantize_activations(x.data(), n, got.data(), got_sums.data());
+      for (size_t i = 0; i < want.size(); ++i)
+        ASSERT_EQ(got[i], want[i]) << k->isa << " trial " << trial << ": block " << i / kQ8_0BlockBytes << " byte "
+                                   << i % kQ8_0BlockBytes;
+      for (size_t b = 0; b < blocks; ++b) ASSERT_EQ(got_sums[b], want_sums[b]) << k->isa << " trial " << trial << " block " << b;
+      EXPECT_EQ(got[want.size()], 0xa5) << k->isa << ": wrote past its blocks";
+      EXPECT_EQ(got_sums[blocks], 77) << k->isa << ": wrote past its sums";
+      // Without sums: the same blocks.
+      std::vector<uint8_t> no_sums(blocks * kQ8_0BlockBytes, 0);
+      k->quantize_activations(x.data(), n, no_sums.data(), nullptr);
+      EXPECT_EQ(no_sums, want) << k->isa;
+    }
+  }
+}
+
 // y = W · x for weights `w` (rows of `blocks` blocks) and activations quantized from x.
 struct Problem {
   size_t rows, blocks, batch;
