@@ -39,12 +39,16 @@ namespace {
 // i·stride; rows at or past nb read as 0) — ScaleColumns8 twice; for two groups (a row's four halfs are one qword)
 // the qwords of eight rows go into one register and one vpermt2w picks two columns of all sixteen rows, 30
 // instructions instead of 64 (it took 5% of a decode step's samples at 8k, called for the scores and the values).
+// Inlined by force, as FinishScores16 is: as calls, GCC passed the columns and the sums through the stack, and the
+// two took a third of the INT4 attention's time at 16k rows; inlined, that attention ran 1.2-1.3x as fast.
 template <int NG>
+[[gnu::always_inline]]
 inline void ScaleColumns16(const uint8_t* first, size_t stride, int nb, __m512* sz) {
   if constexpr (NG == 2) {
+    const bool full = nb >= 16;  // the common case: no row to stand in for, straight-line loads
     auto qword = [&](int i) {  // rows past nb read row 0 (always there), then masked to 0
       int64_t v;
-      std::memcpy(&v, first + (size_t)(i < nb ? i : 0) * stride, 8);
+      std::memcpy(&v, first + (size_t)(full || i < nb ? i : 0) * stride, 8);
       return v;
     };
     __m512i rows8[2];  // qwords of rows 0-7, rows 8-15
@@ -116,6 +120,7 @@ inline void QueryDwords(int nq, const float* q, int32_t (*qd)[NC][P][16 / P], fl
 // in its order, on sixteen rows per register: the scales and zeros as columns (ScaleColumns16), Σ_g zero_g·qsum_g +
 // sums_g·(scale_g·qs_g), times the score scale; the first nb stored.
 template <int NQ, int NG, int kSplit>
+[[gnu::always_inline]]  // (see ScaleColumns16)
 inline void FinishScores16(const uint8_t* first_scales, size_t stride, int nb, const __m512i (*sums)[NG][kSplit],
                            const float (*qs)[NG], const float* qsum, float scale, float* out, size_t out_stride) {
   __m512 sz[8];
@@ -272,26 +277,33 @@ void Qu4Qu2ScoresVnni(const KvRowFormat& f, const float* q, const float* qsum, c
 }
 
 // The weights side of the INT2 and INT4 values kernels below, sixteen rows per register: QueryBlockWeights (the AVX2 kernels')
-// with the same float operations on each row, so the same bytes w8[h][g][t] and scales ws[h][g]. For a block of 64
+// with the same float operations on each row, so the same bytes w8[h][g][t] and scales ws[h][g][k]. For a block of 64
 // rows its per-row work is half the instructions of the eight-row one, which took as much time as the integer sums
 // once those went four rows per vpdpbusd. The sums p·zero are taken in sixteen lanes (another order of the same
 // terms: equal to the reference's within float rounding).
-template <int kSub>  // 16-row sub-blocks per block: 4 for INT2's 64 rows, 1 for INT4's 16
+// A call quantizes kBlocks consecutive blocks (kSub 16-row sub-blocks each): INT4's 16-row blocks go four at a time.
+// One block's chain — the largest weight, the two divisions, the codes — is long against its 16 rows of integer
+// sums, and four independent chains in one stretch of code overlap; the largest weights are gathered into vectors
+// in registers (stored one by one and reloaded as a vector, they stalled the store forwarding: a quarter of the
+// kernel's samples at 16k rows).
+template <int kSub, int kBlocks = 1>  // kSub: 4 for INT2's 64-row blocks, 1 for INT4's 16
 struct QueryBlockWeights16 {
-  alignas(64) uint8_t w8[kPass][4][16 * kSub];
-  float ws[kPass][4];
+  static constexpr int kSubBlocks = kSub * kBlocks;
+  alignas(64) uint8_t w8[kPass][4][16 * kSubBlocks];  // block k's weights from 16 · kSub · k
+  float ws[kPass][4][kBlocks];
   __m512 zacc[kPass][4];
 
   QueryBlockWeights16() {
     for (int h = 0; h < kPass; ++h)
       for (int g = 0; g < 4; ++g) zacc[h][g] = _mm512_setzero_ps();
   }
-  // The block of nb rows at `rows`: its scales and zeros as 16-row columns once, then each of nq queries' weights.
+  // The kBlocks blocks of nb rows in all at `rows`: their scales and zeros as 16-row columns once, then each of nq
+  // queries' weights.
   void Quantize(const KvRowFormat& f, int ng, size_t code_bytes, int nq, const float* p, size_t p_stride,
                 const uint8_t* rows, int nb) {
-    __m512 sz[kSub][8];
-    __mmask16 mask[kSub];
-    for (int s = 0; s < kSub; ++s) {
+    __m512 sz[kSubBlocks][8];
+    __mmask16 mask[kSubBlocks];
+    for (int s = 0; s < kSubBlocks; ++s) {
       const int left = nb - 16 * s;
       mask[s] = left >= 16 ? (__mmask16)0xffff : left > 0 ? (__mmask16)((1u << left) - 1) : (__mmask16)0;
       const uint8_t* first = rows + 16 * s * f.stride + code_bytes;
@@ -306,35 +318,44 @@ struct QueryBlockWeights16 {
       }
     }
     const __m512 zero = _mm512_setzero_ps();
-    __m512 w[kPass][4][kSub];
-    alignas(64) float largest[16] = {};  // [h·ng + g]
+    __m512 w[kPass][4][kSubBlocks];
+    constexpr int kVectors = (kPass * 4 * kBlocks + 15) / 16;
+    __m512 largest[kVectors];  // entry e = (h·ng + g)·kBlocks + k in lane e % 16 of vector e / 16
+    for (int v = 0; v < kVectors; ++v) largest[v] = zero;
     for (int h = 0; h < nq; ++h) {
-      __m512 ph[kSub];
-      for (int s = 0; s < kSub; ++s) ph[s] = _mm512_maskz_loadu_ps(mask[s], p + h * p_stride + 16 * s);
-      for (int g = 0; g < ng; ++g) {
-        __m512 big = zero;
-        for (int s = 0; s < kSub; ++s) {
-          zacc[h][g] = _mm512_fmadd_ps(ph[s], sz[s][ng + g], zacc[h][g]);
-          w[h][g][s] = _mm512_max_ps(zero, _mm512_mul_ps(ph[s], sz[s][g]));
-          big = _mm512_max_ps(big, w[h][g][s]);
+      __m512 ph[kSubBlocks];
+      for (int s = 0; s < kSubBlocks; ++s) ph[s] = _mm512_maskz_loadu_ps(mask[s], p + h * p_stride + 16 * s);
+      for (int g = 0; g < ng; ++g)
+        for (int k = 0; k < kBlocks; ++k) {
+          __m512 big = zero;
+          for (int s = k * kSub; s < (k + 1) * kSub; ++s) {
+            zacc[h][g] = _mm512_fmadd_ps(ph[s], sz[s][ng + g], zacc[h][g]);
+            w[h][g][s] = _mm512_max_ps(zero, _mm512_mul_ps(ph[s], sz[s][g]));
+            big = _mm512_max_ps(big, w[h][g][s]);
+          }
+          const int e = (h * ng + g) * kBlocks + k;
+          largest[e / 16] = _mm512_mask_broadcastss_ps(largest[e / 16], (__mmask16)(1u << (e % 16)),
+                                                       _mm_set_ss(_mm512_reduce_max_ps(big)));
         }
-        largest[h * ng + g] = _mm512_reduce_max_ps(big);
-      }
     }
-    // The reference's divisions (127 / largest where largest > 0, else 0; largest / 127) for every query and group
-    // at once: two vdivps where one scalar division each took a sixth of the kernel's time.
-    const __m512 l = _mm512_load_ps(largest);
-    alignas(64) float inv[16], scale[16];
-    _mm512_store_ps(inv, _mm512_maskz_div_ps(_mm512_cmp_ps_mask(l, zero, _CMP_GT_OQ), _mm512_set1_ps(127.0f), l));
-    _mm512_store_ps(scale, _mm512_div_ps(l, _mm512_set1_ps(127.0f)));
+    // The reference's divisions (127 / largest where largest > 0, else 0; largest / 127) for every entry at once:
+    // two vdivps per sixteen, where one scalar division each took a sixth of the kernel's time.
+    alignas(64) float inv[16 * kVectors], scale[16 * kVectors];
+    for (int v = 0; v < kVectors && 16 * v < nq * ng * kBlocks; ++v) {
+      _mm512_store_ps(inv + 16 * v, _mm512_maskz_div_ps(_mm512_cmp_ps_mask(largest[v], zero, _CMP_GT_OQ),
+                                                        _mm512_set1_ps(127.0f), largest[v]));
+      _mm512_store_ps(scale + 16 * v, _mm512_div_ps(largest[v], _mm512_set1_ps(127.0f)));
+    }
     for (int h = 0; h < nq; ++h)
-      for (int g = 0; g < ng; ++g) {
-        const __m512 to_codes = _mm512_set1_ps(inv[h * ng + g]);
-        for (int s = 0; s < kSub; ++s)
-          _mm_store_si128(reinterpret_cast<__m128i*>(w8[h][g] + 16 * s),
-                          _mm512_cvtusepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(w[h][g][s], to_codes))));
-        ws[h][g] = scale[h * ng + g];
-      }
+      for (int g = 0; g < ng; ++g)
+        for (int k = 0; k < kBlocks; ++k) {
+          const int e = (h * ng + g) * kBlocks + k;
+          const __m512 to_codes = _mm512_set1_ps(inv[e]);
+          for (int s = k * kSub; s < (k + 1) * kSub; ++s)
+            _mm_store_si128(reinterpret_cast<__m128i*>(w8[h][g] + 16 * s),
+                            _mm512_cvtusepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(w[h][g][s], to_codes))));
+          ws[h][g][k] = scale[e];
+        }
   }
   // After the last block: acc[h·d + channel[slot]] = fa[h·d + slot] + Σ p·zero of the slot's group.
   void Finish(int nq, int d, int group, const int* channel, const float* fa, float* acc) const {
@@ -404,7 +425,7 @@ void ValuesInt2Vnni(const KvRowFormat& f, const float* p, size_t p_stride, const
         }
       }
       for (int h = 0; h < NQ; ++h) {
-        const __m512 scale = _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(qw.ws[h][g_lo]), _mm512_set1_ps(qw.ws[h][g_hi]));
+        const __m512 scale = _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(qw.ws[h][g_lo][0]), _mm512_set1_ps(qw.ws[h][g_hi][0]));
         for (int k = 0; k < 4; ++k) {
           float* slot = fa[h] + (c * 4 + k) * 16;
           _mm512_store_ps(slot, _mm512_fmadd_ps(scale, _mm512_cvtepi32_ps(a32[h][k]), _mm512_load_ps(slot)));
@@ -477,44 +498,48 @@ void ValuesInt4Vnni(const KvRowFormat& f, const float* p, size_t p_stride, const
   // As in ValuesInt2Vnni: vpermd puts dword L of each row into lane L, vpshufb byte 4j + r <- byte 4r + j.
   const __m512i rows_to_lanes = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
   const __m512i transpose4x4 = _mm512_broadcast_i32x4(_mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15));
-  QueryBlockWeights16<1> qw;
-  for (size_t b = 0; b < n; b += kBlock) {
-    const int nb = (int)std::min<size_t>(kBlock, n - b);
-    const uint8_t* block = rows + b * stride;
-    qw.Quantize(f, ng, code_bytes, NQ, p + b, p_stride, block, nb);
-    const uint8_t* last = block + (size_t)(nb - 1) * stride;  // stands in for rows past nb (their weights are 0)
-    for (int c = 0; c < NC; ++c) {
-      const int g_lo = 64 * c / group, g_hi = (64 * c + 32) / group;
-      __m512i a32[NQ][4];
-      for (int h = 0; h < NQ; ++h)
-        for (int k = 0; k < 4; ++k) a32[h][k] = _mm512_setzero_si512();
-      for (int t = 0; t < nb; t += 4) {
-        const uint8_t* r[4];
-        for (int i = 0; i < 4; ++i) r[i] = t + i < nb ? block + (size_t)(t + i) * stride : last;
-        __m512i x[2], nib[4];
-        FourRowsAsInt4<BITS>(int3, r, c, x);
-        for (int half = 0; half < 2; ++half) {
-          const __m512i y = _mm512_shuffle_epi8(_mm512_permutexvar_epi32(rows_to_lanes, x[half]), transpose4x4);
-          nib[2 * half] = _mm512_and_si512(y, low4);
-          nib[2 * half + 1] = _mm512_and_si512(_mm512_srli_epi16(y, 4), low4);
+  constexpr int kBlocks = 4;  // blocks whose weights are quantized together (QueryBlockWeights16)
+  QueryBlockWeights16<1, kBlocks> qw;
+  for (size_t sb = 0; sb < n; sb += kBlocks * kBlock) {
+    qw.Quantize(f, ng, code_bytes, NQ, p + sb, p_stride, rows + sb * stride, (int)std::min<size_t>(kBlocks * kBlock, n - sb));
+    for (int k = 0; k < kBlocks && sb + k * kBlock < n; ++k) {
+      const size_t b = sb + k * kBlock;
+      const int nb = (int)std::min<size_t>(kBlock, n - b);
+      const uint8_t* block = rows + b * stride;
+      const uint8_t* last = block + (size_t)(nb - 1) * stride;  // stands in for rows past nb (their weights are 0)
+      for (int c = 0; c < NC; ++c) {
+        const int g_lo = 64 * c / group, g_hi = (64 * c + 32) / group;
+        __m512i a32[NQ][4];
+        for (int h = 0; h < NQ; ++h)
+          for (int j = 0; j < 4; ++j) a32[h][j] = _mm512_setzero_si512();
+        for (int t = 0; t < nb; t += 4) {
+          const uint8_t* r[4];
+          for (int i = 0; i < 4; ++i) r[i] = t + i < nb ? block + (size_t)(t + i) * stride : last;
+          __m512i x[2], nib[4];
+          FourRowsAsInt4<BITS>(int3, r, c, x);
+          for (int half = 0; half < 2; ++half) {
+            const __m512i y = _mm512_shuffle_epi8(_mm512_permutexvar_epi32(rows_to_lanes, x[half]), transpose4x4);
+            nib[2 * half] = _mm512_and_si512(y, low4);
+            nib[2 * half + 1] = _mm512_and_si512(_mm512_srli_epi16(y, 4), low4);
+          }
+          for (int h = 0; h < NQ; ++h) {
+            int32_t lo, hi;
+            std::memcpy(&lo, qw.w8[h][g_lo] + k * kBlock + t, 4);
+            std::memcpy(&hi, qw.w8[h][g_hi] + k * kBlock + t, 4);
+            const __m512i wlo = _mm512_set1_epi32(lo), whi = _mm512_set1_epi32(hi);
+            a32[h][0] = _mm512_dpbusd_epi32(a32[h][0], nib[0], wlo);
+            a32[h][1] = _mm512_dpbusd_epi32(a32[h][1], nib[1], wlo);
+            a32[h][2] = _mm512_dpbusd_epi32(a32[h][2], nib[2], whi);
+            a32[h][3] = _mm512_dpbusd_epi32(a32[h][3], nib[3], whi);
+          }
         }
-        for (int h = 0; h < NQ; ++h) {
-          int32_t lo, hi;
-          std::memcpy(&lo, qw.w8[h][g_lo] + t, 4);
-          std::memcpy(&hi, qw.w8[h][g_hi] + t, 4);
-          const __m512i wlo = _mm512_set1_epi32(lo), whi = _mm512_set1_epi32(hi);
-          a32[h][0] = _mm512_dpbusd_epi32(a32[h][0], nib[0], wlo);
-          a32[h][1] = _mm512_dpbusd_epi32(a32[h][1], nib[1], wlo);
-          a32[h][2] = _mm512_dpbusd_epi32(a32[h][2], nib[2], whi);
-          a32[h][3] = _mm512_dpbusd_epi32(a32[h][3], nib[3], whi);
-        }
+        for (int h = 0; h < NQ; ++h)
+          for (int j = 0; j < 4; ++j) {
+            float* slot = fa[h] + (c * 4 + j) * 16;
+            const __m512 scale = _mm512_set1_ps(qw.ws[h][j < 2 ? g_lo : g_hi][k]);
+            _mm512_store_ps(slot, _mm512_fmadd_ps(scale, _mm512_cvtepi32_ps(a32[h][j]), _mm512_load_ps(slot)));
+          }
       }
-      for (int h = 0; h < NQ; ++h)
-        for (int k = 0; k < 4; ++k) {
-          float* slot = fa[h] + (c * 4 + k) * 16;
-          const __m512 scale = _mm512_set1_ps(qw.ws[h][k < 2 ? g_lo : g_hi]);
-          _mm512_store_ps(slot, _mm512_fmadd_ps(scale, _mm512_cvtepi32_ps(a32[h][k]), _mm512_load_ps(slot)));
-        }
     }
   }
   qw.Finish(NQ, d, group, channel, fa[0], acc);
