@@ -91,10 +91,12 @@ inline void GatherBlockScales(const KvRowFormat& f, int ng, size_t code_bytes, c
 }
 
 // KvQuantizeBlockWeights for one query's p over a block of S gathered 16-row sub-blocks (S·16 =
-// KvValueBlockRows), with the same float operations (so the same bytes), eight rows per register: w8[g][t] (rows
-// past the block's end get 0), ws[g]. Also adds p·zero of the block's rows into zacc[g] (eight lanes).
-template <int S>
-inline void QuantizeBlockWeights(const BlockScales* b, int ng, const float* p, uint8_t (*w8)[16 * S], float* ws, __m256* zacc) {
+// KvValueBlockRows), with the same float operations (so the same bytes), eight rows per register: the block's
+// weights at w8[g][16·S·k + t] (rows past the block's end get 0), its scale at ws[g][k] (k: the block's place among
+// the K a caller quantizes together). Also adds p·zero of the block's rows into zacc[g] (eight lanes).
+template <int S, int W, int K>
+inline void QuantizeBlockWeights(const BlockScales* b, int ng, const float* p, uint8_t (*w8)[W], float (*ws)[K], int k,
+                                 __m256* zacc) {
   const __m256 zero = _mm256_setzero_ps();
   __m256 p0[S], p1[S];
   for (int s = 0; s < S; ++s) {
@@ -115,19 +117,10 @@ inline void QuantizeBlockWeights(const BlockScales* b, int ng, const float* p, u
       const __m256i q0 = _mm256_cvtps_epi32(_mm256_mul_ps(w0[s], inv)), q1 = _mm256_cvtps_epi32(_mm256_mul_ps(w1[s], inv));
       const __m128i h0 = _mm_packs_epi32(_mm256_castsi256_si128(q0), _mm256_extracti128_si256(q0, 1));
       const __m128i h1 = _mm_packs_epi32(_mm256_castsi256_si128(q1), _mm256_extracti128_si256(q1, 1));
-      _mm_store_si128(reinterpret_cast<__m128i*>(w8[g] + 16 * s), _mm_packus_epi16(h0, h1));
+      _mm_store_si128(reinterpret_cast<__m128i*>(w8[g] + 16 * (S * k + s)), _mm_packus_epi16(h0, h1));
     }
-    ws[g] = largest / 127.0f;
+    ws[g][k] = largest / 127.0f;
   }
-}
-
-// Gathers a block's S sub-blocks (nb rows in all) and quantizes one query's weights over them.
-template <int S>
-inline void BlockWeights(const KvRowFormat& f, int ng, size_t code_bytes, const float* p, const uint8_t* rows, int nb,
-                         uint8_t (*w8)[16 * S], float* ws, __m256* zacc) {
-  BlockScales b[S];
-  for (int s = 0; s < S; ++s) GatherBlockScales(f, ng, code_bytes, rows + 16 * s * f.stride, nb - 16 * s, &b[s]);
-  QuantizeBlockWeights<S>(b, ng, p, w8, ws, zacc);
 }
 
 }  // namespace
