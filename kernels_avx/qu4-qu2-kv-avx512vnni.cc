@@ -396,45 +396,44 @@ void ValuesInt2Vnni(const KvRowFormat& f, const float* p, size_t p_stride, const
   // block's chains are already several, and two blocks' weights no longer fit the registers (measured slower).
   constexpr int kBlocks = NQ == 1 ? 2 : 1;
   QueryBlockWeights16<kBlock / 16, kBlocks> qw;
-  for (size_t sb = 0; sb < n; sb += kBlocks * kBlock) {
-    qw.Quantize(f, ng, code_bytes, NQ, p + sb, p_stride, rows + sb * stride, (int)std::min<size_t>(kBlocks * kBlock, n - sb));
-    for (int kb = 0; kb < kBlocks && sb + kb * kBlock < n; ++kb) {
-      const size_t b = sb + kb * kBlock;
-      const int nb = (int)std::min<size_t>(kBlock, n - b);
-      const uint8_t* block = rows + b * stride;
-      const uint8_t* last = block + (size_t)(nb - 1) * stride;  // stands in for rows past nb (their weights are 0)
-      for (int c = 0; c < NC; ++c) {
-        const int g_lo = 64 * c / group, g_hi = (64 * c + 32) / group;
-        __m512i wlo[NQ], whi[NQ], a32[NQ][4];
+  for (size_t b = 0; b < n; b += kBlock) {
+    const int kb = (int)(b / kBlock % kBlocks);  // this block's place among those quantized together
+    if (kb == 0)
+      qw.Quantize(f, ng, code_bytes, NQ, p + b, p_stride, rows + b * stride, (int)std::min<size_t>(kBlocks * kBlock, n - b));
+    const int nb = (int)std::min<size_t>(kBlock, n - b);
+    const uint8_t* block = rows + b * stride;
+    const uint8_t* last = block + (size_t)(nb - 1) * stride;  // stands in for rows past nb (their weights are 0)
+    for (int c = 0; c < NC; ++c) {
+      const int g_lo = 64 * c / group, g_hi = (64 * c + 32) / group;
+      __m512i wlo[NQ], whi[NQ], a32[NQ][4];
+      for (int h = 0; h < NQ; ++h) {
+        wlo[h] = _mm512_load_si512(qw.w8[h][g_lo] + kb * kBlock);
+        whi[h] = _mm512_load_si512(qw.w8[h][g_hi] + kb * kBlock);
+        for (int k = 0; k < 4; ++k) a32[h][k] = _mm512_setzero_si512();
+      }
+      for (int t = 0; t < nb; t += 4) {
+        const uint8_t* r0 = block + (size_t)t * stride + 16 * c;
+        const uint8_t* r1 = t + 1 < nb ? r0 + stride : last + 16 * c;
+        const uint8_t* r2 = t + 2 < nb ? r0 + 2 * stride : last + 16 * c;
+        const uint8_t* r3 = t + 3 < nb ? r0 + 3 * stride : last + 16 * c;
+        __m512i x = _mm512_castsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(r0)));
+        x = _mm512_inserti32x4(x, _mm_loadu_si128(reinterpret_cast<const __m128i*>(r1)), 1);
+        x = _mm512_inserti32x4(x, _mm_loadu_si128(reinterpret_cast<const __m128i*>(r2)), 2);
+        x = _mm512_inserti32x4(x, _mm_loadu_si128(reinterpret_cast<const __m128i*>(r3)), 3);
+        x = _mm512_shuffle_epi8(_mm512_permutexvar_epi32(rows_to_lanes, x), transpose4x4);
+        const __m512i ph[4] = {_mm512_and_si512(x, three), _mm512_and_si512(_mm512_srli_epi16(x, 2), three),
+                               _mm512_and_si512(_mm512_srli_epi16(x, 4), three), _mm512_and_si512(_mm512_srli_epi16(x, 6), three)};
+        const __m512i pick = _mm512_add_epi32(second_half, _mm512_set1_epi32(t / 4));
         for (int h = 0; h < NQ; ++h) {
-          wlo[h] = _mm512_load_si512(qw.w8[h][g_lo] + kb * kBlock);
-          whi[h] = _mm512_load_si512(qw.w8[h][g_hi] + kb * kBlock);
-          for (int k = 0; k < 4; ++k) a32[h][k] = _mm512_setzero_si512();
+          const __m512i w = _mm512_permutex2var_epi32(wlo[h], pick, whi[h]);
+          for (int k = 0; k < 4; ++k) a32[h][k] = _mm512_dpbusd_epi32(a32[h][k], ph[k], w);
         }
-        for (int t = 0; t < nb; t += 4) {
-          const uint8_t* r0 = block + (size_t)t * stride + 16 * c;
-          const uint8_t* r1 = t + 1 < nb ? r0 + stride : last + 16 * c;
-          const uint8_t* r2 = t + 2 < nb ? r0 + 2 * stride : last + 16 * c;
-          const uint8_t* r3 = t + 3 < nb ? r0 + 3 * stride : last + 16 * c;
-          __m512i x = _mm512_castsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(r0)));
-          x = _mm512_inserti32x4(x, _mm_loadu_si128(reinterpret_cast<const __m128i*>(r1)), 1);
-          x = _mm512_inserti32x4(x, _mm_loadu_si128(reinterpret_cast<const __m128i*>(r2)), 2);
-          x = _mm512_inserti32x4(x, _mm_loadu_si128(reinterpret_cast<const __m128i*>(r3)), 3);
-          x = _mm512_shuffle_epi8(_mm512_permutexvar_epi32(rows_to_lanes, x), transpose4x4);
-          const __m512i ph[4] = {_mm512_and_si512(x, three), _mm512_and_si512(_mm512_srli_epi16(x, 2), three),
-                                 _mm512_and_si512(_mm512_srli_epi16(x, 4), three), _mm512_and_si512(_mm512_srli_epi16(x, 6), three)};
-          const __m512i pick = _mm512_add_epi32(second_half, _mm512_set1_epi32(t / 4));
-          for (int h = 0; h < NQ; ++h) {
-            const __m512i w = _mm512_permutex2var_epi32(wlo[h], pick, whi[h]);
-            for (int k = 0; k < 4; ++k) a32[h][k] = _mm512_dpbusd_epi32(a32[h][k], ph[k], w);
-          }
-        }
-        for (int h = 0; h < NQ; ++h) {
-          const __m512 scale = _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(qw.ws[h][g_lo][kb]), _mm512_set1_ps(qw.ws[h][g_hi][kb]));
-          for (int k = 0; k < 4; ++k) {
-            float* slot = fa[h] + (c * 4 + k) * 16;
-            _mm512_store_ps(slot, _mm512_fmadd_ps(scale, _mm512_cvtepi32_ps(a32[h][k]), _mm512_load_ps(slot)));
-          }
+      }
+      for (int h = 0; h < NQ; ++h) {
+        const __m512 scale = _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(qw.ws[h][g_lo][kb]), _mm512_set1_ps(qw.ws[h][g_hi][kb]));
+        for (int k = 0; k < 4; ++k) {
+          float* slot = fa[h] + (c * 4 + k) * 16;
+          _mm512_store_ps(slot, _mm512_fmadd_ps(scale, _mm512_cvtepi32_ps(a32[h][k]), _mm512_load_ps(slot)));
         }
       }
     }
@@ -506,46 +505,45 @@ void ValuesInt4Vnni(const KvRowFormat& f, const float* p, size_t p_stride, const
   const __m512i transpose4x4 = _mm512_broadcast_i32x4(_mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15));
   constexpr int kBlocks = 4;  // blocks whose weights are quantized together (QueryBlockWeights16)
   QueryBlockWeights16<1, kBlocks> qw;
-  for (size_t sb = 0; sb < n; sb += kBlocks * kBlock) {
-    qw.Quantize(f, ng, code_bytes, NQ, p + sb, p_stride, rows + sb * stride, (int)std::min<size_t>(kBlocks * kBlock, n - sb));
-    for (int k = 0; k < kBlocks && sb + k * kBlock < n; ++k) {
-      const size_t b = sb + k * kBlock;
-      const int nb = (int)std::min<size_t>(kBlock, n - b);
-      const uint8_t* block = rows + b * stride;
-      const uint8_t* last = block + (size_t)(nb - 1) * stride;  // stands in for rows past nb (their weights are 0)
-      for (int c = 0; c < NC; ++c) {
-        const int g_lo = 64 * c / group, g_hi = (64 * c + 32) / group;
-        __m512i a32[NQ][4];
-        for (int h = 0; h < NQ; ++h)
-          for (int j = 0; j < 4; ++j) a32[h][j] = _mm512_setzero_si512();
-        for (int t = 0; t < nb; t += 4) {
-          const uint8_t* r[4];
-          for (int i = 0; i < 4; ++i) r[i] = t + i < nb ? block + (size_t)(t + i) * stride : last;
-          __m512i x[2], nib[4];
-          FourRowsAsInt4<BITS>(int3, r, c, x);
-          for (int half = 0; half < 2; ++half) {
-            const __m512i y = _mm512_shuffle_epi8(_mm512_permutexvar_epi32(rows_to_lanes, x[half]), transpose4x4);
-            nib[2 * half] = _mm512_and_si512(y, low4);
-            nib[2 * half + 1] = _mm512_and_si512(_mm512_srli_epi16(y, 4), low4);
-          }
-          for (int h = 0; h < NQ; ++h) {
-            int32_t lo, hi;
-            std::memcpy(&lo, qw.w8[h][g_lo] + k * kBlock + t, 4);
-            std::memcpy(&hi, qw.w8[h][g_hi] + k * kBlock + t, 4);
-            const __m512i wlo = _mm512_set1_epi32(lo), whi = _mm512_set1_epi32(hi);
-            a32[h][0] = _mm512_dpbusd_epi32(a32[h][0], nib[0], wlo);
-            a32[h][1] = _mm512_dpbusd_epi32(a32[h][1], nib[1], wlo);
-            a32[h][2] = _mm512_dpbusd_epi32(a32[h][2], nib[2], whi);
-            a32[h][3] = _mm512_dpbusd_epi32(a32[h][3], nib[3], whi);
-          }
+  for (size_t b = 0; b < n; b += kBlock) {
+    const int k = (int)(b / kBlock % kBlocks);  // this block's place among those quantized together
+    if (k == 0)
+      qw.Quantize(f, ng, code_bytes, NQ, p + b, p_stride, rows + b * stride, (int)std::min<size_t>(kBlocks * kBlock, n - b));
+    const int nb = (int)std::min<size_t>(kBlock, n - b);
+    const uint8_t* block = rows + b * stride;
+    const uint8_t* last = block + (size_t)(nb - 1) * stride;  // stands in for rows past nb (their weights are 0)
+    for (int c = 0; c < NC; ++c) {
+      const int g_lo = 64 * c / group, g_hi = (64 * c + 32) / group;
+      __m512i a32[NQ][4];
+      for (int h = 0; h < NQ; ++h)
+        for (int j = 0; j < 4; ++j) a32[h][j] = _mm512_setzero_si512();
+      for (int t = 0; t < nb; t += 4) {
+        const uint8_t* r[4];
+        for (int i = 0; i < 4; ++i) r[i] = t + i < nb ? block + (size_t)(t + i) * stride : last;
+        __m512i x[2], nib[4];
+        FourRowsAsInt4<BITS>(int3, r, c, x);
+        for (int half = 0; half < 2; ++half) {
+          const __m512i y = _mm512_shuffle_epi8(_mm512_permutexvar_epi32(rows_to_lanes, x[half]), transpose4x4);
+          nib[2 * half] = _mm512_and_si512(y, low4);
+          nib[2 * half + 1] = _mm512_and_si512(_mm512_srli_epi16(y, 4), low4);
         }
-        for (int h = 0; h < NQ; ++h)
-          for (int j = 0; j < 4; ++j) {
-            float* slot = fa[h] + (c * 4 + j) * 16;
-            const __m512 scale = _mm512_set1_ps(qw.ws[h][j < 2 ? g_lo : g_hi][k]);
-            _mm512_store_ps(slot, _mm512_fmadd_ps(scale, _mm512_cvtepi32_ps(a32[h][j]), _mm512_load_ps(slot)));
-          }
+        for (int h = 0; h < NQ; ++h) {
+          int32_t lo, hi;
+          std::memcpy(&lo, qw.w8[h][g_lo] + k * kBlock + t, 4);
+          std::memcpy(&hi, qw.w8[h][g_hi] + k * kBlock + t, 4);
+          const __m512i wlo = _mm512_set1_epi32(lo), whi = _mm512_set1_epi32(hi);
+          a32[h][0] = _mm512_dpbusd_epi32(a32[h][0], nib[0], wlo);
+          a32[h][1] = _mm512_dpbusd_epi32(a32[h][1], nib[1], wlo);
+          a32[h][2] = _mm512_dpbusd_epi32(a32[h][2], nib[2], whi);
+          a32[h][3] = _mm512_dpbusd_epi32(a32[h][3], nib[3], whi);
+        }
       }
+      for (int h = 0; h < NQ; ++h)
+        for (int j = 0; j < 4; ++j) {
+          float* slot = fa[h] + (c * 4 + j) * 16;
+          const __m512 scale = _mm512_set1_ps(qw.ws[h][j < 2 ? g_lo : g_hi][k]);
+          _mm512_store_ps(slot, _mm512_fmadd_ps(scale, _mm512_cvtepi32_ps(a32[h][j]), _mm512_load_ps(slot)));
+        }
     }
   }
   qw.Finish(NQ, d, group, channel, fa[0], acc);
