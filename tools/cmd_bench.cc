@@ -165,7 +165,7 @@ void BenchWeights(benchmark::State& state, WeightType type, size_t rows, size_t 
     LinearInput in{x.data(), nullptr, nullptr, 1};
     if (op.needs_qd8()) (void)quantizer.Quantize(cols, qd8.data(), params.data(), &in, nullptr);
     if (op.needs_q8_blocks()) {
-      ActiveQb32Kernels().quantize_activations(x.data(), cols, blocks.data(), sums.data());
+      op.QuantizeQ8Blocks(x.data(), blocks.data(), sums.data());
       in.q8_blocks = blocks.data();
       in.q8_sums = sums.data();
     }
