@@ -5,8 +5,10 @@
 // reference's bit for bit: the same integer sums and the same float operations in the same order. Up to four
 // activation rows share each weight vector (prefill); decode is the one-row case.
 // Q4_0's nibbles are multiplied unsigned (0..15) and 8 · Σx of the activation block is taken off:
-// Σ (n − 8)·x = Σ n·x − 8·Σx. Q8_0's signed codes become |w| · sign(x, w) on AVX2 (Q8_0Sums); AVX-512 has no vpsignb,
-// and its variant (qb32-gemm-avx512vnni.cc) flips the codes' top bit and takes 128 · Σx off instead.
+// Σ (n − 8)·x = Σ n·x − 8·Σx. Q8_0's signed codes become |w| · sign(x, w) on AVX2; AVX-512 has no vpsignb, and its
+// variant flips the codes' top bit and takes 128 · Σx off instead. Each variant loads its codes its own way
+// (qb32-gemm-avx2.cc, qb32-gemm-avx512vnni.cc); shared here are the layout, the float accumulation (Group, Gemm) and
+// the activations' quantizer.
 //
 // Included by each variant's source, compiled with its flags; everything is in an anonymous namespace so that no
 // copy built for one instruction set is linked in place of another's.
@@ -30,51 +32,6 @@ inline float Half(const uint8_t* block) {
   __builtin_memcpy(&h, block, 2);
   return _cvtsh_ss(h);
 }
-
-inline __m256i Broadcast4(const uint8_t* p) {
-  int32_t v;
-  __builtin_memcpy(&v, p, 4);
-  return _mm256_set1_epi32(v);
-}
-
-// Activation dword c of a Q8_0 block (elements 4c..4c+3), in every lane.
-inline __m256i XDword(const uint8_t* xblock, size_t c) { return Broadcast4(xblock + 2 + 4 * c); }
-
-// Vector c of a packed Q4_0 group-block's codes as unsigned bytes 0..15: lo holds elements 4c..4c+3 of each row,
-// hi elements 4c+16..4c+19 (XDword c and c + 4).
-struct Nibbles {
-  __m256i lo, hi;
-};
-inline Nibbles LoadNibbles(const uint8_t* codes, size_t c) {
-  const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes + 32 * c));
-  const __m256i low = _mm256_set1_epi8(0x0f);
-  return {_mm256_and_si256(v, low), _mm256_and_si256(_mm256_srli_epi16(v, 4), low)};
-}
-
-// Vector c of a packed Q8_0 group-block's codes (elements 4c..4c+3 of each row), as the unsigned magnitudes that
-// multiply x · sign(w): |w| · sign(x, w) = w · x, the form an unsigned-by-signed byte product takes.
-struct SignedCodes {
-  __m256i w, abs;
-  __m256i SignedX(__m256i x) const { return _mm256_sign_epi8(x, w); }
-};
-inline SignedCodes LoadSignedCodes(const uint8_t* codes, size_t c) {
-  const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes + 32 * c));
-  return {w, _mm256_sign_epi8(w, w)};
-}
-
-// Q8_0's block sums (the Sums of qb32-gemm-avx2.cc) for NB activation rows, given how a variant adds the dword sums
-// of unsigned × signed byte products to int32 lanes: ADD(acc, unsigned, signed).
-template <size_t NB, __m256i (*ADD)(__m256i, __m256i, __m256i)>
-struct Q8_0Sums {
-  static void Sums(const uint8_t* codes, const uint8_t* const* x, const int32_t*, __m256i* sums) {
-    for (size_t b = 0; b < NB; ++b) sums[b] = _mm256_setzero_si256();
-#pragma GCC unroll 8
-    for (size_t c = 0; c < 8; ++c) {
-      const SignedCodes w = LoadSignedCodes(codes, c);
-      for (size_t b = 0; b < NB; ++b) sums[b] = ADD(sums[b], w.abs, w.SignedX(XDword(x[b], c)));
-    }
-  }
-};
 
 // QuantizeActivationsQ8_0 (ggml_blocks.h) bit for bit, 32 floats per block in four registers. Each of the
 // reference's std::max / std::min is the vmaxps / vminps that returns its second operand on NaN and on ties, so a

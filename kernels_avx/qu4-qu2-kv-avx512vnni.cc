@@ -283,9 +283,8 @@ void Qu4Qu2ScoresVnni(const KvRowFormat& f, const float* q, const float* qsum, c
 // terms: equal to the reference's within float rounding).
 // A call quantizes kBlocks consecutive blocks (kSub 16-row sub-blocks each): INT4's 16-row blocks go four at a time.
 // One block's chain — the largest weight, the two divisions, the codes — is long against its 16 rows of integer
-// sums, and four independent chains in one stretch of code overlap; the largest weights are gathered into vectors
-// in registers (stored one by one and reloaded as a vector, they stalled the store forwarding: a quarter of the
-// kernel's samples at 16k rows).
+// sums, and four independent chains in one stretch of code overlap. How the largest weights become vectors for the
+// divisions depends on how many there are (below, in Quantize).
 template <int kSub, int kBlocks = 1>  // kSub: 4 for INT2's 64-row blocks, 1 for INT4's 16
 struct QueryBlockWeights16 {
   static constexpr int kSubBlocks = kSub * kBlocks;
@@ -321,7 +320,9 @@ struct QueryBlockWeights16 {
     __m512 w[kPass][4][kSubBlocks];
     constexpr int kVectors = (kPass * 4 * kBlocks + 15) / 16;
     // The largest weights, entry e = (h·ng + g)·kBlocks + k in lane e % 16 of vector e / 16. For one query, and
-    // one block per call (INT2's passes of several queries), they are merged into registers. INT4's passes of
+    // one block per call (INT2's passes of several queries), they are merged into registers: stored one by one and
+    // reloaded as a vector, they stalled the store forwarding (a quarter of INT4's samples at 16k rows when every
+    // 16-row block did it). INT4's passes of
     // several queries have 32-64 entries, each merge waited on the last, and storing them as floats and loading
     // each vector once costs one store-forwarding stall per call instead (two queries 1.17x, three 1.10x, four
     // 1.07x; where the entries are few the stall cost more).

@@ -95,7 +95,8 @@ void ValuesInt4(const KvRowFormat& f, const float* p, size_t p_stride, const uin
   for (size_t b = 0; b < n; b += kBlock) {
     const int nb = (int)std::min<size_t>(kBlock, n - b);
     const int k = (int)(b / kBlock % kBlocks);  // this block's place in the quantized group
-    if (k == 0) qw.Quantize(f, ng, code_bytes, NQ, p + b, p_stride, rows + b * f.stride, (int)std::min<size_t>(kBlocks * kBlock, n - b));
+    if (k == 0)
+      qw.Quantize(f, ng, code_bytes, NQ, p + b, p_stride, rows + b * f.stride, (int)std::min<size_t>(kBlocks * kBlock, n - b));
     __m256i wv[kPass][NC][2], a16[kPass][NC][4];
     for (int h = 0; h < NQ; ++h)
       for (int c = 0; c < NC; ++c) {
