@@ -2,6 +2,7 @@
 // widened eight at a time, per-group scale and zero folded in after the group's dot product (scores) or into
 // p (values). The group variants unpack each row once for all the heads of a GQA group.
 #include <algorithm>
+#include <cmath>
 
 #include "kv-avx.h"
 
@@ -9,57 +10,80 @@ namespace mikv::avx {
 
 namespace {
 
-template <int BITS>
-void Scores(const KvRowFormat& f, const float* q, const float* qsum, const uint8_t* rows, size_t n, float scale, float* out) {
+// Hsum8 of R ≤ 4 registers at once, in lanes 0..R-1, bit for bit: vhaddps pairs the lanes of up to four rows in the
+// order Hsum8 pairs one row's, ((l0+l1)+(l2+l3)) + ((l4+l5)+(l6+l7)), for a quarter of the shuffles per row.
+template <int R>
+inline __m128 Hsum8Rows(const __m256* v) {
+  const __m256 s01 = _mm256_hadd_ps(v[0], v[R > 1 ? 1 : 0]);
+  const __m256 s23 = R > 2 ? _mm256_hadd_ps(v[2], v[R > 3 ? 3 : 2]) : s01;
+  const __m256 s = _mm256_hadd_ps(s01, s23);
+  return _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+}
+
+// R rows (from `rows`, f.stride apart) against NQ queries (the heads of a GQA group: each row's codes are unpacked
+// once per chunk of eight channels for all of them): per row and query, score = (Σ_g scale_g · (q_g · codes_g) +
+// Σ_g zero_g · qsum_g) · scale, its scales folded in as vectors so the row needs one horizontal sum, not one per group.
+// Every row and query gets the same operations in the same order whatever R and NQ are, so the one-query kernel and
+// each head of a group agree bit for bit. NQ and R are template parameters so that the sums stay in registers (kept in
+// arrays indexed at run time they lived on the stack, and every multiply-add waited for the previous one's store); R
+// rows at a time share the query loads and the horizontal sums.
+template <int BITS, int NQ, int R>
+inline void ScoreRows(const KvRowFormat& f, const float* q, const float* qsum, const uint8_t* rows, float scale,
+                      float* out, size_t out_stride) {
   const int d = f.head_dim, group = f.group, ng = d / group;
   const size_t code_bytes = KvCodeBytes(d, BITS);
-  for (size_t t = 0; t < n; ++t) {
-    const uint8_t* row = rows + t * f.stride;
-    const uint16_t* sz = reinterpret_cast<const uint16_t*>(row + code_bytes);
-    // Scales are folded in as vectors, so the row needs one horizontal sum, not one per group.
-    __m256 total = _mm256_setzero_ps();
-    float zeros = 0.0f;
-    for (int g = 0; g < ng; ++g) {
-      __m256 a = _mm256_setzero_ps();
-      for (int i = g * group; i < (g + 1) * group; i += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), Codes8<BITS>(row, i), a);
-      total = _mm256_fmadd_ps(_mm256_set1_ps(Half(sz[g])), a, total);
-      zeros += Half(sz[ng + g]) * qsum[g];
+  const uint8_t* row[R];
+  const uint16_t* sz[R];
+  for (int k = 0; k < R; ++k) {
+    row[k] = rows + k * f.stride;
+    sz[k] = reinterpret_cast<const uint16_t*>(row[k] + code_bytes);
+  }
+  __m256 total[NQ][R], a[NQ][R];
+  float zeros[NQ][R];
+  for (int h = 0; h < NQ; ++h)
+    for (int k = 0; k < R; ++k) total[h][k] = _mm256_setzero_ps(), zeros[h][k] = 0.0f;
+  for (int g = 0; g < ng; ++g) {
+    for (int h = 0; h < NQ; ++h)
+      for (int k = 0; k < R; ++k) a[h][k] = _mm256_setzero_ps();
+    for (int i = g * group; i < (g + 1) * group; i += 8) {
+      __m256 codes[R];
+      for (int k = 0; k < R; ++k) codes[k] = Codes8<BITS>(row[k], i);
+      for (int h = 0; h < NQ; ++h) {
+        const __m256 qi = _mm256_loadu_ps(q + (size_t)h * d + i);
+        for (int k = 0; k < R; ++k) a[h][k] = _mm256_fmadd_ps(qi, codes[k], a[h][k]);
+      }
     }
-    out[t] = (Hsum8(total) + zeros) * scale;
+    for (int k = 0; k < R; ++k) {
+      const __m256 s = _mm256_set1_ps(Half(sz[k][g]));
+      const float z = Half(sz[k][ng + g]);
+      for (int h = 0; h < NQ; ++h) {
+        total[h][k] = _mm256_fmadd_ps(s, a[h][k], total[h][k]);
+        zeros[h][k] = std::fma(z, qsum[(size_t)h * ng + g], zeros[h][k]);  // one rounding in every instance
+      }
+    }
+  }
+  for (int h = 0; h < NQ; ++h) {
+    if (R == 1) {
+      out[(size_t)h * out_stride] = (Hsum8(total[h][0]) + zeros[h][0]) * scale;
+    } else {
+      alignas(16) float z4[4] = {};
+      for (int k = 0; k < R; ++k) z4[k] = zeros[h][k];
+      alignas(16) float s4[4];
+      _mm_store_ps(s4, _mm_mul_ps(_mm_add_ps(Hsum8Rows<R>(total[h]), _mm_load_ps(z4)), _mm_set1_ps(scale)));
+      for (int k = 0; k < R; ++k) out[(size_t)h * out_stride + k] = s4[k];
+    }
   }
 }
 
-
-// The heads of a GQA group against each row: the row's codes are unpacked once per chunk of eight channels and used
-// by every query, each query doing the one-query kernel's operations in its order (the same results bit for bit).
-// NQ queries at a time, a template parameter so that their accumulators stay in registers (kept in an array indexed
-// at run time they lived on the stack, and every multiply-add waited for the previous one's store).
+// A pass of NQ queries over all n rows: R rows at a time where their sums fit the sixteen registers (four rows for one
+// query, two for two), the rest one by one.
 template <int BITS, int NQ>
 void ScoresQueries(const KvRowFormat& f, const float* q, const float* qsum, const uint8_t* rows, size_t n, float scale,
                    float* out, size_t out_stride) {
-  const int d = f.head_dim, group = f.group, ng = d / group;
-  const size_t code_bytes = KvCodeBytes(d, BITS);
-  for (size_t t = 0; t < n; ++t) {
-    const uint8_t* row = rows + t * f.stride;
-    const uint16_t* sz = reinterpret_cast<const uint16_t*>(row + code_bytes);
-    __m256 total[NQ], a[NQ];
-    float zeros[NQ];
-    for (int h = 0; h < NQ; ++h) total[h] = _mm256_setzero_ps(), zeros[h] = 0.0f;
-    for (int g = 0; g < ng; ++g) {
-      for (int h = 0; h < NQ; ++h) a[h] = _mm256_setzero_ps();
-      for (int i = g * group; i < (g + 1) * group; i += 8) {
-        const __m256 codes = Codes8<BITS>(row, i);
-        for (int h = 0; h < NQ; ++h) a[h] = _mm256_fmadd_ps(_mm256_loadu_ps(q + (size_t)h * d + i), codes, a[h]);
-      }
-      const __m256 s = _mm256_set1_ps(Half(sz[g]));
-      const float z = Half(sz[ng + g]);
-      for (int h = 0; h < NQ; ++h) {
-        total[h] = _mm256_fmadd_ps(s, a[h], total[h]);
-        zeros[h] += z * qsum[(size_t)h * ng + g];
-      }
-    }
-    for (int h = 0; h < NQ; ++h) out[(size_t)h * out_stride + t] = (Hsum8(total[h]) + zeros[h]) * scale;
-  }
+  constexpr int R = NQ == 1 ? 4 : 1;
+  size_t t = 0;
+  for (; t + R <= n; t += R) ScoreRows<BITS, NQ, R>(f, q, qsum, rows + t * f.stride, scale, out + t, out_stride);
+  for (; t < n; ++t) ScoreRows<BITS, NQ, 1>(f, q, qsum, rows + t * f.stride, scale, out + t, out_stride);
 }
 
 template <int BITS>
@@ -79,17 +103,50 @@ void ScoresGroup(const KvRowFormat& f, int nq, const float* q, const float* qsum
   }
 }
 
+template <int BITS>
+void Scores(const KvRowFormat& f, const float* q, const float* qsum, const uint8_t* rows, size_t n, float scale, float* out) {
+  ScoresQueries<BITS, 1>(f, q, qsum, rows, n, scale, out, 0);
+}
+
 // Values, rows in blocks of kValueBlock: per block and group, each query's p·scale per row (0 where p is 0, so a
 // masked row adds nothing whatever it holds) and Σ p·zero; then per eight channels the block's rows are summed into
 // one register per query and added to acc once. (Adding each row into acc in memory made every row wait for the
 // previous row's store: ten times slower.)
 constexpr int kValueBlock = 32;
 
-// NQ queries (a template parameter, so that their accumulators stay in registers).
+// C chunks of eight channels from channel i, over a block's nb rows, for NQ queries: acc += the rows' sum, started from
+// Σ p·zero (zsum). Each chunk and query is one chain of multiply-adds over the rows, in row order; C of them per query are
+// in flight at once (one chain alone waited on each row's fmadd latency: 1.7x with four), and how many does not change
+// any chain's operations, so every C gives the same bits.
+template <int BITS, int NQ, int C>
+inline void ValueChunks(const uint8_t* block, size_t stride, int nb, const float (*ps)[kValueBlock], const float* zsum,
+                        int i, int d, float* acc) {
+  __m256 a[NQ][C];
+  for (int h = 0; h < NQ; ++h)
+    for (int c = 0; c < C; ++c) a[h][c] = _mm256_set1_ps(zsum[h]);
+  for (int t = 0; t < nb; ++t) {
+    const uint8_t* row = block + t * stride;
+    for (int c = 0; c < C; ++c) {
+      const __m256 codes = Codes8<BITS>(row, i + 8 * c);
+      for (int h = 0; h < NQ; ++h) a[h][c] = _mm256_fmadd_ps(_mm256_broadcast_ss(&ps[h][t]), codes, a[h][c]);
+    }
+  }
+  for (int h = 0; h < NQ; ++h)
+    for (int c = 0; c < C; ++c) {
+      float* ah = acc + (size_t)h * d + i + 8 * c;
+      _mm256_storeu_ps(ah, _mm256_add_ps(_mm256_loadu_ps(ah), a[h][c]));
+    }
+}
+
+// NQ queries (a template parameter, so that their accumulators stay in registers): up to eight chains in flight, as
+// many chunks at a time as divide the group.
 template <int BITS, int NQ>
 void ValuesQueries(const KvRowFormat& f, const float* p, size_t p_stride, const uint8_t* rows, size_t n, float* acc) {
   const int d = f.head_dim, group = f.group, ng = d / group;
   const size_t code_bytes = KvCodeBytes(d, BITS);
+  constexpr int kMaxChunks = NQ == 1 ? 8 : NQ == 2 ? 4 : 2;
+  const int chunks = group / 8;
+  const int c = kMaxChunks >= 8 && chunks % 8 == 0 ? 8 : kMaxChunks >= 4 && chunks % 4 == 0 ? 4 : chunks % 2 == 0 ? 2 : 1;
   alignas(32) float ps[NQ][kValueBlock];
   for (size_t t0 = 0; t0 < n; t0 += kValueBlock) {
     const int nb = (int)std::min<size_t>(kValueBlock, n - t0);
@@ -102,19 +159,15 @@ void ValuesQueries(const KvRowFormat& f, const float* p, size_t p_stride, const 
         for (int h = 0; h < NQ; ++h) {
           const float ph = p[(size_t)h * p_stride + t0 + t];
           ps[h][t] = ph == 0.0f ? 0.0f : ph * scale;
-          if (ph != 0.0f) zsum[h] += ph * zero;
+          if (ph != 0.0f) zsum[h] = std::fma(ph, zero, zsum[h]);  // one rounding in every instance
         }
       }
-      for (int i = g * group; i < (g + 1) * group; i += 8) {
-        __m256 a[NQ];
-        for (int h = 0; h < NQ; ++h) a[h] = _mm256_set1_ps(zsum[h]);
-        for (int t = 0; t < nb; ++t) {
-          const __m256 codes = Codes8<BITS>(block + t * f.stride, i);
-          for (int h = 0; h < NQ; ++h) a[h] = _mm256_fmadd_ps(_mm256_broadcast_ss(&ps[h][t]), codes, a[h]);
-        }
-        for (int h = 0; h < NQ; ++h) {
-          float* ah = acc + (size_t)h * d + i;
-          _mm256_storeu_ps(ah, _mm256_add_ps(_mm256_loadu_ps(ah), a[h]));
+      for (int i = g * group; i < (g + 1) * group; i += 8 * c) {
+        switch (c) {
+          case 8: ValueChunks<BITS, NQ, kMaxChunks >= 8 ? 8 : 1>(block, f.stride, nb, ps, zsum, i, d, acc); break;
+          case 4: ValueChunks<BITS, NQ, kMaxChunks >= 4 ? 4 : 1>(block, f.stride, nb, ps, zsum, i, d, acc); break;
+          case 2: ValueChunks<BITS, NQ, 2>(block, f.stride, nb, ps, zsum, i, d, acc); break;
+          default: ValueChunks<BITS, NQ, 1>(block, f.stride, nb, ps, zsum, i, d, acc); break;
         }
       }
     }
