@@ -136,7 +136,7 @@ TEST(KvKernels, GroupKernelsGiveEachQueryTheOneQueryResult) {
   for (const KvKernels* k : kernels) {
     for (int p = 0; p < 5; ++p) {
       for (const Shape& sh : shapes) {
-        for (int nq : {1, 3, 7, 9}) {
+        for (int nq : {1, 2, 3, 6, 7, 9}) {  // passes of 1, 2, 3 and 4 heads
           SCOPED_TRACE(std::string(k->isa) + " " + KvPrecisionName((KvPrecision)p) + " d=" + std::to_string(sh.d) +
                        " group=" + std::to_string(sh.group) + " nq=" + std::to_string(nq));
           const KvCodec codec((KvPrecision)p, sh.d, sh.group);
