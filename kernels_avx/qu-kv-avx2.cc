@@ -134,9 +134,11 @@ inline void ValueChunks(const uint8_t* block, size_t stride, int nb, const float
     for (int c = 0; c < C; ++c) a[h][c] = _mm256_set1_ps(zsum[h]);
   for (int t = 0; t < nb; ++t) {
     const uint8_t* row = block + t * stride;
+    __m256 w[NQ];  // broadcast once per row (inside the chunk loop GCC broadcast again for every chunk)
+    for (int h = 0; h < NQ; ++h) w[h] = _mm256_set1_ps(ps[h][t]);
     for (int c = 0; c < C; ++c) {
       const __m256 codes = Codes8<BITS>(row, i + 8 * c);
-      for (int h = 0; h < NQ; ++h) a[h][c] = _mm256_fmadd_ps(_mm256_broadcast_ss(&ps[h][t]), codes, a[h][c]);
+      for (int h = 0; h < NQ; ++h) a[h][c] = _mm256_fmadd_ps(w[h], codes, a[h][c]);
     }
   }
   for (int h = 0; h < NQ; ++h)
