@@ -117,8 +117,8 @@ void Scores(const KvRowFormat& f, const float* q, const float* qsum, const uint8
 }
 
 // Values, rows in blocks of kValueBlock: per block and group, each query's p·scale per row (0 where p is 0, so a
-// masked row adds nothing whatever it holds) and Σ p·zero; then per eight channels the block's rows are summed into
-// one register per query and added to acc once. (Adding each row into acc in memory made every row wait for the
+// masked row adds nothing whatever it holds) and Σ p·zero; then per chunk of eight channels the block's rows are summed
+// into one register per query and added to acc once. (Adding each row into acc in memory made every row wait for the
 // previous row's store: ten times slower.)
 constexpr int kValueBlock = 32;
 
