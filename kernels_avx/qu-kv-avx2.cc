@@ -62,29 +62,39 @@ inline void ScoreRows(const KvRowFormat& f, const float* q, const float* qsum, c
       }
     }
   }
-  // R rows of a query, or one row of two queries: their sums reduced together, lane k for row or query k. The zeros
+  // R rows of a query, or one row of NQ queries: their sums reduced together, lane k for row or query k. The zeros
   // go in through registers (stored one by one and loaded as a vector they stalled store forwarding).
-  auto finish = [&](const __m256* v, const float* z, int m, float* o, size_t o_stride) {
-    const __m128 zv = _mm_setr_ps(z[0], m > 1 ? z[1] : 0.0f, m > 2 ? z[2] : 0.0f, m > 3 ? z[3] : 0.0f);
-    alignas(16) float s4[4];
-    _mm_store_ps(s4, _mm_mul_ps(_mm_add_ps(Hsum8Rows<(R > 1 ? R : NQ)>(v), zv), _mm_set1_ps(scale)));
-    for (int k = 0; k < m; ++k) o[k * o_stride] = s4[k];
-  };
-  if (R == 1 && NQ != 2) {
-    for (int h = 0; h < NQ; ++h) out[(size_t)h * out_stride] = (Hsum8(total[h][0]) + zeros[h][0]) * scale;
-  } else if (R == 1) {
-    __m256 v[NQ];
-    float z[NQ];
-    for (int h = 0; h < NQ; ++h) v[h] = total[h][0], z[h] = zeros[h][0];
-    finish(v, z, NQ, out, out_stride);
+  constexpr int M = R > 1 ? R : NQ;
+  if constexpr (M == 1) {
+    out[0] = (Hsum8(total[0][0]) + zeros[0][0]) * scale;
+  } else if constexpr (R == 1) {
+    const __m256 v[4] = {total[0][0], total[NQ > 1 ? 1 : 0][0], total[NQ > 2 ? 2 : 0][0], total[NQ > 3 ? 3 : 0][0]};
+    const __m128 zv = _mm_setr_ps(zeros[0][0], NQ > 1 ? zeros[NQ > 1 ? 1 : 0][0] : 0.0f,
+                                  NQ > 2 ? zeros[NQ > 2 ? 2 : 0][0] : 0.0f, NQ > 3 ? zeros[NQ > 3 ? 3 : 0][0] : 0.0f);
+    const __m128 s4 = _mm_mul_ps(_mm_add_ps(Hsum8Rows<NQ>(v), zv), _mm_set1_ps(scale));
+    out[0] = _mm_cvtss_f32(s4);
+    if (NQ > 1) out[out_stride] = _mm_cvtss_f32(_mm_shuffle_ps(s4, s4, 1));
+    if (NQ > 2) out[2 * out_stride] = _mm_cvtss_f32(_mm_shuffle_ps(s4, s4, 2));
+    if (NQ > 3) out[3 * out_stride] = _mm_cvtss_f32(_mm_shuffle_ps(s4, s4, 3));
   } else {
-    for (int h = 0; h < NQ; ++h) finish(total[h], zeros[h], R, out + (size_t)h * out_stride, 1);
+    for (int h = 0; h < NQ; ++h) {
+      const __m128 zv = _mm_setr_ps(zeros[h][0], zeros[h][R > 1 ? 1 : 0], R > 2 ? zeros[h][R > 2 ? 2 : 0] : 0.0f,
+                                    R > 3 ? zeros[h][R > 3 ? 3 : 0] : 0.0f);
+      const __m128 s4 = _mm_mul_ps(_mm_add_ps(Hsum8Rows<R>(total[h]), zv), _mm_set1_ps(scale));
+      if constexpr (R == 4) {
+        _mm_storeu_ps(out + (size_t)h * out_stride, s4);
+      } else {
+        alignas(16) float s[4];
+        _mm_store_ps(s, s4);
+        for (int k = 0; k < R; ++k) out[(size_t)h * out_stride + k] = s[k];
+      }
+    }
   }
 }
 
 // A pass of NQ queries over all n rows: one query four rows at a time (the rest one by one), more queries row by row
-// (two rows of two queries spilled the sixteen registers: 0.7x). Two queries' sums are reduced together; three or four
-// reduced together ran at half the speed (measured, not understood), so they keep a reduction each.
+// (two rows of two queries spilled the sixteen registers: 0.7x), their sums reduced together. (Reduced through a
+// lambda taking the sums' address, three or four queries ran at half the speed: the arrays left the registers.)
 template <int BITS, int NQ>
 void ScoresQueries(const KvRowFormat& f, const float* q, const float* qsum, const uint8_t* rows, size_t n, float scale,
                    float* out, size_t out_stride) {
