@@ -136,17 +136,18 @@ constexpr int kValueBlock = 32;
 // Σ p·zero (zsum). Each chunk and query is one chain of multiply-adds over the rows, in row order; C of them per query are
 // in flight at once (one chain alone waited on each row's fmadd latency: 1.7x with four), and how many does not change
 // any chain's operations, so every C gives the same bits.
-// ps[h][t][0]: query h's weight of row t in this group (the weights of up to eight groups side by side).
+// ps[(h · kValueBlock + t) · 8]: query h's weight of row t in this group (each row holds up to eight groups' weights
+// side by side, ps pointing at this group's).
 template <int BITS, int NQ, int C>
-inline void ValueChunks(const uint8_t* block, size_t stride, int nb, const float (*ps)[kValueBlock][8],
-                        const float* zsum, int i, int d, float* acc) {
+inline void ValueChunks(const uint8_t* block, size_t stride, int nb, const float* ps, const float* zsum, int i, int d,
+                        float* acc) {
   __m256 a[NQ][C];
   for (int h = 0; h < NQ; ++h)
     for (int c = 0; c < C; ++c) a[h][c] = _mm256_set1_ps(zsum[h]);
   for (int t = 0; t < nb; ++t) {
     const uint8_t* row = block + t * stride;
     __m256 w[NQ];  // broadcast once per row (inside the chunk loop GCC broadcast again for every chunk)
-    for (int h = 0; h < NQ; ++h) w[h] = _mm256_set1_ps(ps[h][t][0]);
+    for (int h = 0; h < NQ; ++h) w[h] = _mm256_set1_ps(ps[(h * kValueBlock + t) * 8]);
     for (int c = 0; c < C; ++c) {
       const __m256 codes = Codes8<BITS>(row, i + 8 * c);
       for (int h = 0; h < NQ; ++h) a[h][c] = _mm256_fmadd_ps(w[h], codes, a[h][c]);
@@ -224,7 +225,7 @@ void ValuesQueries(const KvRowFormat& f, const float* p, size_t p_stride, const 
         }
       }
       // This group's weights: column g of the rows' vectors, or column 0 where they were made group by group.
-      const float(*pg)[kValueBlock][8] = reinterpret_cast<const float(*)[kValueBlock][8]>(&ps[0][0][ng <= 4 ? g : 0]);
+      const float* pg = &ps[0][0][ng <= 4 ? g : 0];
       for (int i = g * group; i < (g + 1) * group; i += 8 * c) {
         switch (c) {
           case 8: ValueChunks<BITS, NQ, kMaxChunks >= 8 ? 8 : 1>(block, f.stride, nb, pg, zsum, i, d, acc); break;
