@@ -48,7 +48,7 @@ inline float Half(uint16_t h) { return _cvtsh_ss(h); }
 
 }  // namespace
 
-// AVX2 entry points (QuKv*: INT8 and INT3 rows; Qu4Qu2Kv*: INT4 and INT2 rows) (kernels_avx/*-avx2.cc), reused by the AVX-512 table where a shape does not fit 16 lanes.
+// AVX2 entry points (QuKv*: INT8 rows; Qu4Qu2Kv*: INT4, INT3 and INT2 rows) (kernels_avx/*-avx2.cc), reused by the AVX-512 table where a shape does not fit 16 lanes.
 void FwhtAvx2(float* x, int d);
 void SoftmaxAvx2(float* s, size_t n);
 void SoftmaxAvx512(float* s, size_t n);  // f32-softmax-avx512.cc (AVX-512F)

@@ -1,130 +1,35 @@
-// qu8-kv-scores and -values, AVX2 + FMA (INT4, INT3 and INT2 rows: qu4-qu2-kv-avx2.cc, in integers): unsigned codes
-// widened eight at a time, per-group scale and zero folded in after the group's dot product (scores) or into
-// p (values). The group variants unpack each row once for all the heads of a GQA group.
+// qu8-kv-scores and -values, AVX2 + FMA (INT4, INT3 and INT2 rows: qu4-qu2-kv-avx2.cc). Scores in integers
+// (qu8-kv-scores-avx.h with the AVX2 dot below). Values in floats: unsigned codes widened eight at a time, each row's
+// per-group scale and zero folded into p. The group variants read each row once for all the heads of a GQA group.
 #include <algorithm>
 #include <cmath>
 
-#include "kv-avx.h"
+#include "qu8-kv-scores-avx.h"
 
 namespace mikv::avx {
 
 namespace {
 
-// Hsum8 of R ≤ 4 registers at once, in lanes 0..R-1, bit for bit: vhaddps pairs the lanes of up to four rows in the
-// order Hsum8 pairs one row's, ((l0+l1)+(l2+l3)) + ((l4+l5)+(l6+l7)), for a quarter of the shuffles per row.
-template <int R>
-inline __m128 Hsum8Rows(const __m256* v) {
-  const __m256 s01 = _mm256_hadd_ps(v[0], v[R > 1 ? 1 : 0]);
-  const __m256 s23 = R > 2 ? _mm256_hadd_ps(v[2], v[R > 3 ? 3 : 2]) : s01;
-  const __m256 s = _mm256_hadd_ps(s01, s23);
-  return _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
-}
-
-// R rows (from `rows`, f.stride apart) against NQ queries (the heads of a GQA group: each row's codes are unpacked
-// once per chunk of eight channels for all of them): per row and query, score = (Σ_g scale_g · (q_g · codes_g) +
-// Σ_g zero_g · qsum_g) · scale, its scales folded in as vectors so the row needs one horizontal sum, not one per group.
-// Every row and query gets the same operations in the same order whatever R and NQ are, so the one-query kernel and
-// each head of a group agree bit for bit. NQ and R are template parameters so that the sums stay in registers (kept in
-// arrays indexed at run time they lived on the stack, and every multiply-add waited for the previous one's store); R
-// rows at a time share the query loads and the horizontal sums.
-template <int BITS, int NQ, int R>
-inline void ScoreRows(const KvRowFormat& f, const float* q, const float* qsum, const uint8_t* rows, float scale,
-                      float* out, size_t out_stride) {
-  const int d = f.head_dim, group = f.group, ng = d / group;
-  const size_t code_bytes = KvCodeBytes(d, BITS);
-  const uint8_t* row[R];
-  const uint16_t* sz[R];
-  for (int k = 0; k < R; ++k) {
-    row[k] = rows + k * f.stride;
-    sz[k] = reinterpret_cast<const uint16_t*>(row[k] + code_bytes);
+// The INT8 scores' dot (qu8-kv-scores-avx.h) in AVX2: the codes widened to int16 and vpmaddwd against the query's
+// int16 channels, exact in int32 (255·127·2 per lane). vpmaddubsw would take the bytes as they lie but sums its int16
+// pairs with saturation, which 255·127·2 exceeds.
+struct WidenDot {
+  struct Codes {
+    __m256i lo, hi;  // channels 0-15, 16-31
+  };
+  using Query = Codes;
+  static Codes Load(const uint8_t* p) {
+    return {_mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))),
+            _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 16)))};
   }
-  __m256 total[NQ][R], a[NQ][R];
-  float zeros[NQ][R];
-  for (int h = 0; h < NQ; ++h)
-    for (int k = 0; k < R; ++k) total[h][k] = _mm256_setzero_ps(), zeros[h][k] = 0.0f;
-  for (int g = 0; g < ng; ++g) {
-    for (int h = 0; h < NQ; ++h)
-      for (int k = 0; k < R; ++k) a[h][k] = _mm256_setzero_ps();
-    for (int i = g * group; i < (g + 1) * group; i += 8) {
-      __m256 codes[R];
-      for (int k = 0; k < R; ++k) codes[k] = Codes8<BITS>(row[k], i);
-      for (int h = 0; h < NQ; ++h) {
-        const __m256 qi = _mm256_loadu_ps(q + (size_t)h * d + i);
-        for (int k = 0; k < R; ++k) a[h][k] = _mm256_fmadd_ps(qi, codes[k], a[h][k]);
-      }
-    }
-    for (int k = 0; k < R; ++k) {
-      const __m256 s = _mm256_set1_ps(Half(sz[k][g]));
-      const float z = Half(sz[k][ng + g]);
-      for (int h = 0; h < NQ; ++h) {
-        total[h][k] = _mm256_fmadd_ps(s, a[h][k], total[h][k]);
-        zeros[h][k] = std::fma(z, qsum[(size_t)h * ng + g], zeros[h][k]);  // one rounding in every instance
-      }
-    }
+  static Query Prepare(const int8_t* q8) {
+    return {_mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q8))),
+            _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q8 + 16)))};
   }
-  // R rows of a query, or one row of NQ queries: their sums reduced together, lane k for row or query k. The zeros
-  // go in through registers (stored one by one and loaded as a vector they stalled store forwarding).
-  constexpr int M = R > 1 ? R : NQ;
-  if constexpr (M == 1) {
-    out[0] = (Hsum8(total[0][0]) + zeros[0][0]) * scale;
-  } else if constexpr (R == 1) {
-    const __m256 v[4] = {total[0][0], total[NQ > 1 ? 1 : 0][0], total[NQ > 2 ? 2 : 0][0], total[NQ > 3 ? 3 : 0][0]};
-    const __m128 zv = _mm_setr_ps(zeros[0][0], NQ > 1 ? zeros[NQ > 1 ? 1 : 0][0] : 0.0f,
-                                  NQ > 2 ? zeros[NQ > 2 ? 2 : 0][0] : 0.0f, NQ > 3 ? zeros[NQ > 3 ? 3 : 0][0] : 0.0f);
-    const __m128 s4 = _mm_mul_ps(_mm_add_ps(Hsum8Rows<NQ>(v), zv), _mm_set1_ps(scale));
-    out[0] = _mm_cvtss_f32(s4);
-    if (NQ > 1) out[out_stride] = _mm_cvtss_f32(_mm_shuffle_ps(s4, s4, 1));
-    if (NQ > 2) out[2 * out_stride] = _mm_cvtss_f32(_mm_shuffle_ps(s4, s4, 2));
-    if (NQ > 3) out[3 * out_stride] = _mm_cvtss_f32(_mm_shuffle_ps(s4, s4, 3));
-  } else {
-    for (int h = 0; h < NQ; ++h) {
-      const __m128 zv = _mm_setr_ps(zeros[h][0], zeros[h][R > 1 ? 1 : 0], R > 2 ? zeros[h][R > 2 ? 2 : 0] : 0.0f,
-                                    R > 3 ? zeros[h][R > 3 ? 3 : 0] : 0.0f);
-      const __m128 s4 = _mm_mul_ps(_mm_add_ps(Hsum8Rows<R>(total[h]), zv), _mm_set1_ps(scale));
-      if constexpr (R == 4) {
-        _mm_storeu_ps(out + (size_t)h * out_stride, s4);
-      } else {
-        alignas(16) float s[4];
-        _mm_store_ps(s, s4);
-        for (int k = 0; k < R; ++k) out[(size_t)h * out_stride + k] = s[k];
-      }
-    }
+  static __m256i Add(__m256i acc, const Codes& c, const Query& q) {
+    return _mm256_add_epi32(acc, _mm256_add_epi32(_mm256_madd_epi16(c.lo, q.lo), _mm256_madd_epi16(c.hi, q.hi)));
   }
-}
-
-// A pass of NQ queries over all n rows: one query four rows at a time (the rest one by one), more queries row by row
-// (two rows of two queries spilled the sixteen registers: 0.7x), their sums reduced together. (Reduced through a
-// lambda taking the sums' address, three or four queries ran at half the speed: the arrays left the registers.)
-template <int BITS, int NQ>
-void ScoresQueries(const KvRowFormat& f, const float* q, const float* qsum, const uint8_t* rows, size_t n, float scale,
-                   float* out, size_t out_stride) {
-  constexpr int R = NQ == 1 ? 4 : 1;
-  size_t t = 0;
-  for (; t + R <= n; t += R) ScoreRows<BITS, NQ, R>(f, q, qsum, rows + t * f.stride, scale, out + t, out_stride);
-  for (; t < n; ++t) ScoreRows<BITS, NQ, 1>(f, q, qsum, rows + t * f.stride, scale, out + t, out_stride);
-}
-
-template <int BITS>
-void ScoresGroup(const KvRowFormat& f, int nq, const float* q, const float* qsum, const uint8_t* rows, size_t n,
-                 float scale, float* out, size_t out_stride) {
-  const int d = f.head_dim, ng = d / f.group;
-  for (int h = 0; h < nq; h += 4) {
-    const float* qh = q + (size_t)h * d;
-    const float* sh = qsum + (size_t)h * ng;
-    float* oh = out + (size_t)h * out_stride;
-    switch (std::min(4, nq - h)) {
-      case 1: ScoresQueries<BITS, 1>(f, qh, sh, rows, n, scale, oh, out_stride); break;
-      case 2: ScoresQueries<BITS, 2>(f, qh, sh, rows, n, scale, oh, out_stride); break;
-      case 3: ScoresQueries<BITS, 3>(f, qh, sh, rows, n, scale, oh, out_stride); break;
-      default: ScoresQueries<BITS, 4>(f, qh, sh, rows, n, scale, oh, out_stride); break;
-    }
-  }
-}
-
-template <int BITS>
-void Scores(const KvRowFormat& f, const float* q, const float* qsum, const uint8_t* rows, size_t n, float scale, float* out) {
-  ScoresQueries<BITS, 1>(f, q, qsum, rows, n, scale, out, 0);
-}
+};
 
 // Values, rows in blocks of kValueBlock: per block and group, each query's p·scale per row (0 where p is 0, so a
 // masked row adds nothing whatever it holds) and Σ p·zero; then per chunk of eight channels the block's rows are summed
@@ -262,7 +167,7 @@ void Values(const KvRowFormat& f, const float* p, const uint8_t* rows, size_t n,
 
 void QuKvScoresGroupAvx2(const KvRowFormat& f, int nq, const float* q, const float* qsum, const uint8_t* rows, size_t n,
                          float scale, float* out, size_t out_stride) {
-  ScoresGroup<8>(f, nq, q, qsum, rows, n, scale, out, out_stride);
+  ScoresInt8OfShape<WidenDot>(f, nq, q, qsum, rows, n, scale, out, out_stride);
 }
 
 void QuKvValuesGroupAvx2(const KvRowFormat& f, int nq, const float* p, size_t p_stride, const uint8_t* rows, size_t n,
@@ -272,7 +177,7 @@ void QuKvValuesGroupAvx2(const KvRowFormat& f, int nq, const float* p, size_t p_
 
 void QuKvScoresAvx2(const KvRowFormat& f, const float* q, const float* qsum, const uint8_t* rows, size_t n, float scale,
                     float* out) {
-  Scores<8>(f, q, qsum, rows, n, scale, out);
+  ScoresInt8OfShape<WidenDot>(f, 1, q, qsum, rows, n, scale, out, n);
 }
 
 void QuKvValuesAvx2(const KvRowFormat& f, const float* p, const uint8_t* rows, size_t n, float* acc) {

@@ -16,6 +16,7 @@
 // Shapes: head_dim 64 or 128, groups of 32, 64 or 128 channels; others go to the AVX2 entry points.
 #include "qu4-qu2-kv-scores-avx.h"
 #include "qu4-qu2-kv-values-avx.h"
+#include "qu8-kv-scores-avx.h"
 
 // qu4-qu2-kv-avx512vbmi.cc compiles this file again for AVX-512 VBMI, as its own table.
 #ifndef MIKV_VNNI_TABLE
@@ -274,6 +275,27 @@ void Qu4Qu2ScoresGroupVnni(const KvRowFormat& f, int nq, const float* q, const f
 void Qu4Qu2ScoresVnni(const KvRowFormat& f, const float* q, const float* qsum, const uint8_t* rows, size_t n, float scale,
                       float* out) {
   Qu4Qu2ScoresGroupVnni(f, 1, q, qsum, rows, n, scale, out, n);
+}
+
+// INT8 scores (qu8-kv-scores-avx.h): one vpdpbusd per 32 channels, the codes unsigned as they lie and the query's int8
+// channels in their order (four products per int32 lane, at most 4·255·127). The same integer sums as the AVX2
+// widening dot, so the same scores.
+struct VnniDot {
+  using Codes = __m256i;
+  using Query = __m256i;
+  static Codes Load(const uint8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+  static Query Prepare(const int8_t* q8) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q8)); }
+  static __m256i Add(__m256i acc, Codes c, Query q) { return _mm256_dpbusd_epi32(acc, c, q); }
+};
+
+void Qu8ScoresGroupVnni(const KvRowFormat& f, int nq, const float* q, const float* qsum, const uint8_t* rows, size_t n,
+                        float scale, float* out, size_t out_stride) {
+  ScoresInt8OfShape<VnniDot>(f, nq, q, qsum, rows, n, scale, out, out_stride);
+}
+
+void Qu8ScoresVnni(const KvRowFormat& f, const float* q, const float* qsum, const uint8_t* rows, size_t n, float scale,
+                   float* out) {
+  ScoresInt8OfShape<VnniDot>(f, 1, q, qsum, rows, n, scale, out, n);
 }
 
 // The weights side of the INT2 and INT4 values kernels below, sixteen rows per register: QueryBlockWeights (the AVX2 kernels')
@@ -593,12 +615,12 @@ void Qu4Qu2ValuesVnni(const KvRowFormat& f, const float* p, const uint8_t* rows,
 namespace mikv {
 extern const KvKernels MIKV_VNNI_TABLE = {
     MIKV_VNNI_TABLE_NAME,
-    {avx::F16KvScoresAvx512Entry, avx::QuKvScoresAvx2, avx::Qu4Qu2ScoresVnni, avx::Qu4Qu2ScoresVnni, avx::Qu4Qu2ScoresVnni},
+    {avx::F16KvScoresAvx512Entry, avx::Qu8ScoresVnni, avx::Qu4Qu2ScoresVnni, avx::Qu4Qu2ScoresVnni, avx::Qu4Qu2ScoresVnni},
     {avx::F16KvValuesAvx512Entry, avx::QuKvValuesAvx2, avx::Qu4Qu2ValuesVnni, avx::Qu4Qu2ValuesVnni, avx::Qu4Qu2ValuesVnni},
     avx::FwhtAvx2,
     avx::SoftmaxAvx512,
     avx::KvEncodeAvx2,
-    {avx::F16KvScoresGroupAvx512, avx::QuKvScoresGroupAvx2,
+    {avx::F16KvScoresGroupAvx512, avx::Qu8ScoresGroupVnni,
      avx::Qu4Qu2ScoresGroupVnni, avx::Qu4Qu2ScoresGroupVnni, avx::Qu4Qu2ScoresGroupVnni},
     {avx::F16KvValuesGroupAvx512, avx::QuKvValuesGroupAvx2,
      avx::Qu4Qu2ValuesGroupVnni, avx::Qu4Qu2ValuesGroupVnni, avx::Qu4Qu2ValuesGroupVnni},

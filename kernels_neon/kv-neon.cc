@@ -1,6 +1,6 @@
-// f16-kv-scores/values and qu8-kv-scores/values, NEON (AArch64 baseline). FP16 rows widen with
-// vcvt_f32_f16; codes unpack eight at a time with a per-lane variable shift and a mask; per-group scale and zero
-// are folded in after the group's dot product (scores) or into p (values).
+// f16-kv-scores/values and qu8-kv-values, NEON (AArch64 baseline). FP16 rows widen with vcvt_f32_f16; INT8 values
+// widen eight codes at a time, each row's per-group scale and zero folded into p. (INT8 scores are read in integers
+// with the narrower codes': qu4-qu2-kv-neon.cc.)
 #include "kv-neon.h"
 
 namespace mikv::MIKV_NEON_NS {
@@ -66,27 +66,6 @@ void F16Values(const KvRowFormat& f, const float* p, const uint8_t* rows, size_t
 }
 
 template <int BITS>
-void Scores(const KvRowFormat& f, const float* q, const float* qsum, const uint8_t* rows, size_t n, float scale, float* out) {
-  const int d = f.head_dim, group = f.group, ng = d / group;
-  const size_t code_bytes = KvCodeBytes(d, BITS);
-  for (size_t t = 0; t < n; ++t) {
-    const uint8_t* row = rows + t * f.stride;
-    const uint16_t* sz = reinterpret_cast<const uint16_t*>(row + code_bytes);
-    float total = 0.0f;
-    for (int g = 0; g < ng; ++g) {
-      F8 a = {vdupq_n_f32(0.0f), vdupq_n_f32(0.0f)};
-      for (int i = g * group; i < (g + 1) * group; i += 8) {
-        const F8 c = Codes8<BITS>(row, i);
-        a.lo = vfmaq_f32(a.lo, vld1q_f32(q + i), c.lo);
-        a.hi = vfmaq_f32(a.hi, vld1q_f32(q + i + 4), c.hi);
-      }
-      total += Half(sz[g]) * Hsum8(a) + Half(sz[ng + g]) * qsum[g];
-    }
-    out[t] = total * scale;
-  }
-}
-
-template <int BITS>
 void Values(const KvRowFormat& f, const float* p, const uint8_t* rows, size_t n, float* acc) {
   const int d = f.head_dim, group = f.group, ng = d / group;
   const size_t code_bytes = KvCodeBytes(d, BITS);
@@ -103,10 +82,6 @@ void Values(const KvRowFormat& f, const float* p, const uint8_t* rows, size_t n,
       }
     }
   }
-}
-
-void QuScores(const KvRowFormat& f, const float* q, const float* qsum, const uint8_t* rows, size_t n, float scale, float* out) {
-  Scores<8>(f, q, qsum, rows, n, scale, out);  // (INT4/INT3/INT2 rows: qu4-qu2-kv-neon.cc, in integers)
 }
 
 void QuValues(const KvRowFormat& f, const float* p, const uint8_t* rows, size_t n, float* acc) {
@@ -152,12 +127,12 @@ extern const KvKernels kNeonKvKernels = {
 extern const KvKernels kNeonKvKernelsEmulated = {
     "neon",
 #endif
-    {nk::F16ScoresImpl, nk::QuScores, nk::Qu4Qu2Scores, nk::Qu4Qu2Scores, nk::Qu4Qu2Scores},
+    {nk::F16ScoresImpl, nk::Qu4Qu2Scores, nk::Qu4Qu2Scores, nk::Qu4Qu2Scores, nk::Qu4Qu2Scores},
     {nk::F16Values, nk::QuValues, nk::Qu4Qu2Values, nk::Qu4Qu2Values, nk::Qu4Qu2Values},
     nk::Fwht,
     nk::Softmax,
     nk::KvEncode,
-    {nk::F16ScoresGroup, KvScoresEachQuery<nk::QuScores>, nk::Qu4Qu2ScoresGroup,
+    {nk::F16ScoresGroup, nk::Qu4Qu2ScoresGroup, nk::Qu4Qu2ScoresGroup,
      nk::Qu4Qu2ScoresGroup, nk::Qu4Qu2ScoresGroup},
     {nk::F16ValuesGroup, KvValuesEachQuery<nk::QuValues>, nk::Qu4Qu2ValuesGroup,
      nk::Qu4Qu2ValuesGroup, nk::Qu4Qu2ValuesGroup},

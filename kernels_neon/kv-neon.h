@@ -37,8 +37,8 @@ inline float Hsum8(F8 v) {  // ((l0+l1)+(l2+l3))+((l4+l5)+(l6+l7))
 
 inline float32x4_t HalfToFloat4(const uint16_t* h) { return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(h))); }
 
-// Eight consecutive INT8 codes starting at channel i (a multiple of 8), as floats. (Narrower codes are read by the
-// integer kernels, qu4-qu2-kv-neon.cc.)
+// Eight consecutive INT8 codes starting at channel i (a multiple of 8), as floats: INT8 values. (Keys, and narrower
+// values, are read by the integer kernels, qu4-qu2-kv-neon.cc.)
 template <int BITS>
 inline F8 Codes8(const uint8_t* codes, int i) {
   static_assert(BITS == 8, "the float kernels read INT8 rows only");
@@ -48,7 +48,7 @@ inline F8 Codes8(const uint8_t* codes, int i) {
 
 void KvEncode(const KvRowFormat& f, const float* x, uint8_t* dst);  // kv-encode-neon.cc
 void Softmax(float* s, size_t n);  // f32-softmax-neon.cc
-// INT4 and INT2 rows, in integers (qu4-qu2-kv-neon.cc).
+// Quantized keys (INT8 to INT2) and INT4/INT3/INT2 values, in integers (qu4-qu2-kv-neon.cc).
 void Qu4Qu2Scores(const KvRowFormat& f, const float* q, const float* qsum, const uint8_t* rows, size_t n, float scale,
                   float* out);
 void Qu4Qu2Values(const KvRowFormat& f, const float* p, const uint8_t* rows, size_t n, float* acc);

@@ -1,12 +1,12 @@
-// qu4-, qu3- and qu2-kv-scores/values, NEON: the integer definition of kv_kernels.h. A row's
-// codes are unpacked into bytes in channel order (INT4: zip of low and high nibbles; INT2: two rounds of zips of the
-// four 2-bit fields; INT3: Int3Spread below), then
+// qu8-, qu4-, qu3- and qu2-kv-scores and qu4/qu3/qu2-kv-values, NEON: the integer definition of kv_kernels.h. A row's
+// codes are unpacked into bytes in channel order (INT8: as they lie; INT4: zip of low and high nibbles; INT2: two
+// rounds of zips of the four 2-bit fields; INT3: Int3Spread below), then
 //   scores: int8 products per group — SDOT (vdotq_s32) where the target has dotprod, else vmull_s8 + vpadalq_s16 —
 //           four rows at a time, whose int32 lanes reduce to one vector by two rounds of pairwise adds, so the
-//           group's scale and zero terms are applied to four rows per instruction;
+//           group's scale and zero terms are applied to four rows per instruction (INT8 codes enter as code - 128);
 //   values: each row's quantized weight (0..127) times its codes added into uint16 lanes with vmlal_u8 (a block of
 //           16 rows sums to at most 16·15·127 < 2^16), in registers over a block's rows one 16-channel chunk at a
-//           time, widened to float once per block and chunk.
+//           time, widened to float once per block and chunk. (INT8 values are float: kv-neon.cc.)
 // The heads of a GQA group go in passes of up to four (KvForQueryPasses, kv_kernels.h): each row is read and unpacked once per pass, not once
 // per head. (Until session 16 the group entry points ran the one-query kernels once per head, and those reduced each
 // row's lanes with its own vaddvq and kept the values' sums in memory.)
@@ -41,7 +41,9 @@ struct Int3Spread {
 // Codes of channels [i, i + 16) as bytes, in channel order.
 template <int BITS>
 inline uint8x16_t Codes16(const uint8_t* codes, int i) {
-  if (BITS == 3) {
+  if (BITS == 8) {
+    return vld1q_u8(codes + i);
+  } else if (BITS == 3) {
     static const Int3Spread spread;
     const uint8x8_t x8 = vld1_u8(codes + 3 * i / 8);
     const uint8x16_t x = vcombine_u8(x8, x8);
@@ -96,6 +98,12 @@ void ScoresPass(const KvRowFormat& f, const int8_t* q8, const float* qs, const f
                 size_t n, float scale, float* out, size_t out_stride) {
   const int d = f.head_dim, group = f.group, ng = d / group;
   const size_t code_bytes = KvCodeBytes(d, BITS);
+  // INT8 codes go into the signed products as code - 128 (s8·s8: SDOT, or vmull_s8 pairs of at most 2·128·127 in
+  // int16), and each group's sum gets back 128·Σ q8 over the group: the same integer as Σ q8·code.
+  int32_t offset[NQ][kMaxHeadDim / 16] = {};
+  if constexpr (BITS == 8)
+    for (int h = 0; h < NQ; ++h)
+      for (int i = 0; i < d; ++i) offset[h][i / group] += 128 * q8[h * d + i];
   for (size_t t = 0; t < n; t += 4) {
     const uint8_t* r[4];
     FourRows(rows, f.stride, t, n, r);
@@ -109,13 +117,15 @@ void ScoresPass(const KvRowFormat& f, const int8_t* q8, const float* qs, const f
         int8x16_t q[NQ];
         for (int h = 0; h < NQ; ++h) q[h] = vld1q_s8(q8 + h * d + i);
         for (int k = 0; k < 4; ++k) {
-          const uint8x16_t c = Codes16<BITS>(r[k], i);
+          uint8x16_t c = Codes16<BITS>(r[k], i);
+          if constexpr (BITS == 8) c = veorq_u8(c, vdupq_n_u8(0x80));  // code - 128, as int8
           for (int h = 0; h < NQ; ++h) acc[h][k] = DotAccumulate(acc[h][k], c, q[h]);
         }
       }
       const float32x4_t s = HalfOf4Rows(r, code_bytes, g), z = HalfOf4Rows(r, code_bytes, ng + g);
       for (int h = 0; h < NQ; ++h) {
-        const int32x4_t sums = vpaddq_s32(vpaddq_s32(acc[h][0], acc[h][1]), vpaddq_s32(acc[h][2], acc[h][3]));
+        int32x4_t sums = vpaddq_s32(vpaddq_s32(acc[h][0], acc[h][1]), vpaddq_s32(acc[h][2], acc[h][3]));
+        if constexpr (BITS == 8) sums = vaddq_s32(sums, vdupq_n_s32(offset[h][g]));
         const float32x4_t term = vaddq_f32(vmulq_f32(vmulq_n_f32(s, qs[h * ng + g]), vcvtq_f32_s32(sums)),
                                            vmulq_n_f32(z, qsum[h * ng + g]));
         total[h] = vaddq_f32(total[h], term);
@@ -253,6 +263,7 @@ void Qu4Qu2ScoresGroup(const KvRowFormat& f, int nq, const float* q, const float
   if (f.group % 16 != 0)
     return kScalarKvKernels.scores_group[(int)f.precision](f, nq, q, qsum, rows, n, scale, out, out_stride);
   if (n == 0) return;
+  if (f.precision == KvPrecision::Int8) return ScoresGroup<8>(f, nq, q, qsum, rows, n, scale, out, out_stride);
   if (f.precision == KvPrecision::Int4) return ScoresGroup<4>(f, nq, q, qsum, rows, n, scale, out, out_stride);
   if (f.precision == KvPrecision::Int3) return ScoresGroup<3>(f, nq, q, qsum, rows, n, scale, out, out_stride);
   return ScoresGroup<2>(f, nq, q, qsum, rows, n, scale, out, out_stride);

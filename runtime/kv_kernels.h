@@ -6,15 +6,19 @@
 // For quantized rows, decode(row)_i = code_i · scale_g + zero_g, so a score is
 //   Σ_g scale_g · (Σ_{i∈g} q_i · code_i) + zero_g · qsum_g,  with qsum_g = Σ_{i∈g} q_i computed once per query.
 //
-// INT4, INT3 and INT2 rows are read in integers — what lets a 2-bit token cost less to read than a 16-bit one:
-//   scores:  the query is quantized once per call to int8 per group (KvQuantizeQuery: qs_g = max|q_i| / 127,
-//            q8_i = round(q_i / qs_g)), and score = scale · Σ_g (scale_g · qs_g · Σ_{i∈g} q8_i·code_i + zero_g · qsum_g);
-//   values:  rows go in blocks of KvValueBlockRows; in a block, each row's weight in group g, w = p·scale_g, is
-//            quantized to 0..127 against the block's largest (KvQuantizeBlockWeights), and per block
+// Quantized rows are read in integers — what lets a 2-bit token cost less to read than a 16-bit one:
+//   scores (INT8, INT4, INT3, INT2): the query is quantized once per call to int8 per group (KvQuantizeQuery:
+//            qs_g = max|q_i| / 127, q8_i = round(q_i / qs_g)), and
+//            score = scale · Σ_g (scale_g · qs_g · Σ_{i∈g} q8_i·code_i + zero_g · qsum_g);
+//   values (INT4, INT3, INT2): rows go in blocks of KvValueBlockRows; in a block, each row's weight in group g,
+//            w = p·scale_g, is quantized to 0..127 against the block's largest (KvQuantizeBlockWeights), and per block
 //            acc_i += ws_g · Σ_t w8_{t,g}·code_{t,i}; after the last block acc_i += Σ_t p_t·zero_{t,g}.
 // The integer sums are exact in every variant (SIMD ones use int8 multiply-adds); what differs is float rounding.
 // The query's int8 rounding moves a score by at most Σ_i qs_g/2·|k_i|, the weights' by ws/2 per row and channel —
-// far inside INT4/INT2's own quantization step. INT8 rows keep the float definition above.
+// far inside INT4/INT2's own quantization step. For INT8 keys the query's rounding is about as large as the keys'
+// own (a 1.5-2x larger score error, under 1% of the score: README, "INT8 scores in integers"); INT8 values keep
+// the float definition above: their weights' rounding would be as large as INT8's step and buys less (a row of
+// INT8 values already costs one widening and one multiply-add per eight channels, no unpacking).
 //
 // Variants: the scalar reference (kv_kernels_scalar.cc, the definition), AVX2+FMA+F16C, AVX-512, AVX-512 with
 // VNNI, and with VNNI + VBMI (a cheaper INT3 unpack) (kernels_avx/), NEON and NEON dotprod (kernels_neon/). Every
@@ -126,11 +130,12 @@ const KvKernels& ActiveKvKernels();
 // blocks per token means fewer weight scales to find and fewer widenings — what INT2 needs to read faster than INT4.
 constexpr int KvValueBlockRows(KvPrecision p) { return p == KvPrecision::Int2 ? 64 : 16; }
 constexpr int kKvValueBlockMax = 64;  // a multiple of every block: where a split of the rows may cut
-// Which rows the kernels read in integers (the definition above): INT4, INT3 and INT2, keys and values.
-inline bool KvScoresInIntegers(KvPrecision p) {
+// Which rows the kernels read in integers (the definition above): keys of every quantized precision, values of INT4,
+// INT3 and INT2.
+inline bool KvValuesInIntegers(KvPrecision p) {
   return p == KvPrecision::Int4 || p == KvPrecision::Int3 || p == KvPrecision::Int2;
 }
-inline bool KvValuesInIntegers(KvPrecision p) { return KvScoresInIntegers(p); }
+inline bool KvScoresInIntegers(KvPrecision p) { return p == KvPrecision::Int8 || KvValuesInIntegers(p); }
 
 // q8[i] = round(q[i] / qs[g]) with qs[g] = max |q| over group g / 127 (0 when the group is all zeros).
 void KvQuantizeQuery(const float* q, int head_dim, int group, int8_t* q8, float* qs);

@@ -23,26 +23,7 @@ void ScoresF16(const KvRowFormat& f, const float* q, const float*, const uint8_t
     out[t] = DotHalf(q, reinterpret_cast<const uint16_t*>(rows + t * f.stride), f.head_dim) * scale;
 }
 
-void ScoresQuantized(const KvRowFormat& f, const float* q, const float* qsum, const uint8_t* rows, size_t n,
-                     float scale, float* out) {
-  const int bits = KvPrecisionBits(f.precision), ng = f.head_dim / f.group;
-  const size_t code_bytes = KvCodeBytes(f.head_dim, bits);
-  for (size_t t = 0; t < n; ++t) {
-    const uint8_t* row = rows + t * f.stride;
-    const uint16_t* scales = reinterpret_cast<const uint16_t*>(row + code_bytes);
-    float total = 0.0f;
-    for (int g = 0; g < ng; ++g) {
-      float lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-      for (int i = g * f.group; i < (g + 1) * f.group; i += 8)
-        for (int j = 0; j < 8; ++j) lane[j] += q[i + j] * (float)KvCodeAt(row, i + j, bits);
-      const float qc = ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
-      total += HalfToFloat(scales[g]) * qc + HalfToFloat(scales[ng + g]) * qsum[g];
-    }
-    out[t] = total * scale;
-  }
-}
-
-// INT4/INT3/INT2: the integer definition of kv_kernels.h.
+// INT8/INT4/INT3/INT2 keys: the integer definition of kv_kernels.h (int32 sums: |q8·code| <= 127·255 per channel).
 void ScoresInIntegers(const KvRowFormat& f, const float* q, const float* qsum, const uint8_t* rows, size_t n,
                       float scale, float* out) {
   const int bits = KvPrecisionBits(f.precision), ng = f.head_dim / f.group;
@@ -117,12 +98,12 @@ void FwhtScalar(float* x, int d) {
 
 const KvKernels kScalarKvKernels = {
     "scalar",
-    {ScoresF16, ScoresQuantized, ScoresInIntegers, ScoresInIntegers, ScoresInIntegers},
+    {ScoresF16, ScoresInIntegers, ScoresInIntegers, ScoresInIntegers, ScoresInIntegers},
     {ValuesF16, ValuesQuantized, ValuesInIntegers, ValuesInIntegers, ValuesInIntegers},
     FwhtScalar,
     SoftmaxInPlace,
     KvEncodeScalar,
-    {KvScoresEachQuery<ScoresF16>, KvScoresEachQuery<ScoresQuantized>, KvScoresEachQuery<ScoresInIntegers>,
+    {KvScoresEachQuery<ScoresF16>, KvScoresEachQuery<ScoresInIntegers>, KvScoresEachQuery<ScoresInIntegers>,
      KvScoresEachQuery<ScoresInIntegers>, KvScoresEachQuery<ScoresInIntegers>},
     {KvValuesEachQuery<ValuesF16>, KvValuesEachQuery<ValuesQuantized>, KvValuesEachQuery<ValuesInIntegers>,
      KvValuesEachQuery<ValuesInIntegers>, KvValuesEachQuery<ValuesInIntegers>},

@@ -213,9 +213,9 @@ TEST(KvKernels, GroupKernelsGiveEachQueryTheOneQueryResult) {
 }
 
 TEST(KvKernels, X86IntegerScoresAreTheSameOnEveryTable) {
-  // The x86 tables compute INT4/INT3/INT2 scores with different instructions (vpmaddubsw eight rows at a time,
-  // vpdpbusd four or sixteen rows per register) but the same integer sums and the same float operations in the same
-  // order (qu4-qu2-kv-scores-avx.h's FinishScores), so a model's tokens do not depend on the CPU's table.
+  // The x86 tables compute INT8/INT4/INT3/INT2 scores with different instructions (vpmaddubsw or vpmaddwd eight rows
+  // at a time, vpdpbusd four or sixteen rows per register) but the same integer sums and the same float operations in
+  // the same order (qu4-qu2-kv-scores-avx.h's FinishScores), so a model's tokens do not depend on the CPU's table.
   const KvKernels* avx2 = GetKvKernels(KvIsa::Avx2);
   if (avx2 == nullptr) GTEST_SKIP() << "no AVX2 here";
   std::mt19937 rng(17);
@@ -225,7 +225,7 @@ TEST(KvKernels, X86IntegerScoresAreTheSameOnEveryTable) {
   for (KvIsa isa : {KvIsa::Avx512, KvIsa::Avx512Vnni, KvIsa::Avx512Vbmi}) {
     const KvKernels* k = GetKvKernels(isa);
     if (k == nullptr) continue;
-    for (KvPrecision p : {KvPrecision::Int4, KvPrecision::Int3, KvPrecision::Int2}) {
+    for (KvPrecision p : {KvPrecision::Int8, KvPrecision::Int4, KvPrecision::Int3, KvPrecision::Int2}) {
       for (const Shape& sh : shapes) {
         for (int nq : {1, 3, 5}) {
           SCOPED_TRACE(std::string(k->isa) + " " + KvPrecisionName(p) + " d=" + std::to_string(sh.d) +
@@ -291,8 +291,8 @@ TEST(KvKernels, EveryEncodeWritesTheCodecsBytes) {
 }
 
 TEST(KvKernels, ScalarReferenceScoresTheDecodedVector) {
-  // The reference's score of a stored row is q · (the codec's decoding of that row), for every precision; INT4, INT3
-  // and INT2 rows are scored with the query rounded to int8 per group (QueryRoundingBound).
+  // The reference's score of a stored row is q · (the codec's decoding of that row), for every precision; quantized
+  // rows are scored with the query rounded to int8 per group (QueryRoundingBound).
   std::mt19937 rng(12);
   std::normal_distribution<float> normal(0.0f, 1.0f);
   for (int p = 0; p < 5; ++p) {
