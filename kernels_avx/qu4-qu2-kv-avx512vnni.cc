@@ -17,6 +17,7 @@
 #include "qu4-qu2-kv-scores-avx.h"
 #include "qu4-qu2-kv-values-avx.h"
 #include "qu8-kv-scores-avx.h"
+#include "qu8-kv-values-avx.h"
 
 // qu4-qu2-kv-avx512vbmi.cc compiles this file again for AVX-512 VBMI, as its own table.
 #ifndef MIKV_VNNI_TABLE
@@ -296,6 +297,16 @@ void Qu8ScoresGroupVnni(const KvRowFormat& f, int nq, const float* q, const floa
 void Qu8ScoresVnni(const KvRowFormat& f, const float* q, const float* qsum, const uint8_t* rows, size_t n, float scale,
                    float* out) {
   ScoresInt8OfShape<VnniDot>(f, 1, q, qsum, rows, n, scale, out, n);
+}
+
+// INT8 values (qu8-kv-values-avx.h), compiled here for its 32 registers: the AVX2 build's operations, more chains.
+void Qu8ValuesGroupVnni(const KvRowFormat& f, int nq, const float* p, size_t p_stride, const uint8_t* rows, size_t n,
+                        float* acc) {
+  ValuesGroup<8>(f, nq, p, p_stride, rows, n, acc);
+}
+
+void Qu8ValuesVnni(const KvRowFormat& f, const float* p, const uint8_t* rows, size_t n, float* acc) {
+  Values<8>(f, p, rows, n, acc);
 }
 
 // The weights side of the INT2 and INT4 values kernels below, sixteen rows per register: QueryBlockWeights (the AVX2 kernels')
@@ -616,13 +627,13 @@ namespace mikv {
 extern const KvKernels MIKV_VNNI_TABLE = {
     MIKV_VNNI_TABLE_NAME,
     {avx::F16KvScoresAvx512Entry, avx::Qu8ScoresVnni, avx::Qu4Qu2ScoresVnni, avx::Qu4Qu2ScoresVnni, avx::Qu4Qu2ScoresVnni},
-    {avx::F16KvValuesAvx512Entry, avx::QuKvValuesAvx2, avx::Qu4Qu2ValuesVnni, avx::Qu4Qu2ValuesVnni, avx::Qu4Qu2ValuesVnni},
+    {avx::F16KvValuesAvx512Entry, avx::Qu8ValuesVnni, avx::Qu4Qu2ValuesVnni, avx::Qu4Qu2ValuesVnni, avx::Qu4Qu2ValuesVnni},
     avx::FwhtAvx2,
     avx::SoftmaxAvx512,
     avx::KvEncodeAvx2,
     {avx::F16KvScoresGroupAvx512, avx::Qu8ScoresGroupVnni,
      avx::Qu4Qu2ScoresGroupVnni, avx::Qu4Qu2ScoresGroupVnni, avx::Qu4Qu2ScoresGroupVnni},
-    {avx::F16KvValuesGroupAvx512, avx::QuKvValuesGroupAvx2,
+    {avx::F16KvValuesGroupAvx512, avx::Qu8ValuesGroupVnni,
      avx::Qu4Qu2ValuesGroupVnni, avx::Qu4Qu2ValuesGroupVnni, avx::Qu4Qu2ValuesGroupVnni},
 };
 }  // namespace mikv

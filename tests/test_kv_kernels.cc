@@ -254,6 +254,44 @@ TEST(KvKernels, X86IntegerScoresAreTheSameOnEveryTable) {
   if (compared == 0) GTEST_SKIP() << "no AVX-512 table runs on this CPU";
 }
 
+TEST(KvKernels, X86Int8ValuesAreTheSameOnEveryTable) {
+  // INT8 values are float (kv_kernels.h); the VNNI/VBMI tables compile the AVX2 table's source again with more
+  // multiply-add chains in flight (qu8-kv-values-avx.h), each channel's operations in the same order, so the same bits.
+  const KvKernels* avx2 = GetKvKernels(KvIsa::Avx2);
+  if (avx2 == nullptr) GTEST_SKIP() << "no AVX2 here";
+  std::mt19937 rng(18);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  const Shape shapes[] = {{64, 32}, {64, 64}, {128, 32}, {128, 128}, {64, 8}, {96, 32}};
+  int compared = 0;
+  for (KvIsa isa : {KvIsa::Avx512, KvIsa::Avx512Vnni, KvIsa::Avx512Vbmi}) {
+    const KvKernels* k = GetKvKernels(isa);
+    if (k == nullptr) continue;
+    for (const Shape& sh : shapes) {
+      for (int nq : {1, 2, 3, 4, 7}) {
+        SCOPED_TRACE(std::string(k->isa) + " d=" + std::to_string(sh.d) + " group=" + std::to_string(sh.group) +
+                     " nq=" + std::to_string(nq));
+        const KvCodec codec(KvPrecision::Int8, sh.d, sh.group);
+        const size_t n = 1 + rng() % 90;
+        std::vector<uint8_t> buf(n * codec.bytes());
+        std::vector<float> x(sh.d);
+        for (size_t t = 0; t < n; ++t) {
+          for (float& v : x) v = normal(rng);
+          codec.Encode(x.data(), buf.data() + t * codec.bytes());
+        }
+        std::vector<float> probs(nq * n);
+        for (size_t i = 0; i < probs.size(); ++i) probs[i] = i % 7 == 3 ? 0.0f : std::fabs(normal(rng)) * 0.05f;
+        const KvRowFormat f{KvPrecision::Int8, sh.d, sh.group, codec.bytes()};
+        std::vector<float> want(nq * sh.d, 0.5f), got(nq * sh.d, 0.5f);
+        avx2->values_group[(int)KvPrecision::Int8](f, nq, probs.data(), n, buf.data(), n, want.data());
+        k->values_group[(int)KvPrecision::Int8](f, nq, probs.data(), n, buf.data(), n, got.data());
+        for (size_t i = 0; i < want.size(); ++i) ASSERT_EQ(got[i], want[i]) << "query " << i / sh.d << " channel " << i % sh.d;
+        ++compared;
+      }
+    }
+  }
+  if (compared == 0) GTEST_SKIP() << "no AVX-512 table runs on this CPU";
+}
+
 TEST(KvKernels, EveryEncodeWritesTheCodecsBytes) {
   // New and demoted tokens go through the kernels' encode; the bytes must be KvCodec::Encode's, for every precision,
   // shape and kind of group (outliers, all equal: scale 0, all negative).

@@ -1,0 +1,160 @@
+// qu8-kv-values: INT8 values in floats (kv_kernels.h keeps INT8 values float), for x86 targets with AVX2+FMA+F16C:
+// unsigned codes widened eight at a time, each row's per-group scale and zero folded into p. The group variants read
+// each row once for all the heads of a GQA group. qu-kv-avx2.cc compiles it for the AVX2 and AVX-512 tables,
+// qu4-qu2-kv-avx512vnni.cc again for the VNNI/VBMI ones, where AVX-512VL gives 32 vector registers and so more
+// multiply-add chains in flight (kValueChains). The operations on each channel are the same in every build and
+// whatever the number of chains, so every x86 table gives the same values bit for bit
+// (KvKernels.X86Int8ValuesAreTheSameOnEveryTable).
+// Everything here has internal linkage: each translation unit compiles its own copy for its own target.
+#pragma once
+
+#include "kv-avx.h"
+
+namespace mikv::avx {
+namespace {
+
+// Values, rows in blocks of kValueBlock: per block and group, each query's p·scale per row (0 where p is 0, so a
+// masked row adds nothing whatever it holds) and Σ p·zero; then per chunk of eight channels the block's rows are summed
+// into one register per query and added to acc once. (Adding each row into acc in memory made every row wait for the
+// previous row's store: ten times slower.)
+constexpr int kValueBlock = 32;
+
+// Multiply-add chains in flight per pass (chunks of eight channels times queries): what the registers hold beside the
+// weights and the codes — 8 in AVX2's 16 registers (one query: 8 chunks; two: 4 each; three, four: 2), 12 in
+// AVX-512VL's 32 (three queries: 4 chunks each). Side by side at 16k rows, head_dim 64, groups of 32, against the
+// AVX2 build: one query 1.09x, two 1.09x (the same chains, more registers), three 1.19-1.24x, four 1.00x; four
+// queries of 4 chunks (16 chains) ran at 0.62x.
+#if defined(__AVX512VL__)
+constexpr int kValueChains = 12;
+#else
+constexpr int kValueChains = 8;
+#endif
+
+// C chunks of eight channels from channel i, over a block's nb rows, for NQ queries: acc += the rows' sum, started from
+// Σ p·zero (zsum). Each chunk and query is one chain of multiply-adds over the rows, in row order; C of them per query are
+// in flight at once (one chain alone waited on each row's fmadd latency: 1.7x with four), and how many does not change
+// any chain's operations, so every C gives the same bits.
+// ps[(h · kValueBlock + t) · 8]: query h's weight of row t in this group (each row holds up to eight groups' weights
+// side by side, ps pointing at this group's).
+template <int BITS, int NQ, int C>
+inline void ValueChunks(const uint8_t* block, size_t stride, int nb, const float* ps, const float* zsum, int i, int d,
+                        float* acc) {
+  __m256 a[NQ][C];
+  for (int h = 0; h < NQ; ++h)
+    for (int c = 0; c < C; ++c) a[h][c] = _mm256_set1_ps(zsum[h]);
+  for (int t = 0; t < nb; ++t) {
+    const uint8_t* row = block + t * stride;
+    __m256 w[NQ];  // broadcast once per row (inside the chunk loop GCC broadcast again for every chunk)
+    for (int h = 0; h < NQ; ++h) w[h] = _mm256_set1_ps(ps[(h * kValueBlock + t) * 8]);
+    for (int c = 0; c < C; ++c) {
+      const __m256 codes = Codes8<BITS>(row, i + 8 * c);
+      for (int h = 0; h < NQ; ++h) a[h][c] = _mm256_fmadd_ps(w[h], codes, a[h][c]);
+    }
+  }
+  for (int h = 0; h < NQ; ++h)
+    for (int c = 0; c < C; ++c) {
+      float* ah = acc + (size_t)h * d + i + 8 * c;
+      _mm256_storeu_ps(ah, _mm256_add_ps(_mm256_loadu_ps(ah), a[h][c]));
+    }
+}
+
+// A row's scales and zeros as floats when it has at most four groups (d/group ≤ 4: head_dim 64 or 128 with groups of
+// 32): lanes 0..ng-1 the scales, ng..2ng-1 the zeros, read with loads of exactly their 4·ng bytes.
+inline __m256 ScalesAndZeros(const uint16_t* sz, int ng) {
+  int32_t w32;
+  __m128i h;
+  switch (ng) {
+    case 1: __builtin_memcpy(&w32, sz, 4); h = _mm_cvtsi32_si128(w32); break;
+    case 2: h = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(sz)); break;
+    case 3:
+      __builtin_memcpy(&w32, sz + 4, 4);
+      h = _mm_insert_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sz)), w32, 2);
+      break;
+    default: h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(sz)); break;
+  }
+  return _mm256_cvtph_ps(h);
+}
+
+// NQ queries (a template parameter, so that their accumulators stay in registers): up to eight chains in flight, as
+// many chunks at a time as divide the group. The weights of a block: rows of at most four groups have every group's
+// p·scale and Σ p·zero from one conversion and one multiply (and multiply-add) per row; others group by group.
+// Either way each weight is p·scale, or 0 where p is 0, and each Σ p·zero adds its rows in order with one rounding.
+template <int BITS, int NQ>
+void ValuesQueries(const KvRowFormat& f, const float* p, size_t p_stride, const uint8_t* rows, size_t n, float* acc) {
+  const int d = f.head_dim, group = f.group, ng = d / group;
+  const size_t code_bytes = KvCodeBytes(d, BITS);
+  constexpr int kMaxChunks = kValueChains / NQ >= 8 ? 8 : kValueChains / NQ >= 4 ? 4 : 2;
+  const int chunks = group / 8;
+  const int c = kMaxChunks >= 8 && chunks % 8 == 0 ? 8 : kMaxChunks >= 4 && chunks % 4 == 0 ? 4 : chunks % 2 == 0 ? 2 : 1;
+  alignas(32) float ps[NQ][kValueBlock][8];
+  alignas(32) float zsums[NQ][8];
+  for (size_t t0 = 0; t0 < n; t0 += kValueBlock) {
+    const int nb = (int)std::min<size_t>(kValueBlock, n - t0);
+    const uint8_t* block = rows + t0 * f.stride;
+    if (ng <= 4) {
+      __m256 zacc[NQ];
+      for (int h = 0; h < NQ; ++h) zacc[h] = _mm256_setzero_ps();
+      for (int t = 0; t < nb; ++t) {
+        const __m256 sz = ScalesAndZeros(reinterpret_cast<const uint16_t*>(block + t * f.stride + code_bytes), ng);
+        for (int h = 0; h < NQ; ++h) {
+          const float ph = p[(size_t)h * p_stride + t0 + t];
+          const __m256 pv = _mm256_set1_ps(ph);
+          const __m256 weighed = _mm256_cmp_ps(pv, _mm256_setzero_ps(), _CMP_NEQ_UQ);  // all lanes, or none
+          _mm256_store_ps(ps[h][t], _mm256_and_ps(_mm256_mul_ps(pv, sz), weighed));
+          zacc[h] = _mm256_blendv_ps(zacc[h], _mm256_fmadd_ps(pv, sz, zacc[h]), weighed);
+        }
+      }
+      for (int h = 0; h < NQ; ++h) _mm256_store_ps(zsums[h], zacc[h]);
+    }
+    for (int g = 0; g < ng; ++g) {
+      float zsum[NQ];
+      if (ng <= 4) {
+        for (int h = 0; h < NQ; ++h) zsum[h] = zsums[h][ng + g];
+      } else {
+        for (int h = 0; h < NQ; ++h) zsum[h] = 0.0f;
+        for (int t = 0; t < nb; ++t) {
+          const uint16_t* sz = reinterpret_cast<const uint16_t*>(block + t * f.stride + code_bytes);
+          const float scale = Half(sz[g]), zero = Half(sz[ng + g]);
+          for (int h = 0; h < NQ; ++h) {
+            const float ph = p[(size_t)h * p_stride + t0 + t];
+            ps[h][t][0] = ph == 0.0f ? 0.0f : ph * scale;
+            if (ph != 0.0f) zsum[h] = std::fma(ph, zero, zsum[h]);  // one rounding in every instance
+          }
+        }
+      }
+      // This group's weights: column g of the rows' vectors, or column 0 where they were made group by group.
+      const float* pg = &ps[0][0][ng <= 4 ? g : 0];
+      for (int i = g * group; i < (g + 1) * group; i += 8 * c) {
+        switch (c) {
+          case 8: ValueChunks<BITS, NQ, kMaxChunks >= 8 ? 8 : 1>(block, f.stride, nb, pg, zsum, i, d, acc); break;
+          case 4: ValueChunks<BITS, NQ, kMaxChunks >= 4 ? 4 : 1>(block, f.stride, nb, pg, zsum, i, d, acc); break;
+          case 2: ValueChunks<BITS, NQ, 2>(block, f.stride, nb, pg, zsum, i, d, acc); break;
+          default: ValueChunks<BITS, NQ, 1>(block, f.stride, nb, pg, zsum, i, d, acc); break;
+        }
+      }
+    }
+  }
+}
+
+template <int BITS>
+void ValuesGroup(const KvRowFormat& f, int nq, const float* p, size_t p_stride, const uint8_t* rows, size_t n,
+                 float* acc) {
+  for (int h = 0; h < nq; h += 4) {
+    const float* ph = p + (size_t)h * p_stride;
+    float* ah = acc + (size_t)h * f.head_dim;
+    switch (std::min(4, nq - h)) {
+      case 1: ValuesQueries<BITS, 1>(f, ph, p_stride, rows, n, ah); break;
+      case 2: ValuesQueries<BITS, 2>(f, ph, p_stride, rows, n, ah); break;
+      case 3: ValuesQueries<BITS, 3>(f, ph, p_stride, rows, n, ah); break;
+      default: ValuesQueries<BITS, 4>(f, ph, p_stride, rows, n, ah); break;
+    }
+  }
+}
+
+template <int BITS>
+void Values(const KvRowFormat& f, const float* p, const uint8_t* rows, size_t n, float* acc) {
+  ValuesGroup<BITS>(f, 1, p, n, rows, n, acc);
+}
+
+}  // namespace
+}  // namespace mikv::avx
