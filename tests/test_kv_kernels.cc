@@ -41,6 +41,18 @@ std::vector<const KvKernels*> Variants() {
   return v;
 }
 
+// n random N(0, 1) vectors of d channels, encoded as packed rows of codec.
+std::vector<uint8_t> RandomRows(const KvCodec& codec, int d, size_t n, std::mt19937& rng) {
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<uint8_t> buf(n * codec.bytes());
+  std::vector<float> x(d);
+  for (size_t t = 0; t < n; ++t) {
+    for (float& v : x) v = normal(rng);
+    codec.Encode(x.data(), buf.data() + t * codec.bytes());
+  }
+  return buf;
+}
+
 TEST(KvKernels, ReportWhichVariantsRunHere) {
   std::string names;
   for (const KvKernels* k : Variants()) names += std::string(k->isa) + " ";
@@ -144,12 +156,7 @@ TEST(KvKernels, ValuesSkipRowsThatWeighNothing) {
                        " group=" + std::to_string(sh.group) + " nq=" + std::to_string(nq));
           const KvCodec codec((KvPrecision)p, sh.d, sh.group);
           const size_t n = 40;
-          std::vector<uint8_t> buf(n * codec.bytes());
-          std::vector<float> x(sh.d);
-          for (size_t t = 0; t < n; ++t) {
-            for (float& v : x) v = normal(rng);
-            codec.Encode(x.data(), buf.data() + t * codec.bytes());
-          }
+          std::vector<uint8_t> buf = RandomRows(codec, sh.d, n, rng);
           std::vector<float> probs(nq * n);
           for (float& v : probs) v = std::fabs(normal(rng)) * 0.05f;
           for (int h = 0; h < nq; ++h) probs[h * n + 7] = probs[h * n + 30] = 0.0f;  // rows 7 and 30 weigh nothing
@@ -183,12 +190,7 @@ TEST(KvKernels, GroupKernelsGiveEachQueryTheOneQueryResult) {
                        " group=" + std::to_string(sh.group) + " nq=" + std::to_string(nq));
           const KvCodec codec((KvPrecision)p, sh.d, sh.group);
           const size_t n = 1 + rng() % 45, stride = n + 3, ng = sh.d / sh.group;
-          std::vector<uint8_t> buf(n * codec.bytes());
-          std::vector<float> x(sh.d);
-          for (size_t t = 0; t < n; ++t) {
-            for (float& v : x) v = normal(rng);
-            codec.Encode(x.data(), buf.data() + t * codec.bytes());
-          }
+          const std::vector<uint8_t> buf = RandomRows(codec, sh.d, n, rng);
           std::vector<float> q(nq * sh.d), qsum(nq * ng), probs(nq * stride);
           for (float& v : q) v = normal(rng);
           for (int h = 0; h < nq; ++h) KvQuerySums(q.data() + h * sh.d, sh.d, sh.group, qsum.data() + h * ng);
@@ -232,12 +234,7 @@ TEST(KvKernels, X86IntegerScoresAreTheSameOnEveryTable) {
                        " group=" + std::to_string(sh.group) + " nq=" + std::to_string(nq));
           const KvCodec codec(p, sh.d, sh.group);
           const size_t n = 1 + rng() % 90, ng = sh.d / sh.group;
-          std::vector<uint8_t> buf(n * codec.bytes());
-          std::vector<float> x(sh.d);
-          for (size_t t = 0; t < n; ++t) {
-            for (float& v : x) v = normal(rng);
-            codec.Encode(x.data(), buf.data() + t * codec.bytes());
-          }
+          const std::vector<uint8_t> buf = RandomRows(codec, sh.d, n, rng);
           std::vector<float> q(nq * sh.d), qsum(nq * ng);
           for (float& v : q) v = normal(rng);
           for (int h = 0; h < nq; ++h) KvQuerySums(q.data() + h * sh.d, sh.d, sh.group, qsum.data() + h * ng);
@@ -272,12 +269,7 @@ TEST(KvKernels, X86Int8ValuesAreTheSameOnEveryTable) {
                      " nq=" + std::to_string(nq));
         const KvCodec codec(KvPrecision::Int8, sh.d, sh.group);
         const size_t n = 1 + rng() % 90;
-        std::vector<uint8_t> buf(n * codec.bytes());
-        std::vector<float> x(sh.d);
-        for (size_t t = 0; t < n; ++t) {
-          for (float& v : x) v = normal(rng);
-          codec.Encode(x.data(), buf.data() + t * codec.bytes());
-        }
+        const std::vector<uint8_t> buf = RandomRows(codec, sh.d, n, rng);
         std::vector<float> probs(nq * n);
         for (size_t i = 0; i < probs.size(); ++i) probs[i] = i % 7 == 3 ? 0.0f : std::fabs(normal(rng)) * 0.05f;
         const KvRowFormat f{KvPrecision::Int8, sh.d, sh.group, codec.bytes()};
