@@ -36,8 +36,8 @@ inline float HorizontalMax(__m256 v) {
   return _mm_cvtss_f32(_mm256_castps256_ps128(_mm256_max_ps(v, _mm256_shuffle_ps(v, v, 0xB1))));
 }
 
-// Eight consecutive INT8 codes starting at channel i (a multiple of 8), as floats. (Narrower codes are read by the
-// integer kernels, qu4-qu2-kv-*.)
+// Eight consecutive INT8 codes starting at channel i (a multiple of 8), as floats: INT8 values. (Keys, and narrower
+// values, are read in integers: qu8-kv-scores-avx.h, qu4-qu2-kv-*.)
 template <int BITS>
 inline __m256 Codes8(const uint8_t* codes, int i) {
   static_assert(BITS == 8, "the float kernels read INT8 rows only");

@@ -13,7 +13,10 @@
 // group. An earlier VNNI values kernel of the same idea, which read the rows once per query head, was measured
 // slower than the AVX2 ones on the device's Xeon (docs/bench/avx512-device.json) and removed. Under VBMI the INT3
 // codes unpack by vpermb (qu4-qu2-kv-scores-avx.h's Int3Unpack).
-// Shapes: head_dim 64 or 128, groups of 32, 64 or 128 channels; others go to the AVX2 entry points.
+// INT8 (below the INT4/INT2 scores): the scores are qu8-kv-scores-avx.h's with one 256-bit vpdpbusd per 32 channels
+// (VnniDot), the values (float) qu8-kv-values-avx.h's AVX2 source with the 32 registers this build has.
+// Shapes: head_dim 64 or 128, groups of 32, 64 or 128 channels; others go to the AVX2 entry points (INT8 scores: to
+// the scalar reference).
 #include "qu4-qu2-kv-scores-avx.h"
 #include "qu4-qu2-kv-values-avx.h"
 #include "qu8-kv-scores-avx.h"
