@@ -15,8 +15,7 @@
 // codes unpack by vpermb (qu4-qu2-kv-scores-avx.h's Int3Unpack).
 // INT8 (below the INT4/INT2 scores): the scores are qu8-kv-scores-avx.h's with one 256-bit vpdpbusd per 32 channels
 // (VnniDot), the values (float) qu8-kv-values-avx.h's AVX2 source with the 32 registers this build has.
-// Shapes: head_dim 64 or 128, groups of 32, 64 or 128 channels; others go to the AVX2 entry points (INT8 scores: to
-// the scalar reference).
+// Shapes: head_dim 64 or 128, groups of 32, 64 or 128 channels; others go to the AVX2 entry points.
 #include "qu4-qu2-kv-scores-avx.h"
 #include "qu4-qu2-kv-values-avx.h"
 #include "qu8-kv-scores-avx.h"
@@ -294,12 +293,13 @@ struct VnniDot {
 
 void Qu8ScoresGroupVnni(const KvRowFormat& f, int nq, const float* q, const float* qsum, const uint8_t* rows, size_t n,
                         float scale, float* out, size_t out_stride) {
+  if (!FastShape(f)) return QuKvScoresGroupAvx2(f, nq, q, qsum, rows, n, scale, out, out_stride);  // the same scores
   ScoresInt8OfShape<VnniDot>(f, nq, q, qsum, rows, n, scale, out, out_stride);
 }
 
 void Qu8ScoresVnni(const KvRowFormat& f, const float* q, const float* qsum, const uint8_t* rows, size_t n, float scale,
                    float* out) {
-  ScoresInt8OfShape<VnniDot>(f, 1, q, qsum, rows, n, scale, out, n);
+  Qu8ScoresGroupVnni(f, 1, q, qsum, rows, n, scale, out, n);
 }
 
 // INT8 values (qu8-kv-values-avx.h), compiled here for its 32 registers: the AVX2 build's operations, more chains.

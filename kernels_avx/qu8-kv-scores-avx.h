@@ -54,12 +54,51 @@ void ScoresInt8(const KvRowFormat& f, const float* q, const float* qsum, const u
   }
 }
 
-// INT8 scores of nq queries in passes (KvForQueryPasses) for the fast shapes (FastShape); others go to the scalar
-// reference.
+// The shapes the eight-row kernel does not take (head_dim other than 64 or 128, groups of 16, more than four groups),
+// with groups of a multiple of 16 channels: a row and a query at a time, 16 codes per step widened to int16 against
+// the query's int16 channels (vpmaddwd, as WidenDot), each group's lanes summed, then the reference's float terms in
+// its order. (The INT8 float kernels that came before read every shape; this keeps those shapes off the scalar
+// reference.) Groups of 8 channels go to the reference.
+inline void ScoresInt8AnyShape(const KvRowFormat& f, int nq, const float* q, const float* qsum, const uint8_t* rows,
+                               size_t n, float scale, float* out, size_t out_stride) {
+  const int d = f.head_dim, group = f.group, ng = d / group;
+  if (group % 16 != 0)
+    return kScalarKvKernels.scores_group[(int)KvPrecision::Int8](f, nq, q, qsum, rows, n, scale, out, out_stride);
+  const size_t code_bytes = KvCodeBytes(d, 8);
+  alignas(32) int16_t q16[kMaxHeadDim];
+  int8_t q8[kMaxHeadDim];
+  float qs[kMaxHeadDim / 16];
+  for (int h = 0; h < nq; ++h) {
+    KvQuantizeQuery(q + (size_t)h * d, d, group, q8, qs);
+    for (int i = 0; i < d; ++i) q16[i] = q8[i];
+    const float* qsum_h = qsum + (size_t)h * ng;
+    for (size_t t = 0; t < n; ++t) {
+      const uint8_t* row = rows + t * f.stride;
+      float total = 0.0f;
+      for (int g = 0; g < ng; ++g) {
+        __m256i acc = _mm256_setzero_si256();
+        for (int i = g * group; i < (g + 1) * group; i += 16) {
+          const __m256i c = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + i)));
+          acc = _mm256_add_epi32(acc, _mm256_madd_epi16(c, _mm256_load_si256(reinterpret_cast<const __m256i*>(q16 + i))));
+        }
+        __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4E));
+        const int32_t dot = _mm_cvtsi128_si32(_mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xB1)));
+        uint16_t sz[2];
+        std::memcpy(&sz[0], row + code_bytes + 2 * g, 2);
+        std::memcpy(&sz[1], row + code_bytes + 2 * (ng + g), 2);
+        total += Half(sz[0]) * qs[g] * (float)dot + Half(sz[1]) * qsum_h[g];
+      }
+      out[(size_t)h * out_stride + t] = total * scale;
+    }
+  }
+}
+
+// INT8 scores of nq queries in passes (KvForQueryPasses) for the fast shapes (FastShape); others ScoresInt8AnyShape.
 template <class Dot>
 void ScoresInt8OfShape(const KvRowFormat& f, int nq, const float* q, const float* qsum, const uint8_t* rows, size_t n,
                        float scale, float* out, size_t out_stride) {
-  if (!FastShape(f)) return kScalarKvKernels.scores_group[(int)KvPrecision::Int8](f, nq, q, qsum, rows, n, scale, out, out_stride);
+  if (!FastShape(f)) return ScoresInt8AnyShape(f, nq, q, qsum, rows, n, scale, out, out_stride);
   ForScoreShape(f, nq, [&](auto nc, auto ng, auto count, int h) {
     constexpr int NC = decltype(nc)::value, NG = decltype(ng)::value, NQ = decltype(count)::value;
     ScoresInt8<Dot, NC, NQ, NG>(f, q + h * f.head_dim, qsum + h * NG, rows, n, scale, out + h * out_stride, out_stride);

@@ -222,7 +222,7 @@ TEST(KvKernels, X86IntegerScoresAreTheSameOnEveryTable) {
   if (avx2 == nullptr) GTEST_SKIP() << "no AVX2 here";
   std::mt19937 rng(17);
   std::normal_distribution<float> normal(0.0f, 1.0f);
-  const Shape shapes[] = {{64, 32}, {64, 64}, {128, 32}, {128, 64}, {128, 128}};
+  const Shape shapes[] = {{64, 32}, {64, 64}, {128, 32}, {128, 64}, {128, 128}, {80, 16}, {64, 16}};
   int compared = 0;
   for (KvIsa isa : {KvIsa::Avx512, KvIsa::Avx512Vnni, KvIsa::Avx512Vbmi}) {
     const KvKernels* k = GetKvKernels(isa);
