@@ -55,10 +55,10 @@ void ScoresInt8(const KvRowFormat& f, const float* q, const float* qsum, const u
 }
 
 // The shapes the eight-row kernel does not take (head_dim other than 64 or 128, groups of 16, more than four groups),
-// with groups of a multiple of 16 channels: a row and a query at a time, 16 codes per step widened to int16 against
-// the query's int16 channels (vpmaddwd, as WidenDot), each group's lanes summed, then the reference's float terms in
-// its order. (The INT8 float kernels that came before read every shape; this keeps those shapes off the scalar
-// reference.) Groups of 8 channels go to the reference.
+// with groups of a multiple of 16 channels: four rows and a query at a time, 16 codes per step widened to int16
+// against the query's int16 channels (vpmaddwd, as WidenDot), the four rows' lanes of a group reduced together
+// (vphaddd), then the reference's float terms for four rows per instruction. (The INT8 float kernels that came before
+// read every shape; this keeps those shapes off the scalar reference.) Groups of 8 channels go to the reference.
 inline void ScoresInt8AnyShape(const KvRowFormat& f, int nq, const float* q, const float* qsum, const uint8_t* rows,
                                size_t n, float scale, float* out, size_t out_stride) {
   const int d = f.head_dim, group = f.group, ng = d / group;
@@ -72,24 +72,36 @@ inline void ScoresInt8AnyShape(const KvRowFormat& f, int nq, const float* q, con
     KvQuantizeQuery(q + (size_t)h * d, d, group, q8, qs);
     for (int i = 0; i < d; ++i) q16[i] = q8[i];
     const float* qsum_h = qsum + (size_t)h * ng;
-    for (size_t t = 0; t < n; ++t) {
-      const uint8_t* row = rows + t * f.stride;
-      float total = 0.0f;
+    for (size_t t = 0; t < n; t += 4) {
+      const int nb = (int)std::min<size_t>(4, n - t);
+      const uint8_t* r[4];  // rows past n repeat the last one; their scores are not stored
+      for (int k = 0; k < 4; ++k) r[k] = rows + (t + std::min(k, nb - 1)) * f.stride;
+      __m128 total = _mm_setzero_ps();
       for (int g = 0; g < ng; ++g) {
-        __m256i acc = _mm256_setzero_si256();
+        __m256i acc[4];
+        for (int k = 0; k < 4; ++k) acc[k] = _mm256_setzero_si256();
         for (int i = g * group; i < (g + 1) * group; i += 16) {
-          const __m256i c = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + i)));
-          acc = _mm256_add_epi32(acc, _mm256_madd_epi16(c, _mm256_load_si256(reinterpret_cast<const __m256i*>(q16 + i))));
+          const __m256i qi = _mm256_load_si256(reinterpret_cast<const __m256i*>(q16 + i));
+          for (int k = 0; k < 4; ++k)
+            acc[k] = _mm256_add_epi32(
+                acc[k], _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(r[k] + i))), qi));
         }
-        __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
-        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4E));
-        const int32_t dot = _mm_cvtsi128_si32(_mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xB1)));
-        uint16_t sz[2];
-        std::memcpy(&sz[0], row + code_bytes + 2 * g, 2);
-        std::memcpy(&sz[1], row + code_bytes + 2 * (ng + g), 2);
-        total += Half(sz[0]) * qs[g] * (float)dot + Half(sz[1]) * qsum_h[g];
+        const __m256i h4 = _mm256_hadd_epi32(_mm256_hadd_epi32(acc[0], acc[1]), _mm256_hadd_epi32(acc[2], acc[3]));
+        const __m128 dots = _mm_cvtepi32_ps(_mm_add_epi32(_mm256_castsi256_si128(h4), _mm256_extracti128_si256(h4, 1)));
+        float sc[4], zc[4];
+        for (int k = 0; k < 4; ++k) {
+          uint16_t sz[2];
+          std::memcpy(&sz[0], r[k] + code_bytes + 2 * g, 2);
+          std::memcpy(&sz[1], r[k] + code_bytes + 2 * (ng + g), 2);
+          sc[k] = Half(sz[0]);
+          zc[k] = Half(sz[1]);
+        }
+        const __m128 s4 = _mm_mul_ps(_mm_loadu_ps(sc), _mm_set1_ps(qs[g])), z4 = _mm_loadu_ps(zc);
+        total = _mm_add_ps(total, _mm_add_ps(_mm_mul_ps(s4, dots), _mm_mul_ps(z4, _mm_set1_ps(qsum_h[g]))));
       }
-      out[(size_t)h * out_stride + t] = total * scale;
+      alignas(16) float s[4];
+      _mm_store_ps(s, _mm_mul_ps(total, _mm_set1_ps(scale)));
+      for (int k = 0; k < nb; ++k) out[(size_t)h * out_stride + t + k] = s[k];
     }
   }
 }
