@@ -30,6 +30,9 @@ struct WidenDot {
   static __m256i Add(__m256i acc, const Codes& c, const Query& q) {
     return _mm256_add_epi32(acc, _mm256_add_epi32(_mm256_madd_epi16(c.lo, q.lo), _mm256_madd_epi16(c.hi, q.hi)));
   }
+  static __m256i Load16(const uint8_t* p) { return _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
+  static __m256i Prepare16(const int8_t* q8) { return _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q8))); }
+  static __m256i Add16(__m256i acc, __m256i c, __m256i q) { return _mm256_add_epi32(acc, _mm256_madd_epi16(c, q)); }
 };
 
 }  // namespace

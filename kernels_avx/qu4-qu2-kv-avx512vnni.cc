@@ -289,11 +289,15 @@ struct VnniDot {
   static Codes Load(const uint8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
   static Query Prepare(const int8_t* q8) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q8)); }
   static __m256i Add(__m256i acc, Codes c, Query q) { return _mm256_dpbusd_epi32(acc, c, q); }
+  // 16 channels in the low half, zeros above (their products add 0 to lanes 4-7).
+  static __m256i Load16(const uint8_t* p) { return _mm256_zextsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
+  static __m256i Prepare16(const int8_t* q8) { return _mm256_zextsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q8))); }
+  static __m256i Add16(__m256i acc, __m256i c, __m256i q) { return _mm256_dpbusd_epi32(acc, c, q); }
 };
 
 void Qu8ScoresGroupVnni(const KvRowFormat& f, int nq, const float* q, const float* qsum, const uint8_t* rows, size_t n,
                         float scale, float* out, size_t out_stride) {
-  if (!FastShape(f)) return QuKvScoresGroupAvx2(f, nq, q, qsum, rows, n, scale, out, out_stride);  // the same scores
+  if (!Int8FastShape(f)) return QuKvScoresGroupAvx2(f, nq, q, qsum, rows, n, scale, out, out_stride);  // the same scores
   ScoresInt8OfShape<VnniDot>(f, nq, q, qsum, rows, n, scale, out, out_stride);
 }
 

@@ -5,6 +5,7 @@
 //   Dot::Codes  Dot::Load(p)            32 codes from p, as the dot wants them (shared by every query of a pass)
 //   Dot::Query  Dot::Prepare(q8)        32 int8 query channels, once per call
 //   __m256i     Dot::Add(acc, c, q)     acc + int32 lanes, lane m holding a sum of products of channels inside the 32
+//   Load16, Prepare16, Add16            the same for 16 channels in one __m256i each (groups of 16)
 // The lanes of eight rows reduce to their group sums (GroupSums8) and finish with FinishScores, INT4's float
 // operations in INT4's order: every x86 table computes the same integer sums, so the same scores
 // (KvKernels.X86IntegerScoresAreTheSameOnEveryTable).
@@ -16,22 +17,27 @@
 namespace mikv::avx {
 namespace {
 
-// A pass of NQ queries over n rows of head_dim 64·NC in NG groups. A group (a multiple of 32 channels) at a time over
-// eight rows: each row's 32-channel registers of the group are loaded once for the pass and every query adds them
-// into one int32 vector per row, which GroupSums8 reduces with the other seven rows' to the rows' group sums. Going
-// group by group keeps 8·NQ vectors live, not 8·NQ·NG. n need not be a multiple of 8: the last rows repeat row n-1
-// and their scores are not stored.
+// A pass of NQ queries over n rows of head_dim 64·NC in NG groups. A group (a multiple of 16 channels) at a time over
+// eight rows: each row's steps of 32 channels (16 for groups of 16) are loaded once for the pass and every query adds
+// them into one int32 vector per row, which GroupSums8 reduces with the other seven rows' to the rows' group sums.
+// Going group by group keeps 8·NQ vectors live, not 8·NQ·NG. n need not be a multiple of 8: the last rows repeat row
+// n-1 and their scores are not stored.
 template <class Dot, int NC, int NQ, int NG>
 void ScoresInt8(const KvRowFormat& f, const float* q, const float* qsum, const uint8_t* rows, size_t n, float scale,
                 float* out, size_t out_stride) {
-  constexpr int d = 64 * NC, group = d / NG, kRegs = group / 32;  // registers of 32 codes per group
+  constexpr int d = 64 * NC, group = d / NG;
+  constexpr int kUnit = group == 16 ? 16 : 32, kRegs = group / kUnit;  // channels per step, steps per group
   const size_t code_bytes = KvCodeBytes(d, 8);
-  typename Dot::Query qd[kPass][d / 32];
+  using Query = std::conditional_t<kUnit == 32, typename Dot::Query, __m256i>;
+  Query qd[kPass][d / kUnit];
   float qs[kPass][NG];
   for (int h = 0; h < NQ; ++h) {
     int8_t q8[d];
     KvQuantizeQuery(q + h * d, d, group, q8, qs[h]);
-    for (int r = 0; r < d / 32; ++r) qd[h][r] = Dot::Prepare(q8 + 32 * r);
+    for (int r = 0; r < d / kUnit; ++r) {
+      if constexpr (kUnit == 32) qd[h][r] = Dot::Prepare(q8 + 32 * r);
+      else qd[h][r] = Dot::Prepare16(q8 + 16 * r);
+    }
   }
   for (size_t t = 0; t < n; t += 8) {
     const int nb = (int)std::min<size_t>(8, n - t);
@@ -43,8 +49,13 @@ void ScoresInt8(const KvRowFormat& f, const float* q, const float* qsum, const u
         for (int h = 0; h < NQ; ++h) lanes[h][i] = _mm256_setzero_si256();
         for (int k = 0; k < kRegs; ++k) {
           const int r = g * kRegs + k;
-          const typename Dot::Codes codes = Dot::Load(row + 32 * r);
-          for (int h = 0; h < NQ; ++h) lanes[h][i] = Dot::Add(lanes[h][i], codes, qd[h][r]);
+          if constexpr (kUnit == 32) {
+            const typename Dot::Codes codes = Dot::Load(row + 32 * r);
+            for (int h = 0; h < NQ; ++h) lanes[h][i] = Dot::Add(lanes[h][i], codes, qd[h][r]);
+          } else {
+            const __m256i codes = Dot::Load16(row + 16 * r);
+            for (int h = 0; h < NQ; ++h) lanes[h][i] = Dot::Add16(lanes[h][i], codes, qd[h][r]);
+          }
         }
       }
       for (int h = 0; h < NQ; ++h) GroupSums8<1>(lanes[h], &sums[h][g]);
@@ -54,7 +65,7 @@ void ScoresInt8(const KvRowFormat& f, const float* q, const float* qsum, const u
   }
 }
 
-// The shapes the eight-row kernel does not take (head_dim other than 64 or 128, groups of 16, more than four groups),
+// The shapes the eight-row kernel does not take (head_dim other than 64 or 128, more than four groups),
 // with groups of a multiple of 16 channels: four rows and a query at a time, 16 codes per step widened to int16
 // against the query's int16 channels (vpmaddwd, as WidenDot), the four rows' lanes of a group reduced together
 // (vphaddd), then the reference's float terms for four rows per instruction. (The INT8 float kernels that came before
@@ -106,12 +117,32 @@ inline void ScoresInt8AnyShape(const KvRowFormat& f, int nq, const float* q, con
   }
 }
 
-// INT8 scores of nq queries in passes (KvForQueryPasses) for the fast shapes (FastShape); others ScoresInt8AnyShape.
+// The shapes ScoresInt8 takes: head_dim 64 or 128 in at most four groups of a multiple of 16 channels (FastShape's,
+// and head_dim 64 in groups of 16).
+inline bool Int8FastShape(const KvRowFormat& f) {
+  return (f.head_dim == 64 || f.head_dim == 128) && f.group % 16 == 0 && f.head_dim / f.group <= 4;
+}
+
+// Runs kernel(nc, ng, count, first) as ForScoreShape does, for Int8FastShape's shapes.
+template <typename Kernel>
+inline void ForInt8Shape(const KvRowFormat& f, int nq, Kernel&& kernel) {
+  auto passes = [&](auto nc, auto ng) { KvForQueryPasses(nq, [&](auto count, int h) { kernel(nc, ng, count, h); }); };
+  using One = std::integral_constant<int, 1>;
+  using Two = std::integral_constant<int, 2>;
+  using Four = std::integral_constant<int, 4>;
+  const int ng = f.head_dim / f.group;
+  if (f.head_dim == 64) return ng == 1 ? passes(One(), One()) : ng == 2 ? passes(One(), Two()) : passes(One(), Four());
+  if (ng == 1) return passes(Two(), One());
+  if (ng == 2) return passes(Two(), Two());
+  passes(Two(), Four());
+}
+
+// INT8 scores of nq queries in passes (KvForQueryPasses) for Int8FastShape's shapes; others ScoresInt8AnyShape.
 template <class Dot>
 void ScoresInt8OfShape(const KvRowFormat& f, int nq, const float* q, const float* qsum, const uint8_t* rows, size_t n,
                        float scale, float* out, size_t out_stride) {
-  if (!FastShape(f)) return ScoresInt8AnyShape(f, nq, q, qsum, rows, n, scale, out, out_stride);
-  ForScoreShape(f, nq, [&](auto nc, auto ng, auto count, int h) {
+  if (!Int8FastShape(f)) return ScoresInt8AnyShape(f, nq, q, qsum, rows, n, scale, out, out_stride);
+  ForInt8Shape(f, nq, [&](auto nc, auto ng, auto count, int h) {
     constexpr int NC = decltype(nc)::value, NG = decltype(ng)::value, NQ = decltype(count)::value;
     ScoresInt8<Dot, NC, NQ, NG>(f, q + h * f.head_dim, qsum + h * NG, rows, n, scale, out + h * out_stride, out_stride);
   });
