@@ -262,7 +262,8 @@ void ScoresRows16OfShape(const KvRowFormat& f, int nq, const float* q, const flo
     constexpr int NG = decltype(ng)::value;
     constexpr int NC = decltype(nc)::value, NQ = decltype(count)::value;
     const float* qh = q + h * f.head_dim;
-    if constexpr (BITS == 2) ScoresInt2Rows16<NC, NQ, NG>(f, qh, qsum + h * NG, rows, n, scale, out + h * out_stride, out_stride);
+    if constexpr (64 * NC / NG < 32) return;  // (groups of 16: not a FastShape, never here)
+    else if constexpr (BITS == 2) ScoresInt2Rows16<NC, NQ, NG>(f, qh, qsum + h * NG, rows, n, scale, out + h * out_stride, out_stride);
     else ScoresInt4Rows16<BITS, NC, NQ, NG>(f, qh, qsum + h * NG, rows, n, scale, out + h * out_stride, out_stride);
   });
 }

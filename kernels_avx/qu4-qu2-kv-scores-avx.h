@@ -278,19 +278,21 @@ void ScoresInt2(const KvRowFormat& f, const float* q, const float* qsum, const u
   }
 }
 
-// Runs kernel(nc, ng, count, first) for a fast shape (FastShape) over nq queries: the chunks (NC: head_dim 64 or 128)
-// and groups (NG) of the shape and the pass's query count (KvForQueryPasses) as std::integral_constant, for the
-// kernel's template; first is the pass's first query.
+// Runs kernel(nc, ng, count, first) for head_dim 64 or 128 in 1, 2 or 4 groups over nq queries: the chunks (NC: head_dim
+// 64 or 128) and groups (NG) of the shape and the pass's query count (KvForQueryPasses) as std::integral_constant, for
+// the kernel's template; first is the pass's first query. Which of these shapes a kernel takes its caller decides
+// (FastShape: groups of 32 or more; the INT8 scores also take head_dim 64 in groups of 16, Int8FastShape).
 template <typename Kernel>
 inline void ForScoreShape(const KvRowFormat& f, int nq, Kernel&& kernel) {
   auto passes = [&](auto nc, auto ng) { KvForQueryPasses(nq, [&](auto count, int h) { kernel(nc, ng, count, h); }); };
   using One = std::integral_constant<int, 1>;
   using Two = std::integral_constant<int, 2>;
+  using Four = std::integral_constant<int, 4>;
   const int ng = f.head_dim / f.group;
-  if (f.head_dim == 64) return ng == 1 ? passes(One(), One()) : passes(One(), Two());
+  if (f.head_dim == 64) return ng == 1 ? passes(One(), One()) : ng == 2 ? passes(One(), Two()) : passes(One(), Four());
   if (ng == 1) return passes(Two(), One());
   if (ng == 2) return passes(Two(), Two());
-  passes(Two(), std::integral_constant<int, 4>());
+  passes(Two(), Four());
 }
 
 template <class Dot, int BITS>
@@ -299,7 +301,8 @@ void ScoresOfShape(const KvRowFormat& f, int nq, const float* q, const float* qs
   ForScoreShape(f, nq, [&](auto nc, auto ng, auto count, int h) {
     constexpr int NC = decltype(nc)::value, NG = decltype(ng)::value, NQ = decltype(count)::value;
     const float* qh = q + h * f.head_dim;
-    if constexpr (BITS == 2) ScoresInt2<Dot, NC, NQ, NG>(f, qh, qsum + h * NG, rows, n, scale, out + h * out_stride, out_stride);
+    if constexpr (64 * NC / NG < 32) return;  // (groups of 16: not a FastShape, never here)
+    else if constexpr (BITS == 2) ScoresInt2<Dot, NC, NQ, NG>(f, qh, qsum + h * NG, rows, n, scale, out + h * out_stride, out_stride);
     else ScoresInt4<Dot, BITS, NC, NQ, NG>(f, qh, qsum + h * NG, rows, n, scale, out + h * out_stride, out_stride);
   });
 }
