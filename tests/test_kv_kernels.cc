@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <random>
 
 #include "kv_codec.h"
@@ -349,6 +350,37 @@ TEST(KvKernels, ScalarReferenceScoresTheDecodedVector) {
     float score;
     kScalarKvKernels.scores[p](f, q.data(), qsum.data(), row.data(), 1, 1.0f, &score);
     EXPECT_NEAR(score, ref, rounding + 1e-4f * (1 + std::fabs(score)));
+  }
+}
+
+// KvQuantizeQuery's definition, written with the library's functions: what its comparisons and RoundHalfEven must
+// give for every input, ties (x.5 steps round to even), NaN and infinities included.
+TEST(KvKernels, QueryQuantizationIsTheRoundedClampedRatio) {
+  std::mt19937 rng(14);
+  std::normal_distribution<float> normal(0.0f, 3.0f);
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+  for (int trial = 0; trial < 200; ++trial) {
+    std::vector<float> q(64);
+    for (float& v : q) v = normal(rng);
+    if (trial % 4 == 1) {  // largest 127: the ratio is q itself, and halves are ties
+      q[0] = 127.0f;
+      for (int i = 1; i < 32; ++i) q[i] = (float)((int)(rng() % 253) - 126) + 0.5f;
+    }
+    if (trial % 4 == 2) q[rng() % 64] = trial % 8 == 2 ? nan : -inf;
+    if (trial % 4 == 3) q[32 + rng() % 32] = inf, q[rng() % 32] = -0.0f;
+    std::vector<int8_t> q8(64);
+    float qs[2];
+    KvQuantizeQuery(q.data(), 64, 32, q8.data(), qs);
+    for (int g = 0; g < 2; ++g) {
+      float amax = 0.0f;
+      for (int i = 32 * g; i < 32 * g + 32; ++i) amax = std::max(amax, std::fabs(q[i]));
+      const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+      const float want_qs = amax / 127.0f;
+      ASSERT_EQ(std::memcmp(&qs[g], &want_qs, 4), 0) << "group " << g;
+      for (int i = 32 * g; i < 32 * g + 32; ++i)
+        ASSERT_EQ(q8[i], (int8_t)std::nearbyint(std::fmax(-127.0f, std::fmin(127.0f, q[i] * inv))))
+            << "trial " << trial << ", channel " << i << ", q " << q[i];
+    }
   }
 }
 
