@@ -12,6 +12,7 @@ Status LlamaGraph::CreateOperators() {
   const ModelConfig& c = model_.config();
   const LlamaWeights& w = model_.weights();
   MIKV_RETURN_IF_ERROR(quantizer_.Create());
+  MIKV_RETURN_IF_ERROR(swiglu_.Create());
   layers_.resize(c.n_layers);
   auto bias = [](const TensorView* t) { return t ? reinterpret_cast<const float*>(t->data) : nullptr; };
   for (int l = 0; l < c.n_layers; ++l) {
@@ -265,18 +266,9 @@ Status LlamaGraph::Forward(const int32_t* tokens, int n, int pos, KvCache* cache
       MIKV_RETURN_IF_ERROR(Project(ops.w1, &ffn_in, c.dim, h13_, pool));
       MIKV_RETURN_IF_ERROR(Project(ops.w3, &ffn_in, c.dim, h13_ + up, pool));
     }
-    // SwiGLU, silu(gate) · up, written over the front of h13_ as [n][hidden], in place: token t's output starts at
-    // its own gate (t = 0, or not fused: each element read before it is written) or ends before it (fused, t ≥ 1:
-    // (t + 1) · hidden ≤ 2t · hidden), never on a row still to be read.
-    for (size_t t = 0; t < (size_t)n; ++t) {
-      const float* gate = h13_ + t * row;
-      const float* up_row = gate + up;
-      float* out = h13_ + t * hidden;
-      for (size_t i = 0; i < hidden; ++i) {
-        const float g = gate[i];
-        out[i] = g / (1.0f + std::exp(-g)) * up_row[i];
-      }
-    }
+    // SwiGLU, silu(gate) · up, written over the front of h13_ as [n][hidden], in place (SwiGlu::Run says why no row
+    // still to be read is overwritten).
+    MIKV_RETURN_IF_ERROR(swiglu_.Run(h13_, (size_t)n, hidden, row, up, pool));
     LinearInput down_in{h13_, nullptr, nullptr, (size_t)n};
     MIKV_RETURN_IF_ERROR(Project(ops.w2, &down_in, c.hidden_dim, xb2_, pool));
     for (size_t i = 0; i < (size_t)n * c.dim; ++i) x_[i] += xb2_[i];

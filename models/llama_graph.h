@@ -12,6 +12,7 @@
 #include "kv_cache.h"
 #include "linear.h"
 #include "model.h"
+#include "swiglu.h"
 
 namespace mikv {
 
@@ -71,6 +72,7 @@ class LlamaGraph {
   std::vector<LayerOps> layers_;
   Linear classifier_;
   DynamicQuantizer quantizer_;
+  SwiGlu swiglu_;
   std::vector<float> inv_freq_;  // [head_dim / 2], made at creation
 
   // Arena buffers.

@@ -17,12 +17,12 @@
 
 namespace mikv {
 
-namespace {
-
 Status XnnError(const char* what, xnn_status s) {
   return Status(s == xnn_status_out_of_memory ? MIKV_ERR_OUT_OF_MEMORY : MIKV_ERR_INTERNAL,
                 std::string("XNNPACK ") + what + " failed (status " + std::to_string((int)s) + ")");
 }
+
+namespace {
 
 constexpr float kInf = std::numeric_limits<float>::infinity();
 

@@ -98,5 +98,7 @@ class Linear {
 
 // XNNPACK must be initialised once per process; safe to call from any thread, any number of times.
 Status InitXnnpack();
+// A failed XNNPACK call as a Status: out of memory, or internal, naming what failed.
+Status XnnError(const char* what, xnn_status s);
 
 }  // namespace mikv
