@@ -274,7 +274,7 @@ Status LlamaGraph::Forward(const int32_t* tokens, int n, int pos, KvCache* cache
     }
     // SwiGLU, silu(gate) · up, written over the front of h13_ as [n][hidden], in place (SwiGlu::Run says why no row
     // still to be read is overwritten).
-    MIKV_RETURN_IF_ERROR(swiglu_.Run(h13_, (size_t)n, hidden, row, up, pool));
+    MIKV_RETURN_IF_ERROR(swiglu_.Run(h13_, (size_t)n, hidden, row, up));
     LinearInput down_in{h13_, nullptr, nullptr, (size_t)n};
     MIKV_RETURN_IF_ERROR(Project(ops.w2, &down_in, c.hidden_dim, xb2_, pool));
     for (size_t i = 0; i < (size_t)n * c.dim; ++i) x_[i] += xb2_[i];

@@ -15,16 +15,16 @@ Status SwiGlu::Create() {
   return s == xnn_status_success ? OkStatus() : XnnError("create sigmoid", s);
 }
 
-Status SwiGlu::Run(float* h, size_t n, size_t hidden, size_t row_stride, size_t up_offset, pthreadpool_t pool) {
+Status SwiGlu::Run(float* h, size_t n, size_t hidden, size_t row_stride, size_t up_offset) {
   // up ← gate · up, then gate ← sigmoid(gate) in place, then out ← gate · up: silu(g)·u = (g·u)·sigmoid(g).
   for (size_t t = 0; t < n; ++t) {
     const float* gate = h + t * row_stride;
     float* up = h + t * row_stride + up_offset;
     for (size_t i = 0; i < hidden; ++i) up[i] *= gate[i];
   }
-  xnn_status s = xnn_reshape_unary_elementwise_nc(sigmoid_, n, hidden, row_stride, row_stride, pool);
+  xnn_status s = xnn_reshape_unary_elementwise_nc(sigmoid_, n, hidden, row_stride, row_stride, nullptr);
   if (s == xnn_status_success) s = xnn_setup_unary_elementwise_nc(sigmoid_, h, h);
-  if (s == xnn_status_success) s = xnn_run_operator(sigmoid_, pool);
+  if (s == xnn_status_success) s = xnn_run_operator(sigmoid_, nullptr);
   if (s != xnn_status_success) return XnnError("sigmoid", s);
   for (size_t t = 0; t < n; ++t) {
     const float* gate = h + t * row_stride;
