@@ -1,12 +1,43 @@
 #include "llama_graph.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <numeric>
 
 #include "ggml_blocks.h"
 
 namespace mikv {
+
+const char* ForwardPhaseName(ForwardPhase phase) {
+  static const char* const kNames[kForwardPhases] = {"embed",     "attn_norm", "qkv",     "rope",       "kv_write",
+                                                     "attention", "attn_out",  "ffn_norm", "gate_up",   "swiglu",
+                                                     "down",      "classifier"};
+  const int i = (int)phase;
+  return i >= 0 && i < kForwardPhases ? kNames[i] : "?";
+}
+
+namespace {
+
+// Adds the time since the last mark to a phase's seconds; does nothing without a table (the usual case).
+class PhaseClock {
+ public:
+  explicit PhaseClock(double* seconds) : seconds_(seconds) {
+    if (seconds_) last_ = std::chrono::steady_clock::now();
+  }
+  void Mark(ForwardPhase phase) {
+    if (!seconds_) return;
+    const auto now = std::chrono::steady_clock::now();
+    seconds_[(int)phase] += std::chrono::duration<double>(now - last_).count();
+    last_ = now;
+  }
+
+ private:
+  double* seconds_;
+  std::chrono::steady_clock::time_point last_;
+};
+
+}  // namespace
 
 Status LlamaGraph::CreateOperators() {
   const ModelConfig& c = model_.config();
@@ -199,10 +230,11 @@ void RunSplitSum(void* ctx, size_t, size_t kv_head) {
 }  // namespace
 
 Status LlamaGraph::Forward(const int32_t* tokens, int n, int pos, KvCache* cache, pthreadpool_t pool,
-                           float* last_logits, float* all_logits) {
+                           float* last_logits, float* all_logits, double* phase_seconds) {
   const ModelConfig& c = model_.config();
   const LlamaWeights& w = model_.weights();
   const int half = c.head_dim / 2;
+  PhaseClock clock(phase_seconds);
 
   for (int t = 0; t < n; ++t) {
     DequantizeRow(*w.tok_embeddings, (uint64_t)tokens[t], x_ + (size_t)t * c.dim);
@@ -213,11 +245,14 @@ Status LlamaGraph::Forward(const int32_t* tokens, int n, int pos, KvCache* cache
     }
   }
 
+  clock.Mark(ForwardPhase::Embed);
+
   for (int l = 0; l < c.n_layers; ++l) {
     const LlamaLayerWeights& L = w.layers[l];
     LayerOps& ops = layers_[l];
     for (int t = 0; t < n; ++t)
       RmsNorm(x_ + (size_t)t * c.dim, reinterpret_cast<const float*>(L.attn_norm->data), xb_ + (size_t)t * c.dim, c.dim);
+    clock.Mark(ForwardPhase::AttentionNorm);
     LinearInput in{xb_, nullptr, nullptr, (size_t)n};
     if (ops.qkv_fused) {
       MIKV_RETURN_IF_ERROR(Project(ops.wqkv, &in, c.dim, h13_, pool));
@@ -233,10 +268,13 @@ Status LlamaGraph::Forward(const int32_t* tokens, int n, int pos, KvCache* cache
       MIKV_RETURN_IF_ERROR(Project(ops.wk, &in, c.dim, k_, pool));
       MIKV_RETURN_IF_ERROR(Project(ops.wv, &in, c.dim, v_, pool));
     }
+    clock.Mark(ForwardPhase::Qkv);
     Rope(q_, n, c.n_heads, pos);
     Rope(k_, n, c.n_kv_heads, pos);
     cache->Observe(l, n, q_);
+    clock.Mark(ForwardPhase::Rope);
     cache->Write(l, pos, n, k_, v_);
+    clock.Mark(ForwardPhase::CacheWrite);
 
     AttentionTask task{cache, l, pos, n, c.n_heads, c.n_kv_heads, c.head_dim, q_, att_, attn_scratch_, attn_scratch_stride_};
     if (n == 1 && attn_split_ && pos + 1 >= (int64_t)split_min_tokens_ * split_blocks_) {
@@ -253,12 +291,15 @@ Status LlamaGraph::Forward(const int32_t* tokens, int n, int pos, KvCache* cache
     else
       pthreadpool_parallelize_1d_with_thread(pool, RunAttentionPerTokenAndKvHead, &task, (size_t)n * c.n_kv_heads, 0);
 
+    clock.Mark(ForwardPhase::Attention);
     LinearInput att_in{att_, nullptr, nullptr, (size_t)n};
     MIKV_RETURN_IF_ERROR(Project(ops.wo, &att_in, c.q_dim(), xb2_, pool));
     for (size_t i = 0; i < (size_t)n * c.dim; ++i) x_[i] += xb2_[i];
+    clock.Mark(ForwardPhase::Output);
 
     for (int t = 0; t < n; ++t)
       RmsNorm(x_ + (size_t)t * c.dim, reinterpret_cast<const float*>(L.ffn_norm->data), xb_ + (size_t)t * c.dim, c.dim);
+    clock.Mark(ForwardPhase::FfnNorm);
     LinearInput ffn_in{xb_, nullptr, nullptr, (size_t)n};
     const size_t hidden = c.hidden_dim;
     // Token t's gate at h13_ + t · row, its up `up` floats further: fused, side by side per token; not fused, the
@@ -272,12 +313,15 @@ Status LlamaGraph::Forward(const int32_t* tokens, int n, int pos, KvCache* cache
       MIKV_RETURN_IF_ERROR(Project(ops.w1, &ffn_in, c.dim, h13_, pool));
       MIKV_RETURN_IF_ERROR(Project(ops.w3, &ffn_in, c.dim, h13_ + up, pool));
     }
+    clock.Mark(ForwardPhase::GateUp);
     // SwiGLU, silu(gate) · up, written over the front of h13_ as [n][hidden], in place (SwiGlu::Run says why no row
     // still to be read is overwritten).
     MIKV_RETURN_IF_ERROR(swiglu_.Run(h13_, (size_t)n, hidden, row, up));
+    clock.Mark(ForwardPhase::Activation);
     LinearInput down_in{h13_, nullptr, nullptr, (size_t)n};
     MIKV_RETURN_IF_ERROR(Project(ops.w2, &down_in, c.hidden_dim, xb2_, pool));
     for (size_t i = 0; i < (size_t)n * c.dim; ++i) x_[i] += xb2_[i];
+    clock.Mark(ForwardPhase::Down);
   }
 
   const float* norm = reinterpret_cast<const float*>(w.norm->data);
@@ -291,6 +335,7 @@ Status LlamaGraph::Forward(const int32_t* tokens, int n, int pos, KvCache* cache
     LinearInput in{xb_, nullptr, nullptr, 1};
     MIKV_RETURN_IF_ERROR(Project(classifier_, &in, c.dim, last_logits, pool));
   }
+  clock.Mark(ForwardPhase::Classifier);
   return OkStatus();
 }
 

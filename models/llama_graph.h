@@ -16,6 +16,14 @@
 
 namespace mikv {
 
+// The phases of a forward pass, in order, timed when the caller asks (SessionConfig::time_phases): where a decode
+// step's time goes. The projections include their activations' int8 quantization; Output and Down their residual add.
+enum class ForwardPhase : int {
+  Embed, AttentionNorm, Qkv, Rope, CacheWrite, Attention, Output, FfnNorm, GateUp, Activation, Down, Classifier, kCount
+};
+constexpr int kForwardPhases = (int)ForwardPhase::kCount;
+const char* ForwardPhaseName(ForwardPhase phase);
+
 class LlamaGraph {
  public:
   // `chunk`: most tokens per Forward call; activations are sized for it.
@@ -46,8 +54,9 @@ class LlamaGraph {
 
   // Runs tokens[0..n) at positions [pos, pos + n), n <= chunk. Writes the classifier output of the
   // last token to last_logits[vocab], and, if all_logits is not null, of every token to all_logits[n][vocab].
+  // When phase_seconds is not null, adds each phase's wall-clock seconds to phase_seconds[ForwardPhase].
   Status Forward(const int32_t* tokens, int n, int pos, KvCache* cache, pthreadpool_t pool, float* last_logits,
-                 float* all_logits);
+                 float* all_logits, double* phase_seconds = nullptr);
 
   int chunk() const { return chunk_; }
 

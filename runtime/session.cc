@@ -146,16 +146,18 @@ Status Session::Prefill(const int32_t* tokens, size_t n, float* all_logits) {
                                                  std::to_string(capacity_) + " and " + std::to_string(pos_) +
                                                  " are used");
   MIKV_RETURN_IF_ERROR(cache_->Reserve((int)n));
+  const bool decode = n == 1 && stats_.prompt_tokens > 0;
+  double* phases = decode && config_.time_phases ? stats_.decode_phase_seconds : nullptr;
   const auto t0 = std::chrono::steady_clock::now();
   for (size_t done = 0; done < n;) {
     const int step = (int)std::min(n - done, (size_t)graph_.chunk());
     float* rows = all_logits ? all_logits + done * (size_t)vocab : nullptr;
-    MIKV_RETURN_IF_ERROR(graph_.Forward(tokens + done, step, pos_, cache_.get(), pool_, logits_, rows));
+    MIKV_RETURN_IF_ERROR(graph_.Forward(tokens + done, step, pos_, cache_.get(), pool_, logits_, rows, phases));
     pos_ += step;
     done += (size_t)step;
   }
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  if (n == 1 && stats_.prompt_tokens > 0) {
+  if (decode) {
     stats_.generated_tokens += 1;
     stats_.decode_seconds += secs;
   } else {

@@ -28,6 +28,7 @@ struct SessionConfig {
   KvStorage kv_storage = KvStorage::F16;  // the plain cache's storage (kv.policy == Plain)
   KvCacheConfig kv;                       // which cache: plain, full, uniform, h2o, sinks, mikv
   SamplerConfig sampler;
+  bool time_phases = false;  // time each phase of every decode step (SessionStats::decode_phase_seconds)
 };
 
 struct SessionStats {
@@ -36,6 +37,9 @@ struct SessionStats {
   size_t arena_bytes = 0;
   size_t operator_bytes = 0;       // what this session's XNNPACK operators hold (packed weights)
   size_t operator_peak_bytes = 0;  // the most they held while packing
+  // With SessionConfig::time_phases: the decode steps' seconds per forward-pass phase (ForwardPhase); the rest of
+  // decode_seconds is the session's own.
+  double decode_phase_seconds[kForwardPhases] = {};
 };
 
 class Session {

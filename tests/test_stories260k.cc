@@ -61,6 +61,37 @@ TEST(Stories260K, CliStreamsTheContinuation) {
   EXPECT_NE(out.find("peak RSS"), std::string::npos) << out;
 }
 
+// SessionConfig::time_phases: every phase of a decode step takes some time and together they stay within the step's
+// time; prefill steps are not counted, and nothing is timed unless asked.
+TEST(Stories260K, DecodePhasesAreTimedWhenAsked) {
+  std::unique_ptr<Model> model;
+  ASSERT_TRUE(Model::Load(Stories260KFromLlama2c(), &model).ok());
+  std::vector<int32_t> prompt;
+  ASSERT_TRUE(model->tokenizer().Encode(kPrompt, EncodeOptions(), &prompt).ok());
+  for (bool timed : {true, false}) {
+    SCOPED_TRACE(timed ? "timed" : "not timed");
+    SessionConfig config;
+    config.threads = 2;
+    config.time_phases = timed;
+    std::unique_ptr<Session> session;
+    ASSERT_TRUE(Session::Create(*model, config, &session).ok());
+    ASSERT_TRUE(session->Prefill(prompt.data(), prompt.size()).ok());
+    for (int i = 0; i < kForwardPhases; ++i) ASSERT_EQ(session->stats().decode_phase_seconds[i], 0.0);
+    for (int i = 0; i < 8; ++i) ASSERT_TRUE(session->Decode(session->Sample()).ok());
+    const SessionStats& st = session->stats();
+    double sum = 0;
+    for (int i = 0; i < kForwardPhases; ++i) {
+      if (timed) {
+        EXPECT_GT(st.decode_phase_seconds[i], 0.0) << ForwardPhaseName((ForwardPhase)i);
+      } else {
+        EXPECT_EQ(st.decode_phase_seconds[i], 0.0) << ForwardPhaseName((ForwardPhase)i);
+      }
+      sum += st.decode_phase_seconds[i];
+    }
+    EXPECT_LE(sum, st.decode_seconds);
+  }
+}
+
 // The budget's plan against the measured peak: a model this small (7 MiB in all, most of it the process itself)
 // is where unplanned code pages or stacks would show.
 TEST(Stories260K, BudgetPlanMatchesMeasuredPeakRss) {

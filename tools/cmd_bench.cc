@@ -8,7 +8,7 @@
 //              weights read per second;
 //   model      prefill and decode tokens/s of a model (-m), and decode's effective bandwidth: (weights as the
 //              kernels read them — XNNPACK's packed copies or ggml blocks in the mapping — + KV bytes) read per
-//              token × tokens/s.
+//              token × tokens/s; with --phases, each forward-pass phase's share of a decode step (ForwardPhase).
 // Google Benchmark does the timing: each benchmark runs --repetitions times (at least --min-time seconds each) and
 // the median counts, so one slow moment of a shared machine moves neither the copy nor a kernel; --json prints
 // everything machine-readable.
@@ -44,7 +44,7 @@ struct BenchArgs {
   int head_dim = 64, prompt = 512, decode = 64, threads = 0, gqa = 1, split_min_tokens = SessionConfig().split_attention_min_tokens;
   double min_time = 0.2;
   int repetitions = 5;
-  bool json = false, model_only = false;
+  bool json = false, model_only = false, phases = false;
   KvArgs kv;
 };
 
@@ -269,6 +269,7 @@ int RunBench(const BenchArgs& a) {
     SessionConfig c;
     c.threads = a.threads;
     c.split_attention_min_tokens = a.split_min_tokens;
+    c.time_phases = a.phases;
     c.context = a.prompt + a.decode + 1;
     s = ToKvConfig(a.kv, &c.kv);
     if (!s.ok()) return Fail(s, a.json);
@@ -304,6 +305,23 @@ int RunBench(const BenchArgs& a) {
     if (!a.json)
       std::printf("\nmodel %s: prefill %.1f tok/s, decode %.1f tok/s; decode reads %.1f MB/token = %.2f GB/s (%.0f%% of copy)\n",
                   m.name.c_str(), prefill_tps, decode_tps, bytes / 1e6, bytes * decode_tps / 1e9, 100 * bytes * decode_tps / copy_model);
+    if (a.phases && st.generated_tokens > 0) {
+      // Microseconds per decoded token in each phase; "session" is what the step spent outside the forward pass.
+      const double per_token = 1e6 / (double)st.generated_tokens;
+      double in_phases = 0;
+      nlohmann::ordered_json phases;
+      for (int i = 0; i < kForwardPhases; ++i) {
+        phases[ForwardPhaseName((ForwardPhase)i)] = st.decode_phase_seconds[i] * per_token;
+        in_phases += st.decode_phase_seconds[i];
+      }
+      phases["session"] = (st.decode_seconds - in_phases) * per_token;
+      out["model"]["decode_phase_us_per_token"] = phases;
+      if (!a.json) {
+        std::printf("decode step, µs per token by phase (of %.1f):\n", st.decode_seconds * per_token);
+        for (const auto& [name, us] : phases.items())
+          std::printf("  %-11s %8.1f  %5.1f%%\n", name.c_str(), us.get<double>(), 100 * us.get<double>() / (st.decode_seconds * per_token));
+      }
+    }
   }
   if (a.json) std::cout << out.dump(2) << "\n";
   return 0;
@@ -329,6 +347,7 @@ void AddBenchCommand(CLI::App& app) {
   AddSplitAttentionOption(cmd, &args->split_min_tokens);
   cmd->add_flag("--json", args->json, "print JSON");
   cmd->add_flag("--model-only", args->model_only, "only the copy and model benchmarks (needs -m)");
+  cmd->add_flag("--phases", args->phases, "time each phase of the model's decode steps (µs per token)");
   AddKvOptions(cmd, &args->kv);
   cmd->callback([args] { throw CLI::RuntimeError(RunBench(*args)); });
 }
