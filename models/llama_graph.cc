@@ -89,6 +89,13 @@ bool LlamaGraph::FusesProjections(const std::vector<const TensorView*>& parts) {
 }
 
 int LlamaGraph::SplitBlocks(int threads, int n_kv_heads) {
+  // Unsplit, the kv heads go round the threads ceil(kv heads / threads) times and keep kv heads / (threads · rounds)
+  // of their time busy. Where that is over half, the split's three phases (each a wait for every thread, each head's
+  // scores crossing cores between them) cost as much as the idle time or more: SmolLM2's 3 kv heads on 2 or 4
+  // threads (3/4 busy) decoded 0.84-1.04x as fast split, on 8 threads (3/8 busy) 1.23x at 8k tokens
+  // (docs/bench/split-attention-session21.txt).
+  const int rounds = (n_kv_heads + threads - 1) / threads;
+  if (2 * n_kv_heads > threads * rounds) return 1;
   return threads / std::gcd(threads, n_kv_heads);
 }
 

@@ -35,7 +35,8 @@ class LlamaGraph {
         split_min_tokens_(split_min_tokens) {}
 
   // Blocks of cached tokens per kv head when a decode step's attention is split (KvCache::AttendBlockScores etc.):
-  // the fewest that make kv heads × blocks a multiple of the threads, so the work shares out evenly (1: no split).
+  // 1 (no split) unless the kv heads alone would leave at least half of the threads' time idle; then the fewest
+  // that make kv heads × blocks a multiple of the threads, so the work shares out evenly.
   static int SplitBlocks(int threads, int n_kv_heads);
 
   // Whether matrices that read the same input (q/k/v, gate/up) run as one fused operator (Linear::CreateFused):

@@ -58,7 +58,7 @@ class KvCache {
   virtual bool ordered_per_kv_head() const { return false; }
 
   // One token's attention split across blocks of cached tokens as well as kv heads: for long contexts, where a
-  // kv head's tokens are too much work for one thread, or the kv heads do not share out evenly among the threads.
+  // kv head's tokens are too much work for one thread, or the kv heads alone would leave threads idle.
   // Three phases, each parallel over its items, every item of a phase done before the next phase starts:
   //   AttendBlockScores(kv_head, block)   the group's scores for the block's share of the cached tokens
   //   AttendSoftmax(kv_head, head)        softmax over all of a head's scores

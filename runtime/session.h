@@ -22,8 +22,9 @@ struct SessionConfig {
   int context = 0;         // tokens the session may hold; 0 = the model's max_seq_len
   int threads = 0;         // 0 = the machine's cores
   int prefill_chunk = 64;  // tokens per forward pass while prefilling
-  // A decode step's attention is split across blocks of cached tokens as well as kv heads when the kv heads do not
-  // share out evenly among the threads and every block would get at least this many tokens (0: never split).
+  // A decode step's attention is split across blocks of cached tokens as well as kv heads when the kv heads alone
+  // would leave at least half of the threads' time idle (LlamaGraph::SplitBlocks) and every block would get at least
+  // this many tokens (0: never split).
   int split_attention_min_tokens = 1024;
   KvStorage kv_storage = KvStorage::F16;  // the plain cache's storage (kv.policy == Plain)
   KvCacheConfig kv;                       // which cache: plain, full, uniform, h2o, sinks, mikv

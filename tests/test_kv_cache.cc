@@ -868,16 +868,27 @@ TEST_F(PolicySessions, RefusingCacheLosesNothing) {
   EXPECT_EQ(s->kv_occupancy().hi_tokens + s->kv_occupancy().lo_tokens, 100);
 }
 
-// The graph splits decode steps once the context is long enough: stories260K has 4 kv heads, so three threads
-// take three blocks each (from 3 × 16 cached tokens on here; cuts fall on multiples of kKvValueBlockMax = 64, so a
-// 200-token context really makes three blocks). Greedy tokens are those of the unsplit session and the
+// A decode step is split into blocks only where the kv heads alone would leave half of the threads' time idle or
+// more, and then into the fewest blocks that share out evenly.
+TEST(LlamaGraph, SplitBlocksOnlyWhereKvHeadsLeaveHalfTheThreadsIdle) {
+  struct Case {
+    int threads, kv_heads, blocks;
+  };
+  for (const Case& c : {Case{1, 3, 1}, Case{2, 3, 1}, Case{4, 3, 1}, Case{8, 3, 8}, Case{16, 3, 16}, Case{3, 4, 1},
+                        Case{8, 4, 2}, Case{4, 2, 2}, Case{3, 2, 1}, Case{2, 8, 1}, Case{8, 8, 1}, Case{6, 4, 1}})
+    EXPECT_EQ(LlamaGraph::SplitBlocks(c.threads, c.kv_heads), c.blocks) << c.threads << " threads, " << c.kv_heads << " kv heads";
+}
+
+// The graph splits decode steps once the context is long enough: stories260K has 4 kv heads, which leave half of
+// eight threads idle, so each kv head's tokens go into two blocks (from 2 × 16 cached tokens on here; cuts fall on
+// multiples of kKvValueBlockMax = 64, so a 200-token context really makes two blocks). Greedy tokens are those of the unsplit session and the
 // logits agree to float rounding (they are not identical: the blocks' shares are summed apart). The `full` policy,
 // so that no rounding to a low-bit code can magnify a last-bit difference step after step (the kernels' equality is
 // MixedKvCache.AttentionSplitIntoTokenBlocksIsAttend's, for every precision).
 TEST_F(PolicySessions, SplitDecodeStepsGiveTheUnsplitTokens) {
   KvCacheConfig kv;
   kv.policy = KvPolicy::Full;
-  auto split = Make(kv, 3, 16), whole = Make(kv, 3, 0);
+  auto split = Make(kv, 8, 16), whole = Make(kv, 8, 0);
   ASSERT_TRUE(split && whole);
   ASSERT_TRUE(split->Prefill(tokens_.data(), 200).ok());
   ASSERT_TRUE(whole->Prefill(tokens_.data(), 200).ok());

@@ -12,7 +12,7 @@ namespace mikv::cli {
 void AddSplitAttentionOption(CLI::App* cmd, int* split_min_tokens) {
   cmd->add_option("--split-min-tokens", *split_min_tokens,
                   "split a decode step's attention across token blocks of at least this many cached tokens when the "
-                  "kv heads do not share out evenly among the threads (0 = never)")
+                  "kv heads alone would leave at least half of the threads' time idle (0 = never)")
       ->capture_default_str();
 }
 
