@@ -18,8 +18,6 @@ namespace mikv {
 
 // The phases of a forward pass, in order, timed when the caller asks (SessionConfig::time_phases): where a decode
 // step's time goes. The projections include their activations' int8 quantization; Output and Down their residual add.
-// Where the cache writes each kv head's tokens on the thread that attends them, CacheWrite is only the write's serial
-// start and the rest is in Attention.
 enum class ForwardPhase : int {
   Embed, AttentionNorm, Qkv, Rope, CacheWrite, Attention, Output, FfnNorm, GateUp, Activation, Down, Classifier, kCount
 };

@@ -46,14 +46,6 @@ class KvCache {
   // Stores keys and values (post-RoPE) of `n` consecutive tokens at positions [pos, pos + n) of `layer`,
   // making room as the cache's policy says. k, v: [n][n_kv_heads * head_dim]. Single-threaded.
   virtual void Write(int layer, int pos, int n, const float* k, const float* v) = 0;
-  // Write in parts, where writes_per_kv_head(): BeginWrite once (single-threaded), then WriteKvHead for every kv head,
-  // calls for different kv heads concurrently — so that each kv head's tokens are written on the thread that then
-  // attends them, instead of all of them on the calling thread while the others wait. The same as Write.
-  virtual bool writes_per_kv_head() const { return false; }
-  virtual void BeginWrite(int layer, int pos, int n, const float* k) { (void)layer, (void)pos, (void)n, (void)k; }
-  virtual void WriteKvHead(int layer, int kv_head, int pos, int n, const float* k, const float* v) {
-    (void)layer, (void)kv_head, (void)pos, (void)n, (void)k, (void)v;
-  }
 
   // Attention of the group of query heads that share kv head `kv_head`, for the token at position `pos`, over
   // the cached tokens of `layer` at positions <= pos: for each head h of the group,

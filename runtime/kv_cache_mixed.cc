@@ -59,7 +59,7 @@ void MixedKvCache::Carve(Arena* arena) {
     r->used = arena->Take<int32_t>(streams, "kv-tables");
   }
   if (balances_) balancer_.Carve(arena);
-  tmp_ = arena->Take<float>((size_t)kTmpVectors * g_.head_dim * g_.n_kv_heads, "kv-tables");
+  tmp_ = arena->Take<float>((size_t)kTmpVectors * g_.head_dim, "kv-tables");
   if (!arena->measuring()) Reset();
 }
 
@@ -72,7 +72,7 @@ void MixedKvCache::Reset() {
 }
 
 KvOccupancy MixedKvCache::Occupancy() const {
-  KvOccupancy o{tiers_[kHi].used[0], tiers_[kLo].used[0], evicted_.load() / ((int64_t)g_.n_layers * g_.n_kv_heads)};
+  KvOccupancy o{tiers_[kHi].used[0], tiers_[kLo].used[0], evicted_ / ((int64_t)g_.n_layers * g_.n_kv_heads)};
   o.mid_tokens = tiers_[kMid].used[0];
   return o;
 }
@@ -95,8 +95,8 @@ size_t MixedKvCache::ScratchFloats() const {
 
 void MixedKvCache::Transform(const Region& r, int layer, int kv_head, const float** k, const float** v) {
   const int d = g_.head_dim;
-  float* tk = Tmp(kv_head);
-  float* tv = tk + d;
+  float* tk = tmp_;
+  float* tv = tmp_ + d;
   if (Balanced(r)) {
     const float* b = balancer_.Factors(layer, kv_head);
     for (int c = 0; c < d; ++c) tk[c] = (*k)[c] * b[c];
@@ -259,7 +259,7 @@ void MixedKvCache::Insert(int tier, size_t s, int layer, int kv_head, Moving m, 
     if (slot < 0) slot = LeastImportant(r, s, 0, INT32_MAX);
   }
   // The tier's least important token goes one tier down; the newcomer takes its slot.
-  Moving down = Leaving(tier, kv_head);
+  Moving down = Leaving(tier);
   if (tier + 1 < kTiers) Load(r, s, slot, layer, kv_head, &down);
   Store(r, s, slot, layer, kv_head, m.k, m.v, m.pos, m.imp);
   if (tier + 1 < kTiers) Insert(tier + 1, s, layer, kv_head, down, true);
@@ -280,7 +280,7 @@ void MixedKvCache::MakeRoomHigh(size_t s, int layer, int kv_head, int newest) {
   }
   if (victim < 0) victim = 0;  // unreachable when hi holds >= sinks + window (PlanKvCache checks it)
   if (config_.policy == KvPolicy::MiKV) {
-    Moving m = Leaving(kHi, kv_head);
+    Moving m = Leaving(kHi);
     Load(hi, s, victim, layer, kv_head, &m);
     Insert(kMid, s, layer, kv_head, m, /*demoted=*/true);
   } else {
@@ -290,36 +290,29 @@ void MixedKvCache::MakeRoomHigh(size_t s, int layer, int kv_head, int newest) {
 }
 
 void MixedKvCache::Write(int layer, int pos, int n, const float* k, const float* v) {
-  BeginWrite(layer, pos, n, k);
-  for (int kvh = 0; kvh < g_.n_kv_heads; ++kvh) WriteKvHead(layer, kvh, pos, n, k, v);
-}
-
-void MixedKvCache::BeginWrite(int layer, int pos, int n, const float* k) {
   // A chunk no longer than the window (Session makes it so for the demoting policies) is never demoted while it is
   // written, so every token below the high tier is older than the chunk's queries: a mikv low tier without
   // positions relies on it.
   assert(n <= config_.window || config_.policy != KvPolicy::MiKV || lo_ranked_);
   if (balances_) balancer_.ObserveKeys(layer, n, k);
   newest_written_ = std::max(newest_written_, pos + n - 1);
-}
-
-// Touches only stream (layer, kv_head)'s tiers, balancer factors and Tmp(kv_head), and the atomic eviction count.
-void MixedKvCache::WriteKvHead(int layer, int kvh, int pos, int n, const float* k, const float* v) {
   const int d = g_.head_dim;
   Region& hi = tiers_[kHi];
-  const size_t s = Stream(layer, kvh);
-  for (int t = 0; t < n; ++t) {
-    const float* kr = k + ((size_t)t * g_.n_kv_heads + kvh) * d;
-    const float* vr = v + ((size_t)t * g_.n_kv_heads + kvh) * d;
-    if (hi.capacity == 0) {
-      // (Insert reads the token and never writes it: the caller's rows go in as they are.)
-      Insert(kMid, s, layer, kvh, Moving{const_cast<float*>(kr), const_cast<float*>(vr), pos + t, 0.0f},
-             /*demoted=*/false);
-      continue;
+  for (int kvh = 0; kvh < g_.n_kv_heads; ++kvh) {
+    const size_t s = Stream(layer, kvh);
+    for (int t = 0; t < n; ++t) {
+      const float* kr = k + ((size_t)t * g_.n_kv_heads + kvh) * d;
+      const float* vr = v + ((size_t)t * g_.n_kv_heads + kvh) * d;
+      if (hi.capacity == 0) {
+        // (Insert reads the token and never writes it: the caller's rows go in as they are.)
+        Insert(kMid, s, layer, kvh, Moving{const_cast<float*>(kr), const_cast<float*>(vr), pos + t, 0.0f},
+               /*demoted=*/false);
+        continue;
+      }
+      if (hi.used[s] == hi.capacity) MakeRoomHigh(s, layer, kvh, pos + n - 1);
+      const int slot = hi.used[s]++;
+      Store(hi, s, slot, layer, kvh, kr, vr, pos + t, 0.0f);
     }
-    if (hi.used[s] == hi.capacity) MakeRoomHigh(s, layer, kvh, pos + n - 1);
-    const int slot = hi.used[s]++;
-    Store(hi, s, slot, layer, kvh, kr, vr, pos + t, 0.0f);
   }
 }
 

@@ -23,8 +23,6 @@
 // reads the tiers in order (hi, mid, lo): a head's scores are the hi slots', then the mid slots', then the lo ones'.
 #pragma once
 
-#include <atomic>
-
 #include "key_balancer.h"
 #include "kv_cache.h"
 #include "kv_codec.h"
@@ -44,9 +42,6 @@ class MixedKvCache final : public KvCache {
     if (balances_) balancer_.ObserveQueries(layer, n, q);
   }
   void Write(int layer, int pos, int n, const float* k, const float* v) override;
-  bool writes_per_kv_head() const override { return true; }
-  void BeginWrite(int layer, int pos, int n, const float* k) override;
-  void WriteKvHead(int layer, int kv_head, int pos, int n, const float* k, const float* v) override;
   void Attend(int layer, int pos, int kv_head, const float* q, float* out, float* scratch) override;
   size_t ScratchFloats() const override;
   bool ordered_per_kv_head() const override { return true; }
@@ -129,9 +124,8 @@ class MixedKvCache final : public KvCache {
   void Insert(int tier, size_t s, int layer, int kv_head, Moving m, bool demoted);
   // Write's buffers for a token leaving tier `tier` (its own per tier, so a cascade never overwrites the token it
   // is still placing).
-  Moving Leaving(int tier, int kv_head) const {
-    float* t = Tmp(kv_head);
-    return Moving{t + (size_t)(2 + 2 * tier) * g_.head_dim, t + (size_t)(3 + 2 * tier) * g_.head_dim, 0, 0.0f};
+  Moving Leaving(int tier) const {
+    return Moving{tmp_ + (size_t)(2 + 2 * tier) * g_.head_dim, tmp_ + (size_t)(3 + 2 * tier) * g_.head_dim, 0, 0.0f};
   }
   void MakeRoomHigh(size_t s, int layer, int kv_head, int newest);
   // The slots each tier gives one block of a split: [r0[t], r1[t]) of tier t.
@@ -175,12 +169,11 @@ class MixedKvCache final : public KvCache {
   // The inverse, in place: stored (decoded) rows back to plain keys and values.
   void Untransform(const Region& r, int layer, int kv_head, float* k, float* v);
 
-  // Write's buffers, one set per kv head (WriteKvHead runs for different kv heads at once), head_dim floats each:
-  // the transformed key and value, and a key and value per tier a token can leave downwards (hi, mid).
+  // Write's buffers (single-threaded), head_dim floats each: the transformed key and value, and a key and value per
+  // tier a token can leave downwards (hi, mid).
   static constexpr int kTmpVectors = 2 + 2 * (kTiers - 1);
-  float* Tmp(int kv_head) const { return tmp_ + (size_t)kv_head * kTmpVectors * g_.head_dim; }
   float* tmp_ = nullptr;
-  std::atomic<int64_t> evicted_{0};  // counted by every kv head's writes
+  int64_t evicted_ = 0;
   // The latest position written to any stream since Reset: a query at or after it has no later row to mask.
   int newest_written_ = -1;
 };
