@@ -57,6 +57,7 @@ void MixedKvCache::Carve(Arena* arena) {
     r->positions32 = ranks && !short_positions_ ? arena->Take<int32_t>(streams * r->capacity, "kv-tables") : nullptr;
     r->importance = ranks ? arena->Take<float>(streams * r->capacity, "kv-tables") : nullptr;
     r->used = arena->Take<int32_t>(streams, "kv-tables");
+    r->least = ranks && t != kHi ? arena->Take<int32_t>(streams, "kv-tables") : nullptr;
   }
   if (balances_) balancer_.Carve(arena);
   tmp_ = arena->Take<float>((size_t)kTmpVectors * g_.head_dim, "kv-tables");
@@ -65,7 +66,10 @@ void MixedKvCache::Carve(Arena* arena) {
 
 void MixedKvCache::Reset() {
   const size_t streams = (size_t)g_.n_layers * g_.n_kv_heads;
-  for (Region& r : tiers_) std::fill(r.used, r.used + streams, 0);
+  for (Region& r : tiers_) {
+    std::fill(r.used, r.used + streams, 0);
+    if (r.least) std::fill(r.least, r.least + streams, -1);
+  }
   if (balances_) balancer_.Reset();
   evicted_ = 0;
   newest_written_ = -1;
@@ -133,6 +137,7 @@ void MixedKvCache::Store(Region& r, size_t s, int slot, int layer, int kv_head, 
   encode(r.VFormat(g_.head_dim), v, r.V(s, slot));
   r.SetPosition(s, slot, pos);
   if (r.importance) r.importance[s * r.capacity + slot] = imp;
+  if (r.least) r.least[s] = -1;
 }
 
 void MixedKvCache::Load(const Region& r, size_t s, int slot, int layer, int kv_head, Moving* m) {
@@ -144,6 +149,7 @@ void MixedKvCache::Load(const Region& r, size_t s, int slot, int layer, int kv_h
 }
 
 void MixedKvCache::RemoveSlot(Region& r, size_t s, int slot) {
+  if (r.least) r.least[s] = -1;
   const int last = --r.used[s];
   if (slot == last) return;
   std::memcpy(r.K(s, slot), r.K(s, last), r.kcodec.bytes());
@@ -201,26 +207,36 @@ bool AnyEqual64(const float* x, float v) {
 
 }  // namespace
 
+int MixedKvCache::LeastOfAll(const Region& r, size_t s) {
+  // The least importance in vector lanes, then the oldest slot holding it, looking only into blocks of 64 slots that
+  // hold it — the slot LeastImportant's loop picks. (A ranked tier records every position; a least of NaN matches
+  // nothing, and the loop decides then.)
+  const float* imp = r.importance + s * r.capacity;
+  const int n = r.used[s];
+  if (n <= 0) return -1;
+  const float least = LeastOf(imp, n);
+  int victim = -1, victim_pos = 0;
+  for (int b = 0; b < n; b += 64) {
+    const int end = std::min(n, b + 64);
+    if (end - b == 64 && !AnyEqual64(imp + b, least)) continue;
+    for (int i = b; i < end; ++i) {
+      if (imp[i] != least) continue;
+      const int pos = r.Position(s, i);
+      if (victim < 0 || pos < victim_pos) victim = i, victim_pos = pos;
+    }
+  }
+  return victim;
+}
+
 int MixedKvCache::LeastImportant(const Region& r, size_t s, int first_movable, int last_movable) {
   assert(r.importance);
   const float* imp = r.importance + s * r.capacity;
   const int n = r.used[s];
   int victim = -1, victim_pos = 0;
   if (first_movable <= 0 && last_movable == INT32_MAX && n > 0) {
-    // Every slot may go (a demoted token competing for a full tier: once per layer, kv head and decoded token, over
-    // the whole low tier): the least importance in vector lanes, then the oldest slot holding it, looking only into
-    // blocks of 64 slots that hold it — the slot the loop below picks. (A ranked tier records every position, so no
-    // slot falls below first_movable = 0 there either; a least of NaN matches nothing, and the loop decides then.)
-    const float least = LeastOf(imp, n);
-    for (int b = 0; b < n; b += 64) {
-      const int end = std::min(n, b + 64);
-      if (end - b == 64 && !AnyEqual64(imp + b, least)) continue;
-      for (int i = b; i < end; ++i) {
-        if (imp[i] != least) continue;
-        const int pos = r.Position(s, i);
-        if (victim < 0 || pos < victim_pos) victim = i, victim_pos = pos;
-      }
-    }
+    // Every slot may go: a demoted token competing for a full tier, once per layer, kv head and decoded token. The
+    // attention found the slot already, unless the tier changed since (WeighRows).
+    victim = r.least && r.least[s] >= 0 ? r.least[s] : LeastOfAll(r, s);
     if (victim >= 0) return victim;
   }
   for (int i = 0; i < n; ++i) {
@@ -436,8 +452,13 @@ void AddImportance(float* imp, const float* p, size_t stride, int group, int fir
 }  // namespace
 
 // out[h·d] += Σ p·v over the rows (probabilities in scores[h·stride + slot], tiers one after the other), and each
-// row's importance += its probabilities over the group's heads.
-void MixedKvCache::WeighRows(size_t s, const Rows& rows, const float* scores, size_t stride, float* out) {
+// row's importance += its probabilities over the group's heads. Where the rows are all of a full tier that keeps
+// `least` and the token is the newest, the slot the next Write's demotion competes with is found here, while the
+// importance is in this thread's cache: Write runs on one thread for every stream, and its scan of each full tier
+// was 7% of a decode step at 16k tokens (and pulled every stream's importance to that thread's core, only for the
+// attention's threads to pull it back).
+void MixedKvCache::WeighRows(size_t s, const Rows& rows, const float* scores, size_t stride, float* out,
+                             bool newest) {
   const int group = g_.group();
   const KvKernels& kk = ActiveKvKernels();
   for (int t = 0; t < kTiers; ++t) {
@@ -448,6 +469,8 @@ void MixedKvCache::WeighRows(size_t s, const Rows& rows, const float* scores, si
     kk.values_group[(int)r.vcodec.precision()](r.VFormat(g_.head_dim), group, sc + first, stride, r.V(s, first),
                                               (size_t)(last - first), out);
     if (r.importance) AddImportance(r.importance + s * r.capacity, sc, stride, group, first, last);
+    if (r.least && first == 0 && last == r.used[s])
+      r.least[s] = newest && r.used[s] == r.capacity ? LeastOfAll(r, s) : -1;
   }
 }
 
@@ -462,7 +485,7 @@ void MixedKvCache::Attend(int layer, int pos, int kv_head, const float* q, float
   // Softmax over every tier's rows at once.
   for (int h = 0; h < group; ++h) ActiveKvKernels().softmax(scores + h * stride, (size_t)Held(s));
   for (int i = 0; i < group * d; ++i) out[i] = 0.0f;
-  WeighRows(s, all, scores, stride, out);
+  WeighRows(s, all, scores, stride, out, pos >= newest_written_);
   UnrotateOutputs(out);
 }
 
@@ -491,6 +514,11 @@ void MixedKvCache::AttendBlockScores(int layer, int pos, int kv_head, int block,
                                      float* shared, float* scratch) {
   const size_t s = Stream(layer, kv_head);
   const Queries queries = PrepareQueries(layer, kv_head, q, scratch);  // each block its own copy: a few µs at most
+  // The blocks add to the importance apart (AttendBlockValues): what was least is no longer known, unless one block
+  // holds all of a tier's rows (WeighRows). Block 0 forgets it, before any block adds.
+  if (block == 0)
+    for (Region& r : tiers_)
+      if (r.least) r.least[s] = -1;
   ScoreRows(s, pos, BlockRows(s, block, blocks), queries, SplitScores(shared, kv_head, blocks), ScoreStride());
 }
 
@@ -504,7 +532,8 @@ void MixedKvCache::AttendBlockValues(int layer, int kv_head, int block, int bloc
   const size_t s = Stream(layer, kv_head);
   float* share = SplitShare(shared, kv_head, block, blocks);
   std::fill(share, share + (size_t)g_.group() * g_.head_dim, 0.0f);
-  WeighRows(s, BlockRows(s, block, blocks), SplitScores(shared, kv_head, blocks), ScoreStride(), share);
+  WeighRows(s, BlockRows(s, block, blocks), SplitScores(shared, kv_head, blocks), ScoreStride(), share,
+            /*newest=*/true);  // (split steps are decode steps)
 }
 
 void MixedKvCache::AttendSum(int layer, int kv_head, int blocks, float* out, float* shared) {
@@ -517,6 +546,12 @@ void MixedKvCache::AttendSum(int layer, int kv_head, int blocks, float* out, flo
     out[i] = sum;
   }
   UnrotateOutputs(out);
+}
+
+int MixedKvCache::DemotionCandidate(int layer, int kv_head, int tier) const {
+  const Region& r = tiers_[tier];
+  const size_t s = Stream(layer, kv_head);
+  return r.importance && r.used[s] > 0 ? LeastImportant(r, s, 0, INT32_MAX) : -1;
 }
 
 int MixedKvCache::Slots(int layer, int kv_head, SlotView* out, int max) const {

@@ -63,6 +63,10 @@ class MixedKvCache final : public KvCache {
     bool high() const { return tier == 0; }
   };
   int Slots(int layer, int kv_head, SlotView* out, int max) const;
+  // The slot of tier `tier` (1 mid, 2 lo) a token demoted into it would compete with when it is full: the least
+  // important, the oldest of equals (what Write takes, from the attention's `least` where that is known); -1 when
+  // the tier is empty or does not rank its tokens.
+  int DemotionCandidate(int layer, int kv_head, int tier) const;
   // Decodes the stored key/value of the token at `position` (keys un-balanced back). False if not cached.
   bool ReadToken(int layer, int kv_head, int position, float* k, float* v) const;
 
@@ -79,6 +83,10 @@ class MixedKvCache final : public KvCache {
     int32_t* positions32 = nullptr;   // otherwise
     float* importance = nullptr;
     int32_t* used = nullptr;          // [stream]
+    // [stream], middle and low tiers that rank: the slot a demoted token competes with (LeastImportant over every
+    // slot), found by the attention that last added to the importance, where the importance was just in its
+    // thread's cache, rather than by a scan of the whole tier in Write; -1: not known (changed since).
+    int32_t* least = nullptr;
     // Without a position table: tokens that enter in position order (uniform) sit at slot = position; tokens demoted
     // into the tier are older than every query that reads them (Write), so -1 ("before any query") will do.
     bool slot_is_position = false;
@@ -117,6 +125,8 @@ class MixedKvCache final : public KvCache {
   // The slot of stream s in r with the least importance whose position lies in [first_movable, last_movable]
   // (ties: the oldest); -1 if none. r must rank its tokens.
   static int LeastImportant(const Region& r, size_t s, int first_movable, int last_movable);
+  // LeastImportant(r, s, 0, INT32_MAX) by a scan: -1 if none (an empty tier, or a least of NaN).
+  static int LeastOfAll(const Region& r, size_t s);
   // Decodes slot `slot` of tier r back to plain key and value in m (buffers of m).
   void Load(const Region& r, size_t s, int slot, int layer, int kv_head, Moving* m);
   // Puts a token into tier `tier` or, when that tier has no room for it, further down (see the header comment).
@@ -143,7 +153,8 @@ class MixedKvCache final : public KvCache {
   int ScoreOffset(size_t s, int tier) const;
   Queries PrepareQueries(int layer, int kv_head, const float* q, float* buf);
   void ScoreRows(size_t s, int pos, const Rows& rows, const Queries& q, float* scores, size_t stride) const;
-  void WeighRows(size_t s, const Rows& rows, const float* scores, size_t stride, float* out);
+  // `newest`: the attention is the newest token's (its importance is what the next Write sees).
+  void WeighRows(size_t s, const Rows& rows, const float* scores, size_t stride, float* out, bool newest);
   // Slots of a stream's scores (all tiers): the distance between one head's scores and the next's.
   size_t ScoreStride() const {
     return (size_t)tiers_[kHi].capacity + tiers_[kMid].capacity + tiers_[kLo].capacity;

@@ -916,7 +916,8 @@ TEST_F(PolicySessions, SplitDecodeStepsGiveTheUnsplitTokens) {
 // threads to spare) against Attend: one block is Attend bit for bit; more blocks give the same scores, softmax and
 // importance bit for bit (block cuts fall on the kernels' row groups) and the same output up to the order in which
 // the blocks' shares are summed. Two caches are fed the same tokens, one attended whole, one split, so the demotions
-// that follow from the importance must stay in step too.
+// that follow from the importance must stay in step too; and in both, the slot a demotion competes with (which the
+// attention finds ahead of the next write, MixedKvCache::Region::least) is always the one the tables say.
 TEST(MixedKvCache, AttentionSplitIntoTokenBlocksIsAttend) {
   const KvGeometry g = OneLayerGeometry(6, 2, 64, 700);
   struct Variant {
@@ -953,23 +954,55 @@ TEST(MixedKvCache, AttentionSplitIntoTokenBlocksIsAttend) {
       const int d = g.head_dim, group = g.group();
       std::vector<float> out_whole(g.n_heads * d), out_split(g.n_heads * d);
       double worst = 0;
+      // The slot a demotion into each lower tier would compete with (found by the attention, or by Write's scan when
+      // the tier changed since) is the least important, the oldest of equals, by the slots' own tables.
+      auto check_candidates = [&](const CacheUnderTest& t, int pos, const char* when) {
+        for (int h = 0; h < g.n_kv_heads; ++h) {
+          std::vector<MixedKvCache::SlotView> slots(g.capacity);
+          const int n = t.cache->Slots(0, h, slots.data(), g.capacity);
+          for (int tier = 1; tier <= 2; ++tier) {
+            int want = -1, index = 0;
+            const MixedKvCache::SlotView* best = nullptr;
+            for (int i = 0; i < n; ++i) {
+              if (slots[i].tier != tier) continue;
+              const MixedKvCache::SlotView& slot = slots[i];
+              if (!best || slot.importance < best->importance || (slot.importance == best->importance && slot.position < best->position))
+                best = &slot, want = index;
+              ++index;
+            }
+            if (v.policy == KvPolicy::Full || (tier == 2 && v.policy == KvPolicy::Uniform)) continue;  // (no ranking)
+            ASSERT_EQ(t.cache->DemotionCandidate(0, h, tier), want)
+                << when << " position " << pos << ", kv head " << h << ", tier " << tier;
+          }
+        }
+      };
       for (int pos = 0; pos < 650; ++pos) {
         const auto q = RandomVector(rng, g.n_heads * d, 2.0f);
         const auto k = RandomVector(rng, g.kv_dim(), 2.0f), val = RandomVector(rng, g.kv_dim());
         for (CacheUnderTest* t : {&whole, &split}) {
           t->cache->Observe(0, 1, q.data());
           t->cache->Write(0, pos, 1, k.data(), val.data());
+          check_candidates(*t, pos, "after the write,");
         }
         for (int h = 0; h < g.n_kv_heads; ++h)
           whole.cache->Attend(0, pos, h, q.data() + h * group * d, out_whole.data() + h * group * d, whole.scratch.data());
-        for (int h = 0; h < g.n_kv_heads; ++h)
-          for (int b = 0; b < blocks; ++b)
-            split.cache->AttendBlockScores(0, pos, h, b, blocks, q.data() + h * group * d, shared.data(),
-                                           split.scratch.data());
-        for (int head = 0; head < g.n_heads; ++head) split.cache->AttendSoftmax(0, head / group, head % group, blocks, shared.data());
-        for (int h = 0; h < g.n_kv_heads; ++h)
-          for (int b = 0; b < blocks; ++b) split.cache->AttendBlockValues(0, h, b, blocks, shared.data());
-        for (int h = 0; h < g.n_kv_heads; ++h) split.cache->AttendSum(0, h, blocks, out_split.data() + h * group * d, shared.data());
+        // Every fifth step the split cache attends whole too, as a session's prefill does before split decode
+        // steps: what that attention found least must not outlive the split's additions to the importance.
+        if (pos % 5 == 0) {
+          for (int h = 0; h < g.n_kv_heads; ++h)
+            split.cache->Attend(0, pos, h, q.data() + h * group * d, out_split.data() + h * group * d, split.scratch.data());
+        } else {
+          for (int h = 0; h < g.n_kv_heads; ++h)
+            for (int b = 0; b < blocks; ++b)
+              split.cache->AttendBlockScores(0, pos, h, b, blocks, q.data() + h * group * d, shared.data(),
+                                             split.scratch.data());
+          for (int head = 0; head < g.n_heads; ++head) split.cache->AttendSoftmax(0, head / group, head % group, blocks, shared.data());
+          for (int h = 0; h < g.n_kv_heads; ++h)
+            for (int b = 0; b < blocks; ++b) split.cache->AttendBlockValues(0, h, b, blocks, shared.data());
+          for (int h = 0; h < g.n_kv_heads; ++h) split.cache->AttendSum(0, h, blocks, out_split.data() + h * group * d, shared.data());
+        }
+        check_candidates(whole, pos, "after the attention,");
+        check_candidates(split, pos, "after the split attention,");
         for (size_t i = 0; i < out_whole.size(); ++i) {
           if (blocks == 1) {
             ASSERT_EQ(out_whole[i], out_split[i]) << "position " << pos << ", element " << i;
