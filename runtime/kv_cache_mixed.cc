@@ -455,8 +455,8 @@ void AddImportance(float* imp, const float* p, size_t stride, int group, int fir
 // row's importance += its probabilities over the group's heads. Where the rows are all of a full tier that keeps
 // `least` and the token is the newest, the slot the next Write's demotion competes with is found here, while the
 // importance is in this thread's cache: Write runs on one thread for every stream, and its scan of each full tier
-// was 7% of a decode step at 16k tokens (and pulled every stream's importance to that thread's core, only for the
-// attention's threads to pull it back).
+// was over half of the write's time (the write: 7% of a decode step at 16k tokens), reading on that thread's core
+// every stream's importance, which the attention's threads then write again.
 void MixedKvCache::WeighRows(size_t s, const Rows& rows, const float* scores, size_t stride, float* out,
                              bool newest) {
   const int group = g_.group();

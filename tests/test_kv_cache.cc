@@ -970,7 +970,6 @@ TEST(MixedKvCache, AttentionSplitIntoTokenBlocksIsAttend) {
                 best = &slot, want = index;
               ++index;
             }
-            if (v.policy == KvPolicy::Full || (tier == 2 && v.policy == KvPolicy::Uniform)) continue;  // (no ranking)
             ASSERT_EQ(t.cache->DemotionCandidate(0, h, tier), want)
                 << when << " position " << pos << ", kv head " << h << ", tier " << tier;
           }
