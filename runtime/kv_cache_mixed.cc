@@ -57,7 +57,10 @@ void MixedKvCache::Carve(Arena* arena) {
     r->positions32 = ranks && !short_positions_ ? arena->Take<int32_t>(streams * r->capacity, "kv-tables") : nullptr;
     r->importance = ranks ? arena->Take<float>(streams * r->capacity, "kv-tables") : nullptr;
     r->used = arena->Take<int32_t>(streams, "kv-tables");
-    r->least = ranks && t != kHi ? arena->Take<int32_t>(streams, "kv-tables") : nullptr;
+    // Only the mikv policy demotes (uniform's new tokens compete with the unprotected slots alone, LeastImportant's
+    // range): elsewhere the attention would find a slot no write takes.
+    const bool demotes_into = t != kHi && config_.policy == KvPolicy::MiKV;
+    r->least = ranks && demotes_into ? arena->Take<int32_t>(streams, "kv-tables") : nullptr;
   }
   if (balances_) balancer_.Carve(arena);
   tmp_ = arena->Take<float>((size_t)kTmpVectors * g_.head_dim, "kv-tables");

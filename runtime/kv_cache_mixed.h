@@ -83,7 +83,7 @@ class MixedKvCache final : public KvCache {
     int32_t* positions32 = nullptr;   // otherwise
     float* importance = nullptr;
     int32_t* used = nullptr;          // [stream]
-    // [stream], middle and low tiers that rank: the slot a demoted token competes with (LeastImportant over every
+    // [stream], middle and low tiers that rank, mikv policy: the slot a demoted token competes with (LeastImportant over every
     // slot), found by the attention that last added to the importance, where the importance was just in its
     // thread's cache, rather than by a scan of the whole tier in Write; -1: not known (changed since).
     int32_t* least = nullptr;
