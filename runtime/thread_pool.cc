@@ -1,0 +1,174 @@
+#include "thread_pool.h"
+
+#include <algorithm>
+#include <chrono>
+#include <climits>
+
+#if defined(__linux__)
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
+
+namespace mikv {
+namespace {
+
+// One step of a spin: tells the core that this is a wait loop (x86 PAUSE, Arm YIELD).
+inline void SpinPause() {
+#if defined(__x86_64__) || defined(__i386__)
+  _mm_pause();
+#elif defined(__aarch64__) || defined(__arm__)
+  asm volatile("yield");
+#endif
+}
+
+// Sleeps while *word == value (the kernel checks it, so a wake between our check and the sleep is not lost).
+void FutexWait(std::atomic<uint32_t>* word, uint32_t value) {
+#if defined(__linux__)
+  syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAIT_PRIVATE, value, nullptr);
+#else
+  (void)word, (void)value;
+  std::this_thread::yield();  // no futex: a sleeping worker polls (Linux and Android, the targets, have one)
+#endif
+}
+
+void FutexWakeAll(std::atomic<uint32_t>* word) {
+#if defined(__linux__)
+  syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAKE_PRIVATE, INT_MAX);
+#else
+  (void)word;
+#endif
+}
+
+static_assert(sizeof(std::atomic<uint32_t>) == sizeof(uint32_t) && std::atomic<uint32_t>::is_always_lock_free,
+              "the futex word is the atomic's own 32 bits");
+
+// The floating-point mode a job with flush_denormals runs in: x86 MXCSR FTZ (bit 15) and DAZ (bit 6), AArch64
+// FPCR FZ (bit 24) and FZ16 (bit 19) — the bits pthreadpool sets for PTHREADPOOL_FLAG_DISABLE_DENORMALS.
+class FlushDenormalsScope {
+ public:
+  explicit FlushDenormalsScope(bool on) : on_(on) {
+    if (!on_) return;
+#if defined(__x86_64__) || defined(__i386__)
+    saved_ = _mm_getcsr();
+    _mm_setcsr((unsigned)saved_ | 0x8040u);
+#elif defined(__aarch64__)
+    asm volatile("mrs %0, fpcr" : "=r"(saved_));
+    asm volatile("msr fpcr, %0" : : "r"(saved_ | 0x1080000u));
+#endif
+  }
+  ~FlushDenormalsScope() {
+    if (!on_) return;
+#if defined(__x86_64__) || defined(__i386__)
+    _mm_setcsr((unsigned)saved_);
+#elif defined(__aarch64__)
+    asm volatile("msr fpcr, %0" : : "r"(saved_));
+#endif
+  }
+
+ private:
+  bool on_;
+  uint64_t saved_ = 0;
+};
+
+int64_t NowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+}  // namespace
+
+ThreadPool::ThreadPool(size_t threads)
+    : threads_(threads != 0 ? threads : std::max(1u, std::thread::hardware_concurrency())),
+      shares_(new Share[threads_]) {
+  workers_.reserve(threads_ - 1);
+  for (size_t t = 1; t < threads_; ++t) workers_.emplace_back([this, t] { WorkerMain(t); });
+}
+
+ThreadPool::~ThreadPool() {
+  {
+    std::lock_guard<std::mutex> lock(run_mutex_);
+    stop_ = true;
+    generation_.fetch_add(1, std::memory_order_release);
+  }
+  FutexWakeAll(&generation_);  // every sleeper, whatever sleepers_ says
+  for (std::thread& w : workers_) w.join();
+}
+
+void ThreadPool::RunSerially(size_t items, ItemFn item, const void* context, bool flush_denormals) {
+  FlushDenormalsScope mode(flush_denormals);
+  for (size_t i = 0; i < items; ++i) item(context, 0, i);
+}
+
+void ThreadPool::Run(size_t items, ItemFn item, const void* context, bool flush_denormals) {
+  if (threads_ == 1 || items <= 1) return RunSerially(items, item, context, flush_denormals);
+  std::lock_guard<std::mutex> lock(run_mutex_);
+  item_ = item;
+  context_ = context;
+  flush_denormals_ = flush_denormals;
+  const size_t base = items / threads_, extra = items % threads_;
+  size_t start = 0;
+  for (size_t t = 0; t < threads_; ++t) {
+    const size_t length = base + (t < extra ? 1 : 0);
+    shares_[t].next.store(start, std::memory_order_relaxed);
+    shares_[t].end = start + length;
+    start += length;
+  }
+  busy_.store(threads_ - 1, std::memory_order_relaxed);
+  generation_.fetch_add(1, std::memory_order_release);  // publishes the job to the workers' acquire loads
+  WakeSleepers();
+  Work(0);
+  // The workers are spinning (or were woken just now): wait for their check-in without sleeping.
+  const int64_t start_ns = NowNs();
+  for (uint32_t spins = 0; busy_.load(std::memory_order_acquire) != 0; ++spins) {
+    SpinPause();
+    if ((spins & 63) == 63 && NowNs() - start_ns > kSpinBeforeSleepNs) std::this_thread::yield();
+  }
+}
+
+// The caller's half of the hand-off with a worker going to sleep (WaitForJob): the new generation is stored, then
+// sleepers_ read; the worker counts itself in sleepers_, then reads the generation. With a full fence on both sides
+// at least one of them sees the other's write, so a worker cannot sleep through a job and no wake is made when
+// nobody sleeps — the common case, which pthreadpool pays a system call for.
+void ThreadPool::WakeSleepers() {
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (sleepers_.load(std::memory_order_relaxed) != 0) FutexWakeAll(&generation_);
+}
+
+uint32_t ThreadPool::WaitForJob(uint32_t seen) {
+  const int64_t start_ns = NowNs();
+  for (uint32_t spins = 0;; ++spins) {
+    const uint32_t g = generation_.load(std::memory_order_acquire);
+    if (g != seen) return g;
+    SpinPause();
+    if ((spins & 63) == 63 && NowNs() - start_ns > kSpinBeforeSleepNs) break;
+  }
+  sleepers_.fetch_add(1, std::memory_order_seq_cst);
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  uint32_t g;
+  while ((g = generation_.load(std::memory_order_acquire)) == seen) FutexWait(&generation_, seen);
+  sleepers_.fetch_sub(1, std::memory_order_release);
+  return g;
+}
+
+void ThreadPool::WorkerMain(size_t thread) {
+  uint32_t seen = 0;  // the generation at construction: a job published before this thread ran is still new
+  for (;;) {
+    seen = WaitForJob(seen);
+    if (stop_) return;
+    Work(thread);
+    busy_.fetch_sub(1, std::memory_order_release);  // the job's writes happen before the caller's return
+  }
+}
+
+void ThreadPool::Work(size_t thread) {
+  FlushDenormalsScope mode(flush_denormals_);
+  for (size_t k = 0; k < threads_; ++k) {  // own share first, then the others' remainders
+    Share& share = shares_[(thread + k) % threads_];
+    for (size_t i; (i = share.next.fetch_add(1, std::memory_order_relaxed)) < share.end;) item_(context_, thread, i);
+  }
+}
+
+}  // namespace mikv

@@ -1,0 +1,353 @@
+// The thread pool (runtime/thread_pool.h) and the pthreadpool API on it (runtime/pthreadpool_api.cc), which
+// XNNPACK's operators call: every cell of every entry point once, the right tiles and thread numbers, stealing,
+// the denormal flag, and workers that sleep and are woken.
+#include <gtest/gtest.h>
+#include <pthreadpool.h>
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <tuple>
+#include <vector>
+
+#include "thread_pool.h"
+
+namespace mikv {
+namespace {
+
+// What the tasks of one call saw: each call's argument tuple (uarch, then the starts, then the tile sizes), how
+// often, and the largest thread number.
+struct Seen {
+  std::mutex mutex;
+  std::map<std::vector<size_t>, int> calls;
+  size_t max_thread = 0;
+  void Add(std::vector<size_t> args, size_t thread = 0) {
+    std::lock_guard<std::mutex> lock(mutex);
+    ++calls[args];
+    max_thread = std::max(max_thread, thread);
+  }
+};
+
+// The calls a d-dimensional walk with these ranges and tiles (1 where untiled) must make: the starts, then the
+// sizes of the tiled dimensions.
+std::map<std::vector<size_t>, int> Expected(const std::vector<size_t>& range, const std::vector<size_t>& tile,
+                                            const std::vector<bool>& tiled, bool with_uarch) {
+  std::map<std::vector<size_t>, int> out;
+  std::vector<size_t> x(range.size(), 0);
+  for (size_t r : range)
+    if (r == 0) return out;
+  for (;;) {
+    std::vector<size_t> args;
+    if (with_uarch) args.push_back(7);
+    for (size_t d = 0; d < range.size(); ++d) args.push_back(x[d]);
+    for (size_t d = 0; d < range.size(); ++d)
+      if (tiled[d]) args.push_back(std::min(tile[d], range[d] - x[d]));
+    ++out[args];
+    size_t d = range.size();
+    while (d > 0) {
+      --d;
+      x[d] += tile[d];
+      if (x[d] < range[d]) break;
+      x[d] = 0;
+      if (d == 0) return out;
+    }
+  }
+}
+
+using Args = std::vector<size_t>;
+#define SEEN static_cast<Seen*>(ctx)
+
+// Every entry point, called with ranges r and tiles t on `pool`, makes the expected calls, each once, on threads
+// numbered below the pool's count. The default uarch index passed is 7: it must reach the task unchanged.
+void CheckEveryEntryPoint(pthreadpool_t pool, const std::array<size_t, 6>& r, const std::array<size_t, 6>& t) {
+  const size_t threads = pthreadpool_get_threads_count(pool);
+  auto check = [&](const char* name, int dims, std::vector<int> tiled, bool uarch, auto call) {
+    Seen seen;
+    call(&seen);
+    std::vector<size_t> range(r.begin(), r.begin() + dims), tile(dims, 1);
+    std::vector<bool> is_tiled(dims, false);
+    for (int d : tiled) tile[d] = t[d], is_tiled[d] = true;
+    EXPECT_EQ(seen.calls, Expected(range, tile, is_tiled, uarch)) << name << " on " << threads << " threads";
+    EXPECT_LT(seen.max_thread, threads) << name;
+  };
+  const uint32_t f = 0;
+  check("1d", 1, {}, false, [&](Seen* s) {
+    pthreadpool_parallelize_1d(pool, [](void* ctx, size_t i) { SEEN->Add({i}); }, s, r[0], f);
+  });
+  check("1d_with_thread", 1, {}, false, [&](Seen* s) {
+    pthreadpool_parallelize_1d_with_thread(pool, [](void* ctx, size_t th, size_t i) { SEEN->Add({i}, th); }, s, r[0], f);
+  });
+  check("1d_with_uarch", 1, {}, true, [&](Seen* s) {
+    pthreadpool_parallelize_1d_with_uarch(pool, [](void* ctx, uint32_t u, size_t i) { SEEN->Add({u, i}); }, s, 7, 9, r[0], f);
+  });
+  check("1d_tile_1d", 1, {0}, false, [&](Seen* s) {
+    pthreadpool_parallelize_1d_tile_1d(pool, [](void* ctx, size_t i, size_t ti) { SEEN->Add({i, ti}); }, s, r[0], t[0], f);
+  });
+  check("2d", 2, {}, false, [&](Seen* s) {
+    pthreadpool_parallelize_2d(pool, [](void* ctx, size_t i, size_t j) { SEEN->Add({i, j}); }, s, r[0], r[1], f);
+  });
+  check("2d_with_thread", 2, {}, false, [&](Seen* s) {
+    pthreadpool_parallelize_2d_with_thread(
+        pool, [](void* ctx, size_t th, size_t i, size_t j) { SEEN->Add({i, j}, th); }, s, r[0], r[1], f);
+  });
+  check("2d_tile_1d", 2, {1}, false, [&](Seen* s) {
+    pthreadpool_parallelize_2d_tile_1d(
+        pool, [](void* ctx, size_t i, size_t j, size_t tj) { SEEN->Add({i, j, tj}); }, s, r[0], r[1], t[1], f);
+  });
+  check("2d_tile_1d_with_uarch", 2, {1}, true, [&](Seen* s) {
+    pthreadpool_parallelize_2d_tile_1d_with_uarch(
+        pool, [](void* ctx, uint32_t u, size_t i, size_t j, size_t tj) { SEEN->Add({u, i, j, tj}); }, s, 7, 9, r[0],
+        r[1], t[1], f);
+  });
+  check("2d_tile_1d_with_uarch_with_thread", 2, {1}, true, [&](Seen* s) {
+    pthreadpool_parallelize_2d_tile_1d_with_uarch_with_thread(
+        pool, [](void* ctx, uint32_t u, size_t th, size_t i, size_t j, size_t tj) { SEEN->Add({u, i, j, tj}, th); }, s,
+        7, 9, r[0], r[1], t[1], f);
+  });
+  check("2d_tile_2d", 2, {0, 1}, false, [&](Seen* s) {
+    pthreadpool_parallelize_2d_tile_2d(
+        pool, [](void* ctx, size_t i, size_t j, size_t ti, size_t tj) { SEEN->Add({i, j, ti, tj}); }, s, r[0], r[1],
+        t[0], t[1], f);
+  });
+  check("2d_tile_2d_with_uarch", 2, {0, 1}, true, [&](Seen* s) {
+    pthreadpool_parallelize_2d_tile_2d_with_uarch(
+        pool, [](void* ctx, uint32_t u, size_t i, size_t j, size_t ti, size_t tj) { SEEN->Add({u, i, j, ti, tj}); }, s,
+        7, 9, r[0], r[1], t[0], t[1], f);
+  });
+  check("3d", 3, {}, false, [&](Seen* s) {
+    pthreadpool_parallelize_3d(
+        pool, [](void* ctx, size_t i, size_t j, size_t k) { SEEN->Add({i, j, k}); }, s, r[0], r[1], r[2], f);
+  });
+  check("3d_tile_1d", 3, {2}, false, [&](Seen* s) {
+    pthreadpool_parallelize_3d_tile_1d(
+        pool, [](void* ctx, size_t i, size_t j, size_t k, size_t tk) { SEEN->Add({i, j, k, tk}); }, s, r[0], r[1],
+        r[2], t[2], f);
+  });
+  check("3d_tile_1d_with_thread", 3, {2}, false, [&](Seen* s) {
+    pthreadpool_parallelize_3d_tile_1d_with_thread(
+        pool, [](void* ctx, size_t th, size_t i, size_t j, size_t k, size_t tk) { SEEN->Add({i, j, k, tk}, th); }, s,
+        r[0], r[1], r[2], t[2], f);
+  });
+  check("3d_tile_1d_with_uarch", 3, {2}, true, [&](Seen* s) {
+    pthreadpool_parallelize_3d_tile_1d_with_uarch(
+        pool, [](void* ctx, uint32_t u, size_t i, size_t j, size_t k, size_t tk) { SEEN->Add({u, i, j, k, tk}); }, s,
+        7, 9, r[0], r[1], r[2], t[2], f);
+  });
+  check("3d_tile_1d_with_uarch_with_thread", 3, {2}, true, [&](Seen* s) {
+    pthreadpool_parallelize_3d_tile_1d_with_uarch_with_thread(
+        pool,
+        [](void* ctx, uint32_t u, size_t th, size_t i, size_t j, size_t k, size_t tk) {
+          SEEN->Add({u, i, j, k, tk}, th);
+        },
+        s, 7, 9, r[0], r[1], r[2], t[2], f);
+  });
+  check("3d_tile_2d", 3, {1, 2}, false, [&](Seen* s) {
+    pthreadpool_parallelize_3d_tile_2d(
+        pool, [](void* ctx, size_t i, size_t j, size_t k, size_t tj, size_t tk) { SEEN->Add({i, j, k, tj, tk}); }, s,
+        r[0], r[1], r[2], t[1], t[2], f);
+  });
+  check("3d_tile_2d_with_uarch", 3, {1, 2}, true, [&](Seen* s) {
+    pthreadpool_parallelize_3d_tile_2d_with_uarch(
+        pool,
+        [](void* ctx, uint32_t u, size_t i, size_t j, size_t k, size_t tj, size_t tk) {
+          SEEN->Add({u, i, j, k, tj, tk});
+        },
+        s, 7, 9, r[0], r[1], r[2], t[1], t[2], f);
+  });
+  check("4d", 4, {}, false, [&](Seen* s) {
+    pthreadpool_parallelize_4d(
+        pool, [](void* ctx, size_t i, size_t j, size_t k, size_t l) { SEEN->Add({i, j, k, l}); }, s, r[0], r[1], r[2],
+        r[3], f);
+  });
+  check("4d_tile_1d", 4, {3}, false, [&](Seen* s) {
+    pthreadpool_parallelize_4d_tile_1d(
+        pool, [](void* ctx, size_t i, size_t j, size_t k, size_t l, size_t tl) { SEEN->Add({i, j, k, l, tl}); }, s,
+        r[0], r[1], r[2], r[3], t[3], f);
+  });
+  check("4d_tile_2d", 4, {2, 3}, false, [&](Seen* s) {
+    pthreadpool_parallelize_4d_tile_2d(
+        pool,
+        [](void* ctx, size_t i, size_t j, size_t k, size_t l, size_t tk, size_t tl) {
+          SEEN->Add({i, j, k, l, tk, tl});
+        },
+        s, r[0], r[1], r[2], r[3], t[2], t[3], f);
+  });
+  check("4d_tile_2d_with_uarch", 4, {2, 3}, true, [&](Seen* s) {
+    pthreadpool_parallelize_4d_tile_2d_with_uarch(
+        pool,
+        [](void* ctx, uint32_t u, size_t i, size_t j, size_t k, size_t l, size_t tk, size_t tl) {
+          SEEN->Add({u, i, j, k, l, tk, tl});
+        },
+        s, 7, 9, r[0], r[1], r[2], r[3], t[2], t[3], f);
+  });
+  check("5d", 5, {}, false, [&](Seen* s) {
+    pthreadpool_parallelize_5d(
+        pool, [](void* ctx, size_t i, size_t j, size_t k, size_t l, size_t m) { SEEN->Add({i, j, k, l, m}); }, s, r[0],
+        r[1], r[2], r[3], r[4], f);
+  });
+  check("5d_tile_1d", 5, {4}, false, [&](Seen* s) {
+    pthreadpool_parallelize_5d_tile_1d(
+        pool,
+        [](void* ctx, size_t i, size_t j, size_t k, size_t l, size_t m, size_t tm) {
+          SEEN->Add({i, j, k, l, m, tm});
+        },
+        s, r[0], r[1], r[2], r[3], r[4], t[4], f);
+  });
+  check("5d_tile_2d", 5, {3, 4}, false, [&](Seen* s) {
+    pthreadpool_parallelize_5d_tile_2d(
+        pool,
+        [](void* ctx, size_t i, size_t j, size_t k, size_t l, size_t m, size_t tl, size_t tm) {
+          SEEN->Add({i, j, k, l, m, tl, tm});
+        },
+        s, r[0], r[1], r[2], r[3], r[4], t[3], t[4], f);
+  });
+  check("6d", 6, {}, false, [&](Seen* s) {
+    pthreadpool_parallelize_6d(
+        pool,
+        [](void* ctx, size_t i, size_t j, size_t k, size_t l, size_t m, size_t n) { SEEN->Add({i, j, k, l, m, n}); },
+        s, r[0], r[1], r[2], r[3], r[4], r[5], f);
+  });
+  check("6d_tile_1d", 6, {5}, false, [&](Seen* s) {
+    pthreadpool_parallelize_6d_tile_1d(
+        pool,
+        [](void* ctx, size_t i, size_t j, size_t k, size_t l, size_t m, size_t n, size_t tn) {
+          SEEN->Add({i, j, k, l, m, n, tn});
+        },
+        s, r[0], r[1], r[2], r[3], r[4], r[5], t[5], f);
+  });
+  check("6d_tile_2d", 6, {4, 5}, false, [&](Seen* s) {
+    pthreadpool_parallelize_6d_tile_2d(
+        pool,
+        [](void* ctx, size_t i, size_t j, size_t k, size_t l, size_t m, size_t n, size_t tm, size_t tn) {
+          SEEN->Add({i, j, k, l, m, n, tm, tn});
+        },
+        s, r[0], r[1], r[2], r[3], r[4], r[5], t[4], t[5], f);
+  });
+}
+
+TEST(ThreadPool, EveryEntryPointCallsEachCellOnceWithItsTile) {
+  // Ranges with short last tiles, a range of one, and a range of zero (no call at all).
+  const std::array<size_t, 6> ranges[] = {{7, 5, 3, 4, 3, 5}, {1, 9, 2, 3, 2, 7}, {13, 2, 5, 2, 4, 3}, {0, 3, 3, 3, 3, 3}};
+  const std::array<size_t, 6> tiles[] = {{3, 2, 2, 3, 2, 4}, {1, 4, 5, 1, 3, 2}, {16, 1, 2, 2, 3, 3}};
+  pthreadpool_t pools[] = {nullptr, pthreadpool_create(1), pthreadpool_create(2), pthreadpool_create(3),
+                           pthreadpool_create(5)};
+  for (pthreadpool_t pool : pools) {
+    for (const auto& r : ranges)
+      for (const auto& t : tiles) CheckEveryEntryPoint(pool, r, t);
+    if (pool) pthreadpool_destroy(pool);
+  }
+}
+
+// Thread 0's share waits for nothing; thread 1's first index waits until the last index (also thread 1's share) is
+// done. Only a thread that takes over another's share can finish the call: without stealing it would hang (the
+// wait gives up after 20 s and the test fails).
+TEST(ThreadPool, AThreadThatIsDoneTakesOverTheRestOfAnothersShare) {
+  ThreadPool pool(2);
+  struct Context {
+    std::atomic<bool> done[4];
+    std::atomic<size_t> ran_by[4];
+    std::atomic<bool> gave_up{false};
+  } c;
+  for (int i = 0; i < 4; ++i) c.done[i] = false, c.ran_by[i] = 99;
+  pool.Run(
+      4,
+      [](const void* ctx, size_t thread, size_t i) {
+        auto& c = *static_cast<Context*>(const_cast<void*>(ctx));
+        c.ran_by[i] = thread;
+        if (i == 2) {
+          const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+          while (!c.done[3].load())
+            if (std::chrono::steady_clock::now() > until) {
+              c.gave_up = true;
+              break;
+            }
+        }
+        c.done[i] = true;
+      },
+      &c, false);
+  EXPECT_FALSE(c.gave_up.load());
+  for (int i = 0; i < 4; ++i) EXPECT_TRUE(c.done[i].load()) << i;
+  // Thread 1's share is {2, 3}: whichever thread waited in 2, the other ran 3.
+  EXPECT_NE(c.ran_by[2].load(), c.ran_by[3].load());
+}
+
+// x86 DAZ / Arm FZ: a denormal input reads as zero.
+bool FlushesDenormals() {
+  volatile float tiny = 1e-40f;  // a float denormal
+  volatile float one = 1.0f;
+  return tiny * one == 0.0f;
+}
+
+TEST(ThreadPool, DenormalFlagHoldsOnEveryThreadForTheCallOnly) {
+  ASSERT_FALSE(FlushesDenormals()) << "the test starts in the default floating-point mode";
+  for (size_t threads : {1, 2, 3}) {
+    pthreadpool_t pool = pthreadpool_create(threads);
+    for (uint32_t flags : {0u, (uint32_t)PTHREADPOOL_FLAG_DISABLE_DENORMALS}) {
+      struct Context {
+        std::atomic<int> flushed{0}, kept{0};
+      } c;
+      pthreadpool_parallelize_1d(
+          pool,
+          [](void* ctx, size_t) {
+            auto& c = *static_cast<Context*>(ctx);
+            (FlushesDenormals() ? c.flushed : c.kept)++;
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));  // every thread gets some
+          },
+          &c, 12, flags);
+      if (flags) {
+        EXPECT_EQ(c.flushed.load(), 12) << threads;
+      } else {
+        EXPECT_EQ(c.kept.load(), 12) << threads;
+      }
+      EXPECT_FALSE(FlushesDenormals()) << "the caller's mode is restored";
+    }
+    pthreadpool_destroy(pool);
+  }
+}
+
+// Idle workers go to sleep after ThreadPool::kSpinBeforeSleepNs; the next call wakes them (a worker has to run
+// index 1 while thread 0 waits in index 0), and a pool with sleeping workers is destroyed without hanging.
+TEST(ThreadPool, SleepingWorkersAreWokenByTheNextCall) {
+  for (size_t threads : {2, 4}) {
+    auto pool = std::make_unique<ThreadPool>(threads);
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (pool->SleepingWorkers() < threads - 1 && std::chrono::steady_clock::now() < until)
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    ASSERT_EQ(pool->SleepingWorkers(), threads - 1) << "idle workers sleep";
+    struct Context {
+      std::atomic<bool> second_done{false}, gave_up{false};
+      std::atomic<int> calls{0};
+    };
+    for (int round = 0; round < 3; ++round) {
+      Context c;
+      pool->Run(
+          threads,
+          [](const void* ctx, size_t thread, size_t i) {
+            auto& c = *static_cast<Context*>(const_cast<void*>(ctx));
+            c.calls++;
+            if (i == 1) c.second_done = true;
+            if (i == 0 && thread == 0) {  // holds thread 0 until another thread ran index 1
+              const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+              while (!c.second_done.load())
+                if (std::chrono::steady_clock::now() > until) {
+                  c.gave_up = true;
+                  break;
+                }
+            }
+          },
+          &c, false);
+      EXPECT_FALSE(c.gave_up.load()) << threads << " threads, round " << round;
+      EXPECT_EQ(c.calls.load(), (int)threads);
+      std::this_thread::sleep_for(std::chrono::milliseconds(round * 5));  // the later rounds find them asleep
+    }
+    pool.reset();
+  }
+}
+
+}  // namespace
+}  // namespace mikv
