@@ -291,7 +291,7 @@ Status LlamaGraph::Forward(const int32_t* tokens, int n, int pos, KvCache* cache
       pthreadpool_parallelize_1d_with_thread(pool, RunSplitSoftmax, &split, (size_t)c.n_heads, 0);
       pthreadpool_parallelize_1d_with_thread(pool, RunSplitValues, &split, items, 0);
       // The blocks' shares summed on this thread: group × head_dim floats per block and kv head, less than waking the
-      // pool for it costs (each parallel operation is a futex wake and a wait for every worker).
+      // pool for it costs (each parallel operation is a hand-off to every worker and a wait for all of them).
       for (int kv_head = 0; kv_head < c.n_kv_heads; ++kv_head) RunSplitSum(&split, 0, (size_t)kv_head);
     } else if (cache->ordered_per_kv_head())
       pthreadpool_parallelize_1d_with_thread(pool, RunAttentionPerKvHead, &task, (size_t)c.n_kv_heads, 0);

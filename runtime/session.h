@@ -93,7 +93,7 @@ class Session {
   const void* arena_data_ = nullptr;
   size_t arena_size_ = 0;
   float* logits_ = nullptr;
-  pthreadpool_t pool_ = nullptr;
+  pthreadpool_t pool_ = nullptr;  // mikv's ThreadPool, through pthreadpool's API (pthreadpool_api.cc) for XNNPACK
   int pos_ = 0;
   SessionStats stats_;
 };
