@@ -177,10 +177,10 @@ TEST(KvKernels, ValuesSkipRowsThatWeighNothing) {
 TEST(KvKernels, GroupKernelsGiveEachQueryTheOneQueryResult) {
   // The heads of a GQA group attend in one call (scores_group / values_group); each head's result must be exactly
   // what the one-query kernel of the same variant gives, for any number of heads (the AVX2 integer kernels take
-  // eight at a time) and odd row counts.
+  // eight at a time), odd row counts, and head dimensions the fast paths do not take (80, 96: other entry points).
   std::mt19937 rng(16);
   std::normal_distribution<float> normal(0.0f, 1.0f);
-  const Shape shapes[] = {{64, 32}, {128, 32}, {64, 64}, {64, 16}};
+  const Shape shapes[] = {{64, 32}, {128, 32}, {64, 64}, {64, 16}, {80, 16}, {96, 32}, {80, 80}, {96, 96}};
   std::vector<const KvKernels*> kernels = Variants();
   kernels.push_back(&kScalarKvKernels);
   for (const KvKernels* k : kernels) {
