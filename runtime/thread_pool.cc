@@ -74,13 +74,24 @@ class FlushDenormalsScope {
   uint64_t saved_ = 0;
 };
 
-// The spin loops read the clock once per 1,024 pauses (~15-70 µs): where the clock is a system call (some VMs'
-// clock sources have no vDSO path) a read costs a microsecond or more, and a job arriving meanwhile waits for it.
+// The spin loops read the clock once per 1,024 pauses (~15-70 µs), and a wait that ends sooner (nearly every one
+// in a decode step) never reads it: where the clock is a system call (some VMs' clock sources have no vDSO path) a
+// read costs a microsecond or more, and a job arriving meanwhile waits for it.
 constexpr uint32_t kSpinsPerClockRead = 1023;
 
-int64_t NowNs() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
+// Time since the first Elapsed() call (so a spin's budget counts from its first clock read, ~1,024 pauses late).
+class SpinClock {
+ public:
+  int64_t Elapsed() {
+    const int64_t now =
+        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
+    if (start_ < 0) start_ = now;
+    return now - start_;
+  }
+
+ private:
+  int64_t start_ = -1;
+};
 
 }  // namespace
 
@@ -125,10 +136,10 @@ void ThreadPool::Run(size_t items, ItemFn item, const void* context, bool flush_
   WakeSleepers();
   Work(0);
   // The workers are spinning (or were woken just now): wait for their check-in without sleeping.
-  const int64_t start_ns = NowNs();
+  SpinClock clock;
   for (uint32_t spins = 0; busy_.load(std::memory_order_acquire) != 0; ++spins) {
     SpinPause();
-    if ((spins & kSpinsPerClockRead) == kSpinsPerClockRead && NowNs() - start_ns > kSpinBeforeSleepNs) std::this_thread::yield();
+    if ((spins & kSpinsPerClockRead) == kSpinsPerClockRead && clock.Elapsed() > kSpinBeforeSleepNs) std::this_thread::yield();
   }
 }
 
@@ -142,12 +153,12 @@ void ThreadPool::WakeSleepers() {
 }
 
 uint32_t ThreadPool::WaitForJob(uint32_t seen) {
-  const int64_t start_ns = NowNs();
+  SpinClock clock;
   for (uint32_t spins = 0;; ++spins) {
     const uint32_t g = generation_.load(std::memory_order_acquire);
     if (g != seen) return g;
     SpinPause();
-    if ((spins & kSpinsPerClockRead) == kSpinsPerClockRead && NowNs() - start_ns > kSpinBeforeSleepNs) break;
+    if ((spins & kSpinsPerClockRead) == kSpinsPerClockRead && clock.Elapsed() > kSpinBeforeSleepNs) break;
   }
   sleepers_.fetch_add(1, std::memory_order_seq_cst);
   std::atomic_thread_fence(std::memory_order_seq_cst);
