@@ -99,10 +99,17 @@ ThreadPool::ThreadPool(size_t threads)
     : threads_(threads != 0 ? threads : std::max(1u, std::thread::hardware_concurrency())),
       shares_(new Share[threads_]) {
   workers_.reserve(threads_ - 1);
-  for (size_t t = 1; t < threads_; ++t) workers_.emplace_back([this, t] { WorkerMain(t); });
+  try {
+    for (size_t t = 1; t < threads_; ++t) workers_.emplace_back([this, t] { WorkerMain(t); });
+  } catch (...) {  // a thread the system would not start: stop those that did (a joinable thread must not be destroyed)
+    StopWorkers();
+    throw;
+  }
 }
 
-ThreadPool::~ThreadPool() {
+ThreadPool::~ThreadPool() { StopWorkers(); }
+
+void ThreadPool::StopWorkers() {
   {
     std::lock_guard<std::mutex> lock(run_mutex_);
     stop_ = true;
@@ -110,6 +117,7 @@ ThreadPool::~ThreadPool() {
   }
   FutexWakeAll(&generation_);  // every sleeper, whatever sleepers_ says
   for (std::thread& w : workers_) w.join();
+  workers_.clear();
 }
 
 void ThreadPool::RunSerially(size_t items, ItemFn item, const void* context, bool flush_denormals) {

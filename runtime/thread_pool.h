@@ -31,7 +31,8 @@ class ThreadPool {
   // item(context, thread, index) for every index in [0, items), on thread `thread` in [0, threads()).
   using ItemFn = void (*)(const void* context, size_t thread, size_t index);
 
-  // threads = 0: one per logical processor. Starts threads - 1 workers.
+  // threads = 0: one per logical processor. Starts threads - 1 workers; throws std::system_error where the system
+  // will not start one (pthreadpool_create then returns NULL), after stopping those it did start.
   explicit ThreadPool(size_t threads);
   ~ThreadPool();
   ThreadPool(const ThreadPool&) = delete;
@@ -60,6 +61,7 @@ class ThreadPool {
     size_t end = 0;
   };
 
+  void StopWorkers();
   void WorkerMain(size_t thread);
   uint32_t WaitForJob(uint32_t seen);
   void Work(size_t thread);
