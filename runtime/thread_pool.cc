@@ -79,19 +79,22 @@ class FlushDenormalsScope {
 // read costs a microsecond or more, and a job arriving meanwhile waits for it.
 constexpr uint32_t kSpinsPerClockRead = 1023;
 
-// Time since the first Elapsed() call (so a spin's budget counts from its first clock read, ~1,024 pauses late).
-class SpinClock {
- public:
-  int64_t Elapsed() {
-    const int64_t now =
-        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
-    if (start_ < 0) start_ = now;
-    return now - start_;
+// Spins until done() or kSpinBeforeSleepNs has passed; returns done(). The budget counts from the first clock read,
+// ~1,024 pauses in.
+template <class Done>
+bool SpinUntil(const Done& done) {
+  int64_t start = -1;
+  for (uint32_t spins = 0;; ++spins) {
+    if (done()) return true;
+    SpinPause();
+    if ((spins & kSpinsPerClockRead) == kSpinsPerClockRead) {
+      const int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                              std::chrono::steady_clock::now().time_since_epoch()).count();
+      if (start < 0) start = now;
+      if (now - start > ThreadPool::kSpinBeforeSleepNs) return done();
+    }
   }
-
- private:
-  int64_t start_ = -1;
-};
+}
 
 }  // namespace
 
@@ -143,12 +146,11 @@ void ThreadPool::Run(size_t items, ItemFn item, const void* context, bool flush_
   generation_.fetch_add(1, std::memory_order_release);  // publishes the job to the workers' acquire loads
   WakeSleepers();
   Work(0);
-  // The workers are spinning (or were woken just now): wait for their check-in without sleeping.
-  SpinClock clock;
-  for (uint32_t spins = 0; busy_.load(std::memory_order_acquire) != 0; ++spins) {
-    SpinPause();
-    if ((spins & kSpinsPerClockRead) == kSpinsPerClockRead && clock.Elapsed() > kSpinBeforeSleepNs) std::this_thread::yield();
-  }
+  // The workers are spinning (or were woken just now): wait for their check-in without sleeping, past the spin
+  // budget yielding the core between looks.
+  auto all_done = [this] { return busy_.load(std::memory_order_acquire) == 0; };
+  if (!SpinUntil(all_done))
+    while (!all_done()) std::this_thread::yield();
 }
 
 // The caller's half of the hand-off with a worker going to sleep (WaitForJob): the new generation is stored, then
@@ -161,16 +163,10 @@ void ThreadPool::WakeSleepers() {
 }
 
 uint32_t ThreadPool::WaitForJob(uint32_t seen) {
-  SpinClock clock;
-  for (uint32_t spins = 0;; ++spins) {
-    const uint32_t g = generation_.load(std::memory_order_acquire);
-    if (g != seen) return g;
-    SpinPause();
-    if ((spins & kSpinsPerClockRead) == kSpinsPerClockRead && clock.Elapsed() > kSpinBeforeSleepNs) break;
-  }
+  uint32_t g;
+  if (SpinUntil([&] { return (g = generation_.load(std::memory_order_acquire)) != seen; })) return g;
   sleepers_.fetch_add(1, std::memory_order_seq_cst);
   std::atomic_thread_fence(std::memory_order_seq_cst);
-  uint32_t g;
   while ((g = generation_.load(std::memory_order_acquire)) == seen) FutexWait(&generation_, seen);
   sleepers_.fetch_sub(1, std::memory_order_release);
   return g;

@@ -1,13 +1,13 @@
 // The session's thread pool: one parallel loop at a time over `items` indices, the calling thread working as
 // thread 0 beside threads - 1 workers that it starts once.
 //
-// Why not pthreadpool's own: a decode step of a small model is ~300 parallel operations (XNNPACK's projections
-// and the attention, 30 layers), each a few microseconds of work. pthreadpool's Linux build makes two futex system
+// Why not pthreadpool's own: a decode step of a small model is ~150 parallel operations (XNNPACK's projections
+// and the attention, five a layer over 30 layers, and the classifier), each a few microseconds of work. pthreadpool's Linux build makes two futex system
 // calls per operation whether or not anyone sleeps — the caller's wake, and the last worker's — and on this
 // project's hosts (VMs) a system call costs about as much as a small matrix's share of a thread. Its condition
 // variable build instead takes a mutex per worker per operation, which eight workers contend for. Here the hand-off
 // is two atomics (a generation counter the workers watch, a count of workers still busy) and a futex call is made
-// only when a worker has actually gone to sleep: after kSpinBeforeSleep of nothing to do, so that a phone's cores
+// only when a worker has actually gone to sleep: after kSpinBeforeSleepNs of nothing to do, so that a phone's cores
 // do not spin between a user's calls.
 //
 // Work is split as pthreadpool splits it: thread t first takes the indices of its own contiguous share, one at a
