@@ -68,143 +68,256 @@ void pthreadpool_destroy(pthreadpool_t pool) { delete pool; }
 
 size_t pthreadpool_get_threads_count(pthreadpool_t pool) { return pool == nullptr ? 1 : pool->pool.threads(); }
 
-void pthreadpool_parallelize_1d(pthreadpool_t pool, pthreadpool_task_1d_t task, void* context, size_t range, uint32_t flags) {
+void pthreadpool_parallelize_1d(pthreadpool_t pool, pthreadpool_task_1d_t task, void* context, size_t range,
+                                uint32_t flags) {
   const Tiles g[1] = {Tiles(range, 1)};
   ForEachCell<1>(pool, g, flags, [&](size_t, const size_t* x) { task(context, g[0].Start(x[0])); });
 }
 
-void pthreadpool_parallelize_1d_with_thread(pthreadpool_t pool, pthreadpool_task_1d_with_thread_t task, void* context, size_t range, uint32_t flags) {
+void pthreadpool_parallelize_1d_with_thread(pthreadpool_t pool, pthreadpool_task_1d_with_thread_t task, void* context,
+                                            size_t range, uint32_t flags) {
   const Tiles g[1] = {Tiles(range, 1)};
   ForEachCell<1>(pool, g, flags, [&](size_t thread, const size_t* x) { task(context, thread, g[0].Start(x[0])); });
 }
 
-void pthreadpool_parallelize_1d_with_uarch(pthreadpool_t pool, pthreadpool_task_1d_with_id_t task, void* context, uint32_t default_uarch_index, uint32_t /*max_uarch_index*/, size_t range, uint32_t flags) {
+void pthreadpool_parallelize_1d_with_uarch(pthreadpool_t pool, pthreadpool_task_1d_with_id_t task, void* context,
+                                           uint32_t default_uarch_index, uint32_t /*max_uarch_index*/, size_t range,
+                                           uint32_t flags) {
   const Tiles g[1] = {Tiles(range, 1)};
-  ForEachCell<1>(pool, g, flags, [&](size_t, const size_t* x) { task(context, default_uarch_index, g[0].Start(x[0])); });
+  ForEachCell<1>(pool, g, flags,
+                 [&](size_t, const size_t* x) { task(context, default_uarch_index, g[0].Start(x[0])); });
 }
 
-void pthreadpool_parallelize_1d_tile_1d(pthreadpool_t pool, pthreadpool_task_1d_tile_1d_t task, void* context, size_t range, size_t tile, uint32_t flags) {
+void pthreadpool_parallelize_1d_tile_1d(pthreadpool_t pool, pthreadpool_task_1d_tile_1d_t task, void* context,
+                                        size_t range, size_t tile, uint32_t flags) {
   const Tiles g[1] = {Tiles(range, tile)};
   ForEachCell<1>(pool, g, flags, [&](size_t, const size_t* x) { task(context, g[0].Start(x[0]), g[0].Size(x[0])); });
 }
 
-void pthreadpool_parallelize_2d(pthreadpool_t pool, pthreadpool_task_2d_t task, void* context, size_t range_i, size_t range_j, uint32_t flags) {
+void pthreadpool_parallelize_2d(pthreadpool_t pool, pthreadpool_task_2d_t task, void* context, size_t range_i,
+                                size_t range_j, uint32_t flags) {
   const Tiles g[2] = {Tiles(range_i, 1), Tiles(range_j, 1)};
   ForEachCell<2>(pool, g, flags, [&](size_t, const size_t* x) { task(context, g[0].Start(x[0]), g[1].Start(x[1])); });
 }
 
-void pthreadpool_parallelize_2d_with_thread(pthreadpool_t pool, pthreadpool_task_2d_with_thread_t task, void* context, size_t range_i, size_t range_j, uint32_t flags) {
+void pthreadpool_parallelize_2d_with_thread(pthreadpool_t pool, pthreadpool_task_2d_with_thread_t task, void* context,
+                                            size_t range_i, size_t range_j, uint32_t flags) {
   const Tiles g[2] = {Tiles(range_i, 1), Tiles(range_j, 1)};
-  ForEachCell<2>(pool, g, flags, [&](size_t thread, const size_t* x) { task(context, thread, g[0].Start(x[0]), g[1].Start(x[1])); });
+  ForEachCell<2>(pool, g, flags,
+                 [&](size_t thread, const size_t* x) { task(context, thread, g[0].Start(x[0]), g[1].Start(x[1])); });
 }
 
-void pthreadpool_parallelize_2d_tile_1d(pthreadpool_t pool, pthreadpool_task_2d_tile_1d_t task, void* context, size_t range_i, size_t range_j, size_t tile_j, uint32_t flags) {
+void pthreadpool_parallelize_2d_tile_1d(pthreadpool_t pool, pthreadpool_task_2d_tile_1d_t task, void* context,
+                                        size_t range_i, size_t range_j, size_t tile_j, uint32_t flags) {
   const Tiles g[2] = {Tiles(range_i, 1), Tiles(range_j, tile_j)};
-  ForEachCell<2>(pool, g, flags, [&](size_t, const size_t* x) { task(context, g[0].Start(x[0]), g[1].Start(x[1]), g[1].Size(x[1])); });
+  ForEachCell<2>(pool, g, flags,
+                 [&](size_t, const size_t* x) { task(context, g[0].Start(x[0]), g[1].Start(x[1]), g[1].Size(x[1])); });
 }
 
-void pthreadpool_parallelize_2d_tile_1d_with_uarch(pthreadpool_t pool, pthreadpool_task_2d_tile_1d_with_id_t task, void* context, uint32_t default_uarch_index, uint32_t /*max_uarch_index*/, size_t range_i, size_t range_j, size_t tile_j, uint32_t flags) {
+void pthreadpool_parallelize_2d_tile_1d_with_uarch(pthreadpool_t pool, pthreadpool_task_2d_tile_1d_with_id_t task,
+                                                   void* context, uint32_t default_uarch_index,
+                                                   uint32_t /*max_uarch_index*/, size_t range_i, size_t range_j,
+                                                   size_t tile_j, uint32_t flags) {
   const Tiles g[2] = {Tiles(range_i, 1), Tiles(range_j, tile_j)};
-  ForEachCell<2>(pool, g, flags, [&](size_t, const size_t* x) { task(context, default_uarch_index, g[0].Start(x[0]), g[1].Start(x[1]), g[1].Size(x[1])); });
+  ForEachCell<2>(pool, g, flags, [&](size_t, const size_t* x) {
+    task(context, default_uarch_index, g[0].Start(x[0]), g[1].Start(x[1]), g[1].Size(x[1]));
+  });
 }
 
-void pthreadpool_parallelize_2d_tile_1d_with_uarch_with_thread(pthreadpool_t pool, pthreadpool_task_2d_tile_1d_with_id_with_thread_t task, void* context, uint32_t default_uarch_index, uint32_t /*max_uarch_index*/, size_t range_i, size_t range_j, size_t tile_j, uint32_t flags) {
+void pthreadpool_parallelize_2d_tile_1d_with_uarch_with_thread(pthreadpool_t pool,
+                                                               pthreadpool_task_2d_tile_1d_with_id_with_thread_t task,
+                                                               void* context, uint32_t default_uarch_index,
+                                                               uint32_t /*max_uarch_index*/, size_t range_i,
+                                                               size_t range_j, size_t tile_j, uint32_t flags) {
   const Tiles g[2] = {Tiles(range_i, 1), Tiles(range_j, tile_j)};
-  ForEachCell<2>(pool, g, flags, [&](size_t thread, const size_t* x) { task(context, default_uarch_index, thread, g[0].Start(x[0]), g[1].Start(x[1]), g[1].Size(x[1])); });
+  ForEachCell<2>(pool, g, flags, [&](size_t thread, const size_t* x) {
+    task(context, default_uarch_index, thread, g[0].Start(x[0]), g[1].Start(x[1]), g[1].Size(x[1]));
+  });
 }
 
-void pthreadpool_parallelize_2d_tile_2d(pthreadpool_t pool, pthreadpool_task_2d_tile_2d_t task, void* context, size_t range_i, size_t range_j, size_t tile_i, size_t tile_j, uint32_t flags) {
+void pthreadpool_parallelize_2d_tile_2d(pthreadpool_t pool, pthreadpool_task_2d_tile_2d_t task, void* context,
+                                        size_t range_i, size_t range_j, size_t tile_i, size_t tile_j, uint32_t flags) {
   const Tiles g[2] = {Tiles(range_i, tile_i), Tiles(range_j, tile_j)};
-  ForEachCell<2>(pool, g, flags, [&](size_t, const size_t* x) { task(context, g[0].Start(x[0]), g[1].Start(x[1]), g[0].Size(x[0]), g[1].Size(x[1])); });
+  ForEachCell<2>(pool, g, flags, [&](size_t, const size_t* x) {
+    task(context, g[0].Start(x[0]), g[1].Start(x[1]), g[0].Size(x[0]), g[1].Size(x[1]));
+  });
 }
 
-void pthreadpool_parallelize_2d_tile_2d_with_uarch(pthreadpool_t pool, pthreadpool_task_2d_tile_2d_with_id_t task, void* context, uint32_t default_uarch_index, uint32_t /*max_uarch_index*/, size_t range_i, size_t range_j, size_t tile_i, size_t tile_j, uint32_t flags) {
+void pthreadpool_parallelize_2d_tile_2d_with_uarch(pthreadpool_t pool, pthreadpool_task_2d_tile_2d_with_id_t task,
+                                                   void* context, uint32_t default_uarch_index,
+                                                   uint32_t /*max_uarch_index*/, size_t range_i, size_t range_j,
+                                                   size_t tile_i, size_t tile_j, uint32_t flags) {
   const Tiles g[2] = {Tiles(range_i, tile_i), Tiles(range_j, tile_j)};
-  ForEachCell<2>(pool, g, flags, [&](size_t, const size_t* x) { task(context, default_uarch_index, g[0].Start(x[0]), g[1].Start(x[1]), g[0].Size(x[0]), g[1].Size(x[1])); });
+  ForEachCell<2>(pool, g, flags, [&](size_t, const size_t* x) {
+    task(context, default_uarch_index, g[0].Start(x[0]), g[1].Start(x[1]), g[0].Size(x[0]), g[1].Size(x[1]));
+  });
 }
 
-void pthreadpool_parallelize_3d(pthreadpool_t pool, pthreadpool_task_3d_t task, void* context, size_t range_i, size_t range_j, size_t range_k, uint32_t flags) {
+void pthreadpool_parallelize_3d(pthreadpool_t pool, pthreadpool_task_3d_t task, void* context, size_t range_i,
+                                size_t range_j, size_t range_k, uint32_t flags) {
   const Tiles g[3] = {Tiles(range_i, 1), Tiles(range_j, 1), Tiles(range_k, 1)};
-  ForEachCell<3>(pool, g, flags, [&](size_t, const size_t* x) { task(context, g[0].Start(x[0]), g[1].Start(x[1]), g[2].Start(x[2])); });
+  ForEachCell<3>(pool, g, flags,
+                 [&](size_t, const size_t* x) { task(context, g[0].Start(x[0]), g[1].Start(x[1]), g[2].Start(x[2])); });
 }
 
-void pthreadpool_parallelize_3d_tile_1d(pthreadpool_t pool, pthreadpool_task_3d_tile_1d_t task, void* context, size_t range_i, size_t range_j, size_t range_k, size_t tile_k, uint32_t flags) {
+void pthreadpool_parallelize_3d_tile_1d(pthreadpool_t pool, pthreadpool_task_3d_tile_1d_t task, void* context,
+                                        size_t range_i, size_t range_j, size_t range_k, size_t tile_k, uint32_t flags) {
   const Tiles g[3] = {Tiles(range_i, 1), Tiles(range_j, 1), Tiles(range_k, tile_k)};
-  ForEachCell<3>(pool, g, flags, [&](size_t, const size_t* x) { task(context, g[0].Start(x[0]), g[1].Start(x[1]), g[2].Start(x[2]), g[2].Size(x[2])); });
+  ForEachCell<3>(pool, g, flags, [&](size_t, const size_t* x) {
+    task(context, g[0].Start(x[0]), g[1].Start(x[1]), g[2].Start(x[2]), g[2].Size(x[2]));
+  });
 }
 
-void pthreadpool_parallelize_3d_tile_1d_with_thread(pthreadpool_t pool, pthreadpool_task_3d_tile_1d_with_thread_t task, void* context, size_t range_i, size_t range_j, size_t range_k, size_t tile_k, uint32_t flags) {
+void pthreadpool_parallelize_3d_tile_1d_with_thread(pthreadpool_t pool, pthreadpool_task_3d_tile_1d_with_thread_t task,
+                                                    void* context, size_t range_i, size_t range_j, size_t range_k,
+                                                    size_t tile_k, uint32_t flags) {
   const Tiles g[3] = {Tiles(range_i, 1), Tiles(range_j, 1), Tiles(range_k, tile_k)};
-  ForEachCell<3>(pool, g, flags, [&](size_t thread, const size_t* x) { task(context, thread, g[0].Start(x[0]), g[1].Start(x[1]), g[2].Start(x[2]), g[2].Size(x[2])); });
+  ForEachCell<3>(pool, g, flags, [&](size_t thread, const size_t* x) {
+    task(context, thread, g[0].Start(x[0]), g[1].Start(x[1]), g[2].Start(x[2]), g[2].Size(x[2]));
+  });
 }
 
-void pthreadpool_parallelize_3d_tile_1d_with_uarch(pthreadpool_t pool, pthreadpool_task_3d_tile_1d_with_id_t task, void* context, uint32_t default_uarch_index, uint32_t /*max_uarch_index*/, size_t range_i, size_t range_j, size_t range_k, size_t tile_k, uint32_t flags) {
+void pthreadpool_parallelize_3d_tile_1d_with_uarch(pthreadpool_t pool, pthreadpool_task_3d_tile_1d_with_id_t task,
+                                                   void* context, uint32_t default_uarch_index,
+                                                   uint32_t /*max_uarch_index*/, size_t range_i, size_t range_j,
+                                                   size_t range_k, size_t tile_k, uint32_t flags) {
   const Tiles g[3] = {Tiles(range_i, 1), Tiles(range_j, 1), Tiles(range_k, tile_k)};
-  ForEachCell<3>(pool, g, flags, [&](size_t, const size_t* x) { task(context, default_uarch_index, g[0].Start(x[0]), g[1].Start(x[1]), g[2].Start(x[2]), g[2].Size(x[2])); });
+  ForEachCell<3>(pool, g, flags, [&](size_t, const size_t* x) {
+    task(context, default_uarch_index, g[0].Start(x[0]), g[1].Start(x[1]), g[2].Start(x[2]), g[2].Size(x[2]));
+  });
 }
 
-void pthreadpool_parallelize_3d_tile_1d_with_uarch_with_thread(pthreadpool_t pool, pthreadpool_task_3d_tile_1d_with_id_with_thread_t task, void* context, uint32_t default_uarch_index, uint32_t /*max_uarch_index*/, size_t range_i, size_t range_j, size_t range_k, size_t tile_k, uint32_t flags) {
+void pthreadpool_parallelize_3d_tile_1d_with_uarch_with_thread(pthreadpool_t pool,
+                                                               pthreadpool_task_3d_tile_1d_with_id_with_thread_t task,
+                                                               void* context, uint32_t default_uarch_index,
+                                                               uint32_t /*max_uarch_index*/, size_t range_i,
+                                                               size_t range_j, size_t range_k, size_t tile_k,
+                                                               uint32_t flags) {
   const Tiles g[3] = {Tiles(range_i, 1), Tiles(range_j, 1), Tiles(range_k, tile_k)};
-  ForEachCell<3>(pool, g, flags, [&](size_t thread, const size_t* x) { task(context, default_uarch_index, thread, g[0].Start(x[0]), g[1].Start(x[1]), g[2].Start(x[2]), g[2].Size(x[2])); });
+  ForEachCell<3>(pool, g, flags, [&](size_t thread, const size_t* x) {
+    task(context, default_uarch_index, thread, g[0].Start(x[0]), g[1].Start(x[1]), g[2].Start(x[2]), g[2].Size(x[2]));
+  });
 }
 
-void pthreadpool_parallelize_3d_tile_2d(pthreadpool_t pool, pthreadpool_task_3d_tile_2d_t task, void* context, size_t range_i, size_t range_j, size_t range_k, size_t tile_j, size_t tile_k, uint32_t flags) {
+void pthreadpool_parallelize_3d_tile_2d(pthreadpool_t pool, pthreadpool_task_3d_tile_2d_t task, void* context,
+                                        size_t range_i, size_t range_j, size_t range_k, size_t tile_j, size_t tile_k,
+                                        uint32_t flags) {
   const Tiles g[3] = {Tiles(range_i, 1), Tiles(range_j, tile_j), Tiles(range_k, tile_k)};
-  ForEachCell<3>(pool, g, flags, [&](size_t, const size_t* x) { task(context, g[0].Start(x[0]), g[1].Start(x[1]), g[2].Start(x[2]), g[1].Size(x[1]), g[2].Size(x[2])); });
+  ForEachCell<3>(pool, g, flags, [&](size_t, const size_t* x) {
+    task(context, g[0].Start(x[0]), g[1].Start(x[1]), g[2].Start(x[2]), g[1].Size(x[1]), g[2].Size(x[2]));
+  });
 }
 
-void pthreadpool_parallelize_3d_tile_2d_with_uarch(pthreadpool_t pool, pthreadpool_task_3d_tile_2d_with_id_t task, void* context, uint32_t default_uarch_index, uint32_t /*max_uarch_index*/, size_t range_i, size_t range_j, size_t range_k, size_t tile_j, size_t tile_k, uint32_t flags) {
+void pthreadpool_parallelize_3d_tile_2d_with_uarch(pthreadpool_t pool, pthreadpool_task_3d_tile_2d_with_id_t task,
+                                                   void* context, uint32_t default_uarch_index,
+                                                   uint32_t /*max_uarch_index*/, size_t range_i, size_t range_j,
+                                                   size_t range_k, size_t tile_j, size_t tile_k, uint32_t flags) {
   const Tiles g[3] = {Tiles(range_i, 1), Tiles(range_j, tile_j), Tiles(range_k, tile_k)};
-  ForEachCell<3>(pool, g, flags, [&](size_t, const size_t* x) { task(context, default_uarch_index, g[0].Start(x[0]), g[1].Start(x[1]), g[2].Start(x[2]), g[1].Size(x[1]), g[2].Size(x[2])); });
+  ForEachCell<3>(pool, g, flags, [&](size_t, const size_t* x) {
+    task(context, default_uarch_index, g[0].Start(x[0]), g[1].Start(x[1]), g[2].Start(x[2]), g[1].Size(x[1]),
+         g[2].Size(x[2]));
+  });
 }
 
-void pthreadpool_parallelize_4d(pthreadpool_t pool, pthreadpool_task_4d_t task, void* context, size_t range_i, size_t range_j, size_t range_k, size_t range_l, uint32_t flags) {
+void pthreadpool_parallelize_4d(pthreadpool_t pool, pthreadpool_task_4d_t task, void* context, size_t range_i,
+                                size_t range_j, size_t range_k, size_t range_l, uint32_t flags) {
   const Tiles g[4] = {Tiles(range_i, 1), Tiles(range_j, 1), Tiles(range_k, 1), Tiles(range_l, 1)};
-  ForEachCell<4>(pool, g, flags, [&](size_t, const size_t* x) { task(context, g[0].Start(x[0]), g[1].Start(x[1]), g[2].Start(x[2]), g[3].Start(x[3])); });
+  ForEachCell<4>(pool, g, flags, [&](size_t, const size_t* x) {
+    task(context, g[0].Start(x[0]), g[1].Start(x[1]), g[2].Start(x[2]), g[3].Start(x[3]));
+  });
 }
 
-void pthreadpool_parallelize_4d_tile_1d(pthreadpool_t pool, pthreadpool_task_4d_tile_1d_t task, void* context, size_t range_i, size_t range_j, size_t range_k, size_t range_l, size_t tile_l, uint32_t flags) {
+void pthreadpool_parallelize_4d_tile_1d(pthreadpool_t pool, pthreadpool_task_4d_tile_1d_t task, void* context,
+                                        size_t range_i, size_t range_j, size_t range_k, size_t range_l, size_t tile_l,
+                                        uint32_t flags) {
   const Tiles g[4] = {Tiles(range_i, 1), Tiles(range_j, 1), Tiles(range_k, 1), Tiles(range_l, tile_l)};
-  ForEachCell<4>(pool, g, flags, [&](size_t, const size_t* x) { task(context, g[0].Start(x[0]), g[1].Start(x[1]), g[2].Start(x[2]), g[3].Start(x[3]), g[3].Size(x[3])); });
+  ForEachCell<4>(pool, g, flags, [&](size_t, const size_t* x) {
+    task(context, g[0].Start(x[0]), g[1].Start(x[1]), g[2].Start(x[2]), g[3].Start(x[3]), g[3].Size(x[3]));
+  });
 }
 
-void pthreadpool_parallelize_4d_tile_2d(pthreadpool_t pool, pthreadpool_task_4d_tile_2d_t task, void* context, size_t range_i, size_t range_j, size_t range_k, size_t range_l, size_t tile_k, size_t tile_l, uint32_t flags) {
+void pthreadpool_parallelize_4d_tile_2d(pthreadpool_t pool, pthreadpool_task_4d_tile_2d_t task, void* context,
+                                        size_t range_i, size_t range_j, size_t range_k, size_t range_l, size_t tile_k,
+                                        size_t tile_l, uint32_t flags) {
   const Tiles g[4] = {Tiles(range_i, 1), Tiles(range_j, 1), Tiles(range_k, tile_k), Tiles(range_l, tile_l)};
-  ForEachCell<4>(pool, g, flags, [&](size_t, const size_t* x) { task(context, g[0].Start(x[0]), g[1].Start(x[1]), g[2].Start(x[2]), g[3].Start(x[3]), g[2].Size(x[2]), g[3].Size(x[3])); });
+  ForEachCell<4>(pool, g, flags, [&](size_t, const size_t* x) {
+    task(context, g[0].Start(x[0]), g[1].Start(x[1]), g[2].Start(x[2]), g[3].Start(x[3]), g[2].Size(x[2]),
+         g[3].Size(x[3]));
+  });
 }
 
-void pthreadpool_parallelize_4d_tile_2d_with_uarch(pthreadpool_t pool, pthreadpool_task_4d_tile_2d_with_id_t task, void* context, uint32_t default_uarch_index, uint32_t /*max_uarch_index*/, size_t range_i, size_t range_j, size_t range_k, size_t range_l, size_t tile_k, size_t tile_l, uint32_t flags) {
+void pthreadpool_parallelize_4d_tile_2d_with_uarch(pthreadpool_t pool, pthreadpool_task_4d_tile_2d_with_id_t task,
+                                                   void* context, uint32_t default_uarch_index,
+                                                   uint32_t /*max_uarch_index*/, size_t range_i, size_t range_j,
+                                                   size_t range_k, size_t range_l, size_t tile_k, size_t tile_l,
+                                                   uint32_t flags) {
   const Tiles g[4] = {Tiles(range_i, 1), Tiles(range_j, 1), Tiles(range_k, tile_k), Tiles(range_l, tile_l)};
-  ForEachCell<4>(pool, g, flags, [&](size_t, const size_t* x) { task(context, default_uarch_index, g[0].Start(x[0]), g[1].Start(x[1]), g[2].Start(x[2]), g[3].Start(x[3]), g[2].Size(x[2]), g[3].Size(x[3])); });
+  ForEachCell<4>(pool, g, flags, [&](size_t, const size_t* x) {
+    task(context, default_uarch_index, g[0].Start(x[0]), g[1].Start(x[1]), g[2].Start(x[2]), g[3].Start(x[3]),
+         g[2].Size(x[2]), g[3].Size(x[3]));
+  });
 }
 
-void pthreadpool_parallelize_5d(pthreadpool_t pool, pthreadpool_task_5d_t task, void* context, size_t range_i, size_t range_j, size_t range_k, size_t range_l, size_t range_m, uint32_t flags) {
+void pthreadpool_parallelize_5d(pthreadpool_t pool, pthreadpool_task_5d_t task, void* context, size_t range_i,
+                                size_t range_j, size_t range_k, size_t range_l, size_t range_m, uint32_t flags) {
   const Tiles g[5] = {Tiles(range_i, 1), Tiles(range_j, 1), Tiles(range_k, 1), Tiles(range_l, 1), Tiles(range_m, 1)};
-  ForEachCell<5>(pool, g, flags, [&](size_t, const size_t* x) { task(context, g[0].Start(x[0]), g[1].Start(x[1]), g[2].Start(x[2]), g[3].Start(x[3]), g[4].Start(x[4])); });
+  ForEachCell<5>(pool, g, flags, [&](size_t, const size_t* x) {
+    task(context, g[0].Start(x[0]), g[1].Start(x[1]), g[2].Start(x[2]), g[3].Start(x[3]), g[4].Start(x[4]));
+  });
 }
 
-void pthreadpool_parallelize_5d_tile_1d(pthreadpool_t pool, pthreadpool_task_5d_tile_1d_t task, void* context, size_t range_i, size_t range_j, size_t range_k, size_t range_l, size_t range_m, size_t tile_m, uint32_t flags) {
-  const Tiles g[5] = {Tiles(range_i, 1), Tiles(range_j, 1), Tiles(range_k, 1), Tiles(range_l, 1), Tiles(range_m, tile_m)};
-  ForEachCell<5>(pool, g, flags, [&](size_t, const size_t* x) { task(context, g[0].Start(x[0]), g[1].Start(x[1]), g[2].Start(x[2]), g[3].Start(x[3]), g[4].Start(x[4]), g[4].Size(x[4])); });
+void pthreadpool_parallelize_5d_tile_1d(pthreadpool_t pool, pthreadpool_task_5d_tile_1d_t task, void* context,
+                                        size_t range_i, size_t range_j, size_t range_k, size_t range_l, size_t range_m,
+                                        size_t tile_m, uint32_t flags) {
+  const Tiles g[5] = {Tiles(range_i, 1), Tiles(range_j, 1), Tiles(range_k, 1), Tiles(range_l, 1),
+                      Tiles(range_m, tile_m)};
+  ForEachCell<5>(pool, g, flags, [&](size_t, const size_t* x) {
+    task(context, g[0].Start(x[0]), g[1].Start(x[1]), g[2].Start(x[2]), g[3].Start(x[3]), g[4].Start(x[4]),
+         g[4].Size(x[4]));
+  });
 }
 
-void pthreadpool_parallelize_5d_tile_2d(pthreadpool_t pool, pthreadpool_task_5d_tile_2d_t task, void* context, size_t range_i, size_t range_j, size_t range_k, size_t range_l, size_t range_m, size_t tile_l, size_t tile_m, uint32_t flags) {
-  const Tiles g[5] = {Tiles(range_i, 1), Tiles(range_j, 1), Tiles(range_k, 1), Tiles(range_l, tile_l), Tiles(range_m, tile_m)};
-  ForEachCell<5>(pool, g, flags, [&](size_t, const size_t* x) { task(context, g[0].Start(x[0]), g[1].Start(x[1]), g[2].Start(x[2]), g[3].Start(x[3]), g[4].Start(x[4]), g[3].Size(x[3]), g[4].Size(x[4])); });
+void pthreadpool_parallelize_5d_tile_2d(pthreadpool_t pool, pthreadpool_task_5d_tile_2d_t task, void* context,
+                                        size_t range_i, size_t range_j, size_t range_k, size_t range_l, size_t range_m,
+                                        size_t tile_l, size_t tile_m, uint32_t flags) {
+  const Tiles g[5] = {Tiles(range_i, 1), Tiles(range_j, 1), Tiles(range_k, 1), Tiles(range_l, tile_l),
+                      Tiles(range_m, tile_m)};
+  ForEachCell<5>(pool, g, flags, [&](size_t, const size_t* x) {
+    task(context, g[0].Start(x[0]), g[1].Start(x[1]), g[2].Start(x[2]), g[3].Start(x[3]), g[4].Start(x[4]),
+         g[3].Size(x[3]), g[4].Size(x[4]));
+  });
 }
 
-void pthreadpool_parallelize_6d(pthreadpool_t pool, pthreadpool_task_6d_t task, void* context, size_t range_i, size_t range_j, size_t range_k, size_t range_l, size_t range_m, size_t range_n, uint32_t flags) {
-  const Tiles g[6] = {Tiles(range_i, 1), Tiles(range_j, 1), Tiles(range_k, 1), Tiles(range_l, 1), Tiles(range_m, 1), Tiles(range_n, 1)};
-  ForEachCell<6>(pool, g, flags, [&](size_t, const size_t* x) { task(context, g[0].Start(x[0]), g[1].Start(x[1]), g[2].Start(x[2]), g[3].Start(x[3]), g[4].Start(x[4]), g[5].Start(x[5])); });
+void pthreadpool_parallelize_6d(pthreadpool_t pool, pthreadpool_task_6d_t task, void* context, size_t range_i,
+                                size_t range_j, size_t range_k, size_t range_l, size_t range_m, size_t range_n,
+                                uint32_t flags) {
+  const Tiles g[6] = {Tiles(range_i, 1), Tiles(range_j, 1), Tiles(range_k, 1),
+                      Tiles(range_l, 1), Tiles(range_m, 1), Tiles(range_n, 1)};
+  ForEachCell<6>(pool, g, flags, [&](size_t, const size_t* x) {
+    task(context, g[0].Start(x[0]), g[1].Start(x[1]), g[2].Start(x[2]), g[3].Start(x[3]), g[4].Start(x[4]),
+         g[5].Start(x[5]));
+  });
 }
 
-void pthreadpool_parallelize_6d_tile_1d(pthreadpool_t pool, pthreadpool_task_6d_tile_1d_t task, void* context, size_t range_i, size_t range_j, size_t range_k, size_t range_l, size_t range_m, size_t range_n, size_t tile_n, uint32_t flags) {
-  const Tiles g[6] = {Tiles(range_i, 1), Tiles(range_j, 1), Tiles(range_k, 1), Tiles(range_l, 1), Tiles(range_m, 1), Tiles(range_n, tile_n)};
-  ForEachCell<6>(pool, g, flags, [&](size_t, const size_t* x) { task(context, g[0].Start(x[0]), g[1].Start(x[1]), g[2].Start(x[2]), g[3].Start(x[3]), g[4].Start(x[4]), g[5].Start(x[5]), g[5].Size(x[5])); });
+void pthreadpool_parallelize_6d_tile_1d(pthreadpool_t pool, pthreadpool_task_6d_tile_1d_t task, void* context,
+                                        size_t range_i, size_t range_j, size_t range_k, size_t range_l, size_t range_m,
+                                        size_t range_n, size_t tile_n, uint32_t flags) {
+  const Tiles g[6] = {Tiles(range_i, 1), Tiles(range_j, 1), Tiles(range_k, 1),
+                      Tiles(range_l, 1), Tiles(range_m, 1), Tiles(range_n, tile_n)};
+  ForEachCell<6>(pool, g, flags, [&](size_t, const size_t* x) {
+    task(context, g[0].Start(x[0]), g[1].Start(x[1]), g[2].Start(x[2]), g[3].Start(x[3]), g[4].Start(x[4]),
+         g[5].Start(x[5]), g[5].Size(x[5]));
+  });
 }
 
-void pthreadpool_parallelize_6d_tile_2d(pthreadpool_t pool, pthreadpool_task_6d_tile_2d_t task, void* context, size_t range_i, size_t range_j, size_t range_k, size_t range_l, size_t range_m, size_t range_n, size_t tile_m, size_t tile_n, uint32_t flags) {
-  const Tiles g[6] = {Tiles(range_i, 1), Tiles(range_j, 1), Tiles(range_k, 1), Tiles(range_l, 1), Tiles(range_m, tile_m), Tiles(range_n, tile_n)};
-  ForEachCell<6>(pool, g, flags, [&](size_t, const size_t* x) { task(context, g[0].Start(x[0]), g[1].Start(x[1]), g[2].Start(x[2]), g[3].Start(x[3]), g[4].Start(x[4]), g[5].Start(x[5]), g[4].Size(x[4]), g[5].Size(x[5])); });
+void pthreadpool_parallelize_6d_tile_2d(pthreadpool_t pool, pthreadpool_task_6d_tile_2d_t task, void* context,
+                                        size_t range_i, size_t range_j, size_t range_k, size_t range_l, size_t range_m,
+                                        size_t range_n, size_t tile_m, size_t tile_n, uint32_t flags) {
+  const Tiles g[6] = {Tiles(range_i, 1), Tiles(range_j, 1),      Tiles(range_k, 1),
+                      Tiles(range_l, 1), Tiles(range_m, tile_m), Tiles(range_n, tile_n)};
+  ForEachCell<6>(pool, g, flags, [&](size_t, const size_t* x) {
+    task(context, g[0].Start(x[0]), g[1].Start(x[1]), g[2].Start(x[2]), g[3].Start(x[3]), g[4].Start(x[4]),
+         g[5].Start(x[5]), g[4].Size(x[4]), g[5].Size(x[5]));
+  });
 }
 }  // extern "C"
