@@ -188,10 +188,15 @@ void ThreadPool::Work(size_t thread) {
     Share& share = shares_[(thread + k) % threads_];
     // A share seen done is passed by a plain load: a read-modify-write would take its line from the thread that
     // owns it, for every thread and share at the end of every operation (pthreadpool looks first, too).
-    while (share.next.load(std::memory_order_relaxed) < share.end) {
-      const size_t i = share.next.fetch_add(1, std::memory_order_relaxed);
-      if (i >= share.end) break;
-      item_(context_, thread, i);
+    for (;;) {
+      const size_t next = share.next.load(std::memory_order_relaxed);
+      if (next >= share.end) break;
+      // Guided: large chunks while much is left, single indices at the end, where another thread may be stealing.
+      const size_t take = std::max<size_t>(1, (share.end - next) / (2 * threads_));
+      const size_t first = share.next.fetch_add(take, std::memory_order_relaxed);
+      if (first >= share.end) break;
+      const size_t last = std::min(share.end, first + take);
+      for (size_t i = first; i < last; ++i) item_(context_, thread, i);
     }
   }
 }

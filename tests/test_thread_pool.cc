@@ -276,6 +276,43 @@ TEST(ThreadPool, AThreadThatIsDoneTakesOverTheRestOfAnothersShare) {
   EXPECT_NE(c.ran_by[2].load(), c.ran_by[3].load());
 }
 
+// Indices are taken in chunks (guided: a part of what is left), not a whole share at once: a thread whose indices
+// are slow keeps only its first chunk, and the other takes over the rest of its share.
+TEST(ThreadPool, ASlowThreadKeepsOnlyItsFirstChunk) {
+  ThreadPool pool(2);
+  constexpr size_t kItems = 400;
+  struct Context {
+    std::atomic<int> runs[kItems];
+    std::atomic<size_t> by_thread[2];
+  } c;
+  for (auto& r : c.runs) r = 0;
+  c.by_thread[0] = c.by_thread[1] = 0;
+  pool.Run(
+      kItems,
+      [](const void* ctx, size_t thread, size_t i) {
+        auto& c = *static_cast<Context*>(const_cast<void*>(ctx));
+        c.runs[i]++;
+        c.by_thread[thread]++;
+        if (thread == 0 && i == 0) {  // the caller's first index waits until the worker has taken its first chunk
+          const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+          while (c.by_thread[1].load() == 0 && std::chrono::steady_clock::now() < until) {
+          }
+        }
+        if (thread == 1) {  // 200 µs an index on the worker, none on the caller
+          const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(200);
+          while (std::chrono::steady_clock::now() < until) {
+          }
+        }
+      },
+      &c, false);
+  for (size_t i = 0; i < kItems; ++i) EXPECT_EQ(c.runs[i].load(), 1) << i;
+  EXPECT_EQ(c.by_thread[0] + c.by_thread[1], kItems);
+  // The worker's share is 200 indices and its first chunk a quarter of them: the caller runs its own 200 and at
+  // least 100 of the worker's (the worker's 50 take 10 ms; the caller's 350 take microseconds).
+  EXPECT_GE(c.by_thread[1].load(), 1u);
+  EXPECT_GE(c.by_thread[0].load(), 300u);
+}
+
 // x86 DAZ / Arm FZ: a denormal input reads as zero.
 bool FlushesDenormals() {
   volatile float tiny = 1e-40f;  // a float denormal
