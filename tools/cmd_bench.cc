@@ -8,13 +8,16 @@
 //              weights read per second;
 //   model      prefill and decode tokens/s of a model (-m), and decode's effective bandwidth: (weights as the
 //              kernels read them — XNNPACK's packed copies or ggml blocks in the mapping — + KV bytes) read per
-//              token × tokens/s; with --phases, each forward-pass phase's share of a decode step (ForwardPhase).
+//              token × tokens/s, against the copy above and against copies made between stretches of the decode
+//              (InterleavedCopy); with --phases, each forward-pass phase's share of a decode step (ForwardPhase).
 // Google Benchmark does the timing: each benchmark runs --repetitions times (at least --min-time seconds each) and
 // the median counts, so one slow moment of a shared machine moves neither the copy nor a kernel; --json prints
 // everything machine-readable.
 #include <benchmark/benchmark.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -82,6 +85,49 @@ void BenchCopy(benchmark::State& state, int threads) {
   }
   state.SetBytesProcessed((int64_t)state.iterations() * 2 * (int64_t)n);
 }
+
+// Copies of the model's thread count between stretches of decoding, so that decode's share of the copy compares
+// like with like while the load of a shared host changes (the Google Benchmark copy above runs before the model, and
+// on this project's VMs it moved 45-70 GB/s from run to run, the fraction with it). Threads are started once, outside
+// the timing; a pass is timed from the common start to the last thread's end, and the best of `passes` counts, as
+// STREAM reports its best time.
+class InterleavedCopy {
+ public:
+  explicit InterleavedCopy(int threads) : threads_(threads), a_((size_t)1 << 26, 1), b_((size_t)1 << 26, 2) {}
+
+  double BytesPerSecond(int passes) {
+    const size_t n = a_.size(), slice = n / threads_;
+    std::atomic<int> go{-1}, done{0};
+    std::vector<std::thread> workers;
+    for (int t = 1; t < threads_; ++t)
+      workers.emplace_back([&, t] {
+        for (int p = 0; p < passes; ++p) {
+          while (go.load(std::memory_order_acquire) < p) {
+          }
+          std::memcpy(b_.data() + t * slice, a_.data() + t * slice, slice);
+          done.fetch_add(1, std::memory_order_release);
+        }
+      });
+    double best = 0;
+    for (int p = 0; p < passes; ++p) {
+      done.store(0, std::memory_order_relaxed);  // every worker finished pass p - 1 (waited for below)
+      const auto start = std::chrono::steady_clock::now();
+      go.store(p, std::memory_order_release);
+      std::memcpy(b_.data(), a_.data(), slice);
+      while (done.load(std::memory_order_acquire) < threads_ - 1) {
+      }
+      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      best = std::max(best, 2.0 * (double)(slice * threads_) / seconds);  // bytes read + written
+    }
+    for (std::thread& w : workers) w.join();
+    benchmark::DoNotOptimize(b_.data());
+    return best;
+  }
+
+ private:
+  int threads_;
+  std::vector<uint8_t> a_, b_;
+};
 
 // `nq` query heads sharing the kv head (GQA) attend in one pass, as the mixed cache does.
 void BenchAttention(benchmark::State& state, KvPrecision p, int d, size_t n, int nq) {
@@ -280,7 +326,21 @@ int RunBench(const BenchArgs& a) {
     std::vector<int32_t> prompt(a.prompt);
     for (int32_t& t : prompt) t = (int32_t)(rng() % model->config().vocab_size);
     s = session->Prefill(prompt.data(), prompt.size());
-    for (int i = 0; i < a.decode && s.ok(); ++i) s = session->Decode(session->Sample());
+    // Decode in up to eight stretches of at least 16 tokens, a copy of the same threads before each and after the
+    // last (InterleavedCopy): each stretch's tokens/s against the mean of the copies on either side of it.
+    const int stretches = a.decode > 0 ? std::max(1, std::min(8, a.decode / 16)) : 0;
+    InterleavedCopy copier(model_threads);
+    std::vector<double> stretch_copy{stretches > 0 ? copier.BytesPerSecond(3) : 0.0}, stretch_seconds;
+    std::vector<int> stretch_tokens;
+    for (int k = 0, done = 0; k < stretches && s.ok(); ++k) {
+      const int n = (a.decode - done) / (stretches - k);
+      const double before = session->stats().decode_seconds;
+      for (int i = 0; i < n && s.ok(); ++i) s = session->Decode(session->Sample());
+      stretch_seconds.push_back(session->stats().decode_seconds - before);
+      stretch_tokens.push_back(n);
+      done += n;
+      stretch_copy.push_back(copier.BytesPerSecond(3));
+    }
     if (!s.ok()) return Fail(s, a.json);
     const SessionStats& st = session->stats();
     const double prefill_tps = st.prompt_tokens / st.prompt_seconds, decode_tps = st.generated_tokens / st.decode_seconds;
@@ -298,6 +358,24 @@ int RunBench(const BenchArgs& a) {
                     {"kv_bytes_per_decoded_token", kv_bytes}, {"kv_plan_bytes", session->kv_plan().total_bytes},
                     {"decode_bytes_per_second", bytes * decode_tps}, {"copy_bytes_per_second_same_threads", copy_model},
                     {"decode_fraction_of_copy", bytes * decode_tps / copy_model}};
+    // The same bytes per token (KV at its mean over the whole decode) for every stretch.
+    nlohmann::ordered_json stretches_json = nlohmann::ordered_json::array();
+    std::vector<double> fractions;
+    for (size_t k = 0; k < stretch_seconds.size(); ++k) {
+      const double tps = stretch_tokens[k] / stretch_seconds[k], copy_around = (stretch_copy[k] + stretch_copy[k + 1]) / 2;
+      fractions.push_back(bytes * tps / copy_around);
+      stretches_json.push_back({{"decode_tokens", stretch_tokens[k]}, {"decode_tokens_per_second", tps},
+                                {"copy_bytes_per_second_around", copy_around}, {"decode_fraction_of_copy", fractions.back()}});
+    }
+    std::vector<double> sorted = fractions;
+    std::sort(sorted.begin(), sorted.end());
+    const double median_fraction = sorted.empty()        ? 0.0
+                                   : sorted.size() % 2 ? sorted[sorted.size() / 2]
+                                                       : (sorted[sorted.size() / 2 - 1] + sorted[sorted.size() / 2]) / 2;
+    if (!sorted.empty()) {
+      out["model"]["decode_fraction_of_interleaved_copy"] = median_fraction;
+      out["model"]["interleaved_copy"] = {{"copy_bytes_per_second", stretch_copy}, {"stretches", stretches_json}};
+    }
     const KvOccupancy occ = session->kv_occupancy();
     out["model"]["kv"] = {{"policy", KvPolicyName(c.kv.policy)}, {"config", a.kv.spec}, {"hi_tokens", occ.hi_tokens},
                           {"mid_tokens", occ.mid_tokens}, {"lo_tokens", occ.lo_tokens}, {"evicted_tokens", occ.evicted},
@@ -305,6 +383,11 @@ int RunBench(const BenchArgs& a) {
     if (!a.json)
       std::printf("\nmodel %s: prefill %.1f tok/s, decode %.1f tok/s; decode reads %.1f MB/token = %.2f GB/s (%.0f%% of copy)\n",
                   m.name.c_str(), prefill_tps, decode_tps, bytes / 1e6, bytes * decode_tps / 1e9, 100 * bytes * decode_tps / copy_model);
+    if (!a.json && !sorted.empty())
+      std::printf("decode against copies between its %zu stretches (%.1f-%.1f GB/s): %.0f%% (median; %.0f-%.0f%%)\n",
+                  fractions.size(), *std::min_element(stretch_copy.begin(), stretch_copy.end()) / 1e9,
+                  *std::max_element(stretch_copy.begin(), stretch_copy.end()) / 1e9, 100 * median_fraction,
+                  100 * sorted.front(), 100 * sorted.back());
     if (a.phases && st.generated_tokens > 0) {
       // Microseconds per decoded token in each phase; "session" is what the step spent outside the forward pass.
       const double per_token = 1e6 / (double)st.generated_tokens;

@@ -1,0 +1,52 @@
+// `mikv bench`'s model figures: decode is compared with copies made between stretches of it (InterleavedCopy in
+// tools/cmd_bench.cc), so that a shared host's changing load falls on both sides of the ratio.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "test_util.h"
+
+namespace mikv::test {
+namespace {
+
+TEST(BenchCli, DecodeIsComparedWithCopiesBetweenItsStretches) {
+  int status = -1;
+  const std::string out = CommandOutput(std::string(MIKV_CLI) + " bench -m " + Stories260KFromLlama2c() +
+                                            " --model-only -t 2 --prompt 16 --decode 56 --min-time 0.01 --repetitions 1 --json",
+                                        &status);
+  ASSERT_EQ(status, 0) << out;
+  const nlohmann::json model = nlohmann::json::parse(out)["model"];
+  const nlohmann::json& copies = model["interleaved_copy"]["copy_bytes_per_second"];
+  const nlohmann::json& stretches = model["interleaved_copy"]["stretches"];
+  // 56 tokens: three stretches of at least 16 (18, 19, 19), a copy before each and after the last.
+  ASSERT_EQ(stretches.size(), 3u) << model.dump();
+  ASSERT_EQ(copies.size(), 4u);
+  for (const auto& c : copies) EXPECT_GT(c.get<double>(), 0.0);
+  int tokens = 0;
+  std::vector<double> fractions;
+  const double bytes = model["bytes_per_decoded_token"];
+  for (size_t k = 0; k < stretches.size(); ++k) {
+    const nlohmann::json& s = stretches[k];
+    tokens += s["decode_tokens"].get<int>();
+    EXPECT_GE(s["decode_tokens"].get<int>(), 16);
+    const double around = (copies[k].get<double>() + copies[k + 1].get<double>()) / 2;
+    EXPECT_DOUBLE_EQ(s["copy_bytes_per_second_around"].get<double>(), around);
+    const double fraction = bytes * s["decode_tokens_per_second"].get<double>() / around;
+    EXPECT_NEAR(s["decode_fraction_of_copy"].get<double>(), fraction, 1e-12 * fraction);
+    fractions.push_back(fraction);
+  }
+  EXPECT_EQ(tokens, 56);
+  std::sort(fractions.begin(), fractions.end());
+  EXPECT_NEAR(model["decode_fraction_of_interleaved_copy"].get<double>(), fractions[1], 1e-12 * fractions[1]);
+  // The stretches' tokens/s are the decode's own: their harmonic mean (total tokens over total time) is the run's.
+  double seconds = 0;
+  for (const auto& s : stretches) seconds += s["decode_tokens"].get<double>() / s["decode_tokens_per_second"].get<double>();
+  EXPECT_NEAR(56 / seconds, model["decode_tokens_per_second"].get<double>(), 1e-6 * (56 / seconds));
+}
+
+}  // namespace
+}  // namespace mikv::test
