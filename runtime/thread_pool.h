@@ -2,9 +2,10 @@
 // thread 0 beside threads - 1 workers that it starts once.
 //
 // Why not pthreadpool's own: a decode step of a small model is ~150 parallel operations (XNNPACK's projections
-// and the attention, five a layer over 30 layers, and the classifier), each a few microseconds of work. pthreadpool's Linux build makes two futex system
-// calls per operation whether or not anyone sleeps — the caller's wake, and the last worker's — and on this
-// project's hosts (VMs) a system call costs about as much as a small matrix's share of a thread. Its condition
+// and the attention, five a layer over 30 layers, and the classifier), each a few microseconds of work.
+// pthreadpool's Linux build makes two futex system calls per operation whether or not anyone sleeps — the
+// caller's wake, and the last worker's — and on this project's hosts (VMs) a system call costs about as much as a
+// small matrix's share of a thread. Its condition
 // variable build instead takes a mutex per worker per operation, which eight workers contend for. Here the hand-off
 // is two atomics (a generation counter the workers watch, a count of workers still busy) and a futex call is made
 // only when a worker has actually gone to sleep: after kSpinBeforeSleepNs of nothing to do, so that a phone's cores

@@ -24,6 +24,7 @@
 #include <iostream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <random>
 #include <sstream>
 #include <thread>
@@ -329,9 +330,10 @@ int RunBench(const BenchArgs& a) {
     // Decode in up to eight stretches of at least 16 tokens, a copy of the same threads before each and after the
     // last (InterleavedCopy): each stretch's tokens/s against the mean of the copies on either side of it.
     const int stretches = a.decode > 0 ? std::max(1, std::min(8, a.decode / 16)) : 0;
-    InterleavedCopy copier(model_threads);
-    std::vector<double> stretch_copy{stretches > 0 ? copier.BytesPerSecond(3) : 0.0}, stretch_seconds;
+    std::optional<InterleavedCopy> copier;  // its 128 MiB only when there is a decode to compare
+    std::vector<double> stretch_copy, stretch_seconds;
     std::vector<int> stretch_tokens;
+    if (stretches > 0) stretch_copy.push_back(copier.emplace(model_threads).BytesPerSecond(3));
     for (int k = 0, done = 0; k < stretches && s.ok(); ++k) {
       const int n = (a.decode - done) / (stretches - k);
       const double before = session->stats().decode_seconds;
@@ -339,7 +341,7 @@ int RunBench(const BenchArgs& a) {
       stretch_seconds.push_back(session->stats().decode_seconds - before);
       stretch_tokens.push_back(n);
       done += n;
-      stretch_copy.push_back(copier.BytesPerSecond(3));
+      stretch_copy.push_back(copier->BytesPerSecond(3));
     }
     if (!s.ok()) return Fail(s, a.json);
     const SessionStats& st = session->stats();
@@ -369,11 +371,10 @@ int RunBench(const BenchArgs& a) {
     }
     std::vector<double> sorted = fractions;
     std::sort(sorted.begin(), sorted.end());
-    const double median_fraction = sorted.empty()        ? 0.0
-                                   : sorted.size() % 2 ? sorted[sorted.size() / 2]
-                                                       : (sorted[sorted.size() / 2 - 1] + sorted[sorted.size() / 2]) / 2;
+    const size_t mid = sorted.size() / 2;
     if (!sorted.empty()) {
-      out["model"]["decode_fraction_of_interleaved_copy"] = median_fraction;
+      const double median = sorted.size() % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+      out["model"]["decode_fraction_of_interleaved_copy"] = median;
       out["model"]["interleaved_copy"] = {{"copy_bytes_per_second", stretch_copy}, {"stretches", stretches_json}};
     }
     const KvOccupancy occ = session->kv_occupancy();
@@ -386,7 +387,8 @@ int RunBench(const BenchArgs& a) {
     if (!a.json && !sorted.empty())
       std::printf("decode against copies between its %zu stretches (%.1f-%.1f GB/s): %.0f%% (median; %.0f-%.0f%%)\n",
                   fractions.size(), *std::min_element(stretch_copy.begin(), stretch_copy.end()) / 1e9,
-                  *std::max_element(stretch_copy.begin(), stretch_copy.end()) / 1e9, 100 * median_fraction,
+                  *std::max_element(stretch_copy.begin(), stretch_copy.end()) / 1e9,
+                  100 * out["model"]["decode_fraction_of_interleaved_copy"].get<double>(),
                   100 * sorted.front(), 100 * sorted.back());
     if (a.phases && st.generated_tokens > 0) {
       // Microseconds per decoded token in each phase; "session" is what the step spent outside the forward pass.
