@@ -100,7 +100,8 @@ bool SpinUntil(const Done& done) {
 
 ThreadPool::ThreadPool(size_t threads)
     : threads_(threads != 0 ? threads : std::max(1u, std::thread::hardware_concurrency())),
-      shares_(new Share[threads_]) {
+      shares_(new Share[threads_]),
+      done_(new Done[threads_]) {
   workers_.reserve(threads_ - 1);
   try {
     for (size_t t = 1; t < threads_; ++t) workers_.emplace_back([this, t] { WorkerMain(t); });
@@ -115,10 +116,10 @@ ThreadPool::~ThreadPool() { StopWorkers(); }
 void ThreadPool::StopWorkers() {
   {
     std::lock_guard<std::mutex> lock(run_mutex_);
-    stop_ = true;
-    generation_.fetch_add(1, std::memory_order_release);
+    job_.stop = true;
+    job_.generation.fetch_add(1, std::memory_order_release);
   }
-  FutexWakeAll(&generation_);  // every sleeper, whatever sleepers_ says
+  FutexWakeAll(&job_.generation);  // every sleeper, whatever sleepers_ says
   for (std::thread& w : workers_) w.join();
   workers_.clear();
 }
@@ -129,26 +130,23 @@ void ThreadPool::RunSerially(size_t items, ItemFn item, const void* context, boo
 }
 
 void ThreadPool::Run(size_t items, ItemFn item, const void* context, bool flush_denormals) {
-  if (threads_ == 1 || items <= 1) return RunSerially(items, item, context, flush_denormals);
+  if (threads_ == 1 || items <= 1 || items >= kMaxItems) return RunSerially(items, item, context, flush_denormals);
   std::lock_guard<std::mutex> lock(run_mutex_);
-  item_ = item;
-  context_ = context;
-  flush_denormals_ = flush_denormals;
-  const size_t base = items / threads_, extra = items % threads_;
-  size_t start = 0;
-  for (size_t t = 0; t < threads_; ++t) {
-    const size_t length = base + (t < extra ? 1 : 0);
-    shares_[t].next.store(start, std::memory_order_relaxed);
-    shares_[t].end = start + length;
-    start += length;
-  }
-  busy_.store(threads_ - 1, std::memory_order_relaxed);
-  generation_.fetch_add(1, std::memory_order_release);  // publishes the job to the workers' acquire loads
+  job_.item = item;
+  job_.context = context;
+  job_.items = items;
+  job_.flush_denormals = flush_denormals;
+  const uint32_t generation = job_.generation.load(std::memory_order_relaxed) + 1;
+  job_.generation.store(generation, std::memory_order_release);  // publishes the job to the workers' acquire loads
   WakeSleepers();
-  Work(0);
-  // The workers are spinning (or were woken just now): wait for their check-in without sleeping, past the spin
-  // budget yielding the core between looks.
-  auto all_done = [this] { return busy_.load(std::memory_order_acquire) == 0; };
+  Work(0, generation);
+  // The workers are spinning (or were woken just now): wait for each one's check-in without sleeping, past the
+  // spin budget yielding the core between looks.
+  size_t t = 1;
+  auto all_done = [&] {
+    while (t < threads_ && done_[t].generation.load(std::memory_order_acquire) == generation) ++t;
+    return t == threads_;
+  };
   if (!SpinUntil(all_done))
     while (!all_done()) std::this_thread::yield();
 }
@@ -159,15 +157,15 @@ void ThreadPool::Run(size_t items, ItemFn item, const void* context, bool flush_
 // nobody sleeps — the common case, which pthreadpool pays a system call for.
 void ThreadPool::WakeSleepers() {
   std::atomic_thread_fence(std::memory_order_seq_cst);
-  if (sleepers_.load(std::memory_order_relaxed) != 0) FutexWakeAll(&generation_);
+  if (sleepers_.load(std::memory_order_relaxed) != 0) FutexWakeAll(&job_.generation);
 }
 
 uint32_t ThreadPool::WaitForJob(uint32_t seen) {
   uint32_t g;
-  if (SpinUntil([&] { return (g = generation_.load(std::memory_order_acquire)) != seen; })) return g;
+  if (SpinUntil([&] { return (g = job_.generation.load(std::memory_order_acquire)) != seen; })) return g;
   sleepers_.fetch_add(1, std::memory_order_seq_cst);
   std::atomic_thread_fence(std::memory_order_seq_cst);
-  while ((g = generation_.load(std::memory_order_acquire)) == seen) FutexWait(&generation_, seen);
+  while ((g = job_.generation.load(std::memory_order_acquire)) == seen) FutexWait(&job_.generation, seen);
   sleepers_.fetch_sub(1, std::memory_order_release);
   return g;
 }
@@ -176,27 +174,42 @@ void ThreadPool::WorkerMain(size_t thread) {
   uint32_t seen = 0;  // the generation at construction: a job published before this thread ran is still new
   for (;;) {
     seen = WaitForJob(seen);
-    if (stop_) return;
-    Work(thread);
-    busy_.fetch_sub(1, std::memory_order_release);  // the job's writes happen before the caller's return
+    if (job_.stop) return;
+    Work(thread, seen);
+    done_[thread].generation.store(seen, std::memory_order_release);  // the job's writes happen before Run returns
   }
 }
 
-void ThreadPool::Work(size_t thread) {
-  FlushDenormalsScope mode(flush_denormals_);
+void ThreadPool::Work(size_t thread, uint32_t generation) {
+  // The job as Run wrote it before publishing `generation` (which this thread has acquired); Run does not write it
+  // again before every worker has reported this generation done.
+  const ItemFn item = job_.item;
+  const void* const context = job_.context;
+  const size_t items = job_.items;
+  FlushDenormalsScope mode(job_.flush_denormals);
+  const uint64_t tag = generation & ((uint64_t{1} << kTagBits) - 1);
   for (size_t k = 0; k < threads_; ++k) {  // own share first, then the others' remainders
-    Share& share = shares_[(thread + k) % threads_];
+    const size_t s = (thread + k) % threads_;
+    const auto [begin, end] = ShareOf(items, threads_, s);
+    std::atomic<uint64_t>& word = shares_[s].word;
     // A share seen done is passed by a plain load: a read-modify-write would take its line from the thread that
     // owns it, for every thread and share at the end of every operation (pthreadpool looks first, too).
+    uint64_t w = word.load(std::memory_order_relaxed);
     for (;;) {
-      const size_t next = share.next.load(std::memory_order_relaxed);
-      if (next >= share.end) break;
+      const bool current = (w & ((uint64_t{1} << kTagBits) - 1)) == tag;
+      const size_t next = current ? (size_t)(w >> kTagBits) : begin;
+      if (next >= end) {
+        // An empty share of its own is still claimed, so that its word never holds a tag older than the last
+        // generation's (nobody else writes an empty share's word).
+        if (k == 0 && !current) word.store((uint64_t)end << kTagBits | tag, std::memory_order_relaxed);
+        break;
+      }
       // Guided: large chunks while much is left, single indices at the end, where another thread may be stealing.
-      const size_t take = std::max<size_t>(1, (share.end - next) / (2 * threads_));
-      const size_t first = share.next.fetch_add(take, std::memory_order_relaxed);
-      if (first >= share.end) break;
-      const size_t last = std::min(share.end, first + take);
-      for (size_t i = first; i < last; ++i) item_(context_, thread, i);
+      const size_t take = std::max<size_t>(1, (end - next) / (2 * threads_));
+      if (!word.compare_exchange_weak(w, (uint64_t)(next + take) << kTagBits | tag, std::memory_order_relaxed))
+        continue;  // w holds the word as another thread left it
+      for (size_t i = next; i < next + take; ++i) item(context, thread, i);
+      w = word.load(std::memory_order_relaxed);
     }
   }
 }

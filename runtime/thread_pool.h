@@ -17,6 +17,20 @@
 // read-modify-write per index (a barrier on x86, which waits for the thread's outstanding loads) was 7% of a
 // q4_0 decode step's samples on two threads here, with 16-row tiles; 5% with chunks.
 //
+// What crosses between cores per operation is kept to the least: a decode step is ~150 operations, and on this
+// project's hosts a cache line takes ~300 ns from one core to another.
+//  - The job (generation, function, context, item count, flags) is one cache line: a worker that sees the new
+//    generation has the whole job in the same transfer.
+//  - Nobody writes another thread's share before an operation. Every thread works out the shares' bounds from the
+//    item count (ShareOf), and a share's progress word carries the generation it belongs to (Share), so the word
+//    the last operation left reads as "not started".
+//  - Each worker reports done in its own line, which the caller reads, instead of all of them decrementing one
+//    count in turn.
+// The hand-off of an operation of trivial items (one call's round trip, best of 7 × 100,000 calls) measured on the
+// device tool's 16-core Xeon against the pool before these three: 16 threads 3.9-4.6 -> 2.3-2.8 µs (16 items) and
+// 6.1-6.2 -> 4.6-5.1 (256 items); 8 threads 3.7-4.0 -> 3.4-3.5 (128 items); 4 threads 2.8-3.2 -> 2.4-2.6 (64 items);
+// two threads, and one item a thread, level (docs/bench/thread-pool-session25-device.txt).
+//
 // runtime/pthreadpool_api.cc puts pthreadpool's C API (which XNNPACK calls) on top of this class.
 #pragma once
 
@@ -26,6 +40,7 @@
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace mikv {
@@ -49,6 +64,13 @@ class ThreadPool {
   // PTHREADPOOL_FLAG_DISABLE_DENORMALS does, and restores its mode after. One Run at a time (others wait).
   void Run(size_t items, ItemFn item, const void* context, bool flush_denormals);
 
+  // Thread t's share of `items` indices split over `threads`: [first, second), the contiguous part it takes first.
+  static std::pair<size_t, size_t> ShareOf(size_t items, size_t threads, size_t t) {
+    const size_t base = items / threads, extra = items % threads;
+    const size_t begin = t * base + (t < extra ? t : extra);
+    return {begin, begin + base + (t < extra ? 1 : 0)};
+  }
+
   // Run without a pool: every index on the calling thread, in order.
   static void RunSerially(size_t items, ItemFn item, const void* context, bool flush_denormals);
 
@@ -60,29 +82,40 @@ class ThreadPool {
   static constexpr int64_t kSpinBeforeSleepNs = 2'000'000;
 
  private:
-  struct alignas(64) Share {  // a thread's contiguous share of the indices
-    std::atomic<size_t> next{0};
-    size_t end = 0;
+  // A share's progress: the generation it belongs to (the low kTagBits bits) above the next index to take. A word
+  // whose tag is not the running generation's belongs to the last operation (every thread claims its own share's
+  // word in every operation, Work, so a stale word is always exactly one generation old and the tag cannot alias).
+  static constexpr int kTagBits = 16;
+  static constexpr uint64_t kMaxItems = uint64_t{1} << (64 - kTagBits);  // more run serially (never in practice)
+  struct alignas(64) Share {
+    std::atomic<uint64_t> word{0};
+  };
+  struct alignas(64) Done {  // a worker's last finished generation
+    std::atomic<uint32_t> generation{0};
+  };
+  // The job, written by Run before it publishes a new generation in the same line.
+  struct alignas(64) Job {
+    std::atomic<uint32_t> generation{0};  // the workers watch it (and sleep on it); Run and the destructor change it
+    bool stop = false;
+    bool flush_denormals = false;
+    ItemFn item = nullptr;
+    const void* context = nullptr;
+    size_t items = 0;
   };
 
   void StopWorkers();
   void WorkerMain(size_t thread);
   uint32_t WaitForJob(uint32_t seen);
-  void Work(size_t thread);
+  void Work(size_t thread, uint32_t generation);
   void WakeSleepers();
 
   size_t threads_;
   std::unique_ptr<Share[]> shares_;
+  std::unique_ptr<Done[]> done_;  // [threads_]; 0, the caller, unused
   std::vector<std::thread> workers_;
   std::mutex run_mutex_;
-  // The current job, written by Run before it publishes a new generation.
-  ItemFn item_ = nullptr;
-  const void* context_ = nullptr;
-  bool flush_denormals_ = false;
-  bool stop_ = false;
-  alignas(64) std::atomic<uint32_t> generation_{0};  // the workers watch it; Run and the destructor change it
-  alignas(64) std::atomic<size_t> busy_{0};           // workers not yet done with the current job
-  alignas(64) std::atomic<uint32_t> sleepers_{0};     // workers asleep on generation_ (or about to be)
+  Job job_;
+  alignas(64) std::atomic<uint32_t> sleepers_{0};  // workers asleep on job_.generation (or about to be)
 };
 
 }  // namespace mikv

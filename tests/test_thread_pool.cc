@@ -314,6 +314,39 @@ TEST(ThreadPool, ASlowThreadKeepsOnlyItsFirstChunk) {
   EXPECT_GE(c.by_thread[0].load(), 300u);
 }
 
+// Each share's progress word carries the low 16 bits of its call's generation (thread_pool.h, Share): a word left
+// by the last call reads as "not started". Over more calls than the tag has values (so the tag wraps), of every
+// size from 2 to 9 indices, every index runs exactly once per call; then calls with fewer indices than threads
+// (empty shares) alternate with fuller ones on three and four threads.
+TEST(ThreadPool, EveryIndexRunsOncePerCallAcrossTheGenerationTagsWrap) {
+  struct Context {
+    std::atomic<int> runs[16];
+  };
+  auto check = [](ThreadPool& pool, size_t items, Context& c) {
+    for (auto& r : c.runs) r = 0;
+    pool.Run(
+        items, [](const void* ctx, size_t, size_t i) { static_cast<Context*>(const_cast<void*>(ctx))->runs[i]++; },
+        &c, false);
+    for (size_t i = 0; i < 16; ++i)
+      if (c.runs[i].load() != (i < items ? 1 : 0)) return false;
+    return true;
+  };
+  {
+    ThreadPool pool(2);
+    Context c;
+    for (int call = 0; call < 70'000; ++call)
+      ASSERT_TRUE(check(pool, 2 + call % 8, c)) << "call " << call << ", " << 2 + call % 8 << " indices";
+  }
+  for (size_t threads : {3, 4}) {
+    ThreadPool pool(threads);
+    Context c;
+    for (int call = 0; call < 300; ++call) {
+      const size_t items = call % 2 ? 2 : 2 + call % 15;
+      ASSERT_TRUE(check(pool, items, c)) << threads << " threads, call " << call << ", " << items << " indices";
+    }
+  }
+}
+
 // x86 DAZ / Arm FZ: a denormal input reads as zero.
 bool FlushesDenormals() {
   volatile float tiny = 1e-40f;  // a float denormal
