@@ -18,6 +18,8 @@ namespace mikv {
 
 // The phases of a forward pass, in order, timed when the caller asks (SessionConfig::time_phases): where a decode
 // step's time goes. The projections include their activations' int8 quantization; Output and Down their residual add.
+// Where each kv head's attention is one parallel item, the cache write is made in those items (KvCache::WriteKvHead)
+// and timed in Attention; CacheWrite is then only its serial start (KvCache::BeginWrite).
 enum class ForwardPhase : int {
   Embed, AttentionNorm, Qkv, Rope, CacheWrite, Attention, Output, FfnNorm, GateUp, Activation, Down, Classifier, kCount
 };

@@ -47,6 +47,16 @@ class KvCache {
   // making room as the cache's policy says. k, v: [n][n_kv_heads * head_dim]. Single-threaded.
   virtual void Write(int layer, int pos, int n, const float* k, const float* v) = 0;
 
+  // Write in parts, for caches whose write of one kv head's tokens touches nothing of another kv head's
+  // (writes_per_kv_head): BeginWrite on one thread, then WriteKvHead for every kv head, calls for different kv heads
+  // possibly concurrent — the forward pass makes each in the attention's item for that kv head, before its Attend,
+  // so that the write is not serial work between two parallel operations. Together they are Write.
+  virtual bool writes_per_kv_head() const { return false; }
+  virtual void BeginWrite(int layer, int pos, int n, const float* k) { (void)layer, (void)pos, (void)n, (void)k; }
+  virtual void WriteKvHead(int layer, int kv_head, int pos, int n, const float* k, const float* v) {
+    (void)layer, (void)kv_head, (void)pos, (void)n, (void)k, (void)v;
+  }
+
   // Attention of the group of query heads that share kv head `kv_head`, for the token at position `pos`, over
   // the cached tokens of `layer` at positions <= pos: for each head h of the group,
   // out[h][head_dim] = softmax(q[h]·Kᵀ / sqrt(head_dim)) · V. q and out hold the group's heads one after the

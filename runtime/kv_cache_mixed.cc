@@ -63,7 +63,8 @@ void MixedKvCache::Carve(Arena* arena) {
     r->least = ranks && demotes_into ? arena->Take<int32_t>(streams, "kv-tables") : nullptr;
   }
   if (balances_) balancer_.Carve(arena);
-  tmp_ = arena->Take<float>((size_t)kTmpVectors * g_.head_dim, "kv-tables");
+  tmp_ = arena->Take<float>((size_t)g_.n_kv_heads * kTmpVectors * g_.head_dim, "kv-tables");
+  evicted_ = arena->Take<int64_t>(g_.n_kv_heads, "kv-tables");
   if (!arena->measuring()) Reset();
 }
 
@@ -74,12 +75,14 @@ void MixedKvCache::Reset() {
     if (r.least) std::fill(r.least, r.least + streams, -1);
   }
   if (balances_) balancer_.Reset();
-  evicted_ = 0;
+  std::fill(evicted_, evicted_ + g_.n_kv_heads, 0);
   newest_written_ = -1;
 }
 
 KvOccupancy MixedKvCache::Occupancy() const {
-  KvOccupancy o{tiers_[kHi].used[0], tiers_[kLo].used[0], evicted_ / ((int64_t)g_.n_layers * g_.n_kv_heads)};
+  int64_t evicted = 0;
+  for (int h = 0; h < g_.n_kv_heads; ++h) evicted += evicted_[h];
+  KvOccupancy o{tiers_[kHi].used[0], tiers_[kLo].used[0], evicted / ((int64_t)g_.n_layers * g_.n_kv_heads)};
   o.mid_tokens = tiers_[kMid].used[0];
   return o;
 }
@@ -102,8 +105,8 @@ size_t MixedKvCache::ScratchFloats() const {
 
 void MixedKvCache::Transform(const Region& r, int layer, int kv_head, const float** k, const float** v) {
   const int d = g_.head_dim;
-  float* tk = tmp_;
-  float* tv = tmp_ + d;
+  float* tk = Tmp(kv_head);
+  float* tv = tk + d;
   if (Balanced(r)) {
     const float* b = balancer_.Factors(layer, kv_head);
     for (int c = 0; c < d; ++c) tk[c] = (*k)[c] * b[c];
@@ -252,7 +255,7 @@ int MixedKvCache::LeastImportant(const Region& r, size_t s, int first_movable, i
 
 void MixedKvCache::Insert(int tier, size_t s, int layer, int kv_head, Moving m, bool demoted) {
   if (tier >= kTiers) {  // past the lo tier
-    ++evicted_;
+    ++evicted_[kv_head];
     return;
   }
   Region& r = tiers_[tier];
@@ -266,7 +269,7 @@ void MixedKvCache::Insert(int tier, size_t s, int layer, int kv_head, Moving m, 
   // recent. (A tier that does not rank is planned never to fill: more tokens than the context would be needed.)
   if (!r.importance) {
     assert(!"a tier without importance filled up");
-    ++evicted_;
+    ++evicted_[kv_head];
     return;
   }
   int slot;
@@ -278,11 +281,11 @@ void MixedKvCache::Insert(int tier, size_t s, int layer, int kv_head, Moving m, 
     if (slot < 0) slot = LeastImportant(r, s, 0, INT32_MAX);
   }
   // The tier's least important token goes one tier down; the newcomer takes its slot.
-  Moving down = Leaving(tier);
+  Moving down = Leaving(kv_head, tier);
   if (tier + 1 < kTiers) Load(r, s, slot, layer, kv_head, &down);
   Store(r, s, slot, layer, kv_head, m.k, m.v, m.pos, m.imp);
   if (tier + 1 < kTiers) Insert(tier + 1, s, layer, kv_head, down, true);
-  else ++evicted_;
+  else ++evicted_[kv_head];
 }
 
 void MixedKvCache::MakeRoomHigh(size_t s, int layer, int kv_head, int newest) {
@@ -299,39 +302,47 @@ void MixedKvCache::MakeRoomHigh(size_t s, int layer, int kv_head, int newest) {
   }
   if (victim < 0) victim = 0;  // unreachable when hi holds >= sinks + window (PlanKvCache checks it)
   if (config_.policy == KvPolicy::MiKV) {
-    Moving m = Leaving(kHi);
+    Moving m = Leaving(kv_head, kHi);
     Load(hi, s, victim, layer, kv_head, &m);
     Insert(kMid, s, layer, kv_head, m, /*demoted=*/true);
   } else {
-    ++evicted_;
+    ++evicted_[kv_head];
   }
   RemoveSlot(hi, s, victim);
 }
 
 void MixedKvCache::Write(int layer, int pos, int n, const float* k, const float* v) {
+  BeginWrite(layer, pos, n, k);
+  for (int kvh = 0; kvh < g_.n_kv_heads; ++kvh) WriteKvHead(layer, kvh, pos, n, k, v);
+}
+
+void MixedKvCache::BeginWrite(int layer, int pos, int n, const float* k) {
   // A chunk no longer than the window (Session makes it so for the demoting policies) is never demoted while it is
   // written, so every token below the high tier is older than the chunk's queries: a mikv low tier without
   // positions relies on it.
   assert(n <= config_.window || config_.policy != KvPolicy::MiKV || lo_ranked_);
   if (balances_) balancer_.ObserveKeys(layer, n, k);
   newest_written_ = std::max(newest_written_, pos + n - 1);
+}
+
+// Touches only the kv head's own streams, buffers (Tmp) and count (evicted_), and reads its own balancer factors.
+void MixedKvCache::WriteKvHead(int layer, int kvh, int pos, int n, const float* k, const float* v) {
   const int d = g_.head_dim;
   Region& hi = tiers_[kHi];
-  for (int kvh = 0; kvh < g_.n_kv_heads; ++kvh) {
-    const size_t s = Stream(layer, kvh);
-    for (int t = 0; t < n; ++t) {
-      const float* kr = k + ((size_t)t * g_.n_kv_heads + kvh) * d;
-      const float* vr = v + ((size_t)t * g_.n_kv_heads + kvh) * d;
-      if (hi.capacity == 0) {
-        // (Insert reads the token and never writes it: the caller's rows go in as they are.)
-        Insert(kMid, s, layer, kvh, Moving{const_cast<float*>(kr), const_cast<float*>(vr), pos + t, 0.0f},
-               /*demoted=*/false);
-        continue;
-      }
-      if (hi.used[s] == hi.capacity) MakeRoomHigh(s, layer, kvh, pos + n - 1);
-      const int slot = hi.used[s]++;
-      Store(hi, s, slot, layer, kvh, kr, vr, pos + t, 0.0f);
+  const size_t s = Stream(layer, kvh);
+  PrefetchStream(s);  // the write's slots are among them (and the attention that follows reads them all)
+  for (int t = 0; t < n; ++t) {
+    const float* kr = k + ((size_t)t * g_.n_kv_heads + kvh) * d;
+    const float* vr = v + ((size_t)t * g_.n_kv_heads + kvh) * d;
+    if (hi.capacity == 0) {
+      // (Insert reads the token and never writes it: the caller's rows go in as they are.)
+      Insert(kMid, s, layer, kvh, Moving{const_cast<float*>(kr), const_cast<float*>(vr), pos + t, 0.0f},
+             /*demoted=*/false);
+      continue;
     }
+    if (hi.used[s] == hi.capacity) MakeRoomHigh(s, layer, kvh, pos + n - 1);
+    const int slot = hi.used[s]++;
+    Store(hi, s, slot, layer, kvh, kr, vr, pos + t, 0.0f);
   }
 }
 

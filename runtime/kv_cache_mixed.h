@@ -45,6 +45,9 @@ class MixedKvCache final : public KvCache {
   void Attend(int layer, int pos, int kv_head, const float* q, float* out, float* scratch) override;
   size_t ScratchFloats() const override;
   bool ordered_per_kv_head() const override { return true; }
+  bool writes_per_kv_head() const override { return true; }
+  void BeginWrite(int layer, int pos, int n, const float* k) override;
+  void WriteKvHead(int layer, int kv_head, int pos, int n, const float* k, const float* v) override;
   size_t SplitScratchFloats(int blocks) const override;
   void AttendBlockScores(int layer, int pos, int kv_head, int block, int blocks, const float* q, float* shared,
                          float* scratch) override;
@@ -134,8 +137,9 @@ class MixedKvCache final : public KvCache {
   void Insert(int tier, size_t s, int layer, int kv_head, Moving m, bool demoted);
   // Write's buffers for a token leaving tier `tier` (its own per tier, so a cascade never overwrites the token it
   // is still placing).
-  Moving Leaving(int tier) const {
-    return Moving{tmp_ + (size_t)(2 + 2 * tier) * g_.head_dim, tmp_ + (size_t)(3 + 2 * tier) * g_.head_dim, 0, 0.0f};
+  Moving Leaving(int kv_head, int tier) const {
+    float* tmp = Tmp(kv_head);
+    return Moving{tmp + (size_t)(2 + 2 * tier) * g_.head_dim, tmp + (size_t)(3 + 2 * tier) * g_.head_dim, 0, 0.0f};
   }
   void MakeRoomHigh(size_t s, int layer, int kv_head, int newest);
   // The slots each tier gives one block of a split: [r0[t], r1[t]) of tier t.
@@ -184,11 +188,12 @@ class MixedKvCache final : public KvCache {
   // The inverse, in place: stored (decoded) rows back to plain keys and values.
   void Untransform(const Region& r, int layer, int kv_head, float* k, float* v);
 
-  // Write's buffers (single-threaded), head_dim floats each: the transformed key and value, and a key and value per
-  // tier a token can leave downwards (hi, mid).
+  // Write's buffers, kTmpVectors per kv head (WriteKvHead may run for kv heads at once), head_dim floats each: the
+  // transformed key and value, and a key and value per tier a token can leave downwards (hi, mid).
   static constexpr int kTmpVectors = 2 + 2 * (kTiers - 1);
+  float* Tmp(int kv_head) const { return tmp_ + (size_t)kv_head * kTmpVectors * g_.head_dim; }
   float* tmp_ = nullptr;
-  int64_t evicted_ = 0;
+  int64_t* evicted_ = nullptr;  // [n_kv_heads]: tokens dropped since Reset, counted by the kv head's writes
   // The latest position written to any stream since Reset: a query at or after it has no later row to mask.
   int newest_written_ = -1;
 };

@@ -3,11 +3,13 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <memory>
 #include <random>
 #include <set>
+#include <thread>
 
 #include "arena.h"
 #include "fp16.h"
@@ -251,6 +253,57 @@ TEST(MixedKvCache, EqualImportanceEvictsTheOldest) {
   for (int p = n - 98; p < n - 8; ++p) want_low.insert(p);
   EXPECT_EQ(high, want_high);
   EXPECT_EQ(low, want_low);
+}
+
+// The forward pass writes each kv head's tokens in that kv head's attention item (KvCache::WriteKvHead), on
+// whichever thread takes it. Four kv heads written at once, each from its own thread, after BeginWrite, keep what
+// Write keeps: every attention output the same bit for bit, every slot, and the evictions — through demotions from a
+// full high tier and evictions from a full low tier, with the key balancer on.
+TEST(MixedKvCache, WritesPerKvHeadFromTheirOwnThreadsAreWrite) {
+  const KvGeometry g = OneLayerGeometry(8, 4, 32, 96);
+  KvCacheConfig c = Config(KvPolicy::MiKV, 48, 0.25f);  // 12 hi, 36 lo: both fill
+  c.balance_keys = true;
+  CacheUnderTest whole(g, c), parts(g, c);
+  ASSERT_TRUE(whole.status.ok() && parts.status.ok()) << whole.status.ToString();
+  ASSERT_TRUE(parts.cache->writes_per_kv_head());
+  std::mt19937 rng(11);
+  const size_t q_size = (size_t)g.n_heads * g.head_dim, kv_size = (size_t)g.n_kv_heads * g.head_dim;
+  const int group = g.n_heads / g.n_kv_heads;
+  std::vector<float> out_whole(q_size), out_parts(q_size);
+  for (int pos = 0; pos < 90; ++pos) {
+    const auto q = RandomVector(rng, (int)q_size), k = RandomVector(rng, (int)kv_size, 3.0f), v = RandomVector(rng, (int)kv_size);
+    whole.cache->Observe(0, 1, q.data());
+    parts.cache->Observe(0, 1, q.data());
+    whole.cache->Write(0, pos, 1, k.data(), v.data());
+    parts.cache->BeginWrite(0, pos, 1, k.data());
+    std::atomic<int> ready{0};  // the writers start together, so that their writes overlap
+    std::vector<std::thread> writers;
+    for (int h = g.n_kv_heads - 1; h >= 0; --h)
+      writers.emplace_back([&, h] {
+        ready++;
+        while (ready.load() < g.n_kv_heads) {
+        }
+        parts.cache->WriteKvHead(0, h, pos, 1, k.data(), v.data());
+      });
+    for (std::thread& w : writers) w.join();
+    for (int h = 0; h < g.n_kv_heads; ++h) {
+      const size_t off = (size_t)h * group * g.head_dim;
+      whole.cache->Attend(0, pos, h, q.data() + off, out_whole.data() + off, whole.scratch.data());
+      parts.cache->Attend(0, pos, h, q.data() + off, out_parts.data() + off, parts.scratch.data());
+    }
+    ASSERT_EQ(0, std::memcmp(out_whole.data(), out_parts.data(), q_size * sizeof(float))) << "position " << pos;
+  }
+  EXPECT_EQ(whole.cache->Occupancy().evicted, 90 - 48);
+  EXPECT_EQ(parts.cache->Occupancy().evicted, whole.cache->Occupancy().evicted);
+  for (int h = 0; h < g.n_kv_heads; ++h) {
+    std::vector<MixedKvCache::SlotView> a(96), b(96);
+    const int na = whole.cache->Slots(0, h, a.data(), 96), nb = parts.cache->Slots(0, h, b.data(), 96);
+    ASSERT_EQ(na, nb) << "kv head " << h;
+    for (int i = 0; i < na; ++i) {
+      EXPECT_EQ(a[i].position, b[i].position) << "kv head " << h << ", slot " << i;
+      EXPECT_EQ(a[i].high(), b[i].high()) << "kv head " << h << ", slot " << i;
+    }
+  }
 }
 
 // Tiered mikv: the loudest tokens stay high, the next loudest in the middle tier, the quiet ones go to the low
