@@ -313,7 +313,7 @@ void MixedKvCache::MakeRoomHigh(size_t s, int layer, int kv_head, int newest) {
 
 void MixedKvCache::Write(int layer, int pos, int n, const float* k, const float* v) {
   BeginWrite(layer, pos, n, k);
-  for (int kvh = 0; kvh < g_.n_kv_heads; ++kvh) WriteKvHead(layer, kvh, pos, n, k, v);
+  for (int kvh = 0; kvh < g_.n_kv_heads; ++kvh) WriteStream(layer, kvh, pos, n, k, v);
 }
 
 void MixedKvCache::BeginWrite(int layer, int pos, int n, const float* k) {
@@ -325,12 +325,18 @@ void MixedKvCache::BeginWrite(int layer, int pos, int n, const float* k) {
   newest_written_ = std::max(newest_written_, pos + n - 1);
 }
 
-// Touches only the kv head's own streams, buffers (Tmp) and count (evicted_), and reads its own balancer factors.
+// On the thread that attends the kv head next: the stream's rows are asked for here, once, for the write's slots
+// and the attention's reads (PrefetchStream says why).
 void MixedKvCache::WriteKvHead(int layer, int kvh, int pos, int n, const float* k, const float* v) {
+  PrefetchStream(Stream(layer, kvh));
+  WriteStream(layer, kvh, pos, n, k, v);
+}
+
+// Touches only the kv head's own streams, buffers (Tmp) and count (evicted_), and reads its own balancer factors.
+void MixedKvCache::WriteStream(int layer, int kvh, int pos, int n, const float* k, const float* v) {
   const int d = g_.head_dim;
   Region& hi = tiers_[kHi];
   const size_t s = Stream(layer, kvh);
-  PrefetchStream(s);  // the write's slots are among them (and the attention that follows reads them all)
   for (int t = 0; t < n; ++t) {
     const float* kr = k + ((size_t)t * g_.n_kv_heads + kvh) * d;
     const float* vr = v + ((size_t)t * g_.n_kv_heads + kvh) * d;
@@ -488,6 +494,14 @@ void MixedKvCache::WeighRows(size_t s, const Rows& rows, const float* scores, si
   }
 }
 
+// A decode step reads each stream's rows once, after every other layer's rows and ~70 MB of weights: they come
+// from memory. At short contexts a stream is a few short runs of rows (SmolLM2 at 512 tokens: 36 FP16 rows and 327
+// INT2 rows a kv head, ~25 KB of keys and values), too short for the hardware prefetcher to get ahead of the kernels,
+// which then wait on each miss; asked for all at once up front, they arrive in parallel (one thread: the attention
+// phase 525-528 -> 417-438 µs a token; two: 393-411 -> 335-347). Long streams are left to the hardware prefetcher: asking
+// for 128 KB or all of a 4k-token stream made its attention slower (1,383-1,471 -> 1,525-1,629 µs), 32 KB was level.
+// Asked for once, by the thread that writes the stream and then attends it (WriteKvHead): every engine path writes
+// a stream before attending it, and a serial Write would fetch rows into a core that does not read them.
 void MixedKvCache::PrefetchStream(size_t s) const {
   size_t left = kPrefetchStreamBytes;
   auto ask = [&left](const void* first, size_t bytes) {
@@ -502,18 +516,11 @@ void MixedKvCache::PrefetchStream(size_t s) const {
     if (r.used[s] > 0 && r.importance) ask(r.importance + s * r.capacity, (size_t)r.used[s] * sizeof(float));
 }
 
-// A decode step reads each stream's rows once, after every other layer's rows and ~70 MB of weights: they come
-// from memory. At short contexts a stream is a few short runs of rows (SmolLM2 at 512 tokens: 36 FP16 rows and 327
-// INT2 rows a kv head, ~25 KB of keys and values), too short for the hardware prefetcher to get ahead of the kernels,
-// which then wait on each miss; asked for all at once up front, they arrive in parallel (one thread: the attention
-// phase 525-528 -> 417-438 µs a token; two: 393-411 -> 335-347). Long streams are left to the hardware prefetcher: asking
-// for 128 KB or all of a 4k-token stream made its attention slower (1,383-1,471 -> 1,525-1,629 µs), 32 KB was level.
 void MixedKvCache::Attend(int layer, int pos, int kv_head, const float* q, float* out, float* scratch) {
   const int d = g_.head_dim, group = g_.group();
   const size_t s = Stream(layer, kv_head);
   const size_t stride = ScoreStride();
   float* scores = scratch;  // per head h of the group: scores[h·stride]
-  PrefetchStream(s);
   const Queries queries = PrepareQueries(layer, kv_head, q, scratch + group * stride);
   const Rows all = AllRows(s);
   ScoreRows(s, pos, all, queries, scores, stride);

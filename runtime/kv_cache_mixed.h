@@ -156,10 +156,12 @@ class MixedKvCache final : public KvCache {
   // Where tier t's slots begin among a stream's scores.
   int ScoreOffset(size_t s, int tier) const;
   Queries PrepareQueries(int layer, int kv_head, const float* q, float* buf);
-  // Asks for the first kPrefetchStreamBytes of a stream's rows — keys, then values, then importance — before its
-  // attention reads them (Attend says why).
+  // Asks for the first kPrefetchStreamBytes of a stream's rows — keys, then values, then importance — where the
+  // stream's work starts on the thread that attends it (WriteKvHead; the definition says why).
   static constexpr size_t kPrefetchStreamBytes = 32 * 1024;
   void PrefetchStream(size_t s) const;
+  // WriteKvHead's work without the prefetch: Write's, on the calling thread, whose attention runs on others.
+  void WriteStream(int layer, int kv_head, int pos, int n, const float* k, const float* v);
   void ScoreRows(size_t s, int pos, const Rows& rows, const Queries& q, float* scores, size_t stride) const;
   // `newest`: the attention is the newest token's (its importance is what the next Write sees).
   void WeighRows(size_t s, const Rows& rows, const float* scores, size_t stride, float* out, bool newest);
