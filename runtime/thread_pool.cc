@@ -187,7 +187,7 @@ void ThreadPool::Work(size_t thread, uint32_t generation) {
   const void* const context = job_.context;
   const size_t items = job_.items;
   FlushDenormalsScope mode(job_.flush_denormals);
-  const uint64_t tag = generation & ((uint64_t{1} << kTagBits) - 1);
+  const uint64_t tag = generation & kTagMask;
   for (size_t k = 0; k < threads_; ++k) {  // own share first, then the others' remainders
     const size_t s = (thread + k) % threads_;
     const auto [begin, end] = ShareOf(items, threads_, s);
@@ -196,7 +196,7 @@ void ThreadPool::Work(size_t thread, uint32_t generation) {
     // owns it, for every thread and share at the end of every operation (pthreadpool looks first, too).
     uint64_t w = word.load(std::memory_order_relaxed);
     for (;;) {
-      const bool current = (w & ((uint64_t{1} << kTagBits) - 1)) == tag;
+      const bool current = (w & kTagMask) == tag;
       const size_t next = current ? (size_t)(w >> kTagBits) : begin;
       if (next >= end) {
         // An empty share of its own is still claimed, so that its word never holds a tag older than the last

@@ -86,6 +86,7 @@ class ThreadPool {
   // whose tag is not the running generation's belongs to the last operation (every thread claims its own share's
   // word in every operation, Work, so a stale word is always exactly one generation old and the tag cannot alias).
   static constexpr int kTagBits = 16;
+  static constexpr uint64_t kTagMask = (uint64_t{1} << kTagBits) - 1;
   static constexpr uint64_t kMaxItems = uint64_t{1} << (64 - kTagBits);  // more run serially (never in practice)
   struct alignas(64) Share {
     std::atomic<uint64_t> word{0};

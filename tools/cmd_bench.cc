@@ -372,8 +372,8 @@ int RunBench(const BenchArgs& a) {
     std::vector<double> sorted = fractions;
     std::sort(sorted.begin(), sorted.end());
     const size_t mid = sorted.size() / 2;
+    const double median = sorted.empty() ? 0.0 : sorted.size() % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
     if (!sorted.empty()) {
-      const double median = sorted.size() % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
       out["model"]["decode_fraction_of_interleaved_copy"] = median;
       out["model"]["interleaved_copy"] = {{"copy_bytes_per_second", stretch_copy}, {"stretches", stretches_json}};
     }
@@ -388,7 +388,7 @@ int RunBench(const BenchArgs& a) {
       std::printf("decode against copies between its %zu stretches (%.1f-%.1f GB/s): %.0f%% (median; %.0f-%.0f%%)\n",
                   fractions.size(), *std::min_element(stretch_copy.begin(), stretch_copy.end()) / 1e9,
                   *std::max_element(stretch_copy.begin(), stretch_copy.end()) / 1e9,
-                  100 * out["model"]["decode_fraction_of_interleaved_copy"].get<double>(),
+                  100 * median,
                   100 * sorted.front(), 100 * sorted.back());
     if (a.phases && st.generated_tokens > 0) {
       // Microseconds per decoded token in each phase; "session" is what the step spent outside the forward pass.
