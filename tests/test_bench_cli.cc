@@ -49,6 +49,11 @@ TEST(BenchCli, DecodeIsComparedWithCopiesBetweenItsStretches) {
   double seconds = 0;
   for (const auto& s : stretches) seconds += s["decode_tokens"].get<double>() / s["decode_tokens_per_second"].get<double>();
   EXPECT_NEAR(56 / seconds, model["decode_tokens_per_second"].get<double>(), 1e-6 * (56 / seconds));
+  // The plain read of the same threads, the decode's other roof: the same bytes per second over it.
+  const double read = model["read_bytes_per_second_same_threads"];
+  EXPECT_GT(read, 0.0);
+  const double decode_rate = bytes * model["decode_tokens_per_second"].get<double>();
+  EXPECT_NEAR(model["decode_fraction_of_read"].get<double>(), decode_rate / read, 1e-12 * decode_rate / read);
 }
 
 }  // namespace

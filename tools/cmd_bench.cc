@@ -87,6 +87,32 @@ void BenchCopy(benchmark::State& state, int threads) {
   state.SetBytesProcessed((int64_t)state.iterations() * 2 * (int64_t)n);
 }
 
+// `threads` threads each read their slice (sums of its words): the roof of a decode step, which reads its weights
+// and cache and writes next to nothing. The copy counts its reads and writes, and a large memcpy's streaming stores
+// move bytes at a rate reads alone may not reach (on this project's AMD VMs two threads copied 71-98 GB/s, read
+// 42-72), so decode's share of the copy alone understates how near it is to what the memory gives these threads.
+uint64_t SumOfWords(const uint64_t* w, size_t n) {
+  uint64_t s[4] = {0, 0, 0, 0};  // four chains, vectorised by the compiler
+  for (size_t i = 0; i + 4 <= n; i += 4)
+    for (int j = 0; j < 4; ++j) s[j] += w[i + j];
+  return (s[0] + s[1]) + (s[2] + s[3]);
+}
+
+void BenchRead(benchmark::State& state, int threads) {
+  const size_t words = ((size_t)1 << 27) / sizeof(uint64_t);  // 128 MiB: far beyond the caches
+  std::vector<uint64_t> a(words, 1);
+  const size_t slice = words / threads;
+  std::vector<uint64_t> sums(threads);
+  for (auto _ : state) {
+    std::vector<std::thread> pool;
+    for (int t = 1; t < threads; ++t) pool.emplace_back([&, t] { sums[t] = SumOfWords(a.data() + t * slice, slice); });
+    sums[0] = SumOfWords(a.data(), slice);
+    for (std::thread& th : pool) th.join();
+    benchmark::DoNotOptimize(sums.data());
+  }
+  state.SetBytesProcessed((int64_t)state.iterations() * (int64_t)(slice * threads * sizeof(uint64_t)));
+}
+
 // Copies of the model's thread count between stretches of decoding, so that decode's share of the copy compares
 // like with like while the load of a shared host changes (the Google Benchmark copy above runs before the model, and
 // on this project's VMs it moved 45-70 GB/s from run to run, the fraction with it). Threads are started once, outside
@@ -250,6 +276,8 @@ int RunBench(const BenchArgs& a) {
   timed(benchmark::RegisterBenchmark("copy", [](benchmark::State& s) { BenchCopy(s, 1); }));
   if (!a.model.empty() && model_threads > 1)
     timed(benchmark::RegisterBenchmark("copy_threads", [model_threads](benchmark::State& s) { BenchCopy(s, model_threads); }));
+  if (!a.model.empty())
+    timed(benchmark::RegisterBenchmark("read_threads", [model_threads](benchmark::State& s) { BenchRead(s, model_threads); }));
   std::vector<std::pair<std::string, std::pair<std::string, size_t>>> rows;
   for (const std::string& ps : a.model_only ? std::vector<std::string>{} : SplitList(a.precisions)) {
     KvPrecision p;
@@ -284,12 +312,14 @@ int RunBench(const BenchArgs& a) {
   benchmark::ClearRegisteredBenchmarks();
   const double copy = collector.rates["copy"];
   const double copy_model = model_threads > 1 && collector.rates.count("copy_threads") ? collector.rates["copy_threads"] : copy;
+  const double read_model = collector.rates.count("read_threads") ? collector.rates["read_threads"] : 0.0;
   out["copy_bytes_per_second"] = copy;
   if (!a.json) {
     std::printf("KV kernels: %s, head_dim %d, %d query head%s per kv head, one thread\n", ActiveKvKernels().isa, a.head_dim,
                 a.gqa, a.gqa == 1 ? "" : "s");
     std::printf("copy (read + write), one thread: %8.2f GB/s\n", copy / 1e9);
     if (!a.model.empty()) std::printf("copy, %d threads (the model's):  %8.2f GB/s\n", model_threads, copy_model / 1e9);
+    if (!a.model.empty()) std::printf("read, %d threads (the model's):  %8.2f GB/s\n", model_threads, read_model / 1e9);
     std::printf("\n");
     if (!a.model_only) std::printf("%-10s %8s %14s %10s\n", "precision", "tokens", "KV read GB/s", "of copy");
   }
@@ -359,7 +389,8 @@ int RunBench(const BenchArgs& a) {
                     {"bytes_per_decoded_token", bytes}, {"weight_bytes_per_decoded_token", weight_bytes},
                     {"kv_bytes_per_decoded_token", kv_bytes}, {"kv_plan_bytes", session->kv_plan().total_bytes},
                     {"decode_bytes_per_second", bytes * decode_tps}, {"copy_bytes_per_second_same_threads", copy_model},
-                    {"decode_fraction_of_copy", bytes * decode_tps / copy_model}};
+                    {"decode_fraction_of_copy", bytes * decode_tps / copy_model},
+                    {"read_bytes_per_second_same_threads", read_model}, {"decode_fraction_of_read", bytes * decode_tps / read_model}};
     // The same bytes per token (KV at its mean over the whole decode) for every stretch.
     nlohmann::ordered_json stretches_json = nlohmann::ordered_json::array();
     std::vector<double> fractions;
@@ -382,8 +413,10 @@ int RunBench(const BenchArgs& a) {
                           {"mid_tokens", occ.mid_tokens}, {"lo_tokens", occ.lo_tokens}, {"evicted_tokens", occ.evicted},
                           {"sinks", session->kv_plan().sinks}, {"window", session->kv_plan().window}};
     if (!a.json)
-      std::printf("\nmodel %s: prefill %.1f tok/s, decode %.1f tok/s; decode reads %.1f MB/token = %.2f GB/s (%.0f%% of copy)\n",
-                  m.name.c_str(), prefill_tps, decode_tps, bytes / 1e6, bytes * decode_tps / 1e9, 100 * bytes * decode_tps / copy_model);
+      std::printf("\nmodel %s: prefill %.1f tok/s, decode %.1f tok/s; decode reads %.1f MB/token = %.2f GB/s (%.0f%% of copy, "
+                  "%.0f%% of read)\n",
+                  m.name.c_str(), prefill_tps, decode_tps, bytes / 1e6, bytes * decode_tps / 1e9, 100 * bytes * decode_tps / copy_model,
+                  100 * bytes * decode_tps / read_model);
     if (!a.json && !sorted.empty())
       std::printf("decode against copies between its %zu stretches (%.1f-%.1f GB/s): %.0f%% (median; %.0f-%.0f%%)\n",
                   fractions.size(), *std::min_element(stretch_copy.begin(), stretch_copy.end()) / 1e9,
