@@ -1,4 +1,6 @@
 #include "linear.h"
+
+#include "thread_pool.h"
 #include "xnn_memory.h"
 
 #include <malloc.h>
@@ -217,14 +219,36 @@ Status Linear::CreateFrom(const TensorView& w, const float* bias, bool w_is_temp
 
 namespace {
 
+// Output rows per item: two packed groups of eight.
+constexpr size_t kQb32TileRows = 16;
+// Weight bytes asked for at once where a thread's stream of tiles starts (the kernels then ask 8 KiB ahead of the
+// block they multiply, qb32-gemm-avx.h, so those first lines would otherwise come one miss at a time).
+constexpr size_t kQb32StreamStartBytes = 8192;
+
 struct Qb32Task {
   Qb32GemmFn fn;
   Qb32GemmArgs args;
+  size_t out, tiles, threads;
 };
 
-void RunQb32Tile(void* context, size_t begin, size_t count) {
+// A thread takes its share's tiles in order (ThreadPool::ShareOf), then single tiles of others' shares: at its
+// share's first tile and at each taken tile its stream of weights starts cold, and the kernels' prefetch only covers
+// what follows. A decode step of SmolLM2's shape is ~120 such matrices of 0.2-1 MB, each a new stream on each thread.
+// Asked for at once there: the projections at 512 tokens on two threads, twelve pairs alternating with the build
+// without it, median 1,365 -> 1,283 µs a token (tok/s 556 -> 587); the gain is where the host's memory was loaded
+// (1,398-1,707 -> 1,216-1,474), level where it was quiet (docs/bench/qb32-stream-start-session26.json). Asking at
+// every tile instead was 8-15% slower than this (four pairs).
+void RunQb32Tile(void* context, size_t thread, size_t tile) {
   const Qb32Task* t = static_cast<const Qb32Task*>(context);
-  t->fn(t->args, begin, begin + count);
+  const size_t begin = tile * kQb32TileRows, end = std::min(begin + kQb32TileRows, t->out);
+  const auto [first, last] = ThreadPool::ShareOf(t->tiles, t->threads, thread);
+  if (tile == first || tile >= last || tile < first) {
+    // (Row o starts at o · w_row_bytes in the packed groups of eight rows too.)
+    const char* w = reinterpret_cast<const char*>(t->args.w) + begin * t->args.w_row_bytes;
+    const size_t bytes = std::min(kQb32StreamStartBytes, (t->out - begin) * t->args.w_row_bytes);
+    for (size_t b = 0; b < bytes; b += 64) __builtin_prefetch(w + b);
+  }
+  t->fn(t->args, begin, end);
 }
 
 }  // namespace
@@ -234,11 +258,13 @@ Status Linear::Run(const LinearInput& in, float* y, pthreadpool_t pool) {
     if (in.q8_blocks == nullptr || (packed_ && in.q8_sums == nullptr))
       return Status(MIKV_ERR_INTERNAL, "q8_0/q4_0 weights need the activations as Q8_0 blocks and their sums");
     const size_t blocks = in_ / kQBlock;
+    const size_t tiles = (out_ + kQb32TileRows - 1) / kQb32TileRows;
     Qb32Task task{type_ == WeightType::Q8_0 ? qb32_->q8_0 : qb32_->q4_0,
-                  {blocks_, row_bytes_, in.q8_blocks, blocks * kQ8_0BlockBytes, blocks, in.batch, y, out_, in.q8_sums}};
+                  {blocks_, row_bytes_, in.q8_blocks, blocks * kQ8_0BlockBytes, blocks, in.batch, y, out_, in.q8_sums},
+                  out_, tiles, pthreadpool_get_threads_count(pool)};
     // Output rows split across threads in tiles of 16 (two packed groups): a weight row is read once per call
     // however many activation rows there are, and each thread streams its own part of the matrix.
-    pthreadpool_parallelize_1d_tile_1d(pool, RunQb32Tile, &task, out_, 16, PTHREADPOOL_FLAG_DISABLE_DENORMALS);
+    pthreadpool_parallelize_1d_with_thread(pool, RunQb32Tile, &task, tiles, PTHREADPOOL_FLAG_DISABLE_DENORMALS);
     AddBias(in.batch, y);
     return OkStatus();
   }
