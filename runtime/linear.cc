@@ -242,7 +242,8 @@ void RunQb32Tile(void* context, size_t thread, size_t tile) {
   const Qb32Task* t = static_cast<const Qb32Task*>(context);
   const size_t begin = tile * kQb32TileRows, end = std::min(begin + kQb32TileRows, t->out);
   const auto [first, last] = ThreadPool::ShareOf(t->tiles, t->threads, thread);
-  if (tile == first || tile >= last || tile < first) {
+  const bool stream_starts = tile <= first || tile >= last;  // its share's first tile, or one taken from another's
+  if (stream_starts) {
     // (Row o starts at o · w_row_bytes in the packed groups of eight rows too.)
     const char* w = reinterpret_cast<const char*>(t->args.w) + begin * t->args.w_row_bytes;
     const size_t bytes = std::min(kQb32StreamStartBytes, (t->out - begin) * t->args.w_row_bytes);
