@@ -88,9 +88,9 @@ void BenchCopy(benchmark::State& state, int threads) {
 }
 
 // `threads` threads each read their slice (sums of its words): the roof of a decode step, which reads its weights
-// and cache and writes next to nothing. The copy counts its reads and writes, and a large memcpy's streaming stores
-// move bytes at a rate reads alone may not reach (on this project's AMD VMs two threads copied 71-98 GB/s, read
-// 42-72), so decode's share of the copy alone understates how near it is to what the memory gives these threads.
+// and cache and writes next to nothing, where the copy counts its reads and its writes. Decode against both says how
+// near it is to what the memory gives these threads, whichever of the two this host does faster (on this project's
+// AMD VMs the two-thread read measured 67-77 GB/s beside copies of 61-76, docs/bench/read-roof-session26.json).
 uint64_t SumOfWords(const uint64_t* w, size_t n) {
   uint64_t s[4] = {0, 0, 0, 0};  // four chains, vectorised by the compiler
   for (size_t i = 0; i + 4 <= n; i += 4)
