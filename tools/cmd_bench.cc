@@ -90,7 +90,7 @@ void BenchCopy(benchmark::State& state, int threads) {
 // `threads` threads each read their slice (sums of its words): the roof of a decode step, which reads its weights
 // and cache and writes next to nothing, where the copy counts its reads and its writes. Decode against both says how
 // near it is to what the memory gives these threads, whichever of the two this host does faster (on this project's
-// AMD VMs the two-thread read measured 67-77 GB/s beside copies of 61-76, docs/bench/read-roof-session26.json).
+// AMD VMs the two-thread read measured 67-77 GB/s where the copy before the model measured 42-76).
 uint64_t SumOfWords(const uint64_t* w, size_t n) {
   uint64_t s[4] = {0, 0, 0, 0};  // four chains, vectorised by the compiler
   for (size_t i = 0; i + 4 <= n; i += 4)
