@@ -6,6 +6,7 @@
 #include <numeric>
 
 #include "ggml_blocks.h"
+#include "prefetch.h"
 
 namespace mikv {
 
@@ -36,13 +37,6 @@ class PhaseClock {
   double* seconds_;
   std::chrono::steady_clock::time_point last_;
 };
-
-// Asks for n floats' lines ahead of their use. A layer's norm weights (2.3 KB for SmolLM2) have left every cache
-// by the time the next token reaches them (~70 MB of weights stream between), and RmsNorm on the calling thread,
-// while the workers wait, then waits on each line from memory.
-void PrefetchFloats(const float* p, size_t n) {
-  for (size_t i = 0; i < n; i += 16) __builtin_prefetch(p + i);
-}
 
 }  // namespace
 
@@ -316,7 +310,10 @@ Status LlamaGraph::Forward(const int32_t* tokens, int n, int pos, KvCache* cache
       pthreadpool_parallelize_1d_with_thread(pool, RunAttentionPerTokenAndKvHead, &task, (size_t)n * c.n_kv_heads, 0);
 
     clock.Mark(ForwardPhase::Attention);
-    PrefetchFloats(reinterpret_cast<const float*>(L.ffn_norm->data), (size_t)c.dim);  // arrives during wo
+    // A layer's norm weights (2.3 KB for SmolLM2) have left every cache by the time the next token reaches them
+    // (~70 MB of weights stream between), and RmsNorm on this thread, while the workers wait, would then wait on each
+    // line from memory: each norm's are asked for before the projection that precedes it.
+    PrefetchLines(L.ffn_norm->data, (size_t)c.dim * sizeof(float));  // arrives during wo
     LinearInput att_in{att_, nullptr, nullptr, (size_t)n};
     MIKV_RETURN_IF_ERROR(Project(ops.wo, &att_in, c.q_dim(), xb2_, pool));
     for (size_t i = 0; i < (size_t)n * c.dim; ++i) x_[i] += xb2_[i];
@@ -344,7 +341,7 @@ Status LlamaGraph::Forward(const int32_t* tokens, int n, int pos, KvCache* cache
     MIKV_RETURN_IF_ERROR(swiglu_.Run(h13_, (size_t)n, hidden, row, up));
     clock.Mark(ForwardPhase::Activation);
     const TensorView* next_norm = l + 1 < c.n_layers ? w.layers[l + 1].attn_norm : w.norm;
-    PrefetchFloats(reinterpret_cast<const float*>(next_norm->data), (size_t)c.dim);  // arrives during the down projection
+    PrefetchLines(next_norm->data, (size_t)c.dim * sizeof(float));  // arrives during the down projection
     LinearInput down_in{h13_, nullptr, nullptr, (size_t)n};
     MIKV_RETURN_IF_ERROR(Project(ops.w2, &down_in, c.hidden_dim, xb2_, pool));
     for (size_t i = 0; i < (size_t)n * c.dim; ++i) x_[i] += xb2_[i];

@@ -2,6 +2,7 @@
 
 #include "hadamard.h"
 #include "kv_kernels.h"
+#include "prefetch.h"
 
 #include <algorithm>
 #include <cmath>
@@ -504,9 +505,10 @@ void MixedKvCache::WeighRows(size_t s, const Rows& rows, const float* scores, si
 // a stream before attending it, and a serial Write would fetch rows into a core that does not read them.
 void MixedKvCache::PrefetchStream(size_t s) const {
   size_t left = kPrefetchStreamBytes;
-  auto ask = [&left](const void* first, size_t bytes) {
-    const char* p = static_cast<const char*>(first);
-    for (size_t o = 0; o < bytes && left >= 64; o += 64, left -= 64) __builtin_prefetch(p + o);
+  auto ask = [&left](const void* first, size_t bytes) {  // (left stays a multiple of the 64-byte line)
+    const size_t n = std::min(bytes, left);
+    PrefetchLines(first, n);
+    left -= (n + 63) / 64 * 64;
   };
   for (const Region& r : tiers_)
     if (r.used[s] > 0) ask(r.K(s, 0), (size_t)r.used[s] * r.kcodec.bytes());

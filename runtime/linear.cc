@@ -1,5 +1,6 @@
 #include "linear.h"
 
+#include "prefetch.h"
 #include "thread_pool.h"
 #include "xnn_memory.h"
 
@@ -245,9 +246,8 @@ void RunQb32Tile(void* context, size_t thread, size_t tile) {
   const bool stream_starts = tile <= first || tile >= last;  // its share's first tile, or one taken from another's
   if (stream_starts) {
     // (Row o starts at o · w_row_bytes in the packed groups of eight rows too.)
-    const char* w = reinterpret_cast<const char*>(t->args.w) + begin * t->args.w_row_bytes;
-    const size_t bytes = std::min(kQb32StreamStartBytes, (t->out - begin) * t->args.w_row_bytes);
-    for (size_t b = 0; b < bytes; b += 64) __builtin_prefetch(w + b);
+    PrefetchLines(t->args.w + begin * t->args.w_row_bytes,
+                  std::min(kQb32StreamStartBytes, (t->out - begin) * t->args.w_row_bytes));
   }
   t->fn(t->args, begin, end);
 }

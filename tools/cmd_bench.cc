@@ -318,8 +318,10 @@ int RunBench(const BenchArgs& a) {
     std::printf("KV kernels: %s, head_dim %d, %d query head%s per kv head, one thread\n", ActiveKvKernels().isa, a.head_dim,
                 a.gqa, a.gqa == 1 ? "" : "s");
     std::printf("copy (read + write), one thread: %8.2f GB/s\n", copy / 1e9);
-    if (!a.model.empty()) std::printf("copy, %d threads (the model's):  %8.2f GB/s\n", model_threads, copy_model / 1e9);
-    if (!a.model.empty()) std::printf("read, %d threads (the model's):  %8.2f GB/s\n", model_threads, read_model / 1e9);
+    if (!a.model.empty()) {
+      std::printf("copy, %d threads (the model's):  %8.2f GB/s\n", model_threads, copy_model / 1e9);
+      std::printf("read, %d threads (the model's):  %8.2f GB/s\n", model_threads, read_model / 1e9);
+    }
     std::printf("\n");
     if (!a.model_only) std::printf("%-10s %8s %14s %10s\n", "precision", "tokens", "KV read GB/s", "of copy");
   }
