@@ -1,11 +1,11 @@
 #include "llama_graph.h"
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <numeric>
 
 #include "ggml_blocks.h"
+#include "phase_clock.h"
 #include "prefetch.h"
 
 namespace mikv {
@@ -17,28 +17,6 @@ const char* ForwardPhaseName(ForwardPhase phase) {
   const int i = (int)phase;
   return i >= 0 && i < kForwardPhases ? kNames[i] : "?";
 }
-
-namespace {
-
-// Adds the time since the last mark to a phase's seconds; does nothing without a table (the usual case).
-class PhaseClock {
- public:
-  explicit PhaseClock(double* seconds) : seconds_(seconds) {
-    if (seconds_) last_ = std::chrono::steady_clock::now();
-  }
-  void Mark(ForwardPhase phase) {
-    if (!seconds_) return;
-    const auto now = std::chrono::steady_clock::now();
-    seconds_[(int)phase] += std::chrono::duration<double>(now - last_).count();
-    last_ = now;
-  }
-
- private:
-  double* seconds_;
-  std::chrono::steady_clock::time_point last_;
-};
-
-}  // namespace
 
 Status LlamaGraph::CreateOperators() {
   const ModelConfig& c = model_.config();
@@ -72,6 +50,12 @@ Status LlamaGraph::CreateOperators() {
     }
   }
   MIKV_RETURN_IF_ERROR(classifier_.Create(*w.output, nullptr));
+  if (lockstep_) {
+    thread_swiglu_.reset(new SwiGlu[threads_]);
+    for (int t = 0; t < threads_; ++t) MIKV_RETURN_IF_ERROR(thread_swiglu_[t].Create());
+    barrier_ = LockstepBarrier((size_t)threads_);
+    thread_status_.assign((size_t)threads_, OkStatus());
+  }
 
   // RoPE frequencies: theta^(-2i/d), divided by the model's per-frequency factors (Llama 3 scaling).
   const int half = c.head_dim / 2;
@@ -129,6 +113,18 @@ void LlamaGraph::Carve(Arena* a, size_t attn_scratch_floats, size_t split_scratc
   attn_scratch_ = a->Take<float>(attn_scratch_stride_ * threads_, "activations");
   attn_split_ = split_blocks_ > 1 && split_scratch_floats > 0 ? a->Take<float>(split_scratch_floats, "activations")
                                                               : nullptr;
+  if (lockstep_) {  // rows 64 bytes apart: no line shared by two threads' buffers
+    auto line = [](size_t n, size_t size) { return (n * size + 63) / 64 * 64 / size; };
+    thread_floats_stride_ = line(c.dim, sizeof(float));
+    thread_hidden_stride_ = line(c.hidden_dim, sizeof(float));
+    thread_q8_stride_ = line(widest / kQBlock * kQ8_0BlockBytes, 1);
+    thread_sums_stride_ = line(widest / kQBlock, sizeof(int32_t));
+    thread_xb_ = a->Take<float>(thread_floats_stride_ * threads_, "activations");
+    thread_hidden_ = a->Take<float>(thread_hidden_stride_ * threads_, "activations");
+    thread_product_ = a->Take<float>(thread_hidden_stride_ * threads_, "activations");
+    thread_q8_ = a->Take<uint8_t>(thread_q8_stride_ * threads_, "activations");
+    thread_q8_sums_ = a->Take<int32_t>(thread_sums_stride_ * threads_, "activations");
+  }
 }
 
 void LlamaGraph::RmsNorm(const float* x, const float* w, float* out, int n) const {
@@ -241,6 +237,100 @@ void RunSplitSum(void* ctx, size_t, size_t kv_head) {
 
 }  // namespace
 
+// The layers for a chunk of tokens, each parallel operation through the pool.
+Status LlamaGraph::ForwardPooled(int n, int pos, bool split, KvCache* cache, pthreadpool_t pool, PhaseClock* clock) {
+  const ModelConfig& c = model_.config();
+  const LlamaWeights& w = model_.weights();
+  for (int l = 0; l < c.n_layers; ++l) {
+    const LlamaLayerWeights& L = w.layers[l];
+    LayerOps& ops = layers_[l];
+    for (int t = 0; t < n; ++t)
+      RmsNorm(x_ + (size_t)t * c.dim, reinterpret_cast<const float*>(L.attn_norm->data), xb_ + (size_t)t * c.dim, c.dim);
+    clock->Mark(ForwardPhase::AttentionNorm);
+    LinearInput in{xb_, nullptr, nullptr, (size_t)n};
+    if (ops.qkv_fused) {
+      MIKV_RETURN_IF_ERROR(Project(ops.wqkv, &in, c.dim, h13_, pool));
+      const size_t qd = c.q_dim(), kvd = c.kv_dim(), width = qd + 2 * kvd;
+      for (size_t t = 0; t < (size_t)n; ++t) {
+        const float* row = h13_ + t * width;
+        std::copy(row, row + qd, q_ + t * qd);
+        std::copy(row + qd, row + qd + kvd, k_ + t * kvd);
+        std::copy(row + qd + kvd, row + width, v_ + t * kvd);
+      }
+    } else {
+      MIKV_RETURN_IF_ERROR(Project(ops.wq, &in, c.dim, q_, pool));
+      MIKV_RETURN_IF_ERROR(Project(ops.wk, &in, c.dim, k_, pool));
+      MIKV_RETURN_IF_ERROR(Project(ops.wv, &in, c.dim, v_, pool));
+    }
+    clock->Mark(ForwardPhase::Qkv);
+    Rope(q_, n, c.n_heads, pos);
+    Rope(k_, n, c.n_kv_heads, pos);
+    cache->Observe(l, n, q_);
+    clock->Mark(ForwardPhase::Rope);
+    // Where the attention goes a kv head an item, each item writes its kv head's tokens: the write is no longer
+    // serial work on this thread while the workers wait (SmolLM2 shape, two threads: ~75 µs a token at 512 tokens).
+    const bool write_in_items = !split && cache->ordered_per_kv_head() && cache->writes_per_kv_head();
+    if (write_in_items) cache->BeginWrite(l, pos, n, k_);
+    else cache->Write(l, pos, n, k_, v_);
+    clock->Mark(ForwardPhase::CacheWrite);
+
+    AttentionTask task{cache, l, pos, n, c.n_heads, c.n_kv_heads, c.head_dim, q_, att_, attn_scratch_, attn_scratch_stride_};
+    if (write_in_items) task.k = k_, task.v = v_;
+    if (split) {
+      SplitAttentionTask split{task, split_blocks_, attn_split_};
+      const size_t items = (size_t)c.n_kv_heads * split_blocks_;
+      pthreadpool_parallelize_1d_with_thread(pool, RunSplitScores, &split, items, 0);
+      pthreadpool_parallelize_1d_with_thread(pool, RunSplitSoftmax, &split, (size_t)c.n_heads, 0);
+      pthreadpool_parallelize_1d_with_thread(pool, RunSplitValues, &split, items, 0);
+      // The blocks' shares summed on this thread: group × head_dim floats per block and kv head, less than waking the
+      // pool for it costs (each parallel operation is a hand-off to every worker and a wait for all of them).
+      for (int kv_head = 0; kv_head < c.n_kv_heads; ++kv_head) RunSplitSum(&split, 0, (size_t)kv_head);
+    } else if (cache->ordered_per_kv_head())
+      pthreadpool_parallelize_1d_with_thread(pool, RunAttentionPerKvHead, &task, (size_t)c.n_kv_heads, 0);
+    else
+      pthreadpool_parallelize_1d_with_thread(pool, RunAttentionPerTokenAndKvHead, &task, (size_t)n * c.n_kv_heads, 0);
+
+    clock->Mark(ForwardPhase::Attention);
+    // A layer's norm weights (2.3 KB for SmolLM2) have left every cache by the time the next token reaches them
+    // (~70 MB of weights stream between), and RmsNorm on this thread, while the workers wait, would then wait on each
+    // line from memory: each norm's are asked for before the projection that precedes it.
+    PrefetchLines(L.ffn_norm->data, (size_t)c.dim * sizeof(float));  // arrives during wo
+    LinearInput att_in{att_, nullptr, nullptr, (size_t)n};
+    MIKV_RETURN_IF_ERROR(Project(ops.wo, &att_in, c.q_dim(), xb2_, pool));
+    for (size_t i = 0; i < (size_t)n * c.dim; ++i) x_[i] += xb2_[i];
+    clock->Mark(ForwardPhase::Output);
+
+    for (int t = 0; t < n; ++t)
+      RmsNorm(x_ + (size_t)t * c.dim, reinterpret_cast<const float*>(L.ffn_norm->data), xb_ + (size_t)t * c.dim, c.dim);
+    clock->Mark(ForwardPhase::FfnNorm);
+    LinearInput ffn_in{xb_, nullptr, nullptr, (size_t)n};
+    const size_t hidden = c.hidden_dim;
+    // Token t's gate at h13_ + t · row, its up `up` floats further: fused, side by side per token; not fused, the
+    // two operators' outputs one after the other.
+    size_t row = 2 * hidden, up = hidden;
+    if (ops.gate_up_fused) {
+      MIKV_RETURN_IF_ERROR(Project(ops.w13, &ffn_in, c.dim, h13_, pool));
+    } else {
+      row = hidden;
+      up = (size_t)n * hidden;
+      MIKV_RETURN_IF_ERROR(Project(ops.w1, &ffn_in, c.dim, h13_, pool));
+      MIKV_RETURN_IF_ERROR(Project(ops.w3, &ffn_in, c.dim, h13_ + up, pool));
+    }
+    clock->Mark(ForwardPhase::GateUp);
+    // SwiGLU, silu(gate) · up, written over the front of h13_ as [n][hidden], in place (SwiGlu::Run says why no row
+    // still to be read is overwritten).
+    MIKV_RETURN_IF_ERROR(swiglu_.Run(h13_, (size_t)n, hidden, row, up));
+    clock->Mark(ForwardPhase::Activation);
+    const TensorView* next_norm = l + 1 < c.n_layers ? w.layers[l + 1].attn_norm : w.norm;
+    PrefetchLines(next_norm->data, (size_t)c.dim * sizeof(float));  // arrives during the down projection
+    LinearInput down_in{h13_, nullptr, nullptr, (size_t)n};
+    MIKV_RETURN_IF_ERROR(Project(ops.w2, &down_in, c.hidden_dim, xb2_, pool));
+    for (size_t i = 0; i < (size_t)n * c.dim; ++i) x_[i] += xb2_[i];
+    clock->Mark(ForwardPhase::Down);
+  }
+  return OkStatus();
+}
+
 Status LlamaGraph::Forward(const int32_t* tokens, int n, int pos, KvCache* cache, pthreadpool_t pool,
                            float* last_logits, float* all_logits, double* phase_seconds) {
   const ModelConfig& c = model_.config();
@@ -259,94 +349,11 @@ Status LlamaGraph::Forward(const int32_t* tokens, int n, int pos, KvCache* cache
 
   clock.Mark(ForwardPhase::Embed);
 
-  for (int l = 0; l < c.n_layers; ++l) {
-    const LlamaLayerWeights& L = w.layers[l];
-    LayerOps& ops = layers_[l];
-    for (int t = 0; t < n; ++t)
-      RmsNorm(x_ + (size_t)t * c.dim, reinterpret_cast<const float*>(L.attn_norm->data), xb_ + (size_t)t * c.dim, c.dim);
-    clock.Mark(ForwardPhase::AttentionNorm);
-    LinearInput in{xb_, nullptr, nullptr, (size_t)n};
-    if (ops.qkv_fused) {
-      MIKV_RETURN_IF_ERROR(Project(ops.wqkv, &in, c.dim, h13_, pool));
-      const size_t qd = c.q_dim(), kvd = c.kv_dim(), width = qd + 2 * kvd;
-      for (size_t t = 0; t < (size_t)n; ++t) {
-        const float* row = h13_ + t * width;
-        std::copy(row, row + qd, q_ + t * qd);
-        std::copy(row + qd, row + qd + kvd, k_ + t * kvd);
-        std::copy(row + qd + kvd, row + width, v_ + t * kvd);
-      }
-    } else {
-      MIKV_RETURN_IF_ERROR(Project(ops.wq, &in, c.dim, q_, pool));
-      MIKV_RETURN_IF_ERROR(Project(ops.wk, &in, c.dim, k_, pool));
-      MIKV_RETURN_IF_ERROR(Project(ops.wv, &in, c.dim, v_, pool));
-    }
-    clock.Mark(ForwardPhase::Qkv);
-    Rope(q_, n, c.n_heads, pos);
-    Rope(k_, n, c.n_kv_heads, pos);
-    cache->Observe(l, n, q_);
-    clock.Mark(ForwardPhase::Rope);
-    const bool split = n == 1 && attn_split_ && pos + 1 >= (int64_t)split_min_tokens_ * split_blocks_;
-    // Where the attention goes a kv head an item, each item writes its kv head's tokens: the write is no longer
-    // serial work on this thread while the workers wait (SmolLM2 shape, two threads: ~75 µs a token at 512 tokens).
-    const bool write_in_items = !split && cache->ordered_per_kv_head() && cache->writes_per_kv_head();
-    if (write_in_items) cache->BeginWrite(l, pos, n, k_);
-    else cache->Write(l, pos, n, k_, v_);
-    clock.Mark(ForwardPhase::CacheWrite);
-
-    AttentionTask task{cache, l, pos, n, c.n_heads, c.n_kv_heads, c.head_dim, q_, att_, attn_scratch_, attn_scratch_stride_};
-    if (write_in_items) task.k = k_, task.v = v_;
-    if (split) {
-      SplitAttentionTask split{task, split_blocks_, attn_split_};
-      const size_t items = (size_t)c.n_kv_heads * split_blocks_;
-      pthreadpool_parallelize_1d_with_thread(pool, RunSplitScores, &split, items, 0);
-      pthreadpool_parallelize_1d_with_thread(pool, RunSplitSoftmax, &split, (size_t)c.n_heads, 0);
-      pthreadpool_parallelize_1d_with_thread(pool, RunSplitValues, &split, items, 0);
-      // The blocks' shares summed on this thread: group × head_dim floats per block and kv head, less than waking the
-      // pool for it costs (each parallel operation is a hand-off to every worker and a wait for all of them).
-      for (int kv_head = 0; kv_head < c.n_kv_heads; ++kv_head) RunSplitSum(&split, 0, (size_t)kv_head);
-    } else if (cache->ordered_per_kv_head())
-      pthreadpool_parallelize_1d_with_thread(pool, RunAttentionPerKvHead, &task, (size_t)c.n_kv_heads, 0);
-    else
-      pthreadpool_parallelize_1d_with_thread(pool, RunAttentionPerTokenAndKvHead, &task, (size_t)n * c.n_kv_heads, 0);
-
-    clock.Mark(ForwardPhase::Attention);
-    // A layer's norm weights (2.3 KB for SmolLM2) have left every cache by the time the next token reaches them
-    // (~70 MB of weights stream between), and RmsNorm on this thread, while the workers wait, would then wait on each
-    // line from memory: each norm's are asked for before the projection that precedes it.
-    PrefetchLines(L.ffn_norm->data, (size_t)c.dim * sizeof(float));  // arrives during wo
-    LinearInput att_in{att_, nullptr, nullptr, (size_t)n};
-    MIKV_RETURN_IF_ERROR(Project(ops.wo, &att_in, c.q_dim(), xb2_, pool));
-    for (size_t i = 0; i < (size_t)n * c.dim; ++i) x_[i] += xb2_[i];
-    clock.Mark(ForwardPhase::Output);
-
-    for (int t = 0; t < n; ++t)
-      RmsNorm(x_ + (size_t)t * c.dim, reinterpret_cast<const float*>(L.ffn_norm->data), xb_ + (size_t)t * c.dim, c.dim);
-    clock.Mark(ForwardPhase::FfnNorm);
-    LinearInput ffn_in{xb_, nullptr, nullptr, (size_t)n};
-    const size_t hidden = c.hidden_dim;
-    // Token t's gate at h13_ + t · row, its up `up` floats further: fused, side by side per token; not fused, the
-    // two operators' outputs one after the other.
-    size_t row = 2 * hidden, up = hidden;
-    if (ops.gate_up_fused) {
-      MIKV_RETURN_IF_ERROR(Project(ops.w13, &ffn_in, c.dim, h13_, pool));
-    } else {
-      row = hidden;
-      up = (size_t)n * hidden;
-      MIKV_RETURN_IF_ERROR(Project(ops.w1, &ffn_in, c.dim, h13_, pool));
-      MIKV_RETURN_IF_ERROR(Project(ops.w3, &ffn_in, c.dim, h13_ + up, pool));
-    }
-    clock.Mark(ForwardPhase::GateUp);
-    // SwiGLU, silu(gate) · up, written over the front of h13_ as [n][hidden], in place (SwiGlu::Run says why no row
-    // still to be read is overwritten).
-    MIKV_RETURN_IF_ERROR(swiglu_.Run(h13_, (size_t)n, hidden, row, up));
-    clock.Mark(ForwardPhase::Activation);
-    const TensorView* next_norm = l + 1 < c.n_layers ? w.layers[l + 1].attn_norm : w.norm;
-    PrefetchLines(next_norm->data, (size_t)c.dim * sizeof(float));  // arrives during the down projection
-    LinearInput down_in{h13_, nullptr, nullptr, (size_t)n};
-    MIKV_RETURN_IF_ERROR(Project(ops.w2, &down_in, c.hidden_dim, xb2_, pool));
-    for (size_t i = 0; i < (size_t)n * c.dim; ++i) x_[i] += xb2_[i];
-    clock.Mark(ForwardPhase::Down);
-  }
+  // A decode step's attention split into blocks of cached tokens (SplitBlocks) takes phases of its own, through the
+  // pool; otherwise one token's layers run in lockstep where they can.
+  const bool split = n == 1 && attn_split_ && pos + 1 >= (int64_t)split_min_tokens_ * split_blocks_;
+  if (n == 1 && lockstep_ && !split) MIKV_RETURN_IF_ERROR(ForwardLockstep(pos, cache, pool, &clock));
+  else MIKV_RETURN_IF_ERROR(ForwardPooled(n, pos, split, cache, pool, &clock));
 
   const float* norm = reinterpret_cast<const float*>(w.norm->data);
   if (all_logits) {

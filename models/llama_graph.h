@@ -6,11 +6,13 @@
 
 #include <pthreadpool.h>
 
+#include <memory>
 #include <vector>
 
 #include "arena.h"
 #include "kv_cache.h"
 #include "linear.h"
+#include "lockstep_barrier.h"
 #include "model.h"
 #include "swiglu.h"
 
@@ -26,15 +28,19 @@ enum class ForwardPhase : int {
 constexpr int kForwardPhases = (int)ForwardPhase::kCount;
 const char* ForwardPhaseName(ForwardPhase phase);
 
+class PhaseClock;
+
 class LlamaGraph {
  public:
   // `chunk`: most tokens per Forward call; activations are sized for it.
   // `split_min_tokens`: a decode step's attention is split into blocks of cached tokens only when every block gets
   // at least this many (short contexts: the phases' synchronisation would cost more than the idle thread); 0: never.
-  LlamaGraph(const Model& model, int chunk, int threads, int split_min_tokens)
+  // `lockstep`: decode steps may run their layers as one call on every thread (ForwardLockstep) where the model
+  // allows it (LockstepFits).
+  LlamaGraph(const Model& model, int chunk, int threads, int split_min_tokens, bool lockstep = true)
       : model_(model), chunk_(chunk), threads_(threads),
         split_blocks_(split_min_tokens > 0 ? SplitBlocks(threads, model.config().n_kv_heads) : 1),
-        split_min_tokens_(split_min_tokens) {}
+        split_min_tokens_(split_min_tokens), lockstep_(lockstep && threads > 1 && LockstepFits(model)) {}
 
   // Blocks of cached tokens per kv head when a decode step's attention is split (KvCache::AttendBlockScores etc.):
   // 1 (no split) unless the kv heads alone would leave at least half of the threads' time idle; then the fewest
@@ -47,6 +53,11 @@ class LlamaGraph {
   // budget counts (mikv budget), for the models that are least about decode speed.
   static bool FusesProjections(const std::vector<const TensorView*>& parts);
   int split_blocks() const { return split_blocks_; }
+  // Whether a decode step's layers can run in lockstep: every layer's q/k/v and gate/up fused, every projection
+  // q8_0 or q4_0 (mikv's own kernels, which take a share of rows on the calling thread; XNNPACK's operators go
+  // through the pool themselves).
+  static bool LockstepFits(const Model& model);
+  bool lockstep() const { return lockstep_; }
 
   // Creates the XNNPACK operators (packs the weights). Heap memory, once, at session creation.
   Status CreateOperators();
@@ -73,6 +84,13 @@ class LlamaGraph {
     Linear wo, w2;
   };
   Status Project(Linear& op, LinearInput* in, size_t in_dim, float* out, pthreadpool_t pool);
+  // The layers from x_ to x_: a chunk of tokens through the pool's parallel operations (ForwardPooled), or one
+  // decoded token's on every thread of the pool at once (ForwardLockstep, llama_graph_lockstep.cc).
+  Status ForwardPooled(int n, int pos, bool split, KvCache* cache, pthreadpool_t pool, PhaseClock* clock);
+  // One decoded token's layers on every thread of the pool at once (llama_graph_lockstep.cc), from x_ to x_.
+  // Thread 0 marks the phases on `clock`.
+  Status ForwardLockstep(int pos, KvCache* cache, pthreadpool_t pool, PhaseClock* clock);
+  void LockstepThread(size_t t, int pos, KvCache* cache, PhaseClock* clock);
   void RmsNorm(const float* x, const float* w, float* out, int n) const;
   void Rope(float* v, int n_tokens, int n_heads, int pos) const;
 
@@ -81,10 +99,16 @@ class LlamaGraph {
   int threads_;
   int split_blocks_;
   int split_min_tokens_;
+  bool lockstep_;
   std::vector<LayerOps> layers_;
   Linear classifier_;
   DynamicQuantizer quantizer_;
   SwiGlu swiglu_;
+  // ForwardLockstep's: one SwiGlu per thread (an XNNPACK operator is set up per call), the barrier, each thread's
+  // status (made at CreateOperators, when lockstep_).
+  std::unique_ptr<SwiGlu[]> thread_swiglu_;
+  LockstepBarrier barrier_;
+  std::vector<Status> thread_status_;
   std::vector<float> inv_freq_;  // [head_dim / 2], made at creation
 
   // Arena buffers.
@@ -100,6 +124,12 @@ class LlamaGraph {
   xnn_quantization_params* qd8_params_ = nullptr;
   uint8_t* q8_blocks_ = nullptr;  // Q8_0 activation blocks for q8_0/q4_0 weights (nullptr when none has them)
   int32_t* q8_sums_ = nullptr;    // Σ codes of each of those blocks
+  // ForwardLockstep's per-thread buffers, [threads][stride] each (nullptr unless lockstep_): the norm's output, the
+  // SwiGLU output and its scratch, and the Q8_0 blocks and sums of whatever the thread's next projection reads.
+  float *thread_xb_ = nullptr, *thread_hidden_ = nullptr, *thread_product_ = nullptr;
+  uint8_t* thread_q8_ = nullptr;
+  int32_t* thread_q8_sums_ = nullptr;
+  size_t thread_floats_stride_ = 0, thread_hidden_stride_ = 0, thread_q8_stride_ = 0, thread_sums_stride_ = 0;
 };
 
 }  // namespace mikv

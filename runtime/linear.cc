@@ -297,10 +297,29 @@ Status Linear::Run(const LinearInput& in, float* y, pthreadpool_t pool) {
   return OkStatus();
 }
 
-void Linear::AddBias(size_t batch, float* y) const {
+std::pair<size_t, size_t> Linear::ShareRows(size_t t, size_t threads) const {
+  const size_t tiles = (out_ + kQb32TileRows - 1) / kQb32TileRows;
+  const auto [first, last] = ThreadPool::ShareOf(tiles, threads, t);
+  return {std::min(first * kQb32TileRows, out_), std::min(last * kQb32TileRows, out_)};
+}
+
+void Linear::RunShare(const LinearInput& in, float* y, size_t t, size_t threads) const {
+  const auto [begin, end] = ShareRows(t, threads);
+  if (begin >= end) return;
+  const size_t blocks = in_ / kQBlock;
+  const Qb32GemmArgs args{blocks_, row_bytes_, in.q8_blocks, blocks * kQ8_0BlockBytes, blocks, in.batch, y, out_, in.q8_sums};
+  // The share is one stream: its first lines asked for at once (RunQb32Tile says why).
+  PrefetchLines(blocks_ + begin * row_bytes_, std::min(kQb32StreamStartBytes, (end - begin) * row_bytes_));
+  (type_ == WeightType::Q8_0 ? qb32_->q8_0 : qb32_->q4_0)(args, begin, end);
+  AddBias(in.batch, y, begin, end);
+}
+
+void Linear::AddBias(size_t batch, float* y) const { AddBias(batch, y, 0, out_); }
+
+void Linear::AddBias(size_t batch, float* y, size_t o_begin, size_t o_end) const {
   if (!bias_) return;
   for (size_t b = 0; b < batch; ++b)
-    for (size_t o = 0; o < out_; ++o) y[b * out_ + o] += bias_[o];
+    for (size_t o = o_begin; o < o_end; ++o) y[b * out_ + o] += bias_[o];
 }
 
 }  // namespace mikv

@@ -15,6 +15,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "qb32_gemm.h"
@@ -70,6 +71,13 @@ class Linear {
   Status CreateFused(const std::vector<const TensorView*>& parts, const std::vector<const float*>& biases);
   Status Run(const LinearInput& in, float* y, pthreadpool_t pool);
 
+  // q8_0/q4_0 weights (needs_q8_blocks()) without the pool: output rows [ShareRows(t, threads)) of every activation
+  // row, bias included, on the calling thread — thread t's share of Run's split (its tiles of rows, as
+  // ThreadPool::ShareOf gives them, without taking over others'). For threads that already run together
+  // (LlamaGraph::ForwardLockstep).
+  std::pair<size_t, size_t> ShareRows(size_t t, size_t threads) const;
+  void RunShare(const LinearInput& in, float* y, size_t t, size_t threads) const;
+
   bool needs_qd8() const { return needs_qd8_; }
   bool needs_q8_blocks() const { return type_ == WeightType::Q8_0 || type_ == WeightType::Q4_0; }
   // For needs_q8_blocks(): one activation row of in_features() floats -> its Q8_0 blocks and their sums, with the
@@ -83,6 +91,7 @@ class Linear {
  private:
   Status CreateFrom(const TensorView& w, const float* bias, bool w_is_temporary);
   void AddBias(size_t batch, float* y) const;
+  void AddBias(size_t batch, float* y, size_t o_begin, size_t o_end) const;
 
   xnn_operator_t op_ = nullptr;
   const float* bias_ = nullptr;  // points into the model file, or into fused_bias_

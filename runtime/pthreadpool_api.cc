@@ -18,6 +18,8 @@ struct pthreadpool {
   mikv::ThreadPool pool;
 };
 
+mikv::ThreadPool* mikv::ThreadPoolOf(pthreadpool* pool) { return pool ? &pool->pool : nullptr; }
+
 namespace {
 
 // One dimension of a grid: `range` indices in tiles of `tile`.

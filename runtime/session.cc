@@ -57,7 +57,7 @@ Session::Session(const Model& model, const SessionConfig& config, const KvPlan& 
       kv_plan_(plan),
       capacity_(config.context),
       cache_(MakeCache(Geometry(model.config(), config.context), config, plan)),
-      graph_(model, config.prefill_chunk, config.threads, config.split_attention_min_tokens),
+      graph_(model, config.prefill_chunk, config.threads, config.split_attention_min_tokens, config.lockstep_decode),
       sampler_(model.config().vocab_size, config.sampler) {}
 
 Session::~Session() {

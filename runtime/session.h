@@ -30,6 +30,9 @@ struct SessionConfig {
   KvCacheConfig kv;                       // which cache: plain, full, uniform, h2o, sinks, mikv
   SamplerConfig sampler;
   bool time_phases = false;  // time each phase of every decode step (SessionStats::decode_phase_seconds)
+  // Decode steps run their layers on every thread at once where the model's projections allow it
+  // (LlamaGraph::ForwardLockstep; the same logits); false: every parallel operation through the pool.
+  bool lockstep_decode = true;
 };
 
 struct SessionStats {
@@ -66,6 +69,8 @@ class Session {
   int context() const { return capacity_; }
   void Reset();
   const SessionStats& stats() const { return stats_; }
+  // Whether decode steps run their layers in lockstep (SessionConfig::lockstep_decode, where the model allows it).
+  bool decodes_in_lockstep() const { return graph_.lockstep(); }
   // The memory the arena occupies (the session's own block or the caller's buffer).
   const void* arena_data() const { return arena_data_; }
   size_t arena_size() const { return arena_size_; }

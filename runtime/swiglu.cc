@@ -35,4 +35,15 @@ Status SwiGlu::Run(float* h, size_t n, size_t hidden, size_t row_stride, size_t 
   return OkStatus();
 }
 
+Status SwiGlu::RunInto(const float* gate, const float* up, size_t hidden, float* product, float* out) {
+  // Run's operations in its order: (up · gate), then sigmoid(gate) · that.
+  for (size_t i = 0; i < hidden; ++i) product[i] = up[i] * gate[i];
+  xnn_status s = xnn_reshape_unary_elementwise_nc(sigmoid_, 1, hidden, hidden, hidden, nullptr);
+  if (s == xnn_status_success) s = xnn_setup_unary_elementwise_nc(sigmoid_, gate, out);
+  if (s == xnn_status_success) s = xnn_run_operator(sigmoid_, nullptr);
+  if (s != xnn_status_success) return XnnError("sigmoid", s);
+  for (size_t i = 0; i < hidden; ++i) out[i] = out[i] * product[i];
+  return OkStatus();
+}
+
 }  // namespace mikv

@@ -131,11 +131,21 @@ void ThreadPool::RunSerially(size_t items, ItemFn item, const void* context, boo
 
 void ThreadPool::Run(size_t items, ItemFn item, const void* context, bool flush_denormals) {
   if (threads_ == 1 || items <= 1 || items >= kMaxItems) return RunSerially(items, item, context, flush_denormals);
+  Launch(items, item, context, flush_denormals, /*each_thread=*/false);
+}
+
+void ThreadPool::RunOnEachThread(ItemFn item, const void* context, bool flush_denormals) {
+  if (threads_ == 1) return RunSerially(1, item, context, flush_denormals);
+  Launch(threads_, item, context, flush_denormals, /*each_thread=*/true);
+}
+
+void ThreadPool::Launch(size_t items, ItemFn item, const void* context, bool flush_denormals, bool each_thread) {
   std::lock_guard<std::mutex> lock(run_mutex_);
   job_.item = item;
   job_.context = context;
   job_.items = items;
   job_.flush_denormals = flush_denormals;
+  job_.each_thread = each_thread;
   const uint32_t generation = job_.generation.load(std::memory_order_relaxed) + 1;
   job_.generation.store(generation, std::memory_order_release);  // publishes the job to the workers' acquire loads
   WakeSleepers();
@@ -188,6 +198,13 @@ void ThreadPool::Work(size_t thread, uint32_t generation) {
   const size_t items = job_.items;
   FlushDenormalsScope mode(job_.flush_denormals);
   const uint64_t tag = generation & kTagMask;
+  if (job_.each_thread) {
+    // Its own share's word claimed as done, as every operation claims it (the tag stays one generation old at most).
+    shares_[thread].word.store((uint64_t)ShareOf(items, threads_, thread).second << kTagBits | tag,
+                               std::memory_order_relaxed);
+    item(context, thread, thread);
+    return;
+  }
   for (size_t k = 0; k < threads_; ++k) {  // own share first, then the others' remainders
     const size_t s = (thread + k) % threads_;
     const auto [begin, end] = ShareOf(items, threads_, s);

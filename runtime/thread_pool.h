@@ -64,6 +64,11 @@ class ThreadPool {
   // PTHREADPOOL_FLAG_DISABLE_DENORMALS does, and restores its mode after. One Run at a time (others wait).
   void Run(size_t items, ItemFn item, const void* context, bool flush_denormals);
 
+  // Runs item(context, t, t) once on every thread t in [0, threads()), all at once, and returns when all are done:
+  // no index is taken over by another thread, so the items may wait for each other (LockstepBarrier). The decode
+  // step runs its layers so (LlamaGraph::ForwardLockstep): one such call instead of ~150 hand-offs.
+  void RunOnEachThread(ItemFn item, const void* context, bool flush_denormals);
+
   // Thread t's share of `items` indices split over `threads`: [first, second), the contiguous part it takes first.
   static std::pair<size_t, size_t> ShareOf(size_t items, size_t threads, size_t t) {
     const size_t base = items / threads, extra = items % threads;
@@ -99,11 +104,13 @@ class ThreadPool {
     std::atomic<uint32_t> generation{0};  // the workers watch it (and sleep on it); Run and the destructor change it
     bool stop = false;
     bool flush_denormals = false;
+    bool each_thread = false;  // RunOnEachThread: thread t runs index t, and only that
     ItemFn item = nullptr;
     const void* context = nullptr;
     size_t items = 0;
   };
 
+  void Launch(size_t items, ItemFn item, const void* context, bool flush_denormals, bool each_thread);
   void StopWorkers();
   void WorkerMain(size_t thread);
   uint32_t WaitForJob(uint32_t seen);
@@ -118,5 +125,8 @@ class ThreadPool {
   Job job_;
   alignas(64) std::atomic<uint32_t> sleepers_{0};  // workers asleep on job_.generation (or about to be)
 };
+
+// The pool behind a pthreadpool_t that pthreadpool_create made (pthreadpool_api.cc); nullptr for nullptr.
+ThreadPool* ThreadPoolOf(struct pthreadpool* pool);
 
 }  // namespace mikv

@@ -23,6 +23,7 @@ TEST(BenchCli, DecodeIsComparedWithCopiesBetweenItsStretches) {
                                         &status);
   ASSERT_EQ(status, 0) << out;
   const nlohmann::json model = nlohmann::json::parse(out)["model"];
+  EXPECT_FALSE(model["decode_in_lockstep"].get<bool>()) << "f32 weights decode through the pool";
   const nlohmann::json& copies = model["interleaved_copy"]["copy_bytes_per_second"];
   const nlohmann::json& stretches = model["interleaved_copy"]["stretches"];
   // 56 tokens: three stretches of at least 16 (18, 19, 19), a copy before each and after the last.

@@ -1,6 +1,6 @@
 // Linear's fused operators (q/k/v, gate/up in one): for every weight encoding, the fused operator's outputs are the
 // parts' own outputs side by side, biases included, for a decode row and a prefill batch; matrices that cannot share
-// one operator are refused.
+// one operator are refused; a thread's share of a q8_0/q4_0 operator's rows is Run's rows.
 #include <gtest/gtest.h>
 
 #include <random>
@@ -137,6 +137,47 @@ TEST(Linear, FusedOperatorGivesEachPartsOutputsSideBySide) {
             }
           }
         offset += rows[i];
+      }
+    }
+  }
+}
+
+// RunShare (the lockstep decode's): thread t of T computes rows ShareRows(t, T) and only those, biases included, the
+// shares cover every row once, and each row is Run's bit for bit.
+TEST(Linear, SharesOfRowsCoverEveryRowOnceAndAreRunsRows) {
+  const size_t cols = 96;
+  for (WeightType type : {WeightType::Q8_0, WeightType::Q4_0}) {
+    for (size_t rows : {8, 40, 100}) {
+      std::mt19937 rng(23);
+      const Matrix m = MakeMatrix(type, rows, cols, rng, "w");
+      std::vector<float> bias(rows);
+      for (float& v : bias) v = (float)(rng() % 100) / 50.0f - 1.0f;
+      Linear op;
+      ASSERT_TRUE(op.Create(m.view, bias.data()).ok());
+      std::normal_distribution<float> normal(0.0f, 1.0f);
+      std::vector<float> x(cols);
+      for (float& v : x) v = normal(rng);
+      const std::vector<float> want = Apply(op, x, 1, cols);
+      std::vector<uint8_t> blocks(cols / kQBlock * kQ8_0BlockBytes);
+      std::vector<int32_t> sums(cols / kQBlock);
+      op.QuantizeQ8Blocks(x.data(), blocks.data(), sums.data());
+      const LinearInput in{x.data(), nullptr, nullptr, 1, blocks.data(), sums.data()};
+      for (size_t threads : {1, 2, 3, 4, 8}) {
+        std::vector<float> y(rows, -7.0f);
+        std::vector<int> written(rows, 0);
+        for (size_t t = 0; t < threads; ++t) {
+          const auto [begin, end] = op.ShareRows(t, threads);
+          std::vector<float> before = y;
+          op.RunShare(in, y.data(), t, threads);
+          for (size_t o = 0; o < rows; ++o) {
+            if (o >= begin && o < end) ++written[o];
+            else ASSERT_EQ(y[o], before[o]) << "thread " << t << " of " << threads << " wrote row " << o;
+          }
+        }
+        for (size_t o = 0; o < rows; ++o) {
+          ASSERT_EQ(written[o], 1) << WeightTypeName(type) << ", " << threads << " threads, row " << o;
+          ASSERT_EQ(y[o], want[o]) << WeightTypeName(type) << ", " << threads << " threads, row " << o;
+        }
       }
     }
   }

@@ -118,5 +118,22 @@ TEST(NoAllocation, LongDecodeForEveryPolicy) {
   DecodeWithoutAllocating(*model, kv, 300, 200);
 }
 
+// The lockstep decode (every thread runs the layers) takes its buffers from the arena too.
+TEST(NoAllocation, LockstepDecode) {
+  std::unique_ptr<Model> model;
+  ASSERT_TRUE(Model::Load(DefaultModelQ8_0(), &model).ok());
+  KvCacheConfig kv;
+  kv.policy = KvPolicy::MiKV;
+  kv.tokens = 256;
+  kv.hi_frac = 0.3f;
+  SessionConfig c;
+  c.threads = 2;
+  c.kv = kv;
+  std::unique_ptr<Session> s;
+  ASSERT_TRUE(Session::Create(*model, c, &s).ok());
+  ASSERT_TRUE(s->decodes_in_lockstep()) << "q8_0 weights, two threads";
+  DecodeWithoutAllocating(*model, kv, 300, 200);
+}
+
 }  // namespace
 }  // namespace mikv::test

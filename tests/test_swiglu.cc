@@ -36,5 +36,23 @@ TEST(SwiGlu, BothLayoutsGiveSiluOfGateTimesUpInPlace) {
     }
 }
 
+// RunInto (the lockstep decode's, out of place) gives Run's bits: the same products in the same order.
+TEST(SwiGlu, RunIntoIsRunBitForBitAndLeavesItsInputs) {
+  SwiGlu swiglu;
+  ASSERT_TRUE(swiglu.Create().ok());
+  std::mt19937 rng(9);
+  std::normal_distribution<float> normal(0.0f, 3.0f);
+  for (size_t hidden : {1, 37, 1536}) {
+    std::vector<float> h(2 * hidden);
+    for (float& v : h) v = normal(rng);
+    const std::vector<float> inputs = h;
+    std::vector<float> product(hidden), out(hidden);
+    ASSERT_TRUE(swiglu.RunInto(h.data(), h.data() + hidden, hidden, product.data(), out.data()).ok());
+    ASSERT_EQ(h, inputs) << "gate and up are only read";
+    ASSERT_TRUE(swiglu.Run(h.data(), 1, hidden, 2 * hidden, hidden).ok());
+    for (size_t i = 0; i < hidden; ++i) ASSERT_EQ(out[i], h[i]) << "hidden " << hidden << ", element " << i;
+  }
+}
+
 }  // namespace
 }  // namespace mikv

@@ -1,6 +1,6 @@
 // The thread pool (runtime/thread_pool.h) and the pthreadpool API on it (runtime/pthreadpool_api.cc), which
 // XNNPACK's operators call: every cell of every entry point once, the right tiles and thread numbers, stealing,
-// the denormal flag, and workers that sleep and are woken.
+// the denormal flag, workers that sleep and are woken, and RunOnEachThread with the barrier its items share.
 #include <gtest/gtest.h>
 #include <pthreadpool.h>
 
@@ -15,6 +15,7 @@
 #include <tuple>
 #include <vector>
 
+#include "lockstep_barrier.h"
 #include "thread_pool.h"
 
 namespace mikv {
@@ -343,6 +344,50 @@ TEST(ThreadPool, EveryIndexRunsOncePerCallAcrossTheGenerationTagsWrap) {
     for (int call = 0; call < 300; ++call) {
       const size_t items = call % 2 ? 2 : 2 + call % 15;
       ASSERT_TRUE(check(pool, items, c)) << threads << " threads, call " << call << ", " << items << " indices";
+    }
+  }
+}
+
+// RunOnEachThread: thread t runs index t, once, and all at the same time: the items pass a LockstepBarrier together
+// many times (a thread that ran two items, or one that never started, would leave the others waiting: the check
+// gives up after 20 s instead of hanging). Runs between ordinary calls, so the share words' tags stay in step too.
+TEST(ThreadPool, RunOnEachThreadRunsThreadTsItemOnThreadTAllAtOnce) {
+  for (size_t threads : {1, 2, 3, 4}) {
+    ThreadPool pool(threads);
+    struct Context {
+      LockstepBarrier barrier;
+      std::atomic<int> runs[4];
+      std::atomic<size_t> ran_by[4];
+      std::atomic<uint64_t> sum{0};
+    } c;
+    c.barrier = LockstepBarrier(threads);
+    for (int call = 0; call < 50; ++call) {
+      for (size_t t = 0; t < 4; ++t) c.runs[t] = 0, c.ran_by[t] = 99;
+      c.sum = 0;
+      pool.RunOnEachThread(
+          [](const void* ctx, size_t thread, size_t i) {
+            auto& c = *static_cast<Context*>(const_cast<void*>(ctx));
+            c.runs[i]++;
+            c.ran_by[i] = thread;
+            // Each round every thread adds its number, then all check the round's total before the next.
+            for (uint64_t round = 1; round <= 10; ++round) {
+              c.sum += thread + 1;
+              c.barrier.Wait(thread);
+              const size_t n = c.barrier.threads();
+              EXPECT_EQ(c.sum.load(), round * n * (n + 1) / 2);
+              c.barrier.Wait(thread);
+            }
+          },
+          &c, false);
+      for (size_t t = 0; t < threads; ++t) {
+        ASSERT_EQ(c.runs[t].load(), 1) << threads << " threads, call " << call << ", item " << t;
+        ASSERT_EQ(c.ran_by[t].load(), t) << threads << " threads, call " << call;
+      }
+      std::atomic<int> ordinary{0};
+      pool.Run(
+          7, [](const void* ctx, size_t, size_t) { (*static_cast<std::atomic<int>*>(const_cast<void*>(ctx)))++; },
+          &ordinary, false);
+      ASSERT_EQ(ordinary.load(), 7);
     }
   }
 }

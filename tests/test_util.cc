@@ -74,16 +74,19 @@ std::string Stories260KQ8_0() {
   return ConvertOnce(TempPath("stories260K-q8_0.mikv"), false, convert::WeightFormat::Q8_0);
 }
 
-std::string DefaultModelF32() {
-  const std::string out = TempPath("mikv-default-f32.mikv");
+static std::string DefaultModelAs(convert::WeightFormat format, const std::string& name) {
+  const std::string out = TempPath(name);
   if (access(out.c_str(), F_OK) == 0) return out;
   convert::ModelSpec spec;
   Status s = convert::ReadHuggingFace(std::string(MIKV_SOURCE_DIR) + "/models/mikv-default-14m", &spec, nullptr);
   EXPECT_TRUE(s.ok()) << s.ToString();
-  s = convert::WriteModel(spec, convert::WeightFormat::F32, out, nullptr, nullptr);
+  s = convert::WriteModel(spec, format, out, nullptr, nullptr);
   EXPECT_TRUE(s.ok()) << s.ToString();
   return out;
 }
+
+std::string DefaultModelF32() { return DefaultModelAs(convert::WeightFormat::F32, "mikv-default-f32.mikv"); }
+std::string DefaultModelQ8_0() { return DefaultModelAs(convert::WeightFormat::Q8_0, "mikv-default-q8_0.mikv"); }
 
 std::string CommandOutput(const std::string& command, int* status) {
   FILE* p = popen(command.c_str(), "r");

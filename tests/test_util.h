@@ -27,6 +27,8 @@ std::string Stories260KFromGguf();
 std::string Stories260KQ8_0();
 // The project's bundled model (models/mikv-default-14m, a Hugging Face folder) converted with f32 weights.
 std::string DefaultModelF32();
+// The same in q8_0 blocks: every projection on mikv's own kernels (the lockstep decode takes it).
+std::string DefaultModelQ8_0();
 // Text of an xz file (the shared corpus), decompressed with the xz tool.
 std::string ReadXz(const std::string& path);
 // Everything a shell command prints on stdout; *status gets its exit status (pclose's), -1 if it could not start.

@@ -48,7 +48,7 @@ struct BenchArgs {
   int head_dim = 64, prompt = 512, decode = 64, threads = 0, gqa = 1, split_min_tokens = SessionConfig().split_attention_min_tokens;
   double min_time = 0.2;
   int repetitions = 5;
-  bool json = false, model_only = false, phases = false;
+  bool json = false, model_only = false, phases = false, pooled_decode = false;
   KvArgs kv;
 };
 
@@ -349,6 +349,7 @@ int RunBench(const BenchArgs& a) {
     c.threads = a.threads;
     c.split_attention_min_tokens = a.split_min_tokens;
     c.time_phases = a.phases;
+    c.lockstep_decode = !a.pooled_decode;
     c.context = a.prompt + a.decode + 1;
     s = ToKvConfig(a.kv, &c.kv);
     if (!s.ok()) return Fail(s, a.json);
@@ -386,7 +387,8 @@ int RunBench(const BenchArgs& a) {
                                 : (double)session->kv_plan().total_bytes * std::min(1.0, (a.prompt + a.decode / 2.0) / c.context);
     const double weight_bytes = (double)st.operator_bytes + InPlaceWeightBytes(*model);
     const double bytes = weight_bytes + kv_bytes;
-    out["model"] = {{"path", a.model}, {"threads", c.threads}, {"split_attention_min_tokens", a.split_min_tokens}, {"prompt_tokens", a.prompt}, {"decode_tokens", a.decode},
+    out["model"] = {{"path", a.model}, {"threads", c.threads}, {"split_attention_min_tokens", a.split_min_tokens},
+                    {"decode_in_lockstep", session->decodes_in_lockstep()}, {"prompt_tokens", a.prompt}, {"decode_tokens", a.decode},
                     {"prefill_tokens_per_second", prefill_tps}, {"decode_tokens_per_second", decode_tps},
                     {"bytes_per_decoded_token", bytes}, {"weight_bytes_per_decoded_token", weight_bytes},
                     {"kv_bytes_per_decoded_token", kv_bytes}, {"kv_plan_bytes", session->kv_plan().total_bytes},
@@ -415,10 +417,10 @@ int RunBench(const BenchArgs& a) {
                           {"mid_tokens", occ.mid_tokens}, {"lo_tokens", occ.lo_tokens}, {"evicted_tokens", occ.evicted},
                           {"sinks", session->kv_plan().sinks}, {"window", session->kv_plan().window}};
     if (!a.json)
-      std::printf("\nmodel %s: prefill %.1f tok/s, decode %.1f tok/s; decode reads %.1f MB/token = %.2f GB/s (%.0f%% of copy, "
-                  "%.0f%% of read)\n",
-                  m.name.c_str(), prefill_tps, decode_tps, bytes / 1e6, bytes * decode_tps / 1e9, 100 * bytes * decode_tps / copy_model,
-                  100 * bytes * decode_tps / read_model);
+      std::printf("\nmodel %s: prefill %.1f tok/s, decode %.1f tok/s (%s); decode reads %.1f MB/token = %.2f GB/s (%.0f%% of "
+                  "copy, %.0f%% of read)\n",
+                  m.name.c_str(), prefill_tps, decode_tps, session->decodes_in_lockstep() ? "layers in lockstep" : "through the pool",
+                  bytes / 1e6, bytes * decode_tps / 1e9, 100 * bytes * decode_tps / copy_model, 100 * bytes * decode_tps / read_model);
     if (!a.json && !sorted.empty())
       std::printf("decode against copies between its %zu stretches (%.1f-%.1f GB/s): %.0f%% (median; %.0f-%.0f%%)\n",
                   fractions.size(), *std::min_element(stretch_copy.begin(), stretch_copy.end()) / 1e9,
@@ -468,6 +470,8 @@ void AddBenchCommand(CLI::App& app) {
   cmd->add_flag("--json", args->json, "print JSON");
   cmd->add_flag("--model-only", args->model_only, "only the copy and model benchmarks (needs -m)");
   cmd->add_flag("--phases", args->phases, "time each phase of the model's decode steps (µs per token)");
+  cmd->add_flag("--pooled-decode", args->pooled_decode,
+                "decode through the pool's parallel operations, not in lockstep (to compare the two)");
   AddKvOptions(cmd, &args->kv);
   cmd->callback([args] { throw CLI::RuntimeError(RunBench(*args)); });
 }

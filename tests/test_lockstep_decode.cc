@@ -1,0 +1,121 @@
+// The lockstep decode step (LlamaGraph::ForwardLockstep: every thread runs the layers, barriers between) gives the
+// pooled step's logits bit for bit, token after token, on 2-4 threads, with a cache that writes each kv head in its
+// attention item (mikv) and one written serially (full), with and without q/k/v biases; and models whose projections
+// it cannot take decode through the pool.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include "convert/model_spec.h"
+#include "llama_graph.h"
+#include "model.h"
+#include "session.h"
+#include "support/random_gguf.h"
+#include "test_util.h"
+
+namespace mikv {
+namespace {
+
+using test::SharedPath;
+using test::Stories260KFromLlama2c;
+using test::TempPath;
+
+// Each decode step's logits, greedy from the prompt, for `steps` steps.
+std::vector<std::vector<float>> DecodeLogits(const Model& model, SessionConfig config, bool lockstep, int steps,
+                                             bool* ran_in_lockstep) {
+  config.lockstep_decode = lockstep;
+  std::unique_ptr<Session> s;
+  const Status created = Session::Create(model, config, &s);
+  EXPECT_TRUE(created.ok()) << created.ToString();
+  if (!s) return {};
+  *ran_in_lockstep = s->decodes_in_lockstep();
+  std::vector<int32_t> prompt;
+  for (int i = 0; i < 40; ++i) prompt.push_back(1 + (i * 37) % (model.config().vocab_size - 1));
+  EXPECT_TRUE(s->Prefill(prompt.data(), prompt.size()).ok());
+  const int vocab = model.config().vocab_size;
+  std::vector<std::vector<float>> out;
+  for (int step = 0; step < steps; ++step) {
+    const float* logits = s->logits();
+    int32_t next = 0;
+    for (int v = 1; v < vocab; ++v)
+      if (logits[v] > logits[next]) next = v;
+    const Status decoded = s->Decode(next);
+    EXPECT_TRUE(decoded.ok()) << decoded.ToString();
+    out.emplace_back(s->logits(), s->logits() + vocab);
+  }
+  return out;
+}
+
+// Small random models, converted from GGUF as a user would: a Qwen2 (q/k/v biases) in q4_0 with SmolLM2's three kv
+// heads, which two threads share unevenly, and a Llama in q8_0 with two kv heads of 64 channels.
+std::string TinyRandomModel(bool qwen2) {
+  const std::string name = qwen2 ? "tiny-qwen2-q4_0" : "tiny-llama-q8_0";
+  const std::string gguf = TempPath(name + ".gguf"), out = TempPath(name + ".mikv");
+  test::RandomModelShape shape;
+  shape.arch = qwen2 ? "qwen2" : "llama";
+  shape.dim = qwen2 ? 192 : 256;
+  shape.hidden_dim = qwen2 ? 384 : 640;
+  shape.n_layers = 2;
+  shape.n_heads = qwen2 ? 6 : 4;
+  shape.n_kv_heads = qwen2 ? 3 : 2;
+  shape.context = 256;
+  Status s = test::WriteRandomGguf(shape, qwen2 ? test::GgufWeights::Q4_0 : test::GgufWeights::Q8_0,
+                                   SharedPath("tokenizers/llama.cpp-vocab/ggml-vocab-llama-spm.gguf"), 11, gguf);
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  convert::ModelSpec spec;
+  s = convert::ReadGguf(gguf, &spec, nullptr);
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  s = convert::WriteModel(spec, convert::WeightFormat::Auto, out, nullptr, nullptr);
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  return out;
+}
+
+void ExpectLockstepIsPooled(const std::string& path) {
+  std::unique_ptr<Model> loaded_model;
+  const Status loaded = Model::Load(path, &loaded_model);
+  ASSERT_TRUE(loaded.ok()) << loaded.ToString();
+  const Model& model = *loaded_model;
+  ASSERT_TRUE(LlamaGraph::LockstepFits(model)) << path << ": every projection q8_0/q4_0, q/k/v and gate/up fused";
+  for (int threads : {2, 3, 4})
+    for (const char* cache : {"mikv", "full"}) {
+      SCOPED_TRACE(std::to_string(threads) + " threads, " + cache + " cache");
+      SessionConfig config;
+      config.threads = threads;
+      config.context = 160;
+      if (std::string(cache) == "mikv") {
+        config.kv.policy = KvPolicy::MiKV;
+        config.kv.hi_frac = 0.1f;
+        config.kv.lo = KvPrecision::Int2;
+        config.kv.budget_bytes = 0;
+      } else {
+        config.kv.policy = KvPolicy::Full;
+      }
+      bool lockstep = false, pooled_lockstep = true;
+      const auto a = DecodeLogits(model, config, true, 60, &lockstep);
+      const auto b = DecodeLogits(model, config, false, 60, &pooled_lockstep);
+      ASSERT_TRUE(lockstep) << "the session decodes in lockstep";
+      ASSERT_FALSE(pooled_lockstep);
+      ASSERT_EQ(a.size(), b.size());
+      for (size_t step = 0; step < a.size(); ++step)
+        ASSERT_EQ(0, std::memcmp(a[step].data(), b[step].data(), a[step].size() * sizeof(float))) << "step " << step;
+    }
+}
+
+TEST(LockstepDecode, GivesThePooledLogitsOnQ8_0Weights) { ExpectLockstepIsPooled(TinyRandomModel(false)); }
+TEST(LockstepDecode, GivesThePooledLogitsOnQ4_0WeightsWithQkvBiases) { ExpectLockstepIsPooled(TinyRandomModel(true)); }
+
+TEST(LockstepDecode, ModelsWithOtherWeightsDecodeThroughThePool) {
+  std::unique_ptr<Model> model;
+  ASSERT_TRUE(Model::Load(Stories260KFromLlama2c(), &model).ok());  // f32 weights
+  EXPECT_FALSE(LlamaGraph::LockstepFits(*model));
+  SessionConfig config;
+  config.threads = 2;
+  std::unique_ptr<Session> s;
+  ASSERT_TRUE(Session::Create(*model, config, &s).ok());
+  EXPECT_FALSE(s->decodes_in_lockstep());
+}
+
+}  // namespace
+}  // namespace mikv
