@@ -120,7 +120,6 @@ void LlamaGraph::Carve(Arena* a, size_t attn_scratch_floats, size_t split_scratc
     thread_q8_stride_ = line(widest / kQBlock * kQ8_0BlockBytes, 1);
     thread_sums_stride_ = line(widest / kQBlock, sizeof(int32_t));
     thread_xb_ = a->Take<float>(thread_floats_stride_ * threads_, "activations");
-    thread_hidden_ = a->Take<float>(thread_hidden_stride_ * threads_, "activations");
     thread_product_ = a->Take<float>(thread_hidden_stride_ * threads_, "activations");
     thread_q8_ = a->Take<uint8_t>(thread_q8_stride_ * threads_, "activations");
     thread_q8_sums_ = a->Take<int32_t>(thread_sums_stride_ * threads_, "activations");

@@ -124,9 +124,9 @@ class LlamaGraph {
   xnn_quantization_params* qd8_params_ = nullptr;
   uint8_t* q8_blocks_ = nullptr;  // Q8_0 activation blocks for q8_0/q4_0 weights (nullptr when none has them)
   int32_t* q8_sums_ = nullptr;    // Σ codes of each of those blocks
-  // ForwardLockstep's per-thread buffers, [threads][stride] each (nullptr unless lockstep_): the norm's output, the
-  // SwiGLU output and its scratch, and the Q8_0 blocks and sums of whatever the thread's next projection reads.
-  float *thread_xb_ = nullptr, *thread_hidden_ = nullptr, *thread_product_ = nullptr;
+  // ForwardLockstep's per-thread buffers, [threads][stride] each (nullptr unless lockstep_): the norm's output,
+  // SwiGLU's scratch, and the Q8_0 blocks and sums of whatever the thread's next projection reads.
+  float *thread_xb_ = nullptr, *thread_product_ = nullptr;
   uint8_t* thread_q8_ = nullptr;
   int32_t* thread_q8_sums_ = nullptr;
   size_t thread_floats_stride_ = 0, thread_hidden_stride_ = 0, thread_q8_stride_ = 0, thread_sums_stride_ = 0;

@@ -5,8 +5,9 @@
 // Why: through the pool (ForwardPooled) a decode step of SmolLM2's shape is ~150 parallel operations of a few
 // microseconds each. Each is a job the calling thread publishes and the workers see one cache-line transfer later,
 // and a wait for their done reports; between operations the workers idle while the calling thread does the serial
-// work (norms, quantizing activations, SwiGLU). Here a barrier is one transfer, every thread leaves it together, and
-// the small serial steps run on every thread at once into the thread's own buffers, so no one waits for them. The
+// work (norms, quantizing activations, SwiGLU). Here a barrier is one transfer, every thread leaves it together, the
+// norms and quantizations run on every thread at once into the thread's own buffers, so no one waits for them, and
+// each thread makes SwiGLU for the gate and up rows it projected. The
 // projections' rows are shared as the pool shares them (ThreadPool::ShareOf over 16-row tiles), without taking over
 // another thread's rows: each thread's rows are one stream of weights. A model of SmolLM2's shape's q4_0
 // projections alone, on this project's two-vCPU AMD host: ~940 µs a token with a barrier per matrix, ~1,140
@@ -74,7 +75,6 @@ void LlamaGraph::LockstepThread(size_t t, int pos, KvCache* cache, PhaseClock* s
   PhaseClock idle(nullptr);
   PhaseClock& clock = t == 0 ? *shared_clock : idle;  // thread 0 times the phases, waits included
   float* xb = thread_xb_ + t * thread_floats_stride_;
-  float* hidden = thread_hidden_ + t * thread_hidden_stride_;
   float* product = thread_product_ + t * thread_hidden_stride_;
   uint8_t* q8 = thread_q8_ + t * thread_q8_stride_;
   int32_t* sums = thread_q8_sums_ + t * thread_sums_stride_;
@@ -90,7 +90,7 @@ void LlamaGraph::LockstepThread(size_t t, int pos, KvCache* cache, PhaseClock* s
   };
   const auto [kv_begin, kv_end] = ThreadPool::ShareOf((size_t)c.n_kv_heads, T, t);
   const int group = c.n_heads / c.n_kv_heads;
-  const size_t qd = c.q_dim(), kvd = c.kv_dim();
+  const size_t qd = c.q_dim(), kvd = c.kv_dim(), hidden = c.hidden_dim;
   const bool write_in_items = cache->ordered_per_kv_head() && cache->writes_per_kv_head();
 
   for (int l = 0; l < c.n_layers; ++l) {
@@ -134,16 +134,24 @@ void LlamaGraph::LockstepThread(size_t t, int pos, KvCache* cache, PhaseClock* s
 
     RmsNorm(x_, reinterpret_cast<const float*>(L.ffn_norm->data), xb, c.dim);
     clock.Mark(ForwardPhase::FfnNorm);
-    project(ops.w13, xb, h13_);
-    barrier_.Wait(t);
+    // The fused gate/up rows split as pairs: this thread's gate rows [g0, g1) and the up rows that meet them (hidden
+    // further), so that it makes its own slice of SwiGLU from what it just wrote, over its gates (h13_'s front, where
+    // the pooled pass leaves SwiGLU's output too), and nobody makes it twice.
+    const auto [g0, g1] = Linear::ShareOfRows(hidden, t, T);
+    ops.w13.QuantizeQ8Blocks(xb, q8, sums);
+    const LinearInput ffn_in{xb, nullptr, nullptr, 1, q8, sums};
+    ops.w13.RunRows(ffn_in, h13_, g0, g1);
+    ops.w13.RunRows(ffn_in, h13_, hidden + g0, hidden + g1);
     clock.Mark(ForwardPhase::GateUp);
-
-    const Status s = thread_swiglu_[t].RunInto(h13_, h13_ + c.hidden_dim, c.hidden_dim, product, hidden);
-    if (!s.ok() && thread_status_[t].ok()) thread_status_[t] = s;  // (the barriers still pass: no thread is left waiting)
+    if (g1 > g0) {
+      const Status s = thread_swiglu_[t].RunInto(h13_ + g0, h13_ + hidden + g0, g1 - g0, product, h13_ + g0);
+      if (!s.ok() && thread_status_[t].ok()) thread_status_[t] = s;  // (the barriers still pass: no one is left waiting)
+    }
+    barrier_.Wait(t);
     clock.Mark(ForwardPhase::Activation);
     const TensorView* next_norm = l + 1 < c.n_layers ? w.layers[l + 1].attn_norm : w.norm;
     PrefetchLines(next_norm->data, (size_t)c.dim * sizeof(float));  // arrives during the down projection
-    project(ops.w2, hidden, xb2_);
+    project(ops.w2, h13_, xb2_);
     add_residual(ops.w2, xb2_);
     barrier_.Wait(t);
     clock.Mark(ForwardPhase::Down);

@@ -297,18 +297,22 @@ Status Linear::Run(const LinearInput& in, float* y, pthreadpool_t pool) {
   return OkStatus();
 }
 
-std::pair<size_t, size_t> Linear::ShareRows(size_t t, size_t threads) const {
-  const size_t tiles = (out_ + kQb32TileRows - 1) / kQb32TileRows;
+std::pair<size_t, size_t> Linear::ShareOfRows(size_t rows, size_t t, size_t threads) {
+  const size_t tiles = (rows + kQb32TileRows - 1) / kQb32TileRows;
   const auto [first, last] = ThreadPool::ShareOf(tiles, threads, t);
-  return {std::min(first * kQb32TileRows, out_), std::min(last * kQb32TileRows, out_)};
+  return {std::min(first * kQb32TileRows, rows), std::min(last * kQb32TileRows, rows)};
 }
 
 void Linear::RunShare(const LinearInput& in, float* y, size_t t, size_t threads) const {
   const auto [begin, end] = ShareRows(t, threads);
+  RunRows(in, y, begin, end);
+}
+
+void Linear::RunRows(const LinearInput& in, float* y, size_t begin, size_t end) const {
   if (begin >= end) return;
   const size_t blocks = in_ / kQBlock;
   const Qb32GemmArgs args{blocks_, row_bytes_, in.q8_blocks, blocks * kQ8_0BlockBytes, blocks, in.batch, y, out_, in.q8_sums};
-  // The share is one stream: its first lines asked for at once (RunQb32Tile says why).
+  // The rows are one stream: its first lines asked for at once (RunQb32Tile says why).
   PrefetchLines(blocks_ + begin * row_bytes_, std::min(kQb32StreamStartBytes, (end - begin) * row_bytes_));
   (type_ == WeightType::Q8_0 ? qb32_->q8_0 : qb32_->q4_0)(args, begin, end);
   AddBias(in.batch, y, begin, end);

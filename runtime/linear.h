@@ -71,12 +71,15 @@ class Linear {
   Status CreateFused(const std::vector<const TensorView*>& parts, const std::vector<const float*>& biases);
   Status Run(const LinearInput& in, float* y, pthreadpool_t pool);
 
-  // q8_0/q4_0 weights (needs_q8_blocks()) without the pool: output rows [ShareRows(t, threads)) of every activation
-  // row, bias included, on the calling thread — thread t's share of Run's split (its tiles of rows, as
-  // ThreadPool::ShareOf gives them, without taking over others'). For threads that already run together
-  // (LlamaGraph::ForwardLockstep).
-  std::pair<size_t, size_t> ShareRows(size_t t, size_t threads) const;
+  // q8_0/q4_0 weights (needs_q8_blocks()) without the pool, on the calling thread, bias included: output rows
+  // [begin, end) of every activation row (begin a multiple of 16, the tiles of Run's split), or thread t's share of
+  // Run's split (its tiles of rows as ThreadPool::ShareOf gives them, without taking over others'). For threads that
+  // already run together (LlamaGraph::ForwardLockstep).
+  void RunRows(const LinearInput& in, float* y, size_t begin, size_t end) const;
   void RunShare(const LinearInput& in, float* y, size_t t, size_t threads) const;
+  std::pair<size_t, size_t> ShareRows(size_t t, size_t threads) const { return ShareOfRows(out_, t, threads); }
+  // Thread t's share of `rows` rows in Run's tiles.
+  static std::pair<size_t, size_t> ShareOfRows(size_t rows, size_t t, size_t threads);
 
   bool needs_qd8() const { return needs_qd8_; }
   bool needs_q8_blocks() const { return type_ == WeightType::Q8_0 || type_ == WeightType::Q4_0; }

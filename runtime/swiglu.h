@@ -27,8 +27,9 @@ class SwiGlu {
   // out gate-after-gate: row_stride = hidden) or ends before it (gate and up side by side, row_stride = 2·hidden,
   // t ≥ 1: (t + 1)·hidden <= 2t·hidden), never on a gate or up still to be read. The up rows are overwritten.
   Status Run(float* h, size_t n, size_t hidden, size_t row_stride, size_t up_offset);
-  // One row out of place, the same bits as Run: out = silu(gate)·up, with product[hidden] as scratch; gate and up
-  // are only read (threads that share them each make their own out: LlamaGraph::ForwardLockstep, one SwiGlu a thread).
+  // One row, the same bits as Run: out = silu(gate)·up, with product[hidden] as scratch; out may be gate itself, or
+  // elsewhere with gate and up only read. For one slice of a row per thread (LlamaGraph::ForwardLockstep, one SwiGlu
+  // a thread: an XNNPACK operator is set up per call).
   Status RunInto(const float* gate, const float* up, size_t hidden, float* product, float* out);
 
  private:
