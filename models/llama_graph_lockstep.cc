@@ -1,6 +1,6 @@
 // A decoded token's layers in lockstep: every thread of the pool runs the whole layer loop at once, each taking its
-// share of every projection's rows and of the kv heads, with a LockstepBarrier wherever a result must be whole
-// before the next step reads it.
+// share of every projection's rows and of the kv heads (which it also starts: RoPE, the cache's statistics and write),
+// with a LockstepBarrier wherever a result must be whole before the next step reads it.
 //
 // Why: through the pool (ForwardPooled) a decode step of SmolLM2's shape is ~150 parallel operations of a few
 // microseconds each. Each is a job the calling thread publishes and the workers see one cache-line transfer later,
@@ -102,19 +102,31 @@ void LlamaGraph::LockstepThread(size_t t, int pos, KvCache* cache, PhaseClock* s
     barrier_.Wait(t);
     clock.Mark(ForwardPhase::Qkv);
 
-    // The cache's serial start (the balancer's statistics, the newest position) on one thread, as the pooled pass
-    // makes it, before any kv head is written or read.
-    if (t == 0) {
-      std::copy(h13_, h13_ + qd, q_);
-      std::copy(h13_ + qd, h13_ + qd + kvd, k_);
-      std::copy(h13_ + qd + kvd, h13_ + qd + 2 * kvd, v_);
-      Rope(q_, 1, c.n_heads, pos);
-      Rope(k_, 1, c.n_kv_heads, pos);
-      cache->Observe(l, 1, q_);
-      if (write_in_items) cache->BeginWrite(l, pos, 1, k_);
-      else cache->Write(l, pos, 1, k_, v_);
+    if (write_in_items) {
+      // Each thread starts its own kv heads: their query heads, key and value out of the fused output, RoPE, and the
+      // cache's start for them (KvCache::BeginKvHead) — nothing serial, no barrier.
+      for (size_t kvh = kv_begin; kvh < kv_end; ++kvh) {
+        const size_t qo = kvh * group * c.head_dim, ko = kvh * c.head_dim;
+        std::copy(h13_ + qo, h13_ + qo + group * c.head_dim, q_ + qo);
+        std::copy(h13_ + qd + ko, h13_ + qd + ko + c.head_dim, k_ + ko);
+        std::copy(h13_ + qd + kvd + ko, h13_ + qd + kvd + ko + c.head_dim, v_ + ko);
+        Rope(q_ + qo, 1, group, pos);
+        Rope(k_ + ko, 1, 1, pos);
+        cache->BeginKvHead(l, (int)kvh, pos, 1, q_, k_);
+      }
+    } else {
+      // A cache written whole (KvCache::Write) on one thread, as the pooled pass writes it, before any kv head is read.
+      if (t == 0) {
+        std::copy(h13_, h13_ + qd, q_);
+        std::copy(h13_ + qd, h13_ + qd + kvd, k_);
+        std::copy(h13_ + qd + kvd, h13_ + qd + 2 * kvd, v_);
+        Rope(q_, 1, c.n_heads, pos);
+        Rope(k_, 1, c.n_kv_heads, pos);
+        cache->Observe(l, 1, q_);
+        cache->Write(l, pos, 1, k_, v_);
+      }
+      barrier_.Wait(t);
     }
-    barrier_.Wait(t);
     clock.Mark(ForwardPhase::Rope);
 
     float* scratch = attn_scratch_ + t * attn_scratch_stride_;

@@ -22,29 +22,33 @@ void KeyBalancer::Reset() {
 }
 
 void KeyBalancer::ObserveQueries(int layer, int n, const float* q) {
-  const int d = g_.head_dim, group = g_.group();
-  for (int kvh = 0; kvh < g_.n_kv_heads; ++kvh) {
-    const size_t s = Stream(layer, kvh);
-    if (fixed_[s]) continue;
-    float* m = qmax_ + s * d;
-    for (int t = 0; t < n; ++t)
-      for (int h = kvh * group; h < (kvh + 1) * group; ++h) {
-        const float* row = q + ((size_t)t * g_.n_heads + h) * d;
-        for (int c = 0; c < d; ++c) m[c] = std::max(m[c], std::fabs(row[c]));
-      }
-  }
+  for (int kvh = 0; kvh < g_.n_kv_heads; ++kvh) ObserveQueries(layer, kvh, n, q);
 }
 
 void KeyBalancer::ObserveKeys(int layer, int n, const float* k) {
-  const int d = g_.head_dim;
-  for (int kvh = 0; kvh < g_.n_kv_heads; ++kvh) {
-    const size_t s = Stream(layer, kvh);
-    if (fixed_[s]) continue;
-    float* m = kmax_ + s * d;
-    for (int t = 0; t < n; ++t) {
-      const float* row = k + ((size_t)t * g_.n_kv_heads + kvh) * d;
+  for (int kvh = 0; kvh < g_.n_kv_heads; ++kvh) ObserveKeys(layer, kvh, n, k);
+}
+
+void KeyBalancer::ObserveQueries(int layer, int kvh, int n, const float* q) {
+  const int d = g_.head_dim, group = g_.group();
+  const size_t s = Stream(layer, kvh);
+  if (fixed_[s]) return;
+  float* m = qmax_ + s * d;
+  for (int t = 0; t < n; ++t)
+    for (int h = kvh * group; h < (kvh + 1) * group; ++h) {
+      const float* row = q + ((size_t)t * g_.n_heads + h) * d;
       for (int c = 0; c < d; ++c) m[c] = std::max(m[c], std::fabs(row[c]));
     }
+}
+
+void KeyBalancer::ObserveKeys(int layer, int kvh, int n, const float* k) {
+  const int d = g_.head_dim;
+  const size_t s = Stream(layer, kvh);
+  if (fixed_[s]) return;
+  float* m = kmax_ + s * d;
+  for (int t = 0; t < n; ++t) {
+    const float* row = k + ((size_t)t * g_.n_kv_heads + kvh) * d;
+    for (int c = 0; c < d; ++c) m[c] = std::max(m[c], std::fabs(row[c]));
   }
 }
 

@@ -24,6 +24,9 @@ class KeyBalancer {
   // Statistics while the factors of a stream are not fixed yet. q: [n][n_heads·d], k: [n][n_kv_heads·d].
   void ObserveQueries(int layer, int n, const float* q);
   void ObserveKeys(int layer, int n, const float* k);
+  // The same for one kv head's stream (its query heads of q, its part of k).
+  void ObserveQueries(int layer, int kv_head, int n, const float* q);
+  void ObserveKeys(int layer, int kv_head, int n, const float* k);
   // The factors of (layer, kv head), fixing them if they are not yet.
   const float* Factors(int layer, int kv_head);
   bool enabled() const { return enabled_; }

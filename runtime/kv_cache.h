@@ -56,6 +56,12 @@ class KvCache {
   virtual void WriteKvHead(int layer, int kv_head, int pos, int n, const float* k, const float* v) {
     (void)layer, (void)kv_head, (void)pos, (void)n, (void)k, (void)v;
   }
+  // Observe and BeginWrite for one kv head, for callers whose threads each take their own kv heads from the start
+  // (LlamaGraph::ForwardLockstep): reads only that kv head's query heads of q and its part of k, touches only its
+  // streams, and may run for kv heads at once. For every kv head, the same as Observe then BeginWrite.
+  virtual void BeginKvHead(int layer, int kv_head, int pos, int n, const float* q, const float* k) {
+    (void)layer, (void)kv_head, (void)pos, (void)n, (void)q, (void)k;
+  }
 
   // Attention of the group of query heads that share kv head `kv_head`, for the token at position `pos`, over
   // the cached tokens of `layer` at positions <= pos: for each head h of the group,

@@ -77,7 +77,7 @@ void MixedKvCache::Reset() {
   }
   if (balances_) balancer_.Reset();
   std::fill(evicted_, evicted_ + g_.n_kv_heads, 0);
-  newest_written_ = -1;
+  newest_written_.store(-1, std::memory_order_relaxed);
 }
 
 KvOccupancy MixedKvCache::Occupancy() const {
@@ -323,7 +323,22 @@ void MixedKvCache::BeginWrite(int layer, int pos, int n, const float* k) {
   // positions relies on it.
   assert(n <= config_.window || config_.policy != KvPolicy::MiKV || lo_ranked_);
   if (balances_) balancer_.ObserveKeys(layer, n, k);
-  newest_written_ = std::max(newest_written_, pos + n - 1);
+  NoteNewest(pos + n - 1);
+}
+
+void MixedKvCache::BeginKvHead(int layer, int kv_head, int pos, int n, const float* q, const float* k) {
+  assert(n <= config_.window || config_.policy != KvPolicy::MiKV || lo_ranked_);  // (BeginWrite says why)
+  if (balances_) {
+    balancer_.ObserveQueries(layer, kv_head, n, q);
+    balancer_.ObserveKeys(layer, kv_head, n, k);
+  }
+  NoteNewest(pos + n - 1);
+}
+
+void MixedKvCache::NoteNewest(int pos) {
+  int seen = newest_written_.load(std::memory_order_relaxed);
+  while (pos > seen && !newest_written_.compare_exchange_weak(seen, pos, std::memory_order_relaxed)) {
+  }
 }
 
 // On the thread that attends the kv head next: the stream's rows are asked for here, once, for the write's slots
@@ -438,7 +453,8 @@ void MixedKvCache::ScoreRows(size_t s, int pos, const Rows& rows, const Queries&
     ActiveKvKernels().scores_group[(int)r.kcodec.precision()](r.KFormat(g_.head_dim), group,
                                                              Balanced(r) ? q.balanced : q.plain, q.qsum[t],
                                                              r.K(s, first), (size_t)n, scale, sc + first, stride);
-    if (pos >= newest_written_) continue;  // no row is later than the query (every decode step): nothing to mask
+    // No row is later than the query (every decode step): nothing to mask.
+    if (pos >= newest_written_.load(std::memory_order_relaxed)) continue;
     for (int i = first; i < first + n; ++i)
       if (r.Position(s, i) > pos)
         for (int h = 0; h < group; ++h) sc[h * stride + i] = -INFINITY;
@@ -529,7 +545,7 @@ void MixedKvCache::Attend(int layer, int pos, int kv_head, const float* q, float
   // Softmax over every tier's rows at once.
   for (int h = 0; h < group; ++h) ActiveKvKernels().softmax(scores + h * stride, (size_t)Held(s));
   for (int i = 0; i < group * d; ++i) out[i] = 0.0f;
-  WeighRows(s, all, scores, stride, out, pos >= newest_written_);
+  WeighRows(s, all, scores, stride, out, pos >= newest_written_.load(std::memory_order_relaxed));
   UnrotateOutputs(out);
 }
 

@@ -23,6 +23,8 @@
 // reads the tiers in order (hi, mid, lo): a head's scores are the hi slots', then the mid slots', then the lo ones'.
 #pragma once
 
+#include <atomic>
+
 #include "key_balancer.h"
 #include "kv_cache.h"
 #include "kv_codec.h"
@@ -47,6 +49,7 @@ class MixedKvCache final : public KvCache {
   bool ordered_per_kv_head() const override { return true; }
   bool writes_per_kv_head() const override { return true; }
   void BeginWrite(int layer, int pos, int n, const float* k) override;
+  void BeginKvHead(int layer, int kv_head, int pos, int n, const float* q, const float* k) override;
   void WriteKvHead(int layer, int kv_head, int pos, int n, const float* k, const float* v) override;
   size_t SplitScratchFloats(int blocks) const override;
   void AttendBlockScores(int layer, int pos, int kv_head, int block, int blocks, const float* q, float* shared,
@@ -197,7 +200,9 @@ class MixedKvCache final : public KvCache {
   float* tmp_ = nullptr;
   int64_t* evicted_ = nullptr;  // [n_kv_heads]: tokens dropped since Reset, counted by the kv head's writes
   // The latest position written to any stream since Reset: a query at or after it has no later row to mask.
-  int newest_written_ = -1;
+  // Atomic: BeginKvHead sets it from the threads of several kv heads at once (all to the same position).
+  std::atomic<int> newest_written_{-1};
+  void NoteNewest(int pos);  // newest_written_ = max(itself, pos)
 };
 
 }  // namespace mikv
