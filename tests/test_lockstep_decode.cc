@@ -1,7 +1,8 @@
 // The lockstep decode step (LlamaGraph::ForwardLockstep: every thread runs the layers, barriers between) gives the
-// pooled step's logits bit for bit, token after token, on 2-4 threads, with a cache that writes each kv head in its
-// attention item (mikv) and one written serially (full), with and without q/k/v biases; and models whose projections
-// it cannot take decode through the pool.
+// pooled step's logits bit for bit, token after token, on 2-4 threads, with a cache whose kv heads each thread starts
+// and writes itself (mikv) and one written whole on one thread (full), with and without q/k/v biases, after a long
+// prompt and after a one-token one (which the key balancer first sees in lockstep); and models whose projections it
+// cannot take decode through the pool.
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -23,8 +24,8 @@ using test::Stories260KFromLlama2c;
 using test::TempPath;
 
 // Each decode step's logits, greedy from the prompt, for `steps` steps.
-std::vector<std::vector<float>> DecodeLogits(const Model& model, SessionConfig config, bool lockstep, int steps,
-                                             bool* ran_in_lockstep) {
+std::vector<std::vector<float>> DecodeLogits(const Model& model, SessionConfig config, bool lockstep, int prompt_len,
+                                             int steps, bool* ran_in_lockstep) {
   config.lockstep_decode = lockstep;
   std::unique_ptr<Session> s;
   const Status created = Session::Create(model, config, &s);
@@ -32,7 +33,7 @@ std::vector<std::vector<float>> DecodeLogits(const Model& model, SessionConfig c
   if (!s) return {};
   *ran_in_lockstep = s->decodes_in_lockstep();
   std::vector<int32_t> prompt;
-  for (int i = 0; i < 40; ++i) prompt.push_back(1 + (i * 37) % (model.config().vocab_size - 1));
+  for (int i = 0; i < prompt_len; ++i) prompt.push_back(1 + (i * 37) % (model.config().vocab_size - 1));
   EXPECT_TRUE(s->Prefill(prompt.data(), prompt.size()).ok());
   const int vocab = model.config().vocab_size;
   std::vector<std::vector<float>> out;
@@ -92,14 +93,18 @@ void ExpectLockstepIsPooled(const std::string& path) {
       } else {
         config.kv.policy = KvPolicy::Full;
       }
-      bool lockstep = false, pooled_lockstep = true;
-      const auto a = DecodeLogits(model, config, true, 60, &lockstep);
-      const auto b = DecodeLogits(model, config, false, 60, &pooled_lockstep);
-      ASSERT_TRUE(lockstep) << "the session decodes in lockstep";
-      ASSERT_FALSE(pooled_lockstep);
-      ASSERT_EQ(a.size(), b.size());
-      for (size_t step = 0; step < a.size(); ++step)
-        ASSERT_EQ(0, std::memcmp(a[step].data(), b[step].data(), a[step].size() * sizeof(float))) << "step " << step;
+      // A one-token prompt runs in lockstep too: its keys and queries are the first the key balancer sees.
+      for (int prompt_len : {1, 40}) {
+        bool lockstep = false, pooled_lockstep = true;
+        const auto a = DecodeLogits(model, config, true, prompt_len, 60, &lockstep);
+        const auto b = DecodeLogits(model, config, false, prompt_len, 60, &pooled_lockstep);
+        ASSERT_TRUE(lockstep) << "the session decodes in lockstep";
+        ASSERT_FALSE(pooled_lockstep);
+        ASSERT_EQ(a.size(), b.size());
+        for (size_t step = 0; step < a.size(); ++step)
+          ASSERT_EQ(0, std::memcmp(a[step].data(), b[step].data(), a[step].size() * sizeof(float)))
+              << "prompt " << prompt_len << ", step " << step;
+      }
     }
 }
 
