@@ -57,7 +57,10 @@ Status LlamaGraph::ForwardLockstep(int pos, KvCache* cache, pthreadpool_t pool, 
         const LockstepJob& j = *static_cast<const LockstepJob*>(context);
         j.graph->LockstepThread(t, j.pos, j.cache, j.clock);
       },
-      &job, /*flush_denormals=*/true);
+      // The pooled pass's floating-point mode: its attention, norms and SwiGLU run without flushing denormals. (Its
+      // q8_0/q4_0 items run flushed, but those kernels can neither meet nor make a denormal float: their floats are
+      // products of f16 scales and integer sums.)
+      &job, /*flush_denormals=*/false);
   for (Status& s : thread_status_) {
     if (!s.ok()) {
       Status failed = s;
