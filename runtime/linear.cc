@@ -258,11 +258,8 @@ Status Linear::Run(const LinearInput& in, float* y, pthreadpool_t pool) {
   if (needs_q8_blocks()) {
     if (in.q8_blocks == nullptr || (packed_ && in.q8_sums == nullptr))
       return Status(MIKV_ERR_INTERNAL, "q8_0/q4_0 weights need the activations as Q8_0 blocks and their sums");
-    const size_t blocks = in_ / kQBlock;
     const size_t tiles = (out_ + kQb32TileRows - 1) / kQb32TileRows;
-    Qb32Task task{type_ == WeightType::Q8_0 ? qb32_->q8_0 : qb32_->q4_0,
-                  {blocks_, row_bytes_, in.q8_blocks, blocks * kQ8_0BlockBytes, blocks, in.batch, y, out_, in.q8_sums},
-                  out_, tiles, pthreadpool_get_threads_count(pool)};
+    Qb32Task task{Qb32Fn(), Qb32Args(in, y), out_, tiles, pthreadpool_get_threads_count(pool)};
     // Output rows split across threads in tiles of 16 (two packed groups): a weight row is read once per call
     // however many activation rows there are, and each thread streams its own part of the matrix.
     pthreadpool_parallelize_1d_with_thread(pool, RunQb32Tile, &task, tiles, PTHREADPOOL_FLAG_DISABLE_DENORMALS);
@@ -297,6 +294,13 @@ Status Linear::Run(const LinearInput& in, float* y, pthreadpool_t pool) {
   return OkStatus();
 }
 
+Qb32GemmFn Linear::Qb32Fn() const { return type_ == WeightType::Q8_0 ? qb32_->q8_0 : qb32_->q4_0; }
+
+Qb32GemmArgs Linear::Qb32Args(const LinearInput& in, float* y) const {
+  const size_t blocks = in_ / kQBlock;
+  return {blocks_, row_bytes_, in.q8_blocks, blocks * kQ8_0BlockBytes, blocks, in.batch, y, out_, in.q8_sums};
+}
+
 std::pair<size_t, size_t> Linear::ShareOfRows(size_t rows, size_t t, size_t threads) {
   const size_t tiles = (rows + kQb32TileRows - 1) / kQb32TileRows;
   const auto [first, last] = ThreadPool::ShareOf(tiles, threads, t);
@@ -310,11 +314,9 @@ void Linear::RunShare(const LinearInput& in, float* y, size_t t, size_t threads)
 
 void Linear::RunRows(const LinearInput& in, float* y, size_t begin, size_t end) const {
   if (begin >= end) return;
-  const size_t blocks = in_ / kQBlock;
-  const Qb32GemmArgs args{blocks_, row_bytes_, in.q8_blocks, blocks * kQ8_0BlockBytes, blocks, in.batch, y, out_, in.q8_sums};
   // The rows are one stream: its first lines asked for at once (RunQb32Tile says why).
   PrefetchLines(blocks_ + begin * row_bytes_, std::min(kQb32StreamStartBytes, (end - begin) * row_bytes_));
-  (type_ == WeightType::Q8_0 ? qb32_->q8_0 : qb32_->q4_0)(args, begin, end);
+  Qb32Fn()(Qb32Args(in, y), begin, end);
   AddBias(in.batch, y, begin, end);
 }
 

@@ -95,6 +95,9 @@ class Linear {
   Status CreateFrom(const TensorView& w, const float* bias, bool w_is_temporary);
   void AddBias(size_t batch, float* y) const;
   void AddBias(size_t batch, float* y, size_t o_begin, size_t o_end) const;
+  // q8_0/q4_0: the kernel for this operator's encoding, and its arguments for `in` into y (Run and RunRows).
+  Qb32GemmFn Qb32Fn() const;
+  Qb32GemmArgs Qb32Args(const LinearInput& in, float* y) const;
 
   xnn_operator_t op_ = nullptr;
   const float* bias_ = nullptr;  // points into the model file, or into fused_bias_
