@@ -125,5 +125,6 @@ extern const KvKernels kAvx512KvKernels = {
      avx::Qu4Qu2KvScoresGroupAvx2, avx::Qu4Qu2KvScoresGroupAvx2},
     {avx::F16KvValuesGroupAvx512, avx::QuKvValuesGroupAvx2, avx::Qu4Qu2KvValuesGroupAvx2,
      avx::Qu4Qu2KvValuesGroupAvx2, avx::Qu4Qu2KvValuesGroupAvx2},
+    avx::QuantizeQueryAvx2Entry,
 };
 }  // namespace mikv

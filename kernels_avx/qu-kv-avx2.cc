@@ -42,7 +42,7 @@ void ScoresInt8AnyShape(const KvRowFormat& f, int nq, const float* q, const floa
   int8_t q8[kMaxHeadDim];
   float qs[kMaxHeadDim / 16];
   for (int h = 0; h < nq; ++h) {
-    KvQuantizeQuery(q + (size_t)h * d, d, group, q8, qs);
+    QuantizeQueryAvx2(q + (size_t)h * d, d, group, q8, qs);
     for (int i = 0; i < d; i += 16) q16[i / 16] = WidenDot::Prepare16(q8 + i);
     const float* qsum_h = qsum + (size_t)h * ng;
     for (size_t t = 0; t < n; t += 4) {
@@ -97,6 +97,10 @@ void QuKvValuesAvx2(const KvRowFormat& f, const float* p, const uint8_t* rows, s
   Values<8>(f, p, rows, n, acc);
 }
 
+void QuantizeQueryAvx2Entry(const float* q, int head_dim, int group, int8_t* q8, float* qs) {
+  QuantizeQueryAvx2(q, head_dim, group, q8, qs);
+}
+
 }  // namespace mikv::avx
 
 namespace mikv {
@@ -111,5 +115,6 @@ extern const KvKernels kAvx2KvKernels = {
      avx::Qu4Qu2KvScoresGroupAvx2, avx::Qu4Qu2KvScoresGroupAvx2},
     {KvValuesEachQuery<avx::F16KvValuesAvx2>, avx::QuKvValuesGroupAvx2, avx::Qu4Qu2KvValuesGroupAvx2,
      avx::Qu4Qu2KvValuesGroupAvx2, avx::Qu4Qu2KvValuesGroupAvx2},
+    avx::QuantizeQueryAvx2Entry,
 };
 }  // namespace mikv

@@ -108,7 +108,7 @@ inline void QueryDwords(int nq, const float* q, int32_t (*qd)[NC][P][16 / P], fl
   constexpr int d = 64 * NC;
   for (int h = 0; h < nq; ++h) {
     int8_t q8[d];
-    KvQuantizeQuery(q + h * d, d, d / NG, q8, qs[h]);
+    QuantizeQueryAvx2(q + h * d, d, d / NG, q8, qs[h]);
     for (int c = 0; c < NC; ++c)
       for (int k = 0; k < P; ++k)
         for (int j = 0; j < 16 / P; ++j) {
@@ -643,5 +643,6 @@ extern const KvKernels MIKV_VNNI_TABLE = {
      avx::Qu4Qu2ScoresGroupVnni, avx::Qu4Qu2ScoresGroupVnni, avx::Qu4Qu2ScoresGroupVnni},
     {avx::F16KvValuesGroupAvx512, avx::Qu8ValuesGroupVnni,
      avx::Qu4Qu2ValuesGroupVnni, avx::Qu4Qu2ValuesGroupVnni, avx::Qu4Qu2ValuesGroupVnni},
+    avx::QuantizeQueryAvx2Entry,
 };
 }  // namespace mikv

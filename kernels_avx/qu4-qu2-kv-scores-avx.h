@@ -180,7 +180,7 @@ void ScoresInt4(const KvRowFormat& f, const float* q, const float* qsum, const u
   float qs[kPass][NG];
   for (int h = 0; h < NQ; ++h) {
     int8_t q8[d];
-    KvQuantizeQuery(q + h * d, d, group, q8, qs[h]);
+    QuantizeQueryAvx2(q + h * d, d, group, q8, qs[h]);
     for (int c = 0; c < NC; ++c)
       for (int j = 0; j < 32; ++j) {
         qa[h][c][j] = q8[64 * c + ChunkChannel(0, j)];
@@ -215,7 +215,7 @@ inline void Int2QueryPhases(int nq, const float* q, int8_t (*qp)[NC][4][W], floa
   constexpr int d = 64 * NC;
   for (int h = 0; h < nq; ++h) {
     int8_t q8[d];
-    KvQuantizeQuery(q + h * d, d, d / NG, q8, qs[h]);
+    QuantizeQueryAvx2(q + h * d, d, d / NG, q8, qs[h]);
     for (int c = 0; c < NC; ++c)
       for (int k = 0; k < 4; ++k)
         for (int j = 0; j < W; ++j) qp[h][c][k][j] = q8[64 * c + 4 * (j % 16) + k];

@@ -41,7 +41,7 @@ void ScoresInt8(const KvRowFormat& f, const float* q, const float* qsum, const u
   float qs[kPass][NG];
   for (int h = 0; h < NQ; ++h) {
     int8_t q8[d];
-    KvQuantizeQuery(q + h * d, d, group, q8, qs[h]);
+    QuantizeQueryAvx2(q + h * d, d, group, q8, qs[h]);
     for (int r = 0; r < d / kUnit; ++r) {
       if constexpr (kUnit == 32) qd[h][r] = Dot::Prepare(q8 + 32 * r);
       else qd[h][r] = Dot::Prepare16(q8 + 16 * r);

@@ -136,5 +136,6 @@ extern const KvKernels kNeonKvKernelsEmulated = {
      nk::Qu4Qu2ScoresGroup, nk::Qu4Qu2ScoresGroup},
     {nk::F16ValuesGroup, KvValuesEachQuery<nk::QuValues>, nk::Qu4Qu2ValuesGroup,
      nk::Qu4Qu2ValuesGroup, nk::Qu4Qu2ValuesGroup},
+    nk::QuantizeQuery,
 };
 }  // namespace mikv

@@ -243,7 +243,7 @@ void ScoresGroup(const KvRowFormat& f, int nq, const float* q, const float* qsum
   int8_t q8[kKvQueryPass * kMaxHeadDim];
   float qs[kKvQueryPass * (kMaxHeadDim / 8)];
   KvForQueryPasses(nq, [&](auto count, int h0) {
-    for (int h = 0; h < decltype(count)::value; ++h) KvQuantizeQuery(q + (size_t)(h0 + h) * d, d, f.group, q8 + h * d, qs + h * ng);
+    for (int h = 0; h < decltype(count)::value; ++h) QuantizeQuery(q + (size_t)(h0 + h) * d, d, f.group, q8 + h * d, qs + h * ng);
     ScoresPass<BITS, decltype(count)::value>(f, q8, qs, qsum + (size_t)h0 * ng, rows, n, scale, out + (size_t)h0 * out_stride, out_stride);
   });
 }

@@ -57,6 +57,9 @@ using KvSoftmaxFn = void (*)(float* s, size_t n);
 // One token's key or value vector (head_dim floats) into a row of f's precision: KvCodec::Encode's bytes exactly
 // (every variant does the same float operations; tests compare bytes).
 using KvEncodeFn = void (*)(const KvRowFormat& f, const float* x, uint8_t* dst);
+// A query head's head_dim floats rounded to int8 per group of channels, with each group's scale (KvQuantizeQuery):
+// what the integer scores kernels take. Every variant gives the reference's bytes and scales exactly.
+using KvQuantizeQueryFn = void (*)(const float* q, int head_dim, int group, int8_t* q8, float* qs);
 
 // The heads of one GQA group against the same rows, in one call: nq queries q[h·head_dim + i] with group sums
 // qsum[h·ng + g] (nullptr for FP16 rows) into out[h·out_stride + t]; values: weights p[h·p_stride + t] into
@@ -106,6 +109,7 @@ struct KvKernels {
   KvEncodeFn encode;
   KvScoresGroupFn scores_group[5];
   KvValuesGroupFn values_group[5];
+  KvQuantizeQueryFn quantize_query;
 };
 
 enum class KvIsa : uint8_t { Scalar = 0, Avx2 = 1, Avx512 = 2, Neon = 3, Avx512Vnni = 4, Avx512Vbmi = 5, NeonDotprod = 6 };

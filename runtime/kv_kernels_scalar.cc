@@ -108,6 +108,7 @@ const KvKernels kScalarKvKernels = {
      KvScoresEachQuery<ScoresInIntegers>, KvScoresEachQuery<ScoresInIntegers>},
     {KvValuesEachQuery<ValuesF16>, KvValuesEachQuery<ValuesQuantized>, KvValuesEachQuery<ValuesInIntegers>,
      KvValuesEachQuery<ValuesInIntegers>, KvValuesEachQuery<ValuesInIntegers>},
+    KvQuantizeQuery,
 };
 
 void KvEncodeScalar(const KvRowFormat& f, const float* x, uint8_t* dst) {

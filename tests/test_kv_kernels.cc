@@ -384,6 +384,36 @@ TEST(KvKernels, QueryQuantizationIsTheRoundedClampedRatio) {
   }
 }
 
+// Every table's query quantization (the one its integer scores kernels make inline) against the reference, byte for
+// byte and scale for scale, over the same inputs: ties, NaN, infinities, -0, group sizes 8 to 64.
+TEST(KvKernels, EveryQueryQuantizationIsTheReferences) {
+  std::mt19937 rng(15);
+  std::normal_distribution<float> normal(0.0f, 3.0f);
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+  for (const KvKernels* k : Variants()) {
+    SCOPED_TRACE(k->isa);
+    ASSERT_NE(k->quantize_query, nullptr);
+    for (int trial = 0; trial < 400; ++trial) {
+      const int d = trial % 3 == 0 ? 128 : 64, group = 8 << (trial % 4);
+      std::vector<float> q(d);
+      for (float& v : q) v = normal(rng);
+      if (trial % 5 == 1) {  // largest 127: the ratio is q itself, and halves are ties
+        q[0] = 127.0f;
+        for (int i = 1; i < group; ++i) q[i] = (float)((int)(rng() % 253) - 126) + 0.5f;
+      }
+      if (trial % 5 == 2) q[rng() % d] = trial % 10 == 2 ? nan : -inf;
+      if (trial % 5 == 3) q[rng() % d] = inf, q[rng() % d] = -0.0f, q[rng() % d] = nan;
+      if (trial % 5 == 4) std::fill(q.begin(), q.begin() + group, 0.0f);  // a group of zeros: scale 0, codes 0
+      std::vector<int8_t> got(d), want(d);
+      std::vector<float> got_qs(d / group), want_qs(d / group);
+      k->quantize_query(q.data(), d, group, got.data(), got_qs.data());
+      KvQuantizeQuery(q.data(), d, group, want.data(), want_qs.data());
+      ASSERT_EQ(got, want) << "trial " << trial << ", group " << group;
+      ASSERT_EQ(std::memcmp(got_qs.data(), want_qs.data(), want_qs.size() * sizeof(float)), 0) << "trial " << trial;
+    }
+  }
+}
+
 TEST(KvKernels, ScalarReferenceValuesAreTheWeightedSumOfDecodedRows) {
   // acc += Σ p_t · decode(row t); INT4/INT2 round each row's p·scale to 0..127 of its block's largest, which may move
   // channel i by Σ_t ws/2 · code_{t,i} ≤ Σ_t ws/2 · (2^bits - 1).
