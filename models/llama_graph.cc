@@ -237,6 +237,17 @@ void RunSplitSum(void* ctx, size_t, size_t kv_head) {
 }  // namespace
 
 // The layers for a chunk of tokens, each parallel operation through the pool.
+void LlamaGraph::SplitQkv(int n) {
+  const ModelConfig& c = model_.config();
+  const size_t qd = c.q_dim(), kvd = c.kv_dim(), width = qd + 2 * kvd;
+  for (size_t t = 0; t < (size_t)n; ++t) {
+    const float* row = h13_ + t * width;
+    std::copy(row, row + qd, q_ + t * qd);
+    std::copy(row + qd, row + qd + kvd, k_ + t * kvd);
+    std::copy(row + qd + kvd, row + width, v_ + t * kvd);
+  }
+}
+
 Status LlamaGraph::ForwardPooled(int n, int pos, bool split, KvCache* cache, pthreadpool_t pool, PhaseClock* clock) {
   const ModelConfig& c = model_.config();
   const LlamaWeights& w = model_.weights();
@@ -249,13 +260,7 @@ Status LlamaGraph::ForwardPooled(int n, int pos, bool split, KvCache* cache, pth
     LinearInput in{xb_, nullptr, nullptr, (size_t)n};
     if (ops.qkv_fused) {
       MIKV_RETURN_IF_ERROR(Project(ops.wqkv, &in, c.dim, h13_, pool));
-      const size_t qd = c.q_dim(), kvd = c.kv_dim(), width = qd + 2 * kvd;
-      for (size_t t = 0; t < (size_t)n; ++t) {
-        const float* row = h13_ + t * width;
-        std::copy(row, row + qd, q_ + t * qd);
-        std::copy(row + qd, row + qd + kvd, k_ + t * kvd);
-        std::copy(row + qd + kvd, row + width, v_ + t * kvd);
-      }
+      SplitQkv(n);
     } else {
       MIKV_RETURN_IF_ERROR(Project(ops.wq, &in, c.dim, q_, pool));
       MIKV_RETURN_IF_ERROR(Project(ops.wk, &in, c.dim, k_, pool));

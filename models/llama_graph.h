@@ -92,6 +92,8 @@ class LlamaGraph {
   Status ForwardLockstep(int pos, KvCache* cache, pthreadpool_t pool, PhaseClock* clock);
   void LockstepThread(size_t t, int pos, KvCache* cache, PhaseClock* clock);
   void RmsNorm(const float* x, const float* w, float* out, int n) const;
+  // The fused q/k/v output of n tokens in h13_ ([n][q | k | v]) into q_, k_ and v_.
+  void SplitQkv(int n);
   void Rope(float* v, int n_tokens, int n_heads, int pos) const;
 
   const Model& model_;

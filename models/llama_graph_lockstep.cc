@@ -120,9 +120,7 @@ void LlamaGraph::LockstepThread(size_t t, int pos, KvCache* cache, PhaseClock* s
     } else {
       // A cache written whole (KvCache::Write) on one thread, as the pooled pass writes it, before any kv head is read.
       if (t == 0) {
-        std::copy(h13_, h13_ + qd, q_);
-        std::copy(h13_ + qd, h13_ + qd + kvd, k_);
-        std::copy(h13_ + qd + kvd, h13_ + qd + 2 * kvd, v_);
+        SplitQkv(1);
         Rope(q_, 1, c.n_heads, pos);
         Rope(k_, 1, c.n_kv_heads, pos);
         cache->Observe(l, 1, q_);
