@@ -236,7 +236,6 @@ void RunSplitSum(void* ctx, size_t, size_t kv_head) {
 
 }  // namespace
 
-// The layers for a chunk of tokens, each parallel operation through the pool.
 void LlamaGraph::SplitQkv(int n) {
   const ModelConfig& c = model_.config();
   const size_t qd = c.q_dim(), kvd = c.kv_dim(), width = qd + 2 * kvd;
@@ -248,6 +247,7 @@ void LlamaGraph::SplitQkv(int n) {
   }
 }
 
+// The layers for a chunk of tokens, each parallel operation through the pool.
 Status LlamaGraph::ForwardPooled(int n, int pos, bool split, KvCache* cache, pthreadpool_t pool, PhaseClock* clock) {
   const ModelConfig& c = model_.config();
   const LlamaWeights& w = model_.weights();
