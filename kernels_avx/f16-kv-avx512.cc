@@ -126,5 +126,6 @@ extern const KvKernels kAvx512KvKernels = {
     {avx::F16KvValuesGroupAvx512, avx::QuKvValuesGroupAvx2, avx::Qu4Qu2KvValuesGroupAvx2,
      avx::Qu4Qu2KvValuesGroupAvx2, avx::Qu4Qu2KvValuesGroupAvx2},
     avx::QuantizeQueryAvx2Entry,
+    avx::ExpSumAvx512,
 };
 }  // namespace mikv

@@ -28,22 +28,13 @@ inline __m256 Exp(__m256 x) {
 
 }  // namespace
 
-void SoftmaxAvx2(float* s, size_t n) {
-  // Four (max) and two (sum) independent accumulators: one would chain every step on the previous one's latency.
-  __m256 m4[4] = {_mm256_set1_ps(-INFINITY), _mm256_set1_ps(-INFINITY), _mm256_set1_ps(-INFINITY), _mm256_set1_ps(-INFINITY)};
-  size_t i = 0;
-  for (; i + 32 <= n; i += 32)
-    for (int j = 0; j < 4; ++j) m4[j] = _mm256_max_ps(m4[j], _mm256_loadu_ps(s + i + 8 * j));
-  for (; i + 8 <= n; i += 8) m4[0] = _mm256_max_ps(m4[0], _mm256_loadu_ps(s + i));
-  float max_score = HorizontalMax(_mm256_max_ps(_mm256_max_ps(m4[0], m4[1]), _mm256_max_ps(m4[2], m4[3])));
-  for (size_t j = i; j < n; ++j) max_score = s[j] > max_score ? s[j] : max_score;
-  if (max_score == -INFINITY) return SoftmaxInPlace(s, n);  // nothing unmasked: the reference's answer
-
+float ExpSumAvx2(float* s, size_t n, float max) {
   // Chunk c of eight scores (the tail padded with -inf, whose exp is 0) adds into sum2[c % 2], so the sum depends
   // on the scores alone, not on where the array ends: caches that pad their scores differently agree bit for bit.
-  const __m256 m = _mm256_set1_ps(max_score);
+  const __m256 m = _mm256_set1_ps(max);
   __m256 sum2[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
-  for (i = 0; i + 16 <= n; i += 16)
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16)
     for (int j = 0; j < 2; ++j) {
       const __m256 e = Exp(_mm256_sub_ps(_mm256_loadu_ps(s + i + 8 * j), m));
       _mm256_storeu_ps(s + i + 8 * j, e);
@@ -65,8 +56,21 @@ void SoftmaxAvx2(float* s, size_t n) {
     sum2[odd] = _mm256_add_ps(sum2[odd], e);
     for (size_t j = i; j < n; ++j) s[j] = tail[j - i];
   }
-  const __m256 vsum = _mm256_add_ps(sum2[0], sum2[1]);
-  const __m256 inv = _mm256_set1_ps(1.0f / Hsum8(vsum));
+  return Hsum8(_mm256_add_ps(sum2[0], sum2[1]));
+}
+
+void SoftmaxAvx2(float* s, size_t n) {
+  // Four (max) and two (sum) independent accumulators: one would chain every step on the previous one's latency.
+  __m256 m4[4] = {_mm256_set1_ps(-INFINITY), _mm256_set1_ps(-INFINITY), _mm256_set1_ps(-INFINITY), _mm256_set1_ps(-INFINITY)};
+  size_t i = 0;
+  for (; i + 32 <= n; i += 32)
+    for (int j = 0; j < 4; ++j) m4[j] = _mm256_max_ps(m4[j], _mm256_loadu_ps(s + i + 8 * j));
+  for (; i + 8 <= n; i += 8) m4[0] = _mm256_max_ps(m4[0], _mm256_loadu_ps(s + i));
+  float max_score = HorizontalMax(_mm256_max_ps(_mm256_max_ps(m4[0], m4[1]), _mm256_max_ps(m4[2], m4[3])));
+  for (size_t j = i; j < n; ++j) max_score = s[j] > max_score ? s[j] : max_score;
+  if (max_score == -INFINITY) return SoftmaxInPlace(s, n);  // nothing unmasked: the reference's answer
+
+  const __m256 inv = _mm256_set1_ps(1.0f / ExpSumAvx2(s, n, max_score));
   for (i = 0; i + 8 <= n; i += 8) _mm256_storeu_ps(s + i, _mm256_mul_ps(_mm256_loadu_ps(s + i), inv));
   for (; i < n; ++i) s[i] *= _mm256_cvtss_f32(inv);
 }

@@ -31,20 +31,12 @@ inline __mmask16 FirstLanes(size_t k) { return (__mmask16)((1u << k) - 1); }  //
 
 }  // namespace
 
-void SoftmaxAvx512(float* s, size_t n) {
+float ExpSumAvx512(float* s, size_t n, float max) {
   const __m512 minus_inf = _mm512_set1_ps(-INFINITY);
-  __m512 m4[4] = {minus_inf, minus_inf, minus_inf, minus_inf};
-  size_t i = 0;
-  for (; i + 64 <= n; i += 64)
-    for (int j = 0; j < 4; ++j) m4[j] = _mm512_max_ps(m4[j], _mm512_loadu_ps(s + i + 16 * j));
-  for (; i + 16 <= n; i += 16) m4[0] = _mm512_max_ps(m4[0], _mm512_loadu_ps(s + i));
-  if (i < n) m4[1] = _mm512_max_ps(m4[1], _mm512_mask_loadu_ps(minus_inf, FirstLanes(n - i), s + i));
-  const float max_score = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_max_ps(m4[0], m4[1]), _mm512_max_ps(m4[2], m4[3])));
-  if (max_score == -INFINITY) return SoftmaxInPlace(s, n);  // nothing unmasked: the reference's answer
-
-  const __m512 m = _mm512_set1_ps(max_score);
+  const __m512 m = _mm512_set1_ps(max);
   __m512 sum2[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
-  for (i = 0; i + 32 <= n; i += 32)
+  size_t i = 0;
+  for (; i + 32 <= n; i += 32)
     for (int j = 0; j < 2; ++j) {
       const __m512 e = Exp16(_mm512_sub_ps(_mm512_loadu_ps(s + i + 16 * j), m));
       _mm512_storeu_ps(s + i + 16 * j, e);
@@ -64,7 +56,21 @@ void SoftmaxAvx512(float* s, size_t n) {
     _mm512_mask_storeu_ps(s + i, tail, e);
     sum2[odd] = _mm512_add_ps(sum2[odd], e);
   }
-  const __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(_mm512_add_ps(sum2[0], sum2[1])));
+  return _mm512_reduce_add_ps(_mm512_add_ps(sum2[0], sum2[1]));
+}
+
+void SoftmaxAvx512(float* s, size_t n) {
+  const __m512 minus_inf = _mm512_set1_ps(-INFINITY);
+  __m512 m4[4] = {minus_inf, minus_inf, minus_inf, minus_inf};
+  size_t i = 0;
+  for (; i + 64 <= n; i += 64)
+    for (int j = 0; j < 4; ++j) m4[j] = _mm512_max_ps(m4[j], _mm512_loadu_ps(s + i + 16 * j));
+  for (; i + 16 <= n; i += 16) m4[0] = _mm512_max_ps(m4[0], _mm512_loadu_ps(s + i));
+  if (i < n) m4[1] = _mm512_max_ps(m4[1], _mm512_mask_loadu_ps(minus_inf, FirstLanes(n - i), s + i));
+  const float max_score = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_max_ps(m4[0], m4[1]), _mm512_max_ps(m4[2], m4[3])));
+  if (max_score == -INFINITY) return SoftmaxInPlace(s, n);  // nothing unmasked: the reference's answer
+
+  const __m512 inv = _mm512_set1_ps(1.0f / ExpSumAvx512(s, n, max_score));
   for (i = 0; i + 16 <= n; i += 16) _mm512_storeu_ps(s + i, _mm512_mul_ps(_mm512_loadu_ps(s + i), inv));
   if (i < n) {
     const __mmask16 tail = FirstLanes(n - i);

@@ -116,5 +116,6 @@ extern const KvKernels kAvx2KvKernels = {
     {KvValuesEachQuery<avx::F16KvValuesAvx2>, avx::QuKvValuesGroupAvx2, avx::Qu4Qu2KvValuesGroupAvx2,
      avx::Qu4Qu2KvValuesGroupAvx2, avx::Qu4Qu2KvValuesGroupAvx2},
     avx::QuantizeQueryAvx2Entry,
+    avx::ExpSumAvx2,
 };
 }  // namespace mikv

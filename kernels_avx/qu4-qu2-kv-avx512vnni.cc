@@ -644,5 +644,6 @@ extern const KvKernels MIKV_VNNI_TABLE = {
     {avx::F16KvValuesGroupAvx512, avx::Qu8ValuesGroupVnni,
      avx::Qu4Qu2ValuesGroupVnni, avx::Qu4Qu2ValuesGroupVnni, avx::Qu4Qu2ValuesGroupVnni},
     avx::QuantizeQueryAvx2Entry,
+    avx::ExpSumAvx512,
 };
 }  // namespace mikv

@@ -41,21 +41,12 @@ inline F8 Add8(F8 a, F8 b) { return {vaddq_f32(a.lo, b.lo), vaddq_f32(a.hi, b.hi
 
 }  // namespace
 
-void Softmax(float* s, size_t n) {
-  // Four (max) and two (sum) independent accumulators: one would chain every step on the previous one's latency.
-  float32x4_t m4[4] = {vdupq_n_f32(-INFINITY), vdupq_n_f32(-INFINITY), vdupq_n_f32(-INFINITY), vdupq_n_f32(-INFINITY)};
-  size_t i = 0;
-  for (; i + 16 <= n; i += 16)
-    for (int j = 0; j < 4; ++j) m4[j] = vmaxq_f32(m4[j], vld1q_f32(s + i + 4 * j));
-  for (; i + 4 <= n; i += 4) m4[0] = vmaxq_f32(m4[0], vld1q_f32(s + i));
-  float max_score = vmaxvq_f32(vmaxq_f32(vmaxq_f32(m4[0], m4[1]), vmaxq_f32(m4[2], m4[3])));
-  for (size_t j = i; j < n; ++j) max_score = s[j] > max_score ? s[j] : max_score;
-  if (max_score == -INFINITY) return SoftmaxInPlace(s, n);  // nothing unmasked: the reference's answer
-
-  const float32x4_t m = vdupq_n_f32(max_score);
+float ExpSum(float* s, size_t n, float max) {
+  const float32x4_t m = vdupq_n_f32(max);
   const F8 zero = {vdupq_n_f32(0.0f), vdupq_n_f32(0.0f)};
   F8 sum2[2] = {zero, zero};
-  for (i = 0; i + 16 <= n; i += 16)
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16)
     for (int j = 0; j < 2; ++j) sum2[j] = Add8(sum2[j], Exp8(s + i + 8 * j, m));
   int odd = 0;  // the next chunk's accumulator
   if (i + 8 <= n) {
@@ -69,7 +60,21 @@ void Softmax(float* s, size_t n) {
     sum2[odd] = Add8(sum2[odd], Exp8(tail, m));
     for (size_t j = i; j < n; ++j) s[j] = tail[j - i];
   }
-  const float inv = 1.0f / Hsum8(Add8(sum2[0], sum2[1]));
+  return Hsum8(Add8(sum2[0], sum2[1]));
+}
+
+void Softmax(float* s, size_t n) {
+  // Four (max) and two (sum) independent accumulators: one would chain every step on the previous one's latency.
+  float32x4_t m4[4] = {vdupq_n_f32(-INFINITY), vdupq_n_f32(-INFINITY), vdupq_n_f32(-INFINITY), vdupq_n_f32(-INFINITY)};
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    for (int j = 0; j < 4; ++j) m4[j] = vmaxq_f32(m4[j], vld1q_f32(s + i + 4 * j));
+  for (; i + 4 <= n; i += 4) m4[0] = vmaxq_f32(m4[0], vld1q_f32(s + i));
+  float max_score = vmaxvq_f32(vmaxq_f32(vmaxq_f32(m4[0], m4[1]), vmaxq_f32(m4[2], m4[3])));
+  for (size_t j = i; j < n; ++j) max_score = s[j] > max_score ? s[j] : max_score;
+  if (max_score == -INFINITY) return SoftmaxInPlace(s, n);  // nothing unmasked: the reference's answer
+
+  const float inv = 1.0f / ExpSum(s, n, max_score);
   const float32x4_t vinv = vdupq_n_f32(inv);
   for (i = 0; i + 4 <= n; i += 4) vst1q_f32(s + i, vmulq_f32(vld1q_f32(s + i), vinv));
   for (; i < n; ++i) s[i] *= inv;

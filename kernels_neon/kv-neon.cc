@@ -137,5 +137,6 @@ extern const KvKernels kNeonKvKernelsEmulated = {
     {nk::F16ValuesGroup, KvValuesEachQuery<nk::QuValues>, nk::Qu4Qu2ValuesGroup,
      nk::Qu4Qu2ValuesGroup, nk::Qu4Qu2ValuesGroup},
     nk::QuantizeQuery,
+    nk::ExpSum,
 };
 }  // namespace mikv

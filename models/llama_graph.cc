@@ -84,8 +84,9 @@ int LlamaGraph::SplitBlocks(int threads, int n_kv_heads) {
   return threads / std::gcd(threads, n_kv_heads);
 }
 
-void LlamaGraph::Carve(Arena* a, size_t attn_scratch_floats, size_t split_scratch_floats) {
+void LlamaGraph::Carve(Arena* a, const KvCache& cache) {
   const ModelConfig& c = model_.config();
+  const size_t attn_scratch_floats = cache.ScratchFloats();
   const size_t T = chunk_;
   x_ = a->Take<float>(T * c.dim, "activations");
   xb_ = a->Take<float>(T * std::max(c.dim, c.q_dim()), "activations");
@@ -111,8 +112,10 @@ void LlamaGraph::Carve(Arena* a, size_t attn_scratch_floats, size_t split_scratc
   q8_sums_ = any_q8_blocks ? a->Take<int32_t>(T * (widest / kQBlock), "activations") : nullptr;
   attn_scratch_stride_ = (attn_scratch_floats + 15) / 16 * 16;
   attn_scratch_ = a->Take<float>(attn_scratch_stride_ * threads_, "activations");
-  attn_split_ = split_blocks_ > 1 && split_scratch_floats > 0 ? a->Take<float>(split_scratch_floats, "activations")
-                                                              : nullptr;
+  // One buffer for both splits: a decode step takes one or the other.
+  const size_t split_floats = std::max(split_blocks_ > 1 ? cache.SplitScratchFloats(split_blocks_) : 0,
+                                       rest_blocks_ > 1 ? cache.SplitScratchFloats(rest_blocks_) : 0);
+  attn_split_ = split_floats > 0 ? a->Take<float>(split_floats, "activations") : nullptr;
   if (lockstep_) {  // rows 64 bytes apart: no line shared by two threads' buffers
     auto line = [](size_t n, size_t size) { return (n * size + 63) / 64 * 64 / size; };
     thread_floats_stride_ = line(c.dim, sizeof(float));
@@ -219,11 +222,6 @@ void RunSplitScores(void* ctx, size_t thread, size_t item) {
                                t.a.scratch + thread * t.a.scratch_stride);
 }
 
-void RunSplitSoftmax(void* ctx, size_t, size_t head) {
-  const SplitAttentionTask& t = *static_cast<const SplitAttentionTask*>(ctx);
-  t.a.cache->AttendSoftmax(t.a.layer, (int)head / t.group(), (int)head % t.group(), t.blocks, t.shared);
-}
-
 void RunSplitValues(void* ctx, size_t, size_t item) {
   const SplitAttentionTask& t = *static_cast<const SplitAttentionTask*>(ctx);
   t.a.cache->AttendBlockValues(t.a.layer, (int)item / t.blocks, (int)item % t.blocks, t.blocks, t.shared);
@@ -284,7 +282,6 @@ Status LlamaGraph::ForwardPooled(int n, int pos, bool split, KvCache* cache, pth
       SplitAttentionTask split{task, split_blocks_, attn_split_};
       const size_t items = (size_t)c.n_kv_heads * split_blocks_;
       pthreadpool_parallelize_1d_with_thread(pool, RunSplitScores, &split, items, 0);
-      pthreadpool_parallelize_1d_with_thread(pool, RunSplitSoftmax, &split, (size_t)c.n_heads, 0);
       pthreadpool_parallelize_1d_with_thread(pool, RunSplitValues, &split, items, 0);
       // The blocks' shares summed on this thread: group × head_dim floats per block and kv head, less than waking the
       // pool for it costs (each parallel operation is a hand-off to every worker and a wait for all of them).
@@ -355,7 +352,7 @@ Status LlamaGraph::Forward(const int32_t* tokens, int n, int pos, KvCache* cache
 
   // A decode step's attention split into blocks of cached tokens (SplitBlocks) takes phases of its own, through the
   // pool; otherwise one token's layers run in lockstep where they can.
-  const bool split = n == 1 && attn_split_ && pos + 1 >= (int64_t)split_min_tokens_ * split_blocks_;
+  const bool split = n == 1 && split_blocks_ > 1 && attn_split_ && pos + 1 >= (int64_t)split_min_tokens_ * split_blocks_;
   if (n == 1 && lockstep_ && !split) MIKV_RETURN_IF_ERROR(ForwardLockstep(pos, cache, pool, &clock));
   else MIKV_RETURN_IF_ERROR(ForwardPooled(n, pos, split, cache, pool, &clock));
 

@@ -40,7 +40,8 @@ class LlamaGraph {
   LlamaGraph(const Model& model, int chunk, int threads, int split_min_tokens, bool lockstep = true)
       : model_(model), chunk_(chunk), threads_(threads),
         split_blocks_(split_min_tokens > 0 ? SplitBlocks(threads, model.config().n_kv_heads) : 1),
-        split_min_tokens_(split_min_tokens), lockstep_(lockstep && threads > 1 && LockstepFits(model)) {}
+        split_min_tokens_(split_min_tokens), lockstep_(lockstep && threads > 1 && LockstepFits(model)),
+        rest_blocks_(lockstep_ && split_min_tokens > 0 && model.config().n_kv_heads % threads != 0 ? threads : 1) {}
 
   // Blocks of cached tokens per kv head when a decode step's attention is split (KvCache::AttendBlockScores etc.):
   // 1 (no split) unless the kv heads alone would leave at least half of the threads' time idle; then the fewest
@@ -53,6 +54,9 @@ class LlamaGraph {
   // budget counts (mikv budget), for the models that are least about decode speed.
   static bool FusesProjections(const std::vector<const TensorView*>& parts);
   int split_blocks() const { return split_blocks_; }
+  // Blocks of cached tokens that the lockstep splits each kv head into when the kv heads do not share out evenly
+  // over the threads (SmolLM2's 3 on 2), one block a thread: 1 where they do, or where decode steps are not split.
+  int lockstep_split_blocks() const { return rest_blocks_; }
   // Whether a decode step's layers can run in lockstep: every layer's q/k/v and gate/up fused, every projection
   // q8_0 or q4_0 (mikv's own kernels, which take a share of rows on the calling thread; XNNPACK's operators go
   // through the pool themselves).
@@ -61,10 +65,10 @@ class LlamaGraph {
 
   // Creates the XNNPACK operators (packs the weights). Heap memory, once, at session creation.
   Status CreateOperators();
-  // Takes activation buffers from the arena (measure pass, then real pass), including one attention
-  // scratch of `attn_scratch_floats` per thread and, when split_blocks() > 1, the split's shared
-  // `split_scratch_floats` (KvCache::SplitScratchFloats; 0: the cache cannot split).
-  void Carve(Arena* arena, size_t attn_scratch_floats, size_t split_scratch_floats);
+  // Takes activation buffers from the arena (measure pass, then real pass), including one attention scratch of
+  // cache.ScratchFloats() per thread and, when split_blocks() or lockstep_split_blocks() > 1, the split's shared
+  // floats (KvCache::SplitScratchFloats; 0: the cache cannot split, and decode steps are not split).
+  void Carve(Arena* arena, const KvCache& cache);
 
   // Runs tokens[0..n) at positions [pos, pos + n), n <= chunk. Writes the classifier output of the
   // last token to last_logits[vocab], and, if all_logits is not null, of every token to all_logits[n][vocab].
@@ -102,6 +106,7 @@ class LlamaGraph {
   int split_blocks_;
   int split_min_tokens_;
   bool lockstep_;
+  int rest_blocks_;  // lockstep_split_blocks()
   std::vector<LayerOps> layers_;
   Linear classifier_;
   DynamicQuantizer quantizer_;
@@ -121,7 +126,7 @@ class LlamaGraph {
   float* h13_ = nullptr;
   float* attn_scratch_ = nullptr;  // [threads][cache scratch]
   size_t attn_scratch_stride_ = 0;
-  float* attn_split_ = nullptr;  // the split's shared scratch (nullptr: decode steps are not split)
+  float* attn_split_ = nullptr;  // the split's shared scratch, pooled or lockstep (nullptr: decode steps are not split)
   int8_t* qd8_ = nullptr;
   xnn_quantization_params* qd8_params_ = nullptr;
   uint8_t* q8_blocks_ = nullptr;  // Q8_0 activation blocks for q8_0/q4_0 weights (nullptr when none has them)

@@ -91,10 +91,21 @@ void LlamaGraph::LockstepThread(size_t t, int pos, KvCache* cache, PhaseClock* s
     const auto [begin, end] = op.ShareRows(t, T);
     for (size_t i = begin; i < end; ++i) x_[i] += y[i];
   };
-  const auto [kv_begin, kv_end] = ThreadPool::ShareOf((size_t)c.n_kv_heads, T, t);
   const int group = c.n_heads / c.n_kv_heads;
   const size_t qd = c.q_dim(), kvd = c.kv_dim(), hidden = c.hidden_dim;
   const bool write_in_items = cache->ordered_per_kv_head() && cache->writes_per_kv_head();
+  // Long contexts: the kv heads that do not share out evenly (SmolLM2's third on two threads, which left one thread
+  // idle for a third of the attention) are split into a block of cached tokens a thread (KvCache::AttendBlockScores
+  // etc.), the others attended whole. `whole` kv heads go round the threads; the rest [whole, n_kv_heads) split.
+  const bool split_rest = rest_blocks_ > 1 && attn_split_ && pos + 1 >= (int64_t)split_min_tokens_ * rest_blocks_;
+  const size_t n_kv = (size_t)c.n_kv_heads, whole = split_rest ? n_kv - n_kv % T : n_kv, rest = n_kv - whole;
+  const auto [kv_begin, kv_end] = ThreadPool::ShareOf(whole, T, t);
+  // The kv heads this thread starts (and writes): its whole ones, and every T-th of the rest.
+  auto starts = [&](size_t kvh) { return (kvh >= kv_begin && kvh < kv_end) || (kvh >= whole && (kvh - whole) % T == t); };
+  auto query = [&](size_t kvh) { return q_ + kvh * group * c.head_dim; };
+  const size_t rest_writes = rest > t ? (rest - t + T - 1) / T : 0, most_rest_writes = (rest + T - 1) / T;
+  const size_t early_writes = split_rest && write_in_items ? std::min(most_rest_writes - rest_writes, kv_end - kv_begin) : 0;
+  float* scratch = attn_scratch_ + t * attn_scratch_stride_;
 
   for (int l = 0; l < c.n_layers; ++l) {
     const LlamaLayerWeights& L = w.layers[l];
@@ -108,7 +119,8 @@ void LlamaGraph::LockstepThread(size_t t, int pos, KvCache* cache, PhaseClock* s
     if (write_in_items) {
       // Each thread starts its own kv heads: their query heads, key and value out of the fused output, RoPE, and the
       // cache's start for them (KvCache::BeginKvHead) — nothing serial, no barrier.
-      for (size_t kvh = kv_begin; kvh < kv_end; ++kvh) {
+      for (size_t kvh = 0; kvh < n_kv; ++kvh) {
+        if (!starts(kvh)) continue;
         const size_t qo = kvh * group * c.head_dim, ko = kvh * c.head_dim;
         std::copy(h13_ + qo, h13_ + qo + group * c.head_dim, q_ + qo);
         std::copy(h13_ + qd + ko, h13_ + qd + ko + c.head_dim, k_ + ko);
@@ -116,6 +128,14 @@ void LlamaGraph::LockstepThread(size_t t, int pos, KvCache* cache, PhaseClock* s
         Rope(q_ + qo, 1, group, pos);
         Rope(k_ + ko, 1, 1, pos);
         cache->BeginKvHead(l, (int)kvh, pos, 1, q_, k_);
+      }
+      if (split_rest) {
+        // The split kv heads are written before any thread reads them: their writers first, then a barrier. A thread
+        // with fewer of them writes as many of its whole kv heads meanwhile (early_writes), so no one waits idle.
+        for (size_t kvh = whole; kvh < n_kv; ++kvh)
+          if (starts(kvh)) cache->WriteKvHead(l, (int)kvh, pos, 1, k_, v_);
+        for (size_t kvh = kv_begin; kvh < kv_begin + early_writes; ++kvh) cache->WriteKvHead(l, (int)kvh, pos, 1, k_, v_);
+        barrier_.Wait(t);
       }
     } else {
       // A cache written whole (KvCache::Write) on one thread, as the pooled pass writes it, before any kv head is read.
@@ -130,11 +150,24 @@ void LlamaGraph::LockstepThread(size_t t, int pos, KvCache* cache, PhaseClock* s
     }
     clock.Mark(ForwardPhase::Rope);
 
-    float* scratch = attn_scratch_ + t * attn_scratch_stride_;
+    if (split_rest) {
+      // Thread t's block of each split kv head: its scores and their exps, then (every block's maximum and sum
+      // known) its weighted values and importance; its scores stay in this thread's cache. The whole kv heads come
+      // after, where they also take up what the phases left uneven.
+      for (size_t kvh = whole; kvh < n_kv; ++kvh)
+        cache->AttendBlockScores(l, pos, (int)kvh, (int)t, (int)T, query(kvh), attn_split_, scratch);
+      barrier_.Wait(t);
+      for (size_t kvh = whole; kvh < n_kv; ++kvh) cache->AttendBlockValues(l, (int)kvh, (int)t, (int)T, attn_split_);
+    }
     for (size_t kvh = kv_begin; kvh < kv_end; ++kvh) {
-      if (write_in_items) cache->WriteKvHead(l, (int)kvh, pos, 1, k_, v_);
-      const size_t off = kvh * group * c.head_dim;
-      cache->Attend(l, pos, (int)kvh, q_ + off, att_ + off, scratch);
+      if (write_in_items && kvh >= kv_begin + early_writes) cache->WriteKvHead(l, (int)kvh, pos, 1, k_, v_);
+      cache->Attend(l, pos, (int)kvh, query(kvh), att_ + (query(kvh) - q_), scratch);
+    }
+    if (split_rest) {
+      barrier_.Wait(t);  // every block's share made
+      const auto [r0, r1] = ThreadPool::ShareOf(rest, T, t);
+      for (size_t kvh = whole + r0; kvh < whole + r1; ++kvh)
+        cache->AttendSum(l, (int)kvh, (int)T, att_ + (query(kvh) - q_), attn_split_);
     }
     barrier_.Wait(t);
     clock.Mark(ForwardPhase::Attention);

@@ -75,21 +75,20 @@ class KvCache {
 
   // One token's attention split across blocks of cached tokens as well as kv heads: for long contexts, where a
   // kv head's tokens are too much work for one thread, or the kv heads alone would leave threads idle.
-  // Three phases, each parallel over its items, every item of a phase done before the next phase starts:
-  //   AttendBlockScores(kv_head, block)   the group's scores for the block's share of the cached tokens
-  //   AttendSoftmax(kv_head, head)        softmax over all of a head's scores
-  //   AttendBlockValues(kv_head, block)   the block's share of the weighted values (and of the importance)
-  // then AttendSum(kv_head) adds the blocks' shares into out. The result is Attend's but for the order in which
-  // the blocks' shares are summed; with blocks == 1 it is Attend's bit for bit. `shared` holds
+  // Two phases, each parallel over its items, every item of a phase done before the next phase starts:
+  //   AttendBlockScores(kv_head, block)   the group's scores for the block's share of the cached tokens, each head's
+  //                                       turned into exp(score - the block's max), with that max and their sum
+  //   AttendBlockValues(kv_head, block)   the block's exps scaled into the whole softmax (every block's max and sum
+  //                                       joined), then the block's share of the weighted values and of the importance
+  // then AttendSum(kv_head) adds the blocks' shares into out. No block reads another's scores (only their maxima and
+  // sums), so a thread that takes the same block in both phases keeps its scores in its own cache. The result is
+  // Attend's but for the order in which sums are taken; with blocks == 1 it is Attend's bit for bit. `shared` holds
   // SplitScratchFloats(blocks) floats for the whole split; `scratch` is the caller's per-thread buffer.
   // A cache returns 0 from SplitScratchFloats when it cannot split.
   virtual size_t SplitScratchFloats(int blocks) const { (void)blocks; return 0; }
   virtual void AttendBlockScores(int layer, int pos, int kv_head, int block, int blocks, const float* q,
                                  float* shared, float* scratch) {
     (void)layer, (void)pos, (void)kv_head, (void)block, (void)blocks, (void)q, (void)shared, (void)scratch;
-  }
-  virtual void AttendSoftmax(int layer, int kv_head, int head, int blocks, float* shared) {
-    (void)layer, (void)kv_head, (void)head, (void)blocks, (void)shared;
   }
   virtual void AttendBlockValues(int layer, int kv_head, int block, int blocks, float* shared) {
     (void)layer, (void)kv_head, (void)block, (void)blocks, (void)shared;

@@ -189,6 +189,30 @@ F32x4 Min4(F32x4 a, F32x4 b) {
 #endif
 }
 
+// a > b ? a : b per lane (maxps), as Min4.
+F32x4 Max4(F32x4 a, F32x4 b) {
+#if defined(__SSE__)
+  return (F32x4)_mm_max_ps((__m128)a, (__m128)b);
+#else
+  const I32x4 greater = a > b;
+  return (F32x4)(((I32x4)a & greater) | ((I32x4)b & ~greater));
+#endif
+}
+
+// The greatest of n scores (-inf when n is 0), eight lanes at a time in two registers.
+float GreatestOf(const float* x, int n) {
+  float most = -INFINITY;
+  int i = 0;
+  if (n >= 8) {
+    F32x4 m0 = Load4(x), m1 = Load4(x + 4);
+    for (i = 8; i + 8 <= n; i += 8) m0 = Max4(Load4(x + i), m0), m1 = Max4(Load4(x + i + 4), m1);
+    m0 = Max4(m1, m0);
+    for (int j = 0; j < 4; ++j) most = m0[j] > most ? m0[j] : most;
+  }
+  for (; i < n; ++i) most = x[i] > most ? x[i] : most;
+  return most;
+}
+
 // The least of n values (n > 0), eight lanes at a time in two registers.
 float LeastOf(const float* x, int n) {
   float least = x[0];
@@ -214,17 +238,16 @@ bool AnyEqual64(const float* x, float v) {
 
 }  // namespace
 
-int MixedKvCache::LeastOfAll(const Region& r, size_t s) {
+int MixedKvCache::LeastIn(const Region& r, size_t s, int first, int last) {
   // The least importance in vector lanes, then the oldest slot holding it, looking only into blocks of 64 slots that
   // hold it — the slot LeastImportant's loop picks. (A ranked tier records every position; a least of NaN matches
   // nothing, and the loop decides then.)
   const float* imp = r.importance + s * r.capacity;
-  const int n = r.used[s];
-  if (n <= 0) return -1;
-  const float least = LeastOf(imp, n);
+  if (last <= first) return -1;
+  const float least = LeastOf(imp + first, last - first);
   int victim = -1, victim_pos = 0;
-  for (int b = 0; b < n; b += 64) {
-    const int end = std::min(n, b + 64);
+  for (int b = first; b < last; b += 64) {
+    const int end = std::min(last, b + 64);
     if (end - b == 64 && !AnyEqual64(imp + b, least)) continue;
     for (int i = b; i < end; ++i) {
       if (imp[i] != least) continue;
@@ -495,7 +518,7 @@ void AddImportance(float* imp, const float* p, size_t stride, int group, int fir
 // was over half of the write's time (the write: 7% of a decode step at 16k tokens), reading on that thread's core
 // every stream's importance, which the attention's threads then write again.
 void MixedKvCache::WeighRows(size_t s, const Rows& rows, const float* scores, size_t stride, float* out,
-                             bool newest) {
+                             bool newest, BlockLeast* block_least) {
   const int group = g_.group();
   const KvKernels& kk = ActiveKvKernels();
   for (int t = 0; t < kTiers; ++t) {
@@ -506,9 +529,38 @@ void MixedKvCache::WeighRows(size_t s, const Rows& rows, const float* scores, si
     kk.values_group[(int)r.vcodec.precision()](r.VFormat(g_.head_dim), group, sc + first, stride, r.V(s, first),
                                               (size_t)(last - first), out);
     if (r.importance) AddImportance(r.importance + s * r.capacity, sc, stride, group, first, last);
-    if (r.least && first == 0 && last == r.used[s])
-      r.least[s] = newest && r.used[s] == r.capacity ? LeastOfAll(r, s) : -1;
+    if (!r.least) continue;
+    const bool wanted = newest && r.used[s] == r.capacity;  // the next Write's demotion competes with it
+    if (block_least) {
+      block_least->slot[t] = wanted ? LeastIn(r, s, first, last) : BlockLeast::kUnknown;
+      if (block_least->slot[t] >= 0) block_least->importance[t] = r.importance[s * r.capacity + block_least->slot[t]];
+    } else if (first == 0 && last == r.used[s]) {
+      r.least[s] = wanted ? LeastOfAll(r, s) : -1;
+    }
   }
+  if (block_least)
+    for (int t = 0; t < kTiers; ++t)
+      if (rows.r1[t] <= rows.r0[t]) block_least->slot[t] = BlockLeast::kNoRows;
+}
+
+void MixedKvCache::ExpBlock(size_t s, const Rows& rows, float* scores, float* max, float* sum) const {
+  // The block's slots of each tier, as runs of the scores (adjacent runs as one: one block's are all of them).
+  int run0[kTiers], run1[kTiers], runs = 0;
+  for (int t = 0; t < kTiers; ++t) {
+    if (rows.r1[t] <= rows.r0[t]) continue;
+    const int a = ScoreOffset(s, t) + rows.r0[t], b = ScoreOffset(s, t) + rows.r1[t];
+    if (runs > 0 && run1[runs - 1] == a) run1[runs - 1] = b;
+    else run0[runs] = a, run1[runs] = b, ++runs;
+  }
+  float m = -INFINITY;
+  for (int i = 0; i < runs; ++i) m = std::max(m, GreatestOf(scores + run0[i], run1[i] - run0[i]));
+  float total = 0.0f;
+  for (int i = 0; i < runs; ++i) {
+    if (m == -INFINITY) std::fill(scores + run0[i], scores + run1[i], 0.0f);
+    else total += ActiveKvKernels().exp_sum(scores + run0[i], (size_t)(run1[i] - run0[i]), m);
+  }
+  *max = m;
+  *sum = total;
 }
 
 // A decode step reads each stream's rows once, after every other layer's rows and ~70 MB of weights: they come
@@ -555,9 +607,10 @@ void MixedKvCache::UnrotateOutputs(float* out) const {
 }
 
 // The split's shared floats, per kv head: the group's scores [group][stride], then each block's share of the
-// output [blocks][group][head_dim].
+// output [blocks][group][head_dim], its softmax statistics [blocks][group][2] and its least slots [blocks].
 size_t MixedKvCache::SplitStride(int blocks) const {
-  return ((size_t)g_.group() * (ScoreStride() + (size_t)blocks * g_.head_dim) + 15) / 16 * 16;
+  const size_t per_block = (size_t)g_.group() * (g_.head_dim + 2) + sizeof(BlockLeast) / sizeof(float);
+  return ((size_t)g_.group() * ScoreStride() + (size_t)blocks * per_block + 15) / 16 * 16;
 }
 
 float* MixedKvCache::SplitScores(float* shared, int kv_head, int blocks) const {
@@ -568,36 +621,66 @@ float* MixedKvCache::SplitShare(float* shared, int kv_head, int block, int block
   return SplitScores(shared, kv_head, blocks) + g_.group() * (ScoreStride() + (size_t)block * g_.head_dim);
 }
 
+float* MixedKvCache::SplitStats(float* shared, int kv_head, int block, int blocks) const {
+  return SplitShare(shared, kv_head, blocks, blocks) + (size_t)block * g_.group() * 2;
+}
+
+MixedKvCache::BlockLeast* MixedKvCache::SplitLeast(float* shared, int kv_head, int block, int blocks) const {
+  static_assert(sizeof(BlockLeast) % sizeof(float) == 0 && alignof(BlockLeast) <= alignof(float), "");
+  float* first = SplitStats(shared, kv_head, blocks, blocks) + (size_t)block * (sizeof(BlockLeast) / sizeof(float));
+  return reinterpret_cast<BlockLeast*>(first);  // (floats and int32s in float storage from the arena)
+}
+
 size_t MixedKvCache::SplitScratchFloats(int blocks) const { return (size_t)g_.n_kv_heads * SplitStride(blocks); }
 
 void MixedKvCache::AttendBlockScores(int layer, int pos, int kv_head, int block, int blocks, const float* q,
                                      float* shared, float* scratch) {
   const size_t s = Stream(layer, kv_head);
   const Queries queries = PrepareQueries(layer, kv_head, q, scratch);  // each block its own copy: a few µs at most
-  // The blocks add to the importance apart (AttendBlockValues): what was least is no longer known, unless one block
-  // holds all of a tier's rows (WeighRows). Block 0 forgets it, before any block adds.
+  // The blocks add to the importance apart (AttendBlockValues): what was least is known again only when AttendSum
+  // joins the blocks' least slots. Block 0 forgets it, before any block adds.
   if (block == 0)
     for (Region& r : tiers_)
       if (r.least) r.least[s] = -1;
-  ScoreRows(s, pos, BlockRows(s, block, blocks), queries, SplitScores(shared, kv_head, blocks), ScoreStride());
-}
-
-void MixedKvCache::AttendSoftmax(int layer, int kv_head, int head, int blocks, float* shared) {
-  const size_t s = Stream(layer, kv_head);
-  float* scores = SplitScores(shared, kv_head, blocks) + head * ScoreStride();
-  ActiveKvKernels().softmax(scores, (size_t)Held(s));
+  const Rows rows = BlockRows(s, block, blocks);
+  float* scores = SplitScores(shared, kv_head, blocks);
+  const size_t stride = ScoreStride();
+  ScoreRows(s, pos, rows, queries, scores, stride);
+  // Each query head's exps against the block's own max, while the scores are in this thread's cache: the blocks
+  // join the softmax by their maxima and sums alone, and no block's scores cross to another core.
+  float* stats = SplitStats(shared, kv_head, block, blocks);
+  for (int h = 0; h < g_.group(); ++h) ExpBlock(s, rows, scores + h * stride, &stats[2 * h], &stats[2 * h + 1]);
 }
 
 void MixedKvCache::AttendBlockValues(int layer, int kv_head, int block, int blocks, float* shared) {
   const size_t s = Stream(layer, kv_head);
+  const Rows rows = BlockRows(s, block, blocks);
+  float* scores = SplitScores(shared, kv_head, blocks);
+  const size_t stride = ScoreStride();
+  // softmax = exp(x - block max) · exp(block max - max) / Σ over the blocks of their sums · exp(block max - max).
+  // With one block the factor is 1 / Σ, as the whole softmax's.
+  for (int h = 0; h < g_.group(); ++h) {
+    float max = -INFINITY;
+    for (int b = 0; b < blocks; ++b) max = std::max(max, SplitStats(shared, kv_head, b, blocks)[2 * h]);
+    float sum = 0.0f;
+    for (int b = 0; b < blocks; ++b) {
+      const float* st = SplitStats(shared, kv_head, b, blocks) + 2 * h;
+      if (st[0] != -INFINITY) sum += st[1] * std::exp(st[0] - max);
+    }
+    const float own = SplitStats(shared, kv_head, block, blocks)[2 * h];
+    const float factor = own == -INFINITY ? 0.0f : std::exp(own - max) / sum;
+    for (int t = 0; t < kTiers; ++t) {
+      float* p = scores + h * stride + ScoreOffset(s, t);
+      for (int i = rows.r0[t]; i < rows.r1[t]; ++i) p[i] *= factor;
+    }
+  }
   float* share = SplitShare(shared, kv_head, block, blocks);
   std::fill(share, share + (size_t)g_.group() * g_.head_dim, 0.0f);
-  WeighRows(s, BlockRows(s, block, blocks), SplitScores(shared, kv_head, blocks), ScoreStride(), share,
-            /*newest=*/true);  // (split steps are decode steps)
+  WeighRows(s, rows, scores, stride, share, /*newest=*/true,  // (split steps are decode steps)
+            SplitLeast(shared, kv_head, block, blocks));
 }
 
 void MixedKvCache::AttendSum(int layer, int kv_head, int blocks, float* out, float* shared) {
-  (void)layer;
   const size_t n = (size_t)g_.group() * g_.head_dim;
   const float* shares = SplitShare(shared, kv_head, 0, blocks);
   for (size_t i = 0; i < n; ++i) {
@@ -606,6 +689,27 @@ void MixedKvCache::AttendSum(int layer, int kv_head, int blocks, float* out, flo
     out[i] = sum;
   }
   UnrotateOutputs(out);
+  // Each ranked tier's least slot: the least of the blocks' (ties: the oldest position, as LeastOfAll), known only
+  // if every block that holds the tier's rows found its own.
+  const size_t s = Stream(layer, kv_head);
+  for (int t = 0; t < kTiers; ++t) {
+    Region& r = tiers_[t];
+    if (!r.least) continue;
+    int victim = -1;
+    bool known = true;
+    for (int b = 0; b < blocks && known; ++b) {
+      const BlockLeast& bl = *SplitLeast(shared, kv_head, b, blocks);
+      const int slot = bl.slot[t];
+      if (slot == BlockLeast::kNoRows) continue;
+      if (slot < 0) {
+        known = false;
+        break;
+      }
+      const float v = bl.importance[t], least = victim < 0 ? 0.0f : r.importance[s * r.capacity + victim];
+      if (victim < 0 || v < least || (v == least && r.Position(s, slot) < r.Position(s, victim))) victim = slot;
+    }
+    r.least[s] = known ? victim : -1;
+  }
 }
 
 int MixedKvCache::DemotionCandidate(int layer, int kv_head, int tier) const {

@@ -54,7 +54,6 @@ class MixedKvCache final : public KvCache {
   size_t SplitScratchFloats(int blocks) const override;
   void AttendBlockScores(int layer, int pos, int kv_head, int block, int blocks, const float* q, float* shared,
                          float* scratch) override;
-  void AttendSoftmax(int layer, int kv_head, int head, int blocks, float* shared) override;
   void AttendBlockValues(int layer, int kv_head, int block, int blocks, float* shared) override;
   void AttendSum(int layer, int kv_head, int blocks, float* out, float* shared) override;
   void Reset() override;
@@ -132,7 +131,9 @@ class MixedKvCache final : public KvCache {
   // (ties: the oldest); -1 if none. r must rank its tokens.
   static int LeastImportant(const Region& r, size_t s, int first_movable, int last_movable);
   // LeastImportant(r, s, 0, INT32_MAX) by a scan: -1 if none (an empty tier, or a least of NaN).
-  static int LeastOfAll(const Region& r, size_t s);
+  static int LeastOfAll(const Region& r, size_t s) { return LeastIn(r, s, 0, r.used[s]); }
+  // The same over slots [first, last) only.
+  static int LeastIn(const Region& r, size_t s, int first, int last);
   // Decodes slot `slot` of tier r back to plain key and value in m (buffers of m).
   void Load(const Region& r, size_t s, int slot, int layer, int kv_head, Moving* m);
   // Puts a token into tier `tier` or, when that tier has no room for it, further down (see the header comment).
@@ -166,8 +167,21 @@ class MixedKvCache final : public KvCache {
   // WriteKvHead's work without the prefetch: Write's, on the calling thread, whose attention runs on others.
   void WriteStream(int layer, int kv_head, int pos, int n, const float* k, const float* v);
   void ScoreRows(size_t s, int pos, const Rows& rows, const Queries& q, float* scores, size_t stride) const;
-  // `newest`: the attention is the newest token's (its importance is what the next Write sees).
-  void WeighRows(size_t s, const Rows& rows, const float* scores, size_t stride, float* out, bool newest);
+  // A split block's least important slot of each tier among its rows (WeighRows), joined by AttendSum into the
+  // tier's `least`: kNoRows where the block holds none of the tier's rows, kUnknown where it did not look.
+  struct BlockLeast {
+    static constexpr int kNoRows = -2, kUnknown = -1;
+    float importance[kTiers];
+    int32_t slot[kTiers];
+  };
+  // `newest`: the attention is the newest token's (its importance is what the next Write sees). `block_least`: the
+  // rows are a split's block, whose least slots go there (else they are all of a tier's rows or none, and the tier's
+  // `least` is set here).
+  void WeighRows(size_t s, const Rows& rows, const float* scores, size_t stride, float* out, bool newest,
+                 BlockLeast* block_least = nullptr);
+  // In place: a block's scores of one query head, its tiers' runs of slots, to exp(score - the block's max); returns
+  // {max, Σ exp} (-inf and 0 where every score is -inf: the exps are 0 then).
+  void ExpBlock(size_t s, const Rows& rows, float* scores, float* max, float* sum) const;
   // Slots of a stream's scores (all tiers): the distance between one head's scores and the next's.
   size_t ScoreStride() const {
     return (size_t)tiers_[kHi].capacity + tiers_[kMid].capacity + tiers_[kLo].capacity;
@@ -175,10 +189,13 @@ class MixedKvCache final : public KvCache {
   // The attention outputs of a kv head's group turned back from the rotated basis (when the cache rotates).
   void UnrotateOutputs(float* out) const;
   size_t SplitStride(int blocks) const;
-  // In the split's shared floats: a kv head's scores [group][ScoreStride()], and block `block`'s share of its
-  // output [group][head_dim] (the blocks' shares follow one another).
+  // In the split's shared floats: a kv head's scores [group][ScoreStride()], block `block`'s share of its output
+  // [group][head_dim] (the blocks' shares follow one another), its softmax statistics [group][max, Σ exp], and its
+  // least slots.
   float* SplitScores(float* shared, int kv_head, int blocks) const;
   float* SplitShare(float* shared, int kv_head, int block, int blocks) const;
+  float* SplitStats(float* shared, int kv_head, int block, int blocks) const;
+  BlockLeast* SplitLeast(float* shared, int kv_head, int block, int blocks) const;
 
   KvGeometry g_;
   KvCacheConfig config_;

@@ -54,6 +54,10 @@ using KvFwhtFn = void (*)(float* x, int d);
 // In place: s = softmax(s) over n scores (-inf entries become exactly 0). Variants compute exp their own way, within
 // a few ulp of the reference's std::exp.
 using KvSoftmaxFn = void (*)(float* s, size_t n);
+// In place: s[i] = exp(s[i] - max) (-inf entries become exactly 0), returning their sum: softmax's middle, by the same
+// code as the table's softmax (which is this after its max, then a multiply by 1 / the sum). max > -inf, >= every
+// s[i]. For a softmax over several arrays (a split kv head's blocks, each with its own max): join the sums, then scale.
+using KvExpSumFn = float (*)(float* s, size_t n, float max);
 // One token's key or value vector (head_dim floats) into a row of f's precision: KvCodec::Encode's bytes exactly
 // (every variant does the same float operations; tests compare bytes).
 using KvEncodeFn = void (*)(const KvRowFormat& f, const float* x, uint8_t* dst);
@@ -110,6 +114,7 @@ struct KvKernels {
   KvScoresGroupFn scores_group[5];
   KvValuesGroupFn values_group[5];
   KvQuantizeQueryFn quantize_query;
+  KvExpSumFn exp_sum;
 };
 
 enum class KvIsa : uint8_t { Scalar = 0, Avx2 = 1, Avx512 = 2, Neon = 3, Avx512Vnni = 4, Avx512Vbmi = 5, NeonDotprod = 6 };
@@ -155,6 +160,8 @@ void KvQuerySums(const float* q, int head_dim, int group, float* qsum);
 
 // In place: s = softmax(s) over n scores (-inf entries become 0), with std::exp: the reference's softmax.
 void SoftmaxInPlace(float* s, size_t n);
+// In place: s[i] = exp(s[i] - max) with std::exp (-inf entries 0), returning the sum: the reference's KvExpSumFn.
+float ExpSumInPlace(float* s, size_t n, float max);
 
 // The scalar reference kernels (also the fallback for precisions a SIMD variant does not cover).
 extern const KvKernels kScalarKvKernels;

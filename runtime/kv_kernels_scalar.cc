@@ -109,6 +109,7 @@ const KvKernels kScalarKvKernels = {
     {KvValuesEachQuery<ValuesF16>, KvValuesEachQuery<ValuesQuantized>, KvValuesEachQuery<ValuesInIntegers>,
      KvValuesEachQuery<ValuesInIntegers>, KvValuesEachQuery<ValuesInIntegers>},
     KvQuantizeQuery,
+    ExpSumInPlace,
 };
 
 void KvEncodeScalar(const KvRowFormat& f, const float* x, uint8_t* dst) {
@@ -174,15 +175,19 @@ void KvQuerySums(const float* q, int head_dim, int group, float* qsum) {
   }
 }
 
+float ExpSumInPlace(float* s, size_t n, float max) {
+  float sum = 0.0f;
+  for (size_t i = 0; i < n; ++i) {
+    s[i] = s[i] == -INFINITY ? 0.0f : std::exp(s[i] - max);
+    sum += s[i];
+  }
+  return sum;
+}
+
 void SoftmaxInPlace(float* s, size_t n) {
   float max_score = -INFINITY;
   for (size_t i = 0; i < n; ++i) max_score = s[i] > max_score ? s[i] : max_score;
-  float sum = 0.0f;
-  for (size_t i = 0; i < n; ++i) {
-    s[i] = s[i] == -INFINITY ? 0.0f : std::exp(s[i] - max_score);
-    sum += s[i];
-  }
-  const float inv = 1.0f / sum;
+  const float inv = 1.0f / ExpSumInPlace(s, n, max_score);
   for (size_t i = 0; i < n; ++i) s[i] *= inv;
 }
 

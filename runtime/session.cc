@@ -66,7 +66,7 @@ Session::~Session() {
 
 void Session::CarveAll(Arena* arena) {
   cache_->Carve(arena);
-  graph_.Carve(arena, cache_->ScratchFloats(), cache_->SplitScratchFloats(graph_.split_blocks()));
+  graph_.Carve(arena, *cache_);
   logits_ = arena->Take<float>(model_.config().vocab_size, "logits");
   sampler_.Carve(arena);
 }

@@ -71,6 +71,9 @@ class Session {
   const SessionStats& stats() const { return stats_; }
   // Whether decode steps run their layers in lockstep (SessionConfig::lockstep_decode, where the model allows it).
   bool decodes_in_lockstep() const { return graph_.lockstep(); }
+  // Blocks of cached tokens the lockstep splits the kv heads that do not share out evenly into, from
+  // SessionConfig::split_attention_min_tokens × blocks cached tokens on (1: never; LlamaGraph::lockstep_split_blocks).
+  int lockstep_split_blocks() const { return graph_.lockstep_split_blocks(); }
   // The memory the arena occupies (the session's own block or the caller's buffer).
   const void* arena_data() const { return arena_data_; }
   size_t arena_size() const { return arena_size_; }

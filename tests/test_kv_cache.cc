@@ -966,11 +966,13 @@ TEST_F(PolicySessions, SplitDecodeStepsGiveTheUnsplitTokens) {
 }
 
 // A decode step's attention split across blocks of cached tokens (what the graph does for long contexts with
-// threads to spare) against Attend: one block is Attend bit for bit; more blocks give the same scores, softmax and
-// importance bit for bit (block cuts fall on the kernels' row groups) and the same output up to the order in which
-// the blocks' shares are summed. Two caches are fed the same tokens, one attended whole, one split, so the demotions
-// that follow from the importance must stay in step too; and in both, the slot a demotion competes with (which the
-// attention finds ahead of the next write, MixedKvCache::Region::least) is always the one the tables say.
+// threads to spare) against Attend: one block is Attend bit for bit; more blocks give the same scores (block cuts
+// fall on the kernels' row groups), and a softmax, importance and output that differ only by the order of sums (each
+// block's exps are taken against its own maximum and joined by the blocks' maxima and sums). Two caches are fed the
+// same tokens, one attended whole, one split, so the demotions that follow from the importance must stay in step too;
+// and in both, the slot a demotion competes with (which the attention finds ahead of the next write,
+// MixedKvCache::Region::least; a split's blocks each find their own and AttendSum joins them) is always the one the
+// tables say.
 TEST(MixedKvCache, AttentionSplitIntoTokenBlocksIsAttend) {
   const KvGeometry g = OneLayerGeometry(6, 2, 64, 700);
   struct Variant {
@@ -1048,7 +1050,6 @@ TEST(MixedKvCache, AttentionSplitIntoTokenBlocksIsAttend) {
             for (int b = 0; b < blocks; ++b)
               split.cache->AttendBlockScores(0, pos, h, b, blocks, q.data() + h * group * d, shared.data(),
                                              split.scratch.data());
-          for (int head = 0; head < g.n_heads; ++head) split.cache->AttendSoftmax(0, head / group, head % group, blocks, shared.data());
           for (int h = 0; h < g.n_kv_heads; ++h)
             for (int b = 0; b < blocks; ++b) split.cache->AttendBlockValues(0, h, b, blocks, shared.data());
           for (int h = 0; h < g.n_kv_heads; ++h) split.cache->AttendSum(0, h, blocks, out_split.data() + h * group * d, shared.data());
@@ -1061,9 +1062,11 @@ TEST(MixedKvCache, AttentionSplitIntoTokenBlocksIsAttend) {
           }
           const double diff = std::fabs(out_whole[i] - out_split[i]);
           worst = std::max(worst, diff);
-          // The shares' sums may round differently: the integer kernels' zero terms (Σ p·zero, ~ the values' size)
-          // cancel down to outputs far smaller, and the rotation back sums 64 of them.
-          ASSERT_LE(diff, 5e-5) << "position " << pos << ", element " << i;
+          // The sums may round differently: the integer kernels' zero terms (Σ p·zero, ~ the values' size) cancel
+          // down to outputs far smaller, and the rotation back sums 64 of them. And the integer values kernels round
+          // each 64-row block's probabilities to 7 bits, so a probability's last bit can move its weight one step:
+          // ~ the block's largest probability / 127 times a value (here ~0.1 / 127 · 1) at a few rows.
+          ASSERT_LE(diff, 5e-3) << "position " << pos << ", element " << i;
         }
       }
       for (int h = 0; h < g.n_kv_heads; ++h) {
@@ -1073,7 +1076,10 @@ TEST(MixedKvCache, AttentionSplitIntoTokenBlocksIsAttend) {
         EXPECT_GE(na, 600);
         for (int i = 0; i < na; ++i) {
           ASSERT_EQ(a[i].position, b[i].position) << "slot " << i;
-          ASSERT_EQ(a[i].importance, b[i].importance) << "slot " << i;
+          if (blocks == 1) {
+            ASSERT_EQ(a[i].importance, b[i].importance) << "slot " << i;
+          }
+          ASSERT_NEAR(a[i].importance, b[i].importance, 1e-5 * std::max(1.0f, a[i].importance)) << "slot " << i;
           ASSERT_EQ(a[i].tier, b[i].tier) << "slot " << i;
         }
       }

@@ -388,7 +388,8 @@ int RunBench(const BenchArgs& a) {
     const double weight_bytes = (double)st.operator_bytes + InPlaceWeightBytes(*model);
     const double bytes = weight_bytes + kv_bytes;
     out["model"] = {{"path", a.model}, {"threads", c.threads}, {"split_attention_min_tokens", a.split_min_tokens},
-                    {"decode_in_lockstep", session->decodes_in_lockstep()}, {"prompt_tokens", a.prompt}, {"decode_tokens", a.decode},
+                    {"decode_in_lockstep", session->decodes_in_lockstep()},
+                    {"lockstep_split_blocks", session->lockstep_split_blocks()}, {"prompt_tokens", a.prompt}, {"decode_tokens", a.decode},
                     {"prefill_tokens_per_second", prefill_tps}, {"decode_tokens_per_second", decode_tps},
                     {"bytes_per_decoded_token", bytes}, {"weight_bytes_per_decoded_token", weight_bytes},
                     {"kv_bytes_per_decoded_token", kv_bytes}, {"kv_plan_bytes", session->kv_plan().total_bytes},
