@@ -494,6 +494,49 @@ TEST(KvKernels, EverySoftmaxEqualsTheReferenceWithin1e6) {
   }
 }
 
+// exp_sum, softmax's middle, against exp in double from the same float differences: each exp within 1e-6 (the
+// kernels' polynomial, 2 ulp), masked and underflowed scores exactly 0, the sum within 1e-6 of the exps' own sum; with
+// a max above the array's (a split block's, joined from another block), the same. And every table's softmax is its
+// exp_sum then a multiply by 1 / the sum, bit for bit, which the split's joined softmax relies on (one block is the
+// whole softmax).
+TEST(KvKernels, EveryExpSumIsSoftmaxsMiddle) {
+  std::mt19937 rng(15);
+  std::normal_distribution<float> normal(0.0f, 4.0f);
+  for (const KvKernels* k : Variants()) {
+    for (size_t n : {1, 7, 8, 9, 16, 17, 31, 33, 200, 1001}) {
+      for (float lift : {0.0f, 3.5f}) {  // 0: the array's own max; 3.5: a larger max from elsewhere
+        SCOPED_TRACE(std::string(k->isa) + " n=" + std::to_string(n) + " lift=" + std::to_string(lift));
+        std::vector<float> x(n);
+        for (size_t i = 0; i < n; ++i) x[i] = i % 7 == 3 ? -INFINITY : normal(rng) - (i % 11 == 0 ? 90.0f : 0.0f);
+        if (n == 1) x[0] = 0.25f;
+        float max = -INFINITY;
+        for (float v : x) max = std::max(max, v);
+        max += lift;
+        std::vector<float> got = x, flushed = x;
+        ExpSumInPlace(flushed.data(), n, max);  // the reference, for which exps it flushes to 0
+        const float sum = k->exp_sum(got.data(), n, max);
+        double own_sum = 0.0;
+        for (size_t i = 0; i < n; ++i) {
+          const double want = x[i] == -INFINITY ? 0.0 : std::exp((double)(x[i] - max));
+          ASSERT_NEAR(got[i], want, 1e-6 * want + 1e-30) << "score " << i;
+          if (flushed[i] == 0.0f) {
+            ASSERT_EQ(got[i], 0.0f) << "masked or underflowed score " << i;
+          }
+          own_sum += got[i];
+        }
+        EXPECT_NEAR(sum, own_sum, 1e-6 * own_sum);
+        if (lift == 0.0f) {
+          std::vector<float> soft = x, scaled = got;
+          k->softmax(soft.data(), n);
+          const float inv = 1.0f / sum;
+          for (size_t i = 0; i < n; ++i) scaled[i] *= inv;
+          ASSERT_EQ(0, std::memcmp(soft.data(), scaled.data(), n * sizeof(float)));
+        }
+      }
+    }
+  }
+}
+
 TEST(KvKernels, SoftmaxSumsToOneAndZeroesMaskedScores) {
   std::vector<float> s = {1.0f, -INFINITY, 3.0f, 0.5f, -INFINITY};
   SoftmaxInPlace(s.data(), s.size());
