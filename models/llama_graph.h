@@ -37,11 +37,14 @@ class LlamaGraph {
   // at least this many (short contexts: the phases' synchronisation would cost more than the idle thread); 0: never.
   // `lockstep`: decode steps may run their layers as one call on every thread (ForwardLockstep) where the model
   // allows it (LockstepFits).
-  LlamaGraph(const Model& model, int chunk, int threads, int split_min_tokens, bool lockstep = true)
+  // `lockstep_split_min_tokens`: the same for the lockstep's split of the kv heads that do not share out evenly.
+  LlamaGraph(const Model& model, int chunk, int threads, int split_min_tokens, bool lockstep = true,
+             int lockstep_split_min_tokens = 0)
       : model_(model), chunk_(chunk), threads_(threads),
         split_blocks_(split_min_tokens > 0 ? SplitBlocks(threads, model.config().n_kv_heads) : 1),
         split_min_tokens_(split_min_tokens), lockstep_(lockstep && threads > 1 && LockstepFits(model)),
-        rest_blocks_(lockstep_ && split_min_tokens > 0 && model.config().n_kv_heads % threads != 0 ? threads : 1) {}
+        rest_blocks_(lockstep_ && lockstep_split_min_tokens > 0 && model.config().n_kv_heads % threads != 0 ? threads : 1),
+        rest_min_tokens_(lockstep_split_min_tokens) {}
 
   // Blocks of cached tokens per kv head when a decode step's attention is split (KvCache::AttendBlockScores etc.):
   // 1 (no split) unless the kv heads alone would leave at least half of the threads' time idle; then the fewest
@@ -107,6 +110,7 @@ class LlamaGraph {
   int split_min_tokens_;
   bool lockstep_;
   int rest_blocks_;  // lockstep_split_blocks()
+  int rest_min_tokens_;
   std::vector<LayerOps> layers_;
   Linear classifier_;
   DynamicQuantizer quantizer_;

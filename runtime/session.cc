@@ -21,6 +21,8 @@ Status Normalise(const Model& model, SessionConfig* c, KvPlan* plan) {
   if (c->threads == 0) c->threads = (int)std::max(1u, std::thread::hardware_concurrency());
   if (c->split_attention_min_tokens < 0)
     return Status(MIKV_ERR_INVALID_ARGUMENT, "split_attention_min_tokens must be >= 0 (0: never split)");
+  if (c->lockstep_split_min_tokens < 0)
+    return Status(MIKV_ERR_INVALID_ARGUMENT, "lockstep_split_min_tokens must be >= 0 (0: never split)");
   if (c->prefill_chunk < 1 || c->prefill_chunk > 4096)
     return Status(MIKV_ERR_INVALID_ARGUMENT, "prefill_chunk must be 1..4096");
   if (c->sampler.temperature < 0 || c->sampler.top_k < 0 || !(c->sampler.top_p > 0 && c->sampler.top_p <= 1))
@@ -57,7 +59,8 @@ Session::Session(const Model& model, const SessionConfig& config, const KvPlan& 
       kv_plan_(plan),
       capacity_(config.context),
       cache_(MakeCache(Geometry(model.config(), config.context), config, plan)),
-      graph_(model, config.prefill_chunk, config.threads, config.split_attention_min_tokens, config.lockstep_decode),
+      graph_(model, config.prefill_chunk, config.threads, config.split_attention_min_tokens, config.lockstep_decode,
+             config.lockstep_split_min_tokens),
       sampler_(model.config().vocab_size, config.sampler) {}
 
 Session::~Session() {

@@ -26,6 +26,11 @@ struct SessionConfig {
   // would leave at least half of the threads' time idle (LlamaGraph::SplitBlocks) and every block would get at least
   // this many tokens (0: never split).
   int split_attention_min_tokens = 1024;
+  // Decoding in lockstep, the kv heads that do not share out evenly over the threads (SmolLM2's third on two) are
+  // split into a block of cached tokens a thread once every block would get at least this many (0: never): from
+  // 8,192 cached tokens on two threads. (SmolLM2 shape, two threads here: 0.8-0.95x at 2k, level at 4k, 1.10x at 8k,
+  // 1.07x at 16k; README, session 29.)
+  int lockstep_split_min_tokens = 4096;
   KvStorage kv_storage = KvStorage::F16;  // the plain cache's storage (kv.policy == Plain)
   KvCacheConfig kv;                       // which cache: plain, full, uniform, h2o, sinks, mikv
   SamplerConfig sampler;
@@ -72,7 +77,7 @@ class Session {
   // Whether decode steps run their layers in lockstep (SessionConfig::lockstep_decode, where the model allows it).
   bool decodes_in_lockstep() const { return graph_.lockstep(); }
   // Blocks of cached tokens the lockstep splits the kv heads that do not share out evenly into, from
-  // SessionConfig::split_attention_min_tokens × blocks cached tokens on (1: never; LlamaGraph::lockstep_split_blocks).
+  // SessionConfig::lockstep_split_min_tokens × blocks cached tokens on (1: never; LlamaGraph::lockstep_split_blocks).
   int lockstep_split_blocks() const { return graph_.lockstep_split_blocks(); }
   // The memory the arena occupies (the session's own block or the caller's buffer).
   const void* arena_data() const { return arena_data_; }

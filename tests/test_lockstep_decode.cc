@@ -120,7 +120,7 @@ TEST(LockstepDecode, GivesThePooledLogitsOnQ4_0WeightsWithQkvBiases) { ExpectLoc
 // difference passes through roundings that can magnify a last bit to one step: the next projection's activations as
 // q8_0 blocks (one code of 127 in a block), and with MiKV's INT2 tier the integer values kernels' 7-bit weights of each
 // 64-row block of probabilities. So the logits are held to within a few percent of the largest, token after token
-// (with split_attention_min_tokens 0 nothing is split: bit for bit, the tests above).
+// (below lockstep_split_min_tokens × threads cached tokens nothing is split: bit for bit, the tests above).
 TEST(LockstepDecode, SplitsTheKvHeadsThatDoNotShareOutEvenly) {
   std::unique_ptr<Model> model;
   const Status loaded = Model::Load(TinyRandomModel(true), &model);
@@ -141,7 +141,7 @@ TEST(LockstepDecode, SplitsTheKvHeadsThatDoNotShareOutEvenly) {
         config.kv.lo = KvPrecision::Int2;
         config.kv.budget_bytes = 0;
       }
-      config.split_attention_min_tokens = 16;  // split from 16 · threads cached tokens on
+      config.lockstep_split_min_tokens = 16;  // split from 16 · threads cached tokens on
       {
         std::unique_ptr<Session> s;
         ASSERT_TRUE(Session::Create(*model, config, &s).ok());
@@ -163,6 +163,19 @@ TEST(LockstepDecode, SplitsTheKvHeadsThatDoNotShareOutEvenly) {
         }
       EXPECT_LE(worst, 0.03f * largest) << "largest logit " << largest;
     }
+}
+
+TEST(LockstepDecode, ANegativeSplitThresholdIsRefusedByName) {
+  std::unique_ptr<Model> model;
+  ASSERT_TRUE(Model::Load(TinyRandomModel(true), &model).ok());
+  SessionConfig config;
+  config.threads = 2;
+  config.lockstep_split_min_tokens = -1;
+  std::unique_ptr<Session> s;
+  const Status created = Session::Create(*model, config, &s);
+  EXPECT_EQ(created.code(), MIKV_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(created.message().find("lockstep_split_min_tokens"), std::string::npos) << created.ToString();
+  EXPECT_FALSE(s);
 }
 
 TEST(LockstepDecode, ModelsWithOtherWeightsDecodeThroughThePool) {

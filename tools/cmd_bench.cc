@@ -45,7 +45,8 @@ namespace {
 
 struct BenchArgs {
   std::string model, tokens = "1024,4096,16384,32768", precisions = "f16,int8,int4,int2";
-  int head_dim = 64, prompt = 512, decode = 64, threads = 0, gqa = 1, split_min_tokens = SessionConfig().split_attention_min_tokens;
+  int head_dim = 64, prompt = 512, decode = 64, threads = 0, gqa = 1, split_min_tokens = SessionConfig().split_attention_min_tokens,
+      lockstep_split_min_tokens = SessionConfig().lockstep_split_min_tokens;
   double min_time = 0.2;
   int repetitions = 5;
   bool json = false, model_only = false, phases = false, pooled_decode = false;
@@ -348,6 +349,7 @@ int RunBench(const BenchArgs& a) {
     SessionConfig c;
     c.threads = a.threads;
     c.split_attention_min_tokens = a.split_min_tokens;
+    c.lockstep_split_min_tokens = a.lockstep_split_min_tokens;
     c.time_phases = a.phases;
     c.lockstep_decode = !a.pooled_decode;
     c.context = a.prompt + a.decode + 1;
@@ -388,6 +390,7 @@ int RunBench(const BenchArgs& a) {
     const double weight_bytes = (double)st.operator_bytes + InPlaceWeightBytes(*model);
     const double bytes = weight_bytes + kv_bytes;
     out["model"] = {{"path", a.model}, {"threads", c.threads}, {"split_attention_min_tokens", a.split_min_tokens},
+                    {"lockstep_split_min_tokens", a.lockstep_split_min_tokens},
                     {"decode_in_lockstep", session->decodes_in_lockstep()},
                     {"lockstep_split_blocks", session->lockstep_split_blocks()}, {"prompt_tokens", a.prompt}, {"decode_tokens", a.decode},
                     {"prefill_tokens_per_second", prefill_tps}, {"decode_tokens_per_second", decode_tps},
@@ -467,7 +470,7 @@ void AddBenchCommand(CLI::App& app) {
       ->check(CLI::Range(1, 100))
       ->capture_default_str();
   cmd->add_option("-t,--threads", args->threads, "threads for the model; 0 = all cores")->capture_default_str();
-  AddSplitAttentionOption(cmd, &args->split_min_tokens);
+  AddSplitAttentionOptions(cmd, &args->split_min_tokens, &args->lockstep_split_min_tokens);
   cmd->add_flag("--json", args->json, "print JSON");
   cmd->add_flag("--model-only", args->model_only, "only the copy and model benchmarks (needs -m)");
   cmd->add_flag("--phases", args->phases, "time each phase of the model's decode steps (µs per token)");

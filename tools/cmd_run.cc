@@ -15,7 +15,8 @@ namespace {
 
 struct RunArgs {
   std::string model, prompt = "Once upon a time", kv = "f16";
-  int n = 128, threads = 0, context = 0, top_k = 40, split_min_tokens = SessionConfig().split_attention_min_tokens;
+  int n = 128, threads = 0, context = 0, top_k = 40, split_min_tokens = SessionConfig().split_attention_min_tokens,
+      lockstep_split_min_tokens = SessionConfig().lockstep_split_min_tokens;
   float temperature = 0.0f, top_p = 0.95f;
   uint64_t seed = 0;
   bool json = false, no_bos = false, parse_special = false;
@@ -30,6 +31,7 @@ int RunRun(const RunArgs& a) {
   config.context = a.context;
   config.threads = a.threads;
   config.split_attention_min_tokens = a.split_min_tokens;
+  config.lockstep_split_min_tokens = a.lockstep_split_min_tokens;
   if (a.kv == "f32") config.kv_storage = KvStorage::F32;
   else if (a.kv != "f16") return Fail(Status(MIKV_ERR_INVALID_ARGUMENT, "--kv must be f16 or f32"), a.json);
   s = ToKvConfig(a.kv_args, &config.kv);
@@ -113,7 +115,7 @@ void AddRunCommand(CLI::App& app) {
   cmd->add_option("--top-p", args->top_p, "top-p (nucleus); 1 = off")->capture_default_str();
   cmd->add_option("--seed", args->seed, "sampling seed")->capture_default_str();
   cmd->add_option("-t,--threads", args->threads, "threads; 0 = all cores")->capture_default_str();
-  AddSplitAttentionOption(cmd, &args->split_min_tokens);
+  AddSplitAttentionOptions(cmd, &args->split_min_tokens, &args->lockstep_split_min_tokens);
   cmd->add_option("-c,--context", args->context, "context length; 0 = the model's")->capture_default_str();
   cmd->add_option("--kv", args->kv, "the plain KV cache's storage: f16 or f32")->capture_default_str();
   AddKvOptions(cmd, &args->kv_args);

@@ -9,10 +9,14 @@
 
 namespace mikv::cli {
 
-void AddSplitAttentionOption(CLI::App* cmd, int* split_min_tokens) {
+void AddSplitAttentionOptions(CLI::App* cmd, int* split_min_tokens, int* lockstep_split_min_tokens) {
   cmd->add_option("--split-min-tokens", *split_min_tokens,
                   "split a decode step's attention across token blocks of at least this many cached tokens when the "
                   "kv heads alone would leave at least half of the threads' time idle (0 = never)")
+      ->capture_default_str();
+  cmd->add_option("--lockstep-split-min-tokens", *lockstep_split_min_tokens,
+                  "decoding in lockstep, split the kv heads that do not share out evenly over the threads into a block "
+                  "of cached tokens a thread once every block gets at least this many (0 = never)")
       ->capture_default_str();
 }
 

@@ -22,7 +22,8 @@ struct KvArgs {
 
 void AddKvOptions(CLI::App* cmd, KvArgs* a);
 // --split-min-tokens (run, bench): SessionConfig::split_attention_min_tokens.
-void AddSplitAttentionOption(CLI::App* cmd, int* split_min_tokens);
+// --split-min-tokens (the pool's split) and --lockstep-split-min-tokens (the lockstep's).
+void AddSplitAttentionOptions(CLI::App* cmd, int* split_min_tokens, int* lockstep_split_min_tokens);
 Status ToKvConfig(const KvArgs& a, KvCacheConfig* c);
 // (--kv-config takes the one-string form of a cache: ParseKvSpec, kv_config.h.)
 // "64MiB", "1.5GB", "4096" (bytes) → bytes.
