@@ -75,6 +75,22 @@ std::string TinyRandomModel(bool qwen2) {
   return out;
 }
 
+// `cache`: "mikv" (10% FP16, the rest INT2) or "full".
+SessionConfig CacheConfig(const std::string& cache, int threads, int context) {
+  SessionConfig config;
+  config.threads = threads;
+  config.context = context;
+  if (cache == "mikv") {
+    config.kv.policy = KvPolicy::MiKV;
+    config.kv.hi_frac = 0.1f;
+    config.kv.lo = KvPrecision::Int2;
+    config.kv.budget_bytes = 0;
+  } else {
+    config.kv.policy = KvPolicy::Full;
+  }
+  return config;
+}
+
 void ExpectLockstepIsPooled(const std::string& path) {
   std::unique_ptr<Model> loaded_model;
   const Status loaded = Model::Load(path, &loaded_model);
@@ -84,17 +100,7 @@ void ExpectLockstepIsPooled(const std::string& path) {
   for (int threads : {2, 3, 4})
     for (const char* cache : {"mikv", "full"}) {
       SCOPED_TRACE(std::to_string(threads) + " threads, " + cache + " cache");
-      SessionConfig config;
-      config.threads = threads;
-      config.context = 160;
-      if (std::string(cache) == "mikv") {
-        config.kv.policy = KvPolicy::MiKV;
-        config.kv.hi_frac = 0.1f;
-        config.kv.lo = KvPrecision::Int2;
-        config.kv.budget_bytes = 0;
-      } else {
-        config.kv.policy = KvPolicy::Full;
-      }
+      SessionConfig config = CacheConfig(cache, threads, 160);
       // A one-token prompt runs in lockstep too: its keys and queries are the first the key balancer sees.
       for (int prompt_len : {1, 40}) {
         bool lockstep = false, pooled_lockstep = true;
@@ -129,18 +135,8 @@ TEST(LockstepDecode, SplitsTheKvHeadsThatDoNotShareOutEvenly) {
   for (int threads : {2, 4})
     for (const char* cache : {"full", "mikv"}) {
       SCOPED_TRACE(std::to_string(threads) + " threads, " + cache + " cache");
-      SessionConfig config;
-      config.threads = threads;
       // Blocks are cut at multiples of 64 rows (kKvValueBlockMax): a 300-token prompt gives every block some.
-      config.context = 400;
-      if (std::string(cache) == "full") {
-        config.kv.policy = KvPolicy::Full;
-      } else {
-        config.kv.policy = KvPolicy::MiKV;
-        config.kv.hi_frac = 0.1f;
-        config.kv.lo = KvPrecision::Int2;
-        config.kv.budget_bytes = 0;
-      }
+      SessionConfig config = CacheConfig(cache, threads, 400);
       config.lockstep_split_min_tokens = 16;  // split from 16 · threads cached tokens on
       {
         std::unique_ptr<Session> s;
