@@ -16,6 +16,7 @@
 // The results are the pooled pass's bit for bit: each output row comes from the same kernel on the same inputs, each
 // thread's norm, quantization and SwiGLU are the same functions on the same values (LlamaGraphLockstep tests).
 #include <algorithm>
+#include <utility>
 
 #include "llama_graph.h"
 #include "phase_clock.h"
@@ -99,7 +100,9 @@ void LlamaGraph::LockstepThread(size_t t, int pos, KvCache* cache, PhaseClock* s
   // etc.), the others attended whole. `whole` kv heads go round the threads; the rest [whole, n_kv_heads) split.
   const bool split_rest = rest_blocks_ > 1 && attn_split_ && pos + 1 >= (int64_t)rest_min_tokens_ * rest_blocks_;
   const size_t n_kv = (size_t)c.n_kv_heads, whole = split_rest ? n_kv - n_kv % T : n_kv, rest = n_kv - whole;
-  const auto [kv_begin, kv_end] = ThreadPool::ShareOf(whole, T, t);
+  // (Plain variables, not a structured binding: the lambda below captures them, which clang 14 refuses for bindings.)
+  const std::pair<size_t, size_t> own = ThreadPool::ShareOf(whole, T, t);
+  const size_t kv_begin = own.first, kv_end = own.second;
   // The kv heads this thread starts (and writes): its whole ones, and every T-th of the rest.
   auto starts = [&](size_t kvh) { return (kvh >= kv_begin && kvh < kv_end) || (kvh >= whole && (kvh - whole) % T == t); };
   auto query = [&](size_t kvh) { return q_ + kvh * group * c.head_dim; };
