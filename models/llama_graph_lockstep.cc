@@ -105,7 +105,8 @@ void LlamaGraph::LockstepThread(size_t t, int pos, KvCache* cache, PhaseClock* s
   const size_t kv_begin = own.first, kv_end = own.second;
   // The kv heads this thread starts (and writes): its whole ones, and every T-th of the rest.
   auto starts = [&](size_t kvh) { return (kvh >= kv_begin && kvh < kv_end) || (kvh >= whole && (kvh - whole) % T == t); };
-  auto query = [&](size_t kvh) { return q_ + kvh * group * c.head_dim; };
+  auto query = [&](size_t kvh) { return q_ + kvh * group * c.head_dim; };  // its group's query heads
+  auto output = [&](size_t kvh) { return att_ + kvh * group * c.head_dim; };  // and their attention outputs
   const size_t rest_writes = rest > t ? (rest - t + T - 1) / T : 0, most_rest_writes = (rest + T - 1) / T;
   const size_t early_writes = split_rest && write_in_items ? std::min(most_rest_writes - rest_writes, kv_end - kv_begin) : 0;
   float* scratch = attn_scratch_ + t * attn_scratch_stride_;
@@ -164,13 +165,13 @@ void LlamaGraph::LockstepThread(size_t t, int pos, KvCache* cache, PhaseClock* s
     }
     for (size_t kvh = kv_begin; kvh < kv_end; ++kvh) {
       if (write_in_items && kvh >= kv_begin + early_writes) cache->WriteKvHead(l, (int)kvh, pos, 1, k_, v_);
-      cache->Attend(l, pos, (int)kvh, query(kvh), att_ + (query(kvh) - q_), scratch);
+      cache->Attend(l, pos, (int)kvh, query(kvh), output(kvh), scratch);
     }
     if (split_rest) {
       barrier_.Wait(t);  // every block's share made
       const auto [r0, r1] = ThreadPool::ShareOf(rest, T, t);
       for (size_t kvh = whole + r0; kvh < whole + r1; ++kvh)
-        cache->AttendSum(l, (int)kvh, (int)T, att_ + (query(kvh) - q_), attn_split_);
+        cache->AttendSum(l, (int)kvh, (int)T, output(kvh), attn_split_);
     }
     barrier_.Wait(t);
     clock.Mark(ForwardPhase::Attention);

@@ -696,19 +696,18 @@ void MixedKvCache::AttendSum(int layer, int kv_head, int blocks, float* out, flo
     Region& r = tiers_[t];
     if (!r.least) continue;
     int victim = -1;
-    bool known = true;
-    for (int b = 0; b < blocks && known; ++b) {
+    for (int b = 0; b < blocks; ++b) {
       const BlockLeast& bl = *SplitLeast(shared, kv_head, b, blocks);
       const int slot = bl.slot[t];
       if (slot == BlockLeast::kNoRows) continue;
-      if (slot < 0) {
-        known = false;
+      if (slot < 0) {  // this block did not look: unknown
+        victim = -1;
         break;
       }
       const float v = bl.importance[t], least = victim < 0 ? 0.0f : r.importance[s * r.capacity + victim];
       if (victim < 0 || v < least || (v == least && r.Position(s, slot) < r.Position(s, victim))) victim = slot;
     }
-    r.least[s] = known ? victim : -1;
+    r.least[s] = victim;
   }
 }
 
