@@ -38,18 +38,28 @@ class LlamaGraph {
   // `lockstep`: decode steps may run their layers as one call on every thread (ForwardLockstep) where the model
   // allows it (LockstepFits).
   // `lockstep_split_min_tokens`: the same for the lockstep's split of the kv heads that do not share out evenly.
-  LlamaGraph(const Model& model, int chunk, int threads, int split_min_tokens, bool lockstep = true,
-             int lockstep_split_min_tokens = 0)
+  // `context`: the most tokens the session holds. A split it never reaches is not planned, so its shared buffer is
+  // not carved from the arena.
+  LlamaGraph(const Model& model, int chunk, int threads, int split_min_tokens, bool lockstep, int lockstep_split_min_tokens,
+             int context)
       : model_(model), chunk_(chunk), threads_(threads),
-        split_blocks_(split_min_tokens > 0 ? SplitBlocks(threads, model.config().n_kv_heads) : 1),
+        split_blocks_(Reachable(split_min_tokens > 0 ? SplitBlocks(threads, model.config().n_kv_heads) : 1,
+                                split_min_tokens, context)),
         split_min_tokens_(split_min_tokens), lockstep_(lockstep && threads > 1 && LockstepFits(model)),
-        rest_blocks_(lockstep_ && lockstep_split_min_tokens > 0 && model.config().n_kv_heads % threads != 0 ? threads : 1),
+        rest_blocks_(Reachable(lockstep_ && lockstep_split_min_tokens > 0 && model.config().n_kv_heads % threads != 0
+                                   ? threads : 1,
+                               lockstep_split_min_tokens, context)),
         rest_min_tokens_(lockstep_split_min_tokens) {}
 
   // Blocks of cached tokens per kv head when a decode step's attention is split (KvCache::AttendBlockScores etc.):
   // 1 (no split) unless the kv heads alone would leave at least half of the threads' time idle; then the fewest
   // that make kv heads × blocks a multiple of the threads, so the work shares out evenly.
   static int SplitBlocks(int threads, int n_kv_heads);
+  // `blocks`, or 1 where a context of `context` tokens never holds `min_tokens` for each of them (a decode step
+  // splits from min_tokens × blocks cached tokens on).
+  static int Reachable(int blocks, int min_tokens, int context) {
+    return (int64_t)min_tokens * blocks <= (int64_t)context ? blocks : 1;
+  }
 
   // Whether matrices that read the same input (q/k/v, gate/up) run as one fused operator (Linear::CreateFused):
   // when they can share one and are quantized. Float ones (f32, f16) stay apart: their temporary concatenated copy,

@@ -60,7 +60,7 @@ Session::Session(const Model& model, const SessionConfig& config, const KvPlan& 
       capacity_(config.context),
       cache_(MakeCache(Geometry(model.config(), config.context), config, plan)),
       graph_(model, config.prefill_chunk, config.threads, config.split_attention_min_tokens, config.lockstep_decode,
-             config.lockstep_split_min_tokens),
+             config.lockstep_split_min_tokens, config.context),
       sampler_(model.config().vocab_size, config.sampler) {}
 
 Session::~Session() {

@@ -77,7 +77,8 @@ class Session {
   // Whether decode steps run their layers in lockstep (SessionConfig::lockstep_decode, where the model allows it).
   bool decodes_in_lockstep() const { return graph_.lockstep(); }
   // Blocks of cached tokens the lockstep splits the kv heads that do not share out evenly into, from
-  // SessionConfig::lockstep_split_min_tokens × blocks cached tokens on (1: never; LlamaGraph::lockstep_split_blocks).
+  // SessionConfig::lockstep_split_min_tokens × blocks cached tokens on (1: never, also where the context is shorter;
+  // LlamaGraph::lockstep_split_blocks).
   int lockstep_split_blocks() const { return graph_.lockstep_split_blocks(); }
   // The memory the arena occupies (the session's own block or the caller's buffer).
   const void* arena_data() const { return arena_data_; }

@@ -161,6 +161,29 @@ TEST(LockstepDecode, SplitsTheKvHeadsThatDoNotShareOutEvenly) {
     }
 }
 
+// A split the context never reaches (threshold × threads > context) is not planned: the session reports no blocks and
+// its arena carves no shared buffer for it.
+TEST(LockstepDecode, AContextThatNeverReachesTheSplitCarvesNoBufferForIt) {
+  std::unique_ptr<Model> model;
+  ASSERT_TRUE(Model::Load(TinyRandomModel(true), &model).ok());
+  auto plan = [&](int min_tokens, int* blocks) {
+    SessionConfig config = CacheConfig("mikv", 2, 400);
+    config.lockstep_split_min_tokens = min_tokens;
+    std::unique_ptr<Session> s;
+    EXPECT_TRUE(Session::Create(*model, config, &s).ok());
+    *blocks = s ? s->lockstep_split_blocks() : 0;
+    size_t bytes = 0;
+    EXPECT_TRUE(Session::PlanArena(*model, config, &bytes).ok());
+    return bytes;
+  };
+  int reached = 0, never = 0;
+  const size_t with_split = plan(200, &reached);  // 200 · 2 = 400 cached tokens: the last decode steps split
+  const size_t without = plan(201, &never);
+  EXPECT_EQ(reached, 2);
+  EXPECT_EQ(never, 1);
+  EXPECT_LT(without, with_split);
+}
+
 TEST(LockstepDecode, ANegativeSplitThresholdIsRefusedByName) {
   std::unique_ptr<Model> model;
   ASSERT_TRUE(Model::Load(TinyRandomModel(true), &model).ok());
