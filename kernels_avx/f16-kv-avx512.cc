@@ -127,5 +127,6 @@ extern const KvKernels kAvx512KvKernels = {
      avx::Qu4Qu2KvValuesGroupAvx2, avx::Qu4Qu2KvValuesGroupAvx2},
     avx::QuantizeQueryAvx2Entry,
     avx::ExpSumAvx512,
+    avx::GreatestAvx512,
 };
 }  // namespace mikv

@@ -59,8 +59,8 @@ float ExpSumAvx2(float* s, size_t n, float max) {
   return Hsum8(_mm256_add_ps(sum2[0], sum2[1]));
 }
 
-void SoftmaxAvx2(float* s, size_t n) {
-  // Four (max) and two (sum) independent accumulators: one would chain every step on the previous one's latency.
+float GreatestAvx2(const float* s, size_t n) {
+  // Four independent accumulators (the sum below: two): one would chain every step on the previous one's latency.
   __m256 m4[4] = {_mm256_set1_ps(-INFINITY), _mm256_set1_ps(-INFINITY), _mm256_set1_ps(-INFINITY), _mm256_set1_ps(-INFINITY)};
   size_t i = 0;
   for (; i + 32 <= n; i += 32)
@@ -68,10 +68,16 @@ void SoftmaxAvx2(float* s, size_t n) {
   for (; i + 8 <= n; i += 8) m4[0] = _mm256_max_ps(m4[0], _mm256_loadu_ps(s + i));
   float max_score = HorizontalMax(_mm256_max_ps(_mm256_max_ps(m4[0], m4[1]), _mm256_max_ps(m4[2], m4[3])));
   for (size_t j = i; j < n; ++j) max_score = s[j] > max_score ? s[j] : max_score;
+  return max_score;
+}
+
+void SoftmaxAvx2(float* s, size_t n) {
+  const float max_score = GreatestAvx2(s, n);
   if (max_score == -INFINITY) return SoftmaxInPlace(s, n);  // nothing unmasked: the reference's answer
 
   const __m256 inv = _mm256_set1_ps(1.0f / ExpSumAvx2(s, n, max_score));
-  for (i = 0; i + 8 <= n; i += 8) _mm256_storeu_ps(s + i, _mm256_mul_ps(_mm256_loadu_ps(s + i), inv));
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(s + i, _mm256_mul_ps(_mm256_loadu_ps(s + i), inv));
   for (; i < n; ++i) s[i] *= _mm256_cvtss_f32(inv);
 }
 

@@ -59,7 +59,7 @@ float ExpSumAvx512(float* s, size_t n, float max) {
   return _mm512_reduce_add_ps(_mm512_add_ps(sum2[0], sum2[1]));
 }
 
-void SoftmaxAvx512(float* s, size_t n) {
+float GreatestAvx512(const float* s, size_t n) {
   const __m512 minus_inf = _mm512_set1_ps(-INFINITY);
   __m512 m4[4] = {minus_inf, minus_inf, minus_inf, minus_inf};
   size_t i = 0;
@@ -67,11 +67,16 @@ void SoftmaxAvx512(float* s, size_t n) {
     for (int j = 0; j < 4; ++j) m4[j] = _mm512_max_ps(m4[j], _mm512_loadu_ps(s + i + 16 * j));
   for (; i + 16 <= n; i += 16) m4[0] = _mm512_max_ps(m4[0], _mm512_loadu_ps(s + i));
   if (i < n) m4[1] = _mm512_max_ps(m4[1], _mm512_mask_loadu_ps(minus_inf, FirstLanes(n - i), s + i));
-  const float max_score = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_max_ps(m4[0], m4[1]), _mm512_max_ps(m4[2], m4[3])));
+  return _mm512_reduce_max_ps(_mm512_max_ps(_mm512_max_ps(m4[0], m4[1]), _mm512_max_ps(m4[2], m4[3])));
+}
+
+void SoftmaxAvx512(float* s, size_t n) {
+  const float max_score = GreatestAvx512(s, n);
   if (max_score == -INFINITY) return SoftmaxInPlace(s, n);  // nothing unmasked: the reference's answer
+  size_t i = 0;
 
   const __m512 inv = _mm512_set1_ps(1.0f / ExpSumAvx512(s, n, max_score));
-  for (i = 0; i + 16 <= n; i += 16) _mm512_storeu_ps(s + i, _mm512_mul_ps(_mm512_loadu_ps(s + i), inv));
+  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(s + i, _mm512_mul_ps(_mm512_loadu_ps(s + i), inv));
   if (i < n) {
     const __mmask16 tail = FirstLanes(n - i);
     _mm512_mask_storeu_ps(s + i, tail, _mm512_mul_ps(_mm512_maskz_loadu_ps(tail, s + i), inv));

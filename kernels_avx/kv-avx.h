@@ -79,6 +79,9 @@ void SoftmaxAvx512(float* s, size_t n);  // f32-softmax-avx512.cc (AVX-512F)
 // Softmax's middle (KvExpSumFn), the same code: Softmax = max, ExpSum, then a multiply by 1 / the sum.
 float ExpSumAvx2(float* s, size_t n, float max);
 float ExpSumAvx512(float* s, size_t n, float max);
+// Softmax's first pass (KvGreatestFn), the same code.
+float GreatestAvx2(const float* s, size_t n);
+float GreatestAvx512(const float* s, size_t n);
 void QuantizeQueryAvx2Entry(const float* q, int head_dim, int group, int8_t* q8, float* qs);  // QuantizeQueryAvx2
 void KvEncodeAvx2(const KvRowFormat& f, const float* x, uint8_t* dst);
 void F16KvScoresAvx2(const KvRowFormat& f, const float* q, const float* qsum, const uint8_t* rows, size_t n, float scale,

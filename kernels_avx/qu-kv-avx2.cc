@@ -117,5 +117,6 @@ extern const KvKernels kAvx2KvKernels = {
      avx::Qu4Qu2KvValuesGroupAvx2, avx::Qu4Qu2KvValuesGroupAvx2},
     avx::QuantizeQueryAvx2Entry,
     avx::ExpSumAvx2,
+    avx::GreatestAvx2,
 };
 }  // namespace mikv

@@ -645,5 +645,6 @@ extern const KvKernels MIKV_VNNI_TABLE = {
      avx::Qu4Qu2ValuesGroupVnni, avx::Qu4Qu2ValuesGroupVnni, avx::Qu4Qu2ValuesGroupVnni},
     avx::QuantizeQueryAvx2Entry,
     avx::ExpSumAvx512,
+    avx::GreatestAvx512,
 };
 }  // namespace mikv

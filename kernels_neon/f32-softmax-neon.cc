@@ -63,8 +63,8 @@ float ExpSum(float* s, size_t n, float max) {
   return Hsum8(Add8(sum2[0], sum2[1]));
 }
 
-void Softmax(float* s, size_t n) {
-  // Four (max) and two (sum) independent accumulators: one would chain every step on the previous one's latency.
+float Greatest(const float* s, size_t n) {
+  // Four independent accumulators (the sum: two): one would chain every step on the previous one's latency.
   float32x4_t m4[4] = {vdupq_n_f32(-INFINITY), vdupq_n_f32(-INFINITY), vdupq_n_f32(-INFINITY), vdupq_n_f32(-INFINITY)};
   size_t i = 0;
   for (; i + 16 <= n; i += 16)
@@ -72,11 +72,17 @@ void Softmax(float* s, size_t n) {
   for (; i + 4 <= n; i += 4) m4[0] = vmaxq_f32(m4[0], vld1q_f32(s + i));
   float max_score = vmaxvq_f32(vmaxq_f32(vmaxq_f32(m4[0], m4[1]), vmaxq_f32(m4[2], m4[3])));
   for (size_t j = i; j < n; ++j) max_score = s[j] > max_score ? s[j] : max_score;
+  return max_score;
+}
+
+void Softmax(float* s, size_t n) {
+  const float max_score = Greatest(s, n);
   if (max_score == -INFINITY) return SoftmaxInPlace(s, n);  // nothing unmasked: the reference's answer
+  size_t i = 0;
 
   const float inv = 1.0f / ExpSum(s, n, max_score);
   const float32x4_t vinv = vdupq_n_f32(inv);
-  for (i = 0; i + 4 <= n; i += 4) vst1q_f32(s + i, vmulq_f32(vld1q_f32(s + i), vinv));
+  for (; i + 4 <= n; i += 4) vst1q_f32(s + i, vmulq_f32(vld1q_f32(s + i), vinv));
   for (; i < n; ++i) s[i] *= inv;
 }
 

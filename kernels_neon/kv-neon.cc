@@ -138,5 +138,6 @@ extern const KvKernels kNeonKvKernelsEmulated = {
      nk::Qu4Qu2ValuesGroup, nk::Qu4Qu2ValuesGroup},
     nk::QuantizeQuery,
     nk::ExpSum,
+    nk::Greatest,
 };
 }  // namespace mikv

@@ -11,6 +11,10 @@
 
 namespace mikv {
 
+// The most query heads per kv head the mixed-precision cache takes (its per-head factors live on the stack; the
+// Llama family's largest is 16).
+constexpr int kKvMaxGroup = 64;
+
 struct KvGeometry {
   int n_layers = 0;
   int n_heads = 0;     // query heads

@@ -189,30 +189,6 @@ F32x4 Min4(F32x4 a, F32x4 b) {
 #endif
 }
 
-// a > b ? a : b per lane (maxps), as Min4.
-F32x4 Max4(F32x4 a, F32x4 b) {
-#if defined(__SSE__)
-  return (F32x4)_mm_max_ps((__m128)a, (__m128)b);
-#else
-  const I32x4 greater = a > b;
-  return (F32x4)(((I32x4)a & greater) | ((I32x4)b & ~greater));
-#endif
-}
-
-// The greatest of n scores (-inf when n is 0), eight lanes at a time in two registers.
-float GreatestOf(const float* x, int n) {
-  float most = -INFINITY;
-  int i = 0;
-  if (n >= 8) {
-    F32x4 m0 = Load4(x), m1 = Load4(x + 4);
-    for (i = 8; i + 8 <= n; i += 8) m0 = Max4(Load4(x + i), m0), m1 = Max4(Load4(x + i + 4), m1);
-    m0 = Max4(m1, m0);
-    for (int j = 0; j < 4; ++j) most = m0[j] > most ? m0[j] : most;
-  }
-  for (; i < n; ++i) most = x[i] > most ? x[i] : most;
-  return most;
-}
-
 // The least of n values (n > 0), eight lanes at a time in two registers.
 float LeastOf(const float* x, int n) {
   float least = x[0];
@@ -486,26 +462,30 @@ void MixedKvCache::ScoreRows(size_t s, int pos, const Rows& rows, const Queries&
 
 namespace {
 
-// imp[i] += p[h·stride + i] for each head h in order (the same sums, in the same order, as one head at a time), in one
-// pass over imp: the group's heads are a template count where it is small, so the compiler vectorizes over i.
+// imp[i] += f[h]·p[h·stride + i] for each head h in order, in one pass over imp: the group's heads are a template
+// count where it is small, so the compiler vectorizes over i. (f: each head's softmax normalization, which the
+// attention folds in here and into its output rather than scaling every probability first; a product rounded and then
+// added, as the scaled probability was.)
 template <int G>
-void AddImportanceOf(float* imp, const float* p, size_t stride, int first, int last) {
+void AddImportanceOf(float* imp, const float* p, size_t stride, const float* f, int first, int last) {
+  float fh[G];
+  for (int h = 0; h < G; ++h) fh[h] = f[h];
   for (int i = first; i < last; ++i) {
     float v = imp[i];
-    for (int h = 0; h < G; ++h) v += p[h * stride + i];
+    for (int h = 0; h < G; ++h) v += fh[h] * p[h * stride + i];
     imp[i] = v;
   }
 }
 
-void AddImportance(float* imp, const float* p, size_t stride, int group, int first, int last) {
+void AddImportance(float* imp, const float* p, size_t stride, const float* f, int group, int first, int last) {
   switch (group) {
-    case 1: return AddImportanceOf<1>(imp, p, stride, first, last);
-    case 2: return AddImportanceOf<2>(imp, p, stride, first, last);
-    case 3: return AddImportanceOf<3>(imp, p, stride, first, last);
-    case 4: return AddImportanceOf<4>(imp, p, stride, first, last);
+    case 1: return AddImportanceOf<1>(imp, p, stride, f, first, last);
+    case 2: return AddImportanceOf<2>(imp, p, stride, f, first, last);
+    case 3: return AddImportanceOf<3>(imp, p, stride, f, first, last);
+    case 4: return AddImportanceOf<4>(imp, p, stride, f, first, last);
     default:
       for (int h = 0; h < group; ++h)
-        for (int i = first; i < last; ++i) imp[i] += p[h * stride + i];
+        for (int i = first; i < last; ++i) imp[i] += f[h] * p[h * stride + i];
   }
 }
 
@@ -517,8 +497,8 @@ void AddImportance(float* imp, const float* p, size_t stride, int group, int fir
 // importance is in this thread's cache: Write runs on one thread for every stream, and its scan of each full tier
 // was over half of the write's time (the write: 7% of a decode step at 16k tokens), reading on that thread's core
 // every stream's importance, which the attention's threads then write again.
-void MixedKvCache::WeighRows(size_t s, const Rows& rows, const float* scores, size_t stride, float* out,
-                             bool newest, BlockLeast* block_least) {
+void MixedKvCache::WeighRows(size_t s, const Rows& rows, const float* scores, size_t stride, const float* factor,
+                             float* out, bool newest, BlockLeast* block_least) {
   const int group = g_.group();
   const KvKernels& kk = ActiveKvKernels();
   for (int t = 0; t < kTiers; ++t) {
@@ -528,7 +508,7 @@ void MixedKvCache::WeighRows(size_t s, const Rows& rows, const float* scores, si
     const float* sc = scores + ScoreOffset(s, t);
     kk.values_group[(int)r.vcodec.precision()](r.VFormat(g_.head_dim), group, sc + first, stride, r.V(s, first),
                                               (size_t)(last - first), out);
-    if (r.importance) AddImportance(r.importance + s * r.capacity, sc, stride, group, first, last);
+    if (r.importance) AddImportance(r.importance + s * r.capacity, sc, stride, factor, group, first, last);
     if (!r.least) continue;
     const bool wanted = newest && r.used[s] == r.capacity;  // the next Write's demotion competes with it
     if (block_least) {
@@ -541,6 +521,8 @@ void MixedKvCache::WeighRows(size_t s, const Rows& rows, const float* scores, si
   if (block_least)
     for (int t = 0; t < kTiers; ++t)
       if (rows.r1[t] <= rows.r0[t]) block_least->slot[t] = BlockLeast::kNoRows;
+  for (int h = 0; h < group; ++h)  // Σ (f·p)·v = f·Σ p·v
+    for (int i = 0; i < g_.head_dim; ++i) out[h * g_.head_dim + i] *= factor[h];
 }
 
 void MixedKvCache::ExpBlock(size_t s, const Rows& rows, float* scores, float* max, float* sum) const {
@@ -552,12 +534,13 @@ void MixedKvCache::ExpBlock(size_t s, const Rows& rows, float* scores, float* ma
     if (runs > 0 && run1[runs - 1] == a) run1[runs - 1] = b;
     else run0[runs] = a, run1[runs] = b, ++runs;
   }
+  const KvKernels& kk = ActiveKvKernels();
   float m = -INFINITY;
-  for (int i = 0; i < runs; ++i) m = std::max(m, GreatestOf(scores + run0[i], run1[i] - run0[i]));
+  for (int i = 0; i < runs; ++i) m = std::max(m, kk.greatest(scores + run0[i], (size_t)(run1[i] - run0[i])));
   float total = 0.0f;
   for (int i = 0; i < runs; ++i) {
     if (m == -INFINITY) std::fill(scores + run0[i], scores + run1[i], 0.0f);
-    else total += ActiveKvKernels().exp_sum(scores + run0[i], (size_t)(run1[i] - run0[i]), m);
+    else total += kk.exp_sum(scores + run0[i], (size_t)(run1[i] - run0[i]), m);
   }
   *max = m;
   *sum = total;
@@ -594,10 +577,16 @@ void MixedKvCache::Attend(int layer, int pos, int kv_head, const float* q, float
   const Queries queries = PrepareQueries(layer, kv_head, q, scratch + group * stride);
   const Rows all = AllRows(s);
   ScoreRows(s, pos, all, queries, scores, stride);
-  // Softmax over every tier's rows at once.
-  for (int h = 0; h < group; ++h) ActiveKvKernels().softmax(scores + h * stride, (size_t)Held(s));
+  // Softmax over every tier's rows at once: exps against the greatest score, normalized by WeighRows (1 / their sum
+  // folded into the importance and the output, not a pass over the probabilities).
+  float factor[kKvMaxGroup];
+  for (int h = 0; h < group; ++h) {
+    float max, sum;
+    ExpBlock(s, all, scores + h * stride, &max, &sum);
+    factor[h] = max == -INFINITY ? 0.0f : 1.0f / sum;
+  }
   for (int i = 0; i < group * d; ++i) out[i] = 0.0f;
-  WeighRows(s, all, scores, stride, out, pos >= newest_written_.load(std::memory_order_relaxed));
+  WeighRows(s, all, scores, stride, factor, out, pos >= newest_written_.load(std::memory_order_relaxed));
   UnrotateOutputs(out);
 }
 
@@ -657,8 +646,9 @@ void MixedKvCache::AttendBlockValues(int layer, int kv_head, int block, int bloc
   const Rows rows = BlockRows(s, block, blocks);
   float* scores = SplitScores(shared, kv_head, blocks);
   const size_t stride = ScoreStride();
-  // softmax = exp(x - block max) · exp(block max - max) / Σ over the blocks of their sums · exp(block max - max).
-  // With one block the factor is 1 / Σ, as the whole softmax's.
+  // softmax = exp(x - block max) · exp(block max - max) / Σ over the blocks of their sums · exp(block max - max),
+  // the factor folded into the importance and the block's share by WeighRows. With one block it is 1 / Σ, as Attend's.
+  float factor[kKvMaxGroup];
   for (int h = 0; h < g_.group(); ++h) {
     float max = -INFINITY;
     for (int b = 0; b < blocks; ++b) max = std::max(max, SplitStats(shared, kv_head, b, blocks)[2 * h]);
@@ -668,15 +658,11 @@ void MixedKvCache::AttendBlockValues(int layer, int kv_head, int block, int bloc
       if (st[0] != -INFINITY) sum += st[1] * std::exp(st[0] - max);
     }
     const float own = SplitStats(shared, kv_head, block, blocks)[2 * h];
-    const float factor = own == -INFINITY ? 0.0f : std::exp(own - max) / sum;
-    for (int t = 0; t < kTiers; ++t) {
-      float* p = scores + h * stride + ScoreOffset(s, t);
-      for (int i = rows.r0[t]; i < rows.r1[t]; ++i) p[i] *= factor;
-    }
+    factor[h] = own == -INFINITY ? 0.0f : std::exp(own - max) / sum;
   }
   float* share = SplitShare(shared, kv_head, block, blocks);
   std::fill(share, share + (size_t)g_.group() * g_.head_dim, 0.0f);
-  WeighRows(s, rows, scores, stride, share, /*newest=*/true,  // (split steps are decode steps)
+  WeighRows(s, rows, scores, stride, factor, share, /*newest=*/true,  // (split steps are decode steps)
             SplitLeast(shared, kv_head, block, blocks));
 }
 

@@ -177,8 +177,10 @@ class MixedKvCache final : public KvCache {
   // `newest`: the attention is the newest token's (its importance is what the next Write sees). `block_least`: the
   // rows are a split's block, whose least slots go there (else they are all of a tier's rows or none, and the tier's
   // `least` is set here).
-  void WeighRows(size_t s, const Rows& rows, const float* scores, size_t stride, float* out, bool newest,
-                 BlockLeast* block_least = nullptr);
+  // `factor[h]`: head h's normalization of its exps in `scores` (1 / their sum; a split block's share of the whole
+  // softmax), applied to the importance added and to out's sums.
+  void WeighRows(size_t s, const Rows& rows, const float* scores, size_t stride, const float* factor, float* out,
+                 bool newest, BlockLeast* block_least = nullptr);
   // In place: a block's scores of one query head, its tiers' runs of slots, to exp(score - the block's max); returns
   // {max, Σ exp} (-inf and 0 where every score is -inf: the exps are 0 then).
   void ExpBlock(size_t s, const Rows& rows, float* scores, float* max, float* sum) const;

@@ -42,7 +42,8 @@ void PlainKvCache::Attend(int layer, int pos, int kv_head, const float* q, float
 }
 
 // Attention over positions [0, pos]: scores, softmax, weighted values. FP16 storage goes through the KV kernels
-// (the mixed cache's `full` policy uses the same ones, so the two agree bit for bit); f32 storage is plain loops.
+// as the mixed cache's attention does (exps against the greatest score, the values weighed by them, then 1 / their
+// sum), so its `full` policy agrees with this bit for bit; f32 storage is plain loops.
 void PlainKvCache::AttendHead(int layer, int pos, int head, const float* q, float* out, float* scores) const {
   const int d = g_.head_dim;
   const int kv_head = head / g_.group();
@@ -54,8 +55,10 @@ void PlainKvCache::AttendHead(int layer, int pos, int head, const float* q, floa
     const KvKernels& kk = ActiveKvKernels();
     const KvRowFormat f{KvPrecision::F16, d, d, (size_t)d * 2};
     kk.scores[0](f, q, nullptr, reinterpret_cast<const uint8_t*>(static_cast<const uint16_t*>(keys_) + base), n, scale, scores);
-    kk.softmax(scores, n);
+    const float max = kk.greatest(scores, n);  // (position pos itself is never masked: max > -inf)
+    const float factor = 1.0f / kk.exp_sum(scores, n, max);
     kk.values[0](f, scores, reinterpret_cast<const uint8_t*>(static_cast<const uint16_t*>(values_) + base), n, out);
+    for (int i = 0; i < d; ++i) out[i] *= factor;
     return;
   }
   const float* keys = static_cast<const float*>(keys_) + base;

@@ -100,6 +100,9 @@ void PlanTiers(const KvCacheConfig& c, int capacity, double avail, double hc, do
 Status PlanKvCache(const KvGeometry& g, const KvCacheConfig& c, KvPlan* plan) {
   *plan = KvPlan();
   if (c.policy == KvPolicy::Plain) return OkStatus();
+  if (g.group() > kKvMaxGroup)
+    return Status(MIKV_ERR_UNSUPPORTED, std::to_string(g.group()) + " query heads per kv head; the mixed-precision cache takes at most " +
+                                            std::to_string(kKvMaxGroup));
   const bool tiered = c.mid_tier;
   if (tiered && c.policy != KvPolicy::MiKV)
     return Status(MIKV_ERR_INVALID_ARGUMENT, std::string("a middle tier needs the mikv policy (this cache is ") +

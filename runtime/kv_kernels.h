@@ -58,6 +58,9 @@ using KvSoftmaxFn = void (*)(float* s, size_t n);
 // code as the table's softmax (which is this after its max, then a multiply by 1 / the sum). max > -inf, >= every
 // s[i]. For a softmax over several arrays (a split kv head's blocks, each with its own max): join the sums, then scale.
 using KvExpSumFn = float (*)(float* s, size_t n, float max);
+// The greatest of n scores (-inf when n is 0 or every score is -inf): softmax's first pass, by the same code as the
+// table's softmax. The attention takes it and exp_sum on their own and folds 1 / the sum into its outputs.
+using KvGreatestFn = float (*)(const float* s, size_t n);
 // One token's key or value vector (head_dim floats) into a row of f's precision: KvCodec::Encode's bytes exactly
 // (every variant does the same float operations; tests compare bytes).
 using KvEncodeFn = void (*)(const KvRowFormat& f, const float* x, uint8_t* dst);
@@ -115,6 +118,7 @@ struct KvKernels {
   KvValuesGroupFn values_group[5];
   KvQuantizeQueryFn quantize_query;
   KvExpSumFn exp_sum;
+  KvGreatestFn greatest;
 };
 
 enum class KvIsa : uint8_t { Scalar = 0, Avx2 = 1, Avx512 = 2, Neon = 3, Avx512Vnni = 4, Avx512Vbmi = 5, NeonDotprod = 6 };
@@ -162,6 +166,8 @@ void KvQuerySums(const float* q, int head_dim, int group, float* qsum);
 void SoftmaxInPlace(float* s, size_t n);
 // In place: s[i] = exp(s[i] - max) with std::exp (-inf entries 0), returning the sum: the reference's KvExpSumFn.
 float ExpSumInPlace(float* s, size_t n, float max);
+// The greatest of n scores, one at a time: the reference's KvGreatestFn.
+float GreatestScore(const float* s, size_t n);
 
 // The scalar reference kernels (also the fallback for precisions a SIMD variant does not cover).
 extern const KvKernels kScalarKvKernels;

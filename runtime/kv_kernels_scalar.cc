@@ -110,6 +110,7 @@ const KvKernels kScalarKvKernels = {
      KvValuesEachQuery<ValuesInIntegers>, KvValuesEachQuery<ValuesInIntegers>},
     KvQuantizeQuery,
     ExpSumInPlace,
+    GreatestScore,
 };
 
 void KvEncodeScalar(const KvRowFormat& f, const float* x, uint8_t* dst) {
@@ -184,9 +185,14 @@ float ExpSumInPlace(float* s, size_t n, float max) {
   return sum;
 }
 
-void SoftmaxInPlace(float* s, size_t n) {
+float GreatestScore(const float* s, size_t n) {
   float max_score = -INFINITY;
   for (size_t i = 0; i < n; ++i) max_score = s[i] > max_score ? s[i] : max_score;
+  return max_score;
+}
+
+void SoftmaxInPlace(float* s, size_t n) {
+  const float max_score = GreatestScore(s, n);
   const float inv = 1.0f / ExpSumInPlace(s, n, max_score);
   for (size_t i = 0; i < n; ++i) s[i] *= inv;
 }

@@ -451,6 +451,28 @@ TEST(KvPlan, TieredPlanFillsTheBudget) {
 // A budget far beyond what the context needs (the C API takes any 64-bit byte count) holds the whole context: the
 // token counts are clamped before they become ints (the fuzzer found a fixed-fraction tiered plan whose low tier
 // overflowed to a negative count and was planned empty).
+// The mixed cache keeps each query head's softmax factor on the stack, for up to kKvMaxGroup heads per kv head: a
+// model with more is refused by name, not overrun (the plain cache has no such limit).
+TEST(KvPlan, MoreQueryHeadsPerKvHeadThanTheCacheTakesAreRefused) {
+  KvGeometry g;
+  g.n_layers = 1;
+  g.n_kv_heads = 1;
+  g.head_dim = 64;
+  g.capacity = 128;
+  KvCacheConfig c;
+  c.policy = KvPolicy::MiKV;
+  c.tokens = 64;
+  KvPlan plan;
+  g.n_heads = kKvMaxGroup;
+  EXPECT_TRUE(PlanKvCache(g, c, &plan).ok());
+  g.n_heads = kKvMaxGroup + 1;
+  const Status refused = PlanKvCache(g, c, &plan);
+  EXPECT_EQ(refused.code(), MIKV_ERR_UNSUPPORTED);
+  EXPECT_NE(refused.message().find("query heads per kv head"), std::string::npos) << refused.ToString();
+  c.policy = KvPolicy::Plain;
+  EXPECT_TRUE(PlanKvCache(g, c, &plan).ok());
+}
+
 TEST(KvPlan, HugeBudgetHoldsTheWholeContext) {
   const KvGeometry g = SmallGeometry(64);
   for (bool tiered : {false, true}) {

@@ -537,6 +537,33 @@ TEST(KvKernels, EveryExpSumIsSoftmaxsMiddle) {
   }
 }
 
+// greatest, softmax's first pass, which the attention now takes on its own: every table's equals the reference's one
+// score at a time, exactly, over lengths around each vector width, with masked (-inf) scores, the greatest in the
+// tail, and nothing but -inf or nothing at all (-inf). The softmax the tables keep (the plain cache's) is greatest,
+// exp_sum and 1 / the sum: EveryExpSumIsSoftmaxsMiddle.
+TEST(KvKernels, EveryGreatestIsTheReferences) {
+  std::mt19937 rng(16);
+  std::normal_distribution<float> normal(0.0f, 4.0f);
+  for (const KvKernels* k : Variants()) {
+    EXPECT_EQ(k->greatest(nullptr, 0), -INFINITY) << k->isa;
+    for (size_t n : {1, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 1001}) {
+      for (int where = 0; where < 3; ++where) {  // the greatest anywhere, in the last lane, or all masked
+        SCOPED_TRACE(std::string(k->isa) + " n=" + std::to_string(n) + " case " + std::to_string(where));
+        std::vector<float> x(n);
+        for (size_t i = 0; i < n; ++i) x[i] = where == 2 || i % 5 == 2 ? -INFINITY : normal(rng) - 50.0f;
+        if (where == 1) x[n - 1] = 1.0f;
+        const float want = GreatestScore(x.data(), n);
+        EXPECT_EQ(k->greatest(x.data(), n), want);
+        if (where == 1) {
+          EXPECT_EQ(want, 1.0f);
+        } else if (where == 2) {
+          EXPECT_EQ(want, -INFINITY);
+        }
+      }
+    }
+  }
+}
+
 TEST(KvKernels, SoftmaxSumsToOneAndZeroesMaskedScores) {
   std::vector<float> s = {1.0f, -INFINITY, 3.0f, 0.5f, -INFINITY};
   SoftmaxInPlace(s.data(), s.size());
