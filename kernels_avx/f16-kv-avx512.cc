@@ -119,7 +119,6 @@ extern const KvKernels kAvx512KvKernels = {
     {avx::F16KvScoresAvx512Entry, avx::QuKvScoresAvx2, avx::Qu4Qu2KvScoresAvx2, avx::Qu4Qu2KvScoresAvx2, avx::Qu4Qu2KvScoresAvx2},
     {avx::F16KvValuesAvx512Entry, avx::QuKvValuesAvx2, avx::Qu4Qu2KvValuesAvx2, avx::Qu4Qu2KvValuesAvx2, avx::Qu4Qu2KvValuesAvx2},
     avx::FwhtAvx2,
-    avx::SoftmaxAvx512,
     avx::KvEncodeAvx2,
     {avx::F16KvScoresGroupAvx512, avx::QuKvScoresGroupAvx2, avx::Qu4Qu2KvScoresGroupAvx2,
      avx::Qu4Qu2KvScoresGroupAvx2, avx::Qu4Qu2KvScoresGroupAvx2},

@@ -71,14 +71,4 @@ float GreatestAvx2(const float* s, size_t n) {
   return max_score;
 }
 
-void SoftmaxAvx2(float* s, size_t n) {
-  const float max_score = GreatestAvx2(s, n);
-  if (max_score == -INFINITY) return SoftmaxInPlace(s, n);  // nothing unmasked: the reference's answer
-
-  const __m256 inv = _mm256_set1_ps(1.0f / ExpSumAvx2(s, n, max_score));
-  size_t i = 0;
-  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(s + i, _mm256_mul_ps(_mm256_loadu_ps(s + i), inv));
-  for (; i < n; ++i) s[i] *= _mm256_cvtss_f32(inv);
-}
-
 }  // namespace mikv::avx

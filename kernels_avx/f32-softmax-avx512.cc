@@ -70,17 +70,4 @@ float GreatestAvx512(const float* s, size_t n) {
   return _mm512_reduce_max_ps(_mm512_max_ps(_mm512_max_ps(m4[0], m4[1]), _mm512_max_ps(m4[2], m4[3])));
 }
 
-void SoftmaxAvx512(float* s, size_t n) {
-  const float max_score = GreatestAvx512(s, n);
-  if (max_score == -INFINITY) return SoftmaxInPlace(s, n);  // nothing unmasked: the reference's answer
-  size_t i = 0;
-
-  const __m512 inv = _mm512_set1_ps(1.0f / ExpSumAvx512(s, n, max_score));
-  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(s + i, _mm512_mul_ps(_mm512_loadu_ps(s + i), inv));
-  if (i < n) {
-    const __mmask16 tail = FirstLanes(n - i);
-    _mm512_mask_storeu_ps(s + i, tail, _mm512_mul_ps(_mm512_maskz_loadu_ps(tail, s + i), inv));
-  }
-}
-
 }  // namespace mikv::avx

@@ -74,14 +74,11 @@ inline void QuantizeQueryAvx2(const float* q, int head_dim, int group, int8_t* q
 
 // AVX2 entry points (QuKv*: INT8 rows; Qu4Qu2Kv*: INT4, INT3 and INT2 rows) (kernels_avx/*-avx2.cc), reused by the AVX-512 table where a shape does not fit 16 lanes.
 void FwhtAvx2(float* x, int d);
-void SoftmaxAvx2(float* s, size_t n);
-void SoftmaxAvx512(float* s, size_t n);  // f32-softmax-avx512.cc (AVX-512F)
-// Softmax's middle (KvExpSumFn), the same code: Softmax = max, ExpSum, then a multiply by 1 / the sum.
-float ExpSumAvx2(float* s, size_t n, float max);
-float ExpSumAvx512(float* s, size_t n, float max);
-// Softmax's first pass (KvGreatestFn), the same code.
+// A softmax's two kernels (KvGreatestFn, KvExpSumFn): f32-softmax-avx2.cc, f32-softmax-avx512.cc (AVX-512F).
 float GreatestAvx2(const float* s, size_t n);
 float GreatestAvx512(const float* s, size_t n);
+float ExpSumAvx2(float* s, size_t n, float max);
+float ExpSumAvx512(float* s, size_t n, float max);
 void QuantizeQueryAvx2Entry(const float* q, int head_dim, int group, int8_t* q8, float* qs);  // QuantizeQueryAvx2
 void KvEncodeAvx2(const KvRowFormat& f, const float* x, uint8_t* dst);
 void F16KvScoresAvx2(const KvRowFormat& f, const float* q, const float* qsum, const uint8_t* rows, size_t n, float scale,

@@ -637,7 +637,6 @@ extern const KvKernels MIKV_VNNI_TABLE = {
     {avx::F16KvScoresAvx512Entry, avx::Qu8ScoresVnni, avx::Qu4Qu2ScoresVnni, avx::Qu4Qu2ScoresVnni, avx::Qu4Qu2ScoresVnni},
     {avx::F16KvValuesAvx512Entry, avx::Qu8ValuesVnni, avx::Qu4Qu2ValuesVnni, avx::Qu4Qu2ValuesVnni, avx::Qu4Qu2ValuesVnni},
     avx::FwhtAvx2,
-    avx::SoftmaxAvx512,
     avx::KvEncodeAvx2,
     {avx::F16KvScoresGroupAvx512, avx::Qu8ScoresGroupVnni,
      avx::Qu4Qu2ScoresGroupVnni, avx::Qu4Qu2ScoresGroupVnni, avx::Qu4Qu2ScoresGroupVnni},

@@ -75,15 +75,4 @@ float Greatest(const float* s, size_t n) {
   return max_score;
 }
 
-void Softmax(float* s, size_t n) {
-  const float max_score = Greatest(s, n);
-  if (max_score == -INFINITY) return SoftmaxInPlace(s, n);  // nothing unmasked: the reference's answer
-  size_t i = 0;
-
-  const float inv = 1.0f / ExpSum(s, n, max_score);
-  const float32x4_t vinv = vdupq_n_f32(inv);
-  for (; i + 4 <= n; i += 4) vst1q_f32(s + i, vmulq_f32(vld1q_f32(s + i), vinv));
-  for (; i < n; ++i) s[i] *= inv;
-}
-
 }  // namespace mikv::MIKV_NEON_NS

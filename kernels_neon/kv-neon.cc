@@ -130,7 +130,6 @@ extern const KvKernels kNeonKvKernelsEmulated = {
     {nk::F16ScoresImpl, nk::Qu4Qu2Scores, nk::Qu4Qu2Scores, nk::Qu4Qu2Scores, nk::Qu4Qu2Scores},
     {nk::F16Values, nk::QuValues, nk::Qu4Qu2Values, nk::Qu4Qu2Values, nk::Qu4Qu2Values},
     nk::Fwht,
-    nk::Softmax,
     nk::KvEncode,
     {nk::F16ScoresGroup, nk::Qu4Qu2ScoresGroup, nk::Qu4Qu2ScoresGroup,
      nk::Qu4Qu2ScoresGroup, nk::Qu4Qu2ScoresGroup},

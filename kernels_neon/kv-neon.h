@@ -73,9 +73,9 @@ inline void QuantizeQuery(const float* q, int head_dim, int group, int8_t* q8, f
 }
 
 void KvEncode(const KvRowFormat& f, const float* x, uint8_t* dst);  // kv-encode-neon.cc
-void Softmax(float* s, size_t n);  // f32-softmax-neon.cc
-float ExpSum(float* s, size_t n, float max);  // Softmax's middle (KvExpSumFn), the same code
-float Greatest(const float* s, size_t n);      // Softmax's first pass (KvGreatestFn), the same code
+// A softmax's two kernels (KvGreatestFn, KvExpSumFn), f32-softmax-neon.cc.
+float Greatest(const float* s, size_t n);
+float ExpSum(float* s, size_t n, float max);
 // Quantized keys (INT8 to INT2) and INT4/INT3/INT2 values, in integers (qu4-qu2-kv-neon.cc).
 void Qu4Qu2Scores(const KvRowFormat& f, const float* q, const float* qsum, const uint8_t* rows, size_t n, float scale,
                   float* out);

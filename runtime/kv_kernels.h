@@ -51,16 +51,14 @@ using KvValuesFn = void (*)(const KvRowFormat& f, const float* p, const uint8_t*
 // butterflies (x[j], x[j+h]) <- (x[j] + x[j+h], x[j] - x[j+h]). Every variant does the same additions in the same
 // order, so they agree bit for bit (hadamard.h builds the rotation on it).
 using KvFwhtFn = void (*)(float* x, int d);
-// In place: s = softmax(s) over n scores (-inf entries become exactly 0). Variants compute exp their own way, within
-// a few ulp of the reference's std::exp.
-using KvSoftmaxFn = void (*)(float* s, size_t n);
-// In place: s[i] = exp(s[i] - max) (-inf entries become exactly 0), returning their sum: softmax's middle, by the same
-// code as the table's softmax (which is this after its max, then a multiply by 1 / the sum). max > -inf, >= every
-// s[i]. For a softmax over several arrays (a split kv head's blocks, each with its own max): join the sums, then scale.
-using KvExpSumFn = float (*)(float* s, size_t n, float max);
-// The greatest of n scores (-inf when n is 0 or every score is -inf): softmax's first pass, by the same code as the
-// table's softmax. The attention takes it and exp_sum on their own and folds 1 / the sum into its outputs.
+// A softmax in two kernels, its normalization left to the caller: the attention weighs the values by the exps and
+// multiplies its outputs (and the importance it adds) by 1 / their sum, rather than scaling every probability; a split
+// kv head's blocks each take their own max, and join by their maxima and sums.
+// The greatest of n scores (-inf when n is 0 or every score is -inf).
 using KvGreatestFn = float (*)(const float* s, size_t n);
+// In place: s[i] = exp(s[i] - max) (-inf entries become exactly 0), returning their sum. max > -inf, >= every s[i].
+// Variants compute exp their own way, within a few ulp of the reference's std::exp.
+using KvExpSumFn = float (*)(float* s, size_t n, float max);
 // One token's key or value vector (head_dim floats) into a row of f's precision: KvCodec::Encode's bytes exactly
 // (every variant does the same float operations; tests compare bytes).
 using KvEncodeFn = void (*)(const KvRowFormat& f, const float* x, uint8_t* dst);
@@ -112,7 +110,6 @@ struct KvKernels {
   KvScoresFn scores[5];  // by KvPrecision
   KvValuesFn values[5];
   KvFwhtFn fwht;
-  KvSoftmaxFn softmax;
   KvEncodeFn encode;
   KvScoresGroupFn scores_group[5];
   KvValuesGroupFn values_group[5];
@@ -162,7 +159,8 @@ void KvAddValueZeros(const KvRowFormat& f, const float* p, const uint8_t* rows, 
 // qsum[g] = Σ q over group g (what quantized scores need once per query).
 void KvQuerySums(const float* q, int head_dim, int group, float* qsum);
 
-// In place: s = softmax(s) over n scores (-inf entries become 0), with std::exp: the reference's softmax.
+// In place: s = softmax(s) over n scores (-inf entries become 0), with std::exp: GreatestScore, ExpSumInPlace, and a
+// multiply by 1 / the sum (the plain cache's f32 attention; every -inf gives NaN).
 void SoftmaxInPlace(float* s, size_t n);
 // In place: s[i] = exp(s[i] - max) with std::exp (-inf entries 0), returning the sum: the reference's KvExpSumFn.
 float ExpSumInPlace(float* s, size_t n, float max);

@@ -102,7 +102,6 @@ const KvKernels kScalarKvKernels = {
     {ScoresF16, ScoresInIntegers, ScoresInIntegers, ScoresInIntegers, ScoresInIntegers},
     {ValuesF16, ValuesQuantized, ValuesInIntegers, ValuesInIntegers, ValuesInIntegers},
     FwhtScalar,
-    SoftmaxInPlace,
     KvEncodeScalar,
     {KvScoresEachQuery<ScoresF16>, KvScoresEachQuery<ScoresInIntegers>, KvScoresEachQuery<ScoresInIntegers>,
      KvScoresEachQuery<ScoresInIntegers>, KvScoresEachQuery<ScoresInIntegers>},
