@@ -60,7 +60,7 @@ float ExpSumAvx2(float* s, size_t n, float max) {
 }
 
 float GreatestAvx2(const float* s, size_t n) {
-  // Four independent accumulators (the sum below: two): one would chain every step on the previous one's latency.
+  // Four independent accumulators (ExpSumAvx2 keeps two): one would chain every step on the previous one's latency.
   __m256 m4[4] = {_mm256_set1_ps(-INFINITY), _mm256_set1_ps(-INFINITY), _mm256_set1_ps(-INFINITY), _mm256_set1_ps(-INFINITY)};
   size_t i = 0;
   for (; i + 32 <= n; i += 32)

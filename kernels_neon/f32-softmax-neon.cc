@@ -64,7 +64,7 @@ float ExpSum(float* s, size_t n, float max) {
 }
 
 float Greatest(const float* s, size_t n) {
-  // Four independent accumulators (the sum: two): one would chain every step on the previous one's latency.
+  // Four independent accumulators (ExpSum keeps two): one would chain every step on the previous one's latency.
   float32x4_t m4[4] = {vdupq_n_f32(-INFINITY), vdupq_n_f32(-INFINITY), vdupq_n_f32(-INFINITY), vdupq_n_f32(-INFINITY)};
   size_t i = 0;
   for (; i + 16 <= n; i += 16)
