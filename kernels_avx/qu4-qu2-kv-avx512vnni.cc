@@ -39,6 +39,64 @@ void F16KvValuesGroupAvx512(const KvRowFormat& f, int nq, const float* p, size_t
 
 namespace {
 
+// Two groups' [scale0, scale1, zero0, zero1] halfs of sixteen rows, one qword a row (rows8[0]: rows 0-7, rows8[1]:
+// rows 8-15), as four float columns sz[0..3]: one vpermt2w picks two columns of all sixteen rows.
+[[gnu::always_inline]]
+inline void ColumnsOfScaleQwords16(const __m512i* rows8, __m512* sz) {
+  // Word w of the result: column 2p + w / 16 (pair p) of row w % 16, which is word 4r + column of rows8[r / 8].
+  struct Picks {
+    alignas(64) int16_t word[2][32];
+  };
+  static constexpr Picks kPick = [] {
+    Picks t{};
+    for (int p = 0; p < 2; ++p)
+      for (int w = 0; w < 32; ++w) t.word[p][w] = (int16_t)((w % 16 < 8 ? 0 : 32) + 4 * (w % 8) + 2 * p + w / 16);
+    return t;
+  }();
+  for (int p = 0; p < 2; ++p) {
+    const __m512i cols = _mm512_permutex2var_epi16(rows8[0], _mm512_load_si512(kPick.word[p]), rows8[1]);
+    sz[2 * p] = _mm512_cvtph_ps(_mm512_castsi512_si256(cols));
+    sz[2 * p + 1] = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(cols, 1));
+  }
+}
+
+// Sixteen packed INT2 rows of head_dim 64 and groups of 32 — stride 24, the codec's own bytes, as the cache stores
+// them: three qwords a row, two of codes, then the two scales and the two zeros — are 384 contiguous bytes: six
+// loads, and each column of qwords (qword m of every row) is two permutes per eight rows. For the scores this
+// replaces sixteen 128-bit loads, twelve inserts and eight unpacks of the codes and the scales' sixteen scalar loads
+// and inserts; for the values' weights, the scalar loads. The bytes that come out are the same.
+struct PackedInt2Rows16 {
+  static bool Takes(size_t stride, size_t code_bytes) { return stride == 24 && code_bytes == 16; }
+  __m512i z[6];
+  explicit PackedInt2Rows16(const uint8_t* block) {
+    for (int i = 0; i < 6; ++i) z[i] = _mm512_loadu_si512(block + 64 * i);
+  }
+  // Qword m of rows 8h..8h+7: qword 3r + m of z[3h..3h+2], those past the first two registers from the third (the
+  // permutes read the index's low bits: 3r + m - 16 for the third).
+  template <int m>
+  __m512i Column(int h) const {
+    const __m512i idx = _mm512_setr_epi64(m, 3 + m, 6 + m, 9 + m, 12 + m, 15 + m, 18 + m, 21 + m);
+    constexpr __mmask8 third = m == 0 ? 0xC0 : 0xE0;
+    const __m512i a = _mm512_permutex2var_epi64(z[3 * h], idx, z[3 * h + 1]);
+    return _mm512_mask_permutexvar_epi64(a, third, idx, z[3 * h + 2]);
+  }
+  // The scales and zeros as float columns (ScaleColumns16<2>'s).
+  void ScaleColumns(__m512* sz) const {
+    const __m512i rows8[2] = {Column<2>(0), Column<2>(1)};
+    ColumnsOfScaleQwords16(rows8, sz);
+  }
+  // x[j] = code dword j of the sixteen rows, row i in lane i (ScoresInt2Rows16's transpose).
+  void CodeDwords(__m512i* x) const {
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+    const __m512i c0[2] = {Column<0>(0), Column<0>(1)}, c1[2] = {Column<1>(0), Column<1>(1)};
+    x[0] = _mm512_permutex2var_epi32(c0[0], even, c0[1]);
+    x[1] = _mm512_permutex2var_epi32(c0[0], odd, c0[1]);
+    x[2] = _mm512_permutex2var_epi32(c1[0], even, c1[1]);
+    x[3] = _mm512_permutex2var_epi32(c1[0], odd, c1[1]);
+  }
+};
+
 // Sixteen rows' [scales, zeros] as float columns: sz[h] = half h (h < 2·NG) of rows 0-15 (row i at first +
 // i·stride; rows at or past nb read as 0) — ScaleColumns8 twice; for two groups (a row's four halfs are one qword)
 // the qwords of eight rows go into one register and one vpermt2w picks two columns of all sixteen rows, 30
@@ -64,21 +122,7 @@ inline void ScaleColumns16(const uint8_t* first, size_t stride, int nb, __m512* 
       const int left = nb - 8 * k;
       rows8[k] = _mm512_maskz_mov_epi64(left >= 8 ? (__mmask8)0xff : left > 0 ? (__mmask8)((1u << left) - 1) : (__mmask8)0, x);
     }
-    // Word w of the result: column 2p + w / 16 (pair p) of row w % 16, which is word 4r + column of rows8[r / 8].
-    struct Picks {
-      alignas(64) int16_t word[2][32];
-    };
-    static constexpr Picks kPick = [] {
-      Picks t{};
-      for (int p = 0; p < 2; ++p)
-        for (int w = 0; w < 32; ++w) t.word[p][w] = (int16_t)((w % 16 < 8 ? 0 : 32) + 4 * (w % 8) + 2 * p + w / 16);
-      return t;
-    }();
-    for (int p = 0; p < 2; ++p) {
-      const __m512i cols = _mm512_permutex2var_epi16(rows8[0], _mm512_load_si512(kPick.word[p]), rows8[1]);
-      sz[2 * p] = _mm512_cvtph_ps(_mm512_castsi512_si256(cols));
-      sz[2 * p + 1] = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(cols, 1));
-    }
+    ColumnsOfScaleQwords16(rows8, sz);
   } else {
     __m128i a[2 * NG], b[2 * NG];
     ScaleColumns8<NG>(first, stride, nb, a);
@@ -125,10 +169,8 @@ inline void QueryDwords(int nq, const float* q, int32_t (*qd)[NC][P][16 / P], fl
 // sums_g·(scale_g·qs_g), times the score scale; the first nb stored.
 template <int NQ, int NG, int kSplit>
 [[gnu::always_inline]]  // (see ScaleColumns16)
-inline void FinishScores16(const uint8_t* first_scales, size_t stride, int nb, const __m512i (*sums)[NG][kSplit],
-                           const float (*qs)[NG], const float* qsum, float scale, float* out, size_t out_stride) {
-  __m512 sz[8];
-  ScaleColumns16<NG>(first_scales, stride, nb, sz);
+inline void FinishScores16(const __m512* sz, int nb, const __m512i (*sums)[NG][kSplit], const float (*qs)[NG],
+                           const float* qsum, float scale, float* out, size_t out_stride) {
   const __mmask16 keep = nb >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << nb) - 1);
   for (int h = 0; h < NQ; ++h) {
     __m512 total = _mm512_setzero_ps();
@@ -140,6 +182,16 @@ inline void FinishScores16(const uint8_t* first_scales, size_t stride, int nb, c
     }
     _mm512_mask_storeu_ps(out + h * out_stride, keep, _mm512_mul_ps(total, _mm512_set1_ps(scale)));
   }
+}
+
+// The same, the scales and zeros read as columns from the rows (ScaleColumns16) first.
+template <int NQ, int NG, int kSplit>
+[[gnu::always_inline]]
+inline void FinishScores16(const uint8_t* first_scales, size_t stride, int nb, const __m512i (*sums)[NG][kSplit],
+                           const float (*qs)[NG], const float* qsum, float scale, float* out, size_t out_stride) {
+  __m512 sz[8];
+  ScaleColumns16<NG>(first_scales, stride, nb, sz);
+  FinishScores16<NQ, NG, kSplit>(sz, nb, sums, qs, qsum, scale, out, out_stride);
 }
 
 // INT4 and INT3 scores, sixteen rows per register: the rows' chunks in INT4's packing (ChunkAsInt4) are transposed
@@ -210,6 +262,19 @@ void ScoresInt4Rows16(const KvRowFormat& f, const float* q, const float* qsum, c
 // leaves register j = dword j of the sixteen rows in order. Byte b of dword j holds channels 16j + 4b + k at bits
 // 2k, so the four phases (x >> 2k) & 3 each take one vpdpbusd per query against the query's broadcast channels
 // 16j + 4b + k, into the row's lane and the group of channels 16j..16j+15.
+// Code dword j of chunk c of sixteen rows (x, row i in lane i), its four 2-bit phases against each query's broadcast
+// channels, into group g's sums.
+template <int NQ, int NG, int kSplit, int NC>
+[[gnu::always_inline]]
+inline void Int2ScoresDword(__m512i x, int g, const int32_t (*qd)[NC][4][4], int c, int j, __m512i (*sums)[NG][kSplit]) {
+  const __m512i three = _mm512_set1_epi8(3);
+  const __m512i ph[4] = {_mm512_and_si512(x, three), _mm512_and_si512(_mm512_srli_epi16(x, 2), three),
+                         _mm512_and_si512(_mm512_srli_epi16(x, 4), three), _mm512_and_si512(_mm512_srli_epi16(x, 6), three)};
+  for (int h = 0; h < NQ; ++h)
+    for (int k = 0; k < 4; ++k)
+      sums[h][g][k % kSplit] = _mm512_dpbusd_epi32(sums[h][g][k % kSplit], ph[k], _mm512_set1_epi32(qd[h][c][k][j]));
+}
+
 template <int NC, int NQ, int NG>
 void ScoresInt2Rows16(const KvRowFormat& f, const float* q, const float* qsum, const uint8_t* rows, size_t n, float scale,
                       float* out, size_t out_stride) {
@@ -219,8 +284,26 @@ void ScoresInt2Rows16(const KvRowFormat& f, const float* q, const float* qsum, c
   int32_t qd[kPass][NC][4][4];  // [query][chunk][phase][dword]: channels 64c + 16j + 4b + phase, b = 0..3
   float qs[kPass][NG];
   QueryDwords<NC, 4, NG>(NQ, q, qd, qs);
-  const __m512i three = _mm512_set1_epi8(3);
-  for (size_t t = 0; t < n; t += 16) {
+  size_t t = 0;
+  if constexpr (NC == 1 && NG == 2) {
+    // The cache's rows, packed: six loads a block (PackedInt2Rows16). A loop of its own: in the loop below, the
+    // sixteen row pointers of a partial block's loads are induction variables that GCC spills and steps every block.
+    if (PackedInt2Rows16::Takes(stride, code_bytes))
+      for (; t + 16 <= n; t += 16) {
+        __m512i sums[NQ][NG][kSplit];
+        for (int h = 0; h < NQ; ++h)
+          for (int g = 0; g < NG; ++g)
+            for (int k = 0; k < kSplit; ++k) sums[h][g][k] = _mm512_setzero_si512();
+        const PackedInt2Rows16 packed(rows + t * stride);
+        __m512i x[4];
+        packed.CodeDwords(x);
+        for (int j = 0; j < 4; ++j) Int2ScoresDword<NQ, NG, kSplit>(x[j], (16 * j) / group, qd, 0, j, sums);
+        __m512 sz[8];
+        packed.ScaleColumns(sz);
+        FinishScores16<NQ, NG, kSplit>(sz, 16, sums, qs, qsum, scale, out + t, out_stride);
+      }
+  }
+  for (; t < n; t += 16) {
     const int nb = (int)std::min<size_t>(16, n - t);
     const uint8_t* block = rows + t * stride;
     const uint8_t* last = block + (size_t)(nb - 1) * stride;  // stands in for rows past nb (not stored)
@@ -242,14 +325,7 @@ void ScoresInt2Rows16(const KvRowFormat& f, const float* q, const float* qsum, c
       const __m512i a2 = _mm512_unpacklo_epi32(v[2], v[3]), a3 = _mm512_unpackhi_epi32(v[2], v[3]);
       const __m512i x[4] = {_mm512_unpacklo_epi64(a0, a2), _mm512_unpackhi_epi64(a0, a2), _mm512_unpacklo_epi64(a1, a3),
                             _mm512_unpackhi_epi64(a1, a3)};
-      for (int j = 0; j < 4; ++j) {
-        const __m512i ph[4] = {_mm512_and_si512(x[j], three), _mm512_and_si512(_mm512_srli_epi16(x[j], 2), three),
-                               _mm512_and_si512(_mm512_srli_epi16(x[j], 4), three), _mm512_and_si512(_mm512_srli_epi16(x[j], 6), three)};
-        const int g = (64 * c + 16 * j) / group;
-        for (int h = 0; h < NQ; ++h)
-          for (int k = 0; k < 4; ++k)
-            sums[h][g][k % kSplit] = _mm512_dpbusd_epi32(sums[h][g][k % kSplit], ph[k], _mm512_set1_epi32(qd[h][c][k][j]));
-      }
+      for (int j = 0; j < 4; ++j) Int2ScoresDword<NQ, NG, kSplit>(x[j], (64 * c + 16 * j) / group, qd, c, j, sums);
     }
     FinishScores16<NQ, NG, kSplit>(block + code_bytes, stride, nb, sums, qs, qsum, scale, out + t, out_stride);
   }
@@ -351,6 +427,8 @@ struct QueryBlockWeights16 {
         for (int h = 0; h < 2 * ng; ++h) sz[s][h] = _mm512_setzero_ps();
       } else if (ng == 1) {
         ScaleColumns16<1>(first, f.stride, left, sz[s]);
+      } else if (ng == 2 && left >= 16 && PackedInt2Rows16::Takes(f.stride, code_bytes)) {
+        PackedInt2Rows16(first - code_bytes).ScaleColumns(sz[s]);
       } else if (ng == 2) {
         ScaleColumns16<2>(first, f.stride, left, sz[s]);
       } else {
@@ -444,6 +522,9 @@ void ValuesInt2Vnni(const KvRowFormat& f, const float* p, size_t p_stride, const
   // vpermd: lane L <- dword L of each row (row r's bytes are in lane r); vpshufb: byte 4j + r <- byte 4r + j.
   const __m512i rows_to_lanes = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
   const __m512i transpose4x4 = _mm512_broadcast_i32x4(_mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15));
+  // Packed rows (six dwords a row): lane L <- dword L of rows 0-3, dword 6r + L of the 96 bytes.
+  const bool packed = NC == 1 && PackedInt2Rows16::Takes(stride, code_bytes);
+  const __m512i packed_rows_to_lanes = _mm512_setr_epi32(0, 6, 12, 18, 1, 7, 13, 19, 2, 8, 14, 20, 3, 9, 15, 21);
   // vpermt2d: lanes 0-7 (channels 0-31 of the chunk) take dword m of the first group's weights, 8-15 of the second's.
   const __m512i second_half = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 16, 16, 16, 16, 16, 16, 16, 16);
   // Blocks whose weights are quantized together (QueryBlockWeights16): two for one query; for a pass of more, one
@@ -467,14 +548,23 @@ void ValuesInt2Vnni(const KvRowFormat& f, const float* p, size_t p_stride, const
       }
       for (int t = 0; t < nb; t += 4) {
         const uint8_t* r0 = block + (size_t)t * stride + 16 * c;
-        const uint8_t* r1 = t + 1 < nb ? r0 + stride : last + 16 * c;
-        const uint8_t* r2 = t + 2 < nb ? r0 + 2 * stride : last + 16 * c;
-        const uint8_t* r3 = t + 3 < nb ? r0 + 3 * stride : last + 16 * c;
-        __m512i x = _mm512_castsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(r0)));
-        x = _mm512_inserti32x4(x, _mm_loadu_si128(reinterpret_cast<const __m128i*>(r1)), 1);
-        x = _mm512_inserti32x4(x, _mm_loadu_si128(reinterpret_cast<const __m128i*>(r2)), 2);
-        x = _mm512_inserti32x4(x, _mm_loadu_si128(reinterpret_cast<const __m128i*>(r3)), 3);
-        x = _mm512_shuffle_epi8(_mm512_permutexvar_epi32(rows_to_lanes, x), transpose4x4);
+        __m512i x;
+        if (packed && t + 3 < nb) {
+          // Four packed rows (PackedInt2Rows16) are 96 contiguous bytes: two loads, and one vpermt2d puts dword L of
+          // each row into lane L, as the four loads and vpermd below do.
+          const __m512i a = _mm512_loadu_si512(r0);
+          const __m512i b = _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(r0 + 64)));
+          x = _mm512_shuffle_epi8(_mm512_permutex2var_epi32(a, packed_rows_to_lanes, b), transpose4x4);
+        } else {
+          const uint8_t* r1 = t + 1 < nb ? r0 + stride : last + 16 * c;
+          const uint8_t* r2 = t + 2 < nb ? r0 + 2 * stride : last + 16 * c;
+          const uint8_t* r3 = t + 3 < nb ? r0 + 3 * stride : last + 16 * c;
+          x = _mm512_castsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(r0)));
+          x = _mm512_inserti32x4(x, _mm_loadu_si128(reinterpret_cast<const __m128i*>(r1)), 1);
+          x = _mm512_inserti32x4(x, _mm_loadu_si128(reinterpret_cast<const __m128i*>(r2)), 2);
+          x = _mm512_inserti32x4(x, _mm_loadu_si128(reinterpret_cast<const __m128i*>(r3)), 3);
+          x = _mm512_shuffle_epi8(_mm512_permutexvar_epi32(rows_to_lanes, x), transpose4x4);
+        }
         const __m512i ph[4] = {_mm512_and_si512(x, three), _mm512_and_si512(_mm512_srli_epi16(x, 2), three),
                                _mm512_and_si512(_mm512_srli_epi16(x, 4), three), _mm512_and_si512(_mm512_srli_epi16(x, 6), three)};
         const __m512i pick = _mm512_add_epi32(second_half, _mm512_set1_epi32(t / 4));
