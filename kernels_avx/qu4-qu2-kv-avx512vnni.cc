@@ -62,9 +62,11 @@ inline void ColumnsOfScaleQwords16(const __m512i* rows8, __m512* sz) {
 
 // Sixteen packed INT2 rows of head_dim 64 and groups of 32 — stride 24, the codec's own bytes, as the cache stores
 // them: three qwords a row, two of codes, then the two scales and the two zeros — are 384 contiguous bytes: six
-// loads, and each column of qwords (qword m of every row) is two permutes per eight rows. For the scores this
-// replaces sixteen 128-bit loads, twelve inserts and eight unpacks of the codes and the scales' sixteen scalar loads
-// and inserts; for the values' weights, the scalar loads. The bytes that come out are the same.
+// loads, and each column of qwords (qword m of every row) is two permutes per eight rows, in place of sixteen scalar
+// loads and inserts. The values' weights take their scale columns so (QueryBlockWeights16), and the values kernel
+// its codes likewise, four rows at a time. (The scores took their codes and scales so as well: 9% faster on rows in
+// cache, but slower on rows coming from memory, as a decode step's do — two threads, 8k rows of each of 96 kv
+// heads in turn, 39.8-52.6 µs a kv head against 33.2-49.2 for the sixteen loads; so the scores keep their loads.)
 struct PackedInt2Rows16 {
   static bool Takes(size_t stride, size_t code_bytes) { return stride == 24 && code_bytes == 16; }
   __m512i z[6];
@@ -84,16 +86,6 @@ struct PackedInt2Rows16 {
   void ScaleColumns(__m512* sz) const {
     const __m512i rows8[2] = {Column<2>(0), Column<2>(1)};
     ColumnsOfScaleQwords16(rows8, sz);
-  }
-  // x[j] = code dword j of the sixteen rows, row i in lane i (ScoresInt2Rows16's transpose).
-  void CodeDwords(__m512i* x) const {
-    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
-    const __m512i c0[2] = {Column<0>(0), Column<0>(1)}, c1[2] = {Column<1>(0), Column<1>(1)};
-    x[0] = _mm512_permutex2var_epi32(c0[0], even, c0[1]);
-    x[1] = _mm512_permutex2var_epi32(c0[0], odd, c0[1]);
-    x[2] = _mm512_permutex2var_epi32(c1[0], even, c1[1]);
-    x[3] = _mm512_permutex2var_epi32(c1[0], odd, c1[1]);
   }
 };
 
@@ -169,8 +161,10 @@ inline void QueryDwords(int nq, const float* q, int32_t (*qd)[NC][P][16 / P], fl
 // sums_g·(scale_g·qs_g), times the score scale; the first nb stored.
 template <int NQ, int NG, int kSplit>
 [[gnu::always_inline]]  // (see ScaleColumns16)
-inline void FinishScores16(const __m512* sz, int nb, const __m512i (*sums)[NG][kSplit], const float (*qs)[NG],
-                           const float* qsum, float scale, float* out, size_t out_stride) {
+inline void FinishScores16(const uint8_t* first_scales, size_t stride, int nb, const __m512i (*sums)[NG][kSplit],
+                           const float (*qs)[NG], const float* qsum, float scale, float* out, size_t out_stride) {
+  __m512 sz[8];
+  ScaleColumns16<NG>(first_scales, stride, nb, sz);
   const __mmask16 keep = nb >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << nb) - 1);
   for (int h = 0; h < NQ; ++h) {
     __m512 total = _mm512_setzero_ps();
@@ -182,16 +176,6 @@ inline void FinishScores16(const __m512* sz, int nb, const __m512i (*sums)[NG][k
     }
     _mm512_mask_storeu_ps(out + h * out_stride, keep, _mm512_mul_ps(total, _mm512_set1_ps(scale)));
   }
-}
-
-// The same, the scales and zeros read as columns from the rows (ScaleColumns16) first.
-template <int NQ, int NG, int kSplit>
-[[gnu::always_inline]]
-inline void FinishScores16(const uint8_t* first_scales, size_t stride, int nb, const __m512i (*sums)[NG][kSplit],
-                           const float (*qs)[NG], const float* qsum, float scale, float* out, size_t out_stride) {
-  __m512 sz[8];
-  ScaleColumns16<NG>(first_scales, stride, nb, sz);
-  FinishScores16<NQ, NG, kSplit>(sz, nb, sums, qs, qsum, scale, out, out_stride);
 }
 
 // INT4 and INT3 scores, sixteen rows per register: the rows' chunks in INT4's packing (ChunkAsInt4) are transposed
@@ -262,19 +246,6 @@ void ScoresInt4Rows16(const KvRowFormat& f, const float* q, const float* qsum, c
 // leaves register j = dword j of the sixteen rows in order. Byte b of dword j holds channels 16j + 4b + k at bits
 // 2k, so the four phases (x >> 2k) & 3 each take one vpdpbusd per query against the query's broadcast channels
 // 16j + 4b + k, into the row's lane and the group of channels 16j..16j+15.
-// Code dword j of chunk c of sixteen rows (x, row i in lane i), its four 2-bit phases against each query's broadcast
-// channels, into group g's sums.
-template <int NQ, int NG, int kSplit, int NC>
-[[gnu::always_inline]]
-inline void Int2ScoresDword(__m512i x, int g, const int32_t (*qd)[NC][4][4], int c, int j, __m512i (*sums)[NG][kSplit]) {
-  const __m512i three = _mm512_set1_epi8(3);
-  const __m512i ph[4] = {_mm512_and_si512(x, three), _mm512_and_si512(_mm512_srli_epi16(x, 2), three),
-                         _mm512_and_si512(_mm512_srli_epi16(x, 4), three), _mm512_and_si512(_mm512_srli_epi16(x, 6), three)};
-  for (int h = 0; h < NQ; ++h)
-    for (int k = 0; k < 4; ++k)
-      sums[h][g][k % kSplit] = _mm512_dpbusd_epi32(sums[h][g][k % kSplit], ph[k], _mm512_set1_epi32(qd[h][c][k][j]));
-}
-
 template <int NC, int NQ, int NG>
 void ScoresInt2Rows16(const KvRowFormat& f, const float* q, const float* qsum, const uint8_t* rows, size_t n, float scale,
                       float* out, size_t out_stride) {
@@ -284,26 +255,8 @@ void ScoresInt2Rows16(const KvRowFormat& f, const float* q, const float* qsum, c
   int32_t qd[kPass][NC][4][4];  // [query][chunk][phase][dword]: channels 64c + 16j + 4b + phase, b = 0..3
   float qs[kPass][NG];
   QueryDwords<NC, 4, NG>(NQ, q, qd, qs);
-  size_t t = 0;
-  if constexpr (NC == 1 && NG == 2) {
-    // The cache's rows, packed: six loads a block (PackedInt2Rows16). A loop of its own: in the loop below, the
-    // sixteen row pointers of a partial block's loads are induction variables that GCC spills and steps every block.
-    if (PackedInt2Rows16::Takes(stride, code_bytes))
-      for (; t + 16 <= n; t += 16) {
-        __m512i sums[NQ][NG][kSplit];
-        for (int h = 0; h < NQ; ++h)
-          for (int g = 0; g < NG; ++g)
-            for (int k = 0; k < kSplit; ++k) sums[h][g][k] = _mm512_setzero_si512();
-        const PackedInt2Rows16 packed(rows + t * stride);
-        __m512i x[4];
-        packed.CodeDwords(x);
-        for (int j = 0; j < 4; ++j) Int2ScoresDword<NQ, NG, kSplit>(x[j], (16 * j) / group, qd, 0, j, sums);
-        __m512 sz[8];
-        packed.ScaleColumns(sz);
-        FinishScores16<NQ, NG, kSplit>(sz, 16, sums, qs, qsum, scale, out + t, out_stride);
-      }
-  }
-  for (; t < n; t += 16) {
+  const __m512i three = _mm512_set1_epi8(3);
+  for (size_t t = 0; t < n; t += 16) {
     const int nb = (int)std::min<size_t>(16, n - t);
     const uint8_t* block = rows + t * stride;
     const uint8_t* last = block + (size_t)(nb - 1) * stride;  // stands in for rows past nb (not stored)
@@ -325,7 +278,14 @@ void ScoresInt2Rows16(const KvRowFormat& f, const float* q, const float* qsum, c
       const __m512i a2 = _mm512_unpacklo_epi32(v[2], v[3]), a3 = _mm512_unpackhi_epi32(v[2], v[3]);
       const __m512i x[4] = {_mm512_unpacklo_epi64(a0, a2), _mm512_unpackhi_epi64(a0, a2), _mm512_unpacklo_epi64(a1, a3),
                             _mm512_unpackhi_epi64(a1, a3)};
-      for (int j = 0; j < 4; ++j) Int2ScoresDword<NQ, NG, kSplit>(x[j], (64 * c + 16 * j) / group, qd, c, j, sums);
+      for (int j = 0; j < 4; ++j) {
+        const __m512i ph[4] = {_mm512_and_si512(x[j], three), _mm512_and_si512(_mm512_srli_epi16(x[j], 2), three),
+                               _mm512_and_si512(_mm512_srli_epi16(x[j], 4), three), _mm512_and_si512(_mm512_srli_epi16(x[j], 6), three)};
+        const int g = (64 * c + 16 * j) / group;
+        for (int h = 0; h < NQ; ++h)
+          for (int k = 0; k < 4; ++k)
+            sums[h][g][k % kSplit] = _mm512_dpbusd_epi32(sums[h][g][k % kSplit], ph[k], _mm512_set1_epi32(qd[h][c][k][j]));
+      }
     }
     FinishScores16<NQ, NG, kSplit>(block + code_bytes, stride, nb, sums, qs, qsum, scale, out + t, out_stride);
   }
@@ -546,31 +506,38 @@ void ValuesInt2Vnni(const KvRowFormat& f, const float* p, size_t p_stride, const
         whi[h] = _mm512_load_si512(qw.w8[h][g_hi] + kb * kBlock);
         for (int k = 0; k < 4; ++k) a32[h][k] = _mm512_setzero_si512();
       }
-      for (int t = 0; t < nb; t += 4) {
-        const uint8_t* r0 = block + (size_t)t * stride + 16 * c;
-        __m512i x;
-        if (packed && t + 3 < nb) {
-          // Four packed rows (PackedInt2Rows16) are 96 contiguous bytes: two loads, and one vpermt2d puts dword L of
-          // each row into lane L, as the four loads and vpermd below do.
-          const __m512i a = _mm512_loadu_si512(r0);
-          const __m512i b = _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(r0 + 64)));
-          x = _mm512_shuffle_epi8(_mm512_permutex2var_epi32(a, packed_rows_to_lanes, b), transpose4x4);
-        } else {
-          const uint8_t* r1 = t + 1 < nb ? r0 + stride : last + 16 * c;
-          const uint8_t* r2 = t + 2 < nb ? r0 + 2 * stride : last + 16 * c;
-          const uint8_t* r3 = t + 3 < nb ? r0 + 3 * stride : last + 16 * c;
-          x = _mm512_castsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(r0)));
-          x = _mm512_inserti32x4(x, _mm_loadu_si128(reinterpret_cast<const __m128i*>(r1)), 1);
-          x = _mm512_inserti32x4(x, _mm_loadu_si128(reinterpret_cast<const __m128i*>(r2)), 2);
-          x = _mm512_inserti32x4(x, _mm_loadu_si128(reinterpret_cast<const __m128i*>(r3)), 3);
-          x = _mm512_shuffle_epi8(_mm512_permutexvar_epi32(rows_to_lanes, x), transpose4x4);
-        }
+      // Rows t..t+3 (codes x, transposed) into each query's sums.
+      auto step = [&](int t, __m512i x) [[gnu::always_inline]] {
+        x = _mm512_shuffle_epi8(x, transpose4x4);
         const __m512i ph[4] = {_mm512_and_si512(x, three), _mm512_and_si512(_mm512_srli_epi16(x, 2), three),
                                _mm512_and_si512(_mm512_srli_epi16(x, 4), three), _mm512_and_si512(_mm512_srli_epi16(x, 6), three)};
         const __m512i pick = _mm512_add_epi32(second_half, _mm512_set1_epi32(t / 4));
         for (int h = 0; h < NQ; ++h) {
           const __m512i w = _mm512_permutex2var_epi32(wlo[h], pick, whi[h]);
           for (int k = 0; k < 4; ++k) a32[h][k] = _mm512_dpbusd_epi32(a32[h][k], ph[k], w);
+        }
+      };
+      if (packed && nb == kBlock) {
+        // A whole block of packed rows (PackedInt2Rows16): four rows are 96 contiguous bytes, two loads, and one
+        // vpermt2d puts dword L of each row into lane L, as the four loads and vpermd below do. A loop of its own: in
+        // one loop with the one below, GCC kept the partial block's row pointers as induction variables.
+        for (int t = 0; t < kBlock; t += 4) {
+          const uint8_t* r0 = block + (size_t)t * stride;
+          const __m512i a = _mm512_loadu_si512(r0);
+          const __m512i b = _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(r0 + 64)));
+          step(t, _mm512_permutex2var_epi32(a, packed_rows_to_lanes, b));
+        }
+      } else {
+        for (int t = 0; t < nb; t += 4) {
+          const uint8_t* r0 = block + (size_t)t * stride + 16 * c;
+          const uint8_t* r1 = t + 1 < nb ? r0 + stride : last + 16 * c;
+          const uint8_t* r2 = t + 2 < nb ? r0 + 2 * stride : last + 16 * c;
+          const uint8_t* r3 = t + 3 < nb ? r0 + 3 * stride : last + 16 * c;
+          __m512i x = _mm512_castsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(r0)));
+          x = _mm512_inserti32x4(x, _mm_loadu_si128(reinterpret_cast<const __m128i*>(r1)), 1);
+          x = _mm512_inserti32x4(x, _mm_loadu_si128(reinterpret_cast<const __m128i*>(r2)), 2);
+          x = _mm512_inserti32x4(x, _mm_loadu_si128(reinterpret_cast<const __m128i*>(r3)), 3);
+          step(t, _mm512_permutexvar_epi32(rows_to_lanes, x));
         }
       }
       for (int h = 0; h < NQ; ++h) {
