@@ -519,8 +519,8 @@ void ValuesInt2Vnni(const KvRowFormat& f, const float* p, size_t p_stride, const
       };
       if (packed && nb == kBlock) {
         // A whole block of packed rows (PackedInt2Rows16): four rows are 96 contiguous bytes, two loads, and one
-        // vpermt2d puts dword L of each row into lane L, as the four loads and vpermd below do. A loop of its own: in
-        // one loop with the one below, GCC kept the partial block's row pointers as induction variables.
+        // vpermt2d puts dword L of each row into lane L, as the four loads and vpermd below do. A loop of its own, so
+        // that the partial block's clamped row pointers below stay out of it.
         for (int t = 0; t < kBlock; t += 4) {
           const uint8_t* r0 = block + (size_t)t * stride;
           const __m512i a = _mm512_loadu_si512(r0);
