@@ -66,7 +66,8 @@ inline void ColumnsOfScaleQwords16(const __m512i* rows8, __m512* sz) {
 // loads and inserts. The values' weights take their scale columns so (QueryBlockWeights16), and the values kernel
 // its codes likewise, four rows at a time. (The scores took their codes and scales so as well: 9% faster on rows in
 // cache, but slower on rows coming from memory, as a decode step's do — two threads, 8k rows of each of 96 kv
-// heads in turn, 39.8-52.6 µs a kv head against 33.2-49.2 for the sixteen loads; so the scores keep their loads.)
+// heads in turn, medians 37.1-42.7 µs a kv head against 34.5-37.6 for the sixteen loads, four rounds in
+// docs/bench/packed-int2-session31.txt; so the scores keep their loads.)
 struct PackedInt2Rows16 {
   static bool Takes(size_t stride, size_t code_bytes) { return stride == 24 && code_bytes == 16; }
   __m512i z[6];
