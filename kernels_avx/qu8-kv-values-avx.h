@@ -2,7 +2,8 @@
 // unsigned codes widened eight at a time, each row's per-group scale and zero folded into p. The group variants read
 // each row once for all the heads of a GQA group. qu-kv-avx2.cc compiles it for the AVX2 and AVX-512 tables,
 // qu4-qu2-kv-avx512vnni.cc again for the VNNI/VBMI ones, where AVX-512VL gives 32 vector registers and so more
-// multiply-add chains in flight (kValueChains). The operations on each channel are the same in every build and
+// multiply-add chains in flight (kValueChains), and 512-bit registers sixteen channels each (ValueChunks16: the same
+// instructions a row in half the number, 1.5x at 16k rows with one to four queries). The operations on each channel are the same in every build and
 // whatever the number of chains, so every x86 table gives the same values bit for bit
 // (KvKernels.X86Int8ValuesAreTheSameOnEveryTable).
 // Everything here has internal linkage: each translation unit compiles its own copy for its own target.
@@ -31,24 +32,30 @@ constexpr int kValueChains = 8;
 #endif
 
 // C chunks of eight channels from channel i, over a block's nb rows, for NQ queries: acc += the rows' sum, started from
-// Σ p·zero (zsum). Each chunk and query is one chain of multiply-adds over the rows, in row order; C of them per query are
+// Σ p·zero. Each chunk and query is one chain of multiply-adds over the rows, in row order; C of them per query are
 // in flight at once (one chain alone waited on each row's fmadd latency: 1.7x with four), and how many does not change
 // any chain's operations, so every C gives the same bits.
-// ps[(h · kValueBlock + t) · 8]: query h's weight of row t in this group (each row holds up to eight groups' weights
-// side by side, ps pointing at this group's).
-template <int BITS, int NQ, int C>
-inline void ValueChunks(const uint8_t* block, size_t stride, int nb, const float* ps, const float* zsum, int i, int d,
-                        float* acc) {
+// The C chunks span C / CPG groups of CPG chunks each (CPG = C: all in one group). Spanning groups is what keeps one
+// query's eight chains in flight when a group is only four chunks (head_dim 64 in groups of 32): group by group, four
+// chains waited on the fmadd latency (INT8 values at 16k rows, one query: 21 GB/s, under half of its scores' speed).
+// ps[(h · kValueBlock + t) · 8 + j]: query h's weight of row t in the span's group j (each row holds up to eight
+// groups' weights side by side, ps pointing at the span's first); zsum[h · zsum_stride + j]: its Σ p·zero.
+template <int BITS, int NQ, int C, int CPG = C>
+inline void ValueChunks(const uint8_t* block, size_t stride, int nb, const float* ps, const float* zsum, int zsum_stride,
+                        int i, int d, float* acc) {
+  static_assert(C % CPG == 0, "a span holds whole groups, or part of one");
+  constexpr int G = C / CPG;
   __m256 a[NQ][C];
   for (int h = 0; h < NQ; ++h)
-    for (int c = 0; c < C; ++c) a[h][c] = _mm256_set1_ps(zsum[h]);
+    for (int c = 0; c < C; ++c) a[h][c] = _mm256_set1_ps(zsum[h * zsum_stride + c / CPG]);
   for (int t = 0; t < nb; ++t) {
     const uint8_t* row = block + t * stride;
-    __m256 w[NQ];  // broadcast once per row (inside the chunk loop GCC broadcast again for every chunk)
-    for (int h = 0; h < NQ; ++h) w[h] = _mm256_set1_ps(ps[(h * kValueBlock + t) * 8]);
+    __m256 w[NQ][G];  // broadcast once per row and group (inside the chunk loop GCC broadcast again for every chunk)
+    for (int h = 0; h < NQ; ++h)
+      for (int j = 0; j < G; ++j) w[h][j] = _mm256_set1_ps(ps[(h * kValueBlock + t) * 8 + j]);
     for (int c = 0; c < C; ++c) {
       const __m256 codes = Codes8<BITS>(row, i + 8 * c);
-      for (int h = 0; h < NQ; ++h) a[h][c] = _mm256_fmadd_ps(w[h], codes, a[h][c]);
+      for (int h = 0; h < NQ; ++h) a[h][c] = _mm256_fmadd_ps(w[h][c / CPG], codes, a[h][c]);
     }
   }
   for (int h = 0; h < NQ; ++h)
@@ -57,6 +64,33 @@ inline void ValueChunks(const uint8_t* block, size_t stride, int nb, const float
       _mm256_storeu_ps(ah, _mm256_add_ps(_mm256_loadu_ps(ah), a[h][c]));
     }
 }
+
+#if defined(__AVX512F__)
+// ValueChunks in sixteen-channel chunks (zmm), for groups of at least 16 channels: the same operations on each channel.
+template <int NQ, int C, int CPG>
+inline void ValueChunks16(const uint8_t* block, size_t stride, int nb, const float* ps, const float* zsum, int zsum_stride,
+                          int i, int d, float* acc) {
+  constexpr int G = C / CPG;
+  __m512 a[NQ][C];
+  for (int h = 0; h < NQ; ++h)
+    for (int c = 0; c < C; ++c) a[h][c] = _mm512_set1_ps(zsum[h * zsum_stride + c / CPG]);
+  for (int t = 0; t < nb; ++t) {
+    const uint8_t* row = block + t * stride;
+    __m512 w[NQ][G];
+    for (int h = 0; h < NQ; ++h)
+      for (int j = 0; j < G; ++j) w[h][j] = _mm512_set1_ps(ps[(h * kValueBlock + t) * 8 + j]);
+    for (int c = 0; c < C; ++c) {
+      const __m512 codes = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + i + 16 * c))));
+      for (int h = 0; h < NQ; ++h) a[h][c] = _mm512_fmadd_ps(w[h][c / CPG], codes, a[h][c]);
+    }
+  }
+  for (int h = 0; h < NQ; ++h)
+    for (int c = 0; c < C; ++c) {
+      float* ah = acc + (size_t)h * d + i + 16 * c;
+      _mm512_storeu_ps(ah, _mm512_add_ps(_mm512_loadu_ps(ah), a[h][c]));
+    }
+}
+#endif
 
 // A row's scales and zeros as floats when it has at most four groups (d/group ≤ 4: head_dim 64 or 128 with groups of
 // 32): lanes 0..ng-1 the scales, ng..2ng-1 the zeros, read with loads of exactly their 4·ng bytes.
@@ -76,7 +110,8 @@ inline __m256 ScalesAndZeros(const uint16_t* sz, int ng) {
 }
 
 // NQ queries (a template parameter, so that their accumulators stay in registers): up to eight chains in flight, as
-// many chunks at a time as divide the group. The weights of a block: rows of at most four groups have every group's
+// many chunks at a time as divide the group, or spans of whole groups where a group has fewer chunks than that
+// (rows of at most four groups, whose weights lie side by side). The weights of a block: rows of at most four groups have every group's
 // p·scale and Σ p·zero from one conversion and one multiply (and multiply-add) per row; others group by group.
 // Either way each weight is p·scale, or 0 where p is 0, and each Σ p·zero adds its rows in order with one rounding.
 template <int BITS, int NQ>
@@ -86,6 +121,20 @@ void ValuesQueries(const KvRowFormat& f, const float* p, size_t p_stride, const 
   constexpr int kMaxChunks = kValueChains / NQ >= 8 ? 8 : kValueChains / NQ >= 4 ? 4 : 2;
   const int chunks = group / 8;
   const int c = kMaxChunks >= 8 && chunks % 8 == 0 ? 8 : kMaxChunks >= 4 && chunks % 4 == 0 ? 4 : chunks % 2 == 0 ? 2 : 1;
+  int span = 0;  // chunks per span of whole groups (0: group by group)
+  if (ng <= 4)
+    for (int s : {8, 4, 2})
+      if (s <= kMaxChunks && s > chunks && s % chunks == 0 && (d / 8) % s == 0) {
+        span = s;
+        break;
+      }
+#if defined(__AVX512F__)
+  // Sixteen-channel chunks (ValueChunks16) where groups are whole chunks and the rows' weights lie side by side: spans
+  // of 64 channels, or 128 where two or fewer queries leave the registers for sixteen chains.
+  constexpr int kWide = NQ <= 2 ? 8 : 4;
+  const bool wide = ng <= 4 && group % 16 == 0 && d % 64 == 0;
+  const int c16 = d % (16 * kWide) == 0 ? kWide : 4, cpg16 = std::min(group / 16, c16);
+#endif
   alignas(32) float ps[NQ][kValueBlock][8];
   alignas(32) float zsums[NQ][8];
   for (size_t t0 = 0; t0 < n; t0 += kValueBlock) {
@@ -105,6 +154,39 @@ void ValuesQueries(const KvRowFormat& f, const float* p, size_t p_stride, const 
         }
       }
       for (int h = 0; h < NQ; ++h) _mm256_store_ps(zsums[h], zacc[h]);
+    }
+#if defined(__AVX512F__)
+    if (wide) {
+      for (int i = 0; i < d; i += 16 * c16) {
+        const float* pg = &ps[0][0][i / group];
+        const float* zg = &zsums[0][ng + i / group];
+        switch (c16 * 16 + cpg16) {
+          case 8 * 16 + 1: ValueChunks16<NQ, kWide, 1>(block, f.stride, nb, pg, zg, 8, i, d, acc); break;
+          case 8 * 16 + 2: ValueChunks16<NQ, kWide, 2>(block, f.stride, nb, pg, zg, 8, i, d, acc); break;
+          case 8 * 16 + 4: ValueChunks16<NQ, kWide, 4>(block, f.stride, nb, pg, zg, 8, i, d, acc); break;
+          case 8 * 16 + 8: ValueChunks16<NQ, kWide, kWide>(block, f.stride, nb, pg, zg, 8, i, d, acc); break;
+          case 4 * 16 + 1: ValueChunks16<NQ, 4, 1>(block, f.stride, nb, pg, zg, 8, i, d, acc); break;
+          case 4 * 16 + 2: ValueChunks16<NQ, 4, 2>(block, f.stride, nb, pg, zg, 8, i, d, acc); break;
+          default: ValueChunks16<NQ, 4, 4>(block, f.stride, nb, pg, zg, 8, i, d, acc); break;
+        }
+      }
+      continue;
+    }
+#endif
+    if (span != 0) {
+      for (int i = 0; i < d; i += 8 * span) {
+        const float* pg = &ps[0][0][i / group];
+        const float* zg = &zsums[0][ng + i / group];
+        switch (span * 16 + chunks) {
+          case 8 * 16 + 4: ValueChunks<BITS, NQ, kMaxChunks >= 8 ? 8 : 1, kMaxChunks >= 8 ? 4 : 1>(block, f.stride, nb, pg, zg, 8, i, d, acc); break;
+          case 8 * 16 + 2: ValueChunks<BITS, NQ, kMaxChunks >= 8 ? 8 : 1, kMaxChunks >= 8 ? 2 : 1>(block, f.stride, nb, pg, zg, 8, i, d, acc); break;
+          case 8 * 16 + 1: ValueChunks<BITS, NQ, kMaxChunks >= 8 ? 8 : 1, 1>(block, f.stride, nb, pg, zg, 8, i, d, acc); break;
+          case 4 * 16 + 2: ValueChunks<BITS, NQ, kMaxChunks >= 4 ? 4 : 1, kMaxChunks >= 4 ? 2 : 1>(block, f.stride, nb, pg, zg, 8, i, d, acc); break;
+          case 4 * 16 + 1: ValueChunks<BITS, NQ, kMaxChunks >= 4 ? 4 : 1, 1>(block, f.stride, nb, pg, zg, 8, i, d, acc); break;
+          default: ValueChunks<BITS, NQ, 2, 1>(block, f.stride, nb, pg, zg, 8, i, d, acc); break;  // 2 chunks, groups of 8
+        }
+      }
+      continue;
     }
     for (int g = 0; g < ng; ++g) {
       float zsum[NQ];
@@ -126,10 +208,10 @@ void ValuesQueries(const KvRowFormat& f, const float* p, size_t p_stride, const 
       const float* pg = &ps[0][0][ng <= 4 ? g : 0];
       for (int i = g * group; i < (g + 1) * group; i += 8 * c) {
         switch (c) {
-          case 8: ValueChunks<BITS, NQ, kMaxChunks >= 8 ? 8 : 1>(block, f.stride, nb, pg, zsum, i, d, acc); break;
-          case 4: ValueChunks<BITS, NQ, kMaxChunks >= 4 ? 4 : 1>(block, f.stride, nb, pg, zsum, i, d, acc); break;
-          case 2: ValueChunks<BITS, NQ, 2>(block, f.stride, nb, pg, zsum, i, d, acc); break;
-          default: ValueChunks<BITS, NQ, 1>(block, f.stride, nb, pg, zsum, i, d, acc); break;
+          case 8: ValueChunks<BITS, NQ, kMaxChunks >= 8 ? 8 : 1>(block, f.stride, nb, pg, zsum, 1, i, d, acc); break;
+          case 4: ValueChunks<BITS, NQ, kMaxChunks >= 4 ? 4 : 1>(block, f.stride, nb, pg, zsum, 1, i, d, acc); break;
+          case 2: ValueChunks<BITS, NQ, 2>(block, f.stride, nb, pg, zsum, 1, i, d, acc); break;
+          default: ValueChunks<BITS, NQ, 1>(block, f.stride, nb, pg, zsum, 1, i, d, acc); break;
         }
       }
     }

@@ -255,12 +255,15 @@ TEST(KvKernels, X86IntegerScoresAreTheSameOnEveryTable) {
 
 TEST(KvKernels, X86Int8ValuesAreTheSameOnEveryTable) {
   // INT8 values are float (kv_kernels.h); the VNNI/VBMI tables compile the AVX2 table's source again with more
-  // multiply-add chains in flight (qu8-kv-values-avx.h), each channel's operations in the same order, so the same bits.
+  // multiply-add chains in flight and sixteen channels a register (qu8-kv-values-avx.h), each channel's operations in
+  // the same order, so the same bits.
   const KvKernels* avx2 = GetKvKernels(KvIsa::Avx2);
   if (avx2 == nullptr) GTEST_SKIP() << "no AVX2 here";
   std::mt19937 rng(18);
   std::normal_distribution<float> normal(0.0f, 1.0f);
-  const Shape shapes[] = {{64, 32}, {64, 64}, {128, 32}, {128, 128}, {64, 8}, {96, 32}};
+  // Groups of 16, 32, 64 and 128 (the VNNI/VBMI tables' sixteen-channel chunks, one or several groups a span), 8 and
+  // head_dim 96 (their eight-channel ones).
+  const Shape shapes[] = {{64, 32}, {64, 64}, {64, 16}, {128, 32}, {128, 64}, {128, 16}, {128, 128}, {64, 8}, {96, 32}};
   int compared = 0;
   for (KvIsa isa : {KvIsa::Avx512, KvIsa::Avx512Vnni, KvIsa::Avx512Vbmi}) {
     const KvKernels* k = GetKvKernels(isa);
