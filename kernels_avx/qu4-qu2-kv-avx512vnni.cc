@@ -13,8 +13,9 @@
 // group. An earlier VNNI values kernel of the same idea, which read the rows once per query head, was measured
 // slower than the AVX2 ones on the device's Xeon (docs/bench/avx512-device.json) and removed. Under VBMI the INT3
 // codes unpack by vpermb (qu4-qu2-kv-scores-avx.h's Int3Unpack).
-// INT8 (below the INT4/INT2 scores): the scores are qu8-kv-scores-avx.h's with one 256-bit vpdpbusd per 32 channels
-// (VnniDot), the values (float) qu8-kv-values-avx.h's AVX2 source with the 32 registers this build has.
+// INT8 (below the INT4/INT2 scores): the scores of one query qu8-kv-scores-avx.h's with one 256-bit vpdpbusd per 32
+// channels (VnniDot), of two to four sixteen rows per register (ScoresInt8Rows16); the values (float)
+// qu8-kv-values-avx.h's AVX2 source with the 32 registers and 512-bit chunks this build has.
 // Shapes: head_dim 64 or 128, groups of 32, 64 or 128 channels; others go to the AVX2 entry points.
 #include "qu4-qu2-kv-scores-avx.h"
 #include "qu4-qu2-kv-values-avx.h"
@@ -333,10 +334,77 @@ struct VnniDot {
   static __m256i Add16(__m256i acc, __m256i c, __m256i q) { return _mm256_dpbusd_epi32(acc, c, q); }
 };
 
+// INT8 scores, sixteen rows per register (ScoresInt4Rows16's scheme): 32 code bytes of rows i and i + 8 (channels
+// 32c..32c+31 of each) in register i, the same 24 shuffles and eight permutes leave register j = dword j of the
+// sixteen rows — channels 32c + 4j..+3, inside one group (groups are multiples of 16) — and one vpdpbusd per query
+// adds them against the query's four int8 channels, broadcast, into each row's own lane: no horizontal sums, where the
+// eight-row kernel reduced eight lanes a row for every query. The same integer sums and FinishScores' float
+// operations, so the same scores. Two to four queries a pass only: the transposes cost about what they save per query
+// (one thread, 16k rows, head_dim 64, groups of 32, medians of two runs each against the eight-row kernel with
+// VnniDot, µs: one query 28.0-28.2 against 24.5-25.0, two 36.4-37.4 against 42.1-42.2, three 43.8-45.7 against 57.3-57.4,
+// four 54.3-55.5 against 80.8-81.3).
+template <int NC, int NQ, int NG>
+void ScoresInt8Rows16(const KvRowFormat& f, const float* q, const float* qsum, const uint8_t* rows, size_t n, float scale,
+                      float* out, size_t out_stride) {
+  constexpr int d = 64 * NC, group = d / NG;
+  constexpr int kSplit = NQ * NG <= 8 ? 2 : 1;  // alternate dwords into two sums while registers allow (shorter chains)
+  const size_t code_bytes = KvCodeBytes(d, 8), stride = f.stride;
+  int32_t qd[kPass][2 * NC][8];  // [query][32 channels][dword]: the query's int8 channels in order, four a dword
+  float qs[kPass][NG];
+  for (int h = 0; h < NQ; ++h) {
+    int8_t q8[d];
+    QuantizeQueryAvx2(q + h * d, d, group, q8, qs[h]);
+    std::memcpy(qd[h], q8, d);
+  }
+  const __m512i lower_halves = _mm512_setr_epi64(0, 1, 8, 9, 4, 5, 12, 13);   // 128-bit lanes 0 of a, b | 2 of a, b
+  const __m512i upper_halves = _mm512_setr_epi64(2, 3, 10, 11, 6, 7, 14, 15);  // lanes 1 of a, b | 3 of a, b
+  for (size_t t = 0; t < n; t += 16) {
+    const int nb = (int)std::min<size_t>(16, n - t);
+    const uint8_t* block = rows + t * stride;
+    const uint8_t* last = block + (size_t)(nb - 1) * stride;  // stands in for rows past nb (not stored)
+    __m512i sums[NQ][NG][kSplit];
+    for (int h = 0; h < NQ; ++h)
+      for (int g = 0; g < NG; ++g)
+        for (int k = 0; k < kSplit; ++k) sums[h][g][k] = _mm512_setzero_si512();
+    for (int c = 0; c < 2 * NC; ++c) {
+      __m512i v[8];  // [row i | row i + 8]
+      for (int i = 0; i < 8; ++i) {
+        const uint8_t* lo = (i < nb ? block + (size_t)i * stride : last) + 32 * c;
+        const uint8_t* hi = (i + 8 < nb ? block + (size_t)(i + 8) * stride : last) + 32 * c;
+        v[i] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(lo))),
+                                  _mm256_loadu_si256(reinterpret_cast<const __m256i*>(hi)), 1);
+      }
+      __m512i u[8], w[8];
+      for (int i = 0; i < 4; ++i) {
+        u[2 * i] = _mm512_unpacklo_epi32(v[2 * i], v[2 * i + 1]);
+        u[2 * i + 1] = _mm512_unpackhi_epi32(v[2 * i], v[2 * i + 1]);
+      }
+      for (int i = 0; i < 2; ++i)
+        for (int k = 0; k < 2; ++k) {
+          const __m512 a = _mm512_castsi512_ps(u[4 * i + k]), b = _mm512_castsi512_ps(u[4 * i + k + 2]);
+          w[4 * i + 2 * k] = _mm512_castps_si512(_mm512_shuffle_ps(a, b, 0x44));
+          w[4 * i + 2 * k + 1] = _mm512_castps_si512(_mm512_shuffle_ps(a, b, 0xEE));
+        }
+      for (int j = 0; j < 8; ++j) {  // (ScoresInt4Rows16's permutes)
+        const __m512i x = _mm512_permutex2var_epi64(w[j % 4], j < 4 ? lower_halves : upper_halves, w[4 + j % 4]);
+        const int g = (32 * c + 4 * j) / group;
+        for (int h = 0; h < NQ; ++h)
+          sums[h][g][j % kSplit] = _mm512_dpbusd_epi32(sums[h][g][j % kSplit], x, _mm512_set1_epi32(qd[h][c][j]));
+      }
+    }
+    FinishScores16<NQ, NG, kSplit>(block + code_bytes, stride, nb, sums, qs, qsum, scale, out + t, out_stride);
+  }
+}
+
 void Qu8ScoresGroupVnni(const KvRowFormat& f, int nq, const float* q, const float* qsum, const uint8_t* rows, size_t n,
                         float scale, float* out, size_t out_stride) {
   if (!Int8FastShape(f)) return QuKvScoresGroupAvx2(f, nq, q, qsum, rows, n, scale, out, out_stride);  // the same scores
-  ScoresInt8OfShape<VnniDot>(f, nq, q, qsum, rows, n, scale, out, out_stride);
+  ForScoreShape(f, nq, [&](auto nc, auto ng, auto count, int h) {
+    constexpr int NC = decltype(nc)::value, NG = decltype(ng)::value, NQ = decltype(count)::value;
+    const float* qh = q + h * f.head_dim;
+    if constexpr (NQ == 1) ScoresInt8<VnniDot, NC, 1, NG>(f, qh, qsum + h * NG, rows, n, scale, out + h * out_stride, out_stride);
+    else ScoresInt8Rows16<NC, NQ, NG>(f, qh, qsum + h * NG, rows, n, scale, out + h * out_stride, out_stride);
+  });
 }
 
 void Qu8ScoresVnni(const KvRowFormat& f, const float* q, const float* qsum, const uint8_t* rows, size_t n, float scale,
