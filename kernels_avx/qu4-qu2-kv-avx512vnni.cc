@@ -652,6 +652,42 @@ inline void FourRowsAsInt4(const Int3Unpack* int3, const uint8_t* const* r, int 
   }
 }
 
+// Four INT4 rows' 32 code bytes of chunk c transposed as ValuesInt4Vnni takes them: y[half] dword m = byte 16·half + m
+// of rows r[0..3], row i in byte i. Rows 0 and 1, 2 and 3 share a register (one load and one insert each), and one
+// two-source permute per half does the rest: under VBMI vpermt2b, byte for byte; else vpermt2d (dword L of each row's
+// half into lane L) and the vpshufb of a 4x4 byte transpose in each lane — in place of FourRowsAsInt4's eight loads,
+// six inserts and a vpermd per half.
+[[gnu::always_inline]]
+inline void FourInt4RowsTransposed(const uint8_t* const* r, int c, __m512i* y) {
+  auto rows2 = [&](int i) {
+    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(r[i] + 32 * c))),
+                              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(r[i + 1] + 32 * c)), 1);
+  };
+  const __m512i r01 = rows2(0), r23 = rows2(2);  // row i's bytes at 32·(i % 2) of its register
+  struct Picks {
+    alignas(64) uint8_t byte[2][64];
+    alignas(64) uint32_t dword[2][16];
+  };
+  static constexpr Picks kPick = [] {
+    Picks t{};
+    for (int half = 0; half < 2; ++half) {
+      for (int m = 0; m < 16; ++m)
+        for (int i = 0; i < 4; ++i) t.byte[half][4 * m + i] = (uint8_t)(64 * (i / 2) + 32 * (i % 2) + 16 * half + m);
+      for (int L = 0; L < 4; ++L)
+        for (int i = 0; i < 4; ++i) t.dword[half][4 * L + i] = (uint32_t)(16 * (i / 2) + 8 * (i % 2) + 4 * half + L);
+    }
+    return t;
+  }();
+  for (int half = 0; half < 2; ++half) {
+#if defined(__AVX512VBMI__)
+    y[half] = _mm512_permutex2var_epi8(r01, _mm512_load_si512(kPick.byte[half]), r23);
+#else
+    const __m512i transpose4x4 = _mm512_broadcast_i32x4(_mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15));
+    y[half] = _mm512_shuffle_epi8(_mm512_permutex2var_epi32(r01, _mm512_load_si512(kPick.dword[half]), r23), transpose4x4);
+#endif
+  }
+}
+
 // INT4 and INT3 values, four rows per vpdpbusd, 512-bit: ValuesInt2Vnni's scheme. A step of four rows t..t+3 and
 // one 64-channel chunk: the rows' code bytes 0-15 (channels 0-31) and 16-31 (channels 32-63) in INT4's packing
 // (FourRowsAsInt4) are transposed as there, so dword j holds the four rows' byte j: its low nibbles are channel 2j,
@@ -700,12 +736,18 @@ void ValuesInt4Vnni(const KvRowFormat& f, const float* p, size_t p_stride, const
       for (int t = 0; t < nb; t += 4) {
         const uint8_t* r[4];
         for (int i = 0; i < 4; ++i) r[i] = t + i < nb ? block + (size_t)(t + i) * stride : last;
-        __m512i x[2], nib[4];
-        FourRowsAsInt4<BITS>(int3, r, c, x);
+        __m512i y[2], nib[4];
+        if constexpr (BITS == 4) {
+          FourInt4RowsTransposed(r, c, y);
+        } else {
+          __m512i x[2];
+          FourRowsAsInt4<BITS>(int3, r, c, x);
+          for (int half = 0; half < 2; ++half)
+            y[half] = _mm512_shuffle_epi8(_mm512_permutexvar_epi32(rows_to_lanes, x[half]), transpose4x4);
+        }
         for (int half = 0; half < 2; ++half) {
-          const __m512i y = _mm512_shuffle_epi8(_mm512_permutexvar_epi32(rows_to_lanes, x[half]), transpose4x4);
-          nib[2 * half] = _mm512_and_si512(y, low4);
-          nib[2 * half + 1] = _mm512_and_si512(_mm512_srli_epi16(y, 4), low4);
+          nib[2 * half] = _mm512_and_si512(y[half], low4);
+          nib[2 * half + 1] = _mm512_and_si512(_mm512_srli_epi16(y[half], 4), low4);
         }
         for (int h = 0; h < NQ; ++h) {
           int32_t lo, hi;
