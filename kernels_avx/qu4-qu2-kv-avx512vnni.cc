@@ -40,6 +40,25 @@ void F16KvValuesGroupAvx512(const KvRowFormat& f, int nq, const float* p, size_t
 
 namespace {
 
+// Bits shift..shift+bits-1 of every byte as the byte's value: INT2's phases (x >> 2k) & 3, INT4's nibbles. Under GFNI
+// (the VBMI table) a field above bit 0 is one gf2p8affineqb — result bit i is the parity of the source byte ANDed
+// with the matrix's byte 7 - i, which here holds the one bit shift + i — in place of a shift and a mask.
+template <int shift, int bits>
+[[gnu::always_inline]]
+inline __m512i BitField(__m512i x) {
+#if defined(__GFNI__)
+  if constexpr (shift > 0) {
+    constexpr uint64_t kMatrix = [] {
+      uint64_t m = 0;
+      for (int i = 0; i < bits; ++i) m |= (uint64_t)(1u << (shift + i)) << (8 * (7 - i));
+      return m;
+    }();
+    return _mm512_gf2p8affine_epi64_epi8(x, _mm512_set1_epi64((long long)kMatrix), 0);
+  }
+#endif
+  return _mm512_and_si512(_mm512_srli_epi16(x, shift), _mm512_set1_epi8((char)((1 << bits) - 1)));
+}
+
 // Two groups' [scale0, scale1, zero0, zero1] halfs of sixteen rows, one qword a row (rows8[0]: rows 0-7, rows8[1]:
 // rows 8-15), as four float columns sz[0..3]: one vpermt2w picks two columns of all sixteen rows.
 [[gnu::always_inline]]
@@ -202,7 +221,6 @@ void ScoresInt4Rows16(const KvRowFormat& f, const float* q, const float* qsum, c
   int32_t qd[kPass][NC][2][8];  // [query][chunk][nibble][dword]: channels 64c + 8j + 2b + nibble, b = 0..3
   float qs[kPass][NG];
   QueryDwords<NC, 2, NG>(NQ, q, qd, qs);
-  const __m512i low4 = _mm512_set1_epi8(0x0f);
   const __m512i lower_halves = _mm512_setr_epi64(0, 1, 8, 9, 4, 5, 12, 13);   // 128-bit lanes 0 of a, b | 2 of a, b
   const __m512i upper_halves = _mm512_setr_epi64(2, 3, 10, 11, 6, 7, 14, 15);  // lanes 1 of a, b | 3 of a, b
   for (size_t t = 0; t < n; t += 16) {
@@ -235,7 +253,7 @@ void ScoresInt4Rows16(const KvRowFormat& f, const float* q, const float* qsum, c
         // w[m] holds, per 128-bit lane L, dword (m % 4) + 4·(L % 2) of rows 4·(m / 4)..+3 (lane L's row half);
         // dword j of all eight rows of each half: w[j % 4] and w[4 + j % 4], the halves' lanes j / 4.
         const __m512i x = _mm512_permutex2var_epi64(w[j % 4], j < 4 ? lower_halves : upper_halves, w[4 + j % 4]);
-        const __m512i nib[2] = {_mm512_and_si512(x, low4), _mm512_and_si512(_mm512_srli_epi16(x, 4), low4)};
+        const __m512i nib[2] = {BitField<0, 4>(x), BitField<4, 4>(x)};
         const int g = (64 * c + 8 * j) / group;
         for (int h = 0; h < NQ; ++h)
           for (int k = 0; k < 2; ++k)
@@ -260,7 +278,6 @@ void ScoresInt2Rows16(const KvRowFormat& f, const float* q, const float* qsum, c
   int32_t qd[kPass][NC][4][4];  // [query][chunk][phase][dword]: channels 64c + 16j + 4b + phase, b = 0..3
   float qs[kPass][NG];
   QueryDwords<NC, 4, NG>(NQ, q, qd, qs);
-  const __m512i three = _mm512_set1_epi8(3);
   for (size_t t = 0; t < n; t += 16) {
     const int nb = (int)std::min<size_t>(16, n - t);
     const uint8_t* block = rows + t * stride;
@@ -284,8 +301,7 @@ void ScoresInt2Rows16(const KvRowFormat& f, const float* q, const float* qsum, c
       const __m512i x[4] = {_mm512_unpacklo_epi64(a0, a2), _mm512_unpackhi_epi64(a0, a2), _mm512_unpacklo_epi64(a1, a3),
                             _mm512_unpackhi_epi64(a1, a3)};
       for (int j = 0; j < 4; ++j) {
-        const __m512i ph[4] = {_mm512_and_si512(x[j], three), _mm512_and_si512(_mm512_srli_epi16(x[j], 2), three),
-                               _mm512_and_si512(_mm512_srli_epi16(x[j], 4), three), _mm512_and_si512(_mm512_srli_epi16(x[j], 6), three)};
+        const __m512i ph[4] = {BitField<0, 2>(x[j]), BitField<2, 2>(x[j]), BitField<4, 2>(x[j]), BitField<6, 2>(x[j])};
         const int g = (64 * c + 16 * j) / group;
         for (int h = 0; h < NQ; ++h)
           for (int k = 0; k < 4; ++k)
@@ -531,6 +547,24 @@ struct QueryBlockWeights16 {
   }
 };
 
+// ValuesInt2Vnni's transposes of four rows as one byte permute each (VBMI): byte 16L + 4j + r of the result is row
+// r's byte 4L + j — from lane r of four rows' 16 code bytes (`lanes`), or from 24r + 4L + j of four packed rows'
+// 96 bytes (`packed`, two registers).
+struct Int2TransposeBytes {
+  alignas(64) uint8_t lanes[64];
+  alignas(64) uint8_t packed[64];
+};
+inline constexpr Int2TransposeBytes kInt2Transposes = [] {
+  Int2TransposeBytes t{};
+  for (int L = 0; L < 4; ++L)
+    for (int j = 0; j < 4; ++j)
+      for (int r = 0; r < 4; ++r) {
+        t.lanes[16 * L + 4 * j + r] = (uint8_t)(16 * r + 4 * L + j);
+        t.packed[16 * L + 4 * j + r] = (uint8_t)(24 * r + 4 * L + j);
+      }
+  return t;
+}();
+
 // INT2 values, four rows per vpdpbusd, 512-bit. A step of four rows t..t+3 and one 64-channel chunk: the rows' 16
 // code bytes go into the four 128-bit lanes of one register and are transposed to byte j of every row in dword j
 // (vpermd: dword L of each row into lane L; vpshufb: 4x4 bytes within each lane). Phase k = (x >> 2k) & 3 then holds
@@ -550,13 +584,14 @@ void ValuesInt2Vnni(const KvRowFormat& f, const float* p, size_t p_stride, const
   alignas(64) float fa[kPass][d];
   int channel[d];
   Int2ValueSlots<NC, NQ>(acc, fa, channel);  // the AVX2 INT2 kernel's slots
-  const __m512i three = _mm512_set1_epi8(3);
+  const bool packed = NC == 1 && PackedInt2Rows16::Takes(stride, code_bytes);
+#if !defined(__AVX512VBMI__)  // (VBMI: one byte permute each, kInt2Transposes)
   // vpermd: lane L <- dword L of each row (row r's bytes are in lane r); vpshufb: byte 4j + r <- byte 4r + j.
   const __m512i rows_to_lanes = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
   const __m512i transpose4x4 = _mm512_broadcast_i32x4(_mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15));
   // Packed rows (six dwords a row): lane L <- dword L of rows 0-3, dword 6r + L of the 96 bytes.
-  const bool packed = NC == 1 && PackedInt2Rows16::Takes(stride, code_bytes);
   const __m512i packed_rows_to_lanes = _mm512_setr_epi32(0, 6, 12, 18, 1, 7, 13, 19, 2, 8, 14, 20, 3, 9, 15, 21);
+#endif
   // vpermt2d: lanes 0-7 (channels 0-31 of the chunk) take dword m of the first group's weights, 8-15 of the second's.
   const __m512i second_half = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 16, 16, 16, 16, 16, 16, 16, 16);
   // Blocks whose weights are quantized together (QueryBlockWeights16): two for one query; for a pass of more, one
@@ -578,11 +613,10 @@ void ValuesInt2Vnni(const KvRowFormat& f, const float* p, size_t p_stride, const
         whi[h] = _mm512_load_si512(qw.w8[h][g_hi] + kb * kBlock);
         for (int k = 0; k < 4; ++k) a32[h][k] = _mm512_setzero_si512();
       }
-      // Rows t..t+3 (codes x, transposed) into each query's sums.
+      // Rows t..t+3 (codes x, transposed: byte 4j + r of each lane is row r's byte j of that lane's dword) into each
+      // query's sums.
       auto step = [&](int t, __m512i x) [[gnu::always_inline]] {
-        x = _mm512_shuffle_epi8(x, transpose4x4);
-        const __m512i ph[4] = {_mm512_and_si512(x, three), _mm512_and_si512(_mm512_srli_epi16(x, 2), three),
-                               _mm512_and_si512(_mm512_srli_epi16(x, 4), three), _mm512_and_si512(_mm512_srli_epi16(x, 6), three)};
+        const __m512i ph[4] = {BitField<0, 2>(x), BitField<2, 2>(x), BitField<4, 2>(x), BitField<6, 2>(x)};
         const __m512i pick = _mm512_add_epi32(second_half, _mm512_set1_epi32(t / 4));
         for (int h = 0; h < NQ; ++h) {
           const __m512i w = _mm512_permutex2var_epi32(wlo[h], pick, whi[h]);
@@ -597,7 +631,11 @@ void ValuesInt2Vnni(const KvRowFormat& f, const float* p, size_t p_stride, const
           const uint8_t* r0 = block + (size_t)t * stride;
           const __m512i a = _mm512_loadu_si512(r0);
           const __m512i b = _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(r0 + 64)));
-          step(t, _mm512_permutex2var_epi32(a, packed_rows_to_lanes, b));
+#if defined(__AVX512VBMI__)
+          step(t, _mm512_permutex2var_epi8(a, _mm512_load_si512(kInt2Transposes.packed), b));  // both permutes in one
+#else
+          step(t, _mm512_shuffle_epi8(_mm512_permutex2var_epi32(a, packed_rows_to_lanes, b), transpose4x4));
+#endif
         }
       } else {
         for (int t = 0; t < nb; t += 4) {
@@ -609,7 +647,11 @@ void ValuesInt2Vnni(const KvRowFormat& f, const float* p, size_t p_stride, const
           x = _mm512_inserti32x4(x, _mm_loadu_si128(reinterpret_cast<const __m128i*>(r1)), 1);
           x = _mm512_inserti32x4(x, _mm_loadu_si128(reinterpret_cast<const __m128i*>(r2)), 2);
           x = _mm512_inserti32x4(x, _mm_loadu_si128(reinterpret_cast<const __m128i*>(r3)), 3);
-          step(t, _mm512_permutexvar_epi32(rows_to_lanes, x));
+#if defined(__AVX512VBMI__)
+          step(t, _mm512_permutexvar_epi8(_mm512_load_si512(kInt2Transposes.lanes), x));  // both permutes in one
+#else
+          step(t, _mm512_shuffle_epi8(_mm512_permutexvar_epi32(rows_to_lanes, x), transpose4x4));
+#endif
         }
       }
       for (int h = 0; h < NQ; ++h) {
@@ -718,7 +760,6 @@ void ValuesInt4Vnni(const KvRowFormat& f, const float* p, size_t p_stride, const
         channel[slot] = 64 * c + 32 * (k / 2) + 2 * j + k % 2;
         for (int h = 0; h < NQ; ++h) fa[h][slot] = acc[h * d + channel[slot]];
       }
-  const __m512i low4 = _mm512_set1_epi8(0x0f);
   // As in ValuesInt2Vnni: vpermd puts dword L of each row into lane L, vpshufb byte 4j + r <- byte 4r + j.
   const __m512i rows_to_lanes = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
   const __m512i transpose4x4 = _mm512_broadcast_i32x4(_mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15));
@@ -749,8 +790,8 @@ void ValuesInt4Vnni(const KvRowFormat& f, const float* p, size_t p_stride, const
             y[half] = _mm512_shuffle_epi8(_mm512_permutexvar_epi32(rows_to_lanes, x[half]), transpose4x4);
         }
         for (int half = 0; half < 2; ++half) {
-          nib[2 * half] = _mm512_and_si512(y[half], low4);
-          nib[2 * half + 1] = _mm512_and_si512(_mm512_srli_epi16(y[half], 4), low4);
+          nib[2 * half] = BitField<0, 4>(y[half]);
+          nib[2 * half + 1] = BitField<4, 4>(y[half]);
         }
         for (int h = 0; h < NQ; ++h) {
           int32_t lo, hi;

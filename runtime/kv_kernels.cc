@@ -75,8 +75,9 @@ const KvKernels* GetKvKernels(KvIsa isa) {
                      __builtin_cpu_supports("avx512vnni")
                  ? &kAvx512VnniKvKernels : nullptr;
     case KvIsa::Avx512Vbmi:
-      // The VNNI table's translation unit again, with VBMI (the INT3 unpack).
-      return GetKvKernels(KvIsa::Avx512Vnni) && __builtin_cpu_supports("avx512vbmi")
+      // The VNNI table's translation unit again, with VBMI (the INT3 unpack) and GFNI (bit fields in one instruction;
+      // every CPU with VBMI but Cannon Lake has it).
+      return GetKvKernels(KvIsa::Avx512Vnni) && __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("gfni")
                  ? &kAvx512VbmiKvKernels : nullptr;
 #endif
 #if defined(MIKV_HAVE_NEON_KERNELS)
