@@ -87,7 +87,8 @@ inline void ColumnsOfScaleQwords16(const __m512i* rows8, __m512* sz) {
 // its codes likewise, four rows at a time. (The scores took their codes and scales so as well: 9% faster on rows in
 // cache, but slower on rows coming from memory, as a decode step's do — two threads, 8k rows of each of 96 kv
 // heads in turn, medians 37.1-42.7 µs a kv head against 34.5-37.6 for the sixteen loads, four rounds in
-// docs/bench/packed-int2-session31.txt; so the scores keep their loads.)
+// docs/bench/packed-int2-session31.txt; so the scores keep their code loads, and take only their scale columns so, for
+// one or two queries: ScoresInt2Rows16.)
 struct PackedInt2Rows16 {
   static bool Takes(size_t stride, size_t code_bytes) { return stride == 24 && code_bytes == 16; }
   __m512i z[6];
@@ -183,9 +184,11 @@ inline void QueryDwords(int nq, const float* q, int32_t (*qd)[NC][P][16 / P], fl
 template <int NQ, int NG, int kSplit>
 [[gnu::always_inline]]  // (see ScaleColumns16)
 inline void FinishScores16(const uint8_t* first_scales, size_t stride, int nb, const __m512i (*sums)[NG][kSplit],
-                           const float (*qs)[NG], const float* qsum, float scale, float* out, size_t out_stride) {
+                           const float (*qs)[NG], const float* qsum, float scale, float* out, size_t out_stride,
+                           bool packed_int2 = false) {
   __m512 sz[8];
-  ScaleColumns16<NG>(first_scales, stride, nb, sz);
+  if (packed_int2) PackedInt2Rows16(first_scales - 16).ScaleColumns(sz);
+  else ScaleColumns16<NG>(first_scales, stride, nb, sz);
   const __mmask16 keep = nb >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << nb) - 1);
   for (int h = 0; h < NQ; ++h) {
     __m512 total = _mm512_setzero_ps();
@@ -275,6 +278,12 @@ void ScoresInt2Rows16(const KvRowFormat& f, const float* q, const float* qsum, c
   constexpr int d = 64 * NC, group = d / NG;
   constexpr int kSplit = NQ * NG <= 8 ? 2 : 1;
   const size_t code_bytes = KvCodeBytes(d, 2), stride = f.stride;
+  // Packed rows' scales and zeros as columns from the sixteen rows' six whole-register loads (PackedInt2Rows16) in
+  // place of sixteen scalar loads and inserts — for one or two queries: 16k rows in cache, one query 11.8-12.1 ->
+  // 10.5-10.6 µs, two 15.6-15.8 -> 15.4, three 18.9-19.1 -> 19.4-19.6 (so not there); rows from memory level (one query,
+  // 96 layers' kv heads in turn on both cores, docs/bench/kv-kernels-session32.txt). The codes keep their loads: session
+  // 31 took them packed too and lost ~10% on rows from memory.
+  const bool packed_scales = NC == 1 && NG == 2 && NQ <= 2 && PackedInt2Rows16::Takes(stride, code_bytes);
   int32_t qd[kPass][NC][4][4];  // [query][chunk][phase][dword]: channels 64c + 16j + 4b + phase, b = 0..3
   float qs[kPass][NG];
   QueryDwords<NC, 4, NG>(NQ, q, qd, qs);
@@ -308,7 +317,8 @@ void ScoresInt2Rows16(const KvRowFormat& f, const float* q, const float* qsum, c
             sums[h][g][k % kSplit] = _mm512_dpbusd_epi32(sums[h][g][k % kSplit], ph[k], _mm512_set1_epi32(qd[h][c][k][j]));
       }
     }
-    FinishScores16<NQ, NG, kSplit>(block + code_bytes, stride, nb, sums, qs, qsum, scale, out + t, out_stride);
+    FinishScores16<NQ, NG, kSplit>(block + code_bytes, stride, nb, sums, qs, qsum, scale, out + t, out_stride,
+                                   packed_scales && nb == 16);
   }
 }
 
