@@ -202,6 +202,32 @@ inline void FinishScores16(const uint8_t* first_scales, size_t stride, int nb, c
   }
 }
 
+// Sixteen rows' 32 bytes each, v[i] = [row i | row i + 8], transposed: x[j] = dword j of the sixteen rows, row r in
+// lane r — an 8x8 dword transpose in each 256-bit half (24 shuffles) and one permute per output to join the halves.
+struct DwordsOfSixteenRows {
+  __m512i w[8];
+  explicit DwordsOfSixteenRows(const __m512i* v) {
+    __m512i u[8];
+    for (int i = 0; i < 4; ++i) {
+      u[2 * i] = _mm512_unpacklo_epi32(v[2 * i], v[2 * i + 1]);
+      u[2 * i + 1] = _mm512_unpackhi_epi32(v[2 * i], v[2 * i + 1]);
+    }
+    for (int i = 0; i < 2; ++i)
+      for (int k = 0; k < 2; ++k) {
+        const __m512 a = _mm512_castsi512_ps(u[4 * i + k]), b = _mm512_castsi512_ps(u[4 * i + k + 2]);
+        w[4 * i + 2 * k] = _mm512_castps_si512(_mm512_shuffle_ps(a, b, 0x44));
+        w[4 * i + 2 * k + 1] = _mm512_castps_si512(_mm512_shuffle_ps(a, b, 0xEE));
+      }
+  }
+  // w[m] holds, per 128-bit lane L, dword (m % 4) + 4·(L % 2) of rows 4·(m / 4)..+3 (lane L's row half); dword j of
+  // all eight rows of each half: w[j % 4] and w[4 + j % 4], the halves' lanes j / 4.
+  __m512i Dword(int j) const {
+    const __m512i lower_halves = _mm512_setr_epi64(0, 1, 8, 9, 4, 5, 12, 13);   // 128-bit lanes 0 of a, b | 2 of a, b
+    const __m512i upper_halves = _mm512_setr_epi64(2, 3, 10, 11, 6, 7, 14, 15);  // lanes 1 of a, b | 3 of a, b
+    return _mm512_permutex2var_epi64(w[j % 4], j < 4 ? lower_halves : upper_halves, w[4 + j % 4]);
+  }
+};
+
 // INT4 and INT3 scores, sixteen rows per register: the rows' chunks in INT4's packing (ChunkAsInt4) are transposed
 // so that register j holds dword j of the sixteen rows (rows i and i + 8 share a register, then an 8x8 dword
 // transpose in each 256-bit half: 24 shuffles), and one vpdpbusd per nibble and query, the query's four int8
@@ -224,8 +250,6 @@ void ScoresInt4Rows16(const KvRowFormat& f, const float* q, const float* qsum, c
   int32_t qd[kPass][NC][2][8];  // [query][chunk][nibble][dword]: channels 64c + 8j + 2b + nibble, b = 0..3
   float qs[kPass][NG];
   QueryDwords<NC, 2, NG>(NQ, q, qd, qs);
-  const __m512i lower_halves = _mm512_setr_epi64(0, 1, 8, 9, 4, 5, 12, 13);   // 128-bit lanes 0 of a, b | 2 of a, b
-  const __m512i upper_halves = _mm512_setr_epi64(2, 3, 10, 11, 6, 7, 14, 15);  // lanes 1 of a, b | 3 of a, b
   for (size_t t = 0; t < n; t += 16) {
     const int nb = (int)std::min<size_t>(16, n - t);
     const uint8_t* block = rows + t * stride;
@@ -241,21 +265,9 @@ void ScoresInt4Rows16(const KvRowFormat& f, const float* q, const float* qsum, c
         const uint8_t* hi = i + 8 < nb ? block + (size_t)(i + 8) * stride : last;
         v[i] = _mm512_inserti64x4(_mm512_castsi256_si512(ChunkAsInt4<BITS>(int3, lo, c)), ChunkAsInt4<BITS>(int3, hi, c), 1);
       }
-      __m512i u[8], w[8];
-      for (int i = 0; i < 4; ++i) {
-        u[2 * i] = _mm512_unpacklo_epi32(v[2 * i], v[2 * i + 1]);
-        u[2 * i + 1] = _mm512_unpackhi_epi32(v[2 * i], v[2 * i + 1]);
-      }
-      for (int i = 0; i < 2; ++i)
-        for (int k = 0; k < 2; ++k) {
-          const __m512 a = _mm512_castsi512_ps(u[4 * i + k]), b = _mm512_castsi512_ps(u[4 * i + k + 2]);
-          w[4 * i + 2 * k] = _mm512_castps_si512(_mm512_shuffle_ps(a, b, 0x44));
-          w[4 * i + 2 * k + 1] = _mm512_castps_si512(_mm512_shuffle_ps(a, b, 0xEE));
-        }
+      const DwordsOfSixteenRows dwords(v);
       for (int j = 0; j < 8; ++j) {
-        // w[m] holds, per 128-bit lane L, dword (m % 4) + 4·(L % 2) of rows 4·(m / 4)..+3 (lane L's row half);
-        // dword j of all eight rows of each half: w[j % 4] and w[4 + j % 4], the halves' lanes j / 4.
-        const __m512i x = _mm512_permutex2var_epi64(w[j % 4], j < 4 ? lower_halves : upper_halves, w[4 + j % 4]);
+        const __m512i x = dwords.Dword(j);
         const __m512i nib[2] = {BitField<0, 4>(x), BitField<4, 4>(x)};
         const int g = (64 * c + 8 * j) / group;
         for (int h = 0; h < NQ; ++h)
@@ -385,8 +397,6 @@ void ScoresInt8Rows16(const KvRowFormat& f, const float* q, const float* qsum, c
     QuantizeQueryAvx2(q + h * d, d, group, q8, qs[h]);
     std::memcpy(qd[h], q8, d);
   }
-  const __m512i lower_halves = _mm512_setr_epi64(0, 1, 8, 9, 4, 5, 12, 13);   // 128-bit lanes 0 of a, b | 2 of a, b
-  const __m512i upper_halves = _mm512_setr_epi64(2, 3, 10, 11, 6, 7, 14, 15);  // lanes 1 of a, b | 3 of a, b
   for (size_t t = 0; t < n; t += 16) {
     const int nb = (int)std::min<size_t>(16, n - t);
     const uint8_t* block = rows + t * stride;
@@ -403,19 +413,9 @@ void ScoresInt8Rows16(const KvRowFormat& f, const float* q, const float* qsum, c
         v[i] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(lo))),
                                   _mm256_loadu_si256(reinterpret_cast<const __m256i*>(hi)), 1);
       }
-      __m512i u[8], w[8];
-      for (int i = 0; i < 4; ++i) {
-        u[2 * i] = _mm512_unpacklo_epi32(v[2 * i], v[2 * i + 1]);
-        u[2 * i + 1] = _mm512_unpackhi_epi32(v[2 * i], v[2 * i + 1]);
-      }
-      for (int i = 0; i < 2; ++i)
-        for (int k = 0; k < 2; ++k) {
-          const __m512 a = _mm512_castsi512_ps(u[4 * i + k]), b = _mm512_castsi512_ps(u[4 * i + k + 2]);
-          w[4 * i + 2 * k] = _mm512_castps_si512(_mm512_shuffle_ps(a, b, 0x44));
-          w[4 * i + 2 * k + 1] = _mm512_castps_si512(_mm512_shuffle_ps(a, b, 0xEE));
-        }
-      for (int j = 0; j < 8; ++j) {  // (ScoresInt4Rows16's permutes)
-        const __m512i x = _mm512_permutex2var_epi64(w[j % 4], j < 4 ? lower_halves : upper_halves, w[4 + j % 4]);
+      const DwordsOfSixteenRows dwords(v);
+      for (int j = 0; j < 8; ++j) {
+        const __m512i x = dwords.Dword(j);
         const int g = (32 * c + 4 * j) / group;
         for (int h = 0; h < NQ; ++h)
           sums[h][g][j % kSplit] = _mm512_dpbusd_epi32(sums[h][g][j % kSplit], x, _mm512_set1_epi32(qd[h][c][j]));
