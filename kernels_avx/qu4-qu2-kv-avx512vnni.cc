@@ -242,8 +242,8 @@ void ScoresInt4Rows16(const KvRowFormat& f, const float* q, const float* qsum, c
   static_assert(BITS == 4 || BITS == 3, "INT4 or INT3 codes");
   constexpr int d = 64 * NC, group = d / NG;
   // Low and high nibbles in separate sums while registers allow: sixteen sums (four queries, two groups) and the
-  // transpose's registers spilled — four queries at 16k rows, head_dim 64, groups of 32 took 52 µs, against 20.5 for three;
-  // with one sum per group 23.5-24.2 (and two queries of head_dim 128 in groups of 32, 58.4-58.9 -> 51.8-52.7).
+  // transpose's registers spilled — four queries at 16k rows, head_dim 64, groups of 32 took 52 µs, against 20.5 for
+  // three; with one sum per group 23.5-24.2 (and two queries of head_dim 128 in groups of 32, 58.4-58.9 -> 51.8-52.7).
   constexpr int kSplit = NQ * NG < 8 ? 2 : 1;
   const size_t code_bytes = KvCodeBytes(d, BITS), stride = f.stride;
   const Int3Unpack* const int3 = BITS == 3 ? &Int3Tables() : nullptr;
@@ -292,9 +292,9 @@ void ScoresInt2Rows16(const KvRowFormat& f, const float* q, const float* qsum, c
   const size_t code_bytes = KvCodeBytes(d, 2), stride = f.stride;
   // Packed rows' scales and zeros as columns from the sixteen rows' six whole-register loads (PackedInt2Rows16) in
   // place of sixteen scalar loads and inserts — for one or two queries: 16k rows in cache, one query 11.8-12.1 ->
-  // 10.5-10.6 µs, two 15.6-15.8 -> 15.4, three 18.9-19.1 -> 19.4-19.6 (so not there); rows from memory level (one query,
-  // 96 layers' kv heads in turn on both cores, docs/bench/kv-kernels-session32.txt). The codes keep their loads: session
-  // 31 took them packed too and lost ~10% on rows from memory.
+  // 10.5-10.6 µs, two 15.6-15.8 -> 15.4, three 18.9-19.1 -> 19.4-19.6 (so not there); rows from memory level (one
+  // query, 96 layers' kv heads in turn on both cores, docs/bench/kv-kernels-session32.txt). The codes keep their loads:
+  // session 31 took them packed too and lost ~10% on rows from memory.
   const bool packed_scales = NC == 1 && NG == 2 && NQ <= 2 && PackedInt2Rows16::Takes(stride, code_bytes);
   int32_t qd[kPass][NC][4][4];  // [query][chunk][phase][dword]: channels 64c + 16j + 4b + phase, b = 0..3
   float qs[kPass][NG];
@@ -376,14 +376,14 @@ struct VnniDot {
 };
 
 // INT8 scores, sixteen rows per register (ScoresInt4Rows16's scheme): 32 code bytes of rows i and i + 8 (channels
-// 32c..32c+31 of each) in register i, the same 24 shuffles and eight permutes leave register j = dword j of the
-// sixteen rows — channels 32c + 4j..+3, inside one group (groups are multiples of 16) — and one vpdpbusd per query
-// adds them against the query's four int8 channels, broadcast, into each row's own lane: no horizontal sums, where the
-// eight-row kernel reduced eight lanes a row for every query. The same integer sums and FinishScores' float
-// operations, so the same scores. Two to four queries a pass only: the transposes cost about what they save per query
-// (one thread, 16k rows, head_dim 64, groups of 32, medians of two runs each against the eight-row kernel with
-// VnniDot, µs: one query 28.0-28.2 against 24.5-25.0, two 36.4-37.4 against 42.1-42.2, three 43.8-45.7 against 57.3-57.4,
-// four 54.3-55.5 against 80.8-81.3).
+// 32c..32c+31 of each) in register i, the same 24 shuffles and eight permutes leave register j = dword j of the sixteen
+// rows — channels 32c + 4j..+3, inside one group (groups are multiples of 16) — and one vpdpbusd per query adds them
+// against the query's four int8 channels, broadcast, into each row's own lane: no horizontal sums, where the eight-row
+// kernel reduced eight lanes a row for every query. The same integer sums and FinishScores' float operations, so the
+// same scores. Two to four queries a pass only: the transposes cost about what they save per query (one thread, 16k
+// rows, head_dim 64, groups of 32, medians of two runs each against the eight-row kernel with VnniDot, µs: one query
+// 28.0-28.2 against 24.5-25.0, two 36.4-37.4 against 42.1-42.2, three 43.8-45.7 against 57.3-57.4, four 54.3-55.5
+// against 80.8-81.3).
 template <int NC, int NQ, int NG>
 void ScoresInt8Rows16(const KvRowFormat& f, const float* q, const float* qsum, const uint8_t* rows, size_t n, float scale,
                       float* out, size_t out_stride) {

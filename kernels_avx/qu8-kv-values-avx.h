@@ -3,10 +3,10 @@
 // each row once for all the heads of a GQA group. qu-kv-avx2.cc compiles it for the AVX2 and AVX-512 tables,
 // qu4-qu2-kv-avx512vnni.cc again for the VNNI/VBMI ones, where AVX-512VL gives 32 vector registers and so more
 // multiply-add chains in flight (kValueChains), and 512-bit registers sixteen channels each (ValueChunks16: the same
-// instructions a row in half the number, 1.5x at 16k rows with one to four queries). The operations on each channel are the same in every build and
-// whatever the number of chains, so every x86 table gives the same values bit for bit
-// (KvKernels.X86Int8ValuesAreTheSameOnEveryTable).
-// Everything here has internal linkage: each translation unit compiles its own copy for its own target.
+// instructions a row in half the number, 1.5x at 16k rows with one to four queries). The operations on each channel are
+// the same in every build and whatever the number of chains, so every x86 table gives the same values bit for bit
+// (KvKernels.X86Int8ValuesAreTheSameOnEveryTable). Everything here has internal linkage: each translation unit compiles
+// its own copy for its own target.
 #pragma once
 
 #include "kv-avx.h"
@@ -110,9 +110,9 @@ inline __m256 ScalesAndZeros(const uint16_t* sz, int ng) {
 }
 
 // NQ queries (a template parameter, so that their accumulators stay in registers): up to eight chains in flight, as
-// many chunks at a time as divide the group, or spans of whole groups where a group has fewer chunks than that
-// (rows of at most four groups, whose weights lie side by side). The weights of a block: rows of at most four groups have every group's
-// p·scale and Σ p·zero from one conversion and one multiply (and multiply-add) per row; others group by group.
+// many chunks at a time as divide the group, or spans of whole groups where a group has fewer chunks than that (rows of
+// at most four groups, whose weights lie side by side). The weights of a block: rows of at most four groups have every
+// group's p·scale and Σ p·zero from one conversion and one multiply (and multiply-add) per row; others group by group.
 // Either way each weight is p·scale, or 0 where p is 0, and each Σ p·zero adds its rows in order with one rounding.
 template <int BITS, int NQ>
 void ValuesQueries(const KvRowFormat& f, const float* p, size_t p_stride, const uint8_t* rows, size_t n, float* acc) {

@@ -20,13 +20,13 @@
 // the float definition above: their weights' rounding would be as large as INT8's step and buys less (a row of
 // INT8 values already costs one widening and one multiply-add per eight channels, no unpacking).
 //
-// Variants: the scalar reference (kv_kernels_scalar.cc, the definition), AVX2+FMA+F16C, AVX-512, AVX-512 with
-// VNNI, and with VNNI + VBMI + GFNI (cheaper INT3 unpacks, transposes and bit fields) (kernels_avx/), NEON and NEON dotprod (kernels_neon/). Every
-// variant equals the reference within float rounding (tests/test_kv_kernels.cc). On x86 the best variant is chosen
-// at run time from the CPU's features; on ARM the NEON tables are compiled in (NEON is part of every AArch64 core) and
-// the dotprod one, built from the same sources for armv8.2-a+dotprod, is taken where the CPU reports dotprod at run
-// time (Linux/Android HWCAP_ASIMDDP). MIKV_KV_ISA=scalar|avx2|avx512|avx512vnni|avx512vbmi|neon|neon-dotprod forces
-// one (tests and benchmarks).
+// Variants: the scalar reference (kv_kernels_scalar.cc, the definition), AVX2+FMA+F16C, AVX-512, AVX-512 with VNNI, and
+// with VNNI + VBMI + GFNI (cheaper INT3 unpacks, transposes and bit fields) (kernels_avx/), NEON and NEON dotprod
+// (kernels_neon/). Every variant equals the reference within float rounding (tests/test_kv_kernels.cc). On x86 the best
+// variant is chosen at run time from the CPU's features; on ARM the NEON tables are compiled in (NEON is part of every
+// AArch64 core) and the dotprod one, built from the same sources for armv8.2-a+dotprod, is taken where the CPU reports
+// dotprod at run time (Linux/Android HWCAP_ASIMDDP).
+// MIKV_KV_ISA=scalar|avx2|avx512|avx512vnni|avx512vbmi|neon|neon-dotprod forces one (tests and benchmarks).
 #pragma once
 
 #include <cstddef>
