@@ -2,7 +2,7 @@
 // unsigned codes widened eight at a time, each row's per-group scale and zero folded into p. The group variants read
 // each row once for all the heads of a GQA group. qu-kv-avx2.cc compiles it for the AVX2 and AVX-512 tables,
 // qu4-qu2-kv-avx512vnni.cc again for the VNNI/VBMI ones, where AVX-512VL gives 32 vector registers and so more
-// multiply-add chains in flight (kValueChains), and 512-bit registers sixteen channels each (ValueChunks16: the same
+// multiply-add chains in flight (kValueChains), and 512-bit registers sixteen channels each (Chunk16: the same
 // instructions a row in half the number, 1.5x at 16k rows with one to four queries). The operations on each channel are
 // the same in every build and whatever the number of chains, so every x86 table gives the same values bit for bit
 // (KvKernels.X86Int8ValuesAreTheSameOnEveryTable). Everything here has internal linkage: each translation unit compiles
@@ -31,66 +31,60 @@ constexpr int kValueChains = 12;
 constexpr int kValueChains = 8;
 #endif
 
-// C chunks of eight channels from channel i, over a block's nb rows, for NQ queries: acc += the rows' sum, started from
-// Σ p·zero. Each chunk and query is one chain of multiply-adds over the rows, in row order; C of them per query are
-// in flight at once (one chain alone waited on each row's fmadd latency: 1.7x with four), and how many does not change
-// any chain's operations, so every C gives the same bits.
+// The registers a chunk of channels is summed in: eight channels a __m256 (every build), sixteen a __m512 (AVX-512:
+// the same instructions a row in half the number). Each channel's operations are the same either way.
+struct Chunk8 {
+  using V = __m256;
+  static constexpr int kChannels = 8;
+  static V Set1(float x) { return _mm256_set1_ps(x); }
+  static V Codes(const uint8_t* row, int i) { return Codes8<8>(row, i); }
+  static V Fmadd(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+  static void AddTo(float* p, V a) { _mm256_storeu_ps(p, _mm256_add_ps(_mm256_loadu_ps(p), a)); }
+};
+#if defined(__AVX512F__)
+struct Chunk16 {
+  using V = __m512;
+  static constexpr int kChannels = 16;
+  static V Set1(float x) { return _mm512_set1_ps(x); }
+  static V Codes(const uint8_t* row, int i) {
+    return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + i))));
+  }
+  static V Fmadd(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+  static void AddTo(float* p, V a) { _mm512_storeu_ps(p, _mm512_add_ps(_mm512_loadu_ps(p), a)); }
+};
+#endif
+
+// C chunks (Chunk8 or Chunk16) from channel i, over a block's nb rows, for NQ queries: acc += the rows' sum, started
+// from Σ p·zero. Each chunk and query is one chain of multiply-adds over the rows, in row order; C of them per query
+// are in flight at once (one chain alone waited on each row's fmadd latency: 1.7x with four), and how many does not
+// change any chain's operations, so every C gives the same bits.
 // The C chunks span C / CPG groups of CPG chunks each (CPG = C: all in one group). Spanning groups is what keeps one
 // query's eight chains in flight when a group is only four chunks (head_dim 64 in groups of 32): group by group, four
 // chains waited on the fmadd latency (INT8 values at 16k rows, one query: 21 GB/s, under half of its scores' speed).
 // ps[(h · kValueBlock + t) · 8 + j]: query h's weight of row t in the span's group j (each row holds up to eight
 // groups' weights side by side, ps pointing at the span's first); zsum[h · zsum_stride + j]: its Σ p·zero.
-template <int BITS, int NQ, int C, int CPG = C>
+template <class Chunk, int NQ, int C, int CPG = C>
 inline void ValueChunks(const uint8_t* block, size_t stride, int nb, const float* ps, const float* zsum, int zsum_stride,
                         int i, int d, float* acc) {
   static_assert(C % CPG == 0, "a span holds whole groups, or part of one");
-  constexpr int G = C / CPG;
-  __m256 a[NQ][C];
+  constexpr int G = C / CPG, kWidth = Chunk::kChannels;
+  typename Chunk::V a[NQ][C];
   for (int h = 0; h < NQ; ++h)
-    for (int c = 0; c < C; ++c) a[h][c] = _mm256_set1_ps(zsum[h * zsum_stride + c / CPG]);
+    for (int c = 0; c < C; ++c) a[h][c] = Chunk::Set1(zsum[h * zsum_stride + c / CPG]);
   for (int t = 0; t < nb; ++t) {
     const uint8_t* row = block + t * stride;
-    __m256 w[NQ][G];  // broadcast once per row and group (inside the chunk loop GCC broadcast again for every chunk)
+    // Broadcast once per row and group (inside the chunk loop GCC broadcast again for every chunk).
+    typename Chunk::V w[NQ][G];
     for (int h = 0; h < NQ; ++h)
-      for (int j = 0; j < G; ++j) w[h][j] = _mm256_set1_ps(ps[(h * kValueBlock + t) * 8 + j]);
+      for (int j = 0; j < G; ++j) w[h][j] = Chunk::Set1(ps[(h * kValueBlock + t) * 8 + j]);
     for (int c = 0; c < C; ++c) {
-      const __m256 codes = Codes8<BITS>(row, i + 8 * c);
-      for (int h = 0; h < NQ; ++h) a[h][c] = _mm256_fmadd_ps(w[h][c / CPG], codes, a[h][c]);
+      const typename Chunk::V codes = Chunk::Codes(row, i + kWidth * c);
+      for (int h = 0; h < NQ; ++h) a[h][c] = Chunk::Fmadd(w[h][c / CPG], codes, a[h][c]);
     }
   }
   for (int h = 0; h < NQ; ++h)
-    for (int c = 0; c < C; ++c) {
-      float* ah = acc + (size_t)h * d + i + 8 * c;
-      _mm256_storeu_ps(ah, _mm256_add_ps(_mm256_loadu_ps(ah), a[h][c]));
-    }
+    for (int c = 0; c < C; ++c) Chunk::AddTo(acc + (size_t)h * d + i + kWidth * c, a[h][c]);
 }
-
-#if defined(__AVX512F__)
-// ValueChunks in sixteen-channel chunks (zmm), for groups of at least 16 channels: the same operations on each channel.
-template <int NQ, int C, int CPG>
-inline void ValueChunks16(const uint8_t* block, size_t stride, int nb, const float* ps, const float* zsum, int zsum_stride,
-                          int i, int d, float* acc) {
-  constexpr int G = C / CPG;
-  __m512 a[NQ][C];
-  for (int h = 0; h < NQ; ++h)
-    for (int c = 0; c < C; ++c) a[h][c] = _mm512_set1_ps(zsum[h * zsum_stride + c / CPG]);
-  for (int t = 0; t < nb; ++t) {
-    const uint8_t* row = block + t * stride;
-    __m512 w[NQ][G];
-    for (int h = 0; h < NQ; ++h)
-      for (int j = 0; j < G; ++j) w[h][j] = _mm512_set1_ps(ps[(h * kValueBlock + t) * 8 + j]);
-    for (int c = 0; c < C; ++c) {
-      const __m512 codes = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + i + 16 * c))));
-      for (int h = 0; h < NQ; ++h) a[h][c] = _mm512_fmadd_ps(w[h][c / CPG], codes, a[h][c]);
-    }
-  }
-  for (int h = 0; h < NQ; ++h)
-    for (int c = 0; c < C; ++c) {
-      float* ah = acc + (size_t)h * d + i + 16 * c;
-      _mm512_storeu_ps(ah, _mm512_add_ps(_mm512_loadu_ps(ah), a[h][c]));
-    }
-}
-#endif
 
 // A row's scales and zeros as floats when it has at most four groups (d/group ≤ 4: head_dim 64 or 128 with groups of
 // 32): lanes 0..ng-1 the scales, ng..2ng-1 the zeros, read with loads of exactly their 4·ng bytes.
@@ -129,7 +123,7 @@ void ValuesQueries(const KvRowFormat& f, const float* p, size_t p_stride, const 
         break;
       }
 #if defined(__AVX512F__)
-  // Sixteen-channel chunks (ValueChunks16) where groups are whole chunks and the rows' weights lie side by side: spans
+  // Sixteen-channel chunks (Chunk16) where groups are whole chunks and the rows' weights lie side by side: spans
   // of 64 channels, or 128 where two or fewer queries leave the registers for sixteen chains.
   constexpr int kWide = NQ <= 2 ? 8 : 4;
   const bool wide = ng <= 4 && group % 16 == 0 && d % 64 == 0;
@@ -161,13 +155,13 @@ void ValuesQueries(const KvRowFormat& f, const float* p, size_t p_stride, const 
         const float* pg = &ps[0][0][i / group];
         const float* zg = &zsums[0][ng + i / group];
         switch (c16 * 16 + cpg16) {
-          case 8 * 16 + 1: ValueChunks16<NQ, kWide, 1>(block, f.stride, nb, pg, zg, 8, i, d, acc); break;
-          case 8 * 16 + 2: ValueChunks16<NQ, kWide, 2>(block, f.stride, nb, pg, zg, 8, i, d, acc); break;
-          case 8 * 16 + 4: ValueChunks16<NQ, kWide, 4>(block, f.stride, nb, pg, zg, 8, i, d, acc); break;
-          case 8 * 16 + 8: ValueChunks16<NQ, kWide, kWide>(block, f.stride, nb, pg, zg, 8, i, d, acc); break;
-          case 4 * 16 + 1: ValueChunks16<NQ, 4, 1>(block, f.stride, nb, pg, zg, 8, i, d, acc); break;
-          case 4 * 16 + 2: ValueChunks16<NQ, 4, 2>(block, f.stride, nb, pg, zg, 8, i, d, acc); break;
-          default: ValueChunks16<NQ, 4, 4>(block, f.stride, nb, pg, zg, 8, i, d, acc); break;
+          case 8 * 16 + 1: ValueChunks<Chunk16, NQ, kWide, 1>(block, f.stride, nb, pg, zg, 8, i, d, acc); break;
+          case 8 * 16 + 2: ValueChunks<Chunk16, NQ, kWide, 2>(block, f.stride, nb, pg, zg, 8, i, d, acc); break;
+          case 8 * 16 + 4: ValueChunks<Chunk16, NQ, kWide, 4>(block, f.stride, nb, pg, zg, 8, i, d, acc); break;
+          case 8 * 16 + 8: ValueChunks<Chunk16, NQ, kWide, kWide>(block, f.stride, nb, pg, zg, 8, i, d, acc); break;
+          case 4 * 16 + 1: ValueChunks<Chunk16, NQ, 4, 1>(block, f.stride, nb, pg, zg, 8, i, d, acc); break;
+          case 4 * 16 + 2: ValueChunks<Chunk16, NQ, 4, 2>(block, f.stride, nb, pg, zg, 8, i, d, acc); break;
+          default: ValueChunks<Chunk16, NQ, 4, 4>(block, f.stride, nb, pg, zg, 8, i, d, acc); break;
         }
       }
       continue;
@@ -178,12 +172,12 @@ void ValuesQueries(const KvRowFormat& f, const float* p, size_t p_stride, const 
         const float* pg = &ps[0][0][i / group];
         const float* zg = &zsums[0][ng + i / group];
         switch (span * 16 + chunks) {
-          case 8 * 16 + 4: ValueChunks<BITS, NQ, kMaxChunks >= 8 ? 8 : 1, kMaxChunks >= 8 ? 4 : 1>(block, f.stride, nb, pg, zg, 8, i, d, acc); break;
-          case 8 * 16 + 2: ValueChunks<BITS, NQ, kMaxChunks >= 8 ? 8 : 1, kMaxChunks >= 8 ? 2 : 1>(block, f.stride, nb, pg, zg, 8, i, d, acc); break;
-          case 8 * 16 + 1: ValueChunks<BITS, NQ, kMaxChunks >= 8 ? 8 : 1, 1>(block, f.stride, nb, pg, zg, 8, i, d, acc); break;
-          case 4 * 16 + 2: ValueChunks<BITS, NQ, kMaxChunks >= 4 ? 4 : 1, kMaxChunks >= 4 ? 2 : 1>(block, f.stride, nb, pg, zg, 8, i, d, acc); break;
-          case 4 * 16 + 1: ValueChunks<BITS, NQ, kMaxChunks >= 4 ? 4 : 1, 1>(block, f.stride, nb, pg, zg, 8, i, d, acc); break;
-          default: ValueChunks<BITS, NQ, 2, 1>(block, f.stride, nb, pg, zg, 8, i, d, acc); break;  // 2 chunks, groups of 8
+          case 8 * 16 + 4: ValueChunks<Chunk8, NQ, kMaxChunks >= 8 ? 8 : 1, kMaxChunks >= 8 ? 4 : 1>(block, f.stride, nb, pg, zg, 8, i, d, acc); break;
+          case 8 * 16 + 2: ValueChunks<Chunk8, NQ, kMaxChunks >= 8 ? 8 : 1, kMaxChunks >= 8 ? 2 : 1>(block, f.stride, nb, pg, zg, 8, i, d, acc); break;
+          case 8 * 16 + 1: ValueChunks<Chunk8, NQ, kMaxChunks >= 8 ? 8 : 1, 1>(block, f.stride, nb, pg, zg, 8, i, d, acc); break;
+          case 4 * 16 + 2: ValueChunks<Chunk8, NQ, kMaxChunks >= 4 ? 4 : 1, kMaxChunks >= 4 ? 2 : 1>(block, f.stride, nb, pg, zg, 8, i, d, acc); break;
+          case 4 * 16 + 1: ValueChunks<Chunk8, NQ, kMaxChunks >= 4 ? 4 : 1, 1>(block, f.stride, nb, pg, zg, 8, i, d, acc); break;
+          default: ValueChunks<Chunk8, NQ, 2, 1>(block, f.stride, nb, pg, zg, 8, i, d, acc); break;  // 2 chunks, groups of 8
         }
       }
       continue;
@@ -208,10 +202,10 @@ void ValuesQueries(const KvRowFormat& f, const float* p, size_t p_stride, const 
       const float* pg = &ps[0][0][ng <= 4 ? g : 0];
       for (int i = g * group; i < (g + 1) * group; i += 8 * c) {
         switch (c) {
-          case 8: ValueChunks<BITS, NQ, kMaxChunks >= 8 ? 8 : 1>(block, f.stride, nb, pg, zsum, 1, i, d, acc); break;
-          case 4: ValueChunks<BITS, NQ, kMaxChunks >= 4 ? 4 : 1>(block, f.stride, nb, pg, zsum, 1, i, d, acc); break;
-          case 2: ValueChunks<BITS, NQ, 2>(block, f.stride, nb, pg, zsum, 1, i, d, acc); break;
-          default: ValueChunks<BITS, NQ, 1>(block, f.stride, nb, pg, zsum, 1, i, d, acc); break;
+          case 8: ValueChunks<Chunk8, NQ, kMaxChunks >= 8 ? 8 : 1>(block, f.stride, nb, pg, zsum, 1, i, d, acc); break;
+          case 4: ValueChunks<Chunk8, NQ, kMaxChunks >= 4 ? 4 : 1>(block, f.stride, nb, pg, zsum, 1, i, d, acc); break;
+          case 2: ValueChunks<Chunk8, NQ, 2>(block, f.stride, nb, pg, zsum, 1, i, d, acc); break;
+          default: ValueChunks<Chunk8, NQ, 1>(block, f.stride, nb, pg, zsum, 1, i, d, acc); break;
         }
       }
     }
