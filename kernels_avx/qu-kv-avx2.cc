@@ -27,59 +27,11 @@ struct WidenDot {
   static __m256i Add(__m256i acc, const Codes& c, const Query& q) { return Add16(Add16(acc, c.lo, q.lo), c.hi, q.hi); }
 };
 
-// The shapes the eight-row kernel does not take (head_dim other than 64 or 128, more than four groups),
-// with groups of a multiple of 16 channels: four rows and a query at a time, 16 codes per step widened to int16
-// against the query's int16 channels (WidenDot's 16-channel steps), the four rows' lanes of a group reduced together
-// (vphaddd), then the reference's float terms for four rows per instruction. (The INT8 float kernels that came before
-// read every shape; this keeps those shapes off the scalar reference.) Groups of 8 channels go to the reference.
-void ScoresInt8AnyShape(const KvRowFormat& f, int nq, const float* q, const float* qsum, const uint8_t* rows,
-                        size_t n, float scale, float* out, size_t out_stride) {
-  const int d = f.head_dim, group = f.group, ng = d / group;
-  if (group % 16 != 0)
-    return kScalarKvKernels.scores_group[(int)KvPrecision::Int8](f, nq, q, qsum, rows, n, scale, out, out_stride);
-  const size_t code_bytes = KvCodeBytes(d, 8);
-  __m256i q16[kMaxHeadDim / 16];
-  int8_t q8[kMaxHeadDim];
-  float qs[kMaxHeadDim / 16];
-  for (int h = 0; h < nq; ++h) {
-    QuantizeQueryAvx2(q + (size_t)h * d, d, group, q8, qs);
-    for (int i = 0; i < d; i += 16) q16[i / 16] = WidenDot::Prepare16(q8 + i);
-    const float* qsum_h = qsum + (size_t)h * ng;
-    for (size_t t = 0; t < n; t += 4) {
-      const int nb = (int)std::min<size_t>(4, n - t);
-      const uint8_t* r[4];  // rows past n repeat the last one; their scores are not stored
-      for (int k = 0; k < 4; ++k) r[k] = rows + (t + std::min(k, nb - 1)) * f.stride;
-      __m128 total = _mm_setzero_ps();
-      for (int g = 0; g < ng; ++g) {
-        __m256i acc[4];
-        for (int k = 0; k < 4; ++k) acc[k] = _mm256_setzero_si256();
-        for (int i = g * group; i < (g + 1) * group; i += 16)
-          for (int k = 0; k < 4; ++k) acc[k] = WidenDot::Add16(acc[k], WidenDot::Load16(r[k] + i), q16[i / 16]);
-        const __m256i h4 = _mm256_hadd_epi32(_mm256_hadd_epi32(acc[0], acc[1]), _mm256_hadd_epi32(acc[2], acc[3]));
-        const __m128 dots = _mm_cvtepi32_ps(_mm_add_epi32(_mm256_castsi256_si128(h4), _mm256_extracti128_si256(h4, 1)));
-        float sc[4], zc[4];
-        for (int k = 0; k < 4; ++k) {
-          uint16_t sz[2];
-          std::memcpy(&sz[0], r[k] + code_bytes + 2 * g, 2);
-          std::memcpy(&sz[1], r[k] + code_bytes + 2 * (ng + g), 2);
-          sc[k] = Half(sz[0]);
-          zc[k] = Half(sz[1]);
-        }
-        const __m128 s4 = _mm_mul_ps(_mm_loadu_ps(sc), _mm_set1_ps(qs[g])), z4 = _mm_loadu_ps(zc);
-        total = _mm_add_ps(total, _mm_add_ps(_mm_mul_ps(s4, dots), _mm_mul_ps(z4, _mm_set1_ps(qsum_h[g]))));
-      }
-      alignas(16) float s[4];
-      _mm_store_ps(s, _mm_mul_ps(total, _mm_set1_ps(scale)));
-      for (int k = 0; k < nb; ++k) out[(size_t)h * out_stride + t + k] = s[k];
-    }
-  }
-}
-
 }  // namespace
 
 void QuKvScoresGroupAvx2(const KvRowFormat& f, int nq, const float* q, const float* qsum, const uint8_t* rows, size_t n,
                          float scale, float* out, size_t out_stride) {
-  if (!Int8FastShape(f)) return ScoresInt8AnyShape(f, nq, q, qsum, rows, n, scale, out, out_stride);
+  if (!Int8FastShape(f)) return QuKvScoresAnyShapeAvx2(f, nq, q, qsum, rows, n, scale, out, out_stride);
   ScoresInt8OfShape<WidenDot>(f, nq, q, qsum, rows, n, scale, out, out_stride);
 }
 

@@ -9,7 +9,7 @@ namespace mikv::avx {
 namespace {
 
 // The shapes the integer kernels take directly: head_dim 64 or 128 (one or two 64-channel chunks), groups of 32, 64
-// or 128 channels (each int32 lane stays inside one group), at most four groups. Others go to the scalar reference.
+// or 128 channels (each int32 lane stays inside one group), at most four groups. Others go to qu-kv-anyshape-avx2.cc.
 inline bool FastShape(const KvRowFormat& f) {
   return (f.head_dim == 64 || f.head_dim == 128) && f.group % 32 == 0 && f.head_dim / f.group <= 4;
 }

@@ -15,7 +15,7 @@
 // Values: qu4-qu2-kv-values-avx.h.
 //
 // The fast path covers head_dim 64 and 128 with groups of 32, 64 or 128 channels (every Llama-family model here);
-// other shapes go to the scalar reference.
+// other shapes go to qu-kv-anyshape-avx2.cc.
 #include "qu4-qu2-kv-scores-avx.h"
 #include "qu4-qu2-kv-values-avx.h"
 
@@ -40,12 +40,7 @@ struct MaddubsDot {
 
 void Qu4Qu2KvScoresGroupAvx2(const KvRowFormat& f, int nq, const float* q, const float* qsum, const uint8_t* rows,
                              size_t n, float scale, float* out, size_t out_stride) {
-  const int d = f.head_dim, ng = d / f.group;
-  if (!FastShape(f)) {
-    for (int h = 0; h < nq; ++h)
-      kScalarKvKernels.scores[(int)f.precision](f, q + h * d, qsum + h * ng, rows, n, scale, out + h * out_stride);
-    return;
-  }
+  if (!FastShape(f)) return QuKvScoresAnyShapeAvx2(f, nq, q, qsum, rows, n, scale, out, out_stride);
   if (f.precision == KvPrecision::Int2) return ScoresOfShape<MaddubsDot, 2>(f, nq, q, qsum, rows, n, scale, out, out_stride);
   if (f.precision == KvPrecision::Int3) return ScoresOfShape<MaddubsDot, 3>(f, nq, q, qsum, rows, n, scale, out, out_stride);
   return ScoresOfShape<MaddubsDot, 4>(f, nq, q, qsum, rows, n, scale, out, out_stride);
@@ -54,7 +49,7 @@ void Qu4Qu2KvScoresGroupAvx2(const KvRowFormat& f, int nq, const float* q, const
 void Qu4Qu2KvValuesGroupAvx2(const KvRowFormat& f, int nq, const float* p, size_t p_stride, const uint8_t* rows, size_t n,
                              float* acc) {
   if (FastShape(f)) return ValuesOfShape(f, nq, p, p_stride, rows, n, acc);
-  for (int h = 0; h < nq; ++h) kScalarKvKernels.values[(int)f.precision](f, p + h * p_stride, rows, n, acc + h * f.head_dim);
+  QuKvValuesAnyShapeAvx2(f, nq, p, p_stride, rows, n, acc);
 }
 
 void Qu4Qu2KvScoresAvx2(const KvRowFormat& f, const float* q, const float* qsum, const uint8_t* rows, size_t n,

@@ -80,7 +80,7 @@ inline bool Int8FastShape(const KvRowFormat& f) {
 }
 
 // INT8 scores of nq queries in passes (KvForQueryPasses), for Int8FastShape's shapes only (the callers send the others
-// elsewhere: qu-kv-avx2.cc's ScoresInt8AnyShape).
+// elsewhere: qu-kv-anyshape-avx2.cc).
 template <class Dot>
 void ScoresInt8OfShape(const KvRowFormat& f, int nq, const float* q, const float* qsum, const uint8_t* rows, size_t n,
                        float scale, float* out, size_t out_stride) {
