@@ -57,5 +57,28 @@ TEST(BenchCli, DecodeIsComparedWithCopiesBetweenItsStretches) {
   EXPECT_NEAR(model["decode_fraction_of_read"].get<double>(), decode_rate / read, 1e-12 * decode_rate / read);
 }
 
+TEST(BenchCli, AttentionKernelsTakeTheGroupAndRefuseAShapeTheCacheWouldNot) {
+#if !defined(MIKV_TEST_HAVE_BENCH)
+  GTEST_SKIP() << "this build's mikv has no bench command (no Google Benchmark for its target)";
+#endif
+  const std::string base = std::string(MIKV_CLI) + " bench --precisions int4,int2 --tokens 256 --min-time 0.01 --repetitions 1 --json";
+  int status = -1;
+  // llama2.c's stories15M shape: head_dim 48 in groups of 16.
+  std::string out = CommandOutput(base + " --head-dim 48 --kv-group 16", &status);
+  ASSERT_EQ(status, 0) << out;
+  const nlohmann::json j = nlohmann::json::parse(out);
+  EXPECT_EQ(j["head_dim"].get<int>(), 48);
+  EXPECT_EQ(j["kv_group"].get<int>(), 16);
+  ASSERT_EQ(j["attention"].size(), 2u) << out;
+  for (const auto& row : j["attention"]) EXPECT_GT(row["bytes_per_second"].get<double>(), 0.0) << row.dump();
+  // The default group of 32 does not divide 48: an error naming both, not rows the cache could never hold.
+  out = CommandOutput(base + " --head-dim 48", &status);
+  EXPECT_NE(status, 0) << out;
+  EXPECT_NE(out.find("--kv-group 32 with --head-dim 48"), std::string::npos) << out;
+  out = CommandOutput(base + " --head-dim 20 --kv-group 0", &status);
+  EXPECT_NE(status, 0) << out;
+  EXPECT_NE(out.find("--head-dim 20"), std::string::npos) << out;
+}
+
 }  // namespace
 }  // namespace mikv::test

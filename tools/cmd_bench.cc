@@ -2,7 +2,8 @@
 //   copy       a STREAM-style copy (bytes read + written per second): the memory ceiling of this machine, on one
 //              thread (for the one-thread kernels) and, with -m, on the model's threads;
 //   attention  the KV kernels of one kv head (scores, softmax, values; --gqa query heads in one pass) over 1k-32k
-//              cached tokens per precision: KV bytes read per second, and that as a share of the copy bandwidth;
+//              cached tokens per precision, rows of --head-dim channels in groups of --kv-group: KV bytes read per
+//              second, and that as a share of the copy bandwidth;
 //   weights    one decode-step matrix-vector product (2048 x 2048, one thread) per weight encoding: mikv's own
 //              qb32 kernels on ggml's q8_0/q4_0 blocks against XNNPACK's qd8 int8/int4 operators — bytes of
 //              weights read per second;
@@ -158,8 +159,7 @@ class InterleavedCopy {
 };
 
 // `nq` query heads sharing the kv head (GQA) attend in one pass, as the mixed cache does.
-void BenchAttention(benchmark::State& state, KvPrecision p, int d, size_t n, int nq) {
-  const int group = std::min(32, d);
+void BenchAttention(benchmark::State& state, KvPrecision p, int d, int group, size_t n, int nq) {
   const KvCodec codec(p, d, group);
   std::vector<uint8_t> keys(n * codec.bytes()), values(n * codec.bytes());
   std::mt19937 rng(1);
@@ -285,6 +285,22 @@ int RunBench(const BenchArgs& a) {
     timed(benchmark::RegisterBenchmark("copy_threads", [model_threads](benchmark::State& s) { BenchCopy(s, model_threads); }));
   if (!a.model.empty())
     timed(benchmark::RegisterBenchmark("read_threads", [model_threads](benchmark::State& s) { BenchRead(s, model_threads); }));
+  // The kernels' rows: --kv-group channels per scale (0: the whole head; capped at the head), which must divide
+  // --head-dim into groups of a multiple of 8, as the cache's rows do (kv_config.cc).
+  const int group = a.kv.group == 0 ? a.head_dim : std::min(a.kv.group, a.head_dim);
+  if (!a.model_only) {
+    if (a.head_dim < 8 || a.head_dim > kMaxHeadDim || a.head_dim % 8 != 0)
+      return Fail(Status(MIKV_ERR_INVALID_ARGUMENT, "--head-dim " + std::to_string(a.head_dim) + ": the KV kernels take a " +
+                                                        "multiple of 8 from 8 to " + std::to_string(kMaxHeadDim)),
+                  a.json);
+    if (group < 8 || group % 8 != 0 || a.head_dim % group != 0)
+      return Fail(Status(MIKV_ERR_INVALID_ARGUMENT, "--kv-group " + std::to_string(a.kv.group) + " with --head-dim " +
+                                                        std::to_string(a.head_dim) + ": a group must be a multiple of 8 " +
+                                                        "channels that divides the head (0 = one group per head)"),
+                  a.json);
+    out["head_dim"] = a.head_dim;
+    out["kv_group"] = group;
+  }
   std::vector<std::pair<std::string, std::pair<std::string, size_t>>> rows;
   for (const std::string& ps : a.model_only ? std::vector<std::string>{} : SplitList(a.precisions)) {
     KvPrecision p;
@@ -293,8 +309,8 @@ int RunBench(const BenchArgs& a) {
     for (const std::string& ts : SplitList(a.tokens)) {
       const size_t n = std::stoul(ts);
       const std::string name = "attention/" + ps + "/" + ts;
-      timed(benchmark::RegisterBenchmark(name.c_str(), [p, n, d = a.head_dim, nq = a.gqa](benchmark::State& s) {
-        BenchAttention(s, p, d, n, nq);
+      timed(benchmark::RegisterBenchmark(name.c_str(), [p, n, d = a.head_dim, group, nq = a.gqa](benchmark::State& s) {
+        BenchAttention(s, p, d, group, n, nq);
       }));
       rows.push_back({name, {ps, n}});
     }
@@ -322,8 +338,8 @@ int RunBench(const BenchArgs& a) {
   const double read_model = collector.rates.count("read_threads") ? collector.rates["read_threads"] : 0.0;
   out["copy_bytes_per_second"] = copy;
   if (!a.json) {
-    std::printf("KV kernels: %s, head_dim %d, %d query head%s per kv head, one thread\n", ActiveKvKernels().isa, a.head_dim,
-                a.gqa, a.gqa == 1 ? "" : "s");
+    std::printf("KV kernels: %s, head_dim %d, groups of %d channels, %d query head%s per kv head, one thread\n",
+                ActiveKvKernels().isa, a.head_dim, group, a.gqa, a.gqa == 1 ? "" : "s");
     std::printf("copy (read + write), one thread: %8.2f GB/s\n", copy / 1e9);
     if (!a.model.empty()) {
       std::printf("copy, %d threads (the model's):  %8.2f GB/s\n", model_threads, copy_model / 1e9);
