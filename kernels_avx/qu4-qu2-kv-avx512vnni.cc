@@ -625,7 +625,7 @@ void ValuesInt2Vnni(const KvRowFormat& f, const float* p, size_t p_stride, const
       }
       // Rows t..t+3 (codes x, transposed: byte 4j + r of each lane is row r's byte j of that lane's dword) into each
       // query's sums.
-      auto step = [&](int t, __m512i x) [[gnu::always_inline]] {
+      auto step = [&](int t, __m512i x) __attribute__((always_inline)) {
         const __m512i ph[4] = {BitField<0, 2>(x), BitField<2, 2>(x), BitField<4, 2>(x), BitField<6, 2>(x)};
         const __m512i pick = _mm512_add_epi32(second_half, _mm512_set1_epi32(t / 4));
         for (int h = 0; h < NQ; ++h) {
