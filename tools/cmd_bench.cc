@@ -338,8 +338,11 @@ int RunBench(const BenchArgs& a) {
   const double read_model = collector.rates.count("read_threads") ? collector.rates["read_threads"] : 0.0;
   out["copy_bytes_per_second"] = copy;
   if (!a.json) {
-    std::printf("KV kernels: %s, head_dim %d, groups of %d channels, %d query head%s per kv head, one thread\n",
-                ActiveKvKernels().isa, a.head_dim, group, a.gqa, a.gqa == 1 ? "" : "s");
+    if (a.model_only)
+      std::printf("KV kernels: %s\n", ActiveKvKernels().isa);
+    else
+      std::printf("KV kernels: %s, head_dim %d, groups of %d channels, %d query head%s per kv head, one thread\n",
+                  ActiveKvKernels().isa, a.head_dim, group, a.gqa, a.gqa == 1 ? "" : "s");
     std::printf("copy (read + write), one thread: %8.2f GB/s\n", copy / 1e9);
     if (!a.model.empty()) {
       std::printf("copy, %d threads (the model's):  %8.2f GB/s\n", model_threads, copy_model / 1e9);
