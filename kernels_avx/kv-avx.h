@@ -98,8 +98,8 @@ void Qu4Qu2KvScoresGroupAvx2(const KvRowFormat& f, int nq, const float* q, const
                              size_t n, float scale, float* out, size_t out_stride);
 void Qu4Qu2KvValuesGroupAvx2(const KvRowFormat& f, int nq, const float* p, size_t p_stride, const uint8_t* rows, size_t n,
                              float* acc);
-// Every row shape (qu-kv-anyshape-avx2.cc): the shapes the kernels above do not specialise. Scores of INT8/INT4/INT3/INT2
-// rows, values of INT4/INT3/INT2 rows.
+// Every row shape (qu-kv-anyshape-avx2.cc): the shapes the kernels above do not specialise. Scores of INT8, INT4, INT3
+// and INT2 rows, values of INT4, INT3 and INT2 rows.
 void QuKvScoresAnyShapeAvx2(const KvRowFormat& f, int nq, const float* q, const float* qsum, const uint8_t* rows,
                             size_t n, float scale, float* out, size_t out_stride);
 void QuKvValuesAnyShapeAvx2(const KvRowFormat& f, int nq, const float* p, size_t p_stride, const uint8_t* rows,

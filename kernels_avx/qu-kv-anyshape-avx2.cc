@@ -136,8 +136,8 @@ void ScoresAnyShape(const KvRowFormat& f, int nq, const float* q, const float* q
           const bool half = s == full_steps;
           __m256i acc[4];
           for (int k = 0; k < 4; ++k)
-            acc[k] = _mm256_madd_epi16(half ? Codes16<BITS, true>(r[k], 16 * s, spread) : Codes16<BITS, false>(r[k], 16 * s, spread),
-                                       q16[s]);
+            acc[k] = _mm256_madd_epi16(
+                half ? Codes16<BITS, true>(r[k], 16 * s, spread) : Codes16<BITS, false>(r[k], 16 * s, spread), q16[s]);
           const __m256i h4 = HalfSums4(acc);
           dots[2 * s] = _mm256_castsi256_si128(h4);
           if (!half) dots[2 * s + 1] = _mm256_extracti128_si256(h4, 1);

@@ -1,6 +1,6 @@
 // f16-kv-scores/values and qu8-kv-values, NEON (AArch64 baseline). FP16 rows widen with vcvt_f32_f16; INT8 values
-// widen eight codes at a time, each row's per-group scale and zero folded into p; values sum in registers (ValuesPass). (INT8 scores are read in integers
-// with the narrower codes': qu4-qu2-kv-neon.cc.)
+// widen eight codes at a time, each row's per-group scale and zero folded into p; values sum in registers
+// (ValuesPass). (INT8 scores are read in integers with the narrower codes': qu4-qu2-kv-neon.cc.)
 #include <algorithm>
 
 #include "kv-neon.h"
@@ -44,11 +44,11 @@ void F16ScoresImpl(const KvRowFormat& f, const float* q, const float*, const uin
 }
 
 // Values (FP16 and INT8 rows) keep their sums in registers: rows go in blocks of kValueBlockRows, and a block is read
-// once per chunk of V four-channel registers per head, the chunk's sums loaded before the block's rows and stored after
-// (the block's rows stay in L1 between chunks). Until session 33 every row's sums were loaded from and stored to
-// memory, four channels at a time, and a GQA group's INT8 values ran the one-query kernel once per head. The per-channel
-// operations are unchanged, in the same order: a head's result is the one-query kernel's bit for bit. A row a head
-// weighs 0 is skipped for that head, as the reference skips it (its codes may be anything).
+// once per chunk of V four-channel registers per head, the chunk's sums loaded before the block's rows and stored
+// after (the block's rows stay in L1 between chunks). Until session 33 every row's sums were loaded from and stored to
+// memory, four channels at a time, and a GQA group's INT8 values ran the one-query kernel once per head. The
+// per-channel operations are unchanged, in the same order: a head's result is the one-query kernel's bit for bit. A
+// row a head weighs 0 is skipped for that head, as the reference skips it (its codes may be anything).
 constexpr int kValueBlockRows = 64;
 
 // Registers of sums per head and chunk: 64 channels for one head (16 of the 32 registers), 32 for two, 16 for 3-4.
@@ -140,7 +140,8 @@ template <class Rows>
 void ValuesGroup(const KvRowFormat& f, int nq, const float* p, size_t p_stride, const uint8_t* rows, size_t n,
                  float* acc) {
   KvForQueryPasses(nq, [&](auto count, int h) {
-    ValuesPass<Rows, decltype(count)::value>(f, p + (size_t)h * p_stride, p_stride, rows, n, acc + (size_t)h * f.head_dim);
+    ValuesPass<Rows, decltype(count)::value>(f, p + (size_t)h * p_stride, p_stride, rows, n,
+                                             acc + (size_t)h * f.head_dim);
   });
 }
 

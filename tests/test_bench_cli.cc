@@ -61,7 +61,8 @@ TEST(BenchCli, AttentionKernelsTakeTheGroupAndRefuseAShapeTheCacheWouldNot) {
 #if !defined(MIKV_TEST_HAVE_BENCH)
   GTEST_SKIP() << "this build's mikv has no bench command (no Google Benchmark for its target)";
 #endif
-  const std::string base = std::string(MIKV_CLI) + " bench --precisions int4,int2 --tokens 256 --min-time 0.01 --repetitions 1 --json";
+  const std::string base =
+      std::string(MIKV_CLI) + " bench --precisions int4,int2 --tokens 256 --min-time 0.01 --repetitions 1 --json";
   int status = -1;
   // llama2.c's stories15M shape: head_dim 48 in groups of 16.
   std::string out = CommandOutput(base + " --head-dim 48 --kv-group 16", &status);

@@ -88,8 +88,9 @@ TEST(KvKernels, EveryVariantEqualsTheScalarReference) {
   std::normal_distribution<float> normal(0.0f, 1.0f);
   // Up to 150 rows: several of the integer values kernels' blocks (16 or 64 rows), with a partial one at the end.
   std::uniform_int_distribution<int> rows(1, 150);
-  // Beside the shapes of the specialised x86 kernels, the any-shape ones' (qu-kv-anyshape-avx2.cc): groups of 16 and of
-  // 8, more than four (and eight) groups, head_dim 48 (llama2.c's stories15M) and head_dims of an odd count of 8 channels (40, 8).
+  // Beside the shapes of the specialised x86 kernels, the any-shape ones' (qu-kv-anyshape-avx2.cc): groups of 16 and
+  // of 8, more than four (and eight) groups, head_dim 48 (llama2.c's stories15M) and head_dims of an odd count of 8
+  // channels (40, 8).
   const Shape shapes[] = {{64, 32}, {64, 64}, {64, 16}, {128, 32}, {128, 64}, {128, 128}, {80, 16}, {64, 8},
                           {96, 32}, {48, 16}, {128, 16}, {40, 8}, {8, 8}, {96, 8}, {24, 8}};
   int checked = 0;
@@ -184,7 +185,8 @@ TEST(KvKernels, GroupKernelsGiveEachQueryTheOneQueryResult) {
   // eight at a time), odd row counts, and head dimensions the fast paths do not take (80, 96: other entry points).
   std::mt19937 rng(16);
   std::normal_distribution<float> normal(0.0f, 1.0f);
-  const Shape shapes[] = {{64, 32}, {128, 32}, {64, 64}, {64, 16}, {80, 16}, {96, 32}, {80, 80}, {96, 96}, {40, 8}, {128, 16}};
+  const Shape shapes[] = {{64, 32}, {128, 32}, {64, 64}, {64, 16}, {80, 16},
+                          {96, 32}, {80, 80}, {96, 96}, {40, 8}, {128, 16}};
   std::vector<const KvKernels*> kernels = Variants();
   kernels.push_back(&kScalarKvKernels);
   for (const KvKernels* k : kernels) {
