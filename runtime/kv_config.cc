@@ -25,18 +25,26 @@ bool ParseKvPolicy(const std::string& name, KvPolicy* p) {
   return false;
 }
 
+int KvWholeHeadGroup(int group, int head_dim) {
+  return group == 0 || (head_dim > 0 && group >= head_dim && group % head_dim == 0) ? head_dim : group;
+}
+
 int KvTierGroup(const KvCacheConfig& c, int tier_group, int head_dim) {
-  const int group = tier_group >= 0 ? tier_group : c.group;
-  return group == 0 ? head_dim : group;
+  return KvWholeHeadGroup(tier_group >= 0 ? tier_group : c.group, head_dim);
 }
 
 namespace {
 
 Status CheckGroup(int asked, int group, int head_dim, const char* tier) {
   if (group >= 8 && group % 8 == 0 && head_dim % group == 0) return OkStatus();
+  std::string valid;  // the groups this head takes, for the message
+  for (int g = 8; g <= head_dim; g += 8)
+    if (head_dim % g == 0) valid += (valid.empty() ? "" : ", ") + std::to_string(g);
   return Status(MIKV_ERR_INVALID_ARGUMENT, std::string("KV group size ") + std::to_string(asked) + " (" + tier +
                                                " tier) must be a multiple of 8 that divides the head dimension " +
-                                               std::to_string(head_dim) + " (e.g. 32, 64, or 0 for the head dimension)");
+                                               std::to_string(head_dim) + " (here: " +
+                                               (valid.empty() ? std::string("none") : valid) +
+                                               "; 0 = the head dimension)");
 }
 
 // The tiered plan (mikv with a middle tier). Costs are per stream (layer and kv head), tables included; `avail` is

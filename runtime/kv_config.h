@@ -30,7 +30,7 @@ struct KvCacheConfig {
   KvPolicy policy = KvPolicy::Plain;
   KvPrecision hi = KvPrecision::F16;   // f16 or int8
   KvPrecision lo = KvPrecision::Int2;  // int8, int4, int3 or int2
-  int group = 32;                      // channels per scale/zero; must divide head_dim (0 = head_dim)
+  int group = 32;                      // channels per scale/zero; must divide head_dim (0 or a multiple: head_dim)
   int sinks = 4;                       // first tokens always kept high
   int window = 32;                     // most recent tokens always kept high
   // Size of the cache. budget_bytes > 0: the KV memory (regions + tables) for all layers; tokens follow from it.
@@ -56,7 +56,10 @@ struct KvCacheConfig {
   KvPrecision mid_keys = KvPrecision::F16, lo_keys = KvPrecision::F16;
 };
 
-// The channels per scale/zero a tier uses (`group` resolved: -1 = the config's, 0 = the head dimension).
+// The channels per scale/zero of a group asked as `group`: 0, or a multiple of the head dimension (the default 32 for
+// llama2.c's heads of 8 or 16 channels), is one group per head; anything else is taken as asked (and checked).
+int KvWholeHeadGroup(int group, int head_dim);
+// The channels per scale/zero a tier uses (`group` resolved: -1 = the config's, then KvWholeHeadGroup).
 int KvTierGroup(const KvCacheConfig& c, int tier_group, int head_dim);
 // The precision of a tier's keys given its values' precision and the key override (F16 = the same).
 inline KvPrecision KvKeyPrecision(KvPrecision values, KvPrecision keys) {

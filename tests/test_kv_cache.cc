@@ -818,6 +818,32 @@ TEST(KvConfig, ParsesOneStringCaches) {
   }
 }
 
+TEST(MixedKvCache, AGroupOfAMultipleOfTheHeadIsTheWholeHead) {
+  // The default group of 32 on llama2.c's heads of 8 or 16 channels (stories260K, stories15M's 48 is another case):
+  // one group per head, as --kv-group 0 asks, rather than an error the user did not cause.
+  const KvGeometry g = SmallGeometry(64);  // head_dim 16
+  KvCacheConfig c = Config(KvPolicy::MiKV, 40, 0.5f);
+  c.lo = KvPrecision::Int4;
+  c.group = 0;
+  KvPlan whole;
+  ASSERT_TRUE(PlanKvCache(g, c, &whole).ok());
+  for (int group : {32, 64}) {
+    c.group = group;
+    KvPlan plan;
+    ASSERT_TRUE(PlanKvCache(g, c, &plan).ok()) << group;
+    EXPECT_EQ(KvTierGroup(c, -1, 16), 16);
+    EXPECT_EQ(plan.lo_bytes_per_token, whole.lo_bytes_per_token) << group;
+    EXPECT_EQ(plan.lo_tokens, whole.lo_tokens) << group;
+  }
+  c.group = 8;  // a real group of the head stays as asked
+  EXPECT_EQ(KvTierGroup(c, -1, 16), 8);
+  c.group = 24;  // neither: the error lists the groups this head takes
+  KvPlan plan;
+  const Status s = PlanKvCache(g, c, &plan);
+  EXPECT_EQ(s.code(), MIKV_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(s.message().find("(here: 8, 16; 0 = the head dimension)"), std::string::npos) << s.message();
+}
+
 TEST(MixedKvCache, BadConfigurationsNameTheLimit) {
   const KvGeometry g = SmallGeometry(64);
   KvPlan plan;

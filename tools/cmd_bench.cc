@@ -35,6 +35,7 @@
 #include "ggml_blocks.h"
 #include "linear.h"
 #include "kv_codec.h"
+#include "kv_config.h"
 #include "kv_kernels.h"
 #include "kv_options.h"
 #include "model.h"
@@ -285,9 +286,9 @@ int RunBench(const BenchArgs& a) {
     timed(benchmark::RegisterBenchmark("copy_threads", [model_threads](benchmark::State& s) { BenchCopy(s, model_threads); }));
   if (!a.model.empty())
     timed(benchmark::RegisterBenchmark("read_threads", [model_threads](benchmark::State& s) { BenchRead(s, model_threads); }));
-  // The kernels' rows: --kv-group channels per scale (0: the whole head; capped at the head), which must divide
+  // The kernels' rows: --kv-group channels per scale (0 or a multiple of the head: the whole head), which must divide
   // --head-dim into groups of a multiple of 8, as the cache's rows do (kv_config.cc).
-  const int group = a.kv.group == 0 ? a.head_dim : std::min(a.kv.group, a.head_dim);
+  const int group = KvWholeHeadGroup(a.kv.group, a.head_dim);
   if (!a.model_only) {
     if (a.head_dim < 8 || a.head_dim > kMaxHeadDim || a.head_dim % 8 != 0)
       return Fail(Status(MIKV_ERR_INVALID_ARGUMENT, "--head-dim " + std::to_string(a.head_dim) + ": the KV kernels take a " +

@@ -30,7 +30,9 @@ void AddKvOptions(CLI::App* cmd, KvArgs* a) {
   cmd->add_option("--hi-frac", a->hi_frac, "fraction of cached tokens kept at high precision")->capture_default_str();
   cmd->add_option("--hi", a->hi, "high precision: f16, int8")->capture_default_str();
   cmd->add_option("--lo", a->lo, "low precision: int8, int4, int3, int2")->capture_default_str();
-  cmd->add_option("--kv-group", a->group, "channels per quantization scale/zero (0 = head dim)")->capture_default_str();
+  cmd->add_option("--kv-group", a->group,
+                  "channels per quantization scale/zero (0, or a multiple of the head dim: one group per head)")
+      ->capture_default_str();
   cmd->add_option("--sinks", a->sinks, "attention-sink tokens always kept high")->capture_default_str();
   cmd->add_option("--window", a->window, "recent tokens always kept high")->capture_default_str();
   cmd->add_flag("--no-balance", a->no_balance, "turn the per-channel key balancer off");

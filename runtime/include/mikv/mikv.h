@@ -95,7 +95,7 @@ typedef struct mikv_session_config {
   int32_t prefill_chunk;
   mikv_kv_policy kv_policy;
   mikv_precision kv_high, kv_low;
-  int32_t kv_group;        /* channels per scale/zero (0 = head dimension) */
+  int32_t kv_group;        /* channels per scale/zero (0, or a multiple of the head dimension: one per head) */
   int32_t kv_sinks, kv_window;
   uint64_t kv_budget_bytes; /* 0 = sized by kv_tokens / kv_high_fraction */
   int32_t kv_tokens;
