@@ -10,7 +10,8 @@
 // The heads of a GQA group go in passes of up to four (KvForQueryPasses, kv_kernels.h): each row is read and unpacked once per pass, not once
 // per head. (Until session 16 the group entry points ran the one-query kernels once per head, and those reduced each
 // row's lanes with its own vaddvq and kept the values' sums in memory.)
-// Groups must be whole multiples of 16 channels (every Llama-family shape); others go to the scalar reference.
+// Groups of 16 channels or more go in 16-channel steps; groups of 8 (llama2.c's heads of 8 channels) in steps of 8 with
+// the query's other 8 channels zero (scores), or as the two halves of a step (values).
 #include <algorithm>
 #include <cstring>
 
@@ -68,6 +69,16 @@ inline uint8x16_t Codes16(const uint8_t* codes, int i) {
   }
 }
 
+// Channels [i, i + 8) in bytes 0-7: a step of a group of 8 channels (bytes 8-15 are multiplied by a zero query). INT8
+// reads those 8 bytes only (bytes 8-15 are 0), since a row of head_dim 8 ends 4 bytes after them. The packed codes go
+// through Codes16, which reads at most 4 (INT4), 2 (INT2) or 5 (INT3) bytes past the step's: the row's next codes, or
+// its scales and zeros (at least 4 bytes; INT3 at head_dim 8 also pads its 3 code bytes to 4).
+template <int BITS>
+inline uint8x16_t Codes8Of16(const uint8_t* codes, int i) {
+  if constexpr (BITS == 8) return vcombine_u8(vld1_u8(codes + i), vdup_n_u8(0));
+  else return Codes16<BITS>(codes, i);
+}
+
 inline int32x4_t DotAccumulate(int32x4_t acc, uint8x16_t codes, int8x16_t q) {
 #if defined(__ARM_FEATURE_DOTPROD) || defined(MIKV_NEON_EMULATE_DOTPROD)
   return vdotq_s32(acc, vreinterpretq_s8_u8(codes), q);
@@ -100,7 +111,7 @@ void ScoresPass(const KvRowFormat& f, const int8_t* q8, const float* qs, const f
   const size_t code_bytes = KvCodeBytes(d, BITS);
   // INT8 codes go into the signed products as code - 128 (s8·s8: SDOT, or vmull_s8 pairs of at most 2·128·127 in
   // int16), and each group's sum gets back 128·Σ q8 over the group: the same integer as Σ q8·code.
-  int32_t offset[NQ][kMaxHeadDim / 16] = {};
+  int32_t offset[NQ][kMaxHeadDim / 8] = {};
   if constexpr (BITS == 8)
     for (int h = 0; h < NQ; ++h)
       for (int i = 0; i < d; ++i) offset[h][i / group] += 128 * q8[h * d + i];
@@ -113,7 +124,17 @@ void ScoresPass(const KvRowFormat& f, const int8_t* q8, const float* qs, const f
       int32x4_t acc[NQ][4];
       for (int h = 0; h < NQ; ++h)
         for (int k = 0; k < 4; ++k) acc[h][k] = vdupq_n_s32(0);
-      for (int i = g * group; i < (g + 1) * group; i += 16) {
+      if (group == 8) {  // one step of the group's 8 channels, the query's other 8 zero (they weigh nothing)
+        const int i = g * 8;
+        int8x16_t q[NQ];
+        for (int h = 0; h < NQ; ++h) q[h] = vcombine_s8(vld1_s8(q8 + h * d + i), vdup_n_s8(0));
+        for (int k = 0; k < 4; ++k) {
+          uint8x16_t c = Codes8Of16<BITS>(r[k], i);
+          if constexpr (BITS == 8) c = veorq_u8(c, vdupq_n_u8(0x80));
+          for (int h = 0; h < NQ; ++h) acc[h][k] = DotAccumulate(acc[h][k], c, q[h]);
+        }
+      }
+      for (int i = g * group; group >= 16 && i < (g + 1) * group; i += 16) {
         int8x16_t q[NQ];
         for (int h = 0; h < NQ; ++h) q[h] = vld1q_s8(q8 + h * d + i);
         for (int k = 0; k < 4; ++k) {
@@ -144,7 +165,7 @@ void ScoresPass(const KvRowFormat& f, const int8_t* q8, const float* qs, const f
 // the zeros' terms Σ_t p·zero_g summed in four lanes over every block (added to acc after the last one).
 template <int NQ>
 struct BlockWeights {
-  static constexpr int kMaxGroups = kMaxHeadDim / 16;  // the integer kernels here take groups of 16 and more
+  static constexpr int kMaxGroups = kMaxHeadDim / 8;  // groups are at least 8 channels
   uint8_t w8[NQ][kMaxGroups][kKvValueBlockMax];
   float ws[NQ][kMaxGroups];
   float32x4_t zsum[NQ][kMaxGroups];
@@ -203,22 +224,24 @@ void ValuesPass(const KvRowFormat& f, const float* p, size_t p_stride, const uin
     const uint8_t* first = rows + b * f.stride;
     bw.Quantize(f, p + b, p_stride, first, nb);
     for (int i = 0; i < d; i += 16) {
-      const int g = i / group;
+      // Channels i..i+7 are of group g_lo, i+8..i+15 of g_hi (the same group unless groups are 8 wide); a head_dim of
+      // an odd count of 8 ends in a half step, whose upper half (the bytes after the codes) is neither used nor stored.
+      const bool half = i + 16 > d;
+      const int g_lo = i / group, g_hi = half ? g_lo : (i + 8) / group;
       uint16x8_t lo[NQ], hi[NQ];
       for (int h = 0; h < NQ; ++h) lo[h] = hi[h] = vdupq_n_u16(0);
       for (int t = 0; t < nb; ++t) {
         const uint8x16_t c = Codes16<BITS>(first + t * f.stride, i);
         for (int h = 0; h < NQ; ++h) {
-          const uint8x8_t w = vdup_n_u8(bw.w8[h][g][t]);
-          lo[h] = vmlal_u8(lo[h], vget_low_u8(c), w);
-          hi[h] = vmlal_u8(hi[h], vget_high_u8(c), w);
+          lo[h] = vmlal_u8(lo[h], vget_low_u8(c), vdup_n_u8(bw.w8[h][g_lo][t]));
+          hi[h] = vmlal_u8(hi[h], vget_high_u8(c), vdup_n_u8(bw.w8[h][g_hi][t]));
         }
       }
       for (int h = 0; h < NQ; ++h) {
-        const float32x4_t s = vdupq_n_f32(bw.ws[h][g]);
         float* a = acc + h * d + i;
         const uint16x8_t v[2] = {lo[h], hi[h]};
-        for (int j = 0; j < 2; ++j) {
+        for (int j = 0; j < (half ? 1 : 2); ++j) {
+          const float32x4_t s = vdupq_n_f32(bw.ws[h][j == 0 ? g_lo : g_hi]);
           const float32x4_t l = vcvtq_f32_u32(vmovl_u16(vget_low_u16(v[j]))), u = vcvtq_f32_u32(vmovl_u16(vget_high_u16(v[j])));
           vst1q_f32(a + 8 * j, vaddq_f32(vld1q_f32(a + 8 * j), vmulq_f32(s, l)));
           vst1q_f32(a + 8 * j + 4, vaddq_f32(vld1q_f32(a + 8 * j + 4), vmulq_f32(s, u)));
@@ -260,8 +283,6 @@ void ValuesGroup(const KvRowFormat& f, int nq, const float* p, size_t p_stride, 
 
 void Qu4Qu2ScoresGroup(const KvRowFormat& f, int nq, const float* q, const float* qsum, const uint8_t* rows, size_t n,
                        float scale, float* out, size_t out_stride) {
-  if (f.group % 16 != 0)
-    return kScalarKvKernels.scores_group[(int)f.precision](f, nq, q, qsum, rows, n, scale, out, out_stride);
   if (n == 0) return;
   if (f.precision == KvPrecision::Int8) return ScoresGroup<8>(f, nq, q, qsum, rows, n, scale, out, out_stride);
   if (f.precision == KvPrecision::Int4) return ScoresGroup<4>(f, nq, q, qsum, rows, n, scale, out, out_stride);
@@ -271,7 +292,6 @@ void Qu4Qu2ScoresGroup(const KvRowFormat& f, int nq, const float* q, const float
 
 void Qu4Qu2ValuesGroup(const KvRowFormat& f, int nq, const float* p, size_t p_stride, const uint8_t* rows, size_t n,
                        float* acc) {
-  if (f.group % 16 != 0) return kScalarKvKernels.values_group[(int)f.precision](f, nq, p, p_stride, rows, n, acc);
   if (f.precision == KvPrecision::Int4) return ValuesGroup<4>(f, nq, p, p_stride, rows, n, acc);
   if (f.precision == KvPrecision::Int3) return ValuesGroup<3>(f, nq, p, p_stride, rows, n, acc);
   return ValuesGroup<2>(f, nq, p, p_stride, rows, n, acc);
