@@ -103,10 +103,20 @@ inline __m256 ScalesAndZeros(const uint16_t* sz, int ng) {
   return _mm256_cvtph_ps(h);
 }
 
+// A row's eight scales from sz (lanes past ng: anything) and its ng zeros in lanes 0..ng-1, for rows of five to eight
+// groups: the zeros are the row's last eight halfs moved down by 8 - ng lanes (nothing past the row is read).
+inline void ScalesAndZeros8(const uint16_t* sz, int ng, const __m256i& down, __m256* scales, __m256* zeros) {
+  *scales = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sz)));
+  *zeros = _mm256_permutevar8x32_ps(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sz + 2 * ng - 8))),
+                                    down);
+}
+
 // NQ queries (a template parameter, so that their accumulators stay in registers): up to eight chains in flight, as
 // many chunks at a time as divide the group, or spans of whole groups where a group has fewer chunks than that (rows of
-// at most four groups, whose weights lie side by side). The weights of a block: rows of at most four groups have every
-// group's p·scale and Σ p·zero from one conversion and one multiply (and multiply-add) per row; others group by group.
+// at most eight groups, whose weights lie side by side). The weights of a block: rows of at most eight groups have
+// every group's p·scale and Σ p·zero from one or two conversions and one multiply (and multiply-add) per row; others
+// group by group. (Rows of five to eight groups, head_dim 64 in groups of 8 or 128 in groups of 16, went group by
+// group until session 33, one chain of eight channels each: ~6x slower than groups of 32.)
 // Either way each weight is p·scale, or 0 where p is 0, and each Σ p·zero adds its rows in order with one rounding.
 template <int BITS, int NQ>
 void ValuesQueries(const KvRowFormat& f, const float* p, size_t p_stride, const uint8_t* rows, size_t n, float* acc) {
@@ -116,7 +126,8 @@ void ValuesQueries(const KvRowFormat& f, const float* p, size_t p_stride, const 
   const int chunks = group / 8;
   const int c = kMaxChunks >= 8 && chunks % 8 == 0 ? 8 : kMaxChunks >= 4 && chunks % 4 == 0 ? 4 : chunks % 2 == 0 ? 2 : 1;
   int span = 0;  // chunks per span of whole groups (0: group by group)
-  if (ng <= 4)
+  const bool side_by_side = ng <= 8;  // every group's weight of a row in one vector
+  if (side_by_side)
     for (int s : {8, 4, 2})
       if (s <= kMaxChunks && s > chunks && s % chunks == 0 && (d / 8) % s == 0) {
         span = s;
@@ -126,11 +137,12 @@ void ValuesQueries(const KvRowFormat& f, const float* p, size_t p_stride, const 
   // Sixteen-channel chunks (Chunk16) where groups are whole chunks and the rows' weights lie side by side: spans
   // of 64 channels, or 128 where two or fewer queries leave the registers for sixteen chains.
   constexpr int kWide = NQ <= 2 ? 8 : 4;
-  const bool wide = ng <= 4 && group % 16 == 0 && d % 64 == 0;
+  const bool wide = side_by_side && group % 16 == 0 && d % 64 == 0;
   const int c16 = d % (16 * kWide) == 0 ? kWide : 4, cpg16 = std::min(group / 16, c16);
 #endif
   alignas(32) float ps[NQ][kValueBlock][8];
-  alignas(32) float zsums[NQ][8];
+  alignas(32) float zsums[NQ][16];  // [ng, 2ng): the Σ p·zero of groups 0..ng-1 (below ng: the scales' lanes)
+  const __m256i down = _mm256_add_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(8 - ng));
   for (size_t t0 = 0; t0 < n; t0 += kValueBlock) {
     const int nb = (int)std::min<size_t>(kValueBlock, n - t0);
     const uint8_t* block = rows + t0 * f.stride;
@@ -148,6 +160,21 @@ void ValuesQueries(const KvRowFormat& f, const float* p, size_t p_stride, const 
         }
       }
       for (int h = 0; h < NQ; ++h) _mm256_store_ps(zsums[h], zacc[h]);
+    } else if (side_by_side) {
+      __m256 zacc[NQ];
+      for (int h = 0; h < NQ; ++h) zacc[h] = _mm256_setzero_ps();
+      for (int t = 0; t < nb; ++t) {
+        __m256 scales, zeros;
+        ScalesAndZeros8(reinterpret_cast<const uint16_t*>(block + t * f.stride + code_bytes), ng, down, &scales, &zeros);
+        for (int h = 0; h < NQ; ++h) {
+          const float ph = p[(size_t)h * p_stride + t0 + t];
+          const __m256 pv = _mm256_set1_ps(ph);
+          const __m256 weighed = _mm256_cmp_ps(pv, _mm256_setzero_ps(), _CMP_NEQ_UQ);  // all lanes, or none
+          _mm256_store_ps(ps[h][t], _mm256_and_ps(_mm256_mul_ps(pv, scales), weighed));
+          zacc[h] = _mm256_blendv_ps(zacc[h], _mm256_fmadd_ps(pv, zeros, zacc[h]), weighed);
+        }
+      }
+      for (int h = 0; h < NQ; ++h) _mm256_storeu_ps(zsums[h] + ng, zacc[h]);
     }
 #if defined(__AVX512F__)
     if (wide) {
@@ -155,13 +182,13 @@ void ValuesQueries(const KvRowFormat& f, const float* p, size_t p_stride, const 
         const float* pg = &ps[0][0][i / group];
         const float* zg = &zsums[0][ng + i / group];
         switch (c16 * 16 + cpg16) {
-          case 8 * 16 + 1: ValueChunks<Chunk16, NQ, kWide, 1>(block, f.stride, nb, pg, zg, 8, i, d, acc); break;
-          case 8 * 16 + 2: ValueChunks<Chunk16, NQ, kWide, 2>(block, f.stride, nb, pg, zg, 8, i, d, acc); break;
-          case 8 * 16 + 4: ValueChunks<Chunk16, NQ, kWide, 4>(block, f.stride, nb, pg, zg, 8, i, d, acc); break;
-          case 8 * 16 + 8: ValueChunks<Chunk16, NQ, kWide, kWide>(block, f.stride, nb, pg, zg, 8, i, d, acc); break;
-          case 4 * 16 + 1: ValueChunks<Chunk16, NQ, 4, 1>(block, f.stride, nb, pg, zg, 8, i, d, acc); break;
-          case 4 * 16 + 2: ValueChunks<Chunk16, NQ, 4, 2>(block, f.stride, nb, pg, zg, 8, i, d, acc); break;
-          default: ValueChunks<Chunk16, NQ, 4, 4>(block, f.stride, nb, pg, zg, 8, i, d, acc); break;
+          case 8 * 16 + 1: ValueChunks<Chunk16, NQ, kWide, 1>(block, f.stride, nb, pg, zg, 16, i, d, acc); break;
+          case 8 * 16 + 2: ValueChunks<Chunk16, NQ, kWide, 2>(block, f.stride, nb, pg, zg, 16, i, d, acc); break;
+          case 8 * 16 + 4: ValueChunks<Chunk16, NQ, kWide, 4>(block, f.stride, nb, pg, zg, 16, i, d, acc); break;
+          case 8 * 16 + 8: ValueChunks<Chunk16, NQ, kWide, kWide>(block, f.stride, nb, pg, zg, 16, i, d, acc); break;
+          case 4 * 16 + 1: ValueChunks<Chunk16, NQ, 4, 1>(block, f.stride, nb, pg, zg, 16, i, d, acc); break;
+          case 4 * 16 + 2: ValueChunks<Chunk16, NQ, 4, 2>(block, f.stride, nb, pg, zg, 16, i, d, acc); break;
+          default: ValueChunks<Chunk16, NQ, 4, 4>(block, f.stride, nb, pg, zg, 16, i, d, acc); break;
         }
       }
       continue;
@@ -172,19 +199,19 @@ void ValuesQueries(const KvRowFormat& f, const float* p, size_t p_stride, const 
         const float* pg = &ps[0][0][i / group];
         const float* zg = &zsums[0][ng + i / group];
         switch (span * 16 + chunks) {
-          case 8 * 16 + 4: ValueChunks<Chunk8, NQ, kMaxChunks >= 8 ? 8 : 1, kMaxChunks >= 8 ? 4 : 1>(block, f.stride, nb, pg, zg, 8, i, d, acc); break;
-          case 8 * 16 + 2: ValueChunks<Chunk8, NQ, kMaxChunks >= 8 ? 8 : 1, kMaxChunks >= 8 ? 2 : 1>(block, f.stride, nb, pg, zg, 8, i, d, acc); break;
-          case 8 * 16 + 1: ValueChunks<Chunk8, NQ, kMaxChunks >= 8 ? 8 : 1, 1>(block, f.stride, nb, pg, zg, 8, i, d, acc); break;
-          case 4 * 16 + 2: ValueChunks<Chunk8, NQ, kMaxChunks >= 4 ? 4 : 1, kMaxChunks >= 4 ? 2 : 1>(block, f.stride, nb, pg, zg, 8, i, d, acc); break;
-          case 4 * 16 + 1: ValueChunks<Chunk8, NQ, kMaxChunks >= 4 ? 4 : 1, 1>(block, f.stride, nb, pg, zg, 8, i, d, acc); break;
-          default: ValueChunks<Chunk8, NQ, 2, 1>(block, f.stride, nb, pg, zg, 8, i, d, acc); break;  // 2 chunks, groups of 8
+          case 8 * 16 + 4: ValueChunks<Chunk8, NQ, kMaxChunks >= 8 ? 8 : 1, kMaxChunks >= 8 ? 4 : 1>(block, f.stride, nb, pg, zg, 16, i, d, acc); break;
+          case 8 * 16 + 2: ValueChunks<Chunk8, NQ, kMaxChunks >= 8 ? 8 : 1, kMaxChunks >= 8 ? 2 : 1>(block, f.stride, nb, pg, zg, 16, i, d, acc); break;
+          case 8 * 16 + 1: ValueChunks<Chunk8, NQ, kMaxChunks >= 8 ? 8 : 1, 1>(block, f.stride, nb, pg, zg, 16, i, d, acc); break;
+          case 4 * 16 + 2: ValueChunks<Chunk8, NQ, kMaxChunks >= 4 ? 4 : 1, kMaxChunks >= 4 ? 2 : 1>(block, f.stride, nb, pg, zg, 16, i, d, acc); break;
+          case 4 * 16 + 1: ValueChunks<Chunk8, NQ, kMaxChunks >= 4 ? 4 : 1, 1>(block, f.stride, nb, pg, zg, 16, i, d, acc); break;
+          default: ValueChunks<Chunk8, NQ, 2, 1>(block, f.stride, nb, pg, zg, 16, i, d, acc); break;  // 2 chunks, groups of 8
         }
       }
       continue;
     }
     for (int g = 0; g < ng; ++g) {
       float zsum[NQ];
-      if (ng <= 4) {
+      if (side_by_side) {
         for (int h = 0; h < NQ; ++h) zsum[h] = zsums[h][ng + g];
       } else {
         for (int h = 0; h < NQ; ++h) zsum[h] = 0.0f;
@@ -199,7 +226,7 @@ void ValuesQueries(const KvRowFormat& f, const float* p, size_t p_stride, const 
         }
       }
       // This group's weights: column g of the rows' vectors, or column 0 where they were made group by group.
-      const float* pg = &ps[0][0][ng <= 4 ? g : 0];
+      const float* pg = &ps[0][0][side_by_side ? g : 0];
       for (int i = g * group; i < (g + 1) * group; i += 8 * c) {
         switch (c) {
           case 8: ValueChunks<Chunk8, NQ, kMaxChunks >= 8 ? 8 : 1>(block, f.stride, nb, pg, zsum, 1, i, d, acc); break;

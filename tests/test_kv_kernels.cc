@@ -267,8 +267,10 @@ TEST(KvKernels, X86Int8ValuesAreTheSameOnEveryTable) {
   std::mt19937 rng(18);
   std::normal_distribution<float> normal(0.0f, 1.0f);
   // Groups of 16, 32, 64 and 128 (the VNNI/VBMI tables' sixteen-channel chunks, one or several groups a span), 8 and
-  // head_dim 96 (their eight-channel ones).
-  const Shape shapes[] = {{64, 32}, {64, 64}, {64, 16}, {128, 32}, {128, 64}, {128, 16}, {128, 128}, {64, 8}, {96, 32}};
+  // head_dim 96 (their eight-channel ones); rows of five to eight groups (weights side by side, since session 33:
+  // 40/8, 96/16, 56/8, 64/8, 128/16) and of more (group by group: 96/8).
+  const Shape shapes[] = {{64, 32}, {64, 64}, {64, 16}, {128, 32}, {128, 64}, {128, 16}, {128, 128}, {64, 8},
+                          {96, 32}, {40, 8}, {96, 16}, {56, 8}, {96, 8}};
   int compared = 0;
   for (KvIsa isa : {KvIsa::Avx512, KvIsa::Avx512Vnni, KvIsa::Avx512Vbmi}) {
     const KvKernels* k = GetKvKernels(isa);
