@@ -146,26 +146,18 @@ void ValuesQueries(const KvRowFormat& f, const float* p, size_t p_stride, const 
   for (size_t t0 = 0; t0 < n; t0 += kValueBlock) {
     const int nb = (int)std::min<size_t>(kValueBlock, n - t0);
     const uint8_t* block = rows + t0 * f.stride;
-    if (ng <= 4) {
+    if (side_by_side) {
+      // Rows of up to four groups hold their scales and zeros in one vector (zeros in lanes ng..2ng-1, whose sums so
+      // land at zsums[h][ng + g] when stored from 0); rows of five to eight in two (zeros in lanes 0..ng-1, stored
+      // from ng).
+      const bool one_vector = ng <= 4;
       __m256 zacc[NQ];
       for (int h = 0; h < NQ; ++h) zacc[h] = _mm256_setzero_ps();
       for (int t = 0; t < nb; ++t) {
-        const __m256 sz = ScalesAndZeros(reinterpret_cast<const uint16_t*>(block + t * f.stride + code_bytes), ng);
-        for (int h = 0; h < NQ; ++h) {
-          const float ph = p[(size_t)h * p_stride + t0 + t];
-          const __m256 pv = _mm256_set1_ps(ph);
-          const __m256 weighed = _mm256_cmp_ps(pv, _mm256_setzero_ps(), _CMP_NEQ_UQ);  // all lanes, or none
-          _mm256_store_ps(ps[h][t], _mm256_and_ps(_mm256_mul_ps(pv, sz), weighed));
-          zacc[h] = _mm256_blendv_ps(zacc[h], _mm256_fmadd_ps(pv, sz, zacc[h]), weighed);
-        }
-      }
-      for (int h = 0; h < NQ; ++h) _mm256_store_ps(zsums[h], zacc[h]);
-    } else if (side_by_side) {
-      __m256 zacc[NQ];
-      for (int h = 0; h < NQ; ++h) zacc[h] = _mm256_setzero_ps();
-      for (int t = 0; t < nb; ++t) {
+        const uint16_t* sz = reinterpret_cast<const uint16_t*>(block + t * f.stride + code_bytes);
         __m256 scales, zeros;
-        ScalesAndZeros8(reinterpret_cast<const uint16_t*>(block + t * f.stride + code_bytes), ng, down, &scales, &zeros);
+        if (one_vector) scales = zeros = ScalesAndZeros(sz, ng);
+        else ScalesAndZeros8(sz, ng, down, &scales, &zeros);
         for (int h = 0; h < NQ; ++h) {
           const float ph = p[(size_t)h * p_stride + t0 + t];
           const __m256 pv = _mm256_set1_ps(ph);
@@ -174,7 +166,7 @@ void ValuesQueries(const KvRowFormat& f, const float* p, size_t p_stride, const 
           zacc[h] = _mm256_blendv_ps(zacc[h], _mm256_fmadd_ps(pv, zeros, zacc[h]), weighed);
         }
       }
-      for (int h = 0; h < NQ; ++h) _mm256_storeu_ps(zsums[h] + ng, zacc[h]);
+      for (int h = 0; h < NQ; ++h) _mm256_storeu_ps(zsums[h] + (one_vector ? 0 : ng), zacc[h]);
     }
 #if defined(__AVX512F__)
     if (wide) {
