@@ -557,6 +557,7 @@ struct QueryBlockWeights16 {
   }
 };
 
+#if defined(__AVX512VBMI__)  // (only the VBMI build reads it: clang warns of an unused constant in the other)
 // ValuesInt2Vnni's transposes of four rows as one byte permute each (VBMI): byte 16L + 4j + r of the result is row
 // r's byte 4L + j — from lane r of four rows' 16 code bytes (`lanes`), or from 24r + 4L + j of four packed rows'
 // 96 bytes (`packed`, two registers).
@@ -574,6 +575,7 @@ inline constexpr Int2TransposeBytes kInt2Transposes = [] {
       }
   return t;
 }();
+#endif
 
 // INT2 values, four rows per vpdpbusd, 512-bit. A step of four rows t..t+3 and one 64-channel chunk: the rows' 16
 // code bytes go into the four 128-bit lanes of one register and are transposed to byte j of every row in dword j
