@@ -46,6 +46,36 @@ inline __m256 Codes8(const uint8_t* codes, int i) {
 
 inline float Half(uint16_t h) { return _cvtsh_ss(h); }
 
+// A row's scales and zeros — ng FP16 scales then ng zeros, after its codes — as the INT8/INT4/INT3/INT2 kernels read
+// them. Nothing past the row is read: the cache packs rows back to back, and the last row of a block may end a
+// mapping.
+//
+// Rows of one to four groups: the 4·ng bytes as the low halfs (the rest 0), with loads of exactly those bytes.
+inline __m128i ScaleZeroHalfs(const uint8_t* sz, int ng) {
+  int32_t w32;
+  switch (ng) {
+    case 1: std::memcpy(&w32, sz, 4); return _mm_cvtsi32_si128(w32);
+    case 2: return _mm_loadl_epi64(reinterpret_cast<const __m128i*>(sz));
+    case 3:
+      std::memcpy(&w32, sz + 8, 4);
+      return _mm_insert_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sz)), w32, 2);
+    default: return _mm_loadu_si128(reinterpret_cast<const __m128i*>(sz));
+  }
+}
+
+// Rows of any count of groups: halfs [h0, h0 + 8) of the 2·ng as floats; halfs past the row's read as anything (they
+// belong to groups past ng). A chunk that would cross the row's end is read as the row's last eight halfs (or, under
+// four groups, all of them) moved down with a byte shuffle.
+inline __m256 Load8HalfsAsFloats(const uint8_t* sz, int h0, int ng) {
+  const int total = 2 * ng;
+  if (h0 + 8 <= total) return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sz + 2 * h0)));
+  const int first = total >= 8 ? total - 8 : 0;  // x holds halfs [first, first + 8)
+  const __m128i x = total >= 8 ? _mm_loadu_si128(reinterpret_cast<const __m128i*>(sz + 2 * first)) : ScaleZeroHalfs(sz, ng);
+  const __m128i down = _mm_add_epi8(_mm_setr_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                    _mm_set1_epi8((char)(2 * (h0 - first))));
+  return _mm256_cvtph_ps(_mm_shuffle_epi8(x, down));
+}
+
 // KvQuantizeQuery's bytes and scales exactly, eight channels at a time (groups are multiples of 8): the scalar loop,
 // with a compare and a branch per channel, was ~10% of a 512-token decode step's attention (three query heads per kv
 // head, one call each). The same operations per channel: |q| maxima (taken so that a NaN channel is skipped, as

@@ -182,29 +182,6 @@ inline void ValuesStep(const KvRowFormat& f, int pitch, const uint8_t* block_row
   _mm256_storeu_ps(acc + i + 8, _mm256_add_ps(_mm256_loadu_ps(acc + i + 8), _mm256_mul_ps(_mm256_set1_ps(ws[g1]), hi)));
 }
 
-// Halfs [h0, h0 + 8) of a row's 2·ng FP16 scales-and-zeros (sz: their start) as floats; as Load4Halfs, halfs past the
-// row's read as anything and nothing past the row is read (a chunk crossing its end is moved down with a byte shuffle).
-inline __m256 Load8HalfsAsFloats(const uint8_t* sz, int h0, int ng) {
-  const int total = 2 * ng;
-  if (h0 + 8 <= total) return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sz + 2 * h0)));
-  __m128i x;
-  int first;  // x holds halfs [first, first + 8)
-  if (total >= 8) {
-    x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(sz + 2 * (total - 8)));
-    first = total - 8;
-  } else {  // one to three groups: 4, 8 or 12 bytes
-    int32_t w[3] = {0, 0, 0};
-    if (ng == 1) std::memcpy(w, sz, 4);
-    else if (ng == 2) std::memcpy(w, sz, 8);
-    else std::memcpy(w, sz, 12);
-    x = _mm_setr_epi32(w[0], w[1], w[2], 0);
-    first = 0;
-  }
-  const __m128i down = _mm_add_epi8(_mm_setr_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                                    _mm_set1_epi8((char)(2 * (h0 - first))));
-  return _mm256_cvtph_ps(_mm_shuffle_epi8(x, down));
-}
-
 // A block's quantized weights as KvQuantizeBlockWeights makes them, with its float operations (so its bytes), eight
 // groups per instruction: w = max(0, p·scale) (maxps with 0 second: a NaN product gives 0, as std::max(0, NaN)), the
 // block's largest per group, then min(127, w·127/largest) (minps: a NaN gives 127, as fmin), max 0, rounded half to

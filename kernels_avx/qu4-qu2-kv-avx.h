@@ -14,20 +14,6 @@ inline bool FastShape(const KvRowFormat& f) {
   return (f.head_dim == 64 || f.head_dim == 128) && f.group % 32 == 0 && f.head_dim / f.group <= 4;
 }
 
-// A row's ng scales then ng zeros (ng = 1, 2 or 4), as FP16 in the low halfs.
-inline __m128i LoadScalesAndZerosHalfs(const uint8_t* p, int ng) {
-  if (ng == 1) {
-    int32_t v;
-    std::memcpy(&v, p, 4);
-    return _mm_cvtsi32_si128(v);
-  }
-  if (ng == 2) return _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
-  return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-}
-
-// The same as floats in the low lanes.
-inline __m256 LoadScalesAndZeros(const uint8_t* p, int ng) { return _mm256_cvtph_ps(LoadScalesAndZerosHalfs(p, ng)); }
-
 // Eight rows' lane vectors -> their eight sums, in one register.
 inline __m256 SumEach(const __m256* r) {
   const __m256 h01 = _mm256_hadd_ps(_mm256_hadd_ps(r[0], r[1]), _mm256_hadd_ps(r[2], r[3]));
@@ -43,7 +29,7 @@ inline __m256 SumEach(const __m256* r) {
 template <int NG>
 inline void ScaleColumns8(const uint8_t* first, size_t stride, int nb, __m128i* cols) {
   __m128i x[8], a[8], b[8];
-  for (int i = 0; i < 8; ++i) x[i] = i < nb ? LoadScalesAndZerosHalfs(first + i * stride, NG) : _mm_setzero_si128();
+  for (int i = 0; i < 8; ++i) x[i] = i < nb ? ScaleZeroHalfs(first + i * stride, NG) : _mm_setzero_si128();
   for (int i = 0; i < 4; ++i) {
     a[2 * i] = _mm_unpacklo_epi16(x[2 * i], x[2 * i + 1]);      // halfs 0-3 of rows 2i, 2i+1, interleaved
     a[2 * i + 1] = _mm_unpackhi_epi16(x[2 * i], x[2 * i + 1]);  // halfs 4-7

@@ -86,31 +86,6 @@ inline void ValueChunks(const uint8_t* block, size_t stride, int nb, const float
     for (int c = 0; c < C; ++c) Chunk::AddTo(acc + (size_t)h * d + i + kWidth * c, a[h][c]);
 }
 
-// A row's scales and zeros as floats when it has at most four groups (d/group ≤ 4: head_dim 64 or 128 with groups of
-// 32): lanes 0..ng-1 the scales, ng..2ng-1 the zeros, read with loads of exactly their 4·ng bytes.
-inline __m256 ScalesAndZeros(const uint16_t* sz, int ng) {
-  int32_t w32;
-  __m128i h;
-  switch (ng) {
-    case 1: __builtin_memcpy(&w32, sz, 4); h = _mm_cvtsi32_si128(w32); break;
-    case 2: h = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(sz)); break;
-    case 3:
-      __builtin_memcpy(&w32, sz + 4, 4);
-      h = _mm_insert_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sz)), w32, 2);
-      break;
-    default: h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(sz)); break;
-  }
-  return _mm256_cvtph_ps(h);
-}
-
-// A row's eight scales from sz (lanes past ng: anything) and its ng zeros in lanes 0..ng-1, for rows of five to eight
-// groups: the zeros are the row's last eight halfs moved down by 8 - ng lanes (nothing past the row is read).
-inline void ScalesAndZeros8(const uint16_t* sz, int ng, const __m256i& down, __m256* scales, __m256* zeros) {
-  *scales = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sz)));
-  *zeros = _mm256_permutevar8x32_ps(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sz + 2 * ng - 8))),
-                                    down);
-}
-
 // NQ queries (a template parameter, so that their accumulators stay in registers): up to eight chains in flight, as
 // many chunks at a time as divide the group, or spans of whole groups where a group has fewer chunks than that (rows of
 // at most eight groups, whose weights lie side by side). The weights of a block: rows of at most eight groups have
@@ -142,7 +117,6 @@ void ValuesQueries(const KvRowFormat& f, const float* p, size_t p_stride, const 
 #endif
   alignas(32) float ps[NQ][kValueBlock][8];
   alignas(32) float zsums[NQ][16];  // [ng, 2ng): the Σ p·zero of groups 0..ng-1 (below ng: the scales' lanes)
-  const __m256i down = _mm256_add_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(8 - ng));
   for (size_t t0 = 0; t0 < n; t0 += kValueBlock) {
     const int nb = (int)std::min<size_t>(kValueBlock, n - t0);
     const uint8_t* block = rows + t0 * f.stride;
@@ -154,10 +128,10 @@ void ValuesQueries(const KvRowFormat& f, const float* p, size_t p_stride, const 
       __m256 zacc[NQ];
       for (int h = 0; h < NQ; ++h) zacc[h] = _mm256_setzero_ps();
       for (int t = 0; t < nb; ++t) {
-        const uint16_t* sz = reinterpret_cast<const uint16_t*>(block + t * f.stride + code_bytes);
-        __m256 scales, zeros;
-        if (one_vector) scales = zeros = ScalesAndZeros(sz, ng);
-        else ScalesAndZeros8(sz, ng, down, &scales, &zeros);
+        const uint8_t* sz = block + t * f.stride + code_bytes;
+        __m256 scales, zeros;  // (kv-avx.h's loads: nothing past the row read)
+        if (one_vector) scales = zeros = _mm256_cvtph_ps(ScaleZeroHalfs(sz, ng));
+        else scales = Load8HalfsAsFloats(sz, 0, ng), zeros = Load8HalfsAsFloats(sz, ng, ng);
         for (int h = 0; h < NQ; ++h) {
           const float ph = p[(size_t)h * p_stride + t0 + t];
           const __m256 pv = _mm256_set1_ps(ph);
