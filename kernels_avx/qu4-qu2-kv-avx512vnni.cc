@@ -59,6 +59,16 @@ inline __m512i BitField(__m512i x) {
   return _mm512_and_si512(_mm512_srli_epi16(x, shift), _mm512_set1_epi8((char)((1 << bits) - 1)));
 }
 
+// INT2 phase k of every byte left in place, (x & 3 << 2k) = 4^k · code: one vpandd, where taking the code down
+// (BitField) is a shift or a gf2p8affineqb, which share the multiply ports with vpdpbusd. A kernel summing such
+// bytes gets 4^k times the sum of the codes, exactly, and takes the 4^k out after, exactly too: a block of 64 rows
+// (KvValueBlockRows) sums at most 64·127·3·4^3 < 2^21 in a lane, a float's integer, and 4^-k is a power of two.
+template <int k>
+[[gnu::always_inline]]
+inline __m512i PhaseInPlace(__m512i x) {
+  return _mm512_and_si512(x, _mm512_set1_epi8((char)(3 << 2 * k)));
+}
+
 // Two groups' [scale0, scale1, zero0, zero1] halfs of sixteen rows, one qword a row (rows8[0]: rows 0-7, rows8[1]:
 // rows 8-15), as four float columns sz[0..3]: one vpermt2w picks two columns of all sixteen rows.
 [[gnu::always_inline]]
@@ -579,9 +589,9 @@ inline constexpr Int2TransposeBytes kInt2Transposes = [] {
 
 // INT2 values, four rows per vpdpbusd, 512-bit. A step of four rows t..t+3 and one 64-channel chunk: the rows' 16
 // code bytes go into the four 128-bit lanes of one register and are transposed to byte j of every row in dword j
-// (vpermd: dword L of each row into lane L; vpshufb: 4x4 bytes within each lane). Phase k = (x >> 2k) & 3 then holds
-// in dword j the four rows' codes of channel 4j+k, and one vpdpbusd per phase and query adds w_t·code_t + ... +
-// w_t+3·code_t+3 into int32 lane j — the weights are the block's quantized bytes w8[g][t..t+3], one dword, spread
+// (vpermd: dword L of each row into lane L; vpshufb: 4x4 bytes within each lane). Phase k, x & 3 << 2k (PhaseInPlace), then
+// holds in dword j the four rows' codes of channel 4j+k times 4^k, and one vpdpbusd per phase and query adds
+// 4^k·(w_t·code_t + ... + w_t+3·code_t+3) into int32 lane j (the 4^k taken out where the block's sums are widened) — the weights are the block's quantized bytes w8[g][t..t+3], one dword, spread
 // over the lanes of each channel's group by one vpermt2d. The same integer sums as the AVX2 kernel (which takes two
 // rows per vpmaddubsw and needs an add after each), widened at the end of each block of 64 rows and scaled by the
 // same fmadd (only the p·zero terms are summed in another order, QueryBlockWeights16); the float slots are the AVX2
@@ -628,7 +638,7 @@ void ValuesInt2Vnni(const KvRowFormat& f, const float* p, size_t p_stride, const
       // Rows t..t+3 (codes x, transposed: byte 4j + r of each lane is row r's byte j of that lane's dword) into each
       // query's sums.
       auto step = [&](int t, __m512i x) __attribute__((always_inline)) {
-        const __m512i ph[4] = {BitField<0, 2>(x), BitField<2, 2>(x), BitField<4, 2>(x), BitField<6, 2>(x)};
+        const __m512i ph[4] = {PhaseInPlace<0>(x), PhaseInPlace<1>(x), PhaseInPlace<2>(x), PhaseInPlace<3>(x)};
         const __m512i pick = _mm512_add_epi32(second_half, _mm512_set1_epi32(t / 4));
         for (int h = 0; h < NQ; ++h) {
           const __m512i w = _mm512_permutex2var_epi32(wlo[h], pick, whi[h]);
@@ -670,7 +680,8 @@ void ValuesInt2Vnni(const KvRowFormat& f, const float* p, size_t p_stride, const
         const __m512 scale = _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(qw.ws[h][g_lo][kb]), _mm512_set1_ps(qw.ws[h][g_hi][kb]));
         for (int k = 0; k < 4; ++k) {
           float* slot = fa[h] + (c * 4 + k) * 16;
-          _mm512_store_ps(slot, _mm512_fmadd_ps(scale, _mm512_cvtepi32_ps(a32[h][k]), _mm512_load_ps(slot)));
+          const __m512 sums = _mm512_mul_ps(_mm512_cvtepi32_ps(a32[h][k]), _mm512_set1_ps(1.0f / (float)(1 << 2 * k)));
+          _mm512_store_ps(slot, _mm512_fmadd_ps(scale, sums, _mm512_load_ps(slot)));
         }
       }
     }
