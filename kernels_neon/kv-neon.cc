@@ -55,6 +55,14 @@ constexpr int kValueBlockRows = 64;
 template <int NQ>
 constexpr int kValueChunkRegs = NQ == 1 ? 16 : NQ == 2 ? 8 : 4;
 
+// Row t's weight for each of NQ heads into ph; false where every head weighs it 0 (the row is skipped).
+template <int NQ>
+inline bool RowWeights(const float* p, size_t p_stride, size_t t, float* ph) {
+  bool any = false;
+  for (int h = 0; h < NQ; ++h) ph[h] = p[h * p_stride + t], any |= ph[h] != 0.0f;
+  return any;
+}
+
 // An FP16 row's value for every head that weighs it: acc += p·x (one fmla).
 struct F16Rows {
   template <int NQ, int V>
@@ -63,9 +71,7 @@ struct F16Rows {
     for (size_t t = t0; t < t1; ++t) {
       const uint16_t* r = reinterpret_cast<const uint16_t*>(rows + t * f.stride) + i;
       float ph[NQ];
-      bool any = false;
-      for (int h = 0; h < NQ; ++h) ph[h] = p[h * p_stride + t], any |= ph[h] != 0.0f;
-      if (!any) continue;
+      if (!RowWeights<NQ>(p, p_stride, t, ph)) continue;
       for (int v = 0; v < V; ++v) {
         const float32x4_t x = HalfToFloat4(r + 4 * v);
         for (int h = 0; h < NQ; ++h)
@@ -90,9 +96,7 @@ struct Int8Rows {
       const uint8_t* row = rows + t * f.stride;
       const uint16_t* sz = reinterpret_cast<const uint16_t*>(row + code_bytes);
       float ph[NQ];
-      bool any = false;
-      for (int h = 0; h < NQ; ++h) ph[h] = p[h * p_stride + t], any |= ph[h] != 0.0f;
-      if (!any) continue;
+      if (!RowWeights<NQ>(p, p_stride, t, ph)) continue;
       for (int g = g0; g <= g1; ++g) {
         const float scale = Half(sz[g]), zero = Half(sz[ng + g]);
         for (int h = 0; h < NQ; ++h) ps[h][g - g0] = ph[h] * scale, pz[h][g - g0] = ph[h] * zero;
