@@ -260,8 +260,9 @@ void ScoresInt4Rows16(const KvRowFormat& f, const float* q, const float* qsum, c
   int32_t qd[kPass][NC][2][8];  // [query][chunk][nibble][dword]: channels 64c + 8j + 2b + nibble, b = 0..3
   float qs[kPass][NG];
   QueryDwords<NC, 2, NG>(NQ, q, qd, qs);
-  for (size_t t = 0; t < n; t += 16) {
-    const int nb = (int)std::min<size_t>(16, n - t);
+  // Whole blocks of sixteen rows with nb a constant, then the last, partial one (WholeBlocksThenLast).
+  WholeBlocksThenLast<16>(n, [&](size_t t, auto whole) __attribute__((always_inline)) {
+    const int nb = decltype(whole)::value ? 16 : (int)std::min<size_t>(16, n - t);
     const uint8_t* block = rows + t * stride;
     const uint8_t* last = block + (size_t)(nb - 1) * stride;  // stands in for rows past nb (not stored)
     __m512i sums[NQ][NG][kSplit];
@@ -286,7 +287,7 @@ void ScoresInt4Rows16(const KvRowFormat& f, const float* q, const float* qsum, c
       }
     }
     FinishScores16<NQ, NG, kSplit>(block + code_bytes, stride, nb, sums, qs, qsum, scale, out + t, out_stride);
-  }
+  });
 }
 
 // INT2 scores, sixteen rows per register (ScoresInt4Rows16's scheme): a chunk's 16 code bytes of rows i, i + 4,
@@ -309,8 +310,9 @@ void ScoresInt2Rows16(const KvRowFormat& f, const float* q, const float* qsum, c
   int32_t qd[kPass][NC][4][4];  // [query][chunk][phase][dword]: channels 64c + 16j + 4b + phase, b = 0..3
   float qs[kPass][NG];
   QueryDwords<NC, 4, NG>(NQ, q, qd, qs);
-  for (size_t t = 0; t < n; t += 16) {
-    const int nb = (int)std::min<size_t>(16, n - t);
+  // Whole blocks of sixteen rows with nb a constant, then the last, partial one (WholeBlocksThenLast).
+  WholeBlocksThenLast<16>(n, [&](size_t t, auto whole) __attribute__((always_inline)) {
+    const int nb = decltype(whole)::value ? 16 : (int)std::min<size_t>(16, n - t);
     const uint8_t* block = rows + t * stride;
     const uint8_t* last = block + (size_t)(nb - 1) * stride;  // stands in for rows past nb (not stored)
     __m512i sums[NQ][NG][kSplit];
@@ -341,7 +343,7 @@ void ScoresInt2Rows16(const KvRowFormat& f, const float* q, const float* qsum, c
     }
     FinishScores16<NQ, NG, kSplit>(block + code_bytes, stride, nb, sums, qs, qsum, scale, out + t, out_stride,
                                    packed_scales && nb == 16);
-  }
+  });
 }
 
 template <int BITS>
@@ -407,8 +409,10 @@ void ScoresInt8Rows16(const KvRowFormat& f, const float* q, const float* qsum, c
     QuantizeQueryAvx2(q + h * d, d, group, q8, qs[h]);
     std::memcpy(qd[h], q8, d);
   }
-  for (size_t t = 0; t < n; t += 16) {
-    const int nb = (int)std::min<size_t>(16, n - t);
+  // Whole blocks of sixteen rows with nb a constant, then the last, partial one (WholeBlocksThenLast), for one or
+  // two queries: for three and four the two bodies were slower (4k rows in cache, 10.2 -> 10.7 and 12.4 -> 13.5 µs).
+  WholeBlocksThenLast<16, (NQ <= 2)>(n, [&](size_t t, auto whole) __attribute__((always_inline)) {
+    const int nb = decltype(whole)::value ? 16 : (int)std::min<size_t>(16, n - t);
     const uint8_t* block = rows + t * stride;
     const uint8_t* last = block + (size_t)(nb - 1) * stride;  // stands in for rows past nb (not stored)
     __m512i sums[NQ][NG][kSplit];
@@ -432,7 +436,7 @@ void ScoresInt8Rows16(const KvRowFormat& f, const float* q, const float* qsum, c
       }
     }
     FinishScores16<NQ, NG, kSplit>(block + code_bytes, stride, nb, sums, qs, qsum, scale, out + t, out_stride);
-  }
+  });
 }
 
 void Qu8ScoresGroupVnni(const KvRowFormat& f, int nq, const float* q, const float* qsum, const uint8_t* rows, size_t n,

@@ -47,8 +47,9 @@ void ScoresInt8(const KvRowFormat& f, const float* q, const float* qsum, const u
       else qd[h][r] = Dot::Prepare16(q8 + 16 * r);
     }
   }
-  for (size_t t = 0; t < n; t += 8) {
-    const int nb = (int)std::min<size_t>(8, n - t);
+  // Whole blocks of eight rows with nb a constant, then the last, partial one (WholeBlocksThenLast).
+  WholeBlocksThenLast<8>(n, [&](size_t t, auto whole) __attribute__((always_inline)) {
+    const int nb = decltype(whole)::value ? 8 : (int)std::min<size_t>(8, n - t);
     __m256i sums[NQ][NG];
     for (int g = 0; g < NG; ++g) {
       __m256i lanes[NQ][8];
@@ -70,7 +71,7 @@ void ScoresInt8(const KvRowFormat& f, const float* q, const float* qsum, const u
     }
     FinishScores<NQ, NG, 1, NG>(rows + t * f.stride + code_bytes, f.stride, nb, qs, qsum, scale,
                                 [&](int h, int u, __m256i* s) { s[0] = sums[h][u]; }, out + t, out_stride);
-  }
+  });
 }
 
 // The shapes ScoresInt8 takes: head_dim 64 or 128 in at most four groups of a multiple of 16 channels (FastShape's,
