@@ -624,11 +624,12 @@ void ValuesInt2Vnni(const KvRowFormat& f, const float* p, size_t p_stride, const
   // block's chains are already several, and two blocks' weights no longer fit the registers (measured slower).
   constexpr int kBlocks = NQ == 1 ? 2 : 1;
   QueryBlockWeights16<kBlock / 16, kBlocks> qw;
-  for (size_t b = 0; b < n; b += kBlock) {
+  // Whole blocks with nb a constant, then the last, partial one (WholeBlocksThenLast).
+  WholeBlocksThenLast<kBlock>(n, [&](size_t b, auto whole) __attribute__((always_inline)) {
     const int kb = (int)(b / kBlock % kBlocks);  // this block's place among those quantized together
     if (kb == 0)
       qw.Quantize(f, ng, code_bytes, NQ, p + b, p_stride, rows + b * stride, (int)std::min<size_t>(kBlocks * kBlock, n - b));
-    const int nb = (int)std::min<size_t>(kBlock, n - b);
+    const int nb = decltype(whole)::value ? kBlock : (int)std::min<size_t>(kBlock, n - b);
     const uint8_t* block = rows + b * stride;
     const uint8_t* last = block + (size_t)(nb - 1) * stride;  // stands in for rows past nb (their weights are 0)
     for (int c = 0; c < NC; ++c) {
@@ -689,7 +690,7 @@ void ValuesInt2Vnni(const KvRowFormat& f, const float* p, size_t p_stride, const
         }
       }
     }
-  }
+  });
   qw.Finish(NQ, d, group, channel, fa[0], acc);
 }
 
@@ -792,11 +793,12 @@ void ValuesInt4Vnni(const KvRowFormat& f, const float* p, size_t p_stride, const
   const __m512i transpose4x4 = _mm512_broadcast_i32x4(_mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15));
   constexpr int kBlocks = 4;  // blocks whose weights are quantized together (QueryBlockWeights16)
   QueryBlockWeights16<1, kBlocks> qw;
-  for (size_t b = 0; b < n; b += kBlock) {
+  // Whole blocks with nb a constant, then the last, partial one (WholeBlocksThenLast).
+  WholeBlocksThenLast<kBlock>(n, [&](size_t b, auto whole) __attribute__((always_inline)) {
     const int k = (int)(b / kBlock % kBlocks);  // this block's place among those quantized together
     if (k == 0)
       qw.Quantize(f, ng, code_bytes, NQ, p + b, p_stride, rows + b * stride, (int)std::min<size_t>(kBlocks * kBlock, n - b));
-    const int nb = (int)std::min<size_t>(kBlock, n - b);
+    const int nb = decltype(whole)::value ? kBlock : (int)std::min<size_t>(kBlock, n - b);
     const uint8_t* block = rows + b * stride;
     const uint8_t* last = block + (size_t)(nb - 1) * stride;  // stands in for rows past nb (their weights are 0)
     for (int c = 0; c < NC; ++c) {
@@ -838,7 +840,7 @@ void ValuesInt4Vnni(const KvRowFormat& f, const float* p, size_t p_stride, const
           _mm512_store_ps(slot, _mm512_fmadd_ps(scale, _mm512_cvtepi32_ps(a32[h][j]), _mm512_load_ps(slot)));
         }
     }
-  }
+  });
   qw.Finish(NQ, d, group, channel, fa[0], acc);
 }
 
