@@ -47,19 +47,18 @@ inline __m256 Codes8(const uint8_t* codes, int i) {
 
 inline float Half(uint16_t h) { return _cvtsh_ss(h); }
 
-// block(t, std::true_type) for each whole block of B rows from t = 0, then block(t, std::false_type) for the last
-// rows if they are fewer: in a whole block the row count is a constant, so the compiler drops the row pointers'
-// stand-ins for rows past the end (a compare and a cmov each, sixteen a block) and the stores' masks. (The VNNI INT2
-// scores of one query at 16k rows in cache spent a third of their samples on those and the masked store.) With
-// kWhole false every block takes the general body: where the two bodies measured slower than one (the VNNI INT8
-// scores of three and four queries).
+// block(t, nb) for each block of B rows from t = 0, nb its row count: for a whole block std::integral_constant<int,
+// B>, a constant, so the compiler drops the row pointers' stand-ins for rows past the end (a compare and a cmov each,
+// sixteen a block) and the stores' masks; for the last, partial one an int. (The VNNI INT2 scores of one query at 16k
+// rows in cache spent a third of their samples on those and the masked store.) With kWhole false every block gets an
+// int: where the two bodies measured slower than one (the VNNI INT8 scores of three and four queries).
 template <int B, bool kWhole = true, class Block>
 [[gnu::always_inline]]
 inline void WholeBlocksThenLast(size_t n, Block&& block) {
   size_t t = 0;
   if constexpr (kWhole)
-    for (; t + B <= n; t += B) block(t, std::true_type());
-  for (; t < n; t += B) block(t, std::false_type());
+    for (; t + B <= n; t += B) block(t, std::integral_constant<int, B>());
+  for (; t < n; t += B) block(t, (int)std::min<size_t>(B, n - t));
 }
 
 // A row's scales and zeros — ng FP16 scales then ng zeros, after its codes — as the INT8/INT4/INT3/INT2 kernels read

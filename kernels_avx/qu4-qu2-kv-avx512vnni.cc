@@ -260,9 +260,7 @@ void ScoresInt4Rows16(const KvRowFormat& f, const float* q, const float* qsum, c
   int32_t qd[kPass][NC][2][8];  // [query][chunk][nibble][dword]: channels 64c + 8j + 2b + nibble, b = 0..3
   float qs[kPass][NG];
   QueryDwords<NC, 2, NG>(NQ, q, qd, qs);
-  // Whole blocks of sixteen rows with nb a constant, then the last, partial one (WholeBlocksThenLast).
-  WholeBlocksThenLast<16>(n, [&](size_t t, auto whole) __attribute__((always_inline)) {
-    const int nb = decltype(whole)::value ? 16 : (int)std::min<size_t>(16, n - t);
+  WholeBlocksThenLast<16>(n, [&](size_t t, auto nb) __attribute__((always_inline)) {
     const uint8_t* block = rows + t * stride;
     const uint8_t* last = block + (size_t)(nb - 1) * stride;  // stands in for rows past nb (not stored)
     __m512i sums[NQ][NG][kSplit];
@@ -310,9 +308,7 @@ void ScoresInt2Rows16(const KvRowFormat& f, const float* q, const float* qsum, c
   int32_t qd[kPass][NC][4][4];  // [query][chunk][phase][dword]: channels 64c + 16j + 4b + phase, b = 0..3
   float qs[kPass][NG];
   QueryDwords<NC, 4, NG>(NQ, q, qd, qs);
-  // Whole blocks of sixteen rows with nb a constant, then the last, partial one (WholeBlocksThenLast).
-  WholeBlocksThenLast<16>(n, [&](size_t t, auto whole) __attribute__((always_inline)) {
-    const int nb = decltype(whole)::value ? 16 : (int)std::min<size_t>(16, n - t);
+  WholeBlocksThenLast<16>(n, [&](size_t t, auto nb) __attribute__((always_inline)) {
     const uint8_t* block = rows + t * stride;
     const uint8_t* last = block + (size_t)(nb - 1) * stride;  // stands in for rows past nb (not stored)
     __m512i sums[NQ][NG][kSplit];
@@ -409,10 +405,9 @@ void ScoresInt8Rows16(const KvRowFormat& f, const float* q, const float* qsum, c
     QuantizeQueryAvx2(q + h * d, d, group, q8, qs[h]);
     std::memcpy(qd[h], q8, d);
   }
-  // Whole blocks of sixteen rows with nb a constant, then the last, partial one (WholeBlocksThenLast), for one or
-  // two queries: for three and four the two bodies were slower (4k rows in cache, 10.2 -> 10.7 and 12.4 -> 13.5 µs).
-  WholeBlocksThenLast<16, (NQ <= 2)>(n, [&](size_t t, auto whole) __attribute__((always_inline)) {
-    const int nb = decltype(whole)::value ? 16 : (int)std::min<size_t>(16, n - t);
+  // Whole blocks with a constant row count (WholeBlocksThenLast) for one or two queries only: for three and four
+  // the two bodies were slower (4k rows in cache, 10.2 -> 10.7 and 12.4 -> 13.5 µs).
+  WholeBlocksThenLast<16, (NQ <= 2)>(n, [&](size_t t, auto nb) __attribute__((always_inline)) {
     const uint8_t* block = rows + t * stride;
     const uint8_t* last = block + (size_t)(nb - 1) * stride;  // stands in for rows past nb (not stored)
     __m512i sums[NQ][NG][kSplit];
@@ -636,12 +631,10 @@ void ValuesInt2Vnni(const KvRowFormat& f, const float* p, size_t p_stride, const
   // block's chains are already several, and two blocks' weights no longer fit the registers (measured slower).
   constexpr int kBlocks = NQ == 1 ? 2 : 1;
   QueryBlockWeights16<kBlock / 16, kBlocks> qw;
-  // Whole blocks with nb a constant, then the last, partial one (WholeBlocksThenLast).
-  WholeBlocksThenLast<kBlock>(n, [&](size_t b, auto whole) __attribute__((always_inline)) {
+  WholeBlocksThenLast<kBlock>(n, [&](size_t b, auto nb) __attribute__((always_inline)) {
     const int kb = (int)(b / kBlock % kBlocks);  // this block's place among those quantized together
     if (kb == 0)
       qw.Quantize(f, ng, code_bytes, NQ, p + b, p_stride, rows + b * stride, (int)std::min<size_t>(kBlocks * kBlock, n - b));
-    const int nb = decltype(whole)::value ? kBlock : (int)std::min<size_t>(kBlock, n - b);
     const uint8_t* block = rows + b * stride;
     const uint8_t* last = block + (size_t)(nb - 1) * stride;  // stands in for rows past nb (their weights are 0)
     for (int c = 0; c < NC; ++c) {
@@ -805,12 +798,10 @@ void ValuesInt4Vnni(const KvRowFormat& f, const float* p, size_t p_stride, const
   const __m512i transpose4x4 = _mm512_broadcast_i32x4(_mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15));
   constexpr int kBlocks = 4;  // blocks whose weights are quantized together (QueryBlockWeights16)
   QueryBlockWeights16<1, kBlocks> qw;
-  // Whole blocks with nb a constant, then the last, partial one (WholeBlocksThenLast).
-  WholeBlocksThenLast<kBlock>(n, [&](size_t b, auto whole) __attribute__((always_inline)) {
+  WholeBlocksThenLast<kBlock>(n, [&](size_t b, auto nb) __attribute__((always_inline)) {
     const int k = (int)(b / kBlock % kBlocks);  // this block's place among those quantized together
     if (k == 0)
       qw.Quantize(f, ng, code_bytes, NQ, p + b, p_stride, rows + b * stride, (int)std::min<size_t>(kBlocks * kBlock, n - b));
-    const int nb = decltype(whole)::value ? kBlock : (int)std::min<size_t>(kBlock, n - b);
     const uint8_t* block = rows + b * stride;
     const uint8_t* last = block + (size_t)(nb - 1) * stride;  // stands in for rows past nb (their weights are 0)
     for (int c = 0; c < NC; ++c) {

@@ -47,9 +47,7 @@ void ScoresInt8(const KvRowFormat& f, const float* q, const float* qsum, const u
       else qd[h][r] = Dot::Prepare16(q8 + 16 * r);
     }
   }
-  // Whole blocks of eight rows with nb a constant, then the last, partial one (WholeBlocksThenLast).
-  WholeBlocksThenLast<8>(n, [&](size_t t, auto whole) __attribute__((always_inline)) {
-    const int nb = decltype(whole)::value ? 8 : (int)std::min<size_t>(8, n - t);
+  WholeBlocksThenLast<8>(n, [&](size_t t, auto nb) __attribute__((always_inline)) {
     __m256i sums[NQ][NG];
     for (int g = 0; g < NG; ++g) {
       __m256i lanes[NQ][8];
