@@ -76,9 +76,7 @@ inline __m128i Load4Halfs(const uint8_t* sz, int h0, int ng) {
   if (total >= 4)
     return _mm_srl_epi64(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sz + 2 * (total - 4))),
                          _mm_cvtsi32_si128(16 * (h0 - (total - 4))));
-  int32_t two;  // one group: a scale and a zero
-  std::memcpy(&two, sz, 4);
-  return _mm_srl_epi64(_mm_cvtsi32_si128(two), _mm_cvtsi32_si128(16 * h0));
+  return _mm_srl_epi64(ScaleZeroHalfs(sz, 1), _mm_cvtsi32_si128(16 * h0));  // one group: a scale and a zero
 }
 
 // Four rows' scales and zeros of groups g0..g0+3 as columns: sc[j] / zc[j] = group g0 + j's scale / zero of rows 0-3
