@@ -22,7 +22,8 @@ shape on two cores here, the q4_0 cache over 36) is skipped. Those rows have no 
 prefills the whole prompt.
 
   scripts/bench_vs_llamacpp.py [--shapes ...] [--contexts 512,4096] [--decode 32] [--repeats 3] [--json out.json]
-  scripts/bench_vs_llamacpp.py --table-from a.json [b.json ...]   (the table again, from earlier --json files)
+  scripts/bench_vs_llamacpp.py --table-from a.json [b.json ...]   (the table again, from earlier --json files;
+                                                                  a rerun's row replaces the row before it)
 """
 import argparse
 import json
@@ -62,7 +63,7 @@ def print_table(rows, encodings):
     for r in rows:
         m = r["median"]
         print(f"| {r['shape']} | {r['context']} | {100 * r['mikv_kv_plan_bytes'] / r['fp16_kv_bytes']:.0f}% | " +
-              " | ".join(f"{m['mikv ' + w]['decode_tokens_per_second']:.1f}" for w in encodings) +
+              " | ".join(f"{m['mikv ' + w]['decode_tokens_per_second']:.1f}" if "mikv " + w in m else "—" for w in encodings) +
               f" | {m['q8_0']['decode_tokens_per_second']:.1f} | {m['q4_0']['decode_tokens_per_second']:.1f} | "
               f"{r['decode_ratio']:.2f}× | {r['possible_gain']:.2f}× | {100 * r['share_of_possible_gain']:.0f}% | " +
               (f"{r['prefill_ratio']:.2f}× |" if r["prefill_ratio"] else f"— (llama.cpp cache grown from {r['llama_cache_grown_from_seed']}) |") +
@@ -89,10 +90,15 @@ def main():
     ap.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "mikv-vs-llamacpp"))
     ap.add_argument("--json", help="write every measurement here")
     ap.add_argument("--table-from", nargs="+", metavar="JSON",
-                    help="measure nothing: print the table of rows that earlier runs wrote with --json, in order")
+                    help="measure nothing: print the table of the rows earlier runs wrote with --json (a later file's "
+                         "row of the same shape and context replaces an earlier one's)")
     a = ap.parse_args()
     if a.table_from:
-        rows = [r for path in a.table_from for r in json.load(open(path))]
+        # A later file's row replaces an earlier one of the same shape and context (a rerun); shapes in SHAPES' order.
+        latest = {(r["shape"], r["context"]): r for path in a.table_from for r in json.load(open(path))}
+        order = list(SHAPES)
+        rows = sorted(latest.values(), key=lambda r: (order.index(r["shape"]) if r["shape"] in order else len(order),
+                                                      r["context"]))
         print_table(rows, a.mikv_weights.split(","))
         return
 
