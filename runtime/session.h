@@ -28,10 +28,12 @@ struct SessionConfig {
   int split_attention_min_tokens = 1024;
   // Decoding in lockstep, the kv heads that do not share out evenly over the threads (SmolLM2's third on two) are
   // split into a block of cached tokens a thread once every block would get at least this many (0: never): from
-  // 4,096 cached tokens on two threads. (SmolLM2 shape, two threads here, split from 2k against never, medians of three
-  // alternating pairs: 0.83x at 2k, 1.04x at 4k, 1.10x at 8k, 1.07x at 16k; README, session 29. At 4k since: session
-  // 30 0.82-0.97x in three pairs; sessions 34 and 35, 5 and 8 pairs: 1-3%, and a median pair of 1.03x with the
-  // attention phase -11%.)
+  // 4,096 cached tokens on two threads. (SmolLM2 shape, two threads here, split from 2k against never, medians of
+  // three alternating pairs: 0.83x at 2k, 1.04x at 4k, 1.10x at 8k, 1.07x at 16k; docs/kernels-sessions.md, session
+  // 29. At 4k since: session 30 0.82-0.97x in three pairs; sessions 34 and 35, 5 and 8 pairs: 1-3%, and a median pair
+  // of 1.03x with the attention phase -11%. Session 36, split and unsplit steps interleaved in one process, an unsplit
+  // step's time over a split one's: 0.96 at 2-3k, 0.995-1.025 at 4-5k, 1.03 at 8-9k;
+  // docs/bench/in-process-ab-session36.txt.)
   int lockstep_split_min_tokens = 2048;
   KvStorage kv_storage = KvStorage::F16;  // the plain cache's storage (kv.policy == Plain)
   KvCacheConfig kv;                       // which cache: plain, full, uniform, h2o, sinks, mikv
