@@ -75,8 +75,8 @@ void QuantizeActivations(const float* x, size_t n, uint8_t* blocks, int32_t* sum
 // gained about half of that, 16 KiB less than 8. In decode (SmolLM2 shape, q4_0, two threads, runs alternating with
 // the build without it) the five projections took 1,907 -> 1,512 µs a token (medians of six) while other VMs loaded
 // the host's memory, and about the same when it was quiet; on the device tool's Xeon 20-50% less at two and four
-// threads, level at eight (README, session 24). Lines past the end of a thread's share are asked for too
-// (8 KiB per thread and matrix; a prefetch never faults).
+// threads, level at eight (docs/kernels-sessions.md, session 24). Lines past the end of a thread's share are asked
+// for too (8 KiB per thread and matrix; a prefetch never faults).
 constexpr size_t kPrefetchBytes = 8192;
 
 // Asks for the lines of [p + kPrefetchBytes, p + kPrefetchBytes + n): every line of the stream once the blocks

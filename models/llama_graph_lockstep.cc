@@ -11,7 +11,7 @@
 // projections' rows are shared as the pool shares them (ThreadPool::ShareOf over 16-row tiles), without taking over
 // another thread's rows: each thread's rows are one stream of weights. A model of SmolLM2's shape's q4_0
 // projections alone, on this project's two-vCPU AMD host: ~940 µs a token with a barrier per matrix, ~1,140
-// through the pool (the same kernels and weights, alternating processes; README, session 27).
+// through the pool (the same kernels and weights, alternating processes; docs/kernels-sessions.md, session 27).
 //
 // The results are the pooled pass's bit for bit: each output row comes from the same kernel on the same inputs, each
 // thread's norm, quantization and SwiGLU are the same functions on the same values (LlamaGraphLockstep tests).

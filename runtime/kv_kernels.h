@@ -16,9 +16,9 @@
 // The integer sums are exact in every variant (SIMD ones use int8 multiply-adds); what differs is float rounding.
 // The query's int8 rounding moves a score by at most Σ_i qs_g/2·|k_i|, the weights' by ws/2 per row and channel —
 // far inside INT4/INT2's own quantization step. For INT8 keys the query's rounding is about as large as the keys'
-// own (a 1.5-2x larger score error, under 1% of the score: README, "INT8 scores in integers"); INT8 values keep
-// the float definition above: their weights' rounding would be as large as INT8's step and buys less (a row of
-// INT8 values already costs one widening and one multiply-add per eight channels, no unpacking).
+// own (a 1.5-2x larger score error, under 1% of the score: docs/kernels-sessions.md, "INT8 scores in integers");
+// INT8 values keep the float definition above: their weights' rounding would be as large as INT8's step and buys
+// less (a row of INT8 values already costs one widening and one multiply-add per eight channels, no unpacking).
 //
 // Variants: the scalar reference (kv_kernels_scalar.cc, the definition), AVX2+FMA+F16C, AVX-512, AVX-512 with VNNI, and
 // with VNNI + VBMI + GFNI (cheaper INT3 unpacks, transposes and bit fields) (kernels_avx/), NEON and NEON dotprod
