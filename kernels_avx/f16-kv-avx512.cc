@@ -28,6 +28,7 @@ void F16ScoresPass(const KvRowFormat& f, const float* q, const uint8_t* rows, si
   for (; t + 4 <= n; t += 4) {
     const uint16_t* r[4];
     for (int k = 0; k < 4; ++k) r[k] = reinterpret_cast<const uint16_t*>(rows + (t + k) * f.stride);
+    AskRowsAhead(rows + t * f.stride, 4 * f.stride);
     __m512 a[NQ][4];
     for (int h = 0; h < NQ; ++h)
       for (int k = 0; k < 4; ++k) a[h][k] = _mm512_setzero_ps();
@@ -60,6 +61,7 @@ void F16ValuesPass64(const float* p, size_t p_stride, const uint8_t* rows, size_
   for (int h = 0; h < NQ; ++h)
     for (int j = 0; j < 4; ++j) a[h][j] = _mm512_loadu_ps(acc + h * 64 + 16 * j);
   for (size_t t = 0; t < n; ++t) {
+    AskRowsAhead(rows + t * stride, stride);
     const uint16_t* r = reinterpret_cast<const uint16_t*>(rows + t * stride);
     const __m512 x[4] = {Load16(r), Load16(r + 16), Load16(r + 32), Load16(r + 48)};
     for (int h = 0; h < NQ; ++h) {

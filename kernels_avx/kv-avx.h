@@ -47,6 +47,21 @@ inline __m256 Codes8(const uint8_t* codes, int i) {
 
 inline float Half(uint16_t h) { return _cvtsh_ss(h); }
 
+// How far past the rows it is reading a kernel asks for the next ones. A decode step reads each kv head's rows once,
+// from memory (the layer's weights and every other stream came in between), and the hardware prefetcher alone left
+// the kernels waiting on them: with the ask, a decode step of SmolLM2's shape took 0.93x the time at 4k cached tokens
+// (FP16 + INT2 cache, and the tiered default) and 0.89x at 16k, level at 512 — steps with and without it interleaved
+// in one process, every four tokens (docs/bench/kv-prefetch-session37.txt; 2-6 KiB ahead measured alike). Session 34's
+// harness of kv heads attended in turn had found asking 2 KiB ahead level; the model's steps are what count.
+constexpr size_t kKvRowsAhead = 4096;
+
+// Asks for the `bytes` that lie kKvRowsAhead past `first` (a hint: it never faults, so past the rows' end is harmless).
+// Inlined by force: as an ordinary inline function GCC judged it free of effects (it sees none in a prefetch) and
+// dropped its calls from the AVX-512 files.
+[[gnu::always_inline]] inline void AskRowsAhead(const uint8_t* first, size_t bytes) {
+  for (size_t o = 0; o < bytes; o += 64) _mm_prefetch(reinterpret_cast<const char*>(first) + kKvRowsAhead + o, _MM_HINT_T0);
+}
+
 // block(t, nb) for each block of B rows from t = 0, nb its row count: for a whole block std::integral_constant<int,
 // B>, a constant, so the compiler drops the row pointers' stand-ins for rows past the end (a compare and a cmov each,
 // sixteen a block) and the stores' masks; for the last, partial one an int. (The VNNI INT2 scores of one query at 16k

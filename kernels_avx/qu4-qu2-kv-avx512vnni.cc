@@ -262,6 +262,7 @@ void ScoresInt4Rows16(const KvRowFormat& f, const float* q, const float* qsum, c
   QueryDwords<NC, 2, NG>(NQ, q, qd, qs);
   WholeBlocksThenLast<16>(n, [&](size_t t, auto nb) __attribute__((always_inline)) {
     const uint8_t* block = rows + t * stride;
+    AskRowsAhead(block, 16 * stride);
     const uint8_t* last = block + (size_t)(nb - 1) * stride;  // stands in for rows past nb (not stored)
     __m512i sums[NQ][NG][kSplit];
     for (int h = 0; h < NQ; ++h)
@@ -310,6 +311,7 @@ void ScoresInt2Rows16(const KvRowFormat& f, const float* q, const float* qsum, c
   QueryDwords<NC, 4, NG>(NQ, q, qd, qs);
   WholeBlocksThenLast<16>(n, [&](size_t t, auto nb) __attribute__((always_inline)) {
     const uint8_t* block = rows + t * stride;
+    AskRowsAhead(block, 16 * stride);
     const uint8_t* last = block + (size_t)(nb - 1) * stride;  // stands in for rows past nb (not stored)
     __m512i sums[NQ][NG][kSplit];
     for (int h = 0; h < NQ; ++h)
@@ -409,6 +411,7 @@ void ScoresInt8Rows16(const KvRowFormat& f, const float* q, const float* qsum, c
   // the two bodies were slower (4k rows in cache, 10.2 -> 10.7 and 12.4 -> 13.5 µs).
   WholeBlocksThenLast<16, (NQ <= 2)>(n, [&](size_t t, auto nb) __attribute__((always_inline)) {
     const uint8_t* block = rows + t * stride;
+    AskRowsAhead(block, 16 * stride);
     const uint8_t* last = block + (size_t)(nb - 1) * stride;  // stands in for rows past nb (not stored)
     __m512i sums[NQ][NG][kSplit];
     for (int h = 0; h < NQ; ++h)
@@ -633,6 +636,7 @@ void ValuesInt2Vnni(const KvRowFormat& f, const float* p, size_t p_stride, const
   QueryBlockWeights16<kBlock / 16, kBlocks> qw;
   WholeBlocksThenLast<kBlock>(n, [&](size_t b, auto nb) __attribute__((always_inline)) {
     const int kb = (int)(b / kBlock % kBlocks);  // this block's place among those quantized together
+    AskRowsAhead(rows + b * stride, kBlock * stride);
     if (kb == 0)
       qw.Quantize(f, ng, code_bytes, NQ, p + b, p_stride, rows + b * stride, (int)std::min<size_t>(kBlocks * kBlock, n - b));
     const uint8_t* block = rows + b * stride;
@@ -800,6 +804,7 @@ void ValuesInt4Vnni(const KvRowFormat& f, const float* p, size_t p_stride, const
   QueryBlockWeights16<1, kBlocks> qw;
   WholeBlocksThenLast<kBlock>(n, [&](size_t b, auto nb) __attribute__((always_inline)) {
     const int k = (int)(b / kBlock % kBlocks);  // this block's place among those quantized together
+    if (k == 0) AskRowsAhead(rows + b * stride, kBlocks * kBlock * stride);
     if (k == 0)
       qw.Quantize(f, ng, code_bytes, NQ, p + b, p_stride, rows + b * stride, (int)std::min<size_t>(kBlocks * kBlock, n - b));
     const uint8_t* block = rows + b * stride;

@@ -188,6 +188,7 @@ void ScoresInt4(const KvRowFormat& f, const float* q, const float* qsum, const u
       }
   }
   WholeBlocksThenLast<8>(n, [&](size_t t, auto nb) __attribute__((always_inline)) {
+    AskRowsAhead(rows + t * f.stride, 8 * f.stride);
     __m256i lanes[NQ][U][8];
     for (int i = 0; i < 8; ++i) {
       const uint8_t* row = rows + (t + std::min(i, nb - 1)) * f.stride;
@@ -237,6 +238,7 @@ void ScoresInt2(const KvRowFormat& f, const float* q, const float* qsum, const u
   const __m256i three = _mm256_set1_epi8(3);
   const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);  // rows 0 2 4 6 1 3 5 7 -> 0..7
   WholeBlocksThenLast<8>(n, [&](size_t t, auto nb) __attribute__((always_inline)) {
+    AskRowsAhead(rows + t * f.stride, 8 * f.stride);
     __m256i pairs[NQ][U][4];  // [row 2i | row 2i+1] lanes
     for (int i = 0; i < 4; ++i) {
       const uint8_t* r0 = rows + (t + std::min(2 * i, nb - 1)) * f.stride;

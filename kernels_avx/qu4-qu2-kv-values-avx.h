@@ -95,6 +95,7 @@ void ValuesInt4(const KvRowFormat& f, const float* p, size_t p_stride, const uin
   for (size_t b = 0; b < n; b += kBlock) {
     const int nb = (int)std::min<size_t>(kBlock, n - b);
     const int k = (int)(b / kBlock % kBlocks);  // this block's place in the quantized group
+    if (k == 0) AskRowsAhead(rows + b * f.stride, kBlocks * kBlock * f.stride);
     if (k == 0)
       qw.Quantize(f, ng, code_bytes, NQ, p + b, p_stride, rows + b * f.stride, (int)std::min<size_t>(kBlocks * kBlock, n - b));
     __m256i wv[kPass][NC][2], a16[kPass][NC][4];
@@ -171,6 +172,7 @@ void ValuesInt2(const KvRowFormat& f, const float* p, size_t p_stride, const uin
   const auto& ws = qw.ws;
   for (size_t b = 0; b < n; b += kBlock) {
     const int nb = (int)std::min<size_t>(kBlock, n - b);
+    AskRowsAhead(rows + b * f.stride, kBlock * f.stride);
     qw.Quantize(f, ng, code_bytes, NQ, p + b, p_stride, rows + b * f.stride, nb);
     __m256i a16[kPass][NC][4];
     for (int h = 0; h < NQ; ++h)

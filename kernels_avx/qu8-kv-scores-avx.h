@@ -48,6 +48,7 @@ void ScoresInt8(const KvRowFormat& f, const float* q, const float* qsum, const u
     }
   }
   WholeBlocksThenLast<8>(n, [&](size_t t, auto nb) __attribute__((always_inline)) {
+    AskRowsAhead(rows + t * f.stride, 8 * f.stride);
     __m256i sums[NQ][NG];
     for (int g = 0; g < NG; ++g) {
       __m256i lanes[NQ][8];

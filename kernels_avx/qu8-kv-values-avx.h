@@ -120,6 +120,7 @@ void ValuesQueries(const KvRowFormat& f, const float* p, size_t p_stride, const 
   for (size_t t0 = 0; t0 < n; t0 += kValueBlock) {
     const int nb = (int)std::min<size_t>(kValueBlock, n - t0);
     const uint8_t* block = rows + t0 * f.stride;
+    AskRowsAhead(block, (size_t)kValueBlock * f.stride);
     if (side_by_side) {
       // Rows of up to four groups hold their scales and zeros in one vector (zeros in lanes ng..2ng-1, whose sums so
       // land at zsums[h][ng + g] when stored from 0); rows of five to eight in two (zeros in lanes 0..ng-1, stored
