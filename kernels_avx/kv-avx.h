@@ -49,10 +49,11 @@ inline float Half(uint16_t h) { return _cvtsh_ss(h); }
 
 // How far past the rows it is reading a kernel asks for the next ones. A decode step reads each kv head's rows once,
 // from memory (the layer's weights and every other stream came in between), and the hardware prefetcher alone left
-// the kernels waiting on them: with the ask, a decode step of SmolLM2's shape took 0.93x the time at 4k cached tokens
-// (FP16 + INT2 cache, and the tiered default) and 0.89x at 16k, level at 512 — steps with and without it interleaved
-// in one process, every four tokens (docs/bench/kv-prefetch-session37.txt; 2-6 KiB ahead measured alike). Session 34's
-// harness of kv heads attended in turn had found asking 2 KiB ahead level; the model's steps are what count.
+// the kernels waiting on them. With the ask, a decode step of SmolLM2's shape took 0.91-0.92x the time at 4k cached
+// tokens with an FP16 + INT2 cache, 0.84-0.87x with the tiered default, 0.89x at 16k, 0.99x at 512 (the AVX2 table at
+// 4k: 0.96x) — steps with and without it interleaved in one process, every four tokens; 2-6 KiB ahead measured alike
+// (docs/bench/kv-prefetch-session37.txt). Session 34's harness of kv heads attended in turn had found asking 2 KiB
+// ahead level; the model's steps are what count.
 constexpr size_t kKvRowsAhead = 4096;
 
 // Asks for the `bytes` that lie kKvRowsAhead past `first` (a hint: it never faults, so past the rows' end is harmless).
