@@ -47,20 +47,18 @@ inline __m256 Codes8(const uint8_t* codes, int i) {
 
 inline float Half(uint16_t h) { return _cvtsh_ss(h); }
 
-// How far past the rows it is reading a kernel asks for the next ones. A decode step reads each kv head's rows once,
-// from memory (the layer's weights and every other stream came in between), and the hardware prefetcher alone left
-// the kernels waiting on them. With the ask, a decode step of SmolLM2's shape took 0.91-0.92x the time at 4k cached
-// tokens with an FP16 + INT2 cache, 0.84-0.87x with the tiered default, 0.89x at 16k, 0.99x at 512 (the AVX2 table at
-// 4k: 0.96x) — steps with and without it interleaved in one process, every four tokens; 2-6 KiB ahead measured alike
-// (docs/bench/kv-prefetch-session37.txt). Session 34's harness of kv heads attended in turn had found asking 2 KiB
-// ahead level; the model's steps are what count.
-constexpr size_t kKvRowsAhead = 4096;
-
-// Asks for the `bytes` that lie kKvRowsAhead past `first` (a hint: it never faults, so past the rows' end is harmless).
-// Inlined by force: as an ordinary inline function GCC judged it free of effects (it sees none in a prefetch) and
-// dropped its calls from the AVX-512 files.
+// Asks for the `bytes` that lie kKvRowsAskedAhead (kv_kernels.h) past `first`: each kernel does, for each block of
+// rows it starts. A decode step reads each kv head's rows once, from memory (the layer's weights and every other
+// stream came in between), and the hardware prefetcher alone left the kernels waiting on them. With the asks, a decode
+// step of SmolLM2's shape took 0.91-0.92x the time at 4k cached tokens with an FP16 + INT2 cache, 0.84-0.87x with the
+// tiered default, 0.89x at 16k, 0.99x at 512 (the AVX2 table at 4k: 0.96x) — steps with and without them interleaved
+// in one process, every four tokens; 2-6 KiB ahead measured alike (docs/bench/kv-prefetch-session37.txt). Session
+// 34's harness of kv heads attended in turn had found asking 2 KiB ahead level; the model's steps are what count.
+// A hint: it never faults, so past the rows' end is harmless. Inlined by force: as an ordinary inline function GCC
+// judged it free of effects (it sees none in a prefetch) and dropped its calls from the AVX-512 files.
+static_assert(kKvRowsAskedAhead > 0, "the x86 kernels ask ahead");
 [[gnu::always_inline]] inline void AskRowsAhead(const uint8_t* first, size_t bytes) {
-  for (size_t o = 0; o < bytes; o += 64) _mm_prefetch(reinterpret_cast<const char*>(first) + kKvRowsAhead + o, _MM_HINT_T0);
+  for (size_t o = 0; o < bytes; o += 64) _mm_prefetch(reinterpret_cast<const char*>(first) + kKvRowsAskedAhead + o, _MM_HINT_T0);
 }
 
 // block(t, nb) for each block of B rows from t = 0, nb its row count: for a whole block std::integral_constant<int,

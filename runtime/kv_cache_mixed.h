@@ -160,10 +160,14 @@ class MixedKvCache final : public KvCache {
   // Where tier t's slots begin among a stream's scores.
   int ScoreOffset(size_t s, int tier) const;
   Queries PrepareQueries(int layer, int kv_head, const float* q, float* buf);
-  // Asks for the first kPrefetchStreamBytes of a stream's rows — keys, then values, then importance — where the
-  // stream's work starts on the thread that attends it (WriteKvHead; the definition says why).
+  // Asks for the start of a stream's rows where its work starts on the thread that attends it (WriteKvHead; the
+  // definition says why): the first kKvRowsAskedAhead bytes of each tier's keys, values and importance, which no
+  // kernel asks for (kv_kernels.h); where the kernels ask for nothing, the first kPrefetchStreamBytes of its rows —
+  // keys, then values, then importance.
   static constexpr size_t kPrefetchStreamBytes = 32 * 1024;
   void PrefetchStream(size_t s) const;
+  // The first kKvRowsAskedAhead bytes of `rows`' keys and values in each tier (and of their importance).
+  void AskRunStarts(size_t s, const Rows& rows, bool importance) const;
   // WriteKvHead's work without the prefetch: Write's, on the calling thread, whose attention runs on others.
   void WriteStream(int layer, int kv_head, int pos, int n, const float* k, const float* v);
   void ScoreRows(size_t s, int pos, const Rows& rows, const Queries& q, float* scores, size_t stride) const;

@@ -135,6 +135,15 @@ const KvKernels* GetKvKernels(KvIsa isa);
 // The kernels every cache uses: the best the CPU runs, unless MIKV_KV_ISA names another.
 const KvKernels& ActiveKvKernels();
 
+// How far past the rows they are reading the kernels ask for the next ones, in bytes: the x86 kernels do
+// (kernels_avx/kv-avx.h says why); the NEON and scalar ones leave it to the hardware (0). A cache asks for the first
+// bytes of each run of rows itself, where no kernel does (MixedKvCache::PrefetchStream).
+#if defined(MIKV_HAVE_AVX_KERNELS)
+constexpr size_t kKvRowsAskedAhead = 4096;
+#else
+constexpr size_t kKvRowsAskedAhead = 0;
+#endif
+
 // Rows per block of quantized weights in the integer values kernels: as many as keep a block's Σ_t w8·code inside
 // int16 (the SIMD kernels sum in int16): 16 INT4 or INT3 rows (16·15·127 = 30,480), 64 INT2 rows (64·3·127 = 24,384). Fewer
 // blocks per token means fewer weight scales to find and fewer widenings — what INT2 needs to read faster than INT4.
