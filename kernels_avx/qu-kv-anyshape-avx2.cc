@@ -141,15 +141,16 @@ void ScoresAnyShape(const KvRowFormat& f, int nq, const float* q, const float* q
           if (!half) dots[2 * s + 1] = _mm256_extracti128_si256(h4, 1);
         }
       }
-      // The reference's float terms, group by group, four rows per instruction.
+      // The reference's float terms, group by group, four rows per instruction, in FinishScores' operations and order
+      // (zero_g·qsum_g, then sums_g·(scale_g·qs_g), each one fmadd into the total): the AVX-512 VNNI kernels take
+      // head_dim 64 in groups of 16 with those, and give these scores bit for bit.
       __m128 total = _mm_setzero_ps();
       for (int g0 = 0; g0 < ng; g0 += 4) {
         __m128 sc[4], zc[4];
         ScaleZeroColumns4(r, code_bytes, g0, ng, sc, zc);
         for (int g = g0; g < std::min(ng, g0 + 4); ++g) {
-          const __m128 s4 = _mm_mul_ps(sc[g - g0], _mm_set1_ps(qs[g]));
-          total = _mm_add_ps(total, _mm_add_ps(_mm_mul_ps(s4, _mm_cvtepi32_ps(dots[g])),
-                                               _mm_mul_ps(zc[g - g0], _mm_set1_ps(qsum_h[g]))));
+          total = _mm_fmadd_ps(zc[g - g0], _mm_set1_ps(qsum_h[g]), total);
+          total = _mm_fmadd_ps(_mm_cvtepi32_ps(dots[g]), _mm_mul_ps(sc[g - g0], _mm_set1_ps(qs[g])), total);
         }
       }
       alignas(16) float sc4[4];

@@ -16,7 +16,8 @@
 // INT8 (below the INT4/INT2 scores): the scores of one query qu8-kv-scores-avx.h's with one 256-bit vpdpbusd per 32
 // channels (VnniDot), of two to four sixteen rows per register (ScoresInt8Rows16); the values (float)
 // qu8-kv-values-avx.h's AVX2 source with the 32 registers and 512-bit chunks this build has.
-// Shapes: head_dim 64 or 128, groups of 32, 64 or 128 channels; others go to the AVX2 entry points.
+// Shapes: head_dim 64 or 128, groups of 32, 64 or 128 channels, and head_dim 64 in groups of 16 (VnniShape); others go
+// to the AVX2 entry points.
 #include "qu4-qu2-kv-scores-avx.h"
 #include "qu4-qu2-kv-values-avx.h"
 #include "qu8-kv-scores-avx.h"
@@ -243,7 +244,7 @@ struct DwordsOfSixteenRows {
 // transpose in each 256-bit half: 24 shuffles), and one vpdpbusd per nibble and query, the query's four int8
 // channels broadcast, adds each row's products of channels 8j + 2b (low nibbles) or 8j + 2b + 1 (high) straight
 // into that row's int32 lane. No lane of a row needs a horizontal sum (the eight-row kernel reduces eight lanes a
-// row, per query), and eight chunk dwords lie inside one group (groups are multiples of 32 channels), so a query
+// row, per query), and a dword's eight channels lie inside one group (groups of 16 channels or more), so a query
 // keeps one int32 sum per group and row. Then the scales and zeros as sixteen-row columns, and the eight-row
 // kernel's float operations in its order (FinishScores): the same integer sums, so the same scores.
 template <int BITS, int NC, int NQ, int NG>
@@ -344,6 +345,13 @@ void ScoresInt2Rows16(const KvRowFormat& f, const float* q, const float* qsum, c
   });
 }
 
+// The shapes the INT4/INT3/INT2 kernels here take: the AVX2 kernels' (FastShape), and head_dim 64 in groups of 16 —
+// four groups, each a quarter of a 64-channel chunk. The sixteen-row scores keep one int32 sum per group, row and
+// query, so the finer groups change only which sum a dword goes to; the values spread four groups' weights over
+// their lanes (ValuesInt2Vnni, ValuesInt4Vnni). Before, groups of 16 went to qu-kv-anyshape-avx2.cc, ~10x slower than
+// groups of 32 with three query heads (session 38). head_dim 128 in groups of 16 (eight groups) still goes there.
+inline bool VnniShape(const KvRowFormat& f) { return FastShape(f) || (f.head_dim == 64 && f.group == 16); }
+
 template <int BITS>
 void ScoresRows16OfShape(const KvRowFormat& f, int nq, const float* q, const float* qsum, const uint8_t* rows,
                              size_t n, float scale, float* out, size_t out_stride) {
@@ -351,15 +359,14 @@ void ScoresRows16OfShape(const KvRowFormat& f, int nq, const float* q, const flo
     constexpr int NG = decltype(ng)::value;
     constexpr int NC = decltype(nc)::value, NQ = decltype(count)::value;
     const float* qh = q + h * f.head_dim;
-    if constexpr (64 * NC / NG < 32) return;  // (groups of 16: not a FastShape, never here)
-    else if constexpr (BITS == 2) ScoresInt2Rows16<NC, NQ, NG>(f, qh, qsum + h * NG, rows, n, scale, out + h * out_stride, out_stride);
+    if constexpr (BITS == 2) ScoresInt2Rows16<NC, NQ, NG>(f, qh, qsum + h * NG, rows, n, scale, out + h * out_stride, out_stride);
     else ScoresInt4Rows16<BITS, NC, NQ, NG>(f, qh, qsum + h * NG, rows, n, scale, out + h * out_stride, out_stride);
   });
 }
 
 void Qu4Qu2ScoresGroupVnni(const KvRowFormat& f, int nq, const float* q, const float* qsum, const uint8_t* rows, size_t n,
                            float scale, float* out, size_t out_stride) {
-  if (!FastShape(f)) return Qu4Qu2KvScoresGroupAvx2(f, nq, q, qsum, rows, n, scale, out, out_stride);
+  if (!VnniShape(f)) return Qu4Qu2KvScoresGroupAvx2(f, nq, q, qsum, rows, n, scale, out, out_stride);
   if (f.precision == KvPrecision::Int2) return ScoresRows16OfShape<2>(f, nq, q, qsum, rows, n, scale, out, out_stride);
   if (f.precision == KvPrecision::Int3) return ScoresRows16OfShape<3>(f, nq, q, qsum, rows, n, scale, out, out_stride);
   return ScoresRows16OfShape<4>(f, nq, q, qsum, rows, n, scale, out, out_stride);
@@ -611,10 +618,14 @@ inline constexpr Int2TransposeBytes kInt2Transposes = [] {
 // same fmadd (only the p·zero terms are summed in another order, QueryBlockWeights16); the float slots are the AVX2
 // INT2 kernel's (channel 64c + 4j + k at (4c + k)·16 + j). A chunk at a time over the block's rows (the rows stay in
 // L1), so a query needs 4 accumulators and 2 weight registers, and a pass of four queries fits the 32 registers.
-template <int NC, int NQ>
+// Groups of 16 (kGroupsOf16, head_dim 64): lanes 4g..4g+3 hold group g's channels, so a step's weights are four
+// dwords, one of each group's; the two registers then hold half a block's — [group 0 | group 1] and [group 2 | group 3]
+// dwords of rows 0-31, then of rows 32-63 (one vshufi64x2 each) — and one vpermt2d still spreads a step's.
+template <int NC, int NQ, bool kGroupsOf16 = false>
 void ValuesInt2Vnni(const KvRowFormat& f, const float* p, size_t p_stride, const uint8_t* rows, size_t n, float* acc) {
   constexpr int d = 64 * NC, kBlock = KvValueBlockRows(KvPrecision::Int2);
   static_assert(kBlock == 64, "a block's weights of one group are one 64-byte register");
+  static_assert(!kGroupsOf16 || NC == 1, "groups of 16: head_dim 64");
   const int group = f.group, ng = d / group;
   const size_t code_bytes = KvCodeBytes(d, 2), stride = f.stride;
   alignas(64) float fa[kPass][d];
@@ -628,8 +639,10 @@ void ValuesInt2Vnni(const KvRowFormat& f, const float* p, size_t p_stride, const
   // Packed rows (six dwords a row): lane L <- dword L of rows 0-3, dword 6r + L of the 96 bytes.
   const __m512i packed_rows_to_lanes = _mm512_setr_epi32(0, 6, 12, 18, 1, 7, 13, 19, 2, 8, 14, 20, 3, 9, 15, 21);
 #endif
-  // vpermt2d: lanes 0-7 (channels 0-31 of the chunk) take dword m of the first group's weights, 8-15 of the second's.
-  const __m512i second_half = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 16, 16, 16, 16, 16, 16, 16, 16);
+  // vpermt2d: lanes 0-7 (channels 0-31 of the chunk) take dword m of the first group's weights, 8-15 of the second's;
+  // in groups of 16, lanes 4g..4g+3 dword m % 8 of group g's in the half block's pair of registers.
+  const __m512i second_half = kGroupsOf16 ? _mm512_setr_epi32(0, 0, 0, 0, 8, 8, 8, 8, 16, 16, 16, 16, 24, 24, 24, 24)
+                                          : _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 16, 16, 16, 16, 16, 16, 16, 16);
   // Blocks whose weights are quantized together (QueryBlockWeights16): two for one query; for a pass of more, one
   // block's chains are already several, and two blocks' weights no longer fit the registers (measured slower).
   constexpr int kBlocks = NQ == 1 ? 2 : 1;
@@ -644,16 +657,29 @@ void ValuesInt2Vnni(const KvRowFormat& f, const float* p, size_t p_stride, const
     for (int c = 0; c < NC; ++c) {
       const int g_lo = 64 * c / group, g_hi = (64 * c + 32) / group;
       __m512i wlo[NQ], whi[NQ], a32[NQ][4];
-      for (int h = 0; h < NQ; ++h) {
-        wlo[h] = _mm512_load_si512(qw.w8[h][g_lo] + kb * kBlock);
-        whi[h] = _mm512_load_si512(qw.w8[h][g_hi] + kb * kBlock);
+      // Each query's weights for rows 32·half on (groups of 16), or the whole block's.
+      auto take_weights = [&](int half) __attribute__((always_inline)) {
+        for (int h = 0; h < NQ; ++h) {
+          if constexpr (kGroupsOf16) {
+            __m512i w[4];
+            for (int g = 0; g < 4; ++g) w[g] = _mm512_load_si512(qw.w8[h][g] + kb * kBlock);
+            wlo[h] = _mm512_shuffle_i64x2(w[0], w[1], half ? 0xEE : 0x44);  // dwords 8·half.. of each
+            whi[h] = _mm512_shuffle_i64x2(w[2], w[3], half ? 0xEE : 0x44);
+          } else {
+            wlo[h] = _mm512_load_si512(qw.w8[h][g_lo] + kb * kBlock);
+            whi[h] = _mm512_load_si512(qw.w8[h][g_hi] + kb * kBlock);
+          }
+        }
+      };
+      take_weights(0);
+      for (int h = 0; h < NQ; ++h)
         for (int k = 0; k < 4; ++k) a32[h][k] = _mm512_setzero_si512();
-      }
       // Rows t..t+3 (codes x, transposed: byte 4j + r of each lane is row r's byte j of that lane's dword) into each
       // query's sums.
       auto step = [&](int t, __m512i x) __attribute__((always_inline)) {
+        if (kGroupsOf16 && t == 32) take_weights(1);
         const __m512i ph[4] = {PhaseInPlace<0>(x), PhaseInPlace<1>(x), PhaseInPlace<2>(x), PhaseInPlace<3>(x)};
-        const __m512i pick = _mm512_add_epi32(second_half, _mm512_set1_epi32(t / 4));
+        const __m512i pick = _mm512_add_epi32(second_half, _mm512_set1_epi32(kGroupsOf16 ? t / 4 % 8 : t / 4));
         for (int h = 0; h < NQ; ++h) {
           const __m512i w = _mm512_permutex2var_epi32(wlo[h], pick, whi[h]);
           for (int k = 0; k < 4; ++k) a32[h][k] = _mm512_dpbusd_epi32(a32[h][k], ph[k], w);
@@ -691,7 +717,11 @@ void ValuesInt2Vnni(const KvRowFormat& f, const float* p, size_t p_stride, const
         }
       }
       for (int h = 0; h < NQ; ++h) {
-        const __m512 scale = _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(qw.ws[h][g_lo][kb]), _mm512_set1_ps(qw.ws[h][g_hi][kb]));
+        const __m512 scale =
+            kGroupsOf16 ? _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
+                                                _mm512_castps128_ps512(_mm_setr_ps(qw.ws[h][0][kb], qw.ws[h][1][kb],
+                                                                                   qw.ws[h][2][kb], qw.ws[h][3][kb])))
+                        : _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(qw.ws[h][g_lo][kb]), _mm512_set1_ps(qw.ws[h][g_hi][kb]));
         for (int k = 0; k < 4; ++k) {
           float* slot = fa[h] + (c * 4 + k) * 16;
           const __m512 sums = _mm512_mul_ps(_mm512_cvtepi32_ps(a32[h][k]), _mm512_set1_ps(1.0f / (float)(1 << 2 * k)));
@@ -707,7 +737,10 @@ template <int NC>
 void ValuesInt2VnniPasses(const KvRowFormat& f, int nq, const float* p, size_t p_stride, const uint8_t* rows, size_t n,
                           float* acc) {
   KvForQueryPasses(nq, [&](auto count, int h) {
-    ValuesInt2Vnni<NC, decltype(count)::value>(f, p + h * p_stride, p_stride, rows, n, acc + h * f.head_dim);
+    constexpr int NQ = decltype(count)::value;
+    if constexpr (NC == 1)
+      if (f.group == 16) return ValuesInt2Vnni<1, NQ, true>(f, p + h * p_stride, p_stride, rows, n, acc + h * f.head_dim);
+    ValuesInt2Vnni<NC, NQ>(f, p + h * p_stride, p_stride, rows, n, acc + h * f.head_dim);
   });
 }
 
@@ -774,17 +807,19 @@ inline void FourInt4RowsTransposed(const uint8_t* const* r, int c, __m512i* y) {
 // one 64-channel chunk: the rows' code bytes 0-15 (channels 0-31) and 16-31 (channels 32-63) in INT4's packing
 // (FourRowsAsInt4) are transposed as there, so dword j holds the four rows' byte j: its low nibbles are channel 2j,
 // its high nibbles channel 2j+1 — four rows' codes of one channel — and a query needs four vpdpbusd, w_t·code_t +
-// ... + w_t+3·code_t+3 into int32 lane j. A 32-channel half lies inside one group (groups are multiples of 32
-// channels), so its weights are one broadcast dword, w8[g][t..t+3]. The int32 sums of a block of 16 rows
+// ... + w_t+3·code_t+3 into int32 lane j. A 32-channel half lies inside one group of 32 channels or more, so
+// its weights are one broadcast dword, w8[g][t..t+3]. The int32 sums of a block of 16 rows
 // (KvValueBlockRows) are the AVX2 kernel's int16 ones, widened and scaled by one fmadd at the block's end; the
 // weights are QueryBlockWeights16's (the same bytes). The AVX2 kernel takes two rows per vpmaddubsw, a vpshufb per
 // row pair and query to spread the weights, and an add after each. Float slot (c, k, j), k = 2·half + nibble, holds
-// channel 64c + 32·half + 2j + nibble.
-template <int BITS, int NC, int NQ>
+// channel 64c + 32·half + 2j + nibble. Groups of 16 (kGroupsOf16, head_dim 64): lanes 0-7 of a half are group 2·half,
+// lanes 8-15 group 2·half + 1, so its weights are two dwords, one broadcast and one masked broadcast over it.
+template <int BITS, int NC, int NQ, bool kGroupsOf16 = false>
 void ValuesInt4Vnni(const KvRowFormat& f, const float* p, size_t p_stride, const uint8_t* rows, size_t n, float* acc) {
   static_assert(BITS == 4 || BITS == 3, "INT4 or INT3 codes");
   constexpr int d = 64 * NC, kBlock = KvValueBlockRows(BITS == 3 ? KvPrecision::Int3 : KvPrecision::Int4);
   static_assert(kBlock == 16, "a block is four steps of four rows");
+  static_assert(!kGroupsOf16 || NC == 1, "groups of 16: head_dim 64");
   const int group = f.group, ng = d / group;
   const size_t code_bytes = KvCodeBytes(d, BITS), stride = f.stride;
   const Int3Unpack* const int3 = BITS == 3 ? &Int3Tables() : nullptr;
@@ -831,10 +866,19 @@ void ValuesInt4Vnni(const KvRowFormat& f, const float* p, size_t p_stride, const
           nib[2 * half + 1] = BitField<4, 4>(y[half]);
         }
         for (int h = 0; h < NQ; ++h) {
-          int32_t lo, hi;
-          std::memcpy(&lo, qw.w8[h][g_lo] + k * kBlock + t, 4);
-          std::memcpy(&hi, qw.w8[h][g_hi] + k * kBlock + t, 4);
-          const __m512i wlo = _mm512_set1_epi32(lo), whi = _mm512_set1_epi32(hi);
+          auto weights = [&](int g) {  // group g's dword of rows t..t+3
+            int32_t w;
+            std::memcpy(&w, qw.w8[h][g] + k * kBlock + t, 4);
+            return w;
+          };
+          __m512i wlo, whi;
+          if constexpr (kGroupsOf16) {
+            wlo = _mm512_mask_set1_epi32(_mm512_set1_epi32(weights(0)), 0xff00, weights(1));
+            whi = _mm512_mask_set1_epi32(_mm512_set1_epi32(weights(2)), 0xff00, weights(3));
+          } else {
+            wlo = _mm512_set1_epi32(weights(g_lo));
+            whi = _mm512_set1_epi32(weights(g_hi));
+          }
           a32[h][0] = _mm512_dpbusd_epi32(a32[h][0], nib[0], wlo);
           a32[h][1] = _mm512_dpbusd_epi32(a32[h][1], nib[1], wlo);
           a32[h][2] = _mm512_dpbusd_epi32(a32[h][2], nib[2], whi);
@@ -844,7 +888,10 @@ void ValuesInt4Vnni(const KvRowFormat& f, const float* p, size_t p_stride, const
       for (int h = 0; h < NQ; ++h)
         for (int j = 0; j < 4; ++j) {
           float* slot = fa[h] + (c * 4 + j) * 16;
-          const __m512 scale = _mm512_set1_ps(qw.ws[h][j < 2 ? g_lo : g_hi][k]);
+          const int half = j / 2;
+          const __m512 scale = kGroupsOf16 ? _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(qw.ws[h][2 * half][k]),
+                                                                  _mm512_set1_ps(qw.ws[h][2 * half + 1][k]))
+                                           : _mm512_set1_ps(qw.ws[h][half ? g_hi : g_lo][k]);
           _mm512_store_ps(slot, _mm512_fmadd_ps(scale, _mm512_cvtepi32_ps(a32[h][j]), _mm512_load_ps(slot)));
         }
     }
@@ -856,13 +903,16 @@ template <int BITS, int NC>
 void ValuesInt4VnniPasses(const KvRowFormat& f, int nq, const float* p, size_t p_stride, const uint8_t* rows, size_t n,
                           float* acc) {
   KvForQueryPasses(nq, [&](auto count, int h) {
-    ValuesInt4Vnni<BITS, NC, decltype(count)::value>(f, p + h * p_stride, p_stride, rows, n, acc + h * f.head_dim);
+    constexpr int NQ = decltype(count)::value;
+    if constexpr (NC == 1)
+      if (f.group == 16) return ValuesInt4Vnni<BITS, 1, NQ, true>(f, p + h * p_stride, p_stride, rows, n, acc + h * f.head_dim);
+    ValuesInt4Vnni<BITS, NC, NQ>(f, p + h * p_stride, p_stride, rows, n, acc + h * f.head_dim);
   });
 }
 
 void Qu4Qu2ValuesGroupVnni(const KvRowFormat& f, int nq, const float* p, size_t p_stride, const uint8_t* rows, size_t n,
                            float* acc) {
-  if (!FastShape(f)) return Qu4Qu2KvValuesGroupAvx2(f, nq, p, p_stride, rows, n, acc);
+  if (!VnniShape(f)) return Qu4Qu2KvValuesGroupAvx2(f, nq, p, p_stride, rows, n, acc);
   if (f.precision == KvPrecision::Int2)
     return f.head_dim == 64 ? ValuesInt2VnniPasses<1>(f, nq, p, p_stride, rows, n, acc)
                             : ValuesInt2VnniPasses<2>(f, nq, p, p_stride, rows, n, acc);
