@@ -10,6 +10,7 @@
 #include <type_traits>
 
 #include "kv_kernels.h"
+#include "prefetch.h"
 
 namespace mikv::avx {
 
@@ -54,11 +55,11 @@ inline float Half(uint16_t h) { return _cvtsh_ss(h); }
 // tiered default, 0.89x at 16k, 0.99x at 512 (the AVX2 table at 4k: 0.96x) — steps with and without them interleaved
 // in one process, every four tokens; 2-6 KiB ahead measured alike (docs/bench/kv-prefetch-session37.txt). Session
 // 34's harness of kv heads attended in turn had found asking 2 KiB ahead level; the model's steps are what count.
-// A hint: it never faults, so past the rows' end is harmless. Inlined by force: as an ordinary inline function GCC
-// judged it free of effects (it sees none in a prefetch) and dropped its calls from the AVX-512 files.
+// A hint: it never faults, so past the rows' end is harmless. Inlined by force, as PrefetchLines is (prefetch.h says
+// why).
 static_assert(kKvRowsAskedAhead > 0, "the x86 kernels ask ahead");
 [[gnu::always_inline]] inline void AskRowsAhead(const uint8_t* first, size_t bytes) {
-  for (size_t o = 0; o < bytes; o += 64) _mm_prefetch(reinterpret_cast<const char*>(first) + kKvRowsAskedAhead + o, _MM_HINT_T0);
+  PrefetchLines(first + kKvRowsAskedAhead, bytes);
 }
 
 // block(t, nb) for each block of B rows from t = 0, nb its row count: for a whole block std::integral_constant<int,
