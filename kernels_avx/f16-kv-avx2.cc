@@ -1,4 +1,7 @@
-// f16-kv-scores / f16-kv-values, AVX2 + FMA + F16C: FP16 rows converted in registers (vcvtph2ps).
+// f16-kv-scores / f16-kv-values, AVX2 + FMA + F16C: FP16 rows converted in registers (vcvtph2ps). They ask for rows
+// ahead (AskRowsAhead) as the other x86 kernels do: with the AVX2 table, a SmolLM2-shape decode step at 4k tokens (FP16
+// + INT2 cache) took 0.984-0.987x the time with the asks (steps interleaved in one process,
+// docs/bench/kv-prefetch-session38.txt).
 #include "kv-avx.h"
 
 namespace mikv::avx {
@@ -8,6 +11,7 @@ void F16KvScoresAvx2(const KvRowFormat& f, const float* q, const float*, const u
   const int d = f.head_dim;
   size_t t = 0;
   for (; t + 4 <= n; t += 4) {  // four rows at a time: four independent FMA chains
+    AskRowsAhead(rows + t * f.stride, 4 * f.stride);
     const uint16_t* r0 = reinterpret_cast<const uint16_t*>(rows + t * f.stride);
     const uint16_t* r1 = reinterpret_cast<const uint16_t*>(rows + (t + 1) * f.stride);
     const uint16_t* r2 = reinterpret_cast<const uint16_t*>(rows + (t + 2) * f.stride);
@@ -40,6 +44,7 @@ void F16KvValuesAvx2(const KvRowFormat& f, const float* p, const uint8_t* rows, 
     __m256 a[8];
     for (int j = 0; j < 8; ++j) a[j] = _mm256_loadu_ps(acc + 8 * j);
     for (size_t t = 0; t < n; ++t) {
+      AskRowsAhead(rows + t * f.stride, f.stride);  // (before the skip: the rows ahead may weigh)
       if (p[t] == 0.0f) continue;
       const __m256 pt = _mm256_set1_ps(p[t]);
       const uint16_t* r = reinterpret_cast<const uint16_t*>(rows + t * f.stride);
@@ -50,6 +55,7 @@ void F16KvValuesAvx2(const KvRowFormat& f, const float* p, const uint8_t* rows, 
     return;
   }
   for (size_t t = 0; t < n; ++t) {
+    AskRowsAhead(rows + t * f.stride, f.stride);
     if (p[t] == 0.0f) continue;
     const __m256 pt = _mm256_set1_ps(p[t]);
     const uint16_t* r = reinterpret_cast<const uint16_t*>(rows + t * f.stride);

@@ -136,8 +136,8 @@ const KvKernels* GetKvKernels(KvIsa isa);
 const KvKernels& ActiveKvKernels();
 
 // How far past the rows they are reading the kernels ask for the next ones, in bytes: builds with the x86 kernels
-// ask (kernels_avx/kv-avx.h says why; every x86 kernel but the AVX2 FP16 ones and the any-shape ones, not measured
-// yet), builds without (AArch64) leave it to the hardware: 0. A cache asks for the first bytes of each run of rows
+// ask (kernels_avx/kv-avx.h says why; every x86 kernel but the any-shape ones, not measured yet), builds without
+// (AArch64) leave it to the hardware: 0. A cache asks for the first bytes of each run of rows
 // itself, where no kernel does (MixedKvCache::PrefetchStream).
 #if defined(MIKV_HAVE_AVX_KERNELS)
 constexpr size_t kKvRowsAskedAhead = 4096;
