@@ -14,6 +14,13 @@ inline bool FastShape(const KvRowFormat& f) {
   return (f.head_dim == 64 || f.head_dim == 128) && f.group % 32 == 0 && f.head_dim / f.group <= 4;
 }
 
+// Head_dim 64 in groups of 16: four groups to a 64-channel chunk. The integer scores kernels take it as well (every
+// int32 lane they sum — eight INT4 channels, sixteen INT2 — lies inside a group of 16), and so do the values, which
+// spread four groups' weights where they spread two (the AVX2 INT4/INT3 ones: each 128-bit half of their int16
+// sums is sixteen channels of one group already). Session 38: before, it went to qu-kv-anyshape-avx2.cc on every x86
+// table.
+inline bool SixteenChannelGroups(const KvRowFormat& f) { return f.head_dim == 64 && f.group == 16; }
+
 // Eight rows' lane vectors -> their eight sums, in one register.
 inline __m256 SumEach(const __m256* r) {
   const __m256 h01 = _mm256_hadd_ps(_mm256_hadd_ps(r[0], r[1]), _mm256_hadd_ps(r[2], r[3]));

@@ -345,12 +345,12 @@ void ScoresInt2Rows16(const KvRowFormat& f, const float* q, const float* qsum, c
   });
 }
 
-// The shapes the INT4/INT3/INT2 kernels here take: the AVX2 kernels' (FastShape), and head_dim 64 in groups of 16 —
-// four groups, each a quarter of a 64-channel chunk. The sixteen-row scores keep one int32 sum per group, row and
-// query, so the finer groups change only which sum a dword goes to; the values spread four groups' weights over
-// their lanes (ValuesInt2Vnni, ValuesInt4Vnni). Before, groups of 16 went to qu-kv-anyshape-avx2.cc, ~10x slower than
-// groups of 32 with three query heads (session 38). head_dim 128 in groups of 16 (eight groups) still goes there.
-inline bool VnniShape(const KvRowFormat& f) { return FastShape(f) || (f.head_dim == 64 && f.group == 16); }
+// The shapes the INT4/INT3/INT2 kernels here take: the AVX2 kernels' (FastShape), and head_dim 64 in groups of 16
+// (SixteenChannelGroups). The sixteen-row scores keep one int32 sum per group, row and query, so the finer groups
+// change only which sum a dword goes to; the values spread four groups' weights over their lanes (ValuesInt2Vnni,
+// ValuesInt4Vnni). Before, groups of 16 went to qu-kv-anyshape-avx2.cc, 7-11x slower than groups of 32 with three
+// query heads (INT3 ~35x). head_dim 128 in groups of 16 (eight groups) still goes there.
+inline bool VnniShape(const KvRowFormat& f) { return FastShape(f) || SixteenChannelGroups(f); }
 
 template <int BITS>
 void ScoresRows16OfShape(const KvRowFormat& f, int nq, const float* q, const float* qsum, const uint8_t* rows,

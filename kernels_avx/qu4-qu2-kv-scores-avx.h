@@ -112,11 +112,26 @@ constexpr int kPass = kKvQueryPass;
 
 // INT4: eight rows' int32 lane vectors of one unit (a 64-channel chunk, or both chunks when a group spans them) ->
 // the rows' sums per group of the unit, rows in order. Lane k holds channels 8k..8k+7 of the chunk, so groups of 32
-// are the two 128-bit halves (GU = 2) and larger groups the whole unit (GU = 1).
+// are the two 128-bit halves (GU = 2), larger groups the whole unit (GU = 1), and groups of 16 lane pairs (GU = 4).
 template <int GU>
 inline void GroupSums8(const __m256i* r, __m256i* sums) {
   const __m256i h0 = _mm256_hadd_epi32(r[0], r[1]), h1 = _mm256_hadd_epi32(r[2], r[3]);
   const __m256i h2 = _mm256_hadd_epi32(r[4], r[5]), h3 = _mm256_hadd_epi32(r[6], r[7]);
+  if constexpr (GU == 4) {
+    // h0 = [row 0: g0 g1, row 1: g0 g1 | row 0: g2 g3, row 1: g2 g3] already: pick each group's lanes of rows 0-3
+    // and 4-7 (shufps), then join the halves.
+    auto pick = [](__m256i a, __m256i b, int imm) {
+      return imm == 0x88 ? _mm256_castps_si256(_mm256_shuffle_ps(_mm256_castsi256_ps(a), _mm256_castsi256_ps(b), 0x88))
+                         : _mm256_castps_si256(_mm256_shuffle_ps(_mm256_castsi256_ps(a), _mm256_castsi256_ps(b), 0xDD));
+    };
+    const __m256i even03 = pick(h0, h1, 0x88), odd03 = pick(h0, h1, 0xDD);  // [rows 0-3 g0 | g2], [g1 | g3]
+    const __m256i even47 = pick(h2, h3, 0x88), odd47 = pick(h2, h3, 0xDD);
+    sums[0] = _mm256_permute2x128_si256(even03, even47, 0x20);
+    sums[1] = _mm256_permute2x128_si256(odd03, odd47, 0x20);
+    sums[2] = _mm256_permute2x128_si256(even03, even47, 0x31);
+    sums[3] = _mm256_permute2x128_si256(odd03, odd47, 0x31);
+    return;
+  }
   // [rows 0-3: lanes 0-3 | rows 0-3: lanes 4-7], then rows 4-7.
   const __m256i q0 = _mm256_hadd_epi32(h0, h1), q1 = _mm256_hadd_epi32(h2, h3);
   const __m256i lo = _mm256_permute2x128_si256(q0, q1, 0x20), hi = _mm256_permute2x128_si256(q0, q1, 0x31);
@@ -225,7 +240,8 @@ inline void Int2QueryPhases(int nq, const float* q, int8_t (*qp)[NC][4][W], floa
 // INT2 scores, two rows per register: row t's 16 code bytes of a chunk in the low 128 bits, row t+1's in the high,
 // and the four 2-bit phases as four registers (x >> 2k & 3, one shift each) against the query's channels 4j+k.
 // One vpmaddwd then leaves [row t | row t+1] x four int32 lanes, lane k = channels 16k..16k+15 of the chunk, and
-// one vphaddd of two such pairs is already the rows' group sums for groups of 32.
+// one vphaddd of two such pairs is already the rows' group sums for groups of 32; for groups of 16 each lane is one,
+// and a 4x4 transpose of the four pairs gives them.
 template <class Dot, int NC, int NQ, int NG>
 void ScoresInt2(const KvRowFormat& f, const float* q, const float* qsum, const uint8_t* rows, size_t n,
                 float scale, float* out, size_t out_stride) {
@@ -262,6 +278,17 @@ void ScoresInt2(const KvRowFormat& f, const float* q, const float* qsum, const u
     }
     // [r0g0 r0g1 r2g0 r2g1 | r1g0 r1g1 r3g0 r3g1] and rows 4-7 likewise (GU = 2); for GU = 1 one more level.
     auto group_sums = [&](int h, int u, __m256i* sums) {
+      if constexpr (GU == 4) {  // pairs[i] = [row 2i: g0..g3 | row 2i+1: g0..g3]
+        const __m256i* p = pairs[h][u];
+        const __m256i a0 = _mm256_unpacklo_epi32(p[0], p[1]), a1 = _mm256_unpackhi_epi32(p[0], p[1]);
+        const __m256i a2 = _mm256_unpacklo_epi32(p[2], p[3]), a3 = _mm256_unpackhi_epi32(p[2], p[3]);
+        // [r0 r2 r4 r6 | r1 r3 r5 r7] of each group, then rows in order
+        sums[0] = _mm256_permutevar8x32_epi32(_mm256_unpacklo_epi64(a0, a2), order);
+        sums[1] = _mm256_permutevar8x32_epi32(_mm256_unpackhi_epi64(a0, a2), order);
+        sums[2] = _mm256_permutevar8x32_epi32(_mm256_unpacklo_epi64(a1, a3), order);
+        sums[3] = _mm256_permutevar8x32_epi32(_mm256_unpackhi_epi64(a1, a3), order);
+        return;
+      }
       const __m256i h0 = _mm256_hadd_epi32(pairs[h][u][0], pairs[h][u][1]);
       const __m256i h1 = _mm256_hadd_epi32(pairs[h][u][2], pairs[h][u][3]);
       if (GU == 1) {
@@ -281,7 +308,8 @@ void ScoresInt2(const KvRowFormat& f, const float* q, const float* qsum, const u
 // Runs kernel(nc, ng, count, first) for head_dim 64 or 128 in 1, 2 or 4 groups over nq queries: the chunks (NC: head_dim
 // 64 or 128) and groups (NG) of the shape and the pass's query count (KvForQueryPasses) as std::integral_constant, for
 // the kernel's template; first is the pass's first query. Which of these shapes a kernel takes its caller decides
-// (FastShape: groups of 32 or more; the INT8 scores also take head_dim 64 in groups of 16, Int8FastShape).
+// (FastShape: groups of 32 or more; the INT4/INT3/INT2 and INT8 scores also take head_dim 64 in groups of 16,
+// SixteenChannelGroups and Int8FastShape).
 template <typename Kernel>
 inline void ForScoreShape(const KvRowFormat& f, int nq, Kernel&& kernel) {
   auto passes = [&](auto nc, auto ng) { KvForQueryPasses(nq, [&](auto count, int h) { kernel(nc, ng, count, h); }); };
@@ -301,8 +329,7 @@ void ScoresOfShape(const KvRowFormat& f, int nq, const float* q, const float* qs
   ForScoreShape(f, nq, [&](auto nc, auto ng, auto count, int h) {
     constexpr int NC = decltype(nc)::value, NG = decltype(ng)::value, NQ = decltype(count)::value;
     const float* qh = q + h * f.head_dim;
-    if constexpr (64 * NC / NG < 32) return;  // (groups of 16: not a FastShape, never here)
-    else if constexpr (BITS == 2) ScoresInt2<Dot, NC, NQ, NG>(f, qh, qsum + h * NG, rows, n, scale, out + h * out_stride, out_stride);
+    if constexpr (BITS == 2) ScoresInt2<Dot, NC, NQ, NG>(f, qh, qsum + h * NG, rows, n, scale, out + h * out_stride, out_stride);
     else ScoresInt4<Dot, BITS, NC, NQ, NG>(f, qh, qsum + h * NG, rows, n, scale, out + h * out_stride, out_stride);
   });
 }

@@ -158,9 +158,13 @@ inline void Int2ValueSlots(const float* acc, float (*fa)[64 * NC], int* channel)
 // each: byte pair j of phase k holds channel 4j+k of both rows, so one vpmaddubsw with (w_t, w_t+1) gives
 // w_t·code_t + w_t+1·code_t+1 per channel — the low half's channels 0-31 of the chunk, the high half's 32-63, each
 // inside one group, so one vpshufb per pair spreads both groups' weights. Blocks of 64 rows (KvValueBlockRows).
-template <int NC, int NQ>
+// Groups of 16 (kGroupsOf16, head_dim 64): each half's int16 lanes 0-3 are one group's channels, 4-7 the next's; a
+// weights register then holds eight rows of each of the four groups, [g0 | g1 || g2 | g3], and the vpshufb picks
+// the pair of g0 or g2 for lanes 0-3 and of g1 or g3 for lanes 4-7.
+template <int NC, int NQ, bool kGroupsOf16 = false>
 void ValuesInt2(const KvRowFormat& f, const float* p, size_t p_stride, const uint8_t* rows, size_t n, float* acc) {
   constexpr int d = 64 * NC, kBlock = KvValueBlockRows(KvPrecision::Int2), S = kBlock / 16;
+  static_assert(!kGroupsOf16 || NC == 1, "groups of 16: head_dim 64");
   const int group = f.group, ng = d / group;
   const size_t code_bytes = KvCodeBytes(d, 2);
   alignas(32) float fa[kPass][d];
@@ -170,6 +174,15 @@ void ValuesInt2(const KvRowFormat& f, const float* p, size_t p_stride, const uin
   QueryBlockWeights<S> qw;
   const auto& w8 = qw.w8;
   const auto& ws = qw.ws;
+  __m256i pick16[4];  // groups of 16: pair k of the eight rows, lanes 0-3 from bytes 2k.., lanes 4-7 from 8 + 2k..
+  for (int k = 0; k < 4; ++k)
+    pick16[k] = _mm256_setr_epi16(
+        (short)(2 * k | (2 * k + 1) << 8), (short)(2 * k | (2 * k + 1) << 8), (short)(2 * k | (2 * k + 1) << 8),
+        (short)(2 * k | (2 * k + 1) << 8), (short)((8 + 2 * k) | (9 + 2 * k) << 8), (short)((8 + 2 * k) | (9 + 2 * k) << 8),
+        (short)((8 + 2 * k) | (9 + 2 * k) << 8), (short)((8 + 2 * k) | (9 + 2 * k) << 8), (short)(2 * k | (2 * k + 1) << 8),
+        (short)(2 * k | (2 * k + 1) << 8), (short)(2 * k | (2 * k + 1) << 8), (short)(2 * k | (2 * k + 1) << 8),
+        (short)((8 + 2 * k) | (9 + 2 * k) << 8), (short)((8 + 2 * k) | (9 + 2 * k) << 8),
+        (short)((8 + 2 * k) | (9 + 2 * k) << 8), (short)((8 + 2 * k) | (9 + 2 * k) << 8));
   for (size_t b = 0; b < n; b += kBlock) {
     const int nb = (int)std::min<size_t>(kBlock, n - b);
     AskRowsAhead(rows + b * f.stride, kBlock * f.stride);
@@ -180,11 +193,20 @@ void ValuesInt2(const KvRowFormat& f, const float* p, size_t p_stride, const uin
         for (int k = 0; k < 4; ++k) a16[h][c][k] = _mm256_setzero_si256();
     for (int s = 0; 16 * s < nb; ++s) {
       __m256i wv[kPass][NC];  // [the 16 rows' weights in the group of channels 64c..64c+31 | of 64c+32..64c+63]
-      for (int h = 0; h < NQ; ++h)
+      __m256i wv8[kPass][2];  // groups of 16: rows 0-7, rows 8-15 of the sub-block, [g0 | g1 || g2 | g3]
+      for (int h = 0; h < NQ; ++h) {
+        if constexpr (kGroupsOf16) {
+          __m128i g[4];
+          for (int i = 0; i < 4; ++i) g[i] = _mm_load_si128(reinterpret_cast<const __m128i*>(w8[h][i] + 16 * s));
+          wv8[h][0] = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_unpacklo_epi64(g[0], g[1])), _mm_unpacklo_epi64(g[2], g[3]), 1);
+          wv8[h][1] = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_unpackhi_epi64(g[0], g[1])), _mm_unpackhi_epi64(g[2], g[3]), 1);
+          continue;
+        }
         for (int c = 0; c < NC; ++c)
           wv[h][c] = _mm256_inserti128_si256(
               _mm256_castsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(w8[h][64 * c / group] + 16 * s))),
               _mm_load_si128(reinterpret_cast<const __m128i*>(w8[h][(64 * c + 32) / group] + 16 * s)), 1);
+      }
       const int end = std::min(16, nb - 16 * s);
       for (int t = 0; t < end; t += 2) {
         const uint8_t* rt = rows + (b + 16 * s + t) * f.stride;
@@ -196,7 +218,8 @@ void ValuesInt2(const KvRowFormat& f, const float* p, size_t p_stride, const uin
           const __m256i ph[4] = {_mm256_and_si256(x, three), _mm256_and_si256(_mm256_srli_epi16(x, 2), three),
                                  _mm256_and_si256(_mm256_srli_epi16(x, 4), three), _mm256_and_si256(_mm256_srli_epi16(x, 6), three)};
           for (int h = 0; h < NQ; ++h) {
-            const __m256i w = _mm256_shuffle_epi8(wv[h][c], qw.pick[t / 2]);
+            const __m256i w = kGroupsOf16 ? _mm256_shuffle_epi8(wv8[h][t / 8], pick16[t / 2 % 4])
+                                          : _mm256_shuffle_epi8(wv[h][c], qw.pick[t / 2]);
             for (int k = 0; k < 4; ++k) a16[h][c][k] = _mm256_add_epi16(a16[h][c][k], _mm256_maddubs_epi16(ph[k], w));
           }
         }
@@ -204,7 +227,11 @@ void ValuesInt2(const KvRowFormat& f, const float* p, size_t p_stride, const uin
     }
     for (int h = 0; h < NQ; ++h)
       for (int c = 0; c < NC; ++c) {
-        const __m256 lo_scale = _mm256_set1_ps(ws[h][64 * c / group][0]), hi_scale = _mm256_set1_ps(ws[h][(64 * c + 32) / group][0]);
+        // (groups of 16: a half's lanes 0-3 and 4-7 are two groups)
+        const __m256 lo_scale = kGroupsOf16 ? _mm256_set_m128(_mm_set1_ps(ws[h][1][0]), _mm_set1_ps(ws[h][0][0]))
+                                            : _mm256_set1_ps(ws[h][64 * c / group][0]);
+        const __m256 hi_scale = kGroupsOf16 ? _mm256_set_m128(_mm_set1_ps(ws[h][3][0]), _mm_set1_ps(ws[h][2][0]))
+                                            : _mm256_set1_ps(ws[h][(64 * c + 32) / group][0]);
         for (int k = 0; k < 4; ++k) {
           float* slot = fa[h] + (c * 4 + k) * 16;
           const __m256 lo = _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_castsi256_si128(a16[h][c][k])));
@@ -221,12 +248,14 @@ template <int BITS, int NC>
 void ValuesPasses(const KvRowFormat& f, int nq, const float* p, size_t p_stride, const uint8_t* rows, size_t n, float* acc) {
   KvForQueryPasses(nq, [&](auto count, int h) {
     constexpr int NQ = decltype(count)::value;
+    if constexpr (BITS == 2 && NC == 1)
+      if (f.group == 16) return ValuesInt2<1, NQ, true>(f, p + h * p_stride, p_stride, rows, n, acc + h * f.head_dim);
     if constexpr (BITS == 2) ValuesInt2<NC, NQ>(f, p + h * p_stride, p_stride, rows, n, acc + h * f.head_dim);
     else ValuesInt4<BITS, NC, NQ>(f, p + h * p_stride, p_stride, rows, n, acc + h * f.head_dim);
   });
 }
 
-// The entry for the fast shapes (FastShape); the caller sends others elsewhere.
+// The entry for the fast shapes (FastShape, SixteenChannelGroups); the caller sends others elsewhere.
 inline void ValuesOfShape(const KvRowFormat& f, int nq, const float* p, size_t p_stride, const uint8_t* rows, size_t n,
                           float* acc) {
   const int d = f.head_dim;
