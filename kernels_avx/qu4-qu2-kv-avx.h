@@ -16,8 +16,8 @@ inline bool FastShape(const KvRowFormat& f) {
 
 // Head_dim 64 in groups of 16: four groups to a 64-channel chunk. The integer scores kernels take it as well (every
 // int32 lane they sum — eight INT4 channels, sixteen INT2 — lies inside a group of 16), and so do the values, which
-// spread four groups' weights where they spread two (the AVX2 INT4/INT3 ones: each 128-bit half of their int16
-// sums is sixteen channels of one group already). Session 38: before, it went to qu-kv-anyshape-avx2.cc on every x86
+// spread four groups' weights where they spread two (the AVX2 INT4/INT3 ones needed nothing: each 128-bit half of
+// their int16 sums lies inside one group of 16 already). Session 38: before, it went to qu-kv-anyshape-avx2.cc on every x86
 // table.
 inline bool SixteenChannelGroups(const KvRowFormat& f) { return f.head_dim == 64 && f.group == 16; }
 

@@ -120,12 +120,14 @@ inline void GroupSums8(const __m256i* r, __m256i* sums) {
   if constexpr (GU == 4) {
     // h0 = [row 0: g0 g1, row 1: g0 g1 | row 0: g2 g3, row 1: g2 g3] already: pick each group's lanes of rows 0-3
     // and 4-7 (shufps), then join the halves.
-    auto pick = [](__m256i a, __m256i b, int imm) {
-      return imm == 0x88 ? _mm256_castps_si256(_mm256_shuffle_ps(_mm256_castsi256_ps(a), _mm256_castsi256_ps(b), 0x88))
-                         : _mm256_castps_si256(_mm256_shuffle_ps(_mm256_castsi256_ps(a), _mm256_castsi256_ps(b), 0xDD));
+    auto even = [](__m256i a, __m256i b) {  // lanes 0, 2 of a, then of b, in each half
+      return _mm256_castps_si256(_mm256_shuffle_ps(_mm256_castsi256_ps(a), _mm256_castsi256_ps(b), 0x88));
     };
-    const __m256i even03 = pick(h0, h1, 0x88), odd03 = pick(h0, h1, 0xDD);  // [rows 0-3 g0 | g2], [g1 | g3]
-    const __m256i even47 = pick(h2, h3, 0x88), odd47 = pick(h2, h3, 0xDD);
+    auto odd = [](__m256i a, __m256i b) {  // lanes 1, 3
+      return _mm256_castps_si256(_mm256_shuffle_ps(_mm256_castsi256_ps(a), _mm256_castsi256_ps(b), 0xDD));
+    };
+    const __m256i even03 = even(h0, h1), odd03 = odd(h0, h1);  // [rows 0-3: g0 | g2], [rows 0-3: g1 | g3]
+    const __m256i even47 = even(h2, h3), odd47 = odd(h2, h3);
     sums[0] = _mm256_permute2x128_si256(even03, even47, 0x20);
     sums[1] = _mm256_permute2x128_si256(odd03, odd47, 0x20);
     sums[2] = _mm256_permute2x128_si256(even03, even47, 0x31);

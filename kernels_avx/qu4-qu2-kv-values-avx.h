@@ -174,15 +174,15 @@ void ValuesInt2(const KvRowFormat& f, const float* p, size_t p_stride, const uin
   QueryBlockWeights<S> qw;
   const auto& w8 = qw.w8;
   const auto& ws = qw.ws;
-  __m256i pick16[4];  // groups of 16: pair k of the eight rows, lanes 0-3 from bytes 2k.., lanes 4-7 from 8 + 2k..
-  for (int k = 0; k < 4; ++k)
-    pick16[k] = _mm256_setr_epi16(
-        (short)(2 * k | (2 * k + 1) << 8), (short)(2 * k | (2 * k + 1) << 8), (short)(2 * k | (2 * k + 1) << 8),
-        (short)(2 * k | (2 * k + 1) << 8), (short)((8 + 2 * k) | (9 + 2 * k) << 8), (short)((8 + 2 * k) | (9 + 2 * k) << 8),
-        (short)((8 + 2 * k) | (9 + 2 * k) << 8), (short)((8 + 2 * k) | (9 + 2 * k) << 8), (short)(2 * k | (2 * k + 1) << 8),
-        (short)(2 * k | (2 * k + 1) << 8), (short)(2 * k | (2 * k + 1) << 8), (short)(2 * k | (2 * k + 1) << 8),
-        (short)((8 + 2 * k) | (9 + 2 * k) << 8), (short)((8 + 2 * k) | (9 + 2 * k) << 8),
-        (short)((8 + 2 * k) | (9 + 2 * k) << 8), (short)((8 + 2 * k) | (9 + 2 * k) << 8));
+  __m256i pick16[4];  // groups of 16: row pair k of eight, int16 lanes 0-3 from bytes 2k, 2k+1, lanes 4-7 from 8 + 2k..
+  for (int k = 0; k < 4; ++k) {
+    alignas(32) int16_t pairs[16];
+    for (int lane = 0; lane < 16; ++lane) {
+      const int first = (lane % 8 < 4 ? 0 : 8) + 2 * k;
+      pairs[lane] = (int16_t)(first | (first + 1) << 8);
+    }
+    pick16[k] = _mm256_load_si256(reinterpret_cast<const __m256i*>(pairs));
+  }
   for (size_t b = 0; b < n; b += kBlock) {
     const int nb = (int)std::min<size_t>(kBlock, n - b);
     AskRowsAhead(rows + b * f.stride, kBlock * f.stride);
