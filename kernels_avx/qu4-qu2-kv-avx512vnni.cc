@@ -663,8 +663,9 @@ void ValuesInt2Vnni(const KvRowFormat& f, const float* p, size_t p_stride, const
           if constexpr (kGroupsOf16) {
             __m512i w[4];
             for (int g = 0; g < 4; ++g) w[g] = _mm512_load_si512(qw.w8[h][g] + kb * kBlock);
-            wlo[h] = _mm512_shuffle_i64x2(w[0], w[1], half ? 0xEE : 0x44);  // dwords 8·half.. of each
-            whi[h] = _mm512_shuffle_i64x2(w[2], w[3], half ? 0xEE : 0x44);
+            // dwords 8·half.. of each (the immediate a constant in each branch: clang requires it)
+            wlo[h] = half ? _mm512_shuffle_i64x2(w[0], w[1], 0xEE) : _mm512_shuffle_i64x2(w[0], w[1], 0x44);
+            whi[h] = half ? _mm512_shuffle_i64x2(w[2], w[3], 0xEE) : _mm512_shuffle_i64x2(w[2], w[3], 0x44);
           } else {
             wlo[h] = _mm512_load_si512(qw.w8[h][g_lo] + kb * kBlock);
             whi[h] = _mm512_load_si512(qw.w8[h][g_hi] + kb * kBlock);
