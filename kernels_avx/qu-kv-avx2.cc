@@ -31,7 +31,7 @@ struct WidenDot {
 
 void QuKvScoresGroupAvx2(const KvRowFormat& f, int nq, const float* q, const float* qsum, const uint8_t* rows, size_t n,
                          float scale, float* out, size_t out_stride) {
-  if (!Int8FastShape(f)) return QuKvScoresAnyShapeAvx2(f, nq, q, qsum, rows, n, scale, out, out_stride);
+  if (!FastShape(f)) return QuKvScoresAnyShapeAvx2(f, nq, q, qsum, rows, n, scale, out, out_stride);
   ScoresInt8OfShape<WidenDot>(f, nq, q, qsum, rows, n, scale, out, out_stride);
 }
 

@@ -8,17 +8,18 @@
 namespace mikv::avx {
 namespace {
 
-// The shapes the integer kernels take directly: head_dim 64 or 128 (one or two 64-channel chunks), groups of 32, 64
-// or 128 channels (each int32 lane stays inside one group), at most four groups. Others go to qu-kv-anyshape-avx2.cc.
+// The shapes the integer kernels (INT8 to INT2) take directly: head_dim 64 or 128 (one or two 64-channel chunks) in
+// at most four groups of a multiple of 16 channels — groups of 32, 64 or 128, and head_dim 64 in groups of 16 (each
+// int32 lane they sum lies inside one group). Others go to qu-kv-anyshape-avx2.cc.
 inline bool FastShape(const KvRowFormat& f) {
-  return (f.head_dim == 64 || f.head_dim == 128) && f.group % 32 == 0 && f.head_dim / f.group <= 4;
+  return (f.head_dim == 64 || f.head_dim == 128) && f.group % 16 == 0 && f.head_dim / f.group <= 4;
 }
 
-// Head_dim 64 in groups of 16: four groups to a 64-channel chunk. The integer scores kernels take it as well (every
-// int32 lane they sum — eight INT4 channels, sixteen INT2 — lies inside a group of 16), and so do the values, which
-// spread four groups' weights where they spread two (the AVX2 INT4/INT3 ones needed nothing: each 128-bit half of
-// their int16 sums lies inside one group of 16 already). Session 38: before, it went to qu-kv-anyshape-avx2.cc on every x86
-// table.
+// Head_dim 64 in groups of 16: four groups to a 64-channel chunk, the one fast shape whose 32-channel halves are not
+// inside one group. The integer scores take it as the others (every int32 lane they sum — eight INT4 channels,
+// sixteen INT2 — lies inside a group of 16); the INT4/INT2 values spread four groups' weights where they spread two
+// (the AVX2 INT4/INT3 ones need nothing: each 128-bit half of their int16 sums lies inside one group of 16 already).
+// Session 38: before, the INT4/INT3/INT2 kernels sent it to qu-kv-anyshape-avx2.cc on every x86 table.
 inline bool SixteenChannelGroups(const KvRowFormat& f) { return f.head_dim == 64 && f.group == 16; }
 
 // Eight rows' lane vectors -> their eight sums, in one register.

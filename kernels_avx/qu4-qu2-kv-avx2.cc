@@ -40,7 +40,7 @@ struct MaddubsDot {
 
 void Qu4Qu2KvScoresGroupAvx2(const KvRowFormat& f, int nq, const float* q, const float* qsum, const uint8_t* rows,
                              size_t n, float scale, float* out, size_t out_stride) {
-  if (!FastShape(f) && !SixteenChannelGroups(f)) return QuKvScoresAnyShapeAvx2(f, nq, q, qsum, rows, n, scale, out, out_stride);
+  if (!FastShape(f)) return QuKvScoresAnyShapeAvx2(f, nq, q, qsum, rows, n, scale, out, out_stride);
   if (f.precision == KvPrecision::Int2) return ScoresOfShape<MaddubsDot, 2>(f, nq, q, qsum, rows, n, scale, out, out_stride);
   if (f.precision == KvPrecision::Int3) return ScoresOfShape<MaddubsDot, 3>(f, nq, q, qsum, rows, n, scale, out, out_stride);
   return ScoresOfShape<MaddubsDot, 4>(f, nq, q, qsum, rows, n, scale, out, out_stride);
@@ -48,7 +48,7 @@ void Qu4Qu2KvScoresGroupAvx2(const KvRowFormat& f, int nq, const float* q, const
 
 void Qu4Qu2KvValuesGroupAvx2(const KvRowFormat& f, int nq, const float* p, size_t p_stride, const uint8_t* rows, size_t n,
                              float* acc) {
-  if (FastShape(f) || SixteenChannelGroups(f)) return ValuesOfShape(f, nq, p, p_stride, rows, n, acc);
+  if (FastShape(f)) return ValuesOfShape(f, nq, p, p_stride, rows, n, acc);
   QuKvValuesAnyShapeAvx2(f, nq, p, p_stride, rows, n, acc);
 }
 

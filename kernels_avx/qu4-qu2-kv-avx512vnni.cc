@@ -16,7 +16,7 @@
 // INT8 (below the INT4/INT2 scores): the scores of one query qu8-kv-scores-avx.h's with one 256-bit vpdpbusd per 32
 // channels (VnniDot), of two to four sixteen rows per register (ScoresInt8Rows16); the values (float)
 // qu8-kv-values-avx.h's AVX2 source with the 32 registers and 512-bit chunks this build has.
-// Shapes: head_dim 64 or 128, groups of 32, 64 or 128 channels, and head_dim 64 in groups of 16 (VnniShape); others go
+// Shapes: head_dim 64 or 128, groups of 32, 64 or 128 channels, and head_dim 64 in groups of 16 (FastShape); others go
 // to the AVX2 entry points.
 #include "qu4-qu2-kv-scores-avx.h"
 #include "qu4-qu2-kv-values-avx.h"
@@ -345,13 +345,10 @@ void ScoresInt2Rows16(const KvRowFormat& f, const float* q, const float* qsum, c
   });
 }
 
-// The shapes the INT4/INT3/INT2 kernels here take: the AVX2 kernels' (FastShape), and head_dim 64 in groups of 16
-// (SixteenChannelGroups). The sixteen-row scores keep one int32 sum per group, row and query, so the finer groups
-// change only which sum a dword goes to; the values spread four groups' weights over their lanes (ValuesInt2Vnni,
-// ValuesInt4Vnni). Before, groups of 16 went to qu-kv-anyshape-avx2.cc, 7-11x slower than groups of 32 with three
-// query heads (INT3 ~35x). head_dim 128 in groups of 16 (eight groups) still goes there.
-inline bool VnniShape(const KvRowFormat& f) { return FastShape(f) || SixteenChannelGroups(f); }
-
+// Groups of 16 (SixteenChannelGroups): the sixteen-row scores keep one int32 sum per group, row and query, so the
+// finer groups change only which sum a dword goes to; the values spread four groups' weights over their lanes
+// (ValuesInt2Vnni, ValuesInt4Vnni). Before session 38 they went to qu-kv-anyshape-avx2.cc, 7-11x slower than groups
+// of 32 with three query heads (INT3 ~35x). head_dim 128 in groups of 16 (eight groups) still goes there.
 template <int BITS>
 void ScoresRows16OfShape(const KvRowFormat& f, int nq, const float* q, const float* qsum, const uint8_t* rows,
                              size_t n, float scale, float* out, size_t out_stride) {
@@ -366,7 +363,7 @@ void ScoresRows16OfShape(const KvRowFormat& f, int nq, const float* q, const flo
 
 void Qu4Qu2ScoresGroupVnni(const KvRowFormat& f, int nq, const float* q, const float* qsum, const uint8_t* rows, size_t n,
                            float scale, float* out, size_t out_stride) {
-  if (!VnniShape(f)) return Qu4Qu2KvScoresGroupAvx2(f, nq, q, qsum, rows, n, scale, out, out_stride);
+  if (!FastShape(f)) return Qu4Qu2KvScoresGroupAvx2(f, nq, q, qsum, rows, n, scale, out, out_stride);
   if (f.precision == KvPrecision::Int2) return ScoresRows16OfShape<2>(f, nq, q, qsum, rows, n, scale, out, out_stride);
   if (f.precision == KvPrecision::Int3) return ScoresRows16OfShape<3>(f, nq, q, qsum, rows, n, scale, out, out_stride);
   return ScoresRows16OfShape<4>(f, nq, q, qsum, rows, n, scale, out, out_stride);
@@ -446,7 +443,7 @@ void ScoresInt8Rows16(const KvRowFormat& f, const float* q, const float* qsum, c
 
 void Qu8ScoresGroupVnni(const KvRowFormat& f, int nq, const float* q, const float* qsum, const uint8_t* rows, size_t n,
                         float scale, float* out, size_t out_stride) {
-  if (!Int8FastShape(f)) return QuKvScoresGroupAvx2(f, nq, q, qsum, rows, n, scale, out, out_stride);  // the same scores
+  if (!FastShape(f)) return QuKvScoresGroupAvx2(f, nq, q, qsum, rows, n, scale, out, out_stride);  // the same scores
   ForScoreShape(f, nq, [&](auto nc, auto ng, auto count, int h) {
     constexpr int NC = decltype(nc)::value, NG = decltype(ng)::value, NQ = decltype(count)::value;
     const float* qh = q + h * f.head_dim;
@@ -740,7 +737,7 @@ void ValuesInt2VnniPasses(const KvRowFormat& f, int nq, const float* p, size_t p
   KvForQueryPasses(nq, [&](auto count, int h) {
     constexpr int NQ = decltype(count)::value;
     if constexpr (NC == 1)
-      if (f.group == 16) return ValuesInt2Vnni<1, NQ, true>(f, p + h * p_stride, p_stride, rows, n, acc + h * f.head_dim);
+      if (SixteenChannelGroups(f)) return ValuesInt2Vnni<1, NQ, true>(f, p + h * p_stride, p_stride, rows, n, acc + h * f.head_dim);
     ValuesInt2Vnni<NC, NQ>(f, p + h * p_stride, p_stride, rows, n, acc + h * f.head_dim);
   });
 }
@@ -906,14 +903,14 @@ void ValuesInt4VnniPasses(const KvRowFormat& f, int nq, const float* p, size_t p
   KvForQueryPasses(nq, [&](auto count, int h) {
     constexpr int NQ = decltype(count)::value;
     if constexpr (NC == 1)
-      if (f.group == 16) return ValuesInt4Vnni<BITS, 1, NQ, true>(f, p + h * p_stride, p_stride, rows, n, acc + h * f.head_dim);
+      if (SixteenChannelGroups(f)) return ValuesInt4Vnni<BITS, 1, NQ, true>(f, p + h * p_stride, p_stride, rows, n, acc + h * f.head_dim);
     ValuesInt4Vnni<BITS, NC, NQ>(f, p + h * p_stride, p_stride, rows, n, acc + h * f.head_dim);
   });
 }
 
 void Qu4Qu2ValuesGroupVnni(const KvRowFormat& f, int nq, const float* p, size_t p_stride, const uint8_t* rows, size_t n,
                            float* acc) {
-  if (!VnniShape(f)) return Qu4Qu2KvValuesGroupAvx2(f, nq, p, p_stride, rows, n, acc);
+  if (!FastShape(f)) return Qu4Qu2KvValuesGroupAvx2(f, nq, p, p_stride, rows, n, acc);
   if (f.precision == KvPrecision::Int2)
     return f.head_dim == 64 ? ValuesInt2VnniPasses<1>(f, nq, p, p_stride, rows, n, acc)
                             : ValuesInt2VnniPasses<2>(f, nq, p, p_stride, rows, n, acc);

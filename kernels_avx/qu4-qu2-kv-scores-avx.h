@@ -310,8 +310,7 @@ void ScoresInt2(const KvRowFormat& f, const float* q, const float* qsum, const u
 // Runs kernel(nc, ng, count, first) for head_dim 64 or 128 in 1, 2 or 4 groups over nq queries: the chunks (NC: head_dim
 // 64 or 128) and groups (NG) of the shape and the pass's query count (KvForQueryPasses) as std::integral_constant, for
 // the kernel's template; first is the pass's first query. Which of these shapes a kernel takes its caller decides
-// (FastShape: groups of 32 or more; the INT4/INT3/INT2 and INT8 scores also take head_dim 64 in groups of 16,
-// SixteenChannelGroups and Int8FastShape).
+// (FastShape).
 template <typename Kernel>
 inline void ForScoreShape(const KvRowFormat& f, int nq, Kernel&& kernel) {
   auto passes = [&](auto nc, auto ng) { KvForQueryPasses(nq, [&](auto count, int h) { kernel(nc, ng, count, h); }); };

@@ -249,13 +249,13 @@ void ValuesPasses(const KvRowFormat& f, int nq, const float* p, size_t p_stride,
   KvForQueryPasses(nq, [&](auto count, int h) {
     constexpr int NQ = decltype(count)::value;
     if constexpr (BITS == 2 && NC == 1)
-      if (f.group == 16) return ValuesInt2<1, NQ, true>(f, p + h * p_stride, p_stride, rows, n, acc + h * f.head_dim);
+      if (SixteenChannelGroups(f)) return ValuesInt2<1, NQ, true>(f, p + h * p_stride, p_stride, rows, n, acc + h * f.head_dim);
     if constexpr (BITS == 2) ValuesInt2<NC, NQ>(f, p + h * p_stride, p_stride, rows, n, acc + h * f.head_dim);
     else ValuesInt4<BITS, NC, NQ>(f, p + h * p_stride, p_stride, rows, n, acc + h * f.head_dim);
   });
 }
 
-// The entry for the fast shapes (FastShape, SixteenChannelGroups); the caller sends others elsewhere.
+// The entry for the fast shapes (FastShape); the caller sends others elsewhere.
 inline void ValuesOfShape(const KvRowFormat& f, int nq, const float* p, size_t p_stride, const uint8_t* rows, size_t n,
                           float* acc) {
   const int d = f.head_dim;

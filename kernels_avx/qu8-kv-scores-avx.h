@@ -73,13 +73,7 @@ void ScoresInt8(const KvRowFormat& f, const float* q, const float* qsum, const u
   });
 }
 
-// The shapes ScoresInt8 takes: head_dim 64 or 128 in at most four groups of a multiple of 16 channels (FastShape's,
-// and head_dim 64 in groups of 16).
-inline bool Int8FastShape(const KvRowFormat& f) {
-  return (f.head_dim == 64 || f.head_dim == 128) && f.group % 16 == 0 && f.head_dim / f.group <= 4;
-}
-
-// INT8 scores of nq queries in passes (KvForQueryPasses), for Int8FastShape's shapes only (the callers send the others
+// INT8 scores of nq queries in passes (KvForQueryPasses), for FastShape's shapes only (the callers send the others
 // elsewhere: qu-kv-anyshape-avx2.cc).
 template <class Dot>
 void ScoresInt8OfShape(const KvRowFormat& f, int nq, const float* q, const float* qsum, const uint8_t* rows, size_t n,
