@@ -110,6 +110,12 @@ void LlamaGraph::LockstepThread(size_t t, int pos, KvCache* cache, PhaseClock* s
   const size_t rest_writes = rest > t ? (rest - t + T - 1) / T : 0, most_rest_writes = (rest + T - 1) / T;
   const size_t early_writes = split_rest && write_in_items ? std::min(most_rest_writes - rest_writes, kv_end - kv_begin) : 0;
   float* scratch = attn_scratch_ + t * attn_scratch_stride_;
+  // A barrier after which this thread reads the weights of rows [begin, end) of op: it asks for them while it waits
+  // (LockstepBarrier::Wait says why).
+  auto wait_then_read = [&](const Linear& op, std::pair<size_t, size_t> rows) {
+    const auto [first, bytes] = op.WeightRows(rows.first, rows.second);
+    barrier_.Wait(t, first, bytes);
+  };
 
   for (int l = 0; l < c.n_layers; ++l) {
     const LlamaLayerWeights& L = w.layers[l];
@@ -173,13 +179,13 @@ void LlamaGraph::LockstepThread(size_t t, int pos, KvCache* cache, PhaseClock* s
       for (size_t kvh = whole + r0; kvh < whole + r1; ++kvh)
         cache->AttendSum(l, (int)kvh, (int)T, output(kvh), attn_split_);
     }
-    barrier_.Wait(t);
+    wait_then_read(ops.wo, ops.wo.ShareRows(t, T));
     clock.Mark(ForwardPhase::Attention);
 
     PrefetchLines(L.ffn_norm->data, (size_t)c.dim * sizeof(float));  // arrives during wo (ForwardPooled says why)
     project(ops.wo, att_, xb2_);
     add_residual(ops.wo, xb2_);
-    barrier_.Wait(t);
+    wait_then_read(ops.w13, Linear::ShareOfRows(hidden, t, T));  // its gate rows (the up rows come after them)
     clock.Mark(ForwardPhase::Output);
 
     RmsNorm(x_, reinterpret_cast<const float*>(L.ffn_norm->data), xb, c.dim);
@@ -197,13 +203,14 @@ void LlamaGraph::LockstepThread(size_t t, int pos, KvCache* cache, PhaseClock* s
       const Status s = thread_swiglu_[t].RunInto(h13_ + g0, h13_ + hidden + g0, g1 - g0, product, h13_ + g0);
       if (!s.ok() && thread_status_[t].ok()) thread_status_[t] = s;  // (the barriers still pass: no one is left waiting)
     }
-    barrier_.Wait(t);
+    wait_then_read(ops.w2, ops.w2.ShareRows(t, T));
     clock.Mark(ForwardPhase::Activation);
     const TensorView* next_norm = l + 1 < c.n_layers ? w.layers[l + 1].attn_norm : w.norm;
     PrefetchLines(next_norm->data, (size_t)c.dim * sizeof(float));  // arrives during the down projection
     project(ops.w2, h13_, xb2_);
     add_residual(ops.w2, xb2_);
-    barrier_.Wait(t);
+    if (l + 1 < c.n_layers) wait_then_read(layers_[l + 1].wqkv, layers_[l + 1].wqkv.ShareRows(t, T));
+    else barrier_.Wait(t);
     clock.Mark(ForwardPhase::Down);
   }
 }

@@ -78,6 +78,12 @@ class Linear {
   void RunRows(const LinearInput& in, float* y, size_t begin, size_t end) const;
   void RunShare(const LinearInput& in, float* y, size_t t, size_t threads) const;
   std::pair<size_t, size_t> ShareRows(size_t t, size_t threads) const { return ShareOfRows(out_, t, threads); }
+  // Where q8_0/q4_0 output rows [begin, end) lie (what RunRows reads of the weights: one run of bytes), to ask for
+  // them ahead; {nullptr, 0} for other encodings, whose operators read packed weights of their own.
+  std::pair<const uint8_t*, size_t> WeightRows(size_t begin, size_t end) const {
+    if (!needs_q8_blocks() || begin >= end) return {nullptr, 0};
+    return {blocks_ + begin * row_bytes_, (end - begin) * row_bytes_};
+  }
   // Thread t's share of `rows` rows in Run's tiles.
   static std::pair<size_t, size_t> ShareOfRows(size_t rows, size_t t, size_t threads);
 

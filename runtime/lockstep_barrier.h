@@ -28,16 +28,32 @@ class LockstepBarrier {
   size_t threads() const { return threads_; }
 
   // Thread t's count of Waits so far; all threads hold the same count between RunOnEachThread calls.
-  void Wait(size_t t) {
+  // While it waits for the others, the thread asks for the lines of [ask, ask + ask_bytes) in order, one a spin — the
+  // start of the weights it reads next (LlamaGraph::LockstepThread) — and then only spins. The others are still
+  // working, so the time is free, and the thread's next stream starts in its cache instead of at the memory's
+  // latency, before the kernels' own asks and the hardware prefetcher get going. A step of SmolLM2's shape on this
+  // project's two-vCPU host: 0.93-0.98x the time at 512 tokens, 0.95-1.0x at 4k (steps with and without interleaved
+  // in one process; docs/bench/barrier-asks-session39.txt). One line a spin: asking for the next matrix's lines as
+  // well, or for the FFN's weights during the attention's wait, made the other thread, still at work, slower.
+  void Wait(size_t t, const void* ask = nullptr, size_t ask_bytes = 0) {
+    const char* next = static_cast<const char*>(ask);
+    const char* const end = next + ask_bytes;
     const uint64_t mine = passed_[t].count.load(std::memory_order_relaxed) + 1;
     passed_[t].count.store(mine, std::memory_order_release);  // what t wrote before happens before the others leave
     for (size_t u = 0; u < threads_; ++u) {
       if (u == t) continue;
       // Spin while the other thread is near; yield the core once it is late (more threads than cores: a test under
       // a sanitizer, a phone's cores taken by other apps), so that it can get there.
-      for (uint32_t spins = 0; passed_[u].count.load(std::memory_order_acquire) < mine; ++spins) {
-        if (spins < 4096) Pause();
-        else std::this_thread::yield();
+      for (uint32_t pauses = 0; passed_[u].count.load(std::memory_order_acquire) < mine;) {
+        if (next < end) {
+          __builtin_prefetch(next);
+          next += 64;
+        } else if (pauses < 4096) {
+          Pause();
+          ++pauses;
+        } else {
+          std::this_thread::yield();
+        }
       }
     }
   }

@@ -351,6 +351,8 @@ TEST(ThreadPool, EveryIndexRunsOncePerCallAcrossTheGenerationTagsWrap) {
 // RunOnEachThread: thread t runs index t, once, and all at the same time: the items pass a LockstepBarrier together
 // many times (a thread that ran two items, or one that never started, would leave the others waiting: the check
 // gives up after 20 s instead of hanging). Runs between ordinary calls, so the share words' tags stay in step too.
+// Half the waits ask for lines while they wait (LockstepBarrier::Wait's ask, 1 MiB, longer than most waits): they
+// still leave only once every thread has arrived.
 TEST(ThreadPool, RunOnEachThreadRunsThreadTsItemOnThreadTAllAtOnce) {
   for (size_t threads : {1, 2, 3, 4}) {
     ThreadPool pool(threads);
@@ -359,6 +361,7 @@ TEST(ThreadPool, RunOnEachThreadRunsThreadTsItemOnThreadTAllAtOnce) {
       std::atomic<int> runs[4];
       std::atomic<size_t> ran_by[4];
       std::atomic<uint64_t> sum{0};
+      std::vector<char> lines = std::vector<char>(1 << 20);
     } c;
     c.barrier = LockstepBarrier(threads);
     for (int call = 0; call < 50; ++call) {
@@ -372,7 +375,7 @@ TEST(ThreadPool, RunOnEachThreadRunsThreadTsItemOnThreadTAllAtOnce) {
             // Each round every thread adds its number, then all check the round's total before the next.
             for (uint64_t round = 1; round <= 10; ++round) {
               c.sum += thread + 1;
-              c.barrier.Wait(thread);
+              c.barrier.Wait(thread, c.lines.data(), c.lines.size());
               const size_t n = c.barrier.threads();
               EXPECT_EQ(c.sum.load(), round * n * (n + 1) / 2);
               c.barrier.Wait(thread);
