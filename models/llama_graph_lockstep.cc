@@ -120,6 +120,9 @@ void LlamaGraph::LockstepThread(size_t t, int pos, KvCache* cache, PhaseClock* s
   for (int l = 0; l < c.n_layers; ++l) {
     const LlamaLayerWeights& L = w.layers[l];
     const LayerOps& ops = layers_[l];
+    if (write_in_items)  // the kv heads this thread writes, before its norm and q/k/v (AskWriteKvHead says why)
+      for (size_t kvh = 0; kvh < n_kv; ++kvh)
+        if (starts(kvh)) cache->AskWriteKvHead(l, (int)kvh);
     RmsNorm(x_, reinterpret_cast<const float*>(L.attn_norm->data), xb, c.dim);
     clock.Mark(ForwardPhase::AttentionNorm);
     project(ops.wqkv, xb, h13_);

@@ -66,6 +66,9 @@ class KvCache {
   virtual void BeginKvHead(int layer, int kv_head, int pos, int n, const float* q, const float* k) {
     (void)layer, (void)kv_head, (void)pos, (void)n, (void)q, (void)k;
   }
+  // Asks for the memory that the next WriteKvHead of one kv head will touch first, so that it arrives while the
+  // caller does other work (a hint: nothing changes; caches that write per kv head may have it).
+  virtual void AskWriteKvHead(int layer, int kv_head) const { (void)layer, (void)kv_head; }
 
   // Attention of the group of query heads that share kv head `kv_head`, for the token at position `pos`, over
   // the cached tokens of `layer` at positions <= pos: for each head h of the group,

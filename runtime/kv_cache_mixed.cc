@@ -347,6 +347,40 @@ void MixedKvCache::WriteKvHead(int layer, int kvh, int pos, int n, const float* 
   WriteStream(layer, kvh, pos, n, k, v);
 }
 
+// A token's write lands at scattered places, each a cache miss it waits on in turn: the slot a new token takes in
+// each tier (the first free, or the least important where the attention found it), that slot's importance and
+// position, and the high tier's importance and positions, which MakeRoomHigh scans for its victim (a few dozen
+// slots: the FP16 share). Asked for where the layer starts (LlamaGraph::LockstepThread), ~10 µs before the write,
+// decode steps of the SmolLM2 shape took 0.97-0.98x the time at 512 tokens and 0.985-0.99x at 4k; asking again for
+// the starts of the streams' rows there as well (PrefetchStream, which WriteKvHead does) was level
+// (docs/bench/write-asks-session39.txt).
+void MixedKvCache::AskWriteKvHead(int layer, int kv_head) const {
+  const size_t s = Stream(layer, kv_head);
+  auto ask_slot = [&](const Region& r, int slot) {
+    PrefetchLines(r.K(s, slot), r.kcodec.bytes());
+    PrefetchLines(r.V(s, slot), r.vcodec.bytes());
+    const size_t i = s * r.capacity + slot;
+    if (r.importance) PrefetchLines(r.importance + i, sizeof(float));
+    if (r.positions16) PrefetchLines(r.positions16 + i, sizeof(uint16_t));
+    if (r.positions32) PrefetchLines(r.positions32 + i, sizeof(int32_t));
+  };
+  for (int t = 0; t < kTiers; ++t) {
+    const Region& r = tiers_[t];
+    if (r.capacity == 0) continue;
+    ask_slot(r, std::min(r.used[s], r.capacity - 1));
+    if (r.least) {
+      PrefetchLines(r.least + s, sizeof(int32_t));
+      if (r.least[s] >= 0) ask_slot(r, r.least[s]);
+    }
+    if (t == kHi) {
+      const size_t first = s * r.capacity, n = (size_t)r.used[s];
+      if (r.importance) PrefetchLines(r.importance + first, n * sizeof(float));
+      if (r.positions16) PrefetchLines(r.positions16 + first, n * sizeof(uint16_t));
+      if (r.positions32) PrefetchLines(r.positions32 + first, n * sizeof(int32_t));
+    }
+  }
+}
+
 // Touches only the kv head's own streams, buffers (Tmp) and count (evicted_), and reads its own balancer factors.
 void MixedKvCache::WriteStream(int layer, int kvh, int pos, int n, const float* k, const float* v) {
   const int d = g_.head_dim;

@@ -51,6 +51,7 @@ class MixedKvCache final : public KvCache {
   void BeginWrite(int layer, int pos, int n, const float* k) override;
   void BeginKvHead(int layer, int kv_head, int pos, int n, const float* q, const float* k) override;
   void WriteKvHead(int layer, int kv_head, int pos, int n, const float* k, const float* v) override;
+  void AskWriteKvHead(int layer, int kv_head) const override;
   size_t SplitScratchFloats(int blocks) const override;
   void AttendBlockScores(int layer, int pos, int kv_head, int block, int blocks, const float* q, float* shared,
                          float* scratch) override;
