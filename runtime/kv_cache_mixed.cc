@@ -351,9 +351,9 @@ void MixedKvCache::WriteKvHead(int layer, int kvh, int pos, int n, const float* 
 // each tier (the first free, or the least important where the attention found it), that slot's importance and
 // position, and the high tier's importance and positions, which MakeRoomHigh scans for its victim (a few dozen
 // slots: the FP16 share). Asked for where the layer starts (LlamaGraph::LockstepThread), ~10 µs before the write,
-// decode steps of the SmolLM2 shape took 0.97-0.98x the time at 512 tokens and 0.985-0.99x at 4k; asking again for
-// the starts of the streams' rows there as well (PrefetchStream, which WriteKvHead does) was level
-// (docs/bench/write-asks-session39.txt).
+// decode steps of the SmolLM2 shape took 0.98-0.99x the time at 512 and at 4k tokens (steps with and without
+// interleaved in one process); asking there for the starts of the streams' rows instead (PrefetchStream, which
+// WriteKvHead does) was level (docs/bench/write-asks-session39.txt).
 void MixedKvCache::AskWriteKvHead(int layer, int kv_head) const {
   const size_t s = Stream(layer, kv_head);
   auto ask_slot = [&](const Region& r, int slot) {
