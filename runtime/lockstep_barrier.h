@@ -32,9 +32,10 @@ class LockstepBarrier {
   // start of the weights it reads next (LlamaGraph::LockstepThread) — and then only spins. The others are still
   // working, so the time is free, and the thread's next stream starts in its cache instead of at the memory's
   // latency, before the kernels' own asks and the hardware prefetcher get going. A step of SmolLM2's shape on this
-  // project's two-vCPU host: 0.93-0.98x the time at 512 tokens, 0.95-1.0x at 4k (steps with and without interleaved
-  // in one process; docs/bench/barrier-asks-session39.txt). One line a spin: asking for the next matrix's lines as
-  // well, or for the FFN's weights during the attention's wait, made the other thread, still at work, slower.
+  // project's two-vCPU host: 0.968-0.979x the time at 512 tokens, 0.981-0.993x at 4k (steps with and without
+  // interleaved in one process; docs/bench/barrier-asks-session39.txt). Four lines a spin did no better; asking for
+  // the other thread's rows of the next matrix as well, or for the FFN's weights during the attention's wait, was
+  // 1.01-1.08x slower.
   void Wait(size_t t, const void* ask = nullptr, size_t ask_bytes = 0) {
     const char* next = static_cast<const char*>(ask);
     const char* const end = next + ask_bytes;
