@@ -356,13 +356,16 @@ void MixedKvCache::WriteKvHead(int layer, int kvh, int pos, int n, const float* 
 // WriteKvHead does) was level (docs/bench/write-asks-session39.txt).
 void MixedKvCache::AskWriteKvHead(int layer, int kv_head) const {
   const size_t s = Stream(layer, kv_head);
+  auto ask_tables = [&](const Region& r, int first, int n) {  // importance and positions of slots [first, first + n)
+    const size_t i = s * r.capacity + first;
+    if (r.importance) PrefetchLines(r.importance + i, n * sizeof(float));
+    if (r.positions16) PrefetchLines(r.positions16 + i, n * sizeof(uint16_t));
+    if (r.positions32) PrefetchLines(r.positions32 + i, n * sizeof(int32_t));
+  };
   auto ask_slot = [&](const Region& r, int slot) {
     PrefetchLines(r.K(s, slot), r.kcodec.bytes());
     PrefetchLines(r.V(s, slot), r.vcodec.bytes());
-    const size_t i = s * r.capacity + slot;
-    if (r.importance) PrefetchLines(r.importance + i, sizeof(float));
-    if (r.positions16) PrefetchLines(r.positions16 + i, sizeof(uint16_t));
-    if (r.positions32) PrefetchLines(r.positions32 + i, sizeof(int32_t));
+    ask_tables(r, slot, 1);
   };
   for (int t = 0; t < kTiers; ++t) {
     const Region& r = tiers_[t];
@@ -372,12 +375,7 @@ void MixedKvCache::AskWriteKvHead(int layer, int kv_head) const {
       PrefetchLines(r.least + s, sizeof(int32_t));
       if (r.least[s] >= 0) ask_slot(r, r.least[s]);
     }
-    if (t == kHi) {
-      const size_t first = s * r.capacity, n = (size_t)r.used[s];
-      if (r.importance) PrefetchLines(r.importance + first, n * sizeof(float));
-      if (r.positions16) PrefetchLines(r.positions16 + first, n * sizeof(uint16_t));
-      if (r.positions32) PrefetchLines(r.positions32 + first, n * sizeof(int32_t));
-    }
+    if (t == kHi) ask_tables(r, 0, r.used[s]);
   }
 }
 

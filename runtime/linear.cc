@@ -315,7 +315,8 @@ void Linear::RunShare(const LinearInput& in, float* y, size_t t, size_t threads)
 void Linear::RunRows(const LinearInput& in, float* y, size_t begin, size_t end) const {
   if (begin >= end) return;
   // The rows are one stream: its first lines asked for at once (RunQb32Tile says why).
-  PrefetchLines(blocks_ + begin * row_bytes_, std::min(kQb32StreamStartBytes, (end - begin) * row_bytes_));
+  const auto [first, bytes] = WeightRows(begin, end);
+  PrefetchLines(first, std::min(kQb32StreamStartBytes, bytes));
   Qb32Fn()(Qb32Args(in, y), begin, end);
   AddBias(in.batch, y, begin, end);
 }
