@@ -1,5 +1,7 @@
 // The lockstep decode step (LlamaGraph::ForwardLockstep: every thread runs the layers, barriers between) gives the
-// pooled step's logits bit for bit, token after token, on 2-4 threads, with a cache whose kv heads each thread starts
+// pooled step's logits bit for bit, token after token, and leaves the cache holding the same tokens with the same
+// importance bit for bit (which a last-bit difference would change long before any logit), on 2-4 threads, with a
+// cache whose kv heads each thread starts
 // and writes itself (mikv) and one written whole on one thread (full), with and without q/k/v biases, after a long
 // prompt and after a one-token one (which the key balancer first sees in lockstep); and models whose projections it
 // cannot take decode through the pool.
@@ -9,9 +11,11 @@
 #include <cmath>
 #include <cstring>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "convert/model_spec.h"
+#include "kv_cache_mixed.h"
 #include "llama_graph.h"
 #include "model.h"
 #include "session.h"
@@ -25,9 +29,15 @@ using test::SharedPath;
 using test::Stories260KFromLlama2c;
 using test::TempPath;
 
-// Each decode step's logits, greedy from the prompt, for `steps` steps.
+// What a mixed-precision cache holds after the steps, every layer's and kv head's slots in order.
+struct HeldSlot {
+  int position, tier;
+  float importance;
+};
+
+// Each decode step's logits, greedy from the prompt, for `steps` steps; and the cache's slots after them.
 std::vector<std::vector<float>> DecodeLogits(const Model& model, SessionConfig config, bool lockstep, int prompt_len,
-                                             int steps, bool* ran_in_lockstep) {
+                                             int steps, bool* ran_in_lockstep, std::vector<HeldSlot>* held = nullptr) {
   config.lockstep_decode = lockstep;
   std::unique_ptr<Session> s;
   const Status created = Session::Create(model, config, &s);
@@ -48,20 +58,30 @@ std::vector<std::vector<float>> DecodeLogits(const Model& model, SessionConfig c
     EXPECT_TRUE(decoded.ok()) << decoded.ToString();
     out.emplace_back(s->logits(), s->logits() + vocab);
   }
+  if (const auto* mixed = dynamic_cast<const MixedKvCache*>(&s->kv_cache()); mixed && held) {
+    const ModelConfig& c = model.config();
+    std::vector<MixedKvCache::SlotView> slots(config.context);
+    for (int l = 0; l < c.n_layers; ++l)
+      for (int h = 0; h < c.n_kv_heads; ++h) {
+        const int n = mixed->Slots(l, h, slots.data(), config.context);
+        for (int i = 0; i < n; ++i) held->push_back(HeldSlot{slots[i].position, slots[i].tier, slots[i].importance});
+      }
+  }
   return out;
 }
 
 // Small random models, converted from GGUF as a user would: a Qwen2 (q/k/v biases) in q4_0 with SmolLM2's three kv
-// heads, which two threads share unevenly, and a Llama in q8_0 with two kv heads of 64 channels.
+// heads of three query heads each, which two threads share unevenly, and a Llama in q8_0 with two kv heads of 64
+// channels.
 std::string TinyRandomModel(bool qwen2) {
   const std::string name = qwen2 ? "tiny-qwen2-q4_0" : "tiny-llama-q8_0";
   const std::string gguf = TempPath(name + ".gguf"), out = TempPath(name + ".mikv");
   test::RandomModelShape shape;
   shape.arch = qwen2 ? "qwen2" : "llama";
-  shape.dim = qwen2 ? 192 : 256;
+  shape.dim = qwen2 ? 288 : 256;
   shape.hidden_dim = qwen2 ? 384 : 640;
   shape.n_layers = 2;
-  shape.n_heads = qwen2 ? 6 : 4;
+  shape.n_heads = qwen2 ? 9 : 4;
   shape.n_kv_heads = qwen2 ? 3 : 2;
   shape.context = 256;
   Status s = test::WriteRandomGguf(shape, qwen2 ? test::GgufWeights::Q4_0 : test::GgufWeights::Q8_0,
@@ -104,14 +124,27 @@ void ExpectLockstepIsPooled(const std::string& path) {
       // A one-token prompt runs in lockstep too: its keys and queries are the first the key balancer sees.
       for (int prompt_len : {1, 40}) {
         bool lockstep = false, pooled_lockstep = true;
-        const auto a = DecodeLogits(model, config, true, prompt_len, 60, &lockstep);
-        const auto b = DecodeLogits(model, config, false, prompt_len, 60, &pooled_lockstep);
+        std::vector<HeldSlot> held_a, held_b;
+        const auto a = DecodeLogits(model, config, true, prompt_len, 60, &lockstep, &held_a);
+        const auto b = DecodeLogits(model, config, false, prompt_len, 60, &pooled_lockstep, &held_b);
         ASSERT_TRUE(lockstep) << "the session decodes in lockstep";
         ASSERT_FALSE(pooled_lockstep);
         ASSERT_EQ(a.size(), b.size());
         for (size_t step = 0; step < a.size(); ++step)
           ASSERT_EQ(0, std::memcmp(a[step].data(), b[step].data(), a[step].size() * sizeof(float)))
               << "prompt " << prompt_len << ", step " << step;
+        // The importance too, bit for bit: what a last-bit difference in it changes (which token is demoted) shows in
+        // the logits only rarely.
+        ASSERT_EQ(held_a.size(), held_b.size());
+        if (std::string(cache) == "mikv") {
+          EXPECT_FALSE(held_a.empty());
+        }
+        for (size_t i = 0; i < held_a.size(); ++i) {
+          ASSERT_EQ(held_a[i].position, held_b[i].position) << "prompt " << prompt_len << ", slot " << i;
+          ASSERT_EQ(held_a[i].tier, held_b[i].tier) << "prompt " << prompt_len << ", slot " << i;
+          ASSERT_EQ(0, std::memcmp(&held_a[i].importance, &held_b[i].importance, sizeof(float)))
+              << "prompt " << prompt_len << ", slot " << i;
+        }
       }
     }
 }
