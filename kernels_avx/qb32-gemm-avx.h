@@ -75,14 +75,19 @@ void QuantizeActivations(const float* x, size_t n, uint8_t* blocks, int32_t* sum
 // gained about half of that, 16 KiB less than 8. In decode (SmolLM2 shape, q4_0, two threads, runs alternating with
 // the build without it) the five projections took 1,907 -> 1,512 µs a token (medians of six) while other VMs loaded
 // the host's memory, and about the same when it was quiet; on the device tool's Xeon 20-50% less at two and four
-// threads, level at eight (docs/kernels-sessions.md, session 24). Lines past the end of a thread's share are asked
-// for too (8 KiB per thread and matrix; a prefetch never faults).
+// threads, level at eight (docs/kernels-sessions.md, session 24). Past the end of a thread's share the asks go on
+// into the stream the caller reads next where it says which (Qb32GemmArgs::then: the lockstep decode's next
+// projection share), else into the lines that follow (8 KiB per thread and matrix; a prefetch never faults). Going on
+// into the next share: a SmolLM2-shape decode step 0.975-1.006x the time at 512, 1k and 4k tokens (14 rounds of steps
+// with and without interleaved, median 0.986; docs/bench/ahead-into-next-stream-session40.txt).
 constexpr size_t kPrefetchBytes = 8192;
 
 // Asks for the lines of [p + kPrefetchBytes, p + kPrefetchBytes + n): every line of the stream once the blocks
-// follow each other.
-inline void PrefetchAhead(const uint8_t* p, size_t n) {
-  const char* ahead = reinterpret_cast<const char*>(p) + kPrefetchBytes;
+// follow each other; from the stream's `end` on, the lines as far into `then` (when given).
+inline void PrefetchAhead(const uint8_t* p, size_t n, const uint8_t* end, const uint8_t* then) {
+  const uint8_t* a = p + kPrefetchBytes;
+  if (then && a >= end) a = then + (a - end);
+  const char* ahead = reinterpret_cast<const char*>(a);
   for (size_t l = 0; l < n; l += 64) _mm_prefetch(ahead + l, _MM_HINT_T0);
   _mm_prefetch(ahead + n - 1, _MM_HINT_T0);
 }
@@ -90,11 +95,11 @@ inline void PrefetchAhead(const uint8_t* p, size_t n) {
 // One packed group (rows o..o+n-1, n ≤ 8) against activation rows b0..b0+NB-1.
 template <size_t NB, size_t W_BLOCK_BYTES, void (*BLOCK_SUMS)(const uint8_t*, const uint8_t* const*, const int32_t*,
                                                               __m256i*)>
-void Group(const uint8_t* g, const Qb32GemmArgs& a, size_t b0, size_t o, size_t n) {
+void Group(const uint8_t* g, const Qb32GemmArgs& a, size_t b0, size_t o, size_t n, const uint8_t* end) {
   __m256 acc[NB];
   for (size_t b = 0; b < NB; ++b) acc[b] = _mm256_setzero_ps();
   for (size_t k = 0; k < a.blocks; ++k, g += kRows * W_BLOCK_BYTES) {
-    PrefetchAhead(g, kRows * W_BLOCK_BYTES);
+    PrefetchAhead(g, kRows * W_BLOCK_BYTES, end, a.then);
     const uint8_t* x[NB];
     int32_t x_sums[NB];
     for (size_t b = 0; b < NB; ++b) {
@@ -124,15 +129,16 @@ void Group(const uint8_t* g, const Qb32GemmArgs& a, size_t b0, size_t o, size_t 
 template <size_t W_BLOCK_BYTES, template <size_t> class BLOCK_SUMS>
 void Gemm(const Qb32GemmArgs& a, size_t o_begin, size_t o_end) {
   const size_t group_bytes = a.blocks * kRows * W_BLOCK_BYTES;
+  const uint8_t* end = a.w + (o_end + kRows - 1) / kRows * group_bytes;  // where the rows' stream ends
   for (size_t o = o_begin; o < o_end; o += kRows) {
     const uint8_t* g = a.w + o / kRows * group_bytes;
     const size_t n = std::min(kRows, o_end - o);
     size_t b = 0;
-    for (; b + 4 <= a.batch; b += 4) Group<4, W_BLOCK_BYTES, BLOCK_SUMS<4>::Sums>(g, a, b, o, n);
+    for (; b + 4 <= a.batch; b += 4) Group<4, W_BLOCK_BYTES, BLOCK_SUMS<4>::Sums>(g, a, b, o, n, end);
     switch (a.batch - b) {
-      case 3: Group<3, W_BLOCK_BYTES, BLOCK_SUMS<3>::Sums>(g, a, b, o, n); break;
-      case 2: Group<2, W_BLOCK_BYTES, BLOCK_SUMS<2>::Sums>(g, a, b, o, n); break;
-      case 1: Group<1, W_BLOCK_BYTES, BLOCK_SUMS<1>::Sums>(g, a, b, o, n); break;
+      case 3: Group<3, W_BLOCK_BYTES, BLOCK_SUMS<3>::Sums>(g, a, b, o, n, end); break;
+      case 2: Group<2, W_BLOCK_BYTES, BLOCK_SUMS<2>::Sums>(g, a, b, o, n, end); break;
+      case 1: Group<1, W_BLOCK_BYTES, BLOCK_SUMS<1>::Sums>(g, a, b, o, n, end); break;
       default: break;
     }
   }

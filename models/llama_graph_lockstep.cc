@@ -82,10 +82,11 @@ void LlamaGraph::LockstepThread(size_t t, int pos, KvCache* cache, PhaseClock* s
   float* product = thread_product_ + t * thread_hidden_stride_;
   uint8_t* q8 = thread_q8_ + t * thread_q8_stride_;
   int32_t* sums = thread_q8_sums_ + t * thread_sums_stride_;
-  // This thread's rows of op · x, into y (whole rows; other threads write the others).
-  auto project = [&](const Linear& op, const float* x, float* y) {
+  // This thread's rows of op · x, into y (whole rows; other threads write the others); `then`: the weights it reads
+  // next (Linear::RunRows).
+  auto project = [&](const Linear& op, const float* x, float* y, const uint8_t* then) {
     op.QuantizeQ8Blocks(x, q8, sums);
-    op.RunShare(LinearInput{x, nullptr, nullptr, 1, q8, sums}, y, t, T);
+    op.RunShare(LinearInput{x, nullptr, nullptr, 1, q8, sums}, y, t, T, then);
   };
   // This thread's rows of x_ += y, for the rows it just projected.
   auto add_residual = [&](const Linear& op, const float* y) {
@@ -110,6 +111,11 @@ void LlamaGraph::LockstepThread(size_t t, int pos, KvCache* cache, PhaseClock* s
   const size_t rest_writes = rest > t ? (rest - t + T - 1) / T : 0, most_rest_writes = (rest + T - 1) / T;
   const size_t early_writes = split_rest && write_in_items ? std::min(most_rest_writes - rest_writes, kv_end - kv_begin) : 0;
   float* scratch = attn_scratch_ + t * attn_scratch_stride_;
+  // Where rows [begin, end) of op's weights start: what this thread reads after the projection before, whose asks
+  // ahead run on into it (Linear::RunRows).
+  auto start_of = [](const Linear& op, std::pair<size_t, size_t> rows) {
+    return op.WeightRows(rows.first, rows.second).first;
+  };
   // A barrier after which this thread reads the weights of rows [begin, end) of op: it asks for them while it waits
   // (LockstepBarrier::Wait says why).
   auto wait_then_read = [&](const Linear& op, std::pair<size_t, size_t> rows) {
@@ -125,7 +131,7 @@ void LlamaGraph::LockstepThread(size_t t, int pos, KvCache* cache, PhaseClock* s
         if (starts(kvh)) cache->AskWriteKvHead(l, (int)kvh);
     RmsNorm(x_, reinterpret_cast<const float*>(L.attn_norm->data), xb, c.dim);
     clock.Mark(ForwardPhase::AttentionNorm);
-    project(ops.wqkv, xb, h13_);
+    project(ops.wqkv, xb, h13_, nullptr);  // (the attention comes next: its own rows are what it should read)
     barrier_.Wait(t);
     clock.Mark(ForwardPhase::Qkv);
 
@@ -186,7 +192,7 @@ void LlamaGraph::LockstepThread(size_t t, int pos, KvCache* cache, PhaseClock* s
     clock.Mark(ForwardPhase::Attention);
 
     PrefetchLines(L.ffn_norm->data, (size_t)c.dim * sizeof(float));  // arrives during wo (ForwardPooled says why)
-    project(ops.wo, att_, xb2_);
+    project(ops.wo, att_, xb2_, start_of(ops.w13, Linear::ShareOfRows(hidden, t, T)));  // then its gate rows
     add_residual(ops.wo, xb2_);
     wait_then_read(ops.w13, Linear::ShareOfRows(hidden, t, T));  // its gate rows (the up rows come after them)
     clock.Mark(ForwardPhase::Output);
@@ -199,8 +205,8 @@ void LlamaGraph::LockstepThread(size_t t, int pos, KvCache* cache, PhaseClock* s
     const auto [g0, g1] = Linear::ShareOfRows(hidden, t, T);
     ops.w13.QuantizeQ8Blocks(xb, q8, sums);
     const LinearInput ffn_in{xb, nullptr, nullptr, 1, q8, sums};
-    ops.w13.RunRows(ffn_in, h13_, g0, g1);
-    ops.w13.RunRows(ffn_in, h13_, hidden + g0, hidden + g1);
+    ops.w13.RunRows(ffn_in, h13_, g0, g1, start_of(ops.w13, {hidden + g0, hidden + g1}));
+    ops.w13.RunRows(ffn_in, h13_, hidden + g0, hidden + g1, start_of(ops.w2, ops.w2.ShareRows(t, T)));
     clock.Mark(ForwardPhase::GateUp);
     if (g1 > g0) {
       const Status s = thread_swiglu_[t].RunInto(h13_ + g0, h13_ + hidden + g0, g1 - g0, product, h13_ + g0);
@@ -210,7 +216,8 @@ void LlamaGraph::LockstepThread(size_t t, int pos, KvCache* cache, PhaseClock* s
     clock.Mark(ForwardPhase::Activation);
     const TensorView* next_norm = l + 1 < c.n_layers ? w.layers[l + 1].attn_norm : w.norm;
     PrefetchLines(next_norm->data, (size_t)c.dim * sizeof(float));  // arrives during the down projection
-    project(ops.w2, h13_, xb2_);
+    const Linear* next_qkv = l + 1 < c.n_layers ? &layers_[l + 1].wqkv : nullptr;
+    project(ops.w2, h13_, xb2_, next_qkv ? start_of(*next_qkv, next_qkv->ShareRows(t, T)) : nullptr);
     add_residual(ops.w2, xb2_);
     if (l + 1 < c.n_layers) wait_then_read(layers_[l + 1].wqkv, layers_[l + 1].wqkv.ShareRows(t, T));
     else barrier_.Wait(t);

@@ -307,17 +307,19 @@ std::pair<size_t, size_t> Linear::ShareOfRows(size_t rows, size_t t, size_t thre
   return {std::min(first * kQb32TileRows, rows), std::min(last * kQb32TileRows, rows)};
 }
 
-void Linear::RunShare(const LinearInput& in, float* y, size_t t, size_t threads) const {
+void Linear::RunShare(const LinearInput& in, float* y, size_t t, size_t threads, const uint8_t* then) const {
   const auto [begin, end] = ShareRows(t, threads);
-  RunRows(in, y, begin, end);
+  RunRows(in, y, begin, end, then);
 }
 
-void Linear::RunRows(const LinearInput& in, float* y, size_t begin, size_t end) const {
+void Linear::RunRows(const LinearInput& in, float* y, size_t begin, size_t end, const uint8_t* then) const {
   if (begin >= end) return;
   // The rows are one stream: its first lines asked for at once (RunQb32Tile says why).
   const auto [first, bytes] = WeightRows(begin, end);
   PrefetchLines(first, std::min(kQb32StreamStartBytes, bytes));
-  Qb32Fn()(Qb32Args(in, y), begin, end);
+  Qb32GemmArgs args = Qb32Args(in, y);
+  args.then = then;
+  Qb32Fn()(args, begin, end);
   AddBias(in.batch, y, begin, end);
 }
 

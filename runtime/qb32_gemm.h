@@ -36,6 +36,8 @@ namespace mikv {
 //   w_row_bytes is not read, and o_begin is a multiple of 8.
 //   x_sums: [batch][blocks] Σ_j x_j of each activation block (QuantizeActivationsQ8_0 writes them): Q4_0's codes
 //   are multiplied unsigned, Σ (n − 8)·x = Σ n·x − 8·Σ x. Kernels reading rows in place ignore it.
+//   then: where the caller reads weights next, once these rows are done (nullptr: not said): the kernels that ask for
+//   their weights ahead go on asking there past their rows' end (a hint; the x86 kernels take it).
 struct Qb32GemmArgs {
   const uint8_t* w;
   size_t w_row_bytes;
@@ -46,6 +48,7 @@ struct Qb32GemmArgs {
   float* y;
   size_t y_stride;
   const int32_t* x_sums;
+  const uint8_t* then = nullptr;
 };
 using Qb32GemmFn = void (*)(const Qb32GemmArgs& a, size_t o_begin, size_t o_end);
 // QuantizeActivationsQ8_0 (ggml_blocks.h) bit for bit: the blocks and sums the products above take.
