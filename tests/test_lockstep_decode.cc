@@ -1,10 +1,9 @@
 // The lockstep decode step (LlamaGraph::ForwardLockstep: every thread runs the layers, barriers between) gives the
 // pooled step's logits bit for bit, token after token, and leaves the cache holding the same tokens with the same
 // importance bit for bit (which a last-bit difference would change long before any logit), on 2-4 threads, with a
-// cache whose kv heads each thread starts
-// and writes itself (mikv) and one written whole on one thread (full), with and without q/k/v biases, after a long
-// prompt and after a one-token one (which the key balancer first sees in lockstep); and models whose projections it
-// cannot take decode through the pool.
+// cache whose kv heads each thread starts and writes itself (mikv) and one written whole on one thread (full), with
+// and without q/k/v biases, after a long prompt and after a one-token one (which the key balancer first sees in
+// lockstep); and models whose projections it cannot take decode through the pool.
 #include <gtest/gtest.h>
 
 #include <algorithm>
