@@ -192,34 +192,36 @@ void LlamaGraph::LockstepThread(size_t t, int pos, KvCache* cache, PhaseClock* s
     clock.Mark(ForwardPhase::Attention);
 
     PrefetchLines(L.ffn_norm->data, (size_t)c.dim * sizeof(float));  // arrives during wo (ForwardPooled says why)
-    project(ops.wo, att_, xb2_, start_of(ops.w13, Linear::ShareOfRows(hidden, t, T)));  // then its gate rows
+    // The fused gate/up rows split as pairs: this thread's gate rows [g0, g1) and the up rows that meet them (hidden
+    // further), so that it makes its own slice of SwiGLU from what it just wrote, over its gates (h13_'s front, where
+    // the pooled pass leaves SwiGLU's output too), and nobody makes it twice.
+    const std::pair<size_t, size_t> gate_rows = Linear::ShareOfRows(hidden, t, T), w2_rows = ops.w2.ShareRows(t, T);
+    const size_t g0 = gate_rows.first, g1 = gate_rows.second;
+    project(ops.wo, att_, xb2_, start_of(ops.w13, gate_rows));  // then its gate rows
     add_residual(ops.wo, xb2_);
-    wait_then_read(ops.w13, Linear::ShareOfRows(hidden, t, T));  // its gate rows (the up rows come after them)
+    wait_then_read(ops.w13, gate_rows);  // its gate rows (the up rows come after them)
     clock.Mark(ForwardPhase::Output);
 
     RmsNorm(x_, reinterpret_cast<const float*>(L.ffn_norm->data), xb, c.dim);
     clock.Mark(ForwardPhase::FfnNorm);
-    // The fused gate/up rows split as pairs: this thread's gate rows [g0, g1) and the up rows that meet them (hidden
-    // further), so that it makes its own slice of SwiGLU from what it just wrote, over its gates (h13_'s front, where
-    // the pooled pass leaves SwiGLU's output too), and nobody makes it twice.
-    const auto [g0, g1] = Linear::ShareOfRows(hidden, t, T);
     ops.w13.QuantizeQ8Blocks(xb, q8, sums);
     const LinearInput ffn_in{xb, nullptr, nullptr, 1, q8, sums};
     ops.w13.RunRows(ffn_in, h13_, g0, g1, start_of(ops.w13, {hidden + g0, hidden + g1}));
-    ops.w13.RunRows(ffn_in, h13_, hidden + g0, hidden + g1, start_of(ops.w2, ops.w2.ShareRows(t, T)));
+    ops.w13.RunRows(ffn_in, h13_, hidden + g0, hidden + g1, start_of(ops.w2, w2_rows));
     clock.Mark(ForwardPhase::GateUp);
     if (g1 > g0) {
       const Status s = thread_swiglu_[t].RunInto(h13_ + g0, h13_ + hidden + g0, g1 - g0, product, h13_ + g0);
       if (!s.ok() && thread_status_[t].ok()) thread_status_[t] = s;  // (the barriers still pass: no one is left waiting)
     }
-    wait_then_read(ops.w2, ops.w2.ShareRows(t, T));
+    wait_then_read(ops.w2, w2_rows);
     clock.Mark(ForwardPhase::Activation);
     const TensorView* next_norm = l + 1 < c.n_layers ? w.layers[l + 1].attn_norm : w.norm;
     PrefetchLines(next_norm->data, (size_t)c.dim * sizeof(float));  // arrives during the down projection
     const Linear* next_qkv = l + 1 < c.n_layers ? &layers_[l + 1].wqkv : nullptr;
-    project(ops.w2, h13_, xb2_, next_qkv ? start_of(*next_qkv, next_qkv->ShareRows(t, T)) : nullptr);
+    const std::pair<size_t, size_t> next_qkv_rows = next_qkv ? next_qkv->ShareRows(t, T) : std::pair<size_t, size_t>{};
+    project(ops.w2, h13_, xb2_, next_qkv ? start_of(*next_qkv, next_qkv_rows) : nullptr);
     add_residual(ops.w2, xb2_);
-    if (l + 1 < c.n_layers) wait_then_read(layers_[l + 1].wqkv, layers_[l + 1].wqkv.ShareRows(t, T));
+    if (next_qkv) wait_then_read(*next_qkv, next_qkv_rows);
     else barrier_.Wait(t);
     clock.Mark(ForwardPhase::Down);
   }

@@ -28,15 +28,11 @@ using test::SharedPath;
 using test::Stories260KFromLlama2c;
 using test::TempPath;
 
-// What a mixed-precision cache holds after the steps, every layer's and kv head's slots in order.
-struct HeldSlot {
-  int position, tier;
-  float importance;
-};
-
-// Each decode step's logits, greedy from the prompt, for `steps` steps; and the cache's slots after them.
+// Each decode step's logits, greedy from the prompt, for `steps` steps; and, for a mixed-precision cache, what it holds
+// after them (every layer's and kv head's slots in order).
 std::vector<std::vector<float>> DecodeLogits(const Model& model, SessionConfig config, bool lockstep, int prompt_len,
-                                             int steps, bool* ran_in_lockstep, std::vector<HeldSlot>* held = nullptr) {
+                                             int steps, bool* ran_in_lockstep,
+                                             std::vector<MixedKvCache::SlotView>* held = nullptr) {
   config.lockstep_decode = lockstep;
   std::unique_ptr<Session> s;
   const Status created = Session::Create(model, config, &s);
@@ -63,7 +59,7 @@ std::vector<std::vector<float>> DecodeLogits(const Model& model, SessionConfig c
     for (int l = 0; l < c.n_layers; ++l)
       for (int h = 0; h < c.n_kv_heads; ++h) {
         const int n = mixed->Slots(l, h, slots.data(), config.context);
-        for (int i = 0; i < n; ++i) held->push_back(HeldSlot{slots[i].position, slots[i].tier, slots[i].importance});
+        held->insert(held->end(), slots.begin(), slots.begin() + n);
       }
   }
   return out;
@@ -123,7 +119,7 @@ void ExpectLockstepIsPooled(const std::string& path) {
       // A one-token prompt runs in lockstep too: its keys and queries are the first the key balancer sees.
       for (int prompt_len : {1, 40}) {
         bool lockstep = false, pooled_lockstep = true;
-        std::vector<HeldSlot> held_a, held_b;
+        std::vector<MixedKvCache::SlotView> held_a, held_b;
         const auto a = DecodeLogits(model, config, true, prompt_len, 60, &lockstep, &held_a);
         const auto b = DecodeLogits(model, config, false, prompt_len, 60, &pooled_lockstep, &held_b);
         ASSERT_TRUE(lockstep) << "the session decodes in lockstep";
