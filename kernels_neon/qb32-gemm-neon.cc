@@ -6,6 +6,12 @@
 // (vdotq_laneq_s32: the activation dword is a lane of the block, no broadcast). Without it, widening multiplies of
 // two rows' dwords by the dword repeated, summed in int16 (Q4_0: eight products of at most 15 · 127 per lane, 15,240;
 // Q8_0: widened after each, two would reach 32,512) and pairwise into the rows' int32 lanes.
+// With the int8 matrix-multiply extension (i8mm: armv8.6-a, optional from 8.2; qb32-gemm-neoni8mm.cc) tokens go in
+// pairs: one SMMLA multiplies two tokens' eight codes (2 x 8) by two rows' eight (8 x 2) into the four sums
+// [t0·r0, t0·r1, t1·r0, t1·r1], 32 products an instruction against SDOT's 16, and each row pair's codes, once
+// unpacked, serve two pairs of tokens. The packed layout needs no copy of its own: zipping the dwords of two vectors
+// (rows 0-3's dwords c and c+1) gives rows 0 and 1's eight consecutive codes, and rows 2 and 3's. A decode step's
+// single token (and an odd batch's last) takes the SDOT path, so i8mm speeds up prefill, not decode.
 // Q4_0's nibbles are multiplied as they are (0..15) and 8 · Σx of the activation block is taken off.
 // Per block the rows' sums as floats times f32(d_w) · f32(d_x), then added: the scalar reference's operations in its
 // order, so each row's result is the reference's bit for bit (this file is compiled without fused multiply-adds).
@@ -26,6 +32,26 @@
 // The tests also compile this file through SIMDe with MIKV_NEON_EMULATE_DOTPROD, so the SDOT path runs on x86 too.
 #if defined(__ARM_FEATURE_DOTPROD) || defined(MIKV_NEON_EMULATE_DOTPROD)
 #define MIKV_QB32_SDOT 1
+#endif
+// And with MIKV_NEON_EMULATE_I8MM (qb32-gemm-neon-i8mm-emulated.cc), its SMMLA path, SMMLA defined below.
+#if defined(MIKV_QB32_SDOT) && (defined(__ARM_FEATURE_MATMUL_INT8) || defined(MIKV_NEON_EMULATE_I8MM))
+#define MIKV_QB32_SMMLA 1
+#endif
+
+#if defined(MIKV_NEON_EMULATE_I8MM) && !defined(__aarch64__)
+// SIMDe 0.7 has no SMMLA. Its definition (Arm ARM, SMMLA (vector)): r[2i + j] += Σ_k a[8i + k] · b[8j + k], a and b
+// each two rows of eight int8.
+static inline int32x4_t vmmlaq_s32(int32x4_t r, int8x16_t a, int8x16_t b) {
+  int32_t acc[4];
+  int8_t x[16], y[16];
+  vst1q_s32(acc, r);
+  vst1q_s8(x, a);
+  vst1q_s8(y, b);
+  for (int i = 0; i < 2; ++i)
+    for (int j = 0; j < 2; ++j)
+      for (int k = 0; k < 8; ++k) acc[2 * i + j] += (int32_t)x[8 * i + k] * (int32_t)y[8 * j + k];
+  return vld1q_s32(acc);
+}
 #endif
 
 // This compilation's namespace: qb32-gemm-neondot.cc compiles the file again for armv8.2-a+dotprod as `neon_dot`.
@@ -169,12 +195,110 @@ void Group(const uint8_t* g, const Qb32GemmArgs& a, size_t b, size_t o, size_t n
   std::copy(lanes, lanes + n, a.y + b * a.y_stride + o);
 }
 
+#if defined(MIKV_QB32_SMMLA)
+// SMMLA's operands: two rows of eight int8 in one vector.
+inline int8x16_t Zip32(int8x16_t a, int8x16_t b, bool second) {
+  const int32x4_t x = vreinterpretq_s32_s8(a), y = vreinterpretq_s32_s8(b);
+  return vreinterpretq_s8_s32(second ? vzip2q_s32(x, y) : vzip1q_s32(x, y));
+}
+inline int8x16_t Zip64(int8x16_t a, int8x16_t b, bool second) {
+  const int64x2_t x = vreinterpretq_s64_s8(a), y = vreinterpretq_s64_s8(b);
+  return vreinterpretq_s8_s64(second ? vzip2q_s64(x, y) : vzip1q_s64(x, y));
+}
+
+// T pairs of tokens' sums over one block: s[t][i] = [t0·r2i, t0·r2i+1, t1·r2i, t1·r2i+1] of rows 2i, 2i+1.
+// x[t][j]: pair t's codes 8j..8j+7 (token 0 in the low half). Step j's row pairs come from the vectors holding
+// dwords 2j and 2j+1 of the rows (lo: rows 0-3, hi: rows 4-7); Q4_0's low nibbles are codes 0-15, its high ones
+// 16-31.
+template <size_t W_BLOCK_BYTES, int T>
+inline void BlockPairs(const uint8_t* codes, const int8x16_t (*x)[4], int32x4_t (*s)[4]) {
+  auto step = [&](int8x16_t a_lo, int8x16_t a_hi, int8x16_t b_lo, int8x16_t b_hi, int j) {
+    const int8x16_t w[4] = {Zip32(a_lo, b_lo, false), Zip32(a_lo, b_lo, true), Zip32(a_hi, b_hi, false),
+                            Zip32(a_hi, b_hi, true)};
+    for (int t = 0; t < T; ++t)
+      for (int i = 0; i < 4; ++i) s[t][i] = vmmlaq_s32(s[t][i], x[t][j], w[i]);
+  };
+  if constexpr (W_BLOCK_BYTES == kQ4_0BlockBytes) {
+    const uint8x16_t low = vdupq_n_u8(0x0f);
+    for (int j = 0; j < 2; ++j) {
+      const uint8_t* c = codes + 64 * j;
+      const uint8x16_t a_lo = vld1q_u8(c), a_hi = vld1q_u8(c + 16), b_lo = vld1q_u8(c + 32), b_hi = vld1q_u8(c + 48);
+      auto lo = [&](uint8x16_t v) { return vreinterpretq_s8_u8(vandq_u8(v, low)); };
+      auto hi = [&](uint8x16_t v) { return vreinterpretq_s8_u8(vshrq_n_u8(v, 4)); };
+      step(lo(a_lo), lo(a_hi), lo(b_lo), lo(b_hi), j);
+      step(hi(a_lo), hi(a_hi), hi(b_lo), hi(b_hi), j + 2);
+    }
+  } else {
+    for (int j = 0; j < 4; ++j) {
+      const int8_t* c = reinterpret_cast<const int8_t*>(codes) + 64 * j;
+      step(vld1q_s8(c), vld1q_s8(c + 16), vld1q_s8(c + 32), vld1q_s8(c + 48), j);
+    }
+  }
+}
+
+// One packed group (rows o..o+n-1, n ≤ 8) against activation rows b..b+2T-1, a pair of them per SMMLA. Per block
+// and output the float operations are Group's: acc + (f32(d_w) · d_x) · f32(sum).
+template <size_t W_BLOCK_BYTES, int T>
+void GroupPairs(const uint8_t* g, const Qb32GemmArgs& a, size_t b, size_t o, size_t n) {
+  float32x4_t acc[T][4];
+  for (int t = 0; t < T; ++t)
+    for (int i = 0; i < 4; ++i) acc[t][i] = vdupq_n_f32(0.0f);
+  for (size_t k = 0; k < a.blocks; ++k, g += kRows * W_BLOCK_BYTES) {
+    int8x16_t x[T][4];
+    int32x4_t s[T][4];
+    float dx[2 * T];
+    for (int t = 0; t < T; ++t) {
+      const uint8_t* x0 = a.x + (b + 2 * t) * a.x_row_bytes + k * kQ8_0BlockBytes;
+      const uint8_t* x1 = x0 + a.x_row_bytes;
+      const int8x16_t e00 = vld1q_s8(reinterpret_cast<const int8_t*>(x0 + 2)), e01 = vld1q_s8(reinterpret_cast<const int8_t*>(x0 + 18));
+      const int8x16_t e10 = vld1q_s8(reinterpret_cast<const int8_t*>(x1 + 2)), e11 = vld1q_s8(reinterpret_cast<const int8_t*>(x1 + 18));
+      x[t][0] = Zip64(e00, e10, false), x[t][1] = Zip64(e00, e10, true);
+      x[t][2] = Zip64(e01, e11, false), x[t][3] = Zip64(e01, e11, true);
+      dx[2 * t] = GgmlBlockScale(x0), dx[2 * t + 1] = GgmlBlockScale(x1);
+      int32x4_t start = vdupq_n_s32(0);
+      if constexpr (W_BLOCK_BYTES == kQ4_0BlockBytes)
+        start = vcombine_s32(vdup_n_s32(-8 * a.x_sums[(b + 2 * t) * a.blocks + k]),
+                             vdup_n_s32(-8 * a.x_sums[(b + 2 * t + 1) * a.blocks + k]));
+      for (int i = 0; i < 4; ++i) s[t][i] = start;
+    }
+    BlockPairs<W_BLOCK_BYTES, T>(g + kScaleBytes, x, s);
+    const float32x4_t dw_lo = Halves4(g), dw_hi = Halves4(g + 8);
+    for (int t = 0; t < T; ++t) {
+      const float32x4_t lo0 = vmulq_n_f32(dw_lo, dx[2 * t]), lo1 = vmulq_n_f32(dw_lo, dx[2 * t + 1]);
+      const float32x4_t hi0 = vmulq_n_f32(dw_hi, dx[2 * t]), hi1 = vmulq_n_f32(dw_hi, dx[2 * t + 1]);
+      const float32x4_t scale[4] = {
+          vreinterpretq_f32_s64(vzip1q_s64(vreinterpretq_s64_f32(lo0), vreinterpretq_s64_f32(lo1))),
+          vreinterpretq_f32_s64(vzip2q_s64(vreinterpretq_s64_f32(lo0), vreinterpretq_s64_f32(lo1))),
+          vreinterpretq_f32_s64(vzip1q_s64(vreinterpretq_s64_f32(hi0), vreinterpretq_s64_f32(hi1))),
+          vreinterpretq_f32_s64(vzip2q_s64(vreinterpretq_s64_f32(hi0), vreinterpretq_s64_f32(hi1)))};
+      for (int i = 0; i < 4; ++i) acc[t][i] = vaddq_f32(acc[t][i], vmulq_f32(scale[i], vcvtq_f32_s32(s[t][i])));
+    }
+  }
+  for (int t = 0; t < T; ++t) {
+    float rows0[kRows], rows1[kRows];  // the pair's two tokens
+    for (int i = 0; i < 4; ++i) {
+      vst1_f32(rows0 + 2 * i, vget_low_f32(acc[t][i]));
+      vst1_f32(rows1 + 2 * i, vget_high_f32(acc[t][i]));
+    }
+    std::copy(rows0, rows0 + n, a.y + (b + 2 * t) * a.y_stride + o);
+    std::copy(rows1, rows1 + n, a.y + (b + 2 * t + 1) * a.y_stride + o);
+  }
+}
+#endif
+
 template <size_t W_BLOCK_BYTES, RowSums (*BLOCK)(const uint8_t*, const XBlock&, int32_t)>
 void Gemm(const Qb32GemmArgs& a, size_t o_begin, size_t o_end) {
   const size_t group_bytes = a.blocks * kRows * W_BLOCK_BYTES;
   for (size_t o = o_begin; o < o_end; o += kRows) {
     const uint8_t* g = a.w + o / kRows * group_bytes;
-    for (size_t b = 0; b < a.batch; ++b) Group<W_BLOCK_BYTES, BLOCK>(g, a, b, o, std::min(kRows, o_end - o));
+    const size_t n = std::min(kRows, o_end - o);
+    size_t b = 0;
+#if defined(MIKV_QB32_SMMLA)
+    // Four tokens at a time (two pairs: each row pair's codes unpacked once for both), then a pair.
+    for (; b + 4 <= a.batch; b += 4) GroupPairs<W_BLOCK_BYTES, 2>(g, a, b, o, n);
+    for (; b + 2 <= a.batch; b += 2) GroupPairs<W_BLOCK_BYTES, 1>(g, a, b, o, n);
+#endif
+    for (; b < a.batch; ++b) Group<W_BLOCK_BYTES, BLOCK>(g, a, b, o, n);
   }
 }
 
@@ -214,18 +338,23 @@ void QuantizeActivations(const float* x, size_t n, uint8_t* blocks, int32_t* sum
 }  // namespace mikv::MIKV_NEON_NS
 
 namespace mikv {
-// On AArch64 this is the build's NEON table, and qb32-gemm-neondot.cc's compilation its dotprod table; on x86 (SIMDe)
-// the tests reach it as kNeonQb32KernelsEmulated, and its SDOT form as kNeonDotQb32KernelsEmulated.
+// On AArch64 this is the build's NEON table, and qb32-gemm-neondot.cc's and qb32-gemm-neoni8mm.cc's compilations its
+// dotprod and i8mm tables; on x86 (SIMDe) the tests reach it as kNeonQb32KernelsEmulated, its SDOT form as
+// kNeonDotQb32KernelsEmulated and its SMMLA form as kNeonI8mmQb32KernelsEmulated.
 #if defined(MIKV_QB32_NEON_TABLE)
 extern const Qb32Kernels MIKV_QB32_NEON_TABLE = {
 #elif defined(__aarch64__)
 extern const Qb32Kernels kNeonQb32Kernels = {
+#elif defined(MIKV_NEON_EMULATE_I8MM)
+extern const Qb32Kernels kNeonI8mmQb32KernelsEmulated = {
 #elif defined(MIKV_NEON_EMULATE_DOTPROD)
 extern const Qb32Kernels kNeonDotQb32KernelsEmulated = {
 #else
 extern const Qb32Kernels kNeonQb32KernelsEmulated = {
 #endif
-#if defined(MIKV_QB32_SDOT)
+#if defined(MIKV_QB32_SMMLA)
+    "neon-i8mm",
+#elif defined(MIKV_QB32_SDOT)
     "neon-dotprod",
 #else
     "neon",
