@@ -176,6 +176,14 @@ inline RowSums BlockQ8_0(const uint8_t* codes, const XBlock& x, int32_t) {
 }
 #endif
 
+// An activation block's f16 scale as a float in every lane, converted exactly as GgmlBlockScale converts it but in one
+// instruction (GgmlBlockScale's portable conversion took eight of the ~72 a block of the SDOT path).
+inline float32x4_t ActivationScale(const uint8_t* xb) {
+  uint16_t h;
+  __builtin_memcpy(&h, xb, 2);
+  return vcvt_f32_f16(vreinterpret_f16_u16(vdup_n_u16(h)));
+}
+
 // One packed group (rows o..o+n-1, n ≤ 8) against activation row b.
 template <size_t W_BLOCK_BYTES, RowSums (*BLOCK)(const uint8_t*, const XBlock&, int32_t)>
 void Group(const uint8_t* g, const Qb32GemmArgs& a, size_t b, size_t o, size_t n) {
@@ -185,9 +193,9 @@ void Group(const uint8_t* g, const Qb32GemmArgs& a, size_t b, size_t o, size_t n
     const uint8_t* xb = xrow + k * kQ8_0BlockBytes;
     const XBlock x{vld1q_s8(reinterpret_cast<const int8_t*>(xb + 2)), vld1q_s8(reinterpret_cast<const int8_t*>(xb + 18))};
     const RowSums s = BLOCK(g + kScaleBytes, x, a.x_sums[b * a.blocks + k]);
-    const float dx = GgmlBlockScale(xb);
-    acc_lo = vaddq_f32(acc_lo, vmulq_f32(vmulq_n_f32(Halves4(g), dx), vcvtq_f32_s32(s.lo)));
-    acc_hi = vaddq_f32(acc_hi, vmulq_f32(vmulq_n_f32(Halves4(g + 8), dx), vcvtq_f32_s32(s.hi)));
+    const float32x4_t dx = ActivationScale(xb);
+    acc_lo = vaddq_f32(acc_lo, vmulq_f32(vmulq_f32(Halves4(g), dx), vcvtq_f32_s32(s.lo)));
+    acc_hi = vaddq_f32(acc_hi, vmulq_f32(vmulq_f32(Halves4(g + 8), dx), vcvtq_f32_s32(s.hi)));
   }
   float lanes[kRows];
   vst1q_f32(lanes, acc_lo);
@@ -196,35 +204,34 @@ void Group(const uint8_t* g, const Qb32GemmArgs& a, size_t b, size_t o, size_t n
 }
 
 #if defined(MIKV_QB32_SMMLA)
-// SMMLA's operands: two rows of eight int8 in one vector.
+// Two rows' eight consecutive codes, SMMLA's operand: dwords c and c+1 of rows 0-3 (a, b) zipped give rows 0 and 1's
+// (first) or rows 2 and 3's (second).
 inline int8x16_t Zip32(int8x16_t a, int8x16_t b, bool second) {
   const int32x4_t x = vreinterpretq_s32_s8(a), y = vreinterpretq_s32_s8(b);
   return vreinterpretq_s8_s32(second ? vzip2q_s32(x, y) : vzip1q_s32(x, y));
 }
-inline int8x16_t Zip64(int8x16_t a, int8x16_t b, bool second) {
-  const int64x2_t x = vreinterpretq_s64_s8(a), y = vreinterpretq_s64_s8(b);
-  return vreinterpretq_s8_s64(second ? vzip2q_s64(x, y) : vzip1q_s64(x, y));
-}
 
-// T pairs of tokens' sums over one block: s[t][i] = [t0·r2i, t0·r2i+1, t1·r2i, t1·r2i+1] of rows 2i, 2i+1.
-// x[t][j]: pair t's codes 8j..8j+7 (token 0 in the low half). Step j's row pairs come from the vectors holding
-// dwords 2j and 2j+1 of the rows (lo: rows 0-3, hi: rows 4-7); Q4_0's low nibbles are codes 0-15, its high ones
-// 16-31.
+// T pairs of tokens' sums over one block: s[t][i] = [t0·r2i, t0·r2i+1, t1·r2i, t1·r2i+1] of rows 2i, 2i+1. xc[2t],
+// xc[2t+1]: pair t's 32 codes, loaded eight at a time as a step needs them (held for the whole block, the operands
+// took registers the sums needed). Step j (codes 8j..8j+7) takes its row pairs from the vectors holding dwords 2j
+// and 2j+1 of the rows (lo: rows 0-3, hi: rows 4-7); Q4_0's low nibbles are codes 0-15, its high ones 16-31.
 template <size_t W_BLOCK_BYTES, int T>
-inline void BlockPairs(const uint8_t* codes, const int8x16_t (*x)[4], int32x4_t (*s)[4]) {
+inline void BlockPairs(const uint8_t* codes, const int8_t* const* xc, int32x4_t (*s)[4]) {
   auto step = [&](int8x16_t a_lo, int8x16_t a_hi, int8x16_t b_lo, int8x16_t b_hi, int j) {
     const int8x16_t w[4] = {Zip32(a_lo, b_lo, false), Zip32(a_lo, b_lo, true), Zip32(a_hi, b_hi, false),
                             Zip32(a_hi, b_hi, true)};
-    for (int t = 0; t < T; ++t)
-      for (int i = 0; i < 4; ++i) s[t][i] = vmmlaq_s32(s[t][i], x[t][j], w[i]);
+    for (int t = 0; t < T; ++t) {
+      const int8x16_t x = vcombine_s8(vld1_s8(xc[2 * t] + 8 * j), vld1_s8(xc[2 * t + 1] + 8 * j));
+      for (int i = 0; i < 4; ++i) s[t][i] = vmmlaq_s32(s[t][i], x, w[i]);
+    }
   };
   if constexpr (W_BLOCK_BYTES == kQ4_0BlockBytes) {
     const uint8x16_t low = vdupq_n_u8(0x0f);
+    auto lo = [&](uint8x16_t v) { return vreinterpretq_s8_u8(vandq_u8(v, low)); };
+    auto hi = [](uint8x16_t v) { return vreinterpretq_s8_u8(vshrq_n_u8(v, 4)); };
     for (int j = 0; j < 2; ++j) {
       const uint8_t* c = codes + 64 * j;
       const uint8x16_t a_lo = vld1q_u8(c), a_hi = vld1q_u8(c + 16), b_lo = vld1q_u8(c + 32), b_hi = vld1q_u8(c + 48);
-      auto lo = [&](uint8x16_t v) { return vreinterpretq_s8_u8(vandq_u8(v, low)); };
-      auto hi = [&](uint8x16_t v) { return vreinterpretq_s8_u8(vshrq_n_u8(v, 4)); };
       step(lo(a_lo), lo(a_hi), lo(b_lo), lo(b_hi), j);
       step(hi(a_lo), hi(a_hi), hi(b_lo), hi(b_hi), j + 2);
     }
@@ -236,52 +243,62 @@ inline void BlockPairs(const uint8_t* codes, const int8x16_t (*x)[4], int32x4_t 
   }
 }
 
+// The f16 scales of N ≤ 4 activation blocks (lane i: xb[i]'s, converted exactly as GgmlBlockScale converts them) in
+// one conversion, where one at a time took a third of the pairs' non-multiply instructions.
+template <int N>
+inline float32x4_t ActivationScales(const uint8_t* const* xb) {
+  uint16_t h[4] = {0, 0, 0, 0};
+  for (int i = 0; i < N; ++i) __builtin_memcpy(&h[i], xb[i], 2);
+  return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(h)));
+}
+
+// [u0, u1, v0, v1] (first) or [u2, u3, v2, v3]: row pair i's scales for both tokens of a pair.
+inline float32x4_t Halves2(float32x4_t u, float32x4_t v, bool second) {
+  const int64x2_t x = vreinterpretq_s64_f32(u), y = vreinterpretq_s64_f32(v);
+  return vreinterpretq_f32_s64(second ? vzip2q_s64(x, y) : vzip1q_s64(x, y));
+}
+
 // One packed group (rows o..o+n-1, n ≤ 8) against activation rows b..b+2T-1, a pair of them per SMMLA. Per block
 // and output the float operations are Group's: acc + (f32(d_w) · d_x) · f32(sum).
 template <size_t W_BLOCK_BYTES, int T>
 void GroupPairs(const uint8_t* g, const Qb32GemmArgs& a, size_t b, size_t o, size_t n) {
+  static_assert(T == 1 || T == 2, "one or two pairs: four activation scales a conversion");
   float32x4_t acc[T][4];
   for (int t = 0; t < T; ++t)
     for (int i = 0; i < 4; ++i) acc[t][i] = vdupq_n_f32(0.0f);
   for (size_t k = 0; k < a.blocks; ++k, g += kRows * W_BLOCK_BYTES) {
-    int8x16_t x[T][4];
+    const uint8_t* xb[2 * T];  // each token's block k
+    const int8_t* xc[2 * T];   // and its codes
+    for (int i = 0; i < 2 * T; ++i) {
+      xb[i] = a.x + (b + i) * a.x_row_bytes + k * kQ8_0BlockBytes;
+      xc[i] = reinterpret_cast<const int8_t*>(xb[i] + 2);
+    }
     int32x4_t s[T][4];
-    float dx[2 * T];
     for (int t = 0; t < T; ++t) {
-      const uint8_t* x0 = a.x + (b + 2 * t) * a.x_row_bytes + k * kQ8_0BlockBytes;
-      const uint8_t* x1 = x0 + a.x_row_bytes;
-      const int8x16_t e00 = vld1q_s8(reinterpret_cast<const int8_t*>(x0 + 2)), e01 = vld1q_s8(reinterpret_cast<const int8_t*>(x0 + 18));
-      const int8x16_t e10 = vld1q_s8(reinterpret_cast<const int8_t*>(x1 + 2)), e11 = vld1q_s8(reinterpret_cast<const int8_t*>(x1 + 18));
-      x[t][0] = Zip64(e00, e10, false), x[t][1] = Zip64(e00, e10, true);
-      x[t][2] = Zip64(e01, e11, false), x[t][3] = Zip64(e01, e11, true);
-      dx[2 * t] = GgmlBlockScale(x0), dx[2 * t + 1] = GgmlBlockScale(x1);
       int32x4_t start = vdupq_n_s32(0);
       if constexpr (W_BLOCK_BYTES == kQ4_0BlockBytes)
         start = vcombine_s32(vdup_n_s32(-8 * a.x_sums[(b + 2 * t) * a.blocks + k]),
                              vdup_n_s32(-8 * a.x_sums[(b + 2 * t + 1) * a.blocks + k]));
       for (int i = 0; i < 4; ++i) s[t][i] = start;
     }
-    BlockPairs<W_BLOCK_BYTES, T>(g + kScaleBytes, x, s);
-    const float32x4_t dw_lo = Halves4(g), dw_hi = Halves4(g + 8);
+    BlockPairs<W_BLOCK_BYTES, T>(g + kScaleBytes, xc, s);
+    const float32x4_t dw_lo = Halves4(g), dw_hi = Halves4(g + 8), dx = ActivationScales<2 * T>(xb);
     for (int t = 0; t < T; ++t) {
-      const float32x4_t lo0 = vmulq_n_f32(dw_lo, dx[2 * t]), lo1 = vmulq_n_f32(dw_lo, dx[2 * t + 1]);
-      const float32x4_t hi0 = vmulq_n_f32(dw_hi, dx[2 * t]), hi1 = vmulq_n_f32(dw_hi, dx[2 * t + 1]);
-      const float32x4_t scale[4] = {
-          vreinterpretq_f32_s64(vzip1q_s64(vreinterpretq_s64_f32(lo0), vreinterpretq_s64_f32(lo1))),
-          vreinterpretq_f32_s64(vzip2q_s64(vreinterpretq_s64_f32(lo0), vreinterpretq_s64_f32(lo1))),
-          vreinterpretq_f32_s64(vzip1q_s64(vreinterpretq_s64_f32(hi0), vreinterpretq_s64_f32(hi1))),
-          vreinterpretq_f32_s64(vzip2q_s64(vreinterpretq_s64_f32(hi0), vreinterpretq_s64_f32(hi1)))};
+      const float32x4_t lo0 = vmulq_laneq_f32(dw_lo, dx, 0 + 2 * (t == 1)), lo1 = vmulq_laneq_f32(dw_lo, dx, 1 + 2 * (t == 1));
+      const float32x4_t hi0 = vmulq_laneq_f32(dw_hi, dx, 0 + 2 * (t == 1)), hi1 = vmulq_laneq_f32(dw_hi, dx, 1 + 2 * (t == 1));
+      const float32x4_t scale[4] = {Halves2(lo0, lo1, false), Halves2(lo0, lo1, true), Halves2(hi0, hi1, false),
+                                    Halves2(hi0, hi1, true)};
       for (int i = 0; i < 4; ++i) acc[t][i] = vaddq_f32(acc[t][i], vmulq_f32(scale[i], vcvtq_f32_s32(s[t][i])));
     }
   }
   for (int t = 0; t < T; ++t) {
-    float rows0[kRows], rows1[kRows];  // the pair's two tokens
+    float first[kRows], second[kRows];  // the pair's two tokens
     for (int i = 0; i < 4; ++i) {
-      vst1_f32(rows0 + 2 * i, vget_low_f32(acc[t][i]));
-      vst1_f32(rows1 + 2 * i, vget_high_f32(acc[t][i]));
+      vst1_f32(first + 2 * i, vget_low_f32(acc[t][i]));
+      vst1_f32(second + 2 * i, vget_high_f32(acc[t][i]));
     }
-    std::copy(rows0, rows0 + n, a.y + (b + 2 * t) * a.y_stride + o);
-    std::copy(rows1, rows1 + n, a.y + (b + 2 * t + 1) * a.y_stride + o);
+    std::copy(first, first + n, a.y + (b + 2 * t) * a.y_stride + o);
+    std::copy(second, second + n, a.y + (b + 2 * t + 1) * a.y_stride + o);
   }
 }
 #endif
