@@ -2,11 +2,6 @@
 
 #include "kv_kernels.h"
 
-#if defined(MIKV_HAVE_NEON_KERNELS) && defined(__linux__)
-#include <asm/hwcap.h>
-#include <sys/auxv.h>
-#endif
-
 #include <cstdlib>
 #include <cstring>
 #include <initializer_list>
@@ -20,18 +15,6 @@ extern const Qb32Kernels kAvx512VnniQb32Kernels;
 #if defined(MIKV_HAVE_NEON_KERNELS)
 extern const Qb32Kernels kNeonQb32Kernels;
 extern const Qb32Kernels kNeonDotQb32Kernels;
-extern const Qb32Kernels kNeonI8mmQb32Kernels;
-
-// Whether this core has the int8 matrix-multiply extension (SMMLA): compiled in, or reported by the kernel at run time.
-static bool HasArmI8mm() {
-#if defined(__ARM_FEATURE_MATMUL_INT8)
-  return true;
-#elif defined(__linux__) && defined(HWCAP2_I8MM)  // Linux and Android
-  return (getauxval(AT_HWCAP2) & HWCAP2_I8MM) != 0;
-#else
-  return false;  // (other systems, or headers older than the flag: the dotprod table)
-#endif
-}
 #endif
 
 const Qb32Kernels* GetQb32Kernels(const char* isa) {
@@ -45,9 +28,6 @@ const Qb32Kernels* GetQb32Kernels(const char* isa) {
   if (std::strcmp(isa, "neon") == 0) return &kNeonQb32Kernels;  // NEON is part of every AArch64 core
   // The dotprod build where the KV kernels' dispatch finds dotprod on this CPU.
   if (std::strcmp(isa, "neon-dotprod") == 0) return GetKvKernels(KvIsa::NeonDotprod) ? &kNeonDotQb32Kernels : nullptr;
-  // The i8mm build (its single tokens take SDOT) where the core has both.
-  if (std::strcmp(isa, "neon-i8mm") == 0)
-    return GetKvKernels(KvIsa::NeonDotprod) && HasArmI8mm() ? &kNeonI8mmQb32Kernels : nullptr;
 #endif
   return nullptr;
 }
@@ -63,7 +43,7 @@ const Qb32Kernels& ActiveQb32Kernels() {
   static const Qb32Kernels* active = [] {
     if (const char* forced = std::getenv("MIKV_QB32_ISA"))
       if (const Qb32Kernels* k = GetQb32Kernels(forced)) return k;
-    for (const char* isa : {"avx512vnni", "avx2", "neon-i8mm", "neon-dotprod", "neon"})
+    for (const char* isa : {"avx512vnni", "avx2", "neon-dotprod", "neon"})
       if (const Qb32Kernels* k = GetQb32Kernels(isa)) return k;
     return &kScalarQb32Kernels;
   }();

@@ -5,11 +5,11 @@
 // SIMD ones keep per-lane partial sums, as llama.cpp's do), so variants agree within float rounding.
 //
 // Variants: scalar reference (qb32_gemm_scalar.cc), AVX2 (kernels_avx/qb32-gemm-avx2.cc), AVX-512 VNNI
-// (kernels_avx/qb32-gemm-avx512vnni.cc), NEON baseline, NEON dotprod and NEON i8mm (kernels_neon/qb32-gemm-neon.cc, built
-// again as qb32-gemm-neondot.cc and qb32-gemm-neoni8mm.cc).
+// (kernels_avx/qb32-gemm-avx512vnni.cc), NEON baseline and NEON dotprod (kernels_neon/qb32-gemm-neon.cc, built again as
+// qb32-gemm-neondot.cc).
 // Chosen like the KV kernels: at run time on x86 (VNNI where the KV kernels' dispatch finds it), at compile time on
-// ARM, with a dotprod build taken where the CPU reports dotprod and an i8mm one where it reports i8mm too;
-// MIKV_QB32_ISA=scalar|avx2|avx512vnni|neon|neon-dotprod|neon-i8mm forces one (tests).
+// ARM, with a dotprod build taken where the CPU reports dotprod; MIKV_QB32_ISA=scalar|avx2|avx512vnni|neon|neon-dotprod
+// forces one (tests).
 //
 // Weight layouts. The scalar reference reads the rows where they lie in the mapped file. The SIMD kernels (x86 and
 // NEON) read a copy packed eight rows at a time (PackQb32Rows8), made once when the operator is created: a row-major
@@ -71,8 +71,7 @@ void PackQb32Rows8(const uint8_t* w, size_t w_row_bytes, size_t rows, size_t blo
                    uint8_t* out);
 
 extern const Qb32Kernels kScalarQb32Kernels;
-// The kernels of an ISA name ("scalar", "avx2", "avx512vnni", "neon", "neon-dotprod", "neon-i8mm"), or nullptr when
-// this build or CPU lacks it.
+// The kernels of an ISA name ("scalar", "avx2", "avx512vnni", "neon"), or nullptr when this build or CPU lacks it.
 const Qb32Kernels* GetQb32Kernels(const char* isa);
 // The best the CPU runs, unless MIKV_QB32_ISA names another (read once, at first use).
 const Qb32Kernels& ActiveQb32Kernels();

@@ -7,8 +7,9 @@ them, far from a real core's speed).
 
   scripts/loop_instructions.py OBJECT PATTERN [--objdump aarch64-linux-gnu-objdump] [--count smmla,sdot]
 
-e.g. ar x build-aarch64/runtime/libmikv.a qb32-gemm-neoni8mm.cc.o
-     scripts/loop_instructions.py qb32-gemm-neoni8mm.cc.o 'GroupPairs<18ul, 2>'
+e.g. ar x build-aarch64/runtime/libmikv.a qb32-gemm-neondot.cc.o
+     scripts/loop_instructions.py qb32-gemm-neondot.cc.o 'Group<18ul, 4,'
+(docs/bench/neon-prefill-tokens-session41.txt: the commands behind its counts)
 """
 import argparse
 import re

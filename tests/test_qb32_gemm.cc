@@ -1,7 +1,7 @@
 // ggml's block formats and the qb32 matrix-product kernels: quantizers against their definitions, the scalar
 // reference against dequantized float arithmetic, and every SIMD variant against the scalar reference on random
 // shapes (odd batch sizes, partial output ranges and row groups, rows of up to 200 blocks, codes at their extremes):
-// every packed kernel (x86, NEON with and without SDOT, NEON's SMMLA pairs of tokens) bit for bit.
+// every packed kernel (x86, NEON with and without SDOT) bit for bit.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -15,18 +15,16 @@ namespace mikv {
 #if defined(MIKV_TEST_NEON_EMULATED)
 extern const Qb32Kernels kNeonQb32KernelsEmulated;     // kernels_neon/ through SIMDe
 extern const Qb32Kernels kNeonDotQb32KernelsEmulated;  // the same, its SDOT path
-extern const Qb32Kernels kNeonI8mmQb32KernelsEmulated;  // and its SMMLA path
 #endif
 namespace {
 
 std::vector<const Qb32Kernels*> SimdVariants() {
   std::vector<const Qb32Kernels*> v;
-  for (const char* isa : {"avx2", "avx512vnni", "neon", "neon-dotprod", "neon-i8mm"})
+  for (const char* isa : {"avx2", "avx512vnni", "neon", "neon-dotprod"})
     if (const Qb32Kernels* k = GetQb32Kernels(isa)) v.push_back(k);
 #if defined(MIKV_TEST_NEON_EMULATED)
   v.push_back(&kNeonQb32KernelsEmulated);
   v.push_back(&kNeonDotQb32KernelsEmulated);
-  v.push_back(&kNeonI8mmQb32KernelsEmulated);
 #endif
   return v;
 }
