@@ -199,7 +199,7 @@ inline TokenSums<NB> BlockQ8_0(const uint8_t* codes, const XBlock* x, const int3
 #endif
 
 // An activation block's f16 scale as a float in every lane, converted exactly as GgmlBlockScale converts it but in one
-// instruction (GgmlBlockScale's portable conversion took eight of the ~72 a block of the SDOT path).
+// instruction (GgmlBlockScale's portable conversion took eight of the 72 a block that session 40's SDOT path took).
 inline float32x4_t ActivationScale(const uint8_t* xb) {
   uint16_t h;
   __builtin_memcpy(&h, xb, 2);
@@ -241,7 +241,6 @@ void Group(const uint8_t* g, const Qb32GemmArgs& a, size_t b0, size_t o, size_t 
     std::copy(lanes, lanes + n, a.y + (b0 + i) * a.y_stride + o);
   }
 }
-
 
 template <size_t W_BLOCK_BYTES, int NB>
 inline TokenSums<NB> BlockOf(const uint8_t* codes, const XBlock* x, const int32_t* x_sum) {
