@@ -84,6 +84,14 @@ int LlamaGraph::SplitBlocks(int threads, int n_kv_heads) {
   return threads / std::gcd(threads, n_kv_heads);
 }
 
+int64_t LlamaGraph::LockstepSplitFrom(int threads, int n_kv_heads, int min_tokens) {
+  const int64_t rest = n_kv_heads % threads;
+  if (rest == 0) return 0;
+  // N·(threads − rest)/threads >= rest·min_tokens, rounded up.
+  const int64_t need = (int64_t)min_tokens * rest * threads, saved = threads - rest;
+  return (need + saved - 1) / saved;
+}
+
 void LlamaGraph::Carve(Arena* a, const KvCache& cache) {
   const ModelConfig& c = model_.config();
   const size_t attn_scratch_floats = cache.ScratchFloats();

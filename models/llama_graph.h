@@ -46,10 +46,12 @@ class LlamaGraph {
         split_blocks_(Reachable(split_min_tokens > 0 ? SplitBlocks(threads, model.config().n_kv_heads) : 1,
                                 split_min_tokens, context)),
         split_min_tokens_(split_min_tokens), lockstep_(lockstep && threads > 1 && LockstepFits(model)),
-        rest_blocks_(Reachable(lockstep_ && lockstep_split_min_tokens > 0 && model.config().n_kv_heads % threads != 0
-                                   ? threads : 1,
-                               lockstep_split_min_tokens, context)),
-        rest_min_tokens_(lockstep_split_min_tokens) {}
+        rest_from_(lockstep_ && lockstep_split_min_tokens > 0 && model.config().n_kv_heads % threads != 0
+                       ? LockstepSplitFrom(threads, model.config().n_kv_heads, lockstep_split_min_tokens)
+                       : 0),
+        rest_blocks_(rest_from_ > 0 && rest_from_ <= context ? threads : 1) {
+    if (rest_blocks_ == 1) rest_from_ = 0;
+  }
 
   // Blocks of cached tokens per kv head when a decode step's attention is split (KvCache::AttendBlockScores etc.):
   // 1 (no split) unless the kv heads alone would leave at least half of the threads' time idle; then the fewest
@@ -60,6 +62,15 @@ class LlamaGraph {
   static int Reachable(int blocks, int min_tokens, int context) {
     return (int64_t)min_tokens * blocks <= (int64_t)context ? blocks : 1;
   }
+  // Cached tokens from which decoding in lockstep splits the n_kv_heads % threads kv heads that do not share out
+  // evenly (the rest) into a block a thread: where the rows the split takes off the busiest thread, (threads − rest) /
+  // threads of a kv head's, reach `min_tokens` for each of the rest's blocks every thread then attends. A block costs
+  // about that many rows of work of its own (its queries, softmax, sums and least slots, the three barriers shared
+  // among the rest): SmolLM2's 3 kv heads split from 2·min_tokens cached tokens on two threads, from 12·min_tokens on
+  // four, where each thread takes three quarter blocks to save a quarter of a kv head (four threads on a Xeon, steps
+  // interleaved: the split 0.80x as fast at 2k, 0.90-0.93x at 4k, 0.93-0.94x at 8k, 0.98-1.10x at 16k, 1.11x at 24k and 0.93x at 32k, one run each;
+  // docs/bench/lockstep-split-session42-device.txt).
+  static int64_t LockstepSplitFrom(int threads, int n_kv_heads, int min_tokens);
 
   // Whether matrices that read the same input (q/k/v, gate/up) run as one fused operator (Linear::CreateFused):
   // when they can share one and are quantized. Float ones (f32, f16) stay apart: their temporary concatenated copy,
@@ -70,6 +81,9 @@ class LlamaGraph {
   // Blocks of cached tokens that the lockstep splits each kv head into when the kv heads do not share out evenly
   // over the threads (SmolLM2's 3 on 2), one block a thread: 1 where they do, or where decode steps are not split.
   int lockstep_split_blocks() const { return rest_blocks_; }
+  // Cached tokens from which decode steps in lockstep split the kv heads that do not share out evenly
+  // (LockstepSplitFrom; 0 where lockstep_split_blocks() is 1: never).
+  int64_t lockstep_split_from() const { return rest_from_; }
   // Whether a decode step's layers can run in lockstep: every layer's q/k/v and gate/up fused, every projection
   // q8_0 or q4_0 (mikv's own kernels, which take a share of rows on the calling thread; XNNPACK's operators go
   // through the pool themselves).
@@ -119,8 +133,8 @@ class LlamaGraph {
   int split_blocks_;
   int split_min_tokens_;
   bool lockstep_;
-  int rest_blocks_;  // lockstep_split_blocks()
-  int rest_min_tokens_;
+  int64_t rest_from_;  // lockstep_split_from()
+  int rest_blocks_;    // lockstep_split_blocks()
   std::vector<LayerOps> layers_;
   Linear classifier_;
   DynamicQuantizer quantizer_;

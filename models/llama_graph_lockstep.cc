@@ -99,7 +99,7 @@ void LlamaGraph::LockstepThread(size_t t, int pos, KvCache* cache, PhaseClock* s
   // Long contexts: the kv heads that do not share out evenly (SmolLM2's third on two threads, which left one thread
   // idle for a third of the attention) are split into a block of cached tokens a thread (KvCache::AttendBlockScores
   // etc.), the others attended whole. `whole` kv heads go round the threads; the rest [whole, n_kv_heads) split.
-  const bool split_rest = rest_blocks_ > 1 && attn_split_ && pos + 1 >= (int64_t)rest_min_tokens_ * rest_blocks_;
+  const bool split_rest = rest_blocks_ > 1 && attn_split_ && pos + 1 >= rest_from_;
   const size_t n_kv = (size_t)c.n_kv_heads, whole = split_rest ? n_kv - n_kv % T : n_kv, rest = n_kv - whole;
   // (Plain variables, not a structured binding: the lambda below captures them, which clang 14 refuses for bindings.)
   const std::pair<size_t, size_t> own = ThreadPool::ShareOf(whole, T, t);

@@ -27,8 +27,9 @@ struct SessionConfig {
   // this many tokens (0: never split).
   int split_attention_min_tokens = 1024;
   // Decoding in lockstep, the kv heads that do not share out evenly over the threads (SmolLM2's third on two) are
-  // split into a block of cached tokens a thread once every block would get at least this many (0: never): from
-  // 4,096 cached tokens on two threads. (SmolLM2 shape, two threads here, split from 2k against never, medians of
+  // split into a block of cached tokens a thread once the rows the split takes off the busiest thread reach this many
+  // for each block it gives every thread (0: never; LlamaGraph::LockstepSplitFrom): SmolLM2's three kv heads from
+  // 4,096 cached tokens on two threads, from 24,576 on four. (SmolLM2 shape, two threads here, split from 2k against never, medians of
   // three alternating pairs: 0.83x at 2k, 1.04x at 4k, 1.10x at 8k, 1.07x at 16k; docs/kernels-sessions.md, session
   // 29. At 4k since: session 30 0.82-0.97x in three pairs; sessions 34 and 35, 5 and 8 pairs: 1-3%, and a median pair
   // of 1.03x with the attention phase -11%. Session 36, split and unsplit steps interleaved in one process, an unsplit
@@ -81,9 +82,11 @@ class Session {
   // Whether decode steps run their layers in lockstep (SessionConfig::lockstep_decode, where the model allows it).
   bool decodes_in_lockstep() const { return graph_.lockstep(); }
   // Blocks of cached tokens the lockstep splits the kv heads that do not share out evenly into, from
-  // SessionConfig::lockstep_split_min_tokens × blocks cached tokens on (1: never, also where the context is shorter;
-  // LlamaGraph::lockstep_split_blocks).
+  // lockstep_split_from() cached tokens on (1: never, also where the context is shorter; LlamaGraph::lockstep_split_blocks).
   int lockstep_split_blocks() const { return graph_.lockstep_split_blocks(); }
+  // Cached tokens from which decode steps in lockstep split those kv heads (SessionConfig::lockstep_split_min_tokens
+  // says when; 0: never).
+  int64_t lockstep_split_from() const { return graph_.lockstep_split_from(); }
   // The memory the arena occupies (the session's own block or the caller's buffer).
   const void* arena_data() const { return arena_data_; }
   size_t arena_size() const { return arena_size_; }

@@ -154,7 +154,7 @@ TEST(LockstepDecode, GivesThePooledLogitsOnQ4_0WeightsWithQkvBiases) { ExpectLoc
 // difference passes through roundings that can magnify a last bit to one step: the next projection's activations as
 // q8_0 blocks (one code of 127 in a block), and with MiKV's INT2 tier the integer values kernels' 7-bit weights of each
 // 64-row block of probabilities. So the logits are held to within a few percent of the largest, token after token
-// (below lockstep_split_min_tokens × threads cached tokens nothing is split: bit for bit, the tests above).
+// (below Session::lockstep_split_from() cached tokens nothing is split: bit for bit, the tests above).
 TEST(LockstepDecode, SplitsTheKvHeadsThatDoNotShareOutEvenly) {
   std::unique_ptr<Model> model;
   const Status loaded = Model::Load(TinyRandomModel(true), &model);
@@ -165,12 +165,13 @@ TEST(LockstepDecode, SplitsTheKvHeadsThatDoNotShareOutEvenly) {
       SCOPED_TRACE(std::to_string(threads) + " threads, " + cache + " cache");
       // Blocks are cut at multiples of 64 rows (kKvValueBlockMax): a 300-token prompt gives every block some.
       SessionConfig config = CacheConfig(cache, threads, 400);
-      config.lockstep_split_min_tokens = 16;  // split from 16 · threads cached tokens on
+      config.lockstep_split_min_tokens = 16;  // split from 32 (two threads) or 192 (four) cached tokens on
       {
         std::unique_ptr<Session> s;
         ASSERT_TRUE(Session::Create(*model, config, &s).ok());
         ASSERT_TRUE(s->decodes_in_lockstep());
         ASSERT_EQ(s->lockstep_split_blocks(), threads);
+        ASSERT_LT(s->lockstep_split_from(), 300);  // every decode step splits
       }
       bool lockstep = false, pooled_lockstep = true;
       const auto a = DecodeLogits(*model, config, true, 300, 40, &lockstep);
@@ -210,6 +211,46 @@ TEST(LockstepDecode, AContextThatNeverReachesTheSplitCarvesNoBufferForIt) {
   EXPECT_EQ(reached, 2);
   EXPECT_EQ(never, 1);
   EXPECT_LT(without, with_split);
+}
+
+// The split pays where the rows it takes off the busiest thread, (threads − rest) / threads of a kv head's, reach
+// lockstep_split_min_tokens for each of the rest's blocks every thread attends (LlamaGraph::LockstepSplitFrom): on two
+// threads one block saves half a kv head, on four three blocks save a quarter.
+TEST(LockstepDecode, TheSplitStartsWhereTheRowsItSavesPayForItsBlocks) {
+  EXPECT_EQ(LlamaGraph::LockstepSplitFrom(2, 3, 2048), 4096);   // SmolLM2 on two threads
+  EXPECT_EQ(LlamaGraph::LockstepSplitFrom(4, 3, 2048), 24576);  // on four: 3 blocks for 1/4 of a kv head
+  EXPECT_EQ(LlamaGraph::LockstepSplitFrom(4, 2, 100), 400);     // 2 blocks for 1/2
+  EXPECT_EQ(LlamaGraph::LockstepSplitFrom(8, 3, 100), 480);     // 3 blocks for 5/8
+  EXPECT_EQ(LlamaGraph::LockstepSplitFrom(3, 8, 7), 42);        // rest 2: 2 blocks for 1/3
+  EXPECT_EQ(LlamaGraph::LockstepSplitFrom(8, 5, 1), 14);        // 5 blocks for 3/8: 13.33 rounded up
+  EXPECT_EQ(LlamaGraph::LockstepSplitFrom(2, 4, 2048), 0);      // shares out evenly: never
+
+  std::unique_ptr<Model> model;
+  ASSERT_TRUE(Model::Load(TinyRandomModel(true), &model).ok());
+  ASSERT_EQ(model->config().n_kv_heads, 3);
+  auto plan = [&](int threads, int min_tokens, int* blocks, int64_t* from) {
+    SessionConfig config = CacheConfig("mikv", threads, 400);
+    config.lockstep_split_min_tokens = min_tokens;
+    std::unique_ptr<Session> s;
+    ASSERT_TRUE(Session::Create(*model, config, &s).ok());
+    ASSERT_TRUE(s->decodes_in_lockstep());
+    *blocks = s->lockstep_split_blocks();
+    *from = s->lockstep_split_from();
+  };
+  int blocks = 0;
+  int64_t from = 0;
+  plan(2, 200, &blocks, &from);  // 2 · 200 = 400: the context's last steps split
+  EXPECT_EQ(blocks, 2);
+  EXPECT_EQ(from, 400);
+  plan(4, 33, &blocks, &from);  // 12 · 33 = 396
+  EXPECT_EQ(blocks, 4);
+  EXPECT_EQ(from, 396);
+  plan(4, 34, &blocks, &from);  // 408: never within the context
+  EXPECT_EQ(blocks, 1);
+  EXPECT_EQ(from, 0);
+  plan(4, 0, &blocks, &from);  // 0: never
+  EXPECT_EQ(blocks, 1);
+  EXPECT_EQ(from, 0);
 }
 
 TEST(LockstepDecode, ANegativeSplitThresholdIsRefusedByName) {
