@@ -360,7 +360,7 @@ Status LlamaGraph::Forward(const int32_t* tokens, int n, int pos, KvCache* cache
 
   // A decode step's attention split into blocks of cached tokens (SplitBlocks) takes phases of its own, through the
   // pool; otherwise one token's layers run in lockstep where they can.
-  const bool split = n == 1 && split_blocks_ > 1 && attn_split_ && pos + 1 >= (int64_t)split_min_tokens_ * split_blocks_;
+  const bool split = n == 1 && split_blocks_ > 1 && attn_split_ && pos + 1 >= split_from();
   if (n == 1 && lockstep_ && !split) MIKV_RETURN_IF_ERROR(ForwardLockstep(pos, cache, pool, &clock));
   else MIKV_RETURN_IF_ERROR(ForwardPooled(n, pos, split, cache, pool, &clock));
 

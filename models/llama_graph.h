@@ -78,6 +78,9 @@ class LlamaGraph {
   // budget counts (mikv budget), for the models that are least about decode speed.
   static bool FusesProjections(const std::vector<const TensorView*>& parts);
   int split_blocks() const { return split_blocks_; }
+  // Cached tokens from which a decode step's attention is split through the pool (split_blocks() blocks a kv head;
+  // 0: never). It takes precedence over the lockstep: from there on, decode steps go through the pool.
+  int64_t split_from() const { return split_blocks_ > 1 ? (int64_t)split_min_tokens_ * split_blocks_ : 0; }
   // Blocks of cached tokens that the lockstep splits each kv head into when the kv heads do not share out evenly
   // over the threads (SmolLM2's 3 on 2), one block a thread: 1 where they do, or where decode steps are not split.
   int lockstep_split_blocks() const { return rest_blocks_; }

@@ -81,6 +81,9 @@ class Session {
   const SessionStats& stats() const { return stats_; }
   // Whether decode steps run their layers in lockstep (SessionConfig::lockstep_decode, where the model allows it).
   bool decodes_in_lockstep() const { return graph_.lockstep(); }
+  // Cached tokens from which decode steps split their attention into token blocks through the pool
+  // (SessionConfig::split_attention_min_tokens; 0: never), in lockstep or not: from there on they leave the lockstep.
+  int64_t pooled_split_from() const { return graph_.split_from(); }
   // Blocks of cached tokens the lockstep splits the kv heads that do not share out evenly into, from
   // lockstep_split_from() cached tokens on (1: never, also where the context is shorter; LlamaGraph::lockstep_split_blocks).
   int lockstep_split_blocks() const { return graph_.lockstep_split_blocks(); }

@@ -253,6 +253,30 @@ TEST(LockstepDecode, TheSplitStartsWhereTheRowsItSavesPayForItsBlocks) {
   EXPECT_EQ(from, 0);
 }
 
+// Where the kv heads alone would leave at least half of the threads idle (3 kv heads on 8 threads), a decode step's
+// attention is split through the pool from split_attention_min_tokens × its blocks on, and such steps leave the
+// lockstep (LlamaGraph::Forward): the session says from where, so that a benchmark can say how its steps ran.
+TEST(LockstepDecode, TheSessionSaysWhereThePoolsSplitTakesOver) {
+  std::unique_ptr<Model> model;
+  ASSERT_TRUE(Model::Load(TinyRandomModel(true), &model).ok());
+  ASSERT_EQ(model->config().n_kv_heads, 3);
+  auto from = [&](int threads, int min_tokens) -> int64_t {
+    SessionConfig config = CacheConfig("mikv", threads, 400);
+    config.split_attention_min_tokens = min_tokens;
+    std::unique_ptr<Session> s;
+    EXPECT_TRUE(Session::Create(*model, config, &s).ok());
+    if (!s) return -1;
+    EXPECT_TRUE(s->decodes_in_lockstep());
+    return s->pooled_split_from();
+  };
+  EXPECT_EQ(from(8, 10), 80);  // 8 blocks a kv head (24 blocks over 8 threads)
+  EXPECT_EQ(from(8, 50), 400);
+  EXPECT_EQ(from(8, 51), 0);   // 408: past the context, never planned
+  EXPECT_EQ(from(8, 0), 0);    // never
+  EXPECT_EQ(from(2, 10), 0);   // 3 kv heads on 2 threads keep 3/4 of their time busy: no pooled split
+  EXPECT_EQ(from(4, 10), 0);   // on 4, 3/4 too
+}
+
 TEST(LockstepDecode, ANegativeSplitThresholdIsRefusedByName) {
   std::unique_ptr<Model> model;
   ASSERT_TRUE(Model::Load(TinyRandomModel(true), &model).ok());

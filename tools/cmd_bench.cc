@@ -28,6 +28,7 @@
 #include <optional>
 #include <random>
 #include <sstream>
+#include <string>
 #include <thread>
 
 #include "commands.h"
@@ -418,6 +419,7 @@ int RunBench(const BenchArgs& a) {
     out["model"] = {{"path", a.model}, {"threads", c.threads}, {"split_attention_min_tokens", a.split_min_tokens},
                     {"lockstep_split_min_tokens", a.lockstep_split_min_tokens},
                     {"decode_in_lockstep", session->decodes_in_lockstep()},
+                    {"pooled_split_from_tokens", session->pooled_split_from()},
                     {"lockstep_split_blocks", session->lockstep_split_blocks()},
                     {"lockstep_split_from_tokens", session->lockstep_split_from()},
                     {"prompt_tokens", a.prompt}, {"decode_tokens", a.decode},
@@ -448,11 +450,19 @@ int RunBench(const BenchArgs& a) {
     out["model"]["kv"] = {{"policy", KvPolicyName(c.kv.policy)}, {"config", a.kv.spec}, {"hi_tokens", occ.hi_tokens},
                           {"mid_tokens", occ.mid_tokens}, {"lo_tokens", occ.lo_tokens}, {"evicted_tokens", occ.evicted},
                           {"sinks", session->kv_plan().sinks}, {"window", session->kv_plan().window}};
-    if (!a.json)
+    if (!a.json) {
+      // How the decode steps ran: in lockstep or through the pool, and whether (from which position on) the pool's
+      // split of the attention into token blocks took them (decode step at position p splits where p + 1 >= from).
+      std::string how = session->decodes_in_lockstep() ? "layers in lockstep" : "through the pool";
+      const int64_t from = session->pooled_split_from();
+      if (from > 0 && a.prompt + a.decode >= from)
+        how += a.prompt + 1 >= from ? "; every step's attention split through the pool"
+                                    : "; from " + std::to_string(from) + " tokens on, attention split through the pool";
       std::printf("\nmodel %s: prefill %.1f tok/s, decode %.1f tok/s (%s); decode reads %.1f MB/token = %.2f GB/s (%.0f%% of "
                   "copy, %.0f%% of read)\n",
-                  m.name.c_str(), prefill_tps, decode_tps, session->decodes_in_lockstep() ? "layers in lockstep" : "through the pool",
-                  bytes / 1e6, bytes * decode_tps / 1e9, 100 * bytes * decode_tps / copy_model, 100 * bytes * decode_tps / read_model);
+                  m.name.c_str(), prefill_tps, decode_tps, how.c_str(), bytes / 1e6, bytes * decode_tps / 1e9,
+                  100 * bytes * decode_tps / copy_model, 100 * bytes * decode_tps / read_model);
+    }
     if (!a.json && !sorted.empty())
       std::printf("decode against copies between its %zu stretches (%.1f-%.1f GB/s): %.0f%% (median; %.0f-%.0f%%)\n",
                   fractions.size(), *std::min_element(stretch_copy.begin(), stretch_copy.end()) / 1e9,
