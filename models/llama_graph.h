@@ -68,8 +68,8 @@ class LlamaGraph {
   // about that many rows of work of its own (its queries, softmax, sums and least slots, the three barriers shared
   // among the rest): SmolLM2's 3 kv heads split from 2·min_tokens cached tokens on two threads, from 12·min_tokens on
   // four, where each thread takes three quarter blocks to save a quarter of a kv head (four threads on a Xeon, steps
-  // interleaved: the split 0.80x as fast at 2k, 0.90-0.93x at 4k, 0.93-0.94x at 8k, 0.98-1.10x at 16k, 1.08-1.11x at 24k, 0.93-1.08x at 32k;
-  // docs/bench/lockstep-split-session42-device.txt).
+  // interleaved: the split 0.80x as fast at 2k, 0.90-0.93x at 4k, 0.93-0.94x at 8k, 0.98-1.10x at 16k, 1.08-1.11x
+  // at 24k, 0.93-1.08x at 32k; docs/bench/lockstep-split-session42-device.txt).
   static int64_t LockstepSplitFrom(int threads, int n_kv_heads, int min_tokens);
 
   // Whether matrices that read the same input (q/k/v, gate/up) run as one fused operator (Linear::CreateFused):

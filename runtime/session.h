@@ -29,8 +29,9 @@ struct SessionConfig {
   // Decoding in lockstep, the kv heads that do not share out evenly over the threads (SmolLM2's third on two) are
   // split into a block of cached tokens a thread once the rows the split takes off the busiest thread reach this many
   // for each block it gives every thread (0: never; LlamaGraph::LockstepSplitFrom): SmolLM2's three kv heads from
-  // 4,096 cached tokens on two threads, from 24,576 on four. (SmolLM2 shape, two threads here, split from 2k against never, medians of
-  // three alternating pairs: 0.83x at 2k, 1.04x at 4k, 1.10x at 8k, 1.07x at 16k; docs/kernels-sessions.md, session
+  // 4,096 cached tokens on two threads, from 24,576 on four (docs/bench/lockstep-split-session42-device.txt). (SmolLM2
+  // shape, two threads here, split from 2k against never, medians of three alternating pairs: 0.83x at 2k, 1.04x at
+  // 4k, 1.10x at 8k, 1.07x at 16k; docs/kernels-sessions.md, session
   // 29. At 4k since: session 30 0.82-0.97x in three pairs; sessions 34 and 35, 5 and 8 pairs: 1-3%, and a median pair
   // of 1.03x with the attention phase -11%. Session 36, split and unsplit steps interleaved in one process, an unsplit
   // step's time over a split one's: 0.96 at 2-3k, 0.995-1.025 at 4-5k, 1.03 at 8-9k;
@@ -85,7 +86,8 @@ class Session {
   // (SessionConfig::split_attention_min_tokens; 0: never), in lockstep or not: from there on they leave the lockstep.
   int64_t pooled_split_from() const { return graph_.split_from(); }
   // Blocks of cached tokens the lockstep splits the kv heads that do not share out evenly into, from
-  // lockstep_split_from() cached tokens on (1: never, also where the context is shorter; LlamaGraph::lockstep_split_blocks).
+  // lockstep_split_from() cached tokens on (1: never, also where the context is shorter;
+  // LlamaGraph::lockstep_split_blocks).
   int lockstep_split_blocks() const { return graph_.lockstep_split_blocks(); }
   // Cached tokens from which decode steps in lockstep split those kv heads (SessionConfig::lockstep_split_min_tokens
   // says when; 0: never).
