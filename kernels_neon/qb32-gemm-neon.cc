@@ -257,6 +257,8 @@ constexpr int kTokensAPass = 4;
 #else
 constexpr int kTokensAPass = 2;
 #endif
+// (The pass after the whole ones takes the rest, 1 to 3 tokens: Gemm.)
+static_assert(kTokensAPass >= 1 && kTokensAPass <= 4, "a pass takes one to four tokens");
 
 template <size_t W_BLOCK_BYTES>
 void Gemm(const Qb32GemmArgs& a, size_t o_begin, size_t o_end) {

@@ -71,7 +71,8 @@ void PackQb32Rows8(const uint8_t* w, size_t w_row_bytes, size_t rows, size_t blo
                    uint8_t* out);
 
 extern const Qb32Kernels kScalarQb32Kernels;
-// The kernels of an ISA name ("scalar", "avx2", "avx512vnni", "neon"), or nullptr when this build or CPU lacks it.
+// The kernels of an ISA name ("scalar", "avx2", "avx512vnni", "neon", "neon-dotprod"), or nullptr when this build or
+// CPU lacks it.
 const Qb32Kernels* GetQb32Kernels(const char* isa);
 // The best the CPU runs, unless MIKV_QB32_ISA names another (read once, at first use).
 const Qb32Kernels& ActiveQb32Kernels();
