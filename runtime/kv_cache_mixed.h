@@ -89,6 +89,9 @@ class MixedKvCache final : public KvCache {
     int32_t* positions32 = nullptr;   // otherwise
     float* importance = nullptr;
     int32_t* used = nullptr;          // [stream]
+    // [stream]: no slot's position is above it (raised by every Store, never lowered but by Reset), so a prefill
+    // chunk's query masks only the tiers whose newest may be later than itself: the tier the chunk entered.
+    int32_t* newest = nullptr;
     // [stream], middle and low tiers that rank, mikv policy: the slot a demoted token competes with (LeastImportant over every
     // slot), found by the attention that last added to the importance, where the importance was just in its
     // thread's cache, rather than by a scan of the whole tier in Write; -1: not known (changed since).

@@ -709,6 +709,73 @@ TEST(MixedKvCache, LowTierWithoutPositionsMasksChunks) {
   }
 }
 
+// A prefill chunk's query sees none of the chunk's later tokens, whichever tier they entered (MixedKvCache::ScoreRows
+// masks only the tiers whose newest position may be later than the query): two caches with the same history are fed
+// a chunk that agrees in its first m tokens and differs after them, with later keys along the queries so that they
+// would draw most of the attention if seen; the outputs for the first m positions are the same, bit for bit. Every
+// policy, a middle tier, 16- and 32-bit positions, and a chunk arriving on a full cache that demotes and evicts.
+TEST(MixedKvCache, AChunksLaterTokensReachNoneOfItsQueries) {
+  struct Case {
+    const char* name;
+    KvCacheConfig config;
+  };
+  auto config = [](KvPolicy p, float hi_frac, bool mid) {
+    KvCacheConfig c = Config(p, 40, hi_frac);
+    c.lo = KvPrecision::Int2;
+    if (mid) c.mid_tier = true, c.mid = KvPrecision::Int4, c.mid_frac = 0.25f;
+    return c;
+  };
+  const Case cases[] = {{"mikv", config(KvPolicy::MiKV, 0.25f, false)}, {"tiered", config(KvPolicy::MiKV, 0.2f, true)},
+                        {"uniform", config(KvPolicy::Uniform, 0.0f, false)}, {"h2o", config(KvPolicy::H2O, 0.5f, false)},
+                        {"sinks", config(KvPolicy::Sinks, 0.5f, false)}, {"full", config(KvPolicy::Full, 1.0f, false)}};
+  for (int capacity : {96, 70000}) {
+    const KvGeometry g = SmallGeometry(capacity);
+    const int first = capacity - 96;  // positions past 65,535 take the 32-bit table
+    for (const Case& c : cases)
+      for (int m = 1; m < c.config.window; ++m) {
+        SCOPED_TRACE(std::string(c.name) + ", capacity " + std::to_string(capacity) + ", m " + std::to_string(m));
+        CacheUnderTest a(g, c.config), b(g, c.config);
+        ASSERT_TRUE(a.status.ok() && b.status.ok()) << a.status.ToString();
+        const int chunk = c.config.window, dq = g.n_heads * g.head_dim;
+        std::mt19937 rng(17);
+        std::vector<float> out_a(dq), out_b(dq);
+        for (int pos = first; pos < first + 96; pos += chunk) {
+          const bool last = pos + chunk >= first + 96;
+          std::vector<float> q, k, v, k_other, v_other;
+          for (int t = 0; t < chunk; ++t) {
+            const auto qt = RandomVector(rng, dq), kt = RandomVector(rng, g.head_dim), vt = RandomVector(rng, g.head_dim);
+            q.insert(q.end(), qt.begin(), qt.end());
+            k.insert(k.end(), kt.begin(), kt.end());
+            v.insert(v.end(), vt.begin(), vt.end());
+            // The other cache's later tokens: keys 8x along the sum of the attending queries' first heads, values
+            // far from the others.
+            std::vector<float> ko = kt, vo = vt;
+            if (last && t >= m)
+              for (int i = 0; i < g.head_dim; ++i) {
+                ko[i] = 0.0f, vo[i] = 50.0f;
+                for (int j = 0; j < m; ++j) ko[i] += 8.0f * q[(size_t)j * dq + i];
+              }
+            k_other.insert(k_other.end(), ko.begin(), ko.end());
+            v_other.insert(v_other.end(), vo.begin(), vo.end());
+          }
+          a.cache->Observe(0, chunk, q.data());
+          b.cache->Observe(0, chunk, q.data());
+          a.cache->Write(0, pos, chunk, k.data(), v.data());
+          b.cache->Write(0, pos, chunk, k_other.data(), v_other.data());
+          for (int i = 0; i < (last ? m : chunk); ++i) {
+            a.cache->Attend(0, pos + i, 0, q.data() + (size_t)i * dq, out_a.data(), a.scratch.data());
+            b.cache->Attend(0, pos + i, 0, q.data() + (size_t)i * dq, out_b.data(), b.scratch.data());
+            ASSERT_EQ(out_a, out_b) << "position " << pos + i;
+          }
+        }
+        // The cache was full before the last chunk, so it demoted or evicted while the chunk went in.
+        const KvOccupancy o = a.cache->Occupancy();
+        if (c.config.policy == KvPolicy::MiKV) EXPECT_GT(o.lo_tokens, 0);
+        if (c.config.policy != KvPolicy::Full) EXPECT_GT(o.evicted, 0);
+      }
+  }
+}
+
 // Positions are stored in 16 bits up to a context of 65,536 tokens and in 32 past it; either way each token keeps its
 // own (a truncated position would unmask the wrong tokens and lose sinks and the recent window).
 TEST(MixedKvCache, PositionsKeepTheirBitsPast65536) {
