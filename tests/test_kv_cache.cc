@@ -770,8 +770,12 @@ TEST(MixedKvCache, AChunksLaterTokensReachNoneOfItsQueries) {
         }
         // The cache was full before the last chunk, so it demoted or evicted while the chunk went in.
         const KvOccupancy o = a.cache->Occupancy();
-        if (c.config.policy == KvPolicy::MiKV) EXPECT_GT(o.lo_tokens, 0);
-        if (c.config.policy != KvPolicy::Full) EXPECT_GT(o.evicted, 0);
+        if (c.config.policy == KvPolicy::MiKV) {
+          EXPECT_GT(o.lo_tokens, 0);
+        }
+        if (c.config.policy != KvPolicy::Full) {
+          EXPECT_GT(o.evicted, 0);
+        }
       }
   }
 }
