@@ -84,11 +84,17 @@ int LlamaGraph::SplitBlocks(int threads, int n_kv_heads) {
   return threads / std::gcd(threads, n_kv_heads);
 }
 
+int LlamaGraph::LockstepSplitBlocks(int threads, int n_kv_heads) {
+  const int rest = n_kv_heads % threads;
+  return rest == 0 ? 1 : threads / std::gcd(rest, threads);
+}
+
 int64_t LlamaGraph::LockstepSplitFrom(int threads, int n_kv_heads, int min_tokens) {
   const int64_t rest = n_kv_heads % threads;
   if (rest == 0) return 0;
-  // N·(threads − rest)/threads >= rest·min_tokens, rounded up.
-  const int64_t need = (int64_t)min_tokens * rest * threads, saved = threads - rest;
+  // N·(threads − rest)/threads >= (rest / gcd)·min_tokens, rounded up.
+  const int64_t blocks_a_thread = rest / std::gcd((int)rest, threads);
+  const int64_t need = (int64_t)min_tokens * blocks_a_thread * threads, saved = threads - rest;
   return (need + saved - 1) / saved;
 }
 

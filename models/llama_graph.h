@@ -49,7 +49,7 @@ class LlamaGraph {
         rest_from_(lockstep_ && lockstep_split_min_tokens > 0 && model.config().n_kv_heads % threads != 0
                        ? LockstepSplitFrom(threads, model.config().n_kv_heads, lockstep_split_min_tokens)
                        : 0),
-        rest_blocks_(rest_from_ > 0 && rest_from_ <= context ? threads : 1) {
+        rest_blocks_(rest_from_ > 0 && rest_from_ <= context ? LockstepSplitBlocks(threads, model.config().n_kv_heads) : 1) {
     if (rest_blocks_ == 1) rest_from_ = 0;
   }
 
@@ -62,9 +62,14 @@ class LlamaGraph {
   static int Reachable(int blocks, int min_tokens, int context) {
     return (int64_t)min_tokens * blocks <= (int64_t)context ? blocks : 1;
   }
-  // Cached tokens from which decoding in lockstep splits the n_kv_heads % threads kv heads that do not share out
-  // evenly (the rest) into a block a thread: where the rows the split takes off the busiest thread, (threads − rest) /
-  // threads of a kv head's, reach `min_tokens` for each of the rest's blocks every thread then attends. A block costs
+  // Blocks of cached tokens each of the n_kv_heads % threads kv heads that do not share out evenly (the rest) is cut
+  // into when decoding in lockstep splits them: the fewest that share out evenly, threads / gcd(rest, threads), so
+  // that each thread attends rest / gcd blocks (Qwen2.5's 2 kv heads on four threads: halves, one a thread, where a
+  // quarter of each would give every thread two blocks' own work for the same rows).
+  static int LockstepSplitBlocks(int threads, int n_kv_heads);
+  // Cached tokens from which decoding in lockstep splits the rest: where the rows the split takes off the busiest
+  // thread, (threads − rest) / threads of a kv head's, reach `min_tokens` for each of the rest / gcd(rest, threads)
+  // blocks every thread then attends. A block costs
   // about that many rows of work of its own (its queries, softmax, sums and least slots, the three barriers shared
   // among the rest): SmolLM2's 3 kv heads split from 2·min_tokens cached tokens on two threads, from 12·min_tokens on
   // four, where each thread takes three quarter blocks to save a quarter of a kv head (four threads on a Xeon, steps
@@ -81,8 +86,9 @@ class LlamaGraph {
   // Cached tokens from which a decode step's attention is split through the pool (split_blocks() blocks a kv head;
   // 0: never). It takes precedence over the lockstep: from there on, decode steps go through the pool.
   int64_t split_from() const { return split_blocks_ > 1 ? (int64_t)split_min_tokens_ * split_blocks_ : 0; }
-  // Blocks of cached tokens that the lockstep splits each kv head into when the kv heads do not share out evenly
-  // over the threads (SmolLM2's 3 on 2), one block a thread: 1 where they do, or where decode steps are not split.
+  // Blocks of cached tokens that the lockstep splits each kv head of the rest into when the kv heads do not share out
+  // evenly over the threads (SmolLM2's 3 on 2: 2; LockstepSplitBlocks): 1 where they do, or where decode steps are
+  // not split.
   int lockstep_split_blocks() const { return rest_blocks_; }
   // Cached tokens from which decode steps in lockstep split the kv heads that do not share out evenly
   // (LockstepSplitFrom; 0 where lockstep_split_blocks() is 1: never).

@@ -97,10 +97,12 @@ void LlamaGraph::LockstepThread(size_t t, int pos, KvCache* cache, PhaseClock* s
   const size_t qd = c.q_dim(), kvd = c.kv_dim(), hidden = c.hidden_dim;
   const bool write_in_items = cache->ordered_per_kv_head() && cache->writes_per_kv_head();
   // Long contexts: the kv heads that do not share out evenly (SmolLM2's third on two threads, which left one thread
-  // idle for a third of the attention) are split into a block of cached tokens a thread (KvCache::AttendBlockScores
-  // etc.), the others attended whole. `whole` kv heads go round the threads; the rest [whole, n_kv_heads) split.
+  // idle for a third of the attention) are split into B blocks of cached tokens each (KvCache::AttendBlockScores
+  // etc.), the others attended whole. `whole` kv heads go round the threads; the rest [whole, n_kv_heads) split, and
+  // their blocks j = B·(kv head − whole) + block go round the threads too (rest·B is a multiple of T).
   const bool split_rest = rest_blocks_ > 1 && attn_split_ && pos + 1 >= rest_from_;
   const size_t n_kv = (size_t)c.n_kv_heads, whole = split_rest ? n_kv - n_kv % T : n_kv, rest = n_kv - whole;
+  const int B = rest_blocks_;
   // (Plain variables, not a structured binding: the lambda below captures them, which clang 14 refuses for bindings.)
   const std::pair<size_t, size_t> own = ThreadPool::ShareOf(whole, T, t);
   const size_t kv_begin = own.first, kv_end = own.second;
@@ -170,13 +172,13 @@ void LlamaGraph::LockstepThread(size_t t, int pos, KvCache* cache, PhaseClock* s
     clock.Mark(ForwardPhase::Rope);
 
     if (split_rest) {
-      // Thread t's block of each split kv head: its scores and their exps, then (every block's maximum and sum
-      // known) its weighted values and importance; its scores stay in this thread's cache. The whole kv heads come
-      // after, where they also take up what the phases left uneven.
-      for (size_t kvh = whole; kvh < n_kv; ++kvh)
-        cache->AttendBlockScores(l, pos, (int)kvh, (int)t, (int)T, query(kvh), attn_split_, scratch);
+      // Thread t's blocks of the split kv heads: their scores and exps, then (every block's maximum and sum known)
+      // their weighted values and importance; the scores stay in this thread's cache. The whole kv heads come after,
+      // where they also take up what the phases left uneven.
+      for (size_t j = t; j < rest * B; j += T)
+        cache->AttendBlockScores(l, pos, (int)(whole + j / B), (int)(j % B), B, query(whole + j / B), attn_split_, scratch);
       barrier_.Wait(t);
-      for (size_t kvh = whole; kvh < n_kv; ++kvh) cache->AttendBlockValues(l, (int)kvh, (int)t, (int)T, attn_split_);
+      for (size_t j = t; j < rest * B; j += T) cache->AttendBlockValues(l, (int)(whole + j / B), (int)(j % B), B, attn_split_);
     }
     for (size_t kvh = kv_begin; kvh < kv_end; ++kvh) {
       if (write_in_items && kvh >= kv_begin + early_writes) cache->WriteKvHead(l, (int)kvh, pos, 1, k_, v_);
@@ -185,8 +187,7 @@ void LlamaGraph::LockstepThread(size_t t, int pos, KvCache* cache, PhaseClock* s
     if (split_rest) {
       barrier_.Wait(t);  // every block's share made
       const auto [r0, r1] = ThreadPool::ShareOf(rest, T, t);
-      for (size_t kvh = whole + r0; kvh < whole + r1; ++kvh)
-        cache->AttendSum(l, (int)kvh, (int)T, output(kvh), attn_split_);
+      for (size_t kvh = whole + r0; kvh < whole + r1; ++kvh) cache->AttendSum(l, (int)kvh, B, output(kvh), attn_split_);
     }
     wait_then_read(ops.wo, ops.wo.ShareRows(t, T));
     clock.Mark(ForwardPhase::Attention);

@@ -27,8 +27,9 @@ struct SessionConfig {
   // this many tokens (0: never split).
   int split_attention_min_tokens = 1024;
   // Decoding in lockstep, the kv heads that do not share out evenly over the threads (SmolLM2's third on two) are
-  // split into a block of cached tokens a thread once the rows the split takes off the busiest thread reach this many
-  // for each block it gives every thread (0: never; LlamaGraph::LockstepSplitFrom): SmolLM2's three kv heads from
+  // split into blocks of cached tokens that share out evenly (LlamaGraph::LockstepSplitBlocks) once the rows the split
+  // takes off the busiest thread reach this many for each block it gives every thread (0: never;
+  // LlamaGraph::LockstepSplitFrom): SmolLM2's three kv heads from
   // 4,096 cached tokens on two threads, from 24,576 on four (docs/bench/lockstep-split-session42-device.txt). (SmolLM2
   // shape, two threads here, split from 2k against never, medians of three alternating pairs: 0.83x at 2k, 1.04x at
   // 4k, 1.10x at 8k, 1.07x at 16k; docs/kernels-sessions.md, session

@@ -160,18 +160,20 @@ TEST(LockstepDecode, SplitsTheKvHeadsThatDoNotShareOutEvenly) {
   const Status loaded = Model::Load(TinyRandomModel(true), &model);
   ASSERT_TRUE(loaded.ok()) << loaded.ToString();
   ASSERT_EQ(model->config().n_kv_heads, 3);
-  for (int threads : {2, 4})
+  // Six threads: the three kv heads in halves, one a thread (LlamaGraph::LockstepSplitBlocks).
+  for (int threads : {2, 4, 6})
     for (const char* cache : {"full", "mikv"}) {
       SCOPED_TRACE(std::to_string(threads) + " threads, " + cache + " cache");
       // Blocks are cut at multiples of 64 rows (kKvValueBlockMax): a 300-token prompt gives every block some.
       SessionConfig config = CacheConfig(cache, threads, 400);
-      config.lockstep_split_min_tokens = 16;  // split from 32 (two threads) or 192 (four) cached tokens on
+      config.lockstep_split_min_tokens = 16;  // split from 32 (two threads), 192 (four) or 32 (six) cached tokens on
       {
         std::unique_ptr<Session> s;
         ASSERT_TRUE(Session::Create(*model, config, &s).ok());
         ASSERT_TRUE(s->decodes_in_lockstep());
-        ASSERT_EQ(s->lockstep_split_blocks(), threads);
+        ASSERT_EQ(s->lockstep_split_blocks(), threads == 6 ? 2 : threads);
         ASSERT_LT(s->lockstep_split_from(), 300);  // every decode step splits
+        ASSERT_EQ(s->pooled_split_from(), 0);  // (the pool's split is out of this context's reach)
       }
       bool lockstep = false, pooled_lockstep = true;
       const auto a = DecodeLogits(*model, config, true, 300, 40, &lockstep);
@@ -213,13 +215,24 @@ TEST(LockstepDecode, AContextThatNeverReachesTheSplitCarvesNoBufferForIt) {
   EXPECT_LT(without, with_split);
 }
 
-// The split pays where the rows it takes off the busiest thread, (threads − rest) / threads of a kv head's, reach
-// lockstep_split_min_tokens for each of the rest's blocks every thread attends (LlamaGraph::LockstepSplitFrom): on two
-// threads one block saves half a kv head, on four three blocks save a quarter.
+// The rest's kv heads are cut into the fewest blocks that share out evenly over the threads, threads / gcd(rest,
+// threads) each (LlamaGraph::LockstepSplitBlocks), and the split pays where the rows it takes off the busiest thread,
+// (threads − rest) / threads of a kv head's, reach lockstep_split_min_tokens for each of the rest / gcd blocks every
+// thread attends (LlamaGraph::LockstepSplitFrom): on two threads one block saves half a kv head, on four three blocks
+// save a quarter.
 TEST(LockstepDecode, TheSplitStartsWhereTheRowsItSavesPayForItsBlocks) {
+  EXPECT_EQ(LlamaGraph::LockstepSplitBlocks(2, 3), 2);
+  EXPECT_EQ(LlamaGraph::LockstepSplitBlocks(4, 3), 4);
+  EXPECT_EQ(LlamaGraph::LockstepSplitBlocks(4, 2), 2);  // Qwen2.5 on four threads: halves, one a thread
+  EXPECT_EQ(LlamaGraph::LockstepSplitBlocks(6, 3), 2);
+  EXPECT_EQ(LlamaGraph::LockstepSplitBlocks(8, 6), 4);  // rest 6: 24 blocks, three a thread
+  EXPECT_EQ(LlamaGraph::LockstepSplitBlocks(8, 3), 8);
+  EXPECT_EQ(LlamaGraph::LockstepSplitBlocks(2, 4), 1);  // shares out evenly
   EXPECT_EQ(LlamaGraph::LockstepSplitFrom(2, 3, 2048), 4096);   // SmolLM2 on two threads
   EXPECT_EQ(LlamaGraph::LockstepSplitFrom(4, 3, 2048), 24576);  // on four: 3 blocks for 1/4 of a kv head
-  EXPECT_EQ(LlamaGraph::LockstepSplitFrom(4, 2, 100), 400);     // 2 blocks for 1/2
+  EXPECT_EQ(LlamaGraph::LockstepSplitFrom(4, 2, 100), 200);     // 1 block for 1/2
+  EXPECT_EQ(LlamaGraph::LockstepSplitFrom(6, 3, 100), 200);     // 1 block for 1/2
+  EXPECT_EQ(LlamaGraph::LockstepSplitFrom(8, 6, 100), 1200);    // 3 blocks for 1/4
   EXPECT_EQ(LlamaGraph::LockstepSplitFrom(8, 3, 100), 480);     // 3 blocks for 5/8
   EXPECT_EQ(LlamaGraph::LockstepSplitFrom(3, 8, 7), 42);        // rest 2: 2 blocks for 1/3
   EXPECT_EQ(LlamaGraph::LockstepSplitFrom(8, 5, 1), 14);        // 5 blocks for 3/8: 13.33 rounded up

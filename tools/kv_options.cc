@@ -15,8 +15,8 @@ void AddSplitAttentionOptions(CLI::App* cmd, int* split_min_tokens, int* lockste
                   "kv heads alone would leave at least half of the threads' time idle (0 = never)")
       ->capture_default_str();
   cmd->add_option("--lockstep-split-min-tokens", *lockstep_split_min_tokens,
-                  "decoding in lockstep, split the kv heads that do not share out evenly over the threads into a block "
-                  "of cached tokens a thread once the rows that takes off the busiest thread reach this many for each "
+                  "decoding in lockstep, split the kv heads that do not share out evenly over the threads into blocks "
+                  "of cached tokens that do once the rows that takes off the busiest thread reach this many for each "
                   "block it gives every thread: SmolLM2's 3 kv heads from 2x this on 2 threads, 12x on 4 (0 = never)")
       ->capture_default_str();
 }
