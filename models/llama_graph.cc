@@ -73,6 +73,13 @@ bool LlamaGraph::FusesProjections(const std::vector<const TensorView*>& parts) {
   return Linear::CanFuse(parts) && parts[0]->type != WeightType::F32 && parts[0]->type != WeightType::F16;
 }
 
+namespace {
+
+// The fewest blocks to cut each of `kv_heads` kv heads into so that all the blocks share out evenly over the threads.
+int EvenBlocks(int threads, int kv_heads) { return threads / std::gcd(threads, kv_heads); }
+
+}  // namespace
+
 int LlamaGraph::SplitBlocks(int threads, int n_kv_heads) {
   // Unsplit, the kv heads go round the threads ceil(kv heads / threads) times and keep kv heads / (threads · rounds)
   // of their time busy. Where that is over half, the split's three phases (each a wait for every thread, each head's
@@ -81,19 +88,19 @@ int LlamaGraph::SplitBlocks(int threads, int n_kv_heads) {
   // (docs/bench/split-attention-session21.txt).
   const int rounds = (n_kv_heads + threads - 1) / threads;
   if (2 * n_kv_heads > threads * rounds) return 1;
-  return threads / std::gcd(threads, n_kv_heads);
+  return EvenBlocks(threads, n_kv_heads);
 }
 
 int LlamaGraph::LockstepSplitBlocks(int threads, int n_kv_heads) {
   const int rest = n_kv_heads % threads;
-  return rest == 0 ? 1 : threads / std::gcd(rest, threads);
+  return rest == 0 ? 1 : EvenBlocks(threads, rest);
 }
 
 int64_t LlamaGraph::LockstepSplitFrom(int threads, int n_kv_heads, int min_tokens) {
   const int64_t rest = n_kv_heads % threads;
   if (rest == 0) return 0;
-  // N·(threads − rest)/threads >= (rest / gcd)·min_tokens, rounded up.
-  const int64_t blocks_a_thread = rest / std::gcd((int)rest, threads);
+  // N·(threads − rest)/threads >= blocks_a_thread·min_tokens, rounded up.
+  const int64_t blocks_a_thread = rest * LockstepSplitBlocks(threads, n_kv_heads) / threads;
   const int64_t need = (int64_t)min_tokens * blocks_a_thread * threads, saved = threads - rest;
   return (need + saved - 1) / saved;
 }
