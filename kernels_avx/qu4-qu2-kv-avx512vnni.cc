@@ -16,8 +16,7 @@
 // INT8 (below the INT4/INT2 scores): the scores of one query qu8-kv-scores-avx.h's with one 256-bit vpdpbusd per 32
 // channels (VnniDot), of two to four sixteen rows per register (ScoresInt8Rows16); the values (float)
 // qu8-kv-values-avx.h's AVX2 source with the 32 registers and 512-bit chunks this build has.
-// Shapes: head_dim 64 or 128, groups of 32, 64 or 128 channels, and head_dim 64 in groups of 16 (FastShape); others go
-// to the AVX2 entry points.
+// Shapes: head_dim 64 or 128 in groups of 16, 32, 64 or 128 channels (FastShape); others go to the AVX2 entry points.
 #include "qu4-qu2-kv-scores-avx.h"
 #include "qu4-qu2-kv-values-avx.h"
 #include "qu8-kv-scores-avx.h"
@@ -197,7 +196,7 @@ template <int NQ, int NG, int kSplit>
 inline void FinishScores16(const uint8_t* first_scales, size_t stride, int nb, const __m512i (*sums)[NG][kSplit],
                            const float (*qs)[NG], const float* qsum, float scale, float* out, size_t out_stride,
                            bool packed_int2 = false) {
-  __m512 sz[8];
+  __m512 sz[2 * NG < 4 ? 4 : 2 * NG];
   if (packed_int2) PackedInt2Rows16(first_scales - 16).ScaleColumns(sz);
   else ScaleColumns16<NG>(first_scales, stride, nb, sz);
   const __mmask16 keep = nb >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << nb) - 1);
@@ -346,9 +345,10 @@ void ScoresInt2Rows16(const KvRowFormat& f, const float* q, const float* qsum, c
 }
 
 // Groups of 16 (SixteenChannelGroups): the sixteen-row scores keep one int32 sum per group, row and query, so the
-// finer groups change only which sum a dword goes to; the values spread four groups' weights over their lanes
-// (ValuesInt2Vnni, ValuesInt4Vnni). Before session 38 they went to qu-kv-anyshape-avx2.cc, 7-11x slower than groups
-// of 32 with three query heads (INT3 ~35x). head_dim 128 in groups of 16 (eight groups) still goes there.
+// finer groups change only which sum a dword goes to; the values spread a chunk's four groups' weights over their
+// lanes (ValuesInt2Vnni, ValuesInt4Vnni). Before session 38 head_dim 64 in groups of 16 went to
+// qu-kv-anyshape-avx2.cc, 7-11x slower than groups of 32 with three query heads (INT3 ~35x); head_dim 128 in groups
+// of 16 went there until session 44.
 template <int BITS>
 void ScoresRows16OfShape(const KvRowFormat& f, int nq, const float* q, const float* qsum, const uint8_t* rows,
                              size_t n, float scale, float* out, size_t out_stride) {
@@ -476,22 +476,24 @@ void Qu8ValuesVnni(const KvRowFormat& f, const float* p, const uint8_t* rows, si
 // One block's chain — the largest weight, the two divisions, the codes — is long against its 16 rows of integer
 // sums, and four independent chains in one stretch of code overlap. How the largest weights become vectors for the
 // divisions depends on how many there are (below, in Quantize).
-template <int kSub, int kBlocks = 1>  // kSub: 4 for INT2's 64-row blocks, 1 for INT4's 16
+// kGroups: the most groups a row has (8 only for head_dim 128 in groups of 16).
+template <int kSub, int kBlocks = 1, int kGroups = 4>  // kSub: 4 for INT2's 64-row blocks, 1 for INT4's 16
 struct QueryBlockWeights16 {
+  static_assert(kGroups == 4 || kGroups == 8, "up to four groups, or eight");
   static constexpr int kSubBlocks = kSub * kBlocks;
-  alignas(64) uint8_t w8[kPass][4][16 * kSubBlocks];  // block k's weights from 16 · kSub · k
-  float ws[kPass][4][kBlocks];
-  __m512 zacc[kPass][4];
+  alignas(64) uint8_t w8[kPass][kGroups][16 * kSubBlocks];  // block k's weights from 16 · kSub · k
+  float ws[kPass][kGroups][kBlocks];
+  __m512 zacc[kPass][kGroups];
 
   QueryBlockWeights16() {
     for (int h = 0; h < kPass; ++h)
-      for (int g = 0; g < 4; ++g) zacc[h][g] = _mm512_setzero_ps();
+      for (int g = 0; g < kGroups; ++g) zacc[h][g] = _mm512_setzero_ps();
   }
   // The kBlocks blocks of nb rows in all at `rows`: their scales and zeros as 16-row columns once, then each of nq
   // queries' weights.
   void Quantize(const KvRowFormat& f, int ng, size_t code_bytes, int nq, const float* p, size_t p_stride,
                 const uint8_t* rows, int nb) {
-    __m512 sz[kSubBlocks][8];
+    __m512 sz[kSubBlocks][2 * kGroups];
     __mmask16 mask[kSubBlocks];
     for (int s = 0; s < kSubBlocks; ++s) {
       const int left = nb - 16 * s;
@@ -505,13 +507,15 @@ struct QueryBlockWeights16 {
         PackedInt2Rows16(first - code_bytes).ScaleColumns(sz[s]);
       } else if (ng == 2) {
         ScaleColumns16<2>(first, f.stride, left, sz[s]);
-      } else {
+      } else if (ng == 4) {
         ScaleColumns16<4>(first, f.stride, left, sz[s]);
+      } else {  // eight groups (kGroups 8)
+        ScaleColumns16<kGroups>(first, f.stride, left, sz[s]);
       }
     }
     const __m512 zero = _mm512_setzero_ps();
-    __m512 w[kPass][4][kSubBlocks];
-    constexpr int kVectors = (kPass * 4 * kBlocks + 15) / 16;
+    __m512 w[kPass][kGroups][kSubBlocks];
+    constexpr int kVectors = (kPass * kGroups * kBlocks + 15) / 16;
     // The largest weights, entry e = (h·ng + g)·kBlocks + k in lane e % 16 of vector e / 16. For one query, and
     // one block per call (INT2's passes of several queries), they are merged into registers: stored one by one and
     // reloaded as a vector, they stalled the store forwarding (a quarter of INT4's samples at 16k rows when every
@@ -577,7 +581,7 @@ struct QueryBlockWeights16 {
   // After the last block: acc[h·d + channel[slot]] = fa[h·d + slot] + Σ p·zero of the slot's group.
   void Finish(int nq, int d, int group, const int* channel, const float* fa, float* acc) const {
     for (int h = 0; h < nq; ++h) {
-      float zsum[4];
+      float zsum[kGroups];
       for (int g = 0; g < d / group; ++g) zsum[g] = _mm512_reduce_add_ps(zacc[h][g]);
       for (int slot = 0; slot < d; ++slot) acc[h * d + channel[slot]] = fa[h * d + slot] + zsum[channel[slot] / group];
     }
@@ -615,14 +619,14 @@ inline constexpr Int2TransposeBytes kInt2Transposes = [] {
 // same fmadd (only the p·zero terms are summed in another order, QueryBlockWeights16); the float slots are the AVX2
 // INT2 kernel's (channel 64c + 4j + k at (4c + k)·16 + j). A chunk at a time over the block's rows (the rows stay in
 // L1), so a query needs 4 accumulators and 2 weight registers, and a pass of four queries fits the 32 registers.
-// Groups of 16 (kGroupsOf16, head_dim 64): lanes 4g..4g+3 hold group g's channels, so a step's weights are four
+// Groups of 16 (kGroupsOf16; head_dim 128: chunk c's groups 4c..4c+3 as its g = 0..3): lanes 4g..4g+3 hold group g's
+// channels, so a step's weights are four
 // dwords, one of each group's; the two registers then hold half a block's — [group 0 | group 1] and [group 2 | group 3]
 // dwords of rows 0-31, then of rows 32-63 (one vshufi64x2 each) — and one vpermt2d still spreads a step's.
 template <int NC, int NQ, bool kGroupsOf16 = false>
 void ValuesInt2Vnni(const KvRowFormat& f, const float* p, size_t p_stride, const uint8_t* rows, size_t n, float* acc) {
   constexpr int d = 64 * NC, kBlock = KvValueBlockRows(KvPrecision::Int2);
   static_assert(kBlock == 64, "a block's weights of one group are one 64-byte register");
-  static_assert(!kGroupsOf16 || NC == 1, "groups of 16: head_dim 64");
   const int group = f.group, ng = d / group;
   const size_t code_bytes = KvCodeBytes(d, 2), stride = f.stride;
   alignas(64) float fa[kPass][d];
@@ -643,7 +647,7 @@ void ValuesInt2Vnni(const KvRowFormat& f, const float* p, size_t p_stride, const
   // Blocks whose weights are quantized together (QueryBlockWeights16): two for one query; for a pass of more, one
   // block's chains are already several, and two blocks' weights no longer fit the registers (measured slower).
   constexpr int kBlocks = NQ == 1 ? 2 : 1;
-  QueryBlockWeights16<kBlock / 16, kBlocks> qw;
+  QueryBlockWeights16<kBlock / 16, kBlocks, kGroupsOf16 ? 4 * NC : 4> qw;
   WholeBlocksThenLast<kBlock>(n, [&](size_t b, auto nb) __attribute__((always_inline)) {
     const int kb = (int)(b / kBlock % kBlocks);  // this block's place among those quantized together
     AskRowsAhead(rows + b * stride, kBlock * stride);
@@ -659,7 +663,7 @@ void ValuesInt2Vnni(const KvRowFormat& f, const float* p, size_t p_stride, const
         for (int h = 0; h < NQ; ++h) {
           if constexpr (kGroupsOf16) {
             __m512i w[4];
-            for (int g = 0; g < 4; ++g) w[g] = _mm512_load_si512(qw.w8[h][g] + kb * kBlock);
+            for (int g = 0; g < 4; ++g) w[g] = _mm512_load_si512(qw.w8[h][4 * c + g] + kb * kBlock);
             // dwords 8·half.. of each (the immediate a constant in each branch: clang requires it)
             wlo[h] = half ? _mm512_shuffle_i64x2(w[0], w[1], 0xEE) : _mm512_shuffle_i64x2(w[0], w[1], 0x44);
             whi[h] = half ? _mm512_shuffle_i64x2(w[2], w[3], 0xEE) : _mm512_shuffle_i64x2(w[2], w[3], 0x44);
@@ -717,8 +721,8 @@ void ValuesInt2Vnni(const KvRowFormat& f, const float* p, size_t p_stride, const
       for (int h = 0; h < NQ; ++h) {
         const __m512 scale =
             kGroupsOf16 ? _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
-                                                _mm512_castps128_ps512(_mm_setr_ps(qw.ws[h][0][kb], qw.ws[h][1][kb],
-                                                                                   qw.ws[h][2][kb], qw.ws[h][3][kb])))
+                                                _mm512_castps128_ps512(_mm_setr_ps(qw.ws[h][4 * c][kb], qw.ws[h][4 * c + 1][kb],
+                                                                                   qw.ws[h][4 * c + 2][kb], qw.ws[h][4 * c + 3][kb])))
                         : _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(qw.ws[h][g_lo][kb]), _mm512_set1_ps(qw.ws[h][g_hi][kb]));
         for (int k = 0; k < 4; ++k) {
           float* slot = fa[h] + (c * 4 + k) * 16;
@@ -736,8 +740,7 @@ void ValuesInt2VnniPasses(const KvRowFormat& f, int nq, const float* p, size_t p
                           float* acc) {
   KvForQueryPasses(nq, [&](auto count, int h) {
     constexpr int NQ = decltype(count)::value;
-    if constexpr (NC == 1)
-      if (SixteenChannelGroups(f)) return ValuesInt2Vnni<1, NQ, true>(f, p + h * p_stride, p_stride, rows, n, acc + h * f.head_dim);
+    if (SixteenChannelGroups(f)) return ValuesInt2Vnni<NC, NQ, true>(f, p + h * p_stride, p_stride, rows, n, acc + h * f.head_dim);
     ValuesInt2Vnni<NC, NQ>(f, p + h * p_stride, p_stride, rows, n, acc + h * f.head_dim);
   });
 }
@@ -810,14 +813,14 @@ inline void FourInt4RowsTransposed(const uint8_t* const* r, int c, __m512i* y) {
 // (KvValueBlockRows) are the AVX2 kernel's int16 ones, widened and scaled by one fmadd at the block's end; the
 // weights are QueryBlockWeights16's (the same bytes). The AVX2 kernel takes two rows per vpmaddubsw, a vpshufb per
 // row pair and query to spread the weights, and an add after each. Float slot (c, k, j), k = 2·half + nibble, holds
-// channel 64c + 32·half + 2j + nibble. Groups of 16 (kGroupsOf16, head_dim 64): lanes 0-7 of a half are group 2·half,
+// channel 64c + 32·half + 2j + nibble. Groups of 16 (kGroupsOf16; head_dim 128: chunk c's groups 4c..4c+3 as its g =
+// 0..3): lanes 0-7 of a half are group 2·half,
 // lanes 8-15 group 2·half + 1, so its weights are two dwords, one broadcast and one masked broadcast over it.
 template <int BITS, int NC, int NQ, bool kGroupsOf16 = false>
 void ValuesInt4Vnni(const KvRowFormat& f, const float* p, size_t p_stride, const uint8_t* rows, size_t n, float* acc) {
   static_assert(BITS == 4 || BITS == 3, "INT4 or INT3 codes");
   constexpr int d = 64 * NC, kBlock = KvValueBlockRows(BITS == 3 ? KvPrecision::Int3 : KvPrecision::Int4);
   static_assert(kBlock == 16, "a block is four steps of four rows");
-  static_assert(!kGroupsOf16 || NC == 1, "groups of 16: head_dim 64");
   const int group = f.group, ng = d / group;
   const size_t code_bytes = KvCodeBytes(d, BITS), stride = f.stride;
   const Int3Unpack* const int3 = BITS == 3 ? &Int3Tables() : nullptr;
@@ -834,7 +837,7 @@ void ValuesInt4Vnni(const KvRowFormat& f, const float* p, size_t p_stride, const
   const __m512i rows_to_lanes = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
   const __m512i transpose4x4 = _mm512_broadcast_i32x4(_mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15));
   constexpr int kBlocks = 4;  // blocks whose weights are quantized together (QueryBlockWeights16)
-  QueryBlockWeights16<1, kBlocks> qw;
+  QueryBlockWeights16<1, kBlocks, kGroupsOf16 ? 4 * NC : 4> qw;
   WholeBlocksThenLast<kBlock>(n, [&](size_t b, auto nb) __attribute__((always_inline)) {
     const int k = (int)(b / kBlock % kBlocks);  // this block's place among those quantized together
     if (k == 0) AskRowsAhead(rows + b * stride, kBlocks * kBlock * stride);
@@ -871,8 +874,8 @@ void ValuesInt4Vnni(const KvRowFormat& f, const float* p, size_t p_stride, const
           };
           __m512i wlo, whi;
           if constexpr (kGroupsOf16) {
-            wlo = _mm512_mask_set1_epi32(_mm512_set1_epi32(weights(0)), 0xff00, weights(1));
-            whi = _mm512_mask_set1_epi32(_mm512_set1_epi32(weights(2)), 0xff00, weights(3));
+            wlo = _mm512_mask_set1_epi32(_mm512_set1_epi32(weights(4 * c)), 0xff00, weights(4 * c + 1));
+            whi = _mm512_mask_set1_epi32(_mm512_set1_epi32(weights(4 * c + 2)), 0xff00, weights(4 * c + 3));
           } else {
             wlo = _mm512_set1_epi32(weights(g_lo));
             whi = _mm512_set1_epi32(weights(g_hi));
@@ -887,8 +890,8 @@ void ValuesInt4Vnni(const KvRowFormat& f, const float* p, size_t p_stride, const
         for (int j = 0; j < 4; ++j) {
           float* slot = fa[h] + (c * 4 + j) * 16;
           const int half = j / 2;
-          const __m512 scale = kGroupsOf16 ? _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(qw.ws[h][2 * half][k]),
-                                                                  _mm512_set1_ps(qw.ws[h][2 * half + 1][k]))
+          const __m512 scale = kGroupsOf16 ? _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(qw.ws[h][4 * c + 2 * half][k]),
+                                                                  _mm512_set1_ps(qw.ws[h][4 * c + 2 * half + 1][k]))
                                            : _mm512_set1_ps(qw.ws[h][half ? g_hi : g_lo][k]);
           _mm512_store_ps(slot, _mm512_fmadd_ps(scale, _mm512_cvtepi32_ps(a32[h][j]), _mm512_load_ps(slot)));
         }
@@ -902,8 +905,7 @@ void ValuesInt4VnniPasses(const KvRowFormat& f, int nq, const float* p, size_t p
                           float* acc) {
   KvForQueryPasses(nq, [&](auto count, int h) {
     constexpr int NQ = decltype(count)::value;
-    if constexpr (NC == 1)
-      if (SixteenChannelGroups(f)) return ValuesInt4Vnni<BITS, 1, NQ, true>(f, p + h * p_stride, p_stride, rows, n, acc + h * f.head_dim);
+    if (SixteenChannelGroups(f)) return ValuesInt4Vnni<BITS, NC, NQ, true>(f, p + h * p_stride, p_stride, rows, n, acc + h * f.head_dim);
     ValuesInt4Vnni<BITS, NC, NQ>(f, p + h * p_stride, p_stride, rows, n, acc + h * f.head_dim);
   });
 }

@@ -307,10 +307,12 @@ void ScoresInt2(const KvRowFormat& f, const float* q, const float* qsum, const u
   });
 }
 
-// Runs kernel(nc, ng, count, first) for head_dim 64 or 128 in 1, 2 or 4 groups over nq queries: the chunks (NC: head_dim
-// 64 or 128) and groups (NG) of the shape and the pass's query count (KvForQueryPasses) as std::integral_constant, for
-// the kernel's template; first is the pass's first query. Which of these shapes a kernel takes its caller decides
-// (FastShape).
+// Runs kernel(nc, ng, count, first) for head_dim 64 in 1, 2 or 4 groups or 128 in 1, 2, 4 or 8 over nq queries: the
+// chunks (NC: head_dim 64 or 128) and groups (NG) of the shape and the pass's query count (KvForQueryPasses) as
+// std::integral_constant, for the kernel's template; first is the pass's first query. Which of these shapes a kernel
+// takes its caller decides (FastShape). (Eight groups keep the passes of up to four queries, though a query's sums
+// then take eight registers and some spill: passes of at most two were slower on the VBMI table,
+// docs/bench/eight-groups-session44.txt.)
 template <typename Kernel>
 inline void ForScoreShape(const KvRowFormat& f, int nq, Kernel&& kernel) {
   auto passes = [&](auto nc, auto ng) { KvForQueryPasses(nq, [&](auto count, int h) { kernel(nc, ng, count, h); }); };
@@ -321,7 +323,8 @@ inline void ForScoreShape(const KvRowFormat& f, int nq, Kernel&& kernel) {
   if (f.head_dim == 64) return ng == 1 ? passes(One(), One()) : ng == 2 ? passes(One(), Two()) : passes(One(), Four());
   if (ng == 1) return passes(Two(), One());
   if (ng == 2) return passes(Two(), Two());
-  passes(Two(), Four());
+  if (ng == 4) return passes(Two(), Four());
+  passes(Two(), std::integral_constant<int, 8>());
 }
 
 template <class Dot, int BITS>

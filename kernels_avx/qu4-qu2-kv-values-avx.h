@@ -19,17 +19,18 @@ namespace {
 // 16-row sub-blocks (block k's at w8[h][g][16·S·k + t], its scale ws[h][g][k]) and the running Σ_t p_t·zero_g
 // (zacc), with the vpshufb patterns that spread a row pair's weights. INT4 quantizes four 16-row blocks per call:
 // one block's chain (the largest weight, a division, the codes) is long against its 16 rows of sums, and four
-// independent chains overlap (1.2x at 16k rows on the Zen 4 here, MIKV_KV_ISA=avx2; same bytes).
-template <int S, int kBlocks = 1>
+// independent chains overlap (1.2x at 16k rows on the Zen 4 here, MIKV_KV_ISA=avx2; same bytes). kGroups: the most
+// groups a row has (8 only for head_dim 128 in groups of 16).
+template <int S, int kBlocks = 1, int kGroups = 4>
 struct QueryBlockWeights {
-  alignas(16) uint8_t w8[kPass][4][16 * S * kBlocks];
-  float ws[kPass][4][kBlocks];
-  __m256 zacc[kPass][4];
+  alignas(16) uint8_t w8[kPass][kGroups][16 * S * kBlocks];
+  float ws[kPass][kGroups][kBlocks];
+  __m256 zacc[kPass][kGroups];
   __m256i pick[8];  // pick[k]: bytes (2k, 2k+1) of each 128-bit half, in every int16 lane
 
   QueryBlockWeights() {
     for (int h = 0; h < kPass; ++h)
-      for (int g = 0; g < 4; ++g) zacc[h][g] = _mm256_setzero_ps();
+      for (int g = 0; g < kGroups; ++g) zacc[h][g] = _mm256_setzero_ps();
     for (int k = 0; k < 8; ++k) pick[k] = _mm256_set1_epi16((short)((2 * k) | (2 * k + 1) << 8));
   }
   // The kBlocks blocks of nb rows in all at `rows`: their scales gathered once, each of nq queries' weights
@@ -38,7 +39,7 @@ struct QueryBlockWeights {
                 const uint8_t* rows, int nb) {
     constexpr int kRows = 16 * S;
     const int blocks = std::min(kBlocks, (nb + kRows - 1) / kRows);
-    BlockScales scales[kBlocks][S];
+    BlockScales<kGroups> scales[kBlocks][S];
     for (int k = 0; k < blocks; ++k)
       for (int s = 0; s < S; ++s)
         GatherBlockScales(f, ng, code_bytes, rows + (kRows * k + 16 * s) * f.stride, nb - kRows * k - 16 * s, &scales[k][s]);
@@ -50,7 +51,7 @@ struct QueryBlockWeights {
   // queries (fa: the kernel's float sums, slots in its own channel order).
   void Finish(int nq, int d, int group, const int* channel, const float* fa, float* acc) const {
     for (int h = 0; h < nq; ++h) {
-      float zsum[4];
+      float zsum[kGroups];
       for (int g = 0; g < d / group; ++g) zsum[g] = Hsum8(zacc[h][g]);
       for (int slot = 0; slot < d; ++slot) acc[h * d + channel[slot]] = fa[h * d + slot] + zsum[channel[slot] / group];
     }
@@ -58,7 +59,8 @@ struct QueryBlockWeights {
 };
 
 // INT4 values (and INT3: its codes unpacked into the same two registers, qu4-qu2-kv-scores-avx.h's Int3Unpack).
-template <int BITS, int NC, int NQ>
+// kGroups: QueryBlockWeights'.
+template <int BITS, int NC, int NQ, int kGroups = 4>
 void ValuesInt4(const KvRowFormat& f, const float* p, size_t p_stride, const uint8_t* rows, size_t n, float* acc) {
   static_assert(BITS == 4 || BITS == 3, "INT4 or INT3 codes");
   constexpr int d = 64 * NC;
@@ -89,7 +91,7 @@ void ValuesInt4(const KvRowFormat& f, const float* p, size_t p_stride, const uin
   constexpr int kBlock = KvValueBlockRows(BITS == 3 ? KvPrecision::Int3 : KvPrecision::Int4);
   static_assert(kBlock == 16, "one weights register per block");
   constexpr int kBlocks = 4;  // blocks whose weights are quantized together (QueryBlockWeights)
-  QueryBlockWeights<1, kBlocks> qw;
+  QueryBlockWeights<1, kBlocks, kGroups> qw;
   const auto& w8 = qw.w8;
   const auto& ws = qw.ws;
   for (size_t b = 0; b < n; b += kBlock) {
@@ -158,20 +160,19 @@ inline void Int2ValueSlots(const float* acc, float (*fa)[64 * NC], int* channel)
 // each: byte pair j of phase k holds channel 4j+k of both rows, so one vpmaddubsw with (w_t, w_t+1) gives
 // w_t·code_t + w_t+1·code_t+1 per channel — the low half's channels 0-31 of the chunk, the high half's 32-63, each
 // inside one group, so one vpshufb per pair spreads both groups' weights. Blocks of 64 rows (KvValueBlockRows).
-// Groups of 16 (kGroupsOf16, head_dim 64): each half's int16 lanes 0-3 are one group's channels, 4-7 the next's; a
-// weights register then holds eight rows of each of the four groups, [g0 | g1 || g2 | g3], and the vpshufb picks
-// the pair of g0 or g2 for lanes 0-3 and of g1 or g3 for lanes 4-7.
+// Groups of 16 (kGroupsOf16; head_dim 128: chunk c's groups 4c..4c+3 as its g0..g3): each half's int16 lanes 0-3
+// are one group's channels, 4-7 the next's; a weights register then holds eight rows of each of the chunk's four
+// groups, [g0 | g1 || g2 | g3], and the vpshufb picks the pair of g0 or g2 for lanes 0-3 and of g1 or g3 for lanes 4-7.
 template <int NC, int NQ, bool kGroupsOf16 = false>
 void ValuesInt2(const KvRowFormat& f, const float* p, size_t p_stride, const uint8_t* rows, size_t n, float* acc) {
   constexpr int d = 64 * NC, kBlock = KvValueBlockRows(KvPrecision::Int2), S = kBlock / 16;
-  static_assert(!kGroupsOf16 || NC == 1, "groups of 16: head_dim 64");
   const int group = f.group, ng = d / group;
   const size_t code_bytes = KvCodeBytes(d, 2);
   alignas(32) float fa[kPass][d];
   int channel[d];
   Int2ValueSlots<NC, NQ>(acc, fa, channel);
   const __m256i three = _mm256_set1_epi8(3);
-  QueryBlockWeights<S> qw;
+  QueryBlockWeights<S, 1, kGroupsOf16 ? 4 * NC : 4> qw;
   const auto& w8 = qw.w8;
   const auto& ws = qw.ws;
   __m256i pick16[4];  // groups of 16: row pair k of eight, int16 lanes 0-3 from bytes 2k, 2k+1, lanes 4-7 from 8 + 2k..
@@ -193,13 +194,15 @@ void ValuesInt2(const KvRowFormat& f, const float* p, size_t p_stride, const uin
         for (int k = 0; k < 4; ++k) a16[h][c][k] = _mm256_setzero_si256();
     for (int s = 0; 16 * s < nb; ++s) {
       __m256i wv[kPass][NC];  // [the 16 rows' weights in the group of channels 64c..64c+31 | of 64c+32..64c+63]
-      __m256i wv8[kPass][2];  // groups of 16: rows 0-7, rows 8-15 of the sub-block, [g0 | g1 || g2 | g3]
+      __m256i wv8[kPass][NC][2];  // groups of 16: rows 0-7, rows 8-15 of the sub-block, [g0 | g1 || g2 | g3]
       for (int h = 0; h < NQ; ++h) {
         if constexpr (kGroupsOf16) {
-          __m128i g[4];
-          for (int i = 0; i < 4; ++i) g[i] = _mm_load_si128(reinterpret_cast<const __m128i*>(w8[h][i] + 16 * s));
-          wv8[h][0] = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_unpacklo_epi64(g[0], g[1])), _mm_unpacklo_epi64(g[2], g[3]), 1);
-          wv8[h][1] = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_unpackhi_epi64(g[0], g[1])), _mm_unpackhi_epi64(g[2], g[3]), 1);
+          for (int c = 0; c < NC; ++c) {
+            __m128i g[4];
+            for (int i = 0; i < 4; ++i) g[i] = _mm_load_si128(reinterpret_cast<const __m128i*>(w8[h][4 * c + i] + 16 * s));
+            wv8[h][c][0] = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_unpacklo_epi64(g[0], g[1])), _mm_unpacklo_epi64(g[2], g[3]), 1);
+            wv8[h][c][1] = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_unpackhi_epi64(g[0], g[1])), _mm_unpackhi_epi64(g[2], g[3]), 1);
+          }
           continue;
         }
         for (int c = 0; c < NC; ++c)
@@ -218,7 +221,7 @@ void ValuesInt2(const KvRowFormat& f, const float* p, size_t p_stride, const uin
           const __m256i ph[4] = {_mm256_and_si256(x, three), _mm256_and_si256(_mm256_srli_epi16(x, 2), three),
                                  _mm256_and_si256(_mm256_srli_epi16(x, 4), three), _mm256_and_si256(_mm256_srli_epi16(x, 6), three)};
           for (int h = 0; h < NQ; ++h) {
-            const __m256i w = kGroupsOf16 ? _mm256_shuffle_epi8(wv8[h][t / 8], pick16[t / 2 % 4])
+            const __m256i w = kGroupsOf16 ? _mm256_shuffle_epi8(wv8[h][c][t / 8], pick16[t / 2 % 4])
                                           : _mm256_shuffle_epi8(wv[h][c], qw.pick[t / 2]);
             for (int k = 0; k < 4; ++k) a16[h][c][k] = _mm256_add_epi16(a16[h][c][k], _mm256_maddubs_epi16(ph[k], w));
           }
@@ -228,9 +231,9 @@ void ValuesInt2(const KvRowFormat& f, const float* p, size_t p_stride, const uin
     for (int h = 0; h < NQ; ++h)
       for (int c = 0; c < NC; ++c) {
         // (groups of 16: a half's lanes 0-3 and 4-7 are two groups)
-        const __m256 lo_scale = kGroupsOf16 ? _mm256_set_m128(_mm_set1_ps(ws[h][1][0]), _mm_set1_ps(ws[h][0][0]))
+        const __m256 lo_scale = kGroupsOf16 ? _mm256_set_m128(_mm_set1_ps(ws[h][4 * c + 1][0]), _mm_set1_ps(ws[h][4 * c][0]))
                                             : _mm256_set1_ps(ws[h][64 * c / group][0]);
-        const __m256 hi_scale = kGroupsOf16 ? _mm256_set_m128(_mm_set1_ps(ws[h][3][0]), _mm_set1_ps(ws[h][2][0]))
+        const __m256 hi_scale = kGroupsOf16 ? _mm256_set_m128(_mm_set1_ps(ws[h][4 * c + 3][0]), _mm_set1_ps(ws[h][4 * c + 2][0]))
                                             : _mm256_set1_ps(ws[h][(64 * c + 32) / group][0]);
         for (int k = 0; k < 4; ++k) {
           float* slot = fa[h] + (c * 4 + k) * 16;
@@ -248,10 +251,14 @@ template <int BITS, int NC>
 void ValuesPasses(const KvRowFormat& f, int nq, const float* p, size_t p_stride, const uint8_t* rows, size_t n, float* acc) {
   KvForQueryPasses(nq, [&](auto count, int h) {
     constexpr int NQ = decltype(count)::value;
-    if constexpr (BITS == 2 && NC == 1)
-      if (SixteenChannelGroups(f)) return ValuesInt2<1, NQ, true>(f, p + h * p_stride, p_stride, rows, n, acc + h * f.head_dim);
-    if constexpr (BITS == 2) ValuesInt2<NC, NQ>(f, p + h * p_stride, p_stride, rows, n, acc + h * f.head_dim);
-    else ValuesInt4<BITS, NC, NQ>(f, p + h * p_stride, p_stride, rows, n, acc + h * f.head_dim);
+    const bool sixteen = SixteenChannelGroups(f);
+    if constexpr (BITS == 2) {
+      if (sixteen) return ValuesInt2<NC, NQ, true>(f, p + h * p_stride, p_stride, rows, n, acc + h * f.head_dim);
+      ValuesInt2<NC, NQ>(f, p + h * p_stride, p_stride, rows, n, acc + h * f.head_dim);
+    } else {
+      if (NC == 2 && sixteen) return ValuesInt4<BITS, NC, NQ, 8>(f, p + h * p_stride, p_stride, rows, n, acc + h * f.head_dim);
+      ValuesInt4<BITS, NC, NQ>(f, p + h * p_stride, p_stride, rows, n, acc + h * f.head_dim);
+    }
   });
 }
 
