@@ -20,8 +20,8 @@ inline bool FastShape(const KvRowFormat& f) {
 // int32 lane they sum — eight INT4 channels, sixteen INT2 — lies inside a group of 16, and they keep a sum per group);
 // the INT4/INT2 values spread a chunk's four groups' weights where they spread two (the AVX2 INT4/INT3 ones need
 // nothing: each 128-bit half of their int16 sums lies inside one group of 16 already). Before, every x86 table sent
-// head_dim 64 in groups of 16 to qu-kv-anyshape-avx2.cc until session 38, and head_dim 128 until session 44 (2.5-20x
-// slower than groups of 32 there).
+// head_dim 64 in groups of 16 to qu-kv-anyshape-avx2.cc until session 38, and head_dim 128 until session 44 (3-27x
+// slower than groups of 32 there with three query heads).
 inline bool SixteenChannelGroups(const KvRowFormat& f) { return f.group == 16; }
 
 // Eight rows' lane vectors -> their eight sums, in one register.
