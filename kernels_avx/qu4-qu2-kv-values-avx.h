@@ -59,8 +59,9 @@ struct QueryBlockWeights {
 };
 
 // INT4 values (and INT3: its codes unpacked into the same two registers, qu4-qu2-kv-scores-avx.h's Int3Unpack).
-// kGroups: QueryBlockWeights'.
-template <int BITS, int NC, int NQ, int kGroups = 4>
+// Groups of 16 (kGroupsOf16) need only the weights' room for eight groups at head_dim 128: each 128-bit half of the
+// int16 sums lies inside one group of 16 already.
+template <int BITS, int NC, int NQ, bool kGroupsOf16 = false>
 void ValuesInt4(const KvRowFormat& f, const float* p, size_t p_stride, const uint8_t* rows, size_t n, float* acc) {
   static_assert(BITS == 4 || BITS == 3, "INT4 or INT3 codes");
   constexpr int d = 64 * NC;
@@ -91,7 +92,7 @@ void ValuesInt4(const KvRowFormat& f, const float* p, size_t p_stride, const uin
   constexpr int kBlock = KvValueBlockRows(BITS == 3 ? KvPrecision::Int3 : KvPrecision::Int4);
   static_assert(kBlock == 16, "one weights register per block");
   constexpr int kBlocks = 4;  // blocks whose weights are quantized together (QueryBlockWeights)
-  QueryBlockWeights<1, kBlocks, kGroups> qw;
+  QueryBlockWeights<1, kBlocks, kGroupsOf16 ? 4 * NC : 4> qw;
   const auto& w8 = qw.w8;
   const auto& ws = qw.ws;
   for (size_t b = 0; b < n; b += kBlock) {
@@ -251,12 +252,11 @@ template <int BITS, int NC>
 void ValuesPasses(const KvRowFormat& f, int nq, const float* p, size_t p_stride, const uint8_t* rows, size_t n, float* acc) {
   KvForQueryPasses(nq, [&](auto count, int h) {
     constexpr int NQ = decltype(count)::value;
-    const bool sixteen = SixteenChannelGroups(f);
     if constexpr (BITS == 2) {
-      if (sixteen) return ValuesInt2<NC, NQ, true>(f, p + h * p_stride, p_stride, rows, n, acc + h * f.head_dim);
+      if (SixteenChannelGroups(f)) return ValuesInt2<NC, NQ, true>(f, p + h * p_stride, p_stride, rows, n, acc + h * f.head_dim);
       ValuesInt2<NC, NQ>(f, p + h * p_stride, p_stride, rows, n, acc + h * f.head_dim);
     } else {
-      if (NC == 2 && sixteen) return ValuesInt4<BITS, NC, NQ, 8>(f, p + h * p_stride, p_stride, rows, n, acc + h * f.head_dim);
+      if (SixteenChannelGroups(f)) return ValuesInt4<BITS, NC, NQ, true>(f, p + h * p_stride, p_stride, rows, n, acc + h * f.head_dim);
       ValuesInt4<BITS, NC, NQ>(f, p + h * p_stride, p_stride, rows, n, acc + h * f.head_dim);
     }
   });
