@@ -40,6 +40,20 @@ void F16KvValuesGroupAvx512(const KvRowFormat& f, int nq, const float* p, size_t
 
 namespace {
 
+// acc + the sum of four u8·s8 products in each int32 lane (vpdpbusd), with the accumulator tied to one register: for
+// ValuesInt2Vnni, whose twelve accumulators (three queries) GCC 12 copied to other registers and back around every
+// vpdpbusd through the intrinsic (a step of four rows: 57 instructions, 12 of them vpdpbusd and 26 register moves; 32
+// with this). As an asm whose operand is read and written ("+v"), each sum stays in its register. One thread, 4k INT2
+// rows, head_dim 64, groups of 32: the values 0.84-0.90x the time with three to seven query heads, in cache and from
+// memory; the attention (scores, softmax, values) 0.91-0.94x. The other kernels keep the intrinsic: where the query
+// or weights are a broadcast dword it folds the broadcast into the vpdpbusd as a memory operand (with this asm the
+// sixteen-row scores took 1.03-1.09x the time), and the one-query INT8 scores measured level (0.95x in cache, 1.06x
+// from memory). scripts/kv-kernel-ab.sh, docs/bench/values-weights-session45.txt.
+[[gnu::always_inline]] inline __m512i DpbusdInPlace(__m512i acc, __m512i u8, __m512i s8) {
+  asm("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(u8), "v"(s8));
+  return acc;
+}
+
 // Bits shift..shift+bits-1 of every byte as the byte's value: INT2's phases (x >> 2k) & 3, INT4's nibbles. Under GFNI
 // (the VBMI table) a field above bit 0 is one gf2p8affineqb — result bit i is the parity of the source byte ANDed
 // with the matrix's byte 7 - i, which here holds the one bit shift + i — in place of a shift and a mask.
@@ -684,7 +698,7 @@ void ValuesInt2Vnni(const KvRowFormat& f, const float* p, size_t p_stride, const
         const __m512i pick = _mm512_add_epi32(second_half, _mm512_set1_epi32(kGroupsOf16 ? t / 4 % 8 : t / 4));
         for (int h = 0; h < NQ; ++h) {
           const __m512i w = _mm512_permutex2var_epi32(wlo[h], pick, whi[h]);
-          for (int k = 0; k < 4; ++k) a32[h][k] = _mm512_dpbusd_epi32(a32[h][k], ph[k], w);
+          for (int k = 0; k < 4; ++k) a32[h][k] = DpbusdInPlace(a32[h][k], ph[k], w);
         }
       };
       if (packed && nb == kBlock) {
