@@ -13,18 +13,18 @@
 # Needs the build scripts/setup.sh makes (build/runtime/libmikv.a) and a CPU with AVX-512 VBMI. The two trees'
 # runtime/kv_kernels.h and kv_codec.h must agree (the tables' layout and the rows' format): checked.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-root=$PWD
 base=HEAD
 patch=
 args=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --base) base=$2; shift 2 ;;
-    --patch) patch=$(realpath "$2"); shift 2 ;;
+    --patch) patch=$(realpath "$2"); shift 2 ;;  # (resolved where the script was called from)
     *) args+=("$1"); shift ;;
   esac
 done
+cd "$(dirname "$0")/.."
+root=$PWD
 [[ -f build/runtime/libmikv.a ]] || { echo "no build/runtime/libmikv.a: run scripts/setup.sh first" >&2; exit 2; }
 if ! git diff --quiet "$base" -- runtime/kv_kernels.h runtime/kv_codec.h; then
   echo "runtime/kv_kernels.h or kv_codec.h differs from $base: the two tables would not share one layout" >&2
