@@ -10,8 +10,8 @@
 #   harness options: --precision int2 --part values --head-dim 64 --kv-group 32 --gqa 3 --tokens 4096 --kv-heads 1
 #                    --calls 4000 (scripts/kv_kernel_ab.cc --help)
 #
-# Needs the build scripts/setup.sh makes (build/runtime/libmikv.a) and a CPU with AVX-512 VBMI. The two trees'
-# runtime/kv_kernels.h and kv_codec.h must agree (the tables' layout and the rows' format): checked.
+# Needs the build scripts/setup.sh makes (build/runtime/libmikv.a) and a CPU with AVX-512 VBMI. The two sides'
+# runtime/kv_kernels.h and kv_codec.h must be the working tree's (the tables' layout and the rows' format): checked.
 set -euo pipefail
 base=HEAD
 patch=
@@ -26,16 +26,20 @@ done
 cd "$(dirname "$0")/.."
 root=$PWD
 [[ -f build/runtime/libmikv.a ]] || { echo "no build/runtime/libmikv.a: run scripts/setup.sh first" >&2; exit 2; }
-if ! git diff --quiet "$base" -- runtime/kv_kernels.h runtime/kv_codec.h; then
-  echo "runtime/kv_kernels.h or kv_codec.h differs from $base: the two tables would not share one layout" >&2
-  exit 2
-fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/base" "$work/new"
 git archive "$base" kernels_avx runtime | tar -x -C "$work/base"
 cp -r kernels_avx runtime "$work/new/"
 if [[ -n "$patch" ]]; then (cd "$work/new" && git apply "$patch"); fi
+# The harness and libmikv are this tree's: both tables must share their layout and the rows' format (the sources as
+# compiled, the patch applied).
+for header in runtime/kv_kernels.h runtime/kv_codec.h; do
+  if ! cmp -s "$work/base/$header" "$header" || ! cmp -s "$work/new/$header" "$header"; then
+    echo "$header differs between $base, the working tree${patch:+ and the patch}: the tables would not share one layout" >&2
+    exit 2
+  fi
+done
 flags=(-O3 -DNDEBUG -std=c++17 -DMIKV_HAVE_AVX_KERNELS=1 -mavx512f -mavx512vl -mavx512bw -mavx512vnni -mavx512vbmi
        -mgfni -mavx2 -mfma -mf16c -ffp-contract=off -Wno-maybe-uninitialized -Wno-uninitialized)
 for side in base new; do

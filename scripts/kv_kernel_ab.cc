@@ -46,9 +46,10 @@ void Compare(KvPrecision p, const std::string& part, int head_dim, int group, in
   std::vector<float> q(queries * head_dim), qsum(queries * ng), scores(queries * tokens), out(queries * head_dim);
   for (float& v : q) v = normal(rng) * 0.1f;
   for (int h = 0; h < queries; ++h) KvQuerySums(q.data() + h * head_dim, head_dim, group, qsum.data() + h * ng);
-  // Probabilities for the values alone: a softmax's, exps of normal scores against the greatest.
+  // Probabilities for the values alone, spread as a softmax's: e^(2z - 8) for normal z, mostly well below 1.
   std::vector<float> probs(queries * tokens);
   for (float& v : probs) v = std::exp(2.0f * normal(rng) - 8.0f);
+  const bool scores_part = part != "values", softmax_part = part == "attention", values_part = part != "scores";
 
   const KvKernels* table[2] = {&kKvAbBase, &kKvAbNew};
   const KvRowFormat f{p, head_dim, group, codec.bytes()};
@@ -58,15 +59,15 @@ void Compare(KvPrecision p, const std::string& part, int head_dim, int group, in
     const KvKernels& k = *table[side];
     const int s = call % kv_heads;  // (with many kv heads, each call's rows were last read kv_heads calls before)
     const auto start = std::chrono::steady_clock::now();
-    if (part != "values")
+    if (scores_part)
       k.scores_group[(int)p](f, queries, q.data(), qsum.data(), keys[s].data(), tokens, 0.125f, scores.data(), tokens);
-    if (part == "attention")
+    if (softmax_part)
       for (int h = 0; h < queries; ++h) {
         float* sh = scores.data() + h * tokens;
         k.exp_sum(sh, tokens, k.greatest(sh, tokens));
       }
-    if (part != "scores")
-      k.values_group[(int)p](f, queries, part == "attention" ? scores.data() : probs.data(), tokens, values[s].data(),
+    if (values_part)
+      k.values_group[(int)p](f, queries, softmax_part ? scores.data() : probs.data(), tokens, values[s].data(),
                              tokens, out.data());
     us[side].push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start).count());
   }
