@@ -25,7 +25,15 @@ bool ParseKvPolicy(const std::string& name, KvPolicy* p) {
   return false;
 }
 
+int KvAutoGroup(int head_dim) {
+  if (head_dim > 0 && head_dim <= 32 && 32 % head_dim == 0) return head_dim;
+  for (int g = 32; g >= 8; g -= 8)
+    if (head_dim > 0 && head_dim % g == 0) return g;
+  return head_dim;  // no multiple of 8 divides it: CheckGroup says so
+}
+
 int KvWholeHeadGroup(int group, int head_dim) {
+  if (group == kKvGroupAuto) return KvAutoGroup(head_dim);
   return group == 0 || (head_dim > 0 && group >= head_dim && group % head_dim == 0) ? head_dim : group;
 }
 
@@ -40,7 +48,8 @@ Status CheckGroup(int asked, int group, int head_dim, const char* tier) {
   std::string valid;  // the groups this head takes, for the message
   for (int g = 8; g <= head_dim; g += 8)
     if (head_dim % g == 0) valid += (valid.empty() ? "" : ", ") + std::to_string(g);
-  return Status(MIKV_ERR_INVALID_ARGUMENT, std::string("KV group size ") + std::to_string(asked) + " (" + tier +
+  const std::string size = asked == kKvGroupAuto ? "the default (" + std::to_string(group) + ")" : std::to_string(asked);
+  return Status(MIKV_ERR_INVALID_ARGUMENT, "KV group size " + size + " (" + tier +
                                                " tier) must be a multiple of 8 that divides the head dimension " +
                                                std::to_string(head_dim) + " (here: " +
                                                (valid.empty() ? std::string("none") : valid) +

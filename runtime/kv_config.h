@@ -26,11 +26,19 @@ bool ParseKvPolicy(const std::string& name, KvPolicy* p);
 // When a policy that keeps every token (uniform, mikv) has no room left even at low precision.
 enum class KvOnFull : uint8_t { EvictLeastImportant = 0, Refuse = 1 };
 
+// The default group: 32 channels where 32 divides the head dimension (or is a multiple of it: llama2.c's heads of 8
+// or 16 channels, one group per head), else the largest multiple of 8 below 32 that divides it — llama2.c's
+// stories15M has heads of 48 channels, where a fixed 32 made every quantized cache an error the user had not caused.
+inline constexpr int kKvGroupAuto = -1;
+int KvAutoGroup(int head_dim);
+
 struct KvCacheConfig {
   KvPolicy policy = KvPolicy::Plain;
   KvPrecision hi = KvPrecision::F16;   // f16 or int8
   KvPrecision lo = KvPrecision::Int2;  // int8, int4, int3 or int2
-  int group = 32;                      // channels per scale/zero; must divide head_dim (0 or a multiple: head_dim)
+  // Channels per scale/zero; must divide head_dim (0 or a multiple: head_dim). kKvGroupAuto: 32, or the head's own
+  // nearest below 32 (KvAutoGroup).
+  int group = kKvGroupAuto;
   int sinks = 4;                       // first tokens always kept high
   int window = 32;                     // most recent tokens always kept high
   // Size of the cache. budget_bytes > 0: the KV memory (regions + tables) for all layers; tokens follow from it.
@@ -56,8 +64,8 @@ struct KvCacheConfig {
   KvPrecision mid_keys = KvPrecision::F16, lo_keys = KvPrecision::F16;
 };
 
-// The channels per scale/zero of a group asked as `group`: 0, or a multiple of the head dimension (the default 32 for
-// llama2.c's heads of 8 or 16 channels), is one group per head; anything else is taken as asked (and checked).
+// The channels per scale/zero of a group asked as `group`: kKvGroupAuto, KvAutoGroup's; 0, or a multiple of the head
+// dimension (32 on llama2.c's heads of 8 or 16 channels), one group per head; anything else as asked (and checked).
 int KvWholeHeadGroup(int group, int head_dim);
 // The channels per scale/zero a tier uses (`group` resolved: -1 = the config's, then KvWholeHeadGroup).
 int KvTierGroup(const KvCacheConfig& c, int tier_group, int head_dim);

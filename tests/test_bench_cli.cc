@@ -72,8 +72,12 @@ TEST(BenchCli, AttentionKernelsTakeTheGroupAndRefuseAShapeTheCacheWouldNot) {
   EXPECT_EQ(j["kv_group"].get<int>(), 16);
   ASSERT_EQ(j["attention"].size(), 2u) << out;
   for (const auto& row : j["attention"]) EXPECT_GT(row["bytes_per_second"].get<double>(), 0.0) << row.dump();
-  // The default group of 32 does not divide 48: an error naming both, not rows the cache could never hold.
+  // The default group is the cache's for the head: 24 for 48 (KvAutoGroup).
   out = CommandOutput(base + " --head-dim 48", &status);
+  ASSERT_EQ(status, 0) << out;
+  EXPECT_EQ(nlohmann::json::parse(out)["kv_group"].get<int>(), 24);
+  // An asked group of 32 does not divide 48: an error naming both, not rows the cache could never hold.
+  out = CommandOutput(base + " --head-dim 48 --kv-group 32", &status);
   EXPECT_NE(status, 0) << out;
   EXPECT_NE(out.find("--kv-group 32 with --head-dim 48"), std::string::npos) << out;
   out = CommandOutput(base + " --head-dim 20 --kv-group 0", &status);

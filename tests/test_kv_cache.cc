@@ -890,8 +890,8 @@ TEST(KvConfig, ParsesOneStringCaches) {
 }
 
 TEST(MixedKvCache, AGroupOfAMultipleOfTheHeadIsTheWholeHead) {
-  // The default group of 32 on llama2.c's heads of 8 or 16 channels (stories260K, stories15M's 48 is another case):
-  // one group per head, as --kv-group 0 asks, rather than an error the user did not cause.
+  // A group of 32 on llama2.c's heads of 8 or 16 channels (stories260K): one group per head, as --kv-group 0 asks,
+  // rather than an error the user did not cause.
   const KvGeometry g = SmallGeometry(64);  // head_dim 16
   KvCacheConfig c = Config(KvPolicy::MiKV, 40, 0.5f);
   c.lo = KvPrecision::Int4;
@@ -913,6 +913,41 @@ TEST(MixedKvCache, AGroupOfAMultipleOfTheHeadIsTheWholeHead) {
   const Status s = PlanKvCache(g, c, &plan);
   EXPECT_EQ(s.code(), MIKV_ERR_INVALID_ARGUMENT);
   EXPECT_NE(s.message().find("(here: 8, 16; 0 = the head dimension)"), std::string::npos) << s.message();
+}
+
+TEST(MixedKvCache, TheDefaultGroupFitsEveryHeadOfAMultipleOf8) {
+  // 32 where it divides the head (or is a multiple of it), else the largest multiple of 8 below 32 that divides it.
+  const std::pair<int, int> expected[] = {{8, 8}, {16, 16}, {24, 24}, {40, 8}, {48, 24}, {64, 32}, {80, 16},
+                                          {96, 32}, {112, 16}, {120, 24}, {128, 32}};
+  for (const auto& [head_dim, group] : expected) {
+    EXPECT_EQ(KvAutoGroup(head_dim), group) << head_dim;
+    KvCacheConfig c;
+    EXPECT_EQ(c.group, kKvGroupAuto);
+    EXPECT_EQ(KvTierGroup(c, -1, head_dim), group) << head_dim;
+    EXPECT_EQ(KvTierGroup(c, c.lo_group, head_dim), group) << head_dim;  // the tiers follow the config's group
+  }
+  // llama2.c's stories15M: heads of 48 channels. A MiKV cache with the default group plans as with groups of 24,
+  // where an explicit 32 is still refused (the user asked for it).
+  const KvGeometry g = OneLayerGeometry(2, 1, 48, 64);
+  KvCacheConfig c = Config(KvPolicy::MiKV, 40, 0.2f);
+  c.group = kKvGroupAuto;
+  KvPlan automatic, explicit24;
+  ASSERT_TRUE(PlanKvCache(g, c, &automatic).ok());
+  c.group = 24;
+  ASSERT_TRUE(PlanKvCache(g, c, &explicit24).ok());
+  EXPECT_EQ(automatic.lo_bytes_per_token, explicit24.lo_bytes_per_token);
+  EXPECT_EQ(automatic.lo_tokens, explicit24.lo_tokens);
+  EXPECT_EQ(automatic.hi_tokens, explicit24.hi_tokens);
+  c.group = 32;
+  KvPlan refused;
+  const Status s = PlanKvCache(g, c, &refused);
+  EXPECT_EQ(s.code(), MIKV_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(s.message().find("KV group size 32"), std::string::npos) << s.message();
+  // A head no multiple of 8 divides: the default is refused by name, not taken as a group of -1.
+  c.group = kKvGroupAuto;
+  const Status odd = PlanKvCache(OneLayerGeometry(2, 1, 20, 64), c, &refused);
+  EXPECT_EQ(odd.code(), MIKV_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(odd.message().find("KV group size the default (20)"), std::string::npos) << odd.message();
 }
 
 TEST(MixedKvCache, BadConfigurationsNameTheLimit) {

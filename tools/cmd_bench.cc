@@ -287,8 +287,9 @@ int RunBench(const BenchArgs& a) {
     timed(benchmark::RegisterBenchmark("copy_threads", [model_threads](benchmark::State& s) { BenchCopy(s, model_threads); }));
   if (!a.model.empty())
     timed(benchmark::RegisterBenchmark("read_threads", [model_threads](benchmark::State& s) { BenchRead(s, model_threads); }));
-  // The kernels' rows: --kv-group channels per scale (0 or a multiple of the head: the whole head), which must divide
-  // --head-dim into groups of a multiple of 8, as the cache's rows do (kv_config.cc).
+  // The kernels' rows: --kv-group channels per scale (-1: the cache's default for the head, KvAutoGroup; 0 or a
+  // multiple of the head: the whole head), which must divide --head-dim into groups of a multiple of 8, as the cache's
+  // rows do (kv_config.cc).
   const int group = KvWholeHeadGroup(a.kv.group, a.head_dim);
   if (!a.model_only) {
     if (a.head_dim < 8 || a.head_dim > kMaxHeadDim || a.head_dim % 8 != 0)

@@ -154,7 +154,6 @@ std::vector<Candidate> Candidates(const ModelConfig& m) {
     c.kv.hi = hi;
     c.kv.lo = lo;
     c.kv.hi_frac = frac;
-    c.kv.group = m.head_dim % 32 == 0 ? 32 : 0;
     out.push_back(c);
   };
   add("full FP16", KvPolicy::Full, KvPrecision::F16, KvPrecision::Int2, 1.0f);

@@ -305,7 +305,7 @@ int RunEval(const EvalArgs& a) {
                           {"lo", KvPrecisionName(r.kv.lo)},
                           {"hi", KvPrecisionName(r.kv.hi)},
                           {"hi_frac", r.kv.hi_frac},
-                          {"group", r.kv.group},
+                          {"group", KvTierGroup(r.kv, -1, m.head_dim)},
                           {"balance_keys", r.kv.balance_keys},
                           {"rotate", r.kv.rotate},
                           {"lo_group", KvTierGroup(r.kv, r.kv.lo_group, m.head_dim)},

@@ -32,7 +32,8 @@ void AddKvOptions(CLI::App* cmd, KvArgs* a) {
   cmd->add_option("--hi", a->hi, "high precision: f16, int8")->capture_default_str();
   cmd->add_option("--lo", a->lo, "low precision: int8, int4, int3, int2")->capture_default_str();
   cmd->add_option("--kv-group", a->group,
-                  "channels per quantization scale/zero (0, or a multiple of the head dim: one group per head)")
+                  "channels per quantization scale/zero: -1 = 32, or where 32 does not divide the head dim the largest "
+                  "multiple of 8 below it that does (48: 24); 0, or a multiple of the head dim: one group per head")
       ->capture_default_str();
   cmd->add_option("--sinks", a->sinks, "attention-sink tokens always kept high")->capture_default_str();
   cmd->add_option("--window", a->window, "recent tokens always kept high")->capture_default_str();

@@ -15,7 +15,7 @@ namespace mikv::cli {
 
 struct KvArgs {
   std::string policy = "plain", hi = "f16", lo = "int2", budget, mid, mid_frac = "auto", mid_keys, lo_keys, spec;
-  int group = 32, sinks = 4, window = 32, tokens = 0, mid_group = -1, lo_group = -1;
+  int group = kKvGroupAuto, sinks = 4, window = 32, tokens = 0, mid_group = -1, lo_group = -1;
   float hi_frac = 0.2f;
   bool no_balance = false, refuse = false, rotate = false;
 };

@@ -95,7 +95,9 @@ typedef struct mikv_session_config {
   int32_t prefill_chunk;
   mikv_kv_policy kv_policy;
   mikv_precision kv_high, kv_low;
-  int32_t kv_group;        /* channels per scale/zero (0, or a multiple of the head dimension: one per head) */
+  int32_t kv_group;        /* channels per scale/zero: -1 (the default) = 32, or where 32 does not divide the head
+                              dimension the largest multiple of 8 below it that does (48: 24); 0, or a multiple of
+                              the head dimension: one per head */
   int32_t kv_sinks, kv_window;
   uint64_t kv_budget_bytes; /* 0 = sized by kv_tokens / kv_high_fraction */
   int32_t kv_tokens;
