@@ -101,7 +101,7 @@ template <int BITS>
 void ScoresAnyShape(const KvRowFormat& f, int nq, const float* q, const float* qsum, const uint8_t* rows, size_t n,
                     float scale, float* out, size_t out_stride) {
   const int d = f.head_dim, group = f.group, ng = d / group, full_steps = d / 16;
-  const bool half_tail = d % 16 != 0;  // only with groups of 8: a group of 16 or more divides d into whole steps
+  const bool half_tail = d % 16 != 0;  // only with groups of an odd count of 8 channels: a multiple of 16 divides d into whole steps
   const size_t code_bytes = KvCodeBytes(d, BITS);
   const Spread<BITS> spread;
   __m256i q16[kMaxHeadDim / 16 + 1];
@@ -119,7 +119,7 @@ void ScoresAnyShape(const KvRowFormat& f, int nq, const float* q, const float* q
       for (int k = 0; k < 4; ++k) r[k] = rows + (t + std::min(k, nb - 1)) * f.stride;
       // The integer dots of each group for the four rows.
       __m128i dots[kMaxHeadDim / 8];
-      if (group >= 16) {
+      if (group % 16 == 0) {
         for (int g = 0; g < ng; ++g) {
           __m256i acc[4];
           for (int k = 0; k < 4; ++k) acc[k] = _mm256_setzero_si256();
@@ -129,7 +129,11 @@ void ScoresAnyShape(const KvRowFormat& f, int nq, const float* q, const float* q
           const __m256i h4 = HalfSums4(acc);
           dots[g] = _mm_add_epi32(_mm256_castsi256_si128(h4), _mm256_extracti128_si256(h4, 1));
         }
-      } else {  // groups of 8: a step's halves are groups 2s and 2s + 1
+      } else {
+        // Groups of an odd count of 8 channels (8, 24, 40, ...): a step's halves are eight-channel spans 2s and 2s + 1,
+        // and a group the sum of its group / 8 spans' integer dots (exact: the same integers in another order). A
+        // group of 24 taken as whole steps mixed channels 16-23 into the next group (fixed in session 46).
+        __m128i spans[kMaxHeadDim / 8];
         for (int s = 0; s < full_steps + half_tail; ++s) {
           const bool half = s == full_steps;
           __m256i acc[4];
@@ -137,8 +141,13 @@ void ScoresAnyShape(const KvRowFormat& f, int nq, const float* q, const float* q
             acc[k] = _mm256_madd_epi16(
                 half ? Codes16<BITS, true>(r[k], 16 * s, spread) : Codes16<BITS, false>(r[k], 16 * s, spread), q16[s]);
           const __m256i h4 = HalfSums4(acc);
-          dots[2 * s] = _mm256_castsi256_si128(h4);
-          if (!half) dots[2 * s + 1] = _mm256_extracti128_si256(h4, 1);
+          spans[2 * s] = _mm256_castsi256_si128(h4);
+          if (!half) spans[2 * s + 1] = _mm256_extracti128_si256(h4, 1);
+        }
+        const int per_group = group / 8;
+        for (int g = 0; g < ng; ++g) {
+          dots[g] = spans[g * per_group];
+          for (int j = 1; j < per_group; ++j) dots[g] = _mm_add_epi32(dots[g], spans[g * per_group + j]);
         }
       }
       // The reference's float terms, group by group, four rows per instruction, in FinishScores' operations and order

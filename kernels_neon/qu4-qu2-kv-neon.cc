@@ -10,8 +10,8 @@
 // The heads of a GQA group go in passes of up to four (KvForQueryPasses, kv_kernels.h): each row is read and unpacked once per pass, not once
 // per head. (Until session 16 the group entry points ran the one-query kernels once per head, and those reduced each
 // row's lanes with its own vaddvq and kept the values' sums in memory.)
-// Groups of 16 channels or more go in 16-channel steps; groups of 8 (llama2.c's heads of 8 channels) in steps of 8 with
-// the query's other 8 channels zero (scores), or as the two halves of a step (values).
+// Groups go in 16-channel steps; the 8 channels left of a group of an odd count of 8 (groups of 8: llama2.c's heads of 8
+// channels; 24) in a step of 8 with the query's other 8 channels zero (scores), or as a half of a step (values).
 #include <algorithm>
 #include <cstring>
 
@@ -124,24 +124,20 @@ void ScoresPass(const KvRowFormat& f, const int8_t* q8, const float* qs, const f
       int32x4_t acc[NQ][4];
       for (int h = 0; h < NQ; ++h)
         for (int k = 0; k < 4; ++k) acc[h][k] = vdupq_n_s32(0);
-      if (group == 8) {  // one step of the group's 8 channels, the query's other 8 zero (they weigh nothing)
-        const int i = g * 8;
+      // The group's channels in steps of 16, and where 8 are left (groups of 8, 24, 40, ...) a step of those 8, the
+      // query's other 8 zero (they weigh nothing). Until session 46 a group of 24 took a second 16-channel step, whose
+      // channels 24-31 belonged to the next group.
+      for (int i = g * group, end = (g + 1) * group; i < end;) {
+        const bool eight = end - i < 16;
         int8x16_t q[NQ];
-        for (int h = 0; h < NQ; ++h) q[h] = vcombine_s8(vld1_s8(q8 + h * d + i), vdup_n_s8(0));
+        for (int h = 0; h < NQ; ++h)
+          q[h] = eight ? vcombine_s8(vld1_s8(q8 + h * d + i), vdup_n_s8(0)) : vld1q_s8(q8 + h * d + i);
         for (int k = 0; k < 4; ++k) {
-          uint8x16_t c = Codes8Of16<BITS>(r[k], i);
-          if constexpr (BITS == 8) c = veorq_u8(c, vdupq_n_u8(0x80));
-          for (int h = 0; h < NQ; ++h) acc[h][k] = DotAccumulate(acc[h][k], c, q[h]);
-        }
-      }
-      for (int i = g * group; group >= 16 && i < (g + 1) * group; i += 16) {
-        int8x16_t q[NQ];
-        for (int h = 0; h < NQ; ++h) q[h] = vld1q_s8(q8 + h * d + i);
-        for (int k = 0; k < 4; ++k) {
-          uint8x16_t c = Codes16<BITS>(r[k], i);
+          uint8x16_t c = eight ? Codes8Of16<BITS>(r[k], i) : Codes16<BITS>(r[k], i);
           if constexpr (BITS == 8) c = veorq_u8(c, vdupq_n_u8(0x80));  // code - 128, as int8
           for (int h = 0; h < NQ; ++h) acc[h][k] = DotAccumulate(acc[h][k], c, q[h]);
         }
+        i += eight ? 8 : 16;
       }
       const float32x4_t s = HalfOf4Rows(r, code_bytes, g), z = HalfOf4Rows(r, code_bytes, ng + g);
       for (int h = 0; h < NQ; ++h) {

@@ -90,9 +90,10 @@ TEST(KvKernels, EveryVariantEqualsTheScalarReference) {
   std::uniform_int_distribution<int> rows(1, 150);
   // Beside the shapes of the specialised x86 kernels, the any-shape ones' (qu-kv-anyshape-avx2.cc): groups of 16 and
   // of 8, more than four (and eight) groups, head_dim 48 (llama2.c's stories15M) and head_dims of an odd count of 8
-  // channels (40, 8).
+  // channels (40, 8), and groups of an odd count of 8 above 8 (24: head_dim 48's default group; 48 of 96), whose last
+  // eight channels the scores once took with the next group's (every x86 table and NEON, until session 46).
   const Shape shapes[] = {{64, 32}, {64, 64}, {64, 16}, {128, 32}, {128, 64}, {128, 128}, {80, 16}, {64, 8},
-                          {96, 32}, {48, 16}, {128, 16}, {40, 8}, {8, 8}, {96, 8}, {24, 8}};
+                          {96, 32}, {48, 16}, {128, 16}, {40, 8}, {8, 8}, {96, 8}, {24, 8}, {48, 24}, {24, 24}, {120, 24}, {96, 48}};
   int checked = 0;
   for (const KvKernels* k : Variants()) {
     for (int p = 0; p < 5; ++p) {
@@ -186,7 +187,7 @@ TEST(KvKernels, GroupKernelsGiveEachQueryTheOneQueryResult) {
   std::mt19937 rng(16);
   std::normal_distribution<float> normal(0.0f, 1.0f);
   const Shape shapes[] = {{64, 32}, {128, 32}, {64, 64}, {64, 16}, {80, 16},
-                          {96, 32}, {80, 80}, {96, 96}, {40, 8}, {128, 16}};
+                          {96, 32}, {80, 80}, {96, 96}, {40, 8}, {128, 16}, {48, 24}};
   std::vector<const KvKernels*> kernels = Variants();
   kernels.push_back(&kScalarKvKernels);
   for (const KvKernels* k : kernels) {
