@@ -273,7 +273,7 @@ TEST(KvKernels, X86Int8ValuesAreTheSameOnEveryTable) {
   // head_dim 96 (their eight-channel ones); rows of five to eight groups (weights side by side, since session 33:
   // 40/8, 96/16, 56/8, 64/8, 128/16) and of more (group by group: 96/8).
   const Shape shapes[] = {{64, 32}, {64, 64}, {64, 16}, {128, 32}, {128, 64}, {128, 16}, {128, 128}, {64, 8},
-                          {96, 32}, {40, 8}, {96, 16}, {56, 8}, {96, 8}};
+                          {96, 32}, {40, 8}, {96, 16}, {56, 8}, {96, 8}, {48, 24}};
   int compared = 0;
   for (KvIsa isa : {KvIsa::Avx512, KvIsa::Avx512Vnni, KvIsa::Avx512Vbmi}) {
     const KvKernels* k = GetKvKernels(isa);
@@ -304,7 +304,7 @@ TEST(KvKernels, EveryEncodeWritesTheCodecsBytes) {
   // shape and kind of group (outliers, all equal: scale 0, all negative).
   std::mt19937 rng(15);
   std::normal_distribution<float> normal(0.0f, 1.0f);
-  const Shape shapes[] = {{64, 32}, {64, 64}, {64, 16}, {128, 32}, {80, 16}, {64, 8}, {96, 32}, {8, 8}};
+  const Shape shapes[] = {{64, 32}, {64, 64}, {64, 16}, {128, 32}, {80, 16}, {64, 8}, {96, 32}, {8, 8}, {48, 24}};
   int checked = 0;
   for (const KvKernels* k : Variants()) {
     for (int p = 0; p < 5; ++p) {
