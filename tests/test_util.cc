@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <random>
 #include <cmath>
 #include <nlohmann/json.hpp>
 
@@ -72,6 +73,44 @@ std::string Stories260KFromLlama2c() { return ConvertOnce(TempPath("stories260K-
 std::string Stories260KFromGguf() { return ConvertOnce(TempPath("stories260K-gguf.mikv"), true); }
 std::string Stories260KQ8_0() {
   return ConvertOnce(TempPath("stories260K-q8_0.mikv"), false, convert::WeightFormat::Q8_0);
+}
+
+std::string RandomLlama2cModel(const std::string& name, int dim, int hidden, int layers, int heads, int kv_heads) {
+  const std::string out = TempPath(name);
+  if (access(out.c_str(), F_OK) == 0) return out;
+  const int vocab = 512, seq = 256, head_dim = dim / heads, kv_dim = kv_heads * head_dim;
+  std::vector<float> w;
+  std::mt19937 rng(46);
+  auto add = [&](size_t n, float sigma) {  // sigma 0: ones (the norms' weights, llama2.c's unused RoPE tables)
+    std::normal_distribution<float> normal(0.0f, sigma > 0 ? sigma : 1.0f);
+    for (size_t i = 0; i < n; ++i) w.push_back(sigma > 0 ? normal(rng) : 1.0f);
+  };
+  const size_t L = (size_t)layers;
+  add((size_t)vocab * dim, 0.5f);  // embedding (and the shared classifier)
+  add(L * dim, 0);
+  add(L * dim * dim, 0.08f);
+  add(L * dim * kv_dim, 0.08f);
+  add(L * dim * kv_dim, 0.08f);
+  add(L * dim * dim, 0.08f);
+  add(L * dim, 0);
+  add(L * hidden * dim, 0.08f);
+  add(L * dim * hidden, 0.05f);
+  add(L * hidden * dim, 0.08f);
+  add(dim, 0);
+  add((size_t)seq * head_dim / 2, 0);
+  add((size_t)seq * head_dim / 2, 0);
+  const int32_t header[7] = {dim, hidden, layers, heads, kv_heads, vocab, seq};
+  const std::string bin = out + ".bin";
+  std::ofstream f(bin, std::ios::binary);
+  f.write(reinterpret_cast<const char*>(header), sizeof header);
+  f.write(reinterpret_cast<const char*>(w.data()), (std::streamsize)(w.size() * sizeof(float)));
+  f.close();
+  convert::ModelSpec spec;
+  Status s = convert::ReadLlama2c(bin, SharedPath("models/stories260K/tok512.bin"), &spec);
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  s = convert::WriteModel(spec, convert::WeightFormat::F32, out, nullptr, nullptr);
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  return out;
 }
 
 static std::string DefaultModelAs(convert::WeightFormat format, const std::string& name) {
