@@ -101,7 +101,8 @@ template <int BITS>
 void ScoresAnyShape(const KvRowFormat& f, int nq, const float* q, const float* qsum, const uint8_t* rows, size_t n,
                     float scale, float* out, size_t out_stride) {
   const int d = f.head_dim, group = f.group, ng = d / group, full_steps = d / 16;
-  const bool half_tail = d % 16 != 0;  // only with groups of an odd count of 8 channels: a multiple of 16 divides d into whole steps
+  // Only with groups of an odd count of 8 channels: groups of a multiple of 16 divide d into whole steps.
+  const bool half_tail = d % 16 != 0;
   const size_t code_bytes = KvCodeBytes(d, BITS);
   const Spread<BITS> spread;
   __m256i q16[kMaxHeadDim / 16 + 1];

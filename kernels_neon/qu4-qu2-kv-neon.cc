@@ -10,8 +10,9 @@
 // The heads of a GQA group go in passes of up to four (KvForQueryPasses, kv_kernels.h): each row is read and unpacked once per pass, not once
 // per head. (Until session 16 the group entry points ran the one-query kernels once per head, and those reduced each
 // row's lanes with its own vaddvq and kept the values' sums in memory.)
-// Groups go in 16-channel steps; the 8 channels left of a group of an odd count of 8 (groups of 8: llama2.c's heads of 8
-// channels; 24) in a step of 8 with the query's other 8 channels zero (scores), or as a half of a step (values).
+// Groups go in 16-channel steps; the 8 channels left of a group of an odd count of 8 (groups of 8: llama2.c's heads
+// of 8 channels; 24) in a step of 8 with the query's other 8 channels zero (scores), or as a half of a step
+// (values).
 #include <algorithm>
 #include <cstring>
 

@@ -48,7 +48,8 @@ Status CheckGroup(int asked, int group, int head_dim, const char* tier) {
   std::string valid;  // the groups this head takes, for the message
   for (int g = 8; g <= head_dim; g += 8)
     if (head_dim % g == 0) valid += (valid.empty() ? "" : ", ") + std::to_string(g);
-  const std::string size = asked == kKvGroupAuto ? "the default (" + std::to_string(group) + ")" : std::to_string(asked);
+  const std::string size =
+      asked == kKvGroupAuto ? "the default (" + std::to_string(group) + ")" : std::to_string(asked);
   return Status(MIKV_ERR_INVALID_ARGUMENT, "KV group size " + size + " (" + tier +
                                                " tier) must be a multiple of 8 that divides the head dimension " +
                                                std::to_string(head_dim) + " (here: " +
