@@ -304,12 +304,10 @@ void ValuesAnyShapePass(const KvRowFormat& f, const float* p, size_t p_stride, c
 template <int BITS>
 void ValuesAnyShape(const KvRowFormat& f, int nq, const float* p, size_t p_stride, const uint8_t* rows, size_t n,
                     float* acc) {
-  for (int h = 0; h < nq; h += 2) {
-    const float* ph = p + (size_t)h * p_stride;
-    float* acc_h = acc + (size_t)h * f.head_dim;
-    if (nq - h >= 2) ValuesAnyShapePass<BITS, 2>(f, ph, p_stride, rows, n, acc_h);
-    else ValuesAnyShapePass<BITS, 1>(f, ph, p_stride, rows, n, acc_h);
-  }
+  KvForQueryPasses<2>(nq, [&](auto count, int h) {
+    ValuesAnyShapePass<BITS, decltype(count)::value>(f, p + (size_t)h * p_stride, p_stride, rows, n,
+                                                     acc + (size_t)h * f.head_dim);
+  });
 }
 
 }  // namespace

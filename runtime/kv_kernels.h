@@ -92,15 +92,17 @@ void KvValuesEachQuery(const KvRowFormat& f, int nq, const float* p, size_t p_st
 // The batched kernels take a GQA group's heads in passes of up to kKvQueryPass, the pass's count a template parameter
 // so that each head's accumulators stay in registers. KvForQueryPasses runs pass(count, first) over nq heads, count a
 // std::integral_constant.
+// (kMax: a kernel whose passes pay for fewer heads at once, as the x86 any-shape values' passes of two.)
 constexpr int kKvQueryPass = 4;
-template <typename Pass>
+template <int kMax = kKvQueryPass, typename Pass>
 inline void KvForQueryPasses(int nq, Pass&& pass) {
-  for (int h = 0; h < nq; h += kKvQueryPass) {
-    switch (nq - h < kKvQueryPass ? nq - h : kKvQueryPass) {
+  static_assert(kMax >= 1 && kMax <= 4, "passes of one to four heads");
+  for (int h = 0; h < nq; h += kMax) {
+    switch (nq - h < kMax ? nq - h : kMax) {
       case 1: pass(std::integral_constant<int, 1>(), h); break;
-      case 2: pass(std::integral_constant<int, 2>(), h); break;
-      case 3: pass(std::integral_constant<int, 3>(), h); break;
-      default: pass(std::integral_constant<int, 4>(), h); break;
+      case 2: if constexpr (kMax >= 2) pass(std::integral_constant<int, 2>(), h); break;
+      case 3: if constexpr (kMax >= 3) pass(std::integral_constant<int, 3>(), h); break;
+      default: if constexpr (kMax >= 4) pass(std::integral_constant<int, 4>(), h); break;
     }
   }
 }
