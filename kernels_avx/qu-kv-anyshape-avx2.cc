@@ -103,8 +103,8 @@ inline void ScaleZeroColumns4(const uint8_t* const* r, size_t code_bytes, int g0
 // query, and its scales and zeros made columns once, as the specialised kernels do for a GQA group. (Until session 46
 // each query unpacked every row again: with four query heads of 96 channels the scores were 46% of the INT2
 // attention.) The integer dots and float terms of each query are the one-query kernel's, so its scores bit for bit.
-// On the device tool's Xeon, 4k rows in cache, one thread: two and four queries 0.62-0.75x the time (passes of four
-// beat two passes of two for four queries); one query 1.02-1.03x.
+// On the device tool's Xeon, 4k rows in cache, one thread: two to four queries 0.58-0.76x the time (passes of four
+// beat two passes of two for four queries); one query 1.02-1.03x (docs/bench/anyshape-passes-session46.txt).
 template <int BITS, int NQ>
 void ScoresAnyShapePass(const KvRowFormat& f, const float* q, const float* qsum, const uint8_t* rows, size_t n,
                         float scale, float* out, size_t out_stride) {
@@ -299,8 +299,8 @@ void ValuesAnyShapePass(const KvRowFormat& f, const float* p, size_t p_stride, c
 }
 
 // Passes of at most two queries: with four, each row's four weight broadcasts outweighed the one unpacking they share
-// (on the device tool's Xeon, 4k rows in cache, INT2: head_dim 96 with four queries 0.88x the time in passes of
-// four, 0.73-0.74x in passes of two; INT4 0.80-0.86x; one query 0.90-0.95x).
+// (on the device tool's Xeon, 4k rows in cache, INT2, head_dim 96, four queries: 0.88x the old time in passes of
+// four, 0.72-0.75x in passes of two; docs/bench/anyshape-passes-session46.txt).
 template <int BITS>
 void ValuesAnyShape(const KvRowFormat& f, int nq, const float* p, size_t p_stride, const uint8_t* rows, size_t n,
                     float* acc) {
