@@ -26,9 +26,10 @@ bool ParseKvPolicy(const std::string& name, KvPolicy* p) {
 }
 
 int KvAutoGroup(int head_dim) {
-  if (head_dim > 0 && head_dim <= 32 && 32 % head_dim == 0) return head_dim;
+  if (head_dim <= 0) return head_dim;  // CheckGroup refuses it
+  if (head_dim <= 32 && 32 % head_dim == 0) return head_dim;
   for (int g = 32; g >= 8; g -= 8)
-    if (head_dim > 0 && head_dim % g == 0) return g;
+    if (head_dim % g == 0) return g;
   return head_dim;  // no multiple of 8 divides it: CheckGroup says so
 }
 
