@@ -155,8 +155,9 @@ Status PlanKvCache(const KvGeometry& g, const KvCacheConfig& c, KvPlan* plan) {
     return Status(MIKV_ERR_INVALID_ARGUMENT, "the middle tier is sized from the KV budget: give a budget or a mid_frac");
   if (c.tokens < 0) return Status(MIKV_ERR_INVALID_ARGUMENT, "cache tokens must be >= 0");
   if (c.rotate && !HadamardSizeOk(d))
-    return Status(MIKV_ERR_INVALID_ARGUMENT, "the Hadamard rotation needs a head dimension that is a power of two "
-                                             "(this model's is " + std::to_string(d) + ")");
+    return Status(MIKV_ERR_INVALID_ARGUMENT, "the Hadamard rotation needs a head dimension that is a power of two, or "
+                                             "one times q + 1 for a prime q = 3 mod 4 (12, 20, 24, 44, 48, 60, ...; "
+                                             "this model's is " + std::to_string(d) + ")");
 
   auto token_bytes = [&](KvPrecision values, KvPrecision keys, int group) {
     return KvCodec(KvKeyPrecision(values, keys), d, group).bytes() + KvCodec(values, d, group).bytes();

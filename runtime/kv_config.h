@@ -47,7 +47,7 @@ struct KvCacheConfig {
   int tokens = 0;
   float hi_frac = 0.2f;                // mikv, h2o, sinks without a budget: fraction of the tokens kept high
   bool balance_keys = true;            // per-channel key balancing before integer quantization
-  bool rotate = false;                 // Hadamard-rotate keys, queries and values (hadamard.h); head_dim 2^k
+  bool rotate = false;                 // Hadamard-rotate keys, queries and values (hadamard.h); HadamardSizeOk(head_dim)
   KvOnFull on_full = KvOnFull::EvictLeastImportant;
   // Tiered mikv (issue 7): a middle tier between the high and the low one. Demotion cascades hi -> mid -> lo ->
   // evicted, each tier giving up its least important token. mid_frac < 0 sizes the middle tier from the budget:

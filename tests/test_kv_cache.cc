@@ -985,7 +985,7 @@ TEST(MixedKvCache, BadConfigurationsNameTheLimit) {
 // A model with heads of 48 channels (llama2.c's stories15M's): its quantized caches take the default group (24,
 // KvAutoGroup) where a fixed 32 was an error, and attend closely to the FP16 cache — an INT8 cache's logits within 1%
 // of the largest FP16 logit (measured 0.17%; when a group of 24 scored with its neighbour's first eight channels,
-// 2.5%), MiKV at INT2 runs past its high tier, and an asked group of 32 is still refused.
+// 2.5%), rotated too, MiKV at INT2 runs past its high tier, and an asked group of 32 is still refused.
 TEST(HeadsOf48Channels, QuantizedCachesTakeTheDefaultGroupAndAttendClosely) {
   std::unique_ptr<Model> model;
   ASSERT_TRUE(Model::Load(RandomLlama2cModel("heads48.mikv", 96, 192, 2, 2, 2), &model).ok());
@@ -1023,6 +1023,17 @@ TEST(HeadsOf48Channels, QuantizedCachesTakeTheDefaultGroupAndAttendClosely) {
     diff = std::max(diff, (double)std::fabs(want[i] - got[i]));
   }
   EXPECT_LT(diff, 0.01 * largest) << "largest logit " << largest;
+  // Rotated (a Paley factor of 12 times the 4-point Walsh–Hadamard transform, hadamard.h): as close.
+  int8.rotate = true;
+  const Status s8r = logits_of(int8, &got);
+  ASSERT_TRUE(s8r.ok()) << s8r.ToString();
+  double diff_rotated = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    if (i / vocab < tokens.size() / 2 - 1 && i / vocab != 0) continue;
+    diff_rotated = std::max(diff_rotated, (double)std::fabs(want[i] - got[i]));
+  }
+  std::printf("INT8 logits off by at most %.4f (%.4f rotated) of the largest, %.3f\n", diff, diff_rotated, largest);
+  EXPECT_LT(diff_rotated, 0.01 * largest) << "largest logit " << largest;
   KvCacheConfig mikv;
   mikv.policy = KvPolicy::MiKV;
   mikv.hi_frac = 0.1f;

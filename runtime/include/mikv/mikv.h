@@ -109,7 +109,7 @@ typedef struct mikv_session_config {
   float top_p;
   uint64_t seed;
   /* API version 2 */
-  int32_t kv_rotate; /* nonzero: Hadamard-rotate keys, queries and values before quantizing (power-of-two head_dim) */
+  int32_t kv_rotate; /* nonzero: Hadamard-rotate keys, queries and values before quantizing (head_dim 2^k, or 2^k times 12, 20, 60, ...) */
   /* API version 3: tiered mikv and keys finer than values */
   int32_t kv_mid_tier;              /* nonzero: a middle tier between kv_high and kv_low (MIKV_KV_MIKV only) */
   mikv_precision kv_mid;            /* the middle tier's precision: INT8..INT2 */
