@@ -108,5 +108,26 @@ TEST(DefaultModel, BudgetProposalFitsTheMemory) {
   }
 }
 
+// The presets' groups of 64 fit other heads (PresetSpec in cmd_budget.cc): for heads of 48 channels (llama2.c's
+// stories15M) a budget below the FP16 cache proposes the tiered, rotated cache in groups of 48 (before: nothing fit,
+// since 64 does not divide 48 and the rotation took only powers of two), and its flags run.
+TEST(BudgetProposal, FitsHeadsOf48Channels) {
+  const std::string model = RandomLlama2cModel("heads48-4k.mikv", 96, 192, 2, 2, 2, 4096);
+  const std::string base = "budget -m " + model + " -c 4096 -t 2 --json";
+  const auto roomy = CliJson(base + " --memory 1GiB")["proposal"];
+  ASSERT_EQ(roomy["kv"], "full") << roomy.dump();
+  const double fp16 = roomy["kv_bytes_left"].get<double>() / roomy["fraction_of_fp16"].get<double>();
+  const double rest = roomy["memory_bytes"].get<double>() - roomy["kv_bytes_left"].get<double>();
+  const double memory = rest + 0.45 * fp16;
+  const auto p = CliJson(base + " --memory " + std::to_string((size_t)memory))["proposal"];
+  ASSERT_TRUE(p["kv"].is_string()) << p.dump();
+  const std::string kv = p["kv"];
+  EXPECT_NE(kv.find(":g48"), std::string::npos) << kv;
+  EXPECT_EQ(kv.find(":g64"), std::string::npos) << kv;
+  EXPECT_NE(kv.find("+rot"), std::string::npos) << kv;
+  const auto run = CliJson("budget -m " + model + " -t 2 --json " + p["flags"].get<std::string>());
+  EXPECT_LE(run["plan"]["total_bytes"].get<double>(), memory + 256 * 1024) << p["flags"];
+}
+
 }  // namespace
 }  // namespace mikv::test

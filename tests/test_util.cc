@@ -75,10 +75,11 @@ std::string Stories260KQ8_0() {
   return ConvertOnce(TempPath("stories260K-q8_0.mikv"), false, convert::WeightFormat::Q8_0);
 }
 
-std::string RandomLlama2cModel(const std::string& name, int dim, int hidden, int layers, int heads, int kv_heads) {
+std::string RandomLlama2cModel(const std::string& name, int dim, int hidden, int layers, int heads, int kv_heads,
+                               int seq) {
   const std::string out = TempPath(name);
   if (access(out.c_str(), F_OK) == 0) return out;
-  const int vocab = 512, seq = 256, head_dim = dim / heads, kv_dim = kv_heads * head_dim;
+  const int vocab = 512, head_dim = dim / heads, kv_dim = kv_heads * head_dim;
   std::vector<float> w;
   std::mt19937 rng(46);
   auto add = [&](size_t n, float sigma) {  // sigma 0: ones (the norms' weights, llama2.c's unused RoPE tables)

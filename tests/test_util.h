@@ -25,10 +25,11 @@ std::string Stories260KFromLlama2c();
 std::string Stories260KFromGguf();
 // stories260K with its matrices in ggml's Q8_0 blocks (where the columns allow; the rest int8).
 std::string Stories260KQ8_0();
-// A random-weight llama2.c checkpoint of the given shape (vocab 512: stories260K's tok512 tokenizer, context 256),
+// A random-weight llama2.c checkpoint of the given shape (vocab 512: stories260K's tok512 tokenizer, context `seq`),
 // converted to f32 .mikv once per test run under `name`: shapes no bundled model has (heads of 48 channels, as
 // llama2.c's stories15M).
-std::string RandomLlama2cModel(const std::string& name, int dim, int hidden, int layers, int heads, int kv_heads);
+std::string RandomLlama2cModel(const std::string& name, int dim, int hidden, int layers, int heads, int kv_heads,
+                               int seq = 256);
 // The project's bundled model (models/mikv-default-14m, a Hugging Face folder) converted with f32 weights.
 std::string DefaultModelF32();
 // The same in q8_0 blocks: every projection on mikv's own kernels (the lockstep decode takes it).

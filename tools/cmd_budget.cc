@@ -138,11 +138,24 @@ const KvPreset kKvPresets[] = {
      "0.907 (full: 100%, 0.959); on the integer kernels: 16k decode 1.02x paper MiKV INT2"},
 };
 
+// A preset's spec for a model's heads: its groups of 64 (the default model's whole head) become the largest multiple
+// of 8 up to 64 that divides the head — the whole head for llama2.c stories15M's 48 channels, 40 for 80 — so the
+// presets serve every head, not only those of 64 or 128 channels.
+std::string PresetSpec(const KvPreset& p, int head_dim) {
+  int g = 64;
+  while (g > 8 && head_dim % g != 0) g -= 8;
+  std::string spec = p.spec;
+  const std::string from = ":g64", to = ":g" + std::to_string(g);
+  for (size_t at = spec.find(from); at != std::string::npos; at = spec.find(from, at + to.size()))
+    spec.replace(at, from.size(), to);
+  return spec;
+}
+
 // A preset's configuration, as the eval's rows ran it: the key balancer off (it hurt on the default model).
-Status PresetConfig(const KvPreset& p, KvCacheConfig* c) {
+Status PresetConfig(const KvPreset& p, int head_dim, KvCacheConfig* c) {
   KvCacheConfig base;
   base.balance_keys = false;
-  return ParseKvSpec(p.spec, base, c);
+  return ParseKvSpec(PresetSpec(p, head_dim), base, c);
 }
 
 std::vector<Candidate> Candidates(const ModelConfig& m) {
@@ -162,12 +175,12 @@ std::vector<Candidate> Candidates(const ModelConfig& m) {
   add("mikv FP16/INT2, 10% high", KvPolicy::MiKV, KvPrecision::F16, KvPrecision::Int2, 0.1f);
   add("mikv INT8/INT2, 10% high", KvPolicy::MiKV, KvPrecision::Int8, KvPrecision::Int2, 0.1f);
   add("mikv FP16/INT4, 20% high", KvPolicy::MiKV, KvPrecision::F16, KvPrecision::Int4, 0.2f);
-  if (HadamardSizeOk(m.head_dim) && m.head_dim % 64 == 0) {
+  if (HadamardSizeOk(m.head_dim) && m.head_dim % 8 == 0) {
     // The preset below 25% (the last of kKvPresets), its middle tier at a fixed 20%: the chart has no budget to size
     // it from.
     Candidate c;
     c.name = "tiered INT8 1%/K4V2 20%/INT2";
-    if (PresetConfig(std::end(kKvPresets)[-1], &c.kv).ok()) {
+    if (PresetConfig(std::end(kKvPresets)[-1], m.head_dim, &c.kv).ok()) {
       c.kv.mid_frac = 0.2f;
       out.push_back(c);
     }
@@ -216,7 +229,8 @@ nlohmann::json Propose(const Model& model, const Overheads& over, size_t memory,
   for (const KvPreset& p : kKvPresets) {
     if (kv / fp16 < p.min_fraction) continue;
     KvCacheConfig c;
-    if (!PresetConfig(p, &c).ok()) continue;
+    const std::string spec = PresetSpec(p, m.head_dim);
+    if (!PresetConfig(p, m.head_dim, &c).ok()) continue;
     if (c.rotate && !HadamardSizeOk(m.head_dim)) continue;
     if (c.policy != KvPolicy::Full) c.budget_bytes = (size_t)kv;
     // The arena beyond the KV cache differs a little between caches (attention scratch): trim to fit.
@@ -225,11 +239,11 @@ nlohmann::json Propose(const Model& model, const Overheads& over, size_t memory,
       const size_t arena = ArenaFor(model, c, context, threads, &plan);
       if (p.needs_every_token && plan.hi_tokens + plan.mid_tokens + plan.lo_tokens < context) break;
       if (over.Fit(arena, memory)) {
-        out["kv"] = p.spec;
+        out["kv"] = spec;
         out["kv_budget_bytes"] = c.budget_bytes;
         out["arena_bytes"] = arena;
         out["evidence"] = p.evidence;
-        out["flags"] = std::string("--kv-config ") + p.spec + (c.budget_bytes ? " --kv-budget " + std::to_string(c.budget_bytes) : "") +
+        out["flags"] = "--kv-config " + spec + (c.budget_bytes ? " --kv-budget " + std::to_string(c.budget_bytes) : "") +
                        (c.policy == KvPolicy::Full ? "" : " --no-balance") + " -c " + std::to_string(context);
         return out;
       }
