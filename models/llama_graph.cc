@@ -4,6 +4,7 @@
 #include <cmath>
 #include <numeric>
 
+#include "cpu_cores.h"
 #include "ggml_blocks.h"
 #include "phase_clock.h"
 #include "prefetch.h"
@@ -53,7 +54,7 @@ Status LlamaGraph::CreateOperators() {
   if (lockstep_) {
     thread_swiglu_.reset(new SwiGlu[threads_]);
     for (int t = 0; t < threads_; ++t) MIKV_RETURN_IF_ERROR(thread_swiglu_[t].Create());
-    barrier_ = LockstepBarrier((size_t)threads_);
+    barrier_ = LockstepBarrier((size_t)threads_, MoreThreadsThanCpus(threads_));
     thread_status_.assign((size_t)threads_, OkStatus());
   }
 

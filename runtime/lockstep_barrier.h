@@ -12,20 +12,25 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
-#include <thread>
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#endif
+#include "spin_wait.h"
 
 namespace mikv {
 
 class LockstepBarrier {
  public:
   LockstepBarrier() = default;
-  explicit LockstepBarrier(size_t threads) : threads_(threads), passed_(new Line[threads]) {}
+  // `crowded`: more threads than CPUs to run them (MoreThreadsThanCpus): every thread's spin budget starts at its least.
+  explicit LockstepBarrier(size_t threads, bool crowded = false)
+      : threads_(threads), passed_(new Line[threads]), spin_(new Budget[threads]) {
+    if (crowded)
+      for (size_t t = 0; t < threads; ++t) spin_[t].pauses = kMinSpins;
+  }
 
   size_t threads() const { return threads_; }
+  // For tests: the pauses thread t spins before it sleeps now.
+  uint32_t SpinBudget(size_t t) const { return spin_[t].pauses; }
+  static constexpr uint32_t kMaxSpins = 4096, kMinSpins = 16;
 
   // Thread t's count of Waits so far; all threads hold the same count between RunOnEachThread calls.
   // While it waits for the others, the thread asks for the lines of [ask, ask + ask_bytes) in order, one a spin — the
@@ -36,42 +41,64 @@ class LockstepBarrier {
   // interleaved in one process; docs/bench/barrier-asks-session39.txt). Four lines a spin did no better; asking for
   // the other thread's rows of the next matrix as well, or for the FFN's weights during the attention's wait, was
   // 1.01-1.08x slower.
+  //
+  // A thread that is late is probably not running (more threads than the CPUs this process gets: a phone's cores
+  // taken by other apps, an explicit -t above a cpuset, a test under a sanitizer): past its spin budget the waiter
+  // sleeps on the late thread's count (a futex) and gives its CPU to it. Until session 47 it yielded instead: under
+  // `taskset -c 0` two threads decoded the default model in q8_0 at 79 tok/s, one at 3,314-3,326, and now two at
+  // 966-1,070 (docs/bench/default-threads-session47.txt; the pool's part in ThreadPool::spin_ns). A wait that ends
+  // in a sleep halves the thread's budget (down to kMinSpins) and one that ends in the spin doubles it (up to
+  // kMaxSpins), so a crowded machine stops paying the full spin at each of a step's ~150 barriers.
   void Wait(size_t t, const void* ask = nullptr, size_t ask_bytes = 0) {
     const char* next = static_cast<const char*>(ask);
     const char* const end = next + ask_bytes;
-    const uint64_t mine = passed_[t].count.load(std::memory_order_relaxed) + 1;
+    const uint32_t mine = passed_[t].count.load(std::memory_order_relaxed) + 1;
     passed_[t].count.store(mine, std::memory_order_release);  // what t wrote before happens before the others leave
+    // The arriving half of the hand-off with a sleeper (as ThreadPool::WakeSleepers): count stored, then sleepers
+    // read; the sleeper counts itself in, then reads the count. With a full fence on both sides one of them sees the
+    // other's write, so nobody sleeps through an arrival, and no system call is made where nobody sleeps.
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (passed_[t].sleepers.load(std::memory_order_relaxed) != 0) FutexWakeAll(&passed_[t].count);
+    const uint32_t budget = spin_[t].pauses;
+    bool slept = false;
     for (size_t u = 0; u < threads_; ++u) {
       if (u == t) continue;
-      // Spin while the other thread is near; yield the core once it is late (more threads than cores: a test under
-      // a sanitizer, a phone's cores taken by other apps), so that it can get there.
-      for (uint32_t pauses = 0; passed_[u].count.load(std::memory_order_acquire) < mine;) {
+      Line& other = passed_[u];
+      for (uint32_t pauses = 0; Behind(other.count.load(std::memory_order_acquire), mine);) {
         if (next < end) {
           __builtin_prefetch(next);
           next += 64;
-        } else if (pauses < 4096) {
-          Pause();
+        } else if (pauses < budget) {
+          SpinPause();
           ++pauses;
         } else {
-          std::this_thread::yield();
+          other.sleepers.fetch_add(1, std::memory_order_relaxed);
+          std::atomic_thread_fence(std::memory_order_seq_cst);
+          const uint32_t seen = other.count.load(std::memory_order_relaxed);
+          if (Behind(seen, mine)) FutexWait(&other.count, seen);
+          other.sleepers.fetch_sub(1, std::memory_order_relaxed);
+          slept = true;
+          pauses = 0;
         }
       }
     }
+    if (slept) spin_[t].pauses = budget / 2 < kMinSpins ? kMinSpins : budget / 2;
+    else if (budget < kMaxSpins) spin_[t].pauses = budget * 2;
   }
 
  private:
-  static void Pause() {
-#if defined(__x86_64__) || defined(__i386__)
-    _mm_pause();
-#elif defined(__aarch64__) || defined(__arm__)
-    asm volatile("yield");
-#endif
-  }
+  // A count short of `mine` (wrapping: counts differ by at most one round).
+  static bool Behind(uint32_t count, uint32_t mine) { return (int32_t)(count - mine) < 0; }
   struct alignas(64) Line {
-    std::atomic<uint64_t> count{0};
+    std::atomic<uint32_t> count{0};     // thread's Waits passed; the futex word its sleepers wait on
+    std::atomic<uint32_t> sleepers{0};  // threads asleep (or about to be) on count
+  };
+  struct alignas(64) Budget {
+    uint32_t pauses = kMaxSpins;  // the thread's own: spins before it sleeps
   };
   size_t threads_ = 0;
   std::unique_ptr<Line[]> passed_;
+  std::unique_ptr<Budget[]> spin_;
 };
 
 }  // namespace mikv

@@ -1,11 +1,11 @@
 #include "session.h"
 
+#include "cpu_cores.h"
 #include "kv_cache_mixed.h"
 #include "xnn_memory.h"
 
 #include <algorithm>
 #include <chrono>
-#include <thread>
 
 namespace mikv {
 
@@ -18,7 +18,7 @@ Status Normalise(const Model& model, SessionConfig* c, KvPlan* plan) {
   if (c->context < 0) return Status(MIKV_ERR_INVALID_ARGUMENT, "context must be >= 0");
   if (c->context == 0) c->context = m.max_seq_len;
   if (c->threads < 0 || c->threads > 256) return Status(MIKV_ERR_INVALID_ARGUMENT, "threads must be 0..256");
-  if (c->threads == 0) c->threads = (int)std::max(1u, std::thread::hardware_concurrency());
+  if (c->threads == 0) c->threads = std::min(256, DefaultThreadCount());
   if (c->split_attention_min_tokens < 0)
     return Status(MIKV_ERR_INVALID_ARGUMENT, "split_attention_min_tokens must be >= 0 (0: never split)");
   if (c->lockstep_split_min_tokens < 0)

@@ -20,7 +20,7 @@ namespace mikv {
 
 struct SessionConfig {
   int context = 0;         // tokens the session may hold; 0 = the model's max_seq_len
-  int threads = 0;         // 0 = the machine's cores
+  int threads = 0;         // 0 = DefaultThreadCount(): the fast cores this process may run on (cpu_cores.h)
   int prefill_chunk = 64;  // tokens per forward pass while prefilling
   // A decode step's attention is split across blocks of cached tokens as well as kv heads when the kv heads alone
   // would leave at least half of the threads' time idle (LlamaGraph::SplitBlocks) and every block would get at least

@@ -2,49 +2,12 @@
 
 #include <algorithm>
 #include <chrono>
-#include <climits>
 
-#if defined(__linux__)
-#include <linux/futex.h>
-#include <sys/syscall.h>
-#include <unistd.h>
-#endif
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#endif
+#include "cpu_cores.h"
+#include "spin_wait.h"
 
 namespace mikv {
 namespace {
-
-// One step of a spin: tells the core that this is a wait loop (x86 PAUSE, Arm YIELD).
-inline void SpinPause() {
-#if defined(__x86_64__) || defined(__i386__)
-  _mm_pause();
-#elif defined(__aarch64__) || defined(__arm__)
-  asm volatile("yield");
-#endif
-}
-
-// Sleeps while *word == value (the kernel checks it, so a wake between our check and the sleep is not lost).
-void FutexWait(std::atomic<uint32_t>* word, uint32_t value) {
-#if defined(__linux__)
-  syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAIT_PRIVATE, value, nullptr);
-#else
-  (void)word, (void)value;
-  std::this_thread::yield();  // no futex: a sleeping worker polls (Linux and Android, the targets, have one)
-#endif
-}
-
-void FutexWakeAll(std::atomic<uint32_t>* word) {
-#if defined(__linux__)
-  syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAKE_PRIVATE, INT_MAX);
-#else
-  (void)word;
-#endif
-}
-
-static_assert(sizeof(std::atomic<uint32_t>) == sizeof(uint32_t) && std::atomic<uint32_t>::is_always_lock_free,
-              "the futex word is the atomic's own 32 bits");
 
 // The floating-point mode a job with flush_denormals runs in: x86 MXCSR FTZ (bit 15) and DAZ (bit 6), AArch64
 // FPCR FZ (bit 24) and FZ16 (bit 19) — the bits pthreadpool sets for PTHREADPOOL_FLAG_DISABLE_DENORMALS.
@@ -79,10 +42,11 @@ class FlushDenormalsScope {
 // read costs a microsecond or more, and a job arriving meanwhile waits for it.
 constexpr uint32_t kSpinsPerClockRead = 1023;
 
-// Spins until done() or kSpinBeforeSleepNs has passed; returns done(). The budget counts from the first clock read,
-// ~1,024 pauses in.
+// Spins until done() or spin_ns has passed; returns done(). The budget counts from the first clock read, ~1,024 pauses
+// in; a budget of 0 does not spin.
 template <class Done>
-bool SpinUntil(const Done& done) {
+bool SpinUntil(const Done& done, int64_t spin_ns) {
+  if (spin_ns == 0) return done();
   int64_t start = -1;
   for (uint32_t spins = 0;; ++spins) {
     if (done()) return true;
@@ -91,7 +55,7 @@ bool SpinUntil(const Done& done) {
       const int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
                               std::chrono::steady_clock::now().time_since_epoch()).count();
       if (start < 0) start = now;
-      if (now - start > ThreadPool::kSpinBeforeSleepNs) return done();
+      if (now - start > spin_ns) return done();
     }
   }
 }
@@ -99,7 +63,8 @@ bool SpinUntil(const Done& done) {
 }  // namespace
 
 ThreadPool::ThreadPool(size_t threads)
-    : threads_(threads != 0 ? threads : std::max(1u, std::thread::hardware_concurrency())),
+    : threads_(threads != 0 ? threads : (size_t)DefaultThreadCount()),
+      spin_ns_(MoreThreadsThanCpus((int)threads_) ? 0 : kSpinBeforeSleepNs),
       shares_(new Share[threads_]),
       done_(new Done[threads_]) {
   workers_.reserve(threads_ - 1);
@@ -157,7 +122,7 @@ void ThreadPool::Launch(size_t items, ItemFn item, const void* context, bool flu
     while (t < threads_ && done_[t].generation.load(std::memory_order_acquire) == generation) ++t;
     return t == threads_;
   };
-  if (!SpinUntil(all_done))
+  if (!SpinUntil(all_done, spin_ns_))
     while (!all_done()) std::this_thread::yield();
 }
 
@@ -172,7 +137,7 @@ void ThreadPool::WakeSleepers() {
 
 uint32_t ThreadPool::WaitForJob(uint32_t seen) {
   uint32_t g;
-  if (SpinUntil([&] { return (g = job_.generation.load(std::memory_order_acquire)) != seen; })) return g;
+  if (SpinUntil([&] { return (g = job_.generation.load(std::memory_order_acquire)) != seen; }, spin_ns_)) return g;
   sleepers_.fetch_add(1, std::memory_order_seq_cst);
   std::atomic_thread_fence(std::memory_order_seq_cst);
   while ((g = job_.generation.load(std::memory_order_acquire)) == seen) FutexWait(&job_.generation, seen);

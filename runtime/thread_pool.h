@@ -85,6 +85,11 @@ class ThreadPool {
   // How long an idle worker spins before it sleeps. Between a decode step's operations a worker waits a few to a
   // few hundred microseconds; after a token, the sampler and the caller's own work. pthreadpool spins ~20 ms.
   static constexpr int64_t kSpinBeforeSleepNs = 2'000'000;
+  // This pool's: kSpinBeforeSleepNs, or 0 where it has more threads than the CPUs the process may run on (an explicit
+  // thread count above a cpuset or `taskset`). A thread that spins there holds the CPU the one it waits for needs, and
+  // every hand-off waited for the scheduler's tick: the default model decoded at 3.8 tok/s on two threads under
+  // `taskset -c 0` (docs/bench/default-threads-session47.txt).
+  int64_t spin_ns() const { return spin_ns_; }
 
  private:
   // A share's progress: the generation it belongs to (the low kTagBits bits) above the next index to take. A word
@@ -118,6 +123,7 @@ class ThreadPool {
   void WakeSleepers();
 
   size_t threads_;
+  int64_t spin_ns_;  // (after threads_: initialised from it)
   std::unique_ptr<Share[]> shares_;
   std::unique_ptr<Done[]> done_;  // [threads_]; 0, the caller, unused
   std::vector<std::thread> workers_;

@@ -33,6 +33,7 @@
 
 #include "commands.h"
 #include "convert/quantize.h"
+#include "cpu_cores.h"
 #include "ggml_blocks.h"
 #include "linear.h"
 #include "kv_codec.h"
@@ -277,7 +278,7 @@ int RunBench(const BenchArgs& a) {
   out["qb32_kernels"] = ActiveQb32Kernels().isa;
   out["query_heads_per_kv_head"] = a.gqa;
   if (a.gqa < 1 || a.gqa > 64) return Fail(Status(MIKV_ERR_INVALID_ARGUMENT, "--gqa must be 1..64"), a.json);
-  const int model_threads = a.threads > 0 ? a.threads : (int)std::max(1u, std::thread::hardware_concurrency());
+  const int model_threads = a.threads > 0 ? a.threads : std::min(256, DefaultThreadCount());
   // Every benchmark: wall-clock time, --repetitions runs of at least --min-time, only their aggregates reported.
   auto timed = [&a](benchmark::internal::Benchmark* b) {
     b->MinTime(a.min_time)->Repetitions(a.repetitions)->ReportAggregatesOnly(true)->UseRealTime();
@@ -508,7 +509,7 @@ void AddBenchCommand(CLI::App& app) {
   cmd->add_option("--repetitions", args->repetitions, "runs per benchmark; the median counts")
       ->check(CLI::Range(1, 100))
       ->capture_default_str();
-  cmd->add_option("-t,--threads", args->threads, "threads for the model; 0 = all cores")->capture_default_str();
+  cmd->add_option("-t,--threads", args->threads, "threads for the model; 0 = the fast cores this process may run on")->capture_default_str();
   AddSplitAttentionOptions(cmd, &args->split_min_tokens, &args->lockstep_split_min_tokens);
   cmd->add_flag("--json", args->json, "print JSON");
   cmd->add_flag("--model-only", args->model_only, "only the copy and model benchmarks (needs -m)");

@@ -512,7 +512,7 @@ void AddBudgetCommand(CLI::App& app) {
   cmd->add_option("-m,--model", args->model, "the .mikv model")->required();
   cmd->add_option("-c,--context", args->context, "context length; 0 = the model's")->capture_default_str();
   cmd->add_option("--memory", args->memory, "a memory budget (e.g. 512MiB): the longest context per cache configuration");
-  cmd->add_option("-t,--threads", args->threads, "threads; 0 = all cores")->capture_default_str();
+  cmd->add_option("-t,--threads", args->threads, "threads; 0 = the fast cores this process may run on")->capture_default_str();
   cmd->add_option("--svg", args->svg, "write the breakdown and the context-vs-budget chart");
   cmd->add_flag("--measure", args->measure, "fill the context and report the measured peak RSS next to the plan");
   cmd->add_flag("--json", args->json, "print the plan as JSON");

@@ -367,7 +367,7 @@ void AddEvalCommand(CLI::App& app) {
   cmd->add_option("--recalls", args->recalls, "recall sequences")->capture_default_str();
   cmd->add_option("--ppl-windows", args->ppl_windows, "windows for the ppl task")->capture_default_str();
   cmd->add_option("--seed", args->seed, "seed of the retrieval prompts")->capture_default_str();
-  cmd->add_option("-t,--threads", args->threads, "threads; 0 = all cores")->capture_default_str();
+  cmd->add_option("-t,--threads", args->threads, "threads; 0 = the fast cores this process may run on")->capture_default_str();
   cmd->add_option("--svg", args->svg, "write a plot of the scores against cache size");
   cmd->add_flag("--json", args->json, "print the report as JSON");
   AddKvOptions(cmd, &args->kv);

@@ -114,7 +114,7 @@ void AddRunCommand(CLI::App& app) {
   cmd->add_option("--top-k", args->top_k, "top-k; 0 = off")->capture_default_str();
   cmd->add_option("--top-p", args->top_p, "top-p (nucleus); 1 = off")->capture_default_str();
   cmd->add_option("--seed", args->seed, "sampling seed")->capture_default_str();
-  cmd->add_option("-t,--threads", args->threads, "threads; 0 = all cores")->capture_default_str();
+  cmd->add_option("-t,--threads", args->threads, "threads; 0 = the fast cores this process may run on")->capture_default_str();
   AddSplitAttentionOptions(cmd, &args->split_min_tokens, &args->lockstep_split_min_tokens);
   cmd->add_option("-c,--context", args->context, "context length; 0 = the model's")->capture_default_str();
   cmd->add_option("--kv", args->kv, "the plain KV cache's storage: f16 or f32")->capture_default_str();

@@ -91,7 +91,7 @@ typedef struct mikv_session_config {
   uint32_t struct_size; /* sizeof(mikv_session_config); mikv_session_config_init sets it */
   uint32_t api_version; /* MIKV_API_VERSION */
   int32_t context;      /* tokens (positions); 0 = the model's */
-  int32_t threads;      /* 0 = all cores */
+  int32_t threads;      /* 0 = the fast cores this process may run on (its affinity; not the little cores) */
   int32_t prefill_chunk;
   mikv_kv_policy kv_policy;
   mikv_precision kv_high, kv_low;
@@ -118,7 +118,7 @@ typedef struct mikv_session_config {
   mikv_precision kv_mid_keys, kv_low_keys; /* keys finer than values in those tiers; F16 = the tier's precision */
 } mikv_session_config;
 
-/* Defaults: plain FP16 cache, all cores, greedy. */
+/* Defaults: plain FP16 cache, the fast cores this process may run on, greedy. */
 void mikv_session_config_init(mikv_session_config* config);
 
 /* Sets the cache's policy, precisions, tiers, groups and rotation from one string, the form `mikv eval --configs`,
