@@ -58,6 +58,7 @@ TEST(Stories260K, CliStreamsTheContinuation) {
   ASSERT_EQ(status, 0) << out;
   EXPECT_EQ(out.rfind(std::string(kPrompt) + ", there was a little girl named Lily.", 0), 0u) << out;
   EXPECT_NE(out.find("decode 39 tok"), std::string::npos) << out;
+  EXPECT_NE(out.find("| threads 1 |"), std::string::npos) << out;
   EXPECT_NE(out.find("peak RSS"), std::string::npos) << out;
 }
 

@@ -89,15 +89,17 @@ int RunRun(const RunArgs& a) {
     j["decode_tokens_per_second"] = decode_tps;
     j["peak_rss_bytes"] = peak;
     j["arena_bytes"] = st.arena_bytes;
+    j["threads"] = session->config().threads;  // what -t 0 resolved to (DefaultThreadCount)
     const KvOccupancy occ = session->kv_occupancy();
     j["kv"] = {{"policy", KvPolicyName(session->config().kv.policy)}, {"hi_tokens", occ.hi_tokens}, {"mid_tokens", occ.mid_tokens}, {"lo_tokens", occ.lo_tokens},
                {"evicted_tokens", occ.evicted}, {"bytes", session->kv_plan().total_bytes},
                {"sinks", session->kv_plan().sinks}, {"window", session->kv_plan().window}};
     std::cout << j.dump(2) << "\n";
   } else {
-    std::printf("\n\n[mikv] prompt %llu tok, %.1f tok/s | decode %llu tok, %.1f tok/s | peak RSS %.1f MiB | arena %.1f MiB\n",
+    std::printf("\n\n[mikv] prompt %llu tok, %.1f tok/s | decode %llu tok, %.1f tok/s | threads %d | peak RSS %.1f MiB | "
+                "arena %.1f MiB\n",
                 (unsigned long long)st.prompt_tokens, prompt_tps, (unsigned long long)st.generated_tokens, decode_tps,
-                peak / 1048576.0, st.arena_bytes / 1048576.0);
+                session->config().threads, peak / 1048576.0, st.arena_bytes / 1048576.0);
   }
   return 0;
 }
