@@ -1,6 +1,7 @@
 #include "hadamard.h"
 
 #include <cmath>
+#include <cstring>
 
 #include "kv_kernels.h"
 
@@ -55,34 +56,51 @@ int PaleyFactor(int d) {
 }
 
 // H_m = I + S, S = [[0, 1ᵀ], [-1, Q]], Q[i][j] = χ(j - i) the Jacobsthal matrix of q = m - 1 (χ the quadratic
-// character mod q; Q is skew-symmetric because q ≡ 3 mod 4, so H_m·H_mᵀ = m·I). Rows as ±1 floats into h[m·m].
-void PaleyMatrix(int m, float* h) {
+// character mod q; Q is skew-symmetric because q ≡ 3 mod 4, so H_m·H_mᵀ = m·I). Row i (column i when transposed) as
+// ±1 floats into row[m], from the residues of q as bits of one word (q < 64): nothing is stored between calls.
+void PaleyRow(int m, uint64_t residues, int i, bool transposed, float* row) {
   const int q = m - 1;
-  bool residue[kMaxPaley] = {};
-  for (int x = 1; x < q; ++x) residue[(x * x) % q] = true;
-  for (int i = 0; i < m; ++i)
-    for (int j = 0; j < m; ++j) {
-      float e;
-      if (i == j) e = 1.0f;
-      else if (i == 0) e = 1.0f;
-      else if (j == 0) e = -1.0f;
-      else e = residue[((j - i) % q + q) % q] ? 1.0f : -1.0f;
-      h[i * m + j] = e;
-    }
+  const float sign = transposed ? -1.0f : 1.0f;  // Hᵀ = I - S: S is skew-symmetric
+  if (i == 0) {
+    row[0] = 1.0f;
+    for (int k = 1; k < m; ++k) row[k] = sign;
+    return;
+  }
+  row[0] = -sign;
+  // Entries k >= 1: χ(k - i), rotated so that the loop has no branch on the residues (which would be mispredicted).
+  const uint64_t rotated = (residues >> ((q + 1 - i) % q)) | (residues << (q - (q + 1 - i) % q));
+  for (int k = 1; k < m; ++k) row[k] = sign * (float)(2 * (int)((rotated >> (k - 1)) & 1) - 1);
+  row[i] = 1.0f;  // the diagonal
 }
 
-// x viewed as m blocks of p channels: x_block(i) <- Σ_k H_m[i][k] x_block(k) (transposed: H_m[k][i]), channel by
-// channel of the blocks. The sums run over k in order, the same on every CPU.
+// x viewed as m blocks of P channels (P = 0: p, known at run time only): block i <- Σ_k H_m[i][k] · block k. The sums
+// run over k in order for every channel, the same on every CPU; a block's channels are independent lanes, so the
+// compiler may vectorise them without changing a result (a product by ±1 is exact: a fused multiply-add rounds as
+// the add would).
+template <int P>
 void PaleyAcrossBlocks(float* x, int m, int p, bool transposed) {
-  float h[kMaxPaley * kMaxPaley];
-  PaleyMatrix(m, h);
-  float col[kMaxPaley];
-  for (int j = 0; j < p; ++j) {
-    for (int k = 0; k < m; ++k) col[k] = x[k * p + j];
-    for (int i = 0; i < m; ++i) {
-      float s = 0.0f;
-      for (int k = 0; k < m; ++k) s += (transposed ? h[k * m + i] : h[i * m + k]) * col[k];
-      x[i * p + j] = s;
+  if constexpr (P != 0) p = P;
+  const int q = m - 1;
+  uint64_t residues = 0;  // bit r: r is a nonzero square mod q
+  for (int v = 1; v < q; ++v) residues |= uint64_t{1} << (v * v % q);
+  float in[kMaxD], row[4][kMaxPaley];
+  std::memcpy(in, x, sizeof(float) * m * p);
+  for (int i = 0; i < m; i += 4) {  // four output blocks at a time (m = q + 1 is a multiple of 4): four sums in flight
+    for (int r = 0; r < 4; ++r) PaleyRow(m, residues, i + r, transposed, row[r]);
+    if constexpr (P != 0) {  // the blocks' sums in registers
+      float acc[4][P] = {};
+      for (int k = 0; k < m; ++k)
+        for (int r = 0; r < 4; ++r)
+          for (int j = 0; j < P; ++j) acc[r][j] += row[r][k] * in[k * P + j];
+      for (int r = 0; r < 4; ++r)
+        for (int j = 0; j < P; ++j) x[(i + r) * P + j] = acc[r][j];
+    } else {
+      for (int r = 0; r < 4; ++r) {
+        float* out = x + (i + r) * p;
+        for (int j = 0; j < p; ++j) out[j] = 0.0f;
+        for (int k = 0; k < m; ++k)
+          for (int j = 0; j < p; ++j) out[j] += row[r][k] * in[k * p + j];
+      }
     }
   }
 }
@@ -93,7 +111,14 @@ void Transform(float* x, int d, bool transposed) {
   const int m = PaleyFactor(d), p = d / m;
   if (p > 1)
     for (int b = 0; b < m; ++b) ActiveKvKernels().fwht(x + b * p, p);
-  if (m > 1) PaleyAcrossBlocks(x, m, p, transposed);
+  switch (m == 1 ? 0 : p) {
+    case 0: return;
+    case 1: return PaleyAcrossBlocks<1>(x, m, p, transposed);
+    case 2: return PaleyAcrossBlocks<2>(x, m, p, transposed);
+    case 4: return PaleyAcrossBlocks<4>(x, m, p, transposed);
+    case 8: return PaleyAcrossBlocks<8>(x, m, p, transposed);
+    default: return PaleyAcrossBlocks<0>(x, m, p, transposed);
+  }
 }
 
 }  // namespace
