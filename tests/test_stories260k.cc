@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <memory>
+#include <nlohmann/json.hpp>
 
 #include "test_util.h"
 
@@ -60,6 +61,21 @@ TEST(Stories260K, CliStreamsTheContinuation) {
   EXPECT_NE(out.find("decode 39 tok"), std::string::npos) << out;
   EXPECT_NE(out.find("| threads 1 |"), std::string::npos) << out;
   EXPECT_NE(out.find("peak RSS"), std::string::npos) << out;
+}
+
+// `mikv run --json` with bytes that are not UTF-8 in its report (here the prompt's: a lone 0xFF; generated text cut
+// inside a character at -n does the same) prints them as U+FFFD. Until session 47 nlohmann::json threw on the dump
+// and the process was killed by std::terminate, its report lost.
+TEST(Stories260K, CliJsonReportSurvivesBytesThatAreNotUtf8) {
+  const std::string cmd = std::string(MIKV_CLI) + " run -m " + Stories260KFromLlama2c() +
+                          " -p \"$(printf 'Once \\377upon')\" -n 8 -t 1 --json 2>/dev/null";
+  int status;
+  const std::string out = CommandOutput(cmd, &status);
+  ASSERT_EQ(status, 0) << out;
+  const auto j = nlohmann::json::parse(out);
+  EXPECT_EQ(j["prompt"], "Once \xEF\xBF\xBDupon") << out;  // U+FFFD in UTF-8
+  EXPECT_EQ(j["tokens"].size(), 8u);
+  EXPECT_EQ(j["threads"], 1);
 }
 
 // SessionConfig::time_phases: every phase of a decode step takes some time and together they stay within the step's

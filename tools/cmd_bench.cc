@@ -489,7 +489,7 @@ int RunBench(const BenchArgs& a) {
       }
     }
   }
-  if (a.json) std::cout << out.dump(2) << "\n";
+  if (a.json) PrintJson(out);
   return 0;
 }
 

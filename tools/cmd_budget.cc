@@ -469,7 +469,7 @@ int RunBudget(const BudgetArgs& a) {
     if (!s.ok()) return Fail(s, a.json);
   }
   if (a.json) {
-    std::cout << out.dump(2) << "\n";
+    PrintJson(out);
     return 0;
   }
   std::printf("%s: %s, context %d, KV cache %s (%d high + %d middle + %d low tokens per layer and kv head)\n",

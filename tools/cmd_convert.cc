@@ -70,7 +70,7 @@ int RunConvert(const ConvertArgs& a) {
                    {"n_kv_heads", c.n_kv_heads}, {"head_dim", c.head_dim}, {"vocab_size", c.vocab_size},
                    {"max_seq_len", c.max_seq_len}, {"tied_embeddings", c.tied_embeddings}};
     for (const auto& [name, type] : summary.tensor_types) j["tensors"][name] = type;
-    std::cout << j.dump(2) << "\n";
+    PrintJson(j);
   } else {
     std::printf("wrote %s: %s, %llu parameters, %.2f MiB (%s weights)\n", a.output.c_str(), ArchName(c.arch),
                 (unsigned long long)summary.parameters, summary.file_bytes / 1048576.0, a.weights.c_str());

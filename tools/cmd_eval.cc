@@ -340,7 +340,7 @@ int RunEval(const EvalArgs& a) {
     if (!s.ok()) return Fail(s, a.json);
     if (!a.json) std::printf("plot: %s\n", a.svg.c_str());
   }
-  if (a.json) std::cout << out.dump(2) << "\n";
+  if (a.json) PrintJson(out);
   return 0;
 }
 

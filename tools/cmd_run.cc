@@ -94,7 +94,7 @@ int RunRun(const RunArgs& a) {
     j["kv"] = {{"policy", KvPolicyName(session->config().kv.policy)}, {"hi_tokens", occ.hi_tokens}, {"mid_tokens", occ.mid_tokens}, {"lo_tokens", occ.lo_tokens},
                {"evicted_tokens", occ.evicted}, {"bytes", session->kv_plan().total_bytes},
                {"sinks", session->kv_plan().sinks}, {"window", session->kv_plan().window}};
-    std::cout << j.dump(2) << "\n";
+    PrintJson(j);
   } else {
     std::printf("\n\n[mikv] prompt %llu tok, %.1f tok/s | decode %llu tok, %.1f tok/s | threads %d | peak RSS %.1f MiB | "
                 "arena %.1f MiB\n",

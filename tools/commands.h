@@ -2,6 +2,7 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,9 @@ void AddEvalCommand(CLI::App& app);
 void AddBudgetCommand(CLI::App& app);
 void AddBenchCommand(CLI::App& app);
 
+// Prints a --json report to stdout. Bytes that are not UTF-8 (a prompt's, a path's, a model's metadata, or generated
+// text cut inside a character at the token limit) print as U+FFFD rather than throwing out of nlohmann::json.
+void PrintJson(const nlohmann::json& j);
 // Prints the error (as JSON when asked) and returns the process exit code for it.
 int Fail(const Status& status, bool json);
 // Peak resident set size of this process, in bytes.

@@ -11,11 +11,15 @@
 
 namespace mikv::cli {
 
+void PrintJson(const nlohmann::json& j) {
+  std::cout << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+}
+
 int Fail(const Status& status, bool json) {
   if (json) {
     nlohmann::json j;
     j["error"] = {{"code", mikv_status_name(status.code())}, {"message", status.message()}};
-    std::cout << j.dump(2) << "\n";
+    PrintJson(j);
   } else {
     std::fprintf(stderr, "mikv: error: %s\n", status.ToString().c_str());
   }
