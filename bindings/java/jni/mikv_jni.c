@@ -1,16 +1,53 @@
 /* JNI glue for org.mikv.Mikv over the C API. Failures throw org.mikv.MikvException; nothing crashes on a null or
- * closed handle. */
+ * closed handle. Text crosses as UTF-16 both ways (utf8_utf16.h says why), never through JNI's modified UTF-8. */
 #include <jni.h>
 #include <mikv/mikv.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "utf8_utf16.h"
+
+/* A Java string of n bytes of UTF-8 (ill-formed bytes become U+FFFD); NULL with an OutOfMemoryError pending. */
+static jstring string_of_utf8(JNIEnv* env, const char* s, size_t n) {
+  jchar* units = (jchar*)malloc((n ? n : 1) * sizeof(jchar));
+  if (units == NULL) {
+    jclass oom = (*env)->FindClass(env, "java/lang/OutOfMemoryError");
+    if (oom != NULL) (*env)->ThrowNew(env, oom, "mikv: text for Java");
+    return NULL;
+  }
+  const size_t count = mikv_utf8_to_utf16(s, n, (uint16_t*)units);
+  jstring out = (*env)->NewString(env, units, (jsize)count);
+  free(units);
+  return out;
+}
+
+/* A Java string as NUL-terminated UTF-8 (free() it); NULL with an OutOfMemoryError pending. */
+static char* utf8_of_string(JNIEnv* env, jstring s) {
+  const jsize n = (*env)->GetStringLength(env, s);
+  char* out = (char*)malloc(3 * (size_t)n + 1);
+  const jchar* units = (*env)->GetStringChars(env, s, NULL);
+  if (out == NULL || units == NULL) {
+    free(out);
+    if (units != NULL) (*env)->ReleaseStringChars(env, s, units);
+    if (!(*env)->ExceptionCheck(env)) {
+      jclass oom = (*env)->FindClass(env, "java/lang/OutOfMemoryError");
+      if (oom != NULL) (*env)->ThrowNew(env, oom, "mikv: text from Java");
+    }
+    return NULL;
+  }
+  out[mikv_utf16_to_utf8((const uint16_t*)units, (size_t)n, out)] = 0;
+  (*env)->ReleaseStringChars(env, s, units);
+  return out;
+}
+
 static void throw_status(JNIEnv* env, mikv_status s, const char* message) {
   jclass cls = (*env)->FindClass(env, "org/mikv/MikvException");
   if (cls == NULL) return;
   jmethodID ctor = (*env)->GetMethodID(env, cls, "<init>", "(Ljava/lang/String;Ljava/lang/String;)V");
-  jstring name = (*env)->NewStringUTF(env, mikv_status_name(s));
-  jstring msg = (*env)->NewStringUTF(env, message ? message : "");
+  jstring name = (*env)->NewStringUTF(env, mikv_status_name(s));  /* ASCII */
+  if (message == NULL) message = "";
+  jstring msg = string_of_utf8(env, message, strlen(message));  /* may hold a path's or a token's bytes */
+  if (msg == NULL) return;
   jobject ex = (*env)->NewObject(env, cls, ctor, name, msg);
   (*env)->Throw(env, (jthrowable)ex);
 }
@@ -21,10 +58,11 @@ JNIEXPORT jlong JNICALL Java_org_mikv_Mikv_nativeLoad(JNIEnv* env, jclass cls, j
     throw_status(env, MIKV_ERR_INVALID_ARGUMENT, "path is null");
     return 0;
   }
-  const char* p = (*env)->GetStringUTFChars(env, path, NULL);
+  char* p = utf8_of_string(env, path);
+  if (p == NULL) return 0;
   mikv_model* model = NULL;
   mikv_status s = mikv_model_load(p, &model);
-  (*env)->ReleaseStringUTFChars(env, path, p);
+  free(p);
   if (s != MIKV_OK) throw_status(env, s, mikv_last_error());
   return (jlong)(intptr_t)model;
 }
@@ -58,9 +96,10 @@ JNIEXPORT jlong JNICALL Java_org_mikv_Mikv_nativeCreate(JNIEnv* env, jclass cls,
   c.kv_balance_keys = balance_keys ? 1 : 0;
   if (kv_config != NULL) {
     /* A policy name ("mikv") or a whole cache ("mikv/int8@0.01/k4v2:g64/int2:g64+rot"): the C API parses both. */
-    const char* spec = (*env)->GetStringUTFChars(env, kv_config, NULL);
+    char* spec = utf8_of_string(env, kv_config);
+    if (spec == NULL) return 0;
     const mikv_status st = mikv_session_config_set_kv(&c, spec);
-    (*env)->ReleaseStringUTFChars(env, kv_config, spec);
+    free(spec);
     if (st != MIKV_OK) {
       throw_status(env, st, mikv_last_error());
       return 0;
@@ -78,7 +117,21 @@ struct listener {
   jmethodID on_text;
   char* text;
   size_t len, cap;
+  size_t streamed;  /* bytes of text passed to the listener: up to a character boundary */
+  int stopped;      /* the listener asked to stop: it is not called again */
 };
+
+/* Passes text[streamed, upto) to the listener; returns nonzero to stop (an exception, or the listener said so). */
+static int stream_to(struct listener* l, size_t upto) {
+  if (l->obj == NULL || l->stopped || upto <= l->streamed) return 0;
+  jstring s = string_of_utf8(l->env, l->text + l->streamed, upto - l->streamed);
+  if (s == NULL) return 1;
+  l->streamed = upto;
+  const jboolean go_on = (*l->env)->CallBooleanMethod(l->env, l->obj, l->on_text, s);
+  (*l->env)->DeleteLocalRef(l->env, s);
+  l->stopped = !go_on;
+  return (*l->env)->ExceptionCheck(l->env) || !go_on;
+}
 
 static int on_token(void* user, int32_t token, const char* piece, size_t n) {
   (void)token;
@@ -93,16 +146,9 @@ static int on_token(void* user, int32_t token, const char* piece, size_t n) {
   memcpy(l->text + l->len, piece, n);
   l->len += n;
   l->text[l->len] = 0;
-  if (l->obj == NULL) return 0;
-  char* copy = (char*)malloc(n + 1);
-  if (copy == NULL) return 1;
-  memcpy(copy, piece, n);
-  copy[n] = 0;
-  jstring s = (*l->env)->NewStringUTF(l->env, copy);
-  free(copy);
-  const jboolean go_on = (*l->env)->CallBooleanMethod(l->env, l->obj, l->on_text, s);
-  (*l->env)->DeleteLocalRef(l->env, s);
-  return (*l->env)->ExceptionCheck(l->env) || !go_on;
+  /* A piece may end inside a character (byte tokens, BPE pieces of a multi-byte character): its first bytes wait
+   * for the next piece, so the listener gets whole characters. */
+  return stream_to(l, l->streamed + mikv_utf8_complete_prefix(l->text + l->streamed, l->len - l->streamed));
 }
 
 JNIEXPORT jstring JNICALL Java_org_mikv_Mikv_nativeGenerate(JNIEnv* env, jclass cls, jlong model_handle,
@@ -115,18 +161,19 @@ JNIEXPORT jstring JNICALL Java_org_mikv_Mikv_nativeGenerate(JNIEnv* env, jclass 
     throw_status(env, MIKV_ERR_INVALID_ARGUMENT, "model, session or prompt is null (closed?)");
     return NULL;
   }
-  const char* text = (*env)->GetStringUTFChars(env, prompt, NULL);
+  char* text = utf8_of_string(env, prompt);
+  if (text == NULL) return NULL;
   size_t n = 0;
   mikv_tokenize(model, text, strlen(text), 1, NULL, 0, &n); /* asks for the size */
   int32_t* ids = (int32_t*)malloc((n ? n : 1) * sizeof(int32_t));
   mikv_status st = ids ? mikv_tokenize(model, text, strlen(text), 1, ids, n, &n) : MIKV_ERR_OUT_OF_MEMORY;
-  (*env)->ReleaseStringUTFChars(env, prompt, text);
+  free(text);
   if (st != MIKV_OK) {
     free(ids);
     throw_status(env, st, mikv_last_error());
     return NULL;
   }
-  struct listener l = {env, listener, NULL, NULL, 0, 0};
+  struct listener l = {env, listener, NULL, NULL, 0, 0, 0, 0};
   if (listener != NULL) {
     jclass lc = (*env)->GetObjectClass(env, listener);
     l.on_text = (*env)->GetMethodID(env, lc, "onText", "(Ljava/lang/String;)Z");
@@ -142,7 +189,14 @@ JNIEXPORT jstring JNICALL Java_org_mikv_Mikv_nativeGenerate(JNIEnv* env, jclass 
     throw_status(env, st, mikv_session_error(s));
     return NULL;
   }
-  jstring out = (*env)->NewStringUTF(env, l.text ? l.text : "");
+  /* What the last piece left waiting (a character the generation stopped inside) goes out as U+FFFD: the streamed
+   * pieces make the returned text. */
+  stream_to(&l, l.len);
+  if ((*env)->ExceptionCheck(env)) {
+    free(l.text);
+    return NULL;
+  }
+  jstring out = string_of_utf8(env, l.text ? l.text : "", l.len);
   free(l.text);
   return out;
 }

@@ -7,6 +7,14 @@ public class MikvTest {
     if (!ok) throw new AssertionError(what);
   }
 
+  static void checkSurrogatesPaired(String text) {
+    for (int i = 0; i < text.length(); ++i) {
+      char c = text.charAt(i);
+      if (Character.isHighSurrogate(c)) check(i + 1 < text.length() && Character.isLowSurrogate(text.charAt(++i)), "paired");
+      else check(!Character.isLowSurrogate(c), "no lone low surrogate");
+    }
+  }
+
   public static void main(String[] args) {
     try {
       new Mikv.Model("/nonexistent.mikv");
@@ -43,6 +51,31 @@ public class MikvTest {
         check(text.contains("Lily"), "the known continuation");
         check(text.equals(streamed.toString()), "streamed pieces make the text");
       }
+      // Text beyond ASCII crosses as UTF-16 (an emoji is a surrogate pair, not modified UTF-8's two 3-byte halves):
+      // the prompt tokenizes, the pieces stream as whole characters, and no half of a pair is left alone.
+      StringBuilder pieces = new StringBuilder();
+      try (Mikv.Session session = new Mikv.Session(model, 0, 1, "plain", 0)) {
+        String text = session.generate("Once upon a time \uD83D\uDE00 na\u00EFve", 40, piece -> {
+          pieces.append(piece);
+          return true;
+        });
+        check(text.equals(pieces.toString()), "streamed pieces make the text beyond ASCII");
+        checkSurrogatesPaired(text);
+      }
+    }
+    // A random model that, after an emoji, emits byte tokens (<0x80>: a lone continuation byte, not UTF-8): each
+    // arrives as U+FFFD. (Before session 47 the glue passed such bytes to NewStringUTF, which -Xcheck:jni and
+    // Android's CheckJNI reject.)
+    try (Mikv.Model random = new Mikv.Model(args[1]);
+         Mikv.Session session = new Mikv.Session(random, 0, 1, "plain", 0)) {
+      StringBuilder pieces = new StringBuilder();
+      String text = session.generate("\uD83D\uDE00", 12, piece -> {
+        pieces.append(piece);
+        return true;
+      });
+      check(text.equals(pieces.toString()), "streamed pieces make the random model's text");
+      check(text.equals("\uFFFD".repeat(12)), "twelve lone 0x80 bytes, each U+FFFD: '" + text + "'");
+      checkSurrogatesPaired(text);
     }
     System.out.println("java binding: ok");
   }
