@@ -161,7 +161,10 @@ mikv_status mikv_session_sample(mikv_session* session, int32_t* token);
 /* The last position's logits (vocab_size floats, owned by the session). */
 mikv_status mikv_session_logits(mikv_session* session, const float** logits, size_t* n);
 
-/* Called for each generated token; return nonzero to stop. */
+/* Called for each generated token; return nonzero to stop. `text` is the token's bytes: a byte token (<0xE2>) or a
+ * BPE piece may end inside a UTF-8 character, or not be UTF-8 at all; a caller that needs whole characters (a UI, a
+ * JNI string) holds back a piece's last incomplete bytes until the next ones arrive (bindings/java/jni/utf8_utf16.h
+ * does this for Java). */
 typedef int (*mikv_token_callback)(void* user, int32_t token, const char* text, size_t text_len);
 /* Prefills `prompt`, then samples and decodes up to max_tokens, streaming each through `callback`. Stops at the
  * model's end-of-generation tokens, at the context's end, or when the callback asks. */
