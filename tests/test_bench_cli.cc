@@ -1,6 +1,7 @@
 // `mikv bench`'s model figures: decode is compared with copies made between stretches of it (InterleavedCopy in
 // tools/cmd_bench.cc), so that a shared host's changing load falls on both sides of the ratio.
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 
 #include <algorithm>
 #include <cmath>
@@ -83,6 +84,27 @@ TEST(BenchCli, AttentionKernelsTakeTheGroupAndRefuseAShapeTheCacheWouldNot) {
   out = CommandOutput(base + " --head-dim 20 --kv-group 0", &status);
   EXPECT_NE(status, 0) << out;
   EXPECT_NE(out.find("--head-dim 20"), std::string::npos) << out;
+}
+
+// Arguments Google Benchmark or the C++ library would abort on are the command's errors (exit status 3,
+// MIKV_ERR_INVALID_ARGUMENT, with a message): before session 47 `--tokens abc` ended in std::terminate (std::stoul)
+// and `--min-time -1` in Google Benchmark's CHECK.
+TEST(BenchCli, BadArgumentsAreErrorsNotAborts) {
+#if !defined(MIKV_TEST_HAVE_BENCH)
+  GTEST_SKIP() << "this build's mikv has no bench command (no Google Benchmark for its target)";
+#endif
+  const std::string base = std::string(MIKV_CLI) + " bench --precisions int2 --repetitions 1";
+  for (const auto& [args, says] : std::vector<std::pair<std::string, std::string>>{
+           {" --tokens abc --min-time 0.01", "--tokens"},
+           {" --tokens 16,-4 --min-time 0.01", "got '-4'"},
+           {" --tokens 0 --min-time 0.01", "got '0'"},
+           {" --tokens 16 --min-time -1", "--min-time"},
+           {" --tokens 16 --min-time 0", "--min-time"}}) {
+    int status = -1;
+    const std::string out = CommandOutput(base + args + " 2>&1", &status);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 3) << args << ": status " << status << "\n" << out;
+    EXPECT_NE(out.find(says), std::string::npos) << args << "\n" << out;
+  }
 }
 
 }  // namespace

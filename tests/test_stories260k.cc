@@ -1,6 +1,7 @@
 // stories260K (a real trained Llama) reproduces its documented greedy continuation, converted from
 // both the llama2.c checkpoint and the GGUF, through the C++ API and through `mikv run`.
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 
 #include <cstdio>
 #include <memory>
@@ -76,6 +77,21 @@ TEST(Stories260K, CliJsonReportSurvivesBytesThatAreNotUtf8) {
   EXPECT_EQ(j["prompt"], "Once \xEF\xBF\xBDupon") << out;  // U+FFFD in UTF-8
   EXPECT_EQ(j["tokens"].size(), 8u);
   EXPECT_EQ(j["threads"], 1);
+}
+
+// `mikv eval` on a text shorter than a task's windows says so (exit status 3): until session 47 the prose task cut its
+// windows from before the text's start and the process died of a segmentation fault.
+TEST(Stories260K, EvalRefusesATextShorterThanItsWindows) {
+  const std::string text = TempPath("short-text.txt");
+  WriteBytes(text, std::vector<uint8_t>{'O', 'n', 'c', 'e', ' ', 'u', 'p', 'o', 'n', '\n'});
+  for (const char* task : {"prose", "ppl", "recall"}) {
+    int status = -1;
+    const std::string out = CommandOutput(std::string(MIKV_CLI) + " eval -m " + Stories260KFromLlama2c() + " --text " +
+                                              text + " --tasks " + task + " -t 1 2>&1",
+                                          &status);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 3) << task << ": status " << status << "\n" << out;
+    EXPECT_NE(out.find(std::string("the ") + task + " task takes windows of"), std::string::npos) << out;
+  }
 }
 
 // SessionConfig::time_phases: every phase of a decode step takes some time and together they stay within the step's

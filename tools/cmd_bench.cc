@@ -21,6 +21,7 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <iostream>
 #include <map>
@@ -278,6 +279,8 @@ int RunBench(const BenchArgs& a) {
   out["qb32_kernels"] = ActiveQb32Kernels().isa;
   out["query_heads_per_kv_head"] = a.gqa;
   if (a.gqa < 1 || a.gqa > 64) return Fail(Status(MIKV_ERR_INVALID_ARGUMENT, "--gqa must be 1..64"), a.json);
+  if (!(a.min_time > 0 && a.min_time <= 3600))  // (Google Benchmark aborts on a time that is not positive)
+    return Fail(Status(MIKV_ERR_INVALID_ARGUMENT, "--min-time must be above 0 and at most 3600 seconds"), a.json);
   const int model_threads = a.threads > 0 ? a.threads : std::min(256, DefaultThreadCount());
   // Every benchmark: wall-clock time, --repetitions runs of at least --min-time, only their aggregates reported.
   auto timed = [&a](benchmark::internal::Benchmark* b) {
@@ -311,12 +314,17 @@ int RunBench(const BenchArgs& a) {
     if (!ParseKvPrecision(ps.c_str(), &p))
       return Fail(Status(MIKV_ERR_INVALID_ARGUMENT, "unknown precision '" + ps + "' (f16, int8, int4, int3, int2)"), a.json);
     for (const std::string& ts : SplitList(a.tokens)) {
-      const size_t n = std::stoul(ts);
+      char* end = nullptr;
+      const unsigned long long n = std::strtoull(ts.c_str(), &end, 10);
+      if (ts.empty() || *end != '\0' || ts[0] == '-' || n < 1 || n > (1u << 24))
+        return Fail(Status(MIKV_ERR_INVALID_ARGUMENT, "--tokens takes counts of cached tokens from 1 to 16777216, "
+                                                      "comma-separated (got '" + ts + "')"),
+                    a.json);
       const std::string name = "attention/" + ps + "/" + ts;
       timed(benchmark::RegisterBenchmark(name.c_str(), [p, n, d = a.head_dim, group, nq = a.gqa](benchmark::State& s) {
         BenchAttention(s, p, d, group, n, nq);
       }));
-      rows.push_back({name, {ps, n}});
+      rows.push_back({name, {ps, (size_t)n}});
     }
   }
   const std::vector<std::pair<std::string, WeightType>> weight_kinds = {

@@ -117,6 +117,13 @@ int RunEval(const EvalArgs& a) {
   const Tokenizer& tok = model->tokenizer();
   const int vocab = m.vocab_size;
   const int T = a.length > 0 ? std::min(a.length, m.max_seq_len) : std::min(m.max_seq_len, 2048);
+  if (T < 2) return Fail(Status(MIKV_ERR_INVALID_ARGUMENT, "--length must be 0 (the model's context) or >= 2"), a.json);
+  if (a.length < 0 || a.windows < 0 || a.prompts < 0 || a.recalls < 0 || a.ppl_windows < 0)
+    return Fail(Status(MIKV_ERR_INVALID_ARGUMENT, "--length, --windows, --prompts, --recalls and --ppl-windows must be >= 0"),
+                a.json);
+  // The recall task's sequence: a passage, filler, the passage again (eval::MakeRecall), taken from the text.
+  const int passage = std::max(16, T / 8), filler = T / 2;
+  const size_t recall_span = (size_t)passage * 2 + 4 * (size_t)filler + filler;
   const std::vector<std::string> tasks = SplitList(a.tasks, ',');
   auto wants = [&](const char* t) { return std::find(tasks.begin(), tasks.end(), t) != tasks.end(); };
 
@@ -169,6 +176,16 @@ int RunEval(const EvalArgs& a) {
     no_bos.add_special = false;
     s = tok.Encode(text, no_bos, &ids);
     if (!s.ok()) return Fail(s, a.json);
+    // Each task's windows are cut from the text: one too short for them is an error here, not a read past its end.
+    const std::pair<const char*, size_t> needs[] = {
+        {"prose", (size_t)T}, {"ppl", (size_t)std::max(T - 1, 1)}, {"recall", recall_span}};
+    for (const auto& [task, tokens] : needs)
+      if (wants(task) && ids.size() < tokens)
+        return Fail(Status(MIKV_ERR_INVALID_ARGUMENT, "the text " + a.text + " has " + std::to_string(ids.size()) +
+                                                          " tokens; the " + task + " task takes windows of " +
+                                                          std::to_string(tokens) + " (--length " + std::to_string(T) +
+                                                          ")"),
+                    a.json);
   }
   const int32_t bos = tok.bos_id() >= 0 ? tok.bos_id() : 0;
   Evaluator ev(*model, a.threads);
@@ -259,11 +276,9 @@ int RunEval(const EvalArgs& a) {
   }
 
   if (wants("recall")) {
-    const int passage = std::max(16, T / 8), filler = T / 2;
     double base_top1 = 0, base_nll = 0, base_n = 0;
     for (int i = 0; i < a.recalls; ++i) {
-      const size_t span = (size_t)passage * 2 + 4 * (size_t)filler + filler;
-      const size_t off = (size_t)(i + 1) * (ids.size() - span) / (a.recalls + 1);
+      const size_t off = (size_t)(i + 1) * (ids.size() - recall_span) / (a.recalls + 1);
       auto score = [&](const eval::RecallSequence& r, const std::vector<float>& lg, double* top1, double* nll, double* n) {
         for (int t = r.repeat_start; t + 1 < r.repeat_start + r.repeat_len; ++t) {
           LogSoftmax(&lg[(size_t)t * vocab], vocab, &lp);
