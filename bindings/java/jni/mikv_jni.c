@@ -7,12 +7,16 @@
 
 #include "utf8_utf16.h"
 
+static void throw_out_of_memory(JNIEnv* env, const char* what) {
+  jclass oom = (*env)->FindClass(env, "java/lang/OutOfMemoryError");
+  if (oom != NULL) (*env)->ThrowNew(env, oom, what);
+}
+
 /* A Java string of n bytes of UTF-8 (ill-formed bytes become U+FFFD); NULL with an OutOfMemoryError pending. */
 static jstring string_of_utf8(JNIEnv* env, const char* s, size_t n) {
   jchar* units = (jchar*)malloc((n ? n : 1) * sizeof(jchar));
   if (units == NULL) {
-    jclass oom = (*env)->FindClass(env, "java/lang/OutOfMemoryError");
-    if (oom != NULL) (*env)->ThrowNew(env, oom, "mikv: text for Java");
+    throw_out_of_memory(env, "mikv: text for Java");
     return NULL;
   }
   const size_t count = mikv_utf8_to_utf16(s, n, (uint16_t*)units);
@@ -29,10 +33,7 @@ static char* utf8_of_string(JNIEnv* env, jstring s) {
   if (out == NULL || units == NULL) {
     free(out);
     if (units != NULL) (*env)->ReleaseStringChars(env, s, units);
-    if (!(*env)->ExceptionCheck(env)) {
-      jclass oom = (*env)->FindClass(env, "java/lang/OutOfMemoryError");
-      if (oom != NULL) (*env)->ThrowNew(env, oom, "mikv: text from Java");
-    }
+    if (!(*env)->ExceptionCheck(env)) throw_out_of_memory(env, "mikv: text from Java");
     return NULL;
   }
   out[mikv_utf16_to_utf8((const uint16_t*)units, (size_t)n, out)] = 0;
