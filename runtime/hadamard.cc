@@ -48,58 +48,86 @@ bool PaleyOk(int m) { return m <= kMaxPaley && m >= 4 && IsPrime(m - 1) && (m - 
 
 // The Paley factor of d: 1 when d is a power of two, else the smallest m with PaleyOk(m) and d/m a power of two
 // (0 when there is none).
-int PaleyFactor(int d) {
+int PaleyFactorOf(int d) {
   if (IsPowerOfTwo(d)) return 1;
   for (int m = 4; m <= kMaxPaley && m <= d; m += 4)
     if (d % m == 0 && IsPowerOfTwo(d / m) && PaleyOk(m)) return m;
   return 0;
 }
 
+// Every head's Paley factor and every H_m's rows, worked out once (a function's static: built by the first caller,
+// thread-safe, no allocation). A rotation sits on the decode path (a query, key and value per kv head and layer): the
+// factor's search and the residues took ~30 integer divisions a call, about as long as the sums themselves at 48
+// channels.
+//
 // H_m = I + S, S = [[0, 1ᵀ], [-1, Q]], Q[i][j] = χ(j - i) the Jacobsthal matrix of q = m - 1 (χ the quadratic
-// character mod q; Q is skew-symmetric because q ≡ 3 mod 4, so H_m·H_mᵀ = m·I). Row i (column i when transposed) as
-// ±1 floats into row[m], from the residues of q as bits of one word (q < 64): nothing is stored between calls.
-void PaleyRow(int m, uint64_t residues, int i, bool transposed, float* row) {
-  const int q = m - 1;
-  const float sign = transposed ? -1.0f : 1.0f;  // Hᵀ = I - S: S is skew-symmetric
-  if (i == 0) {
-    row[0] = 1.0f;
-    for (int k = 1; k < m; ++k) row[k] = sign;
-    return;
+// character mod q; Q is skew-symmetric because q ≡ 3 mod 4, so H_m·H_mᵀ = m·I). Hᵀ = I - S. Row i of each as bits:
+// bit k set where the entry is -1.
+struct PaleyTables {
+  uint8_t factor[kMaxD + 1];
+  uint64_t negative[2][kMaxPaley / 4 + 1][kMaxPaley];  // [transposed][m / 4][row]
+
+  PaleyTables() : factor{}, negative{} {
+    for (int d = 1; d <= kMaxD; ++d) factor[d] = (uint8_t)PaleyFactorOf(d);
+    for (int m = 4; m <= kMaxPaley; m += 4) {
+      if (!PaleyOk(m)) continue;
+      const int q = m - 1;
+      bool residue[kMaxPaley] = {};
+      for (int v = 1; v < q; ++v) residue[v * v % q] = true;
+      for (int i = 0; i < m; ++i)
+        for (int k = 0; k < m; ++k) {
+          // S[i][k]: row 0 is [0, 1, ..., 1], column 0 below it -1, then χ(k - i) off the diagonal.
+          const int s = i == k ? 0 : i == 0 ? 1 : k == 0 ? -1 : residue[(k - i + q) % q] ? 1 : -1;
+          if (s < 0) negative[0][m / 4][i] |= uint64_t{1} << k;  // H = I + S
+          if (s > 0) negative[1][m / 4][i] |= uint64_t{1} << k;  // Hᵀ = I - S
+        }
+    }
   }
-  row[0] = -sign;
-  // Entries k >= 1: χ(k - i), rotated so that the loop has no branch on the residues (which would be mispredicted).
-  const uint64_t rotated = (residues >> ((q + 1 - i) % q)) | (residues << (q - (q + 1 - i) % q));
-  for (int k = 1; k < m; ++k) row[k] = sign * (float)(2 * (int)((rotated >> (k - 1)) & 1) - 1);
-  row[i] = 1.0f;  // the diagonal
+};
+
+const PaleyTables& Paley() {
+  static const PaleyTables tables;
+  return tables;
 }
 
-// x viewed as m blocks of P channels (P = 0: p, known at run time only): block i <- Σ_k H_m[i][k] · block k. The sums
-// run over k in order for every channel, the same on every CPU; a block's channels are independent lanes, so the
-// compiler may vectorise them without changing a result (a product by ±1 is exact: a fused multiply-add rounds as
-// the add would).
+using F32x4 = float __attribute__((vector_size(16)));
+
+// The ±1 of four rows at one column, from their four sign bits (bit r set: row r's entry is -1).
+F32x4 SignsOf(uint64_t nibble) {
+  alignas(16) static constexpr float kSigns[16][4] = {
+      {1, 1, 1, 1},  {-1, 1, 1, 1},  {1, -1, 1, 1},  {-1, -1, 1, 1},  {1, 1, -1, 1},  {-1, 1, -1, 1},
+      {1, -1, -1, 1}, {-1, -1, -1, 1}, {1, 1, 1, -1},  {-1, 1, 1, -1},  {1, -1, 1, -1}, {-1, -1, 1, -1},
+      {1, 1, -1, -1}, {-1, 1, -1, -1}, {1, -1, -1, -1}, {-1, -1, -1, -1}};
+  F32x4 v;
+  std::memcpy(&v, kSigns[nibble], sizeof v);
+  return v;
+}
+
+// x viewed as m blocks of P channels (P = 0: p, known at run time only): block i <- Σ_k H_m[i][k] · block k. Four
+// output blocks at a time (m = q + 1 is a multiple of 4), one vector lane each: for every channel j, lane r sums
+// sign(i + r, k) · x[k·p + j] over k, whose four signs are bits i..i+3 of column k (row k of the other orientation).
+// The sums run over k in order for every channel, the same on every CPU (a product by ±1 is exact, so a fused
+// multiply-add rounds as the add would).
 template <int P>
 void PaleyAcrossBlocks(float* x, int m, int p, bool transposed) {
   if constexpr (P != 0) p = P;
-  const int q = m - 1;
-  uint64_t residues = 0;  // bit r: r is a nonzero square mod q
-  for (int v = 1; v < q; ++v) residues |= uint64_t{1} << (v * v % q);
-  float in[kMaxD], row[4][kMaxPaley];
+  const uint64_t* column = Paley().negative[!transposed][m / 4];
+  float in[kMaxD];
   std::memcpy(in, x, sizeof(float) * m * p);
-  for (int i = 0; i < m; i += 4) {  // four output blocks at a time (m = q + 1 is a multiple of 4): four sums in flight
-    for (int r = 0; r < 4; ++r) PaleyRow(m, residues, i + r, transposed, row[r]);
-    if constexpr (P != 0) {  // the blocks' sums in registers
-      float acc[4][P] = {};
-      for (int k = 0; k < m; ++k)
-        for (int r = 0; r < 4; ++r)
-          for (int j = 0; j < P; ++j) acc[r][j] += row[r][k] * in[k * P + j];
-      for (int r = 0; r < 4; ++r)
-        for (int j = 0; j < P; ++j) x[(i + r) * P + j] = acc[r][j];
+  for (int i = 0; i < m; i += 4) {
+    if constexpr (P != 0) {  // the block's channels' sums in registers
+      F32x4 acc[P] = {};
+      for (int k = 0; k < m; ++k) {
+        const F32x4 s = SignsOf((column[k] >> i) & 15);
+        for (int j = 0; j < P; ++j) acc[j] += s * in[k * P + j];
+      }
+      for (int j = 0; j < P; ++j)
+        for (int r = 0; r < 4; ++r) x[(i + r) * P + j] = acc[j][r];
     } else {
-      for (int r = 0; r < 4; ++r) {
-        float* out = x + (i + r) * p;
-        for (int j = 0; j < p; ++j) out[j] = 0.0f;
-        for (int k = 0; k < m; ++k)
-          for (int j = 0; j < p; ++j) out[j] += row[r][k] * in[k * p + j];
+      for (int j = 0; j < p; ++j) {
+        F32x4 acc = {};
+        for (int k = 0; k < m; ++k) acc += SignsOf((column[k] >> i) & 15) * in[k * p + j];
+        for (int r = 0; r < 4; ++r) x[(i + r) * p + j] = acc[r];
       }
     }
   }
@@ -108,9 +136,22 @@ void PaleyAcrossBlocks(float* x, int m, int p, bool transposed) {
 // The unnormalised H x (H_m ⊗ H_p) or Hᵀ x: the Walsh–Hadamard transform of each block (the KV kernels', in-register
 // SIMD where the CPU has it; H_p is symmetric), and the Paley factor across blocks.
 void Transform(float* x, int d, bool transposed) {
-  const int m = PaleyFactor(d), p = d / m;
-  if (p > 1)
+  const int m = Paley().factor[d], p = d / m;
+  if (m > 1 && p <= 8) {
+    // Blocks of 2-8 channels: the butterflies here, in FwhtScalar's order (so the same sums as the kernel's), rather
+    // than m calls through the kernel table for a few additions each (at 48 channels, twelve calls for four floats:
+    // about half of the rotation's time).
+    for (int h = 1; h < p; h *= 2)
+      for (int b = 0; b < d; b += p)
+        for (int i = b; i < b + p; i += 2 * h)
+          for (int j = i; j < i + h; ++j) {
+            const float a = x[j], c = x[j + h];
+            x[j] = a + c;
+            x[j + h] = a - c;
+          }
+  } else if (p > 1) {
     for (int b = 0; b < m; ++b) ActiveKvKernels().fwht(x + b * p, p);
+  }
   switch (m == 1 ? 0 : p) {
     case 0: return;
     case 1: return PaleyAcrossBlocks<1>(x, m, p, transposed);
@@ -123,7 +164,7 @@ void Transform(float* x, int d, bool transposed) {
 
 }  // namespace
 
-bool HadamardSizeOk(int d) { return d >= 2 && d <= kMaxD && PaleyFactor(d) != 0; }
+bool HadamardSizeOk(int d) { return d >= 2 && d <= kMaxD && Paley().factor[d] != 0; }
 
 void HadamardRotate(float* x, int d) {
   const float* sign = SignTable();

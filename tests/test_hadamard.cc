@@ -49,7 +49,7 @@ TEST(Hadamard, TakesPowersOfTwoAndPaleyFactors) {
 // R's rows, from the images of the unit vectors, are orthonormal with every entry ±1/sqrt(d) (H's entries are ±1),
 // and Unrotate is R's transpose.
 TEST(Hadamard, IsASignedHadamardMatrixOverSqrtD) {
-  for (int d : {12, 24, 48, 80, 96, 120, 64}) {
+  for (int d : {12, 20, 24, 44, 48, 80, 88, 96, 120, 192, 240, 64}) {  // every P of PaleyAcrossBlocks, m 12, 20, 44, 60
     SCOPED_TRACE(d);
     std::vector<float> r((size_t)d * d), u((size_t)d * d);  // column j: R e_j, Rᵀ e_j
     for (int j = 0; j < d; ++j) {
