@@ -57,8 +57,8 @@ int PaleyFactorOf(int d) {
 
 // Every head's Paley factor and every H_m's rows, worked out once (a function's static: built by the first caller,
 // thread-safe, no allocation). A rotation sits on the decode path (a query, key and value per kv head and layer): the
-// factor's search and the residues took ~30 integer divisions a call, about as long as the sums themselves at 48
-// channels.
+// factor's search and the residues took ~30 integer divisions a call, a sixth to a half of a rotation's time at 48
+// channels in two rounds (docs/bench/rotate-paley-session48.txt).
 //
 // H_m = I + S, S = [[0, 1ᵀ], [-1, Q]], Q[i][j] = χ(j - i) the Jacobsthal matrix of q = m - 1 (χ the quadratic
 // character mod q; Q is skew-symmetric because q ≡ 3 mod 4, so H_m·H_mᵀ = m·I). Hᵀ = I - S. Row i of each as bits:
