@@ -9,8 +9,8 @@
 // q = m - 1 ≡ 3 (mod 4), applied densely (m additions per channel). Heads that are a power of two take m = 1, the
 // plain Walsh–Hadamard transform; 48 = 12·4, 80 = 20·4, 96 = 12·8 and 120 = 60·2 take a Paley factor (QuaRot does
 // the same for non-power-of-two sizes). In place, no allocation. On this project's host a rotation takes ~0.04 µs at 64
-// channels, ~0.11-0.19 at 48, ~0.2-0.35 at 80 and ~0.7-1.0 at 120 (docs/bench/rotate-paley-session48.txt): the Paley
-// factor's m sums per channel, four rows of H_m a vector, against log p.
+// channels, ~0.07 at 48, ~0.14 at 80, ~0.12 at 96 and ~0.64 at 120 (docs/bench/rotate-paley-session48.txt): the
+// Paley factor's m sums per channel, four rows of H_m a vector, against log p.
 #pragma once
 
 #include <cstdint>
