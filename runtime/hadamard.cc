@@ -140,7 +140,7 @@ void Transform(float* x, int d, bool transposed) {
   if (m > 1 && p <= 8) {
     // Blocks of 2-8 channels: the butterflies here, four floats a vector, rather than m calls through the kernel
     // table for a few additions each: at 48 channels twelve calls for four floats, a quarter of the rotation's time
-    // then, and the scalar butterflies that replaced them were still a third of what was left
+    // then, and the scalar butterflies that replaced them still ~40% of what was left
     // (docs/bench/rotate-paley-session48.txt, steps 2 and 4). Each output is FwhtScalar's a + b or a - b, in its
     // order of stages (a + (-1)·b is a - b exactly), so the same floats as the kernel's.
     const F32x4 odd_negated = {1, -1, 1, -1}, upper_negated = {1, 1, -1, -1};
