@@ -133,8 +133,9 @@ void PaleyAcrossBlocks(float* x, int m, int p, bool transposed) {
   }
 }
 
-// The unnormalised H x (H_m ⊗ H_p) or Hᵀ x: the Walsh–Hadamard transform of each block (the KV kernels', in-register
-// SIMD where the CPU has it; H_p is symmetric), and the Paley factor across blocks.
+// The unnormalised H x (H_m ⊗ H_p) or Hᵀ x: the Walsh–Hadamard transform of each block (H_p is symmetric) — here in
+// vectors for blocks of 2-8 channels beside a Paley factor, else the KV kernels' `fwht`, in-register SIMD where the
+// CPU has it — and the Paley factor across blocks.
 void Transform(float* x, int d, bool transposed) {
   const int m = Paley().factor[d], p = d / m;
   if (m > 1 && p <= 8) {
