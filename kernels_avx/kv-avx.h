@@ -133,7 +133,7 @@ inline void QuantizeQueryAvx2(const float* q, int head_dim, int group, int8_t* q
 }  // namespace
 
 // AVX2 entry points (QuKv*: INT8 rows; Qu4Qu2Kv*: INT4, INT3 and INT2 rows) (kernels_avx/*-avx2.cc), reused by the AVX-512 table where a shape does not fit 16 lanes.
-void FwhtAvx2(float* x, int d);
+void FwhtAvx2(float* x, int d, int block);
 // A softmax's two kernels (KvGreatestFn, KvExpSumFn): f32-softmax-avx2.cc, f32-softmax-avx512.cc (AVX-512F).
 float GreatestAvx2(const float* s, size_t n);
 float GreatestAvx512(const float* s, size_t n);

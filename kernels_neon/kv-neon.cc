@@ -167,19 +167,22 @@ void QuValues(const KvRowFormat& f, const float* p, const uint8_t* rows, size_t 
   ValuesPass<Int8Rows, 1>(f, p, 0, rows, n, acc);
 }
 
-// f32-fwht: stages h = 1, 2 inside each register of four floats, the later ones between registers; the same
-// operations in the same order as the scalar reference.
-void Fwht(float* x, int d) {
-  if (d < 4) return FwhtScalar(x, d);
+// f32-fwht: stages h = 1, 2 inside each register of four floats (as many as the block has), the later ones between
+// registers; the same operations in the same order as the scalar reference.
+void Fwht(float* x, int d, int block) {
+  if (d % 4 != 0) return FwhtScalar(x, d, block);
+  if (block < 2) return;
   for (int i = 0; i < d; i += 4) {
     float32x4_t v = vld1q_f32(x + i);
     float32x4_t r = vrev64q_f32(v);                                   // x1 x0 x3 x2
     v = vtrn1q_f32(vaddq_f32(v, r), vsubq_f32(v, r));                 // x0+x1 x0-x1 x2+x3 x2-x3
-    r = vextq_f32(v, v, 2);                                           // swap pairs
-    v = vcombine_f32(vget_low_f32(vaddq_f32(v, r)), vget_low_f32(vsubq_f32(v, r)));
+    if (block > 2) {
+      r = vextq_f32(v, v, 2);                                         // swap pairs
+      v = vcombine_f32(vget_low_f32(vaddq_f32(v, r)), vget_low_f32(vsubq_f32(v, r)));
+    }
     vst1q_f32(x + i, v);
   }
-  for (int h = 4; h < d; h *= 2)
+  for (int h = 4; h < block; h *= 2)
     for (int i = 0; i < d; i += 2 * h)
       for (int j = i; j < i + h; j += 4) {
         const float32x4_t a = vld1q_f32(x + j), b = vld1q_f32(x + j + h);

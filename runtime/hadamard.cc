@@ -133,38 +133,12 @@ void PaleyAcrossBlocks(float* x, int m, int p, bool transposed) {
   }
 }
 
-// The unnormalised H x (H_m ⊗ H_p) or Hᵀ x: the Walsh–Hadamard transform of each block (H_p is symmetric) — here in
-// vectors for blocks of 2-8 channels beside a Paley factor, else the KV kernels' `fwht`, in-register SIMD where the
-// CPU has it — and the Paley factor across blocks.
+// The unnormalised H x (H_m ⊗ H_p) or Hᵀ x: the Walsh–Hadamard transform of each block of p channels (H_p is
+// symmetric), all m blocks in one call of the KV kernels' `fwht` (in-register SIMD where the CPU has it), then the
+// Paley factor across blocks.
 void Transform(float* x, int d, bool transposed) {
   const int m = Paley().factor[d], p = d / m;
-  if (m > 1 && p <= 8) {
-    // Blocks of 2-8 channels: the butterflies here, four floats a vector, rather than m calls through the kernel
-    // table for a few additions each: at 48 channels twelve calls for four floats, a quarter of the rotation's time
-    // then, and the scalar butterflies that replaced them still ~40% of what was left
-    // (docs/bench/rotate-paley-session48.txt, steps 2 and 4). Each output is FwhtScalar's a + b or a - b, in its
-    // order of stages (a + (-1)·b is a - b exactly), so the same floats as the kernel's.
-    const F32x4 odd_negated = {1, -1, 1, -1}, upper_negated = {1, 1, -1, -1};
-    for (int b = 0; p >= 2 && b < d; b += 4) {  // stages 1 and 2 in each vector (p = 2: two blocks, stage 1 only)
-      F32x4 v;
-      std::memcpy(&v, x + b, sizeof v);
-      v = __builtin_shufflevector(v, v, 0, 0, 2, 2) + __builtin_shufflevector(v, v, 1, 1, 3, 3) * odd_negated;
-      if (p >= 4)
-        v = __builtin_shufflevector(v, v, 0, 1, 0, 1) + __builtin_shufflevector(v, v, 2, 3, 2, 3) * upper_negated;
-      std::memcpy(x + b, &v, sizeof v);
-    }
-    if (p == 8)  // stage 4: between the two vectors of each block
-      for (int b = 0; b < d; b += 8) {
-        F32x4 lo, hi;
-        std::memcpy(&lo, x + b, sizeof lo);
-        std::memcpy(&hi, x + b + 4, sizeof hi);
-        const F32x4 sum = lo + hi, difference = lo - hi;
-        std::memcpy(x + b, &sum, sizeof sum);
-        std::memcpy(x + b + 4, &difference, sizeof difference);
-      }
-  } else if (p > 1) {
-    for (int b = 0; b < m; ++b) ActiveKvKernels().fwht(x + b * p, p);
-  }
+  ActiveKvKernels().fwht(x, d, p);
   switch (m == 1 ? 0 : p) {
     case 0: return;
     case 1: return PaleyAcrossBlocks<1>(x, m, p, transposed);

@@ -47,10 +47,12 @@ struct KvRowFormat {
 using KvScoresFn = void (*)(const KvRowFormat& f, const float* q, const float* qsum, const uint8_t* rows, size_t n,
                             float scale, float* out);
 using KvValuesFn = void (*)(const KvRowFormat& f, const float* p, const uint8_t* rows, size_t n, float* acc);
-// In place, unnormalised fast Walsh–Hadamard transform of x[d], d a power of two: stages h = 1, 2, 4, ... of
-// butterflies (x[j], x[j+h]) <- (x[j] + x[j+h], x[j] - x[j+h]). Every variant does the same additions in the same
-// order, so they agree bit for bit (hadamard.h builds the rotation on it).
-using KvFwhtFn = void (*)(float* x, int d);
+// In place, unnormalised fast Walsh–Hadamard transform of each block of `block` channels of x[d] (block a power of
+// two dividing d; block = d: the whole vector): stages h = 1, 2, 4, ..., block / 2 of butterflies
+// (x[j], x[j+h]) <- (x[j] + x[j+h], x[j] - x[j+h]) over all d channels, whose pairs never cross a block's edge. So a
+// head of 48 = 12·4 channels takes its twelve transforms of four in one call (hadamard.h builds the rotation on it).
+// Every variant does the same additions in the same order, so they agree bit for bit.
+using KvFwhtFn = void (*)(float* x, int d, int block);
 // A softmax in two kernels, its normalization left to the caller: the attention weighs the values by the exps and
 // multiplies its outputs (and the importance it adds) by 1 / their sum, rather than scaling every probability; a split
 // kv head's blocks each take their own max, and join by their maxima and sums.
@@ -181,7 +183,7 @@ float GreatestScore(const float* s, size_t n);
 
 // The scalar reference kernels (also the fallback for precisions a SIMD variant does not cover).
 extern const KvKernels kScalarKvKernels;
-void FwhtScalar(float* x, int d);
+void FwhtScalar(float* x, int d, int block);
 void KvEncodeScalar(const KvRowFormat& f, const float* x, uint8_t* dst);  // KvCodec::Encode
 
 }  // namespace mikv

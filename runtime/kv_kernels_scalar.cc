@@ -87,8 +87,8 @@ void ValuesQuantized(const KvRowFormat& f, const float* p, const uint8_t* rows, 
 
 }  // namespace
 
-void FwhtScalar(float* x, int d) {
-  for (int h = 1; h < d; h *= 2)
+void FwhtScalar(float* x, int d, int block) {
+  for (int h = 1; h < block; h *= 2)
     for (int i = 0; i < d; i += 2 * h)
       for (int j = i; j < i + h; ++j) {
         const float a = x[j], b = x[j + h];

@@ -588,22 +588,47 @@ namespace {
 TEST(KvKernels, EveryFwhtEqualsTheScalarReferenceBitForBit) {
   std::mt19937 rng(21);
   std::normal_distribution<float> n(0.0f, 3.0f);
+  // Whole vectors of 2-1024 channels, and the heads a Paley factor splits into blocks (48 = 12·4, 96 = 12·8, ...),
+  // every block width that divides them.
+  std::vector<int> sizes = {12, 20, 24, 40, 44, 48, 80, 88, 96, 120, 192, 240};
+  for (int d = 2; d <= 1024; d *= 2) sizes.push_back(d);
   for (const KvKernels* k : Variants()) {
-    for (int d = 2; d <= 1024; d *= 2) {
-      std::vector<float> x(d);
-      for (float& v : x) v = n(rng);
-      std::vector<float> ref = x;
-      FwhtScalar(ref.data(), d);
-      k->fwht(x.data(), d);
-      EXPECT_EQ(0, std::memcmp(x.data(), ref.data(), d * sizeof(float))) << k->isa << " d=" << d;
+    for (int d : sizes) {
+      for (int block = 1; block <= d && d % block == 0; block *= 2) {
+        std::vector<float> x(d);
+        for (float& v : x) v = n(rng);
+        std::vector<float> ref = x;
+        FwhtScalar(ref.data(), d, block);
+        k->fwht(x.data(), d, block);
+        EXPECT_EQ(0, std::memcmp(x.data(), ref.data(), d * sizeof(float)))
+            << k->isa << " d=" << d << " block=" << block;
+      }
     }
   }
-  // The reference is the Walsh–Hadamard matrix: transforming twice multiplies by d.
+}
+
+TEST(KvKernels, FwhtScalarIsTheWalshHadamardMatrixOfEachBlock) {
+  // Transforming twice multiplies by the block width.
   std::vector<float> x = {1, 2, 3, 4, 5, 6, 7, 8}, y = x;
-  FwhtScalar(y.data(), 8);
+  FwhtScalar(y.data(), 8, 8);
   EXPECT_EQ(y[0], 36.0f);
-  FwhtScalar(y.data(), 8);
+  FwhtScalar(y.data(), 8, 8);
   for (int i = 0; i < 8; ++i) EXPECT_EQ(y[i], 8 * x[i]);
+  // Blocks of 4 of twelve channels: each block is transformed alone, as a whole vector of 4 would be.
+  std::vector<float> z(12);
+  for (int i = 0; i < 12; ++i) z[i] = (float)(i * i % 7) - 3.0f;
+  std::vector<float> blocks = z;
+  FwhtScalar(blocks.data(), 12, 4);
+  for (int b = 0; b < 12; b += 4) {
+    std::vector<float> one(z.begin() + b, z.begin() + b + 4);
+    FwhtScalar(one.data(), 4, 4);
+    for (int i = 0; i < 4; ++i) EXPECT_EQ(blocks[b + i], one[i]) << "block " << b / 4 << " channel " << i;
+    EXPECT_EQ(blocks[b], z[b] + z[b + 1] + z[b + 2] + z[b + 3]);
+  }
+  // A block of 1 is the identity.
+  std::vector<float> same = z;
+  FwhtScalar(same.data(), 12, 1);
+  EXPECT_EQ(same, z);
 }
 
 }  // namespace
