@@ -98,6 +98,18 @@ class LlamaGraph {
   // through the pool themselves).
   static bool LockstepFits(const Model& model);
   bool lockstep() const { return lockstep_; }
+  // Timing of the lockstep's barriers (LockstepBarrier::TimeWaits): each thread's seconds waiting for the others,
+  // summed over the steps run while on.
+  void TimeLockstepWaits(bool on) { barrier_.TimeWaits(on); }
+  // All threads' total, the least and the most of one thread.
+  void LockstepWaitedSeconds(double* total, double* least, double* most) const {
+    *total = 0, *least = *most = barrier_.WaitedSeconds(0);
+    for (size_t t = 0; t < barrier_.threads(); ++t) {
+      const double w = barrier_.WaitedSeconds(t);
+      *total += w, *least = w < *least ? w : *least, *most = w > *most ? w : *most;
+    }
+  }
+  void ClearLockstepWaits() { barrier_.ClearWaitedSeconds(); }
 
   // Creates the XNNPACK operators (packs the weights). Heap memory, once, at session creation.
   Status CreateOperators();

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -32,6 +33,15 @@ class LockstepBarrier {
   uint32_t SpinBudget(size_t t) const { return spin_[t].pauses; }
   static constexpr uint32_t kMaxSpins = 4096, kMinSpins = 16;
 
+  // While on (`mikv bench --phases`), each Wait adds the time from thread t's arrival to its leaving to t's total:
+  // how long the threads stood idle for each other, which the phases (timed on thread 0, waits included) do not
+  // say. Set between RunOnEachThread calls. Off, a Wait reads no clock (two reads, ~50 ns, at ~150 Waits a step).
+  void TimeWaits(bool on) { timed_ = on; }
+  double WaitedSeconds(size_t t) const { return t < threads_ ? spin_[t].waited_seconds : 0.0; }
+  void ClearWaitedSeconds() {
+    for (size_t t = 0; t < threads_; ++t) spin_[t].waited_seconds = 0;
+  }
+
   // Thread t's count of Waits so far; all threads hold the same count between RunOnEachThread calls.
   // While it waits for the others, the thread asks for the lines of [ask, ask + ask_bytes) in order, one a spin — the
   // start of the weights it reads next (LlamaGraph::LockstepThread) — and then only spins. The others are still
@@ -50,6 +60,8 @@ class LockstepBarrier {
   // in a sleep halves the thread's budget (down to kMinSpins) and one that ends in the spin doubles it (up to
   // kMaxSpins), so a crowded machine stops paying the full spin at each of a step's ~150 barriers.
   void Wait(size_t t, const void* ask = nullptr, size_t ask_bytes = 0) {
+    using Clock = std::chrono::steady_clock;
+    const Clock::time_point arrived = timed_ ? Clock::now() : Clock::time_point();
     const char* next = static_cast<const char*>(ask);
     const char* const end = next + ask_bytes;
     const uint32_t mine = passed_[t].count.load(std::memory_order_relaxed) + 1;
@@ -84,6 +96,7 @@ class LockstepBarrier {
     }
     if (slept) spin_[t].pauses = budget / 2 < kMinSpins ? kMinSpins : budget / 2;
     else if (budget < kMaxSpins) spin_[t].pauses = budget * 2;
+    if (timed_) spin_[t].waited_seconds += std::chrono::duration<double>(Clock::now() - arrived).count();
   }
 
  private:
@@ -93,10 +106,12 @@ class LockstepBarrier {
     std::atomic<uint32_t> count{0};     // thread's Waits passed; the futex word its sleepers wait on
     std::atomic<uint32_t> sleepers{0};  // threads asleep (or about to be) on count
   };
-  struct alignas(64) Budget {
-    uint32_t pauses = kMaxSpins;  // the thread's own: spins before it sleeps
+  struct alignas(64) Budget {     // the thread's own line
+    uint32_t pauses = kMaxSpins;  // spins before it sleeps
+    double waited_seconds = 0;    // with TimeWaits: its time in Wait
   };
   size_t threads_ = 0;
+  bool timed_ = false;
   std::unique_ptr<Line[]> passed_;
   std::unique_ptr<Budget[]> spin_;
 };

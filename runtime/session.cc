@@ -151,6 +151,7 @@ Status Session::Prefill(const int32_t* tokens, size_t n, float* all_logits) {
   MIKV_RETURN_IF_ERROR(cache_->Reserve((int)n));
   const bool decode = n == 1 && stats_.prompt_tokens > 0;
   double* phases = decode && config_.time_phases ? stats_.decode_phase_seconds : nullptr;
+  graph_.TimeLockstepWaits(phases != nullptr);  // (a prompt's first token may decode in lockstep: not counted)
   const auto t0 = std::chrono::steady_clock::now();
   for (size_t done = 0; done < n;) {
     const int step = (int)std::min(n - done, (size_t)graph_.chunk());
@@ -163,6 +164,9 @@ Status Session::Prefill(const int32_t* tokens, size_t n, float* all_logits) {
   if (decode) {
     stats_.generated_tokens += 1;
     stats_.decode_seconds += secs;
+    if (phases && graph_.lockstep())
+      graph_.LockstepWaitedSeconds(&stats_.decode_wait_seconds, &stats_.decode_wait_least_seconds,
+                                   &stats_.decode_wait_most_seconds);
   } else {
     stats_.prompt_tokens += n;
     stats_.prompt_seconds += secs;
@@ -176,6 +180,7 @@ void Session::Reset() {
   sampler_.Reseed(config_.sampler.seed);
   const SessionStats kept = stats_;
   stats_ = SessionStats();
+  graph_.ClearLockstepWaits();
   stats_.arena_bytes = kept.arena_bytes;
   stats_.operator_bytes = kept.operator_bytes;
   stats_.operator_peak_bytes = kept.operator_peak_bytes;

@@ -56,6 +56,9 @@ struct SessionStats {
   // With SessionConfig::time_phases: the decode steps' seconds per forward-pass phase (ForwardPhase); the rest of
   // decode_seconds is the session's own.
   double decode_phase_seconds[kForwardPhases] = {};
+  // With time_phases, decode steps in lockstep (decodes_in_lockstep): seconds the threads stood at its barriers
+  // waiting for each other — all threads' together, and the least and the most of one thread. 0 otherwise.
+  double decode_wait_seconds = 0, decode_wait_least_seconds = 0, decode_wait_most_seconds = 0;
 };
 
 class Session {

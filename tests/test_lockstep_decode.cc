@@ -290,6 +290,47 @@ TEST(LockstepDecode, TheSessionSaysWhereThePoolsSplitTakesOver) {
   EXPECT_EQ(from(4, 10), 0);   // on 4, 3/4 too
 }
 
+// With time_phases the session reports how long the lockstep's threads stood at its barriers (what `mikv bench
+// --phases` prints): each thread's time is in (0, the decode's time] — a Wait reads the clock twice, so even one
+// that finds the others there takes some — the total is the threads' sum, Reset clears it; without time_phases, and
+// on a session that decodes through the pool, nothing is counted.
+TEST(LockstepDecode, TheSessionCountsTheThreadsWaitsAtTheBarriersWhenAsked) {
+  std::unique_ptr<Model> model;
+  ASSERT_TRUE(Model::Load(TinyRandomModel(true), &model).ok());
+  auto decode = [&](Session* s, int steps) {
+    std::vector<int32_t> prompt;
+    for (int i = 0; i < 20; ++i) prompt.push_back(1 + i * 7);
+    ASSERT_TRUE(s->Prefill(prompt.data(), prompt.size()).ok());
+    for (int step = 0; step < steps; ++step) ASSERT_TRUE(s->Decode(1 + step).ok());
+  };
+  for (bool timed : {true, false})
+    for (bool lockstep : {true, false}) {
+      SCOPED_TRACE(std::string(timed ? "timed" : "not timed") + (lockstep ? ", lockstep" : ", pooled"));
+      SessionConfig config = CacheConfig("mikv", 2, 160);
+      config.time_phases = timed;
+      config.lockstep_decode = lockstep;
+      std::unique_ptr<Session> s;
+      ASSERT_TRUE(Session::Create(*model, config, &s).ok());
+      ASSERT_EQ(s->decodes_in_lockstep(), lockstep);
+      decode(s.get(), 40);
+      const SessionStats& st = s->stats();
+      if (!timed || !lockstep) {
+        EXPECT_EQ(st.decode_wait_seconds, 0.0);
+        EXPECT_EQ(st.decode_wait_most_seconds, 0.0);
+        continue;
+      }
+      EXPECT_GT(st.decode_wait_least_seconds, 0.0);
+      EXPECT_LE(st.decode_wait_least_seconds, st.decode_wait_most_seconds);
+      EXPECT_LE(st.decode_wait_most_seconds, st.decode_seconds);
+      EXPECT_DOUBLE_EQ(st.decode_wait_seconds, st.decode_wait_least_seconds + st.decode_wait_most_seconds);
+      s->Reset();
+      EXPECT_EQ(s->stats().decode_wait_seconds, 0.0);
+      decode(s.get(), 1);  // one step, counted from zero, not on top of the forty before the Reset
+      EXPECT_GT(s->stats().decode_wait_least_seconds, 0.0);
+      EXPECT_LE(s->stats().decode_wait_most_seconds, s->stats().decode_seconds);
+    }
+}
+
 TEST(LockstepDecode, ANegativeSplitThresholdIsRefusedByName) {
   std::unique_ptr<Model> model;
   ASSERT_TRUE(Model::Load(TinyRandomModel(true), &model).ok());

@@ -350,6 +350,38 @@ TEST(ThreadPool, EveryIndexRunsOncePerCallAcrossTheGenerationTagsWrap) {
   }
 }
 
+// LockstepBarrier::TimeWaits: a thread's time from its arrival to its leaving. Thread 1 arrives 30 ms after thread 0,
+// so thread 0's wait holds those 30 ms and thread 1's does not; off, nothing is added; ClearWaitedSeconds zeroes both.
+TEST(ThreadPool, TimedLockstepWaitsHoldTheTimeSpentWaitingForTheLateThread) {
+  ThreadPool pool(2);
+  struct Context {
+    LockstepBarrier barrier = LockstepBarrier(2);
+  } c;
+  auto run = [&] {
+    pool.RunOnEachThread(
+        [](const void* ctx, size_t thread, size_t) {
+          auto& c = *static_cast<Context*>(const_cast<void*>(ctx));
+          if (thread == 1) std::this_thread::sleep_for(std::chrono::milliseconds(30));
+          c.barrier.Wait(thread);
+        },
+        &c, false);
+  };
+  run();
+  EXPECT_EQ(c.barrier.WaitedSeconds(0), 0.0);
+  EXPECT_EQ(c.barrier.WaitedSeconds(1), 0.0);
+  c.barrier.TimeWaits(true);
+  run();
+  EXPECT_GE(c.barrier.WaitedSeconds(0), 0.025);
+  EXPECT_LT(c.barrier.WaitedSeconds(1), c.barrier.WaitedSeconds(0));
+  EXPECT_EQ(c.barrier.WaitedSeconds(2), 0.0);  // no such thread
+  const double after_one = c.barrier.WaitedSeconds(0);
+  run();
+  EXPECT_GE(c.barrier.WaitedSeconds(0), after_one + 0.025);  // summed over the Waits
+  c.barrier.ClearWaitedSeconds();
+  EXPECT_EQ(c.barrier.WaitedSeconds(0), 0.0);
+  EXPECT_EQ(c.barrier.WaitedSeconds(1), 0.0);
+}
+
 // RunOnEachThread: thread t runs index t, once, and all at the same time: the items pass a LockstepBarrier together
 // many times (a thread that ran two items, or one that never started, would leave the others waiting: the check
 // gives up after 20 s instead of hanging). Runs between ordinary calls, so the share words' tags stay in step too.

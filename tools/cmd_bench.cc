@@ -495,6 +495,19 @@ int RunBench(const BenchArgs& a) {
         for (const auto& [name, us] : phases.items())
           std::printf("  %-11s %8.1f  %5.1f%%\n", name.c_str(), us.get<double>(), 100 * us.get<double>() / (st.decode_seconds * per_token));
       }
+      // The phases are thread 0's, waits included; this is what every thread stood idle at the lockstep's barriers.
+      if (st.decode_wait_seconds > 0) {
+        const double mean = st.decode_wait_seconds / model_threads * per_token;
+        out["model"]["decode_lockstep_wait_us_per_token"] = {{"threads", model_threads},
+                                                             {"mean", mean},
+                                                             {"least", st.decode_wait_least_seconds * per_token},
+                                                             {"most", st.decode_wait_most_seconds * per_token}};
+        if (!a.json)
+          std::printf("waiting at the lockstep's barriers, µs per token a thread: %.1f (%.1f%% of the step; %.1f-%.1f "
+                      "by thread)\n",
+                      mean, 100 * mean / (st.decode_seconds * per_token), st.decode_wait_least_seconds * per_token,
+                      st.decode_wait_most_seconds * per_token);
+      }
     }
   }
   if (a.json) PrintJson(out);
