@@ -35,7 +35,8 @@ class LockstepBarrier {
 
   // While on (`mikv bench --phases`), each Wait adds the time from thread t's arrival to its leaving to t's total:
   // how long the threads stood idle for each other, which the phases (timed on thread 0, waits included) do not
-  // say. Set between RunOnEachThread calls. Off, a Wait reads no clock (two reads, ~50 ns, at ~150 Waits a step).
+  // say. Set between RunOnEachThread calls. Off, a Wait reads no clock (two reads, ~50 ns, at each of a step's
+  // ~150-240 Waits).
   void TimeWaits(bool on) { timed_ = on; }
   double WaitedSeconds(size_t t) const { return t < threads_ ? spin_[t].waited_seconds : 0.0; }
   void ClearWaitedSeconds() {
