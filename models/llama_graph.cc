@@ -56,6 +56,11 @@ Status LlamaGraph::CreateOperators() {
     for (int t = 0; t < threads_; ++t) MIKV_RETURN_IF_ERROR(thread_swiglu_[t].Create());
     barrier_ = LockstepBarrier((size_t)threads_, MoreThreadsThanCpus(threads_));
     thread_status_.assign((size_t)threads_, OkStatus());
+    const LayerOps& ops = layers_[0];
+    const size_t rows[LockstepShares::kMatrices] = {ops.wqkv.out_features(), ops.wo.out_features(),
+                                                    (size_t)c.hidden_dim, ops.w2.out_features()};
+    shares_ = LockstepShares((size_t)threads_, rows);
+    busy_seconds_.assign((size_t)threads_, 0.0);
   }
 
   // RoPE frequencies: theta^(-2i/d), divided by the model's per-frequency factors (Llama 3 scaling).

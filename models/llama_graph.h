@@ -13,6 +13,7 @@
 #include "kv_cache.h"
 #include "linear.h"
 #include "lockstep_barrier.h"
+#include "lockstep_shares.h"
 #include "model.h"
 #include "swiglu.h"
 
@@ -110,6 +111,12 @@ class LlamaGraph {
     }
   }
   void ClearLockstepWaits() { barrier_.ClearWaitedSeconds(); }
+  // Whether the lockstep's projection rows follow each thread's pace (LockstepShares); off: equal shares.
+  void BalanceLockstep(bool on) { balance_ = on; }
+  const LockstepShares& lockstep_shares() const { return shares_; }
+  void SetLockstepWeights(const double* weights) {
+    if (lockstep_) shares_.SetWeights(weights);
+  }
 
   // Creates the XNNPACK operators (packs the weights). Heap memory, once, at session creation.
   Status CreateOperators();
@@ -165,6 +172,9 @@ class LlamaGraph {
   std::unique_ptr<SwiGlu[]> thread_swiglu_;
   LockstepBarrier barrier_;
   std::vector<Status> thread_status_;
+  LockstepShares shares_;
+  bool balance_ = false;
+  std::vector<double> busy_seconds_;  // [threads]: each thread's seconds in its projection rows, the last step
   std::vector<float> inv_freq_;  // [head_dim / 2], made at creation
 
   // Arena buffers.

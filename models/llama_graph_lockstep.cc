@@ -16,6 +16,7 @@
 // The results are the pooled pass's bit for bit: each output row comes from the same kernel on the same inputs, each
 // thread's norm, quantization and SwiGLU are the same functions on the same values (LlamaGraphLockstep tests).
 #include <algorithm>
+#include <chrono>
 #include <utility>
 
 #include "llama_graph.h"
@@ -62,6 +63,7 @@ Status LlamaGraph::ForwardLockstep(int pos, KvCache* cache, pthreadpool_t pool, 
       // q8_0/q4_0 items run flushed, but those kernels can neither meet nor make a denormal float: their floats are
       // products of f16 scales and integer sums.)
       &job, /*flush_denormals=*/false);
+  if (balance_) shares_.Rebalance(busy_seconds_.data());  // (every thread is done with this step's shares)
   for (Status& s : thread_status_) {
     if (!s.ok()) {
       Status failed = s;
@@ -84,13 +86,22 @@ void LlamaGraph::LockstepThread(size_t t, int pos, KvCache* cache, PhaseClock* s
   int32_t* sums = thread_q8_sums_ + t * thread_sums_stride_;
   // This thread's rows of op · x, into y (whole rows; other threads write the others); `then`: the weights it reads
   // next (Linear::RunRows).
-  auto project = [&](const Linear& op, const float* x, float* y, const uint8_t* then) {
+  // With balance_, the time in its rows (what LockstepShares::Rebalance goes by).
+  using Clock = std::chrono::steady_clock;
+  double busy = 0;
+  auto run_rows = [&](const Linear& op, const LinearInput& in, float* y, std::pair<size_t, size_t> rows,
+                      const uint8_t* then) {
+    const Clock::time_point start = balance_ ? Clock::now() : Clock::time_point();
+    op.RunRows(in, y, rows.first, rows.second, then);
+    if (balance_) busy += std::chrono::duration<double>(Clock::now() - start).count();
+  };
+  auto project = [&](const Linear& op, LockstepShares::Matrix m, const float* x, float* y, const uint8_t* then) {
     op.QuantizeQ8Blocks(x, q8, sums);
-    op.RunShare(LinearInput{x, nullptr, nullptr, 1, q8, sums}, y, t, T, then);
+    run_rows(op, LinearInput{x, nullptr, nullptr, 1, q8, sums}, y, shares_.Rows(m, t), then);
   };
   // This thread's rows of x_ += y, for the rows it just projected.
-  auto add_residual = [&](const Linear& op, const float* y) {
-    const auto [begin, end] = op.ShareRows(t, T);
+  auto add_residual = [&](LockstepShares::Matrix m, const float* y) {
+    const auto [begin, end] = shares_.Rows(m, t);
     for (size_t i = begin; i < end; ++i) x_[i] += y[i];
   };
   const int group = c.n_heads / c.n_kv_heads;
@@ -133,7 +144,7 @@ void LlamaGraph::LockstepThread(size_t t, int pos, KvCache* cache, PhaseClock* s
         if (starts(kvh)) cache->AskWriteKvHead(l, (int)kvh);
     RmsNorm(x_, reinterpret_cast<const float*>(L.attn_norm->data), xb, c.dim);
     clock.Mark(ForwardPhase::AttentionNorm);
-    project(ops.wqkv, xb, h13_, nullptr);  // (the attention comes next: its own rows are what it should read)
+    project(ops.wqkv, LockstepShares::kQkv, xb, h13_, nullptr);  // (the attention comes next: its own rows are what it should read)
     barrier_.Wait(t);
     clock.Mark(ForwardPhase::Qkv);
 
@@ -189,17 +200,18 @@ void LlamaGraph::LockstepThread(size_t t, int pos, KvCache* cache, PhaseClock* s
       const auto [r0, r1] = ThreadPool::ShareOf(rest, T, t);
       for (size_t kvh = whole + r0; kvh < whole + r1; ++kvh) cache->AttendSum(l, (int)kvh, B, output(kvh), attn_split_);
     }
-    wait_then_read(ops.wo, ops.wo.ShareRows(t, T));
+    wait_then_read(ops.wo, shares_.Rows(LockstepShares::kWo, t));
     clock.Mark(ForwardPhase::Attention);
 
     PrefetchLines(L.ffn_norm->data, (size_t)c.dim * sizeof(float));  // arrives during wo (ForwardPooled says why)
     // The fused gate/up rows split as pairs: this thread's gate rows [g0, g1) and the up rows that meet them (hidden
     // further), so that it makes its own slice of SwiGLU from what it just wrote, over its gates (h13_'s front, where
     // the pooled pass leaves SwiGLU's output too), and nobody makes it twice.
-    const std::pair<size_t, size_t> gate_rows = Linear::ShareOfRows(hidden, t, T), w2_rows = ops.w2.ShareRows(t, T);
+    const std::pair<size_t, size_t> gate_rows = shares_.Rows(LockstepShares::kGate, t),
+                                    w2_rows = shares_.Rows(LockstepShares::kW2, t);
     const size_t g0 = gate_rows.first, g1 = gate_rows.second;
-    project(ops.wo, att_, xb2_, start_of(ops.w13, gate_rows));  // then its gate rows
-    add_residual(ops.wo, xb2_);
+    project(ops.wo, LockstepShares::kWo, att_, xb2_, start_of(ops.w13, gate_rows));  // then its gate rows
+    add_residual(LockstepShares::kWo, xb2_);
     wait_then_read(ops.w13, gate_rows);  // its gate rows (the up rows come after them)
     clock.Mark(ForwardPhase::Output);
 
@@ -207,8 +219,8 @@ void LlamaGraph::LockstepThread(size_t t, int pos, KvCache* cache, PhaseClock* s
     clock.Mark(ForwardPhase::FfnNorm);
     ops.w13.QuantizeQ8Blocks(xb, q8, sums);
     const LinearInput ffn_in{xb, nullptr, nullptr, 1, q8, sums};
-    ops.w13.RunRows(ffn_in, h13_, g0, g1, start_of(ops.w13, {hidden + g0, hidden + g1}));
-    ops.w13.RunRows(ffn_in, h13_, hidden + g0, hidden + g1, start_of(ops.w2, w2_rows));
+    run_rows(ops.w13, ffn_in, h13_, gate_rows, start_of(ops.w13, {hidden + g0, hidden + g1}));
+    run_rows(ops.w13, ffn_in, h13_, {hidden + g0, hidden + g1}, start_of(ops.w2, w2_rows));
     clock.Mark(ForwardPhase::GateUp);
     if (g1 > g0) {
       const Status s = thread_swiglu_[t].RunInto(h13_ + g0, h13_ + hidden + g0, g1 - g0, product, h13_ + g0);
@@ -219,13 +231,14 @@ void LlamaGraph::LockstepThread(size_t t, int pos, KvCache* cache, PhaseClock* s
     const TensorView* next_norm = l + 1 < c.n_layers ? w.layers[l + 1].attn_norm : w.norm;
     PrefetchLines(next_norm->data, (size_t)c.dim * sizeof(float));  // arrives during the down projection
     const Linear* next_qkv = l + 1 < c.n_layers ? &layers_[l + 1].wqkv : nullptr;
-    const std::pair<size_t, size_t> next_qkv_rows = next_qkv ? next_qkv->ShareRows(t, T) : std::pair<size_t, size_t>{};
-    project(ops.w2, h13_, xb2_, next_qkv ? start_of(*next_qkv, next_qkv_rows) : nullptr);
-    add_residual(ops.w2, xb2_);
+    const std::pair<size_t, size_t> next_qkv_rows = shares_.Rows(LockstepShares::kQkv, t);
+    project(ops.w2, LockstepShares::kW2, h13_, xb2_, next_qkv ? start_of(*next_qkv, next_qkv_rows) : nullptr);
+    add_residual(LockstepShares::kW2, xb2_);
     if (next_qkv) wait_then_read(*next_qkv, next_qkv_rows);
     else barrier_.Wait(t);
     clock.Mark(ForwardPhase::Down);
   }
+  busy_seconds_[t] = busy;
 }
 
 }  // namespace mikv

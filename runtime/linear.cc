@@ -7,6 +7,7 @@
 #include <malloc.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include <limits>
@@ -305,6 +306,12 @@ std::pair<size_t, size_t> Linear::ShareOfRows(size_t rows, size_t t, size_t thre
   const size_t tiles = (rows + kQb32TileRows - 1) / kQb32TileRows;
   const auto [first, last] = ThreadPool::ShareOf(tiles, threads, t);
   return {std::min(first * kQb32TileRows, rows), std::min(last * kQb32TileRows, rows)};
+}
+
+std::pair<size_t, size_t> Linear::FractionOfRows(size_t rows, double from, double to) {
+  const size_t tiles = (rows + kQb32TileRows - 1) / kQb32TileRows;
+  auto at = [&](double f) { return std::min((size_t)std::llround(f * (double)tiles) * kQb32TileRows, rows); };
+  return {at(from), at(to)};
 }
 
 void Linear::RunShare(const LinearInput& in, float* y, size_t t, size_t threads, const uint8_t* then) const {

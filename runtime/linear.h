@@ -87,6 +87,9 @@ class Linear {
   }
   // Thread t's share of `rows` rows in Run's tiles.
   static std::pair<size_t, size_t> ShareOfRows(size_t rows, size_t t, size_t threads);
+  // Rows [from · rows, to · rows), from and to in [0, 1], rounded to Run's tiles: a share weighted by a thread's
+  // pace (LockstepShares). Shares that meet at one fraction meet at one row.
+  static std::pair<size_t, size_t> FractionOfRows(size_t rows, double from, double to);
 
   bool needs_qd8() const { return needs_qd8_; }
   bool needs_q8_blocks() const { return type_ == WeightType::Q8_0 || type_ == WeightType::Q4_0; }

@@ -61,7 +61,9 @@ Session::Session(const Model& model, const SessionConfig& config, const KvPlan& 
       cache_(MakeCache(Geometry(model.config(), config.context), config, plan)),
       graph_(model, config.prefill_chunk, config.threads, config.split_attention_min_tokens, config.lockstep_decode,
              config.lockstep_split_min_tokens, config.context),
-      sampler_(model.config().vocab_size, config.sampler) {}
+      sampler_(model.config().vocab_size, config.sampler) {
+  graph_.BalanceLockstep(config.balance_lockstep);
+}
 
 Session::~Session() {
   if (pool_) pthreadpool_destroy(pool_);

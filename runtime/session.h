@@ -45,6 +45,9 @@ struct SessionConfig {
   // Decode steps run their layers on every thread at once where the model's projections allow it
   // (LlamaGraph::ForwardLockstep; the same logits); false: every parallel operation through the pool.
   bool lockstep_decode = true;
+  // In lockstep, each thread's rows of the projections follow its pace (LockstepShares: a thread on a slower or busier
+  // core gets fewer rows; the same logits); false: equal shares.
+  bool balance_lockstep = true;
 };
 
 struct SessionStats {
@@ -86,6 +89,11 @@ class Session {
   const SessionStats& stats() const { return stats_; }
   // Whether decode steps run their layers in lockstep (SessionConfig::lockstep_decode, where the model allows it).
   bool decodes_in_lockstep() const { return graph_.lockstep(); }
+  // Each thread's share of the lockstep's projection rows now (SessionConfig::balance_lockstep).
+  double lockstep_share(size_t t) const { return graph_.lockstep() ? graph_.lockstep_shares().Weight(t) : 0.0; }
+  // Sets those shares in these proportions (weights[threads], positive): where the cores are known to differ. With
+  // balance_lockstep they move on from there.
+  void SetLockstepShares(const double* weights) { graph_.SetLockstepWeights(weights); }
   // Cached tokens from which decode steps split their attention into token blocks through the pool
   // (SessionConfig::split_attention_min_tokens; 0: never), in lockstep or not: from there on they leave the lockstep.
   int64_t pooled_split_from() const { return graph_.split_from(); }

@@ -54,7 +54,7 @@ struct BenchArgs {
       lockstep_split_min_tokens = SessionConfig().lockstep_split_min_tokens;
   double min_time = 0.2;
   int repetitions = 5;
-  bool json = false, model_only = false, phases = false, pooled_decode = false;
+  bool json = false, model_only = false, phases = false, pooled_decode = false, equal_shares = false;
   KvArgs kv;
 };
 
@@ -389,6 +389,7 @@ int RunBench(const BenchArgs& a) {
     c.lockstep_split_min_tokens = a.lockstep_split_min_tokens;
     c.time_phases = a.phases;
     c.lockstep_decode = !a.pooled_decode;
+    c.balance_lockstep = !a.equal_shares;
     c.context = a.prompt + a.decode + 1;
     s = ToKvConfig(a.kv, &c.kv);
     if (!s.ok()) return Fail(s, a.json);
@@ -502,11 +503,18 @@ int RunBench(const BenchArgs& a) {
                                                              {"mean", mean},
                                                              {"least", st.decode_wait_least_seconds * per_token},
                                                              {"most", st.decode_wait_most_seconds * per_token}};
-        if (!a.json)
+        nlohmann::json shares = nlohmann::json::array();
+        for (int t = 0; t < model_threads; ++t) shares.push_back(session->lockstep_share((size_t)t));
+        out["model"]["lockstep_row_shares"] = shares;
+        if (!a.json) {
           std::printf("waiting at the lockstep's barriers, µs per token a thread: %.1f (%.1f%% of the step; %.1f-%.1f "
                       "by thread)\n",
                       mean, 100 * mean / (st.decode_seconds * per_token), st.decode_wait_least_seconds * per_token,
                       st.decode_wait_most_seconds * per_token);
+          std::printf("each thread's share of the projections' rows at the end:");
+          for (const auto& v : shares) std::printf(" %.3f", v.get<double>());
+          std::printf("%s\n", a.equal_shares ? " (--equal-shares)" : "");
+        }
       }
     }
   }
@@ -537,6 +545,8 @@ void AddBenchCommand(CLI::App& app) {
   cmd->add_flag("--phases", args->phases, "time each phase of the model's decode steps (µs per token)");
   cmd->add_flag("--pooled-decode", args->pooled_decode,
                 "decode through the pool's parallel operations, not in lockstep (to compare the two)");
+  cmd->add_flag("--equal-shares", args->equal_shares,
+                "decode in lockstep with equal shares of the projections' rows, not shares that follow each thread's pace");
   AddKvOptions(cmd, &args->kv);
   cmd->callback([args] { throw CLI::RuntimeError(RunBench(*args)); });
 }
