@@ -144,7 +144,8 @@ void LlamaGraph::LockstepThread(size_t t, int pos, KvCache* cache, PhaseClock* s
         if (starts(kvh)) cache->AskWriteKvHead(l, (int)kvh);
     RmsNorm(x_, reinterpret_cast<const float*>(L.attn_norm->data), xb, c.dim);
     clock.Mark(ForwardPhase::AttentionNorm);
-    project(ops.wqkv, LockstepShares::kQkv, xb, h13_, nullptr);  // (the attention comes next: its own rows are what it should read)
+    // (no weights asked for next: the attention comes next, and its own rows are what it should read)
+    project(ops.wqkv, LockstepShares::kQkv, xb, h13_, nullptr);
     barrier_.Wait(t);
     clock.Mark(ForwardPhase::Qkv);
 
