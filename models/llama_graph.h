@@ -114,9 +114,8 @@ class LlamaGraph {
   // Whether the lockstep's projection rows follow each thread's pace (LockstepShares); off: equal shares.
   void BalanceLockstep(bool on) { balance_ = on; }
   const LockstepShares& lockstep_shares() const { return shares_; }
-  void SetLockstepWeights(const double* weights) {
-    if (lockstep_) shares_.SetWeights(weights);
-  }
+  // False where the step is not in lockstep or a weight is not positive and finite (LockstepShares::SetWeights).
+  bool SetLockstepWeights(const double* weights) { return lockstep_ && weights && shares_.SetWeights(weights); }
 
   // Creates the XNNPACK operators (packs the weights). Heap memory, once, at session creation.
   Status CreateOperators();

@@ -1,6 +1,7 @@
 #include "lockstep_shares.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "linear.h"
 
@@ -31,11 +32,16 @@ void LockstepShares::Rebalance(const double* busy_seconds) {
   Place();
 }
 
-void LockstepShares::SetWeights(const double* weights) {
+bool LockstepShares::SetWeights(const double* weights) {
   double sum = 0;
-  for (size_t t = 0; t < threads_; ++t) sum += weights[t];
+  for (size_t t = 0; t < threads_; ++t) {
+    if (!(weights[t] > 0) || !std::isfinite(weights[t])) return false;
+    sum += weights[t];
+  }
+  if (!std::isfinite(sum)) return false;
   for (size_t t = 0; t < threads_; ++t) weight_[t] = weights[t] / sum;
   Place();
+  return true;
 }
 
 void LockstepShares::Place() {

@@ -31,8 +31,9 @@ class LockstepShares {
   // thread's share of the threads' summed pace (weight / seconds), clamped to half to one and a half of an equal share
   // before the weights are scaled back to a sum of 1.
   void Rebalance(const double* busy_seconds);
-  // Shares in these proportions (weights[threads], positive; scaled to a sum of 1).
-  void SetWeights(const double* weights);
+  // Shares in these proportions (weights[threads], scaled to a sum of 1). False, and nothing changed, unless every
+  // weight is positive and finite.
+  bool SetWeights(const double* weights);
 
  private:
   void Place();  // rows_ from weight_

@@ -176,6 +176,14 @@ Status Session::Prefill(const int32_t* tokens, size_t n, float* all_logits) {
   return OkStatus();
 }
 
+Status Session::SetLockstepShares(const double* weights) {
+  if (!graph_.lockstep())
+    return Status(MIKV_ERR_INVALID_ARGUMENT, "this session does not decode in lockstep: it has no shares to set");
+  if (!graph_.SetLockstepWeights(weights))
+    return Status(MIKV_ERR_INVALID_ARGUMENT, "lockstep share weights must be positive and finite, one per thread");
+  return OkStatus();
+}
+
 void Session::Reset() {
   pos_ = 0;
   cache_->Reset();

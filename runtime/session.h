@@ -91,9 +91,10 @@ class Session {
   bool decodes_in_lockstep() const { return graph_.lockstep(); }
   // Each thread's share of the lockstep's projection rows now (SessionConfig::balance_lockstep).
   double lockstep_share(size_t t) const { return graph_.lockstep() ? graph_.lockstep_shares().Weight(t) : 0.0; }
-  // Sets those shares in these proportions (weights[threads], positive): where the cores are known to differ. With
-  // balance_lockstep they move on from there.
-  void SetLockstepShares(const double* weights) { graph_.SetLockstepWeights(weights); }
+  // Sets those shares in these proportions (weights[threads], each positive and finite): where the cores are known to
+  // differ. With balance_lockstep they move on from there. MIKV_ERR_INVALID_ARGUMENT, the shares kept, for other
+  // weights or a session that does not decode in lockstep.
+  Status SetLockstepShares(const double* weights);
   // Cached tokens from which decode steps split their attention into token blocks through the pool
   // (SessionConfig::split_attention_min_tokens; 0: never), in lockstep or not: from there on they leave the lockstep.
   int64_t pooled_split_from() const { return graph_.split_from(); }

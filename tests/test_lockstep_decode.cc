@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <memory>
@@ -162,8 +163,10 @@ TEST(LockstepDecode, UnequalSharesOfTheRowsGiveThePooledLogits) {
       if (!s) return out;
       EXPECT_EQ(s->decodes_in_lockstep(), lockstep);
       if (lockstep) {
-        s->SetLockstepShares(w.data());
+        EXPECT_TRUE(s->SetLockstepShares(w.data()).ok());
         EXPECT_NEAR(s->lockstep_share(0), w[0] / (w.size() == 2 ? 1.0 : 10.0), 1e-12);
+      } else {
+        EXPECT_EQ(s->SetLockstepShares(w.data()).code(), MIKV_ERR_INVALID_ARGUMENT);  // nothing to set
       }
       std::vector<int32_t> prompt;
       for (int i = 0; i < 40; ++i) prompt.push_back(1 + (i * 37) % (model->config().vocab_size - 1));
@@ -180,6 +183,25 @@ TEST(LockstepDecode, UnequalSharesOfTheRowsGiveThePooledLogits) {
       ASSERT_EQ(0, std::memcmp(a[step].data(), b[step].data(), a[step].size() * sizeof(float)))
           << w.size() << " threads, weights from " << w[0] << ", step " << step;
   }
+}
+
+// Weights that are not all positive and finite are refused by name, and the shares stay as they were.
+TEST(LockstepDecode, SharesFromBadWeightsAreRefusedAndTheOldOnesKept) {
+  std::unique_ptr<Model> model;
+  ASSERT_TRUE(Model::Load(TinyRandomModel(true), &model).ok());
+  SessionConfig config = CacheConfig("mikv", 2, 160);
+  std::unique_ptr<Session> s;
+  ASSERT_TRUE(Session::Create(*model, config, &s).ok());
+  const double good[2] = {3, 1};
+  ASSERT_TRUE(s->SetLockstepShares(good).ok());
+  const double nan = std::nan("");
+  for (const auto& bad : std::vector<std::array<double, 2>>{{0, 1}, {-1, 2}, {nan, 1}, {INFINITY, 1}, {1e308, 1e308}}) {
+    const Status st = s->SetLockstepShares(bad.data());
+    EXPECT_EQ(st.code(), MIKV_ERR_INVALID_ARGUMENT) << bad[0] << ", " << bad[1];
+    EXPECT_NE(st.message().find("positive and finite"), std::string::npos) << st.ToString();
+    EXPECT_EQ(s->lockstep_share(0), 0.75);
+  }
+  EXPECT_EQ(s->SetLockstepShares(nullptr).code(), MIKV_ERR_INVALID_ARGUMENT);
 }
 
 TEST(LockstepDecode, GivesThePooledLogitsOnQ8_0Weights) { ExpectLockstepIsPooled(TinyRandomModel(false)); }

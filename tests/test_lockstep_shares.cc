@@ -73,6 +73,14 @@ TEST(LockstepShares, AThreadFarBehindKeepsHalfAnEqualShareAndNoClockChangesNothi
   const double no_clock[4] = {0, 1, 1, 1};
   s.Rebalance(no_clock);
   EXPECT_EQ(s.Weight(0), before);
+  // Set by hand: proportions, or nothing at all from weights that are not positive and finite.
+  const double set[4] = {1, 1, 1, 5};
+  ASSERT_TRUE(s.SetWeights(set));
+  EXPECT_DOUBLE_EQ(s.Weight(3), 0.625);
+  ExpectSharesCoverEveryRowOnce(s, 4, rows);
+  const double bad[4] = {1, 0, 1, 1};
+  EXPECT_FALSE(s.SetWeights(bad));
+  EXPECT_DOUBLE_EQ(s.Weight(3), 0.625);
 }
 
 }  // namespace
