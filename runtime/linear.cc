@@ -314,11 +314,6 @@ std::pair<size_t, size_t> Linear::FractionOfRows(size_t rows, double from, doubl
   return {at(from), at(to)};
 }
 
-void Linear::RunShare(const LinearInput& in, float* y, size_t t, size_t threads, const uint8_t* then) const {
-  const auto [begin, end] = ShareRows(t, threads);
-  RunRows(in, y, begin, end, then);
-}
-
 void Linear::RunRows(const LinearInput& in, float* y, size_t begin, size_t end, const uint8_t* then) const {
   if (begin >= end) return;
   // The rows are one stream: its first lines asked for at once (RunQb32Tile says why).

@@ -72,13 +72,11 @@ class Linear {
   Status Run(const LinearInput& in, float* y, pthreadpool_t pool);
 
   // q8_0/q4_0 weights (needs_q8_blocks()) without the pool, on the calling thread, bias included: output rows
-  // [begin, end) of every activation row (begin a multiple of 16, the tiles of Run's split), or thread t's share of
-  // Run's split (its tiles of rows as ThreadPool::ShareOf gives them, without taking over others'). For threads that
-  // already run together (LlamaGraph::ForwardLockstep). `then`: the first byte of the weights the caller reads next
-  // (Qb32GemmArgs::then; WeightRows says where a share lies).
+  // [begin, end) of every activation row (begin a multiple of 16, the tiles of Run's split: a thread's share, by
+  // ShareOfRows or FractionOfRows, without taking over others'). For threads that already run together
+  // (LlamaGraph::ForwardLockstep). `then`: the first byte of the weights the caller reads next (Qb32GemmArgs::then;
+  // WeightRows says where a share lies).
   void RunRows(const LinearInput& in, float* y, size_t begin, size_t end, const uint8_t* then = nullptr) const;
-  void RunShare(const LinearInput& in, float* y, size_t t, size_t threads, const uint8_t* then = nullptr) const;
-  std::pair<size_t, size_t> ShareRows(size_t t, size_t threads) const { return ShareOfRows(out_, t, threads); }
   // Where q8_0/q4_0 output rows [begin, end) lie (what RunRows reads of the weights: one run of bytes), to ask for
   // them ahead; {nullptr, 0} for other encodings, whose operators read packed weights of their own.
   std::pair<const uint8_t*, size_t> WeightRows(size_t begin, size_t end) const {

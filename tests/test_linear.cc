@@ -142,8 +142,8 @@ TEST(Linear, FusedOperatorGivesEachPartsOutputsSideBySide) {
   }
 }
 
-// RunShare (the lockstep decode's): thread t of T computes rows ShareRows(t, T) and only those, biases included, the
-// shares cover every row once, and each row is Run's bit for bit.
+// The lockstep decode's equal shares: thread t of T runs rows ShareOfRows(rows, t, T) (RunRows) and writes only those,
+// biases included, the shares cover every row once, and each row is Run's bit for bit.
 TEST(Linear, SharesOfRowsCoverEveryRowOnceAndAreRunsRows) {
   const size_t cols = 96;
   for (WeightType type : {WeightType::Q8_0, WeightType::Q4_0}) {
@@ -166,9 +166,9 @@ TEST(Linear, SharesOfRowsCoverEveryRowOnceAndAreRunsRows) {
         std::vector<float> y(rows, -7.0f);
         std::vector<int> written(rows, 0);
         for (size_t t = 0; t < threads; ++t) {
-          const auto [begin, end] = op.ShareRows(t, threads);
+          const auto [begin, end] = Linear::ShareOfRows(rows, t, threads);
           std::vector<float> before = y;
-          op.RunShare(in, y.data(), t, threads);
+          op.RunRows(in, y.data(), begin, end);
           for (size_t o = 0; o < rows; ++o) {
             if (o >= begin && o < end) ++written[o];
             else ASSERT_EQ(y[o], before[o]) << "thread " << t << " of " << threads << " wrote row " << o;
