@@ -97,6 +97,10 @@ mikv::Status ToSessionConfig(const mikv_session_config* c, mikv::SessionConfig* 
   out->kv.balance_keys = c->kv_balance_keys != 0;
   out->kv.on_full = c->kv_refuse_when_full ? mikv::KvOnFull::Refuse : mikv::KvOnFull::EvictLeastImportant;
   if (c->struct_size >= offsetof(mikv_session_config, kv_rotate) + sizeof c->kv_rotate) out->kv.rotate = c->kv_rotate != 0;
+  if (c->struct_size >= offsetof(mikv_session_config, balance_threads) + sizeof c->balance_threads) {  // version 5
+    out->lockstep_decode = c->lockstep_decode != 0;
+    out->balance_lockstep = c->balance_threads != 0;
+  }
   out->sampler.temperature = c->temperature;
   out->sampler.top_k = c->top_k;
   out->sampler.top_p = c->top_p;
@@ -217,6 +221,8 @@ void mikv_session_config_init(mikv_session_config* c) {
   c->kv_low_group = d.kv.lo_group;
   c->kv_mid_keys = MIKV_PRECISION_F16;
   c->kv_low_keys = MIKV_PRECISION_F16;
+  c->lockstep_decode = d.lockstep_decode ? 1 : 0;
+  c->balance_threads = d.balance_lockstep ? 1 : 0;
   c->top_k = d.sampler.top_k;
   c->top_p = d.sampler.top_p;
 }
@@ -357,6 +363,34 @@ mikv_status mikv_session_reset(mikv_session* s) {
   return Report(s, mikv::OkStatus());
 }
 
+// The thread count a caller's n must match (the shares' arrays hold one entry a thread), and the lockstep they need.
+mikv::Status CheckThreadShares(const mikv::Session& session, size_t n) {
+  if (!session.decodes_in_lockstep())
+    return mikv::Status(MIKV_ERR_INVALID_ARGUMENT,
+                        "this session does not decode in lockstep (lockstep_decode off, or projections not q8_0/q4_0): "
+                        "it has no thread shares");
+  if (n != (size_t)session.config().threads)
+    return mikv::Status(MIKV_ERR_INVALID_ARGUMENT, "n is " + std::to_string(n) + "; the session runs on " +
+                                                       std::to_string(session.config().threads) + " threads");
+  return mikv::OkStatus();
+}
+
+mikv_status mikv_session_get_thread_shares(const mikv_session* s, double* shares, size_t n) {
+  if (s == nullptr || shares == nullptr) return Fail(MIKV_ERR_INVALID_ARGUMENT, "session and shares must not be null");
+  const mikv::Status st = CheckThreadShares(*s->session, n);
+  if (!st.ok()) return Fail(st);
+  for (size_t t = 0; t < n; ++t) shares[t] = s->session->lockstep_share(t);
+  return MIKV_OK;
+}
+
+mikv_status mikv_session_set_thread_shares(mikv_session* s, const double* weights, size_t n) {
+  if (s == nullptr) return Fail(MIKV_ERR_INVALID_ARGUMENT, "session is null");
+  if (weights == nullptr) return Report(s, mikv::Status(MIKV_ERR_INVALID_ARGUMENT, "weights must not be null"));
+  const mikv::Status st = CheckThreadShares(*s->session, n);
+  if (!st.ok()) return Report(s, st);
+  return Report(s, s->session->SetLockstepShares(weights));
+}
+
 mikv_status mikv_session_get_stats(const mikv_session* s, mikv_session_stats* out) {
   if (s == nullptr || out == nullptr) return Fail(MIKV_ERR_INVALID_ARGUMENT, "session and stats must not be null");
   if (out->struct_size < offsetof(mikv_session_stats, kv_mid_tokens))
@@ -379,6 +413,8 @@ mikv_status mikv_session_get_stats(const mikv_session* s, mikv_session_stats* ou
   r.position = session.position();
   r.context = session.context();
   r.kv_mid_tokens = occ.mid_tokens;
+  r.threads = session.config().threads;
+  r.decodes_in_lockstep = session.decodes_in_lockstep() ? 1 : 0;
   std::memcpy(out, &r, std::min<size_t>(sizeof r, out->struct_size));
   return MIKV_OK;
 }

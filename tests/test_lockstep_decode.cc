@@ -19,7 +19,6 @@
 #include "llama_graph.h"
 #include "model.h"
 #include "session.h"
-#include "support/random_gguf.h"
 #include "test_util.h"
 
 namespace mikv {
@@ -28,6 +27,7 @@ namespace {
 using test::SharedPath;
 using test::Stories260KFromLlama2c;
 using test::TempPath;
+using test::TinyRandomModel;
 
 // Each decode step's logits, greedy from the prompt, for `steps` steps; and, for a mixed-precision cache, what it holds
 // after them (every layer's and kv head's slots in order).
@@ -63,31 +63,6 @@ std::vector<std::vector<float>> DecodeLogits(const Model& model, SessionConfig c
         held->insert(held->end(), slots.begin(), slots.begin() + n);
       }
   }
-  return out;
-}
-
-// Small random models, converted from GGUF as a user would: a Qwen2 (q/k/v biases) in q4_0 with SmolLM2's three kv
-// heads of three query heads each, which two threads share unevenly, and a Llama in q8_0 with two kv heads of 64
-// channels.
-std::string TinyRandomModel(bool qwen2) {
-  const std::string name = qwen2 ? "tiny-qwen2-q4_0" : "tiny-llama-q8_0";
-  const std::string gguf = TempPath(name + ".gguf"), out = TempPath(name + ".mikv");
-  test::RandomModelShape shape;
-  shape.arch = qwen2 ? "qwen2" : "llama";
-  shape.dim = qwen2 ? 288 : 256;
-  shape.hidden_dim = qwen2 ? 384 : 640;
-  shape.n_layers = 2;
-  shape.n_heads = qwen2 ? 9 : 4;
-  shape.n_kv_heads = qwen2 ? 3 : 2;
-  shape.context = 256;
-  Status s = test::WriteRandomGguf(shape, qwen2 ? test::GgufWeights::Q4_0 : test::GgufWeights::Q8_0,
-                                   SharedPath("tokenizers/llama.cpp-vocab/ggml-vocab-llama-spm.gguf"), 11, gguf);
-  EXPECT_TRUE(s.ok()) << s.ToString();
-  convert::ModelSpec spec;
-  s = convert::ReadGguf(gguf, &spec, nullptr);
-  EXPECT_TRUE(s.ok()) << s.ToString();
-  s = convert::WriteModel(spec, convert::WeightFormat::Auto, out, nullptr, nullptr);
-  EXPECT_TRUE(s.ok()) << s.ToString();
   return out;
 }
 

@@ -16,6 +16,7 @@
 #include "fp16.h"
 #include "kv_kernels.h"
 #include "session.h"
+#include "support/random_gguf.h"
 
 namespace mikv::test {
 
@@ -127,6 +128,28 @@ static std::string DefaultModelAs(convert::WeightFormat format, const std::strin
 
 std::string DefaultModelF32() { return DefaultModelAs(convert::WeightFormat::F32, "mikv-default-f32.mikv"); }
 std::string DefaultModelQ8_0() { return DefaultModelAs(convert::WeightFormat::Q8_0, "mikv-default-q8_0.mikv"); }
+
+std::string TinyRandomModel(bool qwen2) {
+  const std::string name = qwen2 ? "tiny-qwen2-q4_0" : "tiny-llama-q8_0";
+  const std::string gguf = TempPath(name + ".gguf"), out = TempPath(name + ".mikv");
+  test::RandomModelShape shape;
+  shape.arch = qwen2 ? "qwen2" : "llama";
+  shape.dim = qwen2 ? 288 : 256;
+  shape.hidden_dim = qwen2 ? 384 : 640;
+  shape.n_layers = 2;
+  shape.n_heads = qwen2 ? 9 : 4;
+  shape.n_kv_heads = qwen2 ? 3 : 2;
+  shape.context = 256;
+  Status s = test::WriteRandomGguf(shape, qwen2 ? test::GgufWeights::Q4_0 : test::GgufWeights::Q8_0,
+                                   SharedPath("tokenizers/llama.cpp-vocab/ggml-vocab-llama-spm.gguf"), 11, gguf);
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  convert::ModelSpec spec;
+  s = convert::ReadGguf(gguf, &spec, nullptr);
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  s = convert::WriteModel(spec, convert::WeightFormat::Auto, out, nullptr, nullptr);
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  return out;
+}
 
 std::string CommandOutput(const std::string& command, int* status) {
   FILE* p = popen(command.c_str(), "r");

@@ -34,6 +34,10 @@ std::string RandomLlama2cModel(const std::string& name, int dim, int hidden, int
 std::string DefaultModelF32();
 // The same in q8_0 blocks: every projection on mikv's own kernels (the lockstep decode takes it).
 std::string DefaultModelQ8_0();
+// Small random models converted from GGUF as a user would, every projection on mikv's own kernels (the lockstep
+// decode takes them): a Qwen2 (q/k/v biases) in q4_0 with SmolLM2's three kv heads of three query heads each, which
+// two threads share unevenly, or a Llama in q8_0 with two kv heads of 64 channels.
+std::string TinyRandomModel(bool qwen2);
 // Text of an xz file (the shared corpus), decompressed with the xz tool.
 std::string ReadXz(const std::string& path);
 // Everything a shell command prints on stdout; *status gets its exit status (pclose's), -1 if it could not start.

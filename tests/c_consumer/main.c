@@ -156,6 +156,16 @@ int main(int argc, char** argv) {
   stats.struct_size = sizeof stats;
   EXPECT(mikv_session_get_stats(session, &stats) == MIKV_OK && stats.position == (int32_t)n + generated - 1);
   EXPECT(stats.arena_bytes == plan.arena_bytes);
+  /* Version 5: the threads it runs on; stories260K's f32 projections decode through the pool, not in lockstep, so it
+   * has no thread shares. */
+  EXPECT(config.lockstep_decode == 1 && config.balance_threads == 1);
+  EXPECT(stats.threads == 1 && stats.decodes_in_lockstep == 0);
+  {
+    double shares[1] = {0};
+    EXPECT(mikv_session_get_thread_shares(session, shares, 1) == MIKV_ERR_INVALID_ARGUMENT);
+    EXPECT(mikv_session_set_thread_shares(session, shares, 1) == MIKV_ERR_INVALID_ARGUMENT);
+    EXPECT(strstr(mikv_session_error(session), "lockstep") != NULL);
+  }
 
   mikv_session_free(session);
   free(raw);

@@ -208,6 +208,53 @@ JNIEXPORT void JNICALL Java_org_mikv_Mikv_nativeReset(JNIEnv* env, jclass cls, j
   if (st != MIKV_OK) throw_status(env, st, mikv_last_error());
 }
 
+/* Each thread's share of the lockstep's projection rows (mikv_session_get_thread_shares), as many as the session's
+ * threads. */
+JNIEXPORT jdoubleArray JNICALL Java_org_mikv_Mikv_nativeThreadShares(JNIEnv* env, jclass cls, jlong handle) {
+  (void)cls;
+  const mikv_session* s = (const mikv_session*)(intptr_t)handle;
+  mikv_session_stats stats;
+  memset(&stats, 0, sizeof stats);
+  stats.struct_size = sizeof stats;
+  mikv_status st = mikv_session_get_stats(s, &stats);
+  if (st != MIKV_OK) {
+    throw_status(env, st, mikv_last_error());
+    return NULL;
+  }
+  const size_t n = stats.threads > 0 ? (size_t)stats.threads : 1;
+  double* shares = (double*)malloc(n * sizeof(double));
+  if (shares == NULL) {
+    throw_out_of_memory(env, "mikv: thread shares");
+    return NULL;
+  }
+  st = mikv_session_get_thread_shares(s, shares, n);
+  jdoubleArray out = NULL;
+  if (st != MIKV_OK) {
+    throw_status(env, st, mikv_last_error());
+  } else {
+    out = (*env)->NewDoubleArray(env, (jsize)n);
+    if (out != NULL) (*env)->SetDoubleArrayRegion(env, out, 0, (jsize)n, shares);
+  }
+  free(shares);
+  return out;
+}
+
+JNIEXPORT void JNICALL Java_org_mikv_Mikv_nativeSetThreadShares(JNIEnv* env, jclass cls, jlong handle,
+                                                                jdoubleArray weights) {
+  (void)cls;
+  mikv_session* s = (mikv_session*)(intptr_t)handle;
+  if (weights == NULL) {
+    throw_status(env, MIKV_ERR_INVALID_ARGUMENT, "weights must not be null");
+    return;
+  }
+  const jsize n = (*env)->GetArrayLength(env, weights);
+  jdouble* w = (*env)->GetDoubleArrayElements(env, weights, NULL);
+  if (w == NULL) return; /* an OutOfMemoryError is pending */
+  const mikv_status st = mikv_session_set_thread_shares(s, w, (size_t)n);
+  (*env)->ReleaseDoubleArrayElements(env, weights, w, JNI_ABORT);
+  if (st != MIKV_OK) throw_status(env, st, s != NULL ? mikv_session_error(s) : mikv_last_error());
+}
+
 JNIEXPORT void JNICALL Java_org_mikv_Mikv_nativeFreeSession(JNIEnv* env, jclass cls, jlong handle) {
   (void)env, (void)cls;
   mikv_session_free((mikv_session*)(intptr_t)handle);

@@ -77,6 +77,36 @@ public class MikvTest {
       check(text.equals("\uFFFD".repeat(12)), "twelve lone 0x80 bytes, each U+FFFD: '" + text + "'");
       checkSurrogatesPaired(text);
     }
+    // The same random model in q8_0 blocks decodes in lockstep on two threads: each thread's share of the rows reads
+    // and sets, and the text does not depend on it; the f32 one has no shares.
+    try (Mikv.Model random8 = new Mikv.Model(args[2]);
+         Mikv.Session equal = new Mikv.Session(random8, 0, 2, "mikv", 0);
+         Mikv.Session uneven = new Mikv.Session(random8, 0, 2, "mikv", 0)) {
+      double[] shares = equal.threadShares();
+      check(shares.length == 2 && shares[0] == 0.5 && shares[1] == 0.5, "two equal shares at the start");
+      uneven.setThreadShares(new double[] {3, 1});
+      check(uneven.threadShares()[0] == 0.75, "3:1 sets a share of 0.75: " + uneven.threadShares()[0]);
+      String a = equal.generate("Once upon a time", 24, null), b = uneven.generate("Once upon a time", 24, null);
+      check(a.equals(b), "the same text whatever the shares");
+      try {
+        uneven.setThreadShares(new double[] {1, 1, 1});
+        check(false, "three weights for two threads must throw");
+      } catch (MikvException e) {
+        check(e.status.equals("MIKV_ERR_INVALID_ARGUMENT") && e.getMessage().contains("2 threads"), "3 weights: " + e.getMessage());
+      }
+      try {
+        uneven.setThreadShares(new double[] {1, Double.NaN});
+        check(false, "a NaN weight must throw");
+      } catch (MikvException e) {
+        check(e.getMessage().contains("positive and finite"), "NaN weight: " + e.getMessage());
+      }
+    }
+    try (Mikv.Model random = new Mikv.Model(args[1]); Mikv.Session pooled = new Mikv.Session(random, 0, 2, "plain", 0)) {
+      pooled.threadShares();
+      check(false, "a session of f32 projections has no shares to read");
+    } catch (MikvException e) {
+      check(e.status.equals("MIKV_ERR_INVALID_ARGUMENT") && e.getMessage().contains("lockstep"), "pooled: " + e.getMessage());
+    }
     System.out.println("java binding: ok");
   }
 }

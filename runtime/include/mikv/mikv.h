@@ -1,7 +1,7 @@
 /* mikv — a compact runtime for small Llama-family models with a mixed-precision KV cache.
- * The C API. C99, opaque handles, no exceptions cross it. Every call returns a mikv_status;
- * the message of the last failure is kept per handle (mikv_model_error / mikv_session_error) or,
- * for calls that have no handle yet, per thread (mikv_last_error).
+ * The C API. C99, opaque handles, no exceptions cross it. Every call returns a mikv_status; the message of the
+ * last failure is kept in the session for calls that change one (mikv_session_error), and per thread for the rest:
+ * calls on models, calls without a session yet, and the getters that take a const session (mikv_last_error).
  *
  * Threads: a mikv_model is immutable after loading and may be shared by many sessions in many threads; a
  * mikv_session must be used by one thread at a time.
@@ -37,7 +37,7 @@ typedef enum mikv_status {
 /* A short constant name for a status ("MIKV_ERR_CORRUPT"). */
 const char* mikv_status_name(mikv_status status);
 
-#define MIKV_API_VERSION 4
+#define MIKV_API_VERSION 5
 /* "0.1.0" */
 const char* mikv_version(void);
 /* The message of the last failed call on this thread that had no handle to keep it (load, plan, create). */
@@ -116,6 +116,13 @@ typedef struct mikv_session_config {
   float kv_mid_fraction;            /* < 0: sized from kv_budget_bytes (every token low at least, the rest upgraded) */
   int32_t kv_mid_group, kv_low_group;      /* channels per scale/zero of those tiers; -1 = kv_group */
   mikv_precision kv_mid_keys, kv_low_keys; /* keys finer than values in those tiers; F16 = the tier's precision */
+  /* API version 5: decoding on several threads. A config from an older header gets the defaults (both on). */
+  int32_t lockstep_decode; /* nonzero (the default): a decode step runs its layers on every thread at once, with barriers
+                              between, where the model's projections are q8_0 or q4_0 (mikv's own kernels); 0: every
+                              parallel operation through the thread pool. The same logits either way. */
+  int32_t balance_threads; /* nonzero (the default): in lockstep, each thread's share of the projections' rows follows
+                              its pace, so a thread on a slower or busier core gets fewer rows (the same logits); 0:
+                              equal shares, unless set by mikv_session_set_thread_shares */
 } mikv_session_config;
 
 /* Defaults: plain FP16 cache, the fast cores this process may run on, greedy. */
@@ -172,6 +179,17 @@ mikv_status mikv_session_generate(mikv_session* session, const int32_t* prompt, 
                                   mikv_token_callback callback, void* user);
 mikv_status mikv_session_reset(mikv_session* session);
 
+/* API version 5. Decoding in lockstep (mikv_session_stats.decodes_in_lockstep), each thread takes a share of every
+ * projection's rows. shares[0..n) receives each thread's share now (they sum to 1); n must be the session's thread
+ * count (mikv_session_stats.threads). A session not in lockstep: MIKV_ERR_INVALID_ARGUMENT. */
+mikv_status mikv_session_get_thread_shares(const mikv_session* session, double* shares, size_t n);
+/* Sets the shares in proportion to weights[0..n) (n = the session's thread count, each weight positive and finite):
+ * where the cores are known to differ, as a big and a little core of a phone (e.g. {2, 1}: the first thread takes two
+ * thirds of each projection's rows). With balance_threads on they move on from there at each step; off, they stay.
+ * Rows change threads, not values: the logits are the same. On MIKV_ERR_INVALID_ARGUMENT (another n, a weight that is
+ * not positive and finite, a session not in lockstep) the shares are kept. */
+mikv_status mikv_session_set_thread_shares(mikv_session* session, const double* weights, size_t n);
+
 typedef struct mikv_session_stats {
   uint32_t struct_size;
   uint64_t prompt_tokens, generated_tokens;
@@ -181,6 +199,10 @@ typedef struct mikv_session_stats {
   int64_t kv_evicted_tokens;
   int32_t position, context;
   int32_t kv_mid_tokens; /* API version 3: the middle tier (written when struct_size covers it) */
+  /* API version 5 (written when struct_size covers them) */
+  int32_t threads;             /* the threads the session runs on (config.threads, or the fast cores it found) */
+  int32_t decodes_in_lockstep; /* nonzero where decode steps run in lockstep (config.lockstep_decode, and the model's
+                                  projections allow it) */
 } mikv_session_stats;
 mikv_status mikv_session_get_stats(const mikv_session* session, mikv_session_stats* stats);
 

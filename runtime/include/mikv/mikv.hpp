@@ -18,13 +18,17 @@ struct Error : std::runtime_error {
       : std::runtime_error(std::string(mikv_status_name(s)) + ": " + message), status(s) {}
 };
 
-inline void Check(mikv_status s, const char* message) {
-  if (s != MIKV_OK) throw Error(s, message);
+// Throws on a failed status with the message the call left on this thread (mikv_last_error: calls on models, calls
+// without a session yet, and the getters that take a const session). The message is read after the call: passed as
+// an argument beside it, its pointer may be taken first (the order is unspecified; GCC goes right to left) and dangle
+// once the call stores a new message (mikv.hpp did so before API version 5: its messages could be garbage).
+inline void Check(mikv_status s) {
+  if (s != MIKV_OK) throw Error(s, mikv_last_error());
 }
 
 class ModelHandle {
  public:
-  explicit ModelHandle(const std::string& path) { Check(mikv_model_load(path.c_str(), &m_), mikv_last_error()); }
+  explicit ModelHandle(const std::string& path) { Check(mikv_model_load(path.c_str(), &m_)); }
   ~ModelHandle() { mikv_model_free(m_); }
   ModelHandle(const ModelHandle&) = delete;
   ModelHandle& operator=(const ModelHandle&) = delete;
@@ -33,14 +37,14 @@ class ModelHandle {
   mikv_model_info Info() const {
     mikv_model_info i{};
     i.struct_size = sizeof i;
-    Check(mikv_model_get_info(m_, &i), mikv_last_error());
+    Check(mikv_model_get_info(m_, &i));
     return i;
   }
   std::vector<int32_t> Tokenize(const std::string& text, bool add_bos = true) const {
     size_t n = 0;
     mikv_tokenize(m_, text.data(), text.size(), add_bos, nullptr, 0, &n);
     std::vector<int32_t> ids(n);
-    Check(mikv_tokenize(m_, text.data(), text.size(), add_bos, ids.data(), ids.size(), &n), mikv_last_error());
+    Check(mikv_tokenize(m_, text.data(), text.size(), add_bos, ids.data(), ids.size(), &n));
     return ids;
   }
 
@@ -51,17 +55,18 @@ class ModelHandle {
 class SessionHandle {
  public:
   SessionHandle(const ModelHandle& model, const mikv_session_config& config) {
-    Check(mikv_session_create(model.get(), &config, &s_), mikv_last_error());
+    Check(mikv_session_create(model.get(), &config, &s_));
   }
   ~SessionHandle() { mikv_session_free(s_); }
   SessionHandle(const SessionHandle&) = delete;
   SessionHandle& operator=(const SessionHandle&) = delete;
+  mikv_session* get() const { return s_; }
 
-  void Prefill(const std::vector<int32_t>& tokens) { Check(mikv_session_prefill(s_, tokens.data(), tokens.size()), mikv_session_error(s_)); }
-  void Decode(int32_t token) { Check(mikv_session_decode(s_, token), mikv_session_error(s_)); }
+  void Prefill(const std::vector<int32_t>& tokens) { CheckSession(mikv_session_prefill(s_, tokens.data(), tokens.size())); }
+  void Decode(int32_t token) { CheckSession(mikv_session_decode(s_, token)); }
   int32_t Sample() {
     int32_t t = -1;
-    Check(mikv_session_sample(s_, &t), mikv_session_error(s_));
+    CheckSession(mikv_session_sample(s_, &t));
     return t;
   }
   // Streams pieces of text to `on_text` (return false to stop).
@@ -69,19 +74,33 @@ class SessionHandle {
     auto cb = [](void* user, int32_t, const char* text, size_t len) -> int {
       return (*static_cast<const std::function<bool(const std::string&)>*>(user))(std::string(text, len)) ? 0 : 1;
     };
-    Check(mikv_session_generate(s_, prompt.data(), prompt.size(), max_tokens, cb,
-                                const_cast<std::function<bool(const std::string&)>*>(&on_text)),
-          mikv_session_error(s_));
+    CheckSession(mikv_session_generate(s_, prompt.data(), prompt.size(), max_tokens, cb,
+                                const_cast<std::function<bool(const std::string&)>*>(&on_text)));
   }
   mikv_session_stats Stats() const {
     mikv_session_stats st{};
     st.struct_size = sizeof st;
-    Check(mikv_session_get_stats(s_, &st), mikv_session_error(s_));
+    Check(mikv_session_get_stats(s_, &st));
     return st;
   }
-  void Reset() { Check(mikv_session_reset(s_), mikv_session_error(s_)); }
+  void Reset() { CheckSession(mikv_session_reset(s_)); }
+  // Each thread's share of the lockstep's projection rows (mikv_session_get_thread_shares), and setting them in
+  // proportion to one weight a thread (mikv_session_set_thread_shares).
+  std::vector<double> ThreadShares() const {
+    std::vector<double> shares((size_t)Stats().threads);
+    Check(mikv_session_get_thread_shares(s_, shares.data(), shares.size()));
+    return shares;
+  }
+  void SetThreadShares(const std::vector<double>& weights) {
+    CheckSession(mikv_session_set_thread_shares(s_, weights.data(), weights.size()));
+  }
 
  private:
+  // The same, for the calls that keep their message in the session (mikv_session_error).
+  void CheckSession(mikv_status st) const {
+    if (st != MIKV_OK) throw Error(st, mikv_session_error(s_));
+  }
+
   mikv_session* s_ = nullptr;
 };
 

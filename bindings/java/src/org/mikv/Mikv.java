@@ -66,6 +66,24 @@ public final class Mikv {
       nativeReset(handle);
     }
 
+    /**
+     * Each thread's share of the projections' rows now, one per thread, summing to 1. A session decodes its layers on
+     * all threads at once (in lockstep) where the model's projections are q8_0 or q4_0; each thread's share then
+     * follows its pace. Elsewhere there are no shares: MikvException (MIKV_ERR_INVALID_ARGUMENT).
+     */
+    public double[] threadShares() {
+      return nativeThreadShares(handle);
+    }
+
+    /**
+     * Sets the shares in proportion to {@code weights}, one per thread, each positive and finite: where the cores are
+     * known to differ, as a big and a little core ({@code {2, 1}}: the first thread takes two thirds of the rows).
+     * The session's balancing moves them on from there. The text is the same whatever the shares.
+     */
+    public void setThreadShares(double[] weights) {
+      nativeSetThreadShares(handle, weights);
+    }
+
     @Override
     public void close() {
       nativeFreeSession(handle);
@@ -80,5 +98,7 @@ public final class Mikv {
                                   boolean balanceKeys);
   static native String nativeGenerate(long model, long session, String prompt, int maxTokens, TokenListener listener);
   static native void nativeReset(long session);
+  static native double[] nativeThreadShares(long session);
+  static native void nativeSetThreadShares(long session, double[] weights);
   static native void nativeFreeSession(long session);
 }

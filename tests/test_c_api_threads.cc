@@ -1,0 +1,212 @@
+// The C API's decoding on several threads (API version 5): the lockstep and its balancing as config fields, each
+// thread's share of the projections' rows read and set through mikv_session_get/set_thread_shares, and callers built
+// against an older header served with the defaults.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstddef>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "mikv/mikv.h"
+#include "mikv/mikv.hpp"
+#include "test_util.h"
+
+namespace mikv {
+namespace {
+
+using test::TinyRandomModel;
+
+struct CModel {
+  mikv_model* model = nullptr;
+  CModel() { EXPECT_EQ(mikv_model_load(TinyRandomModel(true).c_str(), &model), MIKV_OK) << mikv_last_error(); }
+  ~CModel() { mikv_model_free(model); }
+};
+
+// Two threads, a mikv cache (10% FP16, the rest INT2), greedy.
+mikv_session_config TwoThreads() {
+  mikv_session_config c;
+  mikv_session_config_init(&c);
+  c.threads = 2;
+  c.context = 160;
+  c.kv_policy = MIKV_KV_MIKV;
+  c.kv_high_fraction = 0.1f;
+  c.kv_low = MIKV_PRECISION_INT2;
+  return c;
+}
+
+mikv_session_stats Stats(const mikv_session* s) {
+  mikv_session_stats st;
+  std::memset(&st, 0, sizeof st);
+  st.struct_size = sizeof st;
+  EXPECT_EQ(mikv_session_get_stats(s, &st), MIKV_OK);
+  return st;
+}
+
+// Each decode step's logits after a 30-token prompt, feeding back token 1 + step.
+std::vector<std::vector<float>> Decode(mikv_session* s, int steps) {
+  std::vector<int32_t> prompt;
+  for (int i = 0; i < 30; ++i) prompt.push_back(1 + (i * 37) % 500);
+  EXPECT_EQ(mikv_session_prefill(s, prompt.data(), prompt.size()), MIKV_OK) << mikv_session_error(s);
+  std::vector<std::vector<float>> out;
+  for (int step = 0; step < steps; ++step) {
+    EXPECT_EQ(mikv_session_decode(s, 1 + step), MIKV_OK) << mikv_session_error(s);
+    const float* logits = nullptr;
+    size_t n = 0;
+    EXPECT_EQ(mikv_session_logits(s, &logits, &n), MIKV_OK);
+    out.emplace_back(logits, logits + n);
+  }
+  return out;
+}
+
+TEST(CApiThreads, InitTurnsTheLockstepAndItsBalanceOnAndStatsSayHowTheSessionRuns) {
+  CModel m;
+  const mikv_session_config c = TwoThreads();
+  EXPECT_EQ(c.api_version, 5u);
+  EXPECT_EQ(c.lockstep_decode, 1);
+  EXPECT_EQ(c.balance_threads, 1);
+  mikv_session* s = nullptr;
+  ASSERT_EQ(mikv_session_create(m.model, &c, &s), MIKV_OK) << mikv_last_error();
+  mikv_session_stats st = Stats(s);
+  EXPECT_EQ(st.threads, 2);
+  EXPECT_EQ(st.decodes_in_lockstep, 1);
+  double shares[2] = {-1, -1};
+  ASSERT_EQ(mikv_session_get_thread_shares(s, shares, 2), MIKV_OK);
+  EXPECT_EQ(shares[0], 0.5);
+  EXPECT_EQ(shares[1], 0.5);
+  Decode(s, 30);
+  // Balanced, the shares have followed the threads' pace, within LockstepShares' bounds: half to one and a half of
+  // an equal share, summing to one.
+  ASSERT_EQ(mikv_session_get_thread_shares(s, shares, 2), MIKV_OK);
+  EXPECT_NEAR(shares[0] + shares[1], 1.0, 1e-12);
+  for (double share : shares) {
+    EXPECT_GE(share, 0.25);
+    EXPECT_LE(share, 0.75);
+  }
+  mikv_session_free(s);
+}
+
+// Shares set by hand move the rows between threads, not the logits: a 3:1 split held (balance off) gives the pooled
+// pass's logits bit for bit, step after step; the pooled session has no shares to read or set.
+TEST(CApiThreads, SharesSetByHandStayAndGiveThePooledLogits) {
+  CModel m;
+  mikv_session_config c = TwoThreads();
+  c.balance_threads = 0;
+  mikv_session* lockstep = nullptr;
+  ASSERT_EQ(mikv_session_create(m.model, &c, &lockstep), MIKV_OK) << mikv_last_error();
+  const double weights[2] = {3, 1};
+  ASSERT_EQ(mikv_session_set_thread_shares(lockstep, weights, 2), MIKV_OK) << mikv_session_error(lockstep);
+  const auto a = Decode(lockstep, 40);
+  double shares[2];
+  ASSERT_EQ(mikv_session_get_thread_shares(lockstep, shares, 2), MIKV_OK);
+  EXPECT_EQ(shares[0], 0.75);  // held: balance_threads is off
+  EXPECT_EQ(shares[1], 0.25);
+
+  c.lockstep_decode = 0;
+  mikv_session* pooled = nullptr;
+  ASSERT_EQ(mikv_session_create(m.model, &c, &pooled), MIKV_OK) << mikv_last_error();
+  EXPECT_EQ(Stats(pooled).decodes_in_lockstep, 0);
+  EXPECT_EQ(mikv_session_set_thread_shares(pooled, weights, 2), MIKV_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(mikv_session_error(pooled)).find("does not decode in lockstep"), std::string::npos);
+  EXPECT_EQ(mikv_session_get_thread_shares(pooled, shares, 2), MIKV_ERR_INVALID_ARGUMENT);
+  const auto b = Decode(pooled, 40);
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t step = 0; step < a.size(); ++step)
+    ASSERT_EQ(0, std::memcmp(a[step].data(), b[step].data(), a[step].size() * sizeof(float))) << "step " << step;
+  mikv_session_free(pooled);
+  mikv_session_free(lockstep);
+}
+
+// Another count than the session's threads, weights that are not positive and finite, and null pointers are refused
+// by name, and the shares stay as they were.
+TEST(CApiThreads, BadSharesAreRefusedAndTheOldOnesKept) {
+  CModel m;
+  mikv_session_config c = TwoThreads();
+  c.balance_threads = 0;
+  mikv_session* s = nullptr;
+  ASSERT_EQ(mikv_session_create(m.model, &c, &s), MIKV_OK) << mikv_last_error();
+  const double good[2] = {1, 3};
+  ASSERT_EQ(mikv_session_set_thread_shares(s, good, 2), MIKV_OK);
+  const double three[3] = {1, 1, 1};
+  EXPECT_EQ(mikv_session_set_thread_shares(s, three, 3), MIKV_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(mikv_session_error(s)).find("runs on 2 threads"), std::string::npos) << mikv_session_error(s);
+  const double nan = std::nan("");
+  const std::vector<std::vector<double>> bad = {{0, 1}, {-2, 1}, {nan, 1}, {INFINITY, 1}};
+  for (const auto& w : bad) {
+    EXPECT_EQ(mikv_session_set_thread_shares(s, w.data(), 2), MIKV_ERR_INVALID_ARGUMENT) << w[0];
+    EXPECT_NE(std::string(mikv_session_error(s)).find("positive and finite"), std::string::npos);
+  }
+  EXPECT_EQ(mikv_session_set_thread_shares(s, nullptr, 2), MIKV_ERR_INVALID_ARGUMENT);
+  EXPECT_EQ(mikv_session_set_thread_shares(nullptr, good, 2), MIKV_ERR_INVALID_ARGUMENT);
+  double shares[3] = {-1, -1, -1};
+  EXPECT_EQ(mikv_session_get_thread_shares(s, shares, 3), MIKV_ERR_INVALID_ARGUMENT);
+  EXPECT_EQ(shares[0], -1);  // nothing written
+  EXPECT_EQ(mikv_session_get_thread_shares(s, nullptr, 2), MIKV_ERR_INVALID_ARGUMENT);
+  ASSERT_EQ(mikv_session_get_thread_shares(s, shares, 2), MIKV_OK);
+  EXPECT_EQ(shares[0], 0.25);
+  EXPECT_EQ(shares[1], 0.75);
+  mikv_session_free(s);
+}
+
+// A caller built against API version 4 has neither field: whatever lies past its struct is not read, and its session
+// decodes in lockstep, balanced, as the defaults say; its stats struct gets nothing past kv_mid_tokens.
+TEST(CApiThreads, AVersion4CallerGetsTheDefaults) {
+  CModel m;
+  mikv_session_config c = TwoThreads();
+  c.struct_size = (uint32_t)offsetof(mikv_session_config, lockstep_decode);
+  c.api_version = 4;
+  c.lockstep_decode = 0;  // past the caller's struct: not read
+  c.balance_threads = 0;
+  mikv_session* s = nullptr;
+  ASSERT_EQ(mikv_session_create(m.model, &c, &s), MIKV_OK) << mikv_last_error();
+  mikv_session_stats st;
+  std::memset(&st, 0, sizeof st);
+  st.struct_size = (uint32_t)offsetof(mikv_session_stats, threads);
+  st.threads = -7;
+  ASSERT_EQ(mikv_session_get_stats(s, &st), MIKV_OK);
+  EXPECT_EQ(st.threads, -7);
+  EXPECT_EQ(Stats(s).decodes_in_lockstep, 1);
+  // Balanced: shares set to 3:1 (the most LockstepShares allows a thread) move on toward the threads' pace, which
+  // stays there only for a first thread three times the second's speed at every step. (Off, they stay: above.)
+  const double weights[2] = {3, 1};
+  ASSERT_EQ(mikv_session_set_thread_shares(s, weights, 2), MIKV_OK);
+  Decode(s, 20);
+  double shares[2];
+  ASSERT_EQ(mikv_session_get_thread_shares(s, shares, 2), MIKV_OK);
+  EXPECT_LT(shares[0], 0.75);
+  EXPECT_NEAR(shares[0] + shares[1], 1.0, 1e-12);
+  mikv_session_free(s);
+}
+
+// mikv.hpp's RAII session reads and sets the shares through the same calls, and throws the C API's status.
+TEST(CApiThreads, TheCppLayerReadsAndSetsTheSharesAndThrowsOnBadOnes) {
+  ModelHandle model(TinyRandomModel(true));
+  mikv_session_config c = TwoThreads();
+  c.balance_threads = 0;
+  SessionHandle s(model, c);
+  EXPECT_EQ(s.ThreadShares(), (std::vector<double>{0.5, 0.5}));
+  s.SetThreadShares({1, 4});
+  EXPECT_EQ(s.ThreadShares(), (std::vector<double>{0.2, 0.8}));
+  try {
+    s.SetThreadShares({1, 1, 1});
+    ADD_FAILURE() << "three weights for two threads were taken";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.status, MIKV_ERR_INVALID_ARGUMENT);
+    EXPECT_NE(std::string(e.what()).find("runs on 2 threads"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(s.ThreadShares(), (std::vector<double>{0.2, 0.8}));
+  // A session call's message is read after the call (before API version 5 mikv.hpp could take its pointer first, and
+  // the call's new message left it dangling).
+  try {
+    s.Decode(1 << 30);
+    ADD_FAILURE() << "a token outside the vocabulary was taken";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.status, MIKV_ERR_BAD_TOKEN);
+    EXPECT_EQ(std::string(e.what()), std::string("MIKV_ERR_BAD_TOKEN: ") + mikv_session_error(s.get()));
+    EXPECT_NE(std::string(e.what()).find("1073741824"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace mikv
