@@ -108,6 +108,18 @@ mikv::Status ToSessionConfig(const mikv_session_config* c, mikv::SessionConfig* 
   return mikv::OkStatus();
 }
 
+// The thread count a caller's n must match (the shares' arrays hold one entry a thread), and the lockstep they need.
+mikv::Status CheckThreadShares(const mikv::Session& session, size_t n) {
+  if (!session.decodes_in_lockstep())
+    return mikv::Status(MIKV_ERR_INVALID_ARGUMENT,
+                        "this session does not decode in lockstep (lockstep_decode off, or projections not q8_0/q4_0): "
+                        "it has no thread shares");
+  if (n != (size_t)session.config().threads)
+    return mikv::Status(MIKV_ERR_INVALID_ARGUMENT, "n is " + std::to_string(n) + "; the session runs on " +
+                                                       std::to_string(session.config().threads) + " threads");
+  return mikv::OkStatus();
+}
+
 uint64_t ParameterCount(const mikv::ModelConfig& c) {
   const uint64_t q = (uint64_t)c.n_heads * c.head_dim, kv = (uint64_t)c.n_kv_heads * c.head_dim;
   uint64_t layer = c.dim * (q + 2 * kv) + q * c.dim + 3ull * c.dim * c.hidden_dim + 2ull * c.dim;
@@ -361,18 +373,6 @@ mikv_status mikv_session_reset(mikv_session* s) {
   if (s == nullptr) return Fail(MIKV_ERR_INVALID_ARGUMENT, "session is null");
   s->session->Reset();
   return Report(s, mikv::OkStatus());
-}
-
-// The thread count a caller's n must match (the shares' arrays hold one entry a thread), and the lockstep they need.
-mikv::Status CheckThreadShares(const mikv::Session& session, size_t n) {
-  if (!session.decodes_in_lockstep())
-    return mikv::Status(MIKV_ERR_INVALID_ARGUMENT,
-                        "this session does not decode in lockstep (lockstep_decode off, or projections not q8_0/q4_0): "
-                        "it has no thread shares");
-  if (n != (size_t)session.config().threads)
-    return mikv::Status(MIKV_ERR_INVALID_ARGUMENT, "n is " + std::to_string(n) + "; the session runs on " +
-                                                       std::to_string(session.config().threads) + " threads");
-  return mikv::OkStatus();
 }
 
 mikv_status mikv_session_get_thread_shares(const mikv_session* s, double* shares, size_t n) {

@@ -41,6 +41,7 @@
 #include "kv_config.h"
 #include "kv_kernels.h"
 #include "kv_options.h"
+#include "thread_share_options.h"
 #include "model.h"
 #include "session.h"
 
@@ -54,7 +55,8 @@ struct BenchArgs {
       lockstep_split_min_tokens = SessionConfig().lockstep_split_min_tokens;
   double min_time = 0.2;
   int repetitions = 5;
-  bool json = false, model_only = false, phases = false, pooled_decode = false, equal_shares = false;
+  bool json = false, model_only = false, phases = false, pooled_decode = false;
+  ThreadShareArgs shares;
   KvArgs kv;
 };
 
@@ -389,12 +391,13 @@ int RunBench(const BenchArgs& a) {
     c.lockstep_split_min_tokens = a.lockstep_split_min_tokens;
     c.time_phases = a.phases;
     c.lockstep_decode = !a.pooled_decode;
-    c.balance_lockstep = !a.equal_shares;
+    ToSessionConfig(a.shares, &c);
     c.context = a.prompt + a.decode + 1;
     s = ToKvConfig(a.kv, &c.kv);
     if (!s.ok()) return Fail(s, a.json);
     std::unique_ptr<Session> session;
     s = Session::Create(*model, c, &session);
+    if (s.ok()) s = ApplyThreadWeights(a.shares, session.get());
     if (!s.ok()) return Fail(s, a.json);
     std::mt19937 rng(2);
     std::vector<int32_t> prompt(a.prompt);
@@ -513,7 +516,7 @@ int RunBench(const BenchArgs& a) {
                       st.decode_wait_most_seconds * per_token);
           std::printf("each thread's share of the projections' rows at the end:");
           for (const auto& v : shares) std::printf(" %.3f", v.get<double>());
-          std::printf("%s\n", a.equal_shares ? " (--equal-shares)" : "");
+          std::printf("%s\n", a.shares.hold ? " (--equal-shares)" : "");
         }
       }
     }
@@ -545,8 +548,7 @@ void AddBenchCommand(CLI::App& app) {
   cmd->add_flag("--phases", args->phases, "time each phase of the model's decode steps (µs per token)");
   cmd->add_flag("--pooled-decode", args->pooled_decode,
                 "decode through the pool's parallel operations, not in lockstep (to compare the two)");
-  cmd->add_flag("--equal-shares", args->equal_shares,
-                "decode in lockstep with equal shares of the projections' rows, not shares that follow each thread's pace");
+  AddThreadShareOptions(cmd, &args->shares);
   AddKvOptions(cmd, &args->kv);
   cmd->callback([args] { throw CLI::RuntimeError(RunBench(*args)); });
 }

@@ -6,6 +6,7 @@
 
 #include "commands.h"
 #include "kv_options.h"
+#include "thread_share_options.h"
 #include "model.h"
 #include "session.h"
 
@@ -21,6 +22,7 @@ struct RunArgs {
   uint64_t seed = 0;
   bool json = false, no_bos = false, parse_special = false;
   KvArgs kv_args;
+  ThreadShareArgs shares;
 };
 
 int RunRun(const RunArgs& a) {
@@ -40,8 +42,10 @@ int RunRun(const RunArgs& a) {
   config.sampler.top_k = a.top_k;
   config.sampler.top_p = a.top_p;
   config.sampler.seed = a.seed;
+  ToSessionConfig(a.shares, &config);
   std::unique_ptr<Session> session;
   s = Session::Create(*model, config, &session);
+  if (s.ok()) s = ApplyThreadWeights(a.shares, session.get());
   if (!s.ok()) return Fail(s, a.json);
 
   const Tokenizer& tok = model->tokenizer();
@@ -90,6 +94,11 @@ int RunRun(const RunArgs& a) {
     j["peak_rss_bytes"] = peak;
     j["arena_bytes"] = st.arena_bytes;
     j["threads"] = session->config().threads;  // what -t 0 resolved to (DefaultThreadCount)
+    if (session->decodes_in_lockstep()) {  // each thread's share of the projections' rows at the end
+      nlohmann::json shares = nlohmann::json::array();
+      for (int t = 0; t < session->config().threads; ++t) shares.push_back(session->lockstep_share((size_t)t));
+      j["lockstep_row_shares"] = shares;
+    }
     const KvOccupancy occ = session->kv_occupancy();
     j["kv"] = {{"policy", KvPolicyName(session->config().kv.policy)}, {"hi_tokens", occ.hi_tokens}, {"mid_tokens", occ.mid_tokens}, {"lo_tokens", occ.lo_tokens},
                {"evicted_tokens", occ.evicted}, {"bytes", session->kv_plan().total_bytes},
@@ -118,6 +127,7 @@ void AddRunCommand(CLI::App& app) {
   cmd->add_option("--seed", args->seed, "sampling seed")->capture_default_str();
   cmd->add_option("-t,--threads", args->threads, "threads; 0 = the fast cores this process may run on")->capture_default_str();
   AddSplitAttentionOptions(cmd, &args->split_min_tokens, &args->lockstep_split_min_tokens);
+  AddThreadShareOptions(cmd, &args->shares);
   cmd->add_option("-c,--context", args->context, "context length; 0 = the model's")->capture_default_str();
   cmd->add_option("--kv", args->kv, "the plain KV cache's storage: f16 or f32")->capture_default_str();
   AddKvOptions(cmd, &args->kv_args);

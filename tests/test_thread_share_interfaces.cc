@@ -1,11 +1,14 @@
-// The C API's decoding on several threads (API version 5): the lockstep and its balancing as config fields, each
-// thread's share of the projections' rows read and set through mikv_session_get/set_thread_shares, and callers built
-// against an older header served with the defaults.
+// Each thread's share of the lockstep's projection rows, through the interfaces users have: the C API (version 5: the
+// lockstep and its balancing as config fields, the shares read and set through mikv_session_get/set_thread_shares,
+// callers built against an older header served with the defaults), mikv.hpp, and `mikv run`'s options. (The Java
+// binding's are bindings/java/test's.)
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 
 #include <cmath>
 #include <cstddef>
 #include <cstring>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -205,6 +208,33 @@ TEST(CApiThreads, TheCppLayerReadsAndSetsTheSharesAndThrowsOnBadOnes) {
     EXPECT_EQ(e.status, MIKV_ERR_BAD_TOKEN);
     EXPECT_EQ(std::string(e.what()), std::string("MIKV_ERR_BAD_TOKEN: ") + mikv_session_error(s.get()));
     EXPECT_NE(std::string(e.what()).find("1073741824"), std::string::npos) << e.what();
+  }
+}
+
+// `mikv run --thread-weights 3,1 --equal-shares` holds a 3:1 split (its JSON reports the shares at the end) and
+// writes the text the default shares write; other counts, bad weights and a session not in lockstep are errors.
+TEST(ThreadSharesCli, RunTakesWeightsHoldsThemAndRefusesBadOnes) {
+  const std::string run = std::string(MIKV_CLI) + " run -m " + TinyRandomModel(true) + " -t 2 -n 12 --kv-policy mikv ";
+  int status = -1;
+  const std::string held = test::CommandOutput(run + "--thread-weights 3,1 --equal-shares --json", &status);
+  ASSERT_EQ(status, 0) << held;
+  const nlohmann::json a = nlohmann::json::parse(held);
+  EXPECT_EQ(a["lockstep_row_shares"], nlohmann::json::parse("[0.75, 0.25]"));
+  const std::string balanced = test::CommandOutput(run + "--json", &status);
+  ASSERT_EQ(status, 0) << balanced;
+  const nlohmann::json b = nlohmann::json::parse(balanced);
+  EXPECT_EQ(a["text"], b["text"]);
+  EXPECT_EQ(b["lockstep_row_shares"].size(), 2u);
+  const std::vector<std::pair<std::string, std::string>> refused = {
+      {"-t 2 --thread-weights 1,1,1", "3 weights; the session runs on 2 threads"},
+      {"-t 2 --thread-weights 1,0", "positive and finite"},
+      {"-t 1 --thread-weights 1", "does not decode in lockstep"}};
+  for (const auto& [options, message] : refused) {
+    const std::string out = test::CommandOutput(std::string(MIKV_CLI) + " run -m " + TinyRandomModel(true) + " -n 4 " +
+                                                    options + " --json 2>&1",
+                                                &status);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) != 0) << options << ": " << out;
+    EXPECT_NE(out.find(message), std::string::npos) << options << ": " << out;
   }
 }
 
