@@ -39,6 +39,19 @@ mikv_session_config TwoThreads() {
   return c;
 }
 
+// A two-thread session whose shares are set to w0:w1 and held (balance_threads off).
+mikv_session* HeldAt(const CModel& m, double w0, double w1) {
+  mikv_session_config c = TwoThreads();
+  c.balance_threads = 0;
+  mikv_session* s = nullptr;
+  EXPECT_EQ(mikv_session_create(m.model, &c, &s), MIKV_OK) << mikv_last_error();
+  const double weights[2] = {w0, w1};
+  if (s) {
+    EXPECT_EQ(mikv_session_set_thread_shares(s, weights, 2), MIKV_OK) << mikv_session_error(s);
+  }
+  return s;
+}
+
 mikv_session_stats Stats(const mikv_session* s) {
   mikv_session_stats st;
   std::memset(&st, 0, sizeof st);
@@ -94,19 +107,17 @@ TEST(CApiThreads, InitTurnsTheLockstepAndItsBalanceOnAndStatsSayHowTheSessionRun
 // pass's logits bit for bit, step after step; the pooled session has no shares to read or set.
 TEST(CApiThreads, SharesSetByHandStayAndGiveThePooledLogits) {
   CModel m;
-  mikv_session_config c = TwoThreads();
-  c.balance_threads = 0;
-  mikv_session* lockstep = nullptr;
-  ASSERT_EQ(mikv_session_create(m.model, &c, &lockstep), MIKV_OK) << mikv_last_error();
-  const double weights[2] = {3, 1};
-  ASSERT_EQ(mikv_session_set_thread_shares(lockstep, weights, 2), MIKV_OK) << mikv_session_error(lockstep);
+  mikv_session* lockstep = HeldAt(m, 3, 1);
+  ASSERT_NE(lockstep, nullptr);
   const auto a = Decode(lockstep, 40);
   double shares[2];
   ASSERT_EQ(mikv_session_get_thread_shares(lockstep, shares, 2), MIKV_OK);
   EXPECT_EQ(shares[0], 0.75);  // held: balance_threads is off
   EXPECT_EQ(shares[1], 0.25);
 
+  mikv_session_config c = TwoThreads();
   c.lockstep_decode = 0;
+  const double weights[2] = {3, 1};
   mikv_session* pooled = nullptr;
   ASSERT_EQ(mikv_session_create(m.model, &c, &pooled), MIKV_OK) << mikv_last_error();
   EXPECT_EQ(Stats(pooled).decodes_in_lockstep, 0);
@@ -125,12 +136,9 @@ TEST(CApiThreads, SharesSetByHandStayAndGiveThePooledLogits) {
 // by name, and the shares stay as they were.
 TEST(CApiThreads, BadSharesAreRefusedAndTheOldOnesKept) {
   CModel m;
-  mikv_session_config c = TwoThreads();
-  c.balance_threads = 0;
-  mikv_session* s = nullptr;
-  ASSERT_EQ(mikv_session_create(m.model, &c, &s), MIKV_OK) << mikv_last_error();
+  mikv_session* s = HeldAt(m, 1, 3);
+  ASSERT_NE(s, nullptr);
   const double good[2] = {1, 3};
-  ASSERT_EQ(mikv_session_set_thread_shares(s, good, 2), MIKV_OK);
   const double three[3] = {1, 1, 1};
   EXPECT_EQ(mikv_session_set_thread_shares(s, three, 3), MIKV_ERR_INVALID_ARGUMENT);
   EXPECT_NE(std::string(mikv_session_error(s)).find("runs on 2 threads"), std::string::npos) << mikv_session_error(s);
