@@ -101,6 +101,14 @@ public class MikvTest {
         check(e.getMessage().contains("positive and finite"), "NaN weight: " + e.getMessage());
       }
     }
+    try (Mikv.Model random8 = new Mikv.Model(args[2])) {
+      Mikv.Session closed = new Mikv.Session(random8, 0, 2, "mikv", 0);
+      closed.close();
+      closed.threadShares();
+      check(false, "a closed session's shares must throw");
+    } catch (MikvException e) {
+      check(e.status.equals("MIKV_ERR_INVALID_ARGUMENT"), "closed session: " + e.status);
+    }
     try (Mikv.Model random = new Mikv.Model(args[1]); Mikv.Session pooled = new Mikv.Session(random, 0, 2, "plain", 0)) {
       pooled.threadShares();
       check(false, "a session of f32 projections has no shares to read");
