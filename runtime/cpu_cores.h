@@ -7,9 +7,10 @@
 // not running. The default model under `taskset -c 0` on this project's host decoded 3.8 tok/s on the two threads
 // hardware_concurrency gave, against 398-415 tok/s on one (docs/bench/default-threads-session47.txt).
 //
-// Why only the fast cores: the lockstep gives every thread an equal share of each step, so a step ends when the
-// slowest core finishes its share; a phone's little cores (an RK3588's 1.8 GHz A55s beside 2.4 GHz A76s) would hold
-// back the big ones. A CPU counts as fast when its highest clock (cpufreq's cpuinfo_max_freq) is at least 80% of the
+// Why only the fast cores: a lockstep step ends when the slowest core finishes its share; a phone's little cores (an
+// RK3588's 1.8 GHz A55s beside 2.4 GHz A76s) would hold back the big ones. (Balancing, LockstepShares, gives a slower
+// thread fewer projection rows, but no fewer than half an equal share, and the attention's kv heads still go round
+// the threads equally.) A CPU counts as fast when its highest clock (cpufreq's cpuinfo_max_freq) is at least 80% of the
 // fastest allowed CPU's: a Snapdragon 8 Gen 2's 3.19 + 4 × 2.8 GHz cores but not its 3 × 2.0, a Tensor G3's 2.91 +
 // 4 × 2.37 but not its 4 × 1.7, an Intel hybrid's P-cores but not its E-cores. Where a clock is unknown (no cpufreq:
 // VMs, containers without /sys) every allowed CPU counts.
