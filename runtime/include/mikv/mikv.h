@@ -40,7 +40,8 @@ const char* mikv_status_name(mikv_status status);
 #define MIKV_API_VERSION 5
 /* "0.1.0" */
 const char* mikv_version(void);
-/* The message of the last failed call on this thread that had no handle to keep it (load, plan, create). */
+/* The message of the last failed call on this thread that kept none in a session (load, plan, create, the models'
+ * calls, and mikv_session_get_stats / mikv_session_get_thread_shares). */
 const char* mikv_last_error(void);
 
 /* ---- Models: loaded once, immutable, shareable across threads and sessions. ---- */

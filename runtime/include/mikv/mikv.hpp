@@ -75,7 +75,7 @@ class SessionHandle {
       return (*static_cast<const std::function<bool(const std::string&)>*>(user))(std::string(text, len)) ? 0 : 1;
     };
     CheckSession(mikv_session_generate(s_, prompt.data(), prompt.size(), max_tokens, cb,
-                                const_cast<std::function<bool(const std::string&)>*>(&on_text)));
+                                       const_cast<std::function<bool(const std::string&)>*>(&on_text)));
   }
   mikv_session_stats Stats() const {
     mikv_session_stats st{};
