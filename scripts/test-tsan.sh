@@ -3,9 +3,9 @@
 # test whose sessions split work over a thread pool, the cache's writes made per kv head from several threads
 # (MixedKvCache.WritesPerKvHead*), the lockstep decode (LockstepDecode.*: every thread runs the layers, LockstepBarrier
 # between; CApiThreads.*: its shares set through the C API between steps) and the pool itself (ThreadPool.*).
-# The pool is mikv's own (runtime/thread_pool.cc, also behind the pthreadpool API that XNNPACK calls), built here with TSan like the rest of
-# libmikv, so TSan sees every hand-off between its threads (std::atomic acquire/release; the futex calls only put
-# idle workers to sleep). XNNPACK's own kernels stay uninstrumented.
+# The pool is mikv's own (runtime/thread_pool.cc, also behind the pthreadpool API that XNNPACK calls), built here
+# with TSan like the rest of libmikv, so TSan sees every hand-off between its threads (std::atomic acquire/release;
+# the futex calls only put idle workers to sleep). XNNPACK's own kernels stay uninstrumented.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CACHE_ROOT=${MIKV_DEPS_CACHE:-$HOME/.cache/mikv-deps}
