@@ -108,18 +108,6 @@ mikv::Status ToSessionConfig(const mikv_session_config* c, mikv::SessionConfig* 
   return mikv::OkStatus();
 }
 
-// The thread count a caller's n must match (the shares' arrays hold one entry a thread), and the lockstep they need.
-mikv::Status CheckThreadShares(const mikv::Session& session, size_t n) {
-  if (!session.decodes_in_lockstep())
-    return mikv::Status(MIKV_ERR_INVALID_ARGUMENT,
-                        "this session does not decode in lockstep (lockstep_decode off, or projections not q8_0/q4_0): "
-                        "it has no thread shares");
-  if (n != (size_t)session.config().threads)
-    return mikv::Status(MIKV_ERR_INVALID_ARGUMENT, "n is " + std::to_string(n) + "; the session runs on " +
-                                                       std::to_string(session.config().threads) + " threads");
-  return mikv::OkStatus();
-}
-
 uint64_t ParameterCount(const mikv::ModelConfig& c) {
   const uint64_t q = (uint64_t)c.n_heads * c.head_dim, kv = (uint64_t)c.n_kv_heads * c.head_dim;
   uint64_t layer = c.dim * (q + 2 * kv) + q * c.dim + 3ull * c.dim * c.hidden_dim + 2ull * c.dim;
@@ -376,19 +364,14 @@ mikv_status mikv_session_reset(mikv_session* s) {
 }
 
 mikv_status mikv_session_get_thread_shares(const mikv_session* s, double* shares, size_t n) {
-  if (s == nullptr || shares == nullptr) return Fail(MIKV_ERR_INVALID_ARGUMENT, "session and shares must not be null");
-  const mikv::Status st = CheckThreadShares(*s->session, n);
-  if (!st.ok()) return Fail(st);
-  for (size_t t = 0; t < n; ++t) shares[t] = s->session->lockstep_share(t);
-  return MIKV_OK;
+  if (s == nullptr) return Fail(MIKV_ERR_INVALID_ARGUMENT, "session is null");
+  const mikv::Status st = s->session->GetLockstepShares(shares, n);
+  return st.ok() ? MIKV_OK : Fail(st);
 }
 
 mikv_status mikv_session_set_thread_shares(mikv_session* s, const double* weights, size_t n) {
   if (s == nullptr) return Fail(MIKV_ERR_INVALID_ARGUMENT, "session is null");
-  if (weights == nullptr) return Report(s, mikv::Status(MIKV_ERR_INVALID_ARGUMENT, "weights must not be null"));
-  const mikv::Status st = CheckThreadShares(*s->session, n);
-  if (!st.ok()) return Report(s, st);
-  return Report(s, s->session->SetLockstepShares(weights));
+  return Report(s, s->session->SetLockstepShares(weights, n));
 }
 
 mikv_status mikv_session_get_stats(const mikv_session* s, mikv_session_stats* out) {

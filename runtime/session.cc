@@ -176,9 +176,27 @@ Status Session::Prefill(const int32_t* tokens, size_t n, float* all_logits) {
   return OkStatus();
 }
 
-Status Session::SetLockstepShares(const double* weights) {
+Status Session::CheckLockstepShareCount(size_t n, const char* what) const {
   if (!graph_.lockstep())
-    return Status(MIKV_ERR_INVALID_ARGUMENT, "this session does not decode in lockstep: it has no shares to set");
+    return Status(MIKV_ERR_INVALID_ARGUMENT,
+                  "this session does not decode in lockstep (one thread, lockstep_decode off, or projections not "
+                  "q8_0/q4_0): it has no thread shares");
+  if (n != (size_t)config_.threads)
+    return Status(MIKV_ERR_INVALID_ARGUMENT, std::to_string(n) + " " + what + "; the session runs on " +
+                                                 std::to_string(config_.threads) + " threads");
+  return OkStatus();
+}
+
+Status Session::GetLockstepShares(double* shares, size_t n) const {
+  if (shares == nullptr) return Status(MIKV_ERR_INVALID_ARGUMENT, "shares must not be null");
+  MIKV_RETURN_IF_ERROR(CheckLockstepShareCount(n, "shares"));
+  for (size_t t = 0; t < n; ++t) shares[t] = lockstep_share(t);
+  return OkStatus();
+}
+
+Status Session::SetLockstepShares(const double* weights, size_t n) {
+  if (weights == nullptr) return Status(MIKV_ERR_INVALID_ARGUMENT, "weights must not be null");
+  MIKV_RETURN_IF_ERROR(CheckLockstepShareCount(n, "weights"));
   if (!graph_.SetLockstepWeights(weights))
     return Status(MIKV_ERR_INVALID_ARGUMENT, "lockstep share weights must be positive and finite, one per thread");
   return OkStatus();

@@ -91,10 +91,13 @@ class Session {
   bool decodes_in_lockstep() const { return graph_.lockstep(); }
   // Each thread's share of the lockstep's projection rows now (SessionConfig::balance_lockstep).
   double lockstep_share(size_t t) const { return graph_.lockstep() ? graph_.lockstep_shares().Weight(t) : 0.0; }
-  // Sets those shares in these proportions (weights[threads], each positive and finite): where the cores are known to
-  // differ. With balance_lockstep they move on from there. MIKV_ERR_INVALID_ARGUMENT, the shares kept, for other
-  // weights or a session that does not decode in lockstep.
-  Status SetLockstepShares(const double* weights);
+  // The same into shares[0..n), n the session's threads. MIKV_ERR_INVALID_ARGUMENT, nothing written, for another n or
+  // a session that does not decode in lockstep.
+  Status GetLockstepShares(double* shares, size_t n) const;
+  // Sets those shares in these proportions (weights[0..n), n the session's threads, each positive and finite): where
+  // the cores are known to differ. With balance_lockstep they move on from there. MIKV_ERR_INVALID_ARGUMENT, the
+  // shares kept, for another n, other weights or a session that does not decode in lockstep.
+  Status SetLockstepShares(const double* weights, size_t n);
   // Cached tokens from which decode steps split their attention into token blocks through the pool
   // (SessionConfig::split_attention_min_tokens; 0: never), in lockstep or not: from there on they leave the lockstep.
   int64_t pooled_split_from() const { return graph_.split_from(); }
@@ -118,6 +121,9 @@ class Session {
  private:
   Session(const Model& model, const SessionConfig& config, const KvPlan& plan);
   void CarveAll(Arena* arena);
+  // Whether per-thread shares can be read or set for n threads (GetLockstepShares, SetLockstepShares; `what`: n of
+  // what, for the message).
+  Status CheckLockstepShareCount(size_t n, const char* what) const;
   static Status CreateImpl(const Model& model, const SessionConfig& config, void* buffer, size_t size,
                            std::unique_ptr<Session>* out);
 

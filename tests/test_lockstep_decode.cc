@@ -138,10 +138,10 @@ TEST(LockstepDecode, UnequalSharesOfTheRowsGiveThePooledLogits) {
       if (!s) return out;
       EXPECT_EQ(s->decodes_in_lockstep(), lockstep);
       if (lockstep) {
-        EXPECT_TRUE(s->SetLockstepShares(w.data()).ok());
+        EXPECT_TRUE(s->SetLockstepShares(w.data(), w.size()).ok());
         EXPECT_NEAR(s->lockstep_share(0), w[0] / (w.size() == 2 ? 1.0 : 10.0), 1e-12);
       } else {
-        EXPECT_EQ(s->SetLockstepShares(w.data()).code(), MIKV_ERR_INVALID_ARGUMENT);  // nothing to set
+        EXPECT_EQ(s->SetLockstepShares(w.data(), w.size()).code(), MIKV_ERR_INVALID_ARGUMENT);  // nothing to set
       }
       std::vector<int32_t> prompt;
       for (int i = 0; i < 40; ++i) prompt.push_back(1 + (i * 37) % (model->config().vocab_size - 1));
@@ -168,15 +168,15 @@ TEST(LockstepDecode, SharesFromBadWeightsAreRefusedAndTheOldOnesKept) {
   std::unique_ptr<Session> s;
   ASSERT_TRUE(Session::Create(*model, config, &s).ok());
   const double good[2] = {3, 1};
-  ASSERT_TRUE(s->SetLockstepShares(good).ok());
+  ASSERT_TRUE(s->SetLockstepShares(good, 2).ok());
   const double nan = std::nan("");
   for (const auto& bad : std::vector<std::array<double, 2>>{{0, 1}, {-1, 2}, {nan, 1}, {INFINITY, 1}, {1e308, 1e308}}) {
-    const Status st = s->SetLockstepShares(bad.data());
+    const Status st = s->SetLockstepShares(bad.data(), 2);
     EXPECT_EQ(st.code(), MIKV_ERR_INVALID_ARGUMENT) << bad[0] << ", " << bad[1];
     EXPECT_NE(st.message().find("positive and finite"), std::string::npos) << st.ToString();
     EXPECT_EQ(s->lockstep_share(0), 0.75);
   }
-  EXPECT_EQ(s->SetLockstepShares(nullptr).code(), MIKV_ERR_INVALID_ARGUMENT);
+  EXPECT_EQ(s->SetLockstepShares(nullptr, 2).code(), MIKV_ERR_INVALID_ARGUMENT);
 }
 
 TEST(LockstepDecode, GivesThePooledLogitsOnQ8_0Weights) { ExpectLockstepIsPooled(TinyRandomModel(false)); }

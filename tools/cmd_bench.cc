@@ -506,8 +506,7 @@ int RunBench(const BenchArgs& a) {
                                                              {"mean", mean},
                                                              {"least", st.decode_wait_least_seconds * per_token},
                                                              {"most", st.decode_wait_most_seconds * per_token}};
-        nlohmann::json shares = nlohmann::json::array();
-        for (int t = 0; t < model_threads; ++t) shares.push_back(session->lockstep_share((size_t)t));
+        const nlohmann::json shares = SharesJson(*session);
         out["model"]["lockstep_row_shares"] = shares;
         if (!a.json) {
           std::printf("waiting at the lockstep's barriers, µs per token a thread: %.1f (%.1f%% of the step; %.1f-%.1f "

@@ -94,11 +94,8 @@ int RunRun(const RunArgs& a) {
     j["peak_rss_bytes"] = peak;
     j["arena_bytes"] = st.arena_bytes;
     j["threads"] = session->config().threads;  // what -t 0 resolved to (DefaultThreadCount)
-    if (session->decodes_in_lockstep()) {  // each thread's share of the projections' rows at the end
-      nlohmann::json shares = nlohmann::json::array();
-      for (int t = 0; t < session->config().threads; ++t) shares.push_back(session->lockstep_share((size_t)t));
-      j["lockstep_row_shares"] = shares;
-    }
+    // each thread's share of the projections' rows at the end
+    if (session->decodes_in_lockstep()) j["lockstep_row_shares"] = SharesJson(*session);
     const KvOccupancy occ = session->kv_occupancy();
     j["kv"] = {{"policy", KvPolicyName(session->config().kv.policy)}, {"hi_tokens", occ.hi_tokens}, {"mid_tokens", occ.mid_tokens}, {"lo_tokens", occ.lo_tokens},
                {"evicted_tokens", occ.evicted}, {"bytes", session->kv_plan().total_bytes},

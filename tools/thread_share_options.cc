@@ -18,16 +18,14 @@ void ToSessionConfig(const ThreadShareArgs& a, SessionConfig* c) { c->balance_lo
 
 Status ApplyThreadWeights(const ThreadShareArgs& a, Session* s) {
   if (a.weights.empty()) return OkStatus();
-  if (!s->decodes_in_lockstep())
-    return Status(MIKV_ERR_INVALID_ARGUMENT,
-                  "--thread-weights: this session does not decode in lockstep (one thread, --pooled-decode, or "
-                  "projections not q8_0/q4_0)");
-  if (a.weights.size() != (size_t)s->config().threads)
-    return Status(MIKV_ERR_INVALID_ARGUMENT, "--thread-weights has " + std::to_string(a.weights.size()) +
-                                                 " weights; the session runs on " +
-                                                 std::to_string(s->config().threads) + " threads");
-  const Status st = s->SetLockstepShares(a.weights.data());
+  const Status st = s->SetLockstepShares(a.weights.data(), a.weights.size());
   return st.ok() ? st : Status(st.code(), "--thread-weights: " + st.message());
+}
+
+nlohmann::json SharesJson(const Session& s) {
+  nlohmann::json shares = nlohmann::json::array();
+  for (int t = 0; t < s.config().threads; ++t) shares.push_back(s.lockstep_share((size_t)t));
+  return shares;
 }
 
 }  // namespace mikv::cli

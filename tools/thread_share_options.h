@@ -7,6 +7,7 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
 #include <vector>
 
 #include "session.h"
@@ -25,5 +26,7 @@ void ToSessionConfig(const ThreadShareArgs& a, SessionConfig* c);
 // After it: the weights, if given. MIKV_ERR_INVALID_ARGUMENT where the session does not decode in lockstep, the count
 // is not the session's threads, or a weight is not positive and finite.
 Status ApplyThreadWeights(const ThreadShareArgs& a, Session* s);
+// Each thread's share now, as the JSON reports (`lockstep_row_shares`) write it.
+nlohmann::json SharesJson(const Session& s);
 
 }  // namespace mikv::cli
