@@ -59,7 +59,9 @@ Status LlamaGraph::CreateOperators() {
     const LayerOps& ops = layers_[0];
     const size_t rows[LockstepShares::kMatrices] = {ops.wqkv.out_features(), ops.wo.out_features(),
                                                     (size_t)c.hidden_dim, ops.w2.out_features()};
-    shares_ = LockstepShares((size_t)threads_, rows);
+    shares_.clear();
+    for (int n = 1; n <= threads_; ++n) shares_.emplace_back((size_t)n, rows);
+    roster_ = (size_t)threads_;
     busy_seconds_.assign((size_t)threads_, 0.0);
   }
 

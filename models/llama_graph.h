@@ -113,9 +113,13 @@ class LlamaGraph {
   void ClearLockstepWaits() { barrier_.ClearWaitedSeconds(); }
   // Whether the lockstep's projection rows follow each thread's pace (LockstepShares); off: equal shares.
   void BalanceLockstep(bool on) { balance_ = on; }
-  const LockstepShares& lockstep_shares() const { return shares_; }
+  // The shares of every thread of the pool. (While the pool runs on fewer — ThreadPool::SetActiveThreads — those
+  // threads have shares of their own, which start from these weights.)
+  const LockstepShares& lockstep_shares() const { return shares_[threads_ - 1]; }
   // False where the step is not in lockstep or a weight is not positive and finite (LockstepShares::SetWeights).
-  bool SetLockstepWeights(const double* weights) { return lockstep_ && weights && shares_.SetWeights(weights); }
+  bool SetLockstepWeights(const double* weights) { return lockstep_ && weights && shares_[threads_ - 1].SetWeights(weights); }
+  // The threads the last lockstep step ran on (ThreadPool::active_threads; threads until one has run).
+  size_t lockstep_roster() const { return roster_; }
 
   // Creates the XNNPACK operators (packs the weights). Heap memory, once, at session creation.
   Status CreateOperators();
@@ -148,7 +152,8 @@ class LlamaGraph {
   // One decoded token's layers on every thread of the pool at once (llama_graph_lockstep.cc), from x_ to x_.
   // Thread 0 marks the phases on `clock`.
   Status ForwardLockstep(int pos, KvCache* cache, pthreadpool_t pool, PhaseClock* clock);
-  void LockstepThread(size_t t, int pos, KvCache* cache, PhaseClock* clock);
+  // Thread t of the step's roster (0..roster-1; the pool's active threads).
+  void LockstepThread(size_t t, size_t roster, int pos, KvCache* cache, PhaseClock* clock);
   void RmsNorm(const float* x, const float* w, float* out, int n) const;
   // The fused q/k/v output of n tokens in h13_ ([n][q | k | v]) into q_, k_ and v_.
   void SplitQkv(int n);
@@ -171,7 +176,8 @@ class LlamaGraph {
   std::unique_ptr<SwiGlu[]> thread_swiglu_;
   LockstepBarrier barrier_;
   std::vector<Status> thread_status_;
-  LockstepShares shares_;
+  std::vector<LockstepShares> shares_;  // [n - 1]: the shares of threads 0..n-1, for a step on n of the pool's threads
+  size_t roster_ = 0;                    // the threads of the last lockstep step (the barrier's, the shares')
   bool balance_ = false;
   std::vector<double> busy_seconds_;  // [threads]: each thread's seconds in its projection rows, the last step
   std::vector<float> inv_freq_;  // [head_dim / 2], made at creation

@@ -42,6 +42,7 @@ namespace {
 
 struct LockstepJob {
   LlamaGraph* graph;
+  size_t roster;
   int pos;
   KvCache* cache;
   PhaseClock* clock;
@@ -53,17 +54,25 @@ Status LlamaGraph::ForwardLockstep(int pos, KvCache* cache, pthreadpool_t pool, 
   ThreadPool* threads = ThreadPoolOf(pool);
   if (threads == nullptr || threads->threads() != (size_t)threads_)
     return ForwardPooled(1, pos, /*split=*/false, cache, pool, clock);
-  const LockstepJob job{this, pos, cache, clock};
+  // The pool's active threads run the step (ThreadPool::SetActiveThreads): the barrier counts them, and they take
+  // the shares of that many threads, which start from the whole pool's weights.
+  const size_t roster = threads->active_threads();
+  if (roster != roster_) {
+    barrier_.SetActive(roster);
+    if (roster < (size_t)threads_) shares_[roster - 1].SetWeights(lockstep_shares().weights());
+    roster_ = roster;
+  }
+  const LockstepJob job{this, roster, pos, cache, clock};
   threads->RunOnEachThread(
       [](const void* context, size_t t, size_t) {
         const LockstepJob& j = *static_cast<const LockstepJob*>(context);
-        j.graph->LockstepThread(t, j.pos, j.cache, j.clock);
+        j.graph->LockstepThread(t, j.roster, j.pos, j.cache, j.clock);
       },
       // The pooled pass's floating-point mode: its attention, norms and SwiGLU run without flushing denormals. (Its
       // q8_0/q4_0 items run flushed, but those kernels can neither meet nor make a denormal float: their floats are
       // products of f16 scales and integer sums.)
       &job, /*flush_denormals=*/false);
-  if (balance_) shares_.Rebalance(busy_seconds_.data());  // (every thread is done with this step's shares)
+  if (balance_) shares_[roster - 1].Rebalance(busy_seconds_.data());  // (every thread is done with this step's shares)
   for (Status& s : thread_status_) {
     if (!s.ok()) {
       Status failed = s;
@@ -74,10 +83,14 @@ Status LlamaGraph::ForwardLockstep(int pos, KvCache* cache, pthreadpool_t pool, 
   return OkStatus();
 }
 
-void LlamaGraph::LockstepThread(size_t t, int pos, KvCache* cache, PhaseClock* shared_clock) {
+void LlamaGraph::LockstepThread(size_t t, size_t roster, int pos, KvCache* cache, PhaseClock* shared_clock) {
   const ModelConfig& c = model_.config();
   const LlamaWeights& w = model_.weights();
-  const size_t T = (size_t)threads_;
+  // The attention's work is cut for the whole pool (which kv heads are split into blocks, and how many), whatever
+  // the roster: each piece is computed the same way on any thread, so the logits do not depend on how many threads
+  // ran the step. The roster's A threads share the pieces out.
+  const size_t T = (size_t)threads_, A = roster;
+  const LockstepShares& shares = shares_[A - 1];
   PhaseClock idle(nullptr);
   PhaseClock& clock = t == 0 ? *shared_clock : idle;  // thread 0 times the phases, waits included
   float* xb = thread_xb_ + t * thread_floats_stride_;
@@ -97,11 +110,11 @@ void LlamaGraph::LockstepThread(size_t t, int pos, KvCache* cache, PhaseClock* s
   };
   auto project = [&](const Linear& op, LockstepShares::Matrix m, const float* x, float* y, const uint8_t* then) {
     op.QuantizeQ8Blocks(x, q8, sums);
-    run_rows(op, LinearInput{x, nullptr, nullptr, 1, q8, sums}, y, shares_.Rows(m, t), then);
+    run_rows(op, LinearInput{x, nullptr, nullptr, 1, q8, sums}, y, shares.Rows(m, t), then);
   };
   // This thread's rows of x_ += y, for the rows it just projected.
   auto add_residual = [&](LockstepShares::Matrix m, const float* y) {
-    const auto [begin, end] = shares_.Rows(m, t);
+    const auto [begin, end] = shares.Rows(m, t);
     for (size_t i = begin; i < end; ++i) x_[i] += y[i];
   };
   const int group = c.n_heads / c.n_kv_heads;
@@ -110,18 +123,18 @@ void LlamaGraph::LockstepThread(size_t t, int pos, KvCache* cache, PhaseClock* s
   // Long contexts: the kv heads that do not share out evenly (SmolLM2's third on two threads, which left one thread
   // idle for a third of the attention) are split into B blocks of cached tokens each (KvCache::AttendBlockScores
   // etc.), the others attended whole. `whole` kv heads go round the threads; the rest [whole, n_kv_heads) split, and
-  // their blocks j = B·(kv head − whole) + block go round the threads too (rest·B is a multiple of T).
+  // their blocks j = B·(kv head − whole) + block go round the threads too (rest·B is a multiple of T, the pool's threads).
   const bool split_rest = rest_blocks_ > 1 && attn_split_ && pos + 1 >= rest_from_;
   const size_t n_kv = (size_t)c.n_kv_heads, whole = split_rest ? n_kv - n_kv % T : n_kv, rest = n_kv - whole;
   const int B = rest_blocks_;
   // (Plain variables, not a structured binding: the lambda below captures them, which clang 14 refuses for bindings.)
-  const std::pair<size_t, size_t> own = ThreadPool::ShareOf(whole, T, t);
+  const std::pair<size_t, size_t> own = ThreadPool::ShareOf(whole, A, t);
   const size_t kv_begin = own.first, kv_end = own.second;
-  // The kv heads this thread starts (and writes): its whole ones, and every T-th of the rest.
-  auto starts = [&](size_t kvh) { return (kvh >= kv_begin && kvh < kv_end) || (kvh >= whole && (kvh - whole) % T == t); };
+  // The kv heads this thread starts (and writes): its whole ones, and every A-th of the rest.
+  auto starts = [&](size_t kvh) { return (kvh >= kv_begin && kvh < kv_end) || (kvh >= whole && (kvh - whole) % A == t); };
   auto query = [&](size_t kvh) { return q_ + kvh * group * c.head_dim; };  // its group's query heads
   auto output = [&](size_t kvh) { return att_ + kvh * group * c.head_dim; };  // and their attention outputs
-  const size_t rest_writes = rest > t ? (rest - t + T - 1) / T : 0, most_rest_writes = (rest + T - 1) / T;
+  const size_t rest_writes = rest > t ? (rest - t + A - 1) / A : 0, most_rest_writes = (rest + A - 1) / A;
   const size_t early_writes = split_rest && write_in_items ? std::min(most_rest_writes - rest_writes, kv_end - kv_begin) : 0;
   float* scratch = attn_scratch_ + t * attn_scratch_stride_;
   // Where rows [begin, end) of op's weights start: what this thread reads after the projection before, whose asks
@@ -187,10 +200,10 @@ void LlamaGraph::LockstepThread(size_t t, int pos, KvCache* cache, PhaseClock* s
       // Thread t's blocks of the split kv heads: their scores and exps, then (every block's maximum and sum known)
       // their weighted values and importance; the scores stay in this thread's cache. The whole kv heads come after,
       // where they also take up what the phases left uneven.
-      for (size_t j = t; j < rest * B; j += T)
+      for (size_t j = t; j < rest * B; j += A)
         cache->AttendBlockScores(l, pos, (int)(whole + j / B), (int)(j % B), B, query(whole + j / B), attn_split_, scratch);
       barrier_.Wait(t);
-      for (size_t j = t; j < rest * B; j += T) cache->AttendBlockValues(l, (int)(whole + j / B), (int)(j % B), B, attn_split_);
+      for (size_t j = t; j < rest * B; j += A) cache->AttendBlockValues(l, (int)(whole + j / B), (int)(j % B), B, attn_split_);
     }
     for (size_t kvh = kv_begin; kvh < kv_end; ++kvh) {
       if (write_in_items && kvh >= kv_begin + early_writes) cache->WriteKvHead(l, (int)kvh, pos, 1, k_, v_);
@@ -198,18 +211,18 @@ void LlamaGraph::LockstepThread(size_t t, int pos, KvCache* cache, PhaseClock* s
     }
     if (split_rest) {
       barrier_.Wait(t);  // every block's share made
-      const auto [r0, r1] = ThreadPool::ShareOf(rest, T, t);
+      const auto [r0, r1] = ThreadPool::ShareOf(rest, A, t);
       for (size_t kvh = whole + r0; kvh < whole + r1; ++kvh) cache->AttendSum(l, (int)kvh, B, output(kvh), attn_split_);
     }
-    wait_then_read(ops.wo, shares_.Rows(LockstepShares::kWo, t));
+    wait_then_read(ops.wo, shares.Rows(LockstepShares::kWo, t));
     clock.Mark(ForwardPhase::Attention);
 
     PrefetchLines(L.ffn_norm->data, (size_t)c.dim * sizeof(float));  // arrives during wo (ForwardPooled says why)
     // The fused gate/up rows split as pairs: this thread's gate rows [g0, g1) and the up rows that meet them (hidden
     // further), so that it makes its own slice of SwiGLU from what it just wrote, over its gates (h13_'s front, where
     // the pooled pass leaves SwiGLU's output too), and nobody makes it twice.
-    const std::pair<size_t, size_t> gate_rows = shares_.Rows(LockstepShares::kGate, t),
-                                    w2_rows = shares_.Rows(LockstepShares::kW2, t);
+    const std::pair<size_t, size_t> gate_rows = shares.Rows(LockstepShares::kGate, t),
+                                    w2_rows = shares.Rows(LockstepShares::kW2, t);
     const size_t g0 = gate_rows.first, g1 = gate_rows.second;
     project(ops.wo, LockstepShares::kWo, att_, xb2_, start_of(ops.w13, gate_rows));  // then its gate rows
     add_residual(LockstepShares::kWo, xb2_);
@@ -232,7 +245,7 @@ void LlamaGraph::LockstepThread(size_t t, int pos, KvCache* cache, PhaseClock* s
     const TensorView* next_norm = l + 1 < c.n_layers ? w.layers[l + 1].attn_norm : w.norm;
     PrefetchLines(next_norm->data, (size_t)c.dim * sizeof(float));  // arrives during the down projection
     const Linear* next_qkv = l + 1 < c.n_layers ? &layers_[l + 1].wqkv : nullptr;
-    const std::pair<size_t, size_t> next_qkv_rows = shares_.Rows(LockstepShares::kQkv, t);
+    const std::pair<size_t, size_t> next_qkv_rows = shares.Rows(LockstepShares::kQkv, t);
     project(ops.w2, LockstepShares::kW2, h13_, xb2_, next_qkv ? start_of(*next_qkv, next_qkv_rows) : nullptr);
     add_residual(LockstepShares::kW2, xb2_);
     if (next_qkv) wait_then_read(*next_qkv, next_qkv_rows);

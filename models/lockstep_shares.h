@@ -26,6 +26,7 @@ class LockstepShares {
 
   std::pair<size_t, size_t> Rows(Matrix m, size_t t) const { return rows_[m * threads_ + t]; }
   double Weight(size_t t) const { return weight_[t]; }
+  const double* weights() const { return weight_.data(); }
 
   // After a step: thread t spent busy_seconds[t] in its projection rows. Each weight moves a quarter of the way to the
   // thread's share of the threads' summed pace (weight / seconds), clamped to half to one and a half of an equal share

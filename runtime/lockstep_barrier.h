@@ -23,12 +23,19 @@ class LockstepBarrier {
   LockstepBarrier() = default;
   // `crowded`: more threads than CPUs to run them (MoreThreadsThanCpus): every thread's spin budget starts at its least.
   explicit LockstepBarrier(size_t threads, bool crowded = false)
-      : threads_(threads), passed_(new Line[threads]), spin_(new Budget[threads]) {
+      : threads_(threads), active_(threads), passed_(new Line[threads]), spin_(new Budget[threads]) {
     if (crowded)
       for (size_t t = 0; t < threads; ++t) spin_[t].pauses = kMinSpins;
   }
 
   size_t threads() const { return threads_; }
+  // The threads that take part from the next call on: 0..n-1 (ThreadPool::SetActiveThreads; 1..threads()). Only
+  // between RunOnEachThread calls: every count starts again from 0, since the ones that sat out have fallen behind.
+  void SetActive(size_t n) {
+    active_ = n < 1 ? 1 : n > threads_ ? threads_ : n;
+    for (size_t t = 0; t < threads_; ++t) passed_[t].count.store(0, std::memory_order_relaxed);
+  }
+  size_t active() const { return active_; }
   // For tests: the pauses thread t spins before it sleeps now.
   uint32_t SpinBudget(size_t t) const { return spin_[t].pauses; }
   static constexpr uint32_t kMaxSpins = 4096, kMinSpins = 16;
@@ -74,7 +81,7 @@ class LockstepBarrier {
     if (passed_[t].sleepers.load(std::memory_order_relaxed) != 0) FutexWakeAll(&passed_[t].count);
     const uint32_t budget = spin_[t].pauses;
     bool slept = false;
-    for (size_t u = 0; u < threads_; ++u) {
+    for (size_t u = 0; u < active_; ++u) {
       if (u == t) continue;
       Line& other = passed_[u];
       for (uint32_t pauses = 0; Behind(other.count.load(std::memory_order_acquire), mine);) {
@@ -111,7 +118,7 @@ class LockstepBarrier {
     uint32_t pauses = kMaxSpins;  // spins before it sleeps
     double waited_seconds = 0;    // with TimeWaits: its time in Wait
   };
-  size_t threads_ = 0;
+  size_t threads_ = 0, active_ = 0;
   bool timed_ = false;
   std::unique_ptr<Line[]> passed_;
   std::unique_ptr<Budget[]> spin_;

@@ -2,6 +2,7 @@
 
 #include "cpu_cores.h"
 #include "kv_cache_mixed.h"
+#include "thread_pool.h"
 #include "xnn_memory.h"
 
 #include <algorithm>
@@ -61,8 +62,10 @@ Session::Session(const Model& model, const SessionConfig& config, const KvPlan& 
       cache_(MakeCache(Geometry(model.config(), config.context), config, plan)),
       graph_(model, config.prefill_chunk, config.threads, config.split_attention_min_tokens, config.lockstep_decode,
              config.lockstep_split_min_tokens, config.context),
-      sampler_(model.config().vocab_size, config.sampler) {
+      sampler_(model.config().vocab_size, config.sampler),
+      tuner_(config.threads) {
   graph_.BalanceLockstep(config.balance_lockstep);
+  stats_.active_threads = config.threads;
 }
 
 Session::~Session() {
@@ -154,6 +157,8 @@ Status Session::Prefill(const int32_t* tokens, size_t n, float* all_logits) {
   const bool decode = n == 1 && stats_.prompt_tokens > 0;
   double* phases = decode && config_.time_phases ? stats_.decode_phase_seconds : nullptr;
   graph_.TimeLockstepWaits(phases != nullptr);  // (a prompt's first token may decode in lockstep: not counted)
+  ThreadPool* threads = ThreadPoolOf(pool_);
+  const int roster = (int)threads->active_threads();
   const auto t0 = std::chrono::steady_clock::now();
   for (size_t done = 0; done < n;) {
     const int step = (int)std::min(n - done, (size_t)graph_.chunk());
@@ -166,6 +171,14 @@ Status Session::Prefill(const int32_t* tokens, size_t n, float* all_logits) {
   if (decode) {
     stats_.generated_tokens += 1;
     stats_.decode_seconds += secs;
+    if (roster < config_.threads) ++stats_.decode_steps_on_fewer_threads;
+    if (config_.adapt_threads) {
+      tuner_.StepDone(secs, std::chrono::duration<double>(std::chrono::steady_clock::now() - created_).count());
+      if (tuner_.roster() != roster) threads->SetActiveThreads((size_t)tuner_.roster());
+      stats_.active_threads = tuner_.roster();
+      stats_.thread_count_probes = tuner_.probes();
+      stats_.thread_count_changes = tuner_.changes();
+    }
     if (phases && graph_.lockstep())
       graph_.LockstepWaitedSeconds(&stats_.decode_wait_seconds, &stats_.decode_wait_least_seconds,
                                    &stats_.decode_wait_most_seconds);
@@ -202,6 +215,16 @@ Status Session::SetLockstepShares(const double* weights, size_t n) {
   return OkStatus();
 }
 
+Status Session::SetActiveThreads(int n) {
+  if (n < 1 || n > config_.threads)
+    return Status(MIKV_ERR_INVALID_ARGUMENT, "active threads must be 1.." + std::to_string(config_.threads) +
+                                                 " (the session's threads); got " + std::to_string(n));
+  tuner_.Settle(n);
+  ThreadPoolOf(pool_)->SetActiveThreads((size_t)n);
+  stats_.active_threads = n;
+  return OkStatus();
+}
+
 void Session::Reset() {
   pos_ = 0;
   cache_->Reset();
@@ -212,6 +235,7 @@ void Session::Reset() {
   stats_.arena_bytes = kept.arena_bytes;
   stats_.operator_bytes = kept.operator_bytes;
   stats_.operator_peak_bytes = kept.operator_peak_bytes;
+  stats_.active_threads = kept.active_threads;  // (the machine's load did not change with the context)
 }
 
 }  // namespace mikv

@@ -5,6 +5,7 @@
 
 #include <pthreadpool.h>
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -15,6 +16,7 @@
 #include "llama_graph.h"
 #include "model.h"
 #include "sampler.h"
+#include "thread_count_tuner.h"
 
 namespace mikv {
 
@@ -48,6 +50,10 @@ struct SessionConfig {
   // In lockstep, each thread's rows of the projections follow its pace (LockstepShares: a thread on a slower or busier
   // core gets fewer rows; the same logits); false: equal shares.
   bool balance_lockstep = true;
+  // Decode steps find out whether one thread fewer (or more) runs faster, and run on that many (ThreadCountTuner:
+  // where another process holds a core, the thread that shares it holds up every step; the same logits); false:
+  // always every thread.
+  bool adapt_threads = true;
 };
 
 struct SessionStats {
@@ -62,6 +68,10 @@ struct SessionStats {
   // With time_phases, decode steps in lockstep (decodes_in_lockstep): seconds the threads stood at its barriers
   // waiting for each other — all threads' together, and the least and the most of one thread. 0 otherwise.
   double decode_wait_seconds = 0, decode_wait_least_seconds = 0, decode_wait_most_seconds = 0;
+  // The threads the session's steps run on now (SessionConfig::adapt_threads, SetActiveThreads), and, over the decode
+  // steps: those run on fewer than all, the counts the tuner tried and the ones it took.
+  int active_threads = 0;
+  uint64_t decode_steps_on_fewer_threads = 0, thread_count_probes = 0, thread_count_changes = 0;
 };
 
 class Session {
@@ -98,6 +108,10 @@ class Session {
   // the cores are known to differ. With balance_lockstep they move on from there. MIKV_ERR_INVALID_ARGUMENT, the
   // shares kept, for another n, other weights or a session that does not decode in lockstep.
   Status SetLockstepShares(const double* weights, size_t n);
+  // Runs the next steps on threads 0..n-1 of the session's (1..threads): where the caller knows that cores are taken
+  // (an app in the background, say). With adapt_threads the tuner goes on from there. The logits do not change.
+  // MIKV_ERR_INVALID_ARGUMENT, nothing changed, for n outside 1..threads.
+  Status SetActiveThreads(int n);
   // Cached tokens from which decode steps split their attention into token blocks through the pool
   // (SessionConfig::split_attention_min_tokens; 0: never), in lockstep or not: from there on they leave the lockstep.
   int64_t pooled_split_from() const { return graph_.split_from(); }
@@ -139,6 +153,8 @@ class Session {
   size_t arena_size_ = 0;
   float* logits_ = nullptr;
   pthreadpool_t pool_ = nullptr;  // mikv's ThreadPool, through pthreadpool's API (pthreadpool_api.cc) for XNNPACK
+  ThreadCountTuner tuner_;
+  std::chrono::steady_clock::time_point created_ = std::chrono::steady_clock::now();
   int pos_ = 0;
   SessionStats stats_;
 };

@@ -63,10 +63,13 @@ bool SpinUntil(const Done& done, int64_t spin_ns) {
 }  // namespace
 
 ThreadPool::ThreadPool(size_t threads)
-    : threads_(threads != 0 ? threads : (size_t)DefaultThreadCount()),
+    : threads_(std::min<size_t>(threads != 0 ? threads : (size_t)DefaultThreadCount(), kRosterMask)),
       spin_ns_(MoreThreadsThanCpus((int)threads_) ? 0 : kSpinBeforeSleepNs),
       shares_(new Share[threads_]),
-      done_(new Done[threads_]) {
+      done_(new Done[threads_]),
+      active_(threads_) {
+  job_.generation.store((uint32_t)threads_, std::memory_order_relaxed);  // count 0, every thread
+  for (size_t t = 0; t < threads_; ++t) done_[t].generation.store((uint32_t)threads_, std::memory_order_relaxed);
   workers_.reserve(threads_ - 1);
   try {
     for (size_t t = 1; t < threads_; ++t) workers_.emplace_back([this, t] { WorkerMain(t); });
@@ -81,10 +84,13 @@ ThreadPool::~ThreadPool() { StopWorkers(); }
 void ThreadPool::StopWorkers() {
   {
     std::lock_guard<std::mutex> lock(run_mutex_);
-    job_.stop = true;
-    job_.generation.fetch_add(1, std::memory_order_release);
+    job_.stop.store(true, std::memory_order_relaxed);
+    job_.generation.store((Count(job_.generation.load(std::memory_order_relaxed)) + 1) << kRosterBits | (uint32_t)threads_,
+                          std::memory_order_release);
+    roster_.fetch_add(1, std::memory_order_seq_cst);
   }
   FutexWakeAll(&job_.generation);  // every sleeper, whatever sleepers_ says
+  FutexWakeAll(&roster_);          // and those that sat out
   for (std::thread& w : workers_) w.join();
   workers_.clear();
 }
@@ -94,33 +100,53 @@ void ThreadPool::RunSerially(size_t items, ItemFn item, const void* context, boo
   for (size_t i = 0; i < items; ++i) item(context, 0, i);
 }
 
+void ThreadPool::SetActiveThreads(size_t n) {
+  std::lock_guard<std::mutex> lock(run_mutex_);
+  active_.store(std::clamp<size_t>(n, 1, threads_), std::memory_order_relaxed);
+}
+
 void ThreadPool::Run(size_t items, ItemFn item, const void* context, bool flush_denormals) {
-  if (threads_ == 1 || items <= 1 || items >= kMaxItems) return RunSerially(items, item, context, flush_denormals);
+  if (active_threads() == 1 || items <= 1 || items >= kMaxItems) return RunSerially(items, item, context, flush_denormals);
   Launch(items, item, context, flush_denormals, /*each_thread=*/false);
 }
 
 void ThreadPool::RunOnEachThread(ItemFn item, const void* context, bool flush_denormals) {
-  if (threads_ == 1) return RunSerially(1, item, context, flush_denormals);
-  Launch(threads_, item, context, flush_denormals, /*each_thread=*/true);
+  if (active_threads() == 1) return RunSerially(1, item, context, flush_denormals);
+  Launch(0, item, context, flush_denormals, /*each_thread=*/true);
 }
 
 void ThreadPool::Launch(size_t items, ItemFn item, const void* context, bool flush_denormals, bool each_thread) {
   std::lock_guard<std::mutex> lock(run_mutex_);
+  const size_t roster = active_.load(std::memory_order_relaxed);
+  const uint32_t last = job_.generation.load(std::memory_order_relaxed);
+  const uint32_t count = Count(last) + 1, word = count << kRosterBits | (uint32_t)roster;
+  if (roster != Roster(last)) {
+    // Shares are split over the roster's threads, and a thread that sat out has not claimed its share's word since:
+    // every word is set to read "not started" (one generation old), as Work's tags expect. Nobody works now.
+    const uint64_t stale = (uint64_t)((count - 1) & kTagMask);
+    for (size_t s = 0; s < threads_; ++s) shares_[s].word.store(stale, std::memory_order_relaxed);
+    // And a worker coming back reports to a done word that cannot already read as this job's (its last report may
+    // be any number of jobs old, and the words' counts wrap).
+    for (size_t t = Roster(last); t < roster; ++t) done_[t].generation.store(~word, std::memory_order_relaxed);
+  }
   job_.item = item;
   job_.context = context;
-  job_.items = items;
+  job_.items = each_thread ? roster : items;
   job_.flush_denormals = flush_denormals;
   job_.each_thread = each_thread;
-  const uint32_t generation = job_.generation.load(std::memory_order_relaxed) + 1;
-  job_.generation.store(generation, std::memory_order_release);  // publishes the job to the workers' acquire loads
+  job_.generation.store(word, std::memory_order_release);  // publishes the job to the workers' acquire loads
   WakeSleepers();
-  Work(0, generation);
+  if (roster > Roster(last)) {  // workers that sat out the last job and run this one (SitOut's other half)
+    roster_.fetch_add(1, std::memory_order_seq_cst);
+    FutexWakeAll(&roster_);
+  }
+  Work(0, word);
   // The workers are spinning (or were woken just now): wait for each one's check-in without sleeping, past the
   // spin budget yielding the core between looks.
   size_t t = 1;
   auto all_done = [&] {
-    while (t < threads_ && done_[t].generation.load(std::memory_order_acquire) == generation) ++t;
-    return t == threads_;
+    while (t < roster && done_[t].generation.load(std::memory_order_acquire) == word) ++t;
+    return t == roster;
   };
   if (!SpinUntil(all_done, spin_ns_))
     while (!all_done()) std::this_thread::yield();
@@ -145,34 +171,47 @@ uint32_t ThreadPool::WaitForJob(uint32_t seen) {
   return g;
 }
 
+uint32_t ThreadPool::SitOut(size_t thread, uint32_t seen) {
+  for (;;) {
+    // roster_ first, then the job word: Launch stores the word, then bumps roster_. Either this load of the word sees
+    // the new one, or roster_ has not been bumped yet and the futex wait returns at once or is woken by the bump.
+    const uint32_t r = roster_.load(std::memory_order_seq_cst);
+    const uint32_t word = job_.generation.load(std::memory_order_seq_cst);
+    if (word != seen && (thread < Roster(word) || job_.stop.load(std::memory_order_relaxed))) return word;
+    seen = word;  // (a later job that it sits out too)
+    FutexWait(&roster_, r);
+  }
+}
+
 void ThreadPool::WorkerMain(size_t thread) {
-  uint32_t seen = 0;  // the generation at construction: a job published before this thread ran is still new
+  uint32_t seen = (uint32_t)threads_;  // the word at construction: a job published before this thread ran is still new
   for (;;) {
     seen = WaitForJob(seen);
-    if (job_.stop) return;
+    if (!job_.stop.load(std::memory_order_relaxed) && thread >= Roster(seen)) seen = SitOut(thread, seen);
+    if (job_.stop.load(std::memory_order_relaxed)) return;
     Work(thread, seen);
     done_[thread].generation.store(seen, std::memory_order_release);  // the job's writes happen before Run returns
   }
 }
 
-void ThreadPool::Work(size_t thread, uint32_t generation) {
-  // The job as Run wrote it before publishing `generation` (which this thread has acquired); Run does not write it
-  // again before every worker has reported this generation done.
+void ThreadPool::Work(size_t thread, uint32_t word) {
+  // The job as Run wrote it before publishing `word` (which this thread has acquired); Run does not write it again
+  // before every worker of its roster has reported this generation done.
   const ItemFn item = job_.item;
   const void* const context = job_.context;
-  const size_t items = job_.items;
+  const size_t items = job_.items, roster = Roster(word);
   FlushDenormalsScope mode(job_.flush_denormals);
-  const uint64_t tag = generation & kTagMask;
+  const uint64_t tag = Count(word) & kTagMask;
   if (job_.each_thread) {
     // Its own share's word claimed as done, as every operation claims it (the tag stays one generation old at most).
-    shares_[thread].word.store((uint64_t)ShareOf(items, threads_, thread).second << kTagBits | tag,
+    shares_[thread].word.store((uint64_t)ShareOf(items, roster, thread).second << kTagBits | tag,
                                std::memory_order_relaxed);
     item(context, thread, thread);
     return;
   }
-  for (size_t k = 0; k < threads_; ++k) {  // own share first, then the others' remainders
-    const size_t s = (thread + k) % threads_;
-    const auto [begin, end] = ShareOf(items, threads_, s);
+  for (size_t k = 0; k < roster; ++k) {  // own share first, then the others' remainders
+    const size_t s = (thread + k) % roster;
+    const auto [begin, end] = ShareOf(items, roster, s);
     std::atomic<uint64_t>& word = shares_[s].word;
     // A share seen done is passed by a plain load: a read-modify-write would take its line from the thread that
     // owns it, for every thread and share at the end of every operation (pthreadpool looks first, too).
@@ -187,7 +226,7 @@ void ThreadPool::Work(size_t thread, uint32_t generation) {
         break;
       }
       // Guided: large chunks while much is left, single indices at the end, where another thread may be stealing.
-      const size_t take = std::max<size_t>(1, (end - next) / (2 * threads_));
+      const size_t take = std::max<size_t>(1, (end - next) / (2 * roster));
       if (!word.compare_exchange_weak(w, (uint64_t)(next + take) << kTagBits | tag, std::memory_order_relaxed))
         continue;  // w holds the word as another thread left it
       for (size_t i = next; i < next + take; ++i) item(context, thread, i);

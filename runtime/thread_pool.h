@@ -50,7 +50,7 @@ class ThreadPool {
   // item(context, thread, index) for every index in [0, items), on thread `thread` in [0, threads()).
   using ItemFn = void (*)(const void* context, size_t thread, size_t index);
 
-  // threads = 0: one per logical processor. Starts threads - 1 workers; throws std::system_error where the system
+  // threads = 0: one per logical processor (at most 4,095 either way). Starts threads - 1 workers; throws std::system_error where the system
   // will not start one (pthreadpool_create then returns NULL), after stopping those it did start.
   explicit ThreadPool(size_t threads);
   ~ThreadPool();
@@ -59,12 +59,23 @@ class ThreadPool {
 
   size_t threads() const { return threads_; }
 
+  // The threads that run the calls from the next one on: threads 0..n-1 (clamped to 1..threads()); the others sit
+  // out, asleep, and are not waited for. Where another process holds one of the cores, a thread of the pool gets its
+  // CPU only for scheduler slices, and every parallel operation (every barrier of a lockstep step) waits for it: on
+  // this project's two-vCPU host, with a busy loop on one vCPU, two threads decoded the default model at 233-434
+  // tok/s and one at 652-819 (docs/kernels-sessions.md, session 51). ThreadCountTuner decides when; a call's
+  // results must not depend on it (each index is the same work on any thread). Made between calls, under the same
+  // lock as a call. A worker that sits out sleeps at once, without the spin, and is woken only when the roster takes
+  // it back (or the pool stops).
+  void SetActiveThreads(size_t n);
+  size_t active_threads() const { return active_.load(std::memory_order_relaxed); }
+
   // Runs every index once and returns when all are done. With flush_denormals, every thread runs its indices with
   // denormal inputs and results flushed to zero (x86 FTZ/DAZ, Arm FZ), as pthreadpool's
   // PTHREADPOOL_FLAG_DISABLE_DENORMALS does, and restores its mode after. One Run at a time (others wait).
   void Run(size_t items, ItemFn item, const void* context, bool flush_denormals);
 
-  // Runs item(context, t, t) once on every thread t in [0, threads()), all at once, and returns when all are done:
+  // Runs item(context, t, t) once on every active thread t in [0, active_threads()), all at once, and returns when all are done:
   // no index is taken over by another thread, so the items may wait for each other (LockstepBarrier). The decode
   // step runs its layers so (LlamaGraph::ForwardLockstep): one such call instead of ~150 hand-offs.
   void RunOnEachThread(ItemFn item, const void* context, bool flush_denormals);
@@ -101,13 +112,20 @@ class ThreadPool {
   struct alignas(64) Share {
     std::atomic<uint64_t> word{0};
   };
-  struct alignas(64) Done {  // a worker's last finished generation
+  struct alignas(64) Done {  // a worker's last finished generation (its job word)
     std::atomic<uint32_t> generation{0};
   };
+  // A job's word: its generation's count above the number of threads that run it (the roster: threads 0..n-1), so a
+  // worker learns whether it runs a job from the one word it watches, without reading the job's other fields — which
+  // the caller may be writing again already for the next job when the worker sat this one out.
+  static constexpr int kRosterBits = 12;  // (pools are held to 4,095 threads)
+  static constexpr uint32_t kRosterMask = (1u << kRosterBits) - 1;
+  static size_t Roster(uint32_t word) { return word & kRosterMask; }
+  static uint32_t Count(uint32_t word) { return word >> kRosterBits; }
   // The job, written by Run before it publishes a new generation in the same line.
   struct alignas(64) Job {
-    std::atomic<uint32_t> generation{0};  // the workers watch it (and sleep on it); Run and the destructor change it
-    bool stop = false;
+    std::atomic<uint32_t> generation{0};  // the job word; the workers watch it (and sleep on it); Run and the destructor change it
+    std::atomic<bool> stop{false};  // (atomic: a worker that sat out a job reads it while the next job is written)
     bool flush_denormals = false;
     bool each_thread = false;  // RunOnEachThread: thread t runs index t, and only that
     ItemFn item = nullptr;
@@ -119,6 +137,9 @@ class ThreadPool {
   void StopWorkers();
   void WorkerMain(size_t thread);
   uint32_t WaitForJob(uint32_t seen);
+  // A worker outside the roster of job word `seen`: asleep on roster_ until a job word takes it back (or stops the
+  // pool); returns that word.
+  uint32_t SitOut(size_t thread, uint32_t seen);
   void Work(size_t thread, uint32_t generation);
   void WakeSleepers();
 
@@ -130,6 +151,8 @@ class ThreadPool {
   std::mutex run_mutex_;
   Job job_;
   alignas(64) std::atomic<uint32_t> sleepers_{0};  // workers asleep on job_.generation (or about to be)
+  std::atomic<size_t> active_;                     // SetActiveThreads; written under run_mutex_
+  alignas(64) std::atomic<uint32_t> roster_{0};    // bumped when a job's roster grows: workers that sat out sleep on it
 };
 
 // The pool behind a pthreadpool_t that pthreadpool_create made (pthreadpool_api.cc); nullptr for nullptr.

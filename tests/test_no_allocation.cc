@@ -62,7 +62,9 @@ TEST(NoAllocation, CountingSeesAllocations) {  // the counter itself works
   EXPECT_GE(allocations.load(), 2);
 }
 
-void DecodeWithoutAllocating(const Model& model, const KvCacheConfig& kv, int prompt_len, int decode_len) {
+// vary_threads: each step on one or both threads (Session::SetActiveThreads; the tuner of adapt_threads calls the same).
+void DecodeWithoutAllocating(const Model& model, const KvCacheConfig& kv, int prompt_len, int decode_len,
+                             bool vary_threads = false) {
   SessionConfig c;
   c.threads = 2;
   c.kv = kv;
@@ -77,7 +79,10 @@ void DecodeWithoutAllocating(const Model& model, const KvCacheConfig& kv, int pr
   allocations = 0;
   counting = true;
   bool ok = s->Prefill(prompt.data(), prompt.size()).ok();
-  for (int i = 0; i < decode_len && ok; ++i) ok = s->Decode(s->Sample()).ok();
+  for (int i = 0; i < decode_len && ok; ++i) {
+    if (vary_threads) ok = s->SetActiveThreads(1 + (i / 3) % 2).ok();
+    ok = ok && s->Decode(s->Sample()).ok();
+  }
   counting = false;
   ASSERT_TRUE(ok);
   EXPECT_EQ(allocations.load(), 0) << "allocations during prefill/decode/sample";
@@ -118,7 +123,7 @@ TEST(NoAllocation, LongDecodeForEveryPolicy) {
   DecodeWithoutAllocating(*model, kv, 300, 200);
 }
 
-// The lockstep decode (every thread runs the layers) takes its buffers from the arena too.
+// The lockstep decode (every thread runs the layers) takes its buffers from the arena too, on every count of threads.
 TEST(NoAllocation, LockstepDecode) {
   std::unique_ptr<Model> model;
   ASSERT_TRUE(Model::Load(DefaultModelQ8_0(), &model).ok());
@@ -133,6 +138,7 @@ TEST(NoAllocation, LockstepDecode) {
   ASSERT_TRUE(Session::Create(*model, c, &s).ok());
   ASSERT_TRUE(s->decodes_in_lockstep()) << "q8_0 weights, two threads";
   DecodeWithoutAllocating(*model, kv, 300, 200);
+  DecodeWithoutAllocating(*model, kv, 300, 200, /*vary_threads=*/true);  // steps on one thread and on two
 }
 
 }  // namespace

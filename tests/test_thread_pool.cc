@@ -551,3 +551,74 @@ TEST(ThreadPool, SleepingWorkersAreWokenByTheNextCall) {
 
 }  // namespace
 }  // namespace mikv
+
+namespace mikv {
+namespace {
+
+// SetActiveThreads: a roster of n threads runs every index of every call once, on threads 0..n-1 only, and
+// RunOnEachThread's items (with a barrier set to the roster, as the lockstep step sets it) on exactly those threads;
+// rosters that shrink and grow again in any order take back the workers that sat out (a worker not woken, or one
+// whose old done report read as the new job's, would hang a call or lose indices), and a pool stops with workers
+// sitting out.
+TEST(ThreadPool, ARosterOfFewerThreadsRunsEveryIndexOnThoseOnly) {
+  for (size_t threads : {2, 3, 4}) {
+    auto pool = std::make_unique<ThreadPool>(threads);
+    struct Context {
+      std::vector<std::atomic<int>> runs = std::vector<std::atomic<int>>(1000);
+      std::atomic<size_t> max_thread{0};
+      LockstepBarrier barrier;
+      std::atomic<uint64_t> sum{0};
+    } c;
+    c.barrier = LockstepBarrier(threads);
+    const size_t rosters[] = {threads, 1, threads - 1, threads, 2, 1, 1, threads, (threads + 1) / 2, threads - 1};
+    for (int round = 0; round < 40; ++round) {
+      const size_t n = rosters[round % 10];
+      pool->SetActiveThreads(n);
+      ASSERT_EQ(pool->active_threads(), n);
+      for (size_t items : {1, 7, 1000}) {
+        for (auto& r : c.runs) r = 0;
+        c.max_thread = 0;
+        pool->Run(
+            items,
+            [](const void* ctx, size_t thread, size_t i) {
+              auto& c = *static_cast<Context*>(const_cast<void*>(ctx));
+              c.runs[i]++;
+              for (size_t m = c.max_thread.load(); thread > m && !c.max_thread.compare_exchange_weak(m, thread);) {
+              }
+            },
+            &c, false);
+        for (size_t i = 0; i < items; ++i) ASSERT_EQ(c.runs[i].load(), 1) << threads << " threads, roster " << n << ", item " << i;
+        ASSERT_LT(c.max_thread.load(), n) << threads << " threads, roster " << n;
+      }
+      c.barrier.SetActive(n);
+      c.sum = 0;
+      for (auto& r : c.runs) r = 0;
+      pool->RunOnEachThread(
+          [](const void* ctx, size_t thread, size_t i) {
+            auto& c = *static_cast<Context*>(const_cast<void*>(ctx));
+            EXPECT_EQ(thread, i);
+            c.runs[i]++;
+            for (uint64_t step = 1; step <= 5; ++step) {
+              c.sum += thread + 1;
+              c.barrier.Wait(thread);
+              const size_t n = c.barrier.active();
+              EXPECT_EQ(c.sum.load(), step * n * (n + 1) / 2);
+              c.barrier.Wait(thread);
+            }
+          },
+          &c, false);
+      for (size_t t = 0; t < threads; ++t) ASSERT_EQ(c.runs[t].load(), t < n ? 1 : 0) << threads << " threads, roster " << n;
+    }
+    pool->SetActiveThreads(0);  // (clamped)
+    EXPECT_EQ(pool->active_threads(), 1u);
+    pool->SetActiveThreads(99);
+    EXPECT_EQ(pool->active_threads(), threads);
+    pool->SetActiveThreads(1);
+    pool->Run(
+        3, [](const void*, size_t, size_t) {}, nullptr, false);
+    pool.reset();  // stops with every worker sitting out
+  }
+}
+
+}  // namespace
+}  // namespace mikv

@@ -96,16 +96,22 @@ int RunRun(const RunArgs& a) {
     j["threads"] = session->config().threads;  // what -t 0 resolved to (DefaultThreadCount)
     // each thread's share of the projections' rows at the end
     if (session->decodes_in_lockstep()) j["lockstep_row_shares"] = SharesJson(*session);
+    j["thread_count"] = ThreadCountJson(st);
     const KvOccupancy occ = session->kv_occupancy();
     j["kv"] = {{"policy", KvPolicyName(session->config().kv.policy)}, {"hi_tokens", occ.hi_tokens}, {"mid_tokens", occ.mid_tokens}, {"lo_tokens", occ.lo_tokens},
                {"evicted_tokens", occ.evicted}, {"bytes", session->kv_plan().total_bytes},
                {"sinks", session->kv_plan().sinks}, {"window", session->kv_plan().window}};
     PrintJson(j);
   } else {
-    std::printf("\n\n[mikv] prompt %llu tok, %.1f tok/s | decode %llu tok, %.1f tok/s | threads %d | peak RSS %.1f MiB | "
+    // (The threads: and where decode steps ran on fewer, how many of them and on how many at the end.)
+    std::string fewer;
+    if (st.decode_steps_on_fewer_threads > 0)
+      fewer = " (" + std::to_string(st.decode_steps_on_fewer_threads) + " steps on fewer; " +
+              std::to_string(st.active_threads) + " at the end)";
+    std::printf("\n\n[mikv] prompt %llu tok, %.1f tok/s | decode %llu tok, %.1f tok/s | threads %d%s | peak RSS %.1f MiB | "
                 "arena %.1f MiB\n",
                 (unsigned long long)st.prompt_tokens, prompt_tps, (unsigned long long)st.generated_tokens, decode_tps,
-                session->config().threads, peak / 1048576.0, st.arena_bytes / 1048576.0);
+                session->config().threads, fewer.c_str(), peak / 1048576.0, st.arena_bytes / 1048576.0);
   }
   return 0;
 }

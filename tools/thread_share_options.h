@@ -4,6 +4,7 @@
 //                          little ones
 //   --equal-shares         shares that do not follow each thread's pace (SessionConfig::balance_lockstep off): equal,
 //                          or held at --thread-weights'
+//   --fixed-threads        every step on every thread (SessionConfig::adapt_threads off): no tries of fewer
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -18,15 +19,18 @@ namespace mikv::cli {
 struct ThreadShareArgs {
   std::vector<double> weights;
   bool hold = false;
+  bool fixed_threads = false;
 };
 
 void AddThreadShareOptions(CLI::App* cmd, ThreadShareArgs* a);
-// Before Session::Create: the balancing switch.
+// Before Session::Create: the balancing and the tuner's switches.
 void ToSessionConfig(const ThreadShareArgs& a, SessionConfig* c);
 // After it: the weights, if given. MIKV_ERR_INVALID_ARGUMENT where the session does not decode in lockstep, the count
 // is not the session's threads, or a weight is not positive and finite.
 Status ApplyThreadWeights(const ThreadShareArgs& a, Session* s);
 // Each thread's share now, as the JSON reports (`lockstep_row_shares`) write it.
 nlohmann::json SharesJson(const Session& s);
+// The threads the steps ran on (SessionStats::active_threads and the tuner's counts), as the JSON reports write them.
+nlohmann::json ThreadCountJson(const SessionStats& st);
 
 }  // namespace mikv::cli

@@ -1,0 +1,80 @@
+#include "thread_count_tuner.h"
+
+#include <algorithm>
+
+namespace mikv {
+
+double ThreadCountTuner::RecentMean() const {
+  double sum = 0;
+  int n = 0;
+  while (n < recent_count_ && sum < kSpan) sum += recent_[(recent_next_ - 1 - n + kWindow) % kWindow], ++n;
+  return n > 0 ? sum / n : 0;
+}
+
+void ThreadCountTuner::StepDone(double seconds, double now) {
+  if (threads_ == 1) return;
+  if (next_try_ < 0) next_try_ = now + wait_;
+  if (probe_ != 0) {
+    probe_seconds_ += seconds;
+    ++probed_;
+    if ((probed_ < kProbeSteps || probe_seconds_ < kSpan) && probed_ < kMostProbeSteps) return;
+    const double tried = probe_seconds_ / probed_;
+    if (tried <= kTaken * RecentMean()) {
+      roster_ = probe_;
+      ++changes_;
+      // The new count's window starts with the try's mean, as one step.
+      recent_[0] = tried;
+      recent_count_ = recent_next_ = 1;
+      wait_ = kFirstWait;
+      up_depth_ = down_depth_ = 1;
+    } else {
+      wait_ = std::min(2 * wait_, kLongestWait);
+      int& depth = probe_up_ ? up_depth_ : down_depth_;
+      depth = probe_ == (probe_up_ ? threads_ : LowestTry()) ? 1 : depth + 1;  // (the furthest: start again)
+    }
+    reference_ = RecentMean();
+    probe_ = 0;
+    next_try_ = now + wait_;
+    return;
+  }
+  recent_[recent_next_] = seconds;
+  recent_next_ = (recent_next_ + 1) % kWindow;
+  recent_count_ = std::min(recent_count_ + 1, kWindow);
+  if (recent_count_ < kProbeSteps) return;
+  const double mean = RecentMean();
+  if (reference_ == 0) reference_ = mean;
+  // Slower by a quarter: a try from kFirstWait after the last one on, without waiting out a doubled wait.
+  const bool slower = mean > kSlower * reference_ && now >= next_try_ - wait_ + kFirstWait;
+  if (slower || now >= next_try_) StartProbe(slower);
+}
+
+int ThreadCountTuner::LowestTry() const { return std::max(1, std::min(roster_ - 1, (threads_ + 1) / 2)); }
+
+void ThreadCountTuner::Settle(int n) {
+  roster_ = std::clamp(n, 1, threads_);
+  probe_ = 0;
+  up_depth_ = down_depth_ = 1;
+  recent_count_ = recent_next_ = 0;
+  reference_ = 0;
+  wait_ = kFirstWait;
+  next_try_ = -1;
+}
+
+void ThreadCountTuner::StartProbe(bool slower) {
+  bool up;
+  if (roster_ == threads_) up = false;
+  else if (roster_ == 1) up = true;
+  else if (slower) up = false;  // steps got slower: most likely another process took a core
+  else up = up_next_, up_next_ = !up_next_;
+  // A try that failed is followed, in its direction, by one a thread further (a core taken of eight leaves seven
+  // threads as slow as eight, since one of them still shares it: two taken need a try of six), down to half the
+  // threads at most.
+  if (up) probe_ = std::min(roster_ + up_depth_, threads_);
+  else probe_ = std::max(roster_ - down_depth_, LowestTry());
+  probe_up_ = up;
+  probed_ = 0;
+  probe_seconds_ = 0;
+  ++probes_;
+}
+
+}  // namespace mikv

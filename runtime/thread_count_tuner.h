@@ -1,0 +1,71 @@
+// How many of a session's threads its steps run on (ThreadPool::SetActiveThreads), decided from the decode steps'
+// own times.
+//
+// Why: where another process holds one of the cores a session's threads run on (a phone's other apps, a busy
+// server), the thread that shares that core gets its CPU for scheduler slices only, and every barrier of a step
+// waits for it. A step on one thread fewer then runs several times faster: on this project's two-vCPU host with a
+// busy loop on one vCPU, the default model decoded at 233-434 tok/s on two threads and 652-819 on one; on the device
+// tool's Xeon with a busy core among four, the SmolLM2 shape at 89-106 tok/s on four threads and 338-495 on three
+// (docs/kernels-sessions.md, sessions 50 and 51). Nothing tells a process which cores others use, so the tuner
+// tries: now and then it runs a few steps on one thread fewer (or more) and keeps the count whose steps were faster.
+//
+// The tries are rare when they fail (the wait between them doubles, up to kLongestWait) and come sooner when the
+// steps get slower by a quarter (another process has started). A try runs at least kProbeSteps steps and kSpan
+// seconds, and is taken when its mean step is kTaken of the mean of the settled count's last steps (at least kSpan
+// seconds of them, at most kWindow steps) or less. Means, not medians: with a core shared, most steps still run at
+// full speed and a few wait whole scheduler slices, and those few are what the count changes; the span covers a few
+// slices. On a quiet machine a try of one thread fewer costs a few steps ~1.4x as long every kLongestWait seconds.
+//
+// The count changes only which thread computes what, never what is computed (LlamaGraph::LockstepThread, the
+// pool's shares), so the logits are the same whatever it decides. Plain numbers; no heap memory.
+#pragma once
+
+#include <cstdint>
+
+namespace mikv {
+
+class ThreadCountTuner {
+ public:
+  static constexpr int kWindow = 64, kProbeSteps = 4, kMostProbeSteps = 64;
+  static constexpr double kSpan = 0.03;                           // seconds of steps a comparison takes at least
+  static constexpr double kFirstWait = 0.25, kLongestWait = 8.0;  // seconds between tries
+  static constexpr double kTaken = 0.9, kSlower = 1.25;
+
+  ThreadCountTuner() = default;
+  explicit ThreadCountTuner(int threads) : threads_(threads < 1 ? 1 : threads), roster_(threads_) {}
+
+  // The threads the next step runs on (1..threads).
+  int roster() const { return probe_ != 0 ? probe_ : roster_; }
+  // The count it has settled on (a try aside).
+  int settled() const { return roster_; }
+  // A decode step on roster() threads took `seconds`; `now`: seconds on a steady clock.
+  void StepDone(double seconds, double now);
+  // Settles on n threads (1..threads) from here, as if a try had found it: any try in progress is dropped, and the
+  // next comes after kFirstWait.
+  void Settle(int n);
+
+  uint64_t changes() const { return changes_; }  // settled counts taken from a try
+  uint64_t probes() const { return probes_; }    // tries made
+
+ private:
+  void StartProbe(bool slower);  // slower: the steps got slower by kSlower
+  // The mean of the settled count's last steps, from the newest back until they span kSpan (all of them short of it).
+  double RecentMean() const;
+  // The fewest threads a try goes down to: half the threads, or one fewer than now where that is already fewer.
+  int LowestTry() const;
+
+  int threads_ = 1, roster_ = 1;
+  int probe_ = 0;                  // the count being tried (0: none)
+  double probe_seconds_ = 0;       // the try's steps so far: their time and number
+  int probed_ = 0;
+  double recent_[kWindow] = {};    // the settled count's last steps (a ring)
+  int recent_count_ = 0, recent_next_ = 0;
+  double reference_ = 0;           // the recent mean when the last try ended (0: none yet)
+  double wait_ = kFirstWait, next_try_ = -1;
+  bool up_next_ = true;            // between two directions, which the next timed try takes
+  bool probe_up_ = false;          // the try's direction
+  int up_depth_ = 1, down_depth_ = 1;  // how many threads the next try in each direction goes
+  uint64_t changes_ = 0, probes_ = 0;
+};
+
+}  // namespace mikv
