@@ -101,6 +101,8 @@ mikv::Status ToSessionConfig(const mikv_session_config* c, mikv::SessionConfig* 
     out->lockstep_decode = c->lockstep_decode != 0;
     out->balance_lockstep = c->balance_threads != 0;
   }
+  if (c->struct_size >= offsetof(mikv_session_config, adapt_threads) + sizeof c->adapt_threads)  // version 6
+    out->adapt_threads = c->adapt_threads != 0;
   out->sampler.temperature = c->temperature;
   out->sampler.top_k = c->top_k;
   out->sampler.top_p = c->top_p;
@@ -223,6 +225,7 @@ void mikv_session_config_init(mikv_session_config* c) {
   c->kv_low_keys = MIKV_PRECISION_F16;
   c->lockstep_decode = d.lockstep_decode ? 1 : 0;
   c->balance_threads = d.balance_lockstep ? 1 : 0;
+  c->adapt_threads = d.adapt_threads ? 1 : 0;
   c->top_k = d.sampler.top_k;
   c->top_p = d.sampler.top_p;
 }
@@ -374,6 +377,11 @@ mikv_status mikv_session_set_thread_shares(mikv_session* s, const double* weight
   return Report(s, s->session->SetLockstepShares(weights, n));
 }
 
+mikv_status mikv_session_set_active_threads(mikv_session* s, int32_t n) {
+  if (s == nullptr) return Fail(MIKV_ERR_INVALID_ARGUMENT, "session is null");
+  return Report(s, s->session->SetActiveThreads(n));
+}
+
 mikv_status mikv_session_get_stats(const mikv_session* s, mikv_session_stats* out) {
   if (s == nullptr || out == nullptr) return Fail(MIKV_ERR_INVALID_ARGUMENT, "session and stats must not be null");
   if (out->struct_size < offsetof(mikv_session_stats, kv_mid_tokens))
@@ -398,6 +406,10 @@ mikv_status mikv_session_get_stats(const mikv_session* s, mikv_session_stats* ou
   r.kv_mid_tokens = occ.mid_tokens;
   r.threads = session.config().threads;
   r.decodes_in_lockstep = session.decodes_in_lockstep() ? 1 : 0;
+  r.active_threads = st.active_threads;
+  r.decode_steps_on_fewer_threads = st.decode_steps_on_fewer_threads;
+  r.thread_count_tries = st.thread_count_probes;
+  r.thread_count_changes = st.thread_count_changes;
   std::memcpy(out, &r, std::min<size_t>(sizeof r, out->struct_size));
   return MIKV_OK;
 }

@@ -61,11 +61,9 @@ void ThreadCountTuner::Settle(int n) {
 }
 
 void ThreadCountTuner::StartProbe(bool slower) {
-  bool up;
-  if (roster_ == threads_) up = false;
-  else if (roster_ == 1) up = true;
-  else if (slower) up = false;  // steps got slower: most likely another process took a core
-  else up = up_next_, up_next_ = !up_next_;
+  // Down from every thread, or where the steps got slower (most likely another process took a core); else up, to
+  // find out whether the core that made the tuner go down is free again.
+  const bool up = roster_ == 1 || (roster_ < threads_ && !slower);
   // A try that failed is followed, in its direction, by one a thread further (a core taken of eight leaves seven
   // threads as slow as eight, since one of them still shares it: two taken need a try of six), down to half the
   // threads at most.

@@ -9,12 +9,14 @@
 // (docs/kernels-sessions.md, sessions 50 and 51). Nothing tells a process which cores others use, so the tuner
 // tries: now and then it runs a few steps on one thread fewer (or more) and keeps the count whose steps were faster.
 //
-// The tries are rare when they fail (the wait between them doubles, up to kLongestWait) and come sooner when the
-// steps get slower by a quarter (another process has started). A try runs at least kProbeSteps steps and kSpan
+// Tries go down from every thread, and up from fewer (has the core come free?); down from fewer only where the steps
+// got slower by a quarter (another process has started), which also brings a try sooner. A try that fails waits
+// twice as long for the next (up to kLongestWait) and goes a thread further next time (seven threads are as slow as
+// eight where two cores are taken), down to half the threads. A try runs at least kProbeSteps steps and kSpan
 // seconds, and is taken when its mean step is kTaken of the mean of the settled count's last steps (at least kSpan
 // seconds of them, at most kWindow steps) or less. Means, not medians: with a core shared, most steps still run at
 // full speed and a few wait whole scheduler slices, and those few are what the count changes; the span covers a few
-// slices. On a quiet machine a try of one thread fewer costs a few steps ~1.4x as long every kLongestWait seconds.
+// slices. On a quiet machine the tries cost ~kSpan of slower steps each: at 0.5, 1.5, 3.5, 7.5 s, then every 8 s.
 //
 // The count changes only which thread computes what, never what is computed (LlamaGraph::LockstepThread, the
 // pool's shares), so the logits are the same whatever it decides. Plain numbers; no heap memory.
@@ -27,8 +29,8 @@ namespace mikv {
 class ThreadCountTuner {
  public:
   static constexpr int kWindow = 64, kProbeSteps = 4, kMostProbeSteps = 64;
-  static constexpr double kSpan = 0.03;                           // seconds of steps a comparison takes at least
-  static constexpr double kFirstWait = 0.25, kLongestWait = 8.0;  // seconds between tries
+  static constexpr double kSpan = 0.02;                           // seconds of steps a comparison takes at least
+  static constexpr double kFirstWait = 0.5, kLongestWait = 8.0;   // seconds between tries
   static constexpr double kTaken = 0.9, kSlower = 1.25;
 
   ThreadCountTuner() = default;
@@ -62,7 +64,6 @@ class ThreadCountTuner {
   int recent_count_ = 0, recent_next_ = 0;
   double reference_ = 0;           // the recent mean when the last try ended (0: none yet)
   double wait_ = kFirstWait, next_try_ = -1;
-  bool up_next_ = true;            // between two directions, which the next timed try takes
   bool probe_up_ = false;          // the try's direction
   int up_depth_ = 1, down_depth_ = 1;  // how many threads the next try in each direction goes
   uint64_t changes_ = 0, probes_ = 0;

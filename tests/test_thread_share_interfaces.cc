@@ -1,10 +1,12 @@
 // Each thread's share of the lockstep's projection rows, through the interfaces users have: the C API (version 5: the
 // lockstep and its balancing as config fields, the shares read and set through mikv_session_get/set_thread_shares,
-// callers built against an older header served with the defaults), mikv.hpp, and `mikv run`'s options. (The Java
-// binding's are bindings/java/test's.)
+// callers built against an older header served with the defaults), mikv.hpp, and `mikv run`'s options; and (version
+// 6) the count of threads the steps run on: adapt_threads, mikv_session_set_active_threads and the stats that say
+// how the steps ran. (The Java binding's are bindings/java/test's.)
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstddef>
 #include <cstring>
@@ -79,9 +81,10 @@ std::vector<std::vector<float>> Decode(mikv_session* s, int steps) {
 TEST(CApiThreads, InitTurnsTheLockstepAndItsBalanceOnAndStatsSayHowTheSessionRuns) {
   CModel m;
   const mikv_session_config c = TwoThreads();
-  EXPECT_EQ(c.api_version, 5u);
+  EXPECT_EQ(c.api_version, 6u);
   EXPECT_EQ(c.lockstep_decode, 1);
   EXPECT_EQ(c.balance_threads, 1);
+  EXPECT_EQ(c.adapt_threads, 1);
   mikv_session* s = nullptr;
   ASSERT_EQ(mikv_session_create(m.model, &c, &s), MIKV_OK) << mikv_last_error();
   mikv_session_stats st = Stats(s);
@@ -190,6 +193,68 @@ TEST(CApiThreads, AVersion4CallerGetsTheDefaults) {
   mikv_session_free(s);
 }
 
+// Steps on one of two threads (mikv_session_set_active_threads, adapt_threads off so the count is the test's) give the
+// logits of steps on both, bit for bit; the stats count them; another count is refused by name and changes nothing.
+TEST(CApiThreads, ActiveThreadsAreSetCountedAndGiveTheSameLogits) {
+  CModel m;
+  mikv_session_config c = TwoThreads();
+  c.adapt_threads = 0;
+  mikv_session *both = nullptr, *varied = nullptr;
+  ASSERT_EQ(mikv_session_create(m.model, &c, &both), MIKV_OK) << mikv_last_error();
+  ASSERT_EQ(mikv_session_create(m.model, &c, &varied), MIKV_OK) << mikv_last_error();
+  EXPECT_EQ(Stats(varied).active_threads, 2);
+  for (int bad : {0, 3, -1}) {
+    EXPECT_EQ(mikv_session_set_active_threads(varied, bad), MIKV_ERR_INVALID_ARGUMENT) << bad;
+    EXPECT_NE(std::string(mikv_session_error(varied)).find("1..2"), std::string::npos) << mikv_session_error(varied);
+  }
+  EXPECT_EQ(mikv_session_set_active_threads(nullptr, 1), MIKV_ERR_INVALID_ARGUMENT);
+  EXPECT_EQ(Stats(varied).active_threads, 2);
+  ASSERT_EQ(mikv_session_set_active_threads(varied, 1), MIKV_OK);
+  EXPECT_EQ(Stats(varied).active_threads, 1);
+  const auto a = Decode(both, 40), b = Decode(varied, 40);
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t step = 0; step < a.size(); ++step)
+    ASSERT_EQ(0, std::memcmp(a[step].data(), b[step].data(), a[step].size() * sizeof(float))) << "step " << step;
+  const mikv_session_stats st = Stats(varied);
+  EXPECT_EQ(st.decode_steps_on_fewer_threads, 40u);
+  EXPECT_EQ(st.thread_count_tries, 0u) << "adapt_threads off";
+  EXPECT_EQ(Stats(both).decode_steps_on_fewer_threads, 0u);
+  mikv_session_free(both);
+  mikv_session_free(varied);
+}
+
+// A version-5 caller has no adapt_threads: the field past its struct is not read, and the tuner is on, as the default
+// says; its stats struct gets nothing past decodes_in_lockstep.
+TEST(CApiThreads, AVersion5CallerGetsTheTuner) {
+  CModel m;
+  mikv_session_config c = TwoThreads();
+  c.struct_size = (uint32_t)offsetof(mikv_session_config, adapt_threads);
+  c.api_version = 5;
+  c.adapt_threads = 0;  // past the caller's struct: not read
+  mikv_session* s = nullptr;
+  ASSERT_EQ(mikv_session_create(m.model, &c, &s), MIKV_OK) << mikv_last_error();
+  mikv_session_stats st;
+  std::memset(&st, 0, sizeof st);
+  st.struct_size = (uint32_t)offsetof(mikv_session_stats, active_threads);
+  st.active_threads = -7;
+  ASSERT_EQ(mikv_session_get_stats(s, &st), MIKV_OK);
+  EXPECT_EQ(st.active_threads, -7);
+  EXPECT_EQ(st.decodes_in_lockstep, 1);
+  // The tuner's first try comes kFirstWait (half a second) into the decode; decode until it has tried.
+  const auto start = std::chrono::steady_clock::now();
+  const std::vector<int32_t> prompt = {1, 2, 3};
+  ASSERT_EQ(mikv_session_prefill(s, prompt.data(), prompt.size()), MIKV_OK);
+  for (int i = 0; Stats(s).thread_count_tries == 0 && std::chrono::steady_clock::now() - start < std::chrono::seconds(30); ++i) {
+    if (Stats(s).position + 1 >= 160) {
+      ASSERT_EQ(mikv_session_reset(s), MIKV_OK);
+      ASSERT_EQ(mikv_session_prefill(s, prompt.data(), prompt.size()), MIKV_OK);
+    }
+    ASSERT_EQ(mikv_session_decode(s, 1 + i % 400), MIKV_OK) << mikv_session_error(s);
+  }
+  EXPECT_GT(Stats(s).thread_count_tries, 0u);
+  mikv_session_free(s);
+}
+
 // mikv.hpp's RAII session reads and sets the shares through the same calls, and throws the C API's status.
 TEST(CApiThreads, TheCppLayerReadsAndSetsTheSharesAndThrowsOnBadOnes) {
   ModelHandle model(TinyRandomModel(true));
@@ -207,6 +272,15 @@ TEST(CApiThreads, TheCppLayerReadsAndSetsTheSharesAndThrowsOnBadOnes) {
     EXPECT_NE(std::string(e.what()).find("runs on 2 threads"), std::string::npos) << e.what();
   }
   EXPECT_EQ(s.ThreadShares(), (std::vector<double>{0.2, 0.8}));
+  s.SetActiveThreads(1);
+  EXPECT_EQ(s.Stats().active_threads, 1);
+  try {
+    s.SetActiveThreads(3);
+    ADD_FAILURE() << "three threads of two were taken";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.status, MIKV_ERR_INVALID_ARGUMENT);
+    EXPECT_NE(std::string(e.what()).find("1..2"), std::string::npos) << e.what();
+  }
   // A session call's message is read after the call (before API version 5 mikv.hpp could take its pointer first, and
   // the call's new message left it dangling).
   try {

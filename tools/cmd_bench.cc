@@ -483,6 +483,12 @@ int RunBench(const BenchArgs& a) {
                   *std::max_element(stretch_copy.begin(), stretch_copy.end()) / 1e9,
                   100 * median,
                   100 * sorted.front(), 100 * sorted.back());
+    out["model"]["thread_count"] = ThreadCountJson(st);
+    if (!a.json && st.thread_count_probes > 0)
+      std::printf("decode steps on fewer than %d threads: %llu of %llu (%llu tries, %llu taken; %d at the end)\n", c.threads,
+                  (unsigned long long)st.decode_steps_on_fewer_threads, (unsigned long long)st.generated_tokens,
+                  (unsigned long long)st.thread_count_probes, (unsigned long long)st.thread_count_changes,
+                  st.active_threads);
     if (a.phases && st.generated_tokens > 0) {
       // Microseconds per decoded token in each phase; "session" is what the step spent outside the forward pass.
       const double per_token = 1e6 / (double)st.generated_tokens;

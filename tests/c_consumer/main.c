@@ -166,6 +166,10 @@ int main(int argc, char** argv) {
     EXPECT(mikv_session_set_thread_shares(session, shares, 1) == MIKV_ERR_INVALID_ARGUMENT);
     EXPECT(strstr(mikv_session_error(session), "lockstep") != NULL);
   }
+  /* Version 6: the count of threads the steps run on; one thread has no other count. */
+  EXPECT(config.adapt_threads == 1 && stats.active_threads == 1 && stats.decode_steps_on_fewer_threads == 0);
+  EXPECT(mikv_session_set_active_threads(session, 2) == MIKV_ERR_INVALID_ARGUMENT);
+  EXPECT(mikv_session_set_active_threads(session, 1) == MIKV_OK);
 
   mikv_session_free(session);
   free(raw);

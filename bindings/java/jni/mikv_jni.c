@@ -255,6 +255,26 @@ JNIEXPORT void JNICALL Java_org_mikv_Mikv_nativeSetThreadShares(JNIEnv* env, jcl
   if (st != MIKV_OK) throw_status(env, st, s != NULL ? mikv_session_error(s) : mikv_last_error());
 }
 
+JNIEXPORT void JNICALL Java_org_mikv_Mikv_nativeSetActiveThreads(JNIEnv* env, jclass cls, jlong handle, jint n) {
+  (void)cls;
+  mikv_session* s = (mikv_session*)(intptr_t)handle;
+  const mikv_status st = mikv_session_set_active_threads(s, (int32_t)n);
+  if (st != MIKV_OK) throw_status(env, st, s != NULL ? mikv_session_error(s) : mikv_last_error());
+}
+
+JNIEXPORT jint JNICALL Java_org_mikv_Mikv_nativeActiveThreads(JNIEnv* env, jclass cls, jlong handle) {
+  (void)cls;
+  mikv_session_stats stats;
+  memset(&stats, 0, sizeof stats);
+  stats.struct_size = sizeof stats;
+  const mikv_status st = mikv_session_get_stats((const mikv_session*)(intptr_t)handle, &stats);
+  if (st != MIKV_OK) {
+    throw_status(env, st, mikv_last_error());
+    return 0;
+  }
+  return (jint)stats.active_threads;
+}
+
 JNIEXPORT void JNICALL Java_org_mikv_Mikv_nativeFreeSession(JNIEnv* env, jclass cls, jlong handle) {
   (void)env, (void)cls;
   mikv_session_free((mikv_session*)(intptr_t)handle);

@@ -100,6 +100,18 @@ public class MikvTest {
       } catch (MikvException e) {
         check(e.getMessage().contains("positive and finite"), "NaN weight: " + e.getMessage());
       }
+      // On one of its two threads the session writes the same text.
+      check(equal.activeThreads() == 2 || equal.activeThreads() == 1, "one or two active threads: " + equal.activeThreads());
+      uneven.reset();
+      uneven.setActiveThreads(1);
+      check(uneven.activeThreads() == 1, "set to one thread: " + uneven.activeThreads());
+      check(uneven.generate("Once upon a time", 24, null).equals(a), "the same text on one thread");
+      try {
+        uneven.setActiveThreads(3);
+        check(false, "three threads of two must throw");
+      } catch (MikvException e) {
+        check(e.status.equals("MIKV_ERR_INVALID_ARGUMENT") && e.getMessage().contains("1..2"), "3 threads: " + e.getMessage());
+      }
     }
     try (Mikv.Model random8 = new Mikv.Model(args[2])) {
       Mikv.Session closed = new Mikv.Session(random8, 0, 2, "mikv", 0);

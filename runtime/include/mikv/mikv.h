@@ -37,7 +37,7 @@ typedef enum mikv_status {
 /* A short constant name for a status ("MIKV_ERR_CORRUPT"). */
 const char* mikv_status_name(mikv_status status);
 
-#define MIKV_API_VERSION 5
+#define MIKV_API_VERSION 6
 /* "0.1.0" */
 const char* mikv_version(void);
 /* The message of the last failed call on this thread that kept none in a session (load, plan, create, the models'
@@ -124,6 +124,11 @@ typedef struct mikv_session_config {
   int32_t balance_threads; /* nonzero (the default): in lockstep, each thread's share of the projections' rows follows
                               its pace, so a thread on a slower or busier core gets fewer rows (the same logits); 0:
                               equal shares, unless set by mikv_session_set_thread_shares */
+  /* API version 6. A config from an older header gets the default (on). */
+  int32_t adapt_threads; /* nonzero (the default): decode steps now and then try one thread fewer (or more) and run on
+                            the count whose steps were faster — where another process holds a core, the thread that
+                            shares it holds up every step. The same logits whatever the count. 0: every thread, always
+                            (unless set by mikv_session_set_active_threads) */
 } mikv_session_config;
 
 /* Defaults: plain FP16 cache, the fast cores this process may run on, greedy. */
@@ -190,6 +195,11 @@ mikv_status mikv_session_get_thread_shares(const mikv_session* session, double* 
  * Rows change threads, not values: the logits are the same. On MIKV_ERR_INVALID_ARGUMENT (another n, a weight that is
  * not positive and finite, a session not in lockstep) the shares are kept. */
 mikv_status mikv_session_set_thread_shares(mikv_session* session, const double* weights, size_t n);
+/* API version 6. Runs the next steps on the first n of the session's threads (1..mikv_session_stats.threads), the
+ * others asleep: where the caller knows that cores are taken (an app in the background, say). With adapt_threads on,
+ * the session tries other counts from there on. The logits are the same. Another n: MIKV_ERR_INVALID_ARGUMENT, nothing
+ * changed. */
+mikv_status mikv_session_set_active_threads(mikv_session* session, int32_t n);
 
 typedef struct mikv_session_stats {
   uint32_t struct_size;
@@ -204,6 +214,11 @@ typedef struct mikv_session_stats {
   int32_t threads;             /* the threads the session runs on (config.threads, or the fast cores it found) */
   int32_t decodes_in_lockstep; /* nonzero where decode steps run in lockstep (config.lockstep_decode, and the model's
                                   projections allow it) */
+  /* API version 6 (written when struct_size covers them) */
+  int32_t active_threads;                /* the threads the next step runs on (adapt_threads, set_active_threads) */
+  uint64_t decode_steps_on_fewer_threads; /* decode steps run on fewer than all threads */
+  uint64_t thread_count_tries;           /* counts adapt_threads tried, and how many of them it took */
+  uint64_t thread_count_changes;
 } mikv_session_stats;
 mikv_status mikv_session_get_stats(const mikv_session* session, mikv_session_stats* stats);
 

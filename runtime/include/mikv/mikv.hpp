@@ -94,6 +94,8 @@ class SessionHandle {
   void SetThreadShares(const std::vector<double>& weights) {
     CheckSession(mikv_session_set_thread_shares(s_, weights.data(), weights.size()));
   }
+  // The next steps on the first n threads (mikv_session_set_active_threads); Stats().active_threads reads it back.
+  void SetActiveThreads(int n) { CheckSession(mikv_session_set_active_threads(s_, n)); }
 
  private:
   // The same, for the calls that keep their message in the session (mikv_session_error).

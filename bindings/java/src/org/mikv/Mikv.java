@@ -84,6 +84,20 @@ public final class Mikv {
       nativeSetThreadShares(handle, weights);
     }
 
+    /**
+     * Runs the next steps on the first {@code n} of the session's threads, the others asleep: where the app knows that
+     * cores are taken (it went to the background, say). The session also finds this out by itself, trying one thread
+     * fewer (or more) now and then and keeping the faster count. The text is the same whatever the count.
+     */
+    public void setActiveThreads(int n) {
+      nativeSetActiveThreads(handle, n);
+    }
+
+    /** The threads the next step runs on. */
+    public int activeThreads() {
+      return nativeActiveThreads(handle);
+    }
+
     @Override
     public void close() {
       nativeFreeSession(handle);
@@ -100,5 +114,7 @@ public final class Mikv {
   static native void nativeReset(long session);
   static native double[] nativeThreadShares(long session);
   static native void nativeSetThreadShares(long session, double[] weights);
+  static native void nativeSetActiveThreads(long session, int n);
+  static native int nativeActiveThreads(long session);
   static native void nativeFreeSession(long session);
 }
