@@ -67,6 +67,7 @@ ThreadPool::ThreadPool(size_t threads)
       spin_ns_(MoreThreadsThanCpus((int)threads_) ? 0 : kSpinBeforeSleepNs),
       shares_(new Share[threads_]),
       done_(new Done[threads_]),
+      entries_(new Entry[threads_]),
       active_(threads_) {
   job_.generation.store((uint32_t)threads_, std::memory_order_relaxed);  // count 0, every thread
   for (size_t t = 0; t < threads_; ++t) done_[t].generation.store((uint32_t)threads_, std::memory_order_relaxed);
@@ -142,14 +143,47 @@ void ThreadPool::Launch(size_t items, ItemFn item, const void* context, bool flu
   }
   Work(0, word);
   // The workers are spinning (or were woken just now): wait for each one's check-in without sleeping, past the
-  // spin budget yielding the core between looks.
+  // spin budget yielding the core between looks. Every index is taken once Work returns: a worker that has not even
+  // started by kSkipLateAfterNs is not waited for (SkippedWorkers says why). RunOnEachThread's items wait for each
+  // other, so none of its threads is skipped.
   size_t t = 1;
   auto all_done = [&] {
     while (t < roster && done_[t].generation.load(std::memory_order_acquire) == word) ++t;
     return t == roster;
   };
+  if (!each_thread && !SpinUntil(all_done, std::min(spin_ns_, kSkipLateAfterNs)))
+    SkipLateWorkers(t, roster, word, items);
   if (!SpinUntil(all_done, spin_ns_))
     while (!all_done()) std::this_thread::yield();
+}
+
+bool ThreadPool::Enter(size_t thread, uint32_t word) {
+  std::atomic<uint64_t>& state = entries_[thread].state;
+  uint64_t s = state.load(std::memory_order_relaxed);
+  for (;;) {
+    // Skipped for this job, or for a later one: the worker took `word` before the caller went on without it, and
+    // the job fields now hold another job's (or soon will).
+    if ((s & 1) && !Before((uint32_t)(s >> 1), word)) return false;
+    // The caller has moved on from `word`: which it does only without this worker (a skip so far ahead that the
+    // counts wrapped would pass the test above).
+    if (job_.generation.load(std::memory_order_acquire) != word) return false;
+    if (state.compare_exchange_weak(s, Entered(word), std::memory_order_acq_rel)) return true;
+  }
+}
+
+void ThreadPool::SkipLateWorkers(size_t from, size_t roster, uint32_t word, size_t items) {
+  const uint64_t tag = Count(word) & kTagMask;
+  for (size_t u = from; u < roster; ++u) {
+    if (done_[u].generation.load(std::memory_order_acquire) == word) continue;
+    uint64_t s = entries_[u].state.load(std::memory_order_acquire);
+    if (s == Entered(word) || !entries_[u].state.compare_exchange_strong(s, Skipped(word), std::memory_order_acq_rel))
+      continue;  // it started: wait for it
+    // Its share's word claimed as it would have claimed it (Work), so that the tag stays one generation old at most;
+    // every index of it is taken, so nobody changes the word after.
+    shares_[u].word.store((uint64_t)ShareOf(items, roster, u).second << kTagBits | tag, std::memory_order_relaxed);
+    done_[u].generation.store(word, std::memory_order_release);
+    skipped_.fetch_add(1, std::memory_order_relaxed);
+  }
 }
 
 // The caller's half of the hand-off with a worker going to sleep (WaitForJob): the new generation is stored, then
@@ -189,6 +223,7 @@ void ThreadPool::WorkerMain(size_t thread) {
     seen = WaitForJob(seen);
     if (!job_.stop.load(std::memory_order_relaxed) && thread >= Roster(seen)) seen = SitOut(thread, seen);
     if (job_.stop.load(std::memory_order_relaxed)) return;
+    if (!Enter(thread, seen)) continue;  // the caller went on without it: on to the next job
     Work(thread, seen);
     done_[thread].generation.store(seen, std::memory_order_release);  // the job's writes happen before Run returns
   }

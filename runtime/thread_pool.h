@@ -92,6 +92,13 @@ class ThreadPool {
 
   // For tests: how many workers are asleep now (0 while they spin).
   size_t SleepingWorkers() const { return sleepers_.load(std::memory_order_acquire); }
+  // Workers that Run went on without so far: a worker that has not started a parallel loop kSkipLateAfterNs after
+  // the caller ran out of indices to take (it is asleep, or another process holds its core) is not waited for; it
+  // learns so when it wakes and does not run the loop. Until session 51 the caller waited for every worker: with a
+  // busy loop on one of this project's two vCPUs, the default model prefilled at 23-35 tok/s on two threads some runs,
+  // one scheduler slice a parallel operation. (RunOnEachThread waits for every thread: its items wait for each other.)
+  uint64_t SkippedWorkers() const { return skipped_.load(std::memory_order_relaxed); }
+  static constexpr int64_t kSkipLateAfterNs = 20'000;
 
   // How long an idle worker spins before it sleeps. Between a decode step's operations a worker waits a few to a
   // few hundred microseconds; after a token, the sampler and the caller's own work. pthreadpool spins ~20 ms.
@@ -115,6 +122,14 @@ class ThreadPool {
   struct alignas(64) Done {  // a worker's last finished generation (its job word)
     std::atomic<uint32_t> generation{0};
   };
+  // A worker's claim on a job, in a line of its own that only the worker writes while on time: Entered(word) as it
+  // starts the job, or the caller's Skipped(word) where the worker had not started it kSkipLateAfterNs after the
+  // caller ran out of indices (Launch, SkipLateWorkers).
+  struct alignas(64) Entry {
+    std::atomic<uint64_t> state{0};
+  };
+  static uint64_t Entered(uint32_t word) { return (uint64_t)word << 1; }
+  static uint64_t Skipped(uint32_t word) { return (uint64_t)word << 1 | 1; }
   // A job's word: its generation's count above the number of threads that run it (the roster: threads 0..n-1), so a
   // worker learns whether it runs a job from the one word it watches, without reading the job's other fields — which
   // the caller may be writing again already for the next job when the worker sat this one out.
@@ -122,6 +137,8 @@ class ThreadPool {
   static constexpr uint32_t kRosterMask = (1u << kRosterBits) - 1;
   static size_t Roster(uint32_t word) { return word & kRosterMask; }
   static uint32_t Count(uint32_t word) { return word >> kRosterBits; }
+  // Whether job word a came before b (their counts wrap: the difference is taken in the counts' own bits).
+  static bool Before(uint32_t a, uint32_t b) { return (int32_t)((Count(a) - Count(b)) << kRosterBits) < 0; }
   // The job, written by Run before it publishes a new generation in the same line.
   struct alignas(64) Job {
     std::atomic<uint32_t> generation{0};  // the job word; the workers watch it (and sleep on it); Run and the destructor change it
@@ -137,6 +154,11 @@ class ThreadPool {
   void StopWorkers();
   void WorkerMain(size_t thread);
   uint32_t WaitForJob(uint32_t seen);
+  // A worker's start of job `word`: false where the caller went on without it (it must not read the job then).
+  bool Enter(size_t thread, uint32_t word);
+  // The caller's: workers of threads [from, roster) that have not started job `word` are skipped, their shares
+  // marked done (every index is taken by then) and their done words set as if they had run it.
+  void SkipLateWorkers(size_t from, size_t roster, uint32_t word, size_t items);
   // A worker outside the roster of job word `seen`: asleep on roster_ until a job word takes it back (or stops the
   // pool); returns that word.
   uint32_t SitOut(size_t thread, uint32_t seen);
@@ -147,6 +169,8 @@ class ThreadPool {
   int64_t spin_ns_;  // (after threads_: initialised from it)
   std::unique_ptr<Share[]> shares_;
   std::unique_ptr<Done[]> done_;  // [threads_]; 0, the caller, unused
+  std::unique_ptr<Entry[]> entries_;  // the same
+  std::atomic<uint64_t> skipped_{0};  // SkippedWorkers
   std::vector<std::thread> workers_;
   std::mutex run_mutex_;
   Job job_;

@@ -555,6 +555,80 @@ TEST(ThreadPool, SleepingWorkersAreWokenByTheNextCall) {
 namespace mikv {
 namespace {
 
+// A worker that has not started a loop by the time the caller has taken every index is skipped (ThreadPool::
+// SkippedWorkers): the process held to one CPU, where a worker runs only when the caller is descheduled, every index
+// of every call still runs exactly once, and some calls went on without a worker. RunOnEachThread, whose items wait
+// for each other, is never skipped: each of its calls still runs every thread's item.
+TEST(ThreadPool, WorkersLateToALoopAreSkippedAndEveryIndexStillRunsOnce) {
+  cpu_set_t before, one;
+  ASSERT_EQ(sched_getaffinity(0, sizeof before, &before), 0);
+  CPU_ZERO(&one);
+  for (int c = 0; c < CPU_SETSIZE; ++c)
+    if (CPU_ISSET(c, &before)) {
+      CPU_SET(c, &one);
+      break;
+    }
+  ASSERT_EQ(sched_setaffinity(0, sizeof one, &one), 0);  // the pool's workers inherit it
+  for (size_t threads : {2, 4}) {
+    ThreadPool pool(threads);
+    struct Context {
+      std::vector<std::atomic<int>> runs = std::vector<std::atomic<int>>(300);
+      std::atomic<int> each[4];
+    } c;
+    // (Many small calls: a worker that took a job's word and was descheduled before starting it, while the caller
+    // skipped it for that job and the next ones, once ran a later job's indices on its way back in.)
+    for (int call = 0; call < 40'000; ++call) {
+      const size_t items = call % 100 ? 2 + call % 9 : 1 + (size_t)(call * 37) % 300;
+      for (auto& r : c.runs) r = 0;
+      pool.Run(
+          items, [](const void* ctx, size_t, size_t i) { static_cast<Context*>(const_cast<void*>(ctx))->runs[i]++; },
+          &c, false);
+      for (size_t i = 0; i < items; ++i) ASSERT_EQ(c.runs[i].load(), 1) << threads << " threads, call " << call;
+      if (call % 5000 == 0) {
+        for (auto& e : c.each) e = 0;
+        pool.RunOnEachThread(
+            [](const void* ctx, size_t, size_t i) { static_cast<Context*>(const_cast<void*>(ctx))->each[i]++; }, &c, false);
+        for (size_t t = 0; t < threads; ++t) ASSERT_EQ(c.each[t].load(), 1) << threads << " threads, call " << call;
+      }
+    }
+    EXPECT_GT(pool.SkippedWorkers(), 0u) << threads << " threads";
+  }
+  ASSERT_EQ(sched_setaffinity(0, sizeof before, &before), 0);
+}
+
+// The same on every CPU, with as many threads spinning beside the pool as there are CPUs, so that the scheduler takes
+// the pool's threads off their CPUs at any point: between seeing a job and starting it too, where a worker the
+// caller skipped for that job and the next ones once ran a later job's indices (session 51, found by a stress run).
+TEST(ThreadPool, WorkersDescheduledAnywhereAreSkippedAndEveryIndexStillRunsOnce) {
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> hogs;
+  for (unsigned i = 0; i < std::max(2u, std::thread::hardware_concurrency()); ++i)
+    hogs.emplace_back([&] {
+      while (!stop.load(std::memory_order_relaxed)) {
+      }
+    });
+  for (size_t threads : {2, 3}) {
+    ThreadPool pool(threads);
+    std::atomic<int> runs[16];
+    bool ok = true;
+    for (int call = 0; call < 300'000 && ok; ++call) {
+      const size_t items = 2 + call % 8;
+      for (auto& r : runs) r = 0;
+      pool.Run(
+          items, [](const void* ctx, size_t, size_t i) { static_cast<std::atomic<int>*>(const_cast<void*>(ctx))[i]++; },
+          runs, false);
+      for (size_t i = 0; i < 16; ++i)
+        if (runs[i].load() != (i < items ? 1 : 0)) {
+          ADD_FAILURE() << threads << " threads, call " << call << ": index " << i << " ran " << runs[i].load() << " times";
+          ok = false;
+        }
+    }
+    EXPECT_GT(pool.SkippedWorkers(), 0u) << threads << " threads";
+  }
+  stop = true;
+  for (std::thread& h : hogs) h.join();
+}
+
 // SetActiveThreads: a roster of n threads runs every index of every call once, on threads 0..n-1 only, and
 // RunOnEachThread's items (with a barrier set to the roster, as the lockstep step sets it) on exactly those threads;
 // rosters that shrink and grow again in any order take back the workers that sat out (a worker not woken, or one
