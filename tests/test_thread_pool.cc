@@ -429,51 +429,67 @@ TEST(ThreadPool, RunOnEachThreadRunsThreadTsItemOnThreadTAllAtOnce) {
   }
 }
 
+// The calling thread held to the first CPU it may run on, for the scope (threads it starts meanwhile inherit it).
+struct OneCpu {
+  cpu_set_t before;
+  bool held = false;
+  OneCpu() {
+    if (sched_getaffinity(0, sizeof before, &before) != 0) return;
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    for (int c = 0; c < CPU_SETSIZE; ++c)
+      if (CPU_ISSET(c, &before)) {
+        CPU_SET(c, &one);
+        break;
+      }
+    held = sched_setaffinity(0, sizeof one, &one) == 0;
+  }
+  ~OneCpu() {
+    if (held) sched_setaffinity(0, sizeof before, &before);
+  }
+};
+
 // More threads than CPUs (the process held to one CPU, as `taskset -c N` or a phone's cpuset): the pool does not
 // spin (spin_ns 0), the barrier's waiters sleep on the late thread's count, and every round still leaves only once
 // all threads arrived — a lost wake would hang here, an early leave fail the sums. A barrier made as if the CPUs were
 // free (not `crowded`) learns it: some thread's spin budget falls below the most (waits that end in a sleep halve it).
 TEST(ThreadPool, MoreThreadsThanCpusSleepRatherThanSpinAndStayInStep) {
-  cpu_set_t before, one;
-  ASSERT_EQ(sched_getaffinity(0, sizeof before, &before), 0);
-  CPU_ZERO(&one);
-  for (int c = 0; c < CPU_SETSIZE; ++c)
-    if (CPU_ISSET(c, &before)) {
-      CPU_SET(c, &one);
-      break;
-    }
-  ASSERT_EQ(sched_setaffinity(0, sizeof one, &one), 0);  // the pool's workers inherit it
-  for (size_t threads : {2, 3, 4})
-    for (bool crowded : {true, false}) {
-      SCOPED_TRACE(std::to_string(threads) + (crowded ? " threads, crowded" : " threads"));
-      ThreadPool pool(threads);
-      EXPECT_EQ(pool.spin_ns(), 0);
-      struct Context {
-        LockstepBarrier barrier;
-        std::atomic<uint64_t> sum{0};
-      } c;
-      c.barrier = LockstepBarrier(threads, crowded);
-      for (int call = 0; call < 20; ++call) {
-        c.sum = 0;
-        pool.RunOnEachThread(
-            [](const void* ctx, size_t thread, size_t) {
-              auto& c = *static_cast<Context*>(const_cast<void*>(ctx));
-              for (uint64_t round = 1; round <= 25; ++round) {
-                c.sum += thread + 1;
-                c.barrier.Wait(thread);
-                const size_t n = c.barrier.threads();
-                EXPECT_EQ(c.sum.load(), round * n * (n + 1) / 2);
-                c.barrier.Wait(thread);
-              }
-            },
-            &c, false);
+  {
+    OneCpu one;  // the pool's workers inherit it
+    ASSERT_TRUE(one.held);
+    for (size_t threads : {2, 3, 4})
+      for (bool crowded : {true, false}) {
+        SCOPED_TRACE(std::to_string(threads) + (crowded ? " threads, crowded" : " threads"));
+        ThreadPool pool(threads);
+        EXPECT_EQ(pool.spin_ns(), 0);
+        struct Context {
+          LockstepBarrier barrier;
+          std::atomic<uint64_t> sum{0};
+        } c;
+        c.barrier = LockstepBarrier(threads, crowded);
+        for (int call = 0; call < 20; ++call) {
+          c.sum = 0;
+          pool.RunOnEachThread(
+              [](const void* ctx, size_t thread, size_t) {
+                auto& c = *static_cast<Context*>(const_cast<void*>(ctx));
+                for (uint64_t round = 1; round <= 25; ++round) {
+                  c.sum += thread + 1;
+                  c.barrier.Wait(thread);
+                  const size_t n = c.barrier.threads();
+                  EXPECT_EQ(c.sum.load(), round * n * (n + 1) / 2);
+                  c.barrier.Wait(thread);
+                }
+              },
+              &c, false);
+        }
+        uint32_t least = LockstepBarrier::kMaxSpins;
+        for (size_t t = 0; t < threads; ++t) least = std::min(least, c.barrier.SpinBudget(t));
+        EXPECT_LT(least, LockstepBarrier::kMaxSpins);
       }
-      uint32_t least = LockstepBarrier::kMaxSpins;
-      for (size_t t = 0; t < threads; ++t) least = std::min(least, c.barrier.SpinBudget(t));
-      EXPECT_LT(least, LockstepBarrier::kMaxSpins);
-    }
-  ASSERT_EQ(sched_setaffinity(0, sizeof before, &before), 0);
-  EXPECT_EQ(ThreadPool(2).spin_ns(), CPU_COUNT(&before) >= 2 ? ThreadPool::kSpinBeforeSleepNs : 0);
+  }
+  cpu_set_t now;
+  ASSERT_EQ(sched_getaffinity(0, sizeof now, &now), 0);
+  EXPECT_EQ(ThreadPool(2).spin_ns(), CPU_COUNT(&now) >= 2 ? ThreadPool::kSpinBeforeSleepNs : 0);
 }
 
 // x86 DAZ / Arm FZ: a denormal input reads as zero.
@@ -560,15 +576,8 @@ namespace {
 // of every call still runs exactly once, and some calls went on without a worker. RunOnEachThread, whose items wait
 // for each other, is never skipped: each of its calls still runs every thread's item.
 TEST(ThreadPool, WorkersLateToALoopAreSkippedAndEveryIndexStillRunsOnce) {
-  cpu_set_t before, one;
-  ASSERT_EQ(sched_getaffinity(0, sizeof before, &before), 0);
-  CPU_ZERO(&one);
-  for (int c = 0; c < CPU_SETSIZE; ++c)
-    if (CPU_ISSET(c, &before)) {
-      CPU_SET(c, &one);
-      break;
-    }
-  ASSERT_EQ(sched_setaffinity(0, sizeof one, &one), 0);  // the pool's workers inherit it
+  OneCpu one;  // the pool's workers inherit it
+  ASSERT_TRUE(one.held);
   for (size_t threads : {2, 4}) {
     ThreadPool pool(threads);
     struct Context {
@@ -593,7 +602,6 @@ TEST(ThreadPool, WorkersLateToALoopAreSkippedAndEveryIndexStillRunsOnce) {
     }
     EXPECT_GT(pool.SkippedWorkers(), 0u) << threads << " threads";
   }
-  ASSERT_EQ(sched_setaffinity(0, sizeof before, &before), 0);
 }
 
 // The same on every CPU, with as many threads spinning beside the pool as there are CPUs, so that the scheduler takes
