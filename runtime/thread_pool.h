@@ -50,8 +50,9 @@ class ThreadPool {
   // item(context, thread, index) for every index in [0, items), on thread `thread` in [0, threads()).
   using ItemFn = void (*)(const void* context, size_t thread, size_t index);
 
-  // threads = 0: one per logical processor (at most 4,095 either way). Starts threads - 1 workers; throws std::system_error where the system
-  // will not start one (pthreadpool_create then returns NULL), after stopping those it did start.
+  // threads = 0: one per logical processor (at most 4,095 either way). Starts threads - 1 workers; throws
+  // std::system_error where the system will not start one (pthreadpool_create then returns NULL), after stopping those
+  // it did start.
   explicit ThreadPool(size_t threads);
   ~ThreadPool();
   ThreadPool(const ThreadPool&) = delete;
@@ -75,9 +76,9 @@ class ThreadPool {
   // PTHREADPOOL_FLAG_DISABLE_DENORMALS does, and restores its mode after. One Run at a time (others wait).
   void Run(size_t items, ItemFn item, const void* context, bool flush_denormals);
 
-  // Runs item(context, t, t) once on every active thread t in [0, active_threads()), all at once, and returns when all are done:
-  // no index is taken over by another thread, so the items may wait for each other (LockstepBarrier). The decode
-  // step runs its layers so (LlamaGraph::ForwardLockstep): one such call instead of ~150 hand-offs.
+  // Runs item(context, t, t) once on every active thread t in [0, active_threads()), all at once, and returns when all
+  // are done: no index is taken over by another thread, so the items may wait for each other (LockstepBarrier). The
+  // decode step runs its layers so (LlamaGraph::ForwardLockstep): one such call instead of ~150 hand-offs.
   void RunOnEachThread(ItemFn item, const void* context, bool flush_denormals);
 
   // Thread t's share of `items` indices split over `threads`: [first, second), the contiguous part it takes first.
@@ -141,7 +142,8 @@ class ThreadPool {
   static bool Before(uint32_t a, uint32_t b) { return (int32_t)((Count(a) - Count(b)) << kRosterBits) < 0; }
   // The job, written by Run before it publishes a new generation in the same line.
   struct alignas(64) Job {
-    std::atomic<uint32_t> generation{0};  // the job word; the workers watch it (and sleep on it); Run and the destructor change it
+    std::atomic<uint32_t> generation{0};  // the job word: the workers watch it (and sleep on it); Run and the
+                                          // destructor change it
     std::atomic<bool> stop{false};  // (atomic: a worker that sat out a job reads it while the next job is written)
     bool flush_denormals = false;
     bool each_thread = false;  // RunOnEachThread: thread t runs index t, and only that
