@@ -61,7 +61,6 @@ Status LlamaGraph::CreateOperators() {
                                                     (size_t)c.hidden_dim, ops.w2.out_features()};
     shares_.clear();
     for (int n = 1; n <= threads_; ++n) shares_.emplace_back((size_t)n, rows);
-    roster_ = (size_t)threads_;
     busy_seconds_.assign((size_t)threads_, 0.0);
   }
 

@@ -118,8 +118,6 @@ class LlamaGraph {
   const LockstepShares& lockstep_shares() const { return shares_[threads_ - 1]; }
   // False where the step is not in lockstep or a weight is not positive and finite (LockstepShares::SetWeights).
   bool SetLockstepWeights(const double* weights) { return lockstep_ && weights && shares_[threads_ - 1].SetWeights(weights); }
-  // The threads the last lockstep step ran on (ThreadPool::active_threads; threads until one has run).
-  size_t lockstep_roster() const { return roster_; }
 
   // Creates the XNNPACK operators (packs the weights). Heap memory, once, at session creation.
   Status CreateOperators();
@@ -176,8 +174,8 @@ class LlamaGraph {
   std::unique_ptr<SwiGlu[]> thread_swiglu_;
   LockstepBarrier barrier_;
   std::vector<Status> thread_status_;
-  std::vector<LockstepShares> shares_;  // [n - 1]: the shares of threads 0..n-1, for a step on n of the pool's threads
-  size_t roster_ = 0;                    // the threads of the last lockstep step (the barrier's, the shares')
+  // [n - 1]: the shares of threads 0..n-1, for a step on n of the pool's threads (the last step's: barrier_.active()).
+  std::vector<LockstepShares> shares_;
   bool balance_ = false;
   std::vector<double> busy_seconds_;  // [threads]: each thread's seconds in its projection rows, the last step
   std::vector<float> inv_freq_;  // [head_dim / 2], made at creation

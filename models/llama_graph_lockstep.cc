@@ -57,10 +57,9 @@ Status LlamaGraph::ForwardLockstep(int pos, KvCache* cache, pthreadpool_t pool, 
   // The pool's active threads run the step (ThreadPool::SetActiveThreads): the barrier counts them, and they take
   // the shares of that many threads, which start from the whole pool's weights.
   const size_t roster = threads->active_threads();
-  if (roster != roster_) {
+  if (roster != barrier_.active()) {  // (the last step's roster)
     barrier_.SetActive(roster);
     if (roster < (size_t)threads_) shares_[roster - 1].SetWeights(lockstep_shares().weights());
-    roster_ = roster;
   }
   const LockstepJob job{this, roster, pos, cache, clock};
   threads->RunOnEachThread(

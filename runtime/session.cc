@@ -167,13 +167,14 @@ Status Session::Prefill(const int32_t* tokens, size_t n, float* all_logits) {
     pos_ += step;
     done += (size_t)step;
   }
-  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const auto t1 = std::chrono::steady_clock::now();
+  const double secs = std::chrono::duration<double>(t1 - t0).count();
   if (decode) {
     stats_.generated_tokens += 1;
     stats_.decode_seconds += secs;
     if (roster < config_.threads) ++stats_.decode_steps_on_fewer_threads;
     if (config_.adapt_threads) {
-      tuner_.StepDone(secs, std::chrono::duration<double>(std::chrono::steady_clock::now() - created_).count());
+      tuner_.StepDone(secs, std::chrono::duration<double>(t1 - created_).count());
       if (tuner_.roster() != roster) threads->SetActiveThreads((size_t)tuner_.roster());
       stats_.active_threads = tuner_.roster();
       stats_.thread_count_probes = tuner_.probes();
