@@ -34,10 +34,6 @@ nlohmann::json SharesJson(const Session& s) {
   return shares;
 }
 
-}  // namespace mikv::cli
-
-namespace mikv::cli {
-
 nlohmann::json ThreadCountJson(const SessionStats& st) {
   return {{"active_threads", st.active_threads},
           {"decode_steps_on_fewer_threads", st.decode_steps_on_fewer_threads},
