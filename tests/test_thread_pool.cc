@@ -36,6 +36,20 @@ struct Seen {
   }
 };
 
+// Rounds of a barrier's threads in step: each adds its number plus one to `sum`, all check the round's total (1 + ...
+// + n for the barrier's n active threads, once a round), then leave together. `ask`: what the first Wait of a round
+// asks for (LockstepBarrier::Wait).
+void SumInStep(LockstepBarrier& barrier, std::atomic<uint64_t>& sum, size_t thread, uint64_t rounds,
+               const std::vector<char>* ask = nullptr) {
+  for (uint64_t round = 1; round <= rounds; ++round) {
+    sum += thread + 1;
+    barrier.Wait(thread, ask ? ask->data() : nullptr, ask ? ask->size() : 0);
+    const size_t n = barrier.active();
+    EXPECT_EQ(sum.load(), round * n * (n + 1) / 2);
+    barrier.Wait(thread);
+  }
+}
+
 // The calls a d-dimensional walk with these ranges and tiles (1 where untiled) must make: the starts, then the
 // sizes of the tiled dimensions.
 std::map<std::vector<size_t>, int> Expected(const std::vector<size_t>& range, const std::vector<size_t>& tile,
@@ -406,14 +420,7 @@ TEST(ThreadPool, RunOnEachThreadRunsThreadTsItemOnThreadTAllAtOnce) {
             auto& c = *static_cast<Context*>(const_cast<void*>(ctx));
             c.runs[i]++;
             c.ran_by[i] = thread;
-            // Each round every thread adds its number, then all check the round's total before the next.
-            for (uint64_t round = 1; round <= 10; ++round) {
-              c.sum += thread + 1;
-              c.barrier.Wait(thread, c.lines.data(), c.lines.size());
-              const size_t n = c.barrier.threads();
-              EXPECT_EQ(c.sum.load(), round * n * (n + 1) / 2);
-              c.barrier.Wait(thread);
-            }
+            SumInStep(c.barrier, c.sum, thread, 10, &c.lines);
           },
           &c, false);
       for (size_t t = 0; t < threads; ++t) {
@@ -472,13 +479,7 @@ TEST(ThreadPool, MoreThreadsThanCpusSleepRatherThanSpinAndStayInStep) {
           pool.RunOnEachThread(
               [](const void* ctx, size_t thread, size_t) {
                 auto& c = *static_cast<Context*>(const_cast<void*>(ctx));
-                for (uint64_t round = 1; round <= 25; ++round) {
-                  c.sum += thread + 1;
-                  c.barrier.Wait(thread);
-                  const size_t n = c.barrier.threads();
-                  EXPECT_EQ(c.sum.load(), round * n * (n + 1) / 2);
-                  c.barrier.Wait(thread);
-                }
+                SumInStep(c.barrier, c.sum, thread, 25);
               },
               &c, false);
         }
@@ -565,11 +566,6 @@ TEST(ThreadPool, SleepingWorkersAreWokenByTheNextCall) {
   }
 }
 
-}  // namespace
-}  // namespace mikv
-
-namespace mikv {
-namespace {
 
 // A worker that has not started a loop by the time the caller has taken every index is skipped (ThreadPool::
 // SkippedWorkers): the process held to one CPU, where a worker runs only when the caller is descheduled, every index
@@ -680,13 +676,7 @@ TEST(ThreadPool, ARosterOfFewerThreadsRunsEveryIndexOnThoseOnly) {
             auto& c = *static_cast<Context*>(const_cast<void*>(ctx));
             EXPECT_EQ(thread, i);
             c.runs[i]++;
-            for (uint64_t step = 1; step <= 5; ++step) {
-              c.sum += thread + 1;
-              c.barrier.Wait(thread);
-              const size_t n = c.barrier.active();
-              EXPECT_EQ(c.sum.load(), step * n * (n + 1) / 2);
-              c.barrier.Wait(thread);
-            }
+            SumInStep(c.barrier, c.sum, thread, 5);
           },
           &c, false);
       for (size_t t = 0; t < threads; ++t) ASSERT_EQ(c.runs[t].load(), t < n ? 1 : 0) << threads << " threads, roster " << n;
