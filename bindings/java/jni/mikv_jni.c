@@ -208,26 +208,29 @@ JNIEXPORT void JNICALL Java_org_mikv_Mikv_nativeReset(JNIEnv* env, jclass cls, j
   if (st != MIKV_OK) throw_status(env, st, mikv_last_error());
 }
 
+/* The session's statistics into *stats; 0, with a MikvException pending, where the call fails (a closed session). */
+static int get_stats(JNIEnv* env, const mikv_session* s, mikv_session_stats* stats) {
+  memset(stats, 0, sizeof *stats);
+  stats->struct_size = sizeof *stats;
+  const mikv_status st = mikv_session_get_stats(s, stats);
+  if (st != MIKV_OK) throw_status(env, st, mikv_last_error());
+  return st == MIKV_OK;
+}
+
 /* Each thread's share of the lockstep's projection rows (mikv_session_get_thread_shares), as many as the session's
  * threads. */
 JNIEXPORT jdoubleArray JNICALL Java_org_mikv_Mikv_nativeThreadShares(JNIEnv* env, jclass cls, jlong handle) {
   (void)cls;
   const mikv_session* s = (const mikv_session*)(intptr_t)handle;
   mikv_session_stats stats;
-  memset(&stats, 0, sizeof stats);
-  stats.struct_size = sizeof stats;
-  mikv_status st = mikv_session_get_stats(s, &stats);
-  if (st != MIKV_OK) {
-    throw_status(env, st, mikv_last_error());
-    return NULL;
-  }
+  if (!get_stats(env, s, &stats)) return NULL;
   const size_t n = stats.threads > 0 ? (size_t)stats.threads : 1;
   double* shares = (double*)malloc(n * sizeof(double));
   if (shares == NULL) {
     throw_out_of_memory(env, "mikv: thread shares");
     return NULL;
   }
-  st = mikv_session_get_thread_shares(s, shares, n);
+  const mikv_status st = mikv_session_get_thread_shares(s, shares, n);
   jdoubleArray out = NULL;
   if (st != MIKV_OK) {
     throw_status(env, st, mikv_last_error());
@@ -265,14 +268,7 @@ JNIEXPORT void JNICALL Java_org_mikv_Mikv_nativeSetActiveThreads(JNIEnv* env, jc
 JNIEXPORT jint JNICALL Java_org_mikv_Mikv_nativeActiveThreads(JNIEnv* env, jclass cls, jlong handle) {
   (void)cls;
   mikv_session_stats stats;
-  memset(&stats, 0, sizeof stats);
-  stats.struct_size = sizeof stats;
-  const mikv_status st = mikv_session_get_stats((const mikv_session*)(intptr_t)handle, &stats);
-  if (st != MIKV_OK) {
-    throw_status(env, st, mikv_last_error());
-    return 0;
-  }
-  return (jint)stats.active_threads;
+  return get_stats(env, (const mikv_session*)(intptr_t)handle, &stats) ? (jint)stats.active_threads : 0;
 }
 
 JNIEXPORT void JNICALL Java_org_mikv_Mikv_nativeFreeSession(JNIEnv* env, jclass cls, jlong handle) {
