@@ -159,13 +159,25 @@ Status Session::Prefill(const int32_t* tokens, size_t n, float* all_logits) {
   graph_.TimeLockstepWaits(phases != nullptr);  // (a prompt's first token may decode in lockstep: not counted)
   ThreadPool* threads = ThreadPoolOf(pool_);
   const int roster = (int)threads->active_threads();
+  // A prompt of several chunks may try fewer threads from one chunk to the next (ThreadCountTuner::ChunkDone).
+  const bool adapt_chunks = config_.adapt_threads && !decode && n > (size_t)graph_.chunk();
+  if (adapt_chunks) tuner_.PromptStart();
   const auto t0 = std::chrono::steady_clock::now();
+  auto chunk_start = t0;
   for (size_t done = 0; done < n;) {
     const int step = (int)std::min(n - done, (size_t)graph_.chunk());
     float* rows = all_logits ? all_logits + done * (size_t)vocab : nullptr;
+    const uint64_t skipped = threads->SkippedWorkers();
     MIKV_RETURN_IF_ERROR(graph_.Forward(tokens + done, step, pos_, cache_.get(), pool_, logits_, rows, phases));
     pos_ += step;
     done += (size_t)step;
+    if (adapt_chunks) {
+      const auto chunk_end = std::chrono::steady_clock::now();
+      tuner_.ChunkDone(step, std::chrono::duration<double>(chunk_end - chunk_start).count(),
+                       threads->SkippedWorkers() - skipped, (int)std::min(n - done, (size_t)graph_.chunk()));
+      if ((size_t)tuner_.roster() != threads->active_threads()) threads->SetActiveThreads((size_t)tuner_.roster());
+      chunk_start = chunk_end;
+    }
   }
   const auto t1 = std::chrono::steady_clock::now();
   const double secs = std::chrono::duration<double>(t1 - t0).count();
@@ -176,9 +188,6 @@ Status Session::Prefill(const int32_t* tokens, size_t n, float* all_logits) {
     if (config_.adapt_threads) {
       tuner_.StepDone(secs, std::chrono::duration<double>(t1 - created_).count());
       if (tuner_.roster() != roster) threads->SetActiveThreads((size_t)tuner_.roster());
-      stats_.active_threads = tuner_.roster();
-      stats_.thread_count_probes = tuner_.probes();
-      stats_.thread_count_changes = tuner_.changes();
     }
     if (phases && graph_.lockstep())
       graph_.LockstepWaitedSeconds(&stats_.decode_wait_seconds, &stats_.decode_wait_least_seconds,
@@ -186,6 +195,11 @@ Status Session::Prefill(const int32_t* tokens, size_t n, float* all_logits) {
   } else {
     stats_.prompt_tokens += n;
     stats_.prompt_seconds += secs;
+  }
+  if (config_.adapt_threads) {
+    stats_.active_threads = tuner_.roster();
+    stats_.thread_count_probes = tuner_.probes();
+    stats_.thread_count_changes = tuner_.changes();
   }
   return OkStatus();
 }

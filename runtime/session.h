@@ -51,8 +51,8 @@ struct SessionConfig {
   // core gets fewer rows; the same logits); false: equal shares.
   bool balance_lockstep = true;
   // Decode steps find out whether one thread fewer (or more) runs faster, and run on that many (ThreadCountTuner:
-  // where another process holds a core, the thread that shares it holds up every step; the same logits); false:
-  // always every thread.
+  // where another process holds a core, the thread that shares it holds up every step; the same logits); so does a
+  // prompt's next chunk where the pool went on without late workers in the last. false: always every thread.
   bool adapt_threads = true;
 };
 
@@ -68,8 +68,8 @@ struct SessionStats {
   // With time_phases, decode steps in lockstep (decodes_in_lockstep): seconds the threads stood at its barriers
   // waiting for each other — all threads' together, and the least and the most of one thread. 0 otherwise.
   double decode_wait_seconds = 0, decode_wait_least_seconds = 0, decode_wait_most_seconds = 0;
-  // The threads the session's steps run on now (SessionConfig::adapt_threads, SetActiveThreads), and, over the decode
-  // steps: those run on fewer than all, the counts the tuner tried and the ones it took.
+  // The threads the session's steps run on now (SessionConfig::adapt_threads, SetActiveThreads); the decode steps run
+  // on fewer than all; the counts the tuner tried and the ones it took (decode steps' and prompt chunks' tries).
   int active_threads = 0;
   uint64_t decode_steps_on_fewer_threads = 0, thread_count_probes = 0, thread_count_changes = 0;
 };

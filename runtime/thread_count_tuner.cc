@@ -11,8 +11,17 @@ double ThreadCountTuner::RecentMean() const {
   return n > 0 ? sum / n : 0;
 }
 
+void ThreadCountTuner::Take(int n) {
+  roster_ = n;
+  ++changes_;
+  recent_count_ = recent_next_ = 0;
+  wait_ = kFirstWait;
+  up_depth_ = down_depth_ = 1;
+}
+
 void ThreadCountTuner::StepDone(double seconds, double now) {
   if (threads_ == 1) return;
+  if (chunk_probe_) probe_ = 0, chunk_probe_ = false;  // (a prompt ended by an error mid-try)
   if (next_try_ < 0) next_try_ = now + wait_;
   if (probe_ != 0) {
     probe_seconds_ += seconds;
@@ -20,13 +29,10 @@ void ThreadCountTuner::StepDone(double seconds, double now) {
     if ((probed_ < kProbeSteps || probe_seconds_ < kSpan) && probed_ < kMostProbeSteps) return;
     const double tried = probe_seconds_ / probed_;
     if (tried <= kTaken * RecentMean()) {
-      roster_ = probe_;
-      ++changes_;
+      Take(probe_);
       // The new count's window starts with the try's mean, as one step.
       recent_[0] = tried;
       recent_count_ = recent_next_ = 1;
-      wait_ = kFirstWait;
-      up_depth_ = down_depth_ = 1;
     } else {
       wait_ = std::min(2 * wait_, kLongestWait);
       int& depth = probe_up_ ? up_depth_ : down_depth_;
@@ -50,9 +56,44 @@ void ThreadCountTuner::StepDone(double seconds, double now) {
 
 int ThreadCountTuner::LowestTry() const { return std::max(1, std::min(roster_ - 1, (threads_ + 1) / 2)); }
 
+void ThreadCountTuner::PromptStart() {
+  prompt_probes_ = 0;
+  chunk_depth_ = 1;
+  if (chunk_probe_) probe_ = 0, chunk_probe_ = false;
+}
+
+void ThreadCountTuner::ChunkDone(int tokens, double seconds, uint64_t skipped, int next_tokens) {
+  if (threads_ == 1 || tokens <= 0) return;
+  const double per_token = seconds / tokens;
+  if (chunk_probe_) {
+    if (per_token <= kTaken * chunk_reference_) {
+      Take(probe_);
+      reference_ = 0;   // the decode steps' reference starts again on the new count
+      next_try_ = -1;
+      chunk_depth_ = 1;
+    } else {
+      ++chunk_depth_;  // (the next, if any, at LowestTry at most: a try there may have met a quiet moment)
+    }
+    probe_ = 0;
+    chunk_probe_ = false;
+    return;
+  }
+  if (probe_ != 0) return;  // a decode steps' try runs this prompt (it goes on with the next step)
+  // At least one late worker per thread running: in a quiet chunk no worker is late (one woken from sleep at the
+  // chunk's start might be, once).
+  const int n = std::max(roster_ - chunk_depth_, LowestTry());
+  if (skipped < (uint64_t)roster_ || next_tokens != tokens || prompt_probes_ >= kPromptProbes || n >= roster_) return;
+  probe_ = n;
+  chunk_probe_ = true;
+  chunk_reference_ = per_token;
+  ++prompt_probes_;
+  ++probes_;
+}
+
 void ThreadCountTuner::Settle(int n) {
   roster_ = std::clamp(n, 1, threads_);
   probe_ = 0;
+  chunk_probe_ = false;
   up_depth_ = down_depth_ = 1;
   recent_count_ = recent_next_ = 0;
   reference_ = 0;

@@ -1,5 +1,5 @@
 // How many of a session's threads its steps run on (ThreadPool::SetActiveThreads), decided from the decode steps'
-// own times.
+// own times and, within a prompt, from its chunks'.
 //
 // Why: where another process holds one of the cores a session's threads run on (a phone's other apps, a busy
 // server), the thread that shares that core gets its CPU for scheduler slices only, and every barrier of a step
@@ -18,6 +18,15 @@
 // full speed and a few wait whole scheduler slices, and those few are what the count changes; the span covers a few
 // slices. On a quiet machine the tries cost ~kSpan of slower steps each: at 0.5, 1.5, 3.5, 7.5 s, then every 8 s.
 //
+// A prompt runs in chunks (LlamaGraph::chunk), and a session's first prompt comes before any decode step could be
+// timed: on this project's two-vCPU host with a busy loop on one vCPU, the default model prefilled 512 tokens at
+// 2,088-2,722 tok/s on two threads and 3,293-4,337 on one. There the pool's own count of workers it went on without
+// (ThreadPool::SkippedWorkers: a worker not started 20 µs after the caller ran out of work) says that a thread is off
+// its CPU: 8-56 a chunk of 64 tokens where the vCPU was busy, none in eight chunks where it was quiet. A chunk with at
+// least as many skips as threads running brings a try of one thread fewer for the next chunk, taken where its time a
+// token is kTaken of the chunk before or less (a chunk later in a prompt attends to more tokens, so the comparison
+// leans against the try). At most kPromptProbes tries a prompt, each a thread further after one that failed.
+//
 // The count changes only which thread computes what, never what is computed (LlamaGraph::LockstepThread, the
 // pool's shares), so the logits are the same whatever it decides. Plain numbers; no heap memory.
 #pragma once
@@ -32,6 +41,7 @@ class ThreadCountTuner {
   static constexpr double kSpan = 0.02;                           // seconds of steps a comparison takes at least
   static constexpr double kFirstWait = 0.5, kLongestWait = 8.0;   // seconds between tries
   static constexpr double kTaken = 0.9, kSlower = 1.25;
+  static constexpr int kPromptProbes = 3;
 
   ThreadCountTuner() = default;
   explicit ThreadCountTuner(int threads) : threads_(threads < 1 ? 1 : threads), roster_(threads_) {}
@@ -42,6 +52,11 @@ class ThreadCountTuner {
   int settled() const { return roster_; }
   // A decode step on roster() threads took `seconds`; `now`: seconds on a steady clock.
   void StepDone(double seconds, double now);
+  // A prompt's chunks: PromptStart before its first; ChunkDone after each, with the chunk's tokens and seconds, the
+  // workers the pool went on without during it, and the next chunk's tokens (0: it was the last). A try starts only
+  // where the next chunk is as long as this one, and roster() says the next chunk's count.
+  void PromptStart();
+  void ChunkDone(int tokens, double seconds, uint64_t skipped, int next_tokens);
   // Settles on n threads (1..threads) from here, as if a try had found it: any try in progress is dropped, and the
   // next comes after kFirstWait.
   void Settle(int n);
@@ -51,13 +66,17 @@ class ThreadCountTuner {
 
  private:
   void StartProbe(bool slower);  // slower: the steps got slower by kSlower
+  void Take(int n);              // settles on a count a try found faster
   // The mean of the settled count's last steps, from the newest back until they span kSpan (all of them short of it).
   double RecentMean() const;
   // The fewest threads a try goes down to: half the threads, or one fewer than now where that is already fewer.
   int LowestTry() const;
 
   int threads_ = 1, roster_ = 1;
-  int probe_ = 0;                  // the count being tried (0: none)
+  int probe_ = 0;                  // the count being tried (0: none): by decode steps, or by the next prompt chunk
+  bool chunk_probe_ = false;       // probe_ is a prompt chunk's try
+  double chunk_reference_ = 0;     // the chunk before it: seconds a token on the settled count
+  int prompt_probes_ = 0, chunk_depth_ = 1;  // this prompt's tries; how far the next goes
   double probe_seconds_ = 0;       // the try's steps so far: their time and number
   int probed_ = 0;
   double recent_[kWindow] = {};    // the settled count's last steps (a ring)

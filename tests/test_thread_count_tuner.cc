@@ -19,6 +19,21 @@ struct Simulation {
   double now = 0;
   std::vector<int> steps_on;
   explicit Simulation(int threads) : tuner(threads), steps_on(threads + 1, 0) {}
+  // A prompt of `chunks` chunks of 64 tokens (the last `last` tokens long), each taking chunk(roster) seconds with
+  // skipped(roster) late workers; returns the chunks run on each count.
+  std::vector<int> Prompt(int chunks, const std::function<double(int)>& chunk,
+                          const std::function<uint64_t(int)>& skipped, int last = 64) {
+    std::vector<int> on(tuner.settled() + 2, 0);
+    tuner.PromptStart();
+    for (int c = 0; c < chunks; ++c) {
+      const int n = tuner.roster(), tokens = c + 1 < chunks ? 64 : last;
+      const double s = chunk(n) * tokens / 64;
+      now += s;
+      ++on[n];
+      tuner.ChunkDone(tokens, s, skipped(n), c + 2 < chunks ? 64 : c + 1 < chunks ? last : 0);
+    }
+    return on;
+  }
   void Run(double seconds, const std::function<double(int)>& step) {
     for (const double end = now + seconds; now < end;) {
       const int n = tuner.roster();
@@ -112,6 +127,78 @@ TEST(ThreadCountTuner, OneThreadNeverTriesAndSettleIsObeyed) {
   EXPECT_EQ(sim.tuner.roster(), 4);
   sim.tuner.Settle(0);
   EXPECT_EQ(sim.tuner.roster(), 1);
+}
+
+// A session's first prompt, with a core taken: the chunks on every thread are slow and the pool goes on without a
+// late worker several times a chunk. The second chunk runs on one thread fewer, which is faster, and the rest of the
+// prompt and the decode steps after it stay there; the decode steps' tries take the thread back once the core is
+// free again.
+TEST(ThreadCountTuner, APromptWithLateWorkersGoesOnOnOneThreadFewer) {
+  for (int threads : {2, 4}) {
+    SCOPED_TRACE(std::to_string(threads) + " threads");
+    Simulation sim(threads);
+    bool taken = true;
+    auto chunk = [&](int n) { return (taken && n == threads ? 3.0 : 1.0) * 0.01 * std::pow(1.4, threads - n); };
+    auto skipped = [&](int n) { return taken && n == threads ? (uint64_t)(10 * threads) : 0; };
+    const std::vector<int> on = sim.Prompt(8, chunk, skipped);
+    EXPECT_EQ(on[threads], 1);
+    EXPECT_EQ(on[threads - 1], 7);
+    EXPECT_EQ(sim.tuner.settled(), threads - 1);
+    EXPECT_EQ(sim.tuner.probes(), 1u);
+    EXPECT_EQ(sim.tuner.changes(), 1u);
+    auto step = [&](int n) { return chunk(n) / 64; };
+    sim.Run(2, step);
+    EXPECT_EQ(sim.tuner.settled(), threads - 1) << "decode stays on fewer while the core is taken";
+    taken = false;
+    sim.Run(ThreadCountTuner::kLongestWait + 1, step);
+    EXPECT_EQ(sim.tuner.settled(), threads) << "back on every thread";
+  }
+}
+
+// No late workers, no try: a quiet prompt runs every chunk on every thread. Late workers where fewer threads are
+// slower still (a worker woken late once a chunk, or a core half taken): at most kPromptProbes tries, each a chunk,
+// none taken, and the count stays.
+TEST(ThreadCountTuner, APromptTriesFewerOnlyWhereWorkersAreLateAndKeepsWhatIsFaster) {
+  Simulation sim(4);
+  auto chunk = [](int n) { return 0.01 * std::pow(1.4, 4 - n); };
+  std::vector<int> on = sim.Prompt(16, chunk, [](int) { return 0; });
+  EXPECT_EQ(on[4], 16);
+  EXPECT_EQ(sim.tuner.probes(), 0u);
+
+  on = sim.Prompt(16, chunk, [](int n) { return (uint64_t)n; });
+  EXPECT_EQ(sim.tuner.probes(), (uint64_t)ThreadCountTuner::kPromptProbes);
+  EXPECT_EQ(on[4], 16 - ThreadCountTuner::kPromptProbes);
+  EXPECT_EQ(on[3], 1) << "the first try one thread fewer";
+  EXPECT_EQ(on[2], ThreadCountTuner::kPromptProbes - 1) << "the next ones further, not below half the threads";
+  EXPECT_EQ(sim.tuner.changes(), 0u);
+  EXPECT_EQ(sim.tuner.roster(), 4);
+
+  on = sim.Prompt(16, chunk, [](int n) { return (uint64_t)n - 1; });
+  EXPECT_EQ(on[4], 16) << "fewer late workers than threads running: no try";
+}
+
+// A try starts only where a chunk as long follows (the last chunk's few tokens would not compare), and a try that
+// runs a prompt's last chunk is decided there: the decode steps after it run on the settled count.
+TEST(ThreadCountTuner, APromptsTryNeverOutlivesThePrompt) {
+  Simulation sim(2);
+  auto slow_on_two = [](int n) { return n == 2 ? 0.03 : 0.02; };
+  auto late_on_two = [](int n) { return n == 2 ? (uint64_t)8 : 0; };
+  std::vector<int> on = sim.Prompt(2, slow_on_two, late_on_two, 10);
+  EXPECT_EQ(on[2], 2) << "the next chunk of 10 tokens is not tried";
+  EXPECT_EQ(sim.tuner.probes(), 0u);
+  on = sim.Prompt(2, slow_on_two, late_on_two);
+  EXPECT_EQ(on[1], 1) << "the last chunk tried";
+  EXPECT_EQ(sim.tuner.roster(), 1);
+  EXPECT_EQ(sim.tuner.changes(), 1u);
+
+  // A decode steps' try in progress when a prompt comes: the prompt runs on the try's count and tries nothing.
+  Simulation dec(4);
+  while (dec.tuner.roster() == 4 && dec.now < 2) dec.Run(1e-9, [](int n) { return 0.002 * std::pow(1.4, 4 - n); });
+  ASSERT_EQ(dec.tuner.roster(), 3) << "a decode try under way";
+  const uint64_t probes = dec.tuner.probes();
+  on = dec.Prompt(6, [](int) { return 0.01; }, [](int) { return (uint64_t)100; });
+  EXPECT_EQ(on[3], 6);
+  EXPECT_EQ(dec.tuner.probes(), probes);
 }
 
 }  // namespace

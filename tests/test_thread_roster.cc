@@ -5,6 +5,8 @@
 // runs on; and the session refuses counts outside its threads and counts the steps run on fewer.
 #include <gtest/gtest.h>
 
+#include <sched.h>
+
 #include <cstring>
 #include <memory>
 #include <string>
@@ -153,6 +155,50 @@ TEST(ThreadRoster, XnnpackOperatorsOnAnyCountGiveTheLogitsOfAll) {
   const Decoded varied = Decode(*model, config, 30, 50, Rosters(3));
   ASSERT_FALSE(all.lockstep);
   ExpectSame(varied, all);
+}
+
+// A prompt's chunks on fewer threads from one chunk to the next (ThreadCountTuner::ChunkDone, which the pool's late
+// workers bring): the process held to one CPU, where two threads take turns and the pool goes on without the late
+// one, a session with the tuner tries one thread for a chunk of the prompt (whether it keeps it is a matter of
+// time, which ThreadCountTuner's own tests simulate); every row of logits the prompt gave equals those of a session
+// on two threads and every CPU, bit for bit.
+TEST(ThreadRoster, APromptsChunksOnFewerThreadsGiveTheLogitsOfAll) {
+  std::unique_ptr<Model> model;
+  ASSERT_TRUE(Model::Load(Stories260KFromLlama2c(), &model).ok());
+  const int vocab = model->config().vocab_size;
+  std::vector<int32_t> prompt;
+  for (int i = 0; i < 120; ++i) prompt.push_back(1 + (i * 37) % (vocab - 1));
+  auto run = [&](bool adapt, std::vector<float>* rows, SessionStats* stats) {
+    SessionConfig config = Config(2, 160, /*mikv=*/true);
+    config.prefill_chunk = 8;
+    config.adapt_threads = adapt;
+    std::unique_ptr<Session> s;
+    ASSERT_TRUE(Session::Create(*model, config, &s).ok());
+    rows->assign(prompt.size() * (size_t)vocab, 0.f);
+    ASSERT_TRUE(s->Prefill(prompt.data(), prompt.size(), rows->data()).ok());
+    *stats = s->stats();
+  };
+  std::vector<float> all, tried;
+  SessionStats all_stats, tried_stats;
+  run(false, &all, &all_stats);
+  {
+    cpu_set_t before, one;
+    ASSERT_EQ(sched_getaffinity(0, sizeof before, &before), 0);
+    CPU_ZERO(&one);
+    for (int c = 0; c < CPU_SETSIZE; ++c)
+      if (CPU_ISSET(c, &before)) {
+        CPU_SET(c, &one);
+        break;
+      }
+    ASSERT_EQ(sched_setaffinity(0, sizeof one, &one), 0);  // the pool's workers inherit it
+    run(true, &tried, &tried_stats);
+    ASSERT_EQ(sched_setaffinity(0, sizeof before, &before), 0);
+  }
+  EXPECT_EQ(all_stats.thread_count_probes, 0u);
+  EXPECT_GE(tried_stats.thread_count_probes, 1u);
+  ASSERT_EQ(all.size(), tried.size());
+  for (size_t row = 0; row < prompt.size(); ++row)
+    ASSERT_EQ(0, std::memcmp(&all[row * vocab], &tried[row * vocab], vocab * sizeof(float))) << "row " << row;
 }
 
 TEST(ThreadRoster, CountsOutsideTheSessionsThreadsAreRefused) {

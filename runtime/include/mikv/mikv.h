@@ -127,8 +127,9 @@ typedef struct mikv_session_config {
   /* API version 6. A config from an older header gets the default (on). */
   int32_t adapt_threads; /* nonzero (the default): decode steps now and then try one thread fewer (or more) and run on
                             the count whose steps were faster — where another process holds a core, the thread that
-                            shares it holds up every step. The same logits whatever the count. 0: every thread, always
-                            (unless set by mikv_session_set_active_threads) */
+                            shares it holds up every step; a prompt's next chunk tries one fewer where workers were
+                            late in the last. The same logits whatever the count. 0: every thread, always (unless set
+                            by mikv_session_set_active_threads) */
 } mikv_session_config;
 
 /* Defaults: plain FP16 cache, the fast cores this process may run on, greedy. */
