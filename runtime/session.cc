@@ -167,14 +167,14 @@ Status Session::Prefill(const int32_t* tokens, size_t n, float* all_logits) {
   for (size_t done = 0; done < n;) {
     const int step = (int)std::min(n - done, (size_t)graph_.chunk());
     float* rows = all_logits ? all_logits + done * (size_t)vocab : nullptr;
-    const uint64_t skipped = threads->SkippedWorkers();
+    const uint64_t skipped = threads->SkippedWorkers(), loops = threads->ParallelLoops();
     MIKV_RETURN_IF_ERROR(graph_.Forward(tokens + done, step, pos_, cache_.get(), pool_, logits_, rows, phases));
     pos_ += step;
     done += (size_t)step;
     if (adapt_chunks) {
       const auto chunk_end = std::chrono::steady_clock::now();
       tuner_.ChunkDone(step, std::chrono::duration<double>(chunk_end - chunk_start).count(),
-                       threads->SkippedWorkers() - skipped, (int)std::min(n - done, (size_t)graph_.chunk()));
+                       threads->SkippedWorkers() - skipped, threads->ParallelLoops() - loops, (int)std::min(n - done, (size_t)graph_.chunk()));
       if ((size_t)tuner_.roster() != threads->active_threads()) threads->SetActiveThreads((size_t)tuner_.roster());
       chunk_start = chunk_end;
     }

@@ -62,7 +62,7 @@ void ThreadCountTuner::PromptStart() {
   if (chunk_probe_) probe_ = 0, chunk_probe_ = false;
 }
 
-void ThreadCountTuner::ChunkDone(int tokens, double seconds, uint64_t skipped, int next_tokens) {
+void ThreadCountTuner::ChunkDone(int tokens, double seconds, uint64_t skipped, uint64_t loops, int next_tokens) {
   if (threads_ == 1 || tokens <= 0) return;
   const double per_token = seconds / tokens;
   if (chunk_probe_) {
@@ -79,10 +79,11 @@ void ThreadCountTuner::ChunkDone(int tokens, double seconds, uint64_t skipped, i
     return;
   }
   if (probe_ != 0) return;  // a decode steps' try runs this prompt (it goes on with the next step)
-  // At least one late worker per thread running: in a quiet chunk no worker is late (one woken from sleep at the
-  // chunk's start might be, once).
+  // In a quiet chunk a worker is late now and then (woken from sleep at the chunk's start, or its vCPU held by the
+  // host for a moment): a few loops in a hundred.
+  const bool late = skipped >= (uint64_t)roster_ && skipped * kLateLoops >= loops;
   const int n = std::max(roster_ - chunk_depth_, LowestTry());
-  if (skipped < (uint64_t)roster_ || next_tokens != tokens || prompt_probes_ >= kPromptProbes || n >= roster_) return;
+  if (!late || next_tokens != tokens || prompt_probes_ >= kPromptProbes || n >= roster_) return;
   probe_ = n;
   chunk_probe_ = true;
   chunk_reference_ = per_token;

@@ -22,9 +22,10 @@
 // timed: on this project's two-vCPU host with a busy loop on one vCPU, the default model prefilled 512 tokens at
 // 2,088-2,722 tok/s on two threads and 3,293-4,337 on one. There the pool's own count of workers it went on without
 // (ThreadPool::SkippedWorkers: a worker not started 20 µs after the caller ran out of work) says that a thread is off
-// its CPU: 8-56 a chunk of 64 tokens where the vCPU was busy, none in eight chunks where it was quiet. A chunk with at
-// least as many skips as threads running brings a try of one thread fewer for the next chunk, taken where its time a
-// token is kTaken of the chunk before or less (a chunk later in a prompt attends to more tokens, so the comparison
+// its CPU: in most chunks of 64 tokens where the vCPU was busy, the pool went on without the worker in 15-90% of its
+// parallel loops (none in a few), where it was quiet in 0-5% (docs/bench/prompt-threads-session52.txt). A chunk with
+// late workers in at least 1/kLateLoops of its loops, and at least as many as threads running, brings a try of one
+// thread fewer for the next chunk, taken where its time a token is kTaken of the chunk before or less (a chunk later in a prompt attends to more tokens, so the comparison
 // leans against the try). At most kPromptProbes tries a prompt, each a thread further after one that failed.
 //
 // The count changes only which thread computes what, never what is computed (LlamaGraph::LockstepThread, the
@@ -41,7 +42,7 @@ class ThreadCountTuner {
   static constexpr double kSpan = 0.02;                           // seconds of steps a comparison takes at least
   static constexpr double kFirstWait = 0.5, kLongestWait = 8.0;   // seconds between tries
   static constexpr double kTaken = 0.9, kSlower = 1.25;
-  static constexpr int kPromptProbes = 3;
+  static constexpr int kPromptProbes = 3, kLateLoops = 8;
 
   ThreadCountTuner() = default;
   explicit ThreadCountTuner(int threads) : threads_(threads < 1 ? 1 : threads), roster_(threads_) {}
@@ -53,10 +54,11 @@ class ThreadCountTuner {
   // A decode step on roster() threads took `seconds`; `now`: seconds on a steady clock.
   void StepDone(double seconds, double now);
   // A prompt's chunks: PromptStart before its first; ChunkDone after each, with the chunk's tokens and seconds, the
-  // workers the pool went on without during it, and the next chunk's tokens (0: it was the last). A try starts only
-  // where the next chunk is as long as this one, and roster() says the next chunk's count.
+  // workers the pool went on without during it and its parallel loops (ThreadPool::SkippedWorkers, ParallelLoops),
+  // and the next chunk's tokens (0: it was the last). A try starts only where the next chunk is as long as this one,
+  // and roster() says the next chunk's count.
   void PromptStart();
-  void ChunkDone(int tokens, double seconds, uint64_t skipped, int next_tokens);
+  void ChunkDone(int tokens, double seconds, uint64_t skipped, uint64_t loops, int next_tokens);
   // Settles on n threads (1..threads) from here, as if a try had found it: any try in progress is dropped, and the
   // next comes after kFirstWait.
   void Settle(int n);

@@ -100,6 +100,8 @@ class ThreadPool {
   // one scheduler slice a parallel operation. (RunOnEachThread waits for every thread: its items wait for each other.)
   uint64_t SkippedWorkers() const { return skipped_.load(std::memory_order_relaxed); }
   static constexpr int64_t kSkipLateAfterNs = 20'000;
+  // Parallel loops run so far on more than one thread (Run calls that could skip a worker).
+  uint64_t ParallelLoops() const { return loops_.load(std::memory_order_relaxed); }
 
   // How long an idle worker spins before it sleeps. Between a decode step's operations a worker waits a few to a
   // few hundred microseconds; after a token, the sampler and the caller's own work. pthreadpool spins ~20 ms.
@@ -173,6 +175,7 @@ class ThreadPool {
   std::unique_ptr<Done[]> done_;  // [threads_]; 0, the caller, unused
   std::unique_ptr<Entry[]> entries_;  // the same
   std::atomic<uint64_t> skipped_{0};  // SkippedWorkers
+  std::atomic<uint64_t> loops_{0};    // ParallelLoops
   std::vector<std::thread> workers_;
   std::mutex run_mutex_;
   Job job_;

@@ -20,9 +20,9 @@ struct Simulation {
   std::vector<int> steps_on;
   explicit Simulation(int threads) : tuner(threads), steps_on(threads + 1, 0) {}
   // A prompt of `chunks` chunks of 64 tokens (the last `last` tokens long), each taking chunk(roster) seconds with
-  // skipped(roster) late workers; returns the chunks run on each count.
+  // skipped(roster) late workers in `loops` parallel loops; returns the chunks run on each count.
   std::vector<int> Prompt(int chunks, const std::function<double(int)>& chunk,
-                          const std::function<uint64_t(int)>& skipped, int last = 64) {
+                          const std::function<uint64_t(int)>& skipped, int last = 64, uint64_t loops = 16) {
     std::vector<int> on(tuner.settled() + 2, 0);
     tuner.PromptStart();
     for (int c = 0; c < chunks; ++c) {
@@ -30,7 +30,7 @@ struct Simulation {
       const double s = chunk(n) * tokens / 64;
       now += s;
       ++on[n];
-      tuner.ChunkDone(tokens, s, skipped(n), c + 2 < chunks ? 64 : c + 1 < chunks ? last : 0);
+      tuner.ChunkDone(tokens, s, skipped(n), loops, c + 2 < chunks ? 64 : c + 1 < chunks ? last : 0);
     }
     return on;
   }
@@ -175,6 +175,9 @@ TEST(ThreadCountTuner, APromptTriesFewerOnlyWhereWorkersAreLateAndKeepsWhatIsFas
 
   on = sim.Prompt(16, chunk, [](int n) { return (uint64_t)n - 1; });
   EXPECT_EQ(on[4], 16) << "fewer late workers than threads running: no try";
+  on = sim.Prompt(16, chunk, [](int) { return (uint64_t)12; }, 64, /*loops=*/100);
+  EXPECT_EQ(on[4], 16) << "late workers in fewer than one loop in kLateLoops: no try";
+  EXPECT_EQ(sim.tuner.probes(), (uint64_t)ThreadCountTuner::kPromptProbes);
 }
 
 // A try starts only where a chunk as long follows (the last chunk's few tokens would not compare), and a try that

@@ -633,6 +633,25 @@ TEST(ThreadPool, WorkersDescheduledAnywhereAreSkippedAndEveryIndexStillRunsOnce)
   for (std::thread& h : hogs) h.join();
 }
 
+// ParallelLoops counts the Run calls that ran on more than one thread (what SkippedWorkers is a share of): not a
+// call of one index, nor one on a roster of one, nor RunOnEachThread (which never skips).
+TEST(ThreadPool, CountsTheLoopsItRanOnMoreThanOneThread) {
+  ThreadPool pool(3);
+  auto nothing = [](const void*, size_t, size_t) {};
+  EXPECT_EQ(pool.ParallelLoops(), 0u);
+  pool.Run(10, nothing, nullptr, false);
+  EXPECT_EQ(pool.ParallelLoops(), 1u);
+  pool.Run(1, nothing, nullptr, false);
+  pool.RunOnEachThread(nothing, nullptr, false);
+  EXPECT_EQ(pool.ParallelLoops(), 1u);
+  pool.SetActiveThreads(1);
+  pool.Run(10, nothing, nullptr, false);
+  EXPECT_EQ(pool.ParallelLoops(), 1u);
+  pool.SetActiveThreads(2);
+  pool.Run(10, nothing, nullptr, false);
+  EXPECT_EQ(pool.ParallelLoops(), 2u);
+}
+
 // SetActiveThreads: a roster of n threads runs every index of every call once, on threads 0..n-1 only, and
 // RunOnEachThread's items (with a barrier set to the roster, as the lockstep step sets it) on exactly those threads;
 // rosters that shrink and grow again in any order take back the workers that sat out (a worker not woken, or one
