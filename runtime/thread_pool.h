@@ -174,14 +174,16 @@ class ThreadPool {
   std::unique_ptr<Share[]> shares_;
   std::unique_ptr<Done[]> done_;  // [threads_]; 0, the caller, unused
   std::unique_ptr<Entry[]> entries_;  // the same
-  std::atomic<uint64_t> skipped_{0};  // SkippedWorkers
-  std::atomic<uint64_t> loops_{0};    // ParallelLoops
   std::vector<std::thread> workers_;
   std::mutex run_mutex_;
   Job job_;
   alignas(64) std::atomic<uint32_t> sleepers_{0};  // workers asleep on job_.generation (or about to be)
   std::atomic<size_t> active_;                     // SetActiveThreads; written under run_mutex_
   alignas(64) std::atomic<uint32_t> roster_{0};    // bumped when a job's roster grows: workers that sat out sleep on it
+  // The caller's counts, in a line of their own: beside the fields above that the workers read in every job, each
+  // count would take that line from them.
+  alignas(64) std::atomic<uint64_t> skipped_{0};  // SkippedWorkers
+  std::atomic<uint64_t> loops_{0};                // ParallelLoops
 };
 
 // The pool behind a pthreadpool_t that pthreadpool_create made (pthreadpool_api.cc); nullptr for nullptr.
