@@ -14,7 +14,8 @@ void AddThreadShareOptions(CLI::App* cmd, ThreadShareArgs* a) {
                 "equal, or held at --thread-weights'");
   cmd->add_flag("--fixed-threads", a->fixed_threads,
                 "run every step on every thread; by default decode steps now and then try one thread fewer (or more) "
-                "and keep the faster count, for when other processes hold cores");
+                "and keep the faster count, and a prompt's next chunk tries one fewer where workers were late, for "
+                "when other processes hold cores");
 }
 
 void ToSessionConfig(const ThreadShareArgs& a, SessionConfig* c) {

@@ -4,7 +4,8 @@
 //                          little ones
 //   --equal-shares         shares that do not follow each thread's pace (SessionConfig::balance_lockstep off): equal,
 //                          or held at --thread-weights'
-//   --fixed-threads        every step on every thread (SessionConfig::adapt_threads off): no tries of fewer
+//   --fixed-threads        every step and prompt chunk on every thread (SessionConfig::adapt_threads off): no tries
+//                          of fewer
 #pragma once
 
 #include <CLI/CLI.hpp>
