@@ -174,7 +174,8 @@ Status Session::Prefill(const int32_t* tokens, size_t n, float* all_logits) {
     if (adapt_chunks) {
       const auto chunk_end = std::chrono::steady_clock::now();
       tuner_.ChunkDone(step, std::chrono::duration<double>(chunk_end - chunk_start).count(),
-                       threads->SkippedWorkers() - skipped, threads->ParallelLoops() - loops, (int)std::min(n - done, (size_t)graph_.chunk()));
+                       threads->SkippedWorkers() - skipped, threads->ParallelLoops() - loops,
+                       (int)std::min(n - done, (size_t)graph_.chunk()));
       if ((size_t)tuner_.roster() != threads->active_threads()) threads->SetActiveThreads((size_t)tuner_.roster());
       chunk_start = chunk_end;
     }

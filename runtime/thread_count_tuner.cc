@@ -72,7 +72,7 @@ void ThreadCountTuner::ChunkDone(int tokens, double seconds, uint64_t skipped, u
       next_try_ = -1;
       chunk_depth_ = 1;
     } else {
-      ++chunk_depth_;  // (the next, if any, at LowestTry at most: a try there may have met a quiet moment)
+      ++chunk_depth_;  // the next try a thread further (ChunkDone holds it at LowestTry)
     }
     probe_ = 0;
     chunk_probe_ = false;

@@ -25,8 +25,10 @@
 // its CPU: in most chunks of 64 tokens where the vCPU was busy, the pool went on without the worker in 15-90% of its
 // parallel loops (none in a few), where it was quiet in 0-5% (docs/bench/prompt-threads-session52.txt). A chunk with
 // late workers in at least 1/kLateLoops of its loops, and at least as many as threads running, brings a try of one
-// thread fewer for the next chunk, taken where its time a token is kTaken of the chunk before or less (a chunk later in a prompt attends to more tokens, so the comparison
-// leans against the try). At most kPromptProbes tries a prompt, each a thread further after one that failed.
+// thread fewer for the next chunk, taken where its time a token is kTaken of the chunk before or less (a chunk later
+// in a prompt attends to more tokens, so the comparison leans against the try). At most kPromptProbes tries a
+// prompt, each a thread further after one that failed (down to LowestTry, where a try that met a quiet moment is made
+// again).
 //
 // The count changes only which thread computes what, never what is computed (LlamaGraph::LockstepThread, the
 // pool's shares), so the logits are the same whatever it decides. Plain numbers; no heap memory.
