@@ -22,8 +22,8 @@
 // timed: on this project's two-vCPU host with a busy loop on one vCPU, the default model prefilled 512 tokens at
 // 2,088-2,722 tok/s on two threads and 3,293-4,337 on one. There the pool's own count of workers it went on without
 // (ThreadPool::SkippedWorkers: a worker not started 20 µs after the caller ran out of work) says that a thread is off
-// its CPU: in most chunks of 64 tokens where the vCPU was busy, the pool went on without the worker in 15-90% of its
-// parallel loops (none in a few), where it was quiet in 0-5% (docs/bench/prompt-threads-session52.txt). A chunk with
+// its CPU: where the vCPU was busy, the pool went on without the worker in 1/8 to 95% of its parallel loops in 53 of
+// 75 chunks (the rest fewer), where it was quiet in 0-5% (docs/bench/prompt-threads-session52.txt). A chunk with
 // late workers in at least 1/kLateLoops of its loops, and at least as many as threads running, brings a try of one
 // thread fewer for the next chunk, taken where its time a token is kTaken of the chunk before or less (a chunk later
 // in a prompt attends to more tokens, so the comparison leans against the try). At most kPromptProbes tries a
