@@ -18,10 +18,13 @@
 #include <sched.h>
 
 #include "lockstep_barrier.h"
+#include "test_util.h"
 #include "thread_pool.h"
 
 namespace mikv {
 namespace {
+
+using test::OneCpu;
 
 // What the tasks of one call saw: each call's argument tuple (uarch, then the starts, then the tile sizes), how
 // often, and the largest thread number.
@@ -435,26 +438,6 @@ TEST(ThreadPool, RunOnEachThreadRunsThreadTsItemOnThreadTAllAtOnce) {
     }
   }
 }
-
-// The calling thread held to the first CPU it may run on, for the scope (threads it starts meanwhile inherit it).
-struct OneCpu {
-  cpu_set_t before;
-  bool held = false;
-  OneCpu() {
-    if (sched_getaffinity(0, sizeof before, &before) != 0) return;
-    cpu_set_t one;
-    CPU_ZERO(&one);
-    for (int c = 0; c < CPU_SETSIZE; ++c)
-      if (CPU_ISSET(c, &before)) {
-        CPU_SET(c, &one);
-        break;
-      }
-    held = sched_setaffinity(0, sizeof one, &one) == 0;
-  }
-  ~OneCpu() {
-    if (held) sched_setaffinity(0, sizeof before, &before);
-  }
-};
 
 // More threads than CPUs (the process held to one CPU, as `taskset -c N` or a phone's cpuset): the pool does not
 // spin (spin_ns 0), the barrier's waiters sleep on the late thread's count, and every round still leaves only once

@@ -5,8 +5,6 @@
 // runs on; and the session refuses counts outside its threads and counts the steps run on fewer.
 #include <gtest/gtest.h>
 
-#include <sched.h>
-
 #include <cstring>
 #include <memory>
 #include <string>
@@ -20,6 +18,7 @@
 namespace mikv {
 namespace {
 
+using test::OneCpu;
 using test::Stories260KFromLlama2c;
 using test::TinyRandomModel;
 
@@ -182,17 +181,9 @@ TEST(ThreadRoster, APromptsChunksOnFewerThreadsGiveTheLogitsOfAll) {
   SessionStats all_stats, tried_stats;
   run(false, &all, &all_stats);
   {
-    cpu_set_t before, one;
-    ASSERT_EQ(sched_getaffinity(0, sizeof before, &before), 0);
-    CPU_ZERO(&one);
-    for (int c = 0; c < CPU_SETSIZE; ++c)
-      if (CPU_ISSET(c, &before)) {
-        CPU_SET(c, &one);
-        break;
-      }
-    ASSERT_EQ(sched_setaffinity(0, sizeof one, &one), 0);  // the pool's workers inherit it
+    OneCpu one;  // the pool's workers inherit it
+    ASSERT_TRUE(one.held);
     run(true, &tried, &tried_stats);
-    ASSERT_EQ(sched_setaffinity(0, sizeof before, &before), 0);
   }
   EXPECT_EQ(all_stats.thread_count_probes, 0u);
   EXPECT_GE(tried_stats.thread_count_probes, 1u);

@@ -263,4 +263,20 @@ CacheUnderTest::CacheUnderTest(const KvGeometry& g, const KvCacheConfig& c, void
   scratch.resize(cache->ScratchFloats());
 }
 
+OneCpu::OneCpu() {
+  if (sched_getaffinity(0, sizeof before_, &before_) != 0) return;
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  for (int c = 0; c < CPU_SETSIZE; ++c)
+    if (CPU_ISSET(c, &before_)) {
+      CPU_SET(c, &one);
+      break;
+    }
+  held = sched_setaffinity(0, sizeof one, &one) == 0;
+}
+
+OneCpu::~OneCpu() {
+  if (held) sched_setaffinity(0, sizeof before_, &before_);
+}
+
 }  // namespace mikv::test

@@ -1,6 +1,8 @@
 // Helpers shared by the tests: paths to shared data, scratch files, converting fixtures to .mikv.
 #pragma once
 
+#include <sched.h>
+
 #include <memory>
 #include <random>
 #include <string>
@@ -38,6 +40,18 @@ std::string DefaultModelQ8_0();
 // decode takes them): a Qwen2 (q/k/v biases) in q4_0 with SmolLM2's three kv heads of three query heads each, which
 // two threads share unevenly, or a Llama in q8_0 with two kv heads of 64 channels.
 std::string TinyRandomModel(bool qwen2);
+// The calling thread held to the first CPU it may run on, for the scope (threads it starts meanwhile inherit it, so
+// a pool or session made inside runs on one CPU); `held` is false where the affinity could not be set.
+struct OneCpu {
+  OneCpu();
+  ~OneCpu();
+  OneCpu(const OneCpu&) = delete;
+  OneCpu& operator=(const OneCpu&) = delete;
+  bool held = false;
+
+ private:
+  cpu_set_t before_;
+};
 // Text of an xz file (the shared corpus), decompressed with the xz tool.
 std::string ReadXz(const std::string& path);
 // Everything a shell command prints on stdout; *status gets its exit status (pclose's), -1 if it could not start.
