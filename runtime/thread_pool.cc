@@ -151,9 +151,10 @@ void ThreadPool::Launch(size_t items, ItemFn item, const void* context, bool flu
     while (t < roster && done_[t].generation.load(std::memory_order_acquire) == word) ++t;
     return t == roster;
   };
-  if (!each_thread) loops_.fetch_add(1, std::memory_order_relaxed);
-  if (!each_thread && !SpinUntil(all_done, std::min(spin_ns_, kSkipLateAfterNs)))
-    SkipLateWorkers(t, roster, word, items);
+  if (!each_thread) {
+    loops_.fetch_add(1, std::memory_order_relaxed);
+    if (!SpinUntil(all_done, std::min(spin_ns_, kSkipLateAfterNs))) SkipLateWorkers(t, roster, word, items);
+  }
   if (!SpinUntil(all_done, spin_ns_))
     while (!all_done()) std::this_thread::yield();
 }
