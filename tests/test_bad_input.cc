@@ -32,6 +32,8 @@ TEST(BadInput, MissingAndEmptyFiles) {
 
 TEST(BadInput, WrongMagic) {
   std::vector<uint8_t> bytes = ReadBytes(Stories260KFromLlama2c());
+  // The model is converted from ../shared; without it (another machine) stop here: the edits below index into it.
+  ASSERT_GT(bytes.size(), sizeof(FileHeader));
   bytes[0] = 'X';
   Status s = LoadBytes(bytes, "magic.mikv");
   EXPECT_EQ(s.code(), MIKV_ERR_BAD_MAGIC);
@@ -43,6 +45,7 @@ TEST(BadInput, WrongMagic) {
 
 TEST(BadInput, OlderAndNewerVersionsSaySo) {
   std::vector<uint8_t> bytes = ReadBytes(Stories260KFromLlama2c());
+  ASSERT_GT(bytes.size(), sizeof(FileHeader));
   FileHeader h;
   std::memcpy(&h, bytes.data(), sizeof h);
   h.format_version = kFormatVersion + 1;
@@ -59,6 +62,7 @@ TEST(BadInput, OlderAndNewerVersionsSaySo) {
 
 TEST(BadInput, TruncatedAtEveryPlaceIsRefused) {
   const std::vector<uint8_t> bytes = ReadBytes(Stories260KFromLlama2c());
+  ASSERT_GT(bytes.size(), sizeof(FileHeader));
   for (size_t cut : {size_t(1), size_t(63), size_t(64), size_t(100), bytes.size() / 4, bytes.size() / 2,
                      bytes.size() - 64, bytes.size() - 1}) {
     Status s = LoadBytes(std::vector<uint8_t>(bytes.begin(), bytes.begin() + cut), "truncated.mikv");
@@ -68,6 +72,7 @@ TEST(BadInput, TruncatedAtEveryPlaceIsRefused) {
 
 TEST(BadInput, BitFlipsInTheMetadataNeverCrash) {
   const std::vector<uint8_t> bytes = ReadBytes(Stories260KFromLlama2c());
+  ASSERT_GT(bytes.size(), sizeof(FileHeader));
   FileHeader h;
   std::memcpy(&h, bytes.data(), sizeof h);
   std::mt19937 rng(1234);
@@ -142,11 +147,13 @@ TEST(BadInput, TokenIdsOutOfRangeAndContextOverflowLeaveTheSessionUsable) {
 TEST(BadInput, CorruptLlama2cAndGgufSourcesAreRefused) {
   const std::string dir = SharedPath("models/stories260K/");
   std::vector<uint8_t> ckpt = ReadBytes(dir + "stories260K.bin");
+  ASSERT_GT(ckpt.size(), 1000u) << dir << "stories260K.bin";
   WriteBytes(TempPath("short.bin"), std::vector<uint8_t>(ckpt.begin(), ckpt.begin() + ckpt.size() / 2));
   convert::ModelSpec spec;
   Status s = convert::ReadLlama2c(TempPath("short.bin"), dir + "tok512.bin", &spec);
   EXPECT_EQ(s.code(), MIKV_ERR_CORRUPT);
   std::vector<uint8_t> gguf = ReadBytes(dir + "stories260K-f32.gguf");
+  ASSERT_GT(gguf.size(), 1000u) << dir << "stories260K-f32.gguf";
   for (size_t cut : {size_t(3), size_t(20), size_t(1000), gguf.size() / 2, gguf.size() - 1}) {
     WriteBytes(TempPath("short.gguf"), std::vector<uint8_t>(gguf.begin(), gguf.begin() + cut));
     convert::ModelSpec g;
