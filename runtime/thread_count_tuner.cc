@@ -13,6 +13,7 @@ double ThreadCountTuner::RecentMean() const {
 
 void ThreadCountTuner::Take(int n) {
   roster_ = n;
+  first_ = false;
   ++changes_;
   recent_count_ = recent_next_ = 0;
   wait_ = kFirstWait;
@@ -22,7 +23,7 @@ void ThreadCountTuner::Take(int n) {
 void ThreadCountTuner::StepDone(double seconds, double now) {
   if (threads_ == 1) return;
   if (chunk_probe_) probe_ = 0, chunk_probe_ = false;  // (a prompt ended by an error mid-try)
-  if (next_try_ < 0) next_try_ = now + wait_;
+  if (next_try_ < 0) next_try_ = now + (first_ ? kFirstTry : wait_);
   if (probe_ != 0) {
     probe_seconds_ += seconds;
     ++probed_;
@@ -35,6 +36,7 @@ void ThreadCountTuner::StepDone(double seconds, double now) {
       recent_count_ = recent_next_ = 1;
     } else {
       wait_ = std::min(2 * wait_, kLongestWait);
+      first_ = false;
       int& depth = probe_up_ ? up_depth_ : down_depth_;
       depth = probe_ == (probe_up_ ? threads_ : LowestTry()) ? 1 : depth + 1;  // (the furthest: start again)
     }
@@ -93,6 +95,7 @@ void ThreadCountTuner::ChunkDone(int tokens, double seconds, uint64_t skipped, u
 
 void ThreadCountTuner::Settle(int n) {
   roster_ = std::clamp(n, 1, threads_);
+  first_ = false;
   probe_ = 0;
   chunk_probe_ = false;
   up_depth_ = down_depth_ = 1;

@@ -87,6 +87,33 @@ TEST(ThreadCountTuner, DropsAThreadWhileACoreIsTakenAndTakesItBackAfter) {
   }
 }
 
+// A session that starts beside a taken core (a prompt of one chunk, which cannot try): its first decode try comes
+// kFirstTry after the first step, not kFirstWait, so a short reply runs mostly on the threads that are free. With
+// the try at kFirstWait, a quarter of a second in it would still be on every thread.
+TEST(ThreadCountTuner, ASessionsFirstTryComesSoon) {
+  for (int threads : {2, 4, 8}) {
+    SCOPED_TRACE(std::to_string(threads) + " threads");
+    Simulation sim(threads);
+    auto step = [&](int n) {
+      const double quiet = 0.002 * std::pow(1.4, threads - n);
+      return n == threads ? 4 * quiet : quiet;
+    };
+    sim.Run(0.25, step);
+    EXPECT_EQ(sim.tuner.settled(), threads - 1) << "a quarter of a second in";
+    EXPECT_EQ(sim.tuner.probes(), 1u);
+    // Before the try, kFirstTry of 8 ms steps on every thread (and the step that started the clock, and the one
+    // that passed it); at kFirstWait it would be 0.5 s of them.
+    EXPECT_LE(sim.steps_on[threads] * 0.008, ThreadCountTuner::kFirstTry + 0.02);
+  }
+  // A count the caller set (Settle), or one a try found, waits kFirstWait for the next try as before.
+  Simulation settled(4);
+  settled.tuner.Settle(4);
+  settled.Run(0.4, [](int n) { return n == 4 ? 0.008 : 0.002; });
+  EXPECT_EQ(settled.tuner.probes(), 0u) << "no try before kFirstWait after Settle";
+  settled.Run(0.3, [](int n) { return n == 4 ? 0.008 : 0.002; });
+  EXPECT_EQ(settled.tuner.settled(), 3);
+}
+
 // Two cores taken of eight: seven threads are as slow as eight (one of them still shares a core), so after a try
 // of seven fails the next goes to six, which is taken; not further, where five would be slower. A try never goes
 // below half the threads.
