@@ -18,7 +18,7 @@
 // full speed and a few wait whole scheduler slices, and those few are what the count changes; the span covers a few
 // slices. On a quiet machine the tries cost ~kSpan of slower steps each: 0.1, 1.1, 3.1 and 7.1 s after the first
 // decode step, then every 8 s. The first comes after kFirstTry, not kFirstWait: until it, a session that starts
-// beside a busy core runs every step at that core's pace (a quarter of the speed or less on the device tool's Xeon,
+// beside a busy core runs every step at that core's pace (a fifth to a third of the speed on the device tool's Xeon,
 // session 53), and a short reply would be over before a later try.
 //
 // A prompt runs in chunks (LlamaGraph::chunk), and a session's first prompt comes before any decode step could be
