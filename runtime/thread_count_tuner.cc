@@ -36,7 +36,6 @@ void ThreadCountTuner::StepDone(double seconds, double now) {
       recent_count_ = recent_next_ = 1;
     } else {
       wait_ = std::min(2 * wait_, kLongestWait);
-      first_ = false;
       int& depth = probe_up_ ? up_depth_ : down_depth_;
       depth = probe_ == (probe_up_ ? threads_ : LowestTry()) ? 1 : depth + 1;  // (the furthest: start again)
     }

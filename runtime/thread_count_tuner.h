@@ -91,7 +91,7 @@ class ThreadCountTuner {
   int recent_count_ = 0, recent_next_ = 0;
   double reference_ = 0;           // the recent mean when the last try ended (0: none yet)
   double wait_ = kFirstWait, next_try_ = -1;
-  bool first_ = true;              // no try has been decided and no count set yet (the first comes after kFirstTry)
+  bool first_ = true;              // no count taken (Take) or set (Settle) yet: the first step's try after kFirstTry
   bool probe_up_ = false;          // the try's direction
   int up_depth_ = 1, down_depth_ = 1;  // how many threads the next try in each direction goes
   uint64_t changes_ = 0, probes_ = 0;
