@@ -108,9 +108,10 @@ TEST(ThreadCountTuner, ASessionsFirstTryComesSoon) {
   // A count the caller set (Settle), or one a try found, waits kFirstWait for the next try as before.
   Simulation settled(4);
   settled.tuner.Settle(4);
-  settled.Run(0.4, [](int n) { return n == 4 ? 0.008 : 0.002; });
+  auto core_taken = [](int n) { return n == 4 ? 0.008 : 0.002; };
+  settled.Run(0.4, core_taken);
   EXPECT_EQ(settled.tuner.probes(), 0u) << "no try before kFirstWait after Settle";
-  settled.Run(0.3, [](int n) { return n == 4 ? 0.008 : 0.002; });
+  settled.Run(0.3, core_taken);
   EXPECT_EQ(settled.tuner.settled(), 3);
 }
 

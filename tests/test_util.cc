@@ -65,6 +65,7 @@ static std::string ConvertOnce(const std::string& out, bool gguf,
   Status s = gguf ? convert::ReadGguf(dir + "stories260K-f32.gguf", &spec, nullptr)
                   : convert::ReadLlama2c(dir + "stories260K.bin", dir + "tok512.bin", &spec);
   EXPECT_TRUE(s.ok()) << s.ToString();
+  if (!s.ok()) return out;  // (no file: the tests fail on it, not on a model written from an empty spec)
   s = convert::WriteModel(spec, format, out, nullptr, nullptr);
   EXPECT_TRUE(s.ok()) << s.ToString();
   return out;
@@ -121,6 +122,7 @@ static std::string DefaultModelAs(convert::WeightFormat format, const std::strin
   convert::ModelSpec spec;
   Status s = convert::ReadHuggingFace(std::string(MIKV_SOURCE_DIR) + "/models/mikv-default-14m", &spec, nullptr);
   EXPECT_TRUE(s.ok()) << s.ToString();
+  if (!s.ok()) return out;  // (no file: the tests fail on it, not on a model written from an empty spec)
   s = convert::WriteModel(spec, format, out, nullptr, nullptr);
   EXPECT_TRUE(s.ok()) << s.ToString();
   return out;
