@@ -2,6 +2,9 @@
 // context overflow is a status code with a message, and a failed call leaves the session usable.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <cstring>
 #include <random>
 
@@ -98,16 +101,66 @@ TEST(BadInput, BitFlipsInTheMetadataNeverCrash) {
 }
 
 TEST(BadInput, UnknownArchitectureIsNamed) {
-  convert::ModelSpec spec;
-  const std::string dir = SharedPath("models/stories260K/");
-  ASSERT_TRUE(convert::ReadLlama2c(dir + "stories260K.bin", dir + "tok512.bin", &spec).ok());
-  spec.config.arch = static_cast<Arch>(77);
+  // A file from a newer mikv with an architecture this build does not run: a Qwen2 model (its arch field is
+  // stored, not left to the default) with that one byte set to 77, found through the metadata's own vtable.
+  std::unique_ptr<Model> qwen2;
+  const std::string source = TinyRandomModel(/*qwen2=*/true);
+  ASSERT_TRUE(Model::Load(source, &qwen2).ok());
+  const auto* table = reinterpret_cast<const flatbuffers::Table*>(&qwen2->file().meta());
+  const uint8_t* arch = table->GetAddressOf(fb::Model::VT_ARCH);
+  ASSERT_NE(arch, nullptr);
+  ASSERT_EQ(*arch, (uint8_t)Arch::Qwen2);
+  std::vector<uint8_t> bytes = ReadBytes(source);
+  const size_t at = (size_t)(arch - qwen2->file().data());
+  ASSERT_LT(at, bytes.size());
+  bytes[at] = 77;
   const std::string path = TempPath("arch77.mikv");
-  ASSERT_TRUE(convert::WriteModel(spec, convert::WeightFormat::Auto, path, nullptr, nullptr).ok());
+  WriteBytes(path, bytes);
   std::unique_ptr<Model> model;
   Status s = Model::Load(path, &model);
   EXPECT_EQ(s.code(), MIKV_ERR_UNSUPPORTED);
   EXPECT_NE(s.message().find("77"), std::string::npos) << s.message();
+}
+
+TEST(BadInput, ConverterRefusesAModelTheRuntimeWouldRefuseAndKeepsTheOldFile) {
+  // The output path already holds the user's model; each refused conversion must leave it as it was.
+  const std::vector<uint8_t> before = ReadBytes(Stories260KFromLlama2c());
+  ASSERT_GT(before.size(), sizeof(FileHeader));
+  const std::string path = TempPath("kept-on-refusal.mikv");
+  WriteBytes(path, before);
+
+  convert::ModelSpec empty;  // what a failed read leaves
+  Status s = convert::WriteModel(empty, convert::WeightFormat::Auto, path, nullptr, nullptr);
+  EXPECT_EQ(s.code(), MIKV_ERR_CORRUPT);
+  EXPECT_NE(s.message().find("would not load"), std::string::npos) << s.message();
+  EXPECT_EQ(ReadBytes(path), before);
+
+  convert::ModelSpec spec;
+  const std::string dir = SharedPath("models/stories260K/");
+  ASSERT_TRUE(convert::ReadLlama2c(dir + "stories260K.bin", dir + "tok512.bin", &spec).ok());
+  convert::ModelSpec arch77 = spec;
+  arch77.config.arch = static_cast<Arch>(77);
+  s = convert::WriteModel(arch77, convert::WeightFormat::Auto, path, nullptr, nullptr);
+  EXPECT_EQ(s.code(), MIKV_ERR_UNSUPPORTED);
+  EXPECT_NE(s.message().find("77"), std::string::npos) << s.message();
+  EXPECT_EQ(ReadBytes(path), before);
+
+  // A tensor the architecture needs is missing: only loading the written file finds it (the configuration is fine).
+  convert::ModelSpec no_norm = spec;
+  no_norm.tensors.erase(std::remove_if(no_norm.tensors.begin(), no_norm.tensors.end(),
+                                       [](const convert::SourceTensor& t) { return t.name == "norm"; }),
+                        no_norm.tensors.end());
+  ASSERT_EQ(no_norm.tensors.size() + 1, spec.tensors.size());
+  s = convert::WriteModel(no_norm, convert::WeightFormat::Auto, path, nullptr, nullptr);
+  EXPECT_EQ(s.code(), MIKV_ERR_CORRUPT);
+  EXPECT_NE(s.message().find("'norm'"), std::string::npos) << s.message();
+  EXPECT_EQ(ReadBytes(path), before);
+  EXPECT_NE(access((path + ".partial").c_str(), F_OK), 0);
+
+  // The same spec whole converts and replaces the file.
+  ASSERT_TRUE(convert::WriteModel(spec, convert::WeightFormat::Auto, path, nullptr, nullptr).ok());
+  std::unique_ptr<Model> model;
+  EXPECT_TRUE(Model::Load(path, &model).ok());
 }
 
 TEST(BadInput, UnsupportedGgufArchitectureIsNamed) {

@@ -9,6 +9,8 @@
 
 #include "fp16.h"
 #include "ggml_blocks.h"
+#include "llama.h"
+#include "model.h"
 #include "model_file_format.h"
 #include "model_spec.h"
 #include "mikv_model_generated.h"
@@ -181,6 +183,12 @@ Status WriteModel(const ModelSpec& spec, WeightFormat format, const std::string&
       fbb.CreateVector(tensors), tokenizer);
   fb::FinishModelBuffer(fbb, model);
   if (fbb.GetSize() > (size_t)INT32_MAX) return Status(MIKV_ERR_UNSUPPORTED, "metadata exceeds 2 GiB");
+  // The runtime's own checks, before minutes of encoding: a configuration it would refuse (an empty spec, a
+  // dimension a reader let through) is refused here, and nothing is written.
+  ModelConfig loadable;
+  Status config_ok = ReadLlamaConfig(*fb::GetModel(fbb.GetBufferPointer()), &loadable);
+  if (!config_ok.ok())
+    return Status(config_ok.code(), "cannot convert: the model would not load: " + config_ok.message());
 
   FileHeader h{};
   std::memcpy(h.magic, kFileMagic, sizeof h.magic);
@@ -228,6 +236,16 @@ Status WriteModel(const ModelSpec& spec, WeightFormat format, const std::string&
   if (!ok) {
     std::remove(tmp.c_str());
     return Status(MIKV_ERR_IO, "writing '" + tmp + "' failed (disk full?)");
+  }
+  // Load the written file as a session would (metadata, every tensor's name, shape and encoding, the tokenizer;
+  // the weights stay unread in the mapping) so that a file the runtime refuses never replaces the user's output.
+  {
+    std::unique_ptr<Model> written;
+    Status load = Model::Load(tmp, &written);
+    if (!load.ok()) {
+      std::remove(tmp.c_str());
+      return Status(load.code(), "cannot convert: the model would not load: " + load.message());
+    }
   }
   if (std::rename(tmp.c_str(), path.c_str()) != 0) return Status(MIKV_ERR_IO, "cannot rename to '" + path + "'");
   if (summary) {
