@@ -159,8 +159,9 @@ Status Session::Prefill(const int32_t* tokens, size_t n, float* all_logits) {
   graph_.TimeLockstepWaits(phases != nullptr);  // (a prompt's first token may decode in lockstep: not counted)
   ThreadPool* threads = ThreadPoolOf(pool_);
   const int roster = (int)threads->active_threads();
-  // A prompt of several chunks may try fewer threads from one chunk to the next (ThreadCountTuner::ChunkDone).
-  const bool adapt_chunks = config_.adapt_threads && !decode && n > (size_t)graph_.chunk();
+  // A prompt of several chunks may try fewer threads from one chunk to the next (ThreadCountTuner::ChunkDone); any
+  // prompt's late workers bring the first decode try sooner.
+  const bool adapt_chunks = config_.adapt_threads && !decode;
   if (adapt_chunks) tuner_.PromptStart();
   const auto t0 = std::chrono::steady_clock::now();
   auto chunk_start = t0;

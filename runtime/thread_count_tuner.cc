@@ -23,7 +23,7 @@ void ThreadCountTuner::Take(int n) {
 void ThreadCountTuner::StepDone(double seconds, double now) {
   if (threads_ == 1) return;
   if (chunk_probe_) probe_ = 0, chunk_probe_ = false;  // (a prompt ended by an error mid-try)
-  if (next_try_ < 0) next_try_ = now + (first_ ? kFirstTry : wait_);
+  if (next_try_ < 0) next_try_ = now + (first_ && late_seen_ ? kFirstTry : wait_);
   if (probe_ != 0) {
     probe_seconds_ += seconds;
     ++probed_;
@@ -83,6 +83,7 @@ void ThreadCountTuner::ChunkDone(int tokens, double seconds, uint64_t skipped, u
   // In a quiet chunk a worker is late now and then (woken from sleep at the chunk's start, or its vCPU held by the
   // host for a moment): a few loops in a hundred.
   const bool late = skipped >= (uint64_t)roster_ && skipped * kLateLoops >= loops;
+  if (late && roster_ == threads_) late_seen_ = true;
   const int n = std::max(roster_ - chunk_depth_, LowestTry());
   if (!late || next_tokens != tokens || prompt_probes_ >= kPromptProbes || n >= roster_) return;
   probe_ = n;

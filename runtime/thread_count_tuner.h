@@ -16,10 +16,12 @@
 // seconds, and is taken when its mean step is kTaken of the mean of the settled count's last steps (at least kSpan
 // seconds of them, at most kWindow steps) or less. Means, not medians: with a core shared, most steps still run at
 // full speed and a few wait whole scheduler slices, and those few are what the count changes; the span covers a few
-// slices. On a quiet machine the tries cost ~kSpan of slower steps each: 0.1, 1.1, 3.1 and 7.1 s after the first
-// decode step, then every 8 s. The first comes after kFirstTry, not kFirstWait: until it, a session that starts
-// beside a busy core runs every step at that core's pace (a fifth to a third of the speed on the device tool's Xeon,
-// session 53), and a short reply would be over before a later try.
+// slices. On a quiet machine the tries cost ~kSpan of slower steps each: 0.5, 1.5, 3.5 and 7.5 s after the first
+// decode step, then every 8 s. Where the session's prompt showed a busy core (a chunk on every thread with late
+// workers, the signal below; a prompt of one chunk counts), the first comes after kFirstTry instead: until it, a
+// session that starts beside a busy core runs every step at that core's pace (a fifth to a third of the speed on the
+// device tool's Xeon, session 53), and a short reply would be over before a later try. Only on that evidence, since
+// on a quiet machine an early try is a cost a short reply pays whole (session 53's runs of 128 steps).
 //
 // A prompt runs in chunks (LlamaGraph::chunk), and a session's first prompt comes before any decode step could be
 // timed: on this project's two-vCPU host with a busy loop on one vCPU, the default model prefilled 512 tokens at
@@ -46,7 +48,7 @@ class ThreadCountTuner {
   static constexpr int kWindow = 64, kProbeSteps = 4, kMostProbeSteps = 64;
   static constexpr double kSpan = 0.02;                           // seconds of steps a comparison takes at least
   static constexpr double kFirstWait = 0.5, kLongestWait = 8.0;   // seconds between tries
-  static constexpr double kFirstTry = 0.1;                        // seconds from the first decode step to the first try
+  static constexpr double kFirstTry = 0.1;  // seconds from the first decode step to the first try, after a late chunk
   static constexpr double kTaken = 0.9, kSlower = 1.25;
   static constexpr int kPromptProbes = 3, kLateLoops = 8;
 
@@ -91,7 +93,8 @@ class ThreadCountTuner {
   int recent_count_ = 0, recent_next_ = 0;
   double reference_ = 0;           // the recent mean when the last try ended (0: none yet)
   double wait_ = kFirstWait, next_try_ = -1;
-  bool first_ = true;              // no count taken (Take) or set (Settle) yet: the first step's try after kFirstTry
+  bool first_ = true;              // no count taken (Take) or set (Settle) yet
+  bool late_seen_ = false;         // a prompt chunk on every thread had late workers: first_'s try after kFirstTry
   bool probe_up_ = false;          // the try's direction
   int up_depth_ = 1, down_depth_ = 1;  // how many threads the next try in each direction goes
   uint64_t changes_ = 0, probes_ = 0;

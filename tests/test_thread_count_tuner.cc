@@ -87,26 +87,38 @@ TEST(ThreadCountTuner, DropsAThreadWhileACoreIsTakenAndTakesItBackAfter) {
   }
 }
 
-// A session that starts beside a taken core (a prompt of one chunk, which cannot try): its first decode try comes
-// kFirstTry after the first step, not kFirstWait, so a short reply runs mostly on the threads that are free. With
-// the try at kFirstWait, a quarter of a second in it would still be on every thread.
-TEST(ThreadCountTuner, ASessionsFirstTryComesSoon) {
+// A session that starts beside a taken core, whose prompt of one chunk (which cannot try) had late workers: its first
+// decode try comes kFirstTry after the first step, not kFirstWait, so a short reply runs mostly on the threads that
+// are free. After a prompt without late workers the first try waits kFirstWait: on a quiet machine an early try is a
+// cost a short reply pays whole, and steps alone (the same slow steps here) do not bring it sooner.
+TEST(ThreadCountTuner, ASessionsFirstTryComesSoonAfterAPromptWithLateWorkers) {
   for (int threads : {2, 4, 8}) {
     SCOPED_TRACE(std::to_string(threads) + " threads");
-    Simulation sim(threads);
     auto step = [&](int n) {
       const double quiet = 0.002 * std::pow(1.4, threads - n);
       return n == threads ? 4 * quiet : quiet;
     };
-    sim.Run(0.25, step);
-    EXPECT_EQ(sim.tuner.settled(), threads - 1) << "a quarter of a second in";
-    EXPECT_EQ(sim.tuner.probes(), 1u);
+    auto chunk = [&](int n) { return 64 * step(n); };
+    Simulation late(threads);
+    late.Prompt(1, chunk, [&](int n) { return (uint64_t)(n == threads ? threads : 0); });
+    EXPECT_EQ(late.tuner.probes(), 0u) << "a prompt of one chunk cannot try";
+    late.Run(0.25, step);
+    EXPECT_EQ(late.tuner.settled(), threads - 1) << "a quarter of a second in";
+    EXPECT_EQ(late.tuner.probes(), 1u);
     // Before the try, kFirstTry of 8 ms steps on every thread (and the step that started the clock, and the one
     // that passed it); at kFirstWait it would be 0.5 s of them.
-    EXPECT_LE(sim.steps_on[threads] * 0.008, ThreadCountTuner::kFirstTry + 0.02);
+    EXPECT_LE(late.steps_on[threads] * 0.008, ThreadCountTuner::kFirstTry + 0.02);
+
+    Simulation quiet_prompt(threads);
+    quiet_prompt.Prompt(1, chunk, [](int) { return (uint64_t)0; });
+    quiet_prompt.Run(0.25, step);
+    EXPECT_EQ(quiet_prompt.tuner.probes(), 0u) << "no late workers: no try before kFirstWait";
+    quiet_prompt.Run(0.4, step);
+    EXPECT_EQ(quiet_prompt.tuner.settled(), threads - 1) << "its try at kFirstWait";
   }
-  // A count the caller set (Settle), or one a try found, waits kFirstWait for the next try as before.
+  // A count the caller set (Settle), or one a try found, waits kFirstWait for the next try, late workers or not.
   Simulation settled(4);
+  settled.Prompt(1, [](int) { return 0.5; }, [](int) { return (uint64_t)4; });
   settled.tuner.Settle(4);
   auto core_taken = [](int n) { return n == 4 ? 0.008 : 0.002; };
   settled.Run(0.4, core_taken);
