@@ -129,5 +129,7 @@ extern const KvKernels kAvx512KvKernels = {
     avx::QuantizeQueryAvx2Entry,
     avx::ExpSumAvx512,
     avx::GreatestAvx512,
+    avx::AddImportanceAvx512,
+    avx::LeastAvx512,
 };
 }  // namespace mikv

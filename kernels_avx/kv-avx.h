@@ -139,6 +139,11 @@ float GreatestAvx2(const float* s, size_t n);
 float GreatestAvx512(const float* s, size_t n);
 float ExpSumAvx2(float* s, size_t n, float max);
 float ExpSumAvx512(float* s, size_t n, float max);
+// The heavy-hitter bookkeeping (KvAddImportanceFn, KvLeastFn): f32-kv-importance-avx2.cc, f32-kv-importance-avx512.cc.
+void AddImportanceAvx2(float* imp, const float* p, size_t stride, const float* f, int group, size_t n);
+void AddImportanceAvx512(float* imp, const float* p, size_t stride, const float* f, int group, size_t n);
+float LeastAvx2(const float* x, size_t n);
+float LeastAvx512(const float* x, size_t n);
 void QuantizeQueryAvx2Entry(const float* q, int head_dim, int group, int8_t* q8, float* qs);  // QuantizeQueryAvx2
 void KvEncodeAvx2(const KvRowFormat& f, const float* x, uint8_t* dst);
 void F16KvScoresAvx2(const KvRowFormat& f, const float* q, const float* qsum, const uint8_t* rows, size_t n, float scale,

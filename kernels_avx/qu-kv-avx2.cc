@@ -69,5 +69,7 @@ extern const KvKernels kAvx2KvKernels = {
     avx::QuantizeQueryAvx2Entry,
     avx::ExpSumAvx2,
     avx::GreatestAvx2,
+    avx::AddImportanceAvx2,
+    avx::LeastAvx2,
 };
 }  // namespace mikv

@@ -958,5 +958,7 @@ extern const KvKernels MIKV_VNNI_TABLE = {
     avx::QuantizeQueryAvx2Entry,
     avx::ExpSumAvx512,
     avx::GreatestAvx512,
+    avx::AddImportanceAvx512,
+    avx::LeastAvx512,
 };
 }  // namespace mikv

@@ -220,5 +220,7 @@ extern const KvKernels kNeonKvKernelsEmulated = {
     nk::QuantizeQuery,
     nk::ExpSum,
     nk::Greatest,
+    AddImportance,  // (the reference: the compiler vectorizes it for NEON)
+    LeastValue,
 };
 }  // namespace mikv

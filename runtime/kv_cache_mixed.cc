@@ -9,9 +9,6 @@
 #include <cassert>
 #include <cstdint>
 #include <cstring>
-#if defined(__SSE__)
-#include <xmmintrin.h>
-#endif
 
 namespace mikv {
 
@@ -180,33 +177,6 @@ F32x4 Load4(const float* x) {
   return v;
 }
 
-// a < b ? a : b per lane: minps's own rule, so minps itself on x86 (the mask below compiled to a compare and three
-// logic operations there, and LeastOf was a third of the cache writes' time at 4k tokens); elsewhere written with a
-// mask because not every compiler takes ?: on vectors.
-F32x4 Min4(F32x4 a, F32x4 b) {
-#if defined(__SSE__)
-  return (F32x4)_mm_min_ps((__m128)a, (__m128)b);
-#else
-  const I32x4 lower = a < b;
-  return (F32x4)(((I32x4)a & lower) | ((I32x4)b & ~lower));
-#endif
-}
-
-// The least of n values (n > 0), eight lanes at a time in two registers.
-float LeastOf(const float* x, int n) {
-  float least = x[0];
-  int i = 0;
-  if (n >= 8) {
-    F32x4 m0 = Load4(x), m1 = Load4(x + 4);
-    for (i = 8; i + 8 <= n; i += 8) m0 = Min4(Load4(x + i), m0), m1 = Min4(Load4(x + i + 4), m1);
-    m0 = Min4(m1, m0);
-    least = m0[0];
-    for (int j = 1; j < 4; ++j) least = m0[j] < least ? m0[j] : least;
-  }
-  for (; i < n; ++i) least = x[i] < least ? x[i] : least;
-  return least;
-}
-
 // Whether any of x[0..64) equals v.
 bool AnyEqual64(const float* x, float v) {
   const F32x4 vv = {v, v, v, v};
@@ -223,7 +193,7 @@ int MixedKvCache::LeastIn(const Region& r, size_t s, int first, int last) {
   // nothing, and the loop decides then.)
   const float* imp = r.importance + s * r.capacity;
   if (last <= first) return -1;
-  const float least = LeastOf(imp + first, last - first);
+  const float least = ActiveKvKernels().least(imp + first, (size_t)(last - first));
   int victim = -1, victim_pos = 0;
   for (int b = first; b < last; b += 64) {
     const int end = std::min(last, b + 64);
@@ -513,37 +483,6 @@ void MixedKvCache::ScoreRows(size_t s, int pos, const Rows& rows, const Queries&
   }
 }
 
-namespace {
-
-// imp[i] += f[h]·p[h·stride + i] for each head h in order, in one pass over imp: the group's heads are a template
-// count where it is small, so the compiler vectorizes over i. (f: each head's softmax normalization, which the
-// attention folds in here and into its output rather than scaling every probability first; a product rounded and then
-// added, as the scaled probability was.)
-template <int G>
-void AddImportanceOf(float* imp, const float* p, size_t stride, const float* f, int first, int last) {
-  float fh[G];
-  for (int h = 0; h < G; ++h) fh[h] = f[h];
-  for (int i = first; i < last; ++i) {
-    float v = imp[i];
-    for (int h = 0; h < G; ++h) v += fh[h] * p[h * stride + i];
-    imp[i] = v;
-  }
-}
-
-void AddImportance(float* imp, const float* p, size_t stride, const float* f, int group, int first, int last) {
-  switch (group) {
-    case 1: return AddImportanceOf<1>(imp, p, stride, f, first, last);
-    case 2: return AddImportanceOf<2>(imp, p, stride, f, first, last);
-    case 3: return AddImportanceOf<3>(imp, p, stride, f, first, last);
-    case 4: return AddImportanceOf<4>(imp, p, stride, f, first, last);
-    default:
-      for (int h = 0; h < group; ++h)
-        for (int i = first; i < last; ++i) imp[i] += f[h] * p[h * stride + i];
-  }
-}
-
-}  // namespace
-
 // out[h·d] += Σ p·v over the rows (probabilities in scores[h·stride + slot], tiers one after the other), and each
 // row's importance += its probabilities over the group's heads. Where the rows are all of a full tier that keeps
 // `least` and the token is the newest, the slot the next Write's demotion competes with is found here, while the
@@ -561,7 +500,8 @@ void MixedKvCache::WeighRows(size_t s, const Rows& rows, const float* scores, si
     const float* sc = scores + ScoreOffset(s, t);
     kk.values_group[(int)r.vcodec.precision()](r.VFormat(g_.head_dim), group, sc + first, stride, r.V(s, first),
                                               (size_t)(last - first), out);
-    if (r.importance) AddImportance(r.importance + s * r.capacity, sc, stride, factor, group, first, last);
+    if (r.importance)  // (factor: each head's 1 / Σ exp, folded in here rather than into every probability)
+      kk.add_importance(r.importance + s * r.capacity + first, sc + first, stride, factor, group, (size_t)(last - first));
     if (!r.least) continue;
     const bool wanted = newest && r.used[s] == r.capacity;  // the next Write's demotion competes with it
     if (block_least) {

@@ -61,6 +61,13 @@ using KvGreatestFn = float (*)(const float* s, size_t n);
 // In place: s[i] = exp(s[i] - max) (-inf entries become exactly 0), returning their sum. max > -inf, >= every s[i].
 // Variants compute exp their own way, within a few ulp of the reference's std::exp.
 using KvExpSumFn = float (*)(float* s, size_t n, float max);
+// The heavy-hitter policy's bookkeeping, beside the values: each row's accumulated importance gains the group's
+// weighted probabilities, imp[i] = ((imp[i] + f[0]·p[i]) + f[1]·p[stride + i]) + ..., every product rounded before
+// it is added, heads in order (no fused multiply-add: every variant gives the reference's sums bit for bit).
+using KvAddImportanceFn = void (*)(float* imp, const float* p, size_t stride, const float* f, int group, size_t n);
+// The least of n > 0 values (the policy's next row to demote); values are never NaN. A minimum is the same in any
+// order, so every variant equals the reference exactly.
+using KvLeastFn = float (*)(const float* x, size_t n);
 // One token's key or value vector (head_dim floats) into a row of f's precision: KvCodec::Encode's bytes exactly
 // (every variant does the same float operations; tests compare bytes).
 using KvEncodeFn = void (*)(const KvRowFormat& f, const float* x, uint8_t* dst);
@@ -120,6 +127,8 @@ struct KvKernels {
   KvQuantizeQueryFn quantize_query;
   KvExpSumFn exp_sum;
   KvGreatestFn greatest;
+  KvAddImportanceFn add_importance;
+  KvLeastFn least;
 };
 
 enum class KvIsa : uint8_t { Scalar = 0, Avx2 = 1, Avx512 = 2, Neon = 3, Avx512Vnni = 4, Avx512Vbmi = 5, NeonDotprod = 6 };
@@ -180,6 +189,10 @@ void SoftmaxInPlace(float* s, size_t n);
 float ExpSumInPlace(float* s, size_t n, float max);
 // The greatest of n scores, one at a time: the reference's KvGreatestFn.
 float GreatestScore(const float* s, size_t n);
+// The references of KvAddImportanceFn and KvLeastFn, in generic vectors the compiler makes SSE on x86, NEON on AArch64
+// (the NEON tables take them).
+void AddImportance(float* imp, const float* p, size_t stride, const float* f, int group, size_t n);
+float LeastValue(const float* x, size_t n);
 
 // The scalar reference kernels (also the fallback for precisions a SIMD variant does not cover).
 extern const KvKernels kScalarKvKernels;

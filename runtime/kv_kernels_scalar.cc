@@ -110,6 +110,8 @@ const KvKernels kScalarKvKernels = {
     KvQuantizeQuery,
     ExpSumInPlace,
     GreatestScore,
+    AddImportance,
+    LeastValue,
 };
 
 void KvEncodeScalar(const KvRowFormat& f, const float* x, uint8_t* dst) {

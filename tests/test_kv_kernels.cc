@@ -570,6 +570,60 @@ TEST(KvKernels, EveryGreatestIsTheReferences) {
   }
 }
 
+// add_importance, the heavy-hitter bookkeeping beside the values: every table's sums equal the reference's bit for
+// bit (each product rounded, then added, heads in order) for groups of one to seven heads, lengths around each vector
+// width, probabilities spread over a wide range and a stride with rows between the heads'; rows outside [0, n) are
+// left alone.
+TEST(KvKernels, EveryAddImportanceIsTheReferences) {
+  std::mt19937 rng(54);
+  std::uniform_real_distribution<float> unit(0.0f, 1.0f);
+  for (const KvKernels* k : Variants()) {
+    size_t moved = 0, rows = 0;  // rows the sums changed: equal to the old value everywhere would hide a kernel that did nothing
+    for (int group = 1; group <= 7; ++group) {
+      for (size_t n : {1, 3, 7, 8, 9, 15, 16, 17, 31, 33, 64, 65, 100, 1001}) {
+        SCOPED_TRACE(std::string(k->isa) + " group=" + std::to_string(group) + " n=" + std::to_string(n));
+        const size_t stride = n + 5;
+        std::vector<float> p(group * stride), f(group), imp(n + 2);
+        for (float& x : p) x = unit(rng) * std::exp2(-20.0f * unit(rng));  // exps from 1 down to ~1e-6
+        for (float& x : f) x = 1.0f / (1.0f + 100.0f * unit(rng));
+        for (float& x : imp) x = unit(rng);
+        std::vector<float> want = imp, got = imp;
+        AddImportance(want.data() + 1, p.data(), stride, f.data(), group, n);
+        k->add_importance(got.data() + 1, p.data(), stride, f.data(), group, n);
+        for (size_t i = 0; i < n + 2; ++i) ASSERT_EQ(got[i], want[i]) << "row " << i;
+        for (size_t i = 1; i <= n; ++i) moved += want[i] != imp[i];
+        rows += n;
+      }
+    }
+    EXPECT_GT(moved, rows / 2) << k->isa;
+  }
+}
+
+// least, the row the policy demotes next: every table's equals the reference's, exactly, over lengths around each
+// vector width, with the least anywhere, in the last lane or in the first.
+TEST(KvKernels, EveryLeastIsTheReferences) {
+  std::mt19937 rng(55);
+  std::uniform_real_distribution<float> unit(0.0f, 1.0f);
+  for (const KvKernels* k : Variants()) {
+    for (size_t n : {1, 2, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 1001}) {
+      for (int where = 0; where < 3; ++where) {
+        SCOPED_TRACE(std::string(k->isa) + " n=" + std::to_string(n) + " case " + std::to_string(where));
+        std::vector<float> x(n);
+        for (float& v : x) v = 1.0f + unit(rng);
+        if (where == 1) x[n - 1] = 0.5f;
+        if (where == 2) x[0] = 0.25f;
+        const float want = LeastValue(x.data(), n);
+        EXPECT_EQ(k->least(x.data(), n), want);
+        if (where == 1) {
+          EXPECT_EQ(want, 0.5f);
+        } else if (where == 2) {
+          EXPECT_EQ(want, 0.25f);
+        }
+      }
+    }
+  }
+}
+
 TEST(KvKernels, SoftmaxSumsToOneAndZeroesMaskedScores) {
   std::vector<float> s = {1.0f, -INFINITY, 3.0f, 0.5f, -INFINITY};
   SoftmaxInPlace(s.data(), s.size());

@@ -1,0 +1,42 @@
+// f32-kv-importance and f32-kv-least, AVX2: the heavy-hitter policy's bookkeeping beside the attention (kv_kernels.h,
+// KvAddImportanceFn, KvLeastFn) eight rows at a time. Until session 54 these were the cache's own loops, which the
+// baseline x86-64 build compiles to SSE, four rows at a time (WeighRows, LeastIn: ~4% of a decode step's samples at
+// 8k tokens on the SmolLM2 shape). Compiled without fused multiply-adds (CMakeLists.txt): the definition rounds each
+// product before adding it, and these give the reference's sums bit for bit.
+#include "kv-avx.h"
+
+namespace mikv::avx {
+
+void AddImportanceAvx2(float* imp, const float* p, size_t stride, const float* f, int group, size_t n) {
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m256 v = _mm256_loadu_ps(imp + i);
+    for (int h = 0; h < group; ++h)
+      v = _mm256_add_ps(v, _mm256_mul_ps(_mm256_broadcast_ss(f + h), _mm256_loadu_ps(p + h * stride + i)));
+    _mm256_storeu_ps(imp + i, v);
+  }
+  for (; i < n; ++i) {  // (the reference's order, one row)
+    float v = imp[i];
+    for (int h = 0; h < group; ++h) v += f[h] * p[h * stride + i];
+    imp[i] = v;
+  }
+}
+
+float LeastAvx2(const float* x, size_t n) {
+  // Four independent minima, as GreatestAvx2's maxima: one would chain every step on the previous one's latency.
+  const __m256 first = _mm256_set1_ps(x[0]);
+  __m256 m4[4] = {first, first, first, first};
+  size_t i = 0;
+  for (; i + 32 <= n; i += 32)
+    for (int j = 0; j < 4; ++j) m4[j] = _mm256_min_ps(m4[j], _mm256_loadu_ps(x + i + 8 * j));
+  for (; i + 8 <= n; i += 8) m4[0] = _mm256_min_ps(m4[0], _mm256_loadu_ps(x + i));
+  const __m256 m = _mm256_min_ps(_mm256_min_ps(m4[0], m4[1]), _mm256_min_ps(m4[2], m4[3]));
+  __m128 m2 = _mm_min_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+  m2 = _mm_min_ps(m2, _mm_movehl_ps(m2, m2));
+  m2 = _mm_min_ss(m2, _mm_shuffle_ps(m2, m2, 1));
+  float least = _mm_cvtss_f32(m2);
+  for (; i < n; ++i) least = x[i] < least ? x[i] : least;
+  return least;
+}
+
+}  // namespace mikv::avx

@@ -1,0 +1,39 @@
+// f32-kv-importance and f32-kv-least, AVX-512F: f32-kv-importance-avx2.cc's kernels sixteen rows at a time, the tail
+// under a mask. Compiled without fused multiply-adds (CMakeLists.txt): bit for bit the reference's sums.
+#include "kv-avx.h"
+
+namespace mikv::avx {
+
+namespace {
+inline __mmask16 FirstLanes(size_t k) { return (__mmask16)((1u << k) - 1); }  // k < 16
+}  // namespace
+
+void AddImportanceAvx512(float* imp, const float* p, size_t stride, const float* f, int group, size_t n) {
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    __m512 v = _mm512_loadu_ps(imp + i);
+    for (int h = 0; h < group; ++h)
+      v = _mm512_add_ps(v, _mm512_mul_ps(_mm512_set1_ps(f[h]), _mm512_loadu_ps(p + h * stride + i)));
+    _mm512_storeu_ps(imp + i, v);
+  }
+  if (i < n) {
+    const __mmask16 tail = FirstLanes(n - i);
+    __m512 v = _mm512_maskz_loadu_ps(tail, imp + i);
+    for (int h = 0; h < group; ++h)
+      v = _mm512_add_ps(v, _mm512_mul_ps(_mm512_set1_ps(f[h]), _mm512_maskz_loadu_ps(tail, p + h * stride + i)));
+    _mm512_mask_storeu_ps(imp + i, tail, v);
+  }
+}
+
+float LeastAvx512(const float* x, size_t n) {
+  const __m512 first = _mm512_set1_ps(x[0]);
+  __m512 m4[4] = {first, first, first, first};
+  size_t i = 0;
+  for (; i + 64 <= n; i += 64)
+    for (int j = 0; j < 4; ++j) m4[j] = _mm512_min_ps(m4[j], _mm512_loadu_ps(x + i + 16 * j));
+  for (; i + 16 <= n; i += 16) m4[0] = _mm512_min_ps(m4[0], _mm512_loadu_ps(x + i));
+  if (i < n) m4[1] = _mm512_min_ps(m4[1], _mm512_mask_loadu_ps(first, FirstLanes(n - i), x + i));
+  return _mm512_reduce_min_ps(_mm512_min_ps(_mm512_min_ps(m4[0], m4[1]), _mm512_min_ps(m4[2], m4[3])));
+}
+
+}  // namespace mikv::avx
