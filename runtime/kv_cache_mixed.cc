@@ -1,5 +1,6 @@
 #include "kv_cache_mixed.h"
 
+#include "generic_vectors.h"
 #include "hadamard.h"
 #include "kv_kernels.h"
 #include "prefetch.h"
@@ -166,16 +167,6 @@ void MixedKvCache::RemoveSlot(Region& r, size_t s, int slot) {
 }
 
 namespace {
-
-// Four floats or int32 lanes in the compiler's generic vectors: one SSE or NEON register, on every target.
-typedef float F32x4 __attribute__((vector_size(16)));
-typedef int32_t I32x4 __attribute__((vector_size(16)));
-
-F32x4 Load4(const float* x) {
-  F32x4 v;
-  std::memcpy(&v, x, sizeof v);
-  return v;
-}
 
 // Whether any of x[0..64) equals v.
 bool AnyEqual64(const float* x, float v) {

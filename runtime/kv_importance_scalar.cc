@@ -1,10 +1,9 @@
 // The references of the heavy-hitter bookkeeping kernels (kv_kernels.h: KvAddImportanceFn, KvLeastFn), in a file of
 // their own to be compiled without fused multiply-adds (CMakeLists.txt): AArch64 compilers fuse by default, and the
 // definition is a product rounded and then added, which the x86 variants match bit for bit.
+#include "generic_vectors.h"
 #include "kv_kernels.h"
 
-#include <cstdint>
-#include <cstring>
 #if defined(__SSE__)
 #include <xmmintrin.h>
 #endif
@@ -40,16 +39,6 @@ void AddImportance(float* imp, const float* p, size_t stride, const float* f, in
 }
 
 namespace {
-
-// Four floats or int32 lanes in the compiler's generic vectors: one SSE or NEON register, on every target.
-typedef float F32x4 __attribute__((vector_size(16)));
-typedef int32_t I32x4 __attribute__((vector_size(16)));
-
-F32x4 Load4(const float* x) {
-  F32x4 v;
-  std::memcpy(&v, x, sizeof v);
-  return v;
-}
 
 // a < b ? a : b per lane: minps's own rule, so minps itself on x86 (the mask below compiled to a compare and three
 // logic operations there, and the least was a third of the cache writes' time at 4k tokens); elsewhere written with
