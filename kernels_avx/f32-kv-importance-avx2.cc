@@ -19,11 +19,7 @@ void AddImportanceAvx2(float* imp, const float* p, size_t stride, const float* f
       v = _mm256_add_ps(v, _mm256_mul_ps(_mm256_broadcast_ss(f + h), _mm256_loadu_ps(p + h * stride + i)));
     _mm256_storeu_ps(imp + i, v);
   }
-  for (; i < n; ++i) {  // (the reference's order, one row)
-    float v = imp[i];
-    for (int h = 0; h < group; ++h) v += f[h] * p[h * stride + i];
-    imp[i] = v;
-  }
+  if (i < n) AddImportance(imp + i, p + i, stride, f, group, n - i);  // the last rows: the reference, the same sums
 }
 
 float LeastAvx2(const float* x, size_t n) {
@@ -34,11 +30,7 @@ float LeastAvx2(const float* x, size_t n) {
   for (; i + 32 <= n; i += 32)
     for (int j = 0; j < 4; ++j) m4[j] = _mm256_min_ps(m4[j], _mm256_loadu_ps(x + i + 8 * j));
   for (; i + 8 <= n; i += 8) m4[0] = _mm256_min_ps(m4[0], _mm256_loadu_ps(x + i));
-  const __m256 m = _mm256_min_ps(_mm256_min_ps(m4[0], m4[1]), _mm256_min_ps(m4[2], m4[3]));
-  __m128 m2 = _mm_min_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
-  m2 = _mm_min_ps(m2, _mm_movehl_ps(m2, m2));
-  m2 = _mm_min_ss(m2, _mm_shuffle_ps(m2, m2, 1));
-  float least = _mm_cvtss_f32(m2);
+  float least = HorizontalMin(_mm256_min_ps(_mm256_min_ps(m4[0], m4[1]), _mm256_min_ps(m4[2], m4[3])));
   for (; i < n; ++i) least = x[i] < least ? x[i] : least;
   return least;
 }

@@ -27,8 +27,6 @@ inline __m512 Exp16(__m512 x) {
   return _mm512_maskz_scalef_ps(normal, p, n);
 }
 
-inline __mmask16 FirstLanes(size_t k) { return (__mmask16)((1u << k) - 1); }  // k < 16
-
 }  // namespace
 
 float ExpSumAvx512(float* s, size_t n, float max) {

@@ -38,6 +38,9 @@ inline float HorizontalMax(__m256 v) {
   return _mm_cvtss_f32(_mm256_castps256_ps128(_mm256_max_ps(v, _mm256_shuffle_ps(v, v, 0xB1))));
 }
 
+// The first k of sixteen lanes (k < 16): an AVX-512 loop's last, partial chunk.
+inline __mmask16 FirstLanes(size_t k) { return (__mmask16)((1u << k) - 1); }
+
 // Eight consecutive INT8 codes starting at channel i (a multiple of 8), as floats: INT8 values. (Keys, and narrower
 // values, are read in integers: qu8-kv-scores-avx.h, qu4-qu2-kv-*.)
 template <int BITS>
