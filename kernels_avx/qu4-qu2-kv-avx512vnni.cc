@@ -594,11 +594,11 @@ struct QueryBlockWeights16 {
   }
   // After the last block: acc[h·d + channel[slot]] = fa[h·d + slot] + Σ p·zero of the slot's group.
   void Finish(int nq, int d, int group, const int* channel, const float* fa, float* acc) const {
-    for (int h = 0; h < nq; ++h) {
-      float zsum[kGroups];
-      for (int g = 0; g < d / group; ++g) zsum[g] = _mm512_reduce_add_ps(zacc[h][g]);
-      for (int slot = 0; slot < d; ++slot) acc[h * d + channel[slot]] = fa[h * d + slot] + zsum[channel[slot] / group];
-    }
+    float zsum[kPass][8];
+    static_assert(kGroups <= 8, "PutBackValueSlots' room");
+    for (int h = 0; h < nq; ++h)
+      for (int g = 0; g < d / group; ++g) zsum[h][g] = _mm512_reduce_add_ps(zacc[h][g]);
+    PutBackValueSlots(nq, d, group, channel, fa, zsum, acc);
   }
 };
 
