@@ -202,6 +202,7 @@ Status Session::Prefill(const int32_t* tokens, size_t n, float* all_logits) {
     stats_.active_threads = tuner_.roster();
     stats_.thread_count_probes = tuner_.probes();
     stats_.thread_count_changes = tuner_.changes();
+    stats_.late_workers_seen = tuner_.late_workers_seen();
   }
   return OkStatus();
 }

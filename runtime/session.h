@@ -72,6 +72,9 @@ struct SessionStats {
   // on fewer than all; the counts the tuner tried and the ones it took (decode steps' and prompt chunks' tries).
   int active_threads = 0;
   uint64_t decode_steps_on_fewer_threads = 0, thread_count_probes = 0, thread_count_changes = 0;
+  // A prompt chunk on every thread had late workers, the tuner's sign of a busy core (ThreadCountTuner::
+  // late_workers_seen): its first decode try came (or comes) after kFirstTry rather than kFirstWait.
+  bool late_workers_seen = false;
 };
 
 class Session {

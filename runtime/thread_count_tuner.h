@@ -73,6 +73,9 @@ class ThreadCountTuner {
 
   uint64_t changes() const { return changes_; }  // settled counts taken from a try
   uint64_t probes() const { return probes_; }    // tries made
+  // A prompt chunk on every thread had late workers (ChunkDone's signal of a busy core): the first decode try comes
+  // after kFirstTry, not kFirstWait. Reported with the session's stats, so a run's early try can be told from a late one.
+  bool late_workers_seen() const { return late_seen_; }
 
  private:
   void StartProbe(bool slower);  // slower: the steps got slower by kSlower

@@ -102,6 +102,7 @@ TEST(ThreadCountTuner, ASessionsFirstTryComesSoonAfterAPromptWithLateWorkers) {
     Simulation late(threads);
     late.Prompt(1, chunk, [&](int n) { return (uint64_t)(n == threads ? threads : 0); });
     EXPECT_EQ(late.tuner.probes(), 0u) << "a prompt of one chunk cannot try";
+    EXPECT_TRUE(late.tuner.late_workers_seen());
     late.Run(0.25, step);
     EXPECT_EQ(late.tuner.settled(), threads - 1) << "a quarter of a second in";
     EXPECT_EQ(late.tuner.probes(), 1u);
@@ -111,6 +112,7 @@ TEST(ThreadCountTuner, ASessionsFirstTryComesSoonAfterAPromptWithLateWorkers) {
 
     Simulation quiet_prompt(threads);
     quiet_prompt.Prompt(1, chunk, [](int) { return (uint64_t)0; });
+    EXPECT_FALSE(quiet_prompt.tuner.late_workers_seen());
     quiet_prompt.Run(0.25, step);
     EXPECT_EQ(quiet_prompt.tuner.probes(), 0u) << "no late workers: no try before kFirstWait";
     quiet_prompt.Run(0.4, step);

@@ -484,11 +484,17 @@ int RunBench(const BenchArgs& a) {
                   100 * median,
                   100 * sorted.front(), 100 * sorted.back());
     out["model"]["thread_count"] = ThreadCountJson(st);
-    if (!a.json && st.thread_count_probes > 0)
-      std::printf("decode steps on fewer than %d threads: %llu of %llu (%llu tries, %llu taken; %d at the end)\n", c.threads,
+    // Whether the first try came early (the prompt showed a busy core, ThreadCountTuner::late_workers_seen) or at
+    // kFirstWait, so that a quiet run's try can be told from a busy one's.
+    char first_try[96] = "";
+    if (st.late_workers_seen)
+      std::snprintf(first_try, sizeof first_try, "; the prompt had late workers: first try after %g s",
+                    ThreadCountTuner::kFirstTry);
+    if (!a.json && (st.thread_count_probes > 0 || st.late_workers_seen))
+      std::printf("decode steps on fewer than %d threads: %llu of %llu (%llu tries, %llu taken; %d at the end)%s\n", c.threads,
                   (unsigned long long)st.decode_steps_on_fewer_threads, (unsigned long long)st.generated_tokens,
                   (unsigned long long)st.thread_count_probes, (unsigned long long)st.thread_count_changes,
-                  st.active_threads);
+                  st.active_threads, first_try);
     if (a.phases && st.generated_tokens > 0) {
       // Microseconds per decoded token in each phase; "session" is what the step spent outside the forward pass.
       const double per_token = 1e6 / (double)st.generated_tokens;

@@ -39,7 +39,8 @@ nlohmann::json ThreadCountJson(const SessionStats& st) {
   return {{"active_threads", st.active_threads},
           {"decode_steps_on_fewer_threads", st.decode_steps_on_fewer_threads},
           {"thread_count_probes", st.thread_count_probes},
-          {"thread_count_changes", st.thread_count_changes}};
+          {"thread_count_changes", st.thread_count_changes},
+          {"prompt_late_workers_seen", st.late_workers_seen}};
 }
 
 }  // namespace mikv::cli
