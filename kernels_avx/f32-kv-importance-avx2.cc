@@ -22,17 +22,6 @@ void AddImportanceAvx2(float* imp, const float* p, size_t stride, const float* f
   if (i < n) AddImportance(imp + i, p + i, stride, f, group, n - i);  // the last rows: the reference, the same sums
 }
 
-float LeastAvx2(const float* x, size_t n) {
-  // Four independent minima, as GreatestAvx2's maxima: one would chain every step on the previous one's latency.
-  const __m256 first = _mm256_set1_ps(x[0]);
-  __m256 m4[4] = {first, first, first, first};
-  size_t i = 0;
-  for (; i + 32 <= n; i += 32)
-    for (int j = 0; j < 4; ++j) m4[j] = _mm256_min_ps(m4[j], _mm256_loadu_ps(x + i + 8 * j));
-  for (; i + 8 <= n; i += 8) m4[0] = _mm256_min_ps(m4[0], _mm256_loadu_ps(x + i));
-  float least = HorizontalMin(_mm256_min_ps(_mm256_min_ps(m4[0], m4[1]), _mm256_min_ps(m4[2], m4[3])));
-  for (; i < n; ++i) least = x[i] < least ? x[i] : least;
-  return least;
-}
+float LeastAvx2(const float* x, size_t n) { return ExtremeOf8s<false>(x, n, x[0]); }
 
 }  // namespace mikv::avx

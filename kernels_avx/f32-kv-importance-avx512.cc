@@ -23,15 +23,6 @@ void AddImportanceAvx512(float* imp, const float* p, size_t stride, const float*
   }
 }
 
-float LeastAvx512(const float* x, size_t n) {
-  const __m512 first = _mm512_set1_ps(x[0]);
-  __m512 m4[4] = {first, first, first, first};
-  size_t i = 0;
-  for (; i + 64 <= n; i += 64)
-    for (int j = 0; j < 4; ++j) m4[j] = _mm512_min_ps(m4[j], _mm512_loadu_ps(x + i + 16 * j));
-  for (; i + 16 <= n; i += 16) m4[0] = _mm512_min_ps(m4[0], _mm512_loadu_ps(x + i));
-  if (i < n) m4[1] = _mm512_min_ps(m4[1], _mm512_mask_loadu_ps(first, FirstLanes(n - i), x + i));
-  return _mm512_reduce_min_ps(_mm512_min_ps(_mm512_min_ps(m4[0], m4[1]), _mm512_min_ps(m4[2], m4[3])));
-}
+float LeastAvx512(const float* x, size_t n) { return ExtremeOf16s<false>(x, n, x[0]); }
 
 }  // namespace mikv::avx

@@ -59,16 +59,6 @@ float ExpSumAvx2(float* s, size_t n, float max) {
   return Hsum8(_mm256_add_ps(sum2[0], sum2[1]));
 }
 
-float GreatestAvx2(const float* s, size_t n) {
-  // Four independent accumulators (ExpSumAvx2 keeps two): one would chain every step on the previous one's latency.
-  __m256 m4[4] = {_mm256_set1_ps(-INFINITY), _mm256_set1_ps(-INFINITY), _mm256_set1_ps(-INFINITY), _mm256_set1_ps(-INFINITY)};
-  size_t i = 0;
-  for (; i + 32 <= n; i += 32)
-    for (int j = 0; j < 4; ++j) m4[j] = _mm256_max_ps(m4[j], _mm256_loadu_ps(s + i + 8 * j));
-  for (; i + 8 <= n; i += 8) m4[0] = _mm256_max_ps(m4[0], _mm256_loadu_ps(s + i));
-  float max_score = HorizontalMax(_mm256_max_ps(_mm256_max_ps(m4[0], m4[1]), _mm256_max_ps(m4[2], m4[3])));
-  for (size_t j = i; j < n; ++j) max_score = s[j] > max_score ? s[j] : max_score;
-  return max_score;
-}
+float GreatestAvx2(const float* s, size_t n) { return ExtremeOf8s<true>(s, n, -INFINITY); }
 
 }  // namespace mikv::avx

@@ -57,15 +57,6 @@ float ExpSumAvx512(float* s, size_t n, float max) {
   return _mm512_reduce_add_ps(_mm512_add_ps(sum2[0], sum2[1]));
 }
 
-float GreatestAvx512(const float* s, size_t n) {
-  const __m512 minus_inf = _mm512_set1_ps(-INFINITY);
-  __m512 m4[4] = {minus_inf, minus_inf, minus_inf, minus_inf};
-  size_t i = 0;
-  for (; i + 64 <= n; i += 64)
-    for (int j = 0; j < 4; ++j) m4[j] = _mm512_max_ps(m4[j], _mm512_loadu_ps(s + i + 16 * j));
-  for (; i + 16 <= n; i += 16) m4[0] = _mm512_max_ps(m4[0], _mm512_loadu_ps(s + i));
-  if (i < n) m4[1] = _mm512_max_ps(m4[1], _mm512_mask_loadu_ps(minus_inf, FirstLanes(n - i), s + i));
-  return _mm512_reduce_max_ps(_mm512_max_ps(_mm512_max_ps(m4[0], m4[1]), _mm512_max_ps(m4[2], m4[3])));
-}
+float GreatestAvx512(const float* s, size_t n) { return ExtremeOf16s<true>(s, n, -INFINITY); }
 
 }  // namespace mikv::avx

@@ -41,6 +41,41 @@ inline float HorizontalMax(__m256 v) {
 // The first k of sixteen lanes (k < 16): an AVX-512 loop's last, partial chunk.
 inline __mmask16 FirstLanes(size_t k) { return (__mmask16)((1u << k) - 1); }
 
+// The greatest (kGreatest) or the least of n floats and `start`, eight lanes at a time: the softmax's largest score
+// (GreatestAvx2) and a full tier's least importance (LeastAvx2). Four independent accumulators, since one would chain
+// every step on the previous one's latency; min and max do not round, so any order gives the reference's value.
+template <bool kGreatest>
+inline float ExtremeOf8s(const float* x, size_t n, float start) {
+  auto pick = [](__m256 a, __m256 b) { return kGreatest ? _mm256_max_ps(a, b) : _mm256_min_ps(a, b); };
+  const __m256 s = _mm256_set1_ps(start);
+  __m256 m4[4] = {s, s, s, s};
+  size_t i = 0;
+  for (; i + 32 <= n; i += 32)
+    for (int j = 0; j < 4; ++j) m4[j] = pick(m4[j], _mm256_loadu_ps(x + i + 8 * j));
+  for (; i + 8 <= n; i += 8) m4[0] = pick(m4[0], _mm256_loadu_ps(x + i));
+  const __m256 all = pick(pick(m4[0], m4[1]), pick(m4[2], m4[3]));
+  float e = kGreatest ? HorizontalMax(all) : HorizontalMin(all);
+  for (; i < n; ++i) e = kGreatest ? (x[i] > e ? x[i] : e) : (x[i] < e ? x[i] : e);
+  return e;
+}
+
+#if defined(__AVX512F__)
+// ExtremeOf8s sixteen lanes at a time, the last chunk masked (its other lanes `start`).
+template <bool kGreatest>
+inline float ExtremeOf16s(const float* x, size_t n, float start) {
+  auto pick = [](__m512 a, __m512 b) { return kGreatest ? _mm512_max_ps(a, b) : _mm512_min_ps(a, b); };
+  const __m512 s = _mm512_set1_ps(start);
+  __m512 m4[4] = {s, s, s, s};
+  size_t i = 0;
+  for (; i + 64 <= n; i += 64)
+    for (int j = 0; j < 4; ++j) m4[j] = pick(m4[j], _mm512_loadu_ps(x + i + 16 * j));
+  for (; i + 16 <= n; i += 16) m4[0] = pick(m4[0], _mm512_loadu_ps(x + i));
+  if (i < n) m4[1] = pick(m4[1], _mm512_mask_loadu_ps(s, FirstLanes(n - i), x + i));
+  const __m512 all = pick(pick(m4[0], m4[1]), pick(m4[2], m4[3]));
+  return kGreatest ? _mm512_reduce_max_ps(all) : _mm512_reduce_min_ps(all);
+}
+#endif
+
 // Eight consecutive INT8 codes starting at channel i (a multiple of 8), as floats: INT8 values. (Keys, and narrower
 // values, are read in integers: qu8-kv-scores-avx.h, qu4-qu2-kv-*.)
 template <int BITS>
