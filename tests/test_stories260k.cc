@@ -79,6 +79,32 @@ TEST(Stories260K, CliJsonReportSurvivesBytesThatAreNotUtf8) {
   EXPECT_EQ(j["threads"], 1);
 }
 
+// `mikv run` says why a reply ended: -n tokens, or a context too short for them (it used to stop there without a word,
+// a reply shorter than -n and nothing to say why).
+TEST(Stories260K, CliSaysWhyTheReplyEnded) {
+  std::unique_ptr<Model> model;
+  ASSERT_TRUE(Model::Load(Stories260KFromLlama2c(), &model).ok());
+  std::vector<int32_t> prompt;
+  ASSERT_TRUE(model->tokenizer().Encode(kPrompt, EncodeOptions(), &prompt).ok());
+  const std::string run = std::string(MIKV_CLI) + " run -m " + Stories260KFromLlama2c() + " -p \"" + kPrompt + "\" -t 1 ";
+  int status = -1;
+  auto j = nlohmann::json::parse(CommandOutput(run + "-n 8 --json 2>/dev/null", &status));
+  ASSERT_EQ(status, 0);
+  EXPECT_EQ(j["stop_reason"], "tokens");
+  EXPECT_EQ(j["tokens"].size(), 8u);
+  // A context of the prompt and 4 more positions: 5 tokens (the last sampled needs no position), then "context".
+  const int context = (int)prompt.size() + 4;
+  j = nlohmann::json::parse(CommandOutput(run + "-n 20 -c " + std::to_string(context) + " --json 2>/dev/null", &status));
+  ASSERT_EQ(status, 0);
+  EXPECT_EQ(j["stop_reason"], "context");
+  EXPECT_EQ(j["tokens"].size(), 5u);
+  const std::string out = CommandOutput(run + "-n 20 -c " + std::to_string(context) + " 2>&1", &status);
+  ASSERT_EQ(status, 0);
+  EXPECT_NE(out.find("stopped after 5 of 20 tokens: the context of " + std::to_string(context) + " tokens is full"),
+            std::string::npos)
+      << out;
+}
+
 // `mikv eval` on a text shorter than a task's windows says so (exit status 3): until session 47 the prose task cut its
 // windows from before the text's start and the process died of a segmentation fault.
 TEST(Stories260K, EvalRefusesATextShorterThanItsWindows) {

@@ -1,6 +1,7 @@
 // mikv run: load a .mikv, prefill a prompt, stream the continuation, then report speed and memory.
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <cstring>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
@@ -65,9 +66,15 @@ int RunRun(const RunArgs& a) {
   std::vector<int32_t> generated;
   generated.reserve(a.n);
   std::string text;
+  // Why the generation ended, so that a reply shorter than -n is not a mystery: -n tokens ("tokens"), the model's
+  // end-of-generation token ("end"), or a full context ("context": the next token would have no position).
+  const char* stop = "tokens";
   for (int i = 0; i < a.n; ++i) {
     const int32_t next = session->Sample();
-    if (tok.IsEndOfGeneration(next)) break;
+    if (tok.IsEndOfGeneration(next)) {
+      stop = "end";
+      break;
+    }
     generated.push_back(next);
     const std::string piece = tok.TokenBytes(next);
     text += piece;
@@ -75,7 +82,11 @@ int RunRun(const RunArgs& a) {
       std::fwrite(piece.data(), 1, piece.size(), stdout);
       std::fflush(stdout);
     }
-    if (i + 1 == a.n || session->position() >= session->context()) break;
+    if (i + 1 == a.n) break;
+    if (session->position() >= session->context()) {
+      stop = "context";
+      break;
+    }
     s = session->Decode(next);
     if (!s.ok()) return Fail(s, a.json);
   }
@@ -89,6 +100,7 @@ int RunRun(const RunArgs& a) {
     j["prompt_tokens"] = prompt;
     j["tokens"] = generated;
     j["text"] = text;
+    j["stop_reason"] = stop;
     j["prompt_tokens_per_second"] = prompt_tps;
     j["decode_tokens_per_second"] = decode_tps;
     j["peak_rss_bytes"] = peak;
@@ -108,6 +120,10 @@ int RunRun(const RunArgs& a) {
     if (st.decode_steps_on_fewer_threads > 0)
       fewer = " (" + std::to_string(st.decode_steps_on_fewer_threads) + " steps on fewer; " +
               std::to_string(st.active_threads) + " at the end)";
+    if (std::strcmp(stop, "context") == 0)
+      std::printf("\n\n[mikv] stopped after %zu of %d tokens: the context of %lld tokens is full (-c sets it; 0: the "
+                  "model's %d)",
+                  generated.size(), a.n, (long long)session->context(), model->config().max_seq_len);
     std::printf("\n\n[mikv] prompt %llu tok, %.1f tok/s | decode %llu tok, %.1f tok/s | threads %d%s | peak RSS %.1f MiB | "
                 "arena %.1f MiB\n",
                 (unsigned long long)st.prompt_tokens, prompt_tps, (unsigned long long)st.generated_tokens, decode_tps,
