@@ -2,9 +2,11 @@
 // context overflow is a status code with a message, and a failed call leaves the session usable.
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <random>
 
@@ -31,6 +33,27 @@ TEST(BadInput, MissingAndEmptyFiles) {
   EXPECT_EQ(s.code(), MIKV_ERR_CORRUPT);
   EXPECT_NE(s.message().find("shorter than a .mikv header"), std::string::npos) << s.message();
   EXPECT_EQ(model, nullptr);
+}
+
+// `mikv convert` of a file that is not there says so (exit status 4, MIKV_ERR_IO), where it used to take the missing
+// file for a llama2.c checkpoint and ask for its tokenizer; a file of no known kind is named, with why it was taken
+// for a llama2.c checkpoint. Nothing is written either way.
+TEST(BadInput, ConvertNamesAMissingInputAndAnUnknownOne) {
+  const std::string out_path = TempPath("never-written.mikv");
+  std::remove(out_path.c_str());
+  int status = -1;
+  std::string out = CommandOutput(std::string(MIKV_CLI) + " convert " + TempPath("no-such-model.gguf") + " -o " +
+                                      out_path + " 2>&1",
+                                  &status);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 4) << status << "\n" << out;
+  EXPECT_NE(out.find("MIKV_ERR_IO: cannot open '" + TempPath("no-such-model.gguf") + "': No such file"), std::string::npos)
+      << out;
+  const std::string text = TempPath("not-a-model.txt");
+  WriteBytes(text, std::vector<uint8_t>{'h', 'e', 'l', 'l', 'o'});
+  out = CommandOutput(std::string(MIKV_CLI) + " convert " + text + " -o " + out_path + " 2>&1", &status);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 3) << status << "\n" << out;
+  EXPECT_NE(out.find("is neither a GGUF file nor a folder"), std::string::npos) << out;
+  EXPECT_NE(access(out_path.c_str(), F_OK), 0) << "nothing written";
 }
 
 TEST(BadInput, WrongMagic) {

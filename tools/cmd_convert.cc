@@ -2,7 +2,9 @@
 #include <sys/stat.h>
 
 #include <CLI/CLI.hpp>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -38,6 +40,9 @@ int RunConvert(const ConvertArgs& a) {
   convert::WeightFormat format;
   if (!convert::ParseWeightFormat(a.weights, &format))
     return Fail(Status(MIKV_ERR_INVALID_ARGUMENT, "--weights must be auto, f32, f16, int8, int4, q8_0 or q4_0"), a.json);
+  struct stat input_stat;
+  if (stat(a.input.c_str(), &input_stat) != 0)  // (said first: every format below would take a missing file for another)
+    return Fail(Status(MIKV_ERR_IO, "cannot open '" + a.input + "': " + std::strerror(errno)), a.json);
   const std::string from = a.from == "auto" ? DetectFormat(a.input) : a.from;
   ProgressBar bar(!a.json);
   auto progress = [&bar](size_t d, size_t t, const std::string& w) { bar.Update(d, t, w); };
@@ -49,7 +54,11 @@ int RunConvert(const ConvertArgs& a) {
     s = convert::ReadHuggingFace(a.input, &spec, progress);
   } else if (from == "llama2c") {
     if (a.tokenizer.empty())
-      return Fail(Status(MIKV_ERR_INVALID_ARGUMENT, "a llama2.c checkpoint needs --tokenizer tokenizer.bin"), a.json);
+      return Fail(Status(MIKV_ERR_INVALID_ARGUMENT,
+                         a.from == "auto" ? "'" + a.input + "' is neither a GGUF file nor a folder, so it was taken for a "
+                                                "llama2.c checkpoint, which needs --tokenizer tokenizer.bin"
+                                          : "a llama2.c checkpoint needs --tokenizer tokenizer.bin"),
+                  a.json);
     s = convert::ReadLlama2c(a.input, a.tokenizer, &spec);
   } else {
     return Fail(Status(MIKV_ERR_INVALID_ARGUMENT, "--from must be auto, gguf, hf or llama2c (got '" + from + "')"), a.json);
