@@ -105,6 +105,43 @@ TEST(Stories260K, CliSaysWhyTheReplyEnded) {
       << out;
 }
 
+// `mikv budget` plans for a machine bigger than the one it runs on: where this process cannot allocate the arena
+// (here an address space of 8 GB, `ulimit -v`, and a 100M-token context's 128 GB cache), the plan is still computed —
+// the arena from the plan, the runtime and packed weights measured with a small context — and says so; until session
+// 55 it was MIKV_ERR_OUT_OF_MEMORY and no plan. --measure, which fills the real context, still needs the arena.
+TEST(Stories260K, BudgetPlansAnArenaThisProcessCannotAllocate) {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__) || !defined(__x86_64__)
+  GTEST_SKIP() << "an address-space limit: the sanitizers' shadow memory, and qemu's guest space, need more";
+#endif
+  const std::string budget = "ulimit -v 8000000 && " + std::string(MIKV_CLI) + " budget -m " + Stories260KFromLlama2c() +
+                             " -t 1 --json ";
+  auto plan = [&](const std::string& args, int* status) {
+    const std::string out = CommandOutput("bash -c '" + budget + args + "' 2>/dev/null", status);
+    return *status == 0 ? nlohmann::json::parse(out) : nlohmann::json();
+  };
+  auto part = [](const nlohmann::json& j, const std::string& name) {
+    for (const auto& p : j["plan"]["parts"])
+      if (p["name"] == name) return p["bytes"].get<double>();
+    return -1.0;
+  };
+  int status = -1;
+  const nlohmann::json small = plan("-c 1000", &status);
+  ASSERT_EQ(status, 0);
+  EXPECT_TRUE(small["plan"]["arena_allocated"].get<bool>());
+  const nlohmann::json big = plan("-c 100000000", &status);
+  ASSERT_EQ(status, 0) << "a plan, not MIKV_ERR_OUT_OF_MEMORY";
+  EXPECT_FALSE(big["plan"]["arena_allocated"].get<bool>());
+  EXPECT_EQ(big["plan"]["context"], 100000000);
+  // A plain cache: the same bytes per token at both contexts; the packed weights hardly depend on the context.
+  EXPECT_GT(part(big, "arena: kv-cache"), 8e9);
+  EXPECT_DOUBLE_EQ(part(big, "arena: kv-cache") / 1e8, part(small, "arena: kv-cache") / 1e3);
+  const double packed = part(small, "packed weights (XNNPACK, qb32)");  // (XNNPACK's own bookkeeping moves by bytes)
+  EXPECT_NEAR(part(big, "packed weights (XNNPACK, qb32)"), packed, 0.01 * packed);
+  EXPECT_GE(big["plan"]["total_bytes"].get<double>(), big["plan"]["arena_bytes"].get<double>());
+  plan("-c 100000000 --measure", &status);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 9) << "--measure: MIKV_ERR_OUT_OF_MEMORY, status " << status;
+}
+
 // `mikv eval` on a text shorter than a task's windows says so (exit status 3): until session 47 the prose task cut its
 // windows from before the text's start and the process died of a segmentation fault.
 TEST(Stories260K, EvalRefusesATextShorterThanItsWindows) {

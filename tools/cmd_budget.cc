@@ -340,6 +340,8 @@ int RunBudget(const BudgetArgs& a) {
   KvPlan kv_plan;
   s = Session::PlanArena(*model, config, &arena, &regions, &kv_plan);
   if (!s.ok()) return Fail(s, a.json);
+  const int plan_context = config.context > 0 ? config.context : (int)m.max_seq_len;  // (0: the model's, as Session)
+  int warm_context = 0;
   // The process's own part: code and libraries (what loading and the forward pass touch), thread stacks, the
   // allocator's overhead. A small session of the same configuration is filled to the end first, so every path the
   // cache takes (demotion, eviction, quantization) has run; then the real session takes one step, and the resident
@@ -348,12 +350,13 @@ int RunBudget(const BudgetArgs& a) {
   {
     // The smallest context (from 64, doubling) that this configuration accepts: an eviction policy needs its
     // high region to hold the sinks and the recent window.
-    const int full = config.context > 0 ? config.context : (int)m.max_seq_len;
+    const int full = plan_context;
     std::unique_ptr<Session> warm;
     for (int ctx = std::min(full, 64);; ctx = std::min(full, ctx * 2)) {
       SessionConfig small = config;
       small.context = ctx;
       s = Session::Create(*model, small, &warm);
+      warm_context = ctx;
       if (s.ok() || ctx == full) break;
     }
     if (!s.ok()) return Fail(s, a.json);
@@ -369,6 +372,15 @@ int RunBudget(const BudgetArgs& a) {
   const size_t file = model->file().file_size();
   std::unique_ptr<Session> session;
   s = Session::Create(*model, config, &session);
+  // A plan for a bigger machine than this one (an arena this process cannot allocate): the packed weights and the
+  // runtime's part do not depend on the context, so they are measured with the small session's context, and the
+  // arena is the plan's (PlanArena above). Only --measure, which fills the real context, needs the real arena.
+  const bool arena_allocated = s.ok();
+  if (s.code() == MIKV_ERR_OUT_OF_MEMORY && !a.measure) {
+    SessionConfig smaller = config;
+    smaller.context = warm_context;
+    s = Session::Create(*model, smaller, &session);
+  }
   if (!s.ok()) return Fail(s, a.json);
   const size_t packed = session->stats().operator_bytes;
   {
@@ -415,7 +427,8 @@ int RunBudget(const BudgetArgs& a) {
   plan["packing_peak_bytes"] = packing_peak;
   plan["total_bytes"] = total;
   plan["arena_bytes"] = arena;
-  plan["context"] = session->context();
+  plan["context"] = plan_context;
+  plan["arena_allocated"] = arena_allocated;  // false: this machine could not allocate it; the plan stands
   plan["kv"] = {{"policy", KvPolicyName(config.kv.policy)}, {"high_tokens", kv_plan.hi_tokens},
                 {"mid_tokens", kv_plan.mid_tokens}, {"low_tokens", kv_plan.lo_tokens}, {"bytes", kv_plan.total_bytes},
                 // The sinks and recent window held high: fewer than asked where the budget holds every token only so.
@@ -452,7 +465,7 @@ int RunBudget(const BudgetArgs& a) {
     curves.push_back(curve);
   }
   out["max_context_curves"] = curves;
-  if (memory > 0) out["proposal"] = Propose(*model, over, memory, session->context(), config.threads);
+  if (memory > 0) out["proposal"] = Propose(*model, over, memory, plan_context, config.threads);
 
   if (a.measure) {  // fill the whole context, then read the high-water mark
     std::mt19937 rng(1);
@@ -474,8 +487,12 @@ int RunBudget(const BudgetArgs& a) {
     return 0;
   }
   std::printf("%s: %s, context %d, KV cache %s (%d high + %d middle + %d low tokens per layer and kv head)\n",
-              a.model.c_str(), m.name.c_str(), session->context(), KvPolicyName(config.kv.policy), kv_plan.hi_tokens,
+              a.model.c_str(), m.name.c_str(), plan_context, KvPolicyName(config.kv.policy), kv_plan.hi_tokens,
               kv_plan.mid_tokens, kv_plan.lo_tokens);
+  if (!arena_allocated)
+    std::printf("  (this machine could not allocate the arena of %zu bytes: the plan is computed, the runtime and packed "
+                "weights measured with a context of %d)\n",
+                arena, warm_context);
   if (config.kv.policy != KvPolicy::Plain && config.kv.policy != KvPolicy::Full && config.kv.policy != KvPolicy::Uniform) {
     const bool shrunk = kv_plan.sinks != config.kv.sinks || kv_plan.window != config.kv.window;
     std::printf("  held high: sinks %d + recent window %d%s\n", kv_plan.sinks, kv_plan.window,
