@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <limits>
 #include <random>
 
 #include "model_file_format.h"
@@ -244,6 +245,50 @@ TEST(BadInput, CorruptLlama2cAndGgufSourcesAreRefused) {
   convert::ModelSpec g;
   s = convert::ReadGguf(TempPath("lie.gguf"), &g, nullptr);
   EXPECT_EQ(s.code(), MIKV_ERR_CORRUPT);
+}
+
+// GGUF numbers out of their type's range: a special token's id beyond int32 (what scripts/fuzz.sh's gguf target found
+// in session 55: converting it was undefined behaviour, and in practice left a negative id) is no id at all (-1), and
+// a head count no int holds, or an epsilon that is not a positive float, makes the file CORRUPT, naming the key.
+TEST(BadInput, GgufNumbersOutOfRangeAreCheckedBeforeTheyAreConverted) {
+  const std::vector<uint8_t> gguf = ReadBytes(SharedPath("models/stories260K/stories260K-f32.gguf"));
+  ASSERT_GT(gguf.size(), 1000u);
+  // A key's value replaced: the key's bytes, then its type (4: u32, 6: f32) and the value.
+  auto patch = [&](std::vector<uint8_t> bytes, const std::string& key, uint32_t type, const void* value,
+                       size_t size) {
+    const auto at = std::search(bytes.begin(), bytes.end(), key.begin(), key.end());
+    EXPECT_NE(at, bytes.end()) << key;
+    if (at == bytes.end()) return bytes;
+    const size_t v = (size_t)(at - bytes.begin()) + key.size();
+    std::memcpy(bytes.data() + v, &type, 4);
+    std::memcpy(bytes.data() + v + 4, value, size);
+    return bytes;
+  };
+  const uint32_t huge_id = 4211020000u;  // > INT32_MAX
+  WriteBytes(TempPath("huge-bos.gguf"), patch(gguf, "tokenizer.ggml.bos_token_id", 4, &huge_id, 4));
+  TokenizerData td;
+  ASSERT_TRUE(convert::ReadGgufTokenizer(TempPath("huge-bos.gguf"), &td).ok());
+  EXPECT_EQ(td.bos_id, -1);
+  EXPECT_GE(td.eos_id, 0) << "the other ids as they were";
+  convert::ModelSpec spec;
+  EXPECT_TRUE(convert::ReadGguf(TempPath("huge-bos.gguf"), &spec, nullptr).ok());
+  EXPECT_EQ(spec.tokenizer.bos_id, -1);
+
+  const std::string heads = "llama.attention.head_count_kv";
+  if (std::search(gguf.begin(), gguf.end(), heads.begin(), heads.end()) != gguf.end()) {
+    const uint32_t many = 4000000000u;
+    WriteBytes(TempPath("huge-heads.gguf"), patch(gguf, heads, 4, &many, 4));
+    const Status s = convert::ReadGguf(TempPath("huge-heads.gguf"), &spec, nullptr);
+    EXPECT_EQ(s.code(), MIKV_ERR_CORRUPT);
+    EXPECT_NE(s.message().find(heads), std::string::npos) << s.message();
+  }
+  const std::string eps = "llama.attention.layer_norm_rms_epsilon";
+  for (float bad : {std::numeric_limits<float>::infinity(), -1.0f, 0.0f}) {
+    WriteBytes(TempPath("bad-eps.gguf"), patch(gguf, eps, 6, &bad, 4));  // type 6: f32
+    const Status s = convert::ReadGguf(TempPath("bad-eps.gguf"), &spec, nullptr);
+    EXPECT_EQ(s.code(), MIKV_ERR_CORRUPT) << bad;
+    EXPECT_NE(s.message().find(eps), std::string::npos) << s.message();
+  }
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // GGUF (llama.cpp's model format, versions 2 and 3): metadata, tokenizer and tensors of the
 // "llama" and "qwen2" architectures in F32, F16, BF16, Q8_0 and Q4_0.
 // Every count and length is checked against the bytes that remain before anything is allocated.
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <variant>
@@ -147,8 +148,12 @@ Status GgufFile::Parse(const std::string& p, bool with_tensors) {
     if (!c.Read(&t.type) || !c.Read(&t.offset)) return Bad("truncated tensor info '" + t.name + "'");
     infos.push_back(std::move(t));
   }
-  const uint64_t align = (uint64_t)Number("general.alignment", 32);
-  if (align == 0 || align > 4096 || (align & (align - 1))) return Bad("bad alignment");
+  // (Every number is checked as a double before it is converted: a double outside the target's range converts to
+  // undefined behaviour, which scripts/fuzz.sh's gguf target found in session 55 for the token ids below.)
+  const double align_number = Number("general.alignment", 32);
+  if (!(align_number >= 1 && align_number <= 4096)) return Bad("bad alignment");
+  const uint64_t align = (uint64_t)align_number;
+  if (align & (align - 1)) return Bad("bad alignment");
   data_start = (c.pos() + align - 1) / align * align;
   // Every tensor must fit in the file, checked now (before any metadata is interpreted or anything allocated):
   // element counts that overflow 64 bits or claim more than the file holds are refused here.
@@ -275,17 +280,21 @@ Status TokenizerFromGguf(const GgufFile& g, TokenizerData* td) {
       td->types[i] = (int8_t)v;
     }
   }
-  td->bos_id = (int32_t)g.Number("tokenizer.ggml.bos_token_id", -1);
-  td->eos_id = (int32_t)g.Number("tokenizer.ggml.eos_token_id", -1);
-  td->unk_id = (int32_t)g.Number("tokenizer.ggml.unknown_token_id", -1);
-  td->pad_id = (int32_t)g.Number("tokenizer.ggml.padding_token_id", -1);
+  // A special token's id, or -1 where the file has none or one outside the vocabulary (checked as a double: one
+  // beyond int32's range made the conversion undefined — scripts/fuzz.sh's gguf target, session 55).
+  auto token_id = [&](const char* key) -> int32_t {
+    const double v = g.Number(key, -1);
+    return v >= 0 && v < (double)n ? (int32_t)v : -1;
+  };
+  td->bos_id = token_id("tokenizer.ggml.bos_token_id");
+  td->eos_id = token_id("tokenizer.ggml.eos_token_id");
+  td->unk_id = token_id("tokenizer.ggml.unknown_token_id");
+  td->pad_id = token_id("tokenizer.ggml.padding_token_id");
   td->add_bos = g.Number("tokenizer.ggml.add_bos_token", td->add_bos) != 0;
   td->add_eos = g.Number("tokenizer.ggml.add_eos_token", td->add_eos) != 0;
   td->add_space_prefix = g.Number("tokenizer.ggml.add_space_prefix", td->add_space_prefix) != 0;
-  const double eot = g.Number("tokenizer.ggml.eot_token_id", -1);
-  if (eot >= 0 && eot < n && (int32_t)eot != td->eos_id) td->eot_ids.push_back((int32_t)eot);
-  for (int32_t* id : {&td->bos_id, &td->eos_id, &td->unk_id, &td->pad_id})
-    if (*id >= (int32_t)n) *id = -1;
+  const int32_t eot = token_id("tokenizer.ggml.eot_token_id");
+  if (eot >= 0 && eot != td->eos_id) td->eot_ids.push_back(eot);
   return OkStatus();
 }
 
@@ -312,10 +321,18 @@ Status ReadGguf(const std::string& path, ModelSpec* spec, const Progress& progre
     return Status(MIKV_ERR_UNSUPPORTED, "GGUF '" + path + "': architecture '" + arch +
                                             "' is not supported (supported: llama, qwen2)");
   }
-  auto need = [&](const std::string& key, int* out) -> Status {
-    const double v = g.Number(arch + "." + key, -1);
+  // A count, 1..2^24 (fallback: where the file may leave it out; 0: it may not).
+  auto need = [&](const std::string& key, int* out, int fallback = 0) -> Status {
+    const double v = g.Number(arch + "." + key, fallback > 0 ? fallback : -1);
     if (!(v >= 1 && v < (1 << 24))) return Status(MIKV_ERR_CORRUPT, "GGUF '" + path + "': missing or bad " + arch + "." + key);
     *out = (int)v;
+    return OkStatus();
+  };
+  // A positive float (fallback where the file leaves it out).
+  auto positive = [&](const std::string& key, float* out, double fallback) -> Status {
+    const double v = g.Number(arch + "." + key, fallback);
+    if (!(v > 0 && v <= 3.0e38)) return Status(MIKV_ERR_CORRUPT, "GGUF '" + path + "': bad " + arch + "." + key);
+    *out = (float)v;
     return OkStatus();
   };
   MIKV_RETURN_IF_ERROR(need("embedding_length", &c.dim));
@@ -323,10 +340,10 @@ Status ReadGguf(const std::string& path, ModelSpec* spec, const Progress& progre
   MIKV_RETURN_IF_ERROR(need("block_count", &c.n_layers));
   MIKV_RETURN_IF_ERROR(need("attention.head_count", &c.n_heads));
   MIKV_RETURN_IF_ERROR(need("context_length", &c.max_seq_len));
-  c.n_kv_heads = (int)g.Number(arch + ".attention.head_count_kv", c.n_heads);
-  c.head_dim = (int)g.Number(arch + ".attention.key_length", c.dim / c.n_heads);
-  c.norm_eps = (float)g.Number(arch + ".attention.layer_norm_rms_epsilon", 1e-5);
-  c.rope_theta = (float)g.Number(arch + ".rope.freq_base", 10000.0);
+  MIKV_RETURN_IF_ERROR(need("attention.head_count_kv", &c.n_kv_heads, c.n_heads));
+  MIKV_RETURN_IF_ERROR(need("attention.key_length", &c.head_dim, std::max(1, c.dim / c.n_heads)));
+  MIKV_RETURN_IF_ERROR(positive("attention.layer_norm_rms_epsilon", &c.norm_eps, 1e-5));
+  MIKV_RETURN_IF_ERROR(positive("rope.freq_base", &c.rope_theta, 10000.0));
   c.name = g.String("general.name");
   spec->source = "gguf";
   MIKV_RETURN_IF_ERROR(TokenizerFromGguf(g, &spec->tokenizer));
