@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <limits>
 #include <random>
 
@@ -289,6 +290,39 @@ TEST(BadInput, GgufNumbersOutOfRangeAreCheckedBeforeTheyAreConverted) {
     EXPECT_EQ(s.code(), MIKV_ERR_CORRUPT) << bad;
     EXPECT_NE(s.message().find(eps), std::string::npos) << s.message();
   }
+}
+
+// A Hugging Face config.json's numbers are checked before they are converted or used: a count no int holds, a
+// fraction where a count is meant, a token id beyond int32, an epsilon beyond any float, or a string are CORRUPT,
+// naming the key (converting them was undefined behaviour; a head_dim of 2e9 with Llama 3 RoPE scaling sized a
+// table of a billion floats before any check).
+TEST(BadInput, HuggingFaceConfigNumbersAreCheckedBeforeTheyAreUsed) {
+  const std::string dir = TinyHuggingFaceFolder();
+  const std::vector<uint8_t> bytes = ReadBytes(dir + "/config.json");
+  const std::string config(bytes.begin(), bytes.end());
+  ASSERT_EQ(config.back(), '}');
+  {  // one tensor, so that the reader gets as far as the token ids
+    const std::string header = R"({"model.embed_tokens.weight":{"dtype":"F32","shape":[4,8],"data_offsets":[0,128]}})";
+    std::vector<uint8_t> st(8 + header.size() + 128, 0);
+    const uint64_t n = header.size();
+    std::memcpy(st.data(), &n, 8);
+    std::memcpy(st.data() + 8, header.data(), header.size());
+    WriteBytes(dir + "/model.safetensors", st);
+  }
+  for (const char* bad : {R"("num_hidden_layers":1e20)", R"("num_hidden_layers":1.5)",
+                                 R"("bos_token_id":4211020000)", R"("eos_token_id":[2,1e20])",
+                                 R"("rms_norm_eps":1e300)", R"("rope_theta":"fast")",
+                                 R"("head_dim":2000000000,"rope_scaling":{"rope_type":"llama3"})"}) {
+    // (a key given twice: nlohmann::json keeps the last)
+    std::ofstream(dir + "/config.json") << config.substr(0, config.size() - 1) + "," + std::string(bad) + "}";
+    convert::ModelSpec spec;
+    const Status s = convert::ReadHuggingFace(dir, &spec, nullptr);
+    EXPECT_EQ(s.code(), MIKV_ERR_CORRUPT) << bad << ": " << s.ToString();
+    const std::string key = std::string(bad).substr(1, std::string(bad).find('"', 1) - 1);
+    EXPECT_NE(s.message().find(key), std::string::npos) << s.message();
+  }
+  std::ofstream(dir + "/config.json") << config;  // as the other tests know it
+  std::remove((dir + "/model.safetensors").c_str());
 }
 
 }  // namespace

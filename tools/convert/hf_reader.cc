@@ -4,7 +4,9 @@
 // order, so the model is marked RopeStyle::NeoX and no permutation is needed.
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -36,6 +38,43 @@ Status ReadJson(const std::string& path, json* out) {
 }
 
 // HF tensor names -> .mikv names.
+// A config.json number within [lo, hi] (`fallback` where the key is absent or null). Anything else — a string, a
+// fraction where a count is meant, a number out of range — is CORRUPT, naming the key: converting a number that the
+// target type does not hold is undefined behaviour, and a head_dim of 2^31 would have sized the RoPE table below
+// before any check (the configuration is checked whole only once it is read, ReadLlamaConfig in WriteModel).
+Status ConfigNumber(const json& j, const std::string& key, double fallback, double lo, double hi, bool whole,
+                    const std::string& where, double* out) {
+  const auto it = j.find(key);
+  double v = fallback;
+  if (it != j.end() && !it->is_null()) {
+    if (!it->is_number()) return Status(MIKV_ERR_CORRUPT, "'" + where + "': " + key + " is not a number");
+    v = it->get<double>();
+  }
+  if (!(v >= lo && v <= hi) || (whole && v != std::floor(v))) {
+    char range[96];
+    std::snprintf(range, sizeof range, " %.10g is not a%s number within %.10g..%.10g", v, whole ? " whole" : "", lo, hi);
+    return Status(MIKV_ERR_CORRUPT, "'" + where + "': " + key + range);
+  }
+  *out = v;
+  return OkStatus();
+}
+
+Status ConfigInt(const json& j, const std::string& key, int fallback, int lo, int hi, const std::string& where,
+                 int* out) {
+  double v = 0;
+  MIKV_RETURN_IF_ERROR(ConfigNumber(j, key, fallback, lo, hi, /*whole=*/true, where, &v));
+  *out = (int)v;
+  return OkStatus();
+}
+
+Status ConfigFloat(const json& j, const std::string& key, double fallback, double lo, double hi,
+                   const std::string& where, float* out) {
+  double v = 0;
+  MIKV_RETURN_IF_ERROR(ConfigNumber(j, key, fallback, lo, hi, /*whole=*/false, where, &v));
+  *out = (float)v;
+  return OkStatus();
+}
+
 bool MapName(const std::string& h, std::string* out) {
   static const std::map<std::string, std::string> top = {
       {"model.embed_tokens.weight", "tok_embeddings"}, {"model.norm.weight", "norm"}, {"lm_head.weight", "output"}};
@@ -202,18 +241,20 @@ Status ReadHuggingFaceUnchecked(const std::string& folder, ModelSpec* spec, cons
   else return Status(MIKV_ERR_UNSUPPORTED, "'" + folder + "/config.json': architecture '" + arch +
                                                "' is not supported (supported: LlamaForCausalLM, Qwen2ForCausalLM)");
   c.rope_style = RopeStyle::NeoX;
-  c.dim = cfg.value("hidden_size", 0);
-  c.hidden_dim = cfg.value("intermediate_size", 0);
-  c.n_layers = cfg.value("num_hidden_layers", 0);
-  c.n_heads = cfg.value("num_attention_heads", 0);
-  c.n_kv_heads = cfg.value("num_key_value_heads", c.n_heads);
-  c.head_dim = cfg.value("head_dim", c.n_heads ? c.dim / c.n_heads : 0);
-  c.vocab_size = cfg.value("vocab_size", 0);
-  c.max_seq_len = cfg.value("max_position_embeddings", 2048);
-  c.norm_eps = cfg.value("rms_norm_eps", 1e-5f);
-  c.rope_theta = cfg.value("rope_theta", 10000.0f);
+  const std::string where = folder + "/config.json";
+  constexpr int kMostCount = 1 << 24;  // as the GGUF reader's counts
+  MIKV_RETURN_IF_ERROR(ConfigInt(cfg, "hidden_size", 0, 1, kMostCount, where, &c.dim));
+  MIKV_RETURN_IF_ERROR(ConfigInt(cfg, "intermediate_size", 0, 1, kMostCount, where, &c.hidden_dim));
+  MIKV_RETURN_IF_ERROR(ConfigInt(cfg, "num_hidden_layers", 0, 1, kMostCount, where, &c.n_layers));
+  MIKV_RETURN_IF_ERROR(ConfigInt(cfg, "num_attention_heads", 0, 1, kMostCount, where, &c.n_heads));
+  MIKV_RETURN_IF_ERROR(ConfigInt(cfg, "num_key_value_heads", c.n_heads, 1, kMostCount, where, &c.n_kv_heads));
+  MIKV_RETURN_IF_ERROR(ConfigInt(cfg, "head_dim", std::max(1, c.dim / c.n_heads), 1, kMostCount, where, &c.head_dim));
+  MIKV_RETURN_IF_ERROR(ConfigInt(cfg, "vocab_size", 0, 1, kMostCount, where, &c.vocab_size));
+  MIKV_RETURN_IF_ERROR(ConfigInt(cfg, "max_position_embeddings", 2048, 1, 1 << 30, where, &c.max_seq_len));
+  MIKV_RETURN_IF_ERROR(ConfigFloat(cfg, "rms_norm_eps", 1e-5, 1e-30, 1.0, where, &c.norm_eps));
+  MIKV_RETURN_IF_ERROR(ConfigFloat(cfg, "rope_theta", 10000.0, 1.0, 1e30, where, &c.rope_theta));
   if (cfg["rope_parameters"].is_object())  // transformers 5 keeps it here
-    c.rope_theta = cfg["rope_parameters"].value("rope_theta", c.rope_theta);
+    MIKV_RETURN_IF_ERROR(ConfigFloat(cfg["rope_parameters"], "rope_theta", c.rope_theta, 1.0, 1e30, where, &c.rope_theta));
   c.tied_embeddings = cfg.value("tie_word_embeddings", false);
   c.name = folder.substr(folder.find_last_of('/') + 1);
   spec->source = "hf";
@@ -239,8 +280,12 @@ Status ReadHuggingFaceUnchecked(const std::string& folder, ModelSpec* spec, cons
   // Llama 3 RoPE scaling becomes per-frequency divisors (the rope_freqs tensor), as in GGUF.
   const json& rs = cfg["rope_scaling"];
   if (rs.is_object() && rs.value("rope_type", rs.value("type", "")) == "llama3") {
-    const double factor = rs.value("factor", 8.0), lo = rs.value("low_freq_factor", 1.0),
-                 hi = rs.value("high_freq_factor", 4.0), old_ctx = rs.value("original_max_position_embeddings", 8192);
+    double factor = 0, lo = 0, hi = 0, old_ctx = 0;
+    MIKV_RETURN_IF_ERROR(ConfigNumber(rs, "factor", 8.0, 1e-6, 1e6, false, where, &factor));
+    MIKV_RETURN_IF_ERROR(ConfigNumber(rs, "low_freq_factor", 1.0, 1e-6, 1e6, false, where, &lo));
+    MIKV_RETURN_IF_ERROR(ConfigNumber(rs, "high_freq_factor", 4.0, 1e-6, 1e6, false, where, &hi));
+    MIKV_RETURN_IF_ERROR(ConfigNumber(rs, "original_max_position_embeddings", 8192, 1, 1 << 30, false, where, &old_ctx));
+    if (!(hi > lo)) return Status(MIKV_ERR_CORRUPT, "'" + where + "': rope_scaling's high_freq_factor must exceed its low_freq_factor");
     SourceTensor t;
     t.name = "rope_freqs";
     t.shape = {(uint64_t)c.head_dim / 2};
@@ -265,15 +310,24 @@ Status ReadHuggingFaceUnchecked(const std::string& folder, ModelSpec* spec, cons
       return Status(MIKV_ERR_UNSUPPORTED, "'" + folder + "' has neither tokenizer.json nor tokenizer.model");
     return ReadSentencePieceModel(folder + "/tokenizer.model", &spec->tokenizer);
   }
-  PreTokenizer pre;
+  PreTokenizer pre = PreTokenizer::Default;  // (DetectPreTokenizer sets it, or fails)
   MIKV_RETURN_IF_ERROR(DetectPreTokenizer(folder + "/tokenizer.json", c, &pre));
   MIKV_RETURN_IF_ERROR(ReadTokenizerJson(folder + "/tokenizer.json", pre, &spec->tokenizer));
-  const int bos = cfg.value("bos_token_id", -1), eos = cfg["eos_token_id"].is_number() ? cfg["eos_token_id"].get<int>() : -1;
+  // Token ids: -1 (none) up to int32's largest; one beyond the vocabulary is the runtime's to refuse.
+  constexpr int kMostId = 2147483647;
+  int bos = -1, eos = -1;
+  MIKV_RETURN_IF_ERROR(ConfigInt(cfg, "bos_token_id", -1, -1, kMostId, where, &bos));
+  if (!cfg["eos_token_id"].is_array()) MIKV_RETURN_IF_ERROR(ConfigInt(cfg, "eos_token_id", -1, -1, kMostId, where, &eos));
   spec->tokenizer.bos_id = bos;
   spec->tokenizer.eos_id = eos;
   if (cfg["eos_token_id"].is_array() && !cfg["eos_token_id"].empty()) {
-    spec->tokenizer.eos_id = cfg["eos_token_id"][0];
-    for (size_t i = 1; i < cfg["eos_token_id"].size(); ++i) spec->tokenizer.eot_ids.push_back(cfg["eos_token_id"][i]);
+    const json& ids = cfg["eos_token_id"];
+    for (size_t i = 0; i < ids.size(); ++i) {
+      int id = -1;
+      MIKV_RETURN_IF_ERROR(ConfigInt(json{{"eos_token_id", ids[i]}}, "eos_token_id", -1, 0, kMostId, where, &id));
+      if (i == 0) spec->tokenizer.eos_id = id;
+      else spec->tokenizer.eot_ids.push_back(id);
+    }
   }
   if (bos < 0) spec->tokenizer.add_bos = false;
   return OkStatus();
