@@ -1,0 +1,36 @@
+// The Hugging Face reader's config.json: the input is the file, in a folder with a fixed tokenizer.json and a
+// model.safetensors of one tensor (enough for the reader to go on to the RoPE scaling and the token ids). The
+// numbers in it were converted unchecked until session 55 (undefined behaviour; a huge head_dim sized a table).
+#include <sys/stat.h>
+
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "convert/model_spec.h"
+#include "fuzz_common.h"
+
+static std::string Folder() {
+  const std::string dir = mikv::fuzz::ScratchPath("hf-config");
+  mkdir(dir.c_str(), 0755);
+  const char* tokenizer =
+      R"({"model":{"type":"BPE","vocab":{"a":0,"b":1,"ab":2,"c":3},"merges":["a b"]},"added_tokens":[],)"
+      R"("pre_tokenizer":{"type":"ByteLevel","add_prefix_space":false,"use_regex":true}})";
+  mikv::fuzz::WriteFile(dir + "/tokenizer.json", reinterpret_cast<const uint8_t*>(tokenizer), std::strlen(tokenizer));
+  const std::string header = R"({"model.embed_tokens.weight":{"dtype":"F32","shape":[4,8],"data_offsets":[0,128]}})";
+  std::vector<uint8_t> st(8 + header.size() + 128, 0);
+  const uint64_t n = header.size();
+  std::memcpy(st.data(), &n, 8);
+  std::memcpy(st.data() + 8, header.data(), header.size());
+  mikv::fuzz::WriteFile(dir + "/model.safetensors", st.data(), st.size());
+  return dir;
+}
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  static const std::string dir = Folder();
+  mikv::fuzz::WriteFile(dir + "/config.json", data, size);
+  mikv::convert::ModelSpec spec;
+  (void)mikv::convert::ReadHuggingFace(dir, &spec, nullptr);
+  return 0;
+}
