@@ -21,4 +21,13 @@ inline void WriteFile(const std::string& path, const uint8_t* data, size_t size)
   std::fclose(f);
 }
 
+// A Hugging Face folder's fixed tokenizer.json (four tokens, one merge): the Hugging Face targets fuzz the files
+// beside it.
+inline void WriteTinyHfTokenizer(const std::string& dir) {
+  const std::string tokenizer =
+      R"({"model":{"type":"BPE","vocab":{"a":0,"b":1,"ab":2,"c":3},"merges":["a b"]},"added_tokens":[],)"
+      R"("pre_tokenizer":{"type":"ByteLevel","add_prefix_space":false,"use_regex":true}})";
+  WriteFile(dir + "/tokenizer.json", reinterpret_cast<const uint8_t*>(tokenizer.data()), tokenizer.size());
+}
+
 }  // namespace mikv::fuzz

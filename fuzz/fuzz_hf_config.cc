@@ -14,10 +14,7 @@
 static std::string Folder() {
   const std::string dir = mikv::fuzz::ScratchPath("hf-config");
   mkdir(dir.c_str(), 0755);
-  const char* tokenizer =
-      R"({"model":{"type":"BPE","vocab":{"a":0,"b":1,"ab":2,"c":3},"merges":["a b"]},"added_tokens":[],)"
-      R"("pre_tokenizer":{"type":"ByteLevel","add_prefix_space":false,"use_regex":true}})";
-  mikv::fuzz::WriteFile(dir + "/tokenizer.json", reinterpret_cast<const uint8_t*>(tokenizer), std::strlen(tokenizer));
+  mikv::fuzz::WriteTinyHfTokenizer(dir);
   const std::string header = R"({"model.embed_tokens.weight":{"dtype":"F32","shape":[4,8],"data_offsets":[0,128]}})";
   std::vector<uint8_t> st(8 + header.size() + 128, 0);
   const uint64_t n = header.size();

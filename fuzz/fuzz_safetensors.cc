@@ -13,11 +13,8 @@ static std::string Folder() {
   const char* config =
       R"({"architectures":["LlamaForCausalLM"],"hidden_size":8,"intermediate_size":16,"num_hidden_layers":1,)"
       R"("num_attention_heads":2,"num_key_value_heads":1,"vocab_size":4,"max_position_embeddings":32,"bos_token_id":0})";
-  const char* tokenizer =
-      R"({"model":{"type":"BPE","vocab":{"a":0,"b":1,"ab":2,"c":3},"merges":["a b"]},"added_tokens":[],)"
-      R"("pre_tokenizer":{"type":"ByteLevel","add_prefix_space":false,"use_regex":true}})";
   mikv::fuzz::WriteFile(dir + "/config.json", reinterpret_cast<const uint8_t*>(config), std::strlen(config));
-  mikv::fuzz::WriteFile(dir + "/tokenizer.json", reinterpret_cast<const uint8_t*>(tokenizer), std::strlen(tokenizer));
+  mikv::fuzz::WriteTinyHfTokenizer(dir);
   return dir;
 }
 
