@@ -134,9 +134,9 @@ inline void QuantizeBlockWeights(const BlockScales<kGroups>* b, int ng, const fl
 
 // The values kernels' last step for nq queries: acc[h·d + channel[slot]] = fa[h·d + slot] + zsum[h][the slot's
 // group] (fa: a kernel's float sums in its own slot order; zsum: each group's Σ p·zero). Walked channel by channel
-// through the slots' inverse, a group at a time, so that no slot's group costs an integer division: one division
-// per slot and query took ~4% of the AVX-512 INT2 values of 4k rows with three query heads, a cost per call that
-// weighs more at short contexts.
+// through the slots' inverse, a group at a time, so that no slot's group costs an integer division: with one
+// division per slot and query, a cost per call, the AVX-512 INT2 attention of three query heads took 1/0.86 the
+// time at 256 rows and 1/0.89 at 512 (level at 4k; docs/bench/value-slots-session55.txt).
 inline void PutBackValueSlots(int nq, int d, int group, const int* channel, const float* fa, const float (*zsum)[8],
                               float* acc) {
   int slot_of[128];  // head_dim 64 or 128 (FastShape)
