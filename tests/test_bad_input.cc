@@ -255,8 +255,7 @@ TEST(BadInput, GgufNumbersOutOfRangeAreCheckedBeforeTheyAreConverted) {
   const std::vector<uint8_t> gguf = ReadBytes(SharedPath("models/stories260K/stories260K-f32.gguf"));
   ASSERT_GT(gguf.size(), 1000u);
   // A key's value replaced: the key's bytes, then its type (4: u32, 6: f32) and the value.
-  auto patch = [&](std::vector<uint8_t> bytes, const std::string& key, uint32_t type, const void* value,
-                       size_t size) {
+  auto patch = [&](std::vector<uint8_t> bytes, const std::string& key, uint32_t type, const void* value, size_t size) {
     const auto at = std::search(bytes.begin(), bytes.end(), key.begin(), key.end());
     EXPECT_NE(at, bytes.end()) << key;
     if (at == bytes.end()) return bytes;
@@ -309,10 +308,9 @@ TEST(BadInput, HuggingFaceConfigNumbersAreCheckedBeforeTheyAreUsed) {
     std::memcpy(st.data() + 8, header.data(), header.size());
     WriteBytes(dir + "/model.safetensors", st);
   }
-  for (const char* bad : {R"("num_hidden_layers":1e20)", R"("num_hidden_layers":1.5)",
-                                 R"("bos_token_id":4211020000)", R"("eos_token_id":[2,1e20])",
-                                 R"("rms_norm_eps":1e300)", R"("rope_theta":"fast")",
-                                 R"("head_dim":2000000000,"rope_scaling":{"rope_type":"llama3"})"}) {
+  for (const char* bad : {R"("num_hidden_layers":1e20)", R"("num_hidden_layers":1.5)", R"("bos_token_id":4211020000)",
+                          R"("eos_token_id":[2,1e20])", R"("rms_norm_eps":1e300)", R"("rope_theta":"fast")",
+                          R"("head_dim":2000000000,"rope_scaling":{"rope_type":"llama3"})"}) {
     // (a key given twice: nlohmann::json keeps the last)
     std::ofstream(dir + "/config.json") << config.substr(0, config.size() - 1) + "," + std::string(bad) + "}";
     convert::ModelSpec spec;

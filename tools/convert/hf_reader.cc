@@ -37,7 +37,6 @@ Status ReadJson(const std::string& path, json* out) {
   return OkStatus();
 }
 
-// HF tensor names -> .mikv names.
 // A config.json number within [lo, hi] (`fallback` where the key is absent or null). Anything else — a string, a
 // fraction where a count is meant, a number out of range — is CORRUPT, naming the key: converting a number that the
 // target type does not hold is undefined behaviour, and a head_dim of 2^31 would have sized the RoPE table below
@@ -75,6 +74,7 @@ Status ConfigFloat(const json& j, const std::string& key, double fallback, doubl
   return OkStatus();
 }
 
+// HF tensor names -> .mikv names.
 bool MapName(const std::string& h, std::string* out) {
   static const std::map<std::string, std::string> top = {
       {"model.embed_tokens.weight", "tok_embeddings"}, {"model.norm.weight", "norm"}, {"lm_head.weight", "output"}};
