@@ -14,6 +14,21 @@ namespace {
 
 const std::string kSpace = "\xe2\x96\x81";  // U+2581, SentencePiece's visible space
 
+// The byte a byte piece <0xXX> stands for (two hex digits, either case), or -1. By hand: std::stoi threw on a piece
+// that was no number ("<0xZZ>", found by fuzz/fuzz_sentencepiece.cc), and would read "<0x-1>" as 255.
+int HexDigit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+int ByteOfPiece(const std::string& piece) {
+  if (piece.size() != 6 || piece.compare(0, 3, "<0x") != 0 || piece[5] != '>') return -1;
+  const int hi = HexDigit(piece[3]), lo = HexDigit(piece[4]);
+  return hi < 0 || lo < 0 ? -1 : 16 * hi + lo;
+}
+
 struct Symbol {
   int prev, next;
   const char* text;
@@ -89,8 +104,10 @@ class SentencePieceTokenizer final : public Tokenizer {
 
   std::string PieceBytes(int32_t id) const override {
     const std::string& piece = data_.tokens[id];
-    if (type(id) == TokenType::Byte && piece.size() == 6 && piece.compare(0, 3, "<0x") == 0)
-      return std::string(1, (char)std::stoi(piece.substr(3, 2), nullptr, 16));
+    if (type(id) == TokenType::Byte) {
+      int byte = ByteOfPiece(piece);
+      if (byte >= 0) return std::string(1, (char)byte);
+    }  // a byte piece not spelt <0xXX> decodes as its text
     std::string out;
     for (size_t i = 0; i < piece.size();) {
       if (piece.compare(i, kSpace.size(), kSpace) == 0) {

@@ -91,5 +91,22 @@ TEST(FuzzRegressions, SafetensorsFolders) {
   }
 }
 
+// tokenizer.model files the SentencePiece reader accepts and whose tokenizer aborted in Decode (a byte piece that
+// was no hex number, once parsed with std::stoi): every piece must decode.
+TEST(FuzzRegressions, SentencePieceModels) {
+  const auto inputs = Inputs("sentencepiece-");
+  ASSERT_GE(inputs.size(), 1u);
+  for (const std::string& path : inputs) {
+    TokenizerData data;
+    const Status s = convert::ReadSentencePieceModel(path, &data);
+    ASSERT_TRUE(s.ok()) << path << ": " << s.ToString();
+    std::unique_ptr<Tokenizer> tok;
+    ASSERT_TRUE(Tokenizer::Create(data, &tok).ok()) << path;
+    std::vector<int32_t> all(tok->vocab_size());
+    for (int32_t id = 0; id < tok->vocab_size(); ++id) all[id] = id;
+    (void)tok->Decode(all);  // the point: no abort
+  }
+}
+
 }  // namespace
 }  // namespace mikv::test

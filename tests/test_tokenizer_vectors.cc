@@ -124,6 +124,58 @@ TEST(SentencePieceModel, Llama2TokenizerRoundTripsTheValidationCorpus) {
   EXPECT_EQ(ids, gguf_ids);
 }
 
+// A tokenizer.model written field by field: ModelProto { pieces (1) {piece (1), score (2), type (3)}, trainer_spec
+// (2) {model_type (3) = BPE, bos_id (41)} }.
+std::vector<uint8_t> SentencePieceModelBytes(const std::vector<std::pair<std::string, int>>& pieces, int64_t bos_id) {
+  auto varint = [](std::vector<uint8_t>* out, uint64_t v) {
+    for (; v >= 0x80; v >>= 7) out->push_back((uint8_t)(v | 0x80));
+    out->push_back((uint8_t)v);
+  };
+  auto field = [&](std::vector<uint8_t>* out, int number, const std::vector<uint8_t>& bytes) {
+    varint(out, (uint64_t)number << 3 | 2);
+    varint(out, bytes.size());
+    out->insert(out->end(), bytes.begin(), bytes.end());
+  };
+  std::vector<uint8_t> model;
+  for (const auto& [text, type] : pieces) {
+    std::vector<uint8_t> piece;
+    field(&piece, 1, std::vector<uint8_t>(text.begin(), text.end()));
+    piece.insert(piece.end(), {2 << 3 | 5, 0, 0, 0, 0});  // score 0.0f
+    piece.push_back(3 << 3);
+    varint(&piece, (uint64_t)type);
+    field(&model, 1, piece);
+  }
+  std::vector<uint8_t> trainer = {3 << 3, 2};  // model_type BPE
+  varint(&trainer, 41 << 3);
+  varint(&trainer, (uint64_t)bos_id);  // a negative int32 is a ten-byte varint, as protobuf writes it
+  field(&model, 2, trainer);
+  return model;
+}
+
+// Byte pieces decode to their byte only when spelt <0xXX>: the runtime parsed them with std::stoi, which threw on
+// "<0xZZ>" (an abort in Decode, found by fuzz/fuzz_sentencepiece.cc) and read "<0x-1>" as 255. A special id outside
+// the pieces — -5, or past the last — names no piece, as -1 does, where it used to reach the runtime and be refused.
+TEST(SentencePieceModel, OddBytePiecesAndSpecialIdsAreReadAsNone) {
+  const std::string path = TempPath("odd.model");
+  const std::vector<std::pair<std::string, int>> pieces = {
+      {"<unk>", 2}, {"<s>", 3}, {"</s>", 3}, {"<0x41>", 6}, {"<0xZZ>", 6}, {"<0x-1>", 6}, {"<0x4a>", 6}, {"\xe2\x96\x81" "a", 1}};
+  for (int64_t bos : {-5, 8, 1}) {
+    WriteBytes(path, SentencePieceModelBytes(pieces, bos));
+    TokenizerData data;
+    const Status s = convert::ReadSentencePieceModel(path, &data);
+    ASSERT_TRUE(s.ok()) << bos << ": " << s.ToString();
+    EXPECT_EQ(data.bos_id, bos == 1 ? 1 : -1) << bos;
+    EXPECT_EQ(data.add_bos, bos == 1) << bos;
+    std::unique_ptr<Tokenizer> tok;
+    ASSERT_TRUE(Tokenizer::Create(data, &tok).ok()) << bos;
+    EXPECT_EQ(tok->TokenBytes(3), "A");
+    EXPECT_EQ(tok->TokenBytes(4), "<0xZZ>");
+    EXPECT_EQ(tok->TokenBytes(5), "<0x-1>");
+    EXPECT_EQ(tok->TokenBytes(6), "J");
+    EXPECT_EQ(tok->TokenBytes(7), " a");
+  }
+}
+
 TEST(SentencePieceModel, GarbageIsRefused) {
   const std::string path = TempPath("garbage.model");
   WriteBytes(path, {0xff, 0xff, 0xff, 0xff, 0x0f});

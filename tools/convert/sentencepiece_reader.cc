@@ -113,9 +113,11 @@ Status ReadSentencePieceModel(const std::string& path, TokenizerData* td) {
   if (model_type != 2)
     return Status(MIKV_ERR_UNSUPPORTED, "'" + path + "': SentencePiece model type " + std::to_string(model_type) +
                                             " (1 = unigram) is not supported; only BPE models are");
+  // SentencePiece writes -1 for a special piece the model does not have; an id outside the pieces, negative or past
+  // the last, names none either (the GGUF reader's rule), rather than a tokenizer the runtime would refuse.
   const int32_t n = (int32_t)td->tokens.size();
   for (int32_t* id : {&td->unk_id, &td->bos_id, &td->eos_id, &td->pad_id})
-    if (*id >= n) *id = -1;
+    if (*id < 0 || *id >= n) *id = -1;
   td->add_bos = td->bos_id >= 0;
   return OkStatus();
 }
