@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_PER_TARGET=${1:-60}
 RUNS_PER_TARGET=${2:--1}
-TARGETS=${FUZZ_TARGETS:-mikv_loader gguf llama2c safetensors hf_config tokenizers c_api_config}
+TARGETS=${FUZZ_TARGETS:-mikv_loader gguf llama2c safetensors hf_config sentencepiece tokenizers c_api_config}
 SHARED=${MIKV_SHARED:-../shared}
 FLAGS="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -g -O1"
 CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Release -DMIKV_BUILD_FUZZERS=ON -DMIKV_BUILD_TESTS=OFF \
@@ -16,7 +16,7 @@ CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Release -DMIKV_
 cmake --build build-fuzz -j "$(nproc)" >/dev/null
 B=build-fuzz
 mkdir -p $B/seeds $B/crashes
-for t in mikv_loader gguf llama2c safetensors hf_config tokenizers c_api_config; do mkdir -p $B/seeds/$t; done
+for t in mikv_loader gguf llama2c safetensors hf_config sentencepiece tokenizers c_api_config; do mkdir -p $B/seeds/$t; done
 S=$SHARED/models/stories260K
 [[ -f $B/stories.mikv ]] || $B/tools/mikv convert $S/stories260K.bin --tokenizer $S/tok512.bin -o $B/stories.mikv >/dev/null
 [[ -f $B/default.mikv ]] || $B/tools/mikv convert models/mikv-default-14m -o $B/default.mikv --weights int8 >/dev/null
@@ -34,6 +34,29 @@ PY
 tiny='"architectures":["LlamaForCausalLM"],"hidden_size":8,"intermediate_size":16,"num_hidden_layers":1,"num_attention_heads":2,"num_key_value_heads":1,"vocab_size":4,"max_position_embeddings":32'
 printf '{%s,"bos_token_id":0}' "$tiny" > $B/seeds/hf_config/tiny
 printf '{%s,"head_dim":4,"rope_theta":500000.0,"rms_norm_eps":1e-06,"eos_token_id":[1,2],"rope_scaling":{"rope_type":"llama3","factor":32.0,"low_freq_factor":1.0,"high_freq_factor":4.0,"original_max_position_embeddings":8192}}' "$tiny" > $B/seeds/hf_config/llama3
+# tokenizer.model: Llama 2's with its first 600 pieces (the specials, the 256 bytes and the first merges) and every
+# other field as it is: the protobuf's varints, keys and lengths as SentencePiece writes them, at a size a mutation
+# run can afford.
+python3 - "$SHARED/tokenizers/llama2-spm/tokenizer.model" "$B/seeds/sentencepiece/llama2-600" <<'PY'
+import sys
+data, out, pieces, i = open(sys.argv[1], "rb").read(), bytearray(), 0, 0
+def varint(i):
+    v = s = 0
+    while True:
+        b = data[i]; i += 1; v |= (b & 0x7f) << s; s += 7
+        if b < 0x80: return v, i
+while i < len(data):
+    start = i
+    key, i = varint(i)
+    assert key & 7 == 2, "ModelProto's fields are length-delimited"
+    n, i = varint(i)
+    i += n
+    if key >> 3 == 1:
+        pieces += 1
+        if pieces > 600: continue
+    out += data[start:i]
+open(sys.argv[2], "wb").write(out)
+PY
 for f in $SHARED/tokenizers/*/*.inp; do cp "$f" $B/seeds/tokenizers/ 2>/dev/null || true; done
 printf 'Once upon a time' > $B/seeds/tokenizers/plain
 head -c 64 /dev/zero > $B/seeds/c_api_config/zero
