@@ -5,7 +5,10 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstring>
 #include <string>
+
+#include "tiny_hf_files.h"
 
 namespace mikv::fuzz {
 
@@ -21,13 +24,10 @@ inline void WriteFile(const std::string& path, const uint8_t* data, size_t size)
   std::fclose(f);
 }
 
-// A Hugging Face folder's fixed tokenizer.json (four tokens, one merge): the Hugging Face targets fuzz the files
-// beside it.
+// A Hugging Face folder's fixed tokenizer.json (tiny_hf_files.h): the Hugging Face targets fuzz the files beside it.
 inline void WriteTinyHfTokenizer(const std::string& dir) {
-  const std::string tokenizer =
-      R"({"model":{"type":"BPE","vocab":{"a":0,"b":1,"ab":2,"c":3},"merges":["a b"]},"added_tokens":[],)"
-      R"("pre_tokenizer":{"type":"ByteLevel","add_prefix_space":false,"use_regex":true}})";
-  WriteFile(dir + "/tokenizer.json", reinterpret_cast<const uint8_t*>(tokenizer.data()), tokenizer.size());
+  WriteFile(dir + "/tokenizer.json", reinterpret_cast<const uint8_t*>(tiny_hf::kTokenizerJson),
+            std::strlen(tiny_hf::kTokenizerJson));
 }
 
 }  // namespace mikv::fuzz

@@ -15,11 +15,7 @@ static std::string Folder() {
   const std::string dir = mikv::fuzz::ScratchPath("hf-config");
   mkdir(dir.c_str(), 0755);
   mikv::fuzz::WriteTinyHfTokenizer(dir);
-  const std::string header = R"({"model.embed_tokens.weight":{"dtype":"F32","shape":[4,8],"data_offsets":[0,128]}})";
-  std::vector<uint8_t> st(8 + header.size() + 128, 0);
-  const uint64_t n = header.size();
-  std::memcpy(st.data(), &n, 8);
-  std::memcpy(st.data() + 8, header.data(), header.size());
+  const std::vector<uint8_t> st = mikv::tiny_hf::OneTensorSafetensors();
   mikv::fuzz::WriteFile(dir + "/model.safetensors", st.data(), st.size());
   return dir;
 }

@@ -10,10 +10,8 @@
 static std::string Folder() {
   const std::string dir = mikv::fuzz::ScratchPath("hf");
   mkdir(dir.c_str(), 0755);
-  const char* config =
-      R"({"architectures":["LlamaForCausalLM"],"hidden_size":8,"intermediate_size":16,"num_hidden_layers":1,)"
-      R"("num_attention_heads":2,"num_key_value_heads":1,"vocab_size":4,"max_position_embeddings":32,"bos_token_id":0})";
-  mikv::fuzz::WriteFile(dir + "/config.json", reinterpret_cast<const uint8_t*>(config), std::strlen(config));
+  mikv::fuzz::WriteFile(dir + "/config.json", reinterpret_cast<const uint8_t*>(mikv::tiny_hf::kConfigJson),
+                        std::strlen(mikv::tiny_hf::kConfigJson));
   mikv::fuzz::WriteTinyHfTokenizer(dir);
   return dir;
 }

@@ -24,16 +24,7 @@ cp $B/stories.mikv $B/seeds/mikv_loader/
 cp $S/stories260K-f32.gguf $B/seeds/gguf/
 for f in $SHARED/tokenizers/llama.cpp-vocab/*.gguf; do head -c 200000 "$f" > $B/seeds/gguf/$(basename "$f"); done
 { printf '\x80'; cat $S/stories260K.bin $S/tok512.bin; } > $B/seeds/llama2c/stories
-python3 - "$B/seeds/safetensors/tiny" <<'PY'
-import json, struct, sys
-header = {"model.embed_tokens.weight": {"dtype": "F32", "shape": [4, 8], "data_offsets": [0, 128]}}
-h = json.dumps(header).encode()
-open(sys.argv[1], "wb").write(struct.pack("<Q", len(h)) + h + bytes(128))
-PY
-# config.json: the tiny model's, and one with Llama 3 RoPE scaling and a list of end tokens.
-tiny='"architectures":["LlamaForCausalLM"],"hidden_size":8,"intermediate_size":16,"num_hidden_layers":1,"num_attention_heads":2,"num_key_value_heads":1,"vocab_size":4,"max_position_embeddings":32'
-printf '{%s,"bos_token_id":0}' "$tiny" > $B/seeds/hf_config/tiny
-printf '{%s,"head_dim":4,"rope_theta":500000.0,"rms_norm_eps":1e-06,"eos_token_id":[1,2],"rope_scaling":{"rope_type":"llama3","factor":32.0,"low_freq_factor":1.0,"high_freq_factor":4.0,"original_max_position_embeddings":8192}}' "$tiny" > $B/seeds/hf_config/llama3
+$B/fuzz/fuzz_seeds $B/seeds  # the Hugging Face targets' model.safetensors and config.json seeds
 # tokenizer.model: Llama 2's with its first 600 pieces (the specials, the 256 bytes and the first merges) and every
 # other field as it is: the protobuf's varints, keys and lengths as SentencePiece writes them, at a size a mutation
 # run can afford.

@@ -14,6 +14,7 @@
 
 #include "model_file_format.h"
 #include "session.h"
+#include "support/tiny_hf_files.h"
 #include "test_util.h"
 
 namespace mikv::test {
@@ -300,14 +301,7 @@ TEST(BadInput, HuggingFaceConfigNumbersAreCheckedBeforeTheyAreUsed) {
   const std::vector<uint8_t> bytes = ReadBytes(dir + "/config.json");
   const std::string config(bytes.begin(), bytes.end());
   ASSERT_EQ(config.back(), '}');
-  {  // one tensor, so that the reader gets as far as the token ids
-    const std::string header = R"({"model.embed_tokens.weight":{"dtype":"F32","shape":[4,8],"data_offsets":[0,128]}})";
-    std::vector<uint8_t> st(8 + header.size() + 128, 0);
-    const uint64_t n = header.size();
-    std::memcpy(st.data(), &n, 8);
-    std::memcpy(st.data() + 8, header.data(), header.size());
-    WriteBytes(dir + "/model.safetensors", st);
-  }
+  WriteBytes(dir + "/model.safetensors", tiny_hf::OneTensorSafetensors());  // so that the reader gets to the token ids
   for (const char* bad : {R"("num_hidden_layers":1e20)", R"("num_hidden_layers":1.5)", R"("bos_token_id":4211020000)",
                           R"("eos_token_id":[2,1e20])", R"("rms_norm_eps":1e300)", R"("rope_theta":"fast")",
                           R"("head_dim":2000000000,"rope_scaling":{"rope_type":"llama3"})"}) {

@@ -17,6 +17,7 @@
 #include "kv_kernels.h"
 #include "session.h"
 #include "support/random_gguf.h"
+#include "support/tiny_hf_files.h"
 
 namespace mikv::test {
 
@@ -171,12 +172,8 @@ std::string ReadXz(const std::string& path) { return CommandOutput("xz -dc '" + 
 std::string TinyHuggingFaceFolder() {
   const std::string dir = TempPath("tiny-hf");
   mkdir(dir.c_str(), 0755);
-  std::ofstream(dir + "/config.json")
-      << R"({"architectures":["LlamaForCausalLM"],"hidden_size":8,"intermediate_size":16,"num_hidden_layers":1,)"
-         R"("num_attention_heads":2,"num_key_value_heads":1,"vocab_size":4,"max_position_embeddings":32,"bos_token_id":0})";
-  std::ofstream(dir + "/tokenizer.json")
-      << R"({"model":{"type":"BPE","vocab":{"a":0,"b":1,"ab":2,"c":3},"merges":["a b"]},"added_tokens":[],)"
-         R"("pre_tokenizer":{"type":"ByteLevel","add_prefix_space":false,"use_regex":true}})";
+  std::ofstream(dir + "/config.json") << tiny_hf::kConfigJson;
+  std::ofstream(dir + "/tokenizer.json") << tiny_hf::kTokenizerJson;
   return dir;
 }
 
