@@ -9,6 +9,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   mikv::fuzz::WriteFile(ckpt, data + 1, split - 1);
   mikv::fuzz::WriteFile(tok, data + split, size - split);
   mikv::convert::ModelSpec spec;
-  (void)mikv::convert::ReadLlama2c(ckpt, tok, &spec);
+  if (mikv::convert::ReadLlama2c(ckpt, tok, &spec).ok()) mikv::fuzz::ExerciseTokenizer(spec.tokenizer);
   return 0;
 }

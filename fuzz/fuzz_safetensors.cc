@@ -20,6 +20,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static const std::string dir = Folder();
   mikv::fuzz::WriteFile(dir + "/model.safetensors", data, size);
   mikv::convert::ModelSpec spec;
-  (void)mikv::convert::ReadHuggingFace(dir, &spec, nullptr);
+  if (mikv::convert::ReadHuggingFace(dir, &spec, nullptr).ok()) mikv::fuzz::ExerciseTokenizer(spec.tokenizer);
   return 0;
 }
