@@ -8,6 +8,7 @@
 #include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <regex>
 
 #include "test_util.h"
 
@@ -106,6 +107,56 @@ TEST(DefaultModel, BudgetProposalFitsTheMemory) {
     EXPECT_LE(run["plan"]["total_bytes"].get<double>(), memory + 256 * 1024) << flags;
     EXPECT_LE(run["measured"]["peak_rss_bytes"].get<double>(), memory * 1.02) << flags;
   }
+}
+
+// `mikv budget` says how many tokens a cache holds at once, and where that is fewer than the context (the least
+// important evicted once it fills): in the plan (`cached_tokens`, `evicts`; the plain cache holds every token, where
+// its header said "0 high + 0 middle + 0 low tokens" until session 56) and in a proposal made for a budget below
+// what holds every token at INT2. A longest context that reaches the search's 2^20 tokens is marked as such
+// (`at_search_limit`, "or more"), not reported as the exact fit.
+TEST(BudgetProposal, SaysWhatTheCacheHoldsAndWhereTheSearchStops) {
+  const std::string model = DefaultModelAutoWeights(), base = "budget -m " + model + " -c 2048 -t 2";
+  const auto plain = CliJson(base + " --json")["plan"]["kv"];
+  EXPECT_EQ(plain["cached_tokens"], 2048) << plain.dump();
+  EXPECT_FALSE(plain["evicts"].get<bool>());
+  EXPECT_NE(CommandOutput(std::string(MIKV_CLI) + " " + base).find("every token FP16: 2048 tokens"), std::string::npos);
+
+  const std::string small = base + " --kv-policy mikv --kv-budget 1MiB";
+  const auto mikv = CliJson(small + " --json")["plan"]["kv"];
+  const int held = mikv["high_tokens"].get<int>() + mikv["mid_tokens"].get<int>() + mikv["low_tokens"].get<int>();
+  EXPECT_EQ(mikv["cached_tokens"], held);
+  EXPECT_LT(held, 2048);
+  EXPECT_TRUE(mikv["evicts"].get<bool>());
+  EXPECT_NE(CommandOutput(std::string(MIKV_CLI) + " " + small).find("holds " + std::to_string(held) + " of the context's 2048"),
+            std::string::npos);
+
+  const auto roomy = CliJson(base + " --json --memory 1GiB");
+  int at_limit = 0, below = 0;
+  for (const auto& r : roomy["max_context"]) {
+    EXPECT_EQ(r["at_search_limit"].get<bool>(), r["context"] == 1 << 20) << r.dump();
+    (r["at_search_limit"].get<bool>() ? at_limit : below)++;
+  }
+  EXPECT_GT(at_limit, 0);  // uniform INT2 (and more) fit a million tokens of this model in 1 GiB; FP16 does not
+  EXPECT_GT(below, 0);
+
+  // A proposal for 5% of the FP16 cache beyond the rest (at 32k tokens, where that is more than the weights' packing
+  // peak leaves over the running process).
+  const std::string long_context = "budget -m " + model + " -c 32768 -t 2";
+  const auto at32k = CliJson(long_context + " --json --memory 1GiB");
+  const auto& q = at32k["proposal"];
+  const double fp16 = q["kv_bytes_left"].get<double>() / q["fraction_of_fp16"].get<double>();
+  const double rest = q["memory_bytes"].get<double>() - q["kv_bytes_left"].get<double>();
+  const double packing = at32k["plan"]["packing_peak_bytes"];
+  const std::string tight = long_context + " --memory " + std::to_string((size_t)(std::max(rest, packing) + 0.05 * fp16));
+  const auto p = CliJson(tight + " --json")["proposal"];
+  ASSERT_TRUE(p["kv"].is_string()) << p.dump();
+  EXPECT_TRUE(p["evicts"].get<bool>()) << p.dump();
+  EXPECT_LT(p["cached_tokens"].get<int>(), 32768);
+  const auto run = CliJson("budget -m " + model + " -t 2 --json " + p["flags"].get<std::string>())["plan"]["kv"];
+  EXPECT_EQ(run["cached_tokens"], p["cached_tokens"]) << "the proposal's flags hold what it said";
+  // (The text run measures its runtime anew, so its budget, and the count, may differ by a few tokens.)
+  const std::string text = CommandOutput(std::string(MIKV_CLI) + " " + tight);
+  EXPECT_TRUE(std::regex_search(text, std::regex("it holds [0-9]+ of the context's 32768 tokens"))) << text;
 }
 
 // The presets' groups of 64 fit other heads (PresetSpec in cmd_budget.cc): for heads of 48 channels (llama2.c's

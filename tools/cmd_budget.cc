@@ -243,6 +243,9 @@ nlohmann::json Propose(const Model& model, const Overheads& over, size_t memory,
         out["kv"] = spec;
         out["kv_budget_bytes"] = c.budget_bytes;
         out["arena_bytes"] = arena;
+        const int cached = plan.hi_tokens + plan.mid_tokens + plan.lo_tokens;
+        out["cached_tokens"] = cached;  // per layer and kv head; fewer than the context: the least important evicted
+        out["evicts"] = cached < context;
         out["evidence"] = p.evidence;
         out["flags"] = "--kv-config " + spec + (c.budget_bytes ? " --kv-budget " + std::to_string(c.budget_bytes) : "") +
                        (c.policy == KvPolicy::Full ? "" : " --no-balance") + " -c " + std::to_string(context);
@@ -258,8 +261,12 @@ nlohmann::json Propose(const Model& model, const Overheads& over, size_t memory,
   return out;
 }
 
+// The longest context the search tries: 2^20 tokens, eight times Llama 3's 128k. A configuration that fits it is
+// reported as reaching the limit, not as fitting exactly that.
+constexpr int kLongestContextSearched = 1 << 20;
+
 int LongestContext(const Model& model, const KvCacheConfig& kv, const Overheads& over, size_t memory, int threads) {
-  int lo = 0, hi = 1 << 20;
+  int lo = 0, hi = kLongestContextSearched;
   while (lo < hi) {
     const int mid = lo + (hi - lo + 1) / 2;
     if (over.Fit(ArenaFor(model, kv, mid, threads), memory)) lo = mid;
@@ -429,8 +436,14 @@ int RunBudget(const BudgetArgs& a) {
   plan["arena_bytes"] = arena;
   plan["context"] = plan_context;
   plan["arena_allocated"] = arena_allocated;  // false: this machine could not allocate it; the plan stands
+  // The tokens the cache holds at once per layer and kv head: the plain cache every token of the context (FP16, no
+  // tiers: its plan counts none), the others their tiers' sum; fewer than the context means the least important
+  // tokens are evicted once it fills.
+  const bool plain_cache = config.kv.policy == KvPolicy::Plain;
+  const int cached = plain_cache ? plan_context : kv_plan.hi_tokens + kv_plan.mid_tokens + kv_plan.lo_tokens;
   plan["kv"] = {{"policy", KvPolicyName(config.kv.policy)}, {"high_tokens", kv_plan.hi_tokens},
                 {"mid_tokens", kv_plan.mid_tokens}, {"low_tokens", kv_plan.lo_tokens}, {"bytes", kv_plan.total_bytes},
+                {"cached_tokens", cached}, {"evicts", cached < plan_context},
                 // The sinks and recent window held high: fewer than asked where the budget holds every token only so.
                 {"sinks", kv_plan.sinks}, {"window", kv_plan.window},
                 // Per token and kv head: K + V as stored, and the table entry (position, and importance where the
@@ -460,7 +473,8 @@ int RunBudget(const BudgetArgs& a) {
     }
     if (memory > 0) {
       const int ctx = LongestContext(*model, c.kv, over, memory, config.threads);
-      out["max_context"].push_back({{"config", c.name}, {"memory_bytes", memory}, {"context", ctx}});
+      out["max_context"].push_back({{"config", c.name}, {"memory_bytes", memory}, {"context", ctx},
+                                    {"at_search_limit", ctx == kLongestContextSearched}});
     }
     curves.push_back(curve);
   }
@@ -486,9 +500,16 @@ int RunBudget(const BudgetArgs& a) {
     PrintJson(out);
     return 0;
   }
-  std::printf("%s: %s, context %d, KV cache %s (%d high + %d middle + %d low tokens per layer and kv head)\n",
-              a.model.c_str(), m.name.c_str(), plan_context, KvPolicyName(config.kv.policy), kv_plan.hi_tokens,
-              kv_plan.mid_tokens, kv_plan.lo_tokens);
+  if (plain_cache)
+    std::printf("%s: %s, context %d, KV cache plain (every token FP16: %d tokens per layer and kv head)\n",
+                a.model.c_str(), m.name.c_str(), plan_context, cached);
+  else
+    std::printf("%s: %s, context %d, KV cache %s (%d high + %d middle + %d low tokens per layer and kv head)\n",
+                a.model.c_str(), m.name.c_str(), plan_context, KvPolicyName(config.kv.policy), kv_plan.hi_tokens,
+                kv_plan.mid_tokens, kv_plan.lo_tokens);
+  if (cached < plan_context)
+    std::printf("  holds %d of the context's %d tokens (%.1f%%): once it is full the least important are evicted\n",
+                cached, plan_context, 100.0 * cached / plan_context);
   if (!arena_allocated)
     std::printf("  (this machine could not allocate the arena of %zu bytes: the plan is computed, the runtime and packed "
                 "weights measured with a context of %d)\n",
@@ -506,14 +527,20 @@ int RunBudget(const BudgetArgs& a) {
   if (out.contains("max_context")) {
     std::printf("\nlongest context within %s:\n", MiB(memory).c_str());
     for (const auto& r : out["max_context"])
-      std::printf("  %-30s %9d tokens\n", r["config"].get<std::string>().c_str(), r["context"].get<int>());
+      std::printf("  %-30s %9d tokens%s\n", r["config"].get<std::string>().c_str(), r["context"].get<int>(),
+                  r["at_search_limit"].get<bool>() ? " or more (the search stops there)" : "");
   }
   if (out.contains("proposal")) {
     const nlohmann::json& p = out["proposal"];
-    std::printf("\nproposed for %s at context %d (%.1f%% of the FP16 cache left for the KV cache):\n", MiB(memory).c_str(),
-                p["context"].get<int>(), 100 * p["fraction_of_fp16"].get<double>());
+    const double percent = 100 * p["fraction_of_fp16"].get<double>();  // two digits below 1% (not "0.0%")
+    std::printf("\nproposed for %s at context %d (%.*f%% of the FP16 cache left for the KV cache):\n", MiB(memory).c_str(),
+                p["context"].get<int>(), percent >= 1 || percent == 0 ? 1 : 1 - (int)std::floor(std::log10(percent)), percent);
     if (p["kv"].is_null()) std::printf("  nothing fits (%s): less context or more memory\n", p["reason"].get<std::string>().c_str());
     else std::printf("  %s\n  (%s)\n", p["flags"].get<std::string>().c_str(), p["evidence"].get<std::string>().c_str());
+    if (!p["kv"].is_null() && p["evicts"].get<bool>())
+      std::printf("  it holds %d of the context's %d tokens (%.2f%%): once it is full the least important are evicted\n",
+                  p["cached_tokens"].get<int>(), p["context"].get<int>(),
+                  100.0 * p["cached_tokens"].get<int>() / p["context"].get<int>());
   }
   if (out.contains("measured"))
     std::printf("\nmeasured peak RSS %s against the plan's %s (%+.2f%%)\n", MiB(out["measured"]["peak_rss_bytes"].get<double>()).c_str(),
