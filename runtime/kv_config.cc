@@ -1,8 +1,8 @@
 #include "kv_config.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
-#include <cstdio>
 #include <cstdlib>
 #include <vector>
 
@@ -262,15 +262,35 @@ Status ParseKvSpec(const std::string& spec, const KvCacheConfig& base, KvCacheCo
   }
   auto bad = [&](const std::string& why) { return Status(MIKV_ERR_INVALID_ARGUMENT, why + " in '" + spec + "'"); };
   if (parts.empty() || parts.size() > 4) return bad("expected policy[@hi_frac][/tier...][+rot]");
-  // Splits "name@frac" into name and frac (frac < 0 when absent).
-  auto split_frac = [](const std::string& s, std::string* name, float* frac) {
+  // Splits "name@frac" into name and frac (frac < 0 when absent). The number must be the whole rest and a fraction
+  // 0..1: strtof alone read "@abc" as 0 and "@0.3x" as 0.3, and "@-1" as absent. `s` is a copy: a tier is split
+  // into itself, and the number was read after the name had cut the string short, past its end (ASan, in the
+  // kv_spec fuzz target; short strings kept their old bytes there, so it read the right number by luck).
+  auto split_frac = [&](const std::string s, std::string* name, float* frac) {
     const size_t at = s.find('@');
     *name = s.substr(0, at);
-    *frac = at == std::string::npos ? -1.0f : std::strtof(s.c_str() + at + 1, nullptr);
+    *frac = -1.0f;
+    if (at == std::string::npos) return OkStatus();
+    const char* text = s.c_str() + at + 1;
+    char* end = nullptr;
+    const float f = std::strtof(text, &end);
+    if (end == text || *end != '\0' || !(f >= 0.0f && f <= 1.0f))
+      return bad("'" + std::string(text) + "' after '@' is not a fraction within 0..1");
+    *frac = f;
+    return OkStatus();
+  };
+  // ":gGROUP" (the g optional): digits only, at most a head dimension's worth (atoi overflowed on more).
+  auto parse_group = [&](const std::string& text, int* group) {
+    const size_t digits = text.size() > 0 && text[0] == 'g' ? 1 : 0;
+    if (text.size() == digits || text.size() - digits > 5 ||
+        text.find_first_not_of("0123456789", digits) != std::string::npos)
+      return bad("':" + text + "' is not a group of channels (':g32', ':g64'; ':g0' the whole head)");
+    *group = std::atoi(text.c_str() + digits);
+    return OkStatus();
   };
   std::string policy;
   float hi_frac;
-  split_frac(parts[0], &policy, &hi_frac);
+  MIKV_RETURN_IF_ERROR(split_frac(parts[0], &policy, &hi_frac));
   if (!ParseKvPolicy(policy, &c->policy))
     return bad("unknown policy '" + policy + "' (allowed: plain, full, uniform, h2o, sinks, mikv)");
   if (hi_frac >= 0) c->hi_frac = hi_frac;
@@ -280,15 +300,18 @@ Status ParseKvSpec(const std::string& spec, const KvCacheConfig& base, KvCacheCo
     std::string tier = parts[i], prec;
     int group = -1;
     float frac;
-    split_frac(tier, &tier, &frac);
+    MIKV_RETURN_IF_ERROR(split_frac(tier, &tier, &frac));
     const size_t colon = tier.find(':');
     prec = tier.substr(0, colon);
-    if (colon != std::string::npos) group = std::atoi(tier.c_str() + colon + 1 + (tier[colon + 1] == 'g' ? 1 : 0));
+    if (colon != std::string::npos) MIKV_RETURN_IF_ERROR(parse_group(tier.substr(colon + 1), &group));
     const size_t from_low = parts.size() - 1 - i;  // 0 low, 1 middle, 2 high
     KvPrecision* p = from_low == 0 ? &c->lo : from_low == 1 ? &c->mid : &c->hi;
     KvPrecision* keys = from_low == 0 ? &c->lo_keys : from_low == 1 ? &c->mid_keys : nullptr;
-    int kb = 0, vb = 0;
-    if (keys && std::sscanf(prec.c_str(), "k%dv%d", &kb, &vb) == 2) {
+    // kKvV: one digit each ("k4v2"); sscanf's %d took "k4v2x" and overflowed on long digit runs.
+    const bool key_value_bits = prec.size() == 4 && prec[0] == 'k' && prec[2] == 'v' && std::isdigit((uint8_t)prec[1]) &&
+                                std::isdigit((uint8_t)prec[3]);
+    if (keys && key_value_bits) {
+      const int kb = prec[1] - '0', vb = prec[3] - '0';
       if (!ParseKvPrecision(("int" + std::to_string(kb)).c_str(), keys) ||
           !ParseKvPrecision(("int" + std::to_string(vb)).c_str(), p))
         return bad("unknown key/value bits '" + prec + "' (each of 8, 4, 3, 2)");

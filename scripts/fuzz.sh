@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_PER_TARGET=${1:-60}
 RUNS_PER_TARGET=${2:--1}
-TARGETS=${FUZZ_TARGETS:-mikv_loader gguf llama2c safetensors hf_config sentencepiece tokenizers c_api_config}
+TARGETS=${FUZZ_TARGETS:-mikv_loader gguf llama2c safetensors hf_config sentencepiece tokenizers c_api_config kv_spec}
 SHARED=${MIKV_SHARED:-../shared}
 FLAGS="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -g -O1"
 CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Release -DMIKV_BUILD_FUZZERS=ON -DMIKV_BUILD_TESTS=OFF \
@@ -16,7 +16,7 @@ CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Release -DMIKV_
 cmake --build build-fuzz -j "$(nproc)" >/dev/null
 B=build-fuzz
 mkdir -p $B/seeds $B/crashes
-for t in mikv_loader gguf llama2c safetensors hf_config sentencepiece tokenizers c_api_config; do mkdir -p $B/seeds/$t; done
+for t in mikv_loader gguf llama2c safetensors hf_config sentencepiece tokenizers c_api_config kv_spec; do mkdir -p $B/seeds/$t; done
 S=$SHARED/models/stories260K
 [[ -f $B/stories.mikv ]] || $B/tools/mikv convert $S/stories260K.bin --tokenizer $S/tok512.bin -o $B/stories.mikv >/dev/null
 [[ -f $B/default.mikv ]] || $B/tools/mikv convert models/mikv-default-14m -o $B/default.mikv --weights int8 >/dev/null
@@ -51,6 +51,12 @@ PY
 for f in $SHARED/tokenizers/*/*.inp; do cp "$f" $B/seeds/tokenizers/ 2>/dev/null || true; done
 printf 'Once upon a time' > $B/seeds/tokenizers/plain
 head -c 64 /dev/zero > $B/seeds/c_api_config/zero
+# Cache strings: kv_config.h's examples and budget's presets.
+i=0
+for spec in mikv@0.05/int2 uniform/int3:g64+rot mikv@0.02/int4/int2:g64 mikv/int8@0.01/k4v2:g64/int2:g64+rot \
+            mikv/int8:g64@0/k4v3:g64/k3v2:g64+rot h2o@0.25 full sinks plain; do
+  printf '%s' "$spec" > $B/seeds/kv_spec/$((i++))
+done
 export MIKV_FUZZ_SPM_MODEL=$B/stories.mikv MIKV_FUZZ_BPE_MODEL=$B/default.mikv
 export ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 status=0

@@ -59,6 +59,21 @@ TEST(BadInput, ConvertNamesAMissingInputAndAnUnknownOne) {
   EXPECT_NE(access(out_path.c_str(), F_OK), 0) << "nothing written";
 }
 
+// A size on the command line beyond any memory is refused (exit 3, MIKV_ERR_INVALID_ARGUMENT), where "1e30GiB"
+// overflowed its conversion and ran with whatever size_t came out; a size up to 1 EiB is still a size.
+TEST(BadInput, SizesBeyondAnyMemoryAreRefused) {
+  const std::string budget = std::string(MIKV_CLI) + " budget -m " + Stories260KFromLlama2c() + " -t 1 ";
+  for (const char* args : {"--kv-policy mikv --kv-budget 1e30GiB", "--memory 2e18", "--kv-policy mikv --kv-budget 1e400"}) {
+    int status = -1;
+    const std::string out = CommandOutput(budget + args + " 2>&1", &status);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 3) << args << ": status " << status << "\n" << out;
+    EXPECT_NE(out.find("MIKV_ERR_INVALID_ARGUMENT"), std::string::npos) << args << ": " << out;
+  }
+  int status = -1;
+  const std::string out = CommandOutput(budget + "--kv-policy mikv --kv-budget 1GiB --json", &status);
+  EXPECT_EQ(status, 0) << out;
+}
+
 TEST(BadInput, WrongMagic) {
   std::vector<uint8_t> bytes = ReadBytes(Stories260KFromLlama2c());
   // The model is converted from ../shared; without it (another machine) stop here: the edits below index into it.

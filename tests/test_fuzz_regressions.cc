@@ -91,6 +91,20 @@ TEST(FuzzRegressions, SafetensorsFolders) {
   }
 }
 
+// Cache strings (mikv_session_config_set_kv) on which the parser read past a tier's end: a tier was split into itself
+// and its fraction read after the cut (ASan). Each is a bad string and must say so.
+TEST(FuzzRegressions, KvSpecs) {
+  const auto inputs = Inputs("kv_spec-");
+  ASSERT_GE(inputs.size(), 1u);
+  for (const std::string& path : inputs) {
+    const std::vector<uint8_t> bytes = ReadBytes(path);
+    const std::string spec(bytes.begin(), bytes.end());
+    mikv_session_config c;
+    mikv_session_config_init(&c);
+    EXPECT_EQ(mikv_session_config_set_kv(&c, spec.c_str()), MIKV_ERR_INVALID_ARGUMENT) << path;
+  }
+}
+
 // tokenizer.model files the SentencePiece reader accepts and whose tokenizer aborted in Decode (a byte piece that
 // was no hex number, once parsed with std::stoi): every piece must decode.
 TEST(FuzzRegressions, SentencePieceModels) {

@@ -873,6 +873,11 @@ TEST(KvConfig, ParsesOneStringCaches) {
   EXPECT_EQ(c.mid, KvPrecision::Int4);
   EXPECT_EQ(c.lo_keys, KvPrecision::Int3);
   EXPECT_FALSE(c.rotate);
+  ASSERT_TRUE(ParseKvSpec("uniform/int3:64", base, &c).ok());  // the g is optional
+  EXPECT_EQ(c.lo_group, 64);
+  ASSERT_TRUE(ParseKvSpec("mikv@1/int2:g0", base, &c).ok());
+  EXPECT_FLOAT_EQ(c.hi_frac, 1.0f);
+  EXPECT_EQ(c.lo_group, 0);
   ASSERT_TRUE(ParseKvSpec("h2o", base, &c).ok());
   EXPECT_EQ(c.policy, KvPolicy::H2O);
   EXPECT_FALSE(c.mid_tier);
@@ -882,7 +887,20 @@ TEST(KvConfig, ParsesOneStringCaches) {
            {"mikv/k5v2", "unknown key/value bits 'k5v2'"},
            {"mikv/int4/int2@0.5", "no @fraction"},
            {"mikv/f16/int8/int4/int2", "expected policy"},
-           {"", "unknown policy ''"}}) {
+           {"", "unknown policy ''"},
+           // Numbers are the whole of their part (until session 56 "@abc" was 0, "@0.3x" 0.3, "@-1" no fraction at
+           // all, ":g99999999999" atoi's overflow and "k4v2x" k4v2).
+           {"mikv@abc/int2", "'abc' after '@' is not a fraction"},
+           {"mikv@0.3x/int2", "'0.3x' after '@'"},
+           {"mikv@-1/int2", "'-1' after '@'"},
+           {"mikv@1.5/int2", "'1.5' after '@'"},
+           {"mikv@/int2", "'' after '@'"},
+           {"mikv/int4@0.3@0.2/int2", "'0.3@0.2' after '@'"},
+           {"mikv/int2:g99999999999", "':g99999999999' is not a group"},
+           {"mikv/int2:g32x", "':g32x' is not a group"},
+           {"mikv/int2:", "':' is not a group"},
+           {"mikv/int2:g-8", "':g-8' is not a group"},
+           {"mikv/int4/k4v2x", "unknown precision 'k4v2x'"}}) {
     const Status st = ParseKvSpec(bad, base, &c);
     EXPECT_EQ(st.code(), MIKV_ERR_INVALID_ARGUMENT) << bad;
     EXPECT_NE(st.message().find(says), std::string::npos) << bad << ": " << st.message();

@@ -65,6 +65,9 @@ Status ParseBytes(const std::string& text, size_t* bytes) {
   else if (unit == "GB") mult = 1e9;
   if (end == text.c_str() || mult == 0 || !(v >= 0) || !std::isfinite(v))
     return Status(MIKV_ERR_INVALID_ARGUMENT, "'" + text + "' is not a size (examples: 65536, 64KiB, 64MiB, 1.5GB)");
+  // Up to 2^60 bytes (1 EiB): "1e30GiB" overflowed the conversion (an unspecified size_t, taken as the budget).
+  if (v * mult > 1152921504606846976.0)
+    return Status(MIKV_ERR_INVALID_ARGUMENT, "'" + text + "' is more than any memory (at most 1 EiB, 2^60 bytes)");
   *bytes = (size_t)std::llround(v * mult);
   return OkStatus();
 }
