@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_PER_TARGET=${1:-60}
 RUNS_PER_TARGET=${2:--1}
-TARGETS=${FUZZ_TARGETS:-mikv_loader gguf llama2c safetensors hf_config sentencepiece tokenizers c_api_config kv_spec}
+TARGETS=${FUZZ_TARGETS:-mikv_loader gguf llama2c safetensors hf_config hf_tokenizer sentencepiece tokenizers c_api_config kv_spec}
 SHARED=${MIKV_SHARED:-../shared}
 FLAGS="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -g -O1"
 CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Release -DMIKV_BUILD_FUZZERS=ON -DMIKV_BUILD_TESTS=OFF \
@@ -16,7 +16,7 @@ CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Release -DMIKV_
 cmake --build build-fuzz -j "$(nproc)" >/dev/null
 B=build-fuzz
 mkdir -p $B/seeds $B/crashes
-for t in mikv_loader gguf llama2c safetensors hf_config sentencepiece tokenizers c_api_config kv_spec; do mkdir -p $B/seeds/$t; done
+for t in mikv_loader gguf llama2c safetensors hf_config hf_tokenizer sentencepiece tokenizers c_api_config kv_spec; do mkdir -p $B/seeds/$t; done
 S=$SHARED/models/stories260K
 [[ -f $B/stories.mikv ]] || $B/tools/mikv convert $S/stories260K.bin --tokenizer $S/tok512.bin -o $B/stories.mikv >/dev/null
 [[ -f $B/default.mikv ]] || $B/tools/mikv convert models/mikv-default-14m -o $B/default.mikv --weights int8 >/dev/null

@@ -332,5 +332,36 @@ TEST(BadInput, HuggingFaceConfigNumbersAreCheckedBeforeTheyAreUsed) {
   std::remove((dir + "/model.safetensors").c_str());
 }
 
+// A tokenizer.json's added tokens need an id from 0 to 2^22 - 1: an id of -1 became SIZE_MAX and wrote one element
+// before the vocabulary (UBSan: pointer overflow), 1e20 and 2^32 - 1 were undefined or huge conversions, and a
+// missing id was 0 (overwriting the first token). Each is CORRUPT, naming the added token; a good one still reads.
+TEST(BadInput, HuggingFaceAddedTokenIdsAreChecked) {
+  const std::string dir = TinyHuggingFaceFolder();
+  WriteBytes(dir + "/model.safetensors", tiny_hf::OneTensorSafetensors());
+  const std::string tokenizer = tiny_hf::kTokenizerJson;
+  ASSERT_EQ(tokenizer.find(R"("added_tokens":[])"), tokenizer.find("\"added_tokens\""));
+  convert::ModelSpec spec;
+  auto with_added = [&](const std::string& added) {
+    std::string t = tokenizer;
+    t.replace(t.find(R"("added_tokens":[])"), std::strlen(R"("added_tokens":[])"), R"("added_tokens":)" + added);
+    std::ofstream(dir + "/tokenizer.json") << t;
+    spec = convert::ModelSpec();
+    return convert::ReadHuggingFace(dir, &spec, nullptr);
+  };
+  for (const char* bad : {R"([{"id":-1,"content":"x","special":true}])", R"([{"id":1e20,"content":"x"}])",
+                          R"([{"id":4294967295,"content":"x"}])", R"([{"id":"4","content":"x"}])",
+                          R"([{"content":"x"}])", R"([7])", R"({"id":4})"}) {
+    const Status s = with_added(bad);
+    EXPECT_EQ(s.code(), MIKV_ERR_CORRUPT) << bad << ": " << s.ToString();
+    EXPECT_NE(s.message().find("added"), std::string::npos) << bad << ": " << s.message();
+  }
+  ASSERT_TRUE(with_added(R"([{"id":4,"content":"<|end|>","special":true}])").ok());
+  ASSERT_EQ(spec.tokenizer.tokens.size(), 5u);
+  EXPECT_EQ(spec.tokenizer.tokens[4], "<|end|>");
+  EXPECT_EQ(spec.tokenizer.types[4], (int8_t)TokenType::Control);
+  std::ofstream(dir + "/tokenizer.json") << tokenizer;  // as the other tests know it
+  std::remove((dir + "/model.safetensors").c_str());
+}
+
 }  // namespace
 }  // namespace mikv::test

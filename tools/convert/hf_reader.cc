@@ -183,10 +183,21 @@ Status ReadTokenizerJson(const std::string& path, PreTokenizer pre, TokenizerDat
   const json& model = j["model"];
   if (!model.is_object() || model.value("type", "") != "BPE" || !model.contains("vocab") || !model.at("vocab").is_object())
     return Status(MIKV_ERR_UNSUPPORTED, "'" + path + "': only byte-level BPE tokenizer.json files are supported");
+  constexpr size_t kMostTokens = (size_t)1 << 22;  // refused before anything is allocated for it
   size_t n = model.at("vocab").size();
-  if (j["added_tokens"].is_array())
-    for (const auto& a : j["added_tokens"]) n = std::max(n, (size_t)a.value("id", 0) + 1);
-  if (n > ((size_t)1 << 22))  // refused before anything is allocated for it
+  // An added token's id is checked as it is read: value("id", 0) took -1 to SIZE_MAX, one past the vector's end once
+  // added to, and 1e20 to an undefined int (UBSan, fuzz/fuzz_hf_tokenizer.cc's inputs).
+  const json& added = j["added_tokens"];
+  if (!added.is_null() && !added.is_array())
+    return Status(MIKV_ERR_CORRUPT, "'" + path + "': added_tokens is not a list");
+  if (added.is_array())
+    for (const auto& a : added) {
+      if (!a.is_object() || !a.contains("id") || !a.at("id").is_number_unsigned() || a.at("id").get<uint64_t>() >= kMostTokens)
+        return Status(MIKV_ERR_CORRUPT, "'" + path + "': an added token without an id from 0 to " +
+                                            std::to_string(kMostTokens - 1) + ": " + a.dump().substr(0, 80));
+      n = std::max(n, a.at("id").get<size_t>() + 1);
+    }
+  if (n > kMostTokens)
     return Status(MIKV_ERR_CORRUPT, "'" + path + "': a vocabulary of " + std::to_string(n) + " tokens is implausible");
   td->kind = TokenizerKind::ByteLevelBPE;
   td->pre = pre;
@@ -196,9 +207,9 @@ Status ReadTokenizerJson(const std::string& path, PreTokenizer pre, TokenizerDat
     if (!id.is_number_unsigned() || id.get<size_t>() >= n) return Status(MIKV_ERR_CORRUPT, "'" + path + "': bad vocab id");
     td->tokens[id.get<size_t>()] = text;
   }
-  if (j["added_tokens"].is_array())
-    for (const auto& a : j["added_tokens"]) {
-      const size_t id = a.value("id", 0);
+  if (added.is_array())
+    for (const auto& a : added) {
+      const size_t id = a.at("id").get<size_t>();
       td->tokens[id] = a.value("content", "");
       td->types[id] = (int8_t)(a.value("special", false) ? TokenType::Control : TokenType::UserDefined);
     }
