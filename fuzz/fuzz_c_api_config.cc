@@ -3,15 +3,10 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "mikv/mikv.h"
+#include "fuzz_common.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  static mikv_model* model = [] {
-    mikv_model* m = nullptr;
-    const char* path = std::getenv("MIKV_FUZZ_SPM_MODEL");
-    if (!path || mikv_model_load(path, &m) != MIKV_OK) std::abort();
-    return m;
-  }();
+  mikv_model* model = mikv::fuzz::SpmModelFromEnvironment();
   mikv_session_config c;
   mikv_session_config_init(&c);
   std::memcpy(&c, data, size < sizeof c ? size : sizeof c);

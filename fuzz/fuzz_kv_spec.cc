@@ -5,15 +5,10 @@
 #include <cstdlib>
 #include <string>
 
-#include "mikv/mikv.h"
+#include "fuzz_common.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  static mikv_model* model = [] {
-    mikv_model* m = nullptr;
-    const char* path = std::getenv("MIKV_FUZZ_SPM_MODEL");
-    if (!path || mikv_model_load(path, &m) != MIKV_OK) std::abort();
-    return m;
-  }();
+  mikv_model* model = mikv::fuzz::SpmModelFromEnvironment();
   const std::string spec(reinterpret_cast<const char*>(data), size);  // (a NUL inside ends it, as C's string would)
   mikv_session_config c;
   mikv_session_config_init(&c);

@@ -56,8 +56,8 @@ struct OneCpu {
 std::string ReadXz(const std::string& path);
 // Everything a shell command prints on stdout; *status gets its exit status (pclose's), -1 if it could not start.
 std::string CommandOutput(const std::string& command, int* status = nullptr);
-// A small Hugging Face folder (config.json: 1-layer Llama, dim 8; a 4-token byte-level tokenizer.json) under the
-// test's scratch folder: the fuzzers' fixture, for feeding safetensors files to the HF reader.
+// A small Hugging Face folder (support/tiny_hf_files.h's config.json and tokenizer.json, no weights) under the
+// test's scratch folder: the fuzz targets' folder, for feeding files to the HF reader.
 std::string TinyHuggingFaceFolder();
 
 // `mikv budget --measure` (the plan: runtime measured at start and over one step, mapped and packed weights,
