@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_PER_TARGET=${1:-60}
 RUNS_PER_TARGET=${2:--1}
-TARGETS=${FUZZ_TARGETS:-mikv_loader gguf llama2c safetensors hf_config hf_tokenizer sentencepiece tokenizers c_api_config kv_spec}
+TARGETS=${FUZZ_TARGETS:-mikv_loader gguf llama2c safetensors hf_config hf_tokenizer sentencepiece tokenizers c_api_config kv_spec utf8_utf16}
 SHARED=${MIKV_SHARED:-../shared}
 FLAGS="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -g -O1"
 CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Release -DMIKV_BUILD_FUZZERS=ON -DMIKV_BUILD_TESTS=OFF \
@@ -16,7 +16,7 @@ CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Release -DMIKV_
 cmake --build build-fuzz -j "$(nproc)" >/dev/null
 B=build-fuzz
 mkdir -p $B/seeds $B/crashes
-for t in mikv_loader gguf llama2c safetensors hf_config hf_tokenizer sentencepiece tokenizers c_api_config kv_spec; do mkdir -p $B/seeds/$t; done
+for t in mikv_loader gguf llama2c safetensors hf_config hf_tokenizer sentencepiece tokenizers c_api_config kv_spec utf8_utf16; do mkdir -p $B/seeds/$t; done
 S=$SHARED/models/stories260K
 [[ -f $B/stories.mikv ]] || $B/tools/mikv convert $S/stories260K.bin --tokenizer $S/tok512.bin -o $B/stories.mikv >/dev/null
 [[ -f $B/default.mikv ]] || $B/tools/mikv convert models/mikv-default-14m -o $B/default.mikv --weights int8 >/dev/null
@@ -50,6 +50,7 @@ open(sys.argv[2], "wb").write(out)
 PY
 for f in $SHARED/tokenizers/*/*.inp; do cp "$f" $B/seeds/tokenizers/ 2>/dev/null || true; done
 printf 'Once upon a time' > $B/seeds/tokenizers/plain
+printf 'caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80 \xed\xa0\x80 \xc0\xaf \xf0\x9f' > $B/seeds/utf8_utf16/mixed
 head -c 64 /dev/zero > $B/seeds/c_api_config/zero
 # Cache strings: kv_config.h's examples and budget's presets.
 i=0
@@ -63,7 +64,7 @@ status=0
 for t in $TARGETS; do
   log=$B/fuzz_$t.log
   # Tokenizers: short texts (a long one only repeats what short ones exercise, at a hundredth of the speed).
-  max_len=262144; [[ $t == tokenizers ]] && max_len=2048
+  max_len=262144; [[ $t == tokenizers || $t == utf8_utf16 ]] && max_len=2048
   if $B/fuzz/fuzz_$t -max_total_time="$SECONDS_PER_TARGET" -runs="$RUNS_PER_TARGET" -print_final_stats=1 -seed=1 \
        -max_len=$max_len -timeout=20 \
        -rss_limit_mb=4096 -artifact_prefix=$B/crashes/$t- $B/seeds/$t >"$log" 2>&1; then result=ok; else result=CRASH; status=1; fi
