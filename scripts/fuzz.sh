@@ -58,7 +58,7 @@ for spec in mikv@0.05/int2 uniform/int3:g64+rot mikv@0.02/int4/int2:g64 mikv/int
             mikv/int8:g64@0/k4v3:g64/k3v2:g64+rot h2o@0.25 full sinks plain; do
   printf '%s' "$spec" > $B/seeds/kv_spec/$((i++))
 done
-export MIKV_FUZZ_SPM_MODEL=$B/stories.mikv MIKV_FUZZ_BPE_MODEL=$B/default.mikv
+export MIKV_FUZZ_SPM_MODEL=$B/stories.mikv MIKV_FUZZ_BPE_MODEL=$B/default.mikv MIKV_FUZZ_VOCAB_DIR=$SHARED/tokenizers/llama.cpp-vocab
 export ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 status=0
 for t in $TARGETS; do
