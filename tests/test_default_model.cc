@@ -114,7 +114,7 @@ TEST(DefaultModel, BudgetProposalFitsTheMemory) {
 // its header said "0 high + 0 middle + 0 low tokens" until session 56) and in a proposal made for a budget below
 // what holds every token at INT2. A longest context that reaches the search's 2^20 tokens is marked as such
 // (`at_search_limit`, "or more"), not reported as the exact fit.
-TEST(BudgetProposal, SaysWhatTheCacheHoldsAndWhereTheSearchStops) {
+TEST(DefaultModel, BudgetSaysWhatTheCacheHoldsAndWhereTheSearchStops) {
   const std::string model = DefaultModelAutoWeights(), base = "budget -m " + model + " -c 2048 -t 2";
   const auto plain = CliJson(base + " --json")["plan"]["kv"];
   EXPECT_EQ(plain["cached_tokens"], 2048) << plain.dump();
