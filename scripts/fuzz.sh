@@ -7,7 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_PER_TARGET=${1:-60}
 RUNS_PER_TARGET=${2:--1}
-TARGETS=${FUZZ_TARGETS:-mikv_loader gguf llama2c safetensors hf_config hf_tokenizer sentencepiece tokenizers c_api_config kv_spec utf8_utf16}
+ALL="mikv_loader gguf llama2c safetensors hf_config hf_tokenizer sentencepiece tokenizers c_api_config kv_spec utf8_utf16"
+TARGETS=${FUZZ_TARGETS:-$ALL}
 SHARED=${MIKV_SHARED:-../shared}
 FLAGS="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -g -O1"
 CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Release -DMIKV_BUILD_FUZZERS=ON -DMIKV_BUILD_TESTS=OFF \
@@ -16,7 +17,7 @@ CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Release -DMIKV_
 cmake --build build-fuzz -j "$(nproc)" >/dev/null
 B=build-fuzz
 mkdir -p $B/seeds $B/crashes
-for t in mikv_loader gguf llama2c safetensors hf_config hf_tokenizer sentencepiece tokenizers c_api_config kv_spec utf8_utf16; do mkdir -p $B/seeds/$t; done
+for t in $ALL; do mkdir -p $B/seeds/$t; done
 S=$SHARED/models/stories260K
 [[ -f $B/stories.mikv ]] || $B/tools/mikv convert $S/stories260K.bin --tokenizer $S/tok512.bin -o $B/stories.mikv >/dev/null
 [[ -f $B/default.mikv ]] || $B/tools/mikv convert models/mikv-default-14m -o $B/default.mikv --weights int8 >/dev/null
@@ -24,7 +25,7 @@ cp $B/stories.mikv $B/seeds/mikv_loader/
 cp $S/stories260K-f32.gguf $B/seeds/gguf/
 for f in $SHARED/tokenizers/llama.cpp-vocab/*.gguf; do head -c 200000 "$f" > $B/seeds/gguf/$(basename "$f"); done
 { printf '\x80'; cat $S/stories260K.bin $S/tok512.bin; } > $B/seeds/llama2c/stories
-$B/fuzz/fuzz_seeds $B/seeds  # the Hugging Face targets' model.safetensors and config.json seeds
+$B/fuzz/fuzz_seeds $B/seeds  # the Hugging Face targets' model.safetensors, config.json and tokenizer.json seeds
 # tokenizer.model: Llama 2's with its first 600 pieces (the specials, the 256 bytes and the first merges) and every
 # other field as it is: the protobuf's varints, keys and lengths as SentencePiece writes them, at a size a mutation
 # run can afford.
