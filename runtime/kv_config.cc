@@ -279,7 +279,7 @@ Status ParseKvSpec(const std::string& spec, const KvCacheConfig& base, KvCacheCo
     *frac = f;
     return OkStatus();
   };
-  // ":gGROUP" (the g optional): digits only, at most a head dimension's worth (atoi overflowed on more).
+  // ":gGROUP" (the g optional): digits only, at most five of them (atoi overflowed on long runs).
   auto parse_group = [&](const std::string& text, int* group) {
     const size_t digits = text.size() > 0 && text[0] == 'g' ? 1 : 0;
     if (text.size() == digits || text.size() - digits > 5 ||

@@ -105,7 +105,7 @@ class SentencePieceTokenizer final : public Tokenizer {
   std::string PieceBytes(int32_t id) const override {
     const std::string& piece = data_.tokens[id];
     if (type(id) == TokenType::Byte) {
-      int byte = ByteOfPiece(piece);
+      const int byte = ByteOfPiece(piece);
       if (byte >= 0) return std::string(1, (char)byte);
     }  // a byte piece not spelt <0xXX> decodes as its text
     std::string out;

@@ -185,8 +185,8 @@ Status ReadTokenizerJson(const std::string& path, PreTokenizer pre, TokenizerDat
     return Status(MIKV_ERR_UNSUPPORTED, "'" + path + "': only byte-level BPE tokenizer.json files are supported");
   constexpr size_t kMostTokens = (size_t)1 << 22;  // refused before anything is allocated for it
   size_t n = model.at("vocab").size();
-  // An added token's id is checked as it is read: value("id", 0) took -1 to SIZE_MAX, one past the vector's end once
-  // added to, and 1e20 to an undefined int (UBSan, fuzz/fuzz_hf_tokenizer.cc's inputs).
+  // An added token's id is checked as it is read: value("id", 0) took -1 to SIZE_MAX (an index one element before the
+  // vocabulary's start, written to), 1e20 to an undefined int (UBSan) and a missing id to 0, token 0 overwritten.
   const json& added = j["added_tokens"];
   if (!added.is_null() && !added.is_array())
     return Status(MIKV_ERR_CORRUPT, "'" + path + "': added_tokens is not a list");
