@@ -1,7 +1,7 @@
 // Writes the Hugging Face fuzz targets' seeds from the tests' own tiny files (tests/support/tiny_hf_files.h):
 // safetensors/tiny (the one-tensor model.safetensors), hf_config/tiny (the tiny config.json), hf_config/llama3
-// (the same with Llama 3 RoPE scaling, a head_dim and a list of end tokens) and hf_tokenizer/tiny (the tiny
-// tokenizer.json). Usage: fuzz_seeds SEEDS_DIR (its safetensors/, hf_config/ and hf_tokenizer/ folders made
+// (the same with Llama 3 RoPE scaling, a head_dim and a list of end tokens), hf_tokenizer/tiny (the tiny
+// tokenizer.json) and hf_tokenizer/llama3 (one in Llama 3's shape). Usage: fuzz_seeds SEEDS_DIR (its safetensors/, hf_config/ and hf_tokenizer/ folders made
 // already). scripts/fuzz.sh runs it.
 #include <cstdio>
 #include <string>
