@@ -363,5 +363,27 @@ TEST(BadInput, HuggingFaceAddedTokenIdsAreChecked) {
   std::remove((dir + "/model.safetensors").c_str());
 }
 
+// A sharded folder's index names files of the folder: an empty weight_map, or a shard named with a path ("../x",
+// "/etc/hostname") or "..", is CORRUPT naming the index, where the reader went on with no shard (and a confusing
+// error later) or read outside the folder.
+TEST(BadInput, HuggingFaceShardIndexNamesFilesOfTheFolder) {
+  const std::string dir = TinyHuggingFaceFolder();
+  WriteBytes(dir + "/model.safetensors", tiny_hf::OneTensorSafetensors());
+  const std::string index = dir + "/model.safetensors.index.json";
+  for (const char* map : {R"({})", R"({"model.embed_tokens.weight":"../model.safetensors"})",
+                          R"({"model.embed_tokens.weight":"/etc/hostname"})", R"({"model.embed_tokens.weight":".."})"}) {
+    std::ofstream(index) << R"({"metadata":{},"weight_map":)" << map << "}";
+    convert::ModelSpec spec;
+    const Status s = convert::ReadHuggingFace(dir, &spec, nullptr);
+    EXPECT_EQ(s.code(), MIKV_ERR_CORRUPT) << map << ": " << s.ToString();
+    EXPECT_NE(s.message().find("index.json"), std::string::npos) << map << ": " << s.message();
+  }
+  std::ofstream(index) << R"({"metadata":{},"weight_map":{"model.embed_tokens.weight":"model.safetensors"}})";
+  convert::ModelSpec spec;
+  EXPECT_TRUE(convert::ReadHuggingFace(dir, &spec, nullptr).ok());  // the one shard, named plainly
+  std::remove(index.c_str());
+  std::remove((dir + "/model.safetensors").c_str());
+}
+
 }  // namespace
 }  // namespace mikv::test

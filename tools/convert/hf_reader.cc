@@ -276,6 +276,12 @@ Status ReadHuggingFaceUnchecked(const std::string& folder, ModelSpec* spec, cons
     MIKV_RETURN_IF_ERROR(ReadJson(folder + "/model.safetensors.index.json", &index));
     std::set<std::string> files;
     for (auto& [name, file] : index["weight_map"].items()) files.insert(file.get<std::string>());
+    const std::string where_index = folder + "/model.safetensors.index.json";
+    if (files.empty()) return Status(MIKV_ERR_CORRUPT, "'" + where_index + "': its weight_map names no file");
+    // A shard is a file of this folder: a name with a '/' (or "..") would read elsewhere.
+    for (const std::string& f : files)
+      if (f.empty() || f == "." || f == ".." || f.find('/') != std::string::npos)
+        return Status(MIKV_ERR_CORRUPT, "'" + where_index + "': shard '" + f + "' is not a file name of the folder");
     shards.assign(files.begin(), files.end());
   } else {
     shards.push_back("model.safetensors");
