@@ -1,6 +1,5 @@
 // The C API's configuration handling: arbitrary bytes as a mikv_session_config (struct size, version, enums,
 // budgets, fractions) through mikv_plan_session and, when the plan is small, mikv_session_create and a step.
-#include <cstdlib>
 #include <cstring>
 
 #include "fuzz_common.h"

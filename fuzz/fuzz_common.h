@@ -38,14 +38,19 @@ inline void WriteFile(const std::string& path, const uint8_t* data, size_t size)
 // target to a quarter of its runs a second). A converter writes its reader's TokenizerData into the .mikv as it is,
 // so a piece the runtime cannot take is a model that fails at its first reply (a byte piece "<0xZZ>" aborted Decode
 // until session 56).
+// Decodes pieces 0..count-1 in one sequence.
+inline void DecodePieces(const Tokenizer& tokenizer, int32_t count) {
+  std::vector<int32_t> ids(count);
+  for (int32_t id = 0; id < count; ++id) ids[id] = id;
+  (void)tokenizer.Decode(ids);
+}
+
 inline void ExerciseTokenizer(const TokenizerData& data) {
   std::unique_ptr<Tokenizer> tokenizer;
   if (!Tokenizer::Create(data, &tokenizer).ok()) return;
   std::vector<int32_t> ids;
   (void)tokenizer->Encode("Once upon a time, \xe2\x96\x81 caf\xc3\xa9 <s> 42", EncodeOptions(), &ids);
-  ids.resize(std::min(tokenizer->vocab_size(), 2048));
-  for (int32_t id = 0; id < (int32_t)ids.size(); ++id) ids[id] = id;
-  (void)tokenizer->Decode(ids);
+  DecodePieces(*tokenizer, std::min(tokenizer->vocab_size(), 2048));
 }
 
 // The model the C API targets plan and run sessions on: $MIKV_FUZZ_SPM_MODEL (scripts/fuzz.sh sets stories260K),

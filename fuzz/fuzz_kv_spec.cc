@@ -2,7 +2,6 @@
 // over a default config (stories260K, one thread), then planned and, when the plan is small, run for a step — so what
 // the parser lets through reaches the cache's planner and tiers. Until session 56 the parser took "@abc" as 0 and
 // ran atoi on any digits after ':'.
-#include <cstdlib>
 #include <string>
 
 #include "fuzz_common.h"

@@ -222,7 +222,7 @@ Status PlanKvCache(const KvGeometry& g, const KvCacheConfig& c, KvPlan* plan) {
     }
   };
   plan_tokens(/*lo_ranked=*/false);
-  if (plan->hi_tokens + plan->mid_tokens + plan->lo_tokens < g.capacity) plan_tokens(/*lo_ranked=*/true);
+  if (plan->tokens() < g.capacity) plan_tokens(/*lo_ranked=*/true);
 
   if (c.policy != KvPolicy::Uniform && c.policy != KvPolicy::Full && plan->hi_tokens < plan->sinks + plan->window) {
     const size_t need = fixed + streams * (size_t)min_hi * (plan->hi_bytes_per_token + plan->hi_table_bytes);
@@ -240,7 +240,7 @@ Status PlanKvCache(const KvGeometry& g, const KvCacheConfig& c, KvPlan* plan) {
                                          (size_t)plan->mid_tokens * (plan->mid_bytes_per_token + plan->mid_table_bytes) +
                                          (size_t)plan->lo_tokens * (plan->lo_bytes_per_token + plan->lo_table_bytes));
   plan->fp16_bytes_same_tokens =
-      (size_t)Fp16KvBytes(g.n_layers, g.n_kv_heads, g.head_dim, plan->hi_tokens + plan->mid_tokens + plan->lo_tokens);
+      (size_t)Fp16KvBytes(g.n_layers, g.n_kv_heads, g.head_dim, plan->tokens());
   return OkStatus();
 }
 

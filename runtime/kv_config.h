@@ -104,6 +104,9 @@ struct KvPlan {
   size_t hi_table_bytes = 0, mid_table_bytes = 0, lo_table_bytes = 0;  // per token, one kv head
   size_t total_bytes = 0;                                  // all layers and kv heads, tables and balancer included
   size_t fp16_bytes_same_tokens = 0;                       // what an FP16 cache of hi + lo tokens would take
+  // The tokens the cache holds at once per layer and kv head: fewer than the context, and the least important are
+  // evicted once it fills.
+  int tokens() const { return hi_tokens + mid_tokens + lo_tokens; }
 };
 
 // The bytes an FP16 cache (K and V, 2 bytes a channel) of `tokens` tokens takes over all layers and kv heads: the

@@ -238,14 +238,13 @@ nlohmann::json Propose(const Model& model, const Overheads& over, size_t memory,
     for (int i = 0; i < 8; ++i) {
       KvPlan plan;
       const size_t arena = ArenaFor(model, c, context, threads, &plan);
-      if (p.needs_every_token && plan.hi_tokens + plan.mid_tokens + plan.lo_tokens < context) break;
+      if (p.needs_every_token && plan.tokens() < context) break;
       if (over.Fit(arena, memory)) {
         out["kv"] = spec;
         out["kv_budget_bytes"] = c.budget_bytes;
         out["arena_bytes"] = arena;
-        const int cached = plan.hi_tokens + plan.mid_tokens + plan.lo_tokens;
-        out["cached_tokens"] = cached;  // per layer and kv head; fewer than the context: the least important evicted
-        out["evicts"] = cached < context;
+        out["cached_tokens"] = plan.tokens();  // per layer and kv head
+        out["evicts"] = plan.tokens() < context;
         out["evidence"] = p.evidence;
         out["flags"] = "--kv-config " + spec + (c.budget_bytes ? " --kv-budget " + std::to_string(c.budget_bytes) : "") +
                        (c.policy == KvPolicy::Full ? "" : " --no-balance") + " -c " + std::to_string(context);
@@ -436,11 +435,10 @@ int RunBudget(const BudgetArgs& a) {
   plan["arena_bytes"] = arena;
   plan["context"] = plan_context;
   plan["arena_allocated"] = arena_allocated;  // false: this machine could not allocate it; the plan stands
-  // The tokens the cache holds at once per layer and kv head: the plain cache every token of the context (FP16, no
-  // tiers: its plan counts none), the others their tiers' sum; fewer than the context means the least important
-  // tokens are evicted once it fills.
+  // The tokens the cache holds at once per layer and kv head (KvPlan::tokens): the plain cache every token of the
+  // context (FP16, no tiers: PlanKvCache leaves its plan empty, and the plain cache sizes itself).
   const bool plain_cache = config.kv.policy == KvPolicy::Plain;
-  const int cached = plain_cache ? plan_context : kv_plan.hi_tokens + kv_plan.mid_tokens + kv_plan.lo_tokens;
+  const int cached = plain_cache ? plan_context : kv_plan.tokens();
   plan["kv"] = {{"policy", KvPolicyName(config.kv.policy)}, {"high_tokens", kv_plan.hi_tokens},
                 {"mid_tokens", kv_plan.mid_tokens}, {"low_tokens", kv_plan.lo_tokens}, {"bytes", kv_plan.total_bytes},
                 {"cached_tokens", cached}, {"evicts", cached < plan_context},
