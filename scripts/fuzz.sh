@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets (clang, ASan + UBSan) and runs each for a bounded time from seeds made of the real
-# files in ../shared and of the tests' tiny Hugging Face files (fuzz/fuzz_seeds.cc). Usage: scripts/fuzz.sh [seconds per target, default 60] [executions per target, default no
-# limit: whichever comes first ends a target]; FUZZ_TARGETS="gguf tokenizers" picks targets. Prints executions and
-# crashes per target; a crash fails the script and leaves its input in build-fuzz/crashes/.
+# files in ../shared and of the tests' tiny Hugging Face files (fuzz/fuzz_seeds.cc). Usage: scripts/fuzz.sh [seconds
+# per target, default 60] [executions per target, default no limit: whichever comes first ends a target];
+# FUZZ_TARGETS="gguf tokenizers" picks targets. Prints executions and crashes per target; a crash fails the script
+# and leaves its input in build-fuzz/crashes/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_PER_TARGET=${1:-60}
