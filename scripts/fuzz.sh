@@ -67,8 +67,10 @@ for t in $TARGETS; do
   log=$B/fuzz_$t.log
   # Tokenizers: short texts (a long one only repeats what short ones exercise, at a hundredth of the speed).
   max_len=262144; [[ $t == tokenizers || $t == utf8_utf16 ]] && max_len=2048
+  # The JSON readers' keys and values as a dictionary (fuzz/hf_json.dict says why).
+  dict=(); [[ $t == hf_config || $t == hf_tokenizer || $t == safetensors ]] && dict=(-dict=fuzz/hf_json.dict)
   if $B/fuzz/fuzz_$t -max_total_time="$SECONDS_PER_TARGET" -runs="$RUNS_PER_TARGET" -print_final_stats=1 -seed=1 \
-       -max_len=$max_len -timeout=20 \
+       -max_len=$max_len -timeout=20 "${dict[@]}" \
        -rss_limit_mb=4096 -artifact_prefix=$B/crashes/$t- $B/seeds/$t >"$log" 2>&1; then result=ok; else result=CRASH; status=1; fi
   execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo "?")
   echo "fuzz $t: $execs executions, $result"
