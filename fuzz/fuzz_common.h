@@ -32,12 +32,6 @@ inline void WriteFile(const std::string& path, const uint8_t* data, size_t size)
   std::fclose(f);
 }
 
-
-// What a reader accepted, on to the runtime: the tokenizer it makes (or a status refusing it) encodes a text and
-// decodes its first 2,048 pieces (each piece takes the same code; all 32,000 of a Llama 2 vocabulary cut the gguf
-// target to a quarter of its runs a second). A converter writes its reader's TokenizerData into the .mikv as it is,
-// so a piece the runtime cannot take is a model that fails at its first reply (a byte piece "<0xZZ>" aborted Decode
-// until session 56).
 // Decodes pieces 0..count-1 in one sequence.
 inline void DecodePieces(const Tokenizer& tokenizer, int32_t count) {
   std::vector<int32_t> ids(count);
@@ -45,6 +39,11 @@ inline void DecodePieces(const Tokenizer& tokenizer, int32_t count) {
   (void)tokenizer.Decode(ids);
 }
 
+// What a reader accepted, on to the runtime: the tokenizer it makes (or a status refusing it) encodes a text and
+// decodes its first 2,048 pieces (each piece takes the same code; all 32,000 of a Llama 2 vocabulary cut the gguf
+// target to a quarter of its runs a second). A converter writes its reader's TokenizerData into the .mikv as it is,
+// so a piece the runtime cannot take is a model that fails at its first reply (a byte piece "<0xZZ>" aborted Decode
+// until session 56).
 inline void ExerciseTokenizer(const TokenizerData& data) {
   std::unique_ptr<Tokenizer> tokenizer;
   if (!Tokenizer::Create(data, &tokenizer).ok()) return;

@@ -103,8 +103,8 @@ struct KvPlan {
   bool lo_ranked = true;                                   // the low tier keeps importance and positions
   size_t hi_table_bytes = 0, mid_table_bytes = 0, lo_table_bytes = 0;  // per token, one kv head
   size_t total_bytes = 0;                                  // all layers and kv heads, tables and balancer included
-  size_t fp16_bytes_same_tokens = 0;                       // what an FP16 cache of hi + lo tokens would take
-  // The tokens the cache holds at once per layer and kv head: fewer than the context, and the least important are
+  size_t fp16_bytes_same_tokens = 0;                       // what an FP16 cache of hi + mid + lo tokens would take
+  // The tokens the cache holds at once per layer and kv head: where fewer than the context, the least important are
   // evicted once it fills.
   int tokens() const { return hi_tokens + mid_tokens + lo_tokens; }
 };
